@@ -1,0 +1,68 @@
+"""The amberwatch command line: a thin Click front over the library.
+
+Each stage keeps its commands in ``amberwatch/<stage>/commands.py`` (a ``COMMANDS`` list of Click
+commands or groups); this module gathers them and prints AmberwatchError messages without a
+traceback (exit 1). Click's own usage errors exit 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import warnings
+
+import click
+
+from amberwatch import __version__
+from amberwatch.errors import AmberwatchError, AmberwatchWarning
+
+STAGES = ("labels", "model", "imagery", "scan", "results", "web", "story")
+
+db_option = click.option(
+    "--db",
+    "db",
+    envvar="AMBERWATCH_DB",
+    default="amberwatch.db",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Project SQLite database (env AMBERWATCH_DB).",
+)
+
+
+class AmberwatchGroup(click.Group):
+    """Click group that turns AmberwatchError into a one-line message and exit code 1."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        """Run the command, printing amberwatch errors without a traceback."""
+        try:
+            return super().invoke(ctx)
+        except AmberwatchError as exc:
+            click.secho(f"Error: {exc}", fg="red", err=True)
+            sys.exit(1)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    if issubclass(category, AmberwatchWarning):
+        click.secho(f"Warning: {message}", fg="yellow", err=True)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = warnings.showwarning
+
+
+@click.group(cls=AmberwatchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="amberwatch")
+def main() -> None:
+    """Find illegal surface mining on imagery; map, measure and tell it."""
+    warnings.showwarning = _show_warning
+
+
+for _stage in STAGES:
+    _module = importlib.import_module(f"amberwatch.{_stage}.commands")
+    for _command in getattr(_module, "COMMANDS", []):
+        main.add_command(_command)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Imagery sources (XYZ/quadkey servers, GeoTIFF/COG, tile folders, MBTiles), tile math and the tile cache."""

@@ -1,0 +1,108 @@
+"""The tile cache: every fetched tile stored once in one SQLite file, shared by scans, map and story."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+from amberwatch.db import connect, migrate, utc_now_iso
+
+DEFAULT_CACHE_PATH = "amberwatch-tiles.mbtiles"
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE tiles (
+        source_id TEXT NOT NULL,
+        z INTEGER NOT NULL,
+        x INTEGER NOT NULL,
+        y INTEGER NOT NULL,              -- XYZ row (top origin), not TMS
+        status TEXT NOT NULL,            -- ok | empty (404 / blank: no imagery)
+        data BLOB,                       -- encoded image as served (PNG/JPEG/WebP); NULL when empty
+        content_type TEXT,
+        capture_date TEXT,
+        fetched_at TEXT NOT NULL,
+        PRIMARY KEY (source_id, z, x, y)
+    );
+    CREATE TABLE sources (
+        source_id TEXT PRIMARY KEY,
+        spec TEXT NOT NULL,              -- URL template / preset / path, with secrets removed
+        attribution TEXT
+    );
+    """,
+]
+
+
+def default_cache_path(db_path: str | os.PathLike[str]) -> Path:
+    """The cache file beside a project DB: ``<db stem>-tiles.mbtiles``."""
+    p = Path(db_path)
+    return p.with_name(f"{p.stem}-tiles.mbtiles")
+
+
+class TileCache:
+    """A thread-safe SQLite store of encoded tiles keyed by (source_id, z, x, y)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        """Open or create the cache file."""
+        self.path = Path(path)
+        self._conn = connect(self.path)
+        migrate(self._conn, "tile_cache", MIGRATIONS)
+        self._lock = threading.Lock()
+
+    def get(self, source_id: str, z: int, x: int, y: int) -> sqlite3.Row | None:
+        """The cached row (status, data, content_type, capture_date) or None when never fetched."""
+        with self._lock:
+            return self._conn.execute(
+                "SELECT status, data, content_type, capture_date FROM tiles"
+                " WHERE source_id = ? AND z = ? AND x = ? AND y = ?",
+                (source_id, z, x, y),
+            ).fetchone()
+
+    def put(
+        self,
+        source_id: str,
+        z: int,
+        x: int,
+        y: int,
+        data: bytes | None,
+        *,
+        status: str = "ok",
+        content_type: str | None = None,
+        capture_date: str | None = None,
+    ) -> None:
+        """Store a tile (or an 'empty' marker) once; a later put replaces it."""
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO tiles (source_id, z, x, y, status, data, content_type, capture_date, fetched_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (source_id, z, x, y, status, data, content_type, capture_date, utc_now_iso()),
+            )
+
+    def register_source(self, source_id: str, spec: str, attribution: str | None = None) -> None:
+        """Remember which spec a source id stands for (secrets must already be removed)."""
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO sources (source_id, spec, attribution) VALUES (?, ?, ?)",
+                (source_id, spec, attribution),
+            )
+
+    def count(self, source_id: str | None = None) -> int:
+        """Number of cached tiles, optionally for one source."""
+        with self._lock:
+            if source_id is None:
+                return int(self._conn.execute("SELECT COUNT(*) FROM tiles").fetchone()[0])
+            return int(
+                self._conn.execute("SELECT COUNT(*) FROM tiles WHERE source_id = ?", (source_id,)).fetchone()[0]
+            )
+
+    def close(self) -> None:
+        """Close the underlying connection."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> "TileCache":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,90 @@
+"""Value types shared by every imagery source: bounding boxes with units in their names and the typed image."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import date
+
+import numpy as np
+
+from amberwatch.errors import InvalidInputError
+
+EARTH_CIRCUMFERENCE_M = 40075016.68557849  # WGS84 equatorial, as used by Web Mercator
+TILE_SIZE_PX = 256
+
+
+@dataclass(frozen=True)
+class LngLatBbox:
+    """A bounding box in WGS84 degrees: west, south, east, north."""
+
+    west_deg: float
+    south_deg: float
+    east_deg: float
+    north_deg: float
+
+    def __post_init__(self) -> None:
+        vals = (self.west_deg, self.south_deg, self.east_deg, self.north_deg)
+        if not all(math.isfinite(v) for v in vals):
+            raise InvalidInputError(f"bounding box {vals} has non-finite values")
+        if not (-180 <= self.west_deg <= 180 and -180 <= self.east_deg <= 180):
+            raise InvalidInputError(f"bounding box {vals}: longitudes must be within -180..180 degrees")
+        if not (-90 <= self.south_deg <= self.north_deg <= 90):
+            raise InvalidInputError(f"bounding box {vals}: need -90 <= south <= north <= 90 degrees")
+
+    @property
+    def center_deg(self) -> tuple[float, float]:
+        """(lon, lat) of the centre."""
+        return ((self.west_deg + self.east_deg) / 2, (self.south_deg + self.north_deg) / 2)
+
+    def as_tuple(self) -> tuple[float, float, float, float]:
+        """(west, south, east, north) in degrees."""
+        return (self.west_deg, self.south_deg, self.east_deg, self.north_deg)
+
+
+@dataclass(frozen=True)
+class MercatorBbox:
+    """A bounding box in Web Mercator (EPSG:3857) metres: left, bottom, right, top."""
+
+    left_m: float
+    bottom_m: float
+    right_m: float
+    top_m: float
+
+
+def ground_resolution_m_per_px(lat_deg: float, zoom: int, tile_size_px: int = TILE_SIZE_PX) -> float:
+    """True ground size of one Web Mercator pixel at a latitude and zoom, in metres."""
+    return EARTH_CIRCUMFERENCE_M * math.cos(math.radians(lat_deg)) / (tile_size_px * 2**zoom)
+
+
+@dataclass
+class GeoImage:
+    """An RGB image with its footprint: what every imagery reader returns.
+
+    ``pixels`` is always HxWx3 uint8 RGB (readers convert or refuse other modes).
+    """
+
+    pixels: np.ndarray
+    bbox: LngLatBbox
+    resolution_m_per_px: float
+    source_id: str
+    capture_date: date | None = None
+    tile: tuple[int, int, int] | None = None  # (x, y, z) when the image is a web-map tile
+    warnings: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        a = self.pixels
+        if not (isinstance(a, np.ndarray) and a.ndim == 3 and a.shape[2] == 3 and a.dtype == np.uint8):
+            raise InvalidInputError(
+                f"GeoImage pixels must be HxWx3 uint8, got {getattr(a, 'shape', None)} {getattr(a, 'dtype', None)}"
+            )
+
+    @property
+    def height_px(self) -> int:
+        """Image height in pixels."""
+        return int(self.pixels.shape[0])
+
+    @property
+    def width_px(self) -> int:
+        """Image width in pixels."""
+        return int(self.pixels.shape[1])

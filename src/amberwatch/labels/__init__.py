@@ -1,0 +1,1 @@
+"""Labelled example store: import, list, exclude examples of mining and not-mining imagery."""

@@ -1,0 +1,1 @@
+"""The mining classifier: training, loading, prediction and evaluation."""

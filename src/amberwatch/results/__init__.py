@@ -1,0 +1,1 @@
+"""Detections as polygons with hectares, export, and error-adjusted area estimation."""

@@ -1,0 +1,1 @@
+"""The web app: interactive map, readers' corrections, reviewer queue and labelling page."""
