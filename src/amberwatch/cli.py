@@ -1,7 +1,7 @@
 """The amberwatch command line: a thin Click front over the library.
 
-Each stage keeps its commands in ``amberwatch/<stage>/commands.py`` (a ``COMMANDS`` list of Click
-commands or groups); this module gathers them and prints AmberwatchError messages without a
+Each stage keeps its commands in modules listed in ``COMMAND_MODULES`` (each with a ``COMMANDS`` list
+of Click commands or groups); this module gathers them and prints AmberwatchError messages without a
 traceback (exit 1). Click's own usage errors exit 2.
 """
 
@@ -16,7 +16,17 @@ import click
 from amberwatch import __version__
 from amberwatch.errors import AmberwatchError, AmberwatchWarning
 
-STAGES = ("labels", "model", "imagery", "scan", "results", "web", "story")
+COMMAND_MODULES = (
+    "amberwatch.labels.commands",
+    "amberwatch.model.commands",
+    "amberwatch.model.versions_commands",
+    "amberwatch.imagery.commands",
+    "amberwatch.scan.commands",
+    "amberwatch.scan.layers_commands",
+    "amberwatch.results.commands",
+    "amberwatch.web.commands",
+    "amberwatch.story.commands",
+)
 
 db_option = click.option(
     "--db",
@@ -58,8 +68,8 @@ def main() -> None:
     warnings.showwarning = _show_warning
 
 
-for _stage in STAGES:
-    _module = importlib.import_module(f"amberwatch.{_stage}.commands")
+for _module_name in COMMAND_MODULES:
+    _module = importlib.import_module(_module_name)
     for _command in getattr(_module, "COMMANDS", []):
         main.add_command(_command)
 
