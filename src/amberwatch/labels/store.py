@@ -1,0 +1,533 @@
+"""The labelled example store: image crops labelled mining / not_mining in the project DB (component ``labels``).
+
+An example is identified by the sha256 of its decoded RGB pixels and shape, so the same image added
+twice (as PNG, JPEG-free re-encode, or array) is one example. Pixels are kept as PNG bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import sqlite3
+import warnings
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from amberwatch.db import connect, migrate, utc_now_iso
+from amberwatch.errors import (
+    AOIError,
+    ConflictError,
+    ImageError,
+    InvalidInputError,
+    NotFoundError,
+    RepairedGeometryWarning,
+)
+from amberwatch.imagery.decode import decode_image, encode_png
+
+COMPONENT = "labels"
+LABELS = ("mining", "not_mining")
+CATEGORIES = (
+    "forest",
+    "clear-cut",
+    "quarry",
+    "field",
+    "water",
+    "settlement",
+    "road",
+    "snow",
+    "cloud",
+    "other",
+)
+STATUSES = ("active", "excluded")
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE examples (
+        id INTEGER PRIMARY KEY,
+        sha256 TEXT NOT NULL UNIQUE,        -- of decoded RGB pixels + shape (see pixel_sha256)
+        label TEXT NOT NULL CHECK (label IN ('mining', 'not_mining')),
+        category TEXT,                      -- forest, clear-cut, quarry, ... (mostly for negatives)
+        lon REAL,
+        lat REAL,
+        imagery_date TEXT,                  -- ISO YYYY-MM-DD
+        source TEXT NOT NULL,               -- import, review, label-page, texty, ...
+        source_image TEXT,                  -- group key of the source image (Texty: 'LAT_LON')
+        original_name TEXT,                 -- file name as imported, if any
+        added_by TEXT NOT NULL,
+        added_at TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'excluded')),
+        exclude_reason TEXT,
+        excluded_at TEXT,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL
+    );
+    CREATE INDEX examples_status_label ON examples (status, label);
+    CREATE TABLE example_images (
+        example_id INTEGER PRIMARY KEY REFERENCES examples(id) ON DELETE CASCADE,
+        png BLOB NOT NULL
+    );
+    """,
+]
+
+_COLUMNS = (
+    "id, sha256, label, category, lon, lat, imagery_date, source, source_image, added_by,"
+    " added_at, status, exclude_reason, width, height"
+)
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled image crop (metadata only; pixels via ``ExampleStore.pixels``)."""
+
+    id: int
+    sha256: str
+    label: str
+    category: str | None
+    lon: float | None
+    lat: float | None
+    imagery_date: str | None
+    source: str
+    source_image: str | None
+    added_by: str
+    added_at: str
+    status: str
+    exclude_reason: str | None
+    width: int
+    height: int
+
+    @property
+    def located(self) -> bool:
+        """True when the example has a lon/lat."""
+        return self.lon is not None and self.lat is not None
+
+    @property
+    def block_key(self) -> str:
+        """0.1-degree block ``B{floor(lat*10)}_{floor(lon*10)}`` when located, else ``I{source_image or sha256}``."""
+        if self.lat is not None and self.lon is not None:
+            return f"B{math.floor(self.lat * 10)}_{math.floor(self.lon * 10)}"
+        return f"I{self.source_image or self.sha256}"
+
+
+def pixel_sha256(pixels: np.ndarray) -> str:
+    """sha256 of an HxWx3 uint8 array's shape and pixel bytes: the identity of an example."""
+    h = hashlib.sha256()
+    h.update(("%dx%dx%d;" % pixels.shape).encode("ascii"))
+    h.update(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes())
+    return h.hexdigest()
+
+
+def check_label(label: str) -> str:
+    """Return the label if it is 'mining' or 'not_mining', else raise InvalidInputError naming it."""
+    if label not in LABELS:
+        raise InvalidInputError(f"unknown label {label!r}: expected one of {', '.join(LABELS)}")
+    return label
+
+
+def check_category(category: str | None) -> str | None:
+    """Return a known negative category (or None), else raise InvalidInputError naming it."""
+    if category is None:
+        return None
+    if category not in CATEGORIES:
+        raise InvalidInputError(f"unknown category {category!r}: expected one of {', '.join(CATEGORIES)}")
+    return category
+
+
+def check_status(status: str | None) -> str | None:
+    """Return 'active', 'excluded' or None, else raise InvalidInputError naming it."""
+    if status is not None and status not in STATUSES:
+        raise InvalidInputError(f"unknown status {status!r}: expected one of {', '.join(STATUSES)}")
+    return status
+
+
+def _check_date(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(str(value)).isoformat()
+    except ValueError as exc:
+        raise InvalidInputError(f"imagery date {value!r} is not an ISO date YYYY-MM-DD") from exc
+
+
+def _check_lon_lat(lon: float | None, lat: float | None) -> tuple[float | None, float | None]:
+    if (lon is None) != (lat is None):
+        raise InvalidInputError(f"give both lon and lat or neither (lon={lon!r}, lat={lat!r})")
+    if lon is None or lat is None:
+        return None, None
+    try:
+        lon_f, lat_f = float(lon), float(lat)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"lon/lat ({lon!r}, {lat!r}) are not numbers") from exc
+    if not (math.isfinite(lon_f) and -180.0 <= lon_f <= 180.0):
+        raise InvalidInputError(f"longitude {lon!r} is outside -180..180 degrees")
+    if not (math.isfinite(lat_f) and -90.0 <= lat_f <= 90.0):
+        raise InvalidInputError(f"latitude {lat!r} is outside -90..90 degrees")
+    return lon_f, lat_f
+
+
+def _as_rgb(image: bytes | np.ndarray, name: str) -> np.ndarray:
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ImageError(
+                f"{name}: expected an HxWx3 uint8 array, got shape {image.shape} dtype {image.dtype}"
+            )
+        if image.shape[0] < 1 or image.shape[1] < 1:
+            raise ImageError(f"{name}: image has no pixels")
+        return np.ascontiguousarray(image)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return decode_image(bytes(image), name)
+    raise ImageError(f"{name}: expected image bytes or an array, got {type(image).__name__}")
+
+
+def _row_to_example(row: sqlite3.Row) -> Example:
+    return Example(
+        id=int(row["id"]),
+        sha256=row["sha256"],
+        label=row["label"],
+        category=row["category"],
+        lon=row["lon"],
+        lat=row["lat"],
+        imagery_date=row["imagery_date"],
+        source=row["source"],
+        source_image=row["source_image"],
+        added_by=row["added_by"],
+        added_at=row["added_at"],
+        status=row["status"],
+        exclude_reason=row["exclude_reason"],
+        width=int(row["width"]),
+        height=int(row["height"]),
+    )
+
+
+class ExampleStore:
+    """Labelled examples in the project DB: add, read, list, exclude, summarise."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        """Wrap an open project DB connection (migrations must already be applied; see ``open``)."""
+        self.conn = conn
+
+    @classmethod
+    def open(cls, db_path: str | os.PathLike[str]) -> ExampleStore:
+        """Connect to the project DB and apply the ``labels`` migrations."""
+        conn = connect(db_path)
+        ensure_schema(conn)
+        return cls(conn)
+
+    def close(self) -> None:
+        """Close the underlying connection."""
+        self.conn.close()
+
+    def __enter__(self) -> ExampleStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction around many ``add`` calls (nested use joins the outer one)."""
+        if self.conn.in_transaction:
+            yield
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def add(
+        self,
+        image: bytes | np.ndarray,
+        label: str,
+        *,
+        category: str | None = None,
+        lon: float | None = None,
+        lat: float | None = None,
+        imagery_date: str | None = None,
+        source: str = "import",
+        source_image: str | None = None,
+        added_by: str = "cli",
+        name: str | None = None,
+    ) -> tuple[int, bool]:
+        """Add an example; return (id, created). The same pixels again return the existing id.
+
+        Raises ImageError for undecodable images, InvalidInputError for a bad label, category,
+        date or position, and ConflictError if the same pixels are stored with the other label.
+        """
+        check_label(label)
+        check_category(category)
+        imagery_date = _check_date(imagery_date)
+        lon, lat = _check_lon_lat(lon, lat)
+        if not source:
+            raise InvalidInputError("example source must not be empty")
+        pixels = _as_rgb(image, name or "<image>")
+        sha = pixel_sha256(pixels)
+        with self.transaction():
+            row = self.conn.execute("SELECT id, label FROM examples WHERE sha256 = ?", (sha,)).fetchone()
+            if row is not None:
+                if row["label"] != label:
+                    raise ConflictError(
+                        f"{name or 'image'} is already example {row['id']} labelled {row['label']!r},"
+                        f" not {label!r}"
+                    )
+                return int(row["id"]), False
+            cur = self.conn.execute(
+                "INSERT INTO examples (sha256, label, category, lon, lat, imagery_date, source,"
+                " source_image, original_name, added_by, added_at, width, height)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    sha,
+                    label,
+                    category,
+                    lon,
+                    lat,
+                    imagery_date,
+                    source,
+                    source_image,
+                    name,
+                    added_by,
+                    utc_now_iso(),
+                    int(pixels.shape[1]),
+                    int(pixels.shape[0]),
+                ),
+            )
+            example_id = int(cur.lastrowid)
+            self.conn.execute(
+                "INSERT INTO example_images (example_id, png) VALUES (?, ?)",
+                (example_id, encode_png(pixels)),
+            )
+        return example_id, True
+
+    def get(self, example_id: int) -> Example:
+        """The example with this id, or NotFoundError."""
+        row = self.conn.execute(f"SELECT {_COLUMNS} FROM examples WHERE id = ?", (int(example_id),)).fetchone()
+        if row is None:
+            raise NotFoundError(f"example {example_id!r} does not exist")
+        return _row_to_example(row)
+
+    def original_name(self, example_id: int) -> str | None:
+        """The file name the example was imported from, if any."""
+        row = self.conn.execute("SELECT original_name FROM examples WHERE id = ?", (int(example_id),)).fetchone()
+        if row is None:
+            raise NotFoundError(f"example {example_id!r} does not exist")
+        return row["original_name"]
+
+    def png(self, example_id: int) -> bytes:
+        """The stored PNG bytes of an example, or NotFoundError."""
+        row = self.conn.execute(
+            "SELECT png FROM example_images WHERE example_id = ?", (int(example_id),)
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"example {example_id!r} does not exist")
+        return bytes(row["png"])
+
+    def pixels(self, example_id: int) -> np.ndarray:
+        """The example's pixels as an HxWx3 uint8 array, or NotFoundError."""
+        return decode_image(self.png(example_id), f"example {example_id}")
+
+    def examples(self, *, status: str | None = "active", label: str | None = None) -> list[Example]:
+        """Examples ordered by id, filtered by status (None = any) and label (None = any)."""
+        check_status(status)
+        if label is not None:
+            check_label(label)
+        sql, args = f"SELECT {_COLUMNS} FROM examples WHERE 1 = 1", []
+        if status is not None:
+            sql += " AND status = ?"
+            args.append(status)
+        if label is not None:
+            sql += " AND label = ?"
+            args.append(label)
+        return [_row_to_example(r) for r in self.conn.execute(sql + " ORDER BY id", args)]
+
+    def iter_pixels(self, examples: Sequence[Example]) -> Iterator[tuple[Example, np.ndarray]]:
+        """Yield (example, HxWx3 uint8 pixels) for each given example, in order."""
+        for ex in examples:
+            yield ex, self.pixels(ex.id)
+
+    def exclude(
+        self,
+        *,
+        ids: Sequence[int] | None = None,
+        category: str | None = None,
+        area_geojson: dict[str, Any] | str | os.PathLike[str] | None = None,
+        reason: str,
+    ) -> int:
+        """Exclude active examples matching ALL given selectors; return how many changed.
+
+        ``ids`` must all exist (NotFoundError names the missing ones). ``area_geojson`` is a GeoJSON
+        dict, JSON text or a file path (FeatureCollection / Feature / geometry of polygons); located
+        examples whose point lies inside or on any polygon match.
+        """
+        if not reason or not str(reason).strip():
+            raise InvalidInputError("an exclusion needs a non-empty reason")
+        if ids is None and category is None and area_geojson is None:
+            raise InvalidInputError("exclude needs ids, a category or an area")
+        check_category(category)
+        candidates = self.examples(status="active")
+        if ids is not None:
+            wanted = {int(i) for i in ids}
+            existing = {
+                int(r[0])
+                for r in self.conn.execute(
+                    f"SELECT id FROM examples WHERE id IN ({','.join('?' * len(wanted))})", sorted(wanted)
+                )
+            } if wanted else set()
+            missing = sorted(wanted - existing)
+            if missing:
+                raise NotFoundError(f"example id(s) {', '.join(map(str, missing))} do not exist")
+            candidates = [ex for ex in candidates if ex.id in wanted]
+        if category is not None:
+            candidates = [ex for ex in candidates if ex.category == category]
+        if area_geojson is not None:
+            area = load_area(area_geojson)
+            candidates = [ex for ex in candidates if ex.located and _covers(area, ex.lon, ex.lat)]
+        if not candidates:
+            return 0
+        now = utc_now_iso()
+        with self.transaction():
+            self.conn.executemany(
+                "UPDATE examples SET status = 'excluded', exclude_reason = ?, excluded_at = ?"
+                " WHERE id = ? AND status = 'active'",
+                [(str(reason), now, ex.id) for ex in candidates],
+            )
+        return len(candidates)
+
+    def include(self, ids: Sequence[int]) -> int:
+        """Re-activate excluded examples; return how many changed (NotFoundError for unknown ids)."""
+        for i in ids:
+            self.get(i)
+        with self.transaction():
+            cur = self.conn.executemany(
+                "UPDATE examples SET status = 'active', exclude_reason = NULL, excluded_at = NULL"
+                " WHERE id = ? AND status = 'excluded'",
+                [(int(i),) for i in ids],
+            )
+        return int(cur.rowcount)
+
+    def stats(self, top_blocks: int | None = None) -> dict:
+        """Counts: total/active/excluded, and over active examples by label, category, year, block.
+
+        Missing values count under 'none' (category) or 'unknown' (year). ``by_block`` is ordered by
+        count, descending (only the first ``top_blocks`` when given); ``blocks`` is the number of
+        distinct blocks and ``located`` the number of active examples with a position.
+        """
+        all_ex = self.examples(status=None)
+        active = [ex for ex in all_ex if ex.status == "active"]
+        by_label = Counter({label: 0 for label in LABELS})
+        by_label.update(ex.label for ex in active)
+        by_category: dict[str, dict[str, int]] = {}
+        for ex in active:
+            cat = ex.category or "none"
+            by_category.setdefault(cat, {label: 0 for label in LABELS})[ex.label] += 1
+        by_year: dict[str, dict[str, int]] = {}
+        for ex in active:
+            year = ex.imagery_date[:4] if ex.imagery_date else "unknown"
+            by_year.setdefault(year, {label: 0 for label in LABELS})[ex.label] += 1
+        by_block: dict[str, dict[str, int]] = {}
+        for ex in active:
+            by_block.setdefault(ex.block_key, {label: 0 for label in LABELS})[ex.label] += 1
+        blocks_sorted = sorted(by_block.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))
+        if top_blocks is not None:
+            blocks_sorted = blocks_sorted[:top_blocks]
+        return {
+            "total": len(all_ex),
+            "active": len(active),
+            "excluded": len(all_ex) - len(active),
+            "located": sum(1 for ex in active if ex.located),
+            "by_label": dict(by_label),
+            "by_category": dict(sorted(by_category.items())),
+            "by_year": dict(sorted(by_year.items())),
+            "blocks": len(by_block),
+            "blocks_with_mining": sum(1 for v in by_block.values() if v["mining"]),
+            "source_images": len({ex.source_image or ex.sha256 for ex in active}),
+            "by_block": {k: {**v, "total": sum(v.values())} for k, v in blocks_sorted},
+            "by_source": dict(sorted(Counter(ex.source for ex in active).items())),
+        }
+
+    def fingerprint(self, examples: Sequence[Example]) -> str:
+        """sha256 over the sorted (sha256, label) pairs: identifies a training set's content."""
+        h = hashlib.sha256()
+        for sha, label in sorted((ex.sha256, ex.label) for ex in examples):
+            h.update(f"{sha}:{label}\n".encode("ascii"))
+        return h.hexdigest()
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    """Create or upgrade the example tables."""
+    migrate(conn, COMPONENT, MIGRATIONS)
+
+
+def load_area(area: dict[str, Any] | str | os.PathLike[str]) -> Any:
+    """Parse a GeoJSON area (dict, JSON text or file path) into one shapely (Multi)Polygon, or AOIError.
+
+    Invalid polygons are repaired with a RepairedGeometryWarning; non-polygon geometries are refused.
+    """
+    import shapely
+    from shapely.geometry import shape
+
+    name = "area"
+    if isinstance(area, dict):
+        obj = area
+    else:
+        text = str(area)
+        if isinstance(area, os.PathLike) or not text.lstrip().startswith("{"):
+            name = text
+            try:
+                text = Path(text).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise AOIError(f"cannot read area file {name!r}: {exc}") from exc
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise AOIError(f"area {name!r} is not valid JSON: {exc}") from exc
+    if not isinstance(obj, dict) or "type" not in obj:
+        raise AOIError(f"area {name!r} is not a GeoJSON object")
+    if obj["type"] == "FeatureCollection":
+        geoms = [f.get("geometry") if isinstance(f, dict) else None for f in obj.get("features") or []]
+    elif obj["type"] == "Feature":
+        geoms = [obj.get("geometry")]
+    else:
+        geoms = [obj]
+    polygons = []
+    for g in geoms:
+        try:
+            geom = shape(g)
+        except Exception as exc:  # shapely raises assorted errors for malformed geometry dicts
+            raise AOIError(f"area {name!r} holds a malformed geometry: {exc}") from exc
+        parts = getattr(geom, "geoms", [geom])
+        for part in parts:
+            if part.geom_type not in ("Polygon", "MultiPolygon"):
+                raise AOIError(f"area {name!r} holds a {part.geom_type}, not a polygon")
+            polygons.append(part)
+    if not polygons:
+        raise AOIError(f"area {name!r} holds no polygons")
+    merged = shapely.union_all(
+        [p if p.is_valid else _repair(p, name) for p in polygons]
+    )
+    if merged.is_empty:
+        raise AOIError(f"area {name!r} is empty")
+    shapely.prepare(merged)
+    return merged
+
+
+def _repair(polygon: Any, name: str) -> Any:
+    import shapely
+
+    warnings.warn(RepairedGeometryWarning(f"area {name!r}: invalid polygon repaired"), stacklevel=3)
+    return shapely.make_valid(polygon)
+
+
+def _covers(area: Any, lon: float | None, lat: float | None) -> bool:
+    import shapely
+
+    return bool(shapely.intersects_xy(area, lon, lat))
