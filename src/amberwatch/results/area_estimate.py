@@ -1,0 +1,381 @@
+"""Error-adjusted area and accuracy from a stratified random sample (Olofsson et al. 2013, 2014).
+
+The estimator works on strata, each lying wholly inside one map class (Stehman 2014); when every
+map class is its own stratum it reduces exactly to Olofsson et al. 2014 eqs. 2-10:
+
+- ``W_h = A_h / A_tot`` (area weight of stratum h), ``p_hj = n_hj / n_h``;
+- area proportion of reference class j: ``p_.j = sum_h W_h p_hj``,
+  ``SE(p_.j) = sqrt(sum_h W_h^2 p_hj (1 - p_hj) / (n_h - 1))``; area ``A_j = A_tot p_.j``;
+- user's accuracy of map class i: ``U_i = p_ii / W_i`` (``W_i`` known, so a stratified mean);
+- producer's accuracy of reference class j: ``P_j = p_jj / p_.j`` (a ratio estimator);
+- overall accuracy ``O = sum_j p_jj``.
+
+No finite-population correction, as in the paper. Intervals are ``estimate +/- z * SE`` with
+``z = 1.96``; every ``*_ci95`` value is that half-width.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from amberwatch.errors import InvalidInputError
+
+Z_95 = 1.959963984540054
+MIN_UNITS_PER_STRATUM = 2
+
+
+@dataclass(frozen=True)
+class StratumCounts:
+    """One stratum of the sample: its map class, mapped area and reviewed counts per reference class."""
+
+    name: str
+    map_class: str
+    area_ha: float
+    counts: dict[str, int]
+
+    @property
+    def n_units(self) -> int:
+        """Number of reviewed sample units in the stratum."""
+        return int(sum(self.counts.values()))
+
+
+@dataclass
+class ClassEstimate:
+    """Estimates for one class (map class and/or reference class)."""
+
+    name: str
+    mapped_area_ha: float
+    area_ha: float
+    area_se_ha: float
+    area_ci95_ha: float
+    proportion: float
+    proportion_se: float
+    users_accuracy: float | None
+    users_accuracy_ci95: float | None
+    producers_accuracy: float | None
+    producers_accuracy_ci95: float | None
+
+    @property
+    def area_interval_ha(self) -> tuple[float, float]:
+        """(low, high) of the 95% interval of the area, low clipped at 0 ha."""
+        return (max(0.0, self.area_ha - self.area_ci95_ha), self.area_ha + self.area_ci95_ha)
+
+
+@dataclass
+class AreaEstimate:
+    """The full result: per-class areas and accuracies, overall accuracy, error matrix."""
+
+    classes: list[ClassEstimate]
+    overall_accuracy: float
+    overall_accuracy_ci95: float
+    map_classes: list[str]
+    reference_classes: list[str]
+    error_matrix: list[list[float]]  # [map class][reference class], area proportions
+    total_area_ha: float
+    n_units: int
+    strata: list[StratumCounts] = field(default_factory=list)
+
+    def get(self, name: str) -> ClassEstimate:
+        """The estimate of one class by name."""
+        for c in self.classes:
+            if c.name == name:
+                return c
+        raise InvalidInputError(f"no class {name!r} in the estimate (classes: {[c.name for c in self.classes]})")
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (the shape printed by ``amberwatch area estimate --json``)."""
+        classes = []
+        for c in self.classes:
+            d = asdict(c)
+            d["area_interval_ha"] = list(c.area_interval_ha)
+            classes.append(d)
+        return {
+            "classes": classes,
+            "overall_accuracy": self.overall_accuracy,
+            "overall_accuracy_ci95": self.overall_accuracy_ci95,
+            "error_matrix": {
+                "map_classes": self.map_classes,
+                "reference_classes": self.reference_classes,
+                "area_proportions": self.error_matrix,
+            },
+            "total_area_ha": self.total_area_ha,
+            "n_units": self.n_units,
+            "strata": [
+                {"name": s.name, "map_class": s.map_class, "area_ha": s.area_ha, "n_units": s.n_units,
+                 "counts": dict(s.counts)}
+                for s in self.strata
+            ],
+        }
+
+
+def stratified_proportion(weights: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Area proportion of each reference class and its standard error, vectorised over leading axes.
+
+    ``weights``: (..., H) stratum area weights summing to 1; ``counts``: (..., H, J) sample counts.
+    Returns ``(p, se)``, each (..., J). Strata need at least 2 units (not checked here).
+    """
+    w = np.asarray(weights, dtype=float)
+    c = np.asarray(counts, dtype=float)
+    n_h = c.sum(axis=-1, keepdims=True)
+    p_hj = c / n_h
+    p = np.sum(w[..., :, None] * p_hj, axis=-2)
+    var = np.sum((w**2)[..., :, None] * p_hj * (1 - p_hj) / (n_h - 1), axis=-2)
+    return p, np.sqrt(var)
+
+
+def estimate_area(
+    strata: Sequence[StratumCounts],
+    reference_classes: Sequence[str] | None = None,
+    z: float = Z_95,
+) -> AreaEstimate:
+    """Error-adjusted areas, accuracies and error matrix from reviewed counts per stratum."""
+    strata = list(strata)
+    if not strata:
+        raise InvalidInputError("no strata given: need at least one stratum with reviewed sample units")
+    if reference_classes is None:
+        reference_classes = []
+        for s in strata:
+            reference_classes += [k for k in s.counts if k not in reference_classes]
+    ref = list(reference_classes)
+    map_classes: list[str] = []
+    for s in strata:
+        if s.map_class not in map_classes:
+            map_classes.append(s.map_class)
+    for s in strata:
+        unknown = [k for k in s.counts if k not in ref]
+        if unknown:
+            raise InvalidInputError(f"stratum {s.name!r} has counts for unknown reference class(es) {unknown}")
+        if s.map_class not in ref:
+            raise InvalidInputError(
+                f"map class {s.map_class!r} of stratum {s.name!r} is not among the reference classes {ref}"
+            )
+        if not (math.isfinite(s.area_ha) and s.area_ha >= 0):
+            raise InvalidInputError(f"stratum {s.name!r} has invalid mapped area {s.area_ha!r} ha")
+        if any(int(v) != v or v < 0 for v in s.counts.values()):
+            raise InvalidInputError(f"stratum {s.name!r} has negative or fractional counts {dict(s.counts)}")
+    # A stratum with no mapped area carries no weight; drop it rather than demand samples from it.
+    used = [s for s in strata if s.area_ha > 0]
+    if not used:
+        raise InvalidInputError("all strata have zero mapped area")
+    for s in used:
+        if s.n_units < MIN_UNITS_PER_STRATUM:
+            raise InvalidInputError(
+                f"stratum {s.name!r} has {s.n_units} reviewed sample unit(s); at least "
+                f"{MIN_UNITS_PER_STRATUM} are needed to estimate its variance"
+            )
+
+    a_h = np.array([s.area_ha for s in used], dtype=float)
+    a_tot = float(a_h.sum())
+    w_h = a_h / a_tot
+    n_hj = np.array([[s.counts.get(k, 0) for k in ref] for s in used], dtype=float)
+    n_h = n_hj.sum(axis=1)
+    p_hj = n_hj / n_h[:, None]
+    h_map = np.array([ref.index(s.map_class) for s in used])  # reference index of each stratum's map class
+    fpc_free = n_h - 1
+
+    p_j, se_j = stratified_proportion(w_h, n_hj)
+
+    # Error matrix in area proportions: rows = map classes (of all given strata), cols = reference.
+    err = np.zeros((len(map_classes), len(ref)))
+    for s_idx, s in enumerate(used):
+        err[map_classes.index(s.map_class)] += w_h[s_idx] * p_hj[s_idx]
+
+    # Overall accuracy: per stratum, share of units whose reference class is the stratum's map class.
+    correct_h = p_hj[np.arange(len(used)), h_map]
+    overall = float(np.sum(w_h * correct_h))
+    overall_se = float(np.sqrt(np.sum(w_h**2 * correct_h * (1 - correct_h) / fpc_free)))
+
+    classes: list[ClassEstimate] = []
+    for j, name in enumerate(ref):
+        in_class = h_map == j
+        w_i = float(w_h[in_class].sum())
+        users = users_ci = None
+        if w_i > 0:
+            share = w_h[in_class] / w_i
+            ph = correct_h[in_class]
+            users = float(np.sum(share * ph))
+            users_ci = z * float(np.sqrt(np.sum(share**2 * ph * (1 - ph) / fpc_free[in_class])))
+        prod = prod_ci = None
+        if p_j[j] > 0:
+            # Ratio estimator R = Y/X with y = [map j and ref j], x = [ref j] (Stehman 2014 eq. 28).
+            r = float(err[map_classes.index(name), j]) / p_j[j] if name in map_classes else 0.0
+            x = p_hj[:, j]
+            y = np.where(in_class, x, 0.0)
+            # Within-stratum sample (co)variances of 0/1 indicators, divisor n_h - 1.
+            s_yy = y * (1 - y) * n_h / fpc_free
+            s_xx = x * (1 - x) * n_h / fpc_free
+            s_xy = (y - y * x) * n_h / fpc_free
+            var = np.sum(w_h**2 * (s_yy + r**2 * s_xx - 2 * r * s_xy) / n_h) / p_j[j] ** 2
+            prod, prod_ci = r, z * float(np.sqrt(max(var, 0.0)))
+        classes.append(
+            ClassEstimate(
+                name=name,
+                mapped_area_ha=float(sum(s.area_ha for s in used if s.map_class == name)),
+                area_ha=float(a_tot * p_j[j]),
+                area_se_ha=float(a_tot * se_j[j]),
+                area_ci95_ha=float(z * a_tot * se_j[j]),
+                proportion=float(p_j[j]),
+                proportion_se=float(se_j[j]),
+                users_accuracy=users,
+                users_accuracy_ci95=users_ci,
+                producers_accuracy=prod,
+                producers_accuracy_ci95=prod_ci,
+            )
+        )
+    return AreaEstimate(
+        classes=classes,
+        overall_accuracy=overall,
+        overall_accuracy_ci95=z * overall_se,
+        map_classes=map_classes,
+        reference_classes=ref,
+        error_matrix=err.tolist(),
+        total_area_ha=a_tot,
+        n_units=int(n_h.sum()),
+        strata=strata,
+    )
+
+
+def read_counts_csv(path: str | Path) -> list[StratumCounts]:
+    """Read a counts table: header ``map_class,mapped_area_ha,<reference class>,...`` (optional ``stratum``)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read counts file {str(p)!r}: {exc}") from exc
+    return parse_counts_csv(text, source=str(p))
+
+
+def parse_counts_csv(text: str, source: str = "<counts>") -> list[StratumCounts]:
+    """Parse the counts table text (see ``read_counts_csv``)."""
+    reader = csv.reader(io.StringIO(text))
+    rows = [r for r in reader if any(cell.strip() for cell in r)]
+    if not rows:
+        raise InvalidInputError(f"counts file {source!r} is empty")
+    header = [h.strip() for h in rows[0]]
+    for required in ("map_class", "mapped_area_ha"):
+        if required not in header:
+            raise InvalidInputError(
+                f"counts file {source!r} has no {required!r} column; header must be "
+                "map_class,mapped_area_ha,<reference class>,..."
+            )
+    ref_cols = [i for i, h in enumerate(header) if h not in ("map_class", "mapped_area_ha", "stratum")]
+    if not ref_cols:
+        raise InvalidInputError(f"counts file {source!r} has no reference class columns")
+    ref_names = [header[i] for i in ref_cols]
+    if len(set(ref_names)) != len(ref_names) or any(not h for h in ref_names):
+        raise InvalidInputError(f"counts file {source!r} has empty or repeated reference class columns {ref_names}")
+    i_map, i_area = header.index("map_class"), header.index("mapped_area_ha")
+    i_stratum = header.index("stratum") if "stratum" in header else None
+    strata: list[StratumCounts] = []
+    for line_no, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise InvalidInputError(
+                f"counts file {source!r} row {line_no} has {len(row)} fields, header has {len(header)}"
+            )
+        map_class = row[i_map].strip()
+        name = row[i_stratum].strip() if i_stratum is not None else map_class
+        try:
+            area = float(row[i_area])
+        except ValueError:
+            raise InvalidInputError(
+                f"counts file {source!r} row {line_no}: mapped_area_ha {row[i_area]!r} is not a number"
+            ) from None
+        counts = {}
+        for i in ref_cols:
+            try:
+                v = float(row[i])
+            except ValueError:
+                raise InvalidInputError(
+                    f"counts file {source!r} row {line_no}: count {row[i]!r} for {header[i]!r} is not a number"
+                ) from None
+            if v < 0 or v != int(v):
+                raise InvalidInputError(
+                    f"counts file {source!r} row {line_no}: count {row[i]!r} for {header[i]!r} "
+                    "is not a non-negative integer"
+                )
+            counts[header[i]] = int(v)
+        if any(s.name == name for s in strata):
+            raise InvalidInputError(f"counts file {source!r} row {line_no}: stratum {name!r} appears twice")
+        strata.append(StratumCounts(name=name, map_class=map_class, area_ha=area, counts=counts))
+    if not strata:
+        raise InvalidInputError(f"counts file {source!r} has a header but no rows")
+    return strata
+
+
+def sample_size_for_target_se(
+    users_accuracy: Sequence[float], weights: Sequence[float], target_se: float
+) -> int:
+    """Total sample size for a target standard error (Olofsson et al. 2014 eq. 13).
+
+    ``n = (sum_i W_i S_i / S(O))^2`` with ``S_i = sqrt(U_i (1 - U_i))`` from anticipated user's
+    accuracies ``U_i`` and map-class area weights ``W_i``.
+    """
+    u = np.asarray(users_accuracy, dtype=float)
+    w = np.asarray(weights, dtype=float)
+    if u.shape != w.shape or u.ndim != 1 or u.size == 0:
+        raise InvalidInputError(
+            f"need one user's accuracy per weight: got {list(u)} and {list(w)}"
+        )
+    if np.any((u < 0) | (u > 1)):
+        raise InvalidInputError(f"user's accuracies {list(u)} must be within 0..1")
+    if np.any(w < 0) or not math.isclose(float(w.sum()), 1.0, abs_tol=1e-3):
+        raise InvalidInputError(f"weights {list(w)} must be non-negative and sum to 1 (sum {w.sum():g})")
+    if not (target_se > 0 and math.isfinite(target_se)):
+        raise InvalidInputError(f"target standard error {target_se!r} must be a positive number")
+    s = np.sqrt(u * (1 - u))
+    return int(math.ceil((float(np.sum(w * s)) / target_se) ** 2 - 1e-9))
+
+
+def _fmt_ha(v: float) -> str:
+    if v >= 100:
+        return f"{round(v):,}"
+    if v >= 1:
+        return f"{v:,.1f}"
+    return f"{v:.2f}"
+
+
+def journalist_sentence(estimate: AreaEstimate, class_name: str | None = None, place: str = "the scanned area") -> str:
+    """One printable sentence with the 95% interval of a class's area (default: 'mining', else the first)."""
+    if class_name is None:
+        class_name = "mining" if any(c.name == "mining" for c in estimate.classes) else estimate.classes[0].name
+    c = estimate.get(class_name)
+    lo, hi = c.area_interval_ha
+    what = "were mined" if class_name == "mining" else f"were classed as {class_name.replace('_', ' ')}"
+    return (
+        f"Between {_fmt_ha(lo)} and {_fmt_ha(hi)} hectares of land {what} in {place} "
+        f"(95% confidence), based on {estimate.n_units:,} reviewed sample points."
+    )
+
+
+def format_table(estimate: AreaEstimate) -> str:
+    """Readable plain-text report of an estimate."""
+
+    def pct(v: float | None, ci: float | None) -> str:
+        return "-" if v is None else f"{v:.3f} ± {ci:.3f}"
+
+    lines = [
+        f"{'class':<20} {'mapped ha':>14} {'estimated ha':>14} {'± 95% ha':>12} {'user acc.':>15} {'producer acc.':>15}"
+    ]
+    for c in estimate.classes:
+        lines.append(
+            f"{c.name:<20} {c.mapped_area_ha:>14,.1f} {c.area_ha:>14,.1f} {c.area_ci95_ha:>12,.1f} "
+            f"{pct(c.users_accuracy, c.users_accuracy_ci95):>15} {pct(c.producers_accuracy, c.producers_accuracy_ci95):>15}"
+        )
+    lines.append(f"overall accuracy: {estimate.overall_accuracy:.3f} ± {estimate.overall_accuracy_ci95:.3f}")
+    lines.append(f"total area: {estimate.total_area_ha:,.1f} ha; reviewed sample units: {estimate.n_units}")
+    lines.append("")
+    lines.append("error matrix (area proportions; rows = map class, columns = reference class):")
+    width = max(12, *(len(r) + 2 for r in estimate.reference_classes))
+    lines.append(" " * 20 + "".join(f"{r:>{width}}" for r in estimate.reference_classes))
+    for name, row in zip(estimate.map_classes, estimate.error_matrix):
+        lines.append(f"{name:<20}" + "".join(f"{v:>{width}.4f}" for v in row))
+    lines.append("")
+    lines.append(journalist_sentence(estimate))
+    return "\n".join(lines)
