@@ -1,7 +1,89 @@
-"""CLI commands of the correction loop (registered by amberwatch.cli)."""
+"""CLI commands of the correction loop (registered by amberwatch.cli): ``retrain`` and ``models list|show|promote``."""
 
 from __future__ import annotations
 
+import json
+
 import click
 
-COMMANDS: list[click.Command] = []
+from amberwatch.db import resolve_db_path
+from amberwatch.errors import DatabaseError
+
+db_option = click.option(
+    "--db",
+    "db",
+    envvar="AMBERWATCH_DB",
+    default="amberwatch.db",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Project SQLite database (env AMBERWATCH_DB).",
+)
+
+
+def _fmt(value: object, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _existing_db(db: str):
+    path = resolve_db_path(db)
+    if not path.exists():
+        raise DatabaseError(f"project database {str(path)!r} does not exist")
+    return path
+
+
+@click.group("models")
+def models_group() -> None:
+    """List, inspect and promote model versions (0 = the bundled model)."""
+
+
+@models_group.command("list")
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def models_list(db: str, as_json: bool) -> None:
+    """List model versions with their training counts and metrics; * marks the current one."""
+    from amberwatch.model.registry import ModelRegistry
+
+    with ModelRegistry.open(_existing_db(db)) as registry:
+        versions = registry.versions()
+    if as_json:
+        click.echo(json.dumps([v.as_dict() for v in versions], indent=2))
+        return
+    click.echo(f"{'':1} {'version':>7}  {'created':<25} {'mining':>6} {'not':>6} {'cv_f1':>6} {'rev_acc':>7}  note")
+    for v in versions:
+        cv = (v.metrics.get("cv") or {}).get("f1")
+        rev = (v.metrics.get("reviewed") or {}).get("accuracy")
+        click.echo(
+            f"{'*' if v.is_current else ' '} {v.version:>7}  {_fmt(v.created_at):<25} {_fmt(v.n_mining):>6} "
+            f"{_fmt(v.n_not_mining):>6} {_fmt(cv):>6} {_fmt(rev):>7}  {v.note or ''}"
+        )
+
+
+@models_group.command("show")
+@click.argument("version")
+@db_option
+def models_show(version: str, db: str) -> None:
+    """Show one version's metadata, metrics and comparison with its parent, as JSON."""
+    from amberwatch.model.registry import ModelRegistry
+
+    with ModelRegistry.open(_existing_db(db)) as registry:
+        info = registry.get(version)
+    click.echo(json.dumps(info.as_dict(), indent=2, sort_keys=True))
+
+
+@models_group.command("promote")
+@click.argument("version")
+@db_option
+def models_promote(version: str, db: str) -> None:
+    """Make VERSION the current model (used by scans by default)."""
+    from amberwatch.model.registry import ModelRegistry
+
+    with ModelRegistry.open(_existing_db(db)) as registry:
+        info = registry.promote(version, forced=True, reason="promoted by hand")
+    click.echo(f"Model version {info.version} is now current.")
+
+
+COMMANDS: list[click.Command] = [models_group]

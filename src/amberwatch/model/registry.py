@@ -1,0 +1,327 @@
+"""Model versions in the project DB (component ``models``) with their files beside the DB.
+
+Version 0 is the bundled model shipped in the package and is always listed; versions 1, 2, ... are
+trained by ``amberwatch retrain`` and stored as ``<db stem>-models/v<N>.pt``. The current version is
+the one most recently promoted (0 when none has been); scans default to it via ``current_model``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from amberwatch.db import connect, migrate, utc_now_iso
+from amberwatch.errors import ConflictError, InvalidInputError, ModelError, NotFoundError
+
+COMPONENT = "models"
+BUNDLED_VERSION = 0
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE model_versions (
+        version INTEGER PRIMARY KEY,        -- 1, 2, ...; 0 is the bundled model and has no row
+        file_name TEXT NOT NULL,            -- inside <db stem>-models/
+        file_sha256 TEXT NOT NULL,
+        parent_version INTEGER,             -- the current version when this one was trained
+        training_fingerprint TEXT,          -- ExampleStore.fingerprint of the training examples
+        training_sha256_json TEXT NOT NULL DEFAULT '[]',  -- sorted example sha256s: the training set, for later comparisons
+        n_mining INTEGER,
+        n_not_mining INTEGER,
+        seed INTEGER,
+        metrics_json TEXT NOT NULL DEFAULT '{}',     -- measured at training time (CV, reviewed detections)
+        comparison_json TEXT NOT NULL DEFAULT '{}',  -- side-by-side with the parent version
+        note TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE model_promotions (
+        id INTEGER PRIMARY KEY,
+        version INTEGER NOT NULL,           -- 0 = back to the bundled model
+        forced INTEGER NOT NULL DEFAULT 0,
+        reason TEXT,
+        promoted_at TEXT NOT NULL
+    );
+    """,
+]
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    """Create or upgrade the model registry tables."""
+    migrate(conn, COMPONENT, MIGRATIONS)
+
+
+def models_dir(db_path: str | os.PathLike[str]) -> Path:
+    """Folder of model files beside a project DB: ``<db stem>-models``."""
+    p = Path(db_path)
+    return p.with_name(f"{p.stem}-models")
+
+
+def parse_version(value: str | int) -> int:
+    """A version number from '3', 'v3' or 3; InvalidInputError naming the value otherwise."""
+    text = str(value).strip()
+    digits = text[1:] if text[:1] in ("v", "V") else text
+    if not digits.isdigit():
+        raise InvalidInputError(f"model version {value!r} is not a number like 2 or v2")
+    return int(digits)
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered model version (0 = bundled) with what is known about it."""
+
+    version: int
+    path: Path | None  # None only when the bundled model file is missing
+    created_at: str | None
+    parent_version: int | None
+    training_fingerprint: str | None
+    n_mining: int | None
+    n_not_mining: int | None
+    seed: int | None
+    metrics: dict = field(default_factory=dict)
+    comparison: dict = field(default_factory=dict)
+    note: str | None = None
+    is_current: bool = False
+    file_sha256: str | None = None
+
+    def as_dict(self) -> dict:
+        """Plain JSON-able dict for CLI output and the web app."""
+        return {
+            "version": self.version,
+            "path": str(self.path) if self.path else None,
+            "created_at": self.created_at,
+            "parent_version": self.parent_version,
+            "training_fingerprint": self.training_fingerprint,
+            "n_mining": self.n_mining,
+            "n_not_mining": self.n_not_mining,
+            "seed": self.seed,
+            "metrics": self.metrics,
+            "comparison": self.comparison,
+            "note": self.note,
+            "current": self.is_current,
+            "file_sha256": self.file_sha256,
+        }
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class ModelRegistry:
+    """Register, list, load and promote model versions of one project DB."""
+
+    def __init__(self, conn: sqlite3.Connection, db_path: str | os.PathLike[str]) -> None:
+        """Use an open connection to the project DB at db_path (creates the tables if needed)."""
+        self.conn = conn
+        self.db_path = Path(db_path)
+        self.dir = models_dir(self.db_path)
+        ensure_schema(conn)
+
+    @classmethod
+    def open(cls, db_path: str | os.PathLike[str]) -> "ModelRegistry":
+        """Connect to (and migrate) the project DB at db_path."""
+        return cls(connect(db_path), db_path)
+
+    def close(self) -> None:
+        """Close the DB connection."""
+        self.conn.close()
+
+    def __enter__(self) -> "ModelRegistry":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def current_version(self) -> int:
+        """The version scans use by default: the last promoted one, else 0 (bundled)."""
+        row = self.conn.execute("SELECT version FROM model_promotions ORDER BY id DESC LIMIT 1").fetchone()
+        return int(row[0]) if row else BUNDLED_VERSION
+
+    def versions(self) -> list[ModelVersion]:
+        """All versions, bundled version 0 first."""
+        current = self.current_version()
+        rows = self.conn.execute("SELECT * FROM model_versions ORDER BY version").fetchall()
+        return [self._bundled(current)] + [self._from_row(r, current) for r in rows]
+
+    def get(self, version: int | str) -> ModelVersion:
+        """One version; NotFoundError naming it when it is not registered."""
+        v = parse_version(version)
+        current = self.current_version()
+        if v == BUNDLED_VERSION:
+            return self._bundled(current)
+        row = self.conn.execute("SELECT * FROM model_versions WHERE version = ?", (v,)).fetchone()
+        if row is None:
+            known = ", ".join(str(m.version) for m in self.versions())
+            raise NotFoundError(f"model version {v} is not registered in {str(self.db_path)!r} (known: {known})")
+        return self._from_row(row, current)
+
+    def training_sha256s(self, version: int | str) -> list[str] | None:
+        """Sorted sha256s of the examples a version was trained on (None when unknown, e.g. bundled)."""
+        v = parse_version(version)
+        if v == BUNDLED_VERSION:
+            return None
+        row = self.conn.execute("SELECT training_sha256_json FROM model_versions WHERE version = ?", (v,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"model version {v} is not registered in {str(self.db_path)!r}")
+        shas = json.loads(row[0] or "[]")
+        return list(shas) if shas else None
+
+    def load(self, version: int | str | None = None):
+        """The Classifier of a version (None: the current one), its ``version`` set to the registry number."""
+        from amberwatch.model.classifier import load as load_file
+
+        info = self.get(self.current_version() if version is None else version)
+        if info.path is None:
+            raise ModelError(f"model version {info.version}: the bundled model file is missing from the package")
+        if info.version != BUNDLED_VERSION and not info.path.exists():
+            raise ModelError(f"model version {info.version}: file {str(info.path)!r} is missing")
+        clf = load_file(info.path)
+        clf.version = str(info.version)
+        return clf
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def register(
+        self,
+        classifier,
+        *,
+        training_sha256s: list[str] | None = None,
+        training_fingerprint: str | None = None,
+        n_mining: int | None = None,
+        n_not_mining: int | None = None,
+        seed: int | None = None,
+        metrics: dict | None = None,
+        comparison: dict | None = None,
+        parent_version: int | None = None,
+        note: str | None = None,
+    ) -> ModelVersion:
+        """Save a Classifier as the next version's file and record it (not promoted)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.conn.execute("BEGIN IMMEDIATE")
+        path: Path | None = None
+        try:
+            row = self.conn.execute("SELECT COALESCE(MAX(version), 0) FROM model_versions").fetchone()
+            version = int(row[0]) + 1
+            path = self.dir / f"v{version}.pt"
+            classifier.version = str(version)
+            classifier.metadata["registry_version"] = version
+            classifier.save(path)
+            self.conn.execute(
+                "INSERT INTO model_versions (version, file_name, file_sha256, parent_version, training_fingerprint,"
+                " training_sha256_json, n_mining, n_not_mining, seed, metrics_json, comparison_json, note, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    version,
+                    path.name,
+                    _sha256_file(path),
+                    parent_version,
+                    training_fingerprint,
+                    json.dumps(sorted(training_sha256s or [])),
+                    n_mining,
+                    n_not_mining,
+                    seed,
+                    json.dumps(metrics or {}, sort_keys=True),
+                    json.dumps(comparison or {}, sort_keys=True),
+                    note,
+                    utc_now_iso(),
+                ),
+            )
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            if path is not None and path.exists():
+                path.unlink()
+            raise
+        return self.get(version)
+
+    def promote(self, version: int | str, *, forced: bool = False, reason: str | None = None) -> ModelVersion:
+        """Make a registered version current; ConflictError if it is already current."""
+        info = self.get(version)
+        if info.is_current:
+            raise ConflictError(f"model version {info.version} is already the current version")
+        if info.version != BUNDLED_VERSION and (info.path is None or not info.path.exists()):
+            raise ModelError(f"model version {info.version}: file {str(info.path)!r} is missing; cannot promote")
+        self.conn.execute(
+            "INSERT INTO model_promotions (version, forced, reason, promoted_at) VALUES (?, ?, ?, ?)",
+            (info.version, int(forced), reason, utc_now_iso()),
+        )
+        return self.get(info.version)
+
+    def promotions(self) -> list[dict]:
+        """Promotion history, oldest first."""
+        rows = self.conn.execute("SELECT version, forced, reason, promoted_at FROM model_promotions ORDER BY id")
+        return [dict(r) for r in rows]
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _bundled(self, current: int) -> ModelVersion:
+        from amberwatch.model.classifier import BUNDLED_PATH
+
+        metadata: dict = {}
+        path: Path | None = BUNDLED_PATH if BUNDLED_PATH.exists() else None
+        if path is not None:
+            try:
+                from amberwatch.model.classifier import load as load_file
+
+                metadata = dict(load_file(path).metadata)
+            except ModelError:
+                metadata = {}
+        counts = metadata.get("counts") or {}
+        return ModelVersion(
+            version=BUNDLED_VERSION,
+            path=path,
+            created_at=metadata.get("created_at"),
+            parent_version=None,
+            training_fingerprint=metadata.get("fingerprint"),
+            n_mining=counts.get("mining"),
+            n_not_mining=counts.get("not_mining"),
+            seed=metadata.get("seed"),
+            metrics=_bundled_metrics(metadata),
+            note="bundled with amberwatch" if path else "bundled model file missing",
+            is_current=current == BUNDLED_VERSION,
+        )
+
+    def _from_row(self, row: sqlite3.Row, current: int) -> ModelVersion:
+        return ModelVersion(
+            version=int(row["version"]),
+            path=self.dir / row["file_name"],
+            created_at=row["created_at"],
+            parent_version=row["parent_version"],
+            training_fingerprint=row["training_fingerprint"],
+            n_mining=row["n_mining"],
+            n_not_mining=row["n_not_mining"],
+            seed=row["seed"],
+            metrics=json.loads(row["metrics_json"] or "{}"),
+            comparison=json.loads(row["comparison_json"] or "{}"),
+            note=row["note"],
+            is_current=int(row["version"]) == current,
+            file_sha256=row["file_sha256"],
+        )
+
+
+def _bundled_metrics(metadata: dict) -> dict:
+    """Whatever CV metrics the bundled model's metadata carries, under a stable key."""
+    for key in ("cv", "cv_metrics", "metrics"):
+        if isinstance(metadata.get(key), dict):
+            return {"cv": metadata[key]}
+    return {}
+
+
+def current_model(db_path: str | os.PathLike[str]):
+    """The Classifier scans use by default for a project DB: the promoted version, else the bundled model."""
+    with ModelRegistry.open(db_path) as registry:
+        return registry.load(None)
+
+
+def load_version(db_path: str | os.PathLike[str], version: int | str | None = None):
+    """The Classifier of one registered version (None: current) of a project DB."""
+    with ModelRegistry.open(db_path) as registry:
+        return registry.load(version)

@@ -1,0 +1,87 @@
+"""Model registry: versions stored beside the DB, bundled version 0, promotion, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from amberwatch.cli import main
+from amberwatch.errors import ConflictError, InvalidInputError, NotFoundError
+from amberwatch.model.registry import ModelRegistry, current_model, load_version, models_dir, parse_version
+
+
+def test_register_saves_file_beside_db_and_lists_bundled_first(db_path, tiny_classifier):
+    with ModelRegistry.open(db_path) as reg:
+        info = reg.register(tiny_classifier(1), n_mining=3, n_not_mining=5, seed=1,
+                            metrics={"cv": {"f1": 0.8}}, parent_version=0, training_sha256s=["b", "a"])
+        assert info.version == 1
+        assert info.path == models_dir(db_path) / "v1.pt" and info.path.exists()
+        assert info.path.parent.name == "project-models"
+        versions = reg.versions()
+        assert [v.version for v in versions] == [0, 1]
+        assert versions[0].is_current and not versions[1].is_current
+        assert reg.training_sha256s(1) == ["a", "b"]
+        assert reg.training_sha256s(0) is None
+        second = reg.register(tiny_classifier(2))
+        assert second.version == 2
+
+
+def test_promote_makes_version_current_and_loadable(db_path, tiny_classifier, rng):
+    clf = tiny_classifier(3)
+    chips = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(3)]
+    expected = clf.predict_proba(chips)
+    with ModelRegistry.open(db_path) as reg:
+        reg.register(clf)
+        reg.promote(1)
+        assert reg.current_version() == 1
+        with pytest.raises(ConflictError, match="already"):
+            reg.promote("v1")
+    model = current_model(db_path)
+    assert model.version == "1"
+    np.testing.assert_allclose(model.predict_proba(chips), expected, rtol=1e-5, atol=1e-6)
+    assert load_version(db_path, 1).version == "1"
+
+
+def test_unknown_version_and_bad_version_text(db_path):
+    with ModelRegistry.open(db_path) as reg:
+        with pytest.raises(NotFoundError, match="model version 7"):
+            reg.get(7)
+    with pytest.raises(InvalidInputError, match="'latest'"):
+        parse_version("latest")
+    assert parse_version("v12") == 12
+
+
+def test_models_cli_list_show_promote(db_path, tiny_classifier):
+    with ModelRegistry.open(db_path) as reg:
+        reg.register(tiny_classifier(1), n_mining=4, n_not_mining=6, metrics={"cv": {"f1": 0.75}})
+    runner = CliRunner()
+    res = runner.invoke(main, ["models", "list", "--db", str(db_path)])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[1].startswith("*") and lines[1].split()[1] == "0"
+    assert "0.750" in lines[2]
+
+    res = runner.invoke(main, ["models", "show", "1", "--db", str(db_path)])
+    assert res.exit_code == 0, res.output
+    shown = json.loads(res.output)
+    assert shown["version"] == 1 and shown["n_mining"] == 4 and shown["current"] is False
+
+    res = runner.invoke(main, ["models", "promote", "1", "--db", str(db_path)])
+    assert res.exit_code == 0 and "now current" in res.output
+    res = runner.invoke(main, ["models", "list", "--json", "--db", str(db_path)])
+    assert [v["current"] for v in json.loads(res.output)] == [False, True]
+
+    res = runner.invoke(main, ["models", "show", "9", "--db", str(db_path)])
+    assert res.exit_code == 1 and "model version 9" in res.output
+    res = runner.invoke(main, ["models", "promote", "0", "--db", str(db_path)])
+    assert res.exit_code == 0
+    with ModelRegistry.open(db_path) as reg:
+        assert reg.current_version() == 0
+
+
+def test_models_cli_missing_db(tmp_path):
+    res = CliRunner().invoke(main, ["models", "list", "--db", str(tmp_path / "nope.db")])
+    assert res.exit_code == 1 and "nope.db" in res.output
