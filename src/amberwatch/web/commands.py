@@ -1,7 +1,70 @@
-"""CLI commands of the web stage (registered by amberwatch.cli)."""
+"""CLI commands of the web stage (registered by amberwatch.cli): ``serve`` and ``users``."""
 
 from __future__ import annotations
 
 import click
 
-COMMANDS: list[click.Command] = []
+from amberwatch.db import connect
+from amberwatch.web.schema import ensure_schema
+
+db_option = click.option(
+    "--db", "db", envvar="AMBERWATCH_DB", default="amberwatch.db", show_default=True,
+    type=click.Path(dir_okay=False), help="Project SQLite database (env AMBERWATCH_DB).",
+)
+
+
+@click.command()
+@db_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="TCP port.")
+@click.option("--cache", "cache", type=click.Path(dir_okay=False), default=None,
+              help="Tile cache file (default: <db stem>-tiles.mbtiles beside the DB).")
+def serve(db: str, host: str, port: int, cache: str | None) -> None:
+    """Serve the map, reviewer queue and labelling page (works offline)."""
+    import uvicorn
+
+    from amberwatch.web.app import create_app
+
+    app = create_app(db, cache)
+    click.echo(f"amberwatch map on http://{host}:{port}/  (Ctrl-C to stop)", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@click.group()
+def users() -> None:
+    """Manage web users (reviewers)."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--reviewer", is_flag=True, help="May review readers' flags and label chips.")
+@db_option
+def users_add(name: str, reviewer: bool, db: str) -> None:
+    """Add a user and print its bearer token (shown once; only its hash is stored)."""
+    from amberwatch.web.users import add_user
+
+    conn = connect(db)
+    try:
+        ensure_schema(conn)
+        token = add_user(conn, name, reviewer=reviewer)
+    finally:
+        conn.close()
+    click.echo(token)
+
+
+@users.command("list")
+@db_option
+def users_list(db: str) -> None:
+    """List users and their roles."""
+    from amberwatch.web.users import list_users
+
+    conn = connect(db, create=False)
+    try:
+        ensure_schema(conn)
+        for user in list_users(conn):
+            click.echo(f"{user.name}\t{user.role}")
+    finally:
+        conn.close()
+
+
+COMMANDS: list[click.Command] = [serve, users]

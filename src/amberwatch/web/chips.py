@@ -1,0 +1,71 @@
+"""Image chips for the web app: rendered from the tile cache around a place, else a detection's thumbnail."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+
+import mercantile
+import numpy as np
+
+from amberwatch.errors import NotFoundError
+from amberwatch.imagery.cache import TileCache
+from amberwatch.imagery.decode import decode_image
+from amberwatch.imagery.types import LngLatBbox
+
+CHIP_MAX_PX = 512
+MIN_CHIP_SIDE_M = 40.0
+M_PER_DEG_LAT = 111_320.0
+
+
+def padded_bbox(west: float, south: float, east: float, north: float, *, pad_frac: float = 0.25,
+                min_side_m: float = MIN_CHIP_SIDE_M) -> LngLatBbox:
+    """A bbox grown by ``pad_frac`` on each side and to at least ``min_side_m`` metres square."""
+    lat = (south + north) / 2
+    m_per_deg_lon = M_PER_DEG_LAT * max(math.cos(math.radians(lat)), 1e-6)
+    half_w_m = max((east - west) * m_per_deg_lon * (0.5 + pad_frac), min_side_m / 2)
+    half_h_m = max((north - south) * M_PER_DEG_LAT * (0.5 + pad_frac), min_side_m / 2)
+    half_m = max(half_w_m, half_h_m)
+    cx, cy = (west + east) / 2, lat
+    dx, dy = half_m / m_per_deg_lon, half_m / M_PER_DEG_LAT
+    return LngLatBbox(max(cx - dx, -180.0), max(cy - dy, -85.0), min(cx + dx, 180.0), min(cy + dy, 85.0))
+
+
+def cache_covers(cache: TileCache, source_id: str, bbox: LngLatBbox, zoom: int) -> bool:
+    """True when at least one tile with imagery covering ``bbox`` at ``zoom`` is in the cache."""
+    for t in mercantile.tiles(*bbox.as_tuple(), zooms=[zoom]):
+        row = cache.get(source_id, t.z, t.x, t.y)
+        if row is not None and row["status"] == "ok":
+            return True
+    return False
+
+
+def render_from_cache(cache: TileCache, source_id: str, bbox: LngLatBbox, zoom: int) -> np.ndarray | None:
+    """HxWx3 pixels of ``bbox`` mosaicked from cached tiles at ``zoom``, or None when the cache has none there."""
+    if not cache_covers(cache, source_id, bbox, zoom):
+        return None
+    from amberwatch.imagery.mosaic import open_cached_source, render_bbox
+
+    source = open_cached_source(cache, source_id)
+    try:
+        return render_bbox(source, bbox, zoom, max_px=CHIP_MAX_PX).pixels
+    finally:
+        source.close()
+
+
+def detection_chip(conn: sqlite3.Connection, cache: TileCache, detection_id: int) -> np.ndarray:
+    """The image of a detection: from cached imagery around it, else its stored thumbnail, else NotFoundError."""
+    row = conn.execute(
+        "SELECT d.west, d.south, d.east, d.north, d.thumbnail, s.imagery_source_id, s.zoom"
+        " FROM detections d JOIN scans s ON s.id = d.scan_id WHERE d.id = ?",
+        (int(detection_id),),
+    ).fetchone()
+    if row is None:
+        raise NotFoundError(f"detection {detection_id!r} does not exist")
+    bbox = padded_bbox(row["west"], row["south"], row["east"], row["north"])
+    pixels = render_from_cache(cache, row["imagery_source_id"], bbox, int(row["zoom"]))
+    if pixels is not None:
+        return pixels
+    if row["thumbnail"]:
+        return decode_image(bytes(row["thumbnail"]), f"thumbnail of detection {detection_id}")
+    raise NotFoundError(f"detection {detection_id!r} has no cached imagery and no thumbnail")

@@ -1,0 +1,39 @@
+"""FastAPI dependencies shared by the route modules: a DB connection per request, the tile cache, the reviewer."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+
+from fastapi import Depends, Request
+
+from amberwatch.db import connect
+from amberwatch.imagery.cache import TileCache
+from amberwatch.web.feedback import client_hash
+from amberwatch.web.schema import client_salt
+from amberwatch.web.users import User, require_reviewer
+
+
+def get_conn(request: Request) -> Iterator[sqlite3.Connection]:
+    """An open project DB connection for the duration of one request."""
+    conn = connect(request.app.state.db_path, create=False)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def get_cache(request: Request) -> TileCache:
+    """The app's shared (thread-safe) tile cache."""
+    return request.app.state.cache
+
+
+def get_reviewer(request: Request, conn: sqlite3.Connection = Depends(get_conn)) -> User:
+    """The reviewer named by the bearer token (401 without a valid token, 403 for a non-reviewer)."""
+    return require_reviewer(conn, request.headers.get("authorization"))
+
+
+def get_client(request: Request, conn: sqlite3.Connection = Depends(get_conn)) -> str:
+    """Salted hash identifying the client (IP + User-Agent); the raw IP is never stored."""
+    ip = request.client.host if request.client else None
+    return client_hash(client_salt(conn), ip, request.headers.get("user-agent"))

@@ -1,0 +1,145 @@
+"""Readers' corrections of detections, and reviewers' decisions that turn them into labelled examples."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from amberwatch.db import utc_now_iso
+from amberwatch.errors import ConflictError, InvalidInputError, NotFoundError, PayloadTooLargeError, RateLimitError
+from amberwatch.imagery.cache import TileCache
+from amberwatch.labels.store import ExampleStore
+from amberwatch.web.chips import detection_chip
+
+VERDICTS = ("not_mining", "confirmed")
+CATEGORIES = ("clear-cut", "quarry", "field", "settlement", "water", "other")
+STATUSES = ("pending", "accepted", "rejected")
+MAX_COMMENT_CHARS = 2000
+DEFAULT_LIMIT_PER_HOUR = 30
+
+
+def client_hash(salt: str, ip: str | None, user_agent: str | None) -> str:
+    """Salted sha256 of a client's IP and User-Agent: rate limiting without storing the IP."""
+    return hashlib.sha256(f"{salt}\n{ip or ''}\n{user_agent or ''}".encode("utf-8")).hexdigest()
+
+
+def validate_feedback(verdict: Any, category: Any, comment: Any) -> tuple[str, str | None, str | None]:
+    """Checked (verdict, category, comment): InvalidInputError / PayloadTooLargeError naming the bad value."""
+    if verdict not in VERDICTS:
+        raise InvalidInputError(f"unknown verdict {verdict!r}: expected one of {', '.join(VERDICTS)}")
+    if comment is not None and not isinstance(comment, str):
+        raise InvalidInputError(f"comment must be a string, got {type(comment).__name__}")
+    if comment is not None and len(comment) > MAX_COMMENT_CHARS:
+        raise PayloadTooLargeError(f"comment of {len(comment)} characters exceeds {MAX_COMMENT_CHARS}")
+    comment = comment.strip() or None if comment else None
+    if verdict == "confirmed":
+        if category not in (None, ""):
+            raise InvalidInputError(f"category {category!r} is only for a 'not_mining' verdict")
+        return verdict, None, comment
+    category = category or "other"
+    if category not in CATEGORIES:
+        raise InvalidInputError(f"unknown category {category!r}: expected one of {', '.join(CATEGORIES)}")
+    return verdict, category, comment
+
+
+def record_feedback(conn: sqlite3.Connection, detection_id: int, verdict: Any, category: Any, comment: Any,
+                    *, client: str, limit_per_hour: int = DEFAULT_LIMIT_PER_HOUR) -> dict:
+    """Store a reader's verdict on a detection (validated, rate limited per client); return it."""
+    verdict, category, comment = validate_feedback(verdict, category, comment)
+    det = conn.execute(
+        "SELECT id, scan_id, centroid_lon, centroid_lat FROM detections WHERE id = ?", (int(detection_id),)
+    ).fetchone()
+    if det is None:
+        raise NotFoundError(f"detection {detection_id!r} does not exist")
+    since = (datetime.now(timezone.utc) - timedelta(hours=1)).replace(microsecond=0).isoformat()
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        recent = conn.execute(
+            "SELECT COUNT(*) FROM web_feedback WHERE client_hash = ? AND created_at > ?", (client, since)
+        ).fetchone()[0]
+        if recent >= limit_per_hour:
+            raise RateLimitError(f"too many corrections from this client: {recent} in the last hour (limit {limit_per_hour})")
+        cur = conn.execute(
+            "INSERT INTO web_feedback (detection_id, scan_id, lon, lat, verdict, category, comment, client_hash, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (det["id"], det["scan_id"], det["centroid_lon"], det["centroid_lat"], verdict, category, comment,
+             client, utc_now_iso()),
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return get_feedback(conn, int(cur.lastrowid))
+
+
+_SELECT = (
+    "SELECT f.id, f.detection_id, f.scan_id, f.lon, f.lat, f.verdict, f.category, f.comment, f.created_at,"
+    " f.status, f.reviewed_by, f.reviewed_at, f.example_id, substr(f.client_hash, 1, 8) AS client,"
+    " d.area_ha, d.mean_prob, d.capture_date, d.id IS NOT NULL AS detection_exists"
+    " FROM web_feedback f LEFT JOIN detections d ON d.id = f.detection_id"
+)
+
+
+def _as_dict(row: sqlite3.Row) -> dict:
+    out = dict(row)
+    out["detection_exists"] = bool(out["detection_exists"])
+    out["thumbnail_url"] = f"/api/detections/{out['detection_id']}/chip.jpg"
+    return out
+
+
+def get_feedback(conn: sqlite3.Connection, feedback_id: int) -> dict:
+    """One flag as a dict, or NotFoundError."""
+    row = conn.execute(_SELECT + " WHERE f.id = ?", (int(feedback_id),)).fetchone()
+    if row is None:
+        raise NotFoundError(f"feedback {feedback_id!r} does not exist")
+    return _as_dict(row)
+
+
+def list_feedback(conn: sqlite3.Connection, status: str | None = "pending", limit: int = 500) -> list[dict]:
+    """Flags with the given status (None = all), oldest first."""
+    if status is not None and status not in STATUSES:
+        raise InvalidInputError(f"unknown feedback status {status!r}: expected one of {', '.join(STATUSES)} or 'all'")
+    sql, args = _SELECT, []
+    if status is not None:
+        sql += " WHERE f.status = ?"
+        args.append(status)
+    sql += " ORDER BY f.id LIMIT ?"
+    args.append(int(limit))
+    return [_as_dict(r) for r in conn.execute(sql, args)]
+
+
+def decide_feedback(conn: sqlite3.Connection, cache: TileCache, feedback_id: int, decision: str, reviewer: str) -> dict:
+    """Accept or reject a pending flag; an accepted one becomes a labelled example (source 'review')."""
+    if decision not in ("accept", "reject"):
+        raise InvalidInputError(f"unknown decision {decision!r}: expected accept or reject")
+    fb = get_feedback(conn, feedback_id)
+    if fb["status"] != "pending":
+        raise ConflictError(f"feedback {feedback_id} is already {fb['status']}")
+    example_id = None
+    if decision == "accept":
+        if not fb["detection_exists"]:
+            raise ConflictError(
+                f"detection {fb['detection_id']} of feedback {feedback_id} no longer exists (rebuilt scan): reject it"
+            )
+        pixels = detection_chip(conn, cache, fb["detection_id"])
+        label = "not_mining" if fb["verdict"] == "not_mining" else "mining"
+        example_id, _ = ExampleStore(conn).add(
+            pixels, label, category=fb["category"] if label == "not_mining" else None,
+            lon=fb["lon"], lat=fb["lat"], imagery_date=_iso_date(fb["capture_date"]),
+            source="review", source_image=f"detection-{fb['detection_id']}", added_by=reviewer,
+        )
+    status = "accepted" if decision == "accept" else "rejected"
+    cur = conn.execute(
+        "UPDATE web_feedback SET status = ?, reviewed_by = ?, reviewed_at = ?, example_id = ?"
+        " WHERE id = ? AND status = 'pending'",
+        (status, reviewer, utc_now_iso(), example_id, int(feedback_id)),
+    )
+    if cur.rowcount != 1:
+        raise ConflictError(f"feedback {feedback_id} was decided by someone else meanwhile")
+    return get_feedback(conn, feedback_id)
+
+
+def _iso_date(value: str | None) -> str | None:
+    return value[:10] if value else None

@@ -1,0 +1,101 @@
+"""Request guard (body size, JSON-only state changes) and security headers, as one small ASGI middleware.
+
+Requests that change state must carry a JSON body (``Content-Type: application/json``) or none at
+all: HTML forms cannot send that cross-site without CORS, which the app never enables (CSRF-safe).
+"""
+
+from __future__ import annotations
+
+import json
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+MAX_BODY_BYTES = 16 * 1024
+UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+SECURITY_HEADERS = [
+    (b"content-security-policy",
+     b"default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; connect-src 'self';"
+     b" object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+]
+
+
+def error_body(message: str, status: int) -> bytes:
+    """The app's one JSON error shape: {"error": message, "status": status}."""
+    return json.dumps({"error": message, "status": status}).encode("utf-8")
+
+
+class GuardMiddleware:
+    """Adds security headers; refuses oversized bodies (413) and non-JSON bodies on unsafe methods (415)."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+        """Wrap an ASGI app."""
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one ASGI request."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                names = {k.lower() for k, _ in message.get("headers", [])}
+                message["headers"] = list(message.get("headers", [])) + [
+                    (k, v) for k, v in SECURITY_HEADERS if k not in names
+                ]
+            await send(message)
+
+        if scope["method"] not in UNSAFE_METHODS:
+            await self.app(scope, receive, send_with_headers)
+            return
+        headers = {k.lower(): v for k, v in scope.get("headers", [])}
+        content_type = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            try:
+                declared_len = int(declared)
+            except ValueError:
+                await self._refuse(send_with_headers, 400, f"invalid Content-Length {declared.decode('latin-1')!r}")
+                return
+            if declared_len > self.max_body_bytes:
+                await self._refuse(send_with_headers, 413,
+                                   f"request body of {declared_len} bytes exceeds {self.max_body_bytes} bytes")
+                return
+        body, more = b"", True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_body_bytes:
+                await self._refuse(send_with_headers, 413, f"request body exceeds {self.max_body_bytes} bytes")
+                return
+        if content_type in ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain") or (
+            body and content_type != "application/json"
+        ):
+            await self._refuse(send_with_headers, 415,
+                               f"Content-Type {content_type or 'none'!r} is not accepted: send JSON with 'Content-Type: application/json'")
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send_with_headers)
+
+    @staticmethod
+    async def _refuse(send: Send, status: int, message: str) -> None:
+        payload = error_body(message, status)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+        await send({"type": "http.response.body", "body": payload})

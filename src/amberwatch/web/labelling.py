@@ -1,0 +1,208 @@
+"""The labelling page's queue: the scan's most uncertain chips (probability closest to the model threshold) and their labels.
+
+Items are keyed ``d<detection id>`` (a detection) or ``c<scan>/<z>/<x>/<y>/<row>/<col>`` (one cell of a
+tile's probability grid). Chips are rendered from the tile cache; labels go to the example store.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+import sqlite3
+from dataclasses import dataclass
+
+import mercantile
+import numpy as np
+
+from amberwatch.db import utc_now_iso
+from amberwatch.errors import ConflictError, InvalidInputError, NotFoundError
+from amberwatch.imagery.cache import TileCache
+from amberwatch.imagery.types import LngLatBbox
+from amberwatch.labels.store import ExampleStore
+from amberwatch.web.chips import detection_chip, padded_bbox, render_from_cache
+
+LABELS = ("mining", "not_mining", "skip")
+CELL_MARGIN = 0.25  # only tiles whose max probability is within this of the threshold can hold candidate cells
+_KEY_RE = re.compile(r"^(?:d(\d+)|c(\d+)/(\d+)/(\d+)/(\d+)/(\d+)/(\d+))$")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One chip to label."""
+
+    key: str
+    scan_id: int
+    prob: float
+    bbox: LngLatBbox
+    capture_date: str | None
+
+    def as_dict(self, threshold: float) -> dict:
+        """JSON-ready form for the page."""
+        lon, lat = self.bbox.center_deg
+        return {
+            "key": self.key, "kind": "detection" if self.key.startswith("d") else "cell",
+            "scan_id": self.scan_id, "prob": round(self.prob, 4), "threshold": threshold,
+            "lon": round(lon, 6), "lat": round(lat, 6), "capture_date": self.capture_date,
+            "chip_url": f"/api/label/chip.jpg?key={self.key}",
+        }
+
+
+def parse_key(key: str) -> tuple:
+    """('d', detection_id) or ('c', scan, z, x, y, row, col); InvalidInputError naming a malformed key."""
+    m = _KEY_RE.match(key or "")
+    if not m:
+        raise InvalidInputError(f"unknown chip key {key!r}: expected d<ID> or c<SCAN>/<Z>/<X>/<Y>/<ROW>/<COL>")
+    if m.group(1):
+        return ("d", int(m.group(1)))
+    return ("c", *(int(g) for g in m.groups()[1:]))
+
+
+def cell_bbox(z: int, x: int, y: int, row: int, col: int, cells: int) -> LngLatBbox:
+    """Lon/lat bbox of one cell of a tile's ``cells`` x ``cells`` grid (rows from the top)."""
+    b = mercantile.xy_bounds(x, y, z)
+    w, h = (b.right - b.left) / cells, (b.top - b.bottom) / cells
+    west, north = mercantile.lnglat(b.left + col * w, b.top - row * h)
+    east, south = mercantile.lnglat(b.left + (col + 1) * w, b.top - (row + 1) * h)
+    return LngLatBbox(west, south, east, north)
+
+
+def _scan(conn: sqlite3.Connection, scan_id: int) -> sqlite3.Row:
+    row = conn.execute("SELECT id, model_threshold, imagery_source_id, zoom FROM scans WHERE id = ?", (int(scan_id),)).fetchone()
+    if row is None:
+        raise NotFoundError(f"scan {scan_id!r} does not exist")
+    return row
+
+
+def latest_scan_id(conn: sqlite3.Connection) -> int:
+    """Id of the newest scan, or NotFoundError when there is none."""
+    row = conn.execute("SELECT MAX(id) FROM scans").fetchone()
+    if row[0] is None:
+        raise NotFoundError("the database holds no scan yet: run 'amberwatch scan' first")
+    return int(row[0])
+
+
+def uncertain_items(conn: sqlite3.Connection, scan_id: int, limit: int = 20) -> tuple[list[Item], float]:
+    """The scan's not-yet-labelled items closest to the model threshold (detections and grid cells), and the threshold."""
+    scan = _scan(conn, scan_id)
+    thr = float(scan["model_threshold"])
+    done = {r[0] for r in conn.execute(
+        "SELECT item_key FROM web_label_actions WHERE scan_id = ? AND undone_at IS NULL", (scan_id,))}
+    heap: list[tuple[float, str, Item]] = []
+
+    def offer(item: Item) -> None:
+        if item.key in done:
+            return
+        entry = (-abs(item.prob - thr), item.key, item)
+        if len(heap) < limit:
+            heapq.heappush(heap, entry)
+        elif entry > heap[0]:
+            heapq.heapreplace(heap, entry)
+
+    for d in conn.execute(
+        "SELECT id, mean_prob, west, south, east, north, capture_date FROM detections WHERE scan_id = ?", (scan_id,)
+    ):
+        offer(Item(f"d{d['id']}", scan_id, float(d["mean_prob"]), LngLatBbox(d["west"], d["south"], d["east"], d["north"]),
+                   d["capture_date"]))
+    for t in conn.execute(
+        "SELECT z, x, y, grid_cells, grid, capture_date FROM scan_tiles WHERE scan_id = ? AND status = 'done'"
+        " AND grid IS NOT NULL AND grid_cells > 0 AND max_prob >= ?", (scan_id, thr - CELL_MARGIN)
+    ):
+        n = int(t["grid_cells"])
+        grid = np.frombuffer(bytes(t["grid"]), dtype=np.uint8)
+        if grid.size != n * n:
+            continue
+        dist = np.abs(grid.astype(np.float32) / 255.0 - thr)
+        best = np.argsort(dist, kind="stable")[: limit]
+        for idx in best:
+            if dist[idx] > CELL_MARGIN:
+                break
+            row, col = divmod(int(idx), n)
+            key = f"c{scan_id}/{t['z']}/{t['x']}/{t['y']}/{row}/{col}"
+            offer(Item(key, scan_id, float(grid[idx]) / 255.0, cell_bbox(t["z"], t["x"], t["y"], row, col, n),
+                       t["capture_date"]))
+    return [e[2] for e in sorted(heap, reverse=True)], thr
+
+
+def item_for_key(conn: sqlite3.Connection, key: str) -> Item:
+    """The item a key names, or NotFoundError."""
+    parsed = parse_key(key)
+    if parsed[0] == "d":
+        d = conn.execute(
+            "SELECT id, scan_id, mean_prob, west, south, east, north, capture_date FROM detections WHERE id = ?", (parsed[1],)
+        ).fetchone()
+        if d is None:
+            raise NotFoundError(f"detection {parsed[1]} of chip {key!r} does not exist")
+        return Item(key, int(d["scan_id"]), float(d["mean_prob"]), LngLatBbox(d["west"], d["south"], d["east"], d["north"]),
+                    d["capture_date"])
+    _, scan_id, z, x, y, row, col = parsed
+    t = conn.execute(
+        "SELECT grid_cells, grid, capture_date FROM scan_tiles WHERE scan_id = ? AND z = ? AND x = ? AND y = ?",
+        (scan_id, z, x, y),
+    ).fetchone()
+    if t is None or not t["grid_cells"] or t["grid"] is None:
+        raise NotFoundError(f"tile {z}/{x}/{y} of chip {key!r} has no probability grid in scan {scan_id}")
+    n = int(t["grid_cells"])
+    if not (0 <= row < n and 0 <= col < n):
+        raise NotFoundError(f"cell {row}/{col} of chip {key!r} is outside the {n}x{n} grid")
+    prob = float(np.frombuffer(bytes(t["grid"]), dtype=np.uint8)[row * n + col]) / 255.0
+    return Item(key, scan_id, prob, cell_bbox(z, x, y, row, col, n), t["capture_date"])
+
+
+def item_chip(conn: sqlite3.Connection, cache: TileCache, item: Item) -> np.ndarray:
+    """Pixels of an item's chip: detections as on the map, cells as a small square of cached imagery around the cell."""
+    if item.key.startswith("d"):
+        return detection_chip(conn, cache, int(item.key[1:]))
+    scan = _scan(conn, item.scan_id)
+    pixels = render_from_cache(cache, scan["imagery_source_id"], padded_bbox(*item.bbox.as_tuple(), pad_frac=1.0),
+                               int(scan["zoom"]))
+    if pixels is None:
+        raise NotFoundError(f"no cached imagery for chip {item.key!r}")
+    return pixels
+
+
+def record_label(conn: sqlite3.Connection, cache: TileCache, key: str, label: str, *, user: str,
+                 category: str | None = None) -> dict:
+    """Label (or skip) an item: adds the chip to the example store (source 'label-page') and logs the action."""
+    if label not in LABELS:
+        raise InvalidInputError(f"unknown label {label!r}: expected one of {', '.join(LABELS)}")
+    item = item_for_key(conn, key)
+    example_id, created = None, False
+    if label != "skip":
+        store = ExampleStore(conn)
+        lon, lat = item.bbox.center_deg
+        example_id, created = store.add(
+            item_chip(conn, cache, item), label, category=category if label == "not_mining" else None,
+            lon=lon, lat=lat, imagery_date=item.capture_date[:10] if item.capture_date else None,
+            source="label-page", source_image=f"scan-{item.scan_id}", added_by=user,
+        )
+        if not created and store.get(example_id).status == "excluded":
+            store.include([example_id])  # re-labelled after an undo
+            created = True
+    cur = conn.execute(
+        "INSERT INTO web_label_actions (item_key, scan_id, label, example_id, created_example, user_name, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (key, item.scan_id, label, example_id, int(created), user, utc_now_iso()),
+    )
+    return {"action_id": int(cur.lastrowid), "key": key, "label": label, "example_id": example_id, "created": created}
+
+
+def undo_label(conn: sqlite3.Connection, action_id: int, *, user: str) -> dict:
+    """Undo one labelling action: its item returns to the queue and an example it created is excluded."""
+    row = conn.execute(
+        "SELECT id, item_key, example_id, created_example, undone_at FROM web_label_actions WHERE id = ?", (int(action_id),)
+    ).fetchone()
+    if row is None:
+        raise NotFoundError(f"label action {action_id!r} does not exist")
+    if row["undone_at"] is not None:
+        raise ConflictError(f"label action {action_id} is already undone")
+    if row["example_id"] is not None and row["created_example"]:
+        ExampleStore(conn).exclude(ids=[int(row["example_id"])], reason=f"label undone on the label page by {user}")
+    conn.execute("UPDATE web_label_actions SET undone_at = ? WHERE id = ?", (utc_now_iso(), int(action_id)))
+    return {"action_id": int(action_id), "key": row["item_key"], "undone": True}
+
+
+def labelled_count(conn: sqlite3.Connection, scan_id: int) -> int:
+    """How many items of a scan have been labelled or skipped (not undone)."""
+    return int(conn.execute(
+        "SELECT COUNT(DISTINCT item_key) FROM web_label_actions WHERE scan_id = ? AND undone_at IS NULL", (scan_id,)
+    ).fetchone()[0])

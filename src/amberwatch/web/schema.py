@@ -1,0 +1,73 @@
+"""Tables of the web app in the project DB (component ``web``): settings, users, readers' feedback, labelling log.
+
+Feedback keeps a copy of the detection's scan and centroid and has no foreign key to
+``detections``: the scan rebuilds detections, and a reader's flag must survive (and must not block) that.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from amberwatch.db import migrate
+from amberwatch.labels.store import ensure_schema as ensure_labels_schema
+from amberwatch.results.schema import ensure_schema as ensure_results_schema
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE web_settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    INSERT INTO web_settings (key, value) VALUES ('client_salt', lower(hex(randomblob(32))));
+    CREATE TABLE web_users (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        role TEXT NOT NULL,                 -- reviewer | reader
+        token_sha256 TEXT NOT NULL UNIQUE,  -- sha256 of the bearer token; the token itself is never stored
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE web_feedback (
+        id INTEGER PRIMARY KEY,
+        detection_id INTEGER NOT NULL,
+        scan_id INTEGER,
+        lon REAL,
+        lat REAL,
+        verdict TEXT NOT NULL,              -- not_mining | confirmed
+        category TEXT,
+        comment TEXT,
+        client_hash TEXT NOT NULL,          -- salted sha256 of client IP + User-Agent
+        created_at TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',  -- pending | accepted | rejected
+        reviewed_by TEXT,
+        reviewed_at TEXT,
+        example_id INTEGER
+    );
+    CREATE INDEX web_feedback_status ON web_feedback (status, id);
+    CREATE INDEX web_feedback_client ON web_feedback (client_hash, created_at);
+    CREATE INDEX web_feedback_detection ON web_feedback (detection_id, status);
+    CREATE TABLE web_label_actions (
+        id INTEGER PRIMARY KEY,
+        item_key TEXT NOT NULL,             -- d<detection id> | c<scan>/<z>/<x>/<y>/<row>/<col>
+        scan_id INTEGER,
+        label TEXT NOT NULL,                -- mining | not_mining | skip
+        example_id INTEGER,
+        created_example INTEGER NOT NULL DEFAULT 0,
+        user_name TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        undone_at TEXT
+    );
+    CREATE INDEX web_label_actions_item ON web_label_actions (item_key, undone_at);
+    """,
+]
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    """Create or upgrade the tables the web app reads (results, labels) and owns (web)."""
+    ensure_results_schema(conn)
+    ensure_labels_schema(conn)
+    migrate(conn, "web", MIGRATIONS)
+
+
+def client_salt(conn: sqlite3.Connection) -> str:
+    """The per-database secret salt used to hash client identities."""
+    return str(conn.execute("SELECT value FROM web_settings WHERE key = 'client_salt'").fetchone()[0])
