@@ -1,0 +1,200 @@
+"""The Classifier (an ensemble of MiningNets + threshold + metadata) and its single-file format."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import zipfile
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from amberwatch.errors import ImageError, InvalidInputError, ModelError
+from amberwatch.imagery.decode import to_rgb_array
+from amberwatch.model.network import MiningNet, NetConfig, fuse_for_inference
+
+FORMAT = "amberwatch-model"
+FORMAT_VERSION = 1
+BUNDLED_PATH = Path(__file__).resolve().parent / "bundled" / "default.pt"
+_MAX_BATCH = 32
+
+
+def as_rgb_chip(chip: np.ndarray, name: str = "chip") -> np.ndarray:
+    """Return chip as HxWx3 uint8; grayscale, RGBA, palette-index and 16-bit arrays are converted via decode."""
+    arr = np.asarray(chip)
+    if arr.size == 0:
+        raise ImageError(f"{name}: image has no pixels (shape {arr.shape})")
+    if arr.ndim == 3 and arr.shape[2] == 3 and arr.dtype == np.uint8:
+        return arr
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4)):
+        raise ImageError(f"{name}: expected an HxW or HxWxC image array (C in 1..4), got shape {arr.shape}")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8) * 255
+    if arr.dtype in (np.uint16, np.int32, np.int64, np.float32, np.float64) and arr.ndim == 3:
+        # Multi-channel 16-bit/float: rescale each band from its own range, as decode does for one band.
+        bands = [to_rgb_array(Image.fromarray(arr[:, :, i].astype(np.float32), mode="F"), name)[:, :, 0] for i in range(3)]
+        return np.stack(bands, axis=2) if arr.shape[2] >= 3 else np.repeat(bands[0][:, :, None], 3, axis=2)
+    try:
+        if arr.ndim == 2 and arr.dtype != np.uint8:
+            img = Image.fromarray(arr.astype(np.float32), mode="F")
+        else:
+            img = Image.fromarray(np.ascontiguousarray(arr))
+    except (TypeError, ValueError) as exc:
+        raise ImageError(f"{name}: unsupported image array of shape {arr.shape} and dtype {arr.dtype}") from exc
+    return to_rgb_array(img, name)
+
+
+class Classifier:
+    """Maps RGB chips of any size to P(mining); predict_grid scores every cell of a mosaic in one pass."""
+
+    def __init__(self, net_config: NetConfig, state_dicts: list[dict], *, threshold: float = 0.5,
+                 resolution_m_per_px: float = 0.38, metadata: dict | None = None) -> None:
+        if not state_dicts:
+            raise ModelError("a classifier needs at least one network")
+        self.net_config = net_config
+        self.state_dicts = state_dicts
+        self.threshold = float(threshold)
+        self.resolution_m_per_px = float(resolution_m_per_px)
+        self.metadata: dict = dict(metadata or {})
+        self.cell_px = net_config.cell_px
+        # Exact window pooling needs window_cells // 2 neighbouring cells plus the trunk's receptive-field halo.
+        halo_px = receptive_field_px(net_config) // 2
+        raw = (net_config.window_cells // 2) * self.cell_px + halo_px
+        self.context_px = int(-(-raw // self.cell_px) * self.cell_px)
+        self._nets = [self._build(sd) for sd in state_dicts]
+
+    @property
+    def version(self) -> str:
+        """Model version: '0' for the bundled model, else the stored version or content hash."""
+        return str(self.metadata.get("version", "unversioned"))
+
+    @version.setter
+    def version(self, value: str) -> None:
+        self.metadata["version"] = str(value)
+
+    def _build(self, state_dict: dict) -> MiningNet:
+        net = MiningNet(self.net_config)
+        net.load_state_dict(state_dict)
+        return fuse_for_inference(net)
+
+    def _chip_batches(self, chips: Sequence[np.ndarray]):
+        """Yield (indices, float NCHW tensor) for chips grouped by shape."""
+        min_side = 2 * self.cell_px
+        d = self.net_config.downsample
+        by_shape: dict[tuple[int, int], list[int]] = defaultdict(list)
+        prepared: list[np.ndarray] = []
+        for i, chip in enumerate(chips):
+            arr = as_rgb_chip(chip, f"chip {i}")
+            h, w = arr.shape[:2]
+            ph, pw = max(0, min_side - h), max(0, min_side - w)
+            if ph or pw:
+                mode = "reflect" if min(h, w) > 1 else "edge"
+                arr = np.pad(arr, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)), mode=mode)
+            h, w = arr.shape[:2]
+            arr = arr[: h - h % d, : w - w % d]
+            prepared.append(arr)
+            by_shape[arr.shape[:2]].append(i)
+        for idx in by_shape.values():
+            for start in range(0, len(idx), _MAX_BATCH):
+                part = idx[start : start + _MAX_BATCH]
+                batch = np.stack([prepared[i] for i in part])
+                yield part, torch.from_numpy(batch).permute(0, 3, 1, 2).float()
+
+    def predict_proba(self, chips: Sequence[np.ndarray]) -> np.ndarray:
+        """Chips HxWx3 uint8 of any size -> (N,) float32 P(mining), mean over the ensemble."""
+        if isinstance(chips, np.ndarray) and chips.ndim == 3:
+            raise InvalidInputError(f"predict_proba takes a sequence of chips, got one array of shape {chips.shape}")
+        out = np.zeros(len(chips), dtype=np.float32)
+        with torch.inference_mode():
+            for part, x in self._chip_batches(chips):
+                p = torch.stack([torch.sigmoid(net(x)) for net in self._nets]).mean(0)
+                out[part] = p.numpy()
+        return out
+
+    def predict_grid(self, image: np.ndarray) -> np.ndarray:
+        """Image HxWx3 uint8 (H, W multiples of cell_px) -> (H//cell_px, W//cell_px) float32 P(mining) per cell."""
+        arr = as_rgb_chip(image, "image")
+        h, w = arr.shape[:2]
+        if h % self.cell_px or w % self.cell_px or h == 0 or w == 0:
+            raise InvalidInputError(f"predict_grid needs H and W multiples of cell_px={self.cell_px}, got {h}x{w}")
+        x = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None].float()
+        with torch.inference_mode():
+            p = torch.stack([torch.sigmoid(net.grid_logits(x)) for net in self._nets]).mean(0)[0]
+        return p.numpy().astype(np.float32)
+
+    def to_bytes(self) -> bytes:
+        """Serialise to the single-file model format."""
+        payload = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "net_config": self.net_config.to_dict(),
+            "state_dicts": self.state_dicts,
+            "threshold": self.threshold,
+            "resolution_m_per_px": self.resolution_m_per_px,
+            "metadata": self.metadata,
+        }
+        buf = io.BytesIO()
+        torch.save(payload, buf)
+        return buf.getvalue()
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the model (weights, threshold, metadata) to ONE file, atomically."""
+        p = Path(path)
+        if p.parent and not p.parent.exists():
+            p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(p.name + ".tmp")
+        tmp.write_bytes(self.to_bytes())
+        os.replace(tmp, p)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, name: str = "<bytes>") -> "Classifier":
+        """Inverse of to_bytes; ModelError naming `name` on anything unreadable or incompatible."""
+        try:
+            payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, zipfile.BadZipFile, OSError,
+                AttributeError, KeyError, IndexError, TypeError) as exc:
+            raise ModelError(f"{name}: not a readable amberwatch model file ({type(exc).__name__}: {exc})") from exc
+        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+            raise ModelError(f"{name}: not an amberwatch model file")
+        if payload.get("format_version") != FORMAT_VERSION:
+            raise ModelError(
+                f"{name}: model format version {payload.get('format_version')!r} is not supported "
+                f"(this amberwatch reads version {FORMAT_VERSION})"
+            )
+        try:
+            return cls(
+                NetConfig.from_dict(payload["net_config"]),
+                list(payload["state_dicts"]),
+                threshold=float(payload["threshold"]),
+                resolution_m_per_px=float(payload["resolution_m_per_px"]),
+                metadata=dict(payload.get("metadata") or {}),
+            )
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ModelError(f"{name}: incompatible amberwatch model file ({exc})") from exc
+
+
+def receptive_field_px(config: NetConfig) -> int:
+    """Receptive field of one trunk cell, in input pixels."""
+    rf, jump = 1, 1
+    for _ in config.widths:
+        for stride in (2, 1):
+            rf += 2 * jump
+            jump *= stride
+    return rf * config.downsample + config.downsample - 1
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Classifier:
+    """Load a model file (None: the bundled default model); ModelError naming the path if it is unusable."""
+    p = BUNDLED_PATH if path is None else Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"{str(p)!r}: cannot read model file ({exc.strerror or exc})") from exc
+    return Classifier.from_bytes(data, repr(str(p)))

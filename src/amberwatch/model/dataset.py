@@ -1,0 +1,114 @@
+"""Labelled chips as plain arrays: read from a positive/negative folder or from the example store."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from amberwatch.errors import ModelError
+from amberwatch.imagery.decode import read_image_file
+
+LABELS = ("not_mining", "mining")
+_TEXTY_NAME = re.compile(r"^(?P<lat>-?\d+(?:\.\d+)?)_(?P<lon>-?\d+(?:\.\d+)?)_(?P<date>\d{1,2}_[A-Za-z]{3}_\d{4})")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"}
+
+
+@dataclass
+class ChipSet:
+    """Chips (HxWx3 uint8, any size) with 0/1 labels, CV group keys and a display name each."""
+
+    chips: list[np.ndarray]
+    labels: np.ndarray  # (N,) int64, 1 = mining
+    groups: list[str]  # 0.1-degree block (or source image) key: never split across CV folds
+    names: list[str]
+    fingerprint: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.chips)
+
+    def subset(self, idx: np.ndarray | list[int]) -> "ChipSet":
+        """The chips at positions idx."""
+        idx = list(np.asarray(idx, dtype=int))
+        return ChipSet(
+            [self.chips[i] for i in idx], self.labels[idx], [self.groups[i] for i in idx], [self.names[i] for i in idx]
+        )
+
+    def counts(self) -> dict[str, int]:
+        """Example counts by label and number of groups."""
+        n_pos = int(self.labels.sum())
+        return {"mining": n_pos, "not_mining": len(self) - n_pos, "groups": len(set(self.groups))}
+
+
+def texty_block_key(name: str) -> str:
+    """0.1-degree block key 'B{floor(lat*10)}_{floor(lon*10)}' from a Texty file name, else 'I<name>'."""
+    m = _TEXTY_NAME.match(name)
+    if not m:
+        return f"I{name}"
+    lat, lon = float(m["lat"]), float(m["lon"])
+    return f"B{math.floor(lat * 10)}_{math.floor(lon * 10)}"
+
+
+def chips_fingerprint(chips: list[np.ndarray], labels: np.ndarray) -> str:
+    """sha256 over sorted (pixel sha256, label) pairs: identifies the training data."""
+    pairs = sorted(
+        (hashlib.sha256(f"{c.shape}".encode() + np.ascontiguousarray(c).tobytes()).hexdigest(), LABELS[int(y)])
+        for c, y in zip(chips, labels)
+    )
+    h = hashlib.sha256()
+    for digest, label in pairs:
+        h.update(f"{digest}:{label}\n".encode())
+    return h.hexdigest()
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def load_folder(data_dir: str | os.PathLike[str]) -> ChipSet:
+    """Read DIR/positive/* (mining) and DIR/negative/* (not mining); group by Texty 0.1-degree block."""
+    root = Path(data_dir)
+    pos_dir, neg_dir = root / "positive", root / "negative"
+    if not pos_dir.is_dir() or not neg_dir.is_dir():
+        raise ModelError(f"{str(root)!r}: expected sub-folders 'positive/' and 'negative/'")
+    chips: list[np.ndarray] = []
+    labels: list[int] = []
+    groups: list[str] = []
+    names: list[str] = []
+    for label, folder in ((1, pos_dir), (0, neg_dir)):
+        for path in _image_files(folder):
+            chips.append(read_image_file(path))
+            labels.append(label)
+            groups.append(texty_block_key(path.name))
+            names.append(f"{folder.name}/{path.name}")
+    if not chips:
+        raise ModelError(f"{str(root)!r}: no images in positive/ or negative/")
+    y = np.asarray(labels, dtype=np.int64)
+    return ChipSet(chips, y, groups, names, fingerprint=chips_fingerprint(chips, y))
+
+
+def load_store(db_path: str | os.PathLike[str]) -> ChipSet:
+    """Read the active examples of the example store at db_path, grouped by Example.block_key."""
+    from amberwatch.labels.store import ExampleStore  # the labels stage may land after this module
+
+    store = ExampleStore.open(db_path)
+    examples = store.examples(status="active")
+    if not examples:
+        raise ModelError(f"{str(db_path)!r}: the example store has no active examples")
+    chips: list[np.ndarray] = []
+    labels: list[int] = []
+    groups: list[str] = []
+    names: list[str] = []
+    for ex, pixels in store.iter_pixels(examples):
+        chips.append(pixels)
+        labels.append(1 if ex.label == "mining" else 0)
+        groups.append(ex.block_key)
+        names.append(f"example {ex.id}")
+    y = np.asarray(labels, dtype=np.int64)
+    return ChipSet(chips, y, groups, names, fingerprint=store.fingerprint(examples))

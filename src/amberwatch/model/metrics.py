@@ -1,0 +1,53 @@
+"""Binary classification metrics and the CV-based choice of the decision threshold."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import average_precision_score, precision_recall_curve
+
+
+def binary_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float) -> dict:
+    """Precision, recall, F1, average precision and confusion matrix at threshold (P >= threshold is mining)."""
+    y = np.asarray(labels).astype(bool)
+    pred = np.asarray(probs) >= threshold
+    tp = int((pred & y).sum())
+    fp = int((pred & ~y).sum())
+    fn = int((~pred & y).sum())
+    tn = int((~pred & ~y).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    ap = float(average_precision_score(y, probs)) if 0 < y.sum() < len(y) else float("nan")
+    return {
+        "precision": round(precision, 4),
+        "recall": round(recall, 4),
+        "f1": round(f1, 4),
+        "average_precision": round(ap, 4) if ap == ap else None,
+        "threshold": round(float(threshold), 4),
+        "n_positive": int(y.sum()),
+        "n_negative": int((~y).sum()),
+        "confusion_matrix": {"tp": tp, "fp": fp, "fn": fn, "tn": tn},
+    }
+
+
+def choose_threshold(labels: np.ndarray, probs: np.ndarray, min_precision: float = 0.95) -> float:
+    """Lowest threshold reaching min_precision on out-of-fold predictions (max recall), else the max-F1 one.
+
+    The threshold is set halfway between the chosen score and the next lower one, so it is not
+    glued to a single example's score.
+    """
+    y = np.asarray(labels).astype(int)
+    p = np.asarray(probs, dtype=np.float64)
+    if y.sum() == 0 or y.sum() == len(y):
+        return 0.5
+    precision, recall, thresholds = precision_recall_curve(y, p)
+    precision, recall = precision[:-1], recall[:-1]
+    ok = np.flatnonzero(precision >= min_precision)
+    if len(ok):
+        best = ok[np.argmax(recall[ok] + 1e-9 * precision[ok])]
+    else:
+        f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+        best = int(np.argmax(f1))
+    t = float(thresholds[best])
+    lower = p[p < t]
+    return float((t + lower.max()) / 2) if len(lower) else t

@@ -1,0 +1,109 @@
+"""The fully convolutional mining CNN: one conv trunk, pooled per chip or densely per grid cell."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Fixed input normalisation (0..255 RGB): centred, roughly unit variance on aerial imagery.
+PIXEL_MEAN = (110.0, 115.0, 100.0)
+PIXEL_STD = (50.0, 50.0, 50.0)
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """Architecture hyper-parameters stored in the model file."""
+
+    widths: tuple[int, ...] = (24, 48, 64, 96)
+    downsample: int = 2  # input pixels averaged into one network pixel before the trunk
+    window_cells: int = 5  # side (in cells) of the window predict_grid pools for each cell
+    grayscale: bool = False  # feed luminance only (colour-blind model)
+
+    @property
+    def cell_px(self) -> int:
+        """Stride of the trunk's output cells in input pixels."""
+        return self.downsample * 2 ** len(self.widths)
+
+    def to_dict(self) -> dict:
+        """Plain dict for the model file."""
+        d = asdict(self)
+        d["widths"] = list(self.widths)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "NetConfig":
+        """Inverse of to_dict."""
+        return cls(
+            widths=tuple(int(w) for w in d["widths"]),
+            downsample=int(d["downsample"]),
+            window_cells=int(d["window_cells"]),
+            grayscale=bool(d.get("grayscale", False)),
+        )
+
+
+def _conv_bn(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+
+class MiningNet(nn.Module):
+    """Stages of (stride-2 conv, conv), each conv+BN+ReLU; linear head on average-pooled features."""
+
+    def __init__(self, config: NetConfig) -> None:
+        super().__init__()
+        self.config = config
+        layers: list[nn.Module] = []
+        c_in = 1 if config.grayscale else 3
+        for width in config.widths:
+            layers += _conv_bn(c_in, width, 2) + _conv_bn(width, width, 1)
+            c_in = width
+        self.trunk = nn.Sequential(*layers)
+        self.dropout = nn.Dropout(0.2)
+        self.head = nn.Linear(c_in, 1)
+        self.register_buffer("mean", torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(PIXEL_STD).view(1, 3, 1, 1), persistent=False)
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """Float NCHW 0..255 RGB -> normalised, downsampled network input."""
+        x = (x - self.mean) / self.std
+        if self.config.grayscale:
+            x = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+        if self.config.downsample > 1:
+            x = F.avg_pool2d(x, self.config.downsample)
+        return x
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Float NCHW 0..255 RGB -> trunk feature map (one cell per cell_px input pixels)."""
+        return self.trunk(self.preprocess(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Chip logits (N,): features averaged over the whole chip."""
+        f = self.features(x).mean(dim=(2, 3))
+        return self.head(self.dropout(f)).squeeze(1)
+
+    def grid_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-cell logits (N, H/cell, W/cell) of the window_cells x window_cells window centred on each cell."""
+        f = self.features(x)
+        k = self.config.window_cells
+        f = F.avg_pool2d(f, k, stride=1, padding=k // 2, count_include_pad=False)
+        return F.conv2d(f, self.head.weight[:, :, None, None], self.head.bias).squeeze(1)
+
+
+def fuse_for_inference(net: MiningNet) -> MiningNet:
+    """Fold every BatchNorm into its conv (eval only): same outputs, fewer ops."""
+    net.eval()
+    mods = list(net.trunk)
+    fused: list[nn.Module] = []
+    i = 0
+    while i < len(mods):
+        m = mods[i]
+        if isinstance(m, nn.Conv2d) and i + 1 < len(mods) and isinstance(mods[i + 1], nn.BatchNorm2d):
+            fused.append(torch.nn.utils.fusion.fuse_conv_bn_eval(m, mods[i + 1]))
+            i += 2
+        else:
+            fused.append(m)
+            i += 1
+    net.trunk = nn.Sequential(*fused)
+    return net

@@ -1,0 +1,171 @@
+"""Training core on plain arrays: fit an ensemble, block-grouped cross-validation, threshold choice."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from amberwatch import __version__
+from amberwatch.db import utc_now_iso
+from amberwatch.errors import ModelError
+from amberwatch.model.augment import AugmentConfig, make_batch
+from amberwatch.model.classifier import Classifier
+from amberwatch.model.dataset import ChipSet
+from amberwatch.model.metrics import binary_metrics, choose_threshold
+from amberwatch.model.network import MiningNet, NetConfig
+
+TEXTY_RESOLUTION_M_PER_PX = 0.38
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a trained model besides the data and the seed."""
+
+    net: NetConfig = field(default_factory=NetConfig)
+    augment: AugmentConfig | None = field(default_factory=AugmentConfig)
+    crop_px: int = 160  # training crop side in input pixels (= window_cells * cell_px)
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 1e-3
+    members: int = 1  # ensemble of independently seeded networks
+    threads: int = 2
+    resolution_m_per_px: float = TEXTY_RESOLUTION_M_PER_PX
+
+    def to_dict(self) -> dict:
+        """Plain dict for the model metadata."""
+        d = asdict(self)
+        d["net"] = self.net.to_dict()
+        d["augment"] = self.augment.to_dict() if self.augment else None
+        return d
+
+
+def _seed_all(seed: int, threads: int) -> np.random.Generator:
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(threads)
+    return np.random.default_rng(seed)
+
+
+def fit_network(data: ChipSet, config: TrainConfig, seed: int, log: Callable[[str], None] | None = None) -> dict:
+    """Train one MiningNet on data; return its state dict."""
+    if len(data) == 0 or data.labels.min() == data.labels.max():
+        raise ModelError(f"training needs examples of both labels, got counts {data.counts()}")
+    rng = _seed_all(seed, config.threads)
+    net = MiningNet(config.net)
+    n_pos = int(data.labels.sum())
+    pos_weight = torch.tensor((len(data) - n_pos) / n_pos)
+    steps_per_epoch = max(1, math.ceil(len(data) / config.batch_size))
+    total = steps_per_epoch * config.epochs
+    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total, pct_start=0.2)
+    net.train()
+    for epoch in range(config.epochs):
+        order = rng.permutation(len(data))
+        losses = []
+        for start in range(0, len(order), config.batch_size):
+            idx = order[start : start + config.batch_size]
+            if len(idx) < 2:
+                continue
+            x = make_batch([data.chips[i] for i in idx], config.crop_px, config.augment, rng)
+            y = torch.from_numpy(data.labels[idx].astype(np.float32))
+            loss = F.binary_cross_entropy_with_logits(net(x), y, pos_weight=pos_weight)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+        if log and (epoch % 5 == 4 or epoch == config.epochs - 1):
+            log(f"  epoch {epoch + 1}/{config.epochs} loss {np.mean(losses):.4f}")
+    net.eval()
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def fit(data: ChipSet, config: TrainConfig, seed: int = 0, log: Callable[[str], None] | None = None) -> Classifier:
+    """Train an ensemble of config.members networks (seeds seed, seed+1, ...) -> Classifier at threshold 0.5."""
+    states = []
+    for m in range(config.members):
+        if log:
+            log(f"training network {m + 1}/{config.members} (seed {seed + m})")
+        states.append(fit_network(data, config, seed + m, log))
+    return Classifier(config.net, states, threshold=0.5, resolution_m_per_px=config.resolution_m_per_px)
+
+
+def block_folds(labels: np.ndarray, groups: list[str], n_folds: int, seed: int) -> np.ndarray:
+    """Fold id per example: stratified by label, never splitting a group (0.1-degree block)."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    n_groups = len(set(groups))
+    if n_groups < n_folds:
+        raise ModelError(f"{n_folds}-fold cross-validation needs at least {n_folds} blocks, got {n_groups}")
+    folds = np.full(len(labels), -1, dtype=np.int64)
+    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    for k, (_, test) in enumerate(splitter.split(np.zeros(len(labels)), labels, groups)):
+        folds[test] = k
+    return folds
+
+
+def cross_validate(data: ChipSet, config: TrainConfig, n_folds: int = 5, seed: int = 0,
+                   log: Callable[[str], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold P(mining) for every example (block-grouped folds) -> (probabilities, fold ids)."""
+    folds = block_folds(data.labels, data.groups, n_folds, seed)
+    oof = np.zeros(len(data), dtype=np.float32)
+    for k in range(n_folds):
+        train_idx, test_idx = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
+        t0 = time.perf_counter()
+        clf = fit(data.subset(train_idx), config, seed=seed)
+        oof[test_idx] = clf.predict_proba([data.chips[i] for i in test_idx])
+        if log:
+            m = binary_metrics(data.labels[test_idx], oof[test_idx], 0.5)
+            log(f"fold {k + 1}/{n_folds}: n={len(test_idx)} pos={int(data.labels[test_idx].sum())} "
+                f"AP={m['average_precision']:.3f} F1@0.5={m['f1']:.3f} ({time.perf_counter() - t0:.0f} s)")
+    return oof, folds
+
+
+def train_with_cv(data: ChipSet, config: TrainConfig, *, seed: int = 0, n_folds: int = 5,
+                  min_precision: float = 0.95, log: Callable[[str], None] | None = None) -> tuple[Classifier, dict]:
+    """CV (threshold from out-of-fold predictions), then train on all data; metadata filled in."""
+    t0 = time.perf_counter()
+    cv: dict = {}
+    threshold = 0.5
+    if n_folds >= 2:
+        oof, folds = cross_validate(data, config, n_folds, seed, log)
+        threshold = choose_threshold(data.labels, oof, min_precision)
+        cv = binary_metrics(data.labels, oof, threshold)
+        cv.update({"folds": n_folds, "grouping": "0.1-degree block", "min_precision_target": min_precision})
+        if log:
+            log(f"CV: threshold {threshold:.3f} precision {cv['precision']:.3f} recall {cv['recall']:.3f} "
+                f"F1 {cv['f1']:.3f} AP {cv['average_precision']:.3f}")
+    else:
+        oof, folds = None, None
+    clf = fit(data, config, seed=seed, log=log)
+    clf.threshold = threshold
+    clf.metadata.update({
+        "version": clf.metadata.get("version", "unversioned"),
+        "fingerprint": data.fingerprint,
+        "counts": data.counts(),
+        "cv": cv,
+        "threshold": threshold,
+        "input_px": config.crop_px,
+        "cell_px": clf.cell_px,
+        "context_px": clf.context_px,
+        "resolution_m_per_px": config.resolution_m_per_px,
+        "seed": seed,
+        "train_config": config.to_dict(),
+        "created_at": utc_now_iso(),
+        "package_version": __version__,
+        "train_seconds": round(time.perf_counter() - t0, 1),
+    })
+    return clf, {"oof": oof, "folds": folds}
+
+
+def small_config(**overrides) -> TrainConfig:
+    """A tiny, fast configuration for tests."""
+    base = TrainConfig(net=NetConfig(widths=(8, 16, 16, 16)), epochs=2, batch_size=16, crop_px=64, threads=1)
+    return replace(base, **overrides)
