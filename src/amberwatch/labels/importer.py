@@ -180,13 +180,15 @@ def _skip(report: ImportReport, path: Path, reason: str) -> None:
 
 
 def export_name(store: ExampleStore, ex: Example) -> str:
-    """File name for an exported example: Texty-style when located and dated, else ``example_<id>.png``."""
+    """File name for an exported example: Texty-style when located and dated, else the imported name or ``example_<id>.png``."""
     original = store.original_name(ex.id)
     if original and parse_texty_name(original):
         return original
     if ex.located and ex.imagery_date:
         key = ex.source_image if ex.source_image and _source_key_ok(ex.source_image) else f"{ex.lat}_{ex.lon}"
         return texty_name(key, ex.imagery_date, ex.id)
+    if original and Path(original).stem and not Path(original).stem.startswith("."):
+        return f"{Path(original).stem}.png"
     return f"example_{ex.id}.png"
 
 
