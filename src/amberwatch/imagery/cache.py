@@ -87,6 +87,20 @@ class TileCache:
                 (source_id, spec, attribution),
             )
 
+    def source_spec(self, source_id: str) -> str | None:
+        """The registered (secret-free) spec of a source id, or None when unknown."""
+        with self._lock:
+            row = self._conn.execute("SELECT spec FROM sources WHERE source_id = ?", (source_id,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def zoom_range(self, source_id: str) -> tuple[int, int] | None:
+        """(min_zoom, max_zoom) of the cached tiles of a source, or None when it has none."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT MIN(z), MAX(z) FROM tiles WHERE source_id = ?", (source_id,)
+            ).fetchone()
+        return None if row is None or row[0] is None else (int(row[0]), int(row[1]))
+
     def count(self, source_id: str | None = None) -> int:
         """Number of cached tiles, optionally for one source."""
         with self._lock:

@@ -1,0 +1,104 @@
+"""Mosaics: the tiles covering a bbox at a zoom, stitched in Web Mercator and cropped to the bbox."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import mercantile
+import numpy as np
+from PIL import Image
+
+from amberwatch.errors import ImageryError, InvalidInputError
+from amberwatch.imagery.cache import TileCache
+from amberwatch.imagery.sources import TileSource, open_cached_source
+from amberwatch.imagery.tiles import MAX_MERCATOR_LAT_DEG, tile_count_for_bbox, tiles_for_bbox
+from amberwatch.imagery.types import TILE_SIZE_PX, GeoImage, LngLatBbox, ground_resolution_m_per_px
+
+MAX_MOSAIC_TILES = 4096
+
+__all__ = ["render_bbox", "open_cached_source", "TileCache"]
+
+
+def _world_px(lon_deg: float, lat_deg: float, zoom: int) -> tuple[float, float]:
+    """Global pixel coordinates (origin top-left of the world) of a point at a zoom."""
+    x_m, y_m = mercantile.xy(lon_deg, lat_deg)
+    half = math.pi * 6378137.0
+    size = TILE_SIZE_PX * 2**zoom
+    return ((x_m + half) / (2 * half) * size, (half - y_m) / (2 * half) * size)
+
+
+def _world_px_to_lnglat(px: float, py: float, zoom: int) -> tuple[float, float]:
+    half = math.pi * 6378137.0
+    size = TILE_SIZE_PX * 2**zoom
+    return mercantile.lnglat(px / size * 2 * half - half, half - py / size * 2 * half)
+
+
+def render_bbox(source: TileSource, bbox: LngLatBbox, zoom: int, *, max_px: int = 1024) -> GeoImage:
+    """Mosaic of the tiles covering bbox at zoom, cropped to bbox and shrunk to at most max_px a side.
+
+    Missing tiles (no imagery, or failing) are black; failures are listed in ``warnings``. The
+    returned bbox is the bbox snapped to whole pixels of the zoom's grid.
+    """
+    if not (0 <= int(zoom) <= 24):
+        raise InvalidInputError(f"zoom {zoom!r} must be within 0..24")
+    if max_px < 1:
+        raise InvalidInputError(f"max_px {max_px!r} must be at least 1")
+    zoom = int(zoom)
+    south = max(bbox.south_deg, -MAX_MERCATOR_LAT_DEG)
+    north = min(bbox.north_deg, MAX_MERCATOR_LAT_DEG)
+    if bbox.east_deg < bbox.west_deg:
+        raise InvalidInputError(f"bbox {bbox.as_tuple()} crosses the antimeridian; split it in two")
+    n_tiles = tile_count_for_bbox(bbox, zoom)
+    if n_tiles > MAX_MOSAIC_TILES:
+        raise InvalidInputError(
+            f"bbox {bbox.as_tuple()} covers {n_tiles} tiles at zoom {zoom} (limit {MAX_MOSAIC_TILES}); use a lower zoom"
+        )
+    left, top = _world_px(bbox.west_deg, north, zoom)
+    right, bottom = _world_px(bbox.east_deg, south, zoom)
+    eps = 1e-6  # tile edges computed through degrees land a hair off whole pixels
+    x0, y0 = math.floor(left + eps), math.floor(top + eps)
+    x1, y1 = max(math.ceil(right - eps), x0 + 1), max(math.ceil(bottom - eps), y0 + 1)
+    full_w, full_h = x1 - x0, y1 - y0
+    scale = min(1.0, max_px / max(full_w, full_h))
+    out_w, out_h = max(1, round(full_w * scale)), max(1, round(full_h * scale))
+    canvas = np.zeros((out_h, out_w, 3), dtype=np.uint8)
+    dates: Counter = Counter()
+    notes: list[str] = []
+    for (z, tx, ty), result in source.read_tiles(tiles_for_bbox(bbox, zoom)):
+        if isinstance(result, ImageryError):
+            notes.append(str(result))
+            continue
+        if result is None:
+            continue
+        if result.capture_date is not None:
+            dates[result.capture_date] += 1
+        # Destination rectangle of this tile in output pixels (may overhang the canvas).
+        sx0, sy0 = tx * TILE_SIZE_PX - x0, ty * TILE_SIZE_PX - y0
+        dx0, dy0 = round(sx0 * scale), round(sy0 * scale)
+        dx1, dy1 = round((sx0 + TILE_SIZE_PX) * scale), round((sy0 + TILE_SIZE_PX) * scale)
+        if dx1 <= dx0 or dy1 <= dy0:
+            continue
+        pixels = result.pixels
+        if (dx1 - dx0, dy1 - dy0) != (pixels.shape[1], pixels.shape[0]):
+            pixels = np.asarray(
+                Image.fromarray(pixels).resize((dx1 - dx0, dy1 - dy0), Image.Resampling.BILINEAR), dtype=np.uint8
+            )
+        cx0, cy0 = max(dx0, 0), max(dy0, 0)
+        cx1, cy1 = min(dx1, out_w), min(dy1, out_h)
+        if cx1 <= cx0 or cy1 <= cy0:
+            continue
+        canvas[cy0:cy1, cx0:cx1] = pixels[cy0 - dy0 : cy1 - dy0, cx0 - dx0 : cx1 - dx0]
+    west, north_s = _world_px_to_lnglat(x0, y0, zoom)
+    east, south_s = _world_px_to_lnglat(x1, y1, zoom)
+    snapped = LngLatBbox(max(west, -180.0), south_s, min(east, 180.0), north_s)
+    capture = max(dates.items(), key=lambda kv: (kv[1], kv[0]))[0] if dates else None
+    return GeoImage(
+        pixels=canvas,
+        bbox=snapped,
+        resolution_m_per_px=ground_resolution_m_per_px(snapped.center_deg[1], zoom) / scale,
+        source_id=source.source_id,
+        capture_date=capture,
+        tile=None,
+        warnings=notes,
+    )

@@ -1,0 +1,301 @@
+"""Open any imagery spec as a TileSource: cache-first 256x256 RGB Web Mercator tiles with capture dates.
+
+``open_source(spec)`` accepts an XYZ/TMS/quadkey URL template, an xyzservices preset name, a GeoTIFF/COG
+in any CRS, a ``{z}/{x}/{y}.png|jpg`` tile folder or an .mbtiles file. Every tile read is stored once in
+the TileCache (status 'ok' with the encoded bytes, or 'empty' for no imagery), so later reads never refetch.
+Failures that persist after retries raise ImageryError and are never cached, so the next run retries them.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import os
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from amberwatch.errors import (
+    BlankTileWarning,
+    ImageError,
+    ImageryError,
+    InvalidInputError,
+    NoImageryWarning,
+)
+from amberwatch.imagery.cache import TileCache
+from amberwatch.imagery.decode import decode_image
+from amberwatch.imagery.tiles import MAX_ZOOM, check_tile, tile_lnglat_bbox, tile_resolution_m_per_px
+from amberwatch.imagery.types import TILE_SIZE_PX, GeoImage, LngLatBbox
+
+TileKey = tuple[int, int, int]  # (z, x, y), XYZ rows (top origin)
+TileResult = GeoImage | None | ImageryError
+
+_MISS = object()
+
+
+@dataclass
+class FetchedTile:
+    """A tile as a reader produced it: encoded bytes to cache plus the decoded RGB pixels."""
+
+    data: bytes
+    content_type: str | None
+    pixels: np.ndarray
+    capture_date: str | None = None
+
+
+def parse_capture_date(value: str | date | None, name: str = "capture date") -> date | None:
+    """Parse 'YYYY-MM-DD', an ISO datetime or a TIFF 'YYYY:MM:DD HH:MM:SS' stamp to a date; None stays None."""
+    if value is None or isinstance(value, date):
+        return value if not isinstance(value, datetime) else value.date()
+    text = str(value).strip()
+    if not text:
+        return None
+    candidates = [text, text.replace(":", "-", 2) if len(text) >= 10 and text[4] == ":" else text]
+    for cand in candidates:
+        try:
+            return date.fromisoformat(cand[:10])
+        except ValueError:
+            continue
+    raise InvalidInputError(f"{name} {text!r} is not a date (expected YYYY-MM-DD)")
+
+
+def is_blank(pixels: np.ndarray) -> bool:
+    """True when a tile holds no imagery: one uniform colour (transparent tiles decode to uniform black)."""
+    return bool(pixels.size == 0 or (pixels == pixels[0, 0]).all())
+
+
+def spec_hash(text: str) -> str:
+    """A short stable hash of a normalised, secret-free spec."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _as_tile_pixels(pixels: np.ndarray) -> np.ndarray:
+    if pixels.shape[:2] == (TILE_SIZE_PX, TILE_SIZE_PX):
+        return pixels
+    img = Image.fromarray(pixels).resize((TILE_SIZE_PX, TILE_SIZE_PX), Image.Resampling.BILINEAR)
+    return np.asarray(img, dtype=np.uint8).copy()
+
+
+class TileSource(abc.ABC):
+    """A source of 256x256 RGB Web Mercator tiles, read cache-first."""
+
+    kind: str = "tiles"
+    source_id: str
+    spec: str
+    min_zoom: int = 0
+    max_zoom: int = MAX_ZOOM
+    bounds: LngLatBbox | None = None
+    native_resolution_m_per_px: float | None = None
+    attribution: str | None = None
+
+    def __init__(self, *, cache: TileCache | None = None, capture_date: str | None = None) -> None:
+        """Set the cache and the default capture date (validated)."""
+        self.cache = cache
+        self.default_capture_date = parse_capture_date(capture_date, "capture_date option")
+
+    def _register(self) -> None:
+        if self.cache is not None:
+            self.cache.register_source(self.source_id, self.spec, self.attribution)
+
+    # -- reading -------------------------------------------------------------------------------------
+    def read_tile(self, z: int, x: int, y: int) -> GeoImage | None:
+        """The RGB tile (XYZ rows), None when there is no imagery; ImageryError when it keeps failing."""
+        z, x, y = int(z), int(x), int(y)
+        check_tile(z, x, y)
+        hit = self._from_cache(z, x, y)
+        if hit is not _MISS:
+            return hit  # type: ignore[return-value]
+        return self._accept((z, x, y), self._fetch_tile(z, x, y))
+
+    def read_tiles(self, tiles: Iterable[TileKey]) -> Iterator[tuple[TileKey, TileResult]]:
+        """Read many tiles, yielding (tile, GeoImage | None | ImageryError); streamed, never materialised."""
+        for t in tiles:
+            key = (int(t[0]), int(t[1]), int(t[2]))
+            try:
+                yield key, self.read_tile(*key)
+            except ImageryError as exc:
+                yield key, exc
+
+    @abc.abstractmethod
+    def _fetch_tile(self, z: int, x: int, y: int) -> FetchedTile | None:
+        """Produce one tile from the underlying source (no cache); None = no imagery there."""
+
+    def close(self) -> None:
+        """Release files, connections and threads (the cache belongs to the caller)."""
+
+    def __enter__(self) -> "TileSource":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def describe(self) -> dict[str, object]:
+        """A plain summary: type, id, spec, zooms, bounds, resolution."""
+        return {
+            "type": self.kind,
+            "source_id": self.source_id,
+            "spec": self.spec,
+            "min_zoom": self.min_zoom,
+            "max_zoom": self.max_zoom,
+            "bounds": self.bounds.as_tuple() if self.bounds else None,
+            "native_resolution_m_per_px": self.native_resolution_m_per_px,
+            "attribution": self.attribution,
+        }
+
+    # -- shared machinery ----------------------------------------------------------------------------
+    def _tile_label(self, z: int, x: int, y: int) -> str:
+        return f"tile z={z} x={x} y={y} of {self.spec}"
+
+    def _geoimage(self, key: TileKey, pixels: np.ndarray, capture_date: str | None) -> GeoImage:
+        z, x, y = key
+        when = self.default_capture_date
+        if when is None and capture_date:
+            try:
+                when = parse_capture_date(capture_date)
+            except InvalidInputError:
+                when = None
+        return GeoImage(
+            pixels=_as_tile_pixels(pixels),
+            bbox=tile_lnglat_bbox(z, x, y),
+            resolution_m_per_px=tile_resolution_m_per_px(z, x, y),
+            source_id=self.source_id,
+            capture_date=when,
+            tile=(x, y, z),
+        )
+
+    def _from_cache(self, z: int, x: int, y: int) -> object:
+        if self.cache is None:
+            return _MISS
+        row = self.cache.get(self.source_id, z, x, y)
+        if row is None:
+            return _MISS
+        if row["status"] != "ok" or row["data"] is None:
+            return None
+        try:
+            pixels = decode_image(bytes(row["data"]), self._tile_label(z, x, y))
+        except ImageError:
+            return _MISS  # a damaged cache entry is refetched and replaced
+        return self._geoimage((z, x, y), pixels, row["capture_date"])
+
+    def _accept(self, key: TileKey, fetched: FetchedTile | None) -> GeoImage | None:
+        """Cache a freshly fetched tile (or its absence) and turn it into a GeoImage or None."""
+        z, x, y = key
+        if fetched is None:
+            warnings.warn(NoImageryWarning(f"no imagery for {self._tile_label(z, x, y)}"), stacklevel=3)
+            self._cache_put(key, None, status="empty")
+            return None
+        if is_blank(fetched.pixels):
+            warnings.warn(BlankTileWarning(f"blank {self._tile_label(z, x, y)} (uniform colour)"), stacklevel=3)
+            self._cache_put(key, None, status="empty")
+            return None
+        date_text = fetched.capture_date
+        if date_text is None and self.default_capture_date is not None:
+            date_text = self.default_capture_date.isoformat()
+        self._cache_put(key, fetched.data, content_type=fetched.content_type, capture_date=date_text)
+        return self._geoimage(key, fetched.pixels, date_text)
+
+    def _cache_put(
+        self,
+        key: TileKey,
+        data: bytes | None,
+        *,
+        status: str = "ok",
+        content_type: str | None = None,
+        capture_date: str | None = None,
+    ) -> None:
+        if self.cache is not None:
+            z, x, y = key
+            self.cache.put(
+                self.source_id, z, x, y, data, status=status, content_type=content_type, capture_date=capture_date
+            )
+
+
+class CachedTileSource(TileSource):
+    """A read-only source over one source id in the tile cache: no network, missing tiles read as None."""
+
+    kind = "cache"
+
+    def __init__(self, cache: TileCache, source_id: str) -> None:
+        """Wrap the cached tiles of ``source_id``."""
+        super().__init__(cache=cache)
+        self.source_id = source_id
+        self.spec = cache.source_spec(source_id) or f"cache:{source_id}"
+        zooms = cache.zoom_range(source_id)
+        if zooms is not None:
+            self.min_zoom, self.max_zoom = zooms
+
+    def _fetch_tile(self, z: int, x: int, y: int) -> FetchedTile | None:
+        raise AssertionError("unreachable: read_tile is overridden")
+
+    def read_tile(self, z: int, x: int, y: int) -> GeoImage | None:
+        """The cached tile or None (never fetched, or recorded as empty)."""
+        z, x, y = int(z), int(x), int(y)
+        check_tile(z, x, y)
+        hit = self._from_cache(z, x, y)
+        return None if hit is _MISS else hit  # type: ignore[return-value]
+
+
+def open_cached_source(cache: TileCache, source_id: str) -> TileSource:
+    """A read-only TileSource over the cache only (no network), for the web app and the story builder."""
+    return CachedTileSource(cache, source_id)
+
+
+def open_source(
+    spec: str,
+    *,
+    cache: TileCache | None = None,
+    headers: dict[str, str] | None = None,
+    api_key_env: str | None = None,
+    capture_date: str | None = None,
+    max_concurrency: int = 8,
+    requests_per_s: float = 50.0,
+    timeout_s: float = 20.0,
+    max_retries: int = 4,
+) -> TileSource:
+    """Open an imagery spec: URL template, xyzservices preset, GeoTIFF/COG, tile folder or .mbtiles file."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise InvalidInputError(f"imagery spec {spec!r} is empty")
+    spec = spec.strip()
+    http_options = dict(
+        cache=cache,
+        headers=headers,
+        api_key_env=api_key_env,
+        capture_date=capture_date,
+        max_concurrency=max_concurrency,
+        requests_per_s=requests_per_s,
+        timeout_s=timeout_s,
+        max_retries=max_retries,
+    )
+    lowered = spec.lower()
+    if lowered.startswith(("http://", "https://")):
+        from amberwatch.imagery.xyz import XyzTileSource
+
+        return XyzTileSource(spec, **http_options)  # type: ignore[arg-type]
+    path = Path(os.path.expanduser(spec))
+    if lowered.endswith((".tif", ".tiff")):
+        from amberwatch.imagery.geotiff import GeoTiffTileSource
+
+        return GeoTiffTileSource(path, cache=cache, capture_date=capture_date)
+    if lowered.endswith(".mbtiles"):
+        from amberwatch.imagery.mbtiles import MBTilesTileSource
+
+        return MBTilesTileSource(path, cache=cache, capture_date=capture_date)
+    if path.is_dir():
+        from amberwatch.imagery.folder import FolderTileSource
+
+        return FolderTileSource(path, cache=cache, capture_date=capture_date)
+    if "/" not in spec and "\\" not in spec and not path.exists():
+        from amberwatch.imagery.xyz import preset_source
+
+        found = preset_source(spec, **http_options)  # type: ignore[arg-type]
+        if found is not None:
+            return found
+    raise InvalidInputError(
+        f"imagery spec {spec!r} is not a URL template, an xyzservices preset, a .tif/.tiff file,"
+        " a tile folder or an .mbtiles file"
+    )

@@ -1,0 +1,94 @@
+"""Small pure Web Mercator tile helpers over mercantile: tile footprints, quadkeys, TMS rows, zoom choice."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import mercantile
+
+from amberwatch.errors import InvalidInputError
+from amberwatch.imagery.types import TILE_SIZE_PX, LngLatBbox, MercatorBbox, ground_resolution_m_per_px
+
+MAX_ZOOM = 24
+# mercantile clamps latitudes to the Web Mercator limit; tiles never extend beyond it.
+MAX_MERCATOR_LAT_DEG = 85.0511287798066
+
+
+def check_tile(z: int, x: int, y: int) -> None:
+    """Raise InvalidInputError unless (z, x, y) is a valid XYZ tile."""
+    if not (0 <= z <= MAX_ZOOM) or not (0 <= x < 2**z) or not (0 <= y < 2**z):
+        raise InvalidInputError(f"tile z={z} x={x} y={y} does not exist (zoom 0..{MAX_ZOOM}, x and y in 0..2**z-1)")
+
+
+def tile_lnglat_bbox(z: int, x: int, y: int) -> LngLatBbox:
+    """The WGS84 footprint of an XYZ tile."""
+    b = mercantile.bounds(x, y, z)
+    return LngLatBbox(b.west, b.south, b.east, b.north)
+
+
+def tile_mercator_bbox(z: int, x: int, y: int) -> MercatorBbox:
+    """The EPSG:3857 footprint of an XYZ tile, in metres."""
+    b = mercantile.xy_bounds(x, y, z)
+    return MercatorBbox(b.left, b.bottom, b.right, b.top)
+
+
+def tile_center_lnglat(z: int, x: int, y: int) -> tuple[float, float]:
+    """(lon, lat) in degrees of the centre of an XYZ tile."""
+    b = mercantile.xy_bounds(x, y, z)
+    return mercantile.lnglat((b.left + b.right) / 2, (b.bottom + b.top) / 2)
+
+
+def tile_resolution_m_per_px(z: int, x: int, y: int) -> float:
+    """Ground resolution of an XYZ tile at its centre latitude, in metres per pixel."""
+    return ground_resolution_m_per_px(tile_center_lnglat(z, x, y)[1], z)
+
+
+def tile_to_quadkey(z: int, x: int, y: int) -> str:
+    """Bing-style quadkey of an XYZ tile ('' for zoom 0)."""
+    return mercantile.quadkey(x, y, z)
+
+
+def quadkey_to_tile(quadkey: str) -> tuple[int, int, int]:
+    """(z, x, y) of a Bing-style quadkey."""
+    try:
+        t = mercantile.quadkey_to_tile(quadkey)
+    except (mercantile.QuadKeyError, ValueError) as exc:
+        raise InvalidInputError(f"quadkey {quadkey!r} is not valid (digits 0-3 only)") from exc
+    return (t.z, t.x, t.y)
+
+
+def xyz_to_tms_y(z: int, y: int) -> int:
+    """Flip an XYZ (top-origin) row to a TMS (bottom-origin) row; the flip is its own inverse."""
+    return (1 << z) - 1 - y
+
+
+tms_to_xyz_y = xyz_to_tms_y
+
+
+def lnglat_to_tile(lon_deg: float, lat_deg: float, z: int) -> tuple[int, int, int]:
+    """(z, x, y) of the tile containing a point."""
+    t = mercantile.tile(lon_deg, lat_deg, z)
+    return (t.z, t.x, t.y)
+
+
+def tiles_for_bbox(bbox: LngLatBbox, z: int) -> Iterator[tuple[int, int, int]]:
+    """(z, x, y) of every tile intersecting a bbox, row by row, lazily."""
+    for t in mercantile.tiles(bbox.west_deg, bbox.south_deg, bbox.east_deg, bbox.north_deg, zooms=[z]):
+        yield (t.z, t.x, t.y)
+
+
+def tile_count_for_bbox(bbox: LngLatBbox, z: int) -> int:
+    """How many tiles intersect a bbox at a zoom, without listing them."""
+    ul = mercantile.tile(bbox.west_deg, min(bbox.north_deg, MAX_MERCATOR_LAT_DEG), z)
+    lr = mercantile.tile(bbox.east_deg, max(bbox.south_deg, -MAX_MERCATOR_LAT_DEG), z)
+    return (abs(lr.x - ul.x) + 1) * (abs(lr.y - ul.y) + 1)
+
+
+def zoom_for_resolution(resolution_m_per_px: float, lat_deg: float, *, max_zoom: int = MAX_ZOOM) -> int:
+    """The zoom whose ground resolution at a latitude is closest (in log scale) to a given m/px."""
+    if not (math.isfinite(resolution_m_per_px) and resolution_m_per_px > 0):
+        raise InvalidInputError(f"resolution {resolution_m_per_px!r} m/px must be a positive number")
+    z0_res = ground_resolution_m_per_px(lat_deg, 0, TILE_SIZE_PX)
+    z = round(math.log2(z0_res / resolution_m_per_px))
+    return int(min(max(z, 0), max_zoom))

@@ -1,0 +1,395 @@
+"""HTTP tile sources: XYZ/TMS/quadkey URL templates and xyzservices presets, fetched with async httpx.
+
+Fetching runs on one private event loop thread per source, so the synchronous API works from any
+thread (including inside someone else's running event loop). Concurrency and requests per second
+are bounded; 429 (Retry-After honoured, capped), 5xx, timeouts, broken connections and corrupt bodies
+are retried with exponential backoff and jitter. 404/204 mean "no imagery". Secrets (the API key)
+are substituted only into the outgoing request, never into the spec, the source id or messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import email.utils
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Coroutine, Iterable, Iterator
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import httpx
+
+from amberwatch import __version__
+from amberwatch.errors import ImageError, ImageryError, InvalidInputError
+from amberwatch.imagery.cache import TileCache
+from amberwatch.imagery.decode import decode_image
+from amberwatch.imagery.sources import _MISS, FetchedTile, TileKey, TileResult, TileSource, spec_hash
+from amberwatch.imagery.tiles import check_tile, tile_to_quadkey, xyz_to_tms_y
+
+USER_AGENT = f"amberwatch/{__version__} (+https://github.com/amberwatch)"
+MAX_RETRY_AFTER_S = 60.0
+BACKOFF_CAP_S = 30.0
+DEFAULT_SUBDOMAINS = "abc"
+
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_KNOWN = {"z", "x", "y", "-y", "q", "s", "key"}
+_SECRET_PARAMS = re.compile(r"(?i)^(api[_-]?key|key|token|access[_-]?token|accesstoken|apikey|sig|signature|password|secret)$")
+_EMPTY_STATUSES = {204, 404, 410}
+_RETRY_STATUSES = {408, 425, 429, 500, 502, 503, 504}
+
+
+def redact_url(url: str) -> str:
+    """The URL with the values of secret-looking query parameters replaced by '***'."""
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if not any(_SECRET_PARAMS.match(k) and v and v != "{key}" for k, v in pairs):
+        return url
+    cleaned = [(k, "***" if _SECRET_PARAMS.match(k) and v and v != "{key}" else v) for k, v in pairs]
+    return urlunsplit(parts._replace(query=urlencode(cleaned, safe="{}*")))
+
+
+def parse_template(template: str) -> tuple[str, str | None]:
+    """Validate a URL template; return it normalised ({s:abc} -> {s}) and its inline subdomains."""
+    subdomains = None
+    names = _PLACEHOLDER.findall(template)
+    for name in names:
+        if name.startswith("s:"):
+            subdomains = name[2:]
+            if not subdomains:
+                raise InvalidInputError(f"URL template {redact_url(template)!r}: '{{s:}}' lists no subdomains")
+        elif name not in _KNOWN:
+            raise InvalidInputError(
+                f"URL template {redact_url(template)!r} has unknown placeholder {{{name}}}"
+                " (known: {z} {x} {y} {-y} {q} {s} {s:abc} {key})"
+            )
+    normalised = re.sub(r"\{s:[^{}]*\}", "{s}", template)
+    found = set(_PLACEHOLDER.findall(normalised))
+    if "q" not in found and not ({"z", "x"} <= found and ({"y", "-y"} & found)):
+        raise InvalidInputError(
+            f"URL template {redact_url(template)!r} needs {{z}}, {{x}} and {{y}} (or {{-y}} for TMS) or {{q}} (quadkey)"
+        )
+    return normalised, subdomains
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta seconds or HTTP date); None when absent/invalid."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class _LoopThread:
+    """A private asyncio loop in a daemon thread, with one shared httpx.AsyncClient."""
+
+    def __init__(self, *, headers: dict[str, str], timeout_s: float, max_concurrency: int, requests_per_s: float):
+        self._headers = headers
+        self._timeout_s = timeout_s
+        self._max_concurrency = max_concurrency
+        self._interval_s = 1.0 / requests_per_s if requests_per_s > 0 else 0.0
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self.client: httpx.AsyncClient | None = None
+        self.semaphore: asyncio.Semaphore | None = None
+        self._rate_lock: asyncio.Lock | None = None
+        self._next_slot = 0.0
+
+    def _start(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name="amberwatch-tiles", daemon=True)
+                thread.start()
+                self._loop, self._thread = loop, thread
+                asyncio.run_coroutine_threadsafe(self._setup(), loop).result()
+            return self._loop
+
+    async def _setup(self) -> None:
+        limits = httpx.Limits(max_connections=self._max_concurrency, max_keepalive_connections=self._max_concurrency)
+        self.client = httpx.AsyncClient(
+            headers=self._headers, timeout=httpx.Timeout(self._timeout_s), limits=limits, follow_redirects=True
+        )
+        self.semaphore = asyncio.Semaphore(self._max_concurrency)
+        self._rate_lock = asyncio.Lock()
+
+    async def throttle(self) -> None:
+        """Wait for the next request slot allowed by requests_per_s."""
+        if self._interval_s <= 0:
+            return
+        assert self._rate_lock is not None
+        async with self._rate_lock:
+            now = time.monotonic()
+            slot = max(now, self._next_slot)
+            self._next_slot = slot + self._interval_s
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+    def submit(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future:
+        """Schedule a coroutine on the loop thread."""
+        return asyncio.run_coroutine_threadsafe(coro, self._start())
+
+    def close(self) -> None:
+        """Close the client and stop the loop thread."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is None:
+            return
+        if self.client is not None:
+            try:
+                asyncio.run_coroutine_threadsafe(self.client.aclose(), loop).result(timeout=5)
+            except Exception:  # noqa: BLE001 - closing must not raise
+                pass
+        loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            thread.join(timeout=5)
+        loop.close()
+
+
+class XyzTileSource(TileSource):
+    """Tiles from an HTTP server by URL template ({z}/{x}/{y}, {-y} TMS, {q} quadkey, {s} subdomains, {key})."""
+
+    kind = "xyz"
+
+    def __init__(
+        self,
+        template: str,
+        *,
+        cache: TileCache | None = None,
+        headers: dict[str, str] | None = None,
+        api_key_env: str | None = None,
+        capture_date: str | None = None,
+        max_concurrency: int = 8,
+        requests_per_s: float = 50.0,
+        timeout_s: float = 20.0,
+        max_retries: int = 4,
+        subdomains: str | list[str] | None = None,
+        min_zoom: int = 0,
+        max_zoom: int = 22,
+        attribution: str | None = None,
+        name: str | None = None,
+    ) -> None:
+        """Validate the template and options; no request is made until a tile is read."""
+        super().__init__(cache=cache, capture_date=capture_date)
+        if max_concurrency < 1:
+            raise InvalidInputError(f"max_concurrency {max_concurrency!r} must be at least 1")
+        if not requests_per_s > 0:
+            raise InvalidInputError(f"requests_per_s {requests_per_s!r} must be positive")
+        if not timeout_s > 0:
+            raise InvalidInputError(f"timeout_s {timeout_s!r} must be positive")
+        if max_retries < 0:
+            raise InvalidInputError(f"max_retries {max_retries!r} must be >= 0")
+        self.template, inline = parse_template(template)
+        subs = subdomains if subdomains is not None else inline
+        if subs is None and "{s}" in self.template:
+            subs = DEFAULT_SUBDOMAINS
+        self.subdomains = list(subs) if subs else []
+        self.max_retries = int(max_retries)
+        self.timeout_s = float(timeout_s)
+        self.backoff_base_s = 0.5
+        self.min_zoom, self.max_zoom = int(min_zoom), int(max_zoom)
+        self.attribution = attribution
+
+        self._key: str | None = None
+        header_values = dict(headers or {})
+        uses_key = "{key}" in self.template or any("{key}" in v for v in header_values.values())
+        if api_key_env:
+            key = os.environ.get(api_key_env)
+            if not key:
+                raise InvalidInputError(f"environment variable {api_key_env!r} (api_key_env) is not set or empty")
+            if not uses_key:
+                raise InvalidInputError(
+                    f"api_key_env {api_key_env!r} given but neither the URL template nor a header has a {{key}} placeholder"
+                )
+            self._key = key
+        elif uses_key:
+            raise InvalidInputError(
+                f"URL template or headers of {redact_url(self.template)!r} use {{key}}: pass api_key_env naming"
+                " the environment variable holding the key"
+            )
+        self.spec = name or redact_url(self.template)
+        normalised = redact_url(self.template) + ("|s=" + "".join(self.subdomains) if self.subdomains else "")
+        self.source_id = "xyz-" + spec_hash(normalised)
+        send_headers = {"User-Agent": USER_AGENT}
+        for k, v in header_values.items():
+            send_headers[k] = v.replace("{key}", self._key) if self._key else v
+        self._engine = _LoopThread(
+            headers=send_headers,
+            timeout_s=self.timeout_s,
+            max_concurrency=int(max_concurrency),
+            requests_per_s=float(requests_per_s),
+        )
+        self._register()
+
+    # -- URLs ----------------------------------------------------------------------------------------
+    def tile_url(self, z: int, x: int, y: int, *, with_secret: bool = False) -> str:
+        """The request URL of a tile; the key placeholder is filled only when with_secret is set."""
+        values = {"z": str(z), "x": str(x), "y": str(y), "-y": str(xyz_to_tms_y(z, y))}
+        if "{q}" in self.template:
+            values["q"] = tile_to_quadkey(z, x, y)
+        if self.subdomains:
+            values["s"] = self.subdomains[(x + y) % len(self.subdomains)]
+        if with_secret and self._key is not None:
+            values["key"] = self._key
+        return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), self.template)
+
+    # -- fetching ------------------------------------------------------------------------------------
+    def _fetch_tile(self, z: int, x: int, y: int) -> FetchedTile | None:
+        return self._engine.submit(self._fetch_async(z, x, y)).result()
+
+    async def _fetch_async(self, z: int, x: int, y: int) -> FetchedTile | None:
+        """GET one tile with retries; None for 404/204; ImageryError naming tile and URL when it keeps failing."""
+        engine = self._engine
+        assert engine.client is not None and engine.semaphore is not None
+        url = self.tile_url(z, x, y, with_secret=True)
+        shown = redact_url(self.tile_url(z, x, y))
+        problem = "no attempt"
+        for attempt in range(self.max_retries + 1):
+            delay: float | None = None
+            await engine.throttle()
+            async with engine.semaphore:
+                try:
+                    resp = await engine.client.get(url)
+                except httpx.ConnectError as exc:
+                    raise ImageryError(f"cannot connect to {shown} (tile z={z} x={x} y={y}): {exc}") from None
+                except httpx.TimeoutException:
+                    problem = f"timed out after {self.timeout_s:g} s"
+                    resp = None
+                except httpx.TransportError as exc:
+                    problem = f"connection failed ({type(exc).__name__}: {exc})"
+                    resp = None
+            if resp is not None:
+                status = resp.status_code
+                if status == 200:
+                    body = resp.content
+                    try:
+                        pixels = decode_image(body, shown)
+                    except ImageError as exc:
+                        problem = f"corrupt or truncated body ({exc})"
+                    else:
+                        ctype = resp.headers.get("content-type", "").split(";")[0].strip() or None
+                        return FetchedTile(data=body, content_type=ctype, pixels=pixels)
+                elif status in _EMPTY_STATUSES:
+                    return None
+                elif status in _RETRY_STATUSES or status >= 500:
+                    problem = f"HTTP {status}"
+                    if status == 429:
+                        wait = parse_retry_after(resp.headers.get("retry-after"))
+                        if wait is not None:
+                            delay = min(wait, MAX_RETRY_AFTER_S)
+                else:
+                    raise ImageryError(f"{shown} (tile z={z} x={x} y={y}) answered HTTP {status}")
+            if attempt < self.max_retries:
+                if delay is None:
+                    backoff = min(self.backoff_base_s * 2**attempt, BACKOFF_CAP_S)
+                    delay = backoff * (0.5 + random.random() / 2)  # jitter: 50-100% of the backoff
+                await asyncio.sleep(delay)
+        raise ImageryError(
+            f"tile z={z} x={x} y={y} from {shown} failed after {self.max_retries + 1} attempts: {problem}"
+        )
+
+    def read_tiles(self, tiles: Iterable[TileKey]) -> Iterator[tuple[TileKey, TileResult]]:
+        """Fetch tiles concurrently (cache hits first-hand), yielding results in completion order."""
+        it = iter(tiles)
+        pending: dict[concurrent.futures.Future, TileKey] = {}
+        window = max(2 * self._engine._max_concurrency, 4)
+        exhausted = False
+        try:
+            while True:
+                while not exhausted and len(pending) < window:
+                    try:
+                        t = next(it)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    key = (int(t[0]), int(t[1]), int(t[2]))
+                    check_tile(*key)
+                    hit = self._from_cache(*key)
+                    if hit is not _MISS:
+                        yield key, hit  # type: ignore[misc]
+                        continue
+                    pending[self._engine.submit(self._fetch_async(*key))] = key
+                if not pending:
+                    return
+                done, _ = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+                for fut in done:
+                    key = pending.pop(fut)
+                    try:
+                        result: TileResult = self._accept(key, fut.result())
+                    except ImageryError as exc:
+                        result = exc
+                    yield key, result
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+    def close(self) -> None:
+        """Close the HTTP client and its loop thread."""
+        self._engine.close()
+
+
+def preset_source(name: str, **options: Any) -> XyzTileSource | None:
+    """An XyzTileSource for an xyzservices preset name ('Esri.WorldImagery'), or None if unknown."""
+    import xyzservices
+
+    try:
+        provider = xyzservices.providers.query_name(name)
+    except ValueError:
+        return None
+    if not isinstance(provider, xyzservices.TileProvider):
+        return None
+    url = provider["url"]
+    fill: dict[str, str] = {"r": ""}
+    for k, v in provider.items():
+        if k in ("url", "subdomains", "name") or not isinstance(v, (str, int, float)):
+            continue
+        text = str(v)
+        fill[k] = "{key}" if text.startswith("<insert") else text
+    url = _PLACEHOLDER.sub(lambda m: fill.get(m.group(1), m.group(0)), url)
+    subdomains = provider.get("subdomains")
+    return XyzTileSource(
+        url,
+        subdomains=subdomains if subdomains and "{s}" in url else None,
+        min_zoom=int(provider.get("min_zoom", 0)),
+        max_zoom=int(provider.get("max_zoom", 19 if "Esri" not in name else 19)),
+        attribution=provider.get("attribution"),
+        name=provider.name,
+        **options,
+    )
+
+
+def search_presets(text: str | None = None) -> list[dict[str, Any]]:
+    """xyzservices presets whose name contains text (case-insensitive): name, url, max_zoom, needs_key."""
+    import xyzservices
+
+    flat = xyzservices.providers.flatten()
+    out = []
+    needle = (text or "").lower()
+    for name in sorted(flat):
+        p = flat[name]
+        if needle and needle not in name.lower():
+            continue
+        out.append(
+            {
+                "name": name,
+                "url": p.get("url"),
+                "max_zoom": p.get("max_zoom"),
+                "needs_key": bool(p.requires_token()),
+            }
+        )
+    return out

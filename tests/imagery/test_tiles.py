@@ -1,0 +1,76 @@
+"""Tile math round trips (Hypothesis) and zoom choice."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from amberwatch.errors import InvalidInputError
+from amberwatch.imagery.tiles import (
+    lnglat_to_tile,
+    quadkey_to_tile,
+    tile_center_lnglat,
+    tile_count_for_bbox,
+    tile_lnglat_bbox,
+    tile_to_quadkey,
+    tiles_for_bbox,
+    tms_to_xyz_y,
+    xyz_to_tms_y,
+    zoom_for_resolution,
+)
+from amberwatch.imagery.types import LngLatBbox, ground_resolution_m_per_px
+
+
+@st.composite
+def tiles(draw: st.DrawFn) -> tuple[int, int, int]:
+    z = draw(st.integers(0, 22))
+    return (z, draw(st.integers(0, 2**z - 1)), draw(st.integers(0, 2**z - 1)))
+
+
+@given(tiles())
+def test_quadkey_round_trip(t: tuple[int, int, int]) -> None:
+    qk = tile_to_quadkey(*t)
+    assert len(qk) == t[0]
+    assert quadkey_to_tile(qk) == t if t[0] > 0 else True
+
+
+@given(tiles())
+def test_tms_flip_is_an_involution(t: tuple[int, int, int]) -> None:
+    z, _, y = t
+    assert 0 <= xyz_to_tms_y(z, y) < 2**z
+    assert tms_to_xyz_y(z, xyz_to_tms_y(z, y)) == y
+
+
+@given(tiles())
+def test_tile_bounds_contain_their_centre(t: tuple[int, int, int]) -> None:
+    b = tile_lnglat_bbox(*t)
+    lon, lat = tile_center_lnglat(*t)
+    assert b.west_deg <= lon <= b.east_deg and b.south_deg <= lat <= b.north_deg
+    assert lnglat_to_tile(lon, lat, t[0]) == t
+
+
+@given(st.floats(-179.99, 179.99), st.floats(-85.0, 85.0), st.integers(0, 22))
+def test_lnglat_to_tile_to_bounds_contains_point(lon: float, lat: float, z: int) -> None:
+    b = tile_lnglat_bbox(*lnglat_to_tile(lon, lat, z))
+    eps = 1e-9
+    assert b.west_deg - eps <= lon <= b.east_deg + eps and b.south_deg - eps <= lat <= b.north_deg + eps
+
+
+def test_bad_quadkey_names_it() -> None:
+    with pytest.raises(InvalidInputError, match="'0124'"):
+        quadkey_to_tile("0124")
+
+
+def test_tiles_for_bbox_matches_count() -> None:
+    bbox = LngLatBbox(26.0, 51.0, 26.01, 51.01)
+    listed = list(tiles_for_bbox(bbox, 17))
+    assert len(listed) == tile_count_for_bbox(bbox, 17) and len(set(listed)) == len(listed)
+
+
+def test_zoom_for_resolution_texty_imagery() -> None:
+    # Texty's Bing z18 crops are ~0.38 m/px at ~51N.
+    assert zoom_for_resolution(0.38, 51.0) == 18
+    assert abs(ground_resolution_m_per_px(51.0, 18) - 0.376) < 0.01
+    with pytest.raises(InvalidInputError):
+        zoom_for_resolution(0.0, 51.0)
