@@ -1,0 +1,76 @@
+// Shared helpers of the amberwatch pages. User-supplied text is only ever set with textContent.
+'use strict';
+
+window.aw = (function () {
+  const TOKEN_KEY = 'amberwatch.reviewerToken';
+
+  /** Create an element; attrs are properties (className, href, ...), children are nodes or text. */
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === 'dataset') Object.assign(node.dataset, v);
+      else if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
+      else if (k.includes('-')) node.setAttribute(k, v);
+      else node[k] = v;
+    }
+    for (const c of children) {
+      if (c === null || c === undefined || c === false) continue;
+      node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return node;
+  }
+
+  /** fetch JSON; throws Error(message) with the API's {"error"} text on failure. */
+  async function api(path, { method = 'GET', body, token } = {}) {
+    const headers = {};
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    if (token) headers['Authorization'] = 'Bearer ' + token;
+    const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    let data = null;
+    try { data = await res.json(); } catch (e) { data = null; }
+    if (!res.ok) {
+      const err = new Error((data && data.error) || ('HTTP ' + res.status));
+      err.status = res.status;
+      throw err;
+    }
+    return data;
+  }
+
+  function getToken() { return sessionStorage.getItem(TOKEN_KEY); }
+  function setToken(t) { if (t) sessionStorage.setItem(TOKEN_KEY, t); else sessionStorage.removeItem(TOKEN_KEY); }
+
+  function pct(p) { return Math.round(p * 100) + '%'; }
+  function ha(x) { return x >= 100 ? x.toFixed(0) : x.toFixed(2); }
+  function confClass(p) { return p >= 0.8 ? 'conf-h' : p >= 0.6 ? 'conf-m' : 'conf-l'; }
+  function confColour(p) { return p >= 0.8 ? '#d7191c' : p >= 0.6 ? '#fd8d3c' : '#fecc5c'; }
+
+  /** Wire a token form (input#token, form#token-form, button#logout) that keeps the token in sessionStorage. */
+  function tokenGate(onReady) {
+    const form = document.getElementById('token-form');
+    const msg = document.getElementById('token-msg');
+    const logout = document.getElementById('logout');
+    async function tryToken(t) {
+      try {
+        const me = await api('/api/me', { token: t });
+        setToken(t);
+        form.hidden = true;
+        logout.hidden = false;
+        document.getElementById('who').textContent = me.name;
+        onReady(t);
+      } catch (e) {
+        setToken(null);
+        form.hidden = false;
+        logout.hidden = true;
+        msg.textContent = t ? e.message : '';
+      }
+    }
+    form.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      tryToken(document.getElementById('token').value.trim());
+    });
+    logout.addEventListener('click', () => { setToken(null); location.reload(); });
+    tryToken(getToken());
+  }
+
+  return { el, api, getToken, setToken, pct, ha, confClass, confColour, tokenGate };
+})();

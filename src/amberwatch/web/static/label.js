@@ -1,0 +1,101 @@
+// Labelling page: the scan's most uncertain chips first; keys y / n / s(kip) / u(ndo).
+'use strict';
+
+(function () {
+  const { el, api, pct } = window.aw;
+  const params = new URL(location.href).searchParams;
+  const state = { token: null, queue: [], current: null, done: [], session: 0, scanLabelled: 0, busy: false, scanId: null };
+  window.amberwatchLabel = state;   // for the browser tests
+
+  function show() {
+    const img = document.getElementById('chip');
+    const info = document.getElementById('chip-info');
+    document.getElementById('progress').textContent =
+      `${state.session} labelled this session · ${state.scanLabelled} in scan #${state.scanId} · ${state.queue.length + (state.current ? 1 : 0)} queued`;
+    if (!state.current) {
+      img.removeAttribute('src');
+      info.textContent = 'No more chips to label in this scan.';
+      document.body.dataset.chip = '';
+      return;
+    }
+    const it = state.current;
+    img.src = it.chip_url;
+    info.textContent = `${it.kind} ${it.key} · P(mining) ${pct(it.prob)} (threshold ${pct(it.threshold)}) · ` +
+      `${it.lat.toFixed(5)}, ${it.lon.toFixed(5)} · ${it.capture_date || 'date unknown'}`;
+    document.body.dataset.chip = it.key;
+  }
+
+  async function refill() {
+    const pending = new Set([state.current && state.current.key, ...state.queue.map((i) => i.key)]);
+    const q = new URLSearchParams({ limit: '30' });
+    if (params.get('scan')) q.set('scan', params.get('scan'));
+    const data = await api('/api/label/queue?' + q, { token: state.token });
+    state.scanId = data.scan_id;
+    state.scanLabelled = data.labelled;
+    for (const it of data.items) if (!pending.has(it.key)) state.queue.push(it);
+    if (!state.current) state.current = state.queue.shift() || null;
+    show();
+  }
+
+  async function answer(label) {
+    if (state.busy || !state.current) return;
+    state.busy = true;
+    const msg = document.getElementById('label-msg');
+    const it = state.current;
+    const category = document.getElementById('category').value || null;
+    try {
+      const out = await api('/api/label', { method: 'POST', token: state.token,
+        body: { key: it.key, label, category: label === 'not_mining' ? category : null } });
+      state.done.push({ item: it, action: out });
+      if (label !== 'skip') state.session += 1;
+      state.scanLabelled += 1;
+      document.getElementById('history').prepend(el('li', {}, `${it.key}: ${label}` + (out.example_id ? ` → example #${out.example_id}` : '')));
+      msg.textContent = '';
+      state.current = state.queue.shift() || null;
+      show();
+      if (state.queue.length < 5) await refill();
+    } catch (e) {
+      msg.textContent = e.message;
+    } finally {
+      state.busy = false;
+    }
+  }
+
+  async function undo() {
+    if (state.busy || !state.done.length) return;
+    state.busy = true;
+    const msg = document.getElementById('label-msg');
+    const last = state.done.pop();
+    try {
+      await api(`/api/label/${last.action.action_id}/undo`, { method: 'POST', token: state.token });
+      if (state.current) state.queue.unshift(state.current);
+      state.current = last.item;
+      if (last.action.label !== 'skip') state.session -= 1;
+      state.scanLabelled -= 1;
+      const h = document.getElementById('history');
+      h.prepend(el('li', {}, `${last.item.key}: undone`));
+      msg.textContent = '';
+      show();
+    } catch (e) {
+      state.done.push(last);
+      msg.textContent = e.message;
+    } finally {
+      state.busy = false;
+    }
+  }
+
+  const KEYS = { y: () => answer('mining'), n: () => answer('not_mining'), s: () => answer('skip'), u: undo };
+  document.addEventListener('keydown', (ev) => {
+    if (!state.token || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    if (['INPUT', 'TEXTAREA', 'SELECT'].includes(document.activeElement.tagName)) return;
+    const fn = KEYS[ev.key.toLowerCase()];
+    if (fn) { ev.preventDefault(); fn(); }
+  });
+  for (const k of Object.keys(KEYS)) document.getElementById('btn-' + k).addEventListener('click', KEYS[k]);
+
+  window.aw.tokenGate(async (token) => {
+    state.token = token;
+    document.getElementById('labeller').hidden = false;
+    try { await refill(); } catch (e) { document.getElementById('label-msg').textContent = e.message; }
+  });
+})();

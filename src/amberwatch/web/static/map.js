@@ -1,0 +1,325 @@
+// The amberwatch map: clustered markers at low zoom, canvas polygons at high zoom, filters, popups, corrections.
+'use strict';
+
+(function () {
+  const { el, api, pct, ha, confClass, confColour } = window.aw;
+  const POLYGON_ZOOM = 14;          // from this zoom on, sites are drawn as polygons instead of clustered markers
+  const LIST_LIMIT = 200;
+  const CATEGORIES = ['clear-cut', 'quarry', 'field', 'settlement', 'water', 'other'];
+
+  // Exposed for the browser tests (load time, frame rate) and for debugging.
+  const AW = window.amberwatch = { ready: false, loadMs: null, count: 0 };
+
+  const map = L.map('map', { preferCanvas: true, zoomSnap: 1 }).setView([51.3, 26.9], 9);
+  const renderer = L.canvas({ padding: 0.3 });
+  AW.map = map;
+
+  let scans = [];
+  let scan = null;                   // selected scan object, or null for all scans
+  let features = [];                 // all features of the layer
+  let byId = new Map();
+  let filtered = [];
+  let imagery = null;
+  const polygons = new Map();        // id -> L.Polygon currently on the map (only those near the view)
+  const polygonLayer = L.layerGroup().addTo(map);
+  const selectedRing = L.layerGroup().addTo(map);
+
+  const clusters = L.markerClusterGroup({
+    chunkedLoading: true, chunkInterval: 150, chunkDelay: 5,
+    showCoverageOnHover: false, spiderfyOnMaxZoom: false, disableClusteringAtZoom: POLYGON_ZOOM,
+    removeOutsideVisibleBounds: true,
+    chunkProgress: (done, total) => { if (done === total) markReady(); },
+  });
+  map.addLayer(clusters);
+
+  function markReady() {
+    if (!AW.ready) {
+      AW.ready = true;
+      AW.loadMs = Math.round(performance.now());
+      document.body.dataset.ready = '1';
+    }
+  }
+
+  // ---------- data ----------
+  async function loadScans() {
+    scans = (await api('/api/scans')).scans;
+    const sel = document.getElementById('scan-select');
+    sel.replaceChildren(el('option', { value: 'all' }, 'All scans'));
+    for (const s of scans) {
+      const label = `#${s.id} ${s.name || ''} · model ${s.model_version} · ${s.detections} sites` +
+        (s.parent_scan_id ? ` (rescan of #${s.parent_scan_id})` : '');
+      sel.append(el('option', { value: String(s.id) }, label));
+    }
+  }
+
+  async function selectScan(id, { fit = true } = {}) {
+    scan = scans.find((s) => String(s.id) === String(id)) || null;
+    document.getElementById('scan-select').value = scan ? String(scan.id) : 'all';
+    const url = new URL(location.href);
+    if (scan) url.searchParams.set('scan', scan.id); else url.searchParams.delete('scan');
+    history.replaceState(null, '', url);
+    setImagery();
+    const fc = await api('/api/detections' + (scan ? '?scan=' + scan.id : ''));
+    features = fc.features;
+    byId = new Map(features.map((f) => [f.id, f]));
+    AW.count = features.length;
+    for (const f of features) f.marker = makeMarker(f);
+    if (fit) fitToLayer();
+    applyFilters();
+  }
+
+  function fitToLayer() {
+    const list = scan ? [scan] : scans;
+    let b = null;
+    for (const s of list) {
+      if (!s.bounds) continue;
+      const sb = L.latLngBounds([s.bounds[1], s.bounds[0]], [s.bounds[3], s.bounds[2]]);
+      b = b ? b.extend(sb) : sb;
+    }
+    if (b && b.isValid()) map.fitBounds(b, { maxZoom: 16, animate: false });
+  }
+
+  // ---------- background ----------
+  function setImagery() {
+    if (imagery) { map.removeLayer(imagery); imagery = null; }
+    const wanted = document.getElementById('basemap').value;
+    const s = scan || scans[0];
+    document.getElementById('map').classList.toggle('plain', wanted === 'plain');
+    if (wanted !== 'imagery' || !s) return;
+    imagery = L.tileLayer(`/tiles/${encodeURIComponent(s.imagery_source_id)}/{z}/{x}/{y}`, {
+      minZoom: Math.max(0, s.zoom - 2), maxZoom: 21, minNativeZoom: s.zoom, maxNativeZoom: s.zoom,
+      attribution: 'Imagery: ' + s.imagery, errorTileUrl: 'data:image/gif;base64,R0lGODlhAQABAAAAACw=',
+    });
+    imagery.addTo(map).bringToBack();
+  }
+
+  // ---------- drawing ----------
+  function makeMarker(f) {
+    const p = f.properties;
+    const cls = 'dot ' + confClass(p.mean_prob) + (p.review ? ' reviewed-' + (p.review === 'confirmed' ? 'yes' : 'no') : '');
+    const m = L.marker([p.lat, p.lon], { icon: L.divIcon({ className: cls, iconSize: [14, 14] }), keyboard: false });
+    m.on('click', () => select(f.id, { fly: true }));
+    return m;
+  }
+
+  function polygonStyle(p, selected) {
+    const reviewed = p.review === 'not_mining' ? { color: '#555', dashArray: '5 5', fillOpacity: 0.08 }
+      : p.review === 'confirmed' ? { color: '#7a0177', weight: 3 } : {};
+    return Object.assign({ renderer, color: confColour(p.mean_prob), weight: 2, fillColor: confColour(p.mean_prob),
+      fillOpacity: 0.25, dashArray: null }, reviewed, selected ? { weight: 4, color: '#00e5ff' } : {});
+  }
+
+  function refreshPolygons() {
+    if (map.getZoom() < POLYGON_ZOOM) {
+      polygonLayer.clearLayers();
+      polygons.clear();
+      return;
+    }
+    const view = map.getBounds().pad(0.5);
+    const keep = new Set();
+    for (const f of filtered) {
+      const p = f.properties;
+      if (!view.contains([p.lat, p.lon])) continue;
+      keep.add(f.id);
+      if (polygons.has(f.id)) continue;
+      const layer = L.geoJSON(f, { style: () => polygonStyle(p, false) });
+      layer.on('click', () => select(f.id, { fly: false }));
+      polygons.set(f.id, layer);
+      polygonLayer.addLayer(layer);
+    }
+    for (const [id, layer] of polygons) {
+      if (!keep.has(id)) { polygonLayer.removeLayer(layer); polygons.delete(id); }
+    }
+  }
+
+  // ---------- filters, totals, list ----------
+  function regionBounds() {
+    const text = document.getElementById('f-region').value.trim();
+    if (document.getElementById('f-inview').checked) return map.getBounds();
+    if (!text) return null;
+    const v = text.split(',').map(Number);
+    if (v.length !== 4 || v.some((x) => !Number.isFinite(x))) return null;
+    return L.latLngBounds([v[1], v[0]], [v[3], v[2]]);
+  }
+
+  function applyFilters() {
+    const minProb = Number(document.getElementById('f-prob').value);
+    const from = document.getElementById('f-from').value;
+    const to = document.getElementById('f-to').value;
+    const region = regionBounds();
+    filtered = features.filter((f) => {
+      const p = f.properties;
+      if (p.mean_prob < minProb) return false;
+      const d = (p.capture_date || '').slice(0, 10);
+      if (from && (!d || d < from)) return false;
+      if (to && (!d || d > to)) return false;
+      if (region && !region.contains([p.lat, p.lon])) return false;
+      return true;
+    });
+    AW.ready = false;
+    clusters.clearLayers();
+    if (filtered.length) clusters.addLayers(filtered.map((f) => f.marker)); else markReady();
+    polygonLayer.clearLayers();
+    polygons.clear();
+    refreshPolygons();
+    updateSummary();
+  }
+
+  function updateSummary() {
+    const list = filtered;
+    const km2 = (scan ? [scan] : scans).reduce((a, s) => a + (s.area_scanned_km2 || 0), 0);
+    document.getElementById('t-sites').textContent = list.length.toLocaleString('en');
+    document.getElementById('t-ha').textContent = ha(list.reduce((a, f) => a + f.properties.area_ha, 0));
+    document.getElementById('t-km2').textContent = km2.toFixed(km2 >= 100 ? 0 : 1);
+    const top = [...list].sort((a, b) => b.properties.area_ha - a.properties.area_ha).slice(0, LIST_LIMIT);
+    const ol = document.getElementById('site-list');
+    ol.replaceChildren(...top.map((f) => {
+      const p = f.properties;
+      return el('li', {}, el('button', { type: 'button', className: 'site', dataset: { id: String(f.id) },
+        onclick: () => select(f.id, { fly: true }) },
+      el('i', { className: 'swatch ' + confClass(p.mean_prob) }),
+      `${ha(p.area_ha)} ha · ${pct(p.mean_prob)} · ${p.capture_date || 'date unknown'}`,
+      p.review ? el('span', { className: 'tag' }, p.review === 'confirmed' ? 'confirmed' : 'not mining') : null));
+    }));
+  }
+
+  // ---------- selection and popup ----------
+  function shareUrl(f) {
+    return `${location.origin}/?scan=${f.properties.scan_id}#d=${f.id}`;
+  }
+
+  function reviewLine(p) {
+    if (p.review === 'not_mining') return 'Reviewed: not mining';
+    if (p.review === 'confirmed') return 'Reviewed: confirmed mining';
+    if (p.pending) return `${p.pending} reader correction(s) awaiting review`;
+    return 'Not reviewed yet';
+  }
+
+  function popupContent(f) {
+    const p = f.properties;
+    const msg = el('p', { className: 'msg', role: 'status' });
+    const category = el('select', { name: 'category', 'aria-label': 'What is it instead?' },
+      ...CATEGORIES.map((c) => el('option', { value: c }, c)));
+    const comment = el('textarea', { name: 'comment', maxLength: 2000, rows: 2, placeholder: 'Comment (optional)' });
+    const share = el('input', { className: 'share', readOnly: true, value: shareUrl(f), 'aria-label': 'Share link' });
+    async function send(verdict) {
+      msg.textContent = 'Sending…';
+      try {
+        await api(`/api/detections/${f.id}/feedback`, { method: 'POST', body: {
+          verdict, category: verdict === 'not_mining' ? category.value : null, comment: comment.value } });
+        p.pending = (p.pending || 0) + 1;
+        msg.textContent = 'Thank you: a reviewer will check your correction.';
+        status.textContent = reviewLine(p);
+      } catch (e) {
+        msg.textContent = 'Not sent: ' + e.message;
+      }
+    }
+    const status = el('p', { className: 'review-line' }, reviewLine(p));
+    return el('div', { className: 'popup', dataset: { id: String(f.id) } },
+      el('img', { className: 'thumb', src: `/api/detections/${f.id}/thumbnail.jpg`, alt: `Imagery of site ${f.id}`,
+        width: 200, height: 200, onerror: (ev) => { ev.target.hidden = true; } }),
+      el('h3', {}, `Site ${f.id}`),
+      el('dl', {},
+        el('dt', {}, 'Confidence'), el('dd', {}, pct(p.mean_prob) + ` (max ${pct(p.max_prob)})`),
+        el('dt', {}, 'Area'), el('dd', {}, ha(p.area_ha) + ' ha'),
+        el('dt', {}, 'Imagery date'), el('dd', {}, p.capture_date || 'unknown'),
+        el('dt', {}, 'Coordinates'), el('dd', {}, `${p.lat.toFixed(5)}, ${p.lon.toFixed(5)}`),
+        el('dt', {}, 'Model'), el('dd', {}, p.model_version)),
+      status,
+      el('label', { className: 'share-row' }, 'Share ', share),
+      el('details', { className: 'correct' },
+        el('summary', {}, 'Is this right?'),
+        el('div', { className: 'row' }, el('button', { type: 'button', className: 'confirm', onclick: () => send('confirmed') }, 'Yes, mining')),
+        el('div', { className: 'row' }, 'No, it is ', category,
+          el('button', { type: 'button', className: 'not-mining', onclick: () => send('not_mining') }, 'Not mining')),
+        comment),
+      msg);
+  }
+
+  function select(id, { fly }) {
+    const f = byId.get(Number(id));
+    if (!f) return false;
+    const p = f.properties;
+    history.replaceState(null, '', `${location.pathname}?scan=${p.scan_id}#d=${f.id}`);
+    selectedRing.clearLayers();
+    const open = () => {
+      selectedRing.clearLayers();
+      selectedRing.addLayer(L.geoJSON(f, { style: () => polygonStyle(p, true), interactive: false }));
+      L.popup({ maxWidth: 320, minWidth: 240, autoPanPadding: [20, 20] }).setLatLng([p.lat, p.lon])
+        .setContent(popupContent(f)).openOn(map);
+      AW.selected = f.id;
+    };
+    if (fly) {
+      const b = L.geoJSON(f).getBounds();
+      map.once('moveend', open);
+      map.fitBounds(b, { maxZoom: Math.max(POLYGON_ZOOM + 2, map.getZoom()), animate: false });
+      if (map.getBounds().contains(b) && map.getZoom() >= POLYGON_ZOOM + 2) open();
+    } else {
+      open();
+    }
+    return true;
+  }
+
+  async function openFromHash() {
+    const m = /(?:^#|&)d=(\d+)/.exec(location.hash);
+    if (!m) return;
+    const id = Number(m[1]);
+    if (!byId.has(id)) {
+      try {
+        const f = await api('/api/detections/' + id);
+        await selectScan(f.properties.scan_id, { fit: false });
+      } catch (e) {
+        document.getElementById('search-msg').textContent = e.message;
+        return;
+      }
+    }
+    select(id, { fly: true });
+  }
+
+  // ---------- search ----------
+  function search(text) {
+    const out = document.getElementById('search-msg');
+    const m = /^\s*(-?\d+(?:\.\d+)?)\s*[,;\s]\s*(-?\d+(?:\.\d+)?)\s*$/.exec(text);
+    if (!m) {
+      const id = /^\s*#?(\d+)\s*$/.exec(text);
+      if (id && select(Number(id[1]), { fly: true })) { out.textContent = ''; return; }
+      out.textContent = `"${text}" is not "lat, lon" (e.g. 51.32, 26.90) or a site number`;
+      return;
+    }
+    const lat = Number(m[1]), lon = Number(m[2]);
+    if (Math.abs(lat) > 90 || Math.abs(lon) > 180) { out.textContent = 'Latitude must be within ±90 and longitude within ±180'; return; }
+    out.textContent = '';
+    map.flyTo([lat, lon], Math.max(map.getZoom(), POLYGON_ZOOM + 2), { duration: 0.8 });
+  }
+
+  // ---------- wiring ----------
+  document.getElementById('scan-select').addEventListener('change', (ev) => selectScan(ev.target.value));
+  document.getElementById('basemap').addEventListener('change', setImagery);
+  document.getElementById('search-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    search(document.getElementById('search').value);
+  });
+  const probOut = document.getElementById('f-prob-out');
+  document.getElementById('f-prob').addEventListener('input', (ev) => { probOut.textContent = pct(Number(ev.target.value)); });
+  for (const id of ['f-prob', 'f-from', 'f-to', 'f-region', 'f-inview']) {
+    document.getElementById(id).addEventListener('change', applyFilters);
+  }
+  map.on('moveend', () => {
+    refreshPolygons();
+    if (document.getElementById('f-inview').checked) applyFilters();
+  });
+  window.addEventListener('hashchange', openFromHash);
+
+  (async function start() {
+    try {
+      await loadScans();
+      const wanted = new URL(location.href).searchParams.get('scan');
+      const first = wanted || (scans.length ? scans[0].id : 'all');
+      await selectScan(first, { fit: !/d=\d+/.test(location.hash) });
+      await openFromHash();
+    } catch (e) {
+      document.getElementById('search-msg').textContent = 'Cannot load the map data: ' + e.message;
+      markReady();
+    }
+  })();
+})();
