@@ -1,7 +1,144 @@
-"""CLI commands of the results stage (registered by amberwatch.cli)."""
+"""CLI commands of the results stage (registered by amberwatch.cli): the ``area`` group."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import click
 
-COMMANDS: list[click.Command] = []
+from amberwatch.db import connect
+from amberwatch.errors import InvalidInputError
+from amberwatch.results.area_estimate import (
+    estimate_area,
+    format_table,
+    journalist_sentence,
+    read_counts_csv,
+    sample_size_for_target_se,
+)
+from amberwatch.results.area_review import estimate_for_scan, import_reference_csv
+from amberwatch.results.sampling import (
+    ALLOCATIONS,
+    DEFAULT_MIN_PER_STRATUM,
+    EXPORT_FORMATS,
+    draw_sample,
+    export_sample,
+    parse_accuracy_option,
+)
+
+db_option = click.option(
+    "--db",
+    "db",
+    envvar="AMBERWATCH_DB",
+    default="amberwatch.db",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Project SQLite database (env AMBERWATCH_DB).",
+)
+
+
+def _float_list(text: str, what: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise InvalidInputError(f"{what} {text!r} must be comma-separated numbers") from None
+
+
+@click.group("area")
+def area() -> None:
+    """Measure the mined area with an error-adjusted estimate and 95% interval (Olofsson et al. 2014)."""
+
+
+@area.command("sample")
+@click.option("--scan", "scan_id", type=int, required=True, help="Scan id whose map is assessed.")
+@click.option("--n", "n", type=click.IntRange(min=1), help="Total number of sample units (cells).")
+@click.option("--target-se", type=float, help="Instead of --n: target standard error of overall accuracy (eq. 13).")
+@click.option("--allocation", type=click.Choice(ALLOCATIONS), default="proportional", show_default=True)
+@click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), help="Random seed (stored; same seed, same sample).")
+@click.option("--buffer-m", type=click.FloatRange(min=0), help="Add a buffer stratum of non-mining cells within this many metres of mining cells.")
+@click.option("--users-accuracy", "accuracy", help="Anticipated user's accuracy per stratum for optimal allocation / --target-se, e.g. mining=0.7,buffer=0.8,not_mining=0.98.")
+@click.option("--min-per-stratum", type=click.IntRange(min=2), default=DEFAULT_MIN_PER_STRATUM, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the sample as JSON.")
+@db_option
+def sample_cmd(scan_id, n, target_se, allocation, seed, buffer_m, accuracy, min_per_stratum, as_json, db) -> None:
+    """Draw a stratified random sample of the scan's map cells for review."""
+    if (n is None) == (target_se is None):
+        raise click.UsageError("give exactly one of --n or --target-se")
+    conn = connect(db, create=False)
+    s = draw_sample(conn, scan_id, n, allocation=allocation, seed=seed, buffer_m=buffer_m,
+                    anticipated_accuracy=parse_accuracy_option(accuracy), min_per_stratum=min_per_stratum,
+                    target_se=target_se)
+    if as_json:
+        click.echo(json.dumps(s.to_dict(), indent=2))
+        return
+    click.echo(f"sample {s.sample_id} of scan {s.scan_id}: {sum(p.n_units for p in s.strata)} units "
+               f"({s.allocation} allocation, seed {s.seed})")
+    for p in s.strata:
+        click.echo(f"  {p.stratum:<11} {p.cell_count:>10,} cells {p.area_ha:>12,.2f} ha  -> {p.n_units} units")
+    click.echo(f"next: amberwatch area export --sample {s.sample_id} --format csv, fill reference_class, "
+               f"then amberwatch area import-reference --sample {s.sample_id} FILE.csv")
+
+
+@area.command("sample-size")
+@click.option("--users-accuracy", "accuracy", required=True, help="Anticipated user's accuracy per class, e.g. 0.7,0.6,0.9,0.95.")
+@click.option("--weights", required=True, help="Mapped area share per class (same order, sums to 1).")
+@click.option("--target-se", type=float, required=True, help="Target standard error of overall accuracy, e.g. 0.01.")
+def sample_size_cmd(accuracy, weights, target_se) -> None:
+    """Total sample size for a target standard error (Olofsson et al. 2014 eq. 13)."""
+    n = sample_size_for_target_se(_float_list(accuracy, "users accuracy"), _float_list(weights, "weights"), target_se)
+    click.echo(str(n))
+
+
+@area.command("export")
+@click.option("--sample", "sample_id", type=int, required=True)
+@click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="geojson", show_default=True)
+@click.option("--blind", is_flag=True, help="Leave out the map class and probability (for reviewers).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write here instead of stdout.")
+@db_option
+def export_cmd(sample_id, fmt, blind, output, db) -> None:
+    """Export a sample's units as GeoJSON squares or a CSV review sheet."""
+    text = export_sample(connect(db, create=False), sample_id, fmt, blind=blind)
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=not text.endswith("\n"))
+
+
+@area.command("import-reference")
+@click.option("--sample", "sample_id", type=int, required=True)
+@click.option("--reviewed-by", help="Reviewer name stored with each label (default: import:<file name>).")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@db_option
+def import_reference_cmd(sample_id, reviewed_by, file, db) -> None:
+    """Record reference classes from a CSV with header unit_id,reference_class."""
+    r = import_reference_csv(connect(db, create=False), sample_id, file, reviewed_by)
+    click.echo(f"recorded {r['recorded']} reference classes for sample {sample_id}"
+               + (f"; {r['skipped_blank']} rows left blank" if r["skipped_blank"] else ""))
+
+
+@area.command("estimate")
+@click.option("--scan", "scan_id", type=int, help="Scan id (uses its latest sample unless --sample).")
+@click.option("--sample", "sample_id", type=int)
+@click.option("--counts", type=click.Path(exists=True, dir_okay=False),
+              help="Estimate from a counts table instead: map_class,mapped_area_ha,<reference class>,...")
+@click.option("--json", "as_json", is_flag=True)
+@db_option
+def estimate_cmd(scan_id, sample_id, counts, as_json, db) -> None:
+    """Error-adjusted area per class with 95% intervals, accuracies and the error matrix."""
+    if counts:
+        if scan_id is not None or sample_id is not None:
+            raise click.UsageError("--counts cannot be combined with --scan/--sample")
+        estimate, info = estimate_area(read_counts_csv(counts)), {"counts_file": counts}
+    else:
+        if scan_id is None:
+            raise click.UsageError("give --scan (optionally with --sample) or --counts")
+        estimate, info = estimate_for_scan(connect(db, create=False), scan_id, sample_id)
+    if as_json:
+        click.echo(json.dumps({**estimate.to_dict(), **info, "sentence": journalist_sentence(estimate)}, indent=2))
+        return
+    if "units" in info and info["reviewed"] < info["units"]:
+        click.echo(f"note: {info['units'] - info['reviewed']} of {info['units']} sample units are not reviewed yet")
+    click.echo(format_table(estimate))
+
+
+COMMANDS: list[click.Command] = [area]
