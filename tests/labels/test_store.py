@@ -47,6 +47,34 @@ def test_same_pixels_other_label_conflicts(store: ExampleStore) -> None:
     ex_id, _ = store.add(pixels, "mining")
     with pytest.raises(ConflictError, match=f"example {ex_id}"):
         store.add(pixels, "not_mining")
+    assert store.get(ex_id).label == "mining"
+
+
+def test_excluded_example_relabelled_is_reactivated(store: ExampleStore) -> None:
+    pixels = make_pixels(8)
+    ex_id, _ = store.add(pixels, "mining", source="label-page", added_by="ann")
+    store.exclude(ids=[ex_id], reason="label undone")
+    assert store.add(pixels, "mining") == (ex_id, False)
+    assert store.get(ex_id).status == "excluded"  # same label: stays as it was
+    assert store.add(pixels, "not_mining", category="snow", added_by="bob") == (ex_id, True)
+    ex = store.get(ex_id)
+    assert (ex.label, ex.category, ex.status, ex.exclude_reason, ex.added_by) == ("not_mining", "snow", "active", None, "bob")
+
+
+def test_pixel_hash_matches_model_fingerprint_recipe(store: ExampleStore) -> None:
+    """A folder of chips and the same chips in the store get the same training-data fingerprint."""
+    chips_fingerprint = getattr(pytest.importorskip("amberwatch.model.dataset"), "chips_fingerprint", None)
+    if chips_fingerprint is None:
+        pytest.skip("amberwatch.model.dataset has no chips_fingerprint")
+    chips = [make_pixels(1), make_pixels(2, 5, 7)]
+    store_fp = store.fingerprint([_example(pixel_sha256(c), "mining") for c in chips])
+    assert store_fp == chips_fingerprint(chips, np.array([1, 1]))
+
+
+def _example(sha: str, label: str) -> Example:
+    return Example(id=0, sha256=sha, label=label, category=None, lon=None, lat=None, imagery_date=None,
+                   source="t", source_image=None, added_by="t", added_at="t", status="active",
+                   exclude_reason=None, width=1, height=1)
 
 
 def test_rgba_and_grayscale_arrays_from_bytes(store: ExampleStore) -> None:

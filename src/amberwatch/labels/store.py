@@ -119,8 +119,8 @@ class Example:
 
 def pixel_sha256(pixels: np.ndarray) -> str:
     """sha256 of an HxWx3 uint8 array's shape and pixel bytes: the identity of an example."""
-    h = hashlib.sha256()
-    h.update(("%dx%dx%d;" % pixels.shape).encode("ascii"))
+    # Same recipe as amberwatch.model.dataset.chips_fingerprint, so folder and store fingerprints agree.
+    h = hashlib.sha256(str(tuple(int(n) for n in pixels.shape)).encode("ascii"))
     h.update(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes())
     return h.hexdigest()
 
@@ -273,8 +273,10 @@ class ExampleStore:
         ``name`` is the file name (kept, and used in messages); ``encoded`` may carry the original
         file bytes of an already-decoded array so an 8-bit RGB PNG is stored without re-encoding.
 
+        The same pixels stored with the other label raise ConflictError, unless that example is
+        excluded: then it is relabelled with the new metadata, re-activated and reported as created.
         Raises ImageError for undecodable images, InvalidInputError for a bad label, category,
-        date or position, and ConflictError if the same pixels are stored with the other label.
+        date or position.
         """
         check_label(label)
         check_category(category)
@@ -288,14 +290,24 @@ class ExampleStore:
         raw = encoded if isinstance(image, np.ndarray) else bytes(image)
         png = raw if raw is not None and _is_rgb8_png(raw) else None
         with self.transaction():
-            row = self.conn.execute("SELECT id, label FROM examples WHERE sha256 = ?", (sha,)).fetchone()
+            row = self.conn.execute("SELECT id, label, status FROM examples WHERE sha256 = ?", (sha,)).fetchone()
             if row is not None:
-                if row["label"] != label:
+                if row["label"] == label:
+                    return int(row["id"]), False
+                if row["status"] != "excluded":
                     raise ConflictError(
                         f"{name or 'image'} is already example {row['id']} labelled {row['label']!r},"
                         f" not {label!r}"
                     )
-                return int(row["id"]), False
+                # An excluded example labelled anew with the other label: relabel and re-activate it.
+                self.conn.execute(
+                    "UPDATE examples SET label = ?, category = ?, lon = ?, lat = ?, imagery_date = ?,"
+                    " source = ?, source_image = ?, original_name = ?, added_by = ?, added_at = ?,"
+                    " status = 'active', exclude_reason = NULL, excluded_at = NULL WHERE id = ?",
+                    (label, category, lon, lat, imagery_date, source, source_image, name, added_by,
+                     utc_now_iso(), int(row["id"])),
+                )
+                return int(row["id"]), True
             cur = self.conn.execute(
                 "INSERT INTO examples (sha256, label, category, lon, lat, imagery_date, source,"
                 " source_image, original_name, added_by, added_at, width, height)"
