@@ -1,0 +1,91 @@
+"""MBTiles files (SQLite, TMS rows: tile_row counts from the bottom) as tile sources."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+from amberwatch.errors import ImageError, ImageryError, InvalidInputError
+from amberwatch.imagery.cache import TileCache
+from amberwatch.imagery.decode import decode_image
+from amberwatch.imagery.geotiff import file_fingerprint
+from amberwatch.imagery.sources import FetchedTile, TileSource, parse_capture_date, spec_hash
+from amberwatch.imagery.tiles import lnglat_to_tile, tile_resolution_m_per_px, xyz_to_tms_y
+from amberwatch.imagery.types import LngLatBbox
+
+CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}
+
+
+class MBTilesTileSource(TileSource):
+    """Raster tiles from an .mbtiles file, opened read-only; rows are flipped from TMS to XYZ."""
+
+    kind = "mbtiles"
+
+    def __init__(self, path: str | os.PathLike[str], *, cache: TileCache | None = None, capture_date: str | None = None):
+        """Open the file read-only and read its metadata (bounds, zooms, format, optional capture_date)."""
+        super().__init__(cache=cache, capture_date=capture_date)
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise InvalidInputError(f"MBTiles file {str(self.path)!r} does not exist")
+        self.spec = str(self.path)
+        self._lock = threading.Lock()
+        try:
+            self._conn = sqlite3.connect(f"file:{self.path.resolve()}?mode=ro", uri=True, check_same_thread=False)
+            cols = {r[1] for r in self._conn.execute("PRAGMA table_info(tiles)")}
+            if not {"zoom_level", "tile_column", "tile_row", "tile_data"} <= cols:
+                raise InvalidInputError(
+                    f"{str(self.path)!r} is not an MBTiles file (no tiles(zoom_level, tile_column, tile_row, tile_data));"
+                    " an amberwatch tile cache is not an imagery source"
+                )
+            meta = dict(self._conn.execute("SELECT name, value FROM metadata").fetchall()) if self._has_metadata() else {}
+            zrow = self._conn.execute("SELECT MIN(zoom_level), MAX(zoom_level) FROM tiles").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise InvalidInputError(f"{str(self.path)!r} is not a readable MBTiles file ({exc})") from exc
+        self.attribution = meta.get("attribution")
+        self._format = str(meta.get("format", "png")).lower()
+        self.min_zoom = int(meta.get("minzoom", zrow[0] if zrow[0] is not None else 0))
+        self.max_zoom = int(meta.get("maxzoom", zrow[1] if zrow[1] is not None else 0))
+        self.bounds = self._parse_bounds(meta.get("bounds"))
+        if self.bounds is not None:
+            lon, lat = self.bounds.center_deg
+            self.native_resolution_m_per_px = tile_resolution_m_per_px(*lnglat_to_tile(lon, lat, self.max_zoom))
+        when = parse_capture_date(meta.get("capture_date"), f"capture_date metadata of {str(self.path)!r}")
+        self._meta_date = when.isoformat() if when else None
+        self.source_id = "mbtiles-" + spec_hash(file_fingerprint(self.path))
+        self._register()
+
+    def _has_metadata(self) -> bool:
+        return self._conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'metadata'").fetchone() is not None
+
+    def _parse_bounds(self, text: str | None) -> LngLatBbox | None:
+        if not text:
+            return None
+        try:
+            w, s, e, n = (float(v) for v in str(text).split(","))
+            return LngLatBbox(w, s, e, n)
+        except (ValueError, InvalidInputError):
+            return None
+
+    def _fetch_tile(self, z: int, x: int, y: int) -> FetchedTile | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT tile_data FROM tiles WHERE zoom_level = ? AND tile_column = ? AND tile_row = ?",
+                (z, x, xyz_to_tms_y(z, y)),
+            ).fetchone()
+        if row is None or row[0] is None:
+            return None
+        data = bytes(row[0])
+        try:
+            pixels = decode_image(data, f"{self.spec} z={z} x={x} y={y}")
+        except ImageError as exc:
+            raise ImageryError(f"tile z={z} x={x} y={y} of {self.spec!r} is corrupt ({exc})") from exc
+        return FetchedTile(
+            data=data, content_type=CONTENT_TYPES.get(self._format), pixels=pixels, capture_date=self._meta_date
+        )
+
+    def close(self) -> None:
+        """Close the file."""
+        with self._lock:
+            self._conn.close()
