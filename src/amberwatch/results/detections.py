@@ -1,0 +1,211 @@
+"""Detections: cells above the model threshold merged across tile edges into lon/lat polygons with hectares.
+
+Cells are addressed globally as (column, row) on the scan zoom's grid of ``cells_per_tile`` cells per
+tile, so neighbouring cells in different tiles are neighbours here too. Each 8-connected group of
+positive cells becomes one (Multi)Polygon: the union of its cell squares in lon/lat, lightly
+simplified, exterior rings counter-clockwise (RFC 7946). Areas are geodesic on the WGS84 ellipsoid.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+from pyproj import Geod
+from shapely.geometry import MultiPolygon, Polygon, box, mapping
+from shapely.geometry.base import BaseGeometry
+from shapely.geometry.polygon import orient
+
+from amberwatch.db import utc_now_iso
+
+_GEOD = Geod(ellps="WGS84")
+THUMBNAIL_PX = 256
+
+
+@dataclass
+class Detection:
+    """One merged detection before it is stored."""
+
+    geometry: BaseGeometry
+    area_ha: float
+    mean_prob: float
+    max_prob: float
+    capture_date: str | None
+    n_cells: int
+
+
+def geodesic_area_ha(geometry: BaseGeometry) -> float:
+    """Area of a lon/lat (Multi)Polygon on the WGS84 ellipsoid, in hectares."""
+    area_m2, _ = _GEOD.geometry_area_perimeter(geometry)
+    return abs(area_m2) / 1e4
+
+
+def cell_lon_deg(col: float, cells_across_world: int) -> float:
+    """Longitude of a global cell column edge."""
+    return col / cells_across_world * 360.0 - 180.0
+
+
+def cell_lat_deg(row: float, cells_across_world: int) -> float:
+    """Latitude of a global cell row edge (Web Mercator rows, top origin)."""
+    return math.degrees(math.atan(math.sinh(math.pi * (1.0 - 2.0 * row / cells_across_world))))
+
+
+def orient_ccw(geometry: BaseGeometry) -> BaseGeometry:
+    """Exterior rings counter-clockwise, holes clockwise (the GeoJSON right-hand rule)."""
+    if isinstance(geometry, Polygon):
+        return orient(geometry, sign=1.0)
+    if isinstance(geometry, MultiPolygon):
+        return MultiPolygon([orient(p, sign=1.0) for p in geometry.geoms])
+    return geometry
+
+
+def _components(cells: dict[tuple[int, int], float]) -> list[list[tuple[int, int]]]:
+    """8-connected groups of cells, each sorted, groups ordered by their first cell (row, then column)."""
+    seen: set[tuple[int, int]] = set()
+    groups = []
+    for start in sorted(cells, key=lambda c: (c[1], c[0])):
+        if start in seen:
+            continue
+        seen.add(start)
+        stack, group = [start], []
+        while stack:
+            cx, cy = stack.pop()
+            group.append((cx, cy))
+            for dx in (-1, 0, 1):
+                for dy in (-1, 0, 1):
+                    nb = (cx + dx, cy + dy)
+                    if nb in cells and nb not in seen:
+                        seen.add(nb)
+                        stack.append(nb)
+        groups.append(sorted(group, key=lambda c: (c[1], c[0])))
+    return groups
+
+
+def cells_polygon(group: Iterable[tuple[int, int]], cells_across_world: int) -> BaseGeometry:
+    """Union of the lon/lat squares of global cells, lightly simplified, CCW exteriors."""
+    n = cells_across_world
+    squares = [
+        box(cell_lon_deg(cx, n), cell_lat_deg(cy + 1, n), cell_lon_deg(cx + 1, n), cell_lat_deg(cy, n))
+        for cx, cy in group
+    ]
+    merged = shapely.union_all(squares)
+    cell_deg = 360.0 / n
+    simplified = merged.simplify(cell_deg * 0.05, preserve_topology=True)
+    if simplified.is_empty or not simplified.is_valid:
+        simplified = merged
+    return orient_ccw(simplified)
+
+
+def find_detections(conn: sqlite3.Connection, scan_id: int, *, min_area_ha: float) -> list[Detection]:
+    """Merge the above-threshold cells of a scan's tiles into detections (not yet stored)."""
+    scan = conn.execute("SELECT zoom, model_threshold FROM scans WHERE id = ?", (scan_id,)).fetchone()
+    zoom, threshold = int(scan["zoom"]), float(scan["model_threshold"])
+    min_level = int(math.ceil(threshold * 255.0 - 1e-9))  # cell positive when round(255 p) >= 255 thr
+    cells: dict[tuple[int, int], float] = {}
+    cell_dates: dict[tuple[int, int], str | None] = {}
+    cells_per_tile = None
+    rows = conn.execute(
+        "SELECT x, y, grid_cells, grid, capture_date FROM scan_tiles WHERE scan_id = ? AND status = 'done'"
+        " AND max_prob >= ? AND grid IS NOT NULL",
+        (scan_id, (min_level - 0.5) / 255.0),
+    )
+    for row in rows:
+        g = int(row["grid_cells"])
+        if cells_per_tile is None:
+            cells_per_tile = g
+        elif g != cells_per_tile:
+            continue  # one grid size per scan; a mismatched row cannot be placed on the grid
+        grid = np.frombuffer(row["grid"], dtype=np.uint8).reshape(g, g)
+        for r, c in zip(*np.nonzero(grid >= min_level)):
+            key = (int(row["x"]) * g + int(c), int(row["y"]) * g + int(r))
+            cells[key] = float(grid[r, c]) / 255.0
+            cell_dates[key] = row["capture_date"]
+    if not cells:
+        return []
+    n = (1 << zoom) * int(cells_per_tile)
+    found = []
+    for group in _components(cells):
+        geom = cells_polygon(group, n)
+        area = geodesic_area_ha(geom)
+        if area < min_area_ha:
+            continue
+        probs = np.array([cells[c] for c in group])
+        dates = Counter(cell_dates[c] for c in group if cell_dates[c])
+        date = max(dates.items(), key=lambda kv: (kv[1], kv[0]))[0] if dates else None
+        found.append(
+            Detection(geom, area, float(probs.mean()), float(probs.max()), date, len(group))
+        )
+    return found
+
+
+def rebuild_detections(
+    conn: sqlite3.Connection,
+    scan_id: int,
+    *,
+    min_area_ha: float,
+    cache_path: str | None = None,
+    thumbnails: bool = True,
+) -> int:
+    """Replace a scan's detections with those built from all its tile grids, in one transaction."""
+    scan = conn.execute("SELECT zoom, model_version, imagery_source_id FROM scans WHERE id = ?", (scan_id,)).fetchone()
+    found = find_detections(conn, scan_id, min_area_ha=min_area_ha)
+    chips = _thumbnails(found, cache_path, scan["imagery_source_id"], int(scan["zoom"])) if thumbnails else {}
+    now = utc_now_iso()
+    rows = []
+    for i, det in enumerate(found):
+        west, south, east, north = det.geometry.bounds
+        centroid = det.geometry.centroid
+        rows.append((
+            scan_id, json.dumps(mapping(det.geometry)), centroid.x, centroid.y, west, south, east, north,
+            det.area_ha, det.mean_prob, det.max_prob, det.capture_date, scan["model_version"], chips.get(i), now,
+        ))
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("DELETE FROM detections WHERE scan_id = ?", (scan_id,))
+        conn.executemany(
+            "INSERT INTO detections (scan_id, geometry_geojson, centroid_lon, centroid_lat, west, south, east, north,"
+            " area_ha, mean_prob, max_prob, capture_date, model_version, thumbnail, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return len(rows)
+
+
+def _thumbnails(found: list[Detection], cache_path: str | None, source_id: str, zoom: int) -> dict[int, bytes]:
+    """JPEG chips of the cached imagery around each detection (missing tiles render black)."""
+    if not found or not cache_path:
+        return {}
+    from amberwatch.errors import AmberwatchError
+    from amberwatch.imagery.cache import TileCache
+    from amberwatch.imagery.decode import encode_jpeg
+    from amberwatch.imagery.mosaic import render_bbox
+    from amberwatch.imagery.sources import open_cached_source
+    from amberwatch.imagery.types import LngLatBbox
+
+    chips: dict[int, bytes] = {}
+    with TileCache(cache_path) as cache:
+        source = open_cached_source(cache, source_id)
+        try:
+            for i, det in enumerate(found):
+                west, south, east, north = det.geometry.bounds
+                pad_x, pad_y = (east - west) * 0.25 + 1e-5, (north - south) * 0.25 + 1e-5
+                bbox = LngLatBbox(max(-180.0, west - pad_x), max(-85.0, south - pad_y),
+                                  min(180.0, east + pad_x), min(85.0, north + pad_y))
+                try:
+                    image = render_bbox(source, bbox, zoom, max_px=THUMBNAIL_PX)
+                    chips[i] = encode_jpeg(image.pixels)
+                except AmberwatchError:
+                    continue
+        finally:
+            source.close()
+    return chips

@@ -1,0 +1,168 @@
+"""Areas of interest: read a GeoJSON file or a bbox into one valid lon/lat (Multi)Polygon, or say what is wrong."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import shapely
+from shapely.geometry import MultiPolygon, Polygon, box, mapping, shape
+from shapely.geometry.base import BaseGeometry
+
+from amberwatch.errors import AOIError, RepairedGeometryWarning
+
+# Web Mercator is undefined beyond this latitude; web-map tiles stop here.
+MAX_MERCATOR_LAT_DEG = 85.0511287798066
+
+
+@dataclass(frozen=True)
+class AOI:
+    """An area of interest: a valid Polygon/MultiPolygon in WGS84 lon/lat and where it came from."""
+
+    geometry: BaseGeometry
+    name: str
+
+    @property
+    def bounds_deg(self) -> tuple[float, float, float, float]:
+        """(west, south, east, north) in degrees."""
+        return tuple(float(v) for v in self.geometry.bounds)  # type: ignore[return-value]
+
+    def to_geojson(self) -> str:
+        """Canonical GeoJSON text of the geometry (stable, used to recognise the same AOI on resume)."""
+        geom = shapely.set_precision(self.geometry, 1e-9)
+        return json.dumps(mapping(shapely.normalize(geom)), sort_keys=True, separators=(",", ":"))
+
+
+def aoi_from_bbox(text: str) -> AOI:
+    """Parse ``W,S,E,N`` (degrees) into an AOI, naming the bad value on error."""
+    parts = [p.strip() for p in str(text).split(",")]
+    try:
+        west, south, east, north = (float(p) for p in parts)
+    except ValueError:
+        raise AOIError(f"bbox {text!r} must be four numbers W,S,E,N in degrees") from None
+    _check_lonlat([(west, south), (east, north)], f"bbox {text!r}")
+    if not (west < east and south < north):
+        raise AOIError(f"bbox {text!r} is empty: need west < east and south < north")
+    return AOI(box(west, south, east, north), name=f"bbox {text}")
+
+
+def load_aoi(path: str | os.PathLike[str]) -> AOI:
+    """Read a GeoJSON FeatureCollection/Feature/Geometry file holding Polygons or MultiPolygons."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise AOIError(f"AOI file {str(p)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AOIError(f"AOI file {str(p)!r} cannot be read: {exc}") from exc
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise AOIError(f"AOI file {str(p)!r} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    return aoi_from_geojson(obj, name=str(p))
+
+
+def aoi_from_geojson(obj: object, *, name: str = "<geojson>") -> AOI:
+    """Build an AOI from a parsed GeoJSON object (polygons only, lon/lat, repaired when invalid)."""
+    if not isinstance(obj, dict) or "type" not in obj:
+        raise AOIError(f"AOI {name!r} is not a GeoJSON object (no 'type' member)")
+    crs_name = _crs_name(obj)
+    geometries = list(_iter_geometries(obj, name))
+    polygons: list[Polygon] = []
+    for geom_obj in geometries:
+        if not isinstance(geom_obj, dict) or geom_obj.get("type") not in ("Polygon", "MultiPolygon"):
+            continue
+        coords = geom_obj.get("coordinates")
+        _check_lonlat(_flatten_positions(coords, name), f"AOI {name!r}", crs_name)
+        try:
+            geom = shape(geom_obj)
+        except (ValueError, TypeError, AttributeError, IndexError, shapely.errors.GEOSException) as exc:
+            raise AOIError(f"AOI {name!r} has a malformed {geom_obj.get('type')}: {exc}") from None
+        if geom.is_empty:
+            continue
+        polygons.extend(geom.geoms if isinstance(geom, MultiPolygon) else [geom])
+    if not polygons:
+        kinds = sorted({str(g.get("type")) for g in geometries if isinstance(g, dict)}) or ["none"]
+        raise AOIError(f"AOI {name!r} holds no non-empty Polygon or MultiPolygon (found: {', '.join(kinds)})")
+    merged = _valid_union(polygons, name)
+    if merged.is_empty or merged.area == 0:
+        raise AOIError(f"AOI {name!r} has zero area")
+    return AOI(merged, name=name)
+
+
+def _valid_union(polygons: list[Polygon], name: str) -> BaseGeometry:
+    invalid = [p for p in polygons if not p.is_valid]
+    if invalid:
+        reason = shapely.is_valid_reason(invalid[0])
+        warnings.warn(
+            f"AOI {name!r}: invalid polygon ({reason}) repaired with make_valid", RepairedGeometryWarning, stacklevel=3
+        )
+        polygons = [shapely.make_valid(p) for p in polygons]
+    merged = shapely.union_all(polygons)
+    # make_valid can yield lines/points beside polygons (collapsed parts): keep only areas.
+    parts = [g for g in getattr(merged, "geoms", [merged]) if isinstance(g, (Polygon, MultiPolygon))]
+    flat: list[Polygon] = []
+    for g in parts:
+        flat.extend(g.geoms if isinstance(g, MultiPolygon) else [g])
+    if not flat:
+        raise AOIError(f"AOI {name!r} has no area left after repairing its geometry")
+    return flat[0] if len(flat) == 1 else MultiPolygon(flat)
+
+
+def _iter_geometries(obj: dict, name: str):
+    kind = obj.get("type")
+    if kind == "FeatureCollection":
+        features = obj.get("features")
+        if not isinstance(features, list):
+            raise AOIError(f"AOI {name!r}: FeatureCollection without a 'features' list")
+        for feature in features:
+            if isinstance(feature, dict):
+                yield from _iter_geometries(feature, name)
+    elif kind == "Feature":
+        if obj.get("geometry") is not None:
+            yield from _iter_geometries(obj["geometry"], name)
+    elif kind == "GeometryCollection":
+        for geom in obj.get("geometries") or []:
+            if isinstance(geom, dict):
+                yield from _iter_geometries(geom, name)
+    elif kind in ("Polygon", "MultiPolygon", "Point", "MultiPoint", "LineString", "MultiLineString"):
+        yield obj
+    else:
+        raise AOIError(f"AOI {name!r}: unknown GeoJSON type {kind!r}")
+
+
+def _flatten_positions(coords: object, name: str) -> list[tuple[float, float]]:
+    out: list[tuple[float, float]] = []
+    stack = [coords]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (list, tuple)) and len(item) >= 2 and all(isinstance(v, (int, float)) for v in item):
+            out.append((float(item[0]), float(item[1])))
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        else:
+            raise AOIError(f"AOI {name!r}: malformed coordinates near {item!r}")
+    return out
+
+
+def _crs_name(obj: dict) -> str | None:
+    crs = obj.get("crs")
+    if isinstance(crs, dict):
+        props = crs.get("properties") or {}
+        return str(props.get("name") or crs)
+    return None
+
+
+def _check_lonlat(positions: list[tuple[float, float]], what: str, crs_name: str | None = None) -> None:
+    for lon, lat in positions:
+        if not (-180.0 <= lon <= 180.0 and -90.0 <= lat <= 90.0):
+            hint = f" (the file declares CRS {crs_name!r})" if crs_name else ""
+            raise AOIError(
+                f"{what} has coordinates ({lon:g}, {lat:g}) outside the lon/lat range{hint}: it looks like a "
+                "projected CRS (e.g. UTM metres); give WGS84 longitude/latitude as GeoJSON requires (RFC 7946)"
+            )
+        if abs(lat) > MAX_MERCATOR_LAT_DEG:
+            raise AOIError(f"{what} reaches latitude {lat:g}, beyond the web-map limit of ±{MAX_MERCATOR_LAT_DEG:.4f}")

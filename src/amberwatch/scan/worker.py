@@ -1,0 +1,223 @@
+"""The unit of scan work: fetch a block of tiles with a ring of neighbours, classify it in one pass, return grids.
+
+``process_unit(unit, context)`` is pure and picklable so any runner (local process pool, Dask) can call
+it. It never writes the project DB; it only reads/writes the shared tile cache through the imagery
+source. The model and the source are opened once per worker process and kept in module globals.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from amberwatch.errors import AmberwatchWarning, ImageryError
+from amberwatch.imagery.types import TILE_SIZE_PX
+from amberwatch.scan.tiling import Unit
+
+_MODELS: dict[tuple[str, str], object] = {}
+_SOURCES: dict[tuple, object] = {}
+_CACHES: dict[str, object] = {}
+
+
+@dataclass(frozen=True)
+class ScanContext:
+    """Everything a worker needs to process units, as plain picklable values."""
+
+    imagery: str  # imagery spec as given to open_source
+    cache_path: str  # shared tile cache file
+    model_path: str | None  # None = bundled model
+    model_version: str
+    zoom: int
+    tile_px: int  # side of one tile after resampling to the model's resolution (multiple of cell_px)
+    margin_px: int  # context margin around the block, in model pixels (multiple of cell_px)
+    cell_px: int
+    source_options: tuple[tuple[str, object], ...] = ()  # extra open_source keyword arguments
+    torch_threads: int | None = 1
+
+    @property
+    def cells_per_tile(self) -> int:
+        """Probability cells per tile side."""
+        return self.tile_px // self.cell_px
+
+
+@dataclass
+class TileResult:
+    """The outcome for one tile: 'done' (with its grid), 'empty' (no imagery) or 'failed' (with the error)."""
+
+    z: int
+    x: int
+    y: int
+    status: str
+    error: str | None = None
+    capture_date: str | None = None
+    max_prob: float | None = None
+    grid_cells: int | None = None
+    grid: bytes | None = None  # uint8 row-major, grid_cells x grid_cells, value = round(255 * P)
+
+
+@dataclass
+class UnitResult:
+    """The per-tile results of one unit plus timings."""
+
+    unit: Unit
+    tiles: list[TileResult] = field(default_factory=list)
+    fetch_s: float = 0.0
+    predict_s: float = 0.0
+    warnings: dict[str, int] = field(default_factory=dict)  # amberwatch warning class name -> count
+
+
+def get_model(path: str | None, version: str):
+    """The classifier for (path, version), loaded once per process."""
+    key = (path or "<bundled>", version)
+    model = _MODELS.get(key)
+    if model is None:
+        from amberwatch.model import load
+
+        model = load(path)
+        model.version = version
+        _MODELS.clear()  # one model per worker process is enough
+        _MODELS[key] = model
+    return model
+
+
+def remember_model(path: str | None, version: str, model: object) -> None:
+    """Seed the per-process model cache with an already loaded classifier (in-process runs)."""
+    _MODELS.clear()
+    _MODELS[(path or "<bundled>", version)] = model
+
+
+def release() -> None:
+    """Close the sources and caches this process opened (end of an in-process run)."""
+    for source in _SOURCES.values():
+        source.close()
+    for cache in _CACHES.values():
+        cache.close()
+    _SOURCES.clear()
+    _CACHES.clear()
+
+
+def get_source(context: ScanContext):
+    """The imagery source for the context, opened once per process on the shared cache."""
+    key = (context.imagery, context.cache_path, context.source_options)
+    source = _SOURCES.get(key)
+    if source is None:
+        from amberwatch.imagery.cache import TileCache
+        from amberwatch.imagery.sources import open_source
+
+        cache = _CACHES.get(context.cache_path)
+        if cache is None:
+            cache = _CACHES[context.cache_path] = TileCache(context.cache_path)
+        source = open_source(context.imagery, cache=cache, **dict(context.source_options))
+        _SOURCES[key] = source
+    return source
+
+
+def init_worker(torch_threads: int | None = 1) -> None:
+    """Process-pool initializer: one torch thread per worker so N workers share N cores without contention."""
+    if torch_threads:
+        import torch
+
+        torch.set_num_threads(torch_threads)
+
+
+def neighbours(x: int, y: int, zoom: int) -> list[tuple[int, int]]:
+    """The tile and its 8 neighbours that exist at ``zoom`` (no wrap across the antimeridian)."""
+    n = 1 << zoom
+    return [
+        (x + dx, y + dy)
+        for dy in (-1, 0, 1)
+        for dx in (-1, 0, 1)
+        if 0 <= x + dx < n and 0 <= y + dy < n
+    ]
+
+
+def process_unit(unit: Unit, context: ScanContext, todo: tuple[tuple[int, int], ...] | None = None) -> UnitResult:
+    """Fetch, classify and grid the tiles ``todo`` (default: all) of a unit; never touches the project DB."""
+    todo = unit.tiles if todo is None else todo
+    result = UnitResult(unit=unit)
+    if not todo:
+        return result
+    z = context.zoom
+    started = time.perf_counter()
+    needed = sorted({nb for x, y in todo for nb in neighbours(x, y, z)})
+    source = get_source(context)
+    images: dict[tuple[int, int], object] = {}
+    # Per-tile warnings (no imagery, blank tile) are counted and reported once by the caller, not printed.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for (_tz, tx, ty), image in source.read_tiles((z, x, y) for x, y in needed):
+            images[(tx, ty)] = image
+    for w in caught:
+        if issubclass(w.category, AmberwatchWarning):
+            name = w.category.__name__
+            result.warnings[name] = result.warnings.get(name, 0) + 1
+    result.fetch_s = time.perf_counter() - started
+
+    to_predict: list[tuple[int, int]] = []
+    for x, y in todo:
+        image = images.get((x, y))
+        if isinstance(image, ImageryError):
+            result.tiles.append(TileResult(z, x, y, "failed", error=str(image)))
+        elif image is None:
+            result.tiles.append(TileResult(z, x, y, "empty"))
+        else:
+            bad = [images[nb] for nb in neighbours(x, y, z) if isinstance(images.get(nb), ImageryError)]
+            if bad:
+                result.tiles.append(TileResult(z, x, y, "failed", error=f"neighbour needed for context failed: {bad[0]}"))
+            else:
+                to_predict.append((x, y))
+    if not to_predict:
+        return result
+
+    started = time.perf_counter()
+    # The frame is the AOI tiles of the whole unit plus one ring: fixed for a given AOI, so a resumed
+    # scan classifies every tile with exactly the same input as an uninterrupted one.
+    xs = [x for x, _ in unit.tiles]
+    ys = [y for _, y in unit.tiles]
+    x0, y0 = min(xs) - 1, min(ys) - 1
+    nx, ny = max(xs) - min(xs) + 3, max(ys) - min(ys) + 3
+    frame = np.zeros((ny * TILE_SIZE_PX, nx * TILE_SIZE_PX, 3), dtype=np.uint8)
+    for (tx, ty), image in images.items():
+        if image is None or isinstance(image, ImageryError):
+            continue
+        r, c = (ty - y0) * TILE_SIZE_PX, (tx - x0) * TILE_SIZE_PX
+        frame[r : r + TILE_SIZE_PX, c : c + TILE_SIZE_PX] = image.pixels
+    t, m, cell = context.tile_px, context.margin_px, context.cell_px
+    if t != TILE_SIZE_PX:
+        frame = np.asarray(
+            Image.fromarray(frame).resize((nx * t, ny * t), Image.Resampling.BILINEAR, reducing_gap=None), dtype=np.uint8
+        )
+    # Keep `m` pixels of the neighbour ring (pad with black when the ring is thinner than the margin).
+    if m <= t:
+        frame = frame[t - m : frame.shape[0] - (t - m), t - m : frame.shape[1] - (t - m)]
+    else:
+        pad = m - t
+        frame = np.pad(frame, ((pad, pad), (pad, pad), (0, 0)))
+    model = get_model(context.model_path, context.model_version)
+    grid = model.predict_grid(np.ascontiguousarray(frame))
+    g = context.cells_per_tile
+    off = m // cell
+    for x, y in to_predict:
+        r, c = off + (y - y0 - 1) * g, off + (x - x0 - 1) * g
+        cells = grid[r : r + g, c : c + g]
+        image = images[(x, y)]
+        result.tiles.append(
+            TileResult(
+                z, x, y, "done",
+                capture_date=image.capture_date.isoformat() if image.capture_date else None,
+                max_prob=float(cells.max()),
+                grid_cells=g,
+                grid=quantize(cells).tobytes(),
+            )
+        )
+    result.predict_s = time.perf_counter() - started
+    return result
+
+
+def quantize(probs: np.ndarray) -> np.ndarray:
+    """Probabilities 0..1 to uint8 0..255 (rounded)."""
+    return np.clip(np.rint(np.asarray(probs, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
