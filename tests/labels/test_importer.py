@@ -99,6 +99,7 @@ def test_bad_files_are_skipped_by_name_and_batch_goes_on(store: ExampleStore, tm
     skipped = {Path(p).name: reason for p, reason in report.skipped}
     assert set(skipped) == {"empty.png", "truncated.png", "notes.png"}
     assert "empty" in skipped["empty.png"]
+    assert "BytesIO" not in skipped["notes.png"] and "not a readable image" in skipped["notes.png"]
     assert {Path(str(w.message).split(": ")[0].removeprefix("skipped ")).name for w in record} == set(skipped)
     assert report.added == 4  # good, rgba, gray, 16-bit
     shapes = {store.original_name(e.id): store.pixels(e.id).shape for e in store.examples()}

@@ -17,6 +17,7 @@ from amberwatch.labels.store import CATEGORIES, Example, ExampleStore, check_lab
 LABEL_FOLDERS = {"positive": "mining", "mining": "mining", "negative": "not_mining", "not_mining": "not_mining"}
 EXPORT_FOLDERS = {"mining": "positive", "not_mining": "negative"}
 BATCH_SIZE = 200
+_BUFFER_REPR = re.compile(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
 
 _TEXTY_NAME = re.compile(
     r"^(?P<lat>-?\d+(?:\.\d+)?)_(?P<lon>-?\d+(?:\.\d+)?)_(?P<day>\d{1,2})_(?P<mon>[A-Za-z]{3})_(?P<year>\d{4})"
@@ -169,7 +170,7 @@ def import_folder(
 
 
 def _reason(exc: Exception, path: Path) -> str:
-    msg = str(exc)
+    msg = _BUFFER_REPR.sub("", str(exc))  # PIL names the in-memory buffer, not the file
     prefix = f"{path}: "
     return msg[len(prefix) :] if msg.startswith(prefix) else msg
 
