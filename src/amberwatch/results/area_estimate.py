@@ -333,12 +333,10 @@ def sample_size_for_target_se(
     return int(math.ceil((float(np.sum(w * s)) / target_se) ** 2 - 1e-9))
 
 
-def _fmt_ha(v: float) -> str:
-    if v >= 100:
-        return f"{round(v):,}"
-    if v >= 1:
-        return f"{v:,.1f}"
-    return f"{v:.2f}"
+def _fmt_ha_pair(lo: float, hi: float) -> tuple[str, str]:
+    """Both bounds with the same decimals: whole hectares from 10 ha up, else 1-2 decimals."""
+    decimals = 0 if hi >= 10 else (1 if hi >= 1 else 2)
+    return f"{lo:,.{decimals}f}", f"{hi:,.{decimals}f}"
 
 
 def journalist_sentence(estimate: AreaEstimate, class_name: str | None = None, place: str = "the scanned area") -> str:
@@ -346,10 +344,10 @@ def journalist_sentence(estimate: AreaEstimate, class_name: str | None = None, p
     if class_name is None:
         class_name = "mining" if any(c.name == "mining" for c in estimate.classes) else estimate.classes[0].name
     c = estimate.get(class_name)
-    lo, hi = c.area_interval_ha
+    lo_text, hi_text = _fmt_ha_pair(*c.area_interval_ha)
     what = "were mined" if class_name == "mining" else f"were classed as {class_name.replace('_', ' ')}"
     return (
-        f"Between {_fmt_ha(lo)} and {_fmt_ha(hi)} hectares of land {what} in {place} "
+        f"Between {lo_text} and {hi_text} hectares of land {what} in {place} "
         f"(95% confidence), based on {estimate.n_units:,} reviewed sample points."
     )
 
