@@ -1,0 +1,188 @@
+"""Fixtures of the web tests: a real project DB (scan, detections, grids, users) with a real PNG tile cache, and a live server."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import mercantile
+import numpy as np
+import pytest
+
+from amberwatch.db import connect, utc_now_iso
+from amberwatch.imagery.cache import TileCache, default_cache_path
+from amberwatch.imagery.decode import encode_jpeg, encode_png
+from amberwatch.results.schema import ensure_schema
+from amberwatch.web.schema import ensure_schema as ensure_web_schema
+from amberwatch.web.users import add_user
+from tests.fixtures.browser import browser, page  # noqa: F401
+
+SOURCE_ID = "test-imagery"
+ZOOM = 17
+CENTER_LON, CENTER_LAT = 26.90, 51.32
+THRESHOLD = 0.5
+
+
+def imagery_tile(rng: np.random.Generator, tx: int, ty: int) -> np.ndarray:
+    """A 256x256 RGB tile that looks like fields and forest with sandy pits (for screenshots)."""
+    yy, xx = np.mgrid[0:256, 0:256]
+    base = np.where(((xx // 64 + tx + (yy // 80) + ty) % 3)[..., None] == 0, [60, 90, 45], [120, 140, 80]).astype(np.float64)
+    base += rng.normal(0, 9, (256, 256, 1))
+    for _ in range(3):
+        cx, cy, r = rng.integers(30, 226), rng.integers(30, 226), rng.integers(8, 22)
+        pit = (xx - cx) ** 2 + (yy - cy) ** 2 < r**2
+        base[pit] = [215, 200, 160] + rng.normal(0, 12, (int(pit.sum()), 1))
+    return np.clip(base, 0, 255).astype(np.uint8)
+
+
+def square(lon: float, lat: float, half_deg: float) -> dict:
+    """A GeoJSON square polygon around a point."""
+    w, e, s, n = lon - half_deg * 1.6, lon + half_deg * 1.6, lat - half_deg, lat + half_deg
+    return {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
+
+
+@dataclass
+class Project:
+    """A project DB built for a test: paths, ids and tokens."""
+
+    db_path: Path
+    cache_path: Path
+    scan_id: int
+    detection_ids: list[int]
+    reviewer_token: str
+    reader_token: str
+    tiles: list[tuple[int, int, int]]
+
+
+def insert_detections(conn, scan_id: int, rows: list[tuple[float, float, float, float]], thumbnail: bytes | None) -> list[int]:
+    """Insert detections (lon, lat, half size in degrees, probability); return their ids."""
+    ids = []
+    conn.execute("BEGIN")
+    for lon, lat, half, prob in rows:
+        geom = square(lon, lat, half)
+        ring = geom["coordinates"][0]
+        area_ha = (half * 2 * 111_320) * (half * 3.2 * 111_320 * 0.624) / 10_000
+        cur = conn.execute(
+            "INSERT INTO detections (scan_id, geometry_geojson, centroid_lon, centroid_lat, west, south, east, north,"
+            " area_ha, mean_prob, max_prob, capture_date, model_version, thumbnail, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (scan_id, json.dumps(geom), lon, lat, ring[0][0], ring[0][1], ring[1][0], ring[2][1], area_ha, prob,
+             min(prob + 0.1, 1.0), "2018-05-12", "0", thumbnail, utc_now_iso()),
+        )
+        ids.append(int(cur.lastrowid))
+    conn.execute("COMMIT")
+    return ids
+
+
+def build_project(tmp_path: Path, *, extra_detections: int = 0) -> Project:
+    """Scan + detections + probability grids + cached PNG tiles + a reviewer and a reader, in real SQLite files."""
+    rng = np.random.default_rng(7)
+    db_path = tmp_path / "project.db"
+    conn = connect(db_path)
+    ensure_schema(conn)
+    ensure_web_schema(conn)
+    center = mercantile.tile(CENTER_LON, CENTER_LAT, ZOOM)
+    tiles = [(ZOOM, center.x + dx, center.y + dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1)]
+    cache_path = default_cache_path(db_path)
+    with TileCache(cache_path) as cache:
+        cache.register_source(SOURCE_ID, "http://example.invalid/{z}/{x}/{y}.png")
+        for z, x, y in tiles:
+            cache.put(SOURCE_ID, z, x, y, encode_png(imagery_tile(rng, x, y)), content_type="image/png",
+                      capture_date="2018-05-12")
+    top_left = mercantile.bounds(center.x - 1, center.y - 1, ZOOM)
+    bottom_right = mercantile.bounds(center.x + 1, center.y + 1, ZOOM)
+    w, s, e, n = top_left.west, bottom_right.south, bottom_right.east, top_left.north
+    aoi = {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
+    cur = conn.execute(
+        "INSERT INTO scans (name, aoi_geojson, imagery, imagery_source_id, zoom, model_version, model_threshold,"
+        " status, started_at, finished_at, tiles_total, tiles_done, area_scanned_km2)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, 'finished', ?, ?, ?, ?, ?)",
+        ("klesiv", json.dumps(aoi), "http://example.invalid/{z}/{x}/{y}.png", SOURCE_ID, ZOOM, "0", THRESHOLD,
+         utc_now_iso(), utc_now_iso(), len(tiles), len(tiles), 0.54),
+    )
+    scan_id = int(cur.lastrowid)
+    for z, x, y in tiles:
+        grid = rng.integers(60, 200, 64, dtype=np.uint8)
+        conn.execute(
+            "INSERT INTO scan_tiles (scan_id, z, x, y, status, capture_date, max_prob, grid_cells, grid, processed_at)"
+            " VALUES (?, ?, ?, ?, 'done', '2018-05-12', ?, 8, ?, ?)",
+            (scan_id, z, x, y, float(grid.max()) / 255, grid.tobytes(), utc_now_iso()),
+        )
+    thumb = encode_jpeg(imagery_tile(rng, 0, 0)[64:192, 64:192])
+    spots = [(CENTER_LON + dx, CENTER_LAT + dy, 0.00025 * (1 + i % 3), p)
+             for i, (dx, dy, p) in enumerate([(0.0, 0.0, 0.93), (0.0012, 0.0007, 0.71), (-0.0013, -0.0006, 0.55),
+                                              (0.0015, -0.0009, 0.86), (-0.0010, 0.0010, 0.64)])]
+    detection_ids = insert_detections(conn, scan_id, spots, thumb)
+    if extra_detections:
+        rnd = random.Random(3)
+        extra = [(CENTER_LON + rnd.uniform(-0.6, 0.6), CENTER_LAT + rnd.uniform(-0.35, 0.35),
+                  rnd.uniform(0.0001, 0.0006), rnd.uniform(0.5, 0.99)) for _ in range(extra_detections)]
+        insert_detections(conn, scan_id, extra, None)
+    reviewer = add_user(conn, "olena", reviewer=True)
+    reader = add_user(conn, "reader1", reviewer=False)
+    conn.close()
+    return Project(db_path, cache_path, scan_id, detection_ids, reviewer, reader, tiles)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    """A small real project: one scan, five detections with thumbnails, nine cached tiles, two users."""
+    return build_project(tmp_path)
+
+
+@pytest.fixture
+def client(project: Project) -> Iterator[object]:
+    """An in-process TestClient of the app over the project."""
+    from fastapi.testclient import TestClient
+
+    from amberwatch.web.app import create_app
+
+    with TestClient(create_app(project.db_path, project.cache_path, feedback_limit_per_hour=5)) as c:
+        yield c
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LiveServer:
+    """The app served by uvicorn in a background thread on 127.0.0.1."""
+
+    def __init__(self, app: object) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> "LiveServer":
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start within 20 s")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def live(project: Project) -> Iterator[LiveServer]:
+    """The app over the small project, live on a free port."""
+    from amberwatch.web.app import create_app
+
+    with LiveServer(create_app(project.db_path, project.cache_path)) as server:
+        yield server

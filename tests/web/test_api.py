@@ -1,0 +1,212 @@
+"""The web API in-process against a real SQLite project: map data, tiles, corrections, reviewers, labelling, security."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+
+from amberwatch.db import connect
+from amberwatch.imagery.decode import decode_image
+from amberwatch.labels.store import ExampleStore
+from tests.web.conftest import SOURCE_ID, ZOOM
+
+
+def auth(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def flag(client, detection_id: int, **body) -> object:
+    body = {"verdict": "not_mining", "category": "quarry", "comment": "a sand quarry", **body}
+    return client.post(f"/api/detections/{detection_id}/feedback", json=body)
+
+
+def test_map_page_is_self_contained(client):
+    r = client.get("/")
+    assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+    assert not re.search(r"""(src|href)=["'](https?:)?//""", r.text), "external script/style URL in the map page"
+    for asset in re.findall(r"""(?:src|href)=["'](/(?:vendor|static)/[^"']+)""", r.text):
+        assert client.get(asset).status_code == 200, asset
+    assert client.get("/vendor/leaflet/images/layers.png").status_code == 200
+    csp = r.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "img-src 'self' data: blob:" in csp
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert "access-control-allow-origin" not in r.headers
+
+
+def test_openapi_served_but_no_cdn_docs(client):
+    spec = client.get("/openapi.json").json()
+    assert "/api/detections" in spec["paths"] and "/api/detections/{detection_id}/feedback" in spec["paths"]
+    assert client.get("/docs").status_code == 404
+
+
+def test_detections_geojson_and_filters(client, project):
+    fc = client.get("/api/detections").json()
+    assert fc["type"] == "FeatureCollection" and len(fc["features"]) == 5
+    f = fc["features"][0]
+    assert f["id"] == project.detection_ids[0] and f["geometry"]["type"] == "Polygon"
+    assert {"area_ha", "mean_prob", "capture_date", "review", "pending"} <= set(f["properties"])
+    assert len(client.get(f"/api/detections?scan={project.scan_id}&min_prob=0.8").json()["features"]) == 2
+    inside = client.get("/api/detections?bbox=26.89995,51.31995,26.90005,51.32005").json()["features"]
+    assert [g["id"] for g in inside] == [project.detection_ids[0]]
+    bad = client.get("/api/detections?bbox=1,2,3")
+    assert bad.status_code == 422 and bad.json() == {"error": bad.json()["error"], "status": 422}
+    assert "'1,2,3'" in bad.json()["error"]
+    assert client.get("/api/detections?scan=999").json() == {"error": "scan 999 does not exist", "status": 404}
+
+
+def test_scans_listing(client, project):
+    scans = client.get("/api/scans").json()["scans"]
+    assert scans[0]["id"] == project.scan_id and scans[0]["model_version"] == "0"
+    assert scans[0]["detections"] == 5 and scans[0]["area_scanned_km2"] == 0.54 and len(scans[0]["bounds"]) == 4
+
+
+def test_tiles_from_cache_and_404(client, project):
+    z, x, y = project.tiles[0]
+    r = client.get(f"/tiles/{SOURCE_ID}/{z}/{x}/{y}")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert decode_image(r.content).shape == (256, 256, 3)
+    missing = client.get(f"/tiles/{SOURCE_ID}/{z}/{x + 50}/{y}")
+    assert missing.status_code == 404 and missing.json()["status"] == 404 and str(x + 50) in missing.json()["error"]
+
+
+def test_thumbnail_and_chip(client, project):
+    did = project.detection_ids[0]
+    thumb = client.get(f"/api/detections/{did}/thumbnail.jpg")
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+    chip = client.get(f"/api/detections/{did}/chip.jpg")
+    assert chip.status_code == 200 and decode_image(chip.content).mean() > 20  # real imagery, not black
+    assert client.get("/api/detections/999/thumbnail.jpg").status_code == 404
+
+
+def test_feedback_is_stored_with_hashed_client(client, project):
+    r = flag(client, project.detection_ids[1], comment="<script>alert(1)</script>")
+    assert r.status_code == 201, r.text
+    assert r.json()["status"] == "pending" and r.json()["comment"] == "<script>alert(1)</script>"
+    conn = connect(project.db_path)
+    row = conn.execute("SELECT * FROM web_feedback").fetchone()
+    assert re.fullmatch(r"[0-9a-f]{64}", row["client_hash"]) and "testclient" not in row["client_hash"]
+    assert row["created_at"] and row["lon"] is not None
+    assert flag(client, project.detection_ids[1], verdict="confirmed", category=None).status_code == 201
+    feature = client.get(f"/api/detections/{project.detection_ids[1]}").json()
+    assert feature["properties"]["pending"] == 2
+
+
+def test_feedback_validation(client, project):
+    did = project.detection_ids[0]
+    r = flag(client, did, verdict="maybe")
+    assert r.status_code == 422 and "'maybe'" in r.json()["error"]
+    r = flag(client, did, category="volcano")
+    assert r.status_code == 422 and "'volcano'" in r.json()["error"]
+    r = flag(client, did, comment="x" * 2001)
+    assert r.status_code == 413 and r.json()["status"] == 413
+    r = client.post(f"/api/detections/{did}/feedback", content=json.dumps({"verdict": "confirmed", "comment": "y" * 17000}),
+                    headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and r.json()["status"] == 413
+    r = client.post(f"/api/detections/{did}/feedback", data={"verdict": "confirmed"})
+    assert r.status_code == 415 and r.json()["status"] == 415
+    r = client.post(f"/api/detections/{did}/feedback", content="{not json", headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and r.json()["status"] == 422
+    r = client.post(f"/api/detections/{did}/feedback", json={"category": "quarry"})
+    assert r.status_code == 422 and "verdict" in r.json()["error"]
+    assert flag(client, 999).json() == {"error": "detection 999 does not exist", "status": 404}
+
+
+def test_feedback_rate_limited_per_client(client, project):
+    did = project.detection_ids[0]
+    for _ in range(5):  # the fixture's app allows 5 per hour
+        assert flag(client, did).status_code == 201
+    r = flag(client, did)
+    assert r.status_code == 429 and r.json()["status"] == 429 and "limit 5" in r.json()["error"]
+    other = client.post(f"/api/detections/{did}/feedback", json={"verdict": "confirmed"},
+                        headers={"User-Agent": "another browser"})
+    assert other.status_code == 201
+
+
+def test_reviewer_endpoints_need_reviewer_token(client, project):
+    assert client.get("/api/feedback?status=pending").status_code == 401
+    assert client.get("/api/feedback?status=pending").json()["status"] == 401
+    assert client.get("/api/feedback", headers=auth("wrong")).status_code == 401
+    r = client.get("/api/feedback?status=pending", headers=auth(project.reader_token))
+    assert r.status_code == 403 and "'reader1'" in r.json()["error"]
+    assert client.post("/api/feedback/1/accept").status_code == 401
+    assert client.get("/api/feedback?status=pending", headers=auth(project.reviewer_token)).status_code == 200
+    assert client.get("/api/label/queue", headers=auth(project.reader_token)).status_code == 403
+
+
+def test_accept_makes_labelled_example_and_map_shows_it(client, project):
+    did = project.detection_ids[2]
+    fid = flag(client, did, category="field").json()["id"]
+    fid2 = flag(client, project.detection_ids[0], verdict="confirmed", category=None).json()["id"]
+    fid3 = flag(client, project.detection_ids[3]).json()["id"]
+    queue = client.get("/api/feedback?status=pending", headers=auth(project.reviewer_token)).json()
+    assert [f["id"] for f in queue["feedback"]] == [fid, fid2, fid3]
+    out = client.post(f"/api/feedback/{fid}/accept", headers=auth(project.reviewer_token)).json()
+    assert out["status"] == "accepted" and out["reviewed_by"] == "olena" and out["example_id"]
+    out2 = client.post(f"/api/feedback/{fid2}/accept", headers=auth(project.reviewer_token)).json()
+    rejected = client.post(f"/api/feedback/{fid3}/reject", headers=auth(project.reviewer_token)).json()
+    assert rejected["status"] == "rejected" and rejected["example_id"] is None
+    again = client.post(f"/api/feedback/{fid}/accept", headers=auth(project.reviewer_token))
+    assert again.status_code == 409 and "already accepted" in again.json()["error"]
+
+    store = ExampleStore(connect(project.db_path))
+    ex = store.get(out["example_id"])
+    assert (ex.label, ex.category, ex.source, ex.added_by, ex.imagery_date) == ("not_mining", "field", "review", "olena", "2018-05-12")
+    assert abs(ex.lat - 51.3194) < 0.001 and ex.width > 32
+    assert store.pixels(ex.id).mean() > 20
+    assert store.get(out2["example_id"]).label == "mining"
+    props = {f["id"]: f["properties"] for f in client.get("/api/detections").json()["features"]}
+    assert props[did]["review"] == "not_mining" and props[project.detection_ids[0]]["review"] == "confirmed"
+    assert props[project.detection_ids[3]]["review"] is None and props[project.detection_ids[3]]["pending"] == 0
+    assert client.get("/api/feedback?status=pending", headers=auth(project.reviewer_token)).json()["count"] == 0
+
+
+def test_accept_falls_back_to_thumbnail_without_cached_imagery(client, project):
+    conn = connect(project.db_path)
+    conn.execute("UPDATE scans SET imagery_source_id = 'not-cached'")
+    fid = flag(client, project.detection_ids[0]).json()["id"]
+    out = client.post(f"/api/feedback/{fid}/accept", headers=auth(project.reviewer_token)).json()
+    assert ExampleStore(conn).pixels(out["example_id"]).shape == (128, 128, 3)
+
+
+def test_label_queue_most_uncertain_first_and_undo(client, project):
+    h = auth(project.reviewer_token)
+    q = client.get("/api/label/queue?limit=10", headers=h).json()
+    items = q["items"]
+    assert q["scan_id"] == project.scan_id and len(items) == 10 and q["labelled"] == 0
+    dist = [abs(i["prob"] - q["threshold"]) for i in items]
+    assert dist == sorted(dist)
+    cell = next(i for i in items if i["kind"] == "cell")
+    chip = client.get(cell["chip_url"])
+    assert chip.status_code == 200 and decode_image(chip.content).mean() > 20
+    r = client.post("/api/label", json={"key": cell["key"], "label": "not_mining", "category": "field"}, headers=h)
+    assert r.status_code == 201 and r.json()["created"]
+    ex = ExampleStore(connect(project.db_path)).get(r.json()["example_id"])
+    assert (ex.label, ex.source, ex.category, ex.added_by) == ("not_mining", "label-page", "field", "olena")
+    skip = client.post("/api/label", json={"key": items[1]["key"], "label": "skip"}, headers=h).json()
+    q2 = client.get("/api/label/queue?limit=10", headers=h).json()
+    assert q2["labelled"] == 2 and cell["key"] not in [i["key"] for i in q2["items"]]
+    assert client.post(f"/api/label/{r.json()['action_id']}/undo", headers=h).json()["undone"]
+    assert client.post(f"/api/label/{skip['action_id']}/undo", headers=h).status_code == 200
+    assert ExampleStore(connect(project.db_path)).get(ex.id).status == "excluded"
+    assert client.get("/api/label/queue?limit=10", headers=h).json()["items"][0]["key"] == items[0]["key"]
+    again = client.post("/api/label", json={"key": cell["key"], "label": "not_mining"}, headers=h).json()
+    assert again["example_id"] == ex.id and ExampleStore(connect(project.db_path)).get(ex.id).status == "active"
+    bad = client.post("/api/label", json={"key": "x1", "label": "mining"}, headers=h)
+    assert bad.status_code == 422 and "'x1'" in bad.json()["error"]
+    bad = client.post("/api/label", json={"key": cell["key"], "label": "perhaps"}, headers=h)
+    assert bad.status_code == 422 and "'perhaps'" in bad.json()["error"]
+
+
+def test_unknown_route_and_method_are_json(client):
+    assert client.get("/api/nothing").json() == {"error": "Not Found", "status": 404}
+    r = client.delete("/api/detections")
+    assert r.status_code == 405 and r.json()["status"] == 405
+
+
+def test_pixels_of_review_example_are_rgb(client, project):
+    fid = flag(client, project.detection_ids[4], verdict="confirmed", category=None).json()["id"]
+    out = client.post(f"/api/feedback/{fid}/accept", headers=auth(project.reviewer_token)).json()
+    px = ExampleStore(connect(project.db_path)).pixels(out["example_id"])
+    assert px.dtype == np.uint8 and px.ndim == 3
