@@ -4,4 +4,42 @@ from __future__ import annotations
 
 import click
 
-COMMANDS: list[click.Command] = []
+from amberwatch.story.builder import build_story
+
+
+@click.group("story")
+def story() -> None:
+    """Build static story pages from an article and the detections."""
+
+
+@story.command("build")
+@click.argument("article", type=click.Path(dir_okay=False))
+@click.option(
+    "--db",
+    "db",
+    envvar="AMBERWATCH_DB",
+    default="amberwatch.db",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Project SQLite database (env AMBERWATCH_DB).",
+)
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Folder to write the page into.")
+@click.option("--scan", "scan_id", type=int, default=None, help="Scan id (default: the latest finished scan).")
+@click.option(
+    "--cache",
+    "cache",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Tile cache (default: <db stem>-tiles.mbtiles beside the DB).",
+)
+def build(article: str, db: str, out: str, scan_id: int | None, cache: str | None) -> None:
+    """Build a self-contained story folder (index.html, assets, fragments, tiles) from ARTICLE.md."""
+    result = build_story(article, db, out, scan_id=scan_id, cache_path=cache)
+    origins = ", ".join(f"{n} from {k}" for k, n in sorted(result.fragment_origins.items()))
+    click.echo(
+        f"Wrote {result.index_html}: {len(result.fragment_ids)} fragments ({origins}), "
+        f"{result.n_map_sites} sites on the map, {result.n_tiles} map tiles"
+    )
+
+
+COMMANDS: list[click.Command] = [story]

@@ -1,0 +1,233 @@
+"""Tetris-like packing of fragments into a fixed column grid: no holes, no overlaps, reading order kept.
+
+Each fragment has a size class (0 small, 1 medium, 2 large, from its hectares). A block of fragments is
+packed into a ``columns`` x ``rows`` rectangle of square cells: fragment i takes the first empty cell
+(row-major) as its top-left corner, and a branch-and-bound search picks every fragment's shape
+(w x h cells) so that the rectangle is filled exactly while the shapes stay close to their class's
+target size and not too elongated. The result is emitted as CSS grid placements.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from amberwatch.errors import InvalidInputError
+
+MAX_ROW_SPAN = 3
+MAX_ASPECT = 3.0  # widest allowed w/h (and tallest h/w is 1/MIN_ASPECT)
+MIN_ASPECT = 0.5
+SEARCH_NODE_LIMIT = 200_000
+
+
+@dataclass(frozen=True)
+class GridLayout:
+    """A column grid and the target shape (w, h in cells) of each size class."""
+
+    name: str
+    columns: int
+    class_targets: tuple[tuple[int, int], ...]
+
+
+DESKTOP = GridLayout("desktop", 6, ((1, 1), (2, 2), (3, 3)))
+PHONE = GridLayout("phone", 4, ((1, 1), (2, 1), (2, 2)))
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one fragment sits in its block: 0-based column and row of its top-left cell, spans in cells."""
+
+    index: int
+    col: int
+    row: int
+    width_cells: int
+    height_cells: int
+
+    @property
+    def area_cells(self) -> int:
+        """Number of grid cells covered."""
+        return self.width_cells * self.height_cells
+
+
+@dataclass(frozen=True)
+class BlockPacking:
+    """A packed block: its grid size and one placement per fragment (same order as the input)."""
+
+    columns: int
+    rows: int
+    placements: tuple[Placement, ...]
+
+
+def size_classes_by_area(areas_ha: Sequence[float], n_classes: int = 3) -> list[int]:
+    """Size class (0 = smallest) of each fragment from its hectares: rank terciles over the whole story."""
+    if not areas_ha:
+        return []
+    order = sorted(range(len(areas_ha)), key=lambda i: (areas_ha[i], i))
+    classes = [0] * len(areas_ha)
+    for rank, i in enumerate(order):
+        classes[i] = min(n_classes - 1, rank * n_classes // len(areas_ha))
+    return classes
+
+
+def _shapes(columns: int) -> list[tuple[int, int]]:
+    return [
+        (w, h)
+        for w in range(1, columns + 1)
+        for h in range(1, MAX_ROW_SPAN + 1)
+        if MIN_ASPECT <= w / h <= MAX_ASPECT
+    ]
+
+
+def _shape_cost(shape: tuple[int, int], target: tuple[int, int]) -> float:
+    w, h = shape
+    tw, th = target
+    return abs(w * h - tw * th) + 1.5 * abs(math.log((w / h) / (tw / th)))
+
+
+def pack_block(size_classes: Sequence[int], layout: GridLayout) -> BlockPacking:
+    """Pack fragments of the given size classes into ``layout.columns`` columns with no holes or overlaps."""
+    n = len(size_classes)
+    if n == 0:
+        raise InvalidInputError("cannot pack an empty block of fragments")
+    for c in size_classes:
+        if not 0 <= c < len(layout.class_targets):
+            raise InvalidInputError(f"size class {c!r} is not one of 0..{len(layout.class_targets) - 1}")
+    cols = layout.columns
+    targets = [layout.class_targets[c] for c in size_classes]
+    shapes = _shapes(cols)
+    max_area = max(w * h for w, h in shapes)
+    target_area = sum(w * h for w, h in targets)
+    min_rows = max(1, math.ceil(n / cols))
+    best: tuple[float, int, list[tuple[int, int, int, int]]] | None = None
+    base = max(min_rows, round(target_area / cols))
+    candidates = sorted({r for r in range(base - 2, base + 3) if r >= min_rows and n * max_area >= r * cols})
+    for rows in candidates:
+        found = _search(targets, shapes, cols, rows, best[0] if best else math.inf)
+        if found is not None:
+            cost = found[0] + 0.75 * abs(rows * cols - target_area)
+            if best is None or cost < best[0]:
+                best = (cost, rows, found[1])
+    if best is None:
+        return _fallback(n, cols)
+    _, rows, cells = best
+    return BlockPacking(
+        cols, rows, tuple(Placement(i, c, r, w, h) for i, (c, r, w, h) in enumerate(cells))
+    )
+
+
+def _search(
+    targets: list[tuple[int, int]],
+    shapes: list[tuple[int, int]],
+    cols: int,
+    rows: int,
+    bound: float,
+) -> tuple[float, list[tuple[int, int, int, int]]] | None:
+    """Branch and bound over shapes; item i is anchored at the first empty cell after items < i."""
+    n = len(targets)
+    total = cols * rows
+    grid = [False] * total
+    ranked = [sorted(shapes, key=lambda s, t=t: _shape_cost(s, t)) for t in targets]
+    costs = [{s: _shape_cost(s, t) for s in shapes} for t in targets]
+    max_area = max(w * h for w, h in shapes)
+    best_cost = bound
+    best_cells: list[tuple[int, int, int, int]] | None = None
+    chosen: list[tuple[int, int, int, int]] = []
+    nodes = 0
+
+    def first_empty(start: int) -> int:
+        for k in range(start, total):
+            if not grid[k]:
+                return k
+        return total
+
+    def fits(col: int, row: int, w: int, h: int) -> bool:
+        if col + w > cols or row + h > rows:
+            return False
+        return all(not grid[(row + dr) * cols + col + dc] for dr in range(h) for dc in range(w))
+
+    def mark(col: int, row: int, w: int, h: int, value: bool) -> None:
+        for dr in range(h):
+            for dc in range(w):
+                grid[(row + dr) * cols + col + dc] = value
+
+    def visit(i: int, start: int, filled: int, cost: float) -> None:
+        nonlocal best_cost, best_cells, nodes
+        nodes += 1
+        if nodes > SEARCH_NODE_LIMIT or cost >= best_cost:
+            return
+        left = n - i
+        empty = total - filled
+        if left == 0:
+            if empty == 0:
+                best_cost, best_cells = cost, list(chosen)
+            return
+        if empty < left or empty > left * max_area:
+            return
+        k = first_empty(start)
+        row, col = divmod(k, cols)
+        for w, h in ranked[i]:
+            if not fits(col, row, w, h):
+                continue
+            mark(col, row, w, h, True)
+            chosen.append((col, row, w, h))
+            visit(i + 1, k + 1, filled + w * h, cost + costs[i][(w, h)])
+            chosen.pop()
+            mark(col, row, w, h, False)
+
+    visit(0, 0, 0, 0.0)
+    if best_cells is None:
+        return None
+    return best_cost, best_cells
+
+
+def _fallback(n: int, cols: int) -> BlockPacking:
+    """Rows of equal-ish widths: always a valid hole-free packing (used only if the search gives up)."""
+    placements: list[Placement] = []
+    rows = math.ceil(n / cols)
+    i = 0
+    for r in range(rows):
+        in_row = min(cols, n - i)
+        widths = [cols // in_row + (1 if k < cols % in_row else 0) for k in range(in_row)]
+        c = 0
+        for w in widths:
+            placements.append(Placement(i, c, r, w, 1))
+            c += w
+            i += 1
+    return BlockPacking(cols, rows, tuple(placements))
+
+
+def overlaps(a: Placement, b: Placement) -> bool:
+    """Whether two placements share at least one cell."""
+    return (
+        a.col < b.col + b.width_cells
+        and b.col < a.col + a.width_cells
+        and a.row < b.row + b.height_cells
+        and b.row < a.row + a.height_cells
+    )
+
+
+def check_packing(packing: BlockPacking) -> None:
+    """Raise InvalidInputError unless the placements tile the block's rectangle exactly."""
+    covered = [[-1] * packing.columns for _ in range(packing.rows)]
+    for p in packing.placements:
+        if p.col < 0 or p.row < 0 or p.col + p.width_cells > packing.columns or p.row + p.height_cells > packing.rows:
+            raise InvalidInputError(f"placement {p} lies outside the {packing.columns}x{packing.rows} block")
+        for r in range(p.row, p.row + p.height_cells):
+            for c in range(p.col, p.col + p.width_cells):
+                if covered[r][c] != -1:
+                    raise InvalidInputError(f"placements {covered[r][c]} and {p.index} overlap at cell ({c}, {r})")
+                covered[r][c] = p.index
+    holes = [(c, r) for r in range(packing.rows) for c in range(packing.columns) if covered[r][c] == -1]
+    if holes:
+        raise InvalidInputError(f"block of {packing.columns}x{packing.rows} has holes at cells {holes[:5]}")
+
+
+def split_into_blocks(n_fragments: int, n_slots: int, *, min_size: int = 3, max_size: int = 6) -> list[int]:
+    """Sizes of consecutive fragment blocks: as many as there are slots, each of min..max fragments when possible."""
+    if n_fragments <= 0:
+        return []
+    n_slots = max(1, n_slots)
+    n_blocks = max(math.ceil(n_fragments / max_size), min(n_slots, n_fragments // min_size or 1))
+    base, extra = divmod(n_fragments, n_blocks)
+    return [base + (1 if k < extra else 0) for k in range(n_blocks)]
