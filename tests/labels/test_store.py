@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import sqlite3
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from amberwatch.db import connect, schema_version
 from amberwatch.errors import AOIError, ConflictError, ImageError, InvalidInputError, NotFoundError
@@ -78,9 +80,6 @@ def _example(sha: str, label: str) -> Example:
 
 
 def test_rgba_and_grayscale_arrays_from_bytes(store: ExampleStore) -> None:
-    from PIL import Image
-    import io
-
     buf = io.BytesIO()
     Image.fromarray(make_pixels(5)[:, :, 0]).save(buf, format="PNG")
     ex_id, created = store.add(buf.getvalue(), "not_mining")

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import shapely
+from shapely.geometry import shape
 
 from amberwatch.db import connect, migrate, utc_now_iso
 from amberwatch.errors import (
@@ -405,12 +407,7 @@ class ExampleStore:
         candidates = self.examples(status="active")
         if ids is not None:
             wanted = {int(i) for i in ids}
-            existing = {
-                int(r[0])
-                for r in self.conn.execute(
-                    f"SELECT id FROM examples WHERE id IN ({','.join('?' * len(wanted))})", sorted(wanted)
-                )
-            } if wanted else set()
+            existing = {int(r[0]) for r in self.conn.execute("SELECT id FROM examples")}
             missing = sorted(wanted - existing)
             if missing:
                 raise NotFoundError(f"example id(s) {', '.join(map(str, missing))} do not exist")
@@ -501,9 +498,6 @@ def load_area(area: dict[str, Any] | str | os.PathLike[str]) -> Any:
 
     Invalid polygons are repaired with a RepairedGeometryWarning; non-polygon geometries are refused.
     """
-    import shapely
-    from shapely.geometry import shape
-
     name = "area"
     if isinstance(area, dict):
         obj = area
@@ -550,13 +544,9 @@ def load_area(area: dict[str, Any] | str | os.PathLike[str]) -> Any:
 
 
 def _repair(polygon: Any, name: str) -> Any:
-    import shapely
-
     warnings.warn(RepairedGeometryWarning(f"area {name!r}: invalid polygon repaired"), stacklevel=3)
     return shapely.make_valid(polygon)
 
 
 def _covers(area: Any, lon: float | None, lat: float | None) -> bool:
-    import shapely
-
     return bool(shapely.intersects_xy(area, lon, lat))
