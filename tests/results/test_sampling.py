@@ -13,7 +13,7 @@ from pyproj import Geod
 
 from amberwatch.cli import main
 from amberwatch.db import connect
-from amberwatch.errors import AmberwatchError, InvalidInputError, NotFoundError
+from amberwatch.errors import AmberwatchError, AmberwatchWarning, InvalidInputError, NotFoundError
 from amberwatch.results.area_review import (
     estimate_for_scan,
     import_reference_csv,
@@ -323,3 +323,10 @@ def test_cli_sample_export_import_estimate(scan_db, tmp_path):
     assert r.exit_code == 1 and "line 2: unit_id 123456" in r.output
     r = runner.invoke(main, ["area", "sample", "--scan", str(scan_id), *db])
     assert r.exit_code == 2 and "--n or --target-se" in r.output
+
+
+def test_sampling_a_running_scan_warns(scan_db):
+    conn, scan_id, *_ = scan_db
+    conn.execute("UPDATE scans SET status = 'running' WHERE id = ?", (scan_id,))
+    with pytest.warns(AmberwatchWarning, match=f"scan {scan_id} is 'running'"):
+        draw_sample(conn, scan_id, 10, seed=1)

@@ -359,12 +359,14 @@ def format_table(estimate: AreaEstimate) -> str:
         return "-" if v is None else f"{v:.3f} ± {ci:.3f}"
 
     lines = [
-        f"{'class':<20} {'mapped ha':>14} {'estimated ha':>14} {'± 95% ha':>12} {'user acc.':>15} {'producer acc.':>15}"
+        f"{'class':<20} {'mapped ha':>14} {'estimated ha':>14} {'± 95% ha':>12} "
+        f"{'user acc.':>15} {'producer acc.':>15}"
     ]
     for c in estimate.classes:
         lines.append(
             f"{c.name:<20} {c.mapped_area_ha:>14,.1f} {c.area_ha:>14,.1f} {c.area_ci95_ha:>12,.1f} "
-            f"{pct(c.users_accuracy, c.users_accuracy_ci95):>15} {pct(c.producers_accuracy, c.producers_accuracy_ci95):>15}"
+            f"{pct(c.users_accuracy, c.users_accuracy_ci95):>15} "
+            f"{pct(c.producers_accuracy, c.producers_accuracy_ci95):>15}"
         )
     lines.append(f"overall accuracy: {estimate.overall_accuracy:.3f} ± {estimate.overall_accuracy_ci95:.3f}")
     lines.append(f"total area: {estimate.total_area_ha:,.1f} ha; reviewed sample units: {estimate.n_units}")

@@ -99,7 +99,9 @@ def import_reference_csv(
         try:
             unit_id = int(raw_id)
         except ValueError:
-            raise InvalidInputError(f"reference file {str(p)!r} line {line}: unit_id {raw_id!r} is not an integer") from None
+            raise InvalidInputError(
+                f"reference file {str(p)!r} line {line}: unit_id {raw_id!r} is not an integer"
+            ) from None
         if unit_id not in known:
             raise InvalidInputError(
                 f"reference file {str(p)!r} line {line}: unit_id {unit_id} is not a unit of sample {sample_id}"
@@ -153,7 +155,9 @@ def reviewed_strata(conn: sqlite3.Connection, sample_id: int) -> list[StratumCou
     return [StratumCounts(p.stratum, p.map_class, p.area_ha, counts[p.stratum]) for p in sample.strata]
 
 
-def estimate_for_scan(conn: sqlite3.Connection, scan_id: int, sample_id: int | None = None) -> tuple[AreaEstimate, dict]:
+def estimate_for_scan(
+    conn: sqlite3.Connection, scan_id: int, sample_id: int | None = None
+) -> tuple[AreaEstimate, dict]:
     """Estimate from the reviewed units of a scan's sample (default: its latest); also return sample info."""
     if sample_id is None:
         sample_id = latest_sample_id(conn, scan_id)

@@ -55,8 +55,11 @@ def area() -> None:
 @click.option("--target-se", type=float, help="Instead of --n: target standard error of overall accuracy (eq. 13).")
 @click.option("--allocation", type=click.Choice(ALLOCATIONS), default="proportional", show_default=True)
 @click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), help="Random seed (stored; same seed, same sample).")
-@click.option("--buffer-m", type=click.FloatRange(min=0), help="Add a buffer stratum of non-mining cells within this many metres of mining cells.")
-@click.option("--users-accuracy", "accuracy", help="Anticipated user's accuracy per stratum for optimal allocation / --target-se, e.g. mining=0.7,buffer=0.8,not_mining=0.98.")
+@click.option("--buffer-m", type=click.FloatRange(min=0),
+              help="Add a buffer stratum: non-mining cells within this many metres of mining cells.")
+@click.option("--users-accuracy", "accuracy",
+              help="Anticipated user's accuracy per stratum (optimal allocation, --target-se), "
+                   "e.g. mining=0.7,buffer=0.8,not_mining=0.98.")
 @click.option("--min-per-stratum", type=click.IntRange(min=2), default=DEFAULT_MIN_PER_STRATUM, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the sample as JSON.")
 @db_option
@@ -80,7 +83,8 @@ def sample_cmd(scan_id, n, target_se, allocation, seed, buffer_m, accuracy, min_
 
 
 @area.command("sample-size")
-@click.option("--users-accuracy", "accuracy", required=True, help="Anticipated user's accuracy per class, e.g. 0.7,0.6,0.9,0.95.")
+@click.option("--users-accuracy", "accuracy", required=True,
+              help="Anticipated user's accuracy per class, e.g. 0.7,0.6,0.9,0.95.")
 @click.option("--weights", required=True, help="Mapped area share per class (same order, sums to 1).")
 @click.option("--target-se", type=float, required=True, help="Target standard error of overall accuracy, e.g. 0.01.")
 def sample_size_cmd(accuracy, weights, target_se) -> None:

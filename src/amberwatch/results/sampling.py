@@ -15,13 +15,14 @@ import json
 import math
 import secrets
 import sqlite3
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from amberwatch.db import utc_now_iso
-from amberwatch.errors import DatabaseError, InvalidInputError, NotFoundError
+from amberwatch.errors import AmberwatchWarning, DatabaseError, InvalidInputError, NotFoundError
 from amberwatch.results.area_estimate import sample_size_for_target_se
 from amberwatch.results.area_schema import ensure_area_schema
 from amberwatch.results.map_units import (
@@ -34,6 +35,7 @@ from amberwatch.results.map_units import (
     StrataSurvey,
     cell_edges_deg,
     iter_done_tiles,
+    load_scan,
     row_areas_ha,
     survey_strata,
 )
@@ -147,11 +149,15 @@ def parse_accuracy_option(text: str | None) -> dict[str, float]:
         name, sep, value = part.partition("=")
         name = name.strip()
         if not sep or name not in STRATA:
-            raise InvalidInputError(f"anticipated accuracy {part.strip()!r} must be <stratum>=<0..1> with stratum in {list(STRATA)}")
+            raise InvalidInputError(
+                f"anticipated accuracy {part.strip()!r} must be <stratum>=<0..1> with stratum in {list(STRATA)}"
+            )
         try:
             v = float(value)
         except ValueError:
-            raise InvalidInputError(f"anticipated accuracy {part.strip()!r}: {value.strip()!r} is not a number") from None
+            raise InvalidInputError(
+                f"anticipated accuracy {part.strip()!r}: {value.strip()!r} is not a number"
+            ) from None
         if not 0 <= v <= 1:
             raise InvalidInputError(f"anticipated accuracy {part.strip()!r} must be within 0..1")
         out[name] = v
@@ -190,6 +196,13 @@ def draw_sample(
 
     conn.execute("BEGIN")  # one read snapshot for both passes
     try:
+        status = load_scan(conn, scan_id)["status"]
+        if status != "finished":
+            warnings.warn(
+                f"scan {scan_id} is {status!r}, not finished: the sample covers only its tiles done so far",
+                AmberwatchWarning,
+                stacklevel=2,
+            )
         survey = survey_strata(conn, scan_id, buffer_m)
         present = survey.strata_present()
         if target_se is not None:
