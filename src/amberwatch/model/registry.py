@@ -255,6 +255,12 @@ class ModelRegistry:
         )
         return self.get(info.version)
 
+    def set_comparison(self, version: int | str, comparison: dict) -> None:
+        """Replace the stored side-by-side comparison of a registered version."""
+        v = parse_version(version)
+        self.conn.execute("UPDATE model_versions SET comparison_json = ? WHERE version = ?",
+                          (json.dumps(comparison, sort_keys=True), v))
+
     def promotions(self) -> list[dict]:
         """Promotion history, oldest first."""
         rows = self.conn.execute("SELECT version, forced, reason, promoted_at FROM model_promotions ORDER BY id")

@@ -7,7 +7,7 @@ import json
 import click
 
 from amberwatch.db import resolve_db_path
-from amberwatch.errors import DatabaseError
+from amberwatch.errors import ConflictError, DatabaseError
 
 db_option = click.option(
     "--db",
@@ -86,4 +86,30 @@ def models_promote(version: str, db: str) -> None:
     click.echo(f"Model version {info.version} is now current.")
 
 
-COMMANDS: list[click.Command] = [models_group]
+@click.command("retrain")
+@db_option
+@click.option("--force", is_flag=True, help="Promote the new model even if it compares worse than the current one.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the CV folds and of training.")
+@click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True, help="Block-grouped CV folds.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the recipe's epochs (quicker, weaker).")
+@click.option("--members", type=click.IntRange(min=1), default=None, help="Override the recipe's ensemble size.")
+@click.option("--f1-tolerance", type=click.FloatRange(min=0.0), default=0.02, show_default=True,
+              help="CV F1 drop tolerated before refusing to promote.")
+def retrain_command(db: str, force: bool, seed: int, folds: int, epochs: int | None, members: int | None,
+                    f1_tolerance: float) -> None:
+    """Train a new model version from the examples and reviewed corrections; promote it unless it is worse."""
+    from amberwatch.model.recipes import default_config
+    from amberwatch.model.retrain import retrain
+
+    result = retrain(
+        _existing_db(db), config=default_config(epochs=epochs, members=members), n_folds=folds, seed=seed,
+        force=force, f1_tolerance=f1_tolerance, log=lambda m: click.echo(m, err=True),
+    )
+    click.echo(result.table())
+    if not result.promoted:
+        raise ConflictError(
+            f"model version {result.candidate_version} was registered but not promoted: {'; '.join(result.reasons)}"
+        )
+
+
+COMMANDS: list[click.Command] = [models_group, retrain_command]

@@ -1,0 +1,383 @@
+"""Retrain from reviewed corrections and compare the new model with the current one, side by side.
+
+The training set is every active example of the store: imported data plus the corrections readers
+and reviewers made (accepted flags are examples with source 'review', already labelled; rejected
+detections are hard negatives with their category; excluded examples stay out).
+
+The comparison is fair by construction:
+- grouped CV on the SAME folds (0.1-degree blocks over the new training set) for both models: in
+  each fold the candidate recipe is trained on the fold's training part, and the current model's
+  recipe on the part of it the current version was trained on (its registered training set; for the
+  bundled model, the examples that are not corrections); both are scored on the same held-out part;
+- accuracy on every reviewed detection: out-of-fold predictions for detections that are training
+  examples, else the two deployed models.
+A candidate worse than the current model (CV F1 lower by more than a tolerance, or lower accuracy
+on reviewed detections) is registered but not promoted, unless forced.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from amberwatch.db import connect
+from amberwatch.errors import AmberwatchError, ModelError
+from amberwatch.imagery.decode import decode_image
+
+CORRECTION_SOURCES = ("review", "label-page")
+DEFAULT_F1_TOLERANCE = 0.02
+DEFAULT_FOLDS = 5
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class TrainingData:
+    """The store's active examples as a ChipSet, with their sha256s and correction flags."""
+
+    chips: object  # amberwatch.model.dataset.ChipSet
+    sha256s: list[str]
+    is_correction: np.ndarray  # (N,) bool
+    categories: list[str | None]
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class ReviewedItem:
+    """A detection a reviewer decided on, with its true label and image."""
+
+    feedback_id: int
+    detection_id: int
+    truth: int  # 1 = mining
+    pixels: np.ndarray
+    example_sha256: str | None
+
+
+@dataclass
+class ModelScores:
+    """How one model did in the comparison."""
+
+    label: str  # 'current' | 'candidate'
+    version: int | None
+    cv: dict
+    cv_mode: str  # how its CV predictions were made
+    reviewed: dict = field(default_factory=dict)  # n, correct, accuracy
+
+    def as_dict(self) -> dict:
+        """Plain dict for the registry and JSON output."""
+        return {"version": self.version, "cv": self.cv, "cv_mode": self.cv_mode, "reviewed": self.reviewed}
+
+
+@dataclass
+class RetrainResult:
+    """Outcome of one retrain: the registered candidate, both models' scores and the decision."""
+
+    candidate_version: int
+    current_version: int
+    current: ModelScores
+    candidate: ModelScores
+    promoted: bool
+    forced: bool
+    reasons: list[str]  # why the candidate is worse (empty when it is not)
+    counts: dict
+    seconds: float
+
+    def table(self) -> str:
+        """Side-by-side comparison table, then the decision."""
+        cur, cand = self.current, self.candidate
+        rows = [
+            ("examples (mining / not)", f"{cur.cv.get('n_train_mining', '-')} / {cur.cv.get('n_train_not_mining', '-')}",
+             f"{self.counts['mining']} / {self.counts['not_mining']}"),
+            ("CV F1", _f(cur.cv.get("f1")), _f(cand.cv.get("f1"))),
+            ("CV precision", _f(cur.cv.get("precision")), _f(cand.cv.get("precision"))),
+            ("CV recall", _f(cur.cv.get("recall")), _f(cand.cv.get("recall"))),
+            ("CV average precision", _f(cur.cv.get("average_precision")), _f(cand.cv.get("average_precision"))),
+            ("CV threshold", _f(cur.cv.get("threshold")), _f(cand.cv.get("threshold"))),
+            ("CV false positives", _cm(cur.cv, "fp"), _cm(cand.cv, "fp")),
+            ("reviewed detections correct",
+             f"{cur.reviewed.get('correct', 0)}/{cur.reviewed.get('n', 0)}",
+             f"{cand.reviewed.get('correct', 0)}/{cand.reviewed.get('n', 0)}"),
+            ("reviewed accuracy", _f(cur.reviewed.get("accuracy")), _f(cand.reviewed.get("accuracy"))),
+        ]
+        head = (f"{'':<30} {'current v' + str(self.current_version):>14} {'candidate v' + str(self.candidate_version):>14}")
+        lines = [head] + [f"{name:<30} {a:>14} {b:>14}" for name, a, b in rows]
+        lines.append(f"(CV: {self.counts.get('folds')} block-grouped folds, same folds for both; "
+                     f"current: {cur.cv_mode})")
+        if self.promoted and self.forced and self.reasons:
+            lines.append(f"Promoted v{self.candidate_version} despite: {'; '.join(self.reasons)} (--force)")
+        elif self.promoted:
+            lines.append(f"Promoted v{self.candidate_version}: it is now the current model.")
+        else:
+            lines.append(f"NOT promoted v{self.candidate_version}: {'; '.join(self.reasons)}. "
+                         f"Use --force, or 'amberwatch models promote {self.candidate_version}'.")
+        return "\n".join(lines)
+
+    def comparison(self) -> dict:
+        """Plain dict stored with the candidate version in the registry."""
+        return {
+            "current_version": self.current_version,
+            "current": self.current.as_dict(),
+            "candidate": self.candidate.as_dict(),
+            "promoted": self.promoted,
+            "forced": self.forced,
+            "reasons": self.reasons,
+            "folds": self.counts.get("folds"),
+        }
+
+
+def _f(value: object) -> str:
+    return "-" if value is None else f"{float(value):.3f}"
+
+
+def _cm(cv: dict, key: str) -> str:
+    cm = cv.get("confusion_matrix") or {}
+    return str(cm.get(key, "-"))
+
+
+def load_training_data(db_path: str | os.PathLike[str]) -> TrainingData:
+    """Active examples of the store as a ChipSet grouped by 0.1-degree block."""
+    from amberwatch.labels.store import ExampleStore
+    from amberwatch.model.dataset import ChipSet
+
+    with ExampleStore.open(db_path) as store:
+        examples = store.examples(status="active")
+        if not examples:
+            raise ModelError(f"{str(db_path)!r}: the example store has no active examples to train on")
+        chips, labels, groups, names = [], [], [], []
+        for ex, pixels in store.iter_pixels(examples):
+            chips.append(pixels)
+            labels.append(1 if ex.label == "mining" else 0)
+            groups.append(ex.block_key)
+            names.append(f"example {ex.id}")
+        fingerprint = store.fingerprint(examples)
+    y = np.asarray(labels, dtype=np.int64)
+    return TrainingData(
+        chips=ChipSet(chips, y, groups, names, fingerprint=fingerprint),
+        sha256s=[ex.sha256 for ex in examples],
+        is_correction=np.array([ex.source in CORRECTION_SOURCES for ex in examples], dtype=bool),
+        categories=[ex.category for ex in examples],
+        fingerprint=fingerprint,
+    )
+
+
+def reviewed_items(conn: sqlite3.Connection, db_path: str | os.PathLike[str]) -> list[ReviewedItem]:
+    """Every detection a reviewer accepted or rejected a flag on, with its true label and image.
+
+    Accepted flag: the verdict is right (its example holds the image). Rejected flag: the verdict is
+    wrong (image from the tile cache around the detection, else its thumbnail; skipped if neither).
+    """
+    has_feedback = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'web_feedback'"
+    ).fetchone()
+    if not has_feedback:
+        return []
+    from amberwatch.labels.store import ExampleStore
+
+    store = ExampleStore(conn)
+    cache = None
+    items: list[ReviewedItem] = []
+    rows = conn.execute(
+        "SELECT id, detection_id, verdict, status, example_id FROM web_feedback"
+        " WHERE status IN ('accepted', 'rejected') ORDER BY id"
+    ).fetchall()
+    try:
+        for r in rows:
+            says_mining = r["verdict"] == "confirmed"
+            truth = int(says_mining if r["status"] == "accepted" else not says_mining)
+            pixels, sha = None, None
+            if r["example_id"] is not None:
+                try:
+                    ex = store.get(int(r["example_id"]))
+                    pixels, sha = store.pixels(ex.id), ex.sha256
+                except AmberwatchError:
+                    pixels = None
+            if pixels is None:
+                pixels, cache = _detection_pixels(conn, db_path, int(r["detection_id"]), cache)
+            if pixels is None:
+                continue
+            items.append(ReviewedItem(int(r["id"]), int(r["detection_id"]), truth, pixels, sha))
+    finally:
+        if cache is not None:
+            cache.close()
+    return items
+
+
+def _detection_pixels(conn: sqlite3.Connection, db_path, detection_id: int, cache):
+    """Image of a detection from the tile cache (web.chips) or its thumbnail; None when neither exists."""
+    from amberwatch.imagery.cache import TileCache, default_cache_path
+
+    cache_path = default_cache_path(db_path)
+    if cache is None and cache_path.exists():
+        cache = TileCache(cache_path)
+    if cache is not None:
+        try:
+            from amberwatch.web.chips import detection_chip
+
+            return detection_chip(conn, cache, detection_id), cache
+        except (AmberwatchError, ImportError):
+            pass
+    row = conn.execute("SELECT thumbnail FROM detections WHERE id = ?", (detection_id,)).fetchone()
+    if row is not None and row["thumbnail"]:
+        try:
+            return decode_image(bytes(row["thumbnail"]), f"thumbnail of detection {detection_id}"), cache
+        except AmberwatchError:
+            pass
+    return None, cache
+
+
+def _reviewed_scores(items: list[ReviewedItem], index: dict[str, int], oof: np.ndarray, threshold_oof: float,
+                     deployed, threshold_deployed: float) -> dict:
+    """Accuracy on reviewed detections: out-of-fold prediction if the item is a training example, else the deployed model."""
+    if not items:
+        return {"n": 0, "correct": 0, "accuracy": None}
+    preds = np.zeros(len(items), dtype=np.int64)
+    rest = []
+    for k, it in enumerate(items):
+        i = index.get(it.example_sha256) if it.example_sha256 else None
+        if i is not None:
+            preds[k] = int(oof[i] >= threshold_oof)
+        else:
+            rest.append(k)
+    if rest:
+        probs = deployed.predict_proba([items[k].pixels for k in rest])
+        preds[rest] = (probs >= threshold_deployed).astype(np.int64)
+    truth = np.array([it.truth for it in items])
+    correct = int((preds == truth).sum())
+    return {"n": len(items), "correct": correct, "accuracy": round(correct / len(items), 4),
+            "out_of_fold": len(items) - len(rest)}
+
+
+def current_recipe_oof(data, folds: np.ndarray, in_current: np.ndarray, config, seed: int, current_clf,
+                       log: Log | None = None) -> tuple[np.ndarray, str]:
+    """Out-of-fold P(mining) of the current model's recipe on the given folds, or of the fixed current model.
+
+    Per fold, the recipe is trained on the fold's training part restricted to the current model's
+    training examples. When that leaves a fold without both labels, the fixed current model scores
+    every fold instead (said in the returned mode).
+    """
+    from amberwatch.model.train import fit
+
+    n_folds = int(folds.max()) + 1
+    feasible = all(
+        len(set(data.labels[(folds != k) & in_current].tolist())) == 2 for k in range(n_folds)
+    )
+    if not feasible:
+        if log:
+            log("current model: training set unknown or one-sided in a fold; scoring the fixed current model")
+        return current_clf.predict_proba(data.chips).astype(np.float32), "fixed current model (may be optimistic)"
+    oof = np.zeros(len(data), dtype=np.float32)
+    for k in range(n_folds):
+        train_idx = np.flatnonzero((folds != k) & in_current)
+        test_idx = np.flatnonzero(folds == k)
+        t0 = time.perf_counter()
+        clf = fit(data.subset(train_idx), config, seed=seed)
+        oof[test_idx] = clf.predict_proba([data.chips[i] for i in test_idx])
+        if log:
+            log(f"current recipe fold {k + 1}/{n_folds}: trained on {len(train_idx)} ({time.perf_counter() - t0:.0f} s)")
+    return oof, "its training set retrained on each fold"
+
+
+def retrain(
+    db_path: str | os.PathLike[str],
+    *,
+    config=None,
+    n_folds: int = DEFAULT_FOLDS,
+    seed: int = 0,
+    force: bool = False,
+    f1_tolerance: float = DEFAULT_F1_TOLERANCE,
+    min_precision: float = 0.95,
+    log: Log | None = None,
+) -> RetrainResult:
+    """Train a candidate on the store's active examples, compare with the current model, register, maybe promote."""
+    from amberwatch.model.metrics import binary_metrics, choose_threshold
+    from amberwatch.model.recipes import default_config
+    from amberwatch.model.registry import ModelRegistry
+    from amberwatch.model.train import train_with_cv
+
+    t_start = time.perf_counter()
+    db_path = Path(db_path)
+    if n_folds < 2:
+        raise ModelError(f"retrain compares models by cross-validation: --folds must be at least 2, got {n_folds}")
+    config = config or default_config()
+    data = load_training_data(db_path)
+    chips = data.chips
+    counts = {**chips.counts(), "corrections": int(data.is_correction.sum()), "folds": n_folds}
+    if log:
+        log(f"training set: {counts['mining']} mining, {counts['not_mining']} not mining "
+            f"({counts['corrections']} from corrections), {counts['groups']} blocks")
+
+    conn = connect(db_path)
+    try:
+        registry = ModelRegistry(conn, db_path)
+        current_version = registry.current_version()
+        current_clf = registry.load(current_version)
+        known = registry.training_sha256s(current_version)
+        if known is not None:
+            current_set = set(known)
+        else:  # bundled model: its data are the imported examples, not the corrections made since
+            current_set = {s for s, c in zip(data.sha256s, data.is_correction) if not c}
+        in_current = np.array([s in current_set for s in data.sha256s], dtype=bool)
+
+        candidate, cv_info = train_with_cv(chips, config, seed=seed, n_folds=n_folds,
+                                           min_precision=min_precision, log=log)
+        oof_cand, folds = cv_info["oof"], cv_info["folds"]
+        if in_current.all():
+            oof_cur, cur_mode = oof_cand, "same training set as the candidate"
+        else:
+            oof_cur, cur_mode = current_recipe_oof(chips, folds, in_current, config, seed, current_clf, log)
+        thr_cur = choose_threshold(chips.labels, oof_cur, min_precision)
+        cv_cur = binary_metrics(chips.labels, oof_cur, thr_cur)
+        cv_cur.update({"n_train_mining": int(chips.labels[in_current].sum()),
+                       "n_train_not_mining": int((chips.labels[in_current] == 0).sum())})
+        cv_cand = dict(candidate.metadata.get("cv") or {})
+        cv_cand.update({"n_train_mining": counts["mining"], "n_train_not_mining": counts["not_mining"]})
+
+        items = reviewed_items(conn, db_path)
+        index = {s: i for i, s in enumerate(data.sha256s)}
+        rev_cur = _reviewed_scores(items, index, oof_cur, thr_cur, current_clf, current_clf.threshold)
+        rev_cand = _reviewed_scores(items, index, oof_cand, candidate.threshold, candidate, candidate.threshold)
+
+        reasons = []
+        if cv_cand["f1"] < cv_cur["f1"] - f1_tolerance:
+            reasons.append(f"CV F1 {cv_cand['f1']:.3f} is lower than the current model's {cv_cur['f1']:.3f} "
+                           f"by more than {f1_tolerance:.3f}")
+        if rev_cand["n"] and rev_cand["accuracy"] < rev_cur["accuracy"]:
+            reasons.append(f"accuracy on {rev_cand['n']} reviewed detections {rev_cand['accuracy']:.3f} is lower "
+                           f"than the current model's {rev_cur['accuracy']:.3f}")
+        promote = force or not reasons
+
+        current_scores = ModelScores("current", current_version, cv_cur, cur_mode, rev_cur)
+        candidate_scores = ModelScores("candidate", None, cv_cand, "trained on each fold", rev_cand)
+        result = RetrainResult(
+            candidate_version=-1, current_version=current_version, current=current_scores,
+            candidate=candidate_scores, promoted=promote, forced=force, reasons=reasons, counts=counts,
+            seconds=0.0,
+        )
+        info = registry.register(
+            candidate,
+            training_sha256s=data.sha256s,
+            training_fingerprint=data.fingerprint,
+            n_mining=counts["mining"],
+            n_not_mining=counts["not_mining"],
+            seed=seed,
+            metrics={"cv": cv_cand, "reviewed": rev_cand},
+            comparison=result.comparison(),
+            parent_version=current_version,
+            note=("retrained" if promote else "refused: " + "; ".join(reasons)) + f" ({counts['corrections']} corrections)",
+        )
+        result.candidate_version = info.version
+        candidate_scores.version = info.version
+        registry.set_comparison(info.version, result.comparison())
+        if promote:
+            registry.promote(info.version, forced=bool(force and reasons),
+                             reason="retrain" + (" --force" if force and reasons else ""))
+        result.seconds = round(time.perf_counter() - t_start, 1)
+        return result
+    finally:
+        conn.close()

@@ -1,0 +1,119 @@
+"""Retrain from a DB with corrections; refusal to promote a worse model; --force."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from amberwatch.cli import main
+from amberwatch.db import connect
+from amberwatch.imagery.decode import encode_jpeg
+from amberwatch.labels.store import ExampleStore
+from amberwatch.model.registry import ModelRegistry
+from amberwatch.model.retrain import retrain
+from amberwatch.model.train import small_config
+
+from .conftest import add_feedback, fill_store, insert_detection, insert_scan, make_chip, make_classifier
+
+CONFIG = small_config(epochs=4)
+
+
+def _reviewed_rejections(db_path, rng, n: int = 4) -> None:
+    """n rejected 'not_mining' flags (so the truth is mining) on detections whose image shows trees."""
+    conn = connect(db_path)
+    scan = insert_scan(conn)
+    for k in range(n):
+        thumb = encode_jpeg(make_chip(rng, False), quality=95)
+        det = insert_detection(conn, scan, 25.0 + k * 0.001, 51.0, 25.0005 + k * 0.001, 51.0005, 0.1, thumbnail=thumb)
+        add_feedback(conn, det, "not_mining", "rejected", scan_id=scan)
+    conn.close()
+
+
+def test_retrain_from_corrections(db_path, rng):
+    correction_ids = fill_store(db_path, rng, blocks=8, per_block=3, corrections=6)
+    conn = connect(db_path)
+    scan = insert_scan(conn)
+    for k, eid in enumerate(correction_ids):
+        det = insert_detection(conn, scan, 25.0 + k * 0.001, 51.0, 25.0005 + k * 0.001, 51.0005, 0.1)
+        add_feedback(conn, det, "not_mining", "accepted", example_id=eid, scan_id=scan)
+    conn.close()
+    _reviewed_rejections(db_path, rng, n=2)
+
+    result = retrain(db_path, config=CONFIG, n_folds=3, seed=0)
+
+    assert result.current_version == 0 and result.candidate_version == 1
+    assert result.counts["corrections"] == 6 and result.counts["mining"] == 24 and result.counts["not_mining"] == 30
+    # The bundled model's recipe is retrained per fold on the examples that are not corrections.
+    assert result.current.cv_mode == "its training set retrained on each fold"
+    assert result.current.cv["n_train_not_mining"] == 24
+    assert result.candidate.reviewed["n"] == 8 and result.candidate.reviewed["out_of_fold"] == 6
+    assert result.current.reviewed["n"] == 8
+    assert result.promoted == (not result.reasons)
+    table = result.table()
+    assert "CV F1" in table and "candidate v1" in table and "current v0" in table
+    with ModelRegistry.open(db_path) as reg:
+        v1 = reg.get(1)
+        assert v1.parent_version == 0 and v1.n_mining == 24
+        assert v1.comparison["current"]["version"] == 0 and v1.comparison["candidate"]["version"] == 1
+        assert len(reg.training_sha256s(1)) == 54
+        assert reg.current_version() == (1 if result.promoted else 0)
+
+
+def test_excluded_examples_stay_out(db_path, rng):
+    fill_store(db_path, rng, blocks=6, per_block=2, corrections=3)
+    with ExampleStore.open(db_path) as store:
+        assert store.exclude(category="quarry", reason="test") == 3
+    result = retrain(db_path, config=small_config(epochs=1), n_folds=3, seed=0)
+    assert result.counts["corrections"] == 0 and result.counts["not_mining"] == 12
+    assert result.current.cv_mode == "same training set as the candidate"
+
+
+@pytest.fixture
+def better_current(db_path, rng):
+    """A DB whose current model (v1, 'always mining') is right on every reviewed detection."""
+    fill_store(db_path, rng, blocks=6, per_block=3)
+    with ExampleStore.open(db_path) as store:
+        shas = [e.sha256 for e in store.examples()]
+    with ModelRegistry.open(db_path) as reg:
+        reg.register(make_classifier(bias=10.0), training_sha256s=shas, note="always mining")
+        reg.promote(1)
+    _reviewed_rejections(db_path, rng, n=4)
+    return db_path
+
+
+def test_refuses_to_promote_a_worse_model_unless_forced(better_current):
+    result = retrain(better_current, config=CONFIG, n_folds=3, seed=0)
+    assert not result.promoted
+    assert result.current.reviewed["accuracy"] == 1.0
+    assert result.candidate.reviewed["accuracy"] < 1.0
+    assert any("reviewed detections" in r for r in result.reasons)
+    assert "NOT promoted v2" in result.table()
+    with ModelRegistry.open(better_current) as reg:
+        assert reg.current_version() == 1
+        assert reg.get(2).note.startswith("refused")
+
+    forced = retrain(better_current, config=CONFIG, n_folds=3, seed=0, force=True)
+    assert forced.promoted and forced.reasons and forced.candidate_version == 3
+    assert "despite" in forced.table()
+    with ModelRegistry.open(better_current) as reg:
+        assert reg.current_version() == 3
+        assert reg.promotions()[-1]["forced"] == 1
+
+
+def test_retrain_cli_prints_table_and_refuses(better_current):
+    res = CliRunner().invoke(main, ["retrain", "--db", str(better_current), "--folds", "3", "--epochs", "4"])
+    assert res.exit_code == 1, res.output
+    assert "CV F1" in res.output and "not promoted" in res.output
+
+
+def test_retrain_needs_both_labels(db_path, rng):
+    from amberwatch.errors import ModelError
+
+    with ExampleStore.open(db_path) as store:
+        for b in range(4):
+            store.add(make_chip(rng, True), "mining", lon=25.05 + 0.1 * b, lat=51.05)
+    with pytest.raises(ModelError):
+        retrain(db_path, config=replace(CONFIG, epochs=1), n_folds=3)
