@@ -220,3 +220,73 @@ def test_preset_resolves_without_network() -> None:
         assert src.attribution and "Esri" in src.attribution
     with pytest.raises(InvalidInputError, match="api_key_env"):
         open_source("Thunderforest.OpenCycleMap")
+
+
+def test_concurrency_is_bounded(tile_server) -> None:
+    keys = [(Z, X + i, Y) for i in range(6)]
+    for k in keys:
+        tile_server.tiles[k] = tile_png(k[1] % 200)
+        tile_server.faults[k] = ["timeout"]  # each first request takes timeout_s, then 504 -> retried
+    tile_server.timeout_s = 0.3
+    timings = {}
+    for conc in (2, 6):
+        for k in keys:
+            tile_server.faults[k] = ["timeout"]
+        with open_source(tile_server.url, max_concurrency=conc, timeout_s=2.0) as src:
+            _fast(src)
+            t0 = time.monotonic()
+            assert all(v is not None for _, v in src.read_tiles(keys))
+            timings[conc] = time.monotonic() - t0
+    assert timings[2] >= 0.85  # three waves of 0.3 s
+    assert timings[6] < timings[2] - 0.3
+
+
+def test_requests_per_second_is_bounded(tile_server) -> None:
+    keys = [(Z, X + i, Y) for i in range(11)]
+    for k in keys:
+        tile_server.tiles[k] = tile_png(k[1] % 200)
+    with open_source(tile_server.url, requests_per_s=20.0) as src:
+        t0 = time.monotonic()
+        assert len(list(src.read_tiles(keys))) == 11
+        assert time.monotonic() - t0 >= 0.45  # 10 intervals of 50 ms
+
+
+def test_read_tiles_streams_its_input(tile_server) -> None:
+    pulled = []
+
+    def endless():
+        i = 0
+        while True:
+            pulled.append(i)
+            yield (Z, X + i, Y)
+            i += 1
+
+    with open_source(tile_server.url, max_concurrency=2) as src:
+        results = src.read_tiles(endless())
+        first = [next(results) for _ in range(5)]
+        results.close()
+    assert all(v is None for _, v in first)  # 404s
+    assert len(pulled) <= 5 + 4 + 1
+
+
+def test_read_tile_works_inside_a_running_event_loop(tile_server, cache: TileCache) -> None:
+    import asyncio
+
+    tile_server.tiles[(Z, X, Y)] = tile_png(9)
+
+    async def handler() -> object:
+        with open_source(tile_server.url, cache=cache) as src:
+            return src.read_tile(Z, X, Y)
+
+    assert asyncio.run(handler()) is not None
+
+
+def test_read_tile_from_many_threads(tile_server, cache: TileCache) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    keys = [(Z, X + i, Y) for i in range(16)]
+    for k in keys:
+        tile_server.tiles[k] = tile_png(k[1] % 200)
+    with open_source(tile_server.url, cache=cache) as src, ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda k: src.read_tile(*k), keys))
+    assert all(g is not None for g in got) and cache.count(src.source_id) == 16
