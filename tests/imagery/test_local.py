@@ -157,3 +157,24 @@ def test_missing_files_are_named(tmp_path: Path) -> None:
     for name in ("nope.tif", "nope.mbtiles", "nope/dir/x"):
         with pytest.raises(InvalidInputError, match="nope"):
             open_source(str(tmp_path / name))
+
+
+def test_geotiff_nodata_reads_as_none_and_16bit_gray_is_scaled(tmp_path: Path) -> None:
+    p = tmp_path / "gray16.tif"
+    data = np.zeros((1, SIZE_PX, SIZE_PX), dtype=np.uint16)
+    data[0, :, SIZE_PX // 2 :] = np.linspace(1000, 3000, SIZE_PX // 2, dtype=np.uint16)[None, :]  # west half nodata
+    with rasterio.open(
+        p, "w", driver="GTiff", width=SIZE_PX, height=SIZE_PX, count=1, dtype="uint16", nodata=0,
+        crs="EPSG:32635", transform=from_origin(*UTM_ORIGIN, RES_M, RES_M),
+    ) as ds:
+        ds.write(data)
+    to_lnglat = Transformer.from_crs("EPSG:32635", "EPSG:4326", always_xy=True).transform
+    west_mid = to_lnglat(UTM_ORIGIN[0] + 40 * RES_M, UTM_ORIGIN[1] - 300 * RES_M)
+    east_mid = to_lnglat(UTM_ORIGIN[0] + 520 * RES_M, UTM_ORIGIN[1] - 300 * RES_M)
+    with open_source(str(p)) as src:
+        assert src.read_tile(*lnglat_to_tile(*west_mid, 20)) is None  # all nodata
+        img = src.read_tile(*lnglat_to_tile(*east_mid, 20))
+        assert img is not None
+        px = img.pixels.reshape(-1, 3)
+        assert (px[:, 0] == px[:, 1]).all() and (px[:, 1] == px[:, 2]).all()  # gray stays gray
+        assert 0 < int(px[:, 0].max()) <= 255 and px[:, 0].std() > 1

@@ -74,3 +74,14 @@ def test_render_bbox_refuses_huge_requests(tile_server, cache: TileCache) -> Non
     with open_source(tile_server.url, cache=cache) as src:
         with pytest.raises(InvalidInputError, match="tiles at zoom 18"):
             render_bbox(src, LngLatBbox(25.0, 50.0, 26.0, 51.0), 18)
+
+
+def test_render_bbox_failed_tiles_are_black_and_reported(tile_server, cache: TileCache) -> None:
+    _serve_block(tile_server)
+    tile_server.faults[(Z, X + 1, Y + 1)] = ["500"] * 5
+    with open_source(tile_server.url, cache=cache, max_retries=1) as src:
+        src.backoff_base_s = 0.01
+        img = render_bbox(src, _block_bbox(), Z)
+    assert (img.pixels[256:, 256:] == 0).all() and img.pixels[:256, :256].any()
+    assert len(img.warnings) == 1 and "x=150001 y=86001" in img.warnings[0]
+    assert cache.get(src.source_id, Z, X + 1, Y + 1) is None  # failures are never cached
