@@ -228,3 +228,15 @@ def test_interval_coverage_on_simulated_map():
     )
     assert one.get("mining").area_ha == pytest.approx(area[0])
     assert one.get("mining").area_ci95_ha == pytest.approx(half[0])
+
+
+def test_note_when_a_stratum_shows_no_omission():
+    """A stratum with no reference hits adds no variance; the estimate says so with a rule-of-three bound."""
+    est = estimate_area(paper_strata())
+    assert len(est.notes) == 1
+    assert "stratum 'forest_gain'" in est.notes[0] and "540.0 ha" in est.notes[0]  # 3/75 * 13,500 ha
+    strata = [
+        StratumCounts("mining", "mining", 120.0, {"mining": 40, "not_mining": 10}),
+        StratumCounts("not_mining", "not_mining", 9_880.0, {"mining": 3, "not_mining": 147}),
+    ]
+    assert estimate_area(strata).notes == []

@@ -315,6 +315,8 @@ def test_cli_sample_export_import_estimate(scan_db, tmp_path):
     assert d["sentence"].startswith("Between ") and "based on 60 reviewed sample points" in d["sentence"]
     r = runner.invoke(main, ["area", "estimate", "--scan", str(scan_id), *db])
     assert r.exit_code == 0 and "hectares of land were mined" in r.output
+    r = runner.invoke(main, ["area", "list", "--scan", str(scan_id), *db])
+    assert r.exit_code == 0 and f"sample {sample_id:>4}" in r.output and "reviewed 60/60" in r.output
     r = runner.invoke(main, ["area", "export", "--sample", str(sample_id), *db])
     assert json.loads(r.output)["type"] == "FeatureCollection"
     bad = tmp_path / "bad.csv"

@@ -81,6 +81,7 @@ class AreaEstimate:
     total_area_ha: float
     n_units: int
     strata: list[StratumCounts] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # caveats a reader of the figure should know
 
     def get(self, name: str) -> ClassEstimate:
         """The estimate of one class by name."""
@@ -107,6 +108,7 @@ class AreaEstimate:
             },
             "total_area_ha": self.total_area_ha,
             "n_units": self.n_units,
+            "notes": list(self.notes),
             "strata": [
                 {"name": s.name, "map_class": s.map_class, "area_ha": s.area_ha, "n_units": s.n_units,
                  "counts": dict(s.counts)}
@@ -239,7 +241,23 @@ def estimate_area(
         total_area_ha=a_tot,
         n_units=int(n_h.sum()),
         strata=strata,
+        notes=_zero_omission_notes(used, ref),
     )
+
+
+def _zero_omission_notes(strata: Sequence[StratumCounts], ref: Sequence[str]) -> list[str]:
+    """Caveats for strata where a class was never found: their variance term is 0, so the interval is too tight."""
+    target = "mining" if "mining" in ref else ref[0]
+    notes = []
+    for s in strata:
+        if s.map_class != target and s.counts.get(target, 0) == 0:
+            bound = 3 / s.n_units * s.area_ha  # rule of three: 95% upper bound on a proportion when 0 of n
+            notes.append(
+                f"none of the {s.n_units} reviewed units of stratum {s.name!r} was {target!r}; the interval "
+                f"counts no {target!r} there, though up to {bound:,.1f} ha of it could be missed "
+                "(95% upper bound, rule of three)"
+            )
+    return notes
 
 
 def read_counts_csv(path: str | Path) -> list[StratumCounts]:
@@ -376,6 +394,8 @@ def format_table(estimate: AreaEstimate) -> str:
     lines.append(" " * 20 + "".join(f"{r:>{width}}" for r in estimate.reference_classes))
     for name, row in zip(estimate.map_classes, estimate.error_matrix):
         lines.append(f"{name:<20}" + "".join(f"{v:>{width}.4f}" for v in row))
+    lines.append("")
+    lines.extend(f"note: {n}" for n in estimate.notes)
     lines.append("")
     lines.append(journalist_sentence(estimate))
     return "\n".join(lines)

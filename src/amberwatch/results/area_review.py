@@ -142,6 +142,19 @@ def review_progress(conn: sqlite3.Connection, sample_id: int) -> dict[str, int]:
     return {"units": int(total), "reviewed": int(reviewed)}
 
 
+def list_samples(conn: sqlite3.Connection, scan_id: int | None = None) -> list[dict]:
+    """Samples (optionally of one scan) with their size and review progress, newest first."""
+    ensure_area_schema(conn)
+    rows = conn.execute(
+        "SELECT s.id AS sample_id, s.scan_id, s.created_at, s.seed, s.allocation, s.buffer_m,"
+        " COUNT(u.unit_id) AS units, COUNT(u.reference_class) AS reviewed"
+        " FROM area_samples s LEFT JOIN area_sample_units u ON u.sample_id = s.id"
+        " WHERE (? IS NULL OR s.scan_id = ?) GROUP BY s.id ORDER BY s.id DESC",
+        (scan_id, scan_id),
+    ).fetchall()
+    return [dict(r) for r in rows]
+
+
 def reviewed_strata(conn: sqlite3.Connection, sample_id: int) -> list[StratumCounts]:
     """The sample's strata (mapped area) with counts of reviewed units per reference class."""
     sample = load_sample(conn, sample_id)

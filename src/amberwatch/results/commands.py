@@ -16,7 +16,7 @@ from amberwatch.results.area_estimate import (
     read_counts_csv,
     sample_size_for_target_se,
 )
-from amberwatch.results.area_review import estimate_for_scan, import_reference_csv
+from amberwatch.results.area_review import estimate_for_scan, import_reference_csv, list_samples
 from amberwatch.results.sampling import (
     ALLOCATIONS,
     DEFAULT_MIN_PER_STRATUM,
@@ -143,6 +143,23 @@ def estimate_cmd(scan_id, sample_id, counts, as_json, db) -> None:
     if "units" in info and info["reviewed"] < info["units"]:
         click.echo(f"note: {info['units'] - info['reviewed']} of {info['units']} sample units are not reviewed yet")
     click.echo(format_table(estimate))
+
+
+@area.command("list")
+@click.option("--scan", "scan_id", type=int, help="Only samples of this scan.")
+@click.option("--json", "as_json", is_flag=True)
+@db_option
+def list_cmd(scan_id, as_json, db) -> None:
+    """List area samples with their review progress."""
+    rows = list_samples(connect(db, create=False), scan_id)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no area samples" + (f" for scan {scan_id}" if scan_id is not None else ""))
+    for r in rows:
+        click.echo(f"sample {r['sample_id']:>4}  scan {r['scan_id']:>4}  {r['created_at']}  {r['allocation']:<12} "
+                   f"reviewed {r['reviewed']}/{r['units']}")
 
 
 COMMANDS: list[click.Command] = [area]
