@@ -111,6 +111,10 @@ def test_allocation_rules():
     assert sum(opt.values()) == 100 and opt[MINING] > 2
     # Never more than a stratum holds; the rest goes elsewhere.
     assert allocate(50, areas, {MINING: 3, BUFFER: 3000, NOT_MINING: 96_000}, "equal")[MINING] == 3
+    # A stratum pinned at its minimum takes the rest once the others are exhausted.
+    tiny = allocate(10, {MINING: 1.0, NOT_MINING: 1.0}, {MINING: 50, NOT_MINING: 5}, "optimal",
+                    {MINING: 1.0, NOT_MINING: 0.5})
+    assert tiny == {MINING: 5, NOT_MINING: 5}
     with pytest.raises(InvalidInputError, match="too small"):
         allocate(5, areas, cells, "equal", min_per_stratum=2 * 2)
     with pytest.raises(InvalidInputError, match="larger than the 100000 map units"):

@@ -137,6 +137,12 @@ def allocate(
             fixed.update(floors)
             break
         fixed.update(low or high)
+    # Strata pinned at their minimum may still have room if the others filled up: top them up.
+    short = n - sum(fixed.values())
+    for s in sorted(strata, key=lambda s: -score[s]):
+        extra = min(short, cell_counts[s] - fixed[s])
+        fixed[s] += extra
+        short -= extra
     return {s: fixed.get(s, 0) for s in cell_counts}
 
 
