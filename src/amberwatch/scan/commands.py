@@ -40,9 +40,14 @@ def _fmt_duration(seconds: float) -> str:
 @click.option("--api-key-env", help="Environment variable holding the imagery API key.")
 @click.option("--name", help="A name for the scan.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar on stderr.")
+@click.option("--dask", "dask_address", metavar="ADDRESS",
+              help="Run on a Dask cluster: scheduler address (tcp://HOST:8786) or 'local' (--workers processes).")
+@click.option("--worker-cache", help="With --dask: tile cache path as seen by each worker "
+              "[default: the client's cache for 'local', ~/.cache/amberwatch/worker-tiles.mbtiles otherwise].")
 @click.pass_context
 def scan_group(ctx: click.Context, aoi_path, bbox, imagery, zoom, db, workers, new, dry_run, max_tiles, min_area_ha,
-               model_path, cache_path, capture_date, api_key_env, name, progress) -> None:
+               model_path, cache_path, capture_date, api_key_env, name, progress, dask_address=None,
+               worker_cache=None) -> None:
     """Scan an area tile by tile with the classifier (resumable); see also 'scan list' and 'scan report'."""
     if ctx.invoked_subcommand is not None:
         return
@@ -75,6 +80,7 @@ def scan_group(ctx: click.Context, aoi_path, bbox, imagery, zoom, db, workers, n
         workers=workers, new=new, max_tiles=max_tiles,
         min_area_ha=DEFAULT_MIN_AREA_HA if min_area_ha is None else min_area_ha,
         model_path=model_path, cache_path=cache_path, progress=progress, source_options=options, name=name,
+        dask=dask_address, worker_cache=worker_cache,
     )
     events: dict[str, int] = {}
     out = run_scan(aoi, imagery, zoom, db, settings, on_event=lambda msg: click.echo(msg, err=True),

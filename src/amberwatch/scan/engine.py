@@ -130,6 +130,8 @@ class ScanSettings:
     source_options: dict = field(default_factory=dict)
     name: str | None = None
     stop_after_units: int | None = None  # testing aid: stop early as if interrupted
+    dask: str | None = None  # Dask scheduler address or 'local' (LocalCluster of `workers`); None = local pool
+    worker_cache: str | None = None  # tile cache path as seen by Dask workers (see scan.dask_runner)
 
 
 def resolve_model(db_path: str | os.PathLike[str], model_path: str | None):
@@ -257,7 +259,17 @@ def run_scan(
         interrupted = False
         try:
             units = _pending_units(conn, scan_id, aoi, zoom, settings.unit_zoom_delta)
-            for result in _run_units(units, context, workers, settings.max_in_flight, settings.stop_after_units):
+            if settings.dask:
+                from amberwatch.scan.dask_runner import run_units_dask
+
+                results = run_units_dask(
+                    units, context, clf, address=settings.dask, workers=settings.workers,
+                    worker_cache=settings.worker_cache, max_in_flight=settings.max_in_flight,
+                    total_tiles=todo_total, say=say,
+                )
+            else:
+                results = _run_units(units, context, workers, settings.max_in_flight, settings.stop_after_units)
+            for result in results:
                 writer.write(result)
                 counters["fetch_s"] += result.fetch_s
                 counters["predict_s"] += result.predict_s

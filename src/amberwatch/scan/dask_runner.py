@@ -1,0 +1,270 @@
+"""Run scan units on a Dask cluster: an existing scheduler (``tcp://HOST:8786``) or a LocalCluster.
+
+The engine stays the same: it streams units, and this runner submits them as Dask tasks with
+bounded in-flight work (``distributed.as_completed``), hands each result back to the engine's single
+writer, and cleans up. Workers call the same pure ``process_unit`` as the local process pool:
+
+- the model goes to the workers once (its bytes scattered with ``broadcast=True``), is deserialised once
+  per worker process and kept in the worker module's cache; tasks only carry the small scan context;
+- workers never touch the project DB; they read and fill a tile cache: the client's own cache file for
+  ``local`` clusters (same machine), else ``--worker-cache`` as seen by each worker (default
+  ``~/.cache/amberwatch/worker-tiles.mbtiles``: one file per host, shared by its worker processes);
+- a worker that dies mid-task has its unit rescheduled elsewhere (and ``retries`` covers task errors);
+  the writer's per-tile upsert never records a finished tile twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from amberwatch.errors import AmberwatchError
+from amberwatch.scan.tiling import Unit
+from amberwatch.scan.worker import ScanContext, UnitResult, process_unit, remember_model
+
+LOCAL = "local"
+DEFAULT_WORKER_CACHE = "~/.cache/amberwatch/worker-tiles.mbtiles"
+IN_FLIGHT_PER_THREAD = 3  # units queued per worker thread: enough to hide latency, bounded for huge AOIs
+TASK_RETRIES = 2
+STATUS_EVERY_S = 10.0
+CONNECT_TIMEOUT_S = 30.0
+
+_lock = threading.Lock()  # one unit at a time per worker process (module caches are per process)
+_loaded_model: tuple | None = None
+_torch_ready = False
+
+
+class ClusterError(AmberwatchError):
+    """The Dask cluster cannot be reached, has no workers, or lost a unit for good."""
+
+
+def run_unit(unit: Unit, context: ScanContext, todo: tuple[tuple[int, int], ...], model_data: bytes | None) -> UnitResult:
+    """Dask task: process one unit on a worker with the broadcast model (deserialised once per process)."""
+    global _torch_ready
+    with _lock:
+        if not _torch_ready and context.torch_threads:
+            import torch
+
+            torch.set_num_threads(context.torch_threads)
+            _torch_ready = True
+        cache_path = os.path.expandvars(os.path.expanduser(context.cache_path))
+        if cache_path != context.cache_path:
+            Path(cache_path).parent.mkdir(parents=True, exist_ok=True)
+            context = dataclasses.replace(context, cache_path=cache_path)
+        _ensure_model(context, model_data)
+        return process_unit(unit, context, todo)
+
+
+def _ensure_model(context: ScanContext, model_data: bytes | None) -> None:
+    """Seed the worker's model cache from the broadcast bytes, once per process and model."""
+    global _loaded_model
+    if model_data is None:
+        return  # the worker loads the model itself from context.model_path / its bundled model
+    key = (context.model_path, context.model_version, len(model_data))
+    if _loaded_model == key:
+        return
+    from amberwatch.model.classifier import Classifier
+
+    model = Classifier.from_bytes(model_data, name=f"model version {context.model_version} (from the Dask client)")
+    model.version = context.model_version
+    remember_model(context.model_path, context.model_version, model)
+    _loaded_model = key
+
+
+def amberwatch_version() -> str:
+    """The amberwatch version installed where this runs (asked of every worker at connect time)."""
+    from importlib.metadata import version
+
+    return version("amberwatch")
+
+
+def start_cluster(address: str, workers: int | None, say: Callable[[str], None]):
+    """(client, cluster or None): connect to ``address``, or start a LocalCluster of ``workers`` processes."""
+    from distributed import Client, LocalCluster
+
+    cluster = None
+    if address == LOCAL:
+        n = max(1, int(workers or os.cpu_count() or 1))
+        has_bokeh = importlib.util.find_spec("bokeh") is not None
+        kwargs = dict(n_workers=n, threads_per_worker=1, processes=True, silence_logs=logging.ERROR)
+        try:
+            cluster = LocalCluster(dashboard_address=":0" if has_bokeh else None, **kwargs)
+        except Exception:  # noqa: BLE001 - a dashboard that cannot start must not stop the scan
+            cluster = LocalCluster(dashboard_address=None, **kwargs)
+        client = Client(cluster)
+        say(f"dask: started a local cluster of {n} worker processes (1 thread each) at {cluster.scheduler_address}")
+        if not has_bokeh:
+            say("dask: dashboard disabled (pip install bokeh to get it)")
+    else:
+        try:
+            client = Client(address, timeout=CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError) as exc:
+            raise ClusterError(f"cannot connect to the Dask scheduler {address!r}: {exc}") from exc
+        try:
+            client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError) as exc:
+            client.close()
+            raise ClusterError(f"the Dask scheduler {address!r} has no workers (waited {CONNECT_TIMEOUT_S:g} s)") from exc
+        _check_versions(client, address)
+        say(f"dask: connected to {address} with {len(client.nthreads())} workers, "
+            f"{sum(client.nthreads().values())} threads")
+    link = _dashboard_link(client)
+    if link:
+        say(f"dask: dashboard at {link}")
+    return client, cluster
+
+
+def _dashboard_link(client) -> str | None:
+    try:
+        return client.dashboard_link if client.scheduler_info().get("services", {}).get("dashboard") else None
+    except Exception:  # noqa: BLE001 - the link is informative only
+        return None
+
+
+def _check_versions(client, address: str) -> None:
+    """Refuse workers that lack amberwatch or run another version than the client."""
+    mine = amberwatch_version()
+    try:
+        theirs = client.run(amberwatch_version)
+    except Exception as exc:  # noqa: BLE001 - a worker without amberwatch fails to unpickle the function
+        raise ClusterError(
+            f"the workers of {address!r} cannot run amberwatch ({type(exc).__name__}: {exc}); "
+            f"install it on every worker: pip install amberwatch=={mine}"
+        ) from exc
+    wrong = {w: v for w, v in theirs.items() if v != mine}
+    if wrong:
+        worker, version = next(iter(wrong.items()))
+        raise ClusterError(
+            f"worker {worker} of {address!r} runs amberwatch {version}, the client {mine}; "
+            f"install the same version on every worker: pip install amberwatch=={mine}"
+        )
+
+
+def run_units_dask(
+    units: Iterator[tuple[Unit, tuple]],
+    context: ScanContext,
+    model,
+    *,
+    address: str,
+    workers: int | None = None,
+    worker_cache: str | None = None,
+    max_in_flight: int | None = None,
+    total_tiles: int | None = None,
+    say: Callable[[str], None] | None = None,
+) -> Iterator[UnitResult]:
+    """Yield the results of ``units`` processed on a Dask cluster, with at most ~3 units per worker thread in flight."""
+    from distributed import as_completed
+
+    say = say or (lambda _msg: None)
+    client, cluster = start_cluster(address, workers, say)
+    client_cache = context.cache_path
+    if address != LOCAL:
+        context = dataclasses.replace(context, cache_path=worker_cache or DEFAULT_WORKER_CACHE)
+    elif worker_cache:
+        context = dataclasses.replace(context, cache_path=worker_cache)
+    run_id = uuid.uuid4().hex[:8]
+    pending: set = set()
+    hits: set[tuple[int, int]] = set()
+    finished = False
+    try:
+        model_future = client.scatter(model.to_bytes(), broadcast=True, hash=False)
+        ac = as_completed()
+        limit_checked, limit = 0.0, 1
+        submitted = done_units = done_tiles = 0
+        started = last_status = time.perf_counter()
+        source = iter(units)
+        exhausted = False
+        while True:
+            now = time.perf_counter()
+            if now - limit_checked > 1.0:  # workers may join or leave a running cluster
+                threads = sum(client.nthreads().values()) or 1
+                limit = max(1, max_in_flight or IN_FLIGHT_PER_THREAD * threads)
+                limit_checked = now
+            while not exhausted and len(pending) < limit:
+                item = next(source, None)
+                if item is None:
+                    exhausted = True
+                    break
+                unit, todo = item
+                fut = client.submit(
+                    run_unit, unit, context, todo, model_future,
+                    key=f"amberwatch-unit-{run_id}-{submitted}", retries=TASK_RETRIES, pure=False,
+                )
+                submitted += 1
+                pending.add(fut)
+                ac.add(fut)
+            if not pending:
+                break
+            fut = next(ac)
+            pending.discard(fut)
+            result = _result(fut)
+            done_units += 1
+            done_tiles += len(result.tiles)
+            if client_cache != context.cache_path:
+                hits.update((t.x, t.y) for t in result.tiles
+                            if t.status == "done" and t.max_prob is not None and t.max_prob >= model.threshold)
+            yield result
+            now = time.perf_counter()
+            if now - last_status >= STATUS_EVERY_S:
+                say(_status(done_units, len(pending), done_tiles, total_tiles, now - started))
+                last_status = now
+        finished = True
+    finally:
+        for fut in pending:
+            fut.cancel()
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    if finished and hits:
+        fill_client_cache(context, client_cache, hits)
+
+
+def _result(fut) -> UnitResult:
+    from distributed import KilledWorker
+
+    try:
+        return fut.result()
+    except KilledWorker as exc:
+        raise ClusterError(
+            f"a unit of work killed every worker that tried it ({exc}); the tiles done so far are saved, "
+            "run the same command again to resume"
+        ) from exc
+
+
+def _status(units: int, in_flight: int, tiles: int, total: int | None, seconds: float) -> str:
+    rate = tiles / seconds if seconds > 0 else 0.0
+    text = f"dask: {units} units done ({in_flight} in flight), {tiles:,} tiles"
+    if total:
+        text += f" of {total:,}"
+    text += f", {rate:.0f} tiles/s"
+    if total and rate > 0:
+        text += f", ETA {max(0.0, (total - tiles) / rate):.0f} s"
+    return text
+
+
+def fill_client_cache(context: ScanContext, client_cache: str, tiles: set[tuple[int, int]]) -> None:
+    """Fetch tiles with detections (and their neighbours) into the client's cache, for detection thumbnails."""
+    import warnings
+
+    from amberwatch.imagery.cache import TileCache
+    from amberwatch.imagery.sources import open_source
+    from amberwatch.scan.worker import neighbours
+
+    z = context.zoom
+    needed = sorted({nb for x, y in tiles for nb in neighbours(x, y, z)})
+    with TileCache(client_cache) as cache:
+        source = open_source(context.imagery, cache=cache, **dict(context.source_options))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                for _ in source.read_tiles((z, x, y) for x, y in needed):
+                    pass
+        finally:
+            source.close()
