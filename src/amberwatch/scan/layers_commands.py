@@ -1,7 +1,85 @@
-"""CLI commands of the correction loop (registered by amberwatch.cli)."""
+"""CLI commands of result layers (registered by amberwatch.cli): ``rescan`` and ``scan diff``."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import click
 
+from amberwatch.scan import commands as scan_commands
+
 COMMANDS: list[click.Command] = []
+
+
+def _db_option(f):
+    return click.option(
+        "--db", "db", envvar="AMBERWATCH_DB", default="amberwatch.db", show_default=True,
+        type=click.Path(dir_okay=False), help="Project SQLite database (env AMBERWATCH_DB).",
+    )(f)
+
+
+@click.command("rescan")
+@click.argument("scan_id", metavar="SCAN", type=int)
+@click.option("--model", "model_version", required=True, help="Registered model version (see 'amberwatch models list').")
+@_db_option
+@click.option("--cache", "cache_path", type=click.Path(dir_okay=False),
+              help="Tile cache [default: the scan's, else <db stem>-tiles.mbtiles].")
+@click.option("--min-area-ha", type=click.FloatRange(0), default=None, help="Drop detections smaller than this [default: the scan's].")
+def rescan_command(scan_id: int, model_version: str, db: str, cache_path: str | None, min_area_ha: float | None) -> None:
+    """Re-classify finished scan SCAN with another model version from the tile cache (no download) into a new layer."""
+    from amberwatch.scan.rescan import rescan
+
+    out = rescan(db, scan_id, model_version, cache_path=cache_path, min_area_ha=min_area_ha,
+                 on_event=lambda msg: click.echo(msg, err=True))
+    click.echo(
+        f"Scan {out.scan_id} (rescan of scan {out.parent_scan_id} with model v{out.model_version}): "
+        f"{out.tiles_rescanned:,} tiles re-classified from the cache, {out.tiles_copied:,} empty/failed tiles carried over"
+        + (f", {out.tiles_missing_from_cache:,} missing from the cache (failed)" if out.tiles_missing_from_cache else "")
+        + "."
+    )
+    click.echo(f"Detections: {out.detections} covering {out.detections_area_ha:.2f} ha.")
+    click.echo(f"  Compare:  amberwatch scan diff {out.parent_scan_id} {out.scan_id} --db {db}")
+
+
+@click.command("diff")
+@click.argument("scan_a", metavar="A", type=int)
+@click.argument("scan_b", metavar="B", type=int)
+@_db_option
+@click.option("--geojson", "geojson_out", type=click.Path(dir_okay=False), help="Also write the sites as GeoJSON here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of a table.")
+def diff_command(scan_a: int, scan_b: int, db: str, geojson_out: str | None, as_json: bool) -> None:
+    """Compare result layers A (before) and B (after): sites added, removed, grown or shrunk, hectares."""
+    from amberwatch.db import connect
+    from amberwatch.results.diff import diff_layers
+    from amberwatch.results.schema import ensure_schema
+
+    conn = connect(db, create=False)
+    try:
+        ensure_schema(conn)
+        d = diff_layers(conn, scan_a, scan_b)
+    finally:
+        conn.close()
+    if as_json:
+        click.echo(json.dumps(d.summary(), indent=2))
+    else:
+        click.echo(d.table())
+    if geojson_out:
+        Path(geojson_out).write_text(json.dumps(d.to_geojson()), encoding="utf-8")
+        click.echo(f"Wrote {len(d.sites)} sites to {geojson_out}.", err=True)
+
+
+def _scan_group() -> click.Group | None:
+    for command in scan_commands.COMMANDS:
+        if command.name == "scan" and isinstance(command, click.Group):
+            return command
+    return None
+
+
+COMMANDS.append(rescan_command)
+_group = _scan_group()
+if _group is not None:
+    _group.add_command(diff_command)
+else:  # no 'scan' group to attach to: offer the same command at the top level
+    COMMANDS.append(click.Command("scan-diff", callback=diff_command.callback, params=diff_command.params,
+                                  help=diff_command.help))
