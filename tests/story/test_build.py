@@ -157,3 +157,21 @@ def test_no_detections(tmp_path: Path) -> None:
     article = write_article(tmp_path, "largest 5")
     with pytest.raises(NotFoundError, match="no detections"):
         build_story(article, db, tmp_path / "site")
+
+
+def test_scan_choice(story_data: StoryFixture, tmp_path: Path) -> None:
+    db = tmp_path / "running.db"
+    shutil.copyfile(story_data.db, db)
+    shutil.copyfile(story_data.cache, tmp_path / "running-tiles.mbtiles")
+    conn = connect(db)
+    conn.execute("UPDATE scans SET status = 'running', finished_at = NULL")
+    conn.close()
+    article = write_article(tmp_path, "most confident 4")
+    # No finished scan: all detections are candidates.
+    result = build_story(article, db, tmp_path / "all")
+    assert result.scan_id is None and len(result.fragment_ids) == 4
+    assert result.fragment_origins == {"cache": 4}
+    # An explicit scan is used even while running; its most confident detections come first.
+    result = build_story(article, db, tmp_path / "one", scan_id=1)
+    assert result.scan_id == 1
+    assert list(result.fragment_ids) == sorted(result.fragment_ids, reverse=True)  # prob grows with id here

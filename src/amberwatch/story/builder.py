@@ -107,17 +107,11 @@ def build_story(
         map_sites = select_map_sites(conn, scan)
     finally:
         conn.close()
-    unknown_places = sorted(set(article.places) - {s.id for s in sites})
-    if unknown_places:
-        raise NotFoundError(
-            f"article {str(article.path)!r}: places given for detection(s) {unknown_places} that are not fragments"
-        )
-
-    out = Path(out_dir)
-    _prepare_out_dir(out)
     cache_file = Path(cache_path) if cache_path else default_cache_path(db)
     if cache_path and not cache_file.exists():
         raise NotFoundError(f"tile cache {str(cache_file)!r} does not exist")
+    out = Path(out_dir)
+    _prepare_out_dir(out)
     cache = TileCache(cache_file) if cache_file.exists() else None
     if cache is None:
         warnings.warn(
@@ -239,8 +233,9 @@ def _data_js(
     features = []
     for s in map_sites:
         geometry = {"type": s.geometry.get("type"), "coordinates": _round_coords(s.geometry.get("coordinates"))}
+        place = article.places.get(s.id) or format_place(s.centroid_lat, s.centroid_lon)
         caption = captions.get(s.id) or " · ".join(
-            p for p in (format_place(s.centroid_lat, s.centroid_lon), format_date(s.capture_date), format_hectares(s.area_ha)) if p
+            p for p in (place, format_date(s.capture_date), format_hectares(s.area_ha)) if p
         )
         features.append({"type": "Feature", "id": s.id, "geometry": geometry, "properties": {"caption": caption}})
     all_boxes = [f.site.bbox for f in fragments]
