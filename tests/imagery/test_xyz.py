@@ -290,3 +290,33 @@ def test_read_tile_from_many_threads(tile_server, cache: TileCache) -> None:
     with open_source(tile_server.url, cache=cache) as src, ThreadPoolExecutor(8) as pool:
         got = list(pool.map(lambda k: src.read_tile(*k), keys))
     assert all(g is not None for g in got) and cache.count(src.source_id) == 16
+
+
+def test_mercantile_tiles_are_accepted_and_source_survives_fork(tile_server, tmp_path) -> None:
+    import multiprocessing
+
+    import mercantile
+
+    tile_server.tiles[(Z, X, Y)] = tile_png(4)
+    tile_server.tiles[(Z, X + 1, Y)] = tile_png(5)
+    src = open_source(tile_server.url)
+    ((key, img),) = list(src.read_tiles([mercantile.Tile(X, Y, Z)]))  # (x, y, z) order
+    assert key == (Z, X, Y) and tuple(img.pixels[0, 0]) == (4, 7, 9)
+    # The loop thread is running now; a forked child (a scan worker) must still be able to fetch.
+    global _FORKED_SOURCE
+    _FORKED_SOURCE = src
+    ctx = multiprocessing.get_context("fork")
+    parent_end, child_end = ctx.Pipe()
+    proc = ctx.Process(target=_read_in_child, args=(child_end,))
+    proc.start()
+    assert parent_end.poll(20) and parent_end.recv() == 5
+    proc.join(10)
+    src.close()
+
+
+_FORKED_SOURCE = None
+
+
+def _read_in_child(conn) -> None:
+    conn.send(int(_FORKED_SOURCE.read_tile(Z, X + 1, Y).pixels[0, 0, 0]))
+    _FORKED_SOURCE.close()

@@ -70,6 +70,7 @@ class GeoTiffTileSource(TileSource):
             ds.close()
             raise CRSError(f"GeoTIFF {str(self.path)!r} has no CRS; georeference it first (e.g. amberwatch imagery from-image)")
         self._lock = threading.Lock()
+        self._pid = os.getpid()
         self.spec = str(self.path)
         self.source_id = "geotiff-" + spec_hash(file_fingerprint(self.path))
         try:
@@ -129,6 +130,9 @@ class GeoTiffTileSource(TileSource):
             return None
         m = mercantile.xy_bounds(x, y, z)
         transform = from_bounds(m.left, m.bottom, m.right, m.top, TILE_SIZE_PX, TILE_SIZE_PX)
+        if self._pid != os.getpid():  # GDAL handles must not be shared with a forked parent
+            self._lock, self._pid = threading.Lock(), os.getpid()
+            self._ds = rasterio.open(self.path)
         try:
             with self._lock, WarpedVRT(
                 self._ds,

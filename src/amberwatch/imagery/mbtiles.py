@@ -32,7 +32,7 @@ class MBTilesTileSource(TileSource):
         self.spec = str(self.path)
         self._lock = threading.Lock()
         try:
-            self._conn = sqlite3.connect(f"file:{self.path.resolve()}?mode=ro", uri=True, check_same_thread=False)
+            self._conn = self._open()
             cols = {r[1] for r in self._conn.execute("PRAGMA table_info(tiles)")}
             if not {"zoom_level", "tile_column", "tile_row", "tile_data"} <= cols:
                 raise InvalidInputError(
@@ -56,6 +56,10 @@ class MBTilesTileSource(TileSource):
         self.source_id = "mbtiles-" + spec_hash(file_fingerprint(self.path))
         self._register()
 
+    def _open(self) -> sqlite3.Connection:
+        self._pid = os.getpid()
+        return sqlite3.connect(f"file:{self.path.resolve()}?mode=ro", uri=True, check_same_thread=False)
+
     def _has_metadata(self) -> bool:
         return self._conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'metadata'").fetchone() is not None
 
@@ -69,6 +73,9 @@ class MBTilesTileSource(TileSource):
             return None
 
     def _fetch_tile(self, z: int, x: int, y: int) -> FetchedTile | None:
+        if self._pid != os.getpid():  # SQLite connections must not cross a fork
+            self._lock = threading.Lock()
+            self._conn = self._open()
         with self._lock:
             row = self._conn.execute(
                 "SELECT tile_data FROM tiles WHERE zoom_level = ? AND tile_column = ? AND tile_row = ?",

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
+import mercantile
 import numpy as np
 from PIL import Image
 
@@ -46,6 +47,14 @@ class FetchedTile:
     content_type: str | None
     pixels: np.ndarray
     capture_date: str | None = None
+
+
+def tile_key(tile: object) -> TileKey:
+    """(z, x, y) ints from a (z, x, y) tuple or a mercantile.Tile (which is ordered x, y, z)."""
+    if isinstance(tile, mercantile.Tile):
+        return (int(tile.z), int(tile.x), int(tile.y))
+    z, x, y = tile  # type: ignore[misc]
+    return (int(z), int(x), int(y))
 
 
 def parse_capture_date(value: str | date | None, name: str = "capture date") -> date | None:
@@ -115,7 +124,7 @@ class TileSource(abc.ABC):
     def read_tiles(self, tiles: Iterable[TileKey]) -> Iterator[tuple[TileKey, TileResult]]:
         """Read many tiles, yielding (tile, GeoImage | None | ImageryError); streamed, never materialised."""
         for t in tiles:
-            key = (int(t[0]), int(t[1]), int(t[2]))
+            key = tile_key(t)
             try:
                 yield key, self.read_tile(*key)
             except ImageryError as exc:

@@ -27,7 +27,7 @@ from amberwatch import __version__
 from amberwatch.errors import ImageError, ImageryError, InvalidInputError
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.decode import decode_image
-from amberwatch.imagery.sources import _MISS, FetchedTile, TileKey, TileResult, TileSource, spec_hash
+from amberwatch.imagery.sources import _MISS, FetchedTile, TileKey, TileResult, TileSource, spec_hash, tile_key
 from amberwatch.imagery.tiles import check_tile, tile_to_quadkey, xyz_to_tms_y
 
 USER_AGENT = f"amberwatch/{__version__} (+https://github.com/amberwatch)"
@@ -36,7 +36,7 @@ BACKOFF_CAP_S = 30.0
 DEFAULT_SUBDOMAINS = "abc"
 
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
-_KNOWN = {"z", "x", "y", "-y", "q", "s", "key"}
+_KNOWN = {"z", "x", "y", "-y", "q", "s", "r", "key"}  # {r}: Leaflet retina suffix, always ""
 _SECRET_PARAMS = re.compile(r"(?i)^(api[_-]?key|key|token|access[_-]?token|accesstoken|apikey|sig|signature|password|secret)$")
 _EMPTY_STATUSES = {204, 404, 410}
 _RETRY_STATUSES = {408, 425, 429, 500, 502, 503, 504}
@@ -99,11 +99,12 @@ class _LoopThread:
     def __init__(self, *, headers: dict[str, str], timeout_s: float, max_concurrency: int, requests_per_s: float):
         self._headers = headers
         self._timeout_s = timeout_s
-        self._max_concurrency = max_concurrency
+        self.max_concurrency = max_concurrency
         self._interval_s = 1.0 / requests_per_s if requests_per_s > 0 else 0.0
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
         self.client: httpx.AsyncClient | None = None
         self.semaphore: asyncio.Semaphore | None = None
         self._rate_lock: asyncio.Lock | None = None
@@ -111,6 +112,11 @@ class _LoopThread:
 
     def _start(self) -> asyncio.AbstractEventLoop:
         with self._lock:
+            if self._pid != os.getpid():
+                # A forked child inherits the loop object but not its thread: start afresh.
+                self._lock = threading.Lock()
+                self._loop = self._thread = self.client = None
+                self._pid = os.getpid()
             if self._loop is None:
                 loop = asyncio.new_event_loop()
                 thread = threading.Thread(target=loop.run_forever, name="amberwatch-tiles", daemon=True)
@@ -120,11 +126,11 @@ class _LoopThread:
             return self._loop
 
     async def _setup(self) -> None:
-        limits = httpx.Limits(max_connections=self._max_concurrency, max_keepalive_connections=self._max_concurrency)
+        limits = httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency)
         self.client = httpx.AsyncClient(
             headers=self._headers, timeout=httpx.Timeout(self._timeout_s), limits=limits, follow_redirects=True
         )
-        self.semaphore = asyncio.Semaphore(self._max_concurrency)
+        self.semaphore = asyncio.Semaphore(self.max_concurrency)
         self._rate_lock = asyncio.Lock()
 
     async def throttle(self) -> None:
@@ -148,8 +154,8 @@ class _LoopThread:
         with self._lock:
             loop, thread = self._loop, self._thread
             self._loop = self._thread = None
-        if loop is None:
-            return
+        if loop is None or self._pid != os.getpid():
+            return  # nothing started, or a forked child holding its parent's (thread-less) loop
         if self.client is not None:
             try:
                 asyncio.run_coroutine_threadsafe(self.client.aclose(), loop).result(timeout=5)
@@ -239,7 +245,7 @@ class XyzTileSource(TileSource):
     # -- URLs ----------------------------------------------------------------------------------------
     def tile_url(self, z: int, x: int, y: int, *, with_secret: bool = False) -> str:
         """The request URL of a tile; the key placeholder is filled only when with_secret is set."""
-        values = {"z": str(z), "x": str(x), "y": str(y), "-y": str(xyz_to_tms_y(z, y))}
+        values = {"z": str(z), "x": str(x), "y": str(y), "-y": str(xyz_to_tms_y(z, y)), "r": ""}
         if "{q}" in self.template:
             values["q"] = tile_to_quadkey(z, x, y)
         if self.subdomains:
@@ -307,7 +313,7 @@ class XyzTileSource(TileSource):
         """Fetch tiles concurrently (cache hits first-hand), yielding results in completion order."""
         it = iter(tiles)
         pending: dict[concurrent.futures.Future, TileKey] = {}
-        window = max(2 * self._engine._max_concurrency, 4)
+        window = max(2 * self._engine.max_concurrency, 4)
         exhausted = False
         try:
             while True:
@@ -317,7 +323,7 @@ class XyzTileSource(TileSource):
                     except StopIteration:
                         exhausted = True
                         break
-                    key = (int(t[0]), int(t[1]), int(t[2]))
+                    key = tile_key(t)
                     check_tile(*key)
                     hit = self._from_cache(*key)
                     if hit is not _MISS:
@@ -366,7 +372,7 @@ def preset_source(name: str, **options: Any) -> XyzTileSource | None:
         url,
         subdomains=subdomains if subdomains and "{s}" in url else None,
         min_zoom=int(provider.get("min_zoom", 0)),
-        max_zoom=int(provider.get("max_zoom", 19 if "Esri" not in name else 19)),
+        max_zoom=int(provider.get("max_zoom", 19)),
         attribution=provider.get("attribution"),
         name=provider.name,
         **options,
