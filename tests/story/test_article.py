@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from amberwatch.errors import InvalidInputError, NotFoundError
+from amberwatch.errors import AmberwatchWarning, InvalidInputError, NotFoundError
 from amberwatch.story.article import read_article
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,7 +55,6 @@ def test_most_confident(tmp_path: Path) -> None:
         ("title: T\nmap: {center: [95, 10], zoom: 3}", "[95, 10]"),
         ("title: T\nmap: {center: [50, 10]}", "needs both"),
         ("title: T\nmap: {zoom: 40, center: [50, 10]}", "40"),
-        ("title: T\ncolour: red", "colour"),
         ("lead: no title", "'title'"),
         ("title: [a, b]", "['a', 'b']"),
         ("title: T\nfragments: {x: 1}", "{'x': 1}"),
@@ -67,6 +66,13 @@ def test_bad_front_matter_is_named(tmp_path: Path, front: str, named: str) -> No
         read_article(_write(tmp_path, front))
     assert named in str(info.value)
     assert "a.md" in str(info.value)
+
+
+def test_unknown_keys_warn_and_title_from_heading(tmp_path: Path) -> None:
+    with pytest.warns(AmberwatchWarning, match="colour"):
+        a = read_article(_write(tmp_path, "colour: red\nfragments: largest 3", body="# The heading\n\nText.\n"))
+    assert a.title == "The heading"
+    assert "The heading" not in a.body_markdown and "Text." in a.body_markdown
 
 
 def test_missing_or_empty_articles(tmp_path: Path) -> None:

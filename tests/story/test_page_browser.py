@@ -38,6 +38,7 @@ def _load_all_images(page) -> None:
         "() => [...document.querySelectorAll('.frag img')].every(i => i.complete && i.naturalWidth > 0)",
         timeout=10_000,
     )
+    page.evaluate("() => Promise.all([...document.querySelectorAll('.frag img')].map(i => i.decode()))")
 
 
 def _boxes(page) -> list[dict]:
@@ -81,7 +82,9 @@ def test_fragments_packed_without_overlap(browser, built_story: Path, width: int
         text_width = page.evaluate("() => document.querySelector('.story-body p').getBoundingClientRect().width")
         assert text_width <= min(width, 720)
         page.evaluate("window.scrollTo(0, 0)")
-        page.wait_for_timeout(200)
+        _load_all_images(page)
+        page.evaluate("window.scrollTo(0, 0)")
+        page.wait_for_timeout(300)
         page.screenshot(path=str(artifacts_dir() / f"story-{name}-{width}.png"), full_page=True)
         assert errors == []
         assert all(u.startswith(("file://", "data:")) for u in requests), [

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from amberwatch.errors import InvalidInputError, NotFoundError
+from amberwatch.errors import AmberwatchWarning, InvalidInputError, NotFoundError
 
 FRONT_MATTER_RE = re.compile(r"\A\ufeff?---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)(.*)\Z", re.DOTALL)
+H1_RE = re.compile(r"^#[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
 RANKED_RE = re.compile(r"^\s*(largest|most confident)\s+(\d+)\s*$", re.IGNORECASE)
 DEFAULT_FRAGMENT_COUNT = 12
 MAX_FRAGMENTS = 60
@@ -80,18 +82,28 @@ def parse_article(text: str, path: Path) -> Article:
         raise InvalidInputError(f"article {str(path)!r}: front matter must be a mapping of keys, got {meta!r}")
     unknown = sorted(str(k) for k in meta if k not in KNOWN_KEYS)
     if unknown:
-        raise InvalidInputError(
-            f"article {str(path)!r}: unknown front matter key(s) {', '.join(unknown)} (known: {', '.join(sorted(KNOWN_KEYS))})"
+        warnings.warn(
+            AmberwatchWarning(
+                f"article {str(path)!r}: front matter key(s) {', '.join(unknown)} ignored"
+                f" (known: {', '.join(sorted(KNOWN_KEYS))})"
+            ),
+            stacklevel=3,
         )
-    title = _text(meta, "title", path, required=True)
     body = m.group(2)
     if not body.strip():
         raise InvalidInputError(f"article {str(path)!r} has front matter but no text")
+    title = _text(meta, "title", path)
+    if not title:
+        heading = H1_RE.search(body)
+        if heading is None:
+            raise InvalidInputError(f"article {str(path)!r}: front matter needs a 'title' (or the text a '# Heading')")
+        title = heading.group(1).strip()
+        body = body[: heading.start()] + body[heading.end() :]
     places = _places(meta.get("places"), path)
     choice, inline_places = _fragments(meta.get("fragments"), path)
     return Article(
         path=path,
-        title=title or "",
+        title=title,
         lead=_text(meta, "lead", path) or "",
         body_markdown=body,
         fragments=choice,
@@ -102,18 +114,13 @@ def parse_article(text: str, path: Path) -> Article:
     )
 
 
-def _text(meta: dict[str, Any], key: str, path: Path, *, required: bool = False) -> str | None:
+def _text(meta: dict[str, Any], key: str, path: Path) -> str | None:
     value = meta.get(key)
     if value is None:
-        if required:
-            raise InvalidInputError(f"article {str(path)!r}: front matter needs a {key!r}")
         return None
     if isinstance(value, (dict, list)):
         raise InvalidInputError(f"article {str(path)!r}: {key!r} must be text, got {value!r}")
-    text = str(value).strip()
-    if required and not text:
-        raise InvalidInputError(f"article {str(path)!r}: {key!r} is empty")
-    return text
+    return str(value).strip() or None
 
 
 def _fragment_id(value: Any, path: Path) -> int:
