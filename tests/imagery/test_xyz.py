@@ -60,6 +60,7 @@ def test_read_tiles_concurrent_mixed_results(tile_server, cache: TileCache) -> N
 
 def test_404_and_uniform_tiles_are_recorded_empty_and_not_refetched(tile_server, cache: TileCache) -> None:
     tile_server.tiles[(Z, X, Y + 1)] = uniform_png((200, 210, 220))
+    tile_server.tiles[(Z, X, Y + 2)] = b""  # an empty 200 also means no imagery
     with open_source(tile_server.url, cache=cache) as src:
         from amberwatch.errors import BlankTileWarning, NoImageryWarning
 
@@ -67,10 +68,13 @@ def test_404_and_uniform_tiles_are_recorded_empty_and_not_refetched(tile_server,
             assert src.read_tile(Z, X, Y) is None
         with pytest.warns(BlankTileWarning):
             assert src.read_tile(Z, X, Y + 1) is None
+        assert src.read_tile(Z, X, Y + 2) is None
         row = cache.get(src.source_id, Z, X, Y)
         assert row["status"] == "empty" and row["data"] is None
+        assert cache.get(src.source_id, Z, X, Y + 2)["status"] == "empty"
         n = len(tile_server.requests)
-        assert src.read_tile(Z, X, Y) is None and src.read_tile(Z, X, Y + 1) is None
+        assert n == 3
+        assert all(src.read_tile(Z, X, Y + i) is None for i in range(3))
         assert len(tile_server.requests) == n
 
 

@@ -3,7 +3,7 @@
 Fetching runs on one private event loop thread per source, so the synchronous API works from any
 thread (including inside someone else's running event loop). Concurrency and requests per second
 are bounded; 429 (Retry-After honoured, capped), 5xx, timeouts, broken connections and corrupt bodies
-are retried with exponential backoff and jitter. 404/204 mean "no imagery". Secrets (the API key)
+are retried with exponential backoff and jitter. 404/410/204 and empty 200 bodies mean "no imagery". Secrets (the API key)
 are substituted only into the outgoing request, never into the spec, the source id or messages.
 """
 
@@ -283,6 +283,8 @@ class XyzTileSource(TileSource):
                 status = resp.status_code
                 if status == 200:
                     body = resp.content
+                    if not body:
+                        return None  # some servers answer "no tile here" with an empty 200
                     try:
                         pixels = decode_image(body, shown)
                     except ImageError as exc:
