@@ -16,7 +16,6 @@ writer, and cleans up. Workers call the same pure ``process_unit`` as the local 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import logging
 import os
 import threading
@@ -92,16 +91,13 @@ def start_cluster(address: str, workers: int | None, say: Callable[[str], None])
     cluster = None
     if address == LOCAL:
         n = max(1, int(workers or os.cpu_count() or 1))
-        has_bokeh = importlib.util.find_spec("bokeh") is not None
         kwargs = dict(n_workers=n, threads_per_worker=1, processes=True, silence_logs=logging.ERROR)
         try:
-            cluster = LocalCluster(dashboard_address=":0" if has_bokeh else None, **kwargs)
+            cluster = LocalCluster(dashboard_address=":0", **kwargs)  # a free port: scans may run side by side
         except Exception:  # noqa: BLE001 - a dashboard that cannot start must not stop the scan
             cluster = LocalCluster(dashboard_address=None, **kwargs)
         client = Client(cluster)
         say(f"dask: started a local cluster of {n} worker processes (1 thread each) at {cluster.scheduler_address}")
-        if not has_bokeh:
-            say("dask: dashboard disabled (pip install bokeh to get it)")
     else:
         try:
             client = Client(address, timeout=CONNECT_TIMEOUT_S)
@@ -115,15 +111,21 @@ def start_cluster(address: str, workers: int | None, say: Callable[[str], None])
         _check_versions(client, address)
         say(f"dask: connected to {address} with {len(client.nthreads())} workers, "
             f"{sum(client.nthreads().values())} threads")
-    link = _dashboard_link(client)
+    link = dashboard_link(client)
     if link:
         say(f"dask: dashboard at {link}")
+    else:
+        say("dask: no dashboard (the scheduler needs bokeh: pip install bokeh)")
     return client, cluster
 
 
-def _dashboard_link(client) -> str | None:
+def dashboard_link(client) -> str | None:
+    """The scheduler's dashboard URL if it answers (it needs bokeh), else None."""
+    import httpx
+
     try:
-        return client.dashboard_link if client.scheduler_info().get("services", {}).get("dashboard") else None
+        link = client.dashboard_link
+        return link if httpx.get(link, timeout=3.0).status_code == 200 else None
     except Exception:  # noqa: BLE001 - the link is informative only
         return None
 

@@ -93,6 +93,11 @@ def plan_scan(aoi: AOI, zoom: int, *, max_tiles: int = DEFAULT_MAX_TILES) -> Sca
     )
 
 
+def choose_unit_zoom_delta(n_tiles: int) -> int:
+    """Units of 16 x 16 tiles for large AOIs (less neighbour overhead), 8 x 8 for small ones (more parallelism)."""
+    return DEFAULT_UNIT_ZOOM_DELTA + 1 if n_tiles >= 2048 else DEFAULT_UNIT_ZOOM_DELTA
+
+
 def model_tile_px(tile_res_m_per_px: float, model_res_m_per_px: float, cell_px: int) -> int:
     """Side in model pixels of one 256 px tile resampled to the model's resolution, rounded to whole cells."""
     cells = max(1, round(TILE_SIZE_PX * tile_res_m_per_px / model_res_m_per_px / cell_px))
@@ -124,7 +129,7 @@ class ScanSettings:
     min_area_ha: float = DEFAULT_MIN_AREA_HA
     model_path: str | None = None  # None = the project's current model (registry), else bundled
     cache_path: str | None = None  # None = beside the DB
-    unit_zoom_delta: int = DEFAULT_UNIT_ZOOM_DELTA
+    unit_zoom_delta: int | None = None  # None = by AOI size (see choose_unit_zoom_delta)
     max_in_flight: int | None = None  # units queued at once (default 2 x workers)
     progress: bool = True
     source_options: dict = field(default_factory=dict)
@@ -229,7 +234,7 @@ def run_scan(
             "model_path": model_path,
             "cache_path": cache_path,
             "min_area_ha": settings.min_area_ha,
-            "unit_zoom_delta": settings.unit_zoom_delta,
+            "unit_zoom_delta": settings.unit_zoom_delta or choose_unit_zoom_delta(plan.tiles),
         }
         if scan_id is None:
             conn.execute("BEGIN IMMEDIATE")
@@ -243,6 +248,9 @@ def run_scan(
             conn.execute("COMMIT")
             say(f"scan {scan_id}: new, {plan.tiles:,} tiles at zoom {zoom}")
         else:
+            # A resumed scan keeps its unit layout, so every tile sees exactly the same input frame.
+            stored = json.loads(conn.execute("SELECT params_json FROM scans WHERE id = ?", (scan_id,)).fetchone()[0])
+            params["unit_zoom_delta"] = int(stored.get("unit_zoom_delta") or params["unit_zoom_delta"])
             conn.execute(
                 "UPDATE scans SET status = 'running', finished_at = NULL, tiles_total = ? WHERE id = ?",
                 (plan.tiles, scan_id),
@@ -258,7 +266,7 @@ def run_scan(
         bar = _progress(todo_total, settings.progress, writer)
         interrupted = False
         try:
-            units = _pending_units(conn, scan_id, aoi, zoom, settings.unit_zoom_delta)
+            units = _pending_units(conn, scan_id, aoi, zoom, params["unit_zoom_delta"])
             if settings.dask:
                 from amberwatch.scan.dask_runner import run_units_dask
 

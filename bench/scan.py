@@ -1,0 +1,185 @@
+"""Benchmark the scan engine end to end against a local tile server on 127.0.0.1.
+
+Serves real imagery tiles (256 px crops of the Texty whole images when --texty points to them,
+else a synthetic texture) as PNG over HTTP, then:
+
+1. cold run: a fresh project DB and tile cache, every tile fetched over HTTP;
+2. warm run: a new scan over the same cache (no HTTP at all);
+3. enumeration of a ~100,000-tile AOI (dry-run count + full streamed enumeration) in a fresh
+   process, with its peak RSS, next to a ~10,000-tile one to show memory does not grow with the AOI.
+
+Prints tiles/s, km²/hour, the cold/warm ratio and peak RSS. ``--tiles N`` keeps it short.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import mercantile
+import numpy as np
+from PIL import Image
+
+from amberwatch.imagery.decode import encode_png
+from amberwatch.scan.aoi import aoi_from_bbox
+from amberwatch.scan.engine import ScanSettings, run_scan
+
+CENTER = (26.90, 51.32)  # near Klesiv, Rivne oblast
+ZOOM = 18
+
+
+def tile_pool(texty_dir: Path | None, size: int = 48, seed: int = 0) -> list[bytes]:
+    """PNG tiles: random 256 px crops (with flips) of the Texty whole images, or a synthetic texture."""
+    rng = np.random.default_rng(seed)
+    sources = []
+    if texty_dir and texty_dir.is_dir():
+        sources = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(texty_dir.glob("*.png"))]
+    pool = []
+    for i in range(size):
+        if sources:
+            img = sources[i % len(sources)]
+            r = rng.integers(0, img.shape[0] - 256)
+            c = rng.integers(0, img.shape[1] - 256)
+            tile = img[r : r + 256, c : c + 256]
+            if rng.random() < 0.5:
+                tile = tile[:, ::-1]
+            if rng.random() < 0.5:
+                tile = tile[::-1]
+        else:
+            base = rng.normal(100, 25, (32, 32, 3)).clip(0, 255).astype(np.uint8)
+            tile = np.asarray(Image.fromarray(base).resize((256, 256), Image.Resampling.BICUBIC))
+            tile = (tile.astype(np.int16) + rng.integers(-12, 12, tile.shape)).clip(0, 255).astype(np.uint8)
+        pool.append(encode_png(np.ascontiguousarray(tile)))
+    return pool
+
+
+class PoolTileServer:
+    """Serves /{z}/{x}/{y}.png from a small pool of PNGs (tile chosen by a hash of x, y)."""
+
+    def __init__(self, pool: list[bytes]) -> None:
+        self.pool = pool
+        self.requests = 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                server.requests += 1
+                try:
+                    z, x, y = self.path.strip("/").split(".")[0].split("/")[-3:]
+                    body = server.pool[(int(x) * 7919 + int(y) * 104729) % len(server.pool)]
+                    status = 200
+                except ValueError:
+                    body, status = b"bad", 404
+                self.send_response(status)
+                self.send_header("Content-Type", "image/png" if status == 200 else "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/{{z}}/{{x}}/{{y}}.png"
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def square_bbox(n_tiles: int, zoom: int = ZOOM) -> str:
+    """A W,S,E,N bbox of about n_tiles whole tiles around CENTER (slightly inset so edges do not count)."""
+    side = max(1, int(round(math.sqrt(n_tiles))))
+    t = mercantile.tile(*CENTER, zoom)
+    x0, y0 = t.x - side // 2, t.y - side // 2
+    west, _, _, north = mercantile.bounds(x0, y0, zoom)
+    _, south, east, _ = mercantile.bounds(x0 + side - 1, y0 + side - 1, zoom)
+    eps = 1e-7
+    return f"{west + eps},{south + eps},{east - eps},{north - eps}"
+
+
+ENUMERATE = """
+import resource, sys, time
+from amberwatch.scan.aoi import aoi_from_bbox
+from amberwatch.scan.engine import plan_scan
+from amberwatch.scan.tiling import iter_units
+aoi = aoi_from_bbox(sys.argv[1])
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t = time.perf_counter()
+plan = plan_scan(aoi, int(sys.argv[2]), max_tiles=10**9)
+count_s = time.perf_counter() - t
+t = time.perf_counter()
+n = sum(len(u.tiles) for u in iter_units(aoi.geometry, int(sys.argv[2])))
+enum_s = time.perf_counter() - t
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(plan.tiles, n, round(count_s, 3), round(enum_s, 3), base // 1024, peak // 1024)
+"""
+
+
+def enumerate_in_subprocess(n_tiles: int) -> tuple[int, int, float, float, int, int]:
+    """(planned, enumerated, count_s, enumerate_s, rss_before_MB, peak_rss_MB) in a fresh interpreter."""
+    out = subprocess.run(
+        [sys.executable, "-c", ENUMERATE, square_bbox(n_tiles), str(ZOOM)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    a, b, c, d, e, f = out
+    return int(a), int(b), float(c), float(d), int(e), int(f)
+
+
+def main() -> None:
+    """Run the benchmark and print its figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiles", type=int, default=2048, help="tiles in the scanned AOI (default 2048)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--texty", type=Path, default=Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+                        / "texty-amber" / "tiles", help="folder of Texty whole images (optional)")
+    parser.add_argument("--enum-tiles", type=int, default=100_000, help="AOI size for the enumeration check")
+    args = parser.parse_args()
+
+    pool = tile_pool(args.texty)
+    server = PoolTileServer(pool)
+    aoi = aoi_from_bbox(square_bbox(args.tiles))
+    with tempfile.TemporaryDirectory(prefix="amberwatch-bench-") as tmp:
+        db = Path(tmp) / "bench.db"
+        settings = ScanSettings(workers=args.workers, progress=False)
+        cold = run_scan(aoi, server.url, ZOOM, db, settings)
+        http_requests = server.requests
+        warm = run_scan(aoi, server.url, ZOOM, db, ScanSettings(workers=args.workers, progress=False, new=True))
+        assert server.requests == http_requests, "warm run fetched over HTTP"
+    server.stop()
+
+    def rate(o) -> float:
+        return o.tiles_processed_now / o.seconds
+
+    km2_per_tile = cold.area_scanned_km2 / max(cold.tiles_done, 1)
+    print(f"imagery: {'Texty crops' if args.texty.is_dir() else 'synthetic texture'}, {len(pool)} distinct PNG tiles; "
+          f"workers={args.workers}; AOI {cold.tiles_total} z{ZOOM} tiles = {cold.area_scanned_km2:.2f} km²")
+    print(f"cold (HTTP from 127.0.0.1): {cold.seconds:6.2f} s  {rate(cold):7.1f} tiles/s  "
+          f"{rate(cold) * km2_per_tile * 3600:8.1f} km²/hour  ({http_requests} HTTP requests)")
+    print(f"warm (tile cache):          {warm.seconds:6.2f} s  {rate(warm):7.1f} tiles/s  "
+          f"{rate(warm) * km2_per_tile * 3600:8.1f} km²/hour  (fetch {warm.counters['fetch_s']:.1f} s, "
+          f"predict {warm.counters['predict_s']:.1f} s summed over workers)")
+    print(f"cold/warm time ratio: {cold.seconds / warm.seconds:.2f}")
+    print(f"detections: cold {cold.detections} ({cold.detections_area_ha:.1f} ha), "
+          f"warm {warm.detections} ({warm.detections_area_ha:.1f} ha)")
+    for n in (args.enum_tiles // 10, args.enum_tiles):
+        planned, enumerated, count_s, enum_s, base_mb, peak_mb = enumerate_in_subprocess(n)
+        print(f"enumeration of a {planned:,}-tile AOI: dry-run count {count_s:.2f} s, streamed enumeration of "
+              f"{enumerated:,} tiles {enum_s:.2f} s; peak RSS {peak_mb} MB (after imports {base_mb} MB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""AOI input: GeoJSON variants, bboxes, and a clear AOIError for every broken input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from shapely.geometry import MultiPolygon
+
+from amberwatch.errors import AOIError, RepairedGeometryWarning
+from amberwatch.scan.aoi import aoi_from_bbox, load_aoi
+from amberwatch.scan.engine import plan_scan
+
+SQUARE = [[26.9, 51.32], [26.91, 51.32], [26.91, 51.33], [26.9, 51.33], [26.9, 51.32]]
+
+
+def write(tmp_path, obj, name="aoi.geojson"):
+    p = tmp_path / name
+    p.write_text(obj if isinstance(obj, str) else json.dumps(obj))
+    return p
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {"type": "Polygon", "coordinates": [SQUARE]},
+        {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [SQUARE]}},
+        {"type": "FeatureCollection", "features": [
+            {"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": [26.9, 51.3]}},
+            {"type": "Feature", "properties": {}, "geometry": {"type": "MultiPolygon", "coordinates": [[SQUARE]]}},
+        ]},
+    ],
+)
+def test_geojson_kinds_load_to_one_valid_polygon(tmp_path, obj):
+    aoi = load_aoi(write(tmp_path, obj))
+    assert aoi.geometry.is_valid
+    assert aoi.bounds_deg == pytest.approx((26.9, 51.32, 26.91, 51.33))
+
+
+def test_two_separate_polygons_become_a_multipolygon(tmp_path):
+    other = [[x + 0.1, y] for x, y in SQUARE]
+    aoi = load_aoi(write(tmp_path, {"type": "MultiPolygon", "coordinates": [[SQUARE], [other]]}))
+    assert isinstance(aoi.geometry, MultiPolygon)
+
+
+def test_malformed_json_names_the_file(tmp_path):
+    p = write(tmp_path, '{"type": "Polygon", "coordinates": [[[1, 2],', "broken.geojson")
+    with pytest.raises(AOIError, match="broken.geojson.*not valid JSON"):
+        load_aoi(p)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(AOIError, match="does not exist"):
+        load_aoi(tmp_path / "nope.geojson")
+
+
+def test_no_polygons(tmp_path):
+    p = write(tmp_path, {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": {"type": "LineString", "coordinates": [[26.9, 51.3], [27, 51.4]]}},
+    ]})
+    with pytest.raises(AOIError, match="no non-empty Polygon.*LineString"):
+        load_aoi(p)
+
+
+def test_empty_geometry(tmp_path):
+    p = write(tmp_path, {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": []}},
+        {"type": "Feature", "properties": {}, "geometry": None},
+    ]})
+    with pytest.raises(AOIError, match="no non-empty Polygon"):
+        load_aoi(p)
+
+
+def test_projected_coordinates_are_refused_naming_file_and_crs(tmp_path):
+    utm = [[500000, 5680000], [501000, 5680000], [501000, 5681000], [500000, 5681000], [500000, 5680000]]
+    p = write(tmp_path, {"type": "FeatureCollection",
+                         "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::32635"}},
+                         "features": [{"type": "Feature", "properties": {},
+                                       "geometry": {"type": "Polygon", "coordinates": [utm]}}]}, "utm.geojson")
+    with pytest.raises(AOIError, match=r"utm\.geojson.*\(500000, 5.68e\+06\).*EPSG::32635.*projected CRS"):
+        load_aoi(p)
+
+
+def test_self_intersecting_polygon_is_repaired_with_a_warning(tmp_path):
+    bowtie = [[26.9, 51.32], [26.91, 51.33], [26.91, 51.32], [26.9, 51.33], [26.9, 51.32]]
+    with pytest.warns(RepairedGeometryWarning, match="Self-intersection"):
+        aoi = load_aoi(write(tmp_path, {"type": "Polygon", "coordinates": [bowtie]}))
+    assert aoi.geometry.is_valid and aoi.geometry.area > 0
+
+
+def test_zero_area_polygon(tmp_path):
+    flat = [[26.9, 51.32], [26.91, 51.32], [26.92, 51.32], [26.9, 51.32]]
+    with pytest.raises(AOIError):
+        load_aoi(write(tmp_path, {"type": "Polygon", "coordinates": [flat]}))
+
+
+def test_huge_aoi_is_refused_with_its_tile_count():
+    aoi = aoi_from_bbox("24,50,28,52")
+    with pytest.raises(AOIError, match=r"covers [\d,]+ tiles at zoom 18, above the limit of 500,000.*--max-tiles"):
+        plan_scan(aoi, 18)
+    assert plan_scan(aoi, 12, max_tiles=10_000).tiles > 100
+
+
+@pytest.mark.parametrize("text", ["1,2,3", "a,b,c,d", "27,51,26,52", "200,51,201,52"])
+def test_bad_bbox(text):
+    with pytest.raises(AOIError, match="bbox"):
+        aoi_from_bbox(text)
+
+
+def test_canonical_geojson_is_stable_across_ring_order(tmp_path):
+    reversed_square = list(reversed(SQUARE))
+    a = load_aoi(write(tmp_path, {"type": "Polygon", "coordinates": [SQUARE]}, "a.geojson"))
+    b = load_aoi(write(tmp_path, {"type": "Polygon", "coordinates": [reversed_square]}, "b.geojson"))
+    assert a.to_geojson() == b.to_geojson()

@@ -1,0 +1,75 @@
+"""Tile enumeration: exact, streamed, units partition the tiles, edges that only touch are skipped."""
+
+from __future__ import annotations
+
+import types
+
+import mercantile
+import shapely
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from shapely.geometry import Point, box
+
+from amberwatch.scan.tiling import count_tiles, iter_tiles, iter_units, tile_area_km2
+
+
+def brute_force(geometry, zoom):
+    west, south, east, north = geometry.bounds
+    out = set()
+    for t in mercantile.tiles(west, south, east, north, zooms=zoom):
+        square = box(*mercantile.bounds(t))
+        if geometry.intersects(square) and not geometry.touches(square):
+            out.add((zoom, t.x, t.y))
+    return out
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    lon=st.floats(-170, 170), lat=st.floats(-70, 70), radius=st.floats(0.0005, 0.01), zoom=st.integers(14, 18)
+)
+def test_enumeration_matches_brute_force(lon, lat, radius, zoom):
+    geom = Point(lon, lat).buffer(radius, quad_segs=4)
+    expected = brute_force(geom, zoom)
+    got = list(iter_tiles(geom, zoom))
+    assert len(got) == len(set(got))
+    assert set(got) == expected
+    assert count_tiles(geom, zoom) == len(expected)
+
+
+def test_units_partition_the_tiles_and_stay_inside_their_parent():
+    geom = Point(26.9, 51.32).buffer(0.01)
+    seen = set()
+    for unit in iter_units(geom, 18, unit_zoom_delta=3):
+        px, py, pz = unit.parent
+        assert pz == 15
+        for x, y in unit.tiles:
+            assert mercantile.parent(mercantile.Tile(x, y, 18), zoom=15) == mercantile.Tile(px, py, pz)
+            assert (x, y) not in seen
+            seen.add((x, y))
+    assert len(seen) == count_tiles(geom, 18)
+
+
+def test_tiles_that_only_touch_the_aoi_edge_are_skipped():
+    west, south, east, north = mercantile.bounds(1000, 1000, 12)
+    geom = box(west, south, east, north)  # exactly one tile; its 8 neighbours touch it
+    assert list(iter_tiles(geom, 12)) == [(12, 1000, 1000)]
+    assert count_tiles(geom, 14) == 16
+
+
+def test_enumeration_is_a_stream():
+    units = iter_units(Point(26.9, 51.32).buffer(0.5), 18)
+    assert isinstance(units, types.GeneratorType)
+    first = next(units)  # a large AOI yields its first unit without listing the rest
+    assert 0 < len(first.tiles) <= 64
+
+
+def test_count_of_a_large_aoi_is_fast_and_exact_on_inner_quads():
+    geom = shapely.box(26.0, 51.0, 27.0, 51.5)
+    n = count_tiles(geom, 18)
+    assert 400_000 < n < 800_000
+
+
+def test_tile_area_matches_ground_resolution():
+    t = mercantile.tile(26.9, 51.32, 18)
+    area = tile_area_km2(18, t.y)
+    assert abs(area - (0.373 * 256 / 1000) ** 2) / area < 0.01
