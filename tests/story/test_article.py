@@ -31,12 +31,13 @@ def test_full_front_matter(tmp_path: Path) -> None:
         _write(
             tmp_path,
             'title: T\nlead: L\nbyline: B\ndate: 2026-01-02\nfragments: [3, {id: 5, place: "Klesiv"}]\n'
-            "map: {center: [51.3, 26.9], zoom: 13}\nplaces: {3: Rafalivka}",
+            "map: {center: [51.3, 26.9], zoom: 13}\nplaces: {3: Rafalivka}\nlang: uk",
         )
     )
     assert (a.title, a.lead, a.byline, a.date) == ("T", "L", "B", "2026-01-02")
     assert a.fragments.ids == (3, 5)
     assert a.places == {3: "Rafalivka", 5: "Klesiv"}
+    assert a.lang == "uk"
     assert a.map_view.center_lat_lon == (51.3, 26.9) and a.map_view.zoom == 13
 
 
@@ -56,6 +57,7 @@ def test_most_confident(tmp_path: Path) -> None:
         ("title: T\nmap: {center: [50, 10]}", "needs both"),
         ("title: T\nmap: {zoom: 40, center: [50, 10]}", "40"),
         ("lead: no title", "'title'"),
+        ("title: T\nlang: 'en gb'", "'en gb'"),
         ("title: [a, b]", "['a', 'b']"),
         ("title: T\nfragments: {x: 1}", "{'x': 1}"),
         ("title: T\n  bad: : indentation", "not valid YAML"),

@@ -18,7 +18,8 @@ H1_RE = re.compile(r"^#[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
 RANKED_RE = re.compile(r"^\s*(largest|most confident)\s+(\d+)\s*$", re.IGNORECASE)
 DEFAULT_FRAGMENT_COUNT = 12
 MAX_FRAGMENTS = 60
-KNOWN_KEYS = {"title", "lead", "byline", "date", "fragments", "map", "places"}
+KNOWN_KEYS = {"title", "lead", "byline", "date", "fragments", "map", "places", "lang"}
+LANG_RE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Article:
     byline: str | None = None
     date: str | None = None
     places: dict[int, str] = field(default_factory=dict)
+    lang: str = "en"
 
 
 def read_article(path: str | os.PathLike[str]) -> Article:
@@ -100,6 +102,9 @@ def parse_article(text: str, path: Path) -> Article:
         title = heading.group(1).strip()
         body = body[: heading.start()] + body[heading.end() :]
     places = _places(meta.get("places"), path)
+    lang = _text(meta, "lang", path) or "en"
+    if not LANG_RE.match(lang):
+        raise InvalidInputError(f"article {str(path)!r}: lang {lang!r} is not a language tag such as 'en' or 'uk'")
     choice, inline_places = _fragments(meta.get("fragments"), path)
     return Article(
         path=path,
@@ -111,6 +116,7 @@ def parse_article(text: str, path: Path) -> Article:
         byline=_text(meta, "byline", path),
         date=_text(meta, "date", path),
         places={**places, **inline_places},
+        lang=lang,
     )
 
 

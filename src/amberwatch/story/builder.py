@@ -303,7 +303,7 @@ def _index_html(article: Article, fragments: list[Fragment], map_sites: list[Sit
     )
     template = Template(resources.files("amberwatch.story").joinpath("assets", "template.html").read_text("utf-8"))
     return template.substitute(
-        lang="en",
+        lang=e(article.lang),
         title=e(article.title),
         lead_attr=e(article.lead, quote=True),
         version=e(__version__),

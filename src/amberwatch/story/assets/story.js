@@ -15,8 +15,16 @@
     maxZoom: data.maxZoom,
     zoomAnimation: !reduceMotion,
     fadeAnimation: !reduceMotion,
-    markerZoomAnimation: !reduceMotion
+    markerZoomAnimation: !reduceMotion,
+    preferCanvas: data.sites.features.length > 800  // thousands of SVG paths make scrolling sluggish
   });
+
+  function textNode(text) {
+    // Captions come from the DB and the article: show them as text, never as HTML.
+    var span = document.createElement('span');
+    span.textContent = text;
+    return span;
+  }
   map.attributionControl.setPrefix('Leaflet');
   map.on('click focus', function () { map.scrollWheelZoom.enable(); });
   map.on('blur', function () { map.scrollWheelZoom.disable(); });
@@ -57,7 +65,7 @@
     style: function (feature) { return byId[feature.id] ? fragStyle : siteStyle; },
     onEachFeature: function (feature, layer) {
       polygons[feature.id] = layer;
-      layer.bindTooltip(feature.properties.caption, { className: 'site-tip', sticky: true });
+      layer.bindTooltip(textNode(feature.properties.caption), { className: 'site-tip', sticky: true });
     }
   }).addTo(map);
 
@@ -70,7 +78,7 @@
       radius: 7, color: '#1e1d1a', weight: 2, fillColor: '#ffb020', fillOpacity: 1, className: 'site-marker',
       keyboard: true
     });
-    m.bindTooltip(f.caption, { className: 'site-tip', direction: 'top', offset: [0, -6] });
+    m.bindTooltip(textNode(f.caption), { className: 'site-tip', direction: 'top', offset: [0, -6] });
     m.on('click', function () { showSite(f.id, { fromMap: true }); });
     markers[f.id] = m;
     markerLayer.addLayer(m);
