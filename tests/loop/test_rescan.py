@@ -115,3 +115,21 @@ def test_rescan_errors(scanned, db_path, tmp_path):
         rescan(db_path, scanned, 2)
     res = CliRunner().invoke(main, ["rescan", "1", "--db", str(db_path)])
     assert res.exit_code == 2  # --model is required
+
+
+def test_web_layer_selector_lists_rescan_layers(scanned, db_path):
+    from fastapi.testclient import TestClient
+
+    from amberwatch.imagery.cache import default_cache_path
+    from amberwatch.web.app import create_app
+
+    out = rescan(db_path, scanned, 3)
+    with TestClient(create_app(db_path, default_cache_path(db_path))) as client:
+        scans = client.get("/api/scans").json()["scans"]
+        layer = next(s for s in scans if s["id"] == out.scan_id)
+        assert layer["parent_scan_id"] == scanned and layer["model_version"] == "3"
+        assert layer["detections"] == out.detections == 1 and layer["status"] == "finished"
+        fc = client.get(f"/api/detections?scan={out.scan_id}").json()
+        assert [f["properties"]["model_version"] for f in fc["features"]] == ["3"]
+        thumb = client.get(f"/api/detections/{fc['features'][0]['id']}/thumbnail.jpg")
+        assert thumb.status_code == 200 and thumb.content[:2] == b"\xff\xd8"

@@ -87,6 +87,7 @@ class RetrainResult:
     reasons: list[str]  # why the candidate is worse (empty when it is not)
     counts: dict
     seconds: float
+    details: dict = field(default_factory=dict, repr=False)  # per-example OOF arrays, folds, sha256s (for experiments)
 
     def table(self) -> str:
         """Side-by-side comparison table, then the decision."""
@@ -378,6 +379,11 @@ def retrain(
             registry.promote(info.version, forced=bool(force and reasons),
                              reason="retrain" + (" --force" if force and reasons else ""))
         result.seconds = round(time.perf_counter() - t_start, 1)
+        result.details = {
+            "sha256s": data.sha256s, "labels": chips.labels, "categories": data.categories,
+            "is_correction": data.is_correction, "folds": folds, "oof_current": oof_cur, "oof_candidate": oof_cand,
+            "threshold_current": thr_cur, "threshold_candidate": candidate.threshold,
+        }
         return result
     finally:
         conn.close()

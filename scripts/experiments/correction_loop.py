@@ -1,0 +1,220 @@
+"""The correction loop on real data (Texty's story): a look-alike category held out, corrected, retrained.
+
+1. Import the Texty crops into a fresh project DB, holding out one category of look-alike negatives
+   (listed in lookalikes_<category>.csv, e.g. bare sand and sand quarries).
+2. Train model v1 on the rest and make it current; measure its false-positive rate on the held-out
+   look-alikes (images it never saw).
+3. Feed every held-out image back as a reader's flag on a detection that a reviewer accepted
+   (a 'review' example of that category, a web_feedback row pointing at it).
+4. ``retrain``: the candidate v2 and v1's recipe are cross-validated on the SAME block-grouped folds
+   over the new training set; the false-positive rate on the look-alikes is read from out-of-fold
+   predictions (each look-alike is scored by a model that did not see it), and CV F1 before/after.
+
+Usage:
+  python scripts/experiments/correction_loop.py --data DIR [--lookalikes CSV] [--work DIR]
+      [--recipe quick|default] [--epochs N] [--folds K] [--seed S] [--out results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from amberwatch.db import connect, utc_now_iso
+from amberwatch.imagery.decode import encode_jpeg, read_image_file
+from amberwatch.labels.importer import import_folder, parse_texty_name
+from amberwatch.labels.store import ExampleStore
+from amberwatch.model.network import NetConfig
+from amberwatch.model.recipes import default_config
+from amberwatch.model.registry import ModelRegistry
+from amberwatch.model.retrain import load_training_data, retrain
+from amberwatch.model.train import TrainConfig, fit
+from amberwatch.results.schema import ensure_schema as ensure_results_schema
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_LOOKALIKES = HERE / "lookalikes_quarry.csv"
+
+
+def quick_config(epochs: int = 8) -> TrainConfig:
+    """A cheaper variant of the default recipe (narrower net, 96 px crops) for a run of a few minutes."""
+    base = default_config()
+    return replace(base, net=NetConfig(widths=(16, 32, 48, 64), downsample=2, window_cells=3), crop_px=96,
+                   epochs=epochs)
+
+
+def read_lookalikes(csv_path: str | os.PathLike[str]) -> tuple[list[str], str]:
+    """(relative file paths, category) listed in a lookalikes CSV with columns file,category."""
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    categories = {r["category"] for r in rows}
+    if len(categories) != 1:
+        raise SystemExit(f"{csv_path}: expected one category, found {sorted(categories)}")
+    return [r["file"] for r in rows], categories.pop()
+
+
+def import_base(db_path: Path, data_dir: Path, held_out: set[str], work: Path) -> dict:
+    """Import positive/ and negative/ except the held-out files (via a folder of symlinks) as source 'texty'."""
+    staged = work / "base"
+    for label in ("positive", "negative"):
+        (staged / label).mkdir(parents=True, exist_ok=True)
+        for p in sorted((data_dir / label).iterdir()):
+            rel = f"{label}/{p.name}"
+            link = staged / rel
+            if rel not in held_out and not link.exists():
+                link.symlink_to(p.resolve())
+    with ExampleStore.open(db_path) as store:
+        report = import_folder(store, staged, source="texty", added_by="experiment")
+    return dict(report.by_label)
+
+
+def feed_back(db_path: Path, data_dir: Path, files: list[str], category: str) -> list[int]:
+    """Each look-alike as a detection a reader flagged 'not mining' and a reviewer accepted; returns example ids."""
+    from amberwatch.web.schema import ensure_schema as ensure_web_schema
+
+    conn = connect(db_path)
+    ensure_results_schema(conn)
+    ensure_web_schema(conn)
+    store = ExampleStore(conn)
+    now = utc_now_iso()
+    cur = conn.execute(
+        "INSERT INTO scans (name, aoi_geojson, imagery, imagery_source_id, zoom, model_version, model_threshold,"
+        " status, started_at, finished_at) VALUES ('look-alikes', '{}', 'texty', 'texty', 18, '1', 0.5, 'finished', ?, ?)",
+        (now, now),
+    )
+    scan_id = int(cur.lastrowid)
+    ids = []
+    for rel in files:
+        pixels = read_image_file(data_dir / rel)
+        meta = parse_texty_name(Path(rel).name)
+        lon, lat = (meta.lon, meta.lat) if meta else (0.0, 0.0)
+        det = conn.execute(
+            "INSERT INTO detections (scan_id, geometry_geojson, centroid_lon, centroid_lat, west, south, east, north,"
+            " area_ha, mean_prob, max_prob, model_version, thumbnail, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0.1, 0.9, 0.9, '1', ?, ?)",
+            (scan_id, json.dumps({"type": "Point", "coordinates": [lon, lat]}), lon, lat, lon, lat, lon, lat,
+             encode_jpeg(pixels), now),
+        ).lastrowid
+        example_id, _ = store.add(
+            pixels, "not_mining", category=category, lon=meta.lon if meta else None, lat=meta.lat if meta else None,
+            imagery_date=meta.imagery_date if meta else None, source="review",
+            source_image=f"detection-{det}", added_by="reviewer",
+        )
+        conn.execute(
+            "INSERT INTO web_feedback (detection_id, scan_id, lon, lat, verdict, category, client_hash, created_at,"
+            " status, reviewed_by, reviewed_at, example_id) VALUES (?, ?, ?, ?, 'not_mining', ?, 'experiment', ?,"
+            " 'accepted', 'reviewer', ?, ?)",
+            (det, scan_id, lon, lat, category, now, now, example_id),
+        )
+        ids.append(example_id)
+    conn.close()
+    return ids
+
+
+def _rate(mask: np.ndarray) -> float:
+    return round(float(mask.mean()), 4) if mask.size else float("nan")
+
+
+def run(data_dir: Path, lookalikes_csv: Path, work: Path, *, config: TrainConfig, n_folds: int = 5, seed: int = 0,
+        log=None) -> dict:
+    """Run the whole loop in work/ and return the figures."""
+    say = log or (lambda _m: None)
+    t0 = time.perf_counter()
+    files, category = read_lookalikes(lookalikes_csv)
+    db_path = work / "loop.db"
+    counts = import_base(db_path, data_dir, set(files), work)
+    say(f"imported {counts} (held out {len(files)} '{category}' look-alikes)")
+
+    base = load_training_data(db_path)
+    v1 = fit(base.chips, config, seed=seed, log=say)
+    with ModelRegistry.open(db_path) as reg:
+        reg.register(v1, training_sha256s=base.sha256s, training_fingerprint=base.fingerprint,
+                     n_mining=int(base.chips.labels.sum()), n_not_mining=int((base.chips.labels == 0).sum()),
+                     seed=seed, note=f"first model, '{category}' look-alikes held out")
+        reg.promote(1, reason="experiment: first model")
+    lookalike_chips = [read_image_file(data_dir / rel) for rel in files]
+    p_v1 = v1.predict_proba(lookalike_chips)
+    fp_v1 = _rate(p_v1 >= v1.threshold)
+    say(f"v1 false-positive rate on the held-out look-alikes: {fp_v1:.3f} (threshold {v1.threshold:.3f})")
+
+    feed_back(db_path, data_dir, files, category)
+    result = retrain(db_path, config=config, n_folds=n_folds, seed=seed, log=say)
+    say(result.table())
+
+    d = result.details
+    look = np.array([c == category and corr for c, corr in zip(d["categories"], d["is_correction"])])
+    other_neg = (d["labels"] == 0) & ~look
+    pos = d["labels"] == 1
+    before = d["oof_current"] >= d["threshold_current"]
+    after = d["oof_candidate"] >= d["threshold_candidate"]
+    with ModelRegistry.open(db_path) as reg:
+        v2 = reg.load(result.candidate_version)
+    p_v2 = v2.predict_proba(lookalike_chips)
+    figures = {
+        "category": category,
+        "n_lookalikes": len(files),
+        "counts": result.counts,
+        "folds": n_folds,
+        "seed": seed,
+        "recipe": {"epochs": config.epochs, "crop_px": config.crop_px, "widths": list(config.net.widths),
+                   "members": config.members},
+        "fp_rate_lookalikes_v1": fp_v1,
+        "fp_rate_lookalikes_before_oof": _rate(before[look]),
+        "fp_rate_lookalikes_after_oof": _rate(after[look]),
+        "fp_rate_lookalikes_v2_in_sample": _rate(p_v2 >= v2.threshold),
+        "fp_rate_other_negatives_before_oof": _rate(before[other_neg]),
+        "fp_rate_other_negatives_after_oof": _rate(after[other_neg]),
+        "recall_before_oof": _rate(before[pos]),
+        "recall_after_oof": _rate(after[pos]),
+        "cv_f1_before": result.current.cv["f1"],
+        "cv_f1_after": result.candidate.cv["f1"],
+        "cv_ap_before": result.current.cv.get("average_precision"),
+        "cv_ap_after": result.candidate.cv.get("average_precision"),
+        "threshold_before": round(float(d["threshold_current"]), 4),
+        "threshold_after": round(float(d["threshold_candidate"]), 4),
+        "reviewed_accuracy_before": result.current.reviewed.get("accuracy"),
+        "reviewed_accuracy_after": result.candidate.reviewed.get("accuracy"),
+        "promoted": result.promoted,
+        "candidate_version": result.candidate_version,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, run the loop, print (and optionally save) the figures as JSON."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="folder with positive/ and negative/ (the Texty set)")
+    ap.add_argument("--lookalikes", default=str(DEFAULT_LOOKALIKES), help="CSV of held-out look-alikes (file,category)")
+    ap.add_argument("--work", default=None, help="working folder for the project DB (default: a temp dir)")
+    ap.add_argument("--recipe", choices=("quick", "default"), default="quick")
+    ap.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=None, help="also write the figures to this JSON file")
+    args = ap.parse_args(argv)
+    if args.recipe == "quick":
+        config = quick_config(args.epochs or 8)
+    else:
+        config = default_config(epochs=args.epochs)
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="amberwatch-loop-"))
+    work.mkdir(parents=True, exist_ok=True)
+    figures = run(Path(args.data), Path(args.lookalikes), work, config=config, n_folds=args.folds, seed=args.seed,
+                  log=lambda m: print(m, file=sys.stderr, flush=True))
+    text = json.dumps(figures, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
