@@ -100,13 +100,17 @@ def test_without_cache_uses_thumbnails(story_data: StoryFixture, tmp_path: Path)
 def test_external_links_become_text(story_data: StoryFixture, tmp_path: Path) -> None:
     article = write_article(tmp_path, list(story_data.cached_ids[:3]))
     article.write_text(
-        article.read_text("utf-8") + "\nSee [Texty's story](https://texty.org.ua/d/amber/) and http://example.org.\n",
+        article.read_text("utf-8").replace("byline: Amberwatch test desk", "byline: Texty, https://texty.org.ua")
+        + "\nSee [Texty's story](https://texty.org.ua/d/amber/) and http://example.org.\n",
         "utf-8",
     )
-    with pytest.warns(AmberwatchWarning, match="texty.org.ua"):
+    with pytest.warns(AmberwatchWarning) as record:
         build_story(article, story_data.db, tmp_path / "site")
+    messages = " ".join(str(w.message) for w in record)
+    assert "texty.org.ua/d/amber" in messages and "front matter addresses" in messages
     page = (tmp_path / "site" / "index.html").read_text("utf-8")
     assert "Texty&rsquo;s story" in page and "texty.org.ua/d/amber" in page
+    assert "Texty, texty.org.ua" in page
     assert find_external_urls(tmp_path / "site") == []
 
 

@@ -26,7 +26,7 @@ from amberwatch.story.article import Article, read_article
 from amberwatch.story.images import FragmentImage, export_tiles, fragment_bbox, write_fragment
 from amberwatch.story.leaflet import copy_leaflet
 from amberwatch.story.markup import render_body
-from amberwatch.story.packing import DESKTOP, PHONE, BlockPacking, check_packing, pack_block, size_classes_by_area
+from amberwatch.story.packing import DESKTOP, PHONE, Placement, check_packing, pack_block, size_classes_by_area
 from amberwatch.story.selection import Site, pick_scan, select_fragments, select_map_sites
 
 OWN_ASSETS = ("story.css", "story.js")
@@ -130,9 +130,12 @@ def build_story(
     copy_leaflet(out / "assets" / "leaflet")
     for name in OWN_ASSETS:
         (out / "assets" / name).write_bytes(resources.files("amberwatch.story").joinpath("assets", name).read_bytes())
-    (out / "data.js").write_text(_data_js(article, fragments, map_sites, tiles), "utf-8")
+    (out / "data.js").write_text(_without_schemes(_data_js(article, fragments, map_sites, tiles), article), "utf-8")
     index = out / "index.html"
-    index.write_text(_index_html(article, fragments, map_sites, scan), "utf-8")
+    index.write_text(_without_schemes(_index_html(article, fragments, map_sites, scan), article), "utf-8")
+    leftovers = find_external_urls(out)
+    if leftovers:
+        raise InvalidInputError(f"story folder {str(out)!r} would load external URLs: {leftovers[:3]}")
     origins: dict[str, int] = {}
     for f in fragments:
         origins[f.image.origin] = origins.get(f.image.origin, 0) + 1
@@ -144,6 +147,17 @@ def build_story(
         n_map_sites=len(map_sites),
         n_tiles=sum(len(v) for v in tiles.values()),
     )
+
+
+def _without_schemes(text: str, article: Article) -> str:
+    """Drop 'http(s)://' left in front matter texts (title, byline, places): the page stays self-contained."""
+    if not EXTERNAL_URL_RE.search(text):
+        return text
+    warnings.warn(
+        AmberwatchWarning(f"article {str(article.path)!r}: front matter addresses shown without 'http(s)://'"),
+        stacklevel=3,
+    )
+    return EXTERNAL_URL_RE.sub("", text)
 
 
 def _prepare_out_dir(out: Path) -> None:
@@ -316,9 +330,8 @@ def _index_html(article: Article, fragments: list[Fragment], map_sites: list[Sit
     )
 
 
-def _placement_style(d: BlockPacking, p_d: int, ph: BlockPacking) -> str:
-    a = d.placements[p_d]
-    b = ph.placements[p_d]
+def _placement_style(a: Placement, b: Placement) -> str:
+    """CSS variables of a fragment's grid lines: --d* on desktop, --p* on phones (1-based lines)."""
     return (
         f"--dx:{a.col + 1};--dy:{a.row + 1};--dw:{a.width_cells};--dh:{a.height_cells};"
         f"--px:{b.col + 1};--py:{b.row + 1};--pw:{b.width_cells};--ph:{b.height_cells}"
@@ -346,7 +359,7 @@ def _block_html(fragments: list[Fragment], classes: list[int]) -> str:
         height = max(1, round(img.height_px * img.files[-1][0] / img.width_px))
         d, p = desktop.placements[i], phone.placements[i]
         items.append(
-            f'<figure class="frag" id="frag-{f.site.id}" data-site="{f.site.id}" style="{_placement_style(desktop, i, phone)}">'
+            f'<figure class="frag" id="frag-{f.site.id}" data-site="{f.site.id}" style="{_placement_style(d, p)}">'
             f'<button type="button" class="frag-btn" aria-describedby="cap-{f.site.id}">'
             f'<img src="{e(default_src)}" srcset="{e(srcset)}" sizes="{_sizes(d.width_cells, p.width_cells)}"'
             f' width="{img.files[-1][0]}" height="{height}" loading="lazy" decoding="async" alt="{e(f.alt, quote=True)}">'
