@@ -1,0 +1,219 @@
+"""Scans on a Dask cluster (LocalCluster, 2 worker processes) against the real local tile server.
+
+Every test compares with one single-machine scan of the same AOI: same tile grids, same detections,
+every tile recorded exactly once, also after a worker is killed mid-scan or the client is killed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import mercantile
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from amberwatch.cli import main
+from amberwatch.scan.aoi import aoi_from_geojson
+from amberwatch.scan.engine import ScanSettings, run_scan
+from tests.fixtures.tileserver import TileServer
+
+REPO = Path(__file__).resolve().parents[2]
+TEXTY_TILES = REPO / ".." / "shared" / "data" / "texty-amber" / "tiles"
+ZOOM = 18
+SIDE = 16  # AOI of SIDE x SIDE z18 tiles = 4 units of 8 x 8 (parents at z15)
+AMBERWATCH = str(Path(sys.executable).with_name("amberwatch"))
+
+pytestmark = pytest.mark.skipif(not TEXTY_TILES.is_dir(), reason=f"Texty imagery not found at {TEXTY_TILES}")
+
+
+def _crops() -> list[bytes]:
+    """3 x 3 crops of 256 px (PNG) from each of the four real Texty images (two with mining, two without)."""
+    crops = []
+    for name in ("positive1.png", "negative1.png", "positive2.png", "negative2.png"):
+        arr = np.asarray(Image.open(TEXTY_TILES / name).convert("RGB"))
+        for j in range(3):
+            for i in range(3):
+                buf = io.BytesIO()
+                Image.fromarray(arr[j * 256 : (j + 1) * 256, i * 256 : (i + 1) * 256]).save(buf, "PNG")
+                crops.append(buf.getvalue())
+    return crops
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[TileServer]:
+    """The tile server with real imagery on the AOI's tiles and their neighbour ring (unit-aligned AOI)."""
+    srv = TileServer().start()
+    centre = mercantile.tile(26.90, 51.32, ZOOM)
+    x0, y0 = centre.x // 8 * 8, centre.y // 8 * 8
+    crops = _crops()
+    for j in range(-1, SIDE + 1):
+        for i in range(-1, SIDE + 1):
+            # 3 x 3 blocks of one image each, so mining sites stay whole within a block
+            image = (i // 3 + j // 3) % 4
+            srv.tiles[(ZOOM, x0 + i, y0 + j)] = crops[image * 9 + (j % 3) * 3 + i % 3]
+    srv.origin = (x0, y0)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def aoi_file(server: TileServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """GeoJSON AOI exactly covering SIDE x SIDE tiles."""
+    x0, y0 = server.origin
+    west, north = mercantile.ul(x0, y0, ZOOM)
+    east, south = mercantile.ul(x0 + SIDE, y0 + SIDE, ZOOM)
+    path = tmp_path_factory.mktemp("aoi") / "aoi.geojson"
+    ring = [[west, south], [east, south], [east, north], [west, north], [west, south]]
+    path.write_text(json.dumps({"type": "Polygon", "coordinates": [ring]}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(server: TileServer, aoi_file: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Tiles and detections of a single-machine scan (local process pool of 2 workers)."""
+    db = tmp_path_factory.mktemp("ref") / "ref.db"
+    aoi = aoi_from_geojson(json.loads(aoi_file.read_text()), name=str(aoi_file))
+    out = run_scan(aoi, server.url, ZOOM, db, ScanSettings(workers=2, progress=False))
+    assert out.tiles_total == SIDE * SIDE and out.tiles_failed == 0
+    assert out.detections > 0, "the real positive images should give detections"
+    return snapshot(db, out.scan_id)
+
+
+def snapshot(db: Path, scan_id: int | None = None) -> dict:
+    """Per-tile rows and detections of a scan (the latest by default), comparable across DBs."""
+    conn = sqlite3.connect(db)
+    try:
+        if scan_id is None:
+            scan_id = conn.execute("SELECT MAX(id) FROM scans").fetchone()[0]
+        tiles = conn.execute(
+            "SELECT z, x, y, status, attempts, max_prob, grid FROM scan_tiles WHERE scan_id = ? ORDER BY z, x, y",
+            (scan_id,),
+        ).fetchall()
+        detections = conn.execute(
+            "SELECT geometry_geojson, area_ha, mean_prob, max_prob, capture_date, model_version FROM detections"
+            " WHERE scan_id = ? ORDER BY centroid_lon, centroid_lat",
+            (scan_id,),
+        ).fetchall()
+        scans = conn.execute("SELECT COUNT(*) FROM scans").fetchone()[0]
+    finally:
+        conn.close()
+    return {"tiles": tiles, "detections": detections, "scans": scans}
+
+
+def assert_same_scan(got: dict, ref: dict) -> None:
+    """Every tile exactly once, with the reference's grid, and the same detections."""
+    keys = [t[:3] for t in got["tiles"]]
+    assert len(keys) == len(set(keys)) == SIDE * SIDE
+    assert all(t[4] == 1 for t in got["tiles"]), "a tile was recorded more than once"
+    assert [t[:4] + t[5:] for t in got["tiles"]] == [t[:4] + t[5:] for t in ref["tiles"]]
+    assert got["detections"] == ref["detections"]
+
+
+def _rows(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+        try:
+            return conn.execute("SELECT COUNT(*) FROM scan_tiles").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_cli_dask_local_equals_local_scan(server, aoi_file, reference, tmp_path):
+    """`amberwatch scan ... --dask local --workers 2` then `detections export` gives the local scan's detections."""
+    db = tmp_path / "dask.db"
+    result = CliRunner().invoke(main, [
+        "scan", "--aoi", str(aoi_file), "--imagery", server.url, "--zoom", str(ZOOM), "--db", str(db),
+        "--dask", "local", "--workers", "2", "--no-progress",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "started a local cluster of 2 worker processes" in result.output
+    assert "dashboard" in result.output
+    assert_same_scan(snapshot(db), reference)
+    out = tmp_path / "dask.geojson"
+    result = CliRunner().invoke(main, ["detections", "export", "--db", str(db), "--format", "geojson", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    features = json.loads(out.read_text())["features"]
+    assert len(features) == len(reference["detections"])
+    assert sorted(round(f["properties"]["area_ha"], 6) for f in features) == sorted(
+        round(d[1], 6) for d in reference["detections"]
+    )
+
+
+def test_worker_killed_mid_scan_loses_and_doubles_nothing(server, aoi_file, reference, tmp_path):
+    """SIGKILL a worker while it runs a unit: the unit is rescheduled, the result equals the local scan."""
+    from distributed import Client, LocalCluster
+
+    db = tmp_path / "killed.db"
+    aoi = aoi_from_geojson(json.loads(aoi_file.read_text()), name=str(aoi_file))
+    killed: list[str] = []
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
+        pids = client.run(os.getpid)
+
+        def kill_a_busy_worker() -> None:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not killed:
+                if _rows(db) > 0:  # some units are recorded: the scan is well under way
+                    busy = [w for w, keys in client.processing().items() if keys and w in pids]
+                    if busy:
+                        os.kill(pids[busy[0]], signal.SIGKILL)
+                        killed.append(busy[0])
+                        return
+                time.sleep(0.01)
+
+        watcher = threading.Thread(target=kill_a_busy_worker, daemon=True)
+        watcher.start()
+        out = run_scan(aoi, server.url, ZOOM, db, ScanSettings(
+            dask=cluster.scheduler_address, worker_cache=str(tmp_path / "worker-tiles.mbtiles"), progress=False,
+        ))
+        watcher.join(timeout=5)
+    assert killed, "no worker was busy after the first unit: the kill did not happen mid-scan"
+    assert out.tiles_failed == 0
+    assert_same_scan(snapshot(db), reference)
+    # The worker cache is not the client's: the client fetched the tiles around detections for thumbnails.
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT COUNT(*) FROM detections WHERE thumbnail IS NULL").fetchone()[0] == 0
+    conn.close()
+
+
+def test_resume_after_client_killed(server, aoi_file, reference, tmp_path):
+    """SIGKILL the whole `scan --dask local` process group mid-scan; the same command finishes the rest."""
+    db = tmp_path / "resume.db"
+    cmd = [AMBERWATCH, "scan", "--aoi", str(aoi_file), "--imagery", server.url, "--zoom", str(ZOOM),
+           "--db", str(db), "--dask", "local", "--workers", "2", "--no-progress"]
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and _rows(db) == 0 and proc.poll() is None:
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the client and its LocalCluster processes, like a killed job
+        proc.wait()
+    done_before = _rows(db)
+    assert 0 < done_before < SIDE * SIDE, f"kill came too early or too late ({done_before} tiles recorded)"
+    rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resum" in rerun.stdout + rerun.stderr
+    got = snapshot(db)
+    assert got["scans"] == 1
+    assert_same_scan(got, reference)
