@@ -145,6 +145,8 @@ def test_keyboard_enter_and_space_show_site(browser, built_story: Path, story_da
         page.keyboard.press("Tab")  # first fragment
         first = page.evaluate("() => document.activeElement.closest('.frag').dataset.site")
         assert first == str(story_data.cached_ids[0])
+        ring = page.evaluate("() => getComputedStyle(document.activeElement, '::after').boxShadow")
+        assert "inset" in ring  # a visible focus ring drawn over the image
         page.keyboard.press("Enter")
         _wait_for_site(page, int(first))
         lat, lon = _center(page)
