@@ -179,3 +179,29 @@ def test_scan_choice(story_data: StoryFixture, tmp_path: Path) -> None:
     result = build_story(article, db, tmp_path / "one", scan_id=1)
     assert result.scan_id == 1
     assert list(result.fragment_ids) == sorted(result.fragment_ids, reverse=True)  # prob grows with id here
+
+
+def test_fragment_at_the_edge_of_the_imagery_is_cut_to_it(story_data: StoryFixture, tmp_path: Path) -> None:
+    import math
+
+    import mercantile
+
+    from tests.story.conftest import PATCHES, ZOOM, _insert, _polygon
+
+    db = tmp_path / "edge.db"
+    shutil.copyfile(story_data.db, db)
+    shutil.copyfile(story_data.cache, tmp_path / "edge-tiles.mbtiles")
+    t0 = mercantile.tile(PATCHES[0][1], PATCHES[0][2], ZOOM)
+    west = mercantile.bounds(t0.x, t0.y, ZOOM).west
+    lat = mercantile.bounds(t0.x, t0.y + 2, ZOOM).north
+    lon = west + 45 / (111_320 * math.cos(math.radians(lat)))  # 45 m inside the imagery's west edge
+    conn = connect(db)
+    edge_id = _insert(conn, _polygon(lon, lat, 60, seed=5), lat, lon, 0.9, thumb=None)
+    conn.close()
+    article = write_article(tmp_path, [edge_id, story_data.cached_ids[0]])
+    result = build_story(article, db, tmp_path / "site")
+    assert result.fragment_origins == {"cache": 2}
+    frag = next(f for f in _data(tmp_path / "site")["fragments"] if f["id"] == edge_id)
+    (south, w), (north, e) = frag["bounds"]
+    assert w >= west - 1e-6  # no black margin beyond the imagery
+    assert (e - w) * math.cos(math.radians(lat)) < (north - south)  # narrower than tall: the margin was cut

@@ -71,9 +71,10 @@ def test_bad_inputs_are_refused_by_name() -> None:
 
 def test_size_classes_follow_hectares() -> None:
     assert size_classes_by_area([5.0, 0.2, 1.0]) == [2, 0, 1]
-    classes = size_classes_by_area([0.1 * i for i in range(12)])
+    classes = size_classes_by_area([0.1 * i for i in range(1, 13)])
     assert classes == sorted(classes)
     assert set(classes) == {0, 1, 2}
+    assert size_classes_by_area([9.2, 8.2, 8.3]) == [1, 1, 1]  # similar sites, similar cells
     assert size_classes_by_area([]) == []
 
 

@@ -203,8 +203,6 @@ def _write_tiles(
     written: dict[int, list[tuple[int, int]]] = {}
     by_source: dict[tuple[str, int], list[LngLatBbox]] = {}
     for f in fragments:
-        if f.image.origin != "cache":
-            continue
         by_source.setdefault((f.site.imagery_source_id, f.site.zoom), []).append(_grow(fragment_bbox(f.site), 1.0))
     # One exported tile set per page: the source with the most fragments (a story is told from one scan).
     if not by_source:

@@ -56,17 +56,40 @@ def fragment_bbox(site: Site) -> LngLatBbox:
     return LngLatBbox(max(w, -180.0), max(s, -85.0), min(e, 180.0), min(n, 85.0))
 
 
+def _has_imagery(cache: TileCache, source_id: str, z: int, x: int, y: int) -> bool:
+    row = cache.get(source_id, z, x, y)
+    return row is not None and row["status"] == "ok" and row["data"] is not None
+
+
 def cached_share(cache: TileCache, source_id: str, bbox: LngLatBbox, zoom: int) -> float:
     """Share (0..1) of the tiles covering bbox at zoom that the cache holds with imagery."""
     tiles = list(tiles_for_bbox(bbox, zoom))
     if not tiles:
         return 0.0
-    have = 0
-    for z, x, y in tiles:
-        row = cache.get(source_id, z, x, y)
-        if row is not None and row["status"] == "ok" and row["data"] is not None:
-            have += 1
-    return have / len(tiles)
+    return sum(_has_imagery(cache, source_id, *t) for t in tiles) / len(tiles)
+
+
+def covered_crop(cache: TileCache, source_id: str, bbox: LngLatBbox, zoom: int) -> LngLatBbox | None:
+    """bbox shrunk to the extent of the cached tiles with imagery inside it (None when there are none)."""
+    ok = [(x, y) for z, x, y in tiles_for_bbox(bbox, zoom) if _has_imagery(cache, source_id, z, x, y)]
+    if not ok:
+        return None
+    ul = mercantile.bounds(min(x for x, _ in ok), min(y for _, y in ok), zoom)
+    lr = mercantile.bounds(max(x for x, _ in ok), max(y for _, y in ok), zoom)
+    west, east = max(bbox.west_deg, ul.west), min(bbox.east_deg, lr.east)
+    south, north = max(bbox.south_deg, lr.south), min(bbox.north_deg, ul.north)
+    if west >= east or south >= north:
+        return None
+    return LngLatBbox(west, south, east, north)
+
+
+def _contains(outer: LngLatBbox, inner: LngLatBbox) -> bool:
+    return (
+        outer.west_deg <= inner.west_deg
+        and outer.south_deg <= inner.south_deg
+        and outer.east_deg >= inner.east_deg
+        and outer.north_deg >= inner.north_deg
+    )
 
 
 def _save_sizes(pixels: np.ndarray, out_dir: Path, stem: str, rel_prefix: str) -> tuple[tuple[int, str], ...]:
@@ -88,8 +111,18 @@ def write_fragment(
     """Cut one fragment from the cached imagery (else the detection's thumbnail) and save its web sizes."""
     bbox = fragment_bbox(site)
     stem = f"site-{site.id}"
-    if source is not None and cache is not None and cached_share(cache, site.imagery_source_id, bbox, site.zoom) >= 0.999:
-        image = render_bbox(source, bbox, site.zoom, max_px=FRAGMENT_MAX_PX)
+    crop = None
+    if source is not None and cache is not None:
+        # Near the edge of the scanned imagery the margin is cut back to what the cache holds.
+        crop = covered_crop(cache, site.imagery_source_id, bbox, site.zoom)
+    complete = (
+        crop is not None
+        and cache is not None
+        and _contains(crop, site.bbox)
+        and cached_share(cache, site.imagery_source_id, crop, site.zoom) >= 0.999
+    )
+    if complete and crop is not None and source is not None:
+        image = render_bbox(source, crop, site.zoom, max_px=FRAGMENT_MAX_PX)
         files = _save_sizes(image.pixels, out_dir, stem, rel_prefix)
         return FragmentImage(files, image.width_px, image.height_px, image.bbox, "cache")
     if site.thumbnail:
@@ -100,8 +133,8 @@ def write_fragment(
         else:
             files = _save_sizes(pixels, out_dir, stem, rel_prefix)
             return FragmentImage(files, int(pixels.shape[1]), int(pixels.shape[0]), None, "thumbnail")
-    if source is not None and cache is not None and cached_share(cache, site.imagery_source_id, bbox, site.zoom) > 0:
-        image = render_bbox(source, bbox, site.zoom, max_px=FRAGMENT_MAX_PX)
+    if crop is not None and source is not None:
+        image = render_bbox(source, crop, site.zoom, max_px=FRAGMENT_MAX_PX)
         files = _save_sizes(image.pixels, out_dir, stem, rel_prefix)
         return FragmentImage(files, image.width_px, image.height_px, image.bbox, "cache")
     warnings.warn(

@@ -19,6 +19,7 @@ MAX_ROW_SPAN = 3
 MAX_ASPECT = 3.0  # widest allowed w/h (and tallest h/w is 1/MIN_ASPECT)
 MIN_ASPECT = 0.5
 SEARCH_NODE_LIMIT = 200_000
+SIMILAR_AREA_RATIO = 1.6
 
 
 @dataclass(frozen=True)
@@ -60,14 +61,18 @@ class BlockPacking:
 
 
 def size_classes_by_area(areas_ha: Sequence[float], n_classes: int = 3) -> list[int]:
-    """Size class (0 = smallest) of each fragment from its hectares: rank terciles over the whole story."""
+    """Size class (0 = smallest) of each fragment from its hectares, on a log scale over the story's range.
+
+    Sites of similar size (all within a factor SIMILAR_AREA_RATIO) share the middle class, so small
+    differences are not exaggerated into large and small cells.
+    """
     if not areas_ha:
         return []
-    order = sorted(range(len(areas_ha)), key=lambda i: (areas_ha[i], i))
-    classes = [0] * len(areas_ha)
-    for rank, i in enumerate(order):
-        classes[i] = min(n_classes - 1, rank * n_classes // len(areas_ha))
-    return classes
+    logs = [math.log(max(a, 1e-6)) for a in areas_ha]
+    lo, hi = min(logs), max(logs)
+    if hi - lo < math.log(SIMILAR_AREA_RATIO):
+        return [n_classes // 2] * len(areas_ha)
+    return [min(n_classes - 1, int((v - lo) / (hi - lo) * n_classes)) for v in logs]
 
 
 def _shapes(columns: int) -> list[tuple[int, int]]:
