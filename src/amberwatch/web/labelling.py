@@ -36,6 +36,18 @@ class Item:
     bbox: LngLatBbox
     capture_date: str | None
 
+    @property
+    def chip_bbox(self) -> LngLatBbox:
+        """The area the chip shows: the item with a margin (a cell gets its neighbours for context)."""
+        return padded_bbox(*self.bbox.as_tuple(), pad_frac=0.25 if self.key.startswith("d") else 1.0)
+
+    def outline(self) -> list[float]:
+        """The item's box within its chip as fractions [left, top, right, bottom] of the chip's width and height."""
+        c, b = self.chip_bbox, self.bbox
+        w, h = c.east_deg - c.west_deg, c.north_deg - c.south_deg
+        return [round(v, 4) for v in ((b.west_deg - c.west_deg) / w, (c.north_deg - b.north_deg) / h,
+                                      (b.east_deg - c.west_deg) / w, (c.north_deg - b.south_deg) / h)]
+
     def as_dict(self, threshold: float) -> dict:
         """JSON-ready form for the page."""
         lon, lat = self.bbox.center_deg
@@ -43,7 +55,7 @@ class Item:
             "key": self.key, "kind": "detection" if self.key.startswith("d") else "cell",
             "scan_id": self.scan_id, "prob": round(self.prob, 4), "threshold": threshold,
             "lon": round(lon, 6), "lat": round(lat, 6), "capture_date": self.capture_date,
-            "chip_url": f"/api/label/chip.jpg?key={self.key}",
+            "chip_url": f"/api/label/chip.jpg?key={self.key}", "outline": self.outline(),
         }
 
 
@@ -153,8 +165,7 @@ def item_chip(conn: sqlite3.Connection, cache: TileCache, item: Item) -> np.ndar
     if item.key.startswith("d"):
         return detection_chip(conn, cache, int(item.key[1:]))
     scan = _scan(conn, item.scan_id)
-    pixels = render_from_cache(cache, scan["imagery_source_id"], padded_bbox(*item.bbox.as_tuple(), pad_frac=1.0),
-                               int(scan["zoom"]))
+    pixels = render_from_cache(cache, scan["imagery_source_id"], item.chip_bbox, int(scan["zoom"]))
     if pixels is None:
         raise NotFoundError(f"no cached imagery for chip {item.key!r}")
     return pixels

@@ -50,6 +50,7 @@ window.aw = (function () {
     const msg = document.getElementById('token-msg');
     const logout = document.getElementById('logout');
     async function tryToken(t) {
+      if (!t) { form.hidden = false; logout.hidden = true; return; }
       try {
         const me = await api('/api/me', { token: t });
         setToken(t);

@@ -4,7 +4,7 @@
 (function () {
   const { el, api, pct } = window.aw;
   const params = new URL(location.href).searchParams;
-  const state = { token: null, queue: [], current: null, done: [], session: 0, scanLabelled: 0, busy: false, scanId: null };
+  const state = { token: null, queue: [], current: null, done: [], session: 0, scanLabelled: 0, scanId: null };
   window.amberwatchLabel = state;   // for the browser tests
 
   function show() {
@@ -14,12 +14,17 @@
       `${state.session} labelled this session · ${state.scanLabelled} in scan #${state.scanId} · ${state.queue.length + (state.current ? 1 : 0)} queued`;
     if (!state.current) {
       img.removeAttribute('src');
+      document.getElementById('outline').hidden = true;
       info.textContent = 'No more chips to label in this scan.';
       document.body.dataset.chip = '';
       return;
     }
     const it = state.current;
     img.src = it.chip_url;
+    const box = document.getElementById('outline');
+    const [x0, y0, x1, y1] = it.outline;
+    Object.assign(box.style, { left: `${x0 * 100}%`, top: `${y0 * 100}%`, width: `${(x1 - x0) * 100}%`, height: `${(y1 - y0) * 100}%` });
+    box.hidden = false;
     info.textContent = `${it.kind} ${it.key} · P(mining) ${pct(it.prob)} (threshold ${pct(it.threshold)}) · ` +
       `${it.lat.toFixed(5)}, ${it.lon.toFixed(5)} · ${it.capture_date || 'date unknown'}`;
     document.body.dataset.chip = it.key;
@@ -38,9 +43,8 @@
   }
 
   async function answer(label) {
-    if (state.busy || !state.current) return;
-    state.busy = true;
-    const msg = document.getElementById('label-msg');
+    if (!state.current) return;
+        const msg = document.getElementById('label-msg');
     const it = state.current;
     const category = document.getElementById('category').value || null;
     try {
@@ -56,15 +60,12 @@
       if (state.queue.length < 5) await refill();
     } catch (e) {
       msg.textContent = e.message;
-    } finally {
-      state.busy = false;
     }
   }
 
   async function undo() {
-    if (state.busy || !state.done.length) return;
-    state.busy = true;
-    const msg = document.getElementById('label-msg');
+    if (!state.done.length) return;
+        const msg = document.getElementById('label-msg');
     const last = state.done.pop();
     try {
       await api(`/api/label/${last.action.action_id}/undo`, { method: 'POST', token: state.token });
@@ -79,12 +80,14 @@
     } catch (e) {
       state.done.push(last);
       msg.textContent = e.message;
-    } finally {
-      state.busy = false;
     }
   }
 
-  const KEYS = { y: () => answer('mining'), n: () => answer('not_mining'), s: () => answer('skip'), u: undo };
+  // Keys pressed faster than the server answers are queued and run in order, never dropped.
+  let chain = Promise.resolve();
+  const enqueue = (fn) => () => { chain = chain.then(fn); return chain; };
+  const KEYS = { y: enqueue(() => answer('mining')), n: enqueue(() => answer('not_mining')),
+    s: enqueue(() => answer('skip')), u: enqueue(undo) };
   document.addEventListener('keydown', (ev) => {
     if (!state.token || ev.ctrlKey || ev.metaKey || ev.altKey) return;
     if (['INPUT', 'TEXTAREA', 'SELECT'].includes(document.activeElement.tagName)) return;

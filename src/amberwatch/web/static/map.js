@@ -10,7 +10,7 @@
   // Exposed for the browser tests (load time, frame rate) and for debugging.
   const AW = window.amberwatch = { ready: false, loadMs: null, count: 0 };
 
-  const map = L.map('map', { preferCanvas: true, zoomSnap: 1 }).setView([51.3, 26.9], 9);
+  const map = L.map('map', { preferCanvas: true, zoomSnap: 1, minZoom: 2, maxZoom: 20 }).setView([51.3, 26.9], 9);
   const renderer = L.canvas({ padding: 0.3 });
   AW.map = map;
 
@@ -20,6 +20,7 @@
   let byId = new Map();
   let filtered = [];
   let imagery = null;
+  let loading = false;               // markers are being added to the cluster group in chunks
   const polygons = new Map();        // id -> L.Polygon currently on the map (only those near the view)
   const polygonLayer = L.layerGroup().addTo(map);
   const selectedRing = L.layerGroup().addTo(map);
@@ -28,7 +29,16 @@
     chunkedLoading: true, chunkInterval: 150, chunkDelay: 5,
     showCoverageOnHover: false, spiderfyOnMaxZoom: false, disableClusteringAtZoom: POLYGON_ZOOM,
     removeOutsideVisibleBounds: true,
-    chunkProgress: (done, total) => { if (done === total) markReady(); },
+    // Coloured like the sites (by the most confident site inside), so the legend holds at every zoom.
+    iconCreateFunction: (cluster) => {
+      const best = cluster.getAllChildMarkers().reduce((a, m) => Math.max(a, m.options.prob), 0);
+      const n = cluster.getChildCount();
+      const size = n < 100 ? 'small' : n < 1000 ? 'medium' : 'large';
+      return L.divIcon({ html: '<div><span>' + n + '</span></div>', iconSize: L.point(40, 40),
+        className: `marker-cluster cluster cluster-${size} ${confClass(best)}` });
+    },
+    // Also called (0, 0) when the empty group is added to the map: only a load we started counts.
+    chunkProgress: (done, total) => { if (loading && done === total) { loading = false; markReady(); } },
   });
   map.addLayer(clusters);
 
@@ -87,7 +97,7 @@
     document.getElementById('map').classList.toggle('plain', wanted === 'plain');
     if (wanted !== 'imagery' || !s) return;
     imagery = L.tileLayer(`/tiles/${encodeURIComponent(s.imagery_source_id)}/{z}/{x}/{y}`, {
-      minZoom: Math.max(0, s.zoom - 2), maxZoom: 21, minNativeZoom: s.zoom, maxNativeZoom: s.zoom,
+      minZoom: Math.max(0, s.zoom - 2), maxZoom: 20, minNativeZoom: s.zoom, maxNativeZoom: s.zoom,
       attribution: 'Imagery: ' + s.imagery, errorTileUrl: 'data:image/gif;base64,R0lGODlhAQABAAAAACw=',
     });
     imagery.addTo(map).bringToBack();
@@ -97,7 +107,8 @@
   function makeMarker(f) {
     const p = f.properties;
     const cls = 'dot ' + confClass(p.mean_prob) + (p.review ? ' reviewed-' + (p.review === 'confirmed' ? 'yes' : 'no') : '');
-    const m = L.marker([p.lat, p.lon], { icon: L.divIcon({ className: cls, iconSize: [14, 14] }), keyboard: false });
+    const m = L.marker([p.lat, p.lon], { icon: L.divIcon({ className: cls, iconSize: [14, 14] }), keyboard: false,
+      prob: p.mean_prob });
     m.on('click', () => select(f.id, { fly: true }));
     return m;
   }
@@ -158,7 +169,8 @@
     });
     AW.ready = false;
     clusters.clearLayers();
-    if (filtered.length) clusters.addLayers(filtered.map((f) => f.marker)); else markReady();
+    loading = filtered.length > 0;
+    if (loading) clusters.addLayers(filtered.map((f) => f.marker)); else markReady();
     polygonLayer.clearLayers();
     polygons.clear();
     refreshPolygons();
@@ -209,9 +221,11 @@
           verdict, category: verdict === 'not_mining' ? category.value : null, comment: comment.value } });
         p.pending = (p.pending || 0) + 1;
         msg.textContent = 'Thank you: a reviewer will check your correction.';
+        msg.classList.add('ok');
         status.textContent = reviewLine(p);
       } catch (e) {
         msg.textContent = 'Not sent: ' + e.message;
+        msg.classList.remove('ok');
       }
     }
     const status = el('p', { className: 'review-line' }, reviewLine(p));
@@ -227,7 +241,7 @@
         el('dt', {}, 'Model'), el('dd', {}, p.model_version)),
       status,
       el('label', { className: 'share-row' }, 'Share ', share),
-      el('details', { className: 'correct' },
+      el('details', { className: 'correct', ontoggle: () => { if (map._popup) map._popup.update(); } },
         el('summary', {}, 'Is this right?'),
         el('div', { className: 'row' }, el('button', { type: 'button', className: 'confirm', onclick: () => send('confirmed') }, 'Yes, mining')),
         el('div', { className: 'row' }, 'No, it is ', category,
@@ -250,13 +264,10 @@
       AW.selected = f.id;
     };
     if (fly) {
-      const b = L.geoJSON(f).getBounds();
-      map.once('moveend', open);
-      map.fitBounds(b, { maxZoom: Math.max(POLYGON_ZOOM + 2, map.getZoom()), animate: false });
-      if (map.getBounds().contains(b) && map.getZoom() >= POLYGON_ZOOM + 2) open();
-    } else {
-      open();
+      // Not animated, so the view is final before the popup opens.
+      map.fitBounds(L.geoJSON(f).getBounds(), { maxZoom: Math.max(POLYGON_ZOOM + 2, map.getZoom()), animate: false });
     }
+    open();
     return true;
   }
 

@@ -1,0 +1,61 @@
+"""The web CLI: 'users add' prints a token whose hash alone is stored; 'amberwatch serve' serves the map in a real process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from click.testing import CliRunner
+
+from amberwatch.cli import main
+from amberwatch.db import connect
+from amberwatch.web.users import hash_token
+from tests.web.conftest import free_port
+
+
+def test_users_add_prints_token_and_stores_only_its_hash(tmp_path):
+    db = tmp_path / "p.db"
+    result = CliRunner().invoke(main, ["users", "add", "olena", "--reviewer", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    token = result.output.strip()
+    assert len(token) >= 32
+    rows = connect(db).execute("SELECT name, role, token_sha256 FROM web_users").fetchall()
+    assert [tuple(r) for r in rows] == [("olena", "reviewer", hash_token(token))]
+    assert token.encode() not in db.read_bytes()
+    again = CliRunner().invoke(main, ["users", "add", "olena", "--db", str(db)])
+    assert again.exit_code == 1 and "'olena' already exists" in again.output
+    bad = CliRunner().invoke(main, ["users", "add", "bad name!", "--db", str(db)])
+    assert bad.exit_code == 1 and "'bad name!'" in bad.output
+    listed = CliRunner().invoke(main, ["users", "list", "--db", str(db)])
+    assert listed.output.split() == ["olena", "reviewer"]
+
+
+def test_serve_bad_port_is_usage_error(tmp_path):
+    result = CliRunner().invoke(main, ["serve", "--db", str(tmp_path / "p.db"), "--port", "70000"])
+    assert result.exit_code == 2
+
+
+def test_amberwatch_serve_in_subprocess(project):
+    port = free_port()
+    exe = Path(sys.executable).with_name("amberwatch")
+    cmd = [str(exe), "serve", "--db", str(project.db_path), "--port", str(port), "--cache", str(project.cache_path)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "NO_PROXY": "*"})
+    try:
+        deadline, r = time.monotonic() + 30, None
+        while time.monotonic() < deadline:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, proc.stderr.read().decode()
+                time.sleep(0.2)
+        assert r is not None and r.status_code == 200 and "leaflet.js" in r.text
+        fc = httpx.get(f"http://127.0.0.1:{port}/api/detections?scan={project.scan_id}", timeout=5).json()
+        assert len(fc["features"]) == 5
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
