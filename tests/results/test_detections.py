@@ -1,0 +1,85 @@
+"""Detections: cells merged across tile edges, geodesic hectares, specks dropped, rebuilt idempotently."""
+
+from __future__ import annotations
+
+import json
+
+import mercantile
+import pytest
+from pyproj import Geod, Transformer
+from shapely.geometry import Polygon, shape
+
+from amberwatch.results.detections import find_detections, geodesic_area_ha, rebuild_detections
+from tests.results.scan_db import CELLS, ZOOM, make_scan_db, patch_grids
+
+X0, Y0 = mercantile.tile(26.9, 51.32, ZOOM)[:2]
+
+
+def test_patch_straddling_four_tiles_is_one_polygon(tmp_path):
+    # A 4 x 4-cell patch centred on the corner shared by four tiles.
+    grids = patch_grids(X0, Y0, range(CELLS - 2, CELLS + 2), range(CELLS - 2, CELLS + 2))
+    conn = make_scan_db(tmp_path / "p.db", grids)
+    found = find_detections(conn, 1, min_area_ha=0.0)
+    assert len(found) == 1
+    det = found[0]
+    assert det.n_cells == 16
+    assert det.geometry.geom_type == "Polygon" and len(det.geometry.exterior.coords) == 5  # one clean square
+    west, south, east, north = det.geometry.bounds
+    corner_lon, corner_lat = mercantile.ul(X0 + 1, Y0 + 1, ZOOM)
+    assert west < corner_lon < east and south < corner_lat < north
+    # 16 cells of (256/8 px * ~0.373 m)^2 ≈ 0.228 ha
+    assert det.area_ha == pytest.approx(16 * (32 * 0.3733) ** 2 / 1e4, rel=0.01)
+    assert det.max_prob == pytest.approx(230 / 255) and det.capture_date == "2015-10-05"
+    assert det.geometry.exterior.is_ccw
+
+
+def test_separate_patches_and_small_specks(tmp_path):
+    grids = patch_grids(X0, Y0, range(0, 3), range(0, 3))
+    grids[(X0 + 1, Y0 + 1)][7, 7] = 0.95  # a lone cell far from the patch
+    conn = make_scan_db(tmp_path / "s.db", grids)
+    assert len(find_detections(conn, 1, min_area_ha=0.0)) == 2
+    # 9 cells ≈ 0.13 ha; a single cell ≈ 0.014 ha: the default 0.05 ha floor drops the speck only.
+    kept = find_detections(conn, 1, min_area_ha=0.05)
+    assert [d.n_cells for d in kept] == [9]
+
+
+def test_threshold_is_inclusive_and_diagonal_cells_join(tmp_path):
+    grids = patch_grids(X0, Y0, range(0), range(0))
+    grids[(X0, Y0)][2, 2] = 0.5
+    grids[(X0, Y0)][3, 3] = 0.8
+    grids[(X0, Y0)][5, 5] = 0.49
+    conn = make_scan_db(tmp_path / "t.db", grids, threshold=0.5)
+    found = find_detections(conn, 1, min_area_ha=0.0)
+    assert [d.n_cells for d in found] == [2]
+    assert found[0].geometry.geom_type == "MultiPolygon"  # two squares touching at a corner
+
+
+def test_rebuild_replaces_detections_in_one_go(tmp_path):
+    grids = patch_grids(X0, Y0, range(CELLS - 2, CELLS + 2), range(CELLS - 2, CELLS + 2))
+    conn = make_scan_db(tmp_path / "r.db", grids)
+    assert rebuild_detections(conn, 1, min_area_ha=0.05, cache_path=None) == 1
+    assert rebuild_detections(conn, 1, min_area_ha=0.05, cache_path=None) == 1
+    rows = conn.execute("SELECT scan_id, geometry_geojson, area_ha, model_version, centroid_lon, west, east"
+                        " FROM detections").fetchall()
+    assert len(rows) == 1
+    row = rows[0]
+    geom = shape(json.loads(row["geometry_geojson"]))
+    assert row["model_version"] == "7" and row["west"] < row["centroid_lon"] < row["east"]
+    assert row["area_ha"] == pytest.approx(geodesic_area_ha(geom))
+
+
+def test_area_of_a_1km_square_at_51n_matches_an_equal_area_projection():
+    # A 1 km x 1 km square built in a Lambert azimuthal equal-area projection centred at 51N, 26.9E.
+    laea = "+proj=laea +lat_0=51 +lon_0=26.9 +x_0=0 +y_0=0 +ellps=WGS84 +units=m"
+    to_ll = Transformer.from_crs(laea, "EPSG:4326", always_xy=True)
+    steps = 50
+    ring = []
+    for side in range(4):
+        for i in range(steps):
+            t = i / steps * 1000 - 500
+            x, y = [(t, -500), (500, t), (-t, 500), (-500, -t)][side]
+            ring.append(to_ll.transform(x, y))
+    square = Polygon(ring)
+    assert geodesic_area_ha(square) == pytest.approx(100.0, rel=0.005)
+    area_m2, _ = Geod(ellps="WGS84").geometry_area_perimeter(square)
+    assert geodesic_area_ha(square) == pytest.approx(abs(area_m2) / 1e4, rel=1e-9)

@@ -1,0 +1,77 @@
+"""GeoTIFF imagery in a UTM CRS, resampling to the model's resolution, and refusing coarse imagery."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from pyproj import Transformer
+from rasterio.transform import from_origin
+
+from amberwatch.errors import ResolutionError
+from amberwatch.scan.aoi import aoi_from_bbox
+from amberwatch.scan.engine import ScanSettings, model_tile_px, run_scan
+from tests.scan.conftest import CENTER, texty_image
+
+UTM35N = "EPSG:32635"
+
+
+def write_utm_geotiff(path, pixels: np.ndarray, resolution_m: float) -> tuple[float, float, float, float]:
+    """Write pixels as an RGB GeoTIFF in UTM 35N centred on CENTER; returns its lon/lat bounds (inset)."""
+    to_utm = Transformer.from_crs("EPSG:4326", UTM35N, always_xy=True)
+    cx, cy = to_utm.transform(*CENTER)
+    h, w = pixels.shape[:2]
+    left, top = cx - w * resolution_m / 2, cy + h * resolution_m / 2
+    with rasterio.open(
+        path, "w", driver="GTiff", width=w, height=h, count=3, dtype="uint8", crs=UTM35N,
+        transform=from_origin(left, top, resolution_m, resolution_m),
+    ) as dst:
+        dst.write(np.moveaxis(pixels, 2, 0))
+    to_ll = Transformer.from_crs(UTM35N, "EPSG:4326", always_xy=True)
+    west, south = to_ll.transform(left + 40, top - h * resolution_m + 40)
+    east, north = to_ll.transform(left + w * resolution_m - 40, top - 40)
+    return west, south, east, north
+
+
+def test_utm_geotiff_is_scanned(tmp_path):
+    tif = tmp_path / "positive1_utm.tif"
+    west, south, east, north = write_utm_geotiff(tif, texty_image("positive1"), 0.38)
+    aoi = aoi_from_bbox(f"{west},{south},{east},{north}")
+    out = run_scan(aoi, str(tif), 18, tmp_path / "tif.db", ScanSettings(workers=1, progress=False))
+    assert out.tiles_total >= 4
+    assert out.tiles_failed == 0
+    assert out.tiles_done >= 4
+    assert out.area_scanned_km2 > 0.05
+
+
+def test_coarse_geotiff_is_refused(tmp_path):
+    tif = tmp_path / "coarse.tif"
+    pixels = np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)
+    west, south, east, north = write_utm_geotiff(tif, pixels, 5.0)
+    aoi = aoi_from_bbox(f"{west},{south},{east},{north}")
+    with pytest.raises(ResolutionError, match=r"coarse.tif.*native resolution of [\d.]+ m/px, coarser than the 1.2"):
+        run_scan(aoi, str(tif), 18, tmp_path / "coarse.db", ScanSettings(workers=1, progress=False))
+
+
+def test_tiles_are_resampled_to_whole_cells_at_the_model_resolution():
+    # z18 at 51°N (~0.37 m/px) is within a cell of the model's 0.38 m/px: no resampling.
+    assert model_tile_px(0.373, 0.38, 32) == 256
+    # z17 (~0.75 m/px) doubles, z19 (~0.19 m/px) halves; always whole cells.
+    assert model_tile_px(0.746, 0.38, 32) == 512
+    assert model_tile_px(0.187, 0.38, 32) == 128
+    assert model_tile_px(0.02, 0.38, 32) == 32
+
+
+def test_coarser_zoom_is_resampled_to_the_model_resolution(tmp_path):
+    import sqlite3
+
+    tif = tmp_path / "positive1_utm.tif"
+    west, south, east, north = write_utm_geotiff(tif, texty_image("positive1"), 0.38)
+    aoi = aoi_from_bbox(f"{west},{south},{east},{north}")
+    db = tmp_path / "z17.db"
+    out = run_scan(aoi, str(tif), 17, db, ScanSettings(workers=1, progress=False))
+    assert out.tiles_done >= 1 and out.tiles_failed == 0
+    conn = sqlite3.connect(db)
+    cells = {r[0] for r in conn.execute("SELECT grid_cells FROM scan_tiles WHERE status = 'done'")}
+    conn.close()
+    assert cells == {16}  # a 0.75 m/px tile becomes 512 model pixels = 16 cells of 32 px
