@@ -32,7 +32,7 @@ class GridLayout:
 
 
 DESKTOP = GridLayout("desktop", 6, ((1, 1), (2, 2), (3, 3)))
-PHONE = GridLayout("phone", 4, ((1, 1), (2, 1), (2, 2)))
+PHONE = GridLayout("phone", 4, ((1, 1), (2, 2), (3, 3)))
 
 
 @dataclass(frozen=True)
