@@ -210,3 +210,29 @@ def test_pixels_of_review_example_are_rgb(client, project):
     out = client.post(f"/api/feedback/{fid}/accept", headers=auth(project.reviewer_token)).json()
     px = ExampleStore(connect(project.db_path)).pixels(out["example_id"])
     assert px.dtype == np.uint8 and px.ndim == 3
+
+
+def test_label_area_sample_units_blind_through_area_review(client, project):
+    from amberwatch.results.area_review import pending_units
+    from amberwatch.results.sampling import draw_sample, sample_units
+
+    conn = connect(project.db_path)
+    sample = draw_sample(conn, project.scan_id, 6, allocation="equal", seed=1)
+    h = auth(project.reviewer_token)
+    q = client.get(f"/api/label/queue?sample={sample.sample_id}", headers=h).json()
+    assert q["sample_id"] == sample.sample_id and q["scan_id"] == project.scan_id and q["labelled"] == 0
+    assert len(q["items"]) == 6 and all(i["kind"] == "unit" and i["prob"] is None for i in q["items"])
+    first, second = q["items"][0], q["items"][1]
+    assert decode_image(client.get(first["chip_url"]).content).mean() > 20
+    r = client.post("/api/label", json={"key": first["key"], "label": "mining"}, headers=h)
+    assert r.status_code == 201 and r.json()["example_id"] is None     # a reference label, not a training example
+    client.post("/api/label", json={"key": second["key"], "label": "skip"}, headers=h)
+    unit_id = int(first["key"].split("/")[1])
+    assert {u["unit_id"]: u["reference_class"] for u in sample_units(conn, sample.sample_id)}[unit_id] == "mining"
+    assert len(pending_units(conn, sample.sample_id)) == 5
+    q2 = client.get(f"/api/label/queue?sample={sample.sample_id}", headers=h).json()
+    assert q2["labelled"] == 1 and q2["items"][-1]["key"] == second["key"]   # skipped units come last
+    assert ExampleStore(conn).examples(status=None) == []
+    missing = client.post("/api/label", json={"key": f"u{sample.sample_id}/99999", "label": "mining"}, headers=h)
+    assert missing.status_code == 404 and "99999" in missing.json()["error"]
+    assert client.get("/api/label/queue?sample=777", headers=h).status_code == 404

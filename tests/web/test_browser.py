@@ -94,6 +94,10 @@ def test_flag_review_accept_flow(page, live, project):
     page.goto(f"{live.url}/#d={did}")                             # the share link reopens the site
     page.locator(f".leaflet-popup .popup[data-id='{did}']").wait_for()
     assert page.locator(".popup .review-line").inner_text() == "Reviewed: not mining"
+    wait_ready(page)
+    page.wait_for_function("() => document.querySelector('.popup img.thumb').naturalWidth > 0")
+    page.wait_for_function("() => document.querySelectorAll('.leaflet-tile-loaded').length >= 4")
+    page.wait_for_timeout(400)                                     # popup fade-in
     page.screenshot(path=str(artifacts_dir() / "web_shared_reviewed.png"))
 
     page.locator("#search").fill("51.32, 26.90")
@@ -162,3 +166,23 @@ def test_map_with_10000_detections(page, tmp_path):
         assert outside == []
         assert load_ms < 15_000
         assert fps_clusters >= 10 and fps_polygons >= 10
+
+
+def test_label_area_sample_units(page, live, project):
+    from amberwatch.results.sampling import draw_sample, sample_units
+
+    conn = connect(project.db_path)
+    sample = draw_sample(conn, project.scan_id, 4, allocation="equal", seed=2)
+    outside = offline(page, live.url)
+    page.goto(f"{live.url}/label?sample={sample.sample_id}")
+    page.locator("#token").fill(project.reviewer_token)
+    page.locator("#token").press("Enter")
+    page.wait_for_function("() => document.body.dataset.chip && document.getElementById('chip').naturalWidth > 0")
+    assert "blind review" in page.locator("#chip-info").inner_text()
+    page.screenshot(path=str(artifacts_dir() / "web_label_sample.png"))
+    key = page.evaluate("document.body.dataset.chip")
+    page.keyboard.press("n")
+    page.wait_for_function("(k) => document.body.dataset.chip !== k", arg=key)
+    assert f"in area sample #{sample.sample_id}" in page.locator("#progress").inner_text()
+    refs = {f"u{sample.sample_id}/{u['unit_id']}": u["reference_class"] for u in sample_units(conn, sample.sample_id)}
+    assert refs[key] == "not_mining" and outside == []

@@ -1,7 +1,10 @@
 """The labelling page's queue: the scan's most uncertain chips (probability closest to the model threshold) and their labels.
 
-Items are keyed ``d<detection id>`` (a detection) or ``c<scan>/<z>/<x>/<y>/<row>/<col>`` (one cell of a
-tile's probability grid). Chips are rendered from the tile cache; labels go to the example store.
+Items are keyed ``d<detection id>`` (a detection), ``c<scan>/<z>/<x>/<y>/<row>/<col>`` (one cell of a
+tile's probability grid) or ``u<sample>/<unit>`` (a unit of an area sample, reviewed blind to the map).
+Chips are rendered from the tile cache. Labels of detections and cells go to the example store; a sample
+unit's label is its reference class (through ``amberwatch.results.area_review``) and is kept out of the
+training examples so the accuracy assessment stays independent of training.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from amberwatch.web.chips import detection_chip, padded_bbox, render_from_cache
 
 LABELS = ("mining", "not_mining", "skip")
 CELL_MARGIN = 0.25  # only tiles whose max probability is within this of the threshold can hold candidate cells
-_KEY_RE = re.compile(r"^(?:d(\d+)|c(\d+)/(\d+)/(\d+)/(\d+)/(\d+)/(\d+))$")
+_KEY_RE = re.compile(r"^(?:d(\d+)|c(\d+)/(\d+)/(\d+)/(\d+)/(\d+)/(\d+)|u(\d+)/(\d+))$")
 
 
 @dataclass(frozen=True)
@@ -32,9 +35,14 @@ class Item:
 
     key: str
     scan_id: int
-    prob: float
+    prob: float | None          # None for sample units: reviewed blind to the map
     bbox: LngLatBbox
     capture_date: str | None
+
+    @property
+    def kind(self) -> str:
+        """'detection', 'cell' or 'unit'."""
+        return {"d": "detection", "c": "cell", "u": "unit"}[self.key[0]]
 
     @property
     def chip_bbox(self) -> LngLatBbox:
@@ -48,25 +56,28 @@ class Item:
         return [round(v, 4) for v in ((b.west_deg - c.west_deg) / w, (c.north_deg - b.north_deg) / h,
                                       (b.east_deg - c.west_deg) / w, (c.north_deg - b.south_deg) / h)]
 
-    def as_dict(self, threshold: float) -> dict:
+    def as_dict(self, threshold: float | None) -> dict:
         """JSON-ready form for the page."""
         lon, lat = self.bbox.center_deg
         return {
-            "key": self.key, "kind": "detection" if self.key.startswith("d") else "cell",
-            "scan_id": self.scan_id, "prob": round(self.prob, 4), "threshold": threshold,
+            "key": self.key, "kind": self.kind, "scan_id": self.scan_id,
+            "prob": None if self.prob is None else round(self.prob, 4), "threshold": threshold,
             "lon": round(lon, 6), "lat": round(lat, 6), "capture_date": self.capture_date,
             "chip_url": f"/api/label/chip.jpg?key={self.key}", "outline": self.outline(),
         }
 
 
 def parse_key(key: str) -> tuple:
-    """('d', detection_id) or ('c', scan, z, x, y, row, col); InvalidInputError naming a malformed key."""
+    """('d', detection), ('c', scan, z, x, y, row, col) or ('u', sample, unit); InvalidInputError naming a malformed key."""
     m = _KEY_RE.match(key or "")
     if not m:
-        raise InvalidInputError(f"unknown chip key {key!r}: expected d<ID> or c<SCAN>/<Z>/<X>/<Y>/<ROW>/<COL>")
+        raise InvalidInputError(
+            f"unknown chip key {key!r}: expected d<ID>, c<SCAN>/<Z>/<X>/<Y>/<ROW>/<COL> or u<SAMPLE>/<UNIT>")
     if m.group(1):
         return ("d", int(m.group(1)))
-    return ("c", *(int(g) for g in m.groups()[1:]))
+    if m.group(8):
+        return ("u", int(m.group(8)), int(m.group(9)))
+    return ("c", *(int(g) for g in m.groups()[1:7]))
 
 
 def cell_bbox(z: int, x: int, y: int, row: int, col: int, cells: int) -> LngLatBbox:
@@ -135,9 +146,38 @@ def uncertain_items(conn: sqlite3.Connection, scan_id: int, limit: int = 20) -> 
     return [e[2] for e in sorted(heap, reverse=True)], thr
 
 
+def _unit_item(sample_id: int, unit: dict, scan_id: int) -> Item:
+    return Item(f"u{sample_id}/{unit['unit_id']}", scan_id, None,
+                LngLatBbox(unit["west"], unit["south"], unit["east"], unit["north"]), None)
+
+
+def sample_items(conn: sqlite3.Connection, sample_id: int, limit: int = 20) -> tuple[list[Item], int, int]:
+    """Units of an area sample still without a reference class (skipped ones last): items, scan id, reviewed count."""
+    from amberwatch.results.area_review import pending_units
+    from amberwatch.results.sampling import load_sample, sample_units
+
+    scan_id = int(load_sample(conn, sample_id).scan_id)
+    skipped = {r[0] for r in conn.execute(
+        "SELECT item_key FROM web_label_actions WHERE item_key LIKE ? AND label = 'skip' AND undone_at IS NULL",
+        (f"u{sample_id}/%",))}
+    items = [_unit_item(sample_id, u, scan_id) for u in pending_units(conn, sample_id)]
+    items.sort(key=lambda it: it.key in skipped)
+    reviewed = sum(1 for u in sample_units(conn, sample_id) if u["reference_class"] is not None)
+    return items[:limit], scan_id, reviewed
+
+
 def item_for_key(conn: sqlite3.Connection, key: str) -> Item:
     """The item a key names, or NotFoundError."""
     parsed = parse_key(key)
+    if parsed[0] == "u":
+        from amberwatch.results.sampling import load_sample, sample_units
+
+        _, sample_id, unit_id = parsed
+        scan_id = int(load_sample(conn, sample_id).scan_id)
+        unit = next((u for u in sample_units(conn, sample_id) if u["unit_id"] == unit_id), None)
+        if unit is None:
+            raise NotFoundError(f"unit {unit_id} of chip {key!r} is not in area sample {sample_id}")
+        return _unit_item(sample_id, unit, scan_id)
     if parsed[0] == "d":
         d = conn.execute(
             "SELECT id, scan_id, mean_prob, west, south, east, north, capture_date FROM detections WHERE id = ?", (parsed[1],)
@@ -178,7 +218,12 @@ def record_label(conn: sqlite3.Connection, cache: TileCache, key: str, label: st
         raise InvalidInputError(f"unknown label {label!r}: expected one of {', '.join(LABELS)}")
     item = item_for_key(conn, key)
     example_id, created = None, False
-    if label != "skip":
+    if item.kind == "unit":
+        if label != "skip":
+            from amberwatch.results.area_review import record_reference
+
+            record_reference(conn, int(key.split("/")[1]), label, user)
+    elif label != "skip":
         store = ExampleStore(conn)
         lon, lat = item.bbox.center_deg
         example_id, created = store.add(

@@ -11,7 +11,8 @@ from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.decode import encode_jpeg
 from amberwatch.web.deps import get_cache, get_conn, get_reviewer
 from amberwatch.web.labelling import (
-    item_chip, item_for_key, labelled_count, latest_scan_id, record_label, uncertain_items, undo_label,
+    item_chip, item_for_key, labelled_count, latest_scan_id, record_label, sample_items, uncertain_items,
+    undo_label,
 )
 from amberwatch.web.users import User
 
@@ -27,11 +28,17 @@ class LabelIn(BaseModel):
     category: str | None = None
 
 
-@router.get("/api/label/queue", summary="Chips to label, most uncertain first")
+@router.get("/api/label/queue", summary="Chips to label, most uncertain first (or an area sample's units)")
 def queue(scan: int | None = Query(None, description="scan id (newest when omitted)"),
+          sample: int | None = Query(None, description="area sample id: its units without a reference class"),
           limit: int = Query(20, ge=1, le=200),
           conn: sqlite3.Connection = Depends(get_conn), user: User = Depends(get_reviewer)) -> dict:
-    """Detections and grid cells of a scan whose probability is closest to the model threshold, not yet labelled."""
+    """Detections and grid cells of a scan whose probability is closest to the model threshold, not yet labelled;
+    with ``sample``, the sample's units still to review (shown blind to the map's class)."""
+    if sample is not None:
+        items, scan_id, reviewed = sample_items(conn, sample, limit)
+        return {"scan_id": scan_id, "sample_id": sample, "threshold": None, "labelled": reviewed,
+                "items": [i.as_dict(None) for i in items]}
     scan_id = scan if scan is not None else latest_scan_id(conn)
     items, thr = uncertain_items(conn, scan_id, limit)
     return {"scan_id": scan_id, "threshold": thr, "labelled": labelled_count(conn, scan_id),

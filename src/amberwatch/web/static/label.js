@@ -10,8 +10,9 @@
   function show() {
     const img = document.getElementById('chip');
     const info = document.getElementById('chip-info');
+    const where = state.sampleId ? `in area sample #${state.sampleId}` : `in scan #${state.scanId}`;
     document.getElementById('progress').textContent =
-      `${state.session} labelled this session · ${state.scanLabelled} in scan #${state.scanId} · ${state.queue.length + (state.current ? 1 : 0)} queued`;
+      `${state.session} labelled this session · ${state.scanLabelled} ${where} · ${state.queue.length + (state.current ? 1 : 0)} queued`;
     if (!state.current) {
       img.removeAttribute('src');
       document.getElementById('outline').hidden = true;
@@ -25,7 +26,8 @@
     const [x0, y0, x1, y1] = it.outline;
     Object.assign(box.style, { left: `${x0 * 100}%`, top: `${y0 * 100}%`, width: `${(x1 - x0) * 100}%`, height: `${(y1 - y0) * 100}%` });
     box.hidden = false;
-    info.textContent = `${it.kind} ${it.key} · P(mining) ${pct(it.prob)} (threshold ${pct(it.threshold)}) · ` +
+    const prob = it.prob === null ? 'map class hidden (blind review)' : `P(mining) ${pct(it.prob)} (threshold ${pct(it.threshold)})`;
+    info.textContent = `${it.kind} ${it.key} · ${prob} · ` +
       `${it.lat.toFixed(5)}, ${it.lon.toFixed(5)} · ${it.capture_date || 'date unknown'}`;
     document.body.dataset.chip = it.key;
   }
@@ -34,8 +36,14 @@
     const pending = new Set([state.current && state.current.key, ...state.queue.map((i) => i.key)]);
     const q = new URLSearchParams({ limit: '30' });
     if (params.get('scan')) q.set('scan', params.get('scan'));
+    if (params.get('sample')) q.set('sample', params.get('sample'));
     const data = await api('/api/label/queue?' + q, { token: state.token });
     state.scanId = data.scan_id;
+    state.sampleId = data.sample_id || null;
+    if (state.sampleId) {
+      document.getElementById('hint').textContent = 'Is the outlined square surface mining? Area sample units are ' +
+        'shown in random order, without the map\'s answer, so your labels can measure the map\'s accuracy.';
+    }
     state.scanLabelled = data.labelled;
     for (const it of data.items) if (!pending.has(it.key)) state.queue.push(it);
     if (!state.current) state.current = state.queue.shift() || null;
