@@ -189,3 +189,35 @@ def test_scrolling_to_map_flies_fragments_in(browser, built_story: Path) -> None
         assert errors == []
     finally:
         context.close()
+
+
+def test_many_sites_on_a_canvas(browser, story_data: StoryFixture, tmp_path: Path) -> None:
+    import shutil
+
+    from amberwatch.db import connect
+    from amberwatch.story.builder import build_story
+    from tests.story.conftest import _insert, _polygon, write_article
+
+    db = tmp_path / "many.db"
+    shutil.copyfile(story_data.db, db)
+    shutil.copyfile(story_data.cache, tmp_path / "many-tiles.mbtiles")
+    conn = connect(db)
+    conn.execute("BEGIN")
+    for i in range(1500):
+        lat, lon = 51.2 + (i // 40) * 0.004, 26.8 + (i % 40) * 0.006
+        _insert(conn, _polygon(lon, lat, 40, seed=i), lat, lon, 0.51, thumb=None)
+    conn.execute("COMMIT")
+    conn.close()
+    article = write_article(tmp_path, list(story_data.cached_ids[:4]))
+    result = build_story(article, db, tmp_path / "site")
+    assert result.n_map_sites == 1512
+    context, page, errors, _ = _open(browser, tmp_path / "site", 1280, 800)
+    try:
+        assert page.evaluate("() => document.querySelectorAll('#story-map canvas').length") == 1
+        target = story_data.cached_ids[2]
+        page.click(f'.frag[data-site="{target}"] .frag-btn')
+        _wait_for_site(page, target)
+        assert math.isclose(_center(page)[0], _site_center(page, target)[0], abs_tol=2e-4)
+        assert errors == []
+    finally:
+        context.close()

@@ -15,8 +15,7 @@
     maxZoom: data.maxZoom,
     zoomAnimation: !reduceMotion,
     fadeAnimation: !reduceMotion,
-    markerZoomAnimation: !reduceMotion,
-    preferCanvas: data.sites.features.length > 800  // thousands of SVG paths make scrolling sluggish
+    markerZoomAnimation: !reduceMotion
   });
 
   function textNode(text) {
@@ -62,6 +61,8 @@
   data.fragments.forEach(function (f) { byId[f.id] = f; });
   var polygons = {};
   L.geoJSON(data.sites, {
+    // Thousands of SVG paths make scrolling sluggish: many sites are drawn on a canvas instead.
+    renderer: data.sites.features.length > 800 ? L.canvas({ padding: 0.5 }) : undefined,
     style: function (feature) { return byId[feature.id] ? fragStyle : siteStyle; },
     onEachFeature: function (feature, layer) {
       polygons[feature.id] = layer;
