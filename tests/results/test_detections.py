@@ -83,3 +83,22 @@ def test_area_of_a_1km_square_at_51n_matches_an_equal_area_projection():
     assert geodesic_area_ha(square) == pytest.approx(100.0, rel=0.005)
     area_m2, _ = Geod(ellps="WGS84").geometry_area_perimeter(square)
     assert geodesic_area_ha(square) == pytest.approx(abs(area_m2) / 1e4, rel=1e-9)
+
+
+def test_traced_outline_equals_the_union_of_cell_squares():
+    import numpy as np
+    import shapely
+    from shapely.geometry import box
+
+    from amberwatch.results.detections import cell_lat_deg, cell_lon_deg, cells_polygon
+
+    rng = np.random.default_rng(3)
+    n = (1 << ZOOM) * CELLS
+    c0, r0 = X0 * CELLS, Y0 * CELLS
+    group = {(c0 + int(c), r0 + int(r)) for c, r in rng.integers(0, 12, (60, 2))}
+    traced = cells_polygon(group, n)
+    squares = shapely.union_all([
+        box(cell_lon_deg(c, n), cell_lat_deg(r + 1, n), cell_lon_deg(c + 1, n), cell_lat_deg(r, n)) for c, r in group
+    ])
+    assert traced.is_valid
+    assert traced.symmetric_difference(squares).area < 1e-6 * squares.area

@@ -13,7 +13,8 @@ from PIL import Image
 from amberwatch.imagery.decode import encode_png
 from tests.fixtures.tileserver import tile_server  # noqa: F401
 
-TEXTY = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "texty-amber"
+REPO = Path(__file__).resolve().parents[2]
+TEXTY = REPO / ".." / "shared" / "data" / "texty-amber"
 ZOOM = 18
 CENTER = (26.90, 51.32)
 

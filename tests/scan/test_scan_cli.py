@@ -88,3 +88,22 @@ def test_cli_errors_are_one_line(tmp_path):
     assert result.exit_code == 1 and "coarser than the 1.2 m/px limit" in result.output
     result = CliRunner().invoke(main, ["scan", "report", "--db", str(tmp_path / "missing.db")])
     assert result.exit_code == 1 and "does not exist" in result.output
+
+
+def test_readme_command_on_the_example_aoi(tile_server, tmp_path):
+    import mercantile
+
+    from tests.scan.conftest import REPO, ZOOM, put_mosaic_tiles
+
+    example = REPO / "examples" / "rivne-klesiv.geojson"
+    west, south, east, north = 26.868, 51.285, 26.898, 51.301
+    ul, lr = mercantile.tile(west, north, ZOOM), mercantile.tile(east, south, ZOOM)
+    put_mosaic_tiles(tile_server, ul.x - 1, ul.y - 1, lr.x - ul.x + 3, lr.y - ul.y + 3)
+    db = tmp_path / "amberwatch.db"
+    result = run("scan", "--aoi", str(example), "--imagery", tile_server.url, "--zoom", "18", "--db", str(db),
+                 "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "Scan 1 finished: 410 tiles (410 done, 0 without imagery, 0 failed)" in result.output
+    out = tmp_path / "klesiv.geojson"
+    assert run("detections", "export", "--db", str(db), "--out", str(out)).exit_code == 0
+    assert all(f["properties"]["area_ha"] > 0 for f in json.loads(out.read_text())["features"])

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import shapely
 from pyproj import Geod
-from shapely.geometry import MultiPolygon, Polygon, box, mapping
+from shapely.geometry import MultiPolygon, Polygon, mapping
 from shapely.geometry.base import BaseGeometry
 from shapely.geometry.polygon import orient
 
@@ -26,6 +26,7 @@ from amberwatch.db import utc_now_iso
 
 _GEOD = Geod(ellps="WGS84")
 THUMBNAIL_PX = 256
+CHIP_MAX_TILES = 4  # a chip of a very large detection shows its central 4 x 4 tiles
 
 
 @dataclass
@@ -88,17 +89,33 @@ def _components(cells: dict[tuple[int, int], float]) -> list[list[tuple[int, int
 
 
 def cells_polygon(group: Iterable[tuple[int, int]], cells_across_world: int) -> BaseGeometry:
-    """Union of the lon/lat squares of global cells, lightly simplified, CCW exteriors."""
+    """Union of the lon/lat squares of global cells, lightly simplified, CCW exteriors.
+
+    The union is traced on the cell raster (rasterio ``shapes``, 4-connected: cells touching only at a
+    corner stay separate parts, as a shapely union of squares would) and the vertices are then mapped
+    from cell edges to lon/lat; cell edges are meridians and parallels, so the shape is the same.
+    """
+    from rasterio.features import shapes
+
+    cols = np.fromiter((c for c, _ in group), dtype=np.int64)
+    rows = np.fromiter((r for _, r in group), dtype=np.int64)
+    c0, r0 = int(cols.min()), int(rows.min())
+    mask = np.zeros((int(rows.max()) - r0 + 1, int(cols.max()) - c0 + 1), dtype=np.uint8)
+    mask[rows - r0, cols - c0] = 1
+    parts = [shapely.geometry.shape(geom) for geom, value in shapes(mask, mask=mask.astype(bool), connectivity=4) if value]
+    merged = shapely.union_all(parts) if len(parts) > 1 else parts[0]
     n = cells_across_world
-    squares = [
-        box(cell_lon_deg(cx, n), cell_lat_deg(cy + 1, n), cell_lon_deg(cx + 1, n), cell_lat_deg(cy, n))
-        for cx, cy in group
-    ]
-    merged = shapely.union_all(squares)
+
+    def to_lonlat(xy: np.ndarray) -> np.ndarray:
+        lon = (xy[:, 0] + c0) / n * 360.0 - 180.0
+        lat = np.degrees(np.arctan(np.sinh(np.pi * (1.0 - 2.0 * (xy[:, 1] + r0) / n))))
+        return np.column_stack([lon, lat])
+
+    lonlat = shapely.transform(merged, to_lonlat)
     cell_deg = 360.0 / n
-    simplified = merged.simplify(cell_deg * 0.05, preserve_topology=True)
+    simplified = lonlat.simplify(cell_deg * 0.05, preserve_topology=True)
     if simplified.is_empty or not simplified.is_valid:
-        simplified = merged
+        simplified = lonlat
     return orient_ccw(simplified)
 
 
@@ -181,6 +198,20 @@ def rebuild_detections(
     return len(rows)
 
 
+def _chip_bbox(geometry: BaseGeometry, zoom: int):
+    """The polygon's bbox padded by a quarter, capped at CHIP_MAX_TILES tiles a side around its centre."""
+    from amberwatch.imagery.types import LngLatBbox
+
+    west, south, east, north = geometry.bounds
+    pad_x, pad_y = (east - west) * 0.25 + 1e-5, (north - south) * 0.25 + 1e-5
+    west, south, east, north = west - pad_x, south - pad_y, east + pad_x, north + pad_y
+    max_deg = CHIP_MAX_TILES * 360.0 / (1 << zoom)
+    cx, cy = (west + east) / 2, (south + north) / 2
+    half_x = min((east - west) / 2, max_deg / 2)
+    half_y = min((north - south) / 2, max_deg / 2 * math.cos(math.radians(cy)))
+    return LngLatBbox(max(-180.0, cx - half_x), max(-85.0, cy - half_y), min(180.0, cx + half_x), min(85.0, cy + half_y))
+
+
 def _thumbnails(found: list[Detection], cache_path: str | None, source_id: str, zoom: int) -> dict[int, bytes]:
     """JPEG chips of the cached imagery around each detection (missing tiles render black)."""
     if not found or not cache_path:
@@ -190,17 +221,13 @@ def _thumbnails(found: list[Detection], cache_path: str | None, source_id: str, 
     from amberwatch.imagery.decode import encode_jpeg
     from amberwatch.imagery.mosaic import render_bbox
     from amberwatch.imagery.sources import open_cached_source
-    from amberwatch.imagery.types import LngLatBbox
 
     chips: dict[int, bytes] = {}
     with TileCache(cache_path) as cache:
         source = open_cached_source(cache, source_id)
         try:
             for i, det in enumerate(found):
-                west, south, east, north = det.geometry.bounds
-                pad_x, pad_y = (east - west) * 0.25 + 1e-5, (north - south) * 0.25 + 1e-5
-                bbox = LngLatBbox(max(-180.0, west - pad_x), max(-85.0, south - pad_y),
-                                  min(180.0, east + pad_x), min(85.0, north + pad_y))
+                bbox = _chip_bbox(det.geometry, zoom)
                 try:
                     image = render_bbox(source, bbox, zoom, max_px=THUMBNAIL_PX)
                     chips[i] = encode_jpeg(image.pixels)
