@@ -153,7 +153,8 @@ def test_keyboard_enter_and_space_show_site(browser, built_story: Path, story_da
         want = _site_center(page, int(first))
         assert math.isclose(lat, want[0], abs_tol=2e-4) and math.isclose(lon, want[1], abs_tol=2e-4)
         # With reduced motion no clones fly; the markers simply appear.
-        assert page.evaluate("() => document.querySelectorAll('.fly-clone').length") == 0
+        assert page.evaluate("() => document.documentElement.getAttribute('data-story-arrival')") == "instant"
+        assert page.evaluate("() => document.querySelectorAll('.fly-clone, .fly-layer').length") == 0
         assert page.evaluate("() => document.querySelectorAll('.site-marker').length") > 0
         page.screenshot(path=str(artifacts_dir() / "story-map-after-enter-390.png"))
         second = story_data.cached_ids[5]
@@ -172,6 +173,7 @@ def test_scrolling_to_map_flies_fragments_in(browser, built_story: Path) -> None
         assert page.evaluate("() => document.querySelectorAll('.site-marker').length") == 0
         page.evaluate("document.getElementById('story-map').scrollIntoView({block: 'center'})")
         page.wait_for_function("() => document.querySelectorAll('.fly-clone').length > 0", timeout=5_000)
+        assert page.evaluate("() => document.documentElement.getAttribute('data-story-arrival')") == "animated"
         page.wait_for_timeout(500)
         page.screenshot(path=str(artifacts_dir() / "story-fly-in-1280.png"))
         page.wait_for_function(

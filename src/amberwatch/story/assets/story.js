@@ -136,7 +136,9 @@
     if (arrived) { return; }
     arrived = true;
     map.invalidateSize();
-    if (reduceMotion || !document.body.animate) {
+    var instant = reduceMotion || !document.body.animate;
+    document.documentElement.setAttribute('data-story-arrival', instant ? 'instant' : 'animated');
+    if (instant) {
       land();
       afterArrival();
       return;
