@@ -236,3 +236,24 @@ def test_label_area_sample_units_blind_through_area_review(client, project):
     missing = client.post("/api/label", json={"key": f"u{sample.sample_id}/99999", "label": "mining"}, headers=h)
     assert missing.status_code == 404 and "99999" in missing.json()["error"]
     assert client.get("/api/label/queue?sample=777", headers=h).status_code == 404
+
+
+def test_label_page_checks_imported_examples(client, project, tmp_path):
+    conn = connect(project.db_path)
+    store = ExampleStore(conn)
+    rng = np.random.default_rng(0)
+    ids = [store.add(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8), label, source="import")[0]
+           for label in ("mining", "not_mining", "mining")]
+    h = auth(project.reviewer_token)
+    q = client.get("/api/label/queue?examples=import", headers=h).json()
+    assert [i["key"] for i in q["items"]] == [f"e{i}" for i in ids] and q["items"][0]["outline"] is None
+    assert decode_image(client.get(q["items"][0]["chip_url"]).content).shape == (40, 40, 3)
+    agree = client.post("/api/label", json={"key": f"e{ids[0]}", "label": "mining"}, headers=h).json()
+    disagree = client.post("/api/label", json={"key": f"e{ids[1]}", "label": "mining"}, headers=h).json()
+    assert store.get(ids[0]).status == "active"
+    ex = store.get(ids[1])
+    assert ex.status == "excluded" and "olena" in ex.exclude_reason and ex.label == "not_mining"
+    q2 = client.get("/api/label/queue?examples=import", headers=h).json()
+    assert [i["key"] for i in q2["items"]] == [f"e{ids[2]}"] and q2["labelled"] == 2
+    client.post(f"/api/label/{disagree['action_id']}/undo", headers=h)
+    assert store.get(ids[1]).status == "active" and agree["example_id"] == ids[0]

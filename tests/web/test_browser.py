@@ -59,6 +59,22 @@ def test_flag_review_accept_flow(page, live, project):
     assert page.locator("#site-list li").count() == 5
     page.wait_for_function("() => document.querySelectorAll('.leaflet-tile-loaded').length >= 4")
     page.screenshot(path=str(artifacts_dir() / "web_map.png"))
+    page.locator("#f-prob").fill("0.8")
+    page.locator("#f-prob").dispatch_event("change")
+    assert page.locator("#t-sites").inner_text() == "2" and page.locator("#site-list li").count() == 2
+    page.locator("#f-prob").fill("0")
+    page.locator("#f-prob").dispatch_event("change")
+    page.locator("#f-to").fill("2017-12-31")
+    page.locator("#f-to").dispatch_event("change")
+    assert page.locator("#t-sites").inner_text() == "0"
+    page.locator("#f-to").fill("")
+    page.locator("#f-to").dispatch_event("change")
+    page.locator("#basemap").select_option("plain")
+    assert page.locator(".leaflet-tile").count() == 0
+    page.locator("#basemap").select_option("imagery")
+    page.wait_for_function("() => document.querySelectorAll('.leaflet-tile-loaded').length >= 4")
+    wait_ready(page)
+    assert page.locator("#t-sites").inner_text() == "5"
 
     did = project.detection_ids[1]
     click_detection(page, did)

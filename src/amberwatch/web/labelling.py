@@ -1,7 +1,8 @@
 """The labelling page's queue: the scan's most uncertain chips (probability closest to the model threshold) and their labels.
 
 Items are keyed ``d<detection id>`` (a detection), ``c<scan>/<z>/<x>/<y>/<row>/<col>`` (one cell of a
-tile's probability grid) or ``u<sample>/<unit>`` (a unit of an area sample, reviewed blind to the map).
+tile's probability grid), ``u<sample>/<unit>`` (a unit of an area sample, reviewed blind to the map) or
+``e<example id>`` (an example already in the store, e.g. imported: checking its label).
 Chips are rendered from the tile cache. Labels of detections and cells go to the example store; a sample
 unit's label is its reference class (through ``amberwatch.results.area_review``) and is kept out of the
 training examples so the accuracy assessment stays independent of training.
@@ -21,12 +22,12 @@ from amberwatch.db import utc_now_iso
 from amberwatch.errors import ConflictError, InvalidInputError, NotFoundError
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.types import LngLatBbox
-from amberwatch.labels.store import ExampleStore
+from amberwatch.labels.store import Example, ExampleStore
 from amberwatch.web.chips import detection_chip, padded_bbox, render_from_cache
 
 LABELS = ("mining", "not_mining", "skip")
 CELL_MARGIN = 0.25  # only tiles whose max probability is within this of the threshold can hold candidate cells
-_KEY_RE = re.compile(r"^(?:d(\d+)|c(\d+)/(\d+)/(\d+)/(\d+)/(\d+)/(\d+)|u(\d+)/(\d+))$")
+_KEY_RE = re.compile(r"^(?:d(\d+)|c(\d+)/(\d+)/(\d+)/(\d+)/(\d+)/(\d+)|u(\d+)/(\d+)|e(\d+))$")
 
 
 @dataclass(frozen=True)
@@ -34,15 +35,16 @@ class Item:
     """One chip to label."""
 
     key: str
-    scan_id: int
-    prob: float | None          # None for sample units: reviewed blind to the map
+    scan_id: int | None         # None for store examples
+    prob: float | None          # None for sample units (reviewed blind to the map) and store examples
     bbox: LngLatBbox
     capture_date: str | None
+    located: bool = True
 
     @property
     def kind(self) -> str:
         """'detection', 'cell' or 'unit'."""
-        return {"d": "detection", "c": "cell", "u": "unit"}[self.key[0]]
+        return {"d": "detection", "c": "cell", "u": "unit", "e": "example"}[self.key[0]]
 
     @property
     def chip_bbox(self) -> LngLatBbox:
@@ -62,17 +64,20 @@ class Item:
         return {
             "key": self.key, "kind": self.kind, "scan_id": self.scan_id,
             "prob": None if self.prob is None else round(self.prob, 4), "threshold": threshold,
-            "lon": round(lon, 6), "lat": round(lat, 6), "capture_date": self.capture_date,
-            "chip_url": f"/api/label/chip.jpg?key={self.key}", "outline": self.outline(),
+            "lon": round(lon, 6) if self.located else None, "lat": round(lat, 6) if self.located else None,
+            "capture_date": self.capture_date, "chip_url": f"/api/label/chip.jpg?key={self.key}",
+            "outline": None if self.kind == "example" else self.outline(),  # an example is the whole chip
         }
 
 
 def parse_key(key: str) -> tuple:
-    """('d', detection), ('c', scan, z, x, y, row, col) or ('u', sample, unit); InvalidInputError naming a malformed key."""
+    """('d', detection), ('c', scan, z, x, y, row, col), ('u', sample, unit) or ('e', example); InvalidInputError naming a malformed key."""
     m = _KEY_RE.match(key or "")
     if not m:
         raise InvalidInputError(
-            f"unknown chip key {key!r}: expected d<ID>, c<SCAN>/<Z>/<X>/<Y>/<ROW>/<COL> or u<SAMPLE>/<UNIT>")
+            f"unknown chip key {key!r}: expected d<ID>, c<SCAN>/<Z>/<X>/<Y>/<ROW>/<COL>, u<SAMPLE>/<UNIT> or e<EXAMPLE>")
+    if m.group(10):
+        return ("e", int(m.group(10)))
     if m.group(1):
         return ("d", int(m.group(1)))
     if m.group(8):
@@ -166,9 +171,25 @@ def sample_items(conn: sqlite3.Connection, sample_id: int, limit: int = 20) -> t
     return items[:limit], scan_id, reviewed
 
 
+def _example_item(ex: Example) -> Item:
+    lon, lat = (ex.lon, ex.lat) if ex.located else (0.0, 0.0)
+    return Item(f"e{ex.id}", None, None, LngLatBbox(lon, lat, lon, lat), ex.imagery_date, located=ex.located)
+
+
+def example_items(conn: sqlite3.Connection, source: str, limit: int = 20) -> tuple[list[Item], int]:
+    """Active examples of a source (e.g. 'import') not yet checked on the label page, and how many were checked."""
+    checked = {r[0] for r in conn.execute(
+        "SELECT DISTINCT item_key FROM web_label_actions WHERE item_key LIKE 'e%' AND undone_at IS NULL")}
+    todo = [ex for ex in ExampleStore(conn).examples(status="active") if ex.source == source]
+    items = [_example_item(ex) for ex in todo if f"e{ex.id}" not in checked]
+    return items[:limit], len(checked)
+
+
 def item_for_key(conn: sqlite3.Connection, key: str) -> Item:
     """The item a key names, or NotFoundError."""
     parsed = parse_key(key)
+    if parsed[0] == "e":
+        return _example_item(ExampleStore(conn).get(parsed[1]))
     if parsed[0] == "u":
         from amberwatch.results.sampling import load_sample, sample_units
 
@@ -202,8 +223,10 @@ def item_for_key(conn: sqlite3.Connection, key: str) -> Item:
 
 def item_chip(conn: sqlite3.Connection, cache: TileCache, item: Item) -> np.ndarray:
     """Pixels of an item's chip: detections as on the map, cells as a small square of cached imagery around the cell."""
-    if item.key.startswith("d"):
+    if item.kind == "detection":
         return detection_chip(conn, cache, int(item.key[1:]))
+    if item.kind == "example":
+        return ExampleStore(conn).pixels(int(item.key[1:]))
     scan = _scan(conn, item.scan_id)
     pixels = render_from_cache(cache, scan["imagery_source_id"], item.chip_bbox, int(scan["zoom"]))
     if pixels is None:
@@ -223,6 +246,14 @@ def record_label(conn: sqlite3.Connection, cache: TileCache, key: str, label: st
             from amberwatch.results.area_review import record_reference
 
             record_reference(conn, int(key.split("/")[1]), label, user)
+    elif item.kind == "example":
+        store = ExampleStore(conn)
+        ex = store.get(int(key[1:]))
+        example_id = ex.id
+        if label not in ("skip", ex.label) and ex.status == "active":
+            # The store keeps one label per image: a disagreeing reviewer takes the example out of training.
+            store.exclude(ids=[ex.id], reason=f"labelled {label!r} (not {ex.label!r}) on the label page by {user}")
+            created = True  # undo re-includes it
     elif label != "skip":
         store = ExampleStore(conn)
         lon, lat = item.bbox.center_deg
@@ -252,7 +283,11 @@ def undo_label(conn: sqlite3.Connection, action_id: int, *, user: str) -> dict:
     if row["undone_at"] is not None:
         raise ConflictError(f"label action {action_id} is already undone")
     if row["example_id"] is not None and row["created_example"]:
-        ExampleStore(conn).exclude(ids=[int(row["example_id"])], reason=f"label undone on the label page by {user}")
+        store = ExampleStore(conn)
+        if row["item_key"].startswith("e"):
+            store.include([int(row["example_id"])])
+        else:
+            store.exclude(ids=[int(row["example_id"])], reason=f"label undone on the label page by {user}")
     conn.execute("UPDATE web_label_actions SET undone_at = ? WHERE id = ?", (utc_now_iso(), int(action_id)))
     return {"action_id": int(action_id), "key": row["item_key"], "undone": True}
 

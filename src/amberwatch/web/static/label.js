@@ -10,7 +10,8 @@
   function show() {
     const img = document.getElementById('chip');
     const info = document.getElementById('chip-info');
-    const where = state.sampleId ? `in area sample #${state.sampleId}` : `in scan #${state.scanId}`;
+    const where = state.sampleId ? `in area sample #${state.sampleId}`
+      : state.examples ? `of '${state.examples}' examples checked` : `in scan #${state.scanId}`;
     document.getElementById('progress').textContent =
       `${state.session} labelled this session · ${state.scanLabelled} ${where} · ${state.queue.length + (state.current ? 1 : 0)} queued`;
     if (!state.current) {
@@ -23,12 +24,14 @@
     const it = state.current;
     img.src = it.chip_url;
     const box = document.getElementById('outline');
-    const [x0, y0, x1, y1] = it.outline;
-    Object.assign(box.style, { left: `${x0 * 100}%`, top: `${y0 * 100}%`, width: `${(x1 - x0) * 100}%`, height: `${(y1 - y0) * 100}%` });
-    box.hidden = false;
-    const prob = it.prob === null ? 'map class hidden (blind review)' : `P(mining) ${pct(it.prob)} (threshold ${pct(it.threshold)})`;
-    info.textContent = `${it.kind} ${it.key} · ${prob} · ` +
-      `${it.lat.toFixed(5)}, ${it.lon.toFixed(5)} · ${it.capture_date || 'date unknown'}`;
+    if (it.outline) {
+      const [x0, y0, x1, y1] = it.outline;
+      Object.assign(box.style, { left: `${x0 * 100}%`, top: `${y0 * 100}%`, width: `${(x1 - x0) * 100}%`, height: `${(y1 - y0) * 100}%` });
+    }
+    box.hidden = !it.outline;
+    const prob = it.prob === null ? 'label hidden (blind review)' : `P(mining) ${pct(it.prob)} (threshold ${pct(it.threshold)})`;
+    const place = it.lat === null ? 'place unknown' : `${it.lat.toFixed(5)}, ${it.lon.toFixed(5)}`;
+    info.textContent = `${it.kind} ${it.key} · ${prob} · ${place} · ${it.capture_date || 'date unknown'}`;
     document.body.dataset.chip = it.key;
   }
 
@@ -37,9 +40,15 @@
     const q = new URLSearchParams({ limit: '30' });
     if (params.get('scan')) q.set('scan', params.get('scan'));
     if (params.get('sample')) q.set('sample', params.get('sample'));
+    if (params.get('examples')) q.set('examples', params.get('examples'));
     const data = await api('/api/label/queue?' + q, { token: state.token });
     state.scanId = data.scan_id;
     state.sampleId = data.sample_id || null;
+    state.examples = data.examples || null;
+    if (state.examples) {
+      document.getElementById('hint').textContent = 'Is this surface mining? Examples already in the store are ' +
+        'shown without their label; disagreeing takes an example out of training.';
+    }
     if (state.sampleId) {
       document.getElementById('hint').textContent = 'Is the outlined square surface mining? Area sample units are ' +
         'shown in random order, without the map\'s answer, so your labels can measure the map\'s accuracy.';
