@@ -131,3 +131,20 @@ def test_sigkill_mid_scan_then_same_command_finishes_every_tile_once(tile_server
     run_scan(aoi_from_bbox(bbox), tile_server.url, ZOOM, clean_db, ScanSettings(workers=2, progress=False))
     assert {xy: r[2] for xy, r in tile_rows(clean_db).items()} == {xy: r[2] for xy, r in rows.items()}
     assert detections(clean_db) == detections(db)
+
+
+def test_rerunning_a_complete_scan_keeps_its_detections(tile_server, tmp_path):
+    from tests.scan.conftest import put_image_tiles, texty_image
+
+    x0, y0 = tile_origin((60, 0))
+    put_image_tiles(tile_server, texty_image("positive1"), x0, y0, 3, 3)
+    aoi = aoi_from_bbox(bbox_arg(tiles_bbox(x0, y0, 3, 3)))
+    db = tmp_path / "again.db"
+    settings = ScanSettings(workers=1, progress=False)
+    first = run_scan(aoi, tile_server.url, ZOOM, db, settings)
+    ids = [r[0] for r in sqlite3.connect(db).execute("SELECT id FROM detections ORDER BY id")]
+    again = run_scan(aoi, tile_server.url, ZOOM, db, settings)
+    assert again.scan_id == first.scan_id and again.tiles_processed_now == 0
+    assert [r[0] for r in sqlite3.connect(db).execute("SELECT id FROM detections ORDER BY id")] == ids
+    fresh = run_scan(aoi, tile_server.url, ZOOM, db, ScanSettings(workers=1, progress=False, new=True))
+    assert fresh.scan_id == first.scan_id + 1 and fresh.tiles_processed_now == 9

@@ -249,8 +249,20 @@ def run_scan(
             say(f"scan {scan_id}: new, {plan.tiles:,} tiles at zoom {zoom}")
         else:
             # A resumed scan keeps its unit layout, so every tile sees exactly the same input frame.
-            stored = json.loads(conn.execute("SELECT params_json FROM scans WHERE id = ?", (scan_id,)).fetchone()[0])
+            prev = conn.execute("SELECT status, params_json FROM scans WHERE id = ?", (scan_id,)).fetchone()
+            stored = json.loads(prev["params_json"] or "{}")
             params["unit_zoom_delta"] = int(stored.get("unit_zoom_delta") or params["unit_zoom_delta"])
+            if (
+                prev["status"] == "finished"
+                and _count_finished(conn, scan_id) >= plan.tiles
+                and stored.get("min_area_ha") == settings.min_area_ha
+            ):
+                # Nothing to do: keep the detections (and their ids, which reviews may refer to) as they are.
+                say(f"scan {scan_id}: already complete")
+                stats = update_scan_counts(conn, scan_id)
+                return _outcome(conn, scan_id, True, 0, stats, started, {"fetch_s": 0.0, "predict_s": 0.0, "units": 0})
+            stored["min_area_ha"] = settings.min_area_ha
+            conn.execute("UPDATE scans SET params_json = ? WHERE id = ?", (json.dumps(stored), scan_id))
             conn.execute(
                 "UPDATE scans SET status = 'running', finished_at = NULL, tiles_total = ? WHERE id = ?",
                 (plan.tiles, scan_id),
