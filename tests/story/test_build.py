@@ -205,3 +205,25 @@ def test_fragment_at_the_edge_of_the_imagery_is_cut_to_it(story_data: StoryFixtu
     (south, w), (north, e) = frag["bounds"]
     assert w >= west - 1e-6  # no black margin beyond the imagery
     assert (e - w) * math.cos(math.radians(lat)) < (north - south)  # narrower than tall: the margin was cut
+
+
+def test_explicit_ids_from_an_older_scan(story_data: StoryFixture, tmp_path: Path) -> None:
+    db = tmp_path / "two.db"
+    shutil.copyfile(story_data.db, db)
+    conn = connect(db)
+    conn.execute(
+        "INSERT INTO scans (id, aoi_geojson, imagery, imagery_source_id, zoom, model_version, model_threshold,"
+        " status, started_at, finished_at) SELECT 2, aoi_geojson, imagery, imagery_source_id, zoom, model_version,"
+        " model_threshold, 'finished', started_at, '2999-01-01T00:00:00+00:00' FROM scans WHERE id = 1"
+    )
+    conn.execute("UPDATE detections SET scan_id = 2 WHERE id = ?", (story_data.bare_id,))
+    conn.close()
+    # Scan 2 is the latest finished one, but ids listed in the article are found in scan 1.
+    article = write_article(tmp_path, [story_data.thumbnail_only_id])
+    result = build_story(article, db, tmp_path / "site", cache_path=story_data.cache)
+    assert result.scan_id == 1 and result.n_map_sites == 11
+    # Ranked choices use the latest finished scan.
+    ranked = write_article(tmp_path, "largest 3", name="ranked.md")
+    with pytest.warns(AmberwatchWarning, match="placeholder"):
+        result = build_story(ranked, db, tmp_path / "site2", cache_path=story_data.cache)
+    assert result.scan_id == 2 and result.fragment_ids == (story_data.bare_id,)

@@ -102,8 +102,14 @@ def build_story(
     conn = connect(db, create=False)
     try:
         ensure_schema(conn)
-        scan = pick_scan(conn, scan_id)
-        sites = select_fragments(conn, article.fragments, scan)
+        if article.fragments.ids and scan_id is None:
+            # Explicit ids name their detections in any scan; the map shows their scan when they share one.
+            sites = select_fragments(conn, article.fragments, None)
+            scan_ids = {s.scan_id for s in sites}
+            scan = scan_ids.pop() if len(scan_ids) == 1 else None
+        else:
+            scan = pick_scan(conn, scan_id)
+            sites = select_fragments(conn, article.fragments, scan)
         map_sites = select_map_sites(conn, scan)
     finally:
         conn.close()
