@@ -51,7 +51,7 @@ class StoryBuild:
 
 @dataclass(frozen=True)
 class Fragment:
-    """A detection on the page: its site, image files, caption texts and placements."""
+    """A detection on the page: its site, image files and caption texts."""
 
     site: Site
     image: FragmentImage
