@@ -62,16 +62,19 @@ def test_tiles_are_resampled_to_whole_cells_at_the_model_resolution():
     assert model_tile_px(0.02, 0.38, 32) == 32
 
 
-def test_coarser_zoom_is_resampled_to_the_model_resolution(tmp_path):
+@pytest.mark.parametrize("zoom, cells", [(17, 16), (19, 4)])
+def test_other_zooms_are_resampled_to_the_model_resolution(tmp_path, zoom, cells):
     import sqlite3
 
     tif = tmp_path / "positive1_utm.tif"
     west, south, east, north = write_utm_geotiff(tif, texty_image("positive1"), 0.38)
     aoi = aoi_from_bbox(f"{west},{south},{east},{north}")
-    db = tmp_path / "z17.db"
-    out = run_scan(aoi, str(tif), 17, db, ScanSettings(workers=1, progress=False))
+    db = tmp_path / f"z{zoom}.db"
+    out = run_scan(aoi, str(tif), zoom, db, ScanSettings(workers=1, progress=False))
     assert out.tiles_done >= 1 and out.tiles_failed == 0
     conn = sqlite3.connect(db)
-    cells = {r[0] for r in conn.execute("SELECT grid_cells FROM scan_tiles WHERE status = 'done'")}
+    found = {r[0] for r in conn.execute("SELECT grid_cells FROM scan_tiles WHERE status = 'done'")}
     conn.close()
-    assert cells == {16}  # a 0.75 m/px tile becomes 512 model pixels = 16 cells of 32 px
+    # z17 (~0.75 m/px): a tile becomes 512 model pixels = 16 cells of 32 px; z19 (~0.19 m/px): 128 px = 4 cells,
+    # and the 160 px context then needs two rings of neighbour tiles.
+    assert found == {cells}

@@ -125,15 +125,11 @@ def init_worker(torch_threads: int | None = 1) -> None:
         torch.set_num_threads(torch_threads)
 
 
-def neighbours(x: int, y: int, zoom: int) -> list[tuple[int, int]]:
-    """The tile and its 8 neighbours that exist at ``zoom`` (no wrap across the antimeridian)."""
+def neighbours(x: int, y: int, zoom: int, ring: int = 1) -> list[tuple[int, int]]:
+    """The tile and its neighbours up to ``ring`` tiles away that exist at ``zoom`` (no antimeridian wrap)."""
     n = 1 << zoom
-    return [
-        (x + dx, y + dy)
-        for dy in (-1, 0, 1)
-        for dx in (-1, 0, 1)
-        if 0 <= x + dx < n and 0 <= y + dy < n
-    ]
+    steps = range(-ring, ring + 1)
+    return [(x + dx, y + dy) for dy in steps for dx in steps if 0 <= x + dx < n and 0 <= y + dy < n]
 
 
 def process_unit(unit: Unit, context: ScanContext, todo: tuple[tuple[int, int], ...] | None = None) -> UnitResult:
@@ -144,7 +140,9 @@ def process_unit(unit: Unit, context: ScanContext, todo: tuple[tuple[int, int], 
         return result
     z = context.zoom
     started = time.perf_counter()
-    needed = sorted({nb for x, y in todo for nb in neighbours(x, y, z)})
+    t, m, cell = context.tile_px, context.margin_px, context.cell_px
+    ring = max(1, -(-m // t))  # tiles of context needed around each tile (1 unless tiles are tiny)
+    needed = sorted({nb for x, y in todo for nb in neighbours(x, y, z, ring)})
     source = get_source(context)
     images: dict[tuple[int, int], object] = {}
     # Per-tile warnings (no imagery, blank tile) are counted and reported once by the caller, not printed.
@@ -166,7 +164,7 @@ def process_unit(unit: Unit, context: ScanContext, todo: tuple[tuple[int, int], 
         elif image is None:
             result.tiles.append(TileResult(z, x, y, "empty"))
         else:
-            bad = [images[nb] for nb in neighbours(x, y, z) if isinstance(images.get(nb), ImageryError)]
+            bad = [images[nb] for nb in neighbours(x, y, z, ring) if isinstance(images.get(nb), ImageryError)]
             if bad:
                 result.tiles.append(TileResult(z, x, y, "failed", error=f"neighbour needed for context failed: {bad[0]}"))
             else:
@@ -179,40 +177,36 @@ def process_unit(unit: Unit, context: ScanContext, todo: tuple[tuple[int, int], 
     # scan classifies every tile with exactly the same input as an uninterrupted one.
     xs = [x for x, _ in unit.tiles]
     ys = [y for _, y in unit.tiles]
-    x0, y0 = min(xs) - 1, min(ys) - 1
-    nx, ny = max(xs) - min(xs) + 3, max(ys) - min(ys) + 3
+    x0, y0 = min(xs) - ring, min(ys) - ring
+    nx, ny = max(xs) - min(xs) + 1 + 2 * ring, max(ys) - min(ys) + 1 + 2 * ring
     frame = np.zeros((ny * TILE_SIZE_PX, nx * TILE_SIZE_PX, 3), dtype=np.uint8)
     for (tx, ty), image in images.items():
         if image is None or isinstance(image, ImageryError):
             continue
         r, c = (ty - y0) * TILE_SIZE_PX, (tx - x0) * TILE_SIZE_PX
         frame[r : r + TILE_SIZE_PX, c : c + TILE_SIZE_PX] = image.pixels
-    t, m, cell = context.tile_px, context.margin_px, context.cell_px
     if t != TILE_SIZE_PX:
         frame = np.asarray(
             Image.fromarray(frame).resize((nx * t, ny * t), Image.Resampling.BILINEAR, reducing_gap=None), dtype=np.uint8
         )
-    # Keep `m` pixels of the neighbour ring (pad with black when the ring is thinner than the margin).
-    if m <= t:
-        frame = frame[t - m : frame.shape[0] - (t - m), t - m : frame.shape[1] - (t - m)]
-    else:
-        pad = m - t
-        frame = np.pad(frame, ((pad, pad), (pad, pad), (0, 0)))
+    # Keep `m` pixels of the neighbour ring around the unit's tiles.
+    cut = ring * t - m
+    frame = frame[cut : frame.shape[0] - cut, cut : frame.shape[1] - cut]
     model = get_model(context.model_path, context.model_version)
     g = context.cells_per_tile
     off = m // cell
     b = max(1, context.block_tiles)
     by_block: dict[tuple[int, int], list[tuple[int, int]]] = {}
     for x, y in to_predict:
-        by_block.setdefault(((x - x0 - 1) // b, (y - y0 - 1) // b), []).append((x, y))
+        by_block.setdefault(((x - x0 - ring) // b, (y - y0 - ring) // b), []).append((x, y))
     # Classify the frame in fixed sub-blocks of b x b tiles (each with its margin): a few-Mpx input keeps
     # the network's activations in cache, which is much faster per pixel than one huge pass.
     for (bx, by), tiles in sorted(by_block.items()):
-        ntx, nty = min(b, nx - 2 - bx * b), min(b, ny - 2 - by * b)
+        ntx, nty = min(b, nx - 2 * ring - bx * b), min(b, ny - 2 * ring - by * b)
         sub = frame[by * b * t : (by * b + nty) * t + 2 * m, bx * b * t : (bx * b + ntx) * t + 2 * m]
         grid = model.predict_grid(np.ascontiguousarray(sub))
         for x, y in tiles:
-            r, c = off + (y - y0 - 1 - by * b) * g, off + (x - x0 - 1 - bx * b) * g
+            r, c = off + (y - y0 - ring - by * b) * g, off + (x - x0 - ring - bx * b) * g
             cells = grid[r : r + g, c : c + g]
             image = images[(x, y)]
             result.tiles.append(
