@@ -257,3 +257,9 @@ def test_label_page_checks_imported_examples(client, project, tmp_path):
     assert [i["key"] for i in q2["items"]] == [f"e{ids[2]}"] and q2["labelled"] == 2
     client.post(f"/api/label/{disagree['action_id']}/undo", headers=h)
     assert store.get(ids[1]).status == "active" and agree["example_id"] == ids[0]
+
+
+def test_large_responses_are_compressed(client):
+    r = client.get("/vendor/leaflet/leaflet.js", headers={"Accept-Encoding": "gzip"})
+    assert r.status_code == 200 and r.headers["content-encoding"] == "gzip"
+    assert r.headers["content-security-policy"].startswith("default-src 'self'")

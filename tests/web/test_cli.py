@@ -34,6 +34,12 @@ def test_users_add_prints_token_and_stores_only_its_hash(tmp_path):
     assert listed.output.split() == ["olena", "reviewer"]
 
 
+def test_serve_refuses_missing_database(tmp_path):
+    result = CliRunner().invoke(main, ["serve", "--db", str(tmp_path / "missing.db")])
+    assert result.exit_code == 1 and "missing.db" in result.output and "does not exist" in result.output
+    assert not (tmp_path / "missing.db").exists()
+
+
 def test_serve_bad_port_is_usage_error(tmp_path):
     result = CliRunner().invoke(main, ["serve", "--db", str(tmp_path / "p.db"), "--port", "70000"])
     assert result.exit_code == 2

@@ -15,6 +15,7 @@ import xstatic.pkg.leaflet as xs_leaflet
 import xstatic.pkg.leaflet_markercluster as xs_markercluster
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -47,8 +48,8 @@ def _validation_message(exc: RequestValidationError) -> str:
 def create_app(db_path: str | os.PathLike[str], cache_path: str | os.PathLike[str] | None = None, *,
                feedback_limit_per_hour: int = DEFAULT_LIMIT_PER_HOUR,
                max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
-    """Build the app over a project DB (created/migrated if needed) and its tile cache (default: beside the DB)."""
-    conn = connect(db_path)
+    """Build the app over an existing project DB (migrated if needed) and its tile cache (default: beside the DB)."""
+    conn = connect(db_path, create=False)
     try:
         ensure_schema(conn)
     finally:
@@ -82,5 +83,6 @@ def create_app(db_path: str | os.PathLike[str], cache_path: str | os.PathLike[st
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.mount("/vendor/leaflet", StaticFiles(directory=xs_leaflet.BASE_DIR), name="leaflet")
     app.mount("/vendor/markercluster", StaticFiles(directory=xs_markercluster.BASE_DIR), name="markercluster")
+    app.add_middleware(GZipMiddleware, minimum_size=2048)
     app.add_middleware(GuardMiddleware, max_body_bytes=max_body_bytes)
     return app
