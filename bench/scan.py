@@ -173,6 +173,10 @@ def main() -> None:
           f"{rate(warm) * km2_per_tile * 3600:8.1f} km²/hour  (fetch {warm.counters['fetch_s']:.1f} s, "
           f"predict {warm.counters['predict_s']:.1f} s summed over workers)")
     print(f"cold/warm time ratio: {cold.seconds / warm.seconds:.2f}")
+    cpu_ms = (warm.counters["worker_cpu_s"] + warm.counters.get("main_cpu_s", 0.0)) / warm.tiles_processed_now * 1e3
+    load = os.getloadavg()[0]
+    print(f"warm CPU per tile: {cpu_ms:.1f} ms (workers + writer); load average during the bench {load:.1f} on "
+          f"{os.cpu_count()} cores -> on {args.workers} otherwise idle cores ~{args.workers * 1e3 / cpu_ms:.0f} tiles/s")
     print(f"detections: cold {cold.detections} ({cold.detections_area_ha:.1f} ha), "
           f"warm {warm.detections} ({warm.detections_area_ha:.1f} ha)")
     for n in (args.enum_tiles // 10, args.enum_tiles):

@@ -273,7 +273,8 @@ def run_scan(
         workers = max(1, int(settings.workers or os.cpu_count() or 1))
         if workers <= 1:
             remember_model(model_path, model_version, clf)
-        counters = {"fetch_s": 0.0, "predict_s": 0.0, "units": 0}
+        counters = {"fetch_s": 0.0, "predict_s": 0.0, "worker_cpu_s": 0.0, "units": 0}
+        main_cpu_started = time.process_time()
         writer = _TileWriter(conn, scan_id, clf.threshold)
         bar = _progress(todo_total, settings.progress, writer)
         interrupted = False
@@ -293,6 +294,7 @@ def run_scan(
                 writer.write(result)
                 counters["fetch_s"] += result.fetch_s
                 counters["predict_s"] += result.predict_s
+                counters["worker_cpu_s"] += result.cpu_s
                 counters["units"] += 1
                 if result.warnings and on_warnings is not None:
                     on_warnings(result.warnings)
@@ -305,6 +307,7 @@ def run_scan(
         finally:
             if bar is not None:
                 bar.close()
+        counters["main_cpu_s"] = time.process_time() - main_cpu_started
         if interrupted:
             stats = update_scan_counts(conn, scan_id)
             return _outcome(conn, scan_id, resumed, writer.tiles_written, stats, started, counters)

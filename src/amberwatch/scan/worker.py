@@ -68,6 +68,7 @@ class UnitResult:
     tiles: list[TileResult] = field(default_factory=list)
     fetch_s: float = 0.0
     predict_s: float = 0.0
+    cpu_s: float = 0.0  # CPU time of this process spent on the unit (fetch + decode + classify)
     warnings: dict[str, int] = field(default_factory=dict)  # amberwatch warning class name -> count
 
 
@@ -140,6 +141,7 @@ def process_unit(unit: Unit, context: ScanContext, todo: tuple[tuple[int, int], 
         return result
     z = context.zoom
     started = time.perf_counter()
+    cpu_started = time.process_time()
     t, m, cell = context.tile_px, context.margin_px, context.cell_px
     ring = max(1, -(-m // t))  # tiles of context needed around each tile (1 unless tiles are tiny)
     needed = sorted({nb for x, y in todo for nb in neighbours(x, y, z, ring)})
@@ -170,6 +172,7 @@ def process_unit(unit: Unit, context: ScanContext, todo: tuple[tuple[int, int], 
             else:
                 to_predict.append((x, y))
     if not to_predict:
+        result.cpu_s = time.process_time() - cpu_started
         return result
 
     started = time.perf_counter()
@@ -219,6 +222,7 @@ def process_unit(unit: Unit, context: ScanContext, todo: tuple[tuple[int, int], 
                 )
             )
     result.predict_s = time.perf_counter() - started
+    result.cpu_s = time.process_time() - cpu_started
     return result
 
 

@@ -1,0 +1,46 @@
+"""The unit of work is pure and picklable (ready for Dask): no project DB, results by value."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+
+from amberwatch.imagery.cache import TileCache
+from amberwatch.imagery.sources import open_source
+from amberwatch.model import load
+from amberwatch.scan.tiling import Unit
+from amberwatch.scan.worker import ScanContext, neighbours, process_unit, release
+from tests.scan.conftest import ZOOM, put_image_tiles, texty_image, tile_origin
+
+
+def test_process_unit_round_trips_through_pickle_and_needs_no_db(tile_server, tmp_path):
+    x0, y0 = tile_origin((80, 0))
+    put_image_tiles(tile_server, texty_image("positive2"), x0, y0, 3, 3)
+    clf = load()
+    unit = Unit(parent=(x0 >> 3, y0 >> 3, ZOOM - 3), zoom=ZOOM, tiles=((x0 + 1, y0 + 1), (x0 + 2, y0 + 1)))
+    context = ScanContext(
+        imagery=tile_server.url, cache_path=str(tmp_path / "cache.mbtiles"), model_path=None, model_version=clf.version,
+        zoom=ZOOM, tile_px=256, margin_px=clf.context_px, cell_px=clf.cell_px,
+    )
+    fn, unit2, context2 = pickle.loads(pickle.dumps((process_unit, unit, context)))
+    try:
+        result = fn(unit2, context2)
+    finally:
+        release()
+    result = pickle.loads(pickle.dumps(result))
+    assert [(t.x, t.y, t.status) for t in result.tiles] == [(x0 + 1, y0 + 1, "done"), (x0 + 2, y0 + 1, "done")]
+    assert not list(tmp_path.glob("*.db"))  # workers never create or write a project DB
+    # The grid of the tile in the middle equals predict_grid on the tile with a 160 px margin of real imagery.
+    with TileCache(tmp_path / "cache.mbtiles") as cache:
+        source = open_source(tile_server.url, cache=cache)
+        mosaic = np.zeros((768, 768, 3), np.uint8)
+        for (x, y) in neighbours(x0 + 1, y0 + 1, ZOOM):
+            mosaic[(y - y0) * 256 : (y - y0 + 1) * 256, (x - x0) * 256 : (x - x0 + 1) * 256] = source.read_tile(ZOOM, x, y).pixels
+        source.close()
+    m = clf.context_px
+    expected = clf.predict_grid(mosaic[256 - m : 512 + m, 256 - m : 512 + m])
+    off = m // clf.cell_px
+    g = 256 // clf.cell_px
+    got = np.frombuffer(result.tiles[0].grid, np.uint8).reshape(g, g)
+    assert np.abs(got.astype(int) - np.rint(expected[off : off + g, off : off + g] * 255).astype(int)).max() <= 1
