@@ -99,6 +99,13 @@ def test_feedback_validation(client, project):
     assert r.status_code == 422 and "'maybe'" in r.json()["error"]
     r = flag(client, did, category="volcano")
     assert r.status_code == 422 and "'volcano'" in r.json()["error"]
+    r = flag(client, did, verdict="confirmed", category="volcano")
+    assert r.status_code == 422 and "'volcano'" in r.json()["error"]
+    r = flag(client, did, verdict="confirmed", category="quarry")
+    assert r.status_code == 201 and r.json()["category"] is None
+    assert flag(client, did, category=None).json()["category"] == "other"
+    r = flag(client, did, comment=12)
+    assert r.status_code == 422 and r.json()["status"] == 422
     r = flag(client, did, comment="x" * 2001)
     assert r.status_code == 413 and r.json()["status"] == 413
     r = client.post(f"/api/detections/{did}/feedback", content=json.dumps({"verdict": "confirmed", "comment": "y" * 17000}),

@@ -34,14 +34,11 @@ def validate_feedback(verdict: Any, category: Any, comment: Any) -> tuple[str, s
     if comment is not None and len(comment) > MAX_COMMENT_CHARS:
         raise PayloadTooLargeError(f"comment of {len(comment)} characters exceeds {MAX_COMMENT_CHARS}")
     comment = comment.strip() or None if comment else None
-    if verdict == "confirmed":
-        if category not in (None, ""):
-            raise InvalidInputError(f"category {category!r} is only for a 'not_mining' verdict")
-        return verdict, None, comment
-    category = category or "other"
-    if category not in CATEGORIES:
+    if category not in (None, "") and category not in CATEGORIES:
         raise InvalidInputError(f"unknown category {category!r}: expected one of {', '.join(CATEGORIES)}")
-    return verdict, category, comment
+    if verdict == "confirmed":
+        return verdict, None, comment  # a category only describes what a not-mining site is instead
+    return verdict, category or "other", comment
 
 
 def record_feedback(conn: sqlite3.Connection, detection_id: int, verdict: Any, category: Any, comment: Any,
