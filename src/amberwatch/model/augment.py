@@ -20,7 +20,7 @@ class AugmentConfig:
     hue_deg: float = 25.0
     channel_gain: float = 0.1  # independent per-channel gain U(1-g, 1+g): white balance / season tint
     grayscale_p: float = 0.25
-    noise_std: float = 4.0  # gaussian pixel noise (0..255 units)
+    noise_std: float = 3.0  # gaussian pixel noise (0..255 units)
 
     def to_dict(self) -> dict:
         """Plain dict for the model file."""
@@ -53,7 +53,7 @@ def make_batch(
     side = crop_px
     if aug is not None and aug.scale_jitter > 0:
         side = int(round(crop_px * float(np.exp(rng.uniform(-aug.scale_jitter, aug.scale_jitter)))))
-        side = max(8, side - side % 2)
+        side = max(8, side)
     arr = np.stack([random_crop(c, side, rng) for c in chips]).astype(np.float32)
     x = torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
     if side != crop_px:

@@ -65,12 +65,12 @@ class MiningNet(nn.Module):
         self.register_buffer("mean", torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(PIXEL_STD).view(1, 3, 1, 1), persistent=False)
 
-    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
-        """Float NCHW 0..255 RGB -> normalised, downsampled network input."""
+    def preprocess(self, x: torch.Tensor, downsampled: bool = False) -> torch.Tensor:
+        """Float NCHW 0..255 RGB -> normalised, downsampled network input (downsampled: x is already pooled)."""
         x = (x - self.mean) / self.std
         if self.config.grayscale:
             x = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
-        if self.config.downsample > 1:
+        if self.config.downsample > 1 and not downsampled:
             x = F.avg_pool2d(x, self.config.downsample)
         return x
 
@@ -78,9 +78,9 @@ class MiningNet(nn.Module):
         """Float NCHW 0..255 RGB -> trunk feature map (one cell per cell_px input pixels)."""
         return self.trunk(self.preprocess(x))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Chip logits (N,): features averaged over the whole chip."""
-        f = self.features(x).mean(dim=(2, 3))
+    def forward(self, x: torch.Tensor, downsampled: bool = False) -> torch.Tensor:
+        """Chip logits (N,): features averaged over the whole chip (downsampled: x is already pooled)."""
+        f = self.trunk(self.preprocess(x, downsampled)).mean(dim=(2, 3))
         return self.head(self.dropout(f)).squeeze(1)
 
     def grid_logits(self, x: torch.Tensor) -> torch.Tensor:

@@ -95,12 +95,14 @@ class RetrainResult:
         rows = [
             ("examples (mining / not)", f"{cur.cv.get('n_train_mining', '-')} / {cur.cv.get('n_train_not_mining', '-')}",
              f"{self.counts['mining']} / {self.counts['not_mining']}"),
-            ("CV F1", _f(cur.cv.get("f1")), _f(cand.cv.get("f1"))),
-            ("CV precision", _f(cur.cv.get("precision")), _f(cand.cv.get("precision"))),
-            ("CV recall", _f(cur.cv.get("recall")), _f(cand.cv.get("recall"))),
+            ("CV F1 (best threshold)", _f(cur.cv.get("f1")), _f(cand.cv.get("f1"))),
+            ("  precision / recall", _pr(cur.cv), _pr(cand.cv)),
+            ("  threshold", _f(cur.cv.get("threshold")), _f(cand.cv.get("threshold"))),
+            ("  false positives", _cm(cur.cv, "fp"), _cm(cand.cv, "fp")),
             ("CV average precision", _f(cur.cv.get("average_precision")), _f(cand.cv.get("average_precision"))),
-            ("CV threshold", _f(cur.cv.get("threshold")), _f(cand.cv.get("threshold"))),
-            ("CV false positives", _cm(cur.cv, "fp"), _cm(cand.cv, "fp")),
+            ("CV F1 at model threshold", _f(cur.cv.get("f1_at_model_threshold")),
+             _f(cand.cv.get("f1_at_model_threshold"))),
+            ("  model threshold", _f(cur.cv.get("model_threshold")), _f(cand.cv.get("model_threshold"))),
             ("reviewed detections correct",
              f"{cur.reviewed.get('correct', 0)}/{cur.reviewed.get('n', 0)}",
              f"{cand.reviewed.get('correct', 0)}/{cand.reviewed.get('n', 0)}"),
@@ -134,6 +136,10 @@ class RetrainResult:
 
 def _f(value: object) -> str:
     return "-" if value is None else f"{float(value):.3f}"
+
+
+def _pr(cv: dict) -> str:
+    return f"{_f(cv.get('precision'))} / {_f(cv.get('recall'))}"
 
 
 def _cm(cv: dict, key: str) -> str:
@@ -232,6 +238,30 @@ def _detection_pixels(conn: sqlite3.Connection, db_path, detection_id: int, cach
     return None, cache
 
 
+def best_f1_threshold(labels: np.ndarray, probs: np.ndarray) -> float:
+    """Threshold of maximum F1 on out-of-fold predictions (choose_threshold's max-F1 rule)."""
+    from amberwatch.model.metrics import choose_threshold
+
+    # No precision target can be met, so choose_threshold falls back to its max-F1 threshold.
+    return choose_threshold(labels, probs, min_precision=float("inf"))
+
+
+def cv_scores(labels: np.ndarray, oof: np.ndarray, model_threshold: float) -> dict:
+    """CV metrics at the max-F1 threshold (compared between models), plus F1 at the model's own threshold.
+
+    Comparing at each model's best threshold keeps the comparison free of the threshold policy
+    (a precision target one model just reaches and the other does not would swing F1 from ~0 to its best).
+    """
+    from amberwatch.model.metrics import binary_metrics
+
+    scores = binary_metrics(labels, oof, best_f1_threshold(labels, oof))
+    at_model = binary_metrics(labels, oof, model_threshold)
+    scores.update({"model_threshold": round(float(model_threshold), 4), "f1_at_model_threshold": at_model["f1"],
+                   "precision_at_model_threshold": at_model["precision"],
+                   "recall_at_model_threshold": at_model["recall"]})
+    return scores
+
+
 def _reviewed_scores(items: list[ReviewedItem], index: dict[str, int], oof: np.ndarray, threshold_oof: float,
                      deployed, threshold_deployed: float) -> dict:
     """Accuracy on reviewed detections: out-of-fold prediction if the item is a training example, else the deployed model."""
@@ -296,7 +326,7 @@ def retrain(
     log: Log | None = None,
 ) -> RetrainResult:
     """Train a candidate on the store's active examples, compare with the current model, register, maybe promote."""
-    from amberwatch.model.metrics import binary_metrics, choose_threshold
+    from amberwatch.model.metrics import choose_threshold
     from amberwatch.model.recipes import default_config
     from amberwatch.model.registry import ModelRegistry
     from amberwatch.model.train import train_with_cv
@@ -333,10 +363,10 @@ def retrain(
         else:
             oof_cur, cur_mode = current_recipe_oof(chips, folds, in_current, config, seed, current_clf, log)
         thr_cur = choose_threshold(chips.labels, oof_cur, min_precision)
-        cv_cur = binary_metrics(chips.labels, oof_cur, thr_cur)
+        cv_cur = cv_scores(chips.labels, oof_cur, thr_cur)
         cv_cur.update({"n_train_mining": int(chips.labels[in_current].sum()),
                        "n_train_not_mining": int((chips.labels[in_current] == 0).sum())})
-        cv_cand = dict(candidate.metadata.get("cv") or {})
+        cv_cand = cv_scores(chips.labels, oof_cand, candidate.threshold)
         cv_cand.update({"n_train_mining": counts["mining"], "n_train_not_mining": counts["not_mining"]})
 
         items = reviewed_items(conn, db_path)

@@ -35,7 +35,7 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-3
     members: int = 1  # ensemble of independently seeded networks
-    threads: int = 2
+    threads: int = 1  # more threads than free cores makes OpenMP spin: 1 is faster on a shared machine
     resolution_m_per_px: float = TEXTY_RESOLUTION_M_PER_PX
 
     def to_dict(self) -> dict:
@@ -59,6 +59,9 @@ def fit_network(data: ChipSet, config: TrainConfig, seed: int, log: Callable[[st
         raise ModelError(f"training needs examples of both labels, got counts {data.counts()}")
     rng = _seed_all(seed, config.threads)
     net = MiningNet(config.net)
+    ds = config.net.downsample
+    # Pool once up front (exactly what the network's first op does): augmentation then runs on 1/ds^2 pixels.
+    chips = [downsample_chip(c, ds) for c in data.chips]
     n_pos = int(data.labels.sum())
     pos_weight = torch.tensor((len(data) - n_pos) / n_pos)
     steps_per_epoch = max(1, math.ceil(len(data) / config.batch_size))
@@ -73,9 +76,9 @@ def fit_network(data: ChipSet, config: TrainConfig, seed: int, log: Callable[[st
             idx = order[start : start + config.batch_size]
             if len(idx) < 2:
                 continue
-            x = make_batch([data.chips[i] for i in idx], config.crop_px, config.augment, rng)
+            x = make_batch([chips[i] for i in idx], config.crop_px // ds, config.augment, rng)
             y = torch.from_numpy(data.labels[idx].astype(np.float32))
-            loss = F.binary_cross_entropy_with_logits(net(x), y, pos_weight=pos_weight)
+            loss = F.binary_cross_entropy_with_logits(net(x, downsampled=True), y, pos_weight=pos_weight)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -85,6 +88,17 @@ def fit_network(data: ChipSet, config: TrainConfig, seed: int, log: Callable[[st
             log(f"  epoch {epoch + 1}/{config.epochs} loss {np.mean(losses):.4f}")
     net.eval()
     return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def downsample_chip(chip: np.ndarray, factor: int) -> np.ndarray:
+    """Average factor x factor pixel blocks (edge rows/columns that do not fill a block are dropped)."""
+    if factor == 1:
+        return chip
+    h, w = chip.shape[0] // factor * factor, chip.shape[1] // factor * factor
+    if h == 0 or w == 0:
+        return chip[:1, :1]
+    pooled = chip[:h, :w].reshape(h // factor, factor, w // factor, factor, 3).astype(np.float32).mean(axis=(1, 3))
+    return pooled.astype(np.float32)
 
 
 def fit(data: ChipSet, config: TrainConfig, seed: int = 0, log: Callable[[str], None] | None = None) -> Classifier:
@@ -112,9 +126,9 @@ def block_folds(labels: np.ndarray, groups: list[str], n_folds: int, seed: int) 
 
 
 def cross_validate(data: ChipSet, config: TrainConfig, n_folds: int = 5, seed: int = 0,
-                   log: Callable[[str], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   log: Callable[[str], None] | None = None, split_seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold P(mining) for every example (block-grouped folds) -> (probabilities, fold ids)."""
-    folds = block_folds(data.labels, data.groups, n_folds, seed)
+    folds = block_folds(data.labels, data.groups, n_folds, seed if split_seed is None else split_seed)
     oof = np.zeros(len(data), dtype=np.float32)
     for k in range(n_folds):
         train_idx, test_idx = np.flatnonzero(folds != k), np.flatnonzero(folds == k)

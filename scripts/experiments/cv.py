@@ -1,0 +1,80 @@
+"""Block-grouped 5-fold CV of one named recipe variant on a labelled folder; appends a JSON line of results.
+
+Usage: python scripts/experiments/cv.py --data DIR --variant NAME [--seed S] [--out results.jsonl]
+Out-of-fold predictions are saved next to --out so seed ensembles can be scored by averaging them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from amberwatch.model.augment import AugmentConfig
+from amberwatch.model.dataset import load_folder
+from amberwatch.model.metrics import binary_metrics, choose_threshold
+from amberwatch.model.network import NetConfig
+from amberwatch.model.recipes import default_config
+from amberwatch.model.train import TrainConfig, cross_validate
+
+NO_COLOUR = AugmentConfig(brightness=0, contrast=0, saturation=0, hue_deg=0, channel_gain=0, grayscale_p=0, noise_std=0)
+STRONG = AugmentConfig(brightness=0.45, contrast=0.45, saturation=0.8, hue_deg=45, channel_gain=0.15, grayscale_p=0.4)
+
+
+def variants() -> dict[str, TrainConfig]:
+    """Named recipe variants compared in RESULTS.md."""
+    base = default_config()
+    return {
+        "base": base,
+        "no_colour_aug": replace(base, augment=NO_COLOUR),
+        "strong_aug": replace(base, augment=STRONG),
+        "gray": replace(base, net=replace(base.net, grayscale=True)),
+        "narrow": replace(base, net=replace(base.net, widths=(16, 32, 48, 64))),
+        "wide": replace(base, net=replace(base.net, widths=(32, 64, 96, 128))),
+        "crop224": replace(base, crop_px=224, net=replace(base.net, window_cells=7)),
+        "epochs60": replace(base, epochs=60),
+        "native": replace(base, net=NetConfig(widths=(16, 24, 48, 64, 96), downsample=1, window_cells=5)),
+        "strong_e60": replace(base, augment=STRONG, epochs=60),
+    }
+
+
+def main() -> int:
+    """Run one variant and append its metrics."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--variant", required=True, choices=sorted(variants()))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="/tmp/amber_cv/results.jsonl")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cache = out.parent / "data.pkl"
+    if cache.exists():
+        data = pickle.loads(cache.read_bytes())
+    else:
+        data = load_folder(args.data)
+        cache.write_bytes(pickle.dumps(data))
+    config = variants()[args.variant]
+    t0 = time.perf_counter()
+    oof, folds = cross_validate(data, config, 5, seed=args.seed, split_seed=0, log=lambda m: print(m, file=sys.stderr))
+    np.save(out.parent / f"oof_{args.variant}_s{args.seed}.npy", oof)
+    thr = choose_threshold(data.labels, oof, 0.95)
+    m = binary_metrics(data.labels, oof, thr)
+    m05 = binary_metrics(data.labels, oof, 0.5)
+    row = {"variant": args.variant, "seed": args.seed, "minutes": round((time.perf_counter() - t0) / 60, 1),
+           "AP": m["average_precision"], "thr": m["threshold"], "P": m["precision"], "R": m["recall"], "F1": m["f1"],
+           "F1@0.5": m05["f1"], "P@0.5": m05["precision"], "R@0.5": m05["recall"]}
+    print(json.dumps(row))
+    with out.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Training core: reproducible with a fixed seed, block-grouped folds, threshold choice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from amberwatch.errors import ModelError
+from amberwatch.model.dataset import ChipSet, load_folder, texty_block_key
+from amberwatch.model.metrics import binary_metrics, choose_threshold
+from amberwatch.model.train import block_folds, fit, small_config, train_with_cv
+
+
+@pytest.fixture(scope="module")
+def data(small_folder) -> ChipSet:
+    return load_folder(small_folder)
+
+
+def test_training_is_reproducible_with_a_fixed_seed(data):
+    config = small_config()
+    a, b = fit(data, config, seed=3), fit(data, config, seed=3)
+    c = fit(data, config, seed=4)
+    probs = [m.predict_proba(data.chips[:6]) for m in (a, b, c)]
+    np.testing.assert_array_equal(probs[0], probs[1])
+    assert not np.array_equal(probs[0], probs[2])
+
+
+def test_train_with_cv_fills_metadata(data, tmp_path):
+    clf, extra = train_with_cv(data, small_config(epochs=1), seed=0, n_folds=2)
+    meta = clf.metadata
+    assert meta["fingerprint"] == data.fingerprint and len(meta["fingerprint"]) == 64
+    assert meta["counts"] == {"mining": 8, "not_mining": 8, "groups": len(set(data.groups))}
+    assert set(meta["cv"]) >= {"precision", "recall", "f1", "average_precision", "confusion_matrix"}
+    assert meta["threshold"] == clf.threshold and meta["seed"] == 0 and meta["input_px"] == 64
+    assert extra["oof"].shape == (16,)
+    clf.save(tmp_path / "m.pt")
+
+
+def test_training_refuses_one_class(data):
+    one = data.subset(np.flatnonzero(data.labels == 1))
+    with pytest.raises(ModelError, match="both labels"):
+        fit(one, small_config(), seed=0)
+
+
+def test_block_folds_never_split_a_block():
+    labels = np.array([1, 0] * 20)
+    groups = [f"B{i // 4}" for i in range(40)]
+    folds = block_folds(labels, groups, 5, seed=0)
+    for g in set(groups):
+        assert len({folds[i] for i in range(40) if groups[i] == g}) == 1
+    with pytest.raises(ModelError, match="blocks"):
+        block_folds(labels[:8], groups[:8], 5, seed=0)
+
+
+def test_texty_block_key():
+    assert texty_block_key("51.2887839_26.8958500_05_Oct_2015_GMT_super_6.png") == "B512_268"
+    assert texty_block_key("whatever.png") == "Iwhatever.png"
+
+
+def test_threshold_reaches_target_precision():
+    y = np.array([0, 0, 0, 0, 1, 0, 1, 1, 1, 1])
+    p = np.linspace(0.05, 0.95, 10)
+    t = choose_threshold(y, p, 0.95)
+    m = binary_metrics(y, p, t)
+    assert m["precision"] >= 0.95 and m["recall"] == 0.8
