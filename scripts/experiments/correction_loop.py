@@ -42,6 +42,7 @@ from amberwatch.results.schema import ensure_schema as ensure_results_schema
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_LOOKALIKES = HERE / "lookalikes_quarry.csv"
+MATCHED_RECALL = 0.8
 
 
 def quick_config(epochs: int = 8) -> TrainConfig:
@@ -61,15 +62,22 @@ def read_lookalikes(csv_path: str | os.PathLike[str]) -> tuple[list[str], str]:
     return [r["file"] for r in rows], categories.pop()
 
 
-def import_base(db_path: Path, data_dir: Path, held_out: set[str], work: Path) -> dict:
-    """Import positive/ and negative/ except the held-out files (via a folder of symlinks) as source 'texty'."""
+def import_base(db_path: Path, data_dir: Path, held_out: set[str], work: Path, *,
+                negative_fraction: float = 1.0) -> dict:
+    """Import positive/ and negative/ except the held-out files (via a folder of symlinks) as source 'texty'.
+
+    negative_fraction < 1 keeps an evenly spread subset of the other negatives (smaller, faster runs).
+    """
     staged = work / "base"
     for label in ("positive", "negative"):
         (staged / label).mkdir(parents=True, exist_ok=True)
-        for p in sorted((data_dir / label).iterdir()):
-            rel = f"{label}/{p.name}"
-            link = staged / rel
-            if rel not in held_out and not link.exists():
+        files = [p for p in sorted((data_dir / label).iterdir()) if f"{label}/{p.name}" not in held_out]
+        if label == "negative" and negative_fraction < 1.0:
+            keep = max(1, round(len(files) * negative_fraction))
+            files = [files[i] for i in np.linspace(0, len(files) - 1, keep).round().astype(int)]
+        for p in files:
+            link = staged / label / p.name
+            if not link.exists():
                 link.symlink_to(p.resolve())
     with ExampleStore.open(db_path) as store:
         report = import_folder(store, staged, source="texty", added_by="experiment")
@@ -124,13 +132,13 @@ def _rate(mask: np.ndarray) -> float:
 
 
 def run(data_dir: Path, lookalikes_csv: Path, work: Path, *, config: TrainConfig, n_folds: int = 5, seed: int = 0,
-        log=None) -> dict:
+        negative_fraction: float = 1.0, log=None) -> dict:
     """Run the whole loop in work/ and return the figures."""
     say = log or (lambda _m: None)
     t0 = time.perf_counter()
     files, category = read_lookalikes(lookalikes_csv)
     db_path = work / "loop.db"
-    counts = import_base(db_path, data_dir, set(files), work)
+    counts = import_base(db_path, data_dir, set(files), work, negative_fraction=negative_fraction)
     say(f"imported {counts} (held out {len(files)} '{category}' look-alikes)")
 
     base = load_training_data(db_path)
@@ -153,8 +161,11 @@ def run(data_dir: Path, lookalikes_csv: Path, work: Path, *, config: TrainConfig
     look = np.array([c == category and corr for c, corr in zip(d["categories"], d["is_correction"])])
     other_neg = (d["labels"] == 0) & ~look
     pos = d["labels"] == 1
-    before = d["oof_current"] >= d["threshold_current"]
-    after = d["oof_candidate"] >= d["threshold_candidate"]
+    oof = {"before": d["oof_current"], "after": d["oof_candidate"]}
+    # Each model at its max-F1 threshold on the same folds (the thresholds CV F1 is read at) ...
+    thr = {"before": result.current.cv["threshold"], "after": result.candidate.cv["threshold"]}
+    # ... and both at the threshold that keeps MATCHED_RECALL of the mining examples (same recall, fewer false alarms?).
+    thr_matched = {k: float(np.quantile(v[pos], 1.0 - MATCHED_RECALL)) for k, v in oof.items()}
     with ModelRegistry.open(db_path) as reg:
         v2 = reg.load(result.candidate_version)
     p_v2 = v2.predict_proba(lookalike_chips)
@@ -164,28 +175,34 @@ def run(data_dir: Path, lookalikes_csv: Path, work: Path, *, config: TrainConfig
         "counts": result.counts,
         "folds": n_folds,
         "seed": seed,
+        "negative_fraction": negative_fraction,
         "recipe": {"epochs": config.epochs, "crop_px": config.crop_px, "widths": list(config.net.widths),
                    "members": config.members},
-        "fp_rate_lookalikes_v1": fp_v1,
-        "fp_rate_lookalikes_before_oof": _rate(before[look]),
-        "fp_rate_lookalikes_after_oof": _rate(after[look]),
-        "fp_rate_lookalikes_v2_in_sample": _rate(p_v2 >= v2.threshold),
-        "fp_rate_other_negatives_before_oof": _rate(before[other_neg]),
-        "fp_rate_other_negatives_after_oof": _rate(after[other_neg]),
-        "recall_before_oof": _rate(before[pos]),
-        "recall_after_oof": _rate(after[pos]),
+        "fp_rate_lookalikes_v1_unseen": fp_v1,
+        "v1_threshold": round(float(v1.threshold), 4),
         "cv_f1_before": result.current.cv["f1"],
         "cv_f1_after": result.candidate.cv["f1"],
         "cv_ap_before": result.current.cv.get("average_precision"),
         "cv_ap_after": result.candidate.cv.get("average_precision"),
-        "threshold_before": round(float(d["threshold_current"]), 4),
-        "threshold_after": round(float(d["threshold_candidate"]), 4),
-        "reviewed_accuracy_before": result.current.reviewed.get("accuracy"),
-        "reviewed_accuracy_after": result.candidate.reviewed.get("accuracy"),
+        "matched_recall": MATCHED_RECALL,
         "promoted": result.promoted,
         "candidate_version": result.candidate_version,
-        "seconds": round(time.perf_counter() - t0, 1),
+        "fp_rate_lookalikes_v2_in_sample": _rate(p_v2 >= v2.threshold),
+        "reviewed_accuracy_before": result.current.reviewed.get("accuracy"),
+        "reviewed_accuracy_after": result.candidate.reviewed.get("accuracy"),
     }
+    for k in ("before", "after"):
+        hit = oof[k] >= thr[k]
+        hit_m = oof[k] >= thr_matched[k]
+        figures.update({
+            f"threshold_{k}": round(float(thr[k]), 4),
+            f"fp_rate_lookalikes_{k}_oof": _rate(hit[look]),
+            f"fp_rate_other_negatives_{k}_oof": _rate(hit[other_neg]),
+            f"recall_{k}_oof": _rate(hit[pos]),
+            f"fp_rate_lookalikes_{k}_oof_matched_recall": _rate(hit_m[look]),
+            f"fp_rate_other_negatives_{k}_oof_matched_recall": _rate(hit_m[other_neg]),
+        })
+    figures["seconds"] = round(time.perf_counter() - t0, 1)
     return figures
 
 
@@ -199,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--negative-fraction", type=float, default=1.0,
+                    help="keep this fraction of the other negatives (quicker runs)")
     ap.add_argument("--out", default=None, help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
     if args.recipe == "quick":
@@ -208,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="amberwatch-loop-"))
     work.mkdir(parents=True, exist_ok=True)
     figures = run(Path(args.data), Path(args.lookalikes), work, config=config, n_folds=args.folds, seed=args.seed,
-                  log=lambda m: print(m, file=sys.stderr, flush=True))
+                  negative_fraction=args.negative_fraction, log=lambda m: print(m, file=sys.stderr, flush=True))
     text = json.dumps(figures, indent=2)
     print(text)
     if args.out:
