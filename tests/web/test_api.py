@@ -10,7 +10,7 @@ import numpy as np
 from amberwatch.db import connect
 from amberwatch.imagery.decode import decode_image
 from amberwatch.labels.store import ExampleStore
-from tests.web.conftest import SOURCE_ID, ZOOM
+from tests.web.conftest import SOURCE_ID
 
 
 def auth(token: str) -> dict:

@@ -150,6 +150,7 @@ def test_label_three_chips_with_keyboard(page, live, project):
     assert len(set(seen)) == 3 and outside == []
 
 
+@pytest.mark.slow
 def test_map_with_10000_detections(page, tmp_path):
     project = build_project(tmp_path, extra_detections=10_000 - 5)
     with LiveServer(create_app(project.db_path, project.cache_path)) as live:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
 
@@ -32,3 +32,9 @@ def review_page() -> HTMLResponse:
 def label_page() -> HTMLResponse:
     """The labelling page."""
     return _page("label.html")
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+def favicon() -> Response:
+    """No icon (204), so browsers don't log a 404 on every page."""
+    return Response(status_code=204)
