@@ -93,9 +93,9 @@ def plan_scan(aoi: AOI, zoom: int, *, max_tiles: int = DEFAULT_MAX_TILES) -> Sca
     )
 
 
-def choose_unit_zoom_delta(n_tiles: int) -> int:
-    """Units of 16 x 16 tiles for large AOIs (less neighbour overhead), 8 x 8 for small ones (more parallelism)."""
-    return DEFAULT_UNIT_ZOOM_DELTA + 1 if n_tiles >= 2048 else DEFAULT_UNIT_ZOOM_DELTA
+def choose_unit_zoom_delta(n_tiles: int, workers: int = 1) -> int:
+    """Units of 16 x 16 tiles when there are enough for every worker (fewer neighbour tiles to decode), else 8 x 8."""
+    return DEFAULT_UNIT_ZOOM_DELTA + 1 if n_tiles >= 512 * max(1, workers) else DEFAULT_UNIT_ZOOM_DELTA
 
 
 def model_tile_px(tile_res_m_per_px: float, model_res_m_per_px: float, cell_px: int) -> int:
@@ -222,6 +222,7 @@ def run_scan(
     try:
         ensure_schema(conn)
         aoi_geojson = aoi.to_geojson()
+        workers = max(1, int(settings.workers or os.cpu_count() or 1))
         scan_id = None if settings.new else find_scan(conn, aoi_geojson, source_id, zoom, model_version)
         resumed = scan_id is not None
         params = {
@@ -234,7 +235,7 @@ def run_scan(
             "model_path": model_path,
             "cache_path": cache_path,
             "min_area_ha": settings.min_area_ha,
-            "unit_zoom_delta": settings.unit_zoom_delta or choose_unit_zoom_delta(plan.tiles),
+            "unit_zoom_delta": settings.unit_zoom_delta or choose_unit_zoom_delta(plan.tiles, workers),
         }
         if scan_id is None:
             conn.execute("BEGIN IMMEDIATE")
@@ -270,7 +271,6 @@ def run_scan(
             say(f"scan {scan_id}: resuming")
         already = _count_finished(conn, scan_id)
         todo_total = max(0, plan.tiles - already)
-        workers = max(1, int(settings.workers or os.cpu_count() or 1))
         if workers <= 1:
             remember_model(model_path, model_version, clf)
         counters = {"fetch_s": 0.0, "predict_s": 0.0, "worker_cpu_s": 0.0, "units": 0}
