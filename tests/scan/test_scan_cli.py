@@ -107,3 +107,22 @@ def test_readme_command_on_the_example_aoi(tile_server, tmp_path):
     out = tmp_path / "klesiv.geojson"
     assert run("detections", "export", "--db", str(db), "--out", str(out)).exit_code == 0
     assert all(f["properties"]["area_ha"] > 0 for f in json.loads(out.read_text())["features"])
+
+
+def test_offline_tile_folder_as_imagery(tmp_path):
+    from tests.scan.conftest import ZOOM
+
+    class Folder:
+        tiles: dict = {}
+
+    x0, y0 = tile_origin((100, 0))
+    put_image_tiles(Folder, texty_image("positive1"), x0, y0, 3, 3)
+    root = tmp_path / "tiles"
+    for (z, x, y), data in Folder.tiles.items():
+        (root / str(z) / str(x)).mkdir(parents=True, exist_ok=True)
+        (root / str(z) / str(x) / f"{y}.png").write_bytes(data)
+    db = tmp_path / "offline.db"
+    result = run("scan", "--bbox", bbox_arg(tiles_bbox(x0, y0, 3, 3)), "--imagery", str(root), "--zoom", str(ZOOM),
+                 "--db", str(db), "--workers", "1", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "9 tiles (9 done, 0 without imagery, 0 failed)" in result.output

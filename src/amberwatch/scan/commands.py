@@ -62,9 +62,12 @@ def scan_group(ctx: click.Context, aoi_path, bbox, imagery, zoom, db, workers, n
     aoi = load_aoi(aoi_path) if aoi_path else aoi_from_bbox(bbox)
     max_tiles = max_tiles or DEFAULT_MAX_TILES
     if dry_run:
-        plan = plan_scan(aoi, zoom, max_tiles=max_tiles)
+        plan = plan_scan(aoi, zoom, max_tiles=10**12)
         click.echo(f"AOI {aoi.name}: {plan.area_km2:.3f} km², {plan.tiles:,} tiles at zoom {zoom} "
                    f"({plan.tile_resolution_m_per_px:.2f} m/px at latitude {plan.center_lat_deg:.2f})")
+        if plan.tiles > max_tiles:
+            click.secho(f"Above the limit of {max_tiles:,} tiles: a scan needs --max-tiles {plan.tiles} or a "
+                        "smaller AOI.", fg="yellow")
         click.echo(f"Estimated time: ~{_fmt_duration(plan.estimated_seconds(ESTIMATED_TILES_PER_S_NETWORK))} fetching "
                    f"over the network (~{ESTIMATED_TILES_PER_S_NETWORK:g} tiles/s), "
                    f"~{_fmt_duration(plan.estimated_seconds(ESTIMATED_TILES_PER_S_CACHED))} from a warm cache")
