@@ -14,14 +14,12 @@ Prints tiles/s, km²/hour, the cold/warm ratio and peak RSS. ``--tiles N`` keeps
 from __future__ import annotations
 
 import argparse
-import io
 import math
 import os
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 

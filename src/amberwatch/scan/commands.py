@@ -89,7 +89,9 @@ def scan_group(ctx: click.Context, aoi_path, bbox, imagery, zoom, db, workers, n
     out = run_scan(aoi, imagery, zoom, db, settings, on_event=lambda msg: click.echo(msg, err=True),
                    on_warnings=lambda counts: _merge(events, counts))
     for category, count in sorted(events.items()):
-        click.secho(f"Warning: {count} x {category}", fg="yellow", err=True)
+        what = _WARNING_TEXT.get(category, category)
+        click.secho(f"Warning: {count} tile reads {what} (counting the neighbours read for context)", fg="yellow",
+                    err=True)
     rate = out.tiles_processed_now / out.seconds if out.seconds > 0 else 0.0
     click.echo(
         f"Scan {out.scan_id} {'resumed and ' if out.resumed else ''}finished: {out.tiles_total:,} tiles "
@@ -105,6 +107,13 @@ def scan_group(ctx: click.Context, aoi_path, bbox, imagery, zoom, db, workers, n
     click.echo(f"  Export:        amberwatch detections export --db {db} --scan {out.scan_id} --format geojson "
                f"--out detections.geojson")
     click.echo(f"  Report:        amberwatch scan report --db {db} --scan {out.scan_id}")
+
+
+_WARNING_TEXT = {
+    "NoImageryWarning": "found no imagery (404 or outside the source's coverage)",
+    "BlankTileWarning": "found a blank tile (uniform colour)",
+    "MissingDateWarning": "had no capture date",
+}
 
 
 def _merge(into: dict[str, int], counts: dict[str, int]) -> None:
