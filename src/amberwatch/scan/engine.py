@@ -409,7 +409,7 @@ def _run_units(
     limit = max(1, max_in_flight or 2 * workers)
     methods = multiprocessing.get_all_start_methods()
     mp_context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp_context, initializer=init_worker, initargs=(1,))
+    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp_context, initializer=init_worker, initargs=(1, os.getpid()))
     pending: set[cf.Future] = set()
     try:
         for unit, todo in units:

@@ -7,6 +7,8 @@ source. The model and the source are opened once per worker process and kept in 
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -118,12 +120,28 @@ def get_source(context: ScanContext):
     return source
 
 
-def init_worker(torch_threads: int | None = 1) -> None:
-    """Process-pool initializer: one torch thread per worker so N workers share N cores without contention."""
+def init_worker(torch_threads: int | None = 1, parent_pid: int | None = None) -> None:
+    """Process-pool initializer: one torch thread per worker, and exit when the scanning process is gone.
+
+    A pool worker whose parent was killed with SIGKILL would otherwise wait for work forever.
+    """
     if torch_threads:
         import torch
 
         torch.set_num_threads(torch_threads)
+    if parent_pid:
+        threading.Thread(target=_exit_when_gone, args=(parent_pid,), daemon=True, name="parent-watch").start()
+
+
+def _exit_when_gone(pid: int, every_s: float = 1.0) -> None:
+    while True:
+        time.sleep(every_s)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            os._exit(0)
+        except PermissionError:
+            pass
 
 
 def neighbours(x: int, y: int, zoom: int, ring: int = 1) -> list[tuple[int, int]]:
