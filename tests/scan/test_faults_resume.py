@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
+
 from amberwatch.scan.aoi import aoi_from_bbox
 from amberwatch.scan.engine import ScanSettings, run_scan
 from tests.scan.conftest import ZOOM, bbox_arg, put_mosaic_tiles, tile_origin, tiles_bbox
@@ -99,16 +101,19 @@ def test_sigkill_mid_scan_then_same_command_finishes_every_tile_once(tile_server
     bbox = bbox_arg(tiles_bbox(x0, y0, n, n))
     db = tmp_path / "killed.db"
     cmd = [AMBERWATCH, "scan", "--bbox", bbox, "--imagery", tile_server.url, "--zoom", str(ZOOM),
-           "--db", str(db), "--workers", "1", "--no-progress"]
+           "--db", str(db), "--workers", "2", "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         done_before_kill = wait_for_tiles(db, 1)
+        helpers = psutil.Process(proc.pid).children(recursive=True)  # forkserver and pool workers
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == -signal.SIGKILL
+    _gone, alive = psutil.wait_procs(helpers, timeout=15)
+    assert not alive, f"pool processes outlived the killed scan: {alive}"
     interrupted = tile_rows(db)
     assert 0 < len(interrupted) < n * n, "kill must land mid-scan"
     assert done_before_kill <= len(interrupted)
