@@ -28,6 +28,9 @@ def test_readme_main_job_against_local_tile_server(tile_server, tmp_path):
     assert "Scan 1 finished: 9 tiles (9 done, 0 without imagery, 0 failed)" in result.output
     assert f"amberwatch serve --db {db}" in result.output
     assert "amberwatch detections export" in result.output
+    # The progress bar (stderr) shows the rate, the remaining time, km² done and detections so far.
+    assert "tile/s" in result.stderr and "<" in result.stderr and "km²" in result.stderr
+    assert "with detections" in result.stderr
 
     out = tmp_path / "out.geojson"
     result = run("detections", "export", "--db", str(db), "--format", "geojson", "--out", str(out))
