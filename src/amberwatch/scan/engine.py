@@ -33,6 +33,7 @@ MAX_RESOLUTION_M_PER_PX = 1.2  # coarser imagery cannot show pits the model was 
 ESTIMATED_TILES_PER_S_NETWORK = 25.0
 ESTIMATED_TILES_PER_S_CACHED = 200.0
 DEFAULT_MIN_AREA_HA = 0.05
+COUNTS_EVERY_S = 5.0
 
 
 @dataclass
@@ -290,8 +291,12 @@ def run_scan(
                 )
             else:
                 results = _run_units(units, context, workers, settings.max_in_flight, settings.stop_after_units)
+            last_counts = time.monotonic()
             for result in results:
                 writer.write(result)
+                if time.monotonic() - last_counts > COUNTS_EVERY_S:  # live counters for the map and 'scan list'
+                    update_scan_counts(conn, scan_id)
+                    last_counts = time.monotonic()
                 counters["fetch_s"] += result.fetch_s
                 counters["predict_s"] += result.predict_s
                 counters["worker_cpu_s"] += result.cpu_s
