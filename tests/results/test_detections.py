@@ -102,3 +102,45 @@ def test_traced_outline_equals_the_union_of_cell_squares():
     ])
     assert traced.is_valid
     assert traced.symmetric_difference(squares).area < 1e-6 * squares.area
+
+
+def test_rebuild_keeps_ids_of_unchanged_detections(tmp_path):
+    grids = patch_grids(X0, Y0, range(0, 3), range(0, 3))
+    grids[(X0 + 1, Y0 + 1)][4:7, 4:7] = 0.9
+    conn = make_scan_db(tmp_path / "k.db", grids)
+    assert rebuild_detections(conn, 1, min_area_ha=0.05, cache_path=None) == 2
+    before = {r["id"]: r["geometry_geojson"] for r in conn.execute("SELECT id, geometry_geojson FROM detections")}
+    # One site grows (new outline -> new id), the other is untouched (same id).
+    import numpy as np
+
+    grid = np.frombuffer(conn.execute(
+        "SELECT grid FROM scan_tiles WHERE x = ? AND y = ?", (X0 + 1, Y0 + 1)).fetchone()[0], np.uint8).copy()
+    grid.reshape(CELLS, CELLS)[7, 4:7] = 230
+    conn.execute("UPDATE scan_tiles SET grid = ? WHERE x = ? AND y = ?", (grid.tobytes(), X0 + 1, Y0 + 1))
+    assert rebuild_detections(conn, 1, min_area_ha=0.05, cache_path=None) == 2
+    after = {r["id"]: r["geometry_geojson"] for r in conn.execute("SELECT id, geometry_geojson FROM detections")}
+    common = set(before) & set(after)
+    assert len(common) == 1 and before[common.pop()] in after.values()
+    assert max(after) > max(before)
+
+
+def test_schema_v2_keeps_existing_detections_and_never_reuses_ids(tmp_path):
+    from amberwatch.db import connect, migrate, schema_version
+    from amberwatch.results.schema import MIGRATIONS, ensure_schema
+
+    conn = connect(tmp_path / "old.db")
+    migrate(conn, "results", MIGRATIONS[:1])  # a DB made before v2
+    conn.execute("INSERT INTO scans (id, aoi_geojson, imagery, imagery_source_id, zoom, model_version,"
+                 " model_threshold, started_at) VALUES (1, '{}', 'i', 's', 18, '0', 0.5, 'now')")
+    row = (1, '{"type":"Polygon","coordinates":[]}', 0, 0, 0, 0, 0, 0, 1.0, 0.6, 0.7, None, "0", None, "now")
+    conn.execute("INSERT INTO detections (scan_id, geometry_geojson, centroid_lon, centroid_lat, west, south, east,"
+                 " north, area_ha, mean_prob, max_prob, capture_date, model_version, thumbnail, created_at)"
+                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+    ensure_schema(conn)
+    assert schema_version(conn, "results") == len(MIGRATIONS)
+    assert [tuple(r) for r in conn.execute("SELECT id, area_ha FROM detections")] == [(1, 1.0)]
+    conn.execute("DELETE FROM detections WHERE id = 1")
+    cur = conn.execute("INSERT INTO detections (scan_id, geometry_geojson, centroid_lon, centroid_lat, west, south,"
+                       " east, north, area_ha, mean_prob, max_prob, capture_date, model_version, thumbnail, created_at)"
+                       " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+    assert cur.lastrowid == 2

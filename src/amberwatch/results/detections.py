@@ -169,7 +169,10 @@ def rebuild_detections(
     cache_path: str | None = None,
     thumbnails: bool = True,
 ) -> int:
-    """Replace a scan's detections with those built from all its tile grids, in one transaction."""
+    """Replace a scan's detections with those built from all its tile grids, in one transaction.
+
+    Unchanged outlines keep their ids; vanished ones are deleted, new ones inserted.
+    """
     scan = conn.execute("SELECT zoom, model_version, imagery_source_id FROM scans WHERE id = ?", (scan_id,)).fetchone()
     found = find_detections(conn, scan_id, min_area_ha=min_area_ha)
     chips = _thumbnails(found, cache_path, scan["imagery_source_id"], int(scan["zoom"])) if thumbnails else {}
@@ -184,12 +187,22 @@ def rebuild_detections(
         ))
     conn.execute("BEGIN IMMEDIATE")
     try:
-        conn.execute("DELETE FROM detections WHERE scan_id = ?", (scan_id,))
+        # A detection whose outline is unchanged keeps its id: reviews and links refer to detections by id.
+        old = {r["geometry_geojson"]: int(r["id"]) for r in conn.execute(
+            "SELECT id, geometry_geojson FROM detections WHERE scan_id = ?", (scan_id,))}
+        kept = {old[row[1]]: row for row in rows if row[1] in old}
+        gone = [i for i in old.values() if i not in kept]
+        conn.executemany("DELETE FROM detections WHERE id = ?", [(i,) for i in gone])
+        conn.executemany(
+            "UPDATE detections SET area_ha = ?, mean_prob = ?, max_prob = ?, capture_date = ?, model_version = ?,"
+            " thumbnail = COALESCE(?, thumbnail) WHERE id = ?",
+            [(r[8], r[9], r[10], r[11], r[12], r[13], i) for i, r in kept.items()],
+        )
         conn.executemany(
             "INSERT INTO detections (scan_id, geometry_geojson, centroid_lon, centroid_lat, west, south, east, north,"
             " area_ha, mean_prob, max_prob, capture_date, model_version, thumbnail, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
+            [row for row in rows if row[1] not in old],
         )
         conn.execute("COMMIT")
     except BaseException:

@@ -68,6 +68,33 @@ MIGRATIONS: list[str] = [
     CREATE INDEX detections_scan ON detections (scan_id);
     CREATE INDEX detections_bbox ON detections (west, south, east, north);
     """,
+    # v2: detection ids are never reused (AUTOINCREMENT): reviews and links refer to detections by id,
+    # and a rebuilt scan deletes vanished detections.
+    """
+    CREATE TABLE detections_v2 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        scan_id INTEGER NOT NULL REFERENCES scans(id) ON DELETE CASCADE,
+        geometry_geojson TEXT NOT NULL,
+        centroid_lon REAL NOT NULL,
+        centroid_lat REAL NOT NULL,
+        west REAL NOT NULL, south REAL NOT NULL, east REAL NOT NULL, north REAL NOT NULL,
+        area_ha REAL NOT NULL,
+        mean_prob REAL NOT NULL,
+        max_prob REAL NOT NULL,
+        capture_date TEXT,
+        model_version TEXT NOT NULL,
+        thumbnail BLOB,
+        created_at TEXT NOT NULL
+    );
+    INSERT INTO detections_v2 (id, scan_id, geometry_geojson, centroid_lon, centroid_lat, west, south, east, north,
+        area_ha, mean_prob, max_prob, capture_date, model_version, thumbnail, created_at)
+        SELECT id, scan_id, geometry_geojson, centroid_lon, centroid_lat, west, south, east, north,
+        area_ha, mean_prob, max_prob, capture_date, model_version, thumbnail, created_at FROM detections;
+    DROP TABLE detections;
+    ALTER TABLE detections_v2 RENAME TO detections;
+    CREATE INDEX detections_scan ON detections (scan_id);
+    CREATE INDEX detections_bbox ON detections (west, south, east, north);
+    """,
 ]
 
 
