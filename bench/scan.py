@@ -111,19 +111,26 @@ def square_bbox(n_tiles: int, zoom: int = ZOOM) -> str:
 
 
 ENUMERATE = """
-import resource, sys, time
+import sys, time
 from amberwatch.scan.aoi import aoi_from_bbox
 from amberwatch.scan.engine import plan_scan
 from amberwatch.scan.tiling import iter_units
+
+def peak_rss_kb():
+    # VmHWM is this process's own high-water mark (ru_maxrss would include the parent's at fork time).
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+
 aoi = aoi_from_bbox(sys.argv[1])
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = peak_rss_kb()
 t = time.perf_counter()
 plan = plan_scan(aoi, int(sys.argv[2]), max_tiles=10**9)
 count_s = time.perf_counter() - t
 t = time.perf_counter()
 n = sum(len(u.tiles) for u in iter_units(aoi.geometry, int(sys.argv[2])))
 enum_s = time.perf_counter() - t
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = peak_rss_kb()
 print(plan.tiles, n, round(count_s, 3), round(enum_s, 3), base // 1024, peak // 1024)
 """
 
