@@ -28,6 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
 from amberwatch.db import connect, utc_now_iso
 from amberwatch.imagery.decode import encode_jpeg, read_image_file
@@ -132,7 +133,7 @@ def _rate(mask: np.ndarray) -> float:
 
 
 def run(data_dir: Path, lookalikes_csv: Path, work: Path, *, config: TrainConfig, n_folds: int = 5, seed: int = 0,
-        negative_fraction: float = 1.0, log=None) -> dict:
+        negative_fraction: float = 1.0, arrays_out: Path | None = None, log=None) -> dict:
     """Run the whole loop in work/ and return the figures."""
     say = log or (lambda _m: None)
     t0 = time.perf_counter()
@@ -192,6 +193,10 @@ def run(data_dir: Path, lookalikes_csv: Path, work: Path, *, config: TrainConfig
         "reviewed_accuracy_after": result.candidate.reviewed.get("accuracy"),
     }
     for k in ("before", "after"):
+        # How well the model ranks mining above the look-alikes, threshold-free (1 = every mining crop scores higher).
+        scores = np.concatenate([oof[k][pos], oof[k][look]])
+        truth = np.concatenate([np.ones(int(pos.sum())), np.zeros(int(look.sum()))])
+        figures[f"auc_mining_vs_lookalikes_{k}_oof"] = round(float(roc_auc_score(truth, scores)), 4)
         hit = oof[k] >= thr[k]
         hit_m = oof[k] >= thr_matched[k]
         figures.update({
@@ -203,6 +208,9 @@ def run(data_dir: Path, lookalikes_csv: Path, work: Path, *, config: TrainConfig
             f"fp_rate_other_negatives_{k}_oof_matched_recall": _rate(hit_m[other_neg]),
         })
     figures["seconds"] = round(time.perf_counter() - t0, 1)
+    if arrays_out is not None:
+        np.savez(arrays_out, labels=d["labels"], lookalike=look, folds=d["folds"], oof_before=oof["before"],
+                 oof_after=oof["after"], p_v1_lookalikes=p_v1, p_v2_lookalikes=p_v2)
     return figures
 
 
@@ -227,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="amberwatch-loop-"))
     work.mkdir(parents=True, exist_ok=True)
     figures = run(Path(args.data), Path(args.lookalikes), work, config=config, n_folds=args.folds, seed=args.seed,
-                  negative_fraction=args.negative_fraction, log=lambda m: print(m, file=sys.stderr, flush=True))
+                  negative_fraction=args.negative_fraction,
+                  arrays_out=Path(args.out).with_suffix(".npz") if args.out else None, log=lambda m: print(m, file=sys.stderr, flush=True))
     text = json.dumps(figures, indent=2)
     print(text)
     if args.out:
