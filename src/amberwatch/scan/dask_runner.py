@@ -118,7 +118,8 @@ def start_cluster(address: str, workers: int | None, say: Callable[[str], None])
     if address == LOCAL:
         n = max(1, int(workers or os.cpu_count() or 1))
         kwargs = dict(n_workers=n, threads_per_worker=1, processes=True, silence_logs=logging.ERROR)
-        with dask.config.set(LOCAL_WORKER_CONFIG):  # the nannies hand this config to their worker processes
+        with dask.config.set(_local_worker_config()):  # the nannies hand this config to their worker processes
+            _preload_forkserver()
             try:
                 cluster = LocalCluster(dashboard_address=":0", **kwargs)  # a free port: scans may run side by side
             except Exception:  # noqa: BLE001 - a dashboard that cannot start must not stop the scan
@@ -146,13 +147,34 @@ def start_cluster(address: str, workers: int | None, say: Callable[[str], None])
     return client, cluster
 
 
+def _local_worker_config() -> dict:
+    """LOCAL_WORKER_CONFIG, plus forkserver-started workers where the platform has it."""
+    import multiprocessing
+
+    config = dict(LOCAL_WORKER_CONFIG)
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        config["distributed.worker.multiprocessing-method"] = "forkserver"
+    return config
+
+
+def _preload_forkserver() -> None:
+    """Fork LocalCluster workers from a server that imported torch and the scan code once, not once per worker."""
+    import dask
+    from distributed.utils import get_mp_context
+
+    if dask.config.get("distributed.worker.multiprocessing-method") == "forkserver":
+        get_mp_context().set_forkserver_preload(["distributed", "torch", "amberwatch.scan.dask_runner"])
+
+
 def dashboard_link(client) -> str | None:
     """The scheduler's dashboard URL if it answers (it needs bokeh), else None."""
     import httpx
 
     try:
         link = client.dashboard_link
-        return link if httpx.get(link, timeout=3.0).status_code == 200 else None
+        page = httpx.get(link, timeout=3.0)
+        # Without bokeh the scheduler still answers, with a page asking to install it.
+        return link if page.status_code == 200 and "needs bokeh" not in page.text else None
     except Exception:  # noqa: BLE001 - the link is informative only
         return None
 
