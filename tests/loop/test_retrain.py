@@ -62,6 +62,15 @@ def test_retrain_from_corrections(db_path, rng):
         assert reg.current_version() == (1 if result.promoted else 0)
 
 
+def test_unchanged_training_set_is_refused_unless_forced(db_path, rng):
+    from amberwatch.errors import ConflictError
+
+    fill_store(db_path, rng, blocks=6, per_block=2)
+    first = retrain(db_path, config=small_config(epochs=2), n_folds=3, seed=0, force=True)
+    with pytest.raises(ConflictError, match=f"unchanged since model version {first.candidate_version}"):
+        retrain(db_path, config=small_config(epochs=2), n_folds=3, seed=0)
+
+
 def test_excluded_examples_stay_out(db_path, rng):
     fill_store(db_path, rng, blocks=6, per_block=2, corrections=3)
     with ExampleStore.open(db_path) as store:

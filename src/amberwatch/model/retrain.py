@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from amberwatch.db import connect
-from amberwatch.errors import AmberwatchError, ModelError
+from amberwatch.errors import AmberwatchError, ConflictError, ModelError
 from amberwatch.imagery.decode import decode_image
 
 CORRECTION_SOURCES = ("review", "label-page")
@@ -263,7 +263,7 @@ def cv_scores(labels: np.ndarray, oof: np.ndarray, model_threshold: float) -> di
 
 
 def _reviewed_scores(items: list[ReviewedItem], index: dict[str, int], oof: np.ndarray, threshold_oof: float,
-                     deployed, threshold_deployed: float) -> dict:
+                     deployed: Callable) -> dict:
     """Accuracy on reviewed detections: out-of-fold prediction if the item is a training example, else the deployed model."""
     if not items:
         return {"n": 0, "correct": 0, "accuracy": None}
@@ -276,15 +276,16 @@ def _reviewed_scores(items: list[ReviewedItem], index: dict[str, int], oof: np.n
         else:
             rest.append(k)
     if rest:
-        probs = deployed.predict_proba([items[k].pixels for k in rest])
-        preds[rest] = (probs >= threshold_deployed).astype(np.int64)
+        model = deployed()
+        probs = model.predict_proba([items[k].pixels for k in rest])
+        preds[rest] = (probs >= model.threshold).astype(np.int64)
     truth = np.array([it.truth for it in items])
     correct = int((preds == truth).sum())
     return {"n": len(items), "correct": correct, "accuracy": round(correct / len(items), 4),
             "out_of_fold": len(items) - len(rest)}
 
 
-def current_recipe_oof(data, folds: np.ndarray, in_current: np.ndarray, config, seed: int, current_clf,
+def current_recipe_oof(data, folds: np.ndarray, in_current: np.ndarray, config, seed: int, current_model,
                        log: Log | None = None) -> tuple[np.ndarray, str]:
     """Out-of-fold P(mining) of the current model's recipe on the given folds, or of the fixed current model.
 
@@ -301,7 +302,7 @@ def current_recipe_oof(data, folds: np.ndarray, in_current: np.ndarray, config, 
     if not feasible:
         if log:
             log("current model: training set unknown or one-sided in a fold; scoring the fixed current model")
-        return current_clf.predict_proba(data.chips).astype(np.float32), "fixed current model (may be optimistic)"
+        return current_model().predict_proba(data.chips).astype(np.float32), "fixed current model (may be optimistic)"
     oof = np.zeros(len(data), dtype=np.float32)
     for k in range(n_folds):
         train_idx = np.flatnonzero((folds != k) & in_current)
@@ -347,7 +348,20 @@ def retrain(
     try:
         registry = ModelRegistry(conn, db_path)
         current_version = registry.current_version()
-        current_clf = registry.load(current_version)
+        loaded: list = []
+
+        def current_model():
+            """The current Classifier, loaded only when a comparison needs the deployed model itself."""
+            if not loaded:
+                loaded.append(registry.load(current_version))
+            return loaded[0]
+
+        current_fingerprint = registry.get(current_version).training_fingerprint
+        if not force and current_fingerprint == data.fingerprint:
+            raise ConflictError(
+                f"the training set is unchanged since model version {current_version} (fingerprint "
+                f"{data.fingerprint[:12]}): no corrections to learn from; use --force to train anyway"
+            )
         known = registry.training_sha256s(current_version)
         if known is not None:
             current_set = set(known)
@@ -361,7 +375,7 @@ def retrain(
         if in_current.all():
             oof_cur, cur_mode = oof_cand, "same training set as the candidate"
         else:
-            oof_cur, cur_mode = current_recipe_oof(chips, folds, in_current, config, seed, current_clf, log)
+            oof_cur, cur_mode = current_recipe_oof(chips, folds, in_current, config, seed, current_model, log)
         thr_cur = choose_threshold(chips.labels, oof_cur, min_precision)
         cv_cur = cv_scores(chips.labels, oof_cur, thr_cur)
         cv_cur.update({"n_train_mining": int(chips.labels[in_current].sum()),
@@ -371,8 +385,8 @@ def retrain(
 
         items = reviewed_items(conn, db_path)
         index = {s: i for i, s in enumerate(data.sha256s)}
-        rev_cur = _reviewed_scores(items, index, oof_cur, thr_cur, current_clf, current_clf.threshold)
-        rev_cand = _reviewed_scores(items, index, oof_cand, candidate.threshold, candidate, candidate.threshold)
+        rev_cur = _reviewed_scores(items, index, oof_cur, thr_cur, current_model)
+        rev_cand = _reviewed_scores(items, index, oof_cand, candidate.threshold, lambda: candidate)
 
         reasons = []
         if cv_cand["f1"] < cv_cur["f1"] - f1_tolerance:
