@@ -35,12 +35,16 @@ def variants() -> dict[str, TrainConfig]:
         "no_colour_aug": replace(base, augment=NO_COLOUR),
         "strong_aug": replace(base, augment=STRONG),
         "gray": replace(base, net=replace(base.net, grayscale=True)),
-        "narrow": replace(base, net=replace(base.net, widths=(16, 32, 48, 64))),
-        "wide": replace(base, net=replace(base.net, widths=(32, 64, 96, 128))),
+        "medium": replace(base, net=replace(base.net, widths=(24, 48, 64, 96))),
         "crop224": replace(base, crop_px=224, net=replace(base.net, window_cells=7)),
-        "epochs60": replace(base, epochs=60),
+        "epochs40": replace(base, epochs=40),
+        "balanced": replace(base, block_balance=0.5),
+        "lcn": replace(base, net=replace(base.net, local_norm_px=31)),
+        "lcn_nocolour": replace(base, augment=NO_COLOUR, net=replace(base.net, local_norm_px=31)),
+        "lse": replace(base, net=replace(base.net, pool_r=2.0)),
+        "lse_strong": replace(base, augment=STRONG, net=replace(base.net, pool_r=2.0)),
         "native": replace(base, net=NetConfig(widths=(16, 24, 48, 64, 96), downsample=1, window_cells=5)),
-        "strong_e60": replace(base, augment=STRONG, epochs=60),
+        "strong_e40": replace(base, augment=STRONG, epochs=40),
     }
 
 

@@ -63,3 +63,23 @@ def test_threshold_reaches_target_precision():
     t = choose_threshold(y, p, 0.95)
     m = binary_metrics(y, p, t)
     assert m["precision"] >= 0.95 and m["recall"] == 0.8
+
+
+def test_parallel_training_matches_inline_and_mixed_ensembles(data):
+    from dataclasses import replace
+
+    from amberwatch.model.train import member_configs, train_networks
+
+    config = small_config(epochs=1)
+    gray = replace(config, net=replace(config.net, grayscale=True))
+    jobs = [(np.arange(len(data)), config, 1), (np.arange(len(data)), gray, 2)]
+    inline, parallel = train_networks(data, jobs, workers=1), train_networks(data, jobs, workers=2)
+    for a, b in zip(inline, parallel):
+        for key in a:
+            assert np.array_equal(a[key].numpy(), b[key].numpy()), key
+    assert len(member_configs(replace(config, members=3))) == 3
+    clf = fit(data, [config, gray], seed=0)
+    assert len(clf.state_dicts) == 2 and clf.predict_proba(data.chips[:2]).shape == (2,)
+    bad = replace(config, net=replace(config.net, window_cells=3))
+    with pytest.raises(ModelError, match="share"):
+        member_configs([config, bad])

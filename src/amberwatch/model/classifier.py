@@ -54,10 +54,18 @@ def as_rgb_chip(chip: np.ndarray, name: str = "chip") -> np.ndarray:
 class Classifier:
     """Maps RGB chips of any size to P(mining); predict_grid scores every cell of a mosaic in one pass."""
 
-    def __init__(self, net_config: NetConfig, state_dicts: list[dict], *, threshold: float = 0.5,
-                 resolution_m_per_px: float = 0.38, metadata: dict | None = None) -> None:
+    def __init__(self, net_configs: NetConfig | Sequence[NetConfig], state_dicts: list[dict], *,
+                 threshold: float = 0.5, resolution_m_per_px: float = 0.38, metadata: dict | None = None) -> None:
         if not state_dicts:
             raise ModelError("a classifier needs at least one network")
+        if isinstance(net_configs, NetConfig):
+            net_configs = [net_configs] * len(state_dicts)
+        self.net_configs = list(net_configs)
+        if len(self.net_configs) != len(state_dicts):
+            raise ModelError(f"{len(self.net_configs)} network configs for {len(state_dicts)} networks")
+        if len({(c.cell_px, c.window_cells, c.downsample) for c in self.net_configs}) != 1:
+            raise ModelError("ensemble members must share cell_px, window_cells and downsample")
+        net_config = self.net_configs[0]
         self.net_config = net_config
         self.state_dicts = state_dicts
         self.threshold = float(threshold)
@@ -65,10 +73,10 @@ class Classifier:
         self.metadata: dict = dict(metadata or {})
         self.cell_px = net_config.cell_px
         # Exact window pooling needs window_cells // 2 neighbouring cells plus the trunk's receptive-field halo.
-        halo_px = receptive_field_px(net_config) // 2
+        halo_px = max(receptive_field_px(c) for c in self.net_configs) // 2
         raw = (net_config.window_cells // 2) * self.cell_px + halo_px
         self.context_px = int(-(-raw // self.cell_px) * self.cell_px)
-        self._nets = [self._build(sd) for sd in state_dicts]
+        self._nets = [self._build(c, sd) for c, sd in zip(self.net_configs, state_dicts)]
 
     @property
     def version(self) -> str:
@@ -79,8 +87,9 @@ class Classifier:
     def version(self, value: str) -> None:
         self.metadata["version"] = str(value)
 
-    def _build(self, state_dict: dict) -> MiningNet:
-        net = MiningNet(self.net_config)
+    @staticmethod
+    def _build(config: NetConfig, state_dict: dict) -> MiningNet:
+        net = MiningNet(config)
         net.load_state_dict(state_dict)
         return fuse_for_inference(net)
 
@@ -134,7 +143,7 @@ class Classifier:
         payload = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
-            "net_config": self.net_config.to_dict(),
+            "net_configs": [c.to_dict() for c in self.net_configs],
             "state_dicts": self.state_dicts,
             "threshold": self.threshold,
             "resolution_m_per_px": self.resolution_m_per_px,
@@ -170,7 +179,7 @@ class Classifier:
             )
         try:
             return cls(
-                NetConfig.from_dict(payload["net_config"]),
+                [NetConfig.from_dict(d) for d in payload["net_configs"]],
                 list(payload["state_dicts"]),
                 threshold=float(payload["threshold"]),
                 resolution_m_per_px=float(payload["resolution_m_per_px"]),
@@ -181,8 +190,8 @@ class Classifier:
 
 
 def receptive_field_px(config: NetConfig) -> int:
-    """Receptive field of one trunk cell, in input pixels."""
-    rf, jump = 1, 1
+    """Receptive field of one trunk cell (plus local normalisation reach), in input pixels."""
+    rf, jump = 1 + 4 * (config.local_norm_px // 2), 1
     for _ in config.widths:
         for stride in (2, 1):
             rf += 2 * jump

@@ -30,11 +30,14 @@ def binary_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float) -> d
     }
 
 
-def choose_threshold(labels: np.ndarray, probs: np.ndarray, min_precision: float = 0.95) -> float:
+def choose_threshold(labels: np.ndarray, probs: np.ndarray, min_precision: float = 0.95,
+                     min_recall: float = 0.5) -> float:
     """Lowest threshold reaching min_precision on out-of-fold predictions (max recall), else the max-F1 one.
 
-    The threshold is set halfway between the chosen score and the next lower one, so it is not
-    glued to a single example's score.
+    When min_precision is only reached at a recall below min_recall, the max-F1 threshold is used
+    instead: a detector that finds almost nothing is worse than one with some false alarms. The
+    threshold is set halfway between the chosen score and the next lower one, so it is not glued to
+    a single example's score.
     """
     y = np.asarray(labels).astype(int)
     p = np.asarray(probs, dtype=np.float64)
@@ -42,7 +45,7 @@ def choose_threshold(labels: np.ndarray, probs: np.ndarray, min_precision: float
         return 0.5
     precision, recall, thresholds = precision_recall_curve(y, p)
     precision, recall = precision[:-1], recall[:-1]
-    ok = np.flatnonzero(precision >= min_precision)
+    ok = np.flatnonzero((precision >= min_precision) & (recall >= min_recall))
     if len(ok):
         best = ok[np.argmax(recall[ok] + 1e-9 * precision[ok])]
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -21,6 +22,8 @@ class NetConfig:
     downsample: int = 2  # input pixels averaged into one network pixel before the trunk
     window_cells: int = 5  # side (in cells) of the window predict_grid pools for each cell
     grayscale: bool = False  # feed luminance only (colour-blind model)
+    local_norm_px: int = 0  # >0: subtract the local mean and divide by the local contrast over this box (network px)
+    pool_r: float = 0.0  # 0: average-pool features; r > 0: log-mean-exp pooling of cell logits (soft max, for sparse pits)
 
     @property
     def cell_px(self) -> int:
@@ -41,6 +44,8 @@ class NetConfig:
             downsample=int(d["downsample"]),
             window_cells=int(d["window_cells"]),
             grayscale=bool(d.get("grayscale", False)),
+            pool_r=float(d.get("pool_r", 0.0)),
+            local_norm_px=int(d.get("local_norm_px", 0)),
         )
 
 
@@ -72,23 +77,52 @@ class MiningNet(nn.Module):
             x = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
         if self.config.downsample > 1 and not downsampled:
             x = F.avg_pool2d(x, self.config.downsample)
+        if self.config.local_norm_px > 0:
+            x = local_contrast_norm(x, self.config.local_norm_px)
         return x
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Float NCHW 0..255 RGB -> trunk feature map (one cell per cell_px input pixels)."""
         return self.trunk(self.preprocess(x))
 
+    def _cell_logits(self, f: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(self.dropout(f), self.head.weight[:, :, None, None], self.head.bias).squeeze(1)
+
     def forward(self, x: torch.Tensor, downsampled: bool = False) -> torch.Tensor:
-        """Chip logits (N,): features averaged over the whole chip (downsampled: x is already pooled)."""
-        f = self.trunk(self.preprocess(x, downsampled)).mean(dim=(2, 3))
-        return self.head(self.dropout(f)).squeeze(1)
+        """Chip logits (N,): pooled over the whole chip (downsampled: x is already pooled)."""
+        f = self.trunk(self.preprocess(x, downsampled))
+        r = self.config.pool_r
+        if r <= 0:
+            return self.head(self.dropout(f.mean(dim=(2, 3)))).squeeze(1)
+        cells = self._cell_logits(f).flatten(1)
+        return (torch.logsumexp(r * cells, dim=1) - math.log(cells.shape[1])) / r
 
     def grid_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Per-cell logits (N, H/cell, W/cell) of the window_cells x window_cells window centred on each cell."""
         f = self.features(x)
         k = self.config.window_cells
-        f = F.avg_pool2d(f, k, stride=1, padding=k // 2, count_include_pad=False)
-        return F.conv2d(f, self.head.weight[:, :, None, None], self.head.bias).squeeze(1)
+        r = self.config.pool_r
+        if r <= 0:
+            f = F.avg_pool2d(f, k, stride=1, padding=k // 2, count_include_pad=False)
+            return self._cell_logits(f)
+        cells = r * self._cell_logits(f)
+        top = cells.amax(dim=(1, 2), keepdim=True)
+        mean_exp = F.avg_pool2d(torch.exp(cells - top)[:, None], k, stride=1, padding=k // 2, count_include_pad=False)
+        return (torch.log(mean_exp.clamp_min(1e-30))[:, 0] + top) / r
+
+
+def _box_blur(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Separable box mean over size x size (shrinking at the borders), same shape as x."""
+    p = size // 2
+    x = F.avg_pool2d(x, (size, 1), stride=1, padding=(p, 0), count_include_pad=False)
+    return F.avg_pool2d(x, (1, size), stride=1, padding=(0, p), count_include_pad=False)
+
+
+def local_contrast_norm(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Remove the local mean colour and scale by the local contrast: season, haze and exposure drop out."""
+    centred = x - _box_blur(x, size)
+    contrast = _box_blur(centred.pow(2).mean(dim=1, keepdim=True), size)
+    return centred / torch.sqrt(contrast + 0.05)
 
 
 def fuse_for_inference(net: MiningNet) -> MiningNet:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Sequence
 from typing import Callable
 
 import numpy as np
@@ -35,6 +36,7 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-3
     members: int = 1  # ensemble of independently seeded networks
+    block_balance: float = 0.0  # sample chips with weight 1/n_block^b within each label (0: uniform epochs)
     threads: int = 1  # more threads than free cores makes OpenMP spin: 1 is faster on a shared machine
     resolution_m_per_px: float = TEXTY_RESOLUTION_M_PER_PX
 
@@ -69,8 +71,9 @@ def fit_network(data: ChipSet, config: TrainConfig, seed: int, log: Callable[[st
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total, pct_start=0.2)
     net.train()
+    probs = _sampling_weights(data, config.block_balance) if config.block_balance > 0 else None
     for epoch in range(config.epochs):
-        order = rng.permutation(len(data))
+        order = rng.permutation(len(data)) if probs is None else rng.choice(len(data), size=len(data), p=probs)
         losses = []
         for start in range(0, len(order), config.batch_size):
             idx = order[start : start + config.batch_size]
@@ -90,6 +93,18 @@ def fit_network(data: ChipSet, config: TrainConfig, seed: int, log: Callable[[st
     return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
 
+def _sampling_weights(data: ChipSet, power: float) -> np.ndarray:
+    """Per-chip sampling probabilities: 1/n_block^power within each label, label totals kept as counted."""
+    from collections import Counter
+
+    counts = Counter(zip(data.groups, data.labels.tolist()))
+    w = np.array([counts[(g, y)] ** -power for g, y in zip(data.groups, data.labels.tolist())])
+    for label in (0, 1):
+        m = data.labels == label
+        w[m] *= m.sum() / w[m].sum()
+    return w / w.sum()
+
+
 def downsample_chip(chip: np.ndarray, factor: int) -> np.ndarray:
     """Average factor x factor pixel blocks (edge rows/columns that do not fill a block are dropped)."""
     if factor == 1:
@@ -101,14 +116,64 @@ def downsample_chip(chip: np.ndarray, factor: int) -> np.ndarray:
     return pooled.astype(np.float32)
 
 
-def fit(data: ChipSet, config: TrainConfig, seed: int = 0, log: Callable[[str], None] | None = None) -> Classifier:
-    """Train an ensemble of config.members networks (seeds seed, seed+1, ...) -> Classifier at threshold 0.5."""
-    states = []
-    for m in range(config.members):
-        if log:
-            log(f"training network {m + 1}/{config.members} (seed {seed + m})")
-        states.append(fit_network(data, config, seed + m, log))
-    return Classifier(config.net, states, threshold=0.5, resolution_m_per_px=config.resolution_m_per_px)
+Recipe = TrainConfig | Sequence[TrainConfig]
+
+
+def member_configs(recipe: Recipe) -> list[TrainConfig]:
+    """One TrainConfig per ensemble member: config.members copies, or the given list (mixed ensemble)."""
+    if isinstance(recipe, TrainConfig):
+        return [recipe] * recipe.members
+    configs = list(recipe)
+    if not configs:
+        raise ModelError("an ensemble recipe needs at least one member")
+    cells = {(c.net.cell_px, c.net.window_cells) for c in configs}
+    if len(cells) > 1:
+        raise ModelError(f"ensemble members must share cell_px and window_cells, got {sorted(cells)}")
+    return configs
+
+
+_WORKER_DATA: ChipSet | None = None
+
+
+def _init_worker(data: ChipSet) -> None:
+    global _WORKER_DATA
+    _WORKER_DATA = data
+
+
+def _run_job(job: tuple[np.ndarray, TrainConfig, int]) -> dict:
+    idx, config, seed = job
+    assert _WORKER_DATA is not None
+    return fit_network(_WORKER_DATA.subset(idx), config, seed)
+
+
+def train_networks(data: ChipSet, jobs: list[tuple[np.ndarray, TrainConfig, int]], workers: int = 1,
+                   log: Callable[[str], None] | None = None) -> list[dict]:
+    """Train one network per (example indices, config, seed) job, in `workers` processes; state dicts in order."""
+    if workers <= 1 or len(jobs) <= 1:
+        out = []
+        for k, (idx, config, seed) in enumerate(jobs):
+            if log:
+                log(f"training network {k + 1}/{len(jobs)} (seed {seed}, {len(idx)} examples)")
+            out.append(fit_network(data.subset(idx), config, seed))
+        return out
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    if log:
+        log(f"training {len(jobs)} networks in {workers} processes")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                             initargs=(data,)) as pool:
+        return list(pool.map(_run_job, jobs))
+
+
+def fit(data: ChipSet, recipe: Recipe, seed: int = 0, log: Callable[[str], None] | None = None,
+        workers: int = 1) -> Classifier:
+    """Train the ensemble (member m gets seed seed+m) on all of data -> Classifier at threshold 0.5."""
+    configs = member_configs(recipe)
+    everything = np.arange(len(data))
+    states = train_networks(data, [(everything, c, seed + m) for m, c in enumerate(configs)], workers, log)
+    return Classifier([c.net for c in configs], states, threshold=0.5,
+                      resolution_m_per_px=configs[0].resolution_m_per_px)
 
 
 def block_folds(labels: np.ndarray, groups: list[str], n_folds: int, seed: int) -> np.ndarray:
@@ -125,31 +190,38 @@ def block_folds(labels: np.ndarray, groups: list[str], n_folds: int, seed: int) 
     return folds
 
 
-def cross_validate(data: ChipSet, config: TrainConfig, n_folds: int = 5, seed: int = 0,
-                   log: Callable[[str], None] | None = None, split_seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def cross_validate(data: ChipSet, recipe: Recipe, n_folds: int = 5, seed: int = 0,
+                   log: Callable[[str], None] | None = None, split_seed: int | None = None,
+                   workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold P(mining) for every example (block-grouped folds) -> (probabilities, fold ids)."""
+    configs = member_configs(recipe)
     folds = block_folds(data.labels, data.groups, n_folds, seed if split_seed is None else split_seed)
+    jobs = [(np.flatnonzero(folds != k), c, seed + m) for k in range(n_folds) for m, c in enumerate(configs)]
+    t0 = time.perf_counter()
+    states = train_networks(data, jobs, workers)
     oof = np.zeros(len(data), dtype=np.float32)
     for k in range(n_folds):
-        train_idx, test_idx = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
-        t0 = time.perf_counter()
-        clf = fit(data.subset(train_idx), config, seed=seed)
+        test_idx = np.flatnonzero(folds == k)
+        members = states[k * len(configs) : (k + 1) * len(configs)]
+        clf = Classifier([c.net for c in configs], members, resolution_m_per_px=configs[0].resolution_m_per_px)
         oof[test_idx] = clf.predict_proba([data.chips[i] for i in test_idx])
         if log:
             m = binary_metrics(data.labels[test_idx], oof[test_idx], 0.5)
             log(f"fold {k + 1}/{n_folds}: n={len(test_idx)} pos={int(data.labels[test_idx].sum())} "
-                f"AP={m['average_precision']:.3f} F1@0.5={m['f1']:.3f} ({time.perf_counter() - t0:.0f} s)")
+                f"AP={m['average_precision']:.3f} F1@0.5={m['f1']:.3f}")
+    if log:
+        log(f"cross-validation trained {len(jobs)} networks in {time.perf_counter() - t0:.0f} s")
     return oof, folds
 
 
-def train_with_cv(data: ChipSet, config: TrainConfig, *, seed: int = 0, n_folds: int = 5,
-                  min_precision: float = 0.95, log: Callable[[str], None] | None = None) -> tuple[Classifier, dict]:
+def train_with_cv(data: ChipSet, recipe: Recipe, *, seed: int = 0, n_folds: int = 5, min_precision: float = 0.95,
+                  log: Callable[[str], None] | None = None, workers: int = 1) -> tuple[Classifier, dict]:
     """CV (threshold from out-of-fold predictions), then train on all data; metadata filled in."""
     t0 = time.perf_counter()
     cv: dict = {}
     threshold = 0.5
     if n_folds >= 2:
-        oof, folds = cross_validate(data, config, n_folds, seed, log)
+        oof, folds = cross_validate(data, recipe, n_folds, seed, log, workers=workers)
         threshold = choose_threshold(data.labels, oof, min_precision)
         cv = binary_metrics(data.labels, oof, threshold)
         cv.update({"folds": n_folds, "grouping": "0.1-degree block", "min_precision_target": min_precision})
@@ -158,20 +230,22 @@ def train_with_cv(data: ChipSet, config: TrainConfig, *, seed: int = 0, n_folds:
                 f"F1 {cv['f1']:.3f} AP {cv['average_precision']:.3f}")
     else:
         oof, folds = None, None
-    clf = fit(data, config, seed=seed, log=log)
+    clf = fit(data, recipe, seed=seed, log=log, workers=workers)
     clf.threshold = threshold
+    configs = member_configs(recipe)
     clf.metadata.update({
         "version": clf.metadata.get("version", "unversioned"),
         "fingerprint": data.fingerprint,
         "counts": data.counts(),
         "cv": cv,
         "threshold": threshold,
-        "input_px": config.crop_px,
+        "input_px": configs[0].crop_px,
         "cell_px": clf.cell_px,
         "context_px": clf.context_px,
-        "resolution_m_per_px": config.resolution_m_per_px,
+        "resolution_m_per_px": configs[0].resolution_m_per_px,
         "seed": seed,
-        "train_config": config.to_dict(),
+        "train_config": [c.to_dict() for c in configs],
+        "members": len(configs),
         "created_at": utc_now_iso(),
         "package_version": __version__,
         "train_seconds": round(time.perf_counter() - t0, 1),
