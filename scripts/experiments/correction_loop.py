@@ -111,7 +111,8 @@ def feed_back(db_path: Path, data_dir: Path, files: list[str], category: str) ->
     now = utc_now_iso()
     cur = conn.execute(
         "INSERT INTO scans (name, aoi_geojson, imagery, imagery_source_id, zoom, model_version, model_threshold,"
-        " status, started_at, finished_at) VALUES ('look-alikes', '{}', 'texty', 'texty', 18, '1', 0.5, 'finished', ?, ?)",
+        " status, started_at, finished_at)"
+        " VALUES ('look-alikes', '{}', 'texty', 'texty', 18, '1', 0.5, 'finished', ?, ?)",
         (now, now),
     )
     scan_id = int(cur.lastrowid)
@@ -251,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     figures = run(Path(args.data), Path(args.lookalikes), work, config=config, n_folds=args.folds, seed=args.seed,
                   negative_fraction=args.negative_fraction,
-                  arrays_out=Path(args.out).with_suffix(".npz") if args.out else None, log=lambda m: print(m, file=sys.stderr, flush=True))
+                  arrays_out=Path(args.out).with_suffix(".npz") if args.out else None,
+                  log=lambda m: print(m, file=sys.stderr, flush=True))
     text = json.dumps(figures, indent=2)
     print(text)
     if args.out:

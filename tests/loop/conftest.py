@@ -42,14 +42,16 @@ def rng():
     return np.random.default_rng(0)
 
 
-def insert_scan(conn, *, model_version: str = "0", parent_scan_id: int | None = None, imagery: str = "http://h/{z}/{x}/{y}.png",
-                source_id: str = "src", zoom: int = 18, status: str = "finished") -> int:
+def insert_scan(conn, *, model_version: str = "0", parent_scan_id: int | None = None,
+                imagery: str = "http://h/{z}/{x}/{y}.png", source_id: str = "src", zoom: int = 18,
+                status: str = "finished") -> int:
     """Insert a scans row (results schema) and return its id."""
     from amberwatch.db import utc_now_iso
     from amberwatch.results.schema import ensure_schema
 
     ensure_schema(conn)
-    aoi = '{"type": "Polygon", "coordinates": [[[26.0, 51.0], [26.01, 51.0], [26.01, 51.01], [26.0, 51.01], [26.0, 51.0]]]}'
+    ring = "[[26.0, 51.0], [26.01, 51.0], [26.01, 51.01], [26.0, 51.01], [26.0, 51.0]]"
+    aoi = '{"type": "Polygon", "coordinates": [' + ring + ']}'
     cur = conn.execute(
         "INSERT INTO scans (name, aoi_geojson, imagery, imagery_source_id, zoom, model_version, model_threshold,"
         " parent_scan_id, status, started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, 0.5, ?, ?, ?, ?)",

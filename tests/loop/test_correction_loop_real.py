@@ -51,7 +51,8 @@ def test_feeding_back_lookalikes_lowers_their_false_positive_rate_without_hurtin
     assert figures["fp_rate_lookalikes_v1_unseen"] >= 0.5
     # Out-of-fold (each look-alike scored by a model that did not see it), same folds before and after.
     # At the same recall of mining crops (80%), fewer look-alikes are taken for mining ...
-    before, after = figures["fp_rate_lookalikes_before_oof_matched_recall"], figures["fp_rate_lookalikes_after_oof_matched_recall"]
+    before = figures["fp_rate_lookalikes_before_oof_matched_recall"]
+    after = figures["fp_rate_lookalikes_after_oof_matched_recall"]
     assert after <= before - FP_MARGIN
     # ... mining ranks above the look-alikes more often (threshold-free) ...
     assert figures["auc_mining_vs_lookalikes_after_oof"] >= figures["auc_mining_vs_lookalikes_before_oof"] + AUC_MARGIN

@@ -48,7 +48,8 @@ def test_diff_kinds_areas_and_matching(two_layers):
     assert d.counts() == {"added": 2, "removed": 2, "grown": 1, "shrunk": 1, "unchanged": 1}
     by_ids = {(s.detection_ids_a, s.detection_ids_b): s for s in d.sites}
     shrunk = by_ids[((ids["a_shrunk1"], ids["a_shrunk2"]), (ids["b_shrunk"],))]
-    assert shrunk.kind == "shrunk" and shrunk.area_before_ha == pytest.approx(1.2) and shrunk.area_after_ha == pytest.approx(0.3)
+    assert shrunk.kind == "shrunk"
+    assert shrunk.area_before_ha == pytest.approx(1.2) and shrunk.area_after_ha == pytest.approx(0.3)
     assert by_ids[((ids["a_grown"],), (ids["b_grown"],))].kind == "grown"
     assert by_ids[((ids["a_touch"],), ())].kind == "removed"
     assert by_ids[((), (ids["b_touch"],))].kind == "added"

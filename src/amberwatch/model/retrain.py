@@ -93,7 +93,8 @@ class RetrainResult:
         """Side-by-side comparison table, then the decision."""
         cur, cand = self.current, self.candidate
         rows = [
-            ("examples (mining / not)", f"{cur.cv.get('n_train_mining', '-')} / {cur.cv.get('n_train_not_mining', '-')}",
+            ("examples (mining / not)",
+             f"{cur.cv.get('n_train_mining', '-')} / {cur.cv.get('n_train_not_mining', '-')}",
              f"{self.counts['mining']} / {self.counts['not_mining']}"),
             ("CV F1 (best threshold)", _f(cur.cv.get("f1")), _f(cand.cv.get("f1"))),
             ("  precision / recall", _pr(cur.cv), _pr(cand.cv)),
@@ -108,7 +109,8 @@ class RetrainResult:
              f"{cand.reviewed.get('correct', 0)}/{cand.reviewed.get('n', 0)}"),
             ("reviewed accuracy", _f(cur.reviewed.get("accuracy")), _f(cand.reviewed.get("accuracy"))),
         ]
-        head = (f"{'':<30} {'current v' + str(self.current_version):>14} {'candidate v' + str(self.candidate_version):>14}")
+        cur_name, cand_name = f"current v{self.current_version}", f"candidate v{self.candidate_version}"
+        head = f"{'':<30} {cur_name:>14} {cand_name:>14}"
         lines = [head] + [f"{name:<30} {a:>14} {b:>14}" for name, a, b in rows]
         lines.append(f"(CV: {self.counts.get('folds')} block-grouped folds, same folds for both; "
                      f"current: {cur.cv_mode})")
@@ -264,7 +266,7 @@ def cv_scores(labels: np.ndarray, oof: np.ndarray, model_threshold: float) -> di
 
 def _reviewed_scores(items: list[ReviewedItem], index: dict[str, int], oof: np.ndarray, threshold_oof: float,
                      deployed: Callable) -> dict:
-    """Accuracy on reviewed detections: out-of-fold prediction if the item is a training example, else the deployed model."""
+    """Accuracy on reviewed detections: out-of-fold prediction for training examples, else the deployed model."""
     if not items:
         return {"n": 0, "correct": 0, "accuracy": None}
     preds = np.zeros(len(items), dtype=np.int64)
@@ -311,7 +313,8 @@ def current_recipe_oof(data, folds: np.ndarray, in_current: np.ndarray, config, 
         clf = fit(data.subset(train_idx), config, seed=seed)
         oof[test_idx] = clf.predict_proba([data.chips[i] for i in test_idx])
         if log:
-            log(f"current recipe fold {k + 1}/{n_folds}: trained on {len(train_idx)} ({time.perf_counter() - t0:.0f} s)")
+            log(f"current recipe fold {k + 1}/{n_folds}: trained on {len(train_idx)} "
+                f"({time.perf_counter() - t0:.0f} s)")
     return oof, "its training set retrained on each fold"
 
 
@@ -414,7 +417,8 @@ def retrain(
             metrics={"cv": cv_cand, "reviewed": rev_cand},
             comparison=result.comparison(),
             parent_version=current_version,
-            note=("retrained" if promote else "refused: " + "; ".join(reasons)) + f" ({counts['corrections']} corrections)",
+            note=("retrained" if promote else "refused: " + "; ".join(reasons))
+            + f" ({counts['corrections']} corrections)",
         )
         result.candidate_version = info.version
         candidate_scores.version = info.version

@@ -91,7 +91,8 @@ def models_promote(version: str, db: str) -> None:
 @click.option("--force", is_flag=True, help="Promote the new model even if it compares worse than the current one.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the CV folds and of training.")
 @click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True, help="Block-grouped CV folds.")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the recipe's epochs (quicker, weaker).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Override the recipe's epochs (quicker, weaker).")
 @click.option("--members", type=click.IntRange(min=1), default=None, help="Override the recipe's ensemble size.")
 @click.option("--f1-tolerance", type=click.FloatRange(min=0.0), default=0.02, show_default=True,
               help="CV F1 drop tolerated before refusing to promote.")

@@ -125,7 +125,9 @@ class LayerDiff:
         summary = self.summary()
         for kind, row in summary["by_kind"].items():
             lines.append(f"{kind:<10} {row['sites']:>5} {row['area_before_ha']:>10.3f} {row['area_after_ha']:>9.3f}")
-        lines.append(f"{'total':<10} {len(self.sites):>5} {summary['area_before_ha']:>10.3f} {summary['area_after_ha']:>9.3f}")
+        lines.append(
+            f"{'total':<10} {len(self.sites):>5} {summary['area_before_ha']:>10.3f} {summary['area_after_ha']:>9.3f}"
+        )
         return "\n".join(lines)
 
 

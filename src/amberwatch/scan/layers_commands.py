@@ -21,12 +21,15 @@ def _db_option(f):
 
 @click.command("rescan")
 @click.argument("scan_id", metavar="SCAN", type=int)
-@click.option("--model", "model_version", required=True, help="Registered model version (see 'amberwatch models list').")
+@click.option("--model", "model_version", required=True,
+              help="Registered model version (see 'amberwatch models list').")
 @_db_option
 @click.option("--cache", "cache_path", type=click.Path(dir_okay=False),
               help="Tile cache [default: the scan's, else <db stem>-tiles.mbtiles].")
-@click.option("--min-area-ha", type=click.FloatRange(0), default=None, help="Drop detections smaller than this [default: the scan's].")
-def rescan_command(scan_id: int, model_version: str, db: str, cache_path: str | None, min_area_ha: float | None) -> None:
+@click.option("--min-area-ha", type=click.FloatRange(0), default=None,
+              help="Drop detections smaller than this [default: the scan's].")
+def rescan_command(scan_id: int, model_version: str, db: str, cache_path: str | None,
+                   min_area_ha: float | None) -> None:
     """Re-classify finished scan SCAN with another model version from the tile cache (no download) into a new layer."""
     from amberwatch.scan.rescan import rescan
 
@@ -34,8 +37,10 @@ def rescan_command(scan_id: int, model_version: str, db: str, cache_path: str | 
                  on_event=lambda msg: click.echo(msg, err=True))
     click.echo(
         f"Scan {out.scan_id} (rescan of scan {out.parent_scan_id} with model v{out.model_version}): "
-        f"{out.tiles_rescanned:,} tiles re-classified from the cache, {out.tiles_copied:,} empty/failed tiles carried over"
-        + (f", {out.tiles_missing_from_cache:,} missing from the cache (failed)" if out.tiles_missing_from_cache else "")
+        f"{out.tiles_rescanned:,} tiles re-classified from the cache, "
+        f"{out.tiles_copied:,} empty/failed tiles carried over"
+        + (f", {out.tiles_missing_from_cache:,} missing from the cache (failed)"
+           if out.tiles_missing_from_cache else "")
         + "."
     )
     click.echo(f"Detections: {out.detections} covering {out.detections_area_ha:.2f} ha.")

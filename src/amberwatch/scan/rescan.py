@@ -61,7 +61,8 @@ def _seed_cached_source(context, cache: TileCache, source_id: str) -> None:
     # The worker keeps one source per (imagery, cache, options) key; registering a cache-only source
     # under the context's key means process_unit can never reach the network.
     worker._CACHES[context.cache_path] = cache
-    worker._SOURCES[(context.imagery, context.cache_path, context.source_options)] = open_cached_source(cache, source_id)
+    key = (context.imagery, context.cache_path, context.source_options)
+    worker._SOURCES[key] = open_cached_source(cache, source_id)
 
 
 def rescan(
@@ -133,9 +134,9 @@ def rescan(
         conn.execute("BEGIN IMMEDIATE")
         try:
             cur = conn.execute(
-                "INSERT INTO scans (name, aoi_geojson, imagery, imagery_source_id, zoom, model_version, model_threshold,"
-                " parent_scan_id, status, params_json, started_at, tiles_total) VALUES (?, ?, ?, ?, ?, ?, ?, ?,"
-                " 'running', ?, ?, ?)",
+                "INSERT INTO scans (name, aoi_geojson, imagery, imagery_source_id, zoom, model_version,"
+                " model_threshold, parent_scan_id, status, params_json, started_at, tiles_total)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
                 (f"{parent['name'] or 'scan ' + str(scan_id)} (model v{version})", parent["aoi_geojson"],
                  parent["imagery"], source_id, zoom, version, clf.threshold, int(scan_id), json.dumps(new_params),
                  utc_now_iso(), parent["tiles_total"]),
