@@ -4,7 +4,7 @@ Serves Texty crops (or a synthetic texture) from a local HTTP tile server on 127
 ``PoolTileServer`` of bench/scan.py), fills the tile cache once, then times end-to-end scans, each in
 a fresh process as ``amberwatch scan`` runs them (start-up, plan, cluster or pool, all tiles,
 detections), over the same AOI from the warm cache, each as a new scan, all with the same units
-(the engine's choice for 2 workers):
+(8 x 8 tiles, so that two workers stay busy to the end):
 
 - local process pool, 2 workers            -> t_local_2
 - Dask LocalCluster, 1 worker process      -> t_dask_1
@@ -22,13 +22,15 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import resource
+import os
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import psutil
 
 HERE = Path(__file__).resolve().parent
 ZOOM = 18
@@ -58,14 +60,22 @@ def scan_seconds(bbox: str, url: str, db: Path, settings: dict, repeat: int) -> 
     """(best wall s, its CPU s) of ``repeat`` scans with these settings, each in a fresh process."""
     best = (float("inf"), 0.0)
     for _ in range(repeat):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", SCAN, bbox, url, str(db), json.dumps(settings)],
-                       check=True, capture_output=True, text=True)
+        proc = psutil.Popen([sys.executable, "-c", SCAN, bbox, url, str(db), json.dumps(settings)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        cpu: dict[int, float] = {}  # pid -> CPU seconds, sampled: workers are not all reaped by the scan process
+        while proc.poll() is None:
+            for p in [proc, *proc.children(recursive=True)]:
+                try:
+                    t = p.cpu_times()
+                    cpu[p.pid] = max(cpu.get(p.pid, 0.0), t.user + t.system)
+                except psutil.Error:
+                    pass
+            time.sleep(0.2)
         wall = time.perf_counter() - started
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        best = min(best, (wall, cpu))
+        if proc.returncode:
+            raise SystemExit(f"scan failed: {proc.stderr.read().decode()[-2000:]}")
+        best = min(best, (wall, sum(cpu.values())))
     return best
 
 
@@ -87,8 +97,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs per configuration, best kept (default 1)")
     parser.add_argument("--texty", type=Path, default=HERE.parent / ".." / "shared" / "data" / "texty-amber" / "tiles",
                         help="folder of Texty whole images (optional; else a synthetic texture)")
+    parser.add_argument("--unit-zoom-delta", type=int, default=3, help="units of 4**d tiles (default 3: 64)")
     args = parser.parse_args()
 
+    load_before = f"{os.getloadavg()[0]:.1f}"
     bench_scan = _bench_scan_module()
     server = bench_scan.PoolTileServer(bench_scan.tile_pool(args.texty))
     try:
@@ -100,19 +112,26 @@ def main() -> None:
             cold_s = time.perf_counter() - started
             fetched = server.requests
             conn = sqlite3.connect(db)
-            tiles, km2, delta = conn.execute(
-                "SELECT tiles_total, area_scanned_km2, json_extract(params_json, '$.unit_zoom_delta') FROM scans"
+            tiles, km2 = conn.execute(
+                "SELECT tiles_total, area_scanned_km2 FROM scans"
             ).fetchone()
             conn.close()
+            # 8 x 8-tile units for every run: enough units to keep 2 workers busy to the end
+            delta = args.unit_zoom_delta
             same = {"new": True, "unit_zoom_delta": delta}
-            local_2 = scan_seconds(bbox, server.url, db, {"workers": 2, **same}, args.repeat)
-            dask_1 = scan_seconds(bbox, server.url, db, {"workers": 1, "dask": "local", **same}, args.repeat)
-            dask_2 = scan_seconds(bbox, server.url, db, {"workers": 2, "dask": "local", **same}, args.repeat)
+            configs = {"local_2": {"workers": 2}, "dask_1": {"workers": 1, "dask": "local"},
+                       "dask_2": {"workers": 2, "dask": "local"}}
+            best = {name: (float("inf"), 0.0) for name in configs}
+            for _ in range(args.repeat):  # rounds of all three, so that changing load hits them alike
+                for name, settings in configs.items():
+                    best[name] = min(best[name], scan_seconds(bbox, server.url, db, {**settings, **same}, 1))
+            local_2, dask_1, dask_2 = best["local_2"], best["dask_1"], best["dask_2"]
             assert server.requests == fetched, "a warm run fetched tiles over HTTP"
             found = detections(db)
     finally:
         server.stop()
 
+    print(f"load average before/after (other users of the machine): {load_before} / {os.getloadavg()[0]:.1f}")
     print(f"AOI: {tiles} z{ZOOM} tiles ({km2:.2f} km²) in units of {4 ** delta} tiles, warm tile cache; "
           f"whole scans in fresh processes (best of {args.repeat}); the cold fill took {cold_s:.1f} s")
     for label, (wall, cpu) in (("local pool, 2 workers", local_2), ("dask local, 1 worker", dask_1),

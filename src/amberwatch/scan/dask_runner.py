@@ -16,6 +16,7 @@ writer, and cleans up. Workers call the same pure ``process_unit`` as the local 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
 import threading
@@ -34,7 +35,7 @@ IN_FLIGHT_PER_THREAD = 3  # units queued per worker thread: enough to hide laten
 TASK_RETRIES = 2
 STATUS_EVERY_S = 10.0
 CONNECT_TIMEOUT_S = 30.0
-# Worker settings for LocalCluster (give the same to remote workers, see the README):
+# Worker settings for LocalCluster (remote workers get the malloc fix from _tune_process at their first unit):
 # - no MALLOC_TRIM_THRESHOLD_ (Dask's default): setting it switches off glibc's adaptive mmap threshold,
 #   so every large image/activation buffer becomes a fresh mmap with page faults: ~70% more CPU per unit;
 # - no statistical profiler (it samples worker threads every 10 ms and only feeds the dashboard).
@@ -54,7 +55,9 @@ class ClusterError(AmberwatchError):
     """The Dask cluster cannot be reached, has no workers, or lost a unit for good."""
 
 
-def run_unit(unit: Unit, context: ScanContext, todo: tuple[tuple[int, int], ...], model_data: bytes | None) -> UnitResult:
+def run_unit(
+    unit: Unit, context: ScanContext, todo: tuple[tuple[int, int], ...], model_data: bytes | None, model_digest: str = ""
+) -> UnitResult:
     """Dask task: process one unit on a worker with the broadcast model (deserialised once per process)."""
     global _process_ready
     with _lock:
@@ -65,7 +68,7 @@ def run_unit(unit: Unit, context: ScanContext, todo: tuple[tuple[int, int], ...]
         if cache_path != context.cache_path:
             Path(cache_path).parent.mkdir(parents=True, exist_ok=True)
             context = dataclasses.replace(context, cache_path=cache_path)
-        _ensure_model(context, model_data)
+        _ensure_model(context, model_data, model_digest)
         return process_unit(unit, context, todo)
 
 
@@ -86,12 +89,12 @@ def _tune_process(torch_threads: int | None) -> None:
             pass
 
 
-def _ensure_model(context: ScanContext, model_data: bytes | None) -> None:
+def _ensure_model(context: ScanContext, model_data: bytes | None, digest: str) -> None:
     """Seed the worker's model cache from the broadcast bytes, once per process and model."""
     global _loaded_model
     if model_data is None:
         return  # the worker loads the model itself from context.model_path / its bundled model
-    key = (context.model_path, context.model_version, len(model_data))
+    key = (context.model_path, context.model_version, digest)  # a long-lived worker may see a retrained model
     if _loaded_model == key:
         return
     from amberwatch.model.classifier import Classifier
@@ -136,7 +139,11 @@ def start_cluster(address: str, workers: int | None, say: Callable[[str], None])
         except (OSError, TimeoutError) as exc:
             client.close()
             raise ClusterError(f"the Dask scheduler {address!r} has no workers (waited {CONNECT_TIMEOUT_S:g} s)") from exc
-        _check_versions(client, address)
+        try:
+            _check_versions(client, address)
+        except ClusterError:
+            client.close()
+            raise
         say(f"dask: connected to {address} with {len(client.nthreads())} workers, "
             f"{sum(client.nthreads().values())} threads")
     link = dashboard_link(client)
@@ -225,7 +232,10 @@ def run_units_dask(
     hits: set[tuple[int, int]] = set()
     finished = False
     try:
-        model_future = client.scatter(model.to_bytes(), broadcast=True, hash=False)
+        model_bytes = model.to_bytes()
+        model_digest = hashlib.sha256(model_bytes).hexdigest()
+        model_future = client.scatter(model_bytes, broadcast=True, hash=False)
+        del model_bytes
         ac = as_completed()
         limit_checked, limit = 0.0, 1
         submitted = done_units = done_tiles = 0
@@ -245,7 +255,7 @@ def run_units_dask(
                     break
                 unit, todo = item
                 fut = client.submit(
-                    run_unit, unit, context, todo, model_future,
+                    run_unit, unit, context, todo, model_future, model_digest,
                     key=f"amberwatch-unit-{run_id}-{submitted}", retries=TASK_RETRIES, pure=False,
                 )
                 submitted += 1
