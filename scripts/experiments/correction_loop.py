@@ -149,7 +149,7 @@ def _rate(mask: np.ndarray) -> float:
 
 
 def run(data_dir: Path, lookalikes_csv: Path, work: Path, *, config: TrainConfig, n_folds: int = 5, seed: int = 0,
-        negative_fraction: float = 1.0, arrays_out: Path | None = None, log=None) -> dict:
+        negative_fraction: float = 1.0, arrays_out: Path | None = None, workers: int = 1, log=None) -> dict:
     """Run the whole loop in work/ and return the figures."""
     say = log or (lambda _m: None)
     t0 = time.perf_counter()
@@ -159,7 +159,7 @@ def run(data_dir: Path, lookalikes_csv: Path, work: Path, *, config: TrainConfig
     say(f"imported {counts} (held out {len(files)} '{category}' look-alikes)")
 
     base = load_training_data(db_path)
-    v1 = fit(base.chips, config, seed=seed, log=say)
+    v1 = fit(base.chips, config, seed=seed, log=say, workers=workers)
     with ModelRegistry.open(db_path) as reg:
         reg.register(v1, training_sha256s=base.sha256s, training_fingerprint=base.fingerprint,
                      n_mining=int(base.chips.labels.sum()), n_not_mining=int((base.chips.labels == 0).sum()),
@@ -171,7 +171,7 @@ def run(data_dir: Path, lookalikes_csv: Path, work: Path, *, config: TrainConfig
     say(f"v1 false-positive rate on the held-out look-alikes: {fp_v1:.3f} (threshold {v1.threshold:.3f})")
 
     feed_back(db_path, data_dir, files, category)
-    result = retrain(db_path, config=config, n_folds=n_folds, seed=seed, log=say)
+    result = retrain(db_path, config=config, n_folds=n_folds, seed=seed, workers=workers, log=say)
     say(result.table())
 
     d = result.details
@@ -242,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--negative-fraction", type=float, default=1.0,
                     help="keep this fraction of the other negatives (quicker runs)")
+    ap.add_argument("--workers", type=int, default=1, help="processes training networks in parallel")
     ap.add_argument("--out", default=None, help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
     if args.recipe == "quick":
@@ -252,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     figures = run(Path(args.data), Path(args.lookalikes), work, config=config, n_folds=args.folds, seed=args.seed,
                   negative_fraction=args.negative_fraction,
-                  arrays_out=Path(args.out).with_suffix(".npz") if args.out else None,
+                  arrays_out=Path(args.out).with_suffix(".npz") if args.out else None, workers=args.workers,
                   log=lambda m: print(m, file=sys.stderr, flush=True))
     text = json.dumps(figures, indent=2)
     print(text)

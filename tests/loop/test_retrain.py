@@ -112,7 +112,9 @@ def test_refuses_to_promote_a_worse_model_unless_forced(better_current):
 
 
 def test_retrain_cli_prints_table_and_refuses(better_current):
-    res = CliRunner().invoke(main, ["retrain", "--db", str(better_current), "--folds", "3", "--epochs", "4"])
+    res = CliRunner().invoke(
+        main, ["retrain", "--db", str(better_current), "--folds", "3", "--epochs", "4", "--workers", "2"]
+    )
     assert res.exit_code == 1, res.output
     assert "CV F1" in res.output and "not promoted" in res.output
 

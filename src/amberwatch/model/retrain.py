@@ -288,14 +288,15 @@ def _reviewed_scores(items: list[ReviewedItem], index: dict[str, int], oof: np.n
 
 
 def current_recipe_oof(data, folds: np.ndarray, in_current: np.ndarray, config, seed: int, current_model,
-                       log: Log | None = None) -> tuple[np.ndarray, str]:
+                       log: Log | None = None, workers: int = 1) -> tuple[np.ndarray, str]:
     """Out-of-fold P(mining) of the current model's recipe on the given folds, or of the fixed current model.
 
     Per fold, the recipe is trained on the fold's training part restricted to the current model's
     training examples. When that leaves a fold without both labels, the fixed current model scores
     every fold instead (said in the returned mode).
     """
-    from amberwatch.model.train import fit
+    from amberwatch.model.classifier import Classifier
+    from amberwatch.model.train import member_configs, train_networks
 
     n_folds = int(folds.max()) + 1
     feasible = all(
@@ -305,16 +306,21 @@ def current_recipe_oof(data, folds: np.ndarray, in_current: np.ndarray, config, 
         if log:
             log("current model: training set unknown or one-sided in a fold; scoring the fixed current model")
         return current_model().predict_proba(data.chips).astype(np.float32), "fixed current model (may be optimistic)"
+    # The same jobs cross_validate runs (member m of each fold gets seed + m), on the restricted training parts.
+    configs = member_configs(config)
+    jobs = [
+        (np.flatnonzero((folds != k) & in_current), c, seed + m) for k in range(n_folds) for m, c in enumerate(configs)
+    ]
+    t0 = time.perf_counter()
+    states = train_networks(data, jobs, workers)
     oof = np.zeros(len(data), dtype=np.float32)
     for k in range(n_folds):
-        train_idx = np.flatnonzero((folds != k) & in_current)
         test_idx = np.flatnonzero(folds == k)
-        t0 = time.perf_counter()
-        clf = fit(data.subset(train_idx), config, seed=seed)
+        members = states[k * len(configs) : (k + 1) * len(configs)]
+        clf = Classifier([c.net for c in configs], members, resolution_m_per_px=configs[0].resolution_m_per_px)
         oof[test_idx] = clf.predict_proba([data.chips[i] for i in test_idx])
-        if log:
-            log(f"current recipe fold {k + 1}/{n_folds}: trained on {len(train_idx)} "
-                f"({time.perf_counter() - t0:.0f} s)")
+    if log:
+        log(f"current recipe: {len(jobs)} networks on its training set, same folds ({time.perf_counter() - t0:.0f} s)")
     return oof, "its training set retrained on each fold"
 
 
@@ -327,6 +333,7 @@ def retrain(
     force: bool = False,
     f1_tolerance: float = DEFAULT_F1_TOLERANCE,
     min_precision: float = 0.95,
+    workers: int = 1,
     log: Log | None = None,
 ) -> RetrainResult:
     """Train a candidate on the store's active examples, compare with the current model, register, maybe promote."""
@@ -373,12 +380,13 @@ def retrain(
         in_current = np.array([s in current_set for s in data.sha256s], dtype=bool)
 
         candidate, cv_info = train_with_cv(chips, config, seed=seed, n_folds=n_folds,
-                                           min_precision=min_precision, log=log)
+                                           min_precision=min_precision, log=log, workers=workers)
         oof_cand, folds = cv_info["oof"], cv_info["folds"]
         if in_current.all():
             oof_cur, cur_mode = oof_cand, "same training set as the candidate"
         else:
-            oof_cur, cur_mode = current_recipe_oof(chips, folds, in_current, config, seed, current_model, log)
+            oof_cur, cur_mode = current_recipe_oof(chips, folds, in_current, config, seed, current_model, log,
+                                                   workers)
         thr_cur = choose_threshold(chips.labels, oof_cur, min_precision)
         cv_cur = cv_scores(chips.labels, oof_cur, thr_cur)
         cv_cur.update({"n_train_mining": int(chips.labels[in_current].sum()),

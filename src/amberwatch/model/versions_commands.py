@@ -94,17 +94,19 @@ def models_promote(version: str, db: str) -> None:
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="Override the recipe's epochs (quicker, weaker).")
 @click.option("--members", type=click.IntRange(min=1), default=None, help="Override the recipe's ensemble size.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes training networks in parallel (at most the free CPU cores).")
 @click.option("--f1-tolerance", type=click.FloatRange(min=0.0), default=0.02, show_default=True,
               help="CV F1 drop tolerated before refusing to promote.")
 def retrain_command(db: str, force: bool, seed: int, folds: int, epochs: int | None, members: int | None,
-                    f1_tolerance: float) -> None:
+                    workers: int, f1_tolerance: float) -> None:
     """Train a new model version from the examples and reviewed corrections; promote it unless it is worse."""
     from amberwatch.model.recipes import default_config
     from amberwatch.model.retrain import retrain
 
     result = retrain(
         _existing_db(db), config=default_config(epochs=epochs, members=members), n_folds=folds, seed=seed,
-        force=force, f1_tolerance=f1_tolerance, log=lambda m: click.echo(m, err=True),
+        force=force, f1_tolerance=f1_tolerance, workers=workers, log=lambda m: click.echo(m, err=True),
     )
     click.echo(result.table())
     if not result.promoted:
