@@ -383,7 +383,9 @@ def retrain(
                                            min_precision=min_precision, log=log, workers=workers)
         oof_cand, folds = cv_info["oof"], cv_info["folds"]
         if in_current.all():
-            oof_cur, cur_mode = oof_cand, "same training set as the candidate"
+            gone = len(current_set - set(data.sha256s))
+            oof_cur, cur_mode = oof_cand, "same training set as the candidate" + (
+                f" (less {gone} of its examples excluded since)" if gone else "")
         else:
             oof_cur, cur_mode = current_recipe_oof(chips, folds, in_current, config, seed, current_model, log,
                                                    workers)
