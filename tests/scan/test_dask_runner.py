@@ -217,3 +217,64 @@ def test_resume_after_client_killed(server, aoi_file, reference, tmp_path):
     got = snapshot(db)
     assert got["scans"] == 1
     assert_same_scan(got, reference)
+
+
+def test_unreachable_scheduler_is_a_clear_error(aoi_file, server, tmp_path, monkeypatch):
+    """`--dask tcp://...` with nothing listening: exit 1 with a message naming the address."""
+    from amberwatch.scan import dask_runner
+
+    monkeypatch.setattr(dask_runner, "CONNECT_TIMEOUT_S", 2.0)
+    address = "tcp://127.0.0.1:9"  # discard port: nothing listens there
+    result = CliRunner().invoke(main, [
+        "scan", "--aoi", str(aoi_file), "--imagery", server.url, "--zoom", str(ZOOM), "--db", str(tmp_path / "x.db"),
+        "--dask", address, "--no-progress",
+    ])
+    assert result.exit_code == 1, result.output
+    assert f"cannot connect to the Dask scheduler '{address}'" in result.output
+
+
+def test_in_flight_units_are_bounded(server, aoi_file, tmp_path):
+    """A unit is submitted only when fewer than max_in_flight are pending, however many units the AOI has."""
+    from distributed import LocalCluster
+
+    from amberwatch.model import load
+    from amberwatch.scan.dask_runner import run_units_dask
+    from amberwatch.scan.engine import model_tile_px
+    from amberwatch.scan.tiling import iter_units
+    from amberwatch.scan.worker import ScanContext
+
+    aoi = aoi_from_geojson(json.loads(aoi_file.read_text()), name=str(aoi_file))
+    clf = load(None)
+    tile_px = model_tile_px(zoom_resolution_m_per_px(aoi), clf.resolution_m_per_px, clf.cell_px)
+    context = ScanContext(
+        imagery=server.url, cache_path=str(tmp_path / "client-tiles.mbtiles"), model_path=None,
+        model_version=clf.version, zoom=ZOOM, tile_px=tile_px, margin_px=-(-clf.context_px // clf.cell_px) * clf.cell_px,
+        cell_px=clf.cell_px, torch_threads=None,  # the worker runs in this process: leave its torch alone
+    )
+    pulled = 0
+
+    def units():
+        nonlocal pulled
+        for unit in iter_units(aoi.geometry, ZOOM, unit_zoom_delta=2):  # 4 x 4-tile units: 16 of them
+            pulled += 1
+            yield unit, unit.tiles
+
+    limit = 3
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None,
+                      silence_logs=logging.CRITICAL) as cluster:
+        results = run_units_dask(units(), context, clf, address=cluster.scheduler_address, max_in_flight=limit,
+                                 worker_cache=str(tmp_path / "worker-tiles.mbtiles"))
+        for k, result in enumerate(results, start=1):
+            assert pulled <= (k - 1) + limit, f"{pulled} units submitted before result {k}"
+            assert all(t.status == "done" for t in result.tiles)
+            if k == 6:
+                break  # like an interrupted scan: the runner cancels what is pending and closes its client
+        results.close()
+    assert k == 6 and pulled <= 5 + limit < SIDE * SIDE // 16
+
+
+def zoom_resolution_m_per_px(aoi) -> float:
+    """Ground resolution (m/px) of ZOOM tiles at the AOI's centre latitude."""
+    from amberwatch.imagery.types import ground_resolution_m_per_px
+
+    return ground_resolution_m_per_px(aoi.geometry.centroid.y, ZOOM)
