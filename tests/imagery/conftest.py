@@ -12,7 +12,6 @@ import pytest
 from PIL import Image
 
 from amberwatch.imagery.cache import TileCache
-from tests.fixtures.tileserver import tile_server  # noqa: F401
 
 
 def tile_png(seed: int, size: int = 256, fmt: str = "PNG") -> bytes:

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from tests.fixtures.tileserver import tile_server  # noqa: F401
 
 
 def make_classifier(seed: int = 0, *, bias: float | None = None):

@@ -11,7 +11,6 @@ import pytest
 from PIL import Image
 
 from amberwatch.imagery.decode import encode_png
-from tests.fixtures.tileserver import tile_server  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
 TEXTY = REPO / ".." / "shared" / "data" / "texty-amber"

@@ -16,7 +16,6 @@ from amberwatch.db import connect, utc_now_iso
 from amberwatch.imagery.cache import TileCache, default_cache_path
 from amberwatch.imagery.decode import encode_jpeg, encode_png, read_image_file
 from amberwatch.results.schema import ensure_schema
-from tests.fixtures.browser import browser, page  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / ".." / "shared" / "data" / "texty-amber"

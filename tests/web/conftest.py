@@ -21,7 +21,6 @@ from amberwatch.imagery.decode import encode_jpeg, encode_png
 from amberwatch.results.schema import ensure_schema
 from amberwatch.web.schema import ensure_schema as ensure_web_schema
 from amberwatch.web.users import add_user
-from tests.fixtures.browser import browser, page  # noqa: F401
 
 SOURCE_ID = "test-imagery"
 ZOOM = 17
