@@ -9,8 +9,8 @@ from pathlib import Path
 
 from amberwatch.model.classifier import BUNDLED_PATH
 from amberwatch.model.dataset import load_folder
-from amberwatch.model.train import TrainConfig, train_with_cv
 from amberwatch.model.recipes import default_config
+from amberwatch.model.train import train_with_cv
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,11 +22,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folds", type=int, default=5, help="block-grouped CV folds for the threshold (0: skip)")
     ap.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (quick builds)")
     ap.add_argument("--members", type=int, default=None, help="override the recipe's ensemble size")
+    ap.add_argument("--workers", type=int, default=2, help="processes training networks in parallel (1 thread each)")
     args = ap.parse_args(argv)
-    config: TrainConfig = default_config(epochs=args.epochs, members=args.members)
+    config = default_config(epochs=args.epochs, members=args.members)
     data = load_folder(args.data)
     print(f"loaded {len(data)} chips: {data.counts()}", file=sys.stderr)
-    clf, _ = train_with_cv(data, config, seed=args.seed, n_folds=args.folds, log=lambda m: print(m, file=sys.stderr))
+    clf, _ = train_with_cv(data, config, seed=args.seed, n_folds=args.folds,
+                          log=lambda m: print(m, file=sys.stderr), workers=args.workers)
     clf.version = "0"
     clf.save(args.out)
     print(json.dumps({k: v for k, v in clf.metadata.items() if k != "train_config"}, indent=1))

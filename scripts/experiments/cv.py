@@ -27,9 +27,10 @@ NO_COLOUR = AugmentConfig(brightness=0, contrast=0, saturation=0, hue_deg=0, cha
 STRONG = AugmentConfig(brightness=0.45, contrast=0.45, saturation=0.8, hue_deg=45, channel_gain=0.15, grayscale_p=0.4)
 
 
-def variants() -> dict[str, TrainConfig]:
+def variants() -> dict[str, TrainConfig | list[TrainConfig]]:
     """Named recipe variants compared in RESULTS.md."""
-    base = default_config()
+    # The experiments' starting point (before local contrast normalisation was adopted).
+    base = TrainConfig(net=NetConfig(widths=(16, 32, 48, 64), downsample=2, window_cells=5), crop_px=160, epochs=20)
     return {
         "base": base,
         "no_colour_aug": replace(base, augment=NO_COLOUR),
@@ -41,6 +42,11 @@ def variants() -> dict[str, TrainConfig]:
         "balanced": replace(base, block_balance=0.5),
         "lcn": replace(base, net=replace(base.net, local_norm_px=31)),
         "lcn_nocolour": replace(base, augment=NO_COLOUR, net=replace(base.net, local_norm_px=31)),
+        "lcn_gray": replace(base, net=replace(base.net, local_norm_px=31, grayscale=True)),
+        "lcn_strong": replace(base, augment=STRONG, net=replace(base.net, local_norm_px=31)),
+        "lcn15": replace(base, net=replace(base.net, local_norm_px=15)),
+        "lcn_medium": replace(base, net=replace(base.net, local_norm_px=31, widths=(24, 48, 64, 96))),
+        "final": default_config(),
         "lse": replace(base, net=replace(base.net, pool_r=2.0)),
         "lse_strong": replace(base, augment=STRONG, net=replace(base.net, pool_r=2.0)),
         "native": replace(base, net=NetConfig(widths=(16, 24, 48, 64, 96), downsample=1, window_cells=5)),

@@ -72,8 +72,9 @@ class Classifier:
         self.resolution_m_per_px = float(resolution_m_per_px)
         self.metadata: dict = dict(metadata or {})
         self.cell_px = net_config.cell_px
-        # Exact window pooling needs window_cells // 2 neighbouring cells plus the trunk's receptive-field halo.
-        halo_px = max(receptive_field_px(c) for c in self.net_configs) // 2
+        # Window pooling needs window_cells // 2 neighbouring cells plus the conv trunk's receptive-field halo.
+        # The local contrast statistics reach further; their residual edge effect is small (RESULTS.md).
+        halo_px = max(receptive_field_px(c, include_norm=False) for c in self.net_configs) // 2
         raw = (net_config.window_cells // 2) * self.cell_px + halo_px
         self.context_px = int(-(-raw // self.cell_px) * self.cell_px)
         self._nets = [self._build(c, sd) for c, sd in zip(self.net_configs, state_dicts)]
@@ -116,6 +117,17 @@ class Classifier:
                 batch = np.stack([prepared[i] for i in part])
                 yield part, torch.from_numpy(batch).permute(0, 3, 1, 2).float()
 
+    def _ensemble(self, x: torch.Tensor, method: str) -> torch.Tensor:
+        """Mean member probability; preprocessing computed once per distinct preprocessing setting."""
+        cache: dict[tuple, torch.Tensor] = {}
+        probs = []
+        for net in self._nets:
+            key = net.preprocess_key
+            if key not in cache:
+                cache[key] = net.preprocess(x)
+            probs.append(torch.sigmoid(getattr(net, method)(cache[key])))
+        return torch.stack(probs).mean(0)
+
     def predict_proba(self, chips: Sequence[np.ndarray]) -> np.ndarray:
         """Chips HxWx3 uint8 of any size -> (N,) float32 P(mining), mean over the ensemble."""
         if isinstance(chips, np.ndarray) and chips.ndim == 3:
@@ -123,7 +135,7 @@ class Classifier:
         out = np.zeros(len(chips), dtype=np.float32)
         with torch.inference_mode():
             for part, x in self._chip_batches(chips):
-                p = torch.stack([torch.sigmoid(net(x)) for net in self._nets]).mean(0)
+                p = self._ensemble(x, "chip_logits_from_input")
                 out[part] = p.numpy()
         return out
 
@@ -135,7 +147,7 @@ class Classifier:
             raise InvalidInputError(f"predict_grid needs H and W multiples of cell_px={self.cell_px}, got {h}x{w}")
         x = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None].float()
         with torch.inference_mode():
-            p = torch.stack([torch.sigmoid(net.grid_logits(x)) for net in self._nets]).mean(0)[0]
+            p = self._ensemble(x, "grid_logits_from_input")[0]
         return p.numpy().astype(np.float32)
 
     def to_bytes(self) -> bytes:
@@ -189,9 +201,9 @@ class Classifier:
             raise ModelError(f"{name}: incompatible amberwatch model file ({exc})") from exc
 
 
-def receptive_field_px(config: NetConfig) -> int:
-    """Receptive field of one trunk cell (plus local normalisation reach), in input pixels."""
-    rf, jump = 1 + 4 * (config.local_norm_px // 2), 1
+def receptive_field_px(config: NetConfig, include_norm: bool = True) -> int:
+    """Receptive field of one trunk cell (plus, if include_norm, the local normalisation's reach), in input px."""
+    rf, jump = 1 + (4 * (config.local_norm_px // 2) if include_norm else 0), 1
     for _ in config.widths:
         for stride in (2, 1):
             rf += 2 * jump

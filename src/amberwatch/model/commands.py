@@ -38,8 +38,10 @@ def _require_db(db: str) -> None:
               help="Block-grouped CV folds used to set the threshold (0: skip CV, threshold 0.5).")
 @click.option("--epochs", type=int, default=None, help="Override the recipe's epochs (quick runs).")
 @click.option("--members", type=int, default=None, help="Override the recipe's ensemble size.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes training networks in parallel (1 thread each; use the number of free cores).")
 def train_command(db: str, data_dir: str | None, out: str | None, seed: int, folds: int, epochs: int | None,
-                  members: int | None) -> None:
+                  members: int | None, workers: int) -> None:
     """Train the classifier on the active examples and write ONE model file with its metadata."""
     from amberwatch.model.dataset import load_folder, load_store
     from amberwatch.model.recipes import default_config
@@ -52,7 +54,8 @@ def train_command(db: str, data_dir: str | None, out: str | None, seed: int, fol
         data = load_folder(data_dir)
     out_path = Path(out) if out else Path(db).with_name(Path(db).stem + "-model.pt")
     _log(f"training on {len(data)} examples {data.counts()}")
-    clf, _ = train_with_cv(data, default_config(epochs=epochs, members=members), seed=seed, n_folds=folds, log=_log)
+    clf, _ = train_with_cv(data, default_config(epochs=epochs, members=members), seed=seed, n_folds=folds, log=_log,
+                           workers=workers)
     clf.version = clf.metadata["fingerprint"][:8] + "-" + clf.metadata["created_at"].replace(":", "")[:17]
     clf.save(out_path)
     cv = clf.metadata.get("cv") or {}
@@ -100,9 +103,11 @@ def predict_command(images: tuple[str, ...], model_path: str | None, as_json: bo
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="evaluation", show_default=True,
               help="Folder for metrics.json, pr_curve.png and the worst-errors contact sheet (CV mode).")
 @click.option("--epochs", type=int, default=None, help="Override the recipe's epochs (quick runs).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes training the fold networks in parallel.")
 @click.option("--json", "as_json", is_flag=True, help="Print ONE JSON object.")
 def evaluate_command(db: str, data_dir: str | None, model_path: str | None, folds: int, seed: int, out_dir: str,
-                     epochs: int | None, as_json: bool) -> None:
+                     epochs: int | None, workers: int, as_json: bool) -> None:
     """Block-grouped cross-validation on the store, or (--data) scoring of a labelled folder with a model."""
     from amberwatch.model.classifier import load
     from amberwatch.model.evaluate import evaluate_cv, evaluate_folder
@@ -115,7 +120,7 @@ def evaluate_command(db: str, data_dir: str | None, model_path: str | None, fold
 
         _require_db(db)
         result = evaluate_cv(load_store(db), default_config(epochs=epochs), out_dir, n_folds=folds, seed=seed,
-                             log=None if as_json else _log)
+                             log=None if as_json else _log, workers=workers)
     if as_json:
         click.echo(json.dumps(result))
         return

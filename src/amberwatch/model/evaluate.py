@@ -12,8 +12,8 @@ from PIL import Image, ImageDraw
 
 from amberwatch.model.classifier import Classifier
 from amberwatch.model.dataset import ChipSet, load_folder
-from amberwatch.model.metrics import binary_metrics
-from amberwatch.model.train import TrainConfig, choose_threshold, cross_validate
+from amberwatch.model.metrics import binary_metrics, choose_threshold
+from amberwatch.model.train import Recipe, cross_validate
 
 
 def evaluate_folder(clf: Classifier, data_dir: str | os.PathLike[str]) -> dict:
@@ -25,12 +25,13 @@ def evaluate_folder(clf: Classifier, data_dir: str | os.PathLike[str]) -> dict:
     return result
 
 
-def evaluate_cv(data: ChipSet, config: TrainConfig, out_dir: str | os.PathLike[str], *, n_folds: int = 5,
-                seed: int = 0, min_precision: float = 0.95, log: Callable[[str], None] | None = None) -> dict:
+def evaluate_cv(data: ChipSet, recipe: Recipe, out_dir: str | os.PathLike[str], *, n_folds: int = 5,
+                seed: int = 0, min_precision: float = 0.95, log: Callable[[str], None] | None = None,
+                workers: int = 1) -> dict:
     """Block-grouped CV of the recipe on data; writes metrics.json, pr_curve.png and worst_errors.png to out_dir."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    oof, folds = cross_validate(data, config, n_folds, seed, log)
+    oof, folds = cross_validate(data, recipe, n_folds, seed, log, workers=workers)
     threshold = choose_threshold(data.labels, oof, min_precision)
     result = binary_metrics(data.labels, oof, threshold)
     result.update({"folds": n_folds, "grouping": "0.1-degree block", "seed": seed,

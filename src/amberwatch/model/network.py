@@ -88,9 +88,18 @@ class MiningNet(nn.Module):
     def _cell_logits(self, f: torch.Tensor) -> torch.Tensor:
         return F.conv2d(self.dropout(f), self.head.weight[:, :, None, None], self.head.bias).squeeze(1)
 
+    @property
+    def preprocess_key(self) -> tuple:
+        """Members with equal keys share the (parameter-free) preprocessing output."""
+        return (self.config.grayscale, self.config.downsample, self.config.local_norm_px)
+
     def forward(self, x: torch.Tensor, downsampled: bool = False) -> torch.Tensor:
         """Chip logits (N,): pooled over the whole chip (downsampled: x is already pooled)."""
-        f = self.trunk(self.preprocess(x, downsampled))
+        return self.chip_logits_from_input(self.preprocess(x, downsampled))
+
+    def chip_logits_from_input(self, z: torch.Tensor) -> torch.Tensor:
+        """Chip logits (N,) from preprocessed input z."""
+        f = self.trunk(z)
         r = self.config.pool_r
         if r <= 0:
             return self.head(self.dropout(f.mean(dim=(2, 3)))).squeeze(1)
@@ -99,7 +108,11 @@ class MiningNet(nn.Module):
 
     def grid_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Per-cell logits (N, H/cell, W/cell) of the window_cells x window_cells window centred on each cell."""
-        f = self.features(x)
+        return self.grid_logits_from_input(self.preprocess(x))
+
+    def grid_logits_from_input(self, z: torch.Tensor) -> torch.Tensor:
+        """Per-cell window logits from preprocessed input z."""
+        f = self.trunk(z)
         k = self.config.window_cells
         r = self.config.pool_r
         if r <= 0:
@@ -111,11 +124,24 @@ class MiningNet(nn.Module):
         return (torch.log(mean_exp.clamp_min(1e-30))[:, 0] + top) / r
 
 
+def _box_mean_1d(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
+    """Mean over a centred window of `size` along dim (window shrinks at the borders), via cumulative sums."""
+    p = size // 2
+    n = x.shape[dim]
+    c = torch.cumsum(x, dim=dim)
+    c = torch.cat([torch.zeros_like(c.narrow(dim, 0, 1)), c], dim=dim)  # c[i] = sum of x[:i]
+    idx = torch.arange(n, device=x.device)
+    hi = (idx + p + 1).clamp(max=n)
+    lo = (idx - p).clamp(min=0)
+    total = c.index_select(dim, hi) - c.index_select(dim, lo)
+    shape = [1] * x.dim()
+    shape[dim] = n
+    return total / (hi - lo).to(x.dtype).view(shape)
+
+
 def _box_blur(x: torch.Tensor, size: int) -> torch.Tensor:
     """Separable box mean over size x size (shrinking at the borders), same shape as x."""
-    p = size // 2
-    x = F.avg_pool2d(x, (size, 1), stride=1, padding=(p, 0), count_include_pad=False)
-    return F.avg_pool2d(x, (1, size), stride=1, padding=(0, p), count_include_pad=False)
+    return _box_mean_1d(_box_mean_1d(x, size, 2), size, 3)
 
 
 def local_contrast_norm(x: torch.Tensor, size: int) -> torch.Tensor:
