@@ -7,7 +7,6 @@ import pytest
 import torch
 
 
-
 def make_classifier(seed: int = 0, *, bias: float | None = None):
     """A small untrained (but real) Classifier; bias forces every P(mining) towards sigmoid(bias)."""
     from amberwatch.model.classifier import Classifier
