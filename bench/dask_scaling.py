@@ -109,7 +109,7 @@ def detections(db: Path) -> list[tuple]:
 def main() -> None:
     """Run the benchmark and print its figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tiles", type=int, default=1600, help="z18 tiles in the AOI (default 1600)")
+    parser.add_argument("--tiles", type=int, default=2500, help="z18 tiles in the AOI (default 2500)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per configuration, best kept (default 1)")
     parser.add_argument("--texty", type=Path, default=HERE.parent / ".." / "shared" / "data" / "texty-amber" / "tiles",
                         help="folder of Texty whole images (optional; else a synthetic texture)")
