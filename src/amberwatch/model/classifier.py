@@ -115,7 +115,7 @@ class Classifier:
             for start in range(0, len(idx), _MAX_BATCH):
                 part = idx[start : start + _MAX_BATCH]
                 batch = np.stack([prepared[i] for i in part])
-                yield part, torch.from_numpy(batch).permute(0, 3, 1, 2).float()
+                yield part, torch.from_numpy(batch).permute(0, 3, 1, 2).float().contiguous()
 
     def _ensemble(self, x: torch.Tensor, method: str) -> torch.Tensor:
         """Mean member probability; preprocessing computed once per distinct preprocessing setting."""
@@ -145,7 +145,7 @@ class Classifier:
         h, w = arr.shape[:2]
         if h % self.cell_px or w % self.cell_px or h == 0 or w == 0:
             raise InvalidInputError(f"predict_grid needs H and W multiples of cell_px={self.cell_px}, got {h}x{w}")
-        x = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None].float()
+        x = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None].float().contiguous()
         with torch.inference_mode():
             p = self._ensemble(x, "grid_logits_from_input")[0]
         return p.numpy().astype(np.float32)

@@ -72,11 +72,12 @@ class MiningNet(nn.Module):
 
     def preprocess(self, x: torch.Tensor, downsampled: bool = False) -> torch.Tensor:
         """Float NCHW 0..255 RGB -> normalised, downsampled network input (downsampled: x is already pooled)."""
+        # Pooling first is exact (normalisation is per-pixel affine) and 4x cheaper.
+        if self.config.downsample > 1 and not downsampled:
+            x = block_mean(x, self.config.downsample)
         x = (x - self.mean) / self.std
         if self.config.grayscale:
             x = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
-        if self.config.downsample > 1 and not downsampled:
-            x = F.avg_pool2d(x, self.config.downsample)
         if self.config.local_norm_px > 0:
             x = local_contrast_norm(x, self.config.local_norm_px)
         return x
@@ -124,19 +125,28 @@ class MiningNet(nn.Module):
         return (torch.log(mean_exp.clamp_min(1e-30))[:, 0] + top) / r
 
 
+def block_mean(x: torch.Tensor, d: int) -> torch.Tensor:
+    """Mean of d x d pixel blocks (= avg_pool2d(x, d), several times faster on CPU); edge remainders dropped."""
+    h, w = x.shape[2] - x.shape[2] % d, x.shape[3] - x.shape[3] % d
+    x = x[:, :, :h, :w]
+    total = sum(x[:, :, i::d, j::d] for i in range(d) for j in range(d))
+    return total * (1.0 / (d * d))
+
+
 def _box_mean_1d(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
     """Mean over a centred window of `size` along dim (window shrinks at the borders), via cumulative sums."""
     p = size // 2
     n = x.shape[dim]
     c = torch.cumsum(x, dim=dim)
-    c = torch.cat([torch.zeros_like(c.narrow(dim, 0, 1)), c], dim=dim)  # c[i] = sum of x[:i]
+    head = torch.zeros_like(c.narrow(dim, 0, 1)).expand(*[p + 1 if d == dim else -1 for d in range(x.dim())])
+    tail = c.narrow(dim, n - 1, 1).expand(*[p if d == dim else -1 for d in range(x.dim())])
+    padded = torch.cat([head, c, tail], dim=dim)  # padded[j] = sum of x[:j - p], clamped to 0..n
+    total = padded.narrow(dim, 2 * p + 1, n) - padded.narrow(dim, 0, n)
     idx = torch.arange(n, device=x.device)
-    hi = (idx + p + 1).clamp(max=n)
-    lo = (idx - p).clamp(min=0)
-    total = c.index_select(dim, hi) - c.index_select(dim, lo)
+    count = ((idx + p + 1).clamp(max=n) - (idx - p).clamp(min=0)).to(x.dtype)
     shape = [1] * x.dim()
     shape[dim] = n
-    return total / (hi - lo).to(x.dtype).view(shape)
+    return total / count.view(shape)
 
 
 def _box_blur(x: torch.Tensor, size: int) -> torch.Tensor:
