@@ -47,6 +47,7 @@ def variants() -> dict[str, TrainConfig | list[TrainConfig]]:
         "lcn15": replace(base, net=replace(base.net, local_norm_px=15)),
         "lcn_medium": replace(base, net=replace(base.net, local_norm_px=31, widths=(24, 48, 64, 96))),
         "final": default_config(),
+        "final_balanced": [replace(c, block_balance=0.5) for c in default_config()],
         "lse": replace(base, net=replace(base.net, pool_r=2.0)),
         "lse_strong": replace(base, augment=STRONG, net=replace(base.net, pool_r=2.0)),
         "native": replace(base, net=NetConfig(widths=(16, 24, 48, 64, 96), downsample=1, window_cells=5)),
@@ -61,6 +62,7 @@ def main() -> int:
     ap.add_argument("--variant", required=True, choices=sorted(variants()))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="/tmp/amber_cv/results.jsonl")
+    ap.add_argument("--workers", type=int, default=1)
     args = ap.parse_args()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -72,7 +74,8 @@ def main() -> int:
         cache.write_bytes(pickle.dumps(data))
     config = variants()[args.variant]
     t0 = time.perf_counter()
-    oof, folds = cross_validate(data, config, 5, seed=args.seed, split_seed=0, log=lambda m: print(m, file=sys.stderr))
+    oof, folds = cross_validate(data, config, 5, seed=args.seed, split_seed=0, log=lambda m: print(m, file=sys.stderr),
+                                workers=args.workers)
     np.save(out.parent / f"oof_{args.variant}_s{args.seed}.npy", oof)
     thr = choose_threshold(data.labels, oof, 0.95)
     m = binary_metrics(data.labels, oof, thr)

@@ -55,3 +55,15 @@ def test_train_from_folder_writes_one_model_file(small_folder, tmp_path):
     assert result.exit_code == 0, result.output
     clf = model.load(out)
     assert clf.metadata["seed"] == 5 and clf.metadata["counts"]["mining"] == 8
+
+
+def test_evaluate_data_skips_unreadable_files_with_a_warning(small_folder, tmp_path):
+    import shutil
+
+    folder = tmp_path / "labelled"
+    shutil.copytree(small_folder, folder)
+    (folder / "negative" / "broken.png").write_bytes(b"not an image")
+    result = CliRunner().invoke(main, ["evaluate", "--data", str(folder), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["n_negative"] == 8
+    assert "broken.png" in result.stderr

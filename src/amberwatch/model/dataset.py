@@ -6,12 +6,13 @@ import hashlib
 import math
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from amberwatch.errors import ModelError
+from amberwatch.errors import ImageError, ModelError, SkippedFileWarning
 from amberwatch.imagery.decode import read_image_file
 
 LABELS = ("not_mining", "mining")
@@ -72,7 +73,10 @@ def _image_files(folder: Path) -> list[Path]:
 
 
 def load_folder(data_dir: str | os.PathLike[str]) -> ChipSet:
-    """Read DIR/positive/* (mining) and DIR/negative/* (not mining); group by Texty 0.1-degree block."""
+    """Read DIR/positive/* (mining) and DIR/negative/* (not mining); group by Texty 0.1-degree block.
+
+    Unreadable images are skipped with a SkippedFileWarning naming the file.
+    """
     root = Path(data_dir)
     pos_dir, neg_dir = root / "positive", root / "negative"
     if not pos_dir.is_dir() or not neg_dir.is_dir():
@@ -83,7 +87,12 @@ def load_folder(data_dir: str | os.PathLike[str]) -> ChipSet:
     names: list[str] = []
     for label, folder in ((1, pos_dir), (0, neg_dir)):
         for path in _image_files(folder):
-            chips.append(read_image_file(path))
+            try:
+                pixels = read_image_file(path)
+            except ImageError as exc:
+                warnings.warn(SkippedFileWarning(f"skipped {exc}"), stacklevel=2)
+                continue
+            chips.append(pixels)
             labels.append(label)
             groups.append(texty_block_key(path.name))
             names.append(f"{folder.name}/{path.name}")
