@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -56,7 +56,16 @@ def _seed_all(seed: int, threads: int) -> np.random.Generator:
 
 
 def fit_network(data: ChipSet, config: TrainConfig, seed: int, log: Callable[[str], None] | None = None) -> dict:
-    """Train one MiningNet on data; return its state dict."""
+    """Train one MiningNet on data; return its state dict (torch thread/determinism settings are restored after)."""
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    try:
+        return _fit_network(data, config, seed, log)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _fit_network(data: ChipSet, config: TrainConfig, seed: int, log: Callable[[str], None] | None) -> dict:
     if len(data) == 0 or data.labels.min() == data.labels.max():
         raise ModelError(f"training needs examples of both labels, got counts {data.counts()}")
     rng = _seed_all(seed, config.threads)
