@@ -28,15 +28,6 @@ COMMAND_MODULES = (
     "amberwatch.story.commands",
 )
 
-db_option = click.option(
-    "--db",
-    "db",
-    envvar="AMBERWATCH_DB",
-    default="amberwatch.db",
-    show_default=True,
-    type=click.Path(dir_okay=False),
-    help="Project SQLite database (env AMBERWATCH_DB).",
-)
 
 
 class AmberwatchGroup(click.Group):

@@ -11,18 +11,9 @@ from amberwatch.db import resolve_db_path
 from amberwatch.errors import DatabaseError
 from amberwatch.labels.importer import export_folder, import_folder
 from amberwatch.labels.store import CATEGORIES, LABELS, ExampleStore
+from amberwatch.options import db_option
 
 TOP_BLOCKS_SHOWN = 10
-
-db_option = click.option(
-    "--db",
-    "db",
-    envvar="AMBERWATCH_DB",
-    default="amberwatch.db",
-    show_default=True,
-    type=click.Path(dir_okay=False),
-    help="Project SQLite database (env AMBERWATCH_DB).",
-)
 
 
 def _open(db: str, *, create: bool) -> ExampleStore:

@@ -8,16 +8,7 @@ import click
 
 from amberwatch.db import resolve_db_path
 from amberwatch.errors import ConflictError, DatabaseError
-
-db_option = click.option(
-    "--db",
-    "db",
-    envvar="AMBERWATCH_DB",
-    default="amberwatch.db",
-    show_default=True,
-    type=click.Path(dir_okay=False),
-    help="Project SQLite database (env AMBERWATCH_DB).",
-)
+from amberwatch.options import db_option
 
 
 def _fmt(value: object, digits: int = 3) -> str:

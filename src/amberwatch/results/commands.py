@@ -9,6 +9,7 @@ import click
 
 from amberwatch.db import connect
 from amberwatch.errors import InvalidInputError
+from amberwatch.options import db_option
 from amberwatch.results.area_estimate import (
     estimate_area,
     format_table,
@@ -16,7 +17,11 @@ from amberwatch.results.area_estimate import (
     read_counts_csv,
     sample_size_for_target_se,
 )
-from amberwatch.results.area_review import estimate_for_scan, import_reference_csv, list_samples
+from amberwatch.results.area_review import (
+    estimate_for_scan,
+    import_reference_csv,
+    list_samples,
+)
 from amberwatch.results.sampling import (
     ALLOCATIONS,
     DEFAULT_MIN_PER_STRATUM,
@@ -24,16 +29,6 @@ from amberwatch.results.sampling import (
     draw_sample,
     export_sample,
     parse_accuracy_option,
-)
-
-db_option = click.option(
-    "--db",
-    "db",
-    envvar="AMBERWATCH_DB",
-    default="amberwatch.db",
-    show_default=True,
-    type=click.Path(dir_okay=False),
-    help="Project SQLite database (env AMBERWATCH_DB).",
 )
 
 

@@ -7,23 +7,17 @@ from pathlib import Path
 
 import click
 
+from amberwatch.options import db_option
 from amberwatch.scan import commands as scan_commands
 
 COMMANDS: list[click.Command] = []
-
-
-def _db_option(f):
-    return click.option(
-        "--db", "db", envvar="AMBERWATCH_DB", default="amberwatch.db", show_default=True,
-        type=click.Path(dir_okay=False), help="Project SQLite database (env AMBERWATCH_DB).",
-    )(f)
 
 
 @click.command("rescan")
 @click.argument("scan_id", metavar="SCAN", type=int)
 @click.option("--model", "model_version", required=True,
               help="Registered model version (see 'amberwatch models list').")
-@_db_option
+@db_option
 @click.option("--cache", "cache_path", type=click.Path(dir_okay=False),
               help="Tile cache [default: the scan's, else <db stem>-tiles.mbtiles].")
 @click.option("--min-area-ha", type=click.FloatRange(0), default=None,
@@ -50,7 +44,7 @@ def rescan_command(scan_id: int, model_version: str, db: str, cache_path: str | 
 @click.command("diff")
 @click.argument("scan_a", metavar="A", type=int)
 @click.argument("scan_b", metavar="B", type=int)
-@_db_option
+@db_option
 @click.option("--geojson", "geojson_out", type=click.Path(dir_okay=False), help="Also write the sites as GeoJSON here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of a table.")
 def diff_command(scan_a: int, scan_b: int, db: str, geojson_out: str | None, as_json: bool) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from amberwatch.options import db_option
 from amberwatch.story.builder import build_story
 
 
@@ -14,15 +15,7 @@ def story() -> None:
 
 @story.command("build")
 @click.argument("article", type=click.Path(dir_okay=False))
-@click.option(
-    "--db",
-    "db",
-    envvar="AMBERWATCH_DB",
-    default="amberwatch.db",
-    show_default=True,
-    type=click.Path(dir_okay=False),
-    help="Project SQLite database (env AMBERWATCH_DB).",
-)
+@db_option
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Folder to write the page into.")
 @click.option("--scan", "scan_id", type=int, default=None, help="Scan id (default: the latest finished scan).")
 @click.option(

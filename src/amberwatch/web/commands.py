@@ -5,12 +5,8 @@ from __future__ import annotations
 import click
 
 from amberwatch.db import connect
+from amberwatch.options import db_option
 from amberwatch.web.schema import ensure_schema
-
-db_option = click.option(
-    "--db", "db", envvar="AMBERWATCH_DB", default="amberwatch.db", show_default=True,
-    type=click.Path(dir_okay=False), help="Project SQLite database (env AMBERWATCH_DB).",
-)
 
 
 @click.command()

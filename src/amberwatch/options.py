@@ -1,0 +1,15 @@
+"""Click options shared by every stage's commands (kept out of cli.py to avoid import cycles)."""
+
+from __future__ import annotations
+
+import click
+
+db_option = click.option(
+    "--db",
+    "db",
+    envvar="AMBERWATCH_DB",
+    default="amberwatch.db",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Project SQLite database (env AMBERWATCH_DB).",
+)
