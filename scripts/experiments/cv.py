@@ -47,6 +47,8 @@ def variants() -> dict[str, TrainConfig | list[TrainConfig]]:
         "lcn15": replace(base, net=replace(base.net, local_norm_px=15)),
         "lcn_medium": replace(base, net=replace(base.net, local_norm_px=31, widths=(24, 48, 64, 96))),
         "final": default_config(),
+        "final3": default_config(members=3),
+        "final_e30": default_config(epochs=30),
         "final_balanced": [replace(c, block_balance=0.5) for c in default_config()],
         "lse": replace(base, net=replace(base.net, pool_r=2.0)),
         "lse_strong": replace(base, augment=STRONG, net=replace(base.net, pool_r=2.0)),
