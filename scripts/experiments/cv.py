@@ -48,7 +48,7 @@ def variants() -> dict[str, TrainConfig | list[TrainConfig]]:
         "lcn_medium": replace(base, net=replace(base.net, local_norm_px=31, widths=(24, 48, 64, 96))),
         "final": default_config(),
         "final3": default_config(members=3),
-        "final_e30": default_config(epochs=30),
+        "final_e20": default_config(epochs=20),
         "final_balanced": [replace(c, block_balance=0.5) for c in default_config()],
         "lse": replace(base, net=replace(base.net, pool_r=2.0)),
         "lse_strong": replace(base, augment=STRONG, net=replace(base.net, pool_r=2.0)),

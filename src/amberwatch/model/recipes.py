@@ -22,7 +22,7 @@ def default_config(*, epochs: int | None = None, members: int | None = None) -> 
         net=NetConfig(widths=(16, 32, 48, 64), downsample=2, window_cells=5, local_norm_px=31),
         augment=AugmentConfig(),
         crop_px=160,
-        epochs=20,
+        epochs=30,
     )
     configs = [base, replace(base, augment=STRONG_AUGMENT)]
     if epochs is not None:
