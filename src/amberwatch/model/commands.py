@@ -9,13 +9,9 @@ from pathlib import Path
 import click
 
 from amberwatch.errors import AmberwatchError, InvalidInputError
+from amberwatch.options import db_option
 
 COMMANDS: list[click.Command] = []
-
-
-def _db_option(f):
-    return click.option("--db", "db", envvar="AMBERWATCH_DB", default="amberwatch.db", show_default=True,
-                        type=click.Path(dir_okay=False), help="Project SQLite database (env AMBERWATCH_DB).")(f)
 
 
 def _log(message: str) -> None:
@@ -28,7 +24,7 @@ def _require_db(db: str) -> None:
 
 
 @click.command("train")
-@_db_option
+@db_option
 @click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
               help="Train from a folder with positive/ and negative/ instead of the example store.")
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
@@ -93,7 +89,7 @@ def predict_command(images: tuple[str, ...], model_path: str | None, as_json: bo
 
 
 @click.command("evaluate")
-@_db_option
+@db_option
 @click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
               help="Score a labelled folder (positive/, negative/) with --model instead of running CV.")
 @click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,

@@ -6,14 +6,9 @@ import json
 
 import click
 
+from amberwatch.options import db_option
+
 COMMANDS: list[click.Command] = []
-
-
-def _db_option(f):
-    return click.option(
-        "--db", "db", envvar="AMBERWATCH_DB", default="amberwatch.db", show_default=True,
-        type=click.Path(dir_okay=False), help="Project SQLite database (env AMBERWATCH_DB).",
-    )(f)
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -28,7 +23,7 @@ def _fmt_duration(seconds: float) -> str:
 @click.option("--bbox", help="Area of interest as W,S,E,N in degrees (instead of --aoi).")
 @click.option("--imagery", help="Imagery: URL template, xyzservices preset, GeoTIFF, tile folder or .mbtiles.")
 @click.option("--zoom", type=click.IntRange(0, 24), default=18, show_default=True, help="Web-map zoom to scan at.")
-@_db_option
+@db_option
 @click.option("--workers", type=click.IntRange(1, 256), default=None, help="Worker processes [default: CPU cores].")
 @click.option("--new", "new", is_flag=True, help="Start a new scan even if a matching unfinished one exists.")
 @click.option("--dry-run", is_flag=True, help="Only print tile count, km² and estimated time.")
@@ -53,8 +48,13 @@ def scan_group(ctx: click.Context, aoi_path, bbox, imagery, zoom, db, workers, n
         return
     from amberwatch.scan.aoi import aoi_from_bbox, load_aoi
     from amberwatch.scan.engine import (
-        DEFAULT_MAX_TILES, DEFAULT_MIN_AREA_HA, ESTIMATED_TILES_PER_S_CACHED, ESTIMATED_TILES_PER_S_NETWORK,
-        ScanSettings, plan_scan, run_scan,
+        DEFAULT_MAX_TILES,
+        DEFAULT_MIN_AREA_HA,
+        ESTIMATED_TILES_PER_S_CACHED,
+        ESTIMATED_TILES_PER_S_NETWORK,
+        ScanSettings,
+        plan_scan,
+        run_scan,
     )
 
     if bool(aoi_path) == bool(bbox):
@@ -131,7 +131,7 @@ def _open_db(db: str):
 
 
 @scan_group.command("report")
-@_db_option
+@db_option
 @click.option("--scan", "scan_id", type=int, default=None, help="Scan id [default: the latest].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def scan_report(db: str, scan_id: int | None, as_json: bool) -> None:
@@ -161,7 +161,7 @@ def scan_report(db: str, scan_id: int | None, as_json: bool) -> None:
 
 
 @scan_group.command("list")
-@_db_option
+@db_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def scan_list(db: str, as_json: bool) -> None:
     """List the scans in the project DB, newest first."""
@@ -192,7 +192,7 @@ def detections_group() -> None:
 
 
 @detections_group.command("export")
-@_db_option
+@db_option
 @click.option("--format", "fmt", type=click.Choice(["geojson", "gpkg", "csv", "kml"]), default="geojson",
               show_default=True, help="Output format.")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Output file.")
