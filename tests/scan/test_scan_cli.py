@@ -60,7 +60,6 @@ def test_readme_main_job_against_local_tile_server(tile_server, tmp_path):
     assert listing.exit_code == 0 and "finished" in listing.output
 
 
-@pytest.mark.xfail(reason="needs a trained bundled model; the first bundled model is a placeholder", strict=False)
 def test_mining_free_imagery_gives_no_detections(tile_server, tmp_path):
     x0, y0 = tile_origin((20, 0))
     put_image_tiles(tile_server, texty_image("negative1"), x0, y0, 3, 3)
@@ -129,3 +128,24 @@ def test_offline_tile_folder_as_imagery(tmp_path):
                  "--db", str(db), "--workers", "1", "--no-progress")
     assert result.exit_code == 0, result.output
     assert "9 tiles (9 done, 0 without imagery, 0 failed)" in result.output
+
+
+def test_dead_tile_server_is_a_clear_error_and_keeps_the_scan(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port with nothing listening: connection refused
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]
+    x0, y0 = tile_origin()
+    db = tmp_path / "dead.db"
+    dead_url = f"http://127.0.0.1:{dead_port}/{{z}}/{{x}}/{{y}}.png"
+    result = run("scan", "--bbox", bbox_arg(tiles_bbox(x0, y0, 2, 2)), "--imagery", dead_url, "--db", str(db),
+                 "--workers", "1", "--no-progress")
+    assert result.exit_code == 1
+    assert "no tile of imagery" in result.output and f"127.0.0.1:{dead_port}" in result.output
+    assert "Traceback" not in result.output
+    # Nothing is lost: the scan and its failed tiles are recorded, ready to be retried by the same command.
+    report = run("scan", "report", "--db", str(db), "--json")
+    assert report.exit_code == 0, report.output
+    summary = json.loads(report.output)
+    assert summary["tiles_failed"] == 4 and summary["tiles_done"] == 0

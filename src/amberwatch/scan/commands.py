@@ -99,9 +99,19 @@ def scan_group(ctx: click.Context, aoi_path, bbox, imagery, zoom, db, workers, n
         f"{out.area_scanned_km2:.2f} km² scanned in {_fmt_duration(out.seconds)} ({rate:.0f} tiles/s this run)."
     )
     click.echo(f"Detections: {out.detections} covering {out.detections_area_ha:.2f} ha.")
+    first_error = _first_tile_error(db, out.scan_id) if out.tiles_failed else None
     if out.tiles_failed:
         click.secho(f"{out.tiles_failed} tiles failed (imagery errors); run the same command again to retry them.",
                     fg="yellow", err=True)
+        click.secho(f"First error: {first_error}", fg="yellow", err=True)
+    if out.tiles_failed and not (out.tiles_done or out.tiles_empty):
+        from amberwatch.errors import ImageryError
+
+        raise ImageryError(
+            f"no tile of imagery {imagery!r} could be read ({out.tiles_failed} failed; first error: {first_error}). "
+            f"Nothing is lost: check the source or the network, then run the same command again to resume scan "
+            f"{out.scan_id}."
+        )
     click.echo(f"Results are in {db} (scan {out.scan_id}).")
     click.echo(f"  Open the map:  amberwatch serve --db {db}")
     click.echo(f"  Export:        amberwatch detections export --db {db} --scan {out.scan_id} --format geojson "
@@ -119,6 +129,17 @@ _WARNING_TEXT = {
 def _merge(into: dict[str, int], counts: dict[str, int]) -> None:
     for k, v in counts.items():
         into[k] = into.get(k, 0) + v
+
+
+def _first_tile_error(db: str, scan_id: int) -> str | None:
+    conn = _open_db(db)
+    try:
+        row = conn.execute(
+            "SELECT error FROM scan_tiles WHERE scan_id = ? AND status = 'failed' LIMIT 1", (scan_id,)
+        ).fetchone()
+    finally:
+        conn.close()
+    return row[0] if row else None
 
 
 def _open_db(db: str):
