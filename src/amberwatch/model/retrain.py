@@ -295,8 +295,7 @@ def current_recipe_oof(data, folds: np.ndarray, in_current: np.ndarray, config, 
     training examples. When that leaves a fold without both labels, the fixed current model scores
     every fold instead (said in the returned mode).
     """
-    from amberwatch.model.classifier import Classifier
-    from amberwatch.model.train import member_configs, train_networks
+    from amberwatch.model.train import cross_validate
 
     n_folds = int(folds.max()) + 1
     feasible = all(
@@ -306,21 +305,10 @@ def current_recipe_oof(data, folds: np.ndarray, in_current: np.ndarray, config, 
         if log:
             log("current model: training set unknown or one-sided in a fold; scoring the fixed current model")
         return current_model().predict_proba(data.chips).astype(np.float32), "fixed current model (may be optimistic)"
-    # The same jobs cross_validate runs (member m of each fold gets seed + m), on the restricted training parts.
-    configs = member_configs(config)
-    jobs = [
-        (np.flatnonzero((folds != k) & in_current), c, seed + m) for k in range(n_folds) for m, c in enumerate(configs)
-    ]
     t0 = time.perf_counter()
-    states = train_networks(data, jobs, workers)
-    oof = np.zeros(len(data), dtype=np.float32)
-    for k in range(n_folds):
-        test_idx = np.flatnonzero(folds == k)
-        members = states[k * len(configs) : (k + 1) * len(configs)]
-        clf = Classifier([c.net for c in configs], members, resolution_m_per_px=configs[0].resolution_m_per_px)
-        oof[test_idx] = clf.predict_proba([data.chips[i] for i in test_idx])
+    oof, _ = cross_validate(data, config, seed=seed, workers=workers, folds=folds, train_mask=in_current)
     if log:
-        log(f"current recipe: {len(jobs)} networks on its training set, same folds ({time.perf_counter() - t0:.0f} s)")
+        log(f"current recipe: retrained on its training set, same folds ({time.perf_counter() - t0:.0f} s)")
     return oof, "its training set retrained on each fold"
 
 

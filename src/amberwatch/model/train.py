@@ -201,11 +201,21 @@ def block_folds(labels: np.ndarray, groups: list[str], n_folds: int, seed: int) 
 
 def cross_validate(data: ChipSet, recipe: Recipe, n_folds: int = 5, seed: int = 0,
                    log: Callable[[str], None] | None = None, split_seed: int | None = None,
-                   workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Out-of-fold P(mining) for every example (block-grouped folds) -> (probabilities, fold ids)."""
+                   workers: int = 1, folds: np.ndarray | None = None,
+                   train_mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold P(mining) for every example (block-grouped folds) -> (probabilities, fold ids).
+
+    ``folds`` reuses given fold ids (to compare models on the same folds); ``train_mask`` restricts
+    every fold's training part to a subset of the examples (every example is still scored).
+    """
     configs = member_configs(recipe)
-    folds = block_folds(data.labels, data.groups, n_folds, seed if split_seed is None else split_seed)
-    jobs = [(np.flatnonzero(folds != k), c, seed + m) for k in range(n_folds) for m, c in enumerate(configs)]
+    if folds is None:
+        folds = block_folds(data.labels, data.groups, n_folds, seed if split_seed is None else split_seed)
+    n_folds = int(folds.max()) + 1
+    allowed = np.ones(len(data), dtype=bool) if train_mask is None else train_mask
+    jobs = [
+        (np.flatnonzero((folds != k) & allowed), c, seed + m) for k in range(n_folds) for m, c in enumerate(configs)
+    ]
     t0 = time.perf_counter()
     states = train_networks(data, jobs, workers)
     oof = np.zeros(len(data), dtype=np.float32)
