@@ -56,13 +56,10 @@ def _parent_scan(conn: sqlite3.Connection, scan_id: int) -> sqlite3.Row:
 def _seed_cached_source(context, cache: TileCache, source_id: str) -> None:
     """Make the worker of this process read the context's imagery from the cache only."""
     from amberwatch.imagery.mosaic import open_cached_source
-    from amberwatch.scan import worker
+    from amberwatch.scan.worker import remember_source
 
-    # The worker keeps one source per (imagery, cache, options) key; registering a cache-only source
-    # under the context's key means process_unit can never reach the network.
-    worker._CACHES[context.cache_path] = cache
-    key = (context.imagery, context.cache_path, context.source_options)
-    worker._SOURCES[key] = open_cached_source(cache, source_id)
+    # A cache-only source under the context's key means process_unit can never reach the network.
+    remember_source(context, cache, open_cached_source(cache, source_id))
 
 
 def rescan(

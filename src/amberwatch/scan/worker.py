@@ -94,6 +94,16 @@ def remember_model(path: str | None, version: str, model: object) -> None:
     _MODELS[(path or "<bundled>", version)] = model
 
 
+def remember_source(context: ScanContext, cache: object, source: object) -> None:
+    """Seed the per-process source cache: ``process_unit`` for this context will read ``source`` only."""
+    _CACHES[context.cache_path] = cache
+    _SOURCES[_source_key(context)] = source
+
+
+def _source_key(context: ScanContext) -> tuple:
+    return (context.imagery, context.cache_path, context.source_options)
+
+
 def release() -> None:
     """Close the sources and caches this process opened (end of an in-process run)."""
     for source in _SOURCES.values():
@@ -106,7 +116,7 @@ def release() -> None:
 
 def get_source(context: ScanContext):
     """The imagery source for the context, opened once per process on the shared cache."""
-    key = (context.imagery, context.cache_path, context.source_options)
+    key = _source_key(context)
     source = _SOURCES.get(key)
     if source is None:
         from amberwatch.imagery.cache import TileCache
