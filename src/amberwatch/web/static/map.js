@@ -56,8 +56,9 @@
     const sel = document.getElementById('scan-select');
     sel.replaceChildren(el('option', { value: 'all' }, 'All scans'));
     for (const s of scans) {
-      const label = `#${s.id} ${s.name || ''} · model ${s.model_version} · ${s.detections} sites` +
-        (s.parent_scan_id ? ` (rescan of #${s.parent_scan_id})` : '');
+      // Model version first: the closed dropdown cuts long scan names, and the version is what layers differ by.
+      const label = `#${s.id} · model ${s.model_version} · ${s.detections} sites` +
+        (s.parent_scan_id ? ` (rescan of #${s.parent_scan_id})` : '') + (s.name ? ` · ${s.name}` : '');
       sel.append(el('option', { value: String(s.id) }, label));
     }
   }
@@ -182,7 +183,7 @@
     const km2 = (scan ? [scan] : scans).reduce((a, s) => a + (s.area_scanned_km2 || 0), 0);
     document.getElementById('t-sites').textContent = list.length.toLocaleString('en');
     document.getElementById('t-ha').textContent = ha(list.reduce((a, f) => a + f.properties.area_ha, 0));
-    document.getElementById('t-km2').textContent = km2.toFixed(km2 >= 100 ? 0 : 1);
+    document.getElementById('t-km2').textContent = km2.toFixed(km2 >= 100 ? 0 : km2 >= 1 ? 1 : 2);
     const top = [...list].sort((a, b) => b.properties.area_ha - a.properties.area_ha).slice(0, LIST_LIMIT);
     const ol = document.getElementById('site-list');
     ol.replaceChildren(...top.map((f) => {
