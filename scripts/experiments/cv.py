@@ -48,6 +48,8 @@ def variants() -> dict[str, TrainConfig | list[TrainConfig]]:
         "lcn_medium": replace(base, net=replace(base.net, local_norm_px=31, widths=(24, 48, 64, 96))),
         "final": default_config(),
         "final3": default_config(members=3),
+        "final4": default_config(members=4),
+        "final_e45": default_config(epochs=45),
         "final_e20": default_config(epochs=20),
         "final_balanced": [replace(c, block_balance=0.5) for c in default_config()],
         "lse": replace(base, net=replace(base.net, pool_r=2.0)),

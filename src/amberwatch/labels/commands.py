@@ -9,6 +9,7 @@ import click
 
 from amberwatch.db import resolve_db_path
 from amberwatch.errors import DatabaseError
+from amberwatch.labels.boxes import import_boxes
 from amberwatch.labels.importer import export_folder, import_folder
 from amberwatch.labels.store import CATEGORIES, LABELS, ExampleStore
 from amberwatch.options import db_option
@@ -41,6 +42,25 @@ def import_cmd(folder: str, db: str, source: str, added_by: str) -> None:
     """
     with _open(db, create=True) as store:
         report = import_folder(store, folder, source=source, added_by=added_by)
+    for line in report.summary_lines():
+        click.echo(line)
+
+
+@examples.command("import-boxes")
+@click.argument("boxes_csv", type=click.Path(dir_okay=False))
+@click.option("--images", "images_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder the CSV's image paths are relative to.")
+@db_option
+@click.option("--source", default="boxes", show_default=True, help="Source tag stored with each example.")
+@click.option("--added-by", default="cli", show_default=True, help="Who added the examples.")
+def import_boxes_cmd(boxes_csv: str, images_dir: str, db: str, source: str, added_by: str) -> None:
+    """Cut labelled rectangles out of whole images and import them as examples.
+
+    BOXES_CSV has columns image,x0_px,y0_px,x1_px,y1_px,label[,category]; crops of one whole image
+    share one cross-validation group. Boxes that cannot be cut are reported and skipped.
+    """
+    with _open(db, create=True) as store:
+        report = import_boxes(store, boxes_csv, images_dir, source=source, added_by=added_by)
     for line in report.summary_lines():
         click.echo(line)
 

@@ -41,6 +41,13 @@ class ChipSet:
             [self.chips[i] for i in idx], self.labels[idx], [self.groups[i] for i in idx], [self.names[i] for i in idx]
         )
 
+    def merged(self, other: ChipSet) -> ChipSet:
+        """This set followed by other (fingerprint recomputed over both)."""
+        chips = self.chips + other.chips
+        labels = np.concatenate([self.labels, other.labels]).astype(np.int64)
+        return ChipSet(chips, labels, self.groups + other.groups, self.names + other.names,
+                       fingerprint=chips_fingerprint(chips, labels))
+
     def counts(self) -> dict[str, int]:
         """Example counts by label and number of groups."""
         n_pos = int(self.labels.sum())
@@ -98,6 +105,31 @@ def load_folder(data_dir: str | os.PathLike[str]) -> ChipSet:
             names.append(f"{folder.name}/{path.name}")
     if not chips:
         raise ModelError(f"{str(root)!r}: no images in positive/ or negative/")
+    y = np.asarray(labels, dtype=np.int64)
+    return ChipSet(chips, y, groups, names, fingerprint=chips_fingerprint(chips, y))
+
+
+def load_boxes(csv_path: str | os.PathLike[str], images_dir: str | os.PathLike[str]) -> ChipSet:
+    """Crops cut from whole images by a boxes CSV (amberwatch.labels.boxes); grouped by their whole image.
+
+    Boxes that cannot be cut are skipped with a SkippedFileWarning naming the image and line.
+    """
+    from amberwatch.labels.boxes import cut_boxes, read_boxes
+
+    chips: list[np.ndarray] = []
+    labels: list[int] = []
+    groups: list[str] = []
+    names: list[str] = []
+    for box, crop in cut_boxes(read_boxes(csv_path), images_dir):
+        if not isinstance(crop, np.ndarray):
+            warnings.warn(SkippedFileWarning(f"skipped {box.image} line {box.line}: {crop}"), stacklevel=2)
+            continue
+        chips.append(crop)
+        labels.append(LABELS.index(box.label))
+        groups.append(f"I{box.source_image}")
+        names.append(box.name)
+    if not chips:
+        raise ModelError(f"{str(csv_path)!r}: no box could be cut from the images in {str(images_dir)!r}")
     y = np.asarray(labels, dtype=np.int64)
     return ChipSet(chips, y, groups, names, fingerprint=chips_fingerprint(chips, y))
 
