@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from amberwatch.model.classifier import Classifier
+from amberwatch.model.dataset import load_boxes
 from amberwatch.model.metrics import binary_metrics, choose_threshold
 from amberwatch.model.train import block_folds, member_configs, train_networks
 
@@ -55,12 +56,21 @@ def main() -> int:
     ap.add_argument("--dir", default="/tmp/amber_cv")
     ap.add_argument("--score-only", action="store_true")
     ap.add_argument("--how", default="mean,tta4,maxwin")
+    ap.add_argument("--boxes", help="boxes CSV whose crops join every fold's training part (never scored)")
+    ap.add_argument("--images", help="folder the boxes CSV's image paths are relative to")
+    ap.add_argument("--tag", default="", help="suffix of the saved files (e.g. '_tiles')")
     args = ap.parse_args()
     root = Path(args.dir)
     data = pickle.loads((root / "data.pkl").read_bytes())
     configs = member_configs(variants()[args.variant])
     folds = block_folds(data.labels, data.groups, 5, 0)
-    states_path = root / f"states_{args.variant}_s{args.seed}.pt"
+    n_scored = len(data)
+    if args.boxes:
+        extra = load_boxes(args.boxes, args.images)
+        data = data.merged(extra)
+        folds = np.concatenate([folds, np.full(len(extra), -1)])  # fold -1: in every training part
+    name = f"{args.variant}{args.tag}"
+    states_path = root / f"states_{name}_s{args.seed}.pt"
     t0 = time.perf_counter()
     if args.score_only:
         states = torch.load(states_path, weights_only=True)
@@ -71,18 +81,19 @@ def main() -> int:
     minutes = round((time.perf_counter() - t0) / 60, 1)
     torch.set_num_threads(1)
     for how in args.how.split(","):
-        oof = np.zeros(len(data), dtype=np.float32)
+        oof = np.zeros(n_scored, dtype=np.float32)
         for k in range(5):
-            idx = np.flatnonzero(folds == k)
+            idx = np.flatnonzero(folds[:n_scored] == k)
             clf = Classifier([c.net for c in configs], states[k * len(configs):(k + 1) * len(configs)])
             oof[idx] = chip_scores(clf, [data.chips[i] for i in idx], how)
-        np.save(root / f"oof_{args.variant}_{how}_s{args.seed}.npy", oof)
-        thr = choose_threshold(data.labels, oof, 0.95)
-        m = binary_metrics(data.labels, oof, thr)
-        f1s = [binary_metrics(data.labels, oof, t)["f1"] for t in np.unique(oof)]
-        per_fold = [round(binary_metrics(data.labels[folds == k], oof[folds == k], 0.5)["average_precision"], 2)
+        np.save(root / f"oof_{name}_{how}_s{args.seed}.npy", oof)
+        labels, folds_scored = data.labels[:n_scored], folds[:n_scored]
+        thr = choose_threshold(labels, oof, 0.95)
+        m = binary_metrics(labels, oof, thr)
+        f1s = [binary_metrics(labels, oof, t)["f1"] for t in np.unique(oof)]
+        per_fold = [round(binary_metrics(labels[folds_scored == k], oof[folds_scored == k], 0.5)["average_precision"], 2)
                     for k in range(5)]
-        row = {"variant": args.variant, "how": how, "seed": args.seed, "minutes": minutes,
+        row = {"variant": name, "how": how, "seed": args.seed, "minutes": minutes,
                "AP": round(m["average_precision"], 4), "thr": round(m["threshold"], 3), "P": round(m["precision"], 3),
                "R": round(m["recall"], 3), "F1": round(m["f1"], 3), "maxF1": round(max(f1s), 3), "fold_AP": per_fold}
         print(json.dumps(row))

@@ -173,7 +173,7 @@ def test_exclude_by_id_category_area(store: ExampleStore, tmp_path) -> None:
     [
         ("{not json", "not valid JSON"),
         ('{"type": "Point", "coordinates": [1, 2]}', "Point"),
-        ('{"type": "FeatureCollection", "features": []}', "no polygons"),
+        ('{"type": "FeatureCollection", "features": []}', "no non-empty Polygon"),
         ('{"type": "Polygon", "coordinates": "x"}', "malformed"),
         ("[1, 2]", "not a GeoJSON"),
     ],

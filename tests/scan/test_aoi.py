@@ -8,7 +8,7 @@ import pytest
 from shapely.geometry import MultiPolygon
 
 from amberwatch.errors import AOIError, RepairedGeometryWarning
-from amberwatch.scan.aoi import aoi_from_bbox, load_aoi
+from amberwatch.scan.aoi import aoi_from_bbox, load_aoi, read_aoi
 from amberwatch.scan.engine import plan_scan
 
 SQUARE = [[26.9, 51.32], [26.91, 51.32], [26.91, 51.33], [26.9, 51.33], [26.9, 51.32]]
@@ -112,3 +112,17 @@ def test_canonical_geojson_is_stable_across_ring_order(tmp_path):
     a = load_aoi(write(tmp_path, {"type": "Polygon", "coordinates": [SQUARE]}, "a.geojson"))
     b = load_aoi(write(tmp_path, {"type": "Polygon", "coordinates": [reversed_square]}, "b.geojson"))
     assert a.to_geojson() == b.to_geojson()
+
+
+def test_read_aoi_accepts_dict_text_and_path_and_can_refuse_non_polygons(tmp_path) -> None:
+    with_point = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": [26.9, 51.3]}},
+        {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [SQUARE]}},
+    ]}
+    path = write(tmp_path, with_point)
+    for source in (with_point, json.dumps(with_point), path, str(path)):
+        assert read_aoi(source).geometry.bounds == (26.9, 51.32, 26.91, 51.33)
+        with pytest.raises(AOIError, match="holds a Point, not a Polygon"):
+            read_aoi(source, polygons_only=True)
+    with pytest.raises(AOIError, match="not valid JSON"):
+        read_aoi("{oops")

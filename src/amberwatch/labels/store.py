@@ -8,32 +8,27 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import math
 import os
 import sqlite3
-import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import shapely
-from shapely.geometry import shape
 
 from amberwatch.db import connect, migrate, utc_now_iso
 from amberwatch.errors import (
-    AOIError,
     ConflictError,
     ImageError,
     InvalidInputError,
     NotFoundError,
-    RepairedGeometryWarning,
 )
 from amberwatch.imagery.decode import decode_image, encode_png
+from amberwatch.scan.aoi import read_aoi
 
 COMPONENT = "labels"
 LABELS = ("mining", "not_mining")
@@ -415,7 +410,8 @@ class ExampleStore:
         if category is not None:
             candidates = [ex for ex in candidates if ex.category == category]
         if area_geojson is not None:
-            area = load_area(area_geojson)
+            area = read_aoi(area_geojson, polygons_only=True).geometry
+            shapely.prepare(area)
             candidates = [ex for ex in candidates if ex.located and _covers(area, ex.lon, ex.lat)]
         if not candidates:
             return 0
@@ -491,61 +487,6 @@ class ExampleStore:
 def ensure_schema(conn: sqlite3.Connection) -> None:
     """Create or upgrade the example tables."""
     migrate(conn, COMPONENT, MIGRATIONS)
-
-
-def load_area(area: dict[str, Any] | str | os.PathLike[str]) -> Any:
-    """Parse a GeoJSON area (dict, JSON text or file path) into one shapely (Multi)Polygon, or AOIError.
-
-    Invalid polygons are repaired with a RepairedGeometryWarning; non-polygon geometries are refused.
-    """
-    name = "area"
-    if isinstance(area, dict):
-        obj = area
-    else:
-        text = str(area)
-        if isinstance(area, os.PathLike) or not text.lstrip().startswith("{"):
-            name = text
-            try:
-                text = Path(text).read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise AOIError(f"cannot read area file {name!r}: {exc}") from exc
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise AOIError(f"area {name!r} is not valid JSON: {exc}") from exc
-    if not isinstance(obj, dict) or "type" not in obj:
-        raise AOIError(f"area {name!r} is not a GeoJSON object")
-    if obj["type"] == "FeatureCollection":
-        geoms = [f.get("geometry") if isinstance(f, dict) else None for f in obj.get("features") or []]
-    elif obj["type"] == "Feature":
-        geoms = [obj.get("geometry")]
-    else:
-        geoms = [obj]
-    polygons = []
-    for g in geoms:
-        try:
-            geom = shape(g)
-        except Exception as exc:  # shapely raises assorted errors for malformed geometry dicts
-            raise AOIError(f"area {name!r} holds a malformed geometry: {exc}") from exc
-        parts = getattr(geom, "geoms", [geom])
-        for part in parts:
-            if part.geom_type not in ("Polygon", "MultiPolygon"):
-                raise AOIError(f"area {name!r} holds a {part.geom_type}, not a polygon")
-            polygons.append(part)
-    if not polygons:
-        raise AOIError(f"area {name!r} holds no polygons")
-    merged = shapely.union_all(
-        [p if p.is_valid else _repair(p, name) for p in polygons]
-    )
-    if merged.is_empty:
-        raise AOIError(f"area {name!r} is empty")
-    shapely.prepare(merged)
-    return merged
-
-
-def _repair(polygon: Any, name: str) -> Any:
-    warnings.warn(RepairedGeometryWarning(f"area {name!r}: invalid polygon repaired"), stacklevel=3)
-    return shapely.make_valid(polygon)
 
 
 def _covers(area: Any, lon: float | None, lat: float | None) -> bool:

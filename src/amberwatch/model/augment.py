@@ -21,6 +21,7 @@ class AugmentConfig:
     channel_gain: float = 0.1  # independent per-channel gain U(1-g, 1+g): white balance / season tint
     grayscale_p: float = 0.25
     noise_std: float = 3.0  # gaussian pixel noise (0..255 units)
+    blur_p: float = 0.0  # probability of a gaussian blur (sigma U(0.3, 1.2) network px): softer imagery
 
     def to_dict(self) -> dict:
         """Plain dict for the model file."""
@@ -92,6 +93,8 @@ def colour_jitter(x: torch.Tensor, aug: AugmentConfig, rng: np.random.Generator)
             g = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]).expand(-1, 3, -1, -1)
             x = torch.where(to_gray.view(n, 1, 1, 1), g, x)
     x = x.clamp(0, 1) * 255.0
+    if aug.blur_p > 0:
+        x = _random_blur(x, aug.blur_p, rng)
     if aug.noise_std > 0:
         gen = torch.Generator().manual_seed(int(rng.integers(0, 2**31)))
         x = (x + torch.randn(x.shape, generator=gen) * aug.noise_std).clamp(0, 255)
@@ -110,3 +113,20 @@ def _rotate_hue(x: torch.Tensor, deg: torch.Tensor) -> torch.Tensor:
     rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = cos, -sin, sin, cos
     mat = from_yiq @ rot @ to_yiq  # (n, 3, 3)
     return torch.einsum("nij,njhw->nihw", mat, x)
+
+
+def _random_blur(x: torch.Tensor, p: float, rng: np.random.Generator) -> torch.Tensor:
+    """Gaussian-blur each sample with probability p (separable 5-tap kernel, sigma U(0.3, 1.2))."""
+    n = x.shape[0]
+    chosen = np.flatnonzero(rng.random(n) < p)
+    if len(chosen) == 0:
+        return x
+    taps = torch.arange(-2, 3, dtype=torch.float32)
+    out = x.clone()
+    for i in chosen:
+        k = torch.exp(-0.5 * (taps / float(rng.uniform(0.3, 1.2))) ** 2)
+        k = k / k.sum()
+        xi = F.pad(x[i : i + 1], (2, 2, 2, 2), mode="reflect")
+        xi = F.conv2d(xi, k.view(1, 1, 1, 5).expand(3, 1, 1, 5), groups=3)
+        out[i : i + 1] = F.conv2d(xi, k.view(1, 1, 5, 1).expand(3, 1, 5, 1), groups=3)
+    return out

@@ -36,6 +36,7 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-3
     members: int = 1  # ensemble of independently seeded networks
+    mixup_alpha: float = 0.0  # >0: mix pairs of crops and their labels with weight Beta(a, a)
     block_balance: float = 0.0  # sample chips with weight 1/n_block^b within each label (0: uniform epochs)
     threads: int = 1  # more threads than free cores makes OpenMP spin: 1 is faster on a shared machine
     resolution_m_per_px: float = TEXTY_RESOLUTION_M_PER_PX
@@ -90,6 +91,10 @@ def _fit_network(data: ChipSet, config: TrainConfig, seed: int, log: Callable[[s
                 continue
             x = make_batch([chips[i] for i in idx], config.crop_px // ds, config.augment, rng)
             y = torch.from_numpy(data.labels[idx].astype(np.float32))
+            if config.mixup_alpha > 0:
+                lam = float(rng.beta(config.mixup_alpha, config.mixup_alpha))
+                perm = torch.from_numpy(rng.permutation(len(idx)))
+                x, y = lam * x + (1 - lam) * x[perm], lam * y + (1 - lam) * y[perm]
             loss = F.binary_cross_entropy_with_logits(net(x, downsampled=True), y, pos_weight=pos_weight)
             opt.zero_grad()
             loss.backward()

@@ -49,8 +49,25 @@ def aoi_from_bbox(text: str) -> AOI:
     return AOI(box(west, south, east, north), name=f"bbox {text}")
 
 
-def load_aoi(path: str | os.PathLike[str]) -> AOI:
-    """Read a GeoJSON FeatureCollection/Feature/Geometry file holding Polygons or MultiPolygons."""
+def read_aoi(source: dict | str | os.PathLike[str], *, polygons_only: bool = False) -> AOI:
+    """An AOI from a parsed GeoJSON dict, GeoJSON text (starting with '{') or a file path."""
+    if isinstance(source, dict):
+        return aoi_from_geojson(source, name="area", polygons_only=polygons_only)
+    text = str(source)
+    if isinstance(source, os.PathLike) or not text.lstrip().startswith("{"):
+        return load_aoi(text, polygons_only=polygons_only)
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise AOIError(f"GeoJSON text is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    return aoi_from_geojson(obj, name="area", polygons_only=polygons_only)
+
+
+def load_aoi(path: str | os.PathLike[str], *, polygons_only: bool = False) -> AOI:
+    """Read a GeoJSON FeatureCollection/Feature/Geometry file holding Polygons or MultiPolygons.
+
+    Other geometries are skipped, or refused with AOIError when polygons_only is set.
+    """
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8-sig")
@@ -62,11 +79,14 @@ def load_aoi(path: str | os.PathLike[str]) -> AOI:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise AOIError(f"AOI file {str(p)!r} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    return aoi_from_geojson(obj, name=str(p))
+    return aoi_from_geojson(obj, name=str(p), polygons_only=polygons_only)
 
 
-def aoi_from_geojson(obj: object, *, name: str = "<geojson>") -> AOI:
-    """Build an AOI from a parsed GeoJSON object (polygons only, lon/lat, repaired when invalid)."""
+def aoi_from_geojson(obj: object, *, name: str = "<geojson>", polygons_only: bool = False) -> AOI:
+    """Build an AOI from a parsed GeoJSON object (its polygons, lon/lat, repaired when invalid).
+
+    Non-polygon geometries are skipped, or refused with AOIError naming their type when polygons_only is set.
+    """
     if not isinstance(obj, dict) or "type" not in obj:
         raise AOIError(f"AOI {name!r} is not a GeoJSON object (no 'type' member)")
     crs_name = _crs_name(obj)
@@ -74,6 +94,9 @@ def aoi_from_geojson(obj: object, *, name: str = "<geojson>") -> AOI:
     polygons: list[Polygon] = []
     for geom_obj in geometries:
         if not isinstance(geom_obj, dict) or geom_obj.get("type") not in ("Polygon", "MultiPolygon"):
+            if polygons_only:
+                kind = geom_obj.get("type") if isinstance(geom_obj, dict) else type(geom_obj).__name__
+                raise AOIError(f"AOI {name!r} holds a {kind}, not a Polygon or MultiPolygon")
             continue
         coords = geom_obj.get("coordinates")
         _check_lonlat(_flatten_positions(coords, name), f"AOI {name!r}", crs_name)
