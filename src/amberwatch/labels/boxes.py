@@ -124,9 +124,5 @@ def import_boxes(store: ExampleStore, csv_path: str | os.PathLike[str], images_d
             except AmberwatchError as exc:
                 report.skipped.append((f"{box.image} line {box.line}", str(exc)))
                 continue
-            report.by_label[box.label] += 1
-            if created:
-                report.added += 1
-            else:
-                report.present += 1
+            report.count(box.label, created)
     return report

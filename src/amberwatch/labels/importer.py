@@ -67,6 +67,14 @@ class ImportReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     by_label: dict[str, int] = field(default_factory=lambda: {"mining": 0, "not_mining": 0})
 
+    def count(self, label: str, created: bool) -> None:
+        """Count one example seen: newly added or already present."""
+        self.by_label[label] += 1
+        if created:
+            self.added += 1
+        else:
+            self.present += 1
+
     def summary_lines(self) -> list[str]:
         """Human-readable summary: one line of counts, then one line per skipped file."""
         lines = [
@@ -161,11 +169,7 @@ def import_folder(
                 except AmberwatchError as exc:
                     _skip(report, cand.path, _reason(exc, cand.path))
                     continue
-                report.by_label[cand.label] += 1
-                if created:
-                    report.added += 1
-                else:
-                    report.present += 1
+                report.count(cand.label, created)
     return report
 
 
