@@ -6,6 +6,7 @@ import json
 import re
 
 import numpy as np
+import pytest
 
 from amberwatch.db import connect
 from amberwatch.imagery.decode import decode_image
@@ -33,6 +34,14 @@ def test_map_page_is_self_contained(client):
     assert "default-src 'self'" in csp and "img-src 'self' data: blob:" in csp
     assert r.headers["x-content-type-options"] == "nosniff"
     assert "access-control-allow-origin" not in r.headers
+
+
+@pytest.mark.parametrize("path, heading", [("/label", "Label chips"), ("/review", "Reviewer queue")])
+def test_reviewer_pages_include_the_shared_sign_in_header(client, path, heading):
+    r = client.get(path)
+    assert r.status_code == 200 and r.text.startswith("<!doctype html>")
+    assert f"<h1>{heading}</h1>" in r.text and 'id="token-form"' in r.text
+    assert "{{" not in r.text and "<!--include" not in r.text
 
 
 def test_openapi_served_but_no_cdn_docs(client):

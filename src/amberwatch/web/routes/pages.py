@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from pathlib import Path
 
 from fastapi import APIRouter
@@ -12,8 +14,25 @@ TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
 router = APIRouter()
 
 
+# <!--include PARTIAL key="value" ...-->: the partial's text with {{key}} replaced by the escaped value.
+_INCLUDE = re.compile(r'<!--include (?P<name>[\w.-]+)(?P<args>(?: \w+="[^"]*")*)-->')
+_ARG = re.compile(r'(\w+)="([^"]*)"')
+
+
+def _expand(match: re.Match[str]) -> str:
+    text = (TEMPLATES_DIR / match["name"]).read_text(encoding="utf-8")
+    for key, value in _ARG.findall(match["args"]):
+        text = text.replace("{{" + key + "}}", html.escape(value))
+    return text.rstrip("\n")
+
+
+def render_page(name: str) -> str:
+    """A page template's HTML with its partials included (pages share the reviewer sign-in header)."""
+    return _INCLUDE.sub(_expand, (TEMPLATES_DIR / name).read_text(encoding="utf-8"))
+
+
 def _page(name: str) -> HTMLResponse:
-    return HTMLResponse((TEMPLATES_DIR / name).read_text(encoding="utf-8"), headers={"cache-control": "no-cache"})
+    return HTMLResponse(render_page(name), headers={"cache-control": "no-cache"})
 
 
 @router.get("/", include_in_schema=False)
