@@ -36,6 +36,24 @@ def test_map_page_is_self_contained(client):
     assert "access-control-allow-origin" not in r.headers
 
 
+def test_feedback_rate_limit_follows_x_forwarded_for_behind_a_trusted_proxy(project):
+    """``serve`` runs uvicorn's proxy-header middleware: readers behind one proxy are limited one by one."""
+    from fastapi.testclient import TestClient
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    from amberwatch.web.app import create_app
+
+    app = ProxyHeadersMiddleware(create_app(project.db_path, project.cache_path, feedback_limit_per_hour=2),
+                                 trusted_hosts="*")
+    did = project.detection_ids[0]
+    with TestClient(app) as proxied:
+        def post(reader_ip: str) -> int:
+            return proxied.post(f"/api/detections/{did}/feedback", json={"verdict": "confirmed"},
+                                headers={"X-Forwarded-For": reader_ip}).status_code
+        assert [post("203.0.113.5") for _ in range(3)] == [201, 201, 429]
+        assert post("198.51.100.7") == 201
+
+
 @pytest.mark.parametrize("path, heading", [("/label", "Label chips"), ("/review", "Reviewer queue")])
 def test_reviewer_pages_include_the_shared_sign_in_header(client, path, heading):
     r = client.get(path)

@@ -15,7 +15,10 @@ from amberwatch.web.schema import ensure_schema
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="TCP port.")
 @click.option("--cache", "cache", type=click.Path(dir_okay=False), default=None,
               help="Tile cache file (default: <db stem>-tiles.mbtiles beside the DB).")
-def serve(db: str, host: str, port: int, cache: str | None) -> None:
+@click.option("--forwarded-allow-ips", default="127.0.0.1", show_default=True,
+              help="Reverse proxies whose X-Forwarded-For names the reader (rate limits are per reader); "
+                   "comma-separated IPs, or '*'.")
+def serve(db: str, host: str, port: int, cache: str | None, forwarded_allow_ips: str) -> None:
     """Serve the map, reviewer queue and labelling page (works offline)."""
     import uvicorn
 
@@ -23,7 +26,8 @@ def serve(db: str, host: str, port: int, cache: str | None) -> None:
 
     app = create_app(db, cache)
     click.echo(f"amberwatch map on http://{host}:{port}/  (Ctrl-C to stop)", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=True,
+                forwarded_allow_ips=forwarded_allow_ips)
 
 
 @click.group()
