@@ -25,6 +25,19 @@ def test_training_is_reproducible_with_a_fixed_seed(data):
     assert not np.array_equal(probs[0], probs[2])
 
 
+def test_regularising_options_train_reproducibly(data):
+    """Mixup, cutmix and blur (experiment options) run and keep training deterministic for a seed."""
+    from dataclasses import replace
+
+    from amberwatch.model.augment import AugmentConfig
+
+    config = small_config(mixup_alpha=0.4, cutmix_p=1.0, augment=replace(AugmentConfig(), blur_p=0.5))
+    a, b = fit(data, config, seed=5), fit(data, config, seed=5)
+    pa, pb = a.predict_proba(data.chips[:6]), b.predict_proba(data.chips[:6])
+    np.testing.assert_array_equal(pa, pb)
+    assert np.all((pa > 0) & (pa < 1))
+
+
 def test_train_with_cv_fills_metadata(data, tmp_path):
     clf, extra = train_with_cv(data, small_config(epochs=1), seed=0, n_folds=2)
     meta = clf.metadata
