@@ -54,6 +54,8 @@ def variants() -> dict[str, TrainConfig | list[TrainConfig]]:
         "final_blur": [replace(c, augment=replace(c.augment, blur_p=0.3)) for c in default_config()],
         "final_crop224": [replace(c, crop_px=224, net=replace(c.net, window_cells=7)) for c in default_config()],
         "final_cutmix": [replace(c, cutmix_p=0.5) for c in default_config()],
+        "final_paste": [replace(c, paste_p=0.25) for c in default_config()],
+        "final_paste50": [replace(c, paste_p=0.5) for c in default_config()],
         "final_medium": [replace(c, net=replace(c.net, widths=(24, 48, 64, 96))) for c in default_config()],
         "final_lcn15_31": [replace(c, net=replace(c.net, local_norm_px=w)) for c, w in zip(default_config(), (15, 31))],
         "final_e20": default_config(epochs=20),

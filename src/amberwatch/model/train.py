@@ -20,6 +20,7 @@ from amberwatch.model.classifier import Classifier
 from amberwatch.model.dataset import ChipSet
 from amberwatch.model.metrics import binary_metrics, choose_threshold
 from amberwatch.model.network import MiningNet, NetConfig
+from amberwatch.model.paste import PitPaster
 
 TEXTY_RESOLUTION_M_PER_PX = 0.38
 
@@ -37,6 +38,7 @@ class TrainConfig:
     weight_decay: float = 1e-3
     members: int = 1  # ensemble of independently seeded networks
     mixup_alpha: float = 0.0  # >0: mix pairs of crops and their labels with weight Beta(a, a)
+    paste_p: float = 0.0  # share of each batch replaced by pit copy-paste composites (amberwatch.model.paste)
     cutmix_p: float = 0.0  # probability per batch of pasting a box of another crop (labels mixed by area)
     block_balance: float = 0.0  # sample chips with weight 1/n_block^b within each label (0: uniform epochs)
     threads: int = 1  # more threads than free cores makes OpenMP spin: 1 is faster on a shared machine
@@ -83,6 +85,7 @@ def _fit_network(data: ChipSet, config: TrainConfig, seed: int, log: Callable[[s
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total, pct_start=0.2)
     net.train()
     probs = _sampling_weights(data, config.block_balance) if config.block_balance > 0 else None
+    paster = PitPaster(chips, data.labels) if config.paste_p > 0 else None
     for epoch in range(config.epochs):
         order = rng.permutation(len(data)) if probs is None else rng.choice(len(data), size=len(data), p=probs)
         losses = []
@@ -90,8 +93,12 @@ def _fit_network(data: ChipSet, config: TrainConfig, seed: int, log: Callable[[s
             idx = order[start : start + config.batch_size]
             if len(idx) < 2:
                 continue
-            x = make_batch([chips[i] for i in idx], config.crop_px // ds, config.augment, rng)
-            y = torch.from_numpy(data.labels[idx].astype(np.float32))
+            batch_chips, batch_labels = [chips[i] for i in idx], data.labels[idx].astype(np.float32)
+            if paster is not None:
+                for j in np.flatnonzero(rng.random(len(idx)) < config.paste_p):
+                    batch_chips[j], batch_labels[j] = paster.draw(rng)
+            x = make_batch(batch_chips, config.crop_px // ds, config.augment, rng)
+            y = torch.from_numpy(batch_labels)
             if config.cutmix_p > 0 and rng.random() < config.cutmix_p:
                 x, y = _cutmix(x, y, rng)
             if config.mixup_alpha > 0:
