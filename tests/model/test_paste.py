@@ -33,12 +33,10 @@ def test_composite_pastes_only_masked_pixels() -> None:
     rng = np.random.default_rng(0)
     background, donor = _field(60), _with_pits(_field(120), [(32, 32)], radius=5)
     mask = bright_blob_mask(donor)
-    out = composite(background, donor, mask, rng, match_colour=False)
+    out = composite(background, donor, mask, rng)
     assert out.shape == background.shape
     assert out.max() > 200  # the pit arrived
     assert np.median(out) == 60  # the background elsewhere is untouched
-    tinted = composite(background, donor, mask, np.random.default_rng(0))
-    assert 60 * 230 / 125 * 0.9 < tinted.max() < 60 * 230 / 120 * 1.1  # pit contrast kept, background's light
 
 
 def test_paster_draws_both_labels_on_negative_backgrounds() -> None:

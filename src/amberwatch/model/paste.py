@@ -30,17 +30,12 @@ def bright_blob_mask(chip: np.ndarray) -> np.ndarray:
     return ndi.binary_dilation(keep, iterations=GROW_PX)
 
 
-def composite(background: np.ndarray, donor: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
-              match_colour: bool = True) -> np.ndarray:
+def composite(background: np.ndarray, donor: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Background chip with the donor's masked pixels pasted at a random offset (random flip/rotation, soft edge).
 
-    match_colour scales the donor's channels so its mean colour becomes the background's: the pits keep
-    their contrast but take the background's light and white balance, so the pasted colour says nothing
-    about the donor's date.
+    The pits keep their own colours: giving them the background's mean colour lowered block CV
+    (scripts/experiments/RESULTS.md).
     """
-    if match_colour:
-        gain = (background.reshape(-1, 3).mean(0) + 1.0) / (donor.reshape(-1, 3).mean(0) + 1.0)
-        donor = np.clip(donor.astype(np.float32) * gain, 0, 255)
     k = int(rng.integers(0, 4))
     donor, mask = np.rot90(donor, k), np.rot90(mask, k)
     if rng.random() < 0.5:
@@ -58,9 +53,7 @@ def composite(background: np.ndarray, donor: np.ndarray, mask: np.ndarray, rng: 
 class PitPaster:
     """Draws composite training chips from the training set's own positives and negatives."""
 
-    def __init__(self, chips: list[np.ndarray], labels: np.ndarray, min_coverage: float = 0.01,
-                 match_colour: bool = True) -> None:
-        self.match_colour = match_colour
+    def __init__(self, chips: list[np.ndarray], labels: np.ndarray, min_coverage: float = 0.01) -> None:
         masks = [bright_blob_mask(c) for c in chips]
         ok = np.array([m.mean() >= min_coverage for m in masks])
         self.chips, self.masks = chips, masks
@@ -74,4 +67,4 @@ class PitPaster:
         use_pos = rng.random() < 0.5 and len(self.pos_donors) > 0
         donors = self.pos_donors if use_pos or len(self.neg_donors) == 0 else self.neg_donors
         d = int(rng.choice(donors))
-        return composite(background, self.chips[d], self.masks[d], rng, self.match_colour), int(use_pos)
+        return composite(background, self.chips[d], self.masks[d], rng), int(use_pos)

@@ -14,7 +14,8 @@ STRONG_AUGMENT = AugmentConfig(brightness=0.45, contrast=0.45, saturation=0.8, h
 
 
 def default_config(*, epochs: int | None = None, members: int | None = None) -> list[TrainConfig]:
-    """The bundled model's recipe: 2 local-contrast-normalised CNNs at 0.76 m/px (one with stronger colour jitter).
+    """The bundled model's recipe: 2 local-contrast-normalised CNNs at 0.76 m/px (one with stronger colour jitter),
+    a quarter of every batch being pits pasted onto negatives of other places and seasons.
 
     members=1 keeps only the first network; epochs overrides the epochs (quick runs).
     """
@@ -23,6 +24,7 @@ def default_config(*, epochs: int | None = None, members: int | None = None) -> 
         augment=AugmentConfig(),
         crop_px=160,
         epochs=30,
+        paste_p=0.25,
     )
     configs = [base, replace(base, augment=STRONG_AUGMENT)]
     if epochs is not None:

@@ -39,7 +39,6 @@ class TrainConfig:
     members: int = 1  # ensemble of independently seeded networks
     mixup_alpha: float = 0.0  # >0: mix pairs of crops and their labels with weight Beta(a, a)
     paste_p: float = 0.0  # share of each batch replaced by pit copy-paste composites (amberwatch.model.paste)
-    paste_match_colour: bool = True  # pasted pits take the background's mean colour
     cutmix_p: float = 0.0  # probability per batch of pasting a box of another crop (labels mixed by area)
     block_balance: float = 0.0  # sample chips with weight 1/n_block^b within each label (0: uniform epochs)
     threads: int = 1  # more threads than free cores makes OpenMP spin: 1 is faster on a shared machine
@@ -86,7 +85,7 @@ def _fit_network(data: ChipSet, config: TrainConfig, seed: int, log: Callable[[s
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total, pct_start=0.2)
     net.train()
     probs = _sampling_weights(data, config.block_balance) if config.block_balance > 0 else None
-    paster = PitPaster(chips, data.labels, match_colour=config.paste_match_colour) if config.paste_p > 0 else None
+    paster = PitPaster(chips, data.labels) if config.paste_p > 0 else None
     for epoch in range(config.epochs):
         order = rng.permutation(len(data)) if probs is None else rng.choice(len(data), size=len(data), p=probs)
         losses = []
