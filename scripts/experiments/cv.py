@@ -61,6 +61,8 @@ def variants() -> dict[str, TrainConfig | list[TrainConfig]]:
         "final_medium": [replace(c, net=replace(c.net, widths=(24, 48, 64, 96))) for c in v0],
         "final_paste": [replace(c, paste_p=0.25) for c in v0],
         "final_paste50": [replace(c, paste_p=0.5) for c in v0],
+        "final_paste15": [replace(c, paste_p=0.15) for c in v0],
+        "final_paste_e45": [replace(c, paste_p=0.25, epochs=45) for c in v0],
         "final_mixed": [v0[0], replace(v0[1], paste_p=0.25)],
         "v1": default_config(),
         "lse": replace(base, net=replace(base.net, pool_r=2.0)),
