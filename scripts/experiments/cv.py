@@ -31,7 +31,7 @@ def variants() -> dict[str, TrainConfig | list[TrainConfig]]:
     """Named recipe variants compared in RESULTS.md."""
     # The experiments' starting point (before local contrast normalisation was adopted).
     base = TrainConfig(net=NetConfig(widths=(16, 32, 48, 64), downsample=2, window_cells=5), crop_px=160, epochs=20)
-    v0 = [replace(c, paste_p=0.0) for c in default_config()]
+    v0 = [replace(c, paste_p=0.0, epochs=30) for c in default_config()]
     return {
         "base": base,
         "no_colour_aug": replace(base, augment=NO_COLOUR),
@@ -47,12 +47,13 @@ def variants() -> dict[str, TrainConfig | list[TrainConfig]]:
         "lcn_strong": replace(base, augment=STRONG, net=replace(base.net, local_norm_px=31)),
         "lcn15": replace(base, net=replace(base.net, local_norm_px=15)),
         "lcn_medium": replace(base, net=replace(base.net, local_norm_px=31, widths=(24, 48, 64, 96))),
-        # "final*": the bundled model v0 recipe (no pit pasting) and variations of it; "v1": the shipped recipe.
+        # "final*": the bundled model v0 recipe (30 epochs, no pit pasting) and variations; "shipped": the current recipe.
         "final": v0,
         "final3": [v0[i % 2] for i in range(3)],
         "final4": [v0[i % 2] for i in range(4)],
         "final_e20": [replace(c, epochs=20) for c in v0],
         "final_e45": [replace(c, epochs=45) for c in v0],
+        "final_e60": [replace(c, epochs=60) for c in v0],
         "final_balanced": [replace(c, block_balance=0.5) for c in v0],
         "final_mixup": [replace(c, mixup_alpha=0.4) for c in v0],
         "final_blur": [replace(c, augment=replace(c.augment, blur_p=0.3)) for c in v0],
@@ -63,8 +64,9 @@ def variants() -> dict[str, TrainConfig | list[TrainConfig]]:
         "final_paste50": [replace(c, paste_p=0.5) for c in v0],
         "final_paste15": [replace(c, paste_p=0.15) for c in v0],
         "final_paste_e45": [replace(c, paste_p=0.25, epochs=45) for c in v0],
+        "final_paste_e60": [replace(c, paste_p=0.25, epochs=60) for c in v0],
         "final_mixed": [v0[0], replace(v0[1], paste_p=0.25)],
-        "v1": default_config(),
+        "shipped": default_config(),
         "lse": replace(base, net=replace(base.net, pool_r=2.0)),
         "lse_strong": replace(base, augment=STRONG, net=replace(base.net, pool_r=2.0)),
         "native": replace(base, net=NetConfig(widths=(16, 24, 48, 64, 96), downsample=1, window_cells=5)),

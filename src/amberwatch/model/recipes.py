@@ -15,7 +15,7 @@ STRONG_AUGMENT = AugmentConfig(brightness=0.45, contrast=0.45, saturation=0.8, h
 
 def default_config(*, epochs: int | None = None, members: int | None = None) -> list[TrainConfig]:
     """The bundled model's recipe: 2 local-contrast-normalised CNNs at 0.76 m/px (one with stronger colour jitter),
-    a quarter of every batch being pits pasted onto negatives of other places and seasons.
+    60 epochs, a quarter of every batch being pits pasted onto negatives of other places and seasons.
 
     members=1 keeps only the first network; epochs overrides the epochs (quick runs).
     """
@@ -23,7 +23,7 @@ def default_config(*, epochs: int | None = None, members: int | None = None) -> 
         net=NetConfig(widths=(16, 32, 48, 64), downsample=2, window_cells=5, local_norm_px=31),
         augment=AugmentConfig(),
         crop_px=160,
-        epochs=30,
+        epochs=60,  # pit pasting keeps longer training from over-fitting: block CV AP 0.72 / 0.78 / 0.83 at 30 / 45 / 60
         paste_p=0.25,
     )
     configs = [base, replace(base, augment=STRONG_AUGMENT)]
