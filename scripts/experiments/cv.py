@@ -27,6 +27,13 @@ NO_COLOUR = AugmentConfig(brightness=0, contrast=0, saturation=0, hue_deg=0, cha
 STRONG = AugmentConfig(brightness=0.45, contrast=0.45, saturation=0.8, hue_deg=45, channel_gain=0.15, grayscale_p=0.4)
 
 
+def report_row(row: dict, path: str | Path) -> None:
+    """Print one result as JSON and append it to a JSON-lines file."""
+    print(json.dumps(row))
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
 def variants() -> dict[str, TrainConfig | list[TrainConfig]]:
     """Named recipe variants compared in RESULTS.md."""
     # The experiments' starting point (before local contrast normalisation was adopted).
@@ -102,9 +109,7 @@ def main() -> int:
     row = {"variant": args.variant, "seed": args.seed, "minutes": round((time.perf_counter() - t0) / 60, 1),
            "AP": m["average_precision"], "thr": m["threshold"], "P": m["precision"], "R": m["recall"], "F1": m["f1"],
            "F1@0.5": m05["f1"], "P@0.5": m05["precision"], "R@0.5": m05["recall"]}
-    print(json.dumps(row))
-    with out.open("a") as f:
-        f.write(json.dumps(row) + "\n")
+    report_row(row, out)
     return 0
 
 

@@ -9,7 +9,6 @@ Inference variants: 'mean' (global average pool, the shipped chip score), 'tta4'
 from __future__ import annotations
 
 import argparse
-import json
 import pickle
 import sys
 import time
@@ -24,7 +23,7 @@ from amberwatch.model.metrics import binary_metrics, choose_threshold
 from amberwatch.model.train import block_folds, member_configs, train_networks
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cv import variants
+from cv import report_row, variants
 
 
 def chip_scores(clf: Classifier, chips: list[np.ndarray], how: str) -> np.ndarray:
@@ -96,9 +95,7 @@ def main() -> int:
         row = {"variant": name, "how": how, "seed": args.seed, "minutes": minutes,
                "AP": round(m["average_precision"], 4), "thr": round(m["threshold"], 3), "P": round(m["precision"], 3),
                "R": round(m["recall"], 3), "F1": round(m["f1"], 3), "maxF1": round(max(f1s), 3), "fold_AP": per_fold}
-        print(json.dumps(row))
-        with (root / "states_results.jsonl").open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        report_row(row, root / "states_results.jsonl")
     return 0
 
 

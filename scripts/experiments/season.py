@@ -9,7 +9,6 @@ Usage: python scripts/experiments/season.py --variant NAME [--seed S]
 from __future__ import annotations
 
 import argparse
-import json
 import pickle
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ from amberwatch.model.metrics import binary_metrics
 from amberwatch.model.train import block_folds, fit, member_configs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cv import variants
+from cv import report_row, variants
 
 
 def main() -> int:
@@ -51,9 +50,7 @@ def main() -> int:
     row = {"variant": args.variant + ("+tiles" if args.boxes else ""), "seed": args.seed, "n_train": int(train.sum()), "test_pos": int(is_oct.sum()),
            "test_neg": int(len(idx) - is_oct.sum()), "AP": m["average_precision"], "F1@0.5": m["f1"],
            "R@0.5": m["recall"], "P@0.5": m["precision"]}
-    print(json.dumps(row))
-    with open(args.out, "a") as f:
-        f.write(json.dumps(row) + "\n")
+    report_row(row, args.out)
     return 0
 
 

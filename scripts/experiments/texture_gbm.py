@@ -6,7 +6,6 @@ Usage: python scripts/experiments/texture_gbm.py --data DIR [--colour]
 from __future__ import annotations
 
 import argparse
-import json
 import pickle
 import sys
 import time
@@ -16,6 +15,10 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from amberwatch.model.dataset import load_folder
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cv import report_row
+
 from amberwatch.model.metrics import binary_metrics, choose_threshold
 from amberwatch.model.train import block_folds, downsample_chip
 
@@ -79,9 +82,7 @@ def main() -> int:
     row = {"variant": "texture_gbm" + ("+colour" if args.colour else ""), "ms_per_chip_features": round(feat_s * 1000, 1),
            "AP": m["average_precision"], "thr": m["threshold"], "P": m["precision"], "R": m["recall"], "F1": m["f1"],
            "F1@0.5": m05["f1"], "P@0.5": m05["precision"], "R@0.5": m05["recall"]}
-    print(json.dumps(row))
-    with open(args.out, "a") as f:
-        f.write(json.dumps(row) + "\n")
+    report_row(row, args.out)
     return 0
 
 

@@ -8,7 +8,6 @@ python scripts/experiments/tiles_check.py --variant NAME --boxes scripts/data/te
 from __future__ import annotations
 
 import argparse
-import json
 import pickle
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ from amberwatch.model.metrics import binary_metrics
 from amberwatch.model.train import fit, member_configs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cv import variants
+from cv import report_row, variants
 
 
 def main() -> int:
@@ -40,9 +39,7 @@ def main() -> int:
     row = {"variant": args.variant, "seed": args.seed, "AP": round(m["average_precision"], 3),
            "pos_scores": [round(float(v), 2) for v in np.sort(p[test.labels == 1])],
            "neg_over_0.5": int((p[test.labels == 0] >= 0.5).sum()), "neg_max": round(float(p[test.labels == 0].max()), 2)}
-    print(json.dumps(row))
-    with open(args.out, "a") as f:
-        f.write(json.dumps(row) + "\n")
+    report_row(row, args.out)
     return 0
 
 
