@@ -39,7 +39,6 @@ class TrainConfig:
     members: int = 1  # ensemble of independently seeded networks
     mixup_alpha: float = 0.0  # >0: mix pairs of crops and their labels with weight Beta(a, a)
     paste_p: float = 0.0  # share of each batch replaced by pit copy-paste composites (amberwatch.model.paste)
-    cutmix_p: float = 0.0  # probability per batch of pasting a box of another crop (labels mixed by area)
     block_balance: float = 0.0  # sample chips with weight 1/n_block^b within each label (0: uniform epochs)
     threads: int = 1  # more threads than free cores makes OpenMP spin: 1 is faster on a shared machine
     resolution_m_per_px: float = TEXTY_RESOLUTION_M_PER_PX
@@ -99,8 +98,6 @@ def _fit_network(data: ChipSet, config: TrainConfig, seed: int, log: Callable[[s
                     batch_chips[j], batch_labels[j] = paster.draw(rng)
             x = make_batch(batch_chips, config.crop_px // ds, config.augment, rng)
             y = torch.from_numpy(batch_labels)
-            if config.cutmix_p > 0 and rng.random() < config.cutmix_p:
-                x, y = _cutmix(x, y, rng)
             if config.mixup_alpha > 0:
                 lam = float(rng.beta(config.mixup_alpha, config.mixup_alpha))
                 perm = torch.from_numpy(rng.permutation(len(idx)))
@@ -115,18 +112,6 @@ def _fit_network(data: ChipSet, config: TrainConfig, seed: int, log: Callable[[s
             log(f"  epoch {epoch + 1}/{config.epochs} loss {np.mean(losses):.4f}")
     net.eval()
     return {k: v.detach().clone() for k, v in net.state_dict().items()}
-
-
-def _cutmix(x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Paste one random box (a quarter to half of the side) of a shuffled partner into each crop; area-mixed labels."""
-    n, _, h, w = x.shape
-    perm = torch.from_numpy(rng.permutation(n))
-    bh, bw = int(h * rng.uniform(0.25, 0.5)), int(w * rng.uniform(0.25, 0.5))
-    top, left = int(rng.integers(0, h - bh + 1)), int(rng.integers(0, w - bw + 1))
-    x = x.clone()
-    x[:, :, top : top + bh, left : left + bw] = x[perm, :, top : top + bh, left : left + bw]
-    share = bh * bw / (h * w)
-    return x, (1 - share) * y + share * y[perm]
 
 
 def _sampling_weights(data: ChipSet, power: float) -> np.ndarray:
