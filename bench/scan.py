@@ -3,8 +3,9 @@
 Serves real imagery tiles (256 px crops of the Texty whole images when --texty points to them,
 else a synthetic texture) as PNG over HTTP, then:
 
-1. cold run: a fresh project DB and tile cache, every tile fetched over HTTP;
-2. warm run: a new scan over the same cache (no HTTP at all);
+1. cold run: a fresh project DB and tile cache, every tile fetched over HTTP (bundled pretrained model);
+2. warm runs: new scans over the same cache (no HTTP at all), with the bundled pretrained model and, as the
+   same-run baseline, with the CNN model v1;
 3. enumeration of a ~100,000-tile AOI (dry-run count + full streamed enumeration) in a fresh
    process, with its peak RSS, next to a ~10,000-tile one to show memory does not grow with the AOI.
 
@@ -28,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from amberwatch.imagery.decode import encode_png
+from amberwatch.model import BUNDLED_CNN_PATH
 from amberwatch.scan.aoi import aoi_from_bbox
 from amberwatch.scan.engine import ScanSettings, run_scan
 
@@ -163,6 +165,8 @@ def main() -> None:
         cold = run_scan(aoi, server.url, ZOOM, db, settings)
         http_requests = server.requests
         warm = run_scan(aoi, server.url, ZOOM, db, ScanSettings(workers=args.workers, progress=False, new=True))
+        warm_cnn = run_scan(aoi, server.url, ZOOM, db, ScanSettings(workers=args.workers, progress=False, new=True,
+                                                                    model_path=str(BUNDLED_CNN_PATH)))
         assert server.requests == http_requests, "warm run fetched over HTTP"
     server.stop()
 
@@ -177,13 +181,17 @@ def main() -> None:
     print(f"warm (tile cache):          {warm.seconds:6.2f} s  {rate(warm):7.1f} tiles/s  "
           f"{rate(warm) * km2_per_tile * 3600:8.1f} km²/hour  (fetch {warm.counters['fetch_s']:.1f} s, "
           f"predict {warm.counters['predict_s']:.1f} s summed over workers)")
-    print(f"cold/warm time ratio: {cold.seconds / warm.seconds:.2f}")
+    print(f"warm, CNN v1 (baseline):    {warm_cnn.seconds:6.2f} s  {rate(warm_cnn):7.1f} tiles/s  "
+          f"{rate(warm_cnn) * km2_per_tile * 3600:8.1f} km²/hour  (predict {warm_cnn.counters['predict_s']:.1f} s)")
+    print(f"cold/warm time ratio: {cold.seconds / warm.seconds:.2f}; pretrained/CNN warm tiles/s: "
+          f"{rate(warm) / rate(warm_cnn):.2f}")
     cpu_ms = (warm.counters["worker_cpu_s"] + warm.counters.get("main_cpu_s", 0.0)) / warm.tiles_processed_now * 1e3
     load = os.getloadavg()[0]
     print(f"warm CPU per tile: {cpu_ms:.1f} ms (workers + writer); load average during the bench {load:.1f} on "
           f"{os.cpu_count()} cores -> on {args.workers} otherwise idle cores ~{args.workers * 1e3 / cpu_ms:.0f} tiles/s")
     print(f"detections: cold {cold.detections} ({cold.detections_area_ha:.1f} ha), "
-          f"warm {warm.detections} ({warm.detections_area_ha:.1f} ha)")
+          f"warm {warm.detections} ({warm.detections_area_ha:.1f} ha), CNN {warm_cnn.detections} "
+          f"({warm_cnn.detections_area_ha:.1f} ha)")
     for n in (args.enum_tiles // 10, args.enum_tiles):
         planned, enumerated, count_s, enum_s, base_mb, peak_mb = enumerate_in_subprocess(n)
         print(f"enumeration of a {planned:,}-tile AOI: dry-run count {count_s:.2f} s, streamed enumeration of "

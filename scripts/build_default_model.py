@@ -1,4 +1,8 @@
-"""Rebuild the bundled default model from the Texty folders: block-grouped CV, threshold, train on all data."""
+"""Rebuild the bundled default model from the Texty folders: block-grouped CV, threshold, train on all data.
+
+Recipe `pretrained` (default, bundled model v2) extracts EfficientNet-Lite0 features once into a feature
+cache (--feature-cache) and fits a linear head in seconds; recipe `cnn` rebuilds the v1 CNN.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,11 @@ import json
 import sys
 from pathlib import Path
 
-from amberwatch.model.classifier import BUNDLED_PATH
+import numpy as np
+
 from amberwatch.model.dataset import load_boxes, load_folder
-from amberwatch.model.recipes import default_config
+from amberwatch.model.modelfile import BUNDLED_CNN_PATH, BUNDLED_PATH
+from amberwatch.model.recipes import RECIPES, recipe_by_name
 from amberwatch.model.train import train_with_cv
 
 
@@ -19,24 +25,33 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", required=True, help="folder with positive/ and negative/ (e.g. the Texty set)")
     ap.add_argument("--boxes", help="also train on the crops of this boxes CSV (image paths relative to --data), "
                                     "e.g. scripts/data/texty_tile_boxes.csv")
-    ap.add_argument("--out", default=str(BUNDLED_PATH), help="model file to write (default: the bundled model)")
+    ap.add_argument("--recipe", choices=RECIPES, default="pretrained")
+    ap.add_argument("--out", default=None, help="model file to write (default: the bundled model of the recipe)")
+    ap.add_argument("--feature-cache", default="build-features.sqlite",
+                    help="SQLite feature cache of the pretrained recipe (a rebuild reuses it)")
+    ap.add_argument("--release", type=int, default=None,
+                    help="bundled release recorded in the metadata (default: 2, or 1 for cnn)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--folds", type=int, default=5, help="block-grouped CV folds for the threshold (0: skip)")
     ap.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (quick builds)")
     ap.add_argument("--members", type=int, default=None, help="override the recipe's ensemble size")
     ap.add_argument("--workers", type=int, default=2, help="processes training networks in parallel (1 thread each)")
     args = ap.parse_args(argv)
-    config = default_config(epochs=args.epochs, members=args.members)
+    config = recipe_by_name(args.recipe, epochs=args.epochs, members=args.members, feature_cache=args.feature_cache)
+    out = args.out or str(BUNDLED_PATH if args.recipe == "pretrained" else BUNDLED_CNN_PATH)
     data = load_folder(args.data)
+    n_texty = len(data)
     if args.boxes:
         data = data.merged(load_boxes(args.boxes, args.data))
+    texty_only = np.arange(len(data)) < n_texty  # box crops join training, never the CV score
     print(f"loaded {len(data)} chips: {data.counts()}", file=sys.stderr)
     clf, _ = train_with_cv(data, config, seed=args.seed, n_folds=args.folds,
-                          log=lambda m: print(m, file=sys.stderr), workers=args.workers)
-    clf.version = "0"
-    clf.save(args.out)
+                          log=lambda m: print(m, file=sys.stderr), workers=args.workers, score_mask=texty_only)
+    clf.version = "0"  # the registry's number for the bundled model
+    clf.metadata["bundled_release"] = args.release or (2 if args.recipe == "pretrained" else 1)
+    clf.save(out)
     print(json.dumps({k: v for k, v in clf.metadata.items() if k != "train_config"}, indent=1))
-    print(f"wrote {args.out} ({Path(args.out).stat().st_size / 1e6:.2f} MB)", file=sys.stderr)
+    print(f"wrote {out} ({Path(out).stat().st_size / 1e6:.2f} MB)", file=sys.stderr)
     return 0
 
 

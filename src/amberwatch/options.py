@@ -13,3 +13,13 @@ db_option = click.option(
     type=click.Path(dir_okay=False),
     help="Project SQLite database (env AMBERWATCH_DB).",
 )
+
+
+recipe_option = click.option(
+    "--recipe",
+    type=click.Choice(["pretrained", "cnn"]),
+    default="pretrained",
+    show_default=True,
+    help="pretrained: frozen EfficientNet-Lite0 features + linear head (seconds once features are cached); "
+    "cnn: the CNN trained from scratch (minutes).",
+)

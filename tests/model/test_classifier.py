@@ -1,4 +1,4 @@
-"""The Classifier API on the bundled model: sizes and modes, grid shape and consistency, file errors."""
+"""The CNN Classifier API on the bundled CNN model v1: sizes and modes, grid shape and consistency, file errors."""
 
 from __future__ import annotations
 
@@ -11,17 +11,17 @@ from amberwatch.errors import ImageError, InvalidInputError, ModelError
 
 @pytest.fixture(scope="module")
 def clf() -> model.Classifier:
-    return model.load()
+    return model.load(model.BUNDLED_CNN_PATH)
 
 
-def test_bundled_model_loads_with_metadata(clf):
+def test_bundled_cnn_model_loads_with_metadata(clf):
     assert clf.version == "0"
     assert 0 < clf.threshold < 1
     assert clf.cell_px == 32 and clf.context_px % clf.cell_px == 0
     assert 0.3 < clf.resolution_m_per_px < 0.8
     for key in ("fingerprint", "counts", "cv", "seed", "created_at", "package_version", "input_px"):
         assert key in clf.metadata
-    assert model.BUNDLED_PATH.stat().st_size < 5_000_000
+    assert model.BUNDLED_CNN_PATH.stat().st_size < 5_000_000
 
 
 def test_predict_proba_any_size_and_mode(clf):

@@ -62,19 +62,27 @@ def test_tiles_are_resampled_to_whole_cells_at_the_model_resolution():
     assert model_tile_px(0.02, 0.38, 32) == 32
 
 
-@pytest.mark.parametrize("zoom, cells", [(17, 16), (19, 4)])
-def test_other_zooms_are_resampled_to_the_model_resolution(tmp_path, zoom, cells):
+@pytest.mark.parametrize("zoom, tile_px", [(17, 512), (19, 128)])
+def test_other_zooms_are_resampled_to_the_model_resolution(tmp_path, zoom, tile_px):
     import sqlite3
+
+    from amberwatch.model import load
+    from amberwatch.scan.engine import plan_scan
+
+    clf = load()
 
     tif = tmp_path / "positive1_utm.tif"
     west, south, east, north = write_utm_geotiff(tif, texty_image("positive1"), 0.38)
     aoi = aoi_from_bbox(f"{west},{south},{east},{north}")
     db = tmp_path / f"z{zoom}.db"
+    plan = plan_scan(aoi, zoom)
+    cells = model_tile_px(plan.tile_resolution_m_per_px, clf.resolution_m_per_px, clf.cell_px) // clf.cell_px
+    assert abs(cells * clf.cell_px - tile_px) <= clf.cell_px  # about 512 / 128 px, in whole cells
     out = run_scan(aoi, str(tif), zoom, db, ScanSettings(workers=1, progress=False))
     assert out.tiles_done >= 1 and out.tiles_failed == 0
     conn = sqlite3.connect(db)
     found = {r[0] for r in conn.execute("SELECT grid_cells FROM scan_tiles WHERE status = 'done'")}
     conn.close()
-    # z17 (~0.75 m/px): a tile becomes 512 model pixels = 16 cells of 32 px; z19 (~0.19 m/px): 128 px = 4 cells,
-    # and the 160 px context then needs two rings of neighbour tiles.
+    # z17 (~0.75 m/px): a tile becomes 512 model pixels; z19 (~0.19 m/px): 128 px, and the model's context
+    # margin then needs two rings of neighbour tiles.
     assert found == {cells}

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from amberwatch.cli import main
+from amberwatch.model import load
 from tests.scan.conftest import bbox_arg, put_image_tiles, texty_image, tile_origin, tiles_bbox, write_aoi
 
 
@@ -46,7 +47,8 @@ def test_readme_main_job_against_local_tile_server(tile_server, tmp_path):
     scan = conn.execute("SELECT status, tiles_total, tiles_done, model_version, zoom FROM scans").fetchone()
     assert scan == ("finished", 9, 9, "0", 18)
     grids = conn.execute("SELECT grid_cells, length(grid) FROM scan_tiles").fetchall()
-    assert len(grids) == 9 and all(g == 8 and n == 64 for g, n in grids)
+    cells = 256 // load().cell_px  # z18 at 51°N is the bundled model's resolution: one tile = 256 model px
+    assert len(grids) == 9 and all(g == cells and n == cells * cells for g, n in grids)
     thumbs = conn.execute("SELECT thumbnail FROM detections").fetchall()
     assert all(t[0] is None or bytes(t[0][:2]) == b"\xff\xd8" for t in thumbs)
     conn.close()

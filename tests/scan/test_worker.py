@@ -21,7 +21,7 @@ def test_process_unit_round_trips_through_pickle_and_needs_no_db(tile_server, tm
     unit = Unit(parent=(x0 >> 3, y0 >> 3, ZOOM - 3), zoom=ZOOM, tiles=((x0 + 1, y0 + 1), (x0 + 2, y0 + 1)))
     context = ScanContext(
         imagery=tile_server.url, cache_path=str(tmp_path / "cache.mbtiles"), model_path=None, model_version=clf.version,
-        zoom=ZOOM, tile_px=256, margin_px=clf.context_px, cell_px=clf.cell_px,
+        zoom=ZOOM, tile_px=256, margin_px=clf.context_px, cell_px=clf.cell_px, block_tiles=clf.block_tiles,
     )
     fn, unit2, context2 = pickle.loads(pickle.dumps((process_unit, unit, context)))
     try:
@@ -31,16 +31,20 @@ def test_process_unit_round_trips_through_pickle_and_needs_no_db(tile_server, tm
     result = pickle.loads(pickle.dumps(result))
     assert [(t.x, t.y, t.status) for t in result.tiles] == [(x0 + 1, y0 + 1, "done"), (x0 + 2, y0 + 1, "done")]
     assert not list(tmp_path.glob("*.db"))  # workers never create or write a project DB
-    # The grid of the tile in the middle equals predict_grid on the tile with a 160 px margin of real imagery.
+    # The grids equal predict_grid on the unit's two tiles with the model's margin of real imagery around them.
     with TileCache(tmp_path / "cache.mbtiles") as cache:
         source = open_source(tile_server.url, cache=cache)
-        mosaic = np.zeros((768, 768, 3), np.uint8)
-        for (x, y) in neighbours(x0 + 1, y0 + 1, ZOOM):
-            mosaic[(y - y0) * 256 : (y - y0 + 1) * 256, (x - x0) * 256 : (x - x0 + 1) * 256] = source.read_tile(ZOOM, x, y).pixels
+        mosaic = np.zeros((768, 1024, 3), np.uint8)
+        for (x, y) in set(neighbours(x0 + 1, y0 + 1, ZOOM)) | set(neighbours(x0 + 2, y0 + 1, ZOOM)):
+            tile = source.read_tile(ZOOM, x, y)  # None beyond the served 3 x 3 tiles: black, as in the worker
+            if tile is not None:
+                mosaic[(y - y0) * 256 : (y - y0 + 1) * 256, (x - x0) * 256 : (x - x0 + 1) * 256] = tile.pixels
         source.close()
     m = clf.context_px
-    expected = clf.predict_grid(mosaic[256 - m : 512 + m, 256 - m : 512 + m])
+    expected = clf.predict_grid(mosaic[256 - m : 512 + m, 256 - m : 768 + m])
     off = m // clf.cell_px
     g = 256 // clf.cell_px
-    got = np.frombuffer(result.tiles[0].grid, np.uint8).reshape(g, g)
-    assert np.abs(got.astype(int) - np.rint(expected[off : off + g, off : off + g] * 255).astype(int)).max() <= 1
+    for k, tile in enumerate(result.tiles):
+        got = np.frombuffer(tile.grid, np.uint8).reshape(g, g)
+        want = np.rint(expected[off : off + g, off + k * g : off + (k + 1) * g] * 255).astype(int)
+        assert np.abs(got.astype(int) - want).max() <= 1

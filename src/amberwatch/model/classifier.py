@@ -1,11 +1,9 @@
-"""The Classifier (an ensemble of MiningNets + threshold + metadata) and its single-file format."""
+"""The CNN Classifier (an ensemble of MiningNets + threshold + metadata) and the model-file byte format."""
 
 from __future__ import annotations
 
 import io
 import os
-import pickle
-import zipfile
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,8 +17,7 @@ from amberwatch.imagery.decode import to_rgb_array
 from amberwatch.model.network import MiningNet, NetConfig, fuse_for_inference
 
 FORMAT = "amberwatch-model"
-FORMAT_VERSION = 1
-BUNDLED_PATH = Path(__file__).resolve().parent / "bundled" / "default.pt"
+FORMAT_VERSION = 2  # 1: CNN only, no "kind"; 2: "kind" is "cnn" or "pretrained"
 _MAX_BATCH = 32
 
 
@@ -53,6 +50,9 @@ def as_rgb_chip(chip: np.ndarray, name: str = "chip") -> np.ndarray:
 
 class Classifier:
     """Maps RGB chips of any size to P(mining); predict_grid scores every cell of a mosaic in one pass."""
+
+    kind = "cnn"
+    block_tiles = 4  # tiles per side the scan hands predict_grid at once (plus margin)
 
     def __init__(self, net_configs: NetConfig | Sequence[NetConfig], state_dicts: list[dict], *,
                  threshold: float = 0.5, resolution_m_per_px: float = 0.38, metadata: dict | None = None) -> None:
@@ -150,55 +150,52 @@ class Classifier:
             p = self._ensemble(x, "grid_logits_from_input")[0]
         return p.numpy().astype(np.float32)
 
-    def to_bytes(self) -> bytes:
-        """Serialise to the single-file model format."""
-        payload = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
+    def payload(self) -> dict:
+        """The model-file payload: networks, threshold and metadata."""
+        return {
+            "kind": self.kind,
             "net_configs": [c.to_dict() for c in self.net_configs],
             "state_dicts": self.state_dicts,
             "threshold": self.threshold,
             "resolution_m_per_px": self.resolution_m_per_px,
             "metadata": self.metadata,
         }
-        buf = io.BytesIO()
-        torch.save(payload, buf)
-        return buf.getvalue()
+
+    @classmethod
+    def from_payload(cls, payload: dict, name: str) -> "Classifier":
+        """Inverse of payload."""
+        return cls(
+            [NetConfig.from_dict(d) for d in payload["net_configs"]],
+            list(payload["state_dicts"]),
+            threshold=float(payload["threshold"]),
+            resolution_m_per_px=float(payload["resolution_m_per_px"]),
+            metadata=dict(payload.get("metadata") or {}),
+        )
+
+    def to_bytes(self) -> bytes:
+        """Serialise to the single-file model format."""
+        return payload_bytes(self.payload())
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the model (weights, threshold, metadata) to ONE file, atomically."""
-        p = Path(path)
-        if p.parent and not p.parent.exists():
-            p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(p.name + ".tmp")
-        tmp.write_bytes(self.to_bytes())
-        os.replace(tmp, p)
+        write_atomically(path, self.to_bytes())
 
-    @classmethod
-    def from_bytes(cls, data: bytes, name: str = "<bytes>") -> "Classifier":
-        """Inverse of to_bytes; ModelError naming `name` on anything unreadable or incompatible."""
-        try:
-            payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, zipfile.BadZipFile, OSError,
-                AttributeError, KeyError, IndexError, TypeError) as exc:
-            raise ModelError(f"{name}: not a readable amberwatch model file ({type(exc).__name__}: {exc})") from exc
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-            raise ModelError(f"{name}: not an amberwatch model file")
-        if payload.get("format_version") != FORMAT_VERSION:
-            raise ModelError(
-                f"{name}: model format version {payload.get('format_version')!r} is not supported "
-                f"(this amberwatch reads version {FORMAT_VERSION})"
-            )
-        try:
-            return cls(
-                [NetConfig.from_dict(d) for d in payload["net_configs"]],
-                list(payload["state_dicts"]),
-                threshold=float(payload["threshold"]),
-                resolution_m_per_px=float(payload["resolution_m_per_px"]),
-                metadata=dict(payload.get("metadata") or {}),
-            )
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            raise ModelError(f"{name}: incompatible amberwatch model file ({exc})") from exc
+
+def payload_bytes(payload: dict) -> bytes:
+    """A model payload as the bytes of one model file (format name and version added)."""
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **payload}, buf)
+    return buf.getvalue()
+
+
+def write_atomically(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write bytes to path through a temporary file, so a killed process never leaves half a model."""
+    p = Path(path)
+    if p.parent and not p.parent.exists():
+        p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, p)
 
 
 def receptive_field_px(config: NetConfig, include_norm: bool = True) -> int:
@@ -209,13 +206,3 @@ def receptive_field_px(config: NetConfig, include_norm: bool = True) -> int:
             rf += 2 * jump
             jump *= stride
     return rf * config.downsample + config.downsample - 1
-
-
-def load(path: str | os.PathLike[str] | None = None) -> Classifier:
-    """Load a model file (None: the bundled default model); ModelError naming the path if it is unusable."""
-    p = BUNDLED_PATH if path is None else Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise ModelError(f"{str(p)!r}: cannot read model file ({exc.strerror or exc})") from exc
-    return Classifier.from_bytes(data, repr(str(p)))

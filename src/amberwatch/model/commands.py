@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from amberwatch.errors import AmberwatchError, InvalidInputError
-from amberwatch.options import db_option
+from amberwatch.options import db_option, recipe_option
 
 COMMANDS: list[click.Command] = []
 
@@ -36,11 +36,13 @@ def _require_db(db: str) -> None:
 @click.option("--members", type=int, default=None, help="Override the recipe's ensemble size.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes training networks in parallel (1 thread each; use the number of free cores).")
+@recipe_option
 def train_command(db: str, data_dir: str | None, out: str | None, seed: int, folds: int, epochs: int | None,
-                  members: int | None, workers: int) -> None:
+                  members: int | None, workers: int, recipe: str) -> None:
     """Train the classifier on the active examples and write ONE model file with its metadata."""
     from amberwatch.model.dataset import load_folder, load_store
-    from amberwatch.model.recipes import default_config
+    from amberwatch.model.features import feature_cache_path
+    from amberwatch.model.recipes import recipe_by_name
     from amberwatch.model.train import train_with_cv
 
     if data_dir is None:
@@ -50,8 +52,8 @@ def train_command(db: str, data_dir: str | None, out: str | None, seed: int, fol
         data = load_folder(data_dir)
     out_path = Path(out) if out else Path(db).with_name(Path(db).stem + "-model.pt")
     _log(f"training on {len(data)} examples {data.counts()}")
-    clf, _ = train_with_cv(data, default_config(epochs=epochs, members=members), seed=seed, n_folds=folds, log=_log,
-                           workers=workers)
+    chosen = recipe_by_name(recipe, epochs=epochs, members=members, feature_cache=str(feature_cache_path(db)))
+    clf, _ = train_with_cv(data, chosen, seed=seed, n_folds=folds, log=_log, workers=workers)
     clf.version = clf.metadata["fingerprint"][:8] + "-" + clf.metadata["created_at"].replace(":", "")[:17]
     clf.save(out_path)
     cv = clf.metadata.get("cv") or {}
@@ -67,7 +69,7 @@ def train_command(db: str, data_dir: str | None, out: str | None, seed: int, fol
 def predict_command(images: tuple[str, ...], model_path: str | None, as_json: bool) -> None:
     """Print P(mining) and the verdict at the model's threshold for each image file."""
     from amberwatch.imagery.decode import read_image_file
-    from amberwatch.model.classifier import load
+    from amberwatch.model.modelfile import load
 
     clf = load(model_path)
     failed = 0
@@ -102,20 +104,23 @@ def predict_command(images: tuple[str, ...], model_path: str | None, as_json: bo
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes training the fold networks in parallel.")
 @click.option("--json", "as_json", is_flag=True, help="Print ONE JSON object.")
+@recipe_option
 def evaluate_command(db: str, data_dir: str | None, model_path: str | None, folds: int, seed: int, out_dir: str,
-                     epochs: int | None, workers: int, as_json: bool) -> None:
+                     epochs: int | None, workers: int, as_json: bool, recipe: str) -> None:
     """Block-grouped cross-validation on the store, or (--data) scoring of a labelled folder with a model."""
-    from amberwatch.model.classifier import load
+    from amberwatch.model.modelfile import load
     from amberwatch.model.evaluate import evaluate_cv, evaluate_folder
 
     if data_dir is not None:
         result = evaluate_folder(load(model_path), data_dir)
     else:
         from amberwatch.model.dataset import load_store
-        from amberwatch.model.recipes import default_config
+        from amberwatch.model.features import feature_cache_path
+        from amberwatch.model.recipes import recipe_by_name
 
         _require_db(db)
-        result = evaluate_cv(load_store(db), default_config(epochs=epochs), out_dir, n_folds=folds, seed=seed,
+        chosen = recipe_by_name(recipe, epochs=epochs, feature_cache=str(feature_cache_path(db)))
+        result = evaluate_cv(load_store(db), chosen, out_dir, n_folds=folds, seed=seed,
                              log=None if as_json else _log, workers=workers)
     if as_json:
         click.echo(json.dumps(result))

@@ -16,6 +16,7 @@ from amberwatch.errors import ImageError, ModelError, SkippedFileWarning
 from amberwatch.imagery.decode import read_image_file
 
 LABELS = ("not_mining", "mining")
+TEXTY_RESOLUTION_M_PER_PX = 0.38  # ground resolution of Texty's crops and of the examples in the store
 _TEXTY_NAME = re.compile(r"^(?P<lat>-?\d+(?:\.\d+)?)_(?P<lon>-?\d+(?:\.\d+)?)_(?P<date>\d{1,2}_[A-Za-z]{3}_\d{4})")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"}
 

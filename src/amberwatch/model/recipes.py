@@ -1,12 +1,14 @@
-"""The training recipe chosen by block-grouped CV and the season-transfer check (scripts/experiments/RESULTS.md)."""
+"""The training recipes chosen by block-grouped CV and the season-transfer check (scripts/experiments/RESULTS.md)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+from amberwatch.errors import InvalidInputError
 from amberwatch.model.augment import AugmentConfig
 from amberwatch.model.network import NetConfig
-from amberwatch.model.train import TrainConfig
+from amberwatch.model.pretrained import PretrainedRecipe
+from amberwatch.model.train import Recipe, TrainConfig
 
 # Stronger colour/season jitter for the second ensemble member (diversity).
 STRONG_AUGMENT = AugmentConfig(brightness=0.45, contrast=0.45, saturation=0.8, hue_deg=45, channel_gain=0.15,
@@ -32,3 +34,21 @@ def default_config(*, epochs: int | None = None, members: int | None = None) -> 
     if members is not None:
         configs = [configs[i % len(configs)] for i in range(members)]
     return configs
+
+
+RECIPES = ("pretrained", "cnn")
+
+
+def pretrained_recipe(*, feature_cache: str | None = None) -> PretrainedRecipe:
+    """The default recipe: frozen EfficientNet-Lite0 features and a linear head (scripts/experiments/RESULTS.md)."""
+    return PretrainedRecipe(feature_cache=feature_cache)
+
+
+def recipe_by_name(name: str, *, epochs: int | None = None, members: int | None = None,
+                   feature_cache: str | None = None) -> Recipe:
+    """The recipe called `name` ('pretrained' or 'cnn'); epochs and members apply to the CNN only."""
+    if name == "pretrained":
+        return pretrained_recipe(feature_cache=feature_cache)
+    if name == "cnn":
+        return default_config(epochs=epochs, members=members)
+    raise InvalidInputError(f"unknown recipe {name!r} (expected one of {', '.join(RECIPES)})")

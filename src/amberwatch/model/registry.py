@@ -176,7 +176,7 @@ class ModelRegistry:
 
     def load(self, version: int | str | None = None):
         """The Classifier of a version (None: the current one), its ``version`` set to the registry number."""
-        from amberwatch.model.classifier import load as load_file
+        from amberwatch.model.modelfile import load as load_file
 
         info = self.get(self.current_version() if version is None else version)
         if info.path is None:
@@ -269,13 +269,13 @@ class ModelRegistry:
     # -- helpers ---------------------------------------------------------------------------------
 
     def _bundled(self, current: int) -> ModelVersion:
-        from amberwatch.model.classifier import BUNDLED_PATH
+        from amberwatch.model.modelfile import BUNDLED_PATH
 
         metadata: dict = {}
         path: Path | None = BUNDLED_PATH if BUNDLED_PATH.exists() else None
         if path is not None:
             try:
-                from amberwatch.model.classifier import load as load_file
+                from amberwatch.model.modelfile import load as load_file
 
                 metadata = dict(load_file(path).metadata)
             except ModelError:

@@ -326,7 +326,8 @@ def retrain(
 ) -> RetrainResult:
     """Train a candidate on the store's active examples, compare with the current model, register, maybe promote."""
     from amberwatch.model.metrics import choose_threshold
-    from amberwatch.model.recipes import default_config
+    from amberwatch.model.features import feature_cache_path
+    from amberwatch.model.recipes import pretrained_recipe
     from amberwatch.model.registry import ModelRegistry
     from amberwatch.model.train import train_with_cv
 
@@ -334,7 +335,7 @@ def retrain(
     db_path = Path(db_path)
     if n_folds < 2:
         raise ModelError(f"retrain compares models by cross-validation: --folds must be at least 2, got {n_folds}")
-    config = config or default_config()
+    config = config or pretrained_recipe(feature_cache=str(feature_cache_path(db_path)))
     data = load_training_data(db_path)
     chips = data.chips
     counts = {**chips.counts(), "corrections": int(data.is_correction.sum()), "folds": n_folds}

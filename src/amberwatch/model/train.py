@@ -17,12 +17,12 @@ from amberwatch.db import utc_now_iso
 from amberwatch.errors import ModelError
 from amberwatch.model.augment import AugmentConfig, make_batch
 from amberwatch.model.classifier import Classifier
-from amberwatch.model.dataset import ChipSet
+from amberwatch.model.dataset import TEXTY_RESOLUTION_M_PER_PX, ChipSet
 from amberwatch.model.metrics import binary_metrics, choose_threshold
 from amberwatch.model.network import MiningNet, NetConfig
 from amberwatch.model.paste import PitPaster
-
-TEXTY_RESOLUTION_M_PER_PX = 0.38
+from amberwatch.model import pretrained
+from amberwatch.model.pretrained import PretrainedClassifier, PretrainedRecipe
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ def downsample_chip(chip: np.ndarray, factor: int) -> np.ndarray:
     return pooled.astype(np.float32)
 
 
-Recipe = TrainConfig | Sequence[TrainConfig]
+Recipe = TrainConfig | Sequence[TrainConfig] | PretrainedRecipe
 
 
 def member_configs(recipe: Recipe) -> list[TrainConfig]:
@@ -188,8 +188,10 @@ def train_networks(data: ChipSet, jobs: list[tuple[np.ndarray, TrainConfig, int]
 
 
 def fit(data: ChipSet, recipe: Recipe, seed: int = 0, log: Callable[[str], None] | None = None,
-        workers: int = 1) -> Classifier:
-    """Train the ensemble (member m gets seed seed+m) on all of data -> Classifier at threshold 0.5."""
+        workers: int = 1) -> Classifier | PretrainedClassifier:
+    """Train the recipe on all of data (CNN member m gets seed seed+m) -> a model at threshold 0.5."""
+    if isinstance(recipe, PretrainedRecipe):
+        return pretrained.fit(data, recipe, log)
     configs = member_configs(recipe)
     everything = np.arange(len(data))
     states = train_networks(data, [(everything, c, seed + m) for m, c in enumerate(configs)], workers, log)
@@ -220,9 +222,11 @@ def cross_validate(data: ChipSet, recipe: Recipe, n_folds: int = 5, seed: int = 
     ``folds`` reuses given fold ids (to compare models on the same folds); ``train_mask`` restricts
     every fold's training part to a subset of the examples (every example is still scored).
     """
-    configs = member_configs(recipe)
     if folds is None:
         folds = block_folds(data.labels, data.groups, n_folds, seed if split_seed is None else split_seed)
+    if isinstance(recipe, PretrainedRecipe):
+        return pretrained.cross_validate(data, recipe, folds, log, train_mask), folds
+    configs = member_configs(recipe)
     n_folds = int(folds.max()) + 1
     allowed = np.ones(len(data), dtype=bool) if train_mask is None else train_mask
     jobs = [
@@ -245,43 +249,78 @@ def cross_validate(data: ChipSet, recipe: Recipe, n_folds: int = 5, seed: int = 
     return oof, folds
 
 
+def scored_folds(data: ChipSet, score_mask: np.ndarray, n_folds: int, split_seed: int) -> np.ndarray:
+    """Block folds made on the scored examples alone; the others get fold -1 (always in training)."""
+    folds = np.full(len(data), -1, dtype=np.int64)
+    idx = np.flatnonzero(score_mask)
+    folds[idx] = block_folds(data.labels[idx], [data.groups[i] for i in idx], n_folds, split_seed)
+    return folds
+
+
 def train_with_cv(data: ChipSet, recipe: Recipe, *, seed: int = 0, n_folds: int = 5, min_precision: float = 0.95,
-                  log: Callable[[str], None] | None = None, workers: int = 1) -> tuple[Classifier, dict]:
-    """CV (threshold from out-of-fold predictions), then train on all data; metadata filled in."""
+                  log: Callable[[str], None] | None = None, workers: int = 1,
+                  score_mask: np.ndarray | None = None) -> tuple[Classifier | PretrainedClassifier, dict]:
+    """CV (threshold from out-of-fold predictions), then train on all data; metadata filled in.
+
+    ``score_mask`` limits the CV score and threshold to some examples; the others (e.g. crops cut from
+    whole images) join every fold's training part and are never scored. The pretrained recipe, whose
+    heads train in seconds, pools the out-of-fold scores of 5 split seeds before choosing the threshold.
+    """
     t0 = time.perf_counter()
     cv: dict = {}
     threshold = 0.5
+    oof, folds = None, None
     if n_folds >= 2:
-        oof, folds = cross_validate(data, recipe, n_folds, seed, log, workers=workers)
-        threshold = choose_threshold(data.labels, oof, min_precision)
-        cv = binary_metrics(data.labels, oof, threshold)
-        cv.update({"folds": n_folds, "grouping": "0.1-degree block", "min_precision_target": min_precision})
+        scored = np.ones(len(data), dtype=bool) if score_mask is None else np.asarray(score_mask, dtype=bool)
+        split_seeds = [seed + k for k in range(5 if isinstance(recipe, PretrainedRecipe) else 1)]
+        runs = []
+        for split_seed in split_seeds:
+            f = scored_folds(data, scored, n_folds, split_seed)
+            run_oof, _ = cross_validate(data, recipe, n_folds, seed, log, workers=workers, folds=f)
+            runs.append((run_oof, f))
+        oof, folds = runs[0]
+        labels = np.concatenate([data.labels[scored]] * len(runs))
+        pooled = np.concatenate([r[scored] for r, _ in runs])
+        threshold = choose_threshold(labels, pooled, min_precision)
+        cv = binary_metrics(labels, pooled, threshold)
+        cv.update({"folds": n_folds, "grouping": "0.1-degree block", "min_precision_target": min_precision,
+                   "scored_examples": int(scored.sum()), "split_seeds": split_seeds,
+                   "n_positive": int(data.labels[scored].sum()), "n_negative": int((data.labels[scored] == 0).sum())})
+        if len(runs) > 1:
+            cv["confusion_matrix_summed_over"] = f"{len(runs)} split seeds"
+        if len(runs) > 1:
+            cv["average_precision_by_split_seed"] = [
+                binary_metrics(data.labels[scored], r[scored], threshold)["average_precision"] for r, _ in runs]
         if log:
             log(f"CV: threshold {threshold:.3f} precision {cv['precision']:.3f} recall {cv['recall']:.3f} "
-                f"F1 {cv['f1']:.3f} AP {cv['average_precision']:.3f}")
-    else:
-        oof, folds = None, None
+                f"F1 {cv['f1']:.3f} AP {cv['average_precision']:.3f} (split seeds {split_seeds})")
     clf = fit(data, recipe, seed=seed, log=log, workers=workers)
     clf.threshold = threshold
-    configs = member_configs(recipe)
+    clf.metadata.update(recipe_metadata(recipe, clf))
     clf.metadata.update({
         "version": clf.metadata.get("version", "unversioned"),
         "fingerprint": data.fingerprint,
         "counts": data.counts(),
         "cv": cv,
         "threshold": threshold,
-        "input_px": configs[0].crop_px,
         "cell_px": clf.cell_px,
         "context_px": clf.context_px,
-        "resolution_m_per_px": configs[0].resolution_m_per_px,
+        "resolution_m_per_px": clf.resolution_m_per_px,
         "seed": seed,
-        "train_config": [c.to_dict() for c in configs],
-        "members": len(configs),
         "created_at": utc_now_iso(),
         "package_version": __version__,
         "train_seconds": round(time.perf_counter() - t0, 1),
     })
     return clf, {"oof": oof, "folds": folds}
+
+
+def recipe_metadata(recipe: Recipe, clf: Classifier | PretrainedClassifier) -> dict:
+    """What the model file records of the recipe that made it."""
+    if isinstance(recipe, PretrainedRecipe):
+        return {"recipe": "pretrained", "train_config": recipe.to_dict(), "backbone": clf.backbone.identity}
+    configs = member_configs(recipe)
+    return {"recipe": "cnn", "input_px": configs[0].crop_px, "train_config": [c.to_dict() for c in configs],
+            "members": len(configs)}
 
 
 def small_config(**overrides) -> TrainConfig:

@@ -8,7 +8,7 @@ import click
 
 from amberwatch.db import resolve_db_path
 from amberwatch.errors import ConflictError, DatabaseError
-from amberwatch.options import db_option
+from amberwatch.options import db_option, recipe_option
 
 
 def _fmt(value: object, digits: int = 3) -> str:
@@ -89,14 +89,17 @@ def models_promote(version: str, db: str) -> None:
               help="Processes training networks in parallel (at most the free CPU cores).")
 @click.option("--f1-tolerance", type=click.FloatRange(min=0.0), default=0.02, show_default=True,
               help="CV F1 drop tolerated before refusing to promote.")
+@recipe_option
 def retrain_command(db: str, force: bool, seed: int, folds: int, epochs: int | None, members: int | None,
-                    workers: int, f1_tolerance: float) -> None:
+                    workers: int, f1_tolerance: float, recipe: str) -> None:
     """Train a new model version from the examples and reviewed corrections; promote it unless it is worse."""
-    from amberwatch.model.recipes import default_config
+    from amberwatch.model.features import feature_cache_path
+    from amberwatch.model.recipes import recipe_by_name
     from amberwatch.model.retrain import retrain
 
+    chosen = recipe_by_name(recipe, epochs=epochs, members=members, feature_cache=str(feature_cache_path(db)))
     result = retrain(
-        _existing_db(db), config=default_config(epochs=epochs, members=members), n_folds=folds, seed=seed,
+        _existing_db(db), config=chosen, n_folds=folds, seed=seed,
         force=force, f1_tolerance=f1_tolerance, workers=workers, log=lambda m: click.echo(m, err=True),
     )
     click.echo(result.table())

