@@ -26,6 +26,7 @@ from pathlib import Path
 
 import mercantile
 import numpy as np
+import psutil
 from PIL import Image
 
 from amberwatch.imagery.decode import encode_png
@@ -101,6 +102,30 @@ class PoolTileServer:
         self.httpd.server_close()
 
 
+class WorkerRSS:
+    """Samples the resident memory of every descendant process (the scan workers) and keeps the largest."""
+
+    def __init__(self, every_s: float = 0.2) -> None:
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every_s,), daemon=True)
+        self._thread.start()
+
+    def _run(self, every_s: float) -> None:
+        me = psutil.Process()
+        while not self._stop.wait(every_s):
+            for child in me.children(recursive=True):
+                try:
+                    self.peak_mb = max(self.peak_mb, child.memory_info().rss / 2**20)
+                except psutil.Error:
+                    pass
+
+    def stop(self) -> None:
+        """Stop sampling."""
+        self._stop.set()
+        self._thread.join()
+
+
 def square_bbox(n_tiles: int, zoom: int = ZOOM) -> str:
     """A W,S,E,N bbox of about n_tiles whole tiles around CENTER (slightly inset so edges do not count)."""
     side = max(1, int(round(math.sqrt(n_tiles))))
@@ -162,11 +187,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="amberwatch-bench-") as tmp:
         db = Path(tmp) / "bench.db"
         settings = ScanSettings(workers=args.workers, progress=False)
+        watcher = WorkerRSS()
         cold = run_scan(aoi, server.url, ZOOM, db, settings)
         http_requests = server.requests
         warm = run_scan(aoi, server.url, ZOOM, db, ScanSettings(workers=args.workers, progress=False, new=True))
         warm_cnn = run_scan(aoi, server.url, ZOOM, db, ScanSettings(workers=args.workers, progress=False, new=True,
                                                                     model_path=str(BUNDLED_CNN_PATH)))
+        watcher.stop()
         assert server.requests == http_requests, "warm run fetched over HTTP"
     server.stop()
 
@@ -189,6 +216,7 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"warm CPU per tile: {cpu_ms:.1f} ms (workers + writer); load average during the bench {load:.1f} on "
           f"{os.cpu_count()} cores -> on {args.workers} otherwise idle cores ~{args.workers * 1e3 / cpu_ms:.0f} tiles/s")
+    print(f"peak RSS of one scan worker process (sampled every 0.2 s): {watcher.peak_mb:.0f} MB")
     print(f"detections: cold {cold.detections} ({cold.detections_area_ha:.1f} ha), "
           f"warm {warm.detections} ({warm.detections_area_ha:.1f} ha), CNN {warm_cnn.detections} "
           f"({warm_cnn.detections_area_ha:.1f} ha)")

@@ -44,7 +44,7 @@ class PretrainedRecipe:
     window_cells: int = 15  # side of the window scored for each cell (agreement with chips alone, RESULTS.md)
     border_px: int = 32  # a chip's features are averaged over its area less this border (it sees padding)
     halo_px: int = 32  # overlap between the backbone passes that tile a large image
-    chunk_px: int = 448  # side of one backbone pass over a large image (cache-friendly)
+    chunk_px: int = 800  # side of one backbone pass over a large image (fewer halos; ORT is flat per pixel)
     example_resolution_m_per_px: float = TEXTY_RESOLUTION_M_PER_PX
     feature_cache: str | None = field(default=None, compare=False)  # where chip features are kept
     name: str = "pretrained"
@@ -126,7 +126,7 @@ class PretrainedClassifier:
         if ph or pw:
             arr = np.pad(arr, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(h, w) > step else "edge")
         H, W = arr.shape[:2]
-        x = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None].float()
+        x = torch.from_numpy(np.require(arr, requirements=["C", "W"])).permute(2, 0, 1)[None].float()
         out = torch.zeros(H // cell, W // cell)
         halo = self.recipe.halo_px
         with torch.inference_mode():
