@@ -126,7 +126,7 @@ class PretrainedClassifier:
         if ph or pw:
             arr = np.pad(arr, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(h, w) > step else "edge")
         H, W = arr.shape[:2]
-        x = torch.from_numpy(np.require(arr, requirements=["C", "W"])).permute(2, 0, 1)[None].float()
+        x = torch.from_numpy(np.require(arr, requirements=["C", "W"])).permute(2, 0, 1)[None]  # uint8: floats per pass
         out = torch.zeros(H // cell, W // cell)
         halo = self.recipe.halo_px
         with torch.inference_mode():
@@ -134,7 +134,7 @@ class PretrainedClassifier:
                 for x0, x1 in _spans(W, self.recipe.chunk_px):
                     ya, xa = max(0, y0 - halo), max(0, x0 - halo)
                     yb, xb = min(H, y1 + halo), min(W, x1 + halo)
-                    cells = self._cells(x[:, :, ya:yb, xa:xb])
+                    cells = self._cells(x[:, :, ya:yb, xa:xb].float())
                     r0, c0 = (y0 - ya) // cell, (x0 - xa) // cell
                     out[y0 // cell : y1 // cell, x0 // cell : x1 // cell] = \
                         cells[r0 : r0 + (y1 - y0) // cell, c0 : c0 + (x1 - x0) // cell]
