@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from amberwatch.model.metrics import binary_metrics, choose_threshold
 from amberwatch.model.pretrained import PretrainedRecipe, data_features, fit_head, test_features
 from amberwatch.model.recipes import pretrained_recipe
 from amberwatch.model.train import block_folds
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from season import season_split  # noqa: E402  (the season protocol, shared with the CNN check)
 
 
 def scores(features: np.ndarray, recipe: PretrainedRecipe, weight: np.ndarray, bias: float) -> np.ndarray:
@@ -58,12 +62,7 @@ def block_cv(feats, labels, groups, extra, recipe, seeds) -> dict:
 
 def season(feats, data, recipe) -> dict:
     """Train on the March positives, test on the October ones (protocol of season.py)."""
-    is_oct = np.array(["_Oct_2015_" in n for n in data.names]) & (data.labels == 1)
-    oct_blocks = {g for g, o in zip(data.groups, is_oct) if o}
-    folds = block_folds(data.labels, data.groups, 5, 0)
-    in_oct_block = np.array([g in oct_blocks for g in data.groups])
-    test = is_oct | ((data.labels == 0) & (folds == 0) & ~in_oct_block)
-    train = ~test & ~in_oct_block & (folds != 0)
+    is_oct, test, train = season_split(data)
     w, b = fit_head(feats[train], data.labels[train], recipe)
     m = binary_metrics(data.labels[test], scores(feats[test], recipe, w, b), 0.5)
     return {"AP": m["average_precision"], "test_pos": int(is_oct.sum()), "test_neg": int(test.sum() - is_oct.sum())}

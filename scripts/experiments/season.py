@@ -23,6 +23,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cv import report_row, variants
 
 
+def season_split(data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(October positives, test mask, train mask): the October 2015 positives and one held-out fold's negatives
+    outside their blocks are the test; training drops the October blocks and that fold."""
+    is_oct = np.array(["_Oct_2015_" in n for n in data.names]) & (data.labels == 1)
+    oct_blocks = {g for g, o in zip(data.groups, is_oct) if o}
+    folds = block_folds(data.labels, data.groups, 5, 0)
+    in_oct_block = np.array([g in oct_blocks for g in data.groups])
+    test = is_oct | ((data.labels == 0) & (folds == 0) & ~in_oct_block)
+    train = ~test & ~in_oct_block & (folds != 0)
+    return is_oct, test, train
+
+
 def main() -> int:
     """Train one variant on the non-October data and score the October positives + held-out negatives."""
     ap = argparse.ArgumentParser()
@@ -33,12 +45,7 @@ def main() -> int:
     ap.add_argument("--images", help="folder the boxes CSV's image paths are relative to")
     args = ap.parse_args()
     data = pickle.loads((Path(args.out).parent / "data.pkl").read_bytes())
-    is_oct = np.array(["_Oct_2015_" in n for n in data.names]) & (data.labels == 1)
-    oct_blocks = {g for g, o in zip(data.groups, is_oct) if o}
-    folds = block_folds(data.labels, data.groups, 5, 0)
-    in_oct_block = np.array([g in oct_blocks for g in data.groups])
-    test = is_oct | ((data.labels == 0) & (folds == 0) & ~in_oct_block)
-    train = ~test & ~in_oct_block & (folds != 0)
+    is_oct, test, train = season_split(data)
     train_data = data.subset(np.flatnonzero(train))
     if args.boxes:
         train_data = train_data.merged(load_boxes(args.boxes, args.images))

@@ -48,7 +48,22 @@ def as_rgb_chip(chip: np.ndarray, name: str = "chip") -> np.ndarray:
     return to_rgb_array(img, name)
 
 
-class Classifier:
+class VersionedModel:
+    """What both recipes' models share: metadata, and a version kept in it."""
+
+    metadata: dict
+
+    @property
+    def version(self) -> str:
+        """Model version: '0' for the bundled model, else the stored version or content hash."""
+        return str(self.metadata.get("version", "unversioned"))
+
+    @version.setter
+    def version(self, value: str) -> None:
+        self.metadata["version"] = str(value)
+
+
+class Classifier(VersionedModel):
     """Maps RGB chips of any size to P(mining); predict_grid scores every cell of a mosaic in one pass."""
 
     kind = "cnn"
@@ -78,15 +93,6 @@ class Classifier:
         raw = (net_config.window_cells // 2) * self.cell_px + halo_px
         self.context_px = int(-(-raw // self.cell_px) * self.cell_px)
         self._nets = [self._build(c, sd) for c, sd in zip(self.net_configs, state_dicts)]
-
-    @property
-    def version(self) -> str:
-        """Model version: '0' for the bundled model, else the stored version or content hash."""
-        return str(self.metadata.get("version", "unversioned"))
-
-    @version.setter
-    def version(self, value: str) -> None:
-        self.metadata["version"] = str(value)
 
     @staticmethod
     def _build(config: NetConfig, state_dict: dict) -> MiningNet:

@@ -27,7 +27,7 @@ from amberwatch.model.backbone import (
     load_backbone,
 )
 from amberwatch.model.backbone_onnx import onnx_backbone
-from amberwatch.model.classifier import as_rgb_chip
+from amberwatch.model.classifier import VersionedModel, as_rgb_chip
 from amberwatch.model.dataset import TEXTY_RESOLUTION_M_PER_PX, ChipSet
 from amberwatch.model.features import DIHEDRAL_VIEWS, FeatureCache, chip_features, dihedral, rescale
 
@@ -61,7 +61,7 @@ class PretrainedRecipe:
         return d
 
 
-class PretrainedClassifier:
+class PretrainedClassifier(VersionedModel):
     """P(mining) from a frozen backbone and a linear head; same interface as the CNN Classifier."""
 
     kind = "pretrained"
@@ -85,15 +85,6 @@ class PretrainedClassifier:
         self.context_px = int(-(-raw // INPUT_MULTIPLE_PX) * INPUT_MULTIPLE_PX)
         w = torch.from_numpy(self.weight)
         self._stage_w = list(torch.split(w, list(STAGE_CHANNELS)))
-
-    @property
-    def version(self) -> str:
-        """Model version: the stored version or 'unversioned'."""
-        return str(self.metadata.get("version", "unversioned"))
-
-    @version.setter
-    def version(self, value: str) -> None:
-        self.metadata["version"] = str(value)
 
     # -- chips --------------------------------------------------------------------------------------------
     def logits_from_features(self, features: np.ndarray) -> np.ndarray:
