@@ -105,11 +105,8 @@ class OnnxBackbone:
     """stage_maps of a Backbone through ONNX Runtime (one intra-op thread per worker process)."""
 
     def __init__(self, backbone: Backbone, threads: int = 1) -> None:
-        try:
-            import onnx
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise ModelError("fast scanning needs the packages 'onnx' and 'onnxruntime'") from exc
+        import onnx  # pinned dependencies, imported when a scan first needs them (not on every CLI start)
+        import onnxruntime as ort
         buf = io.BytesIO()
         sample = torch.zeros(1, 3, 2 * INPUT_MULTIPLE_PX, 2 * INPUT_MULTIPLE_PX)
         names = [f"stage{i}" for i in range(4)]

@@ -8,6 +8,7 @@ cell: one backbone pass per image scores every window the way a chip of that siz
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,7 +28,7 @@ from amberwatch.model.backbone import (
     load_backbone,
 )
 from amberwatch.model.backbone_onnx import onnx_backbone
-from amberwatch.model.classifier import VersionedModel, as_rgb_chip
+from amberwatch.model.classifier import VersionedModel, as_rgb_chip, payload_bytes, write_atomically
 from amberwatch.model.dataset import TEXTY_RESOLUTION_M_PER_PX, ChipSet
 from amberwatch.model.features import DIHEDRAL_VIEWS, FeatureCache, chip_features, dihedral, rescale
 
@@ -184,14 +185,10 @@ class PretrainedClassifier(VersionedModel):
 
     def to_bytes(self) -> bytes:
         """Serialise to the single-file model format."""
-        from amberwatch.model.classifier import payload_bytes
-
         return payload_bytes(self.payload())
 
-    def save(self, path) -> None:
+    def save(self, path: str | os.PathLike[str]) -> None:
         """Write the model to ONE file, atomically."""
-        from amberwatch.model.classifier import write_atomically
-
         write_atomically(path, self.to_bytes())
 
 
