@@ -13,7 +13,8 @@ from amberwatch.errors import ModelError
 from amberwatch.model import backbone as bb
 from amberwatch.model.backbone_onnx import OnnxBackbone
 from amberwatch.model.dataset import load_folder
-from amberwatch.model.features import DIHEDRAL_VIEWS, FeatureCache, chip_features, chip_sha256, dihedral
+from amberwatch.labels.store import pixel_sha256
+from amberwatch.model.features import DIHEDRAL_VIEWS, FeatureCache, chip_features, dihedral
 from amberwatch.model.pretrained import PretrainedClassifier, PretrainedRecipe, cross_validate, fit
 from amberwatch.model.train import block_folds
 
@@ -129,7 +130,7 @@ def test_feature_cache_second_pass_computes_nothing(backbone, small_folder, tmp_
     chip_features(backbone, data.chips[:1], scale=1.0, jitter_copies=2, border_px=64, cache=cache, stats=other)
     assert other["views_computed"] == DIHEDRAL_VIEWS + 2
     assert cache.count() == 4 * (DIHEDRAL_VIEWS + 2)
-    assert len(chip_sha256(data.chips[0])) == 64
+    assert len(pixel_sha256(data.chips[0])) == 64
 
 
 def test_head_fits_and_scores_like_its_features(small_folder, tmp_path):

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from amberwatch.errors import ModelError
 
@@ -70,22 +71,21 @@ def _read_state_dict(path: Path) -> dict:
 
 
 def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """A plain conv (no padding) equal to conv followed by bn in eval mode."""
+    """A plain conv (no padding of its own) equal to conv followed by bn in eval mode."""
     fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
                       groups=conv.groups, bias=True)
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    fused.weight.data = conv.weight.data * scale.view(-1, 1, 1, 1)
-    fused.bias.data = bn.bias.data - bn.running_mean * scale
+    fused.weight, fused.bias = fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean, bn.running_var,
+                                                    bn.eps, bn.weight, bn.bias)
     return fused
 
 
-def _same_pad_1d(size: int, kernel: int, stride: int) -> tuple[int, int]:
+def same_pad_1d(size: int, kernel: int, stride: int) -> tuple[int, int]:
     """TF 'SAME' padding (before, after) along one side of `size` pixels."""
     total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
     return total // 2, total - total // 2
 
 
-class _ConvAct(nn.Module):
+class ConvAct(nn.Module):
     """TF-same padding, a BN-folded conv and an optional ReLU6."""
 
     def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d, act: bool) -> None:
@@ -96,8 +96,8 @@ class _ConvAct(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kernel > 1:
-            top, bottom = _same_pad_1d(x.shape[2], self.kernel, self.stride)
-            left, right = _same_pad_1d(x.shape[3], self.kernel, self.stride)
+            top, bottom = same_pad_1d(x.shape[2], self.kernel, self.stride)
+            left, right = same_pad_1d(x.shape[3], self.kernel, self.stride)
             x = F.pad(x, (left, right, top, bottom))
         x = self.conv(x)
         return F.relu6(x) if self.act else x
@@ -109,9 +109,9 @@ class _Block(nn.Module):
     def __init__(self, block: nn.Module) -> None:
         super().__init__()
         args = block._block_args
-        self.expand = _ConvAct(block._expand_conv, block._bn0, True) if args.expand_ratio != 1 else None
-        self.depthwise = _ConvAct(block._depthwise_conv, block._bn1, True)
-        self.project = _ConvAct(block._project_conv, block._bn2, False)
+        self.expand = ConvAct(block._expand_conv, block._bn0, True) if args.expand_ratio != 1 else None
+        self.depthwise = ConvAct(block._depthwise_conv, block._bn1, True)
+        self.project = ConvAct(block._project_conv, block._bn2, False)
         self.skip = bool(args.id_skip and args.stride == 1 and args.input_filters == args.output_filters)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -139,7 +139,7 @@ class Backbone(nn.Module):
             raise ModelError(f"{BACKBONE_NAME} weights do not match the architecture ({exc})") from exc
         net.eval()
         self.digest = digest
-        self.stem = _ConvAct(net._conv_stem, net._bn0, True)
+        self.stem = ConvAct(net._conv_stem, net._bn0, True)
         self.blocks = nn.ModuleList(_Block(b) for b in net._blocks[: STAGE_END_BLOCKS[-1] + 1])
         self.eval()
         for p in self.parameters():

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from amberwatch.errors import ModelError
-from amberwatch.model.backbone import INPUT_MULTIPLE_PX, Backbone
+from amberwatch.model.backbone import INPUT_MULTIPLE_PX, Backbone, ConvAct, same_pad_1d
 
 _SESSIONS: dict[str, "OnnxBackbone"] = {}
 _LOCK = threading.Lock()
@@ -32,8 +32,7 @@ class _FixedPadConvAct(nn.Module):
     def __init__(self, conv: nn.Conv2d, act: bool) -> None:
         super().__init__()
         k, s = conv.kernel_size[0], conv.stride[0]
-        total = max(k - s, 0)
-        before, after = total // 2, total - total // 2
+        before, after = same_pad_1d(s, k, s)  # the same for every side divisible by the stride
         self.conv = copy.deepcopy(conv)
         if before == after:
             self.conv.padding = (before, before)
@@ -56,7 +55,7 @@ class _Export(nn.Module):
         super().__init__()
         self.inner = copy.deepcopy(backbone)
         for name, module in list(self.inner.named_modules()):
-            if type(module).__name__ == "_ConvAct":
+            if isinstance(module, ConvAct):
                 parent = self.inner.get_submodule(name.rsplit(".", 1)[0]) if "." in name else self.inner
                 setattr(parent, name.rsplit(".", 1)[-1], _FixedPadConvAct(module.conv, module.act))
 

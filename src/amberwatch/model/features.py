@@ -8,7 +8,6 @@ any change of weights, scale or jitter misses the cache instead of reusing stale
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
 import time
@@ -21,6 +20,7 @@ import torch
 from PIL import Image
 
 from amberwatch.errors import DatabaseError
+from amberwatch.labels.store import pixel_sha256
 from amberwatch.model.augment import AugmentConfig, colour_jitter
 from amberwatch.model.backbone import FEATURE_DIM, Backbone
 
@@ -37,12 +37,6 @@ CREATE TABLE IF NOT EXISTS chip_features (
     PRIMARY KEY (prep, chip_sha256, view)
 ) WITHOUT ROWID;
 """
-
-
-def chip_sha256(chip: np.ndarray) -> str:
-    """Content hash of a chip (shape and pixels)."""
-    arr = np.ascontiguousarray(chip)
-    return hashlib.sha256(f"{arr.shape}".encode() + arr.tobytes()).hexdigest()
 
 
 def feature_cache_path(db_path: str | os.PathLike[str]) -> Path:
@@ -145,7 +139,7 @@ def chip_features(backbone: Backbone, chips: Sequence[np.ndarray], *, scale: flo
     computed = 0
     t0 = last = time.perf_counter()
     for i, chip in enumerate(chips):
-        sha = chip_sha256(chip)
+        sha = pixel_sha256(chip)
         have = cache.get(prep, sha) if cache is not None else {}
         missing = [v for v in views if v not in have]
         if missing:

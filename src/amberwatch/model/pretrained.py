@@ -244,20 +244,17 @@ def test_features(features: np.ndarray, recipe: PretrainedRecipe) -> np.ndarray:
     return features[:, :DIHEDRAL_VIEWS].mean(axis=1) if recipe.tta else features[:, 0]
 
 
-def fit(data: ChipSet, recipe: PretrainedRecipe, log: Callable[[str], None] | None = None,
-        features: np.ndarray | None = None) -> PretrainedClassifier:
+def fit(data: ChipSet, recipe: PretrainedRecipe, log: Callable[[str], None] | None = None) -> PretrainedClassifier:
     """Train the head on all of data -> PretrainedClassifier at threshold 0.5."""
-    feats = data_features(data, recipe, log) if features is None else features
-    weight, bias = fit_head(feats, data.labels, recipe)
+    weight, bias = fit_head(data_features(data, recipe, log), data.labels, recipe)
     return PretrainedClassifier(weight, bias, recipe)
 
 
 def cross_validate(data: ChipSet, recipe: PretrainedRecipe, folds: np.ndarray,
-                   log: Callable[[str], None] | None = None, train_mask: np.ndarray | None = None,
-                   features: np.ndarray | None = None) -> np.ndarray:
+                   log: Callable[[str], None] | None = None, train_mask: np.ndarray | None = None) -> np.ndarray:
     """Out-of-fold P(mining) for every example on the given folds (features computed once, cached)."""
     t0 = time.perf_counter()
-    feats = data_features(data, recipe, log) if features is None else features
+    feats = data_features(data, recipe, log)
     allowed = np.ones(len(data), dtype=bool) if train_mask is None else train_mask
     oof = np.zeros(len(data), dtype=np.float32)
     for k in range(int(folds.max()) + 1):

@@ -288,7 +288,6 @@ def train_with_cv(data: ChipSet, recipe: Recipe, *, seed: int = 0, n_folds: int 
                    "n_positive": int(data.labels[scored].sum()), "n_negative": int((data.labels[scored] == 0).sum())})
         if len(runs) > 1:
             cv["confusion_matrix_summed_over"] = f"{len(runs)} split seeds"
-        if len(runs) > 1:
             cv["average_precision_by_split_seed"] = [
                 binary_metrics(data.labels[scored], r[scored], threshold)["average_precision"] for r, _ in runs]
         if log:
