@@ -116,7 +116,7 @@ class Example:
 
 def pixel_sha256(pixels: np.ndarray) -> str:
     """sha256 of an HxWx3 uint8 array's shape and pixel bytes: the identity of an example."""
-    # Same recipe as amberwatch.model.dataset.chips_fingerprint, so folder and store fingerprints agree.
+    # amberwatch.model.dataset.chips_fingerprint hashes folder chips with this too: fingerprints agree.
     h = hashlib.sha256(str(tuple(int(n) for n in pixels.shape)).encode("ascii"))
     h.update(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes())
     return h.hexdigest()

@@ -14,6 +14,7 @@ import numpy as np
 
 from amberwatch.errors import ImageError, ModelError, SkippedFileWarning
 from amberwatch.imagery.decode import read_image_file
+from amberwatch.labels.store import pixel_sha256
 
 LABELS = ("not_mining", "mining")
 TEXTY_RESOLUTION_M_PER_PX = 0.38  # ground resolution of Texty's crops and of the examples in the store
@@ -67,8 +68,7 @@ def texty_block_key(name: str) -> str:
 def chips_fingerprint(chips: list[np.ndarray], labels: np.ndarray) -> str:
     """sha256 over sorted (pixel sha256, label) pairs: identifies the training data."""
     pairs = sorted(
-        (hashlib.sha256(f"{c.shape}".encode() + np.ascontiguousarray(c).tobytes()).hexdigest(), LABELS[int(y)])
-        for c, y in zip(chips, labels)
+        (pixel_sha256(c), LABELS[int(y)]) for c, y in zip(chips, labels)
     )
     h = hashlib.sha256()
     for digest, label in pairs:
