@@ -49,7 +49,7 @@ def _bench_scan_module():
 
 SCAN = """
 import json, sys
-from amberwatch.scan.aoi import aoi_from_bbox
+from amberwatch.imagery.aoi import aoi_from_bbox
 from amberwatch.scan.engine import ScanSettings, run_scan
 bbox, url, db, settings = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
 if __name__ == "__main__":
@@ -62,8 +62,11 @@ def scan_seconds(bbox: str, url: str, db: Path, settings: dict, repeat: int) -> 
     best = (float("inf"), 0.0)
     for _ in range(repeat):
         started = time.perf_counter()
-        proc = psutil.Popen([sys.executable, "-c", SCAN, bbox, url, str(db), json.dumps(settings)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = psutil.Popen(
+            [sys.executable, "-c", SCAN, bbox, url, str(db), json.dumps(settings)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         cpu: dict[int, float] = {}  # pid -> CPU seconds, sampled: workers are not all reaped by the scan process
         while proc.poll() is None:
             for p in [proc, *proc.children(recursive=True)]:
@@ -111,8 +114,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiles", type=int, default=2500, help="z18 tiles in the AOI (default 2500)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per configuration, best kept (default 1)")
-    parser.add_argument("--texty", type=Path, default=HERE.parent / ".." / "shared" / "data" / "texty-amber" / "tiles",
-                        help="folder of Texty whole images (optional; else a synthetic texture)")
+    parser.add_argument(
+        "--texty",
+        type=Path,
+        default=HERE.parent / ".." / "shared" / "data" / "texty-amber" / "tiles",
+        help="folder of Texty whole images (optional; else a synthetic texture)",
+    )
     parser.add_argument("--unit-zoom-delta", type=int, default=3, help="units of 4**d tiles (default 3: 64)")
     args = parser.parse_args()
 
@@ -129,15 +136,16 @@ def main() -> None:
             cold_s = time.perf_counter() - started
             fetched = server.requests
             conn = sqlite3.connect(db)
-            tiles, km2 = conn.execute(
-                "SELECT tiles_total, area_scanned_km2 FROM scans"
-            ).fetchone()
+            tiles, km2 = conn.execute("SELECT tiles_total, area_scanned_km2 FROM scans").fetchone()
             conn.close()
             # 8 x 8-tile units for every run: enough units to keep 2 workers busy to the end
             delta = args.unit_zoom_delta
             same = {"new": True, "unit_zoom_delta": delta}
-            configs = {"local_2": {"workers": 2}, "dask_1": {"workers": 1, "dask": "local"},
-                       "dask_2": {"workers": 2, "dask": "local"}}
+            configs = {
+                "local_2": {"workers": 2},
+                "dask_1": {"workers": 1, "dask": "local"},
+                "dask_2": {"workers": 2, "dask": "local"},
+            }
             best = {name: (float("inf"), 0.0) for name in configs}
             for _ in range(args.repeat):  # rounds of all three, so that changing load hits them alike
                 for name, settings in configs.items():
@@ -150,24 +158,35 @@ def main() -> None:
         server.stop()
 
     print(f"load average before/after (other users of the machine): {load_before} / {os.getloadavg()[0]:.1f}")
-    print(f"AOI: {tiles} z{ZOOM} tiles ({km2:.2f} km²) in units of {4 ** delta} tiles, warm tile cache; "
-          f"whole scans in fresh processes (best of {args.repeat}); the cold fill took {cold_s:.1f} s")
-    for label, (wall, cpu) in (("local pool, 2 workers", local_2), ("dask local, 1 worker", dask_1),
-                               ("dask local, 2 workers", dask_2)):
+    print(
+        f"AOI: {tiles} z{ZOOM} tiles ({km2:.2f} km²) in units of {4**delta} tiles, warm tile cache; "
+        f"whole scans in fresh processes (best of {args.repeat}); the cold fill took {cold_s:.1f} s"
+    )
+    for label, (wall, cpu) in (
+        ("local pool, 2 workers", local_2),
+        ("dask local, 1 worker", dask_1),
+        ("dask local, 2 workers", dask_2),
+    ):
         print(f"  {label:<24} {wall:7.2f} s  {tiles / wall:7.1f} tiles/s   CPU {cpu:6.1f} s")
     t_local_2, t_dask_1, t_dask_2 = local_2[0], dask_1[0], dask_2[0]
     efficiency = t_dask_1 / (2 * t_dask_2)
     overhead = (t_dask_2 - t_local_2) / t_local_2
     print(f"scaling efficiency 1 -> 2 Dask workers: t1 / (2 * t2) = {efficiency:.2f}  (goal >= 0.8)")
-    print(f"Dask overhead vs local pool (2 workers): (t_dask_2 - t_local_2) / t_local_2 = {overhead:+.1%}  "
-          f"(goal <= 10%); in CPU seconds {(dask_2[1] - local_2[1]) / local_2[1]:+.1%}")
+    print(
+        f"Dask overhead vs local pool (2 workers): (t_dask_2 - t_local_2) / t_local_2 = {overhead:+.1%}  "
+        f"(goal <= 10%); in CPU seconds {(dask_2[1] - local_2[1]) / local_2[1]:+.1%}"
+    )
     # On a shared machine two processes may get no more CPU than one: say how much the machine gave.
     c1 = (cores_before[0] + cores_after[0]) / 2
     c2 = (cores_before[1] + cores_after[1]) / 2
-    print(f"CPU the machine gave busy processes (before/after): 1 process {cores_before[0]:.2f}/{cores_after[0]:.2f} "
-          f"cores, 2 processes {cores_before[1]:.2f}/{cores_after[1]:.2f} cores (an idle 2-core machine: 1.00, 2.00)")
-    print(f"speed-up 1 -> 2 Dask workers {t_dask_1 / t_dask_2:.2f}x of the {c2 / c1:.2f}x the machine allowed: "
-          f"efficiency relative to the available CPU {t_dask_1 / t_dask_2 / (c2 / c1):.2f}")
+    print(
+        f"CPU the machine gave busy processes (before/after): 1 process {cores_before[0]:.2f}/{cores_after[0]:.2f} "
+        f"cores, 2 processes {cores_before[1]:.2f}/{cores_after[1]:.2f} cores (an idle 2-core machine: 1.00, 2.00)"
+    )
+    print(
+        f"speed-up 1 -> 2 Dask workers {t_dask_1 / t_dask_2:.2f}x of the {c2 / c1:.2f}x the machine allowed: "
+        f"efficiency relative to the available CPU {t_dask_1 / t_dask_2 / (c2 / c1):.2f}"
+    )
     same = len({row[1:] for row in found}) == 1
     print(f"same detections in every run: {same} ({json.dumps([list(r[1:]) for r in found[:1]])} count, ha, max prob)")
 

@@ -53,9 +53,12 @@ def bench_model(path, n_chips: int, reps: int, rng: np.random.Generator) -> dict
     cells = TILE_PX // clf.cell_px
     step = max(1, cells // 8)  # a sample of the cells, scaled up to all of them
     windows = [
-        mosaic[margin + r * clf.cell_px + clf.cell_px // 2 - margin: margin + r * clf.cell_px + clf.cell_px // 2 + margin,
-               margin + c * clf.cell_px + clf.cell_px // 2 - margin: margin + c * clf.cell_px + clf.cell_px // 2 + margin]
-        for r in range(0, cells, step) for c in range(0, cells, step)
+        mosaic[
+            margin + r * clf.cell_px + clf.cell_px // 2 - margin : margin + r * clf.cell_px + clf.cell_px // 2 + margin,
+            margin + c * clf.cell_px + clf.cell_px // 2 - margin : margin + c * clf.cell_px + clf.cell_px // 2 + margin,
+        ]
+        for r in range(0, cells, step)
+        for c in range(0, cells, step)
     ]
     t0 = time.perf_counter()
     clf.predict_proba(windows)
@@ -87,7 +90,9 @@ def main() -> int:
     summary = {
         "threads": torch.get_num_threads(),
         "models": results,
-        "pretrained_vs_cnn_grid_time_per_tile": round(pre["predict_grid_ms_per_tile"] / cnn["predict_grid_ms_per_tile"], 2),
+        "pretrained_vs_cnn_grid_time_per_tile": round(
+            pre["predict_grid_ms_per_tile"] / cnn["predict_grid_ms_per_tile"], 2
+        ),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     print(json.dumps(summary, indent=1))

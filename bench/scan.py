@@ -15,6 +15,7 @@ Prints tiles/s, km²/hour, the cold/warm ratio and peak RSS. ``--tiles N`` keeps
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import subprocess
@@ -29,9 +30,9 @@ import numpy as np
 import psutil
 from PIL import Image
 
+from amberwatch.imagery.aoi import aoi_from_bbox
 from amberwatch.imagery.decode import encode_png
 from amberwatch.model import BUNDLED_CNN_PATH
-from amberwatch.scan.aoi import aoi_from_bbox
 from amberwatch.scan.engine import ScanSettings, run_scan
 
 CENTER = (26.90, 51.32)  # near Klesiv, Rivne oblast
@@ -77,10 +78,10 @@ class PoolTileServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 server.requests += 1
                 try:
-                    z, x, y = self.path.strip("/").split(".")[0].split("/")[-3:]
+                    _z, x, y = self.path.strip("/").split(".")[0].split("/")[-3:]
                     body = server.pool[(int(x) * 7919 + int(y) * 104729) % len(server.pool)]
                     status = 200
                 except ValueError:
@@ -115,10 +116,8 @@ class WorkerRSS:
         me = psutil.Process()
         while not self._stop.wait(every_s):
             for child in me.children(recursive=True):
-                try:
+                with contextlib.suppress(psutil.Error):
                     self.peak_mb = max(self.peak_mb, child.memory_info().rss / 2**20)
-                except psutil.Error:
-                    pass
 
     def stop(self) -> None:
         """Stop sampling."""
@@ -128,7 +127,7 @@ class WorkerRSS:
 
 def square_bbox(n_tiles: int, zoom: int = ZOOM) -> str:
     """A W,S,E,N bbox of about n_tiles whole tiles around CENTER (slightly inset so edges do not count)."""
-    side = max(1, int(round(math.sqrt(n_tiles))))
+    side = max(1, round(math.sqrt(n_tiles)))
     t = mercantile.tile(*CENTER, zoom)
     x0, y0 = t.x - side // 2, t.y - side // 2
     west, _, _, north = mercantile.bounds(x0, y0, zoom)
@@ -139,7 +138,7 @@ def square_bbox(n_tiles: int, zoom: int = ZOOM) -> str:
 
 ENUMERATE = """
 import sys, time
-from amberwatch.scan.aoi import aoi_from_bbox
+from amberwatch.imagery.aoi import aoi_from_bbox
 from amberwatch.scan.engine import plan_scan
 from amberwatch.scan.tiling import iter_units
 
@@ -176,8 +175,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiles", type=int, default=2048, help="tiles in the scanned AOI (default 2048)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--texty", type=Path, default=Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-                        / "texty-amber" / "tiles", help="folder of Texty whole images (optional)")
+    parser.add_argument(
+        "--texty",
+        type=Path,
+        default=Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "texty-amber" / "tiles",
+        help="folder of Texty whole images (optional)",
+    )
     parser.add_argument("--enum-tiles", type=int, default=100_000, help="AOI size for the enumeration check")
     args = parser.parse_args()
 
@@ -191,8 +194,13 @@ def main() -> None:
         cold = run_scan(aoi, server.url, ZOOM, db, settings)
         http_requests = server.requests
         warm = run_scan(aoi, server.url, ZOOM, db, ScanSettings(workers=args.workers, progress=False, new=True))
-        warm_cnn = run_scan(aoi, server.url, ZOOM, db, ScanSettings(workers=args.workers, progress=False, new=True,
-                                                                    model_path=str(BUNDLED_CNN_PATH)))
+        warm_cnn = run_scan(
+            aoi,
+            server.url,
+            ZOOM,
+            db,
+            ScanSettings(workers=args.workers, progress=False, new=True, model_path=str(BUNDLED_CNN_PATH)),
+        )
         watcher.stop()
         assert server.requests == http_requests, "warm run fetched over HTTP"
     server.stop()
@@ -201,29 +209,45 @@ def main() -> None:
         return o.tiles_processed_now / o.seconds
 
     km2_per_tile = cold.area_scanned_km2 / max(cold.tiles_done, 1)
-    print(f"imagery: {'Texty crops' if args.texty.is_dir() else 'synthetic texture'}, {len(pool)} distinct PNG tiles; "
-          f"workers={args.workers}; AOI {cold.tiles_total} z{ZOOM} tiles = {cold.area_scanned_km2:.2f} km²")
-    print(f"cold (HTTP from 127.0.0.1): {cold.seconds:6.2f} s  {rate(cold):7.1f} tiles/s  "
-          f"{rate(cold) * km2_per_tile * 3600:8.1f} km²/hour  ({http_requests} HTTP requests)")
-    print(f"warm (tile cache):          {warm.seconds:6.2f} s  {rate(warm):7.1f} tiles/s  "
-          f"{rate(warm) * km2_per_tile * 3600:8.1f} km²/hour  (fetch {warm.counters['fetch_s']:.1f} s, "
-          f"predict {warm.counters['predict_s']:.1f} s summed over workers)")
-    print(f"warm, CNN v1 (baseline):    {warm_cnn.seconds:6.2f} s  {rate(warm_cnn):7.1f} tiles/s  "
-          f"{rate(warm_cnn) * km2_per_tile * 3600:8.1f} km²/hour  (predict {warm_cnn.counters['predict_s']:.1f} s)")
-    print(f"cold/warm time ratio: {cold.seconds / warm.seconds:.2f}; pretrained/CNN warm tiles/s: "
-          f"{rate(warm) / rate(warm_cnn):.2f}")
+    print(
+        f"imagery: {'Texty crops' if args.texty.is_dir() else 'synthetic texture'}, {len(pool)} distinct PNG tiles; "
+        f"workers={args.workers}; AOI {cold.tiles_total} z{ZOOM} tiles = {cold.area_scanned_km2:.2f} km²"
+    )
+    print(
+        f"cold (HTTP from 127.0.0.1): {cold.seconds:6.2f} s  {rate(cold):7.1f} tiles/s  "
+        f"{rate(cold) * km2_per_tile * 3600:8.1f} km²/hour  ({http_requests} HTTP requests)"
+    )
+    print(
+        f"warm (tile cache):          {warm.seconds:6.2f} s  {rate(warm):7.1f} tiles/s  "
+        f"{rate(warm) * km2_per_tile * 3600:8.1f} km²/hour  (fetch {warm.counters['fetch_s']:.1f} s, "
+        f"predict {warm.counters['predict_s']:.1f} s summed over workers)"
+    )
+    print(
+        f"warm, CNN v1 (baseline):    {warm_cnn.seconds:6.2f} s  {rate(warm_cnn):7.1f} tiles/s  "
+        f"{rate(warm_cnn) * km2_per_tile * 3600:8.1f} km²/hour  (predict {warm_cnn.counters['predict_s']:.1f} s)"
+    )
+    print(
+        f"cold/warm time ratio: {cold.seconds / warm.seconds:.2f}; pretrained/CNN warm tiles/s: "
+        f"{rate(warm) / rate(warm_cnn):.2f}"
+    )
     cpu_ms = (warm.counters["worker_cpu_s"] + warm.counters.get("main_cpu_s", 0.0)) / warm.tiles_processed_now * 1e3
     load = os.getloadavg()[0]
-    print(f"warm CPU per tile: {cpu_ms:.1f} ms (workers + writer); load average during the bench {load:.1f} on "
-          f"{os.cpu_count()} cores -> on {args.workers} otherwise idle cores ~{args.workers * 1e3 / cpu_ms:.0f} tiles/s")
+    print(
+        f"warm CPU per tile: {cpu_ms:.1f} ms (workers + writer); load average during the bench {load:.1f} on "
+        f"{os.cpu_count()} cores -> on {args.workers} otherwise idle cores ~{args.workers * 1e3 / cpu_ms:.0f} tiles/s"
+    )
     print(f"peak RSS of one scan worker process (sampled every 0.2 s): {watcher.peak_mb:.0f} MB")
-    print(f"detections: cold {cold.detections} ({cold.detections_area_ha:.1f} ha), "
-          f"warm {warm.detections} ({warm.detections_area_ha:.1f} ha), CNN {warm_cnn.detections} "
-          f"({warm_cnn.detections_area_ha:.1f} ha)")
+    print(
+        f"detections: cold {cold.detections} ({cold.detections_area_ha:.1f} ha), "
+        f"warm {warm.detections} ({warm.detections_area_ha:.1f} ha), CNN {warm_cnn.detections} "
+        f"({warm_cnn.detections_area_ha:.1f} ha)"
+    )
     for n in (args.enum_tiles // 10, args.enum_tiles):
         planned, enumerated, count_s, enum_s, base_mb, peak_mb = enumerate_in_subprocess(n)
-        print(f"enumeration of a {planned:,}-tile AOI: dry-run count {count_s:.2f} s, streamed enumeration of "
-              f"{enumerated:,} tiles {enum_s:.2f} s; peak RSS {peak_mb} MB (after imports {base_mb} MB)")
+        print(
+            f"enumeration of a {planned:,}-tile AOI: dry-run count {count_s:.2f} s, streamed enumeration of "
+            f"{enumerated:,} tiles {enum_s:.2f} s; peak RSS {peak_mb} MB (after imports {base_mb} MB)"
+        )
 
 
 if __name__ == "__main__":

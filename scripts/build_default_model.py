@@ -23,14 +23,21 @@ def main(argv: list[str] | None = None) -> int:
     """Parse arguments, train, write the model file and print its metadata."""
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", required=True, help="folder with positive/ and negative/ (e.g. the Texty set)")
-    ap.add_argument("--boxes", help="also train on the crops of this boxes CSV (image paths relative to --data), "
-                                    "e.g. scripts/data/texty_tile_boxes.csv")
+    ap.add_argument(
+        "--boxes",
+        help="also train on the crops of this boxes CSV (image paths relative to --data), "
+        "e.g. scripts/data/texty_tile_boxes.csv",
+    )
     ap.add_argument("--recipe", choices=RECIPES, default="pretrained")
     ap.add_argument("--out", default=None, help="model file to write (default: the bundled model of the recipe)")
-    ap.add_argument("--feature-cache", default="build-features.sqlite",
-                    help="SQLite feature cache of the pretrained recipe (a rebuild reuses it)")
-    ap.add_argument("--release", type=int, default=None,
-                    help="bundled release recorded in the metadata (default: 2, or 1 for cnn)")
+    ap.add_argument(
+        "--feature-cache",
+        default="build-features.sqlite",
+        help="SQLite feature cache of the pretrained recipe (a rebuild reuses it)",
+    )
+    ap.add_argument(
+        "--release", type=int, default=None, help="bundled release recorded in the metadata (default: 2, or 1 for cnn)"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--folds", type=int, default=5, help="block-grouped CV folds for the threshold (0: skip)")
     ap.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (quick builds)")
@@ -45,8 +52,15 @@ def main(argv: list[str] | None = None) -> int:
         data = data.merged(load_boxes(args.boxes, args.data))
     texty_only = np.arange(len(data)) < n_texty  # box crops join training, never the CV score
     print(f"loaded {len(data)} chips: {data.counts()}", file=sys.stderr)
-    clf, _ = train_with_cv(data, config, seed=args.seed, n_folds=args.folds,
-                          log=lambda m: print(m, file=sys.stderr), workers=args.workers, score_mask=texty_only)
+    clf, _ = train_with_cv(
+        data,
+        config,
+        seed=args.seed,
+        n_folds=args.folds,
+        log=lambda m: print(m, file=sys.stderr),
+        workers=args.workers,
+        score_mask=texty_only,
+    )
     clf.version = "0"  # the registry's number for the bundled model
     clf.metadata["bundled_release"] = args.release or (2 if args.recipe == "pretrained" else 1)
     clf.save(out)

@@ -23,8 +23,20 @@ def main() -> int:
     thr = choose_threshold(data.labels, oof, 0.95)
     m, m05 = binary_metrics(data.labels, oof, thr), binary_metrics(data.labels, oof, 0.5)
     f1s = [binary_metrics(data.labels, oof, t)["f1"] for t in np.unique(oof)]
-    print(json.dumps({"combined": [f.stem for f in files], "AP": m["average_precision"], "thr": m["threshold"],
-                      "P": m["precision"], "R": m["recall"], "F1": m["f1"], "F1@0.5": m05["f1"], "maxF1": max(f1s)}))
+    print(
+        json.dumps(
+            {
+                "combined": [f.stem for f in files],
+                "AP": m["average_precision"],
+                "thr": m["threshold"],
+                "P": m["precision"],
+                "R": m["recall"],
+                "F1": m["f1"],
+                "F1@0.5": m05["f1"],
+                "maxF1": max(f1s),
+            }
+        )
+    )
     return 0
 
 

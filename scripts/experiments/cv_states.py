@@ -83,18 +83,30 @@ def main() -> int:
         oof = np.zeros(n_scored, dtype=np.float32)
         for k in range(5):
             idx = np.flatnonzero(folds[:n_scored] == k)
-            clf = Classifier([c.net for c in configs], states[k * len(configs):(k + 1) * len(configs)])
+            clf = Classifier([c.net for c in configs], states[k * len(configs) : (k + 1) * len(configs)])
             oof[idx] = chip_scores(clf, [data.chips[i] for i in idx], how)
         np.save(root / f"oof_{name}_{how}_s{args.seed}.npy", oof)
         labels, folds_scored = data.labels[:n_scored], folds[:n_scored]
         thr = choose_threshold(labels, oof, 0.95)
         m = binary_metrics(labels, oof, thr)
         f1s = [binary_metrics(labels, oof, t)["f1"] for t in np.unique(oof)]
-        per_fold = [round(binary_metrics(labels[folds_scored == k], oof[folds_scored == k], 0.5)["average_precision"], 2)
-                    for k in range(5)]
-        row = {"variant": name, "how": how, "seed": args.seed, "minutes": minutes,
-               "AP": round(m["average_precision"], 4), "thr": round(m["threshold"], 3), "P": round(m["precision"], 3),
-               "R": round(m["recall"], 3), "F1": round(m["f1"], 3), "maxF1": round(max(f1s), 3), "fold_AP": per_fold}
+        per_fold = [
+            round(binary_metrics(labels[folds_scored == k], oof[folds_scored == k], 0.5)["average_precision"], 2)
+            for k in range(5)
+        ]
+        row = {
+            "variant": name,
+            "how": how,
+            "seed": args.seed,
+            "minutes": minutes,
+            "AP": round(m["average_precision"], 4),
+            "thr": round(m["threshold"], 3),
+            "P": round(m["precision"], 3),
+            "R": round(m["recall"], 3),
+            "F1": round(m["f1"], 3),
+            "maxF1": round(max(f1s), 3),
+            "fold_AP": per_fold,
+        }
         report_row(row, root / "states_results.jsonl")
     return 0
 

@@ -26,7 +26,7 @@ from amberwatch.model.recipes import pretrained_recipe
 from amberwatch.model.train import block_folds
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from season import season_split  # noqa: E402  (the season protocol, shared with the CNN check)
+from season import season_split
 
 
 def scores(features: np.ndarray, recipe: PretrainedRecipe, weight: np.ndarray, bias: float) -> np.ndarray:
@@ -55,9 +55,16 @@ def block_cv(feats, labels, groups, extra, recipe, seeds) -> dict:
     t = choose_threshold(pooled_y, pooled, 0.95)
     at_t = binary_metrics(pooled_y, pooled, t)
     aps = [binary_metrics(labels, o, t)["average_precision"] for o, _ in runs]
-    return {"AP_mean": round(float(np.mean(aps)), 3), "AP_std": round(float(np.std(aps)), 3), "AP_by_seed": aps,
-            "fold_AP_by_seed": [[round(a, 2) for a in f] for _, f in runs], "threshold": round(t, 3),
-            "P": at_t["precision"], "R": at_t["recall"], "F1": at_t["f1"]}
+    return {
+        "AP_mean": round(float(np.mean(aps)), 3),
+        "AP_std": round(float(np.std(aps)), 3),
+        "AP_by_seed": aps,
+        "fold_AP_by_seed": [[round(a, 2) for a in f] for _, f in runs],
+        "threshold": round(t, 3),
+        "P": at_t["precision"],
+        "R": at_t["recall"],
+        "F1": at_t["f1"],
+    }
 
 
 def season(feats, data, recipe) -> dict:
@@ -84,21 +91,40 @@ def main() -> int:
         extra = (data_features(boxes, recipe), boxes.labels)
     variants = {"pretrained": recipe, "pretrained+tta": replace(recipe, tta=True)}
     for name, r in variants.items():
-        for with_boxes in ([False, True] if extra else [False]):
-            row = {"recipe": name, "tile_boxes_in_training": with_boxes,
-                   **block_cv(feats, data.labels, data.groups, extra if with_boxes else None, r, range(5))}
+        for with_boxes in [False, True] if extra else [False]:
+            row = {
+                "recipe": name,
+                "tile_boxes_in_training": with_boxes,
+                **block_cv(feats, data.labels, data.groups, extra if with_boxes else None, r, range(5)),
+            }
             print(json.dumps(row))
         no_jitter = feats[:, :8]
-        print(json.dumps({"recipe": name, "season": season(feats, data, r),
-                          "season_without_jitter_rows": season(no_jitter, data, r)}))
+        print(
+            json.dumps(
+                {
+                    "recipe": name,
+                    "season": season(feats, data, r),
+                    "season_without_jitter_rows": season(no_jitter, data, r),
+                }
+            )
+        )
     if extra:
         w, b = fit_head(feats, data.labels, recipe)
         p = scores(extra[0], recipe, w, b)
         m = binary_metrics(extra[1], p, 0.5)
         order = np.argsort(-p)
-        print(json.dumps({"tiles_check": {"AP": m["average_precision"], "n_pos": int(extra[1].sum()),
-                                          "n_neg": int(len(p) - extra[1].sum()),
-                                          "pits_ranked_above_every_field": bool(extra[1][order][: int(extra[1].sum())].all())}}))
+        print(
+            json.dumps(
+                {
+                    "tiles_check": {
+                        "AP": m["average_precision"],
+                        "n_pos": int(extra[1].sum()),
+                        "n_neg": int(len(p) - extra[1].sum()),
+                        "pits_ranked_above_every_field": bool(extra[1][order][: int(extra[1].sum())].all()),
+                    }
+                }
+            )
+        )
     return 0
 
 

@@ -54,9 +54,17 @@ def main() -> int:
     p = clf.predict_proba([data.chips[i] for i in idx])
     np.save(Path(args.out).parent / f"season_{args.variant}{'_tiles' if args.boxes else ''}_s{args.seed}.npy", p)
     m = binary_metrics(data.labels[idx], p, 0.5)
-    row = {"variant": args.variant + ("+tiles" if args.boxes else ""), "seed": args.seed, "n_train": int(train.sum()), "test_pos": int(is_oct.sum()),
-           "test_neg": int(len(idx) - is_oct.sum()), "AP": m["average_precision"], "F1@0.5": m["f1"],
-           "R@0.5": m["recall"], "P@0.5": m["precision"]}
+    row = {
+        "variant": args.variant + ("+tiles" if args.boxes else ""),
+        "seed": args.seed,
+        "n_train": int(train.sum()),
+        "test_pos": int(is_oct.sum()),
+        "test_neg": int(len(idx) - is_oct.sum()),
+        "AP": m["average_precision"],
+        "F1@0.5": m["f1"],
+        "R@0.5": m["recall"],
+        "P@0.5": m["precision"],
+    }
     report_row(row, args.out)
     return 0
 

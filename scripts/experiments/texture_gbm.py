@@ -71,17 +71,36 @@ def main() -> int:
     oof = np.zeros(len(data), np.float32)
     for k in range(5):
         tr, te = folds != k, folds == k
-        gbm = lgb.LGBMClassifier(n_estimators=300, learning_rate=0.03, num_leaves=8, min_child_samples=10,
-                                 subsample=0.8, subsample_freq=1, colsample_bytree=0.7, reg_lambda=1.0,
-                                 n_jobs=1, verbose=-1, random_state=0)
+        gbm = lgb.LGBMClassifier(
+            n_estimators=300,
+            learning_rate=0.03,
+            num_leaves=8,
+            min_child_samples=10,
+            subsample=0.8,
+            subsample_freq=1,
+            colsample_bytree=0.7,
+            reg_lambda=1.0,
+            n_jobs=1,
+            verbose=-1,
+            random_state=0,
+        )
         gbm.fit(X[tr], data.labels[tr])
         oof[te] = gbm.predict_proba(X[te])[:, 1]
     np.save(Path(args.out).parent / f"oof_gbm{'_colour' if args.colour else ''}.npy", oof)
     thr = choose_threshold(data.labels, oof, 0.95)
     m, m05 = binary_metrics(data.labels, oof, thr), binary_metrics(data.labels, oof, 0.5)
-    row = {"variant": "texture_gbm" + ("+colour" if args.colour else ""), "ms_per_chip_features": round(feat_s * 1000, 1),
-           "AP": m["average_precision"], "thr": m["threshold"], "P": m["precision"], "R": m["recall"], "F1": m["f1"],
-           "F1@0.5": m05["f1"], "P@0.5": m05["precision"], "R@0.5": m05["recall"]}
+    row = {
+        "variant": "texture_gbm" + ("+colour" if args.colour else ""),
+        "ms_per_chip_features": round(feat_s * 1000, 1),
+        "AP": m["average_precision"],
+        "thr": m["threshold"],
+        "P": m["precision"],
+        "R": m["recall"],
+        "F1": m["f1"],
+        "F1@0.5": m05["f1"],
+        "P@0.5": m05["precision"],
+        "R@0.5": m05["recall"],
+    }
     report_row(row, args.out)
     return 0
 

@@ -36,9 +36,14 @@ def main() -> int:
     clf = fit(data, member_configs(variants()[args.variant]), seed=args.seed, workers=2)
     p = clf.predict_proba(test.chips)
     m = binary_metrics(test.labels, p, 0.5)
-    row = {"variant": args.variant, "seed": args.seed, "AP": round(m["average_precision"], 3),
-           "pos_scores": [round(float(v), 2) for v in np.sort(p[test.labels == 1])],
-           "neg_over_0.5": int((p[test.labels == 0] >= 0.5).sum()), "neg_max": round(float(p[test.labels == 0].max()), 2)}
+    row = {
+        "variant": args.variant,
+        "seed": args.seed,
+        "AP": round(m["average_precision"], 3),
+        "pos_scores": [round(float(v), 2) for v in np.sort(p[test.labels == 1])],
+        "neg_over_0.5": int((p[test.labels == 0] >= 0.5).sum()),
+        "neg_max": round(float(p[test.labels == 0].max()), 2),
+    }
     report_row(row, args.out)
     return 0
 

@@ -26,8 +26,8 @@ COMMAND_MODULES = (
     "amberwatch.results.commands",
     "amberwatch.web.commands",
     "amberwatch.story.commands",
+    "amberwatch.loop.commands",
 )
-
 
 
 class AmberwatchGroup(click.Group):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from amberwatch.errors import DatabaseError
@@ -25,9 +25,17 @@ def resolve_db_path(db: str | os.PathLike[str] | None = None) -> Path:
     return Path(os.environ.get(DB_ENV_VAR) or DEFAULT_DB_PATH)
 
 
+def existing_db_path(db: str | os.PathLike[str] | None = None) -> Path:
+    """The project DB path (as resolve_db_path gives it), or DatabaseError when the file does not exist."""
+    path = resolve_db_path(db)
+    if not path.exists():
+        raise DatabaseError(f"project database {str(path)!r} does not exist")
+    return path
+
+
 def utc_now_iso() -> str:
     """Current UTC time as an ISO-8601 string with seconds precision."""
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
 def connect(path: str | os.PathLike[str], *, create: bool = True) -> sqlite3.Connection:
@@ -55,9 +63,7 @@ def connect(path: str | os.PathLike[str], *, create: bool = True) -> sqlite3.Con
 
 def schema_version(conn: sqlite3.Connection, component: str) -> int:
     """Highest migration version applied for a component (0 if none)."""
-    row = conn.execute(
-        "SELECT MAX(version) FROM schema_migrations WHERE component = ?", (component,)
-    ).fetchone()
+    row = conn.execute("SELECT MAX(version) FROM schema_migrations WHERE component = ?", (component,)).fetchone()
     return int(row[0] or 0)
 
 

@@ -103,10 +103,6 @@ class NoImageryWarning(AmberwatchWarning):
     """The source has no imagery for a tile (404 / outside coverage)."""
 
 
-class MissingDateWarning(AmberwatchWarning):
-    """The capture date of imagery is unknown."""
-
-
 class SkippedFileWarning(AmberwatchWarning):
     """An input file was skipped (corrupt, not an image, unsupported)."""
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from amberwatch.cli import main
-from amberwatch.imagery.sources import open_source
+from amberwatch.imagery.open import open_source
 from amberwatch.imagery.tiles import lnglat_to_tile
 
 TEXTY = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "texty-amber"
@@ -40,8 +40,19 @@ def test_from_image_round_trip_centre_pixel(marked_image: Path, tmp_path: Path) 
     out = tmp_path / "out"
     res = CliRunner().invoke(
         main,
-        ["imagery", "from-image", str(marked_image), "--center", f"{LAT},{LON}", "--resolution", "0.38",
-         "--out", str(out), "--date", "2015-03-10"],
+        [
+            "imagery",
+            "from-image",
+            str(marked_image),
+            "--center",
+            f"{LAT},{LON}",
+            "--resolution",
+            "0.38",
+            "--out",
+            str(out),
+            "--date",
+            "2015-03-10",
+        ],
     )
     assert res.exit_code == 0, res.output
     spec = res.stdout.strip().splitlines()[-1]
@@ -56,7 +67,8 @@ def test_from_image_round_trip_centre_pixel(marked_image: Path, tmp_path: Path) 
             assert src.bounds.west_deg < LON < src.bounds.east_deg
     # Re-running into the same folder replaces its tiles instead of mixing them.
     res = CliRunner().invoke(
-        main, ["imagery", "from-image", str(marked_image), "--center", "10,10", "--resolution", "0.38", "--out", str(out)]
+        main,
+        ["imagery", "from-image", str(marked_image), "--center", "10,10", "--resolution", "0.38", "--out", str(out)],
     )
     assert res.exit_code == 0, res.output
     with open_source(str(out / "tiles")) as src:
@@ -66,30 +78,73 @@ def test_from_image_round_trip_centre_pixel(marked_image: Path, tmp_path: Path) 
 def test_from_image_zoom_and_geotiff_only(marked_image: Path, tmp_path: Path) -> None:
     res = CliRunner().invoke(
         main,
-        ["imagery", "from-image", str(marked_image), "--center", f"{LAT},{LON}", "--resolution", "0.38",
-         "--out", str(tmp_path / "o"), "--zoom", "17", "--format", "geotiff"],
+        [
+            "imagery",
+            "from-image",
+            str(marked_image),
+            "--center",
+            f"{LAT},{LON}",
+            "--resolution",
+            "0.38",
+            "--out",
+            str(tmp_path / "o"),
+            "--zoom",
+            "17",
+            "--format",
+            "geotiff",
+        ],
     )
     assert res.exit_code == 0, res.output
     assert res.stdout.strip() == str(tmp_path / "o" / "shot.tif") and not (tmp_path / "o" / "tiles").exists()
     res = CliRunner().invoke(
         main,
-        ["imagery", "from-image", str(marked_image), "--center", f"{LAT},{LON}", "--resolution", "0.38",
-         "--out", str(tmp_path / "p"), "--zoom", "17", "--format", "tiles"],
+        [
+            "imagery",
+            "from-image",
+            str(marked_image),
+            "--center",
+            f"{LAT},{LON}",
+            "--resolution",
+            "0.38",
+            "--out",
+            str(tmp_path / "p"),
+            "--zoom",
+            "17",
+            "--format",
+            "tiles",
+        ],
     )
     assert res.exit_code == 0 and (tmp_path / "p" / "tiles" / "17").is_dir()
 
 
 @pytest.mark.parametrize(
-    "center,resolution,needle",
-    [("51.3", "0.38", "LAT,LON"), ("151.3,26.5", "0.38", "latitude"), ("51.3,270", "0.38", "longitude"),
-     ("a,b", "0.38", "LAT,LON"), ("51.3,26.5", "0", "resolution"), ("51.3,26.5", "-1", "resolution"),
-     ("51.3,26.5", "nan", "resolution")],
+    ("center", "resolution", "needle"),
+    [
+        ("51.3", "0.38", "LAT,LON"),
+        ("151.3,26.5", "0.38", "latitude"),
+        ("51.3,270", "0.38", "longitude"),
+        ("a,b", "0.38", "LAT,LON"),
+        ("51.3,26.5", "0", "resolution"),
+        ("51.3,26.5", "-1", "resolution"),
+        ("51.3,26.5", "nan", "resolution"),
+    ],
 )
-def test_from_image_bad_centre_or_resolution_exits_2(marked_image: Path, tmp_path: Path, center: str,
-                                                     resolution: str, needle: str) -> None:
+def test_from_image_bad_centre_or_resolution_exits_2(
+    marked_image: Path, tmp_path: Path, center: str, resolution: str, needle: str
+) -> None:
     res = CliRunner().invoke(
-        main, ["imagery", "from-image", str(marked_image), "--center", center, "--resolution", resolution,
-               "--out", str(tmp_path / "o")],
+        main,
+        [
+            "imagery",
+            "from-image",
+            str(marked_image),
+            "--center",
+            center,
+            "--resolution",
+            resolution,
+            "--out",
+            str(tmp_path / "o"),
+        ],
     )
     assert res.exit_code == 2 and needle in res.output
 
@@ -100,8 +155,18 @@ def test_from_image_real_texty_tile(tmp_path: Path) -> None:
         pytest.skip("texty-amber data not present")
     arr = np.asarray(Image.open(img_path).convert("RGB"))
     res = CliRunner().invoke(
-        main, ["imagery", "from-image", str(img_path), "--center", f"{LAT},{LON}", "--resolution", "0.38",
-               "--out", str(tmp_path / "o")],
+        main,
+        [
+            "imagery",
+            "from-image",
+            str(img_path),
+            "--center",
+            f"{LAT},{LON}",
+            "--resolution",
+            "0.38",
+            "--out",
+            str(tmp_path / "o"),
+        ],
     )
     assert res.exit_code == 0, res.output
     with open_source(str(tmp_path / "o" / "tiles")) as src:
@@ -116,8 +181,20 @@ def test_info_and_presets(tmp_path: Path, marked_image: Path) -> None:
     r = CliRunner()
     res = r.invoke(main, ["imagery", "info", "Esri.WorldImagery"])
     assert res.exit_code == 0 and "type:" in res.output and "xyz" in res.output and "0..19" in res.output
-    r.invoke(main, ["imagery", "from-image", str(marked_image), "--center", f"{LAT},{LON}", "--resolution", "0.38",
-                    "--out", str(tmp_path / "o")])
+    r.invoke(
+        main,
+        [
+            "imagery",
+            "from-image",
+            str(marked_image),
+            "--center",
+            f"{LAT},{LON}",
+            "--resolution",
+            "0.38",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
     res = r.invoke(main, ["imagery", "info", str(tmp_path / "o" / "shot.tif")])
     assert res.exit_code == 0 and "geotiff" in res.output and "0.380 m/px" in res.output and "bounds:" in res.output
     res = r.invoke(main, ["imagery", "presets", "--search", "esri.world"])

@@ -15,7 +15,7 @@ from rasterio.transform import from_origin
 
 from amberwatch.errors import CRSError, InvalidInputError
 from amberwatch.imagery.cache import TileCache
-from amberwatch.imagery.sources import open_source
+from amberwatch.imagery.open import open_source
 from amberwatch.imagery.tiles import lnglat_to_tile
 
 from .conftest import tile_png
@@ -34,8 +34,15 @@ def write_utm_geotiff(path: Path, **tags: str) -> Path:
     r, c = MARKER_PX
     data[:, r : r + 16, c : c + 16] = np.array([255, 0, 0], dtype=np.uint8)[:, None, None]
     with rasterio.open(
-        path, "w", driver="GTiff", width=SIZE_PX, height=SIZE_PX, count=3, dtype="uint8",
-        crs="EPSG:32635", transform=from_origin(*UTM_ORIGIN, RES_M, RES_M),
+        path,
+        "w",
+        driver="GTiff",
+        width=SIZE_PX,
+        height=SIZE_PX,
+        count=3,
+        dtype="uint8",
+        crs="EPSG:32635",
+        transform=from_origin(*UTM_ORIGIN, RES_M, RES_M),
     ) as ds:
         ds.write(data)
         ds.update_tags(**tags)
@@ -99,7 +106,7 @@ def test_geotiff_without_crs_is_a_crs_error(tmp_path: Path) -> None:
     p = tmp_path / "plain.tif"
     with rasterio.open(p, "w", driver="GTiff", width=8, height=8, count=3, dtype="uint8") as ds:
         ds.write(np.full((3, 8, 8), 9, dtype=np.uint8))
-    with pytest.raises(CRSError, match="plain.tif"):
+    with pytest.raises(CRSError, match=r"plain.tif"):
         open_source(str(p))
 
 
@@ -127,8 +134,14 @@ def _write_mbtiles(path: Path, tiles: dict[tuple[int, int, int], bytes]) -> None
     )
     conn.executemany(
         "INSERT INTO metadata VALUES (?, ?)",
-        [("name", "t"), ("format", "png"), ("minzoom", "3"), ("maxzoom", "3"), ("bounds", "-180,-85,180,85"),
-         ("capture_date", "2020-07-07")],
+        [
+            ("name", "t"),
+            ("format", "png"),
+            ("minzoom", "3"),
+            ("maxzoom", "3"),
+            ("bounds", "-180,-85,180,85"),
+            ("capture_date", "2020-07-07"),
+        ],
     )
     for (z, x, y), data in tiles.items():  # stored with TMS rows, as the spec says
         conn.execute("INSERT INTO tiles VALUES (?, ?, ?, ?)", (z, x, (1 << z) - 1 - y, data))
@@ -164,8 +177,16 @@ def test_geotiff_nodata_reads_as_none_and_16bit_gray_is_scaled(tmp_path: Path) -
     data = np.zeros((1, SIZE_PX, SIZE_PX), dtype=np.uint16)
     data[0, :, SIZE_PX // 2 :] = np.linspace(1000, 3000, SIZE_PX // 2, dtype=np.uint16)[None, :]  # west half nodata
     with rasterio.open(
-        p, "w", driver="GTiff", width=SIZE_PX, height=SIZE_PX, count=1, dtype="uint16", nodata=0,
-        crs="EPSG:32635", transform=from_origin(*UTM_ORIGIN, RES_M, RES_M),
+        p,
+        "w",
+        driver="GTiff",
+        width=SIZE_PX,
+        height=SIZE_PX,
+        count=1,
+        dtype="uint16",
+        nodata=0,
+        crs="EPSG:32635",
+        transform=from_origin(*UTM_ORIGIN, RES_M, RES_M),
     ) as ds:
         ds.write(data)
     to_lnglat = Transformer.from_crs("EPSG:32635", "EPSG:4326", always_xy=True).transform

@@ -8,7 +8,7 @@ import pytest
 from amberwatch.errors import InvalidInputError
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.mosaic import open_cached_source, render_bbox
-from amberwatch.imagery.sources import open_source
+from amberwatch.imagery.open import open_source
 from amberwatch.imagery.tiles import tile_lnglat_bbox
 from amberwatch.imagery.types import LngLatBbox
 
@@ -71,9 +71,11 @@ def test_cached_source_reads_without_network(tile_server, cache: TileCache) -> N
 
 
 def test_render_bbox_refuses_huge_requests(tile_server, cache: TileCache) -> None:
-    with open_source(tile_server.url, cache=cache) as src:
-        with pytest.raises(InvalidInputError, match="tiles at zoom 18"):
-            render_bbox(src, LngLatBbox(25.0, 50.0, 26.0, 51.0), 18)
+    with (
+        open_source(tile_server.url, cache=cache) as src,
+        pytest.raises(InvalidInputError, match="tiles at zoom 18"),
+    ):
+        render_bbox(src, LngLatBbox(25.0, 50.0, 26.0, 51.0), 18)
 
 
 def test_render_bbox_failed_tiles_are_black_and_reported(tile_server, cache: TileCache) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from amberwatch.errors import ImageryError, InvalidInputError
 from amberwatch.imagery.cache import TileCache
-from amberwatch.imagery.sources import open_source
+from amberwatch.imagery.open import open_source
 from amberwatch.imagery.xyz import USER_AGENT, XyzTileSource
 
 from .conftest import tile_png, uniform_png
@@ -112,7 +112,7 @@ def test_timeout_is_retried(tile_server, cache: TileCache) -> None:
     assert len(tile_server.requests) == 2
 
 
-@pytest.mark.parametrize("fmt,ctype", [("PNG", "image/png"), ("JPEG", "image/jpeg")])
+@pytest.mark.parametrize(("fmt", "ctype"), [("PNG", "image/png"), ("JPEG", "image/jpeg")])
 def test_truncated_body_retried_then_recovers(tile_server, cache: TileCache, fmt: str, ctype: str) -> None:
     tile_server.content_type = ctype
     tile_server.tiles[(Z, X, Y)] = tile_png(3, fmt=fmt)
@@ -135,7 +135,7 @@ def test_persistent_failure_raises_imagery_error_and_is_not_cached(tile_server, 
         assert cache.get(src.source_id, Z, X, Y) is None
         # read_tiles returns the error instead of raising; the next run retries and succeeds.
         tile_server.faults[(Z, X, Y)] = ["500"] * 3
-        (key, res), = list(src.read_tiles([(Z, X, Y)]))
+        ((key, res),) = list(src.read_tiles([(Z, X, Y)]))
         assert key == (Z, X, Y) and isinstance(res, ImageryError)
         assert src.read_tile(Z, X, Y) is not None
 
@@ -157,7 +157,10 @@ def test_headers_user_agent_and_api_key_from_env(tile_server, cache: TileCache, 
     tile_server.tiles[(Z, X, Y)] = tile_png(5)
     url = tile_server.url + "?api_key={key}"
     src = open_source(
-        url, cache=cache, headers={"X-Auth": "Bearer {key}", "Referer": "https://example.org/"}, api_key_env="AW_TEST_KEY"
+        url,
+        cache=cache,
+        headers={"X-Auth": "Bearer {key}", "Referer": "https://example.org/"},
+        api_key_env="AW_TEST_KEY",
     )
     with src:
         assert src.read_tile(Z, X, Y) is not None
@@ -169,9 +172,11 @@ def test_headers_user_agent_and_api_key_from_env(tile_server, cache: TileCache, 
     assert "s3cret" not in (cache.source_spec(src.source_id) or "")
     # Failing fetches do not leak the key either.
     tile_server.faults[(Z, X, Y + 1)] = ["500"]
-    with open_source(url, cache=cache, api_key_env="AW_TEST_KEY", max_retries=0) as src2:
-        with pytest.raises(ImageryError) as info:
-            src2.read_tile(Z, X, Y + 1)
+    with (
+        open_source(url, cache=cache, api_key_env="AW_TEST_KEY", max_retries=0) as src2,
+        pytest.raises(ImageryError) as info,
+    ):
+        src2.read_tile(Z, X, Y + 1)
     assert "s3cret" not in str(info.value)
 
 
@@ -195,7 +200,7 @@ def test_quadkey_and_tms_templates_hit_the_right_tiles(tile_server, cache: TileC
             img = src.read_tile(Z, X, Y)
             assert img is not None and tuple(img.pixels[0, 0]) == (77, 7, 9)
     paths = tile_server.tile_requests()
-    assert paths[0] == f"/q/{'%s' % __import__('mercantile').quadkey(X, Y, Z)}.png"
+    assert paths[0] == f"/q/{__import__('mercantile').quadkey(X, Y, Z)}.png"
     assert paths[1] == f"/tms/{Z}/{X}/{2**Z - 1 - Y}.png"
 
 
@@ -208,7 +213,7 @@ def test_subdomains_rotate_deterministically() -> None:
 
 
 def test_unknown_specs_and_placeholders_are_named() -> None:
-    with pytest.raises(InvalidInputError, match="No.Such.Preset"):
+    with pytest.raises(InvalidInputError, match=r"No.Such.Preset"):
         open_source("No.Such.Preset")
     with pytest.raises(InvalidInputError, match=r"\{foo\}"):
         open_source("https://h/{z}/{x}/{y}/{foo}.png")

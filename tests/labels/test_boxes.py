@@ -49,12 +49,15 @@ def test_read_and_cut_boxes(tmp_path: Path, whole_images: Path) -> None:
     assert crops[1][1].shape == (80, 100, 3)
 
 
-@pytest.mark.parametrize("body, message", [
-    ("tiles/a.png,10,20,x,52,mining,\n", "line 2: pixel coordinates must be integers"),
-    ("tiles/a.png,10,20,12,52,mining,\n", "sides >= 16 px"),
-    ("tiles/a.png,10,20,42,52,pits,\n", "line 2"),
-    ("tiles/a.png,10,20,42,52,not_mining,volcano\n", "volcano"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("tiles/a.png,10,20,x,52,mining,\n", "line 2: pixel coordinates must be integers"),
+        ("tiles/a.png,10,20,12,52,mining,\n", "sides >= 16 px"),
+        ("tiles/a.png,10,20,42,52,pits,\n", "line 2"),
+        ("tiles/a.png,10,20,42,52,not_mining,volcano\n", "volcano"),
+    ],
+)
 def test_malformed_rows_name_file_and_line(tmp_path: Path, body: str, message: str) -> None:
     with pytest.raises(InvalidInputError, match=message):
         read_boxes(_csv(tmp_path, body))
@@ -63,18 +66,21 @@ def test_malformed_rows_name_file_and_line(tmp_path: Path, body: str, message: s
 def test_missing_columns_and_missing_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("image,x0_px,label\n")
-    with pytest.raises(InvalidInputError, match="missing column.*y0_px"):
+    with pytest.raises(InvalidInputError, match=r"missing column.*y0_px"):
         read_boxes(bad)
-    with pytest.raises(NotFoundError, match="nope.csv"):
+    with pytest.raises(NotFoundError, match=r"nope.csv"):
         read_boxes(tmp_path / "nope.csv")
 
 
 def test_import_boxes_skips_bad_boxes_and_is_idempotent(tmp_path: Path, whole_images: Path) -> None:
-    path = _csv(tmp_path, "tiles/a.png,10,20,42,52,mining,\n"
-                          "tiles/a.png,80,20,112,52,mining,\n"  # leaves the 100 px wide image
-                          "tiles/broken.png,0,0,32,32,not_mining,\n"
-                          "tiles/gone.png,0,0,32,32,not_mining,\n"
-                          "tiles/b.png,0,0,32,32,not_mining,field\n")
+    path = _csv(
+        tmp_path,
+        "tiles/a.png,10,20,42,52,mining,\n"
+        "tiles/a.png,80,20,112,52,mining,\n"  # leaves the 100 px wide image
+        "tiles/broken.png,0,0,32,32,not_mining,\n"
+        "tiles/gone.png,0,0,32,32,not_mining,\n"
+        "tiles/b.png,0,0,32,32,not_mining,field\n",
+    )
     with ExampleStore.open(tmp_path / "p.db") as store:
         report = import_boxes(store, path, whole_images)
         assert (report.added, report.present) == (2, 0)
@@ -90,8 +96,10 @@ def test_import_boxes_skips_bad_boxes_and_is_idempotent(tmp_path: Path, whole_im
 
 
 def test_load_boxes_groups_by_whole_image(tmp_path: Path, whole_images: Path) -> None:
-    path = _csv(tmp_path, "tiles/a.png,0,0,32,32,mining,\ntiles/a.png,40,0,72,32,not_mining,\n"
-                          "tiles/broken.png,0,0,32,32,not_mining,\n")
+    path = _csv(
+        tmp_path,
+        "tiles/a.png,0,0,32,32,mining,\ntiles/a.png,40,0,72,32,not_mining,\ntiles/broken.png,0,0,32,32,not_mining,\n",
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         data = load_boxes(path, whole_images)
@@ -102,8 +110,9 @@ def test_load_boxes_groups_by_whole_image(tmp_path: Path, whole_images: Path) ->
 def test_cli_import_boxes(tmp_path: Path, whole_images: Path) -> None:
     path = _csv(tmp_path, "tiles/a.png,10,20,42,52,mining,\ntiles/a.png,80,20,112,52,mining,\n")
     db = str(tmp_path / "p.db")
-    result = CliRunner().invoke(main, ["examples", "import-boxes", str(path), "--images", str(whole_images),
-                                       "--db", db])
+    result = CliRunner().invoke(
+        main, ["examples", "import-boxes", str(path), "--images", str(whole_images), "--db", db]
+    )
     assert result.exit_code == 0, result.output
     assert "added 1, already present 0, skipped 1" in result.output
     assert "lies outside" in result.output

@@ -98,9 +98,18 @@ def test_exclude_by_id_category_area(imported: str, tmp_path: Path) -> None:
     target = located[0]
     store.close()
     d = 0.0001
-    area = {"type": "Polygon", "coordinates": [[
-        [target.lon - d, target.lat - d], [target.lon + d, target.lat - d], [target.lon + d, target.lat + d],
-        [target.lon - d, target.lat + d], [target.lon - d, target.lat - d]]]}
+    area = {
+        "type": "Polygon",
+        "coordinates": [
+            [
+                [target.lon - d, target.lat - d],
+                [target.lon + d, target.lat - d],
+                [target.lon + d, target.lat + d],
+                [target.lon - d, target.lat + d],
+                [target.lon - d, target.lat - d],
+            ]
+        ],
+    }
     (tmp_path / "area.geojson").write_text(json.dumps(area))
     result = run("examples", "exclude", "--db", imported, "--area", str(tmp_path / "area.geojson"), "--reason", "x")
     assert result.exit_code == 0 and "excluded" in result.stdout
@@ -120,10 +129,17 @@ def test_exclude_errors(imported: str, tmp_path: Path) -> None:
     result = run("examples", "exclude", "--db", imported, "--area", str(bad), "--reason", "x")
     assert result.exit_code == 1 and "broken.geojson" in result.stderr
     assert run("examples", "exclude", "--db", imported, "--reason", "x").exit_code == 2
-    assert run("examples", "exclude", "--db", imported, "--id", "1", "--category", "snow", "--reason", "x").exit_code == 2
+    assert (
+        run("examples", "exclude", "--db", imported, "--id", "1", "--category", "snow", "--reason", "x").exit_code == 2
+    )
     assert run("examples", "exclude", "--db", imported, "--id", "1").exit_code == 2  # no reason
     assert run("examples", "exclude", "--db", imported, "--category", "lake", "--reason", "x").exit_code == 2
-    assert run("examples", "exclude", "--db", imported, "--area", str(tmp_path / "none.geojson"), "--reason", "x").exit_code == 2
+    assert (
+        run(
+            "examples", "exclude", "--db", imported, "--area", str(tmp_path / "none.geojson"), "--reason", "x"
+        ).exit_code
+        == 2
+    )
 
 
 def test_export(imported: str, tmp_path: Path) -> None:
@@ -138,9 +154,22 @@ def test_export(imported: str, tmp_path: Path) -> None:
 def test_cli_subprocess_exit_codes(tmp_path: Path) -> None:
     """The installed entry point: error text without traceback, exit 1."""
     proc = subprocess.run(
-        [sys.executable, "-m", "amberwatch.cli", "examples", "exclude", "--db", str(tmp_path / "x.db"),
-         "--id", "1", "--reason", "r"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "amberwatch.cli",
+            "examples",
+            "exclude",
+            "--db",
+            str(tmp_path / "x.db"),
+            "--id",
+            "1",
+            "--reason",
+            "r",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 1
     assert "x.db" in proc.stderr and "Traceback" not in proc.stderr

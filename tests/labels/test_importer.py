@@ -28,7 +28,12 @@ def _png(img: Image.Image) -> bytes:
 def test_parse_texty_name() -> None:
     meta = parse_texty_name("51.288783900000695_26.895850000000234_05_Oct_2015_GMT_super_6.png")
     assert meta is not None
-    assert (meta.lat, meta.lon, meta.imagery_date, meta.superpixel) == (51.288783900000695, 26.895850000000234, "2015-10-05", 6)
+    assert (meta.lat, meta.lon, meta.imagery_date, meta.superpixel) == (
+        51.288783900000695,
+        26.895850000000234,
+        "2015-10-05",
+        6,
+    )
     assert meta.source_image == "51.288783900000695_26.895850000000234"
     assert parse_texty_name("pit.png") is None
     assert parse_texty_name("51.2_26.8_31_Feb_2015_GMT_super_6.png") is None  # no such day
@@ -46,7 +51,12 @@ def test_import_small_real_folder(store: ExampleStore, small_folder: Path) -> No
     assert len(texty) == 10
     for ex in texty:
         meta = parse_texty_name(store.original_name(ex.id))
-        assert (ex.lat, ex.lon, ex.imagery_date, ex.source_image) == (meta.lat, meta.lon, meta.imagery_date, meta.source_image)
+        assert (ex.lat, ex.lon, ex.imagery_date, ex.source_image) == (
+            meta.lat,
+            meta.lon,
+            meta.imagery_date,
+            meta.source_image,
+        )
         assert ex.block_key.startswith("B") and ex.source == "texty" and ex.added_by == "tester"
     plain = {store.original_name(e.id): e for e in store.examples() if not e.source_image}
     assert set(plain) == {"plain_pit.png", "sand quarry.png"}
@@ -92,7 +102,7 @@ def test_bad_files_are_skipped_by_name_and_batch_goes_on(store: ExampleStore, tm
     rgba = np.dstack([make_pixels(2), np.full((24, 32), 255, np.uint8)])
     (neg / "rgba.png").write_bytes(_png(Image.fromarray(rgba, "RGBA")))
     (neg / "gray.png").write_bytes(_png(Image.fromarray(make_pixels(3)[:, :, 0], "L")))
-    sixteen = (np.arange(24 * 32, dtype=np.uint16).reshape(24, 32) * 80)
+    sixteen = np.arange(24 * 32, dtype=np.uint16).reshape(24, 32) * 80
     (neg / "sixteen.png").write_bytes(_png(Image.fromarray(sixteen).convert("I;16")))
     with pytest.warns(SkippedFileWarning) as record:
         report = import_folder(store, tmp_path)
@@ -103,8 +113,15 @@ def test_bad_files_are_skipped_by_name_and_batch_goes_on(store: ExampleStore, tm
     assert {Path(str(w.message).split(": ")[0].removeprefix("skipped ")).name for w in record} == set(skipped)
     assert report.added == 4  # good, rgba, gray, 16-bit
     shapes = {store.original_name(e.id): store.pixels(e.id).shape for e in store.examples()}
-    assert shapes == {n: (h, w, 3) for n, (h, w) in
-                      {"good.png": (40, 40), "rgba.png": (24, 32), "gray.png": (24, 32), "sixteen.png": (24, 32)}.items()}
+    assert shapes == {
+        n: (h, w, 3)
+        for n, (h, w) in {
+            "good.png": (40, 40),
+            "rgba.png": (24, 32),
+            "gray.png": (24, 32),
+            "sixteen.png": (24, 32),
+        }.items()
+    }
     summary = "\n".join(report.summary_lines())
     assert "added 4, already present 0, skipped 3" in summary
     assert "truncated.png" in summary and "notes.png" in summary

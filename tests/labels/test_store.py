@@ -22,14 +22,27 @@ from .conftest import make_pixels
 def test_add_png_bytes_and_read_back(store: ExampleStore) -> None:
     pixels = make_pixels(1)
     ex_id, created = store.add(
-        encode_png(pixels), "mining", lon=26.1, lat=51.3, imagery_date="2015-03-09",
-        source="texty", source_image="51.3_26.1", added_by="alice",
+        encode_png(pixels),
+        "mining",
+        lon=26.1,
+        lat=51.3,
+        imagery_date="2015-03-09",
+        source="texty",
+        source_image="51.3_26.1",
+        added_by="alice",
     )
     assert created
     ex = store.get(ex_id)
     assert isinstance(ex, Example)
     assert (ex.label, ex.lon, ex.lat, ex.imagery_date, ex.source, ex.source_image, ex.added_by) == (
-        "mining", 26.1, 51.3, "2015-03-09", "texty", "51.3_26.1", "alice")
+        "mining",
+        26.1,
+        51.3,
+        "2015-03-09",
+        "texty",
+        "51.3_26.1",
+        "alice",
+    )
     assert (ex.width, ex.height, ex.status, ex.exclude_reason) == (32, 24, "active", None)
     assert ex.sha256 == pixel_sha256(pixels)
     np.testing.assert_array_equal(store.pixels(ex_id), pixels)
@@ -60,7 +73,13 @@ def test_excluded_example_relabelled_is_reactivated(store: ExampleStore) -> None
     assert store.get(ex_id).status == "excluded"  # same label: stays as it was
     assert store.add(pixels, "not_mining", category="snow", added_by="bob") == (ex_id, True)
     ex = store.get(ex_id)
-    assert (ex.label, ex.category, ex.status, ex.exclude_reason, ex.added_by) == ("not_mining", "snow", "active", None, "bob")
+    assert (ex.label, ex.category, ex.status, ex.exclude_reason, ex.added_by) == (
+        "not_mining",
+        "snow",
+        "active",
+        None,
+        "bob",
+    )
 
 
 def test_pixel_hash_matches_model_fingerprint_recipe(store: ExampleStore) -> None:
@@ -74,9 +93,23 @@ def test_pixel_hash_matches_model_fingerprint_recipe(store: ExampleStore) -> Non
 
 
 def _example(sha: str, label: str) -> Example:
-    return Example(id=0, sha256=sha, label=label, category=None, lon=None, lat=None, imagery_date=None,
-                   source="t", source_image=None, added_by="t", added_at="t", status="active",
-                   exclude_reason=None, width=1, height=1)
+    return Example(
+        id=0,
+        sha256=sha,
+        label=label,
+        category=None,
+        lon=None,
+        lat=None,
+        imagery_date=None,
+        source="t",
+        source_image=None,
+        added_by="t",
+        added_at="t",
+        status="active",
+        exclude_reason=None,
+        width=1,
+        height=1,
+    )
 
 
 def test_rgba_and_grayscale_arrays_from_bytes(store: ExampleStore) -> None:
@@ -89,7 +122,7 @@ def test_rgba_and_grayscale_arrays_from_bytes(store: ExampleStore) -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs, match",
+    ("kwargs", "match"),
     [
         ({"label": "pits"}, "'pits'"),
         ({"label": "not_mining", "category": "lake"}, "'lake'"),
@@ -107,7 +140,7 @@ def test_add_rejects_bad_values_naming_them(store: ExampleStore, kwargs: dict, m
 def test_add_rejects_bad_images(store: ExampleStore) -> None:
     with pytest.raises(ImageError, match="empty"):
         store.add(b"", "mining", name="empty.png")
-    with pytest.raises(ImageError, match="x.png"):
+    with pytest.raises(ImageError, match=r"x.png"):
         store.add(b"hello, not a png", "mining", name="x.png")
     with pytest.raises(ImageError, match="HxWx3"):
         store.add(np.zeros((4, 4, 4), dtype=np.uint8), "mining")
@@ -135,8 +168,20 @@ def test_examples_filters_and_iter_pixels(store: ExampleStore) -> None:
 
 
 def test_block_key() -> None:
-    base = dict(id=1, sha256="ab", label="mining", category=None, imagery_date=None, source="t",
-                added_by="x", added_at="t", status="active", exclude_reason=None, width=1, height=1)
+    base = dict(
+        id=1,
+        sha256="ab",
+        label="mining",
+        category=None,
+        imagery_date=None,
+        source="t",
+        added_by="x",
+        added_at="t",
+        status="active",
+        exclude_reason=None,
+        width=1,
+        height=1,
+    )
     assert Example(lon=26.86, lat=51.29, source_image="s", **base).block_key == "B512_268"
     assert Example(lon=-0.05, lat=-0.05, source_image=None, **base).block_key == "B-1_-1"
     assert Example(lon=None, lat=None, source_image="51_26", **base).block_key == "I51_26"
@@ -153,8 +198,19 @@ def test_exclude_by_id_category_area(store: ExampleStore, tmp_path) -> None:
         store.exclude(ids=[a, 99], reason="x")
     with pytest.raises(InvalidInputError, match="reason"):
         store.exclude(ids=[a], reason=" ")
-    area = {"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, "geometry": {
-        "type": "Polygon", "coordinates": [[[26.0, 51.2], [26.3, 51.2], [26.3, 51.4], [26.0, 51.4], [26.0, 51.2]]]}}]}
+    area = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "properties": {},
+                "geometry": {
+                    "type": "Polygon",
+                    "coordinates": [[[26.0, 51.2], [26.3, 51.2], [26.3, 51.4], [26.0, 51.4], [26.0, 51.2]]],
+                },
+            }
+        ],
+    }
     path = tmp_path / "area.geojson"
     path.write_text(json.dumps(area))
     assert store.exclude(area_geojson=path, reason="bad place") == 2
@@ -169,7 +225,7 @@ def test_exclude_by_id_category_area(store: ExampleStore, tmp_path) -> None:
 
 
 @pytest.mark.parametrize(
-    "content, match",
+    ("content", "match"),
     [
         ("{not json", "not valid JSON"),
         ('{"type": "Point", "coordinates": [1, 2]}', "Point"),
@@ -198,7 +254,7 @@ def test_stats_counts(store: ExampleStore) -> None:
     assert s["by_label"] == {"mining": 2, "not_mining": 1}
     assert s["by_category"] == {"forest": {"mining": 0, "not_mining": 1}, "none": {"mining": 2, "not_mining": 0}}
     assert s["by_year"]["2015"] == {"mining": 2, "not_mining": 0}
-    assert list(s["by_block"])[0] == "B513_261"
+    assert next(iter(s["by_block"])) == "B513_261"
     assert s["by_block"]["B513_261"]["total"] == 2
     assert s["blocks"] == 2 and s["blocks_with_mining"] == 1
     json.dumps(s)
@@ -229,7 +285,7 @@ def test_migrations_idempotent_and_newer_db_refused(tmp_path) -> None:
 
 
 def test_store_shares_db_with_other_components(tmp_path) -> None:
-    from amberwatch.results.schema import ensure_schema as results_schema
+    from amberwatch.results.store import ensure_schema as results_schema
 
     path = tmp_path / "p.db"
     conn = connect(path)

@@ -40,16 +40,23 @@ def rng():
     return np.random.default_rng(0)
 
 
-def insert_scan(conn, *, model_version: str = "0", parent_scan_id: int | None = None,
-                imagery: str = "http://h/{z}/{x}/{y}.png", source_id: str = "src", zoom: int = 18,
-                status: str = "finished") -> int:
+def insert_scan(
+    conn,
+    *,
+    model_version: str = "0",
+    parent_scan_id: int | None = None,
+    imagery: str = "http://h/{z}/{x}/{y}.png",
+    source_id: str = "src",
+    zoom: int = 18,
+    status: str = "finished",
+) -> int:
     """Insert a scans row (results schema) and return its id."""
     from amberwatch.db import utc_now_iso
-    from amberwatch.results.schema import ensure_schema
+    from amberwatch.results.store import ensure_schema
 
     ensure_schema(conn)
     ring = "[[26.0, 51.0], [26.01, 51.0], [26.01, 51.01], [26.0, 51.01], [26.0, 51.0]]"
-    aoi = '{"type": "Polygon", "coordinates": [' + ring + ']}'
+    aoi = '{"type": "Polygon", "coordinates": [' + ring + "]}"
     cur = conn.execute(
         "INSERT INTO scans (name, aoi_geojson, imagery, imagery_source_id, zoom, model_version, model_threshold,"
         " parent_scan_id, status, started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, 0.5, ?, ?, ?, ?)",
@@ -58,8 +65,18 @@ def insert_scan(conn, *, model_version: str = "0", parent_scan_id: int | None = 
     return int(cur.lastrowid)
 
 
-def insert_detection(conn, scan_id: int, west: float, south: float, east: float, north: float, area_ha: float,
-                     *, model_version: str = "0", thumbnail: bytes | None = None) -> int:
+def insert_detection(
+    conn,
+    scan_id: int,
+    west: float,
+    south: float,
+    east: float,
+    north: float,
+    area_ha: float,
+    *,
+    model_version: str = "0",
+    thumbnail: bytes | None = None,
+) -> int:
     """Insert a rectangular detection and return its id."""
     import json
 
@@ -70,8 +87,20 @@ def insert_detection(conn, scan_id: int, west: float, south: float, east: float,
         "INSERT INTO detections (scan_id, geometry_geojson, centroid_lon, centroid_lat, west, south, east, north,"
         " area_ha, mean_prob, max_prob, model_version, thumbnail, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0.8, 0.9, ?, ?, ?)",
-        (scan_id, json.dumps({"type": "Polygon", "coordinates": [ring]}), (west + east) / 2, (south + north) / 2,
-         west, south, east, north, area_ha, model_version, thumbnail, utc_now_iso()),
+        (
+            scan_id,
+            json.dumps({"type": "Polygon", "coordinates": [ring]}),
+            (west + east) / 2,
+            (south + north) / 2,
+            west,
+            south,
+            east,
+            north,
+            area_ha,
+            model_version,
+            thumbnail,
+            utc_now_iso(),
+        ),
     )
     return int(cur.lastrowid)
 
@@ -104,19 +133,27 @@ def fill_store(db_path, rng: np.random.Generator, *, blocks: int = 8, per_block:
     with ExampleStore.open(db_path) as store:
         for b in range(blocks):
             lon, lat = 25.05 + 0.1 * b, 51.05
-            for k in range(per_block):
+            for _ in range(per_block):
                 store.add(make_chip(rng, True), "mining", lon=lon, lat=lat, source="import")
                 store.add(make_chip(rng, False), "not_mining", category="field", lon=lon, lat=lat, source="import")
         for k in range(corrections):
             lon, lat = 25.05 + 0.1 * (k % blocks), 51.05
-            eid, _ = store.add(make_chip(rng, False), "not_mining", category="quarry", lon=lon, lat=lat,
-                               source="review", added_by="reviewer")
+            eid, _ = store.add(
+                make_chip(rng, False),
+                "not_mining",
+                category="quarry",
+                lon=lon,
+                lat=lat,
+                source="review",
+                added_by="reviewer",
+            )
             ids.append(eid)
     return ids
 
 
-def add_feedback(conn, detection_id: int, verdict: str, status: str, example_id: int | None = None,
-                 scan_id: int | None = None) -> int:
+def add_feedback(
+    conn, detection_id: int, verdict: str, status: str, example_id: int | None = None, scan_id: int | None = None
+) -> int:
     """Insert a decided web_feedback row (web schema) and return its id."""
     from amberwatch.db import utc_now_iso
     from amberwatch.web.schema import ensure_schema
@@ -125,7 +162,15 @@ def add_feedback(conn, detection_id: int, verdict: str, status: str, example_id:
     cur = conn.execute(
         "INSERT INTO web_feedback (detection_id, scan_id, lon, lat, verdict, category, client_hash, created_at,"
         " status, reviewed_by, reviewed_at, example_id) VALUES (?, ?, 25.0, 51.0, ?, ?, 'x', ?, ?, 'rev', ?, ?)",
-        (detection_id, scan_id, verdict, "quarry" if verdict == "not_mining" else None, utc_now_iso(), status,
-         utc_now_iso(), example_id),
+        (
+            detection_id,
+            scan_id,
+            verdict,
+            "quarry" if verdict == "not_mining" else None,
+            utc_now_iso(),
+            status,
+            utc_now_iso(),
+            example_id,
+        ),
     )
     return int(cur.lastrowid)

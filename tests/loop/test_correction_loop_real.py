@@ -8,14 +8,14 @@ gave the same directions (matched-recall false-positive rate on the look-alikes 
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
+from tests.loop import correction_loop as exp
+
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / ".." / "shared" / "data" / "texty-amber"
-SCRIPT = REPO / "scripts" / "experiments" / "correction_loop.py"
 
 EPOCHS = 12  # the quick recipe (narrow net, 96 px crops) for 12 epochs, 5 block-grouped folds: a few minutes
 FP_MARGIN = 0.05  # the look-alikes' false-positive rate at matched recall must fall by at least 5 points
@@ -28,22 +28,13 @@ pytestmark = [
 ]
 
 
-def _experiment():
-    spec = importlib.util.spec_from_file_location("correction_loop", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_lookalike_list_is_one_category_of_real_negatives():
-    exp = _experiment()
     files, category = exp.read_lookalikes(exp.DEFAULT_LOOKALIKES)
     assert category == "quarry" and 20 <= len(files) <= 60
     assert all(f.startswith("negative/") and (DATA / f).is_file() for f in files)
 
 
 def test_feeding_back_lookalikes_lowers_their_false_positive_rate_without_hurting_cv_f1(tmp_path):
-    exp = _experiment()
     figures = exp.run(DATA, exp.DEFAULT_LOOKALIKES, tmp_path, config=exp.quick_config(EPOCHS), n_folds=5, seed=0)
     print(figures)
     assert figures["counts"]["corrections"] == figures["n_lookalikes"] == 55

@@ -15,8 +15,15 @@ from amberwatch.model.registry import ModelRegistry, current_model, load_version
 
 def test_register_saves_file_beside_db_and_lists_bundled_first(db_path, tiny_classifier):
     with ModelRegistry.open(db_path) as reg:
-        info = reg.register(tiny_classifier(1), n_mining=3, n_not_mining=5, seed=1,
-                            metrics={"cv": {"f1": 0.8}}, parent_version=0, training_sha256s=["b", "a"])
+        info = reg.register(
+            tiny_classifier(1),
+            n_mining=3,
+            n_not_mining=5,
+            seed=1,
+            metrics={"cv": {"f1": 0.8}},
+            parent_version=0,
+            training_sha256s=["b", "a"],
+        )
         assert info.version == 1
         assert info.path == models_dir(db_path) / "v1.pt" and info.path.exists()
         assert info.path.parent.name == "project-models"
@@ -46,9 +53,8 @@ def test_promote_makes_version_current_and_loadable(db_path, tiny_classifier, rn
 
 
 def test_unknown_version_and_bad_version_text(db_path):
-    with ModelRegistry.open(db_path) as reg:
-        with pytest.raises(NotFoundError, match="model version 7"):
-            reg.get(7)
+    with ModelRegistry.open(db_path) as reg, pytest.raises(NotFoundError, match="model version 7"):
+        reg.get(7)
     with pytest.raises(InvalidInputError, match="'latest'"):
         parse_version("latest")
     assert parse_version("v12") == 12

@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from amberwatch.cli import main
 from amberwatch.db import connect
 from amberwatch.errors import ConflictError, NotFoundError
+from amberwatch.imagery.aoi import aoi_from_bbox
 from amberwatch.imagery.decode import encode_png
 from amberwatch.model.registry import ModelRegistry
-from amberwatch.scan.aoi import aoi_from_bbox
 from amberwatch.scan.engine import ScanSettings, run_scan
 from amberwatch.scan.rescan import rescan
 
@@ -106,7 +106,7 @@ def test_rescan_errors(scanned, db_path, tmp_path):
         rescan(db_path, 42, 1)
     with pytest.raises(NotFoundError, match="model version 9"):
         rescan(db_path, scanned, 9)
-    with pytest.raises(NotFoundError, match="nope.mbtiles"):
+    with pytest.raises(NotFoundError, match=r"nope.mbtiles"):
         rescan(db_path, scanned, 2, cache_path=tmp_path / "nope.mbtiles")
     conn = connect(db_path)
     conn.execute("UPDATE scans SET status = 'running' WHERE id = ?", (scanned,))

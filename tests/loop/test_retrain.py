@@ -11,9 +11,9 @@ from amberwatch.cli import main
 from amberwatch.db import connect
 from amberwatch.imagery.decode import encode_jpeg
 from amberwatch.labels.store import ExampleStore
+from amberwatch.loop.retrain import retrain
 from amberwatch.model.registry import ModelRegistry
-from amberwatch.model.retrain import retrain
-from amberwatch.model.train import small_config
+from tests.fixtures.training import small_config
 
 from .conftest import add_feedback, fill_store, insert_detection, insert_scan, make_chip, make_classifier
 

@@ -72,11 +72,11 @@ def test_save_roundtrip_and_corrupt_file(clf, tmp_path):
     assert again.metadata == clf.metadata and again.threshold == clf.threshold
     bad = tmp_path / "corrupt.pt"
     bad.write_bytes(path.read_bytes()[:1000])
-    with pytest.raises(ModelError, match="corrupt.pt"):
+    with pytest.raises(ModelError, match=r"corrupt.pt"):
         model.load(bad)
-    with pytest.raises(ModelError, match="missing.pt"):
+    with pytest.raises(ModelError, match=r"missing.pt"):
         model.load(tmp_path / "missing.pt")
     not_model = tmp_path / "text.pt"
     not_model.write_text("hello")
-    with pytest.raises(ModelError, match="text.pt"):
+    with pytest.raises(ModelError, match=r"text.pt"):
         model.load(not_model)

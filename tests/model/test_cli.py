@@ -6,8 +6,8 @@ import json
 
 from click.testing import CliRunner
 
-from amberwatch.cli import main
 import amberwatch.model as model
+from amberwatch.cli import main
 
 
 def test_predict_prints_each_file_and_names_bad_ones(small_folder, tmp_path):
@@ -50,8 +50,24 @@ def test_evaluate_data_missing_folder(tmp_path):
 
 def test_train_from_folder_writes_one_model_file(small_folder, tmp_path):
     out = tmp_path / "trained.pt"
-    result = CliRunner().invoke(main, ["train", "--data", str(small_folder), "--out", str(out), "--folds", "0",
-                                       "--epochs", "1", "--members", "1", "--seed", "5"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--data",
+            str(small_folder),
+            "--out",
+            str(out),
+            "--folds",
+            "0",
+            "--epochs",
+            "1",
+            "--members",
+            "1",
+            "--seed",
+            "5",
+        ],
+    )
     assert result.exit_code == 0, result.output
     clf = model.load(out)
     assert clf.metadata["seed"] == 5 and clf.metadata["counts"]["mining"] == 8

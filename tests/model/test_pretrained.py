@@ -10,10 +10,10 @@ from click.testing import CliRunner
 import amberwatch.model as model
 from amberwatch.cli import main
 from amberwatch.errors import ModelError
+from amberwatch.labels.store import pixel_sha256
 from amberwatch.model import backbone as bb
 from amberwatch.model.backbone_onnx import OnnxBackbone
 from amberwatch.model.dataset import load_folder
-from amberwatch.labels.store import pixel_sha256
 from amberwatch.model.features import DIHEDRAL_VIEWS, FeatureCache, chip_features, dihedral
 from amberwatch.model.pretrained import PretrainedClassifier, PretrainedRecipe, cross_validate, fit
 from amberwatch.model.train import block_folds
@@ -70,7 +70,7 @@ def test_onnx_backbone_matches_torch(backbone):
 
 def test_missing_or_altered_weights_are_clear_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("AMBERWATCH_BACKBONE_WEIGHTS", str(tmp_path / "gone.pth"))
-    with pytest.raises(ModelError, match="gone.pth.*not found"):
+    with pytest.raises(ModelError, match=r"gone.pth.*not found"):
         bb.load_backbone()
     altered = tmp_path / "altered.pth"
     monkeypatch.delenv("AMBERWATCH_BACKBONE_WEIGHTS")
@@ -78,7 +78,7 @@ def test_missing_or_altered_weights_are_clear_errors(tmp_path, monkeypatch):
     data[len(data) // 2] ^= 0xFF
     altered.write_bytes(bytes(data))
     monkeypatch.setenv("AMBERWATCH_BACKBONE_WEIGHTS", str(altered))
-    with pytest.raises(ModelError, match="altered.pth.*sha256"):
+    with pytest.raises(ModelError, match=r"altered.pth.*sha256"):
         bb.load_backbone()
     # A model file whose head was trained on other weights is refused by name.
     monkeypatch.delenv("AMBERWATCH_BACKBONE_WEIGHTS")
@@ -87,7 +87,7 @@ def test_missing_or_altered_weights_are_clear_errors(tmp_path, monkeypatch):
     payload["backbone"] = {**payload["backbone"], "sha256": "0" * 64}
     from amberwatch.model.classifier import payload_bytes
 
-    with pytest.raises(ModelError, match="other.pt.*installed weights"):
+    with pytest.raises(ModelError, match=r"other.pt.*installed weights"):
         model.from_bytes(payload_bytes(payload), "other.pt")
 
 
@@ -131,6 +131,16 @@ def test_feature_cache_second_pass_computes_nothing(backbone, small_folder, tmp_
     assert other["views_computed"] == DIHEDRAL_VIEWS + 2
     assert cache.count() == 4 * (DIHEDRAL_VIEWS + 2)
     assert len(pixel_sha256(data.chips[0])) == 64
+
+
+def test_feature_cache_key_is_stable(backbone):
+    """The preprocessing key of cached vectors is unchanged, so existing feature caches keep hitting."""
+    from amberwatch.model.features import prep_key
+
+    assert prep_key(backbone, 1.0, 32) == (
+        f"{backbone.digest[:16]}|prep1|scale=1.0000|border=32|blur_p=0.0,brightness=0.35,channel_gain=0.1,"
+        "contrast=0.35,grayscale_p=0.25,hue_deg=25.0,noise_std=3.0,saturation=0.6,scale_jitter=0.2"
+    )
 
 
 def test_head_fits_and_scores_like_its_features(small_folder, tmp_path):

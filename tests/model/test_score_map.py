@@ -25,15 +25,22 @@ def _window_pairs(clf, image: np.ndarray, every: int = 3) -> tuple[np.ndarray, n
     from_map, crops = [], []
     for r in range(half + ring, grid.shape[0] - half - ring, every):
         for c in range(half + ring, grid.shape[1] - half - ring, every):
-            crops.append(image[(r - half) * cell - border : (r + half + 1) * cell + border,
-                               (c - half) * cell - border : (c + half + 1) * cell + border])
+            crops.append(
+                image[
+                    (r - half) * cell - border : (r + half + 1) * cell + border,
+                    (c - half) * cell - border : (c + half + 1) * cell + border,
+                ]
+            )
             from_map.append(grid[r, c])
     with torch.inference_mode():
-        feats = np.concatenate([
-            clf.backbone.pooled(torch.from_numpy(np.stack(crops[i : i + 16])).permute(0, 3, 1, 2).float(),
-                                border).numpy()
-            for i in range(0, len(crops), 16)
-        ])
+        feats = np.concatenate(
+            [
+                clf.backbone.pooled(
+                    torch.from_numpy(np.stack(crops[i : i + 16])).permute(0, 3, 1, 2).float(), border
+                ).numpy()
+                for i in range(0, len(crops), 16)
+            ]
+        )
     alone = 1 / (1 + np.exp(-(feats @ clf.weight + clf.bias)))
     return np.asarray(from_map), alone
 

@@ -32,15 +32,17 @@ def test_store_and_folder_agree(db, small_folder):
 def test_train_and_evaluate_from_db(db, tmp_path):
     out = tmp_path / "m.pt"
     runner = CliRunner()
-    result = runner.invoke(main, ["train", "--db", str(db), "--out", str(out), "--folds", "2", "--epochs", "1",
-                                  "--members", "1"])
+    result = runner.invoke(
+        main, ["train", "--db", str(db), "--out", str(out), "--folds", "2", "--epochs", "1", "--members", "1"]
+    )
     assert result.exit_code == 0, result.output
     clf = model.load(out)
     assert clf.metadata["fingerprint"] == load_store(db).fingerprint
     assert clf.metadata["cv"]["folds"] == 2 and clf.version != "0"
     report = tmp_path / "report"
-    result = runner.invoke(main, ["evaluate", "--db", str(db), "--folds", "2", "--epochs", "1", "--out", str(report),
-                                  "--json"])
+    result = runner.invoke(
+        main, ["evaluate", "--db", str(db), "--folds", "2", "--epochs", "1", "--out", str(report), "--json"]
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
     assert metrics["n_positive"] == 8 and set(metrics["confusion_matrix"]) == {"tp", "fp", "fn", "tn"}

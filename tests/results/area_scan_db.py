@@ -9,7 +9,7 @@ import mercantile
 import numpy as np
 
 from amberwatch.db import connect, utc_now_iso
-from amberwatch.results.schema import ensure_schema
+from amberwatch.results.store import ensure_schema
 
 ZOOM = 18
 GRID_CELLS = 16
@@ -49,8 +49,18 @@ def build_scan_db(path: Path, grids: dict, *, extra_statuses: dict | None = None
     cur = conn.execute(
         "INSERT INTO scans (name, aoi_geojson, imagery, imagery_source_id, zoom, model_version,"
         " model_threshold, status, started_at, finished_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-        ("test", json.dumps({"type": "Polygon", "coordinates": []}), "test", "test", ZOOM, "v-test",
-         THRESHOLD, "finished", now, now),
+        (
+            "test",
+            json.dumps({"type": "Polygon", "coordinates": []}),
+            "test",
+            "test",
+            ZOOM,
+            "v-test",
+            THRESHOLD,
+            "finished",
+            now,
+            now,
+        ),
     )
     scan_id = int(cur.lastrowid)
     for (z, x, y), grid in grids.items():

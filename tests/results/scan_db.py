@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from amberwatch.db import connect, utc_now_iso
-from amberwatch.results.schema import ensure_schema
+from amberwatch.results.store import ensure_schema
 
 ZOOM = 18
 CELLS = 8

@@ -135,7 +135,7 @@ def test_refuses_stratum_with_fewer_than_two_units_cli(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "text, message",
+    ("text", "message"),
     [
         ("mapped_area_ha,a,b\n1,2,3\n", "no 'map_class' column"),
         ("map_class,mapped_area_ha,a,b\na,ten,2,3\n", "row 2: mapped_area_ha 'ten' is not a number"),
@@ -165,8 +165,17 @@ def test_sample_size_equation_13():
     # Olofsson et al. 2014 section 5.1: U = 0.7, 0.6, 0.9, 0.95; W = 0.02, 0.015, 0.32, 0.645; S(O) = 0.01.
     assert sample_size_for_target_se([0.7, 0.6, 0.9, 0.95], [0.02, 0.015, 0.32, 0.645], 0.01) == 641
     result = CliRunner().invoke(
-        main, ["area", "sample-size", "--users-accuracy", "0.7,0.6,0.9,0.95",
-               "--weights", "0.02,0.015,0.32,0.645", "--target-se", "0.01"],
+        main,
+        [
+            "area",
+            "sample-size",
+            "--users-accuracy",
+            "0.7,0.6,0.9,0.95",
+            "--weights",
+            "0.02,0.015,0.32,0.645",
+            "--target-se",
+            "0.01",
+        ],
     )
     assert result.exit_code == 0 and result.output.strip() == "641"
     with pytest.raises(InvalidInputError, match="sum to 1"):
@@ -223,8 +232,15 @@ def test_interval_coverage_on_simulated_map():
     assert area.mean() == pytest.approx(truth.sum(), rel=0.01)  # unbiased
     # The vectorised core agrees with the full estimator on one replicate.
     one = estimate_area(
-        [StratumCounts(str(h), "mining" if h == 0 else "not_mining", float(n_cells[h]),
-                       {"mining": int(counts[0, h, 0]), "not_mining": int(counts[0, h, 1])}) for h in range(3)]
+        [
+            StratumCounts(
+                str(h),
+                "mining" if h == 0 else "not_mining",
+                float(n_cells[h]),
+                {"mining": int(counts[0, h, 0]), "not_mining": int(counts[0, h, 1])},
+            )
+            for h in range(3)
+        ]
     )
     assert one.get("mining").area_ha == pytest.approx(area[0])
     assert one.get("mining").area_ci95_ha == pytest.approx(half[0])

@@ -34,7 +34,7 @@ def test_patch_straddling_four_tiles_is_one_polygon(tmp_path):
 
 
 def test_separate_patches_and_small_specks(tmp_path):
-    grids = patch_grids(X0, Y0, range(0, 3), range(0, 3))
+    grids = patch_grids(X0, Y0, range(3), range(3))
     grids[(X0 + 1, Y0 + 1)][7, 7] = 0.95  # a lone cell far from the patch
     conn = make_scan_db(tmp_path / "s.db", grids)
     assert len(find_detections(conn, 1, min_area_ha=0.0)) == 2
@@ -59,8 +59,9 @@ def test_rebuild_replaces_detections_in_one_go(tmp_path):
     conn = make_scan_db(tmp_path / "r.db", grids)
     assert rebuild_detections(conn, 1, min_area_ha=0.05, cache_path=None) == 1
     assert rebuild_detections(conn, 1, min_area_ha=0.05, cache_path=None) == 1
-    rows = conn.execute("SELECT scan_id, geometry_geojson, area_ha, model_version, centroid_lon, west, east"
-                        " FROM detections").fetchall()
+    rows = conn.execute(
+        "SELECT scan_id, geometry_geojson, area_ha, model_version, centroid_lon, west, east FROM detections"
+    ).fetchall()
     assert len(rows) == 1
     row = rows[0]
     geom = shape(json.loads(row["geometry_geojson"]))
@@ -97,15 +98,15 @@ def test_traced_outline_equals_the_union_of_cell_squares():
     c0, r0 = X0 * CELLS, Y0 * CELLS
     group = {(c0 + int(c), r0 + int(r)) for c, r in rng.integers(0, 12, (60, 2))}
     traced = cells_polygon(group, n)
-    squares = shapely.union_all([
-        box(cell_lon_deg(c, n), cell_lat_deg(r + 1, n), cell_lon_deg(c + 1, n), cell_lat_deg(r, n)) for c, r in group
-    ])
+    squares = shapely.union_all(
+        [box(cell_lon_deg(c, n), cell_lat_deg(r + 1, n), cell_lon_deg(c + 1, n), cell_lat_deg(r, n)) for c, r in group]
+    )
     assert traced.is_valid
     assert traced.symmetric_difference(squares).area < 1e-6 * squares.area
 
 
 def test_rebuild_keeps_ids_of_unchanged_detections(tmp_path):
-    grids = patch_grids(X0, Y0, range(0, 3), range(0, 3))
+    grids = patch_grids(X0, Y0, range(3), range(3))
     grids[(X0 + 1, Y0 + 1)][4:7, 4:7] = 0.9
     conn = make_scan_db(tmp_path / "k.db", grids)
     assert rebuild_detections(conn, 1, min_area_ha=0.05, cache_path=None) == 2
@@ -113,8 +114,9 @@ def test_rebuild_keeps_ids_of_unchanged_detections(tmp_path):
     # One site grows (new outline -> new id), the other is untouched (same id).
     import numpy as np
 
-    grid = np.frombuffer(conn.execute(
-        "SELECT grid FROM scan_tiles WHERE x = ? AND y = ?", (X0 + 1, Y0 + 1)).fetchone()[0], np.uint8).copy()
+    grid = np.frombuffer(
+        conn.execute("SELECT grid FROM scan_tiles WHERE x = ? AND y = ?", (X0 + 1, Y0 + 1)).fetchone()[0], np.uint8
+    ).copy()
     grid.reshape(CELLS, CELLS)[7, 4:7] = 230
     conn.execute("UPDATE scan_tiles SET grid = ? WHERE x = ? AND y = ?", (grid.tobytes(), X0 + 1, Y0 + 1))
     assert rebuild_detections(conn, 1, min_area_ha=0.05, cache_path=None) == 2
@@ -126,21 +128,29 @@ def test_rebuild_keeps_ids_of_unchanged_detections(tmp_path):
 
 def test_schema_v2_keeps_existing_detections_and_never_reuses_ids(tmp_path):
     from amberwatch.db import connect, migrate, schema_version
-    from amberwatch.results.schema import MIGRATIONS, ensure_schema
+    from amberwatch.results.store import MIGRATIONS, ensure_schema
 
     conn = connect(tmp_path / "old.db")
     migrate(conn, "results", MIGRATIONS[:1])  # a DB made before v2
-    conn.execute("INSERT INTO scans (id, aoi_geojson, imagery, imagery_source_id, zoom, model_version,"
-                 " model_threshold, started_at) VALUES (1, '{}', 'i', 's', 18, '0', 0.5, 'now')")
+    conn.execute(
+        "INSERT INTO scans (id, aoi_geojson, imagery, imagery_source_id, zoom, model_version,"
+        " model_threshold, started_at) VALUES (1, '{}', 'i', 's', 18, '0', 0.5, 'now')"
+    )
     row = (1, '{"type":"Polygon","coordinates":[]}', 0, 0, 0, 0, 0, 0, 1.0, 0.6, 0.7, None, "0", None, "now")
-    conn.execute("INSERT INTO detections (scan_id, geometry_geojson, centroid_lon, centroid_lat, west, south, east,"
-                 " north, area_ha, mean_prob, max_prob, capture_date, model_version, thumbnail, created_at)"
-                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+    conn.execute(
+        "INSERT INTO detections (scan_id, geometry_geojson, centroid_lon, centroid_lat, west, south, east,"
+        " north, area_ha, mean_prob, max_prob, capture_date, model_version, thumbnail, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        row,
+    )
     ensure_schema(conn)
     assert schema_version(conn, "results") == len(MIGRATIONS)
     assert [tuple(r) for r in conn.execute("SELECT id, area_ha FROM detections")] == [(1, 1.0)]
     conn.execute("DELETE FROM detections WHERE id = 1")
-    cur = conn.execute("INSERT INTO detections (scan_id, geometry_geojson, centroid_lon, centroid_lat, west, south,"
-                       " east, north, area_ha, mean_prob, max_prob, capture_date, model_version, thumbnail, created_at)"
-                       " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+    cur = conn.execute(
+        "INSERT INTO detections (scan_id, geometry_geojson, centroid_lon, centroid_lat, west, south,"
+        " east, north, area_ha, mean_prob, max_prob, capture_date, model_version, thumbnail, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        row,
+    )
     assert cur.lastrowid == 2

@@ -51,7 +51,9 @@ def test_geojson_is_rfc7946(db, tmp_path):
         assert set(props) >= {"id", "scan_id", "area_ha", "mean_prob", "max_prob", "capture_date", "model_version"}
         assert props["area_ha"] > 0 and props["scan_id"] == 1 and props["model_version"] == "7"
         assert f["geometry"]["type"] in ("Polygon", "MultiPolygon")
-        polygons = [f["geometry"]["coordinates"]] if f["geometry"]["type"] == "Polygon" else f["geometry"]["coordinates"]
+        polygons = (
+            [f["geometry"]["coordinates"]] if f["geometry"]["type"] == "Polygon" else f["geometry"]["coordinates"]
+        )
         for rings in polygons:
             for i, ring in enumerate(rings):
                 assert ring[0] == ring[-1], "rings must be closed"
@@ -105,5 +107,7 @@ def test_export_errors(db, tmp_path):
         export_detections(conn, "shp", tmp_path / "x.shp")
     with pytest.raises(InvalidInputError, match="does not exist"):
         export_detections(conn, "geojson", tmp_path / "missing" / "x.geojson")
-    result = CliRunner().invoke(main, ["detections", "export", "--db", str(db), "--scan", "9", "--out", str(tmp_path / "x")])
+    result = CliRunner().invoke(
+        main, ["detections", "export", "--db", str(db), "--scan", "9", "--out", str(tmp_path / "x")]
+    )
     assert result.exit_code == 1 and "scan 9 does not exist" in result.output

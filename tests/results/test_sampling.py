@@ -33,7 +33,7 @@ from amberwatch.results.sampling import allocate, draw_sample, export_sample, sa
 from tests.results.area_scan_db import GRID_CELLS, THRESHOLD, build_scan_db, truth_and_grids
 
 
-@pytest.fixture()
+@pytest.fixture
 def scan_db(tmp_path):
     """A 4x4-tile z18 scan (16x16 cells per tile) with true pits, plus a failed and an empty tile."""
     truths, grids = truth_and_grids()
@@ -68,7 +68,7 @@ def test_cell_geometry_and_geodesic_area():
 
 
 def test_survey_counts_strata_in_one_pass(scan_db):
-    conn, scan_id, truths, grids, _ = scan_db
+    conn, scan_id, _truths, grids, _ = scan_db
     survey = survey_strata(conn, scan_id)
     mapped = sum(int((g / 255.0 >= THRESHOLD).sum()) for g in grids.values())
     assert survey.cell_counts == {MINING: mapped, BUFFER: 0, NOT_MINING: 16 * 256 - mapped}
@@ -112,8 +112,9 @@ def test_allocation_rules():
     # Never more than a stratum holds; the rest goes elsewhere.
     assert allocate(50, areas, {MINING: 3, BUFFER: 3000, NOT_MINING: 96_000}, "equal")[MINING] == 3
     # A stratum pinned at its minimum takes the rest once the others are exhausted.
-    tiny = allocate(10, {MINING: 1.0, NOT_MINING: 1.0}, {MINING: 50, NOT_MINING: 5}, "optimal",
-                    {MINING: 1.0, NOT_MINING: 0.5})
+    tiny = allocate(
+        10, {MINING: 1.0, NOT_MINING: 1.0}, {MINING: 50, NOT_MINING: 5}, "optimal", {MINING: 1.0, NOT_MINING: 0.5}
+    )
     assert tiny == {MINING: 5, NOT_MINING: 5}
     with pytest.raises(InvalidInputError, match="too small"):
         allocate(5, areas, cells, "equal", min_per_stratum=2 * 2)
@@ -124,7 +125,7 @@ def test_allocation_rules():
 
 
 def test_sample_is_stored_stratified_and_reproducible(scan_db):
-    conn, scan_id, truths, grids, _ = scan_db
+    conn, scan_id, _truths, grids, _ = scan_db
     a = draw_sample(conn, scan_id, 90, allocation="equal", seed=42, buffer_m=10)
     b = draw_sample(conn, scan_id, 90, allocation="equal", seed=42, buffer_m=10)
     c = draw_sample(conn, scan_id, 90, allocation="equal", seed=43, buffer_m=10)
@@ -139,7 +140,9 @@ def test_sample_is_stored_stratified_and_reproducible(scan_db):
         grid = grids[(u["z"], u["x"], u["y"])]
         value = grid[u["cell_row"], u["cell_col"]]
         assert u["map_prob"] == pytest.approx(value / 255)
-        is_buffer = bool(survey.buffer_masks.get((u["z"], u["x"], u["y"]), np.zeros((16, 16), bool))[u["cell_row"], u["cell_col"]])
+        is_buffer = bool(
+            survey.buffer_masks.get((u["z"], u["x"], u["y"]), np.zeros((16, 16), bool))[u["cell_row"], u["cell_col"]]
+        )
         expected = MINING if value / 255 >= THRESHOLD else (BUFFER if is_buffer else NOT_MINING)
         assert u["stratum"] == expected
         assert u["map_class"] == (MINING if expected == MINING else NOT_MINING)
@@ -192,7 +195,9 @@ def test_export_geojson_and_csv(scan_db):
     f = gj["features"][0]
     ring = f["geometry"]["coordinates"][0]
     assert f["geometry"]["type"] == "Polygon" and ring[0] == ring[-1] and len(ring) == 5
-    assert {"unit_id", "stratum", "map_class", "reference_class", "z", "x", "y", "cell_row", "cell_col"} <= set(f["properties"])
+    assert {"unit_id", "stratum", "map_class", "reference_class", "z", "x", "y", "cell_row", "cell_col"} <= set(
+        f["properties"]
+    )
     rows = list(csv.DictReader(io.StringIO(export_sample(conn, s.sample_id, "csv"))))
     assert len(rows) == 20 and list(rows[0])[:2] == ["unit_id", "reference_class"]
     assert rows[0]["reference_class"] == ""
@@ -227,7 +232,8 @@ def test_import_reference_csv_and_errors(scan_db, tmp_path):
     assert review_progress(conn, s.sample_id)["reviewed"] == 0  # nothing written by a bad file
 
     r = import_reference_csv(
-        conn, s.sample_id,
+        conn,
+        s.sample_id,
         write(f"unit_id,reference_class,note\n{ids[0]},Mining,x\n{ids[1]},not mining,\n{ids[2]},,\n"),
     )
     assert r == {"recorded": 2, "skipped_blank": 1}
@@ -255,7 +261,7 @@ def test_record_reference(scan_db):
 def test_estimate_refuses_unreviewed_stratum(scan_db):
     conn, scan_id, *_ = scan_db
     s = draw_sample(conn, scan_id, 10, allocation="equal", seed=3)
-    uid = [u for u in pending_units(conn, s.sample_id, include_map_class=True) if u["stratum"] == MINING][0]["unit_id"]
+    uid = next(u for u in pending_units(conn, s.sample_id, include_map_class=True) if u["stratum"] == MINING)["unit_id"]
     record_reference(conn, uid, "mining", "olena")
     with pytest.raises(AmberwatchError, match="stratum 'mining' has 1 reviewed sample unit"):
         estimate_for_scan(conn, scan_id, s.sample_id)
@@ -292,15 +298,34 @@ def test_sampler_is_unbiased_over_seeds(scan_db):
 
 
 def test_cli_sample_export_import_estimate(scan_db, tmp_path):
-    conn, scan_id, truths, _, path = scan_db
+    _conn, scan_id, truths, _, path = scan_db
     runner = CliRunner()
     db = ["--db", str(path)]
-    r = runner.invoke(main, ["area", "sample", "--scan", str(scan_id), "--n", "60", "--allocation", "equal",
-                             "--seed", "9", "--buffer-m", "10", "--json", *db])
+    r = runner.invoke(
+        main,
+        [
+            "area",
+            "sample",
+            "--scan",
+            str(scan_id),
+            "--n",
+            "60",
+            "--allocation",
+            "equal",
+            "--seed",
+            "9",
+            "--buffer-m",
+            "10",
+            "--json",
+            *db,
+        ],
+    )
     assert r.exit_code == 0, r.output
     sample_id = json.loads(r.output)["sample_id"]
     out = tmp_path / "sheet.csv"
-    r = runner.invoke(main, ["area", "export", "--sample", str(sample_id), "--format", "csv", "--blind", "-o", str(out), *db])
+    r = runner.invoke(
+        main, ["area", "export", "--sample", str(sample_id), "--format", "csv", "--blind", "-o", str(out), *db]
+    )
     assert r.exit_code == 0, r.output
     rows = list(csv.DictReader(out.open()))
     for row in rows:

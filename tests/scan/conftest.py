@@ -68,8 +68,10 @@ def write_aoi(path: Path, bbox: tuple[float, float, float, float]) -> Path:
     """Write a GeoJSON FeatureCollection with the bbox as one Polygon."""
     w, s, e, n = bbox
     ring = [[w, s], [e, s], [e, n], [w, n], [w, s]]
-    fc = {"type": "FeatureCollection",
-          "features": [{"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [ring]}}]}
+    fc = {
+        "type": "FeatureCollection",
+        "features": [{"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [ring]}}],
+    }
     path.write_text(json.dumps(fc))
     return path
 

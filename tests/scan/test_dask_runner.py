@@ -26,7 +26,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from amberwatch.cli import main
-from amberwatch.scan.aoi import aoi_from_geojson
+from amberwatch.imagery.aoi import aoi_from_geojson
 from amberwatch.scan.engine import ScanSettings, run_scan
 from tests.fixtures.tileserver import TileServer
 
@@ -140,16 +140,33 @@ def _rows(db: Path) -> int:
 def test_cli_dask_local_equals_local_scan(server, aoi_file, reference, tmp_path):
     """`amberwatch scan ... --dask local --workers 2` then `detections export` gives the local scan's detections."""
     db = tmp_path / "dask.db"
-    result = CliRunner().invoke(main, [
-        "scan", "--aoi", str(aoi_file), "--imagery", server.url, "--zoom", str(ZOOM), "--db", str(db),
-        "--dask", "local", "--workers", "2", "--no-progress",
-    ])
+    result = CliRunner().invoke(
+        main,
+        [
+            "scan",
+            "--aoi",
+            str(aoi_file),
+            "--imagery",
+            server.url,
+            "--zoom",
+            str(ZOOM),
+            "--db",
+            str(db),
+            "--dask",
+            "local",
+            "--workers",
+            "2",
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "started a local cluster of 2 worker processes" in result.output
     assert "dashboard" in result.output
     assert_same_scan(snapshot(db), reference)
     out = tmp_path / "dask.geojson"
-    result = CliRunner().invoke(main, ["detections", "export", "--db", str(db), "--format", "geojson", "--out", str(out)])
+    result = CliRunner().invoke(
+        main, ["detections", "export", "--db", str(db), "--format", "geojson", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     features = json.loads(out.read_text())["features"]
     assert len(features) == len(reference["detections"])
@@ -165,8 +182,12 @@ def test_worker_killed_mid_scan_loses_and_doubles_nothing(server, aoi_file, refe
     db = tmp_path / "killed.db"
     aoi = aoi_from_geojson(json.loads(aoi_file.read_text()), name=str(aoi_file))
     killed: list[str] = []
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                      silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.CRITICAL
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         pids = client.run(os.getpid)
 
         def kill_a_busy_worker() -> None:
@@ -182,9 +203,17 @@ def test_worker_killed_mid_scan_loses_and_doubles_nothing(server, aoi_file, refe
 
         watcher = threading.Thread(target=kill_a_busy_worker, daemon=True)
         watcher.start()
-        out = run_scan(aoi, server.url, ZOOM, db, ScanSettings(
-            dask=cluster.scheduler_address, worker_cache=str(tmp_path / "worker-tiles.mbtiles"), progress=False,
-        ))
+        out = run_scan(
+            aoi,
+            server.url,
+            ZOOM,
+            db,
+            ScanSettings(
+                dask=cluster.scheduler_address,
+                worker_cache=str(tmp_path / "worker-tiles.mbtiles"),
+                progress=False,
+            ),
+        )
         watcher.join(timeout=5)
     assert killed, "no worker was busy after the first unit: the kill did not happen mid-scan"
     assert out.tiles_failed == 0
@@ -198,8 +227,23 @@ def test_worker_killed_mid_scan_loses_and_doubles_nothing(server, aoi_file, refe
 def test_resume_after_client_killed(server, aoi_file, reference, tmp_path):
     """SIGKILL the whole `scan --dask local` process group mid-scan; the same command finishes the rest."""
     db = tmp_path / "resume.db"
-    cmd = [AMBERWATCH, "scan", "--aoi", str(aoi_file), "--imagery", server.url, "--zoom", str(ZOOM),
-           "--db", str(db), "--dask", "local", "--workers", "2", "--no-progress"]
+    cmd = [
+        AMBERWATCH,
+        "scan",
+        "--aoi",
+        str(aoi_file),
+        "--imagery",
+        server.url,
+        "--zoom",
+        str(ZOOM),
+        "--db",
+        str(db),
+        "--dask",
+        "local",
+        "--workers",
+        "2",
+        "--no-progress",
+    ]
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
     try:
@@ -225,10 +269,23 @@ def test_unreachable_scheduler_is_a_clear_error(aoi_file, server, tmp_path, monk
 
     monkeypatch.setattr(dask_runner, "CONNECT_TIMEOUT_S", 2.0)
     address = "tcp://127.0.0.1:9"  # discard port: nothing listens there
-    result = CliRunner().invoke(main, [
-        "scan", "--aoi", str(aoi_file), "--imagery", server.url, "--zoom", str(ZOOM), "--db", str(tmp_path / "x.db"),
-        "--dask", address, "--no-progress",
-    ])
+    result = CliRunner().invoke(
+        main,
+        [
+            "scan",
+            "--aoi",
+            str(aoi_file),
+            "--imagery",
+            server.url,
+            "--zoom",
+            str(ZOOM),
+            "--db",
+            str(tmp_path / "x.db"),
+            "--dask",
+            address,
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 1, result.output
     assert f"cannot connect to the Dask scheduler '{address}'" in result.output
 
@@ -247,9 +304,15 @@ def test_in_flight_units_are_bounded(server, aoi_file, tmp_path):
     clf = load(None)
     tile_px = model_tile_px(zoom_resolution_m_per_px(aoi), clf.resolution_m_per_px, clf.cell_px)
     context = ScanContext(
-        imagery=server.url, cache_path=str(tmp_path / "client-tiles.mbtiles"), model_path=None,
-        model_version=clf.version, zoom=ZOOM, tile_px=tile_px, margin_px=-(-clf.context_px // clf.cell_px) * clf.cell_px,
-        cell_px=clf.cell_px, torch_threads=None,  # the worker runs in this process: leave its torch alone
+        imagery=server.url,
+        cache_path=str(tmp_path / "client-tiles.mbtiles"),
+        model_path=None,
+        model_version=clf.version,
+        zoom=ZOOM,
+        tile_px=tile_px,
+        margin_px=-(-clf.context_px // clf.cell_px) * clf.cell_px,
+        cell_px=clf.cell_px,
+        torch_threads=None,  # the worker runs in this process: leave its torch alone
     )
     pulled = 0
 
@@ -260,10 +323,17 @@ def test_in_flight_units_are_bounded(server, aoi_file, tmp_path):
             yield unit, unit.tiles
 
     limit = 3
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None,
-                      silence_logs=logging.CRITICAL) as cluster:
-        results = run_units_dask(units(), context, clf, address=cluster.scheduler_address, max_in_flight=limit,
-                                 worker_cache=str(tmp_path / "worker-tiles.mbtiles"))
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None, silence_logs=logging.CRITICAL
+    ) as cluster:
+        results = run_units_dask(
+            units(),
+            context,
+            clf,
+            address=cluster.scheduler_address,
+            max_in_flight=limit,
+            worker_cache=str(tmp_path / "worker-tiles.mbtiles"),
+        )
         for k, result in enumerate(results, start=1):
             assert pulled <= (k - 1) + limit, f"{pulled} units submitted before result {k}"
             assert all(t.status == "done" for t in result.tiles)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 
-from amberwatch.scan.aoi import aoi_from_bbox
+from amberwatch.imagery.aoi import aoi_from_bbox
 from amberwatch.scan.engine import ScanSettings, run_scan
 from tests.scan.conftest import ZOOM, bbox_arg, put_mosaic_tiles, tile_origin, tiles_bbox
 
@@ -70,7 +70,7 @@ def test_failed_tiles_are_recorded_and_retried_on_the_next_run(tile_server, tmp_
     assert second.tiles_failed == 0 and second.tiles_done == 35 and second.tiles_empty == 1
     assert second.tiles_processed_now == len(failed)
     rows2 = tile_rows(db)
-    for xy, (status, attempts, _grid) in rows2.items():
+    for xy, (_status, attempts, _grid) in rows2.items():
         assert attempts == (2 if xy in failed else 1), xy
     # Only tiles that had failed went back to the server (a faulty tile may already have been fetched
     # as another unit's neighbour after its faults ran out); everything else came from the cache.
@@ -100,8 +100,21 @@ def test_sigkill_mid_scan_then_same_command_finishes_every_tile_once(tile_server
     put_mosaic_tiles(tile_server, x0, y0, n, n)
     bbox = bbox_arg(tiles_bbox(x0, y0, n, n))
     db = tmp_path / "killed.db"
-    cmd = [AMBERWATCH, "scan", "--bbox", bbox, "--imagery", tile_server.url, "--zoom", str(ZOOM),
-           "--db", str(db), "--workers", "2", "--no-progress"]
+    cmd = [
+        AMBERWATCH,
+        "scan",
+        "--bbox",
+        bbox,
+        "--imagery",
+        tile_server.url,
+        "--zoom",
+        str(ZOOM),
+        "--db",
+        str(db),
+        "--workers",
+        "2",
+        "--no-progress",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         done_before_kill = wait_for_tiles(db, 1)

@@ -9,7 +9,7 @@ from pyproj import Transformer
 from rasterio.transform import from_origin
 
 from amberwatch.errors import ResolutionError
-from amberwatch.scan.aoi import aoi_from_bbox
+from amberwatch.imagery.aoi import aoi_from_bbox
 from amberwatch.scan.engine import ScanSettings, model_tile_px, run_scan
 from tests.scan.conftest import CENTER, texty_image
 
@@ -23,7 +23,14 @@ def write_utm_geotiff(path, pixels: np.ndarray, resolution_m: float) -> tuple[fl
     h, w = pixels.shape[:2]
     left, top = cx - w * resolution_m / 2, cy + h * resolution_m / 2
     with rasterio.open(
-        path, "w", driver="GTiff", width=w, height=h, count=3, dtype="uint8", crs=UTM35N,
+        path,
+        "w",
+        driver="GTiff",
+        width=w,
+        height=h,
+        count=3,
+        dtype="uint8",
+        crs=UTM35N,
         transform=from_origin(left, top, resolution_m, resolution_m),
     ) as dst:
         dst.write(np.moveaxis(pixels, 2, 0))
@@ -62,7 +69,7 @@ def test_tiles_are_resampled_to_whole_cells_at_the_model_resolution():
     assert model_tile_px(0.02, 0.38, 32) == 32
 
 
-@pytest.mark.parametrize("zoom, tile_px", [(17, 512), (19, 128)])
+@pytest.mark.parametrize(("zoom", "tile_px"), [(17, 512), (19, 128)])
 def test_other_zooms_are_resampled_to_the_model_resolution(tmp_path, zoom, tile_px):
     import sqlite3
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from typing import ClassVar
 
-import pytest
 from click.testing import CliRunner
 
 from amberwatch.cli import main
@@ -66,8 +66,18 @@ def test_mining_free_imagery_gives_no_detections(tile_server, tmp_path):
     x0, y0 = tile_origin((20, 0))
     put_image_tiles(tile_server, texty_image("negative1"), x0, y0, 3, 3)
     db = tmp_path / "neg.db"
-    result = run("scan", "--bbox", bbox_arg(tiles_bbox(x0, y0, 3, 3)), "--imagery", tile_server.url,
-                 "--db", str(db), "--workers", "1", "--no-progress")
+    result = run(
+        "scan",
+        "--bbox",
+        bbox_arg(tiles_bbox(x0, y0, 3, 3)),
+        "--imagery",
+        tile_server.url,
+        "--db",
+        str(db),
+        "--workers",
+        "1",
+        "--no-progress",
+    )
     assert result.exit_code == 0, result.output
     assert "Detections: 0 covering 0.00 ha." in result.output
 
@@ -87,8 +97,20 @@ def test_cli_errors_are_one_line(tmp_path):
     assert result.exit_code == 1 and "bad.geojson" in result.output and "not valid JSON" in result.output
     result = CliRunner().invoke(main, ["scan", "--bbox", "26.9,51.3,26.91,51.31", "--db", str(tmp_path / "a.db")])
     assert result.exit_code == 2 and "--imagery is required" in result.output
-    result = CliRunner().invoke(main, ["scan", "--bbox", "26.9,51.3,26.91,51.31", "--zoom", "15",
-                                       "--imagery", "http://127.0.0.1:9/{z}/{x}/{y}.png", "--db", str(tmp_path / "a.db")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "scan",
+            "--bbox",
+            "26.9,51.3,26.91,51.31",
+            "--zoom",
+            "15",
+            "--imagery",
+            "http://127.0.0.1:9/{z}/{x}/{y}.png",
+            "--db",
+            str(tmp_path / "a.db"),
+        ],
+    )
     assert result.exit_code == 1 and "coarser than the 1.2 m/px limit" in result.output
     result = CliRunner().invoke(main, ["scan", "report", "--db", str(tmp_path / "missing.db")])
     assert result.exit_code == 1 and "does not exist" in result.output
@@ -104,8 +126,9 @@ def test_readme_command_on_the_example_aoi(tile_server, tmp_path):
     ul, lr = mercantile.tile(west, north, ZOOM), mercantile.tile(east, south, ZOOM)
     put_mosaic_tiles(tile_server, ul.x - 1, ul.y - 1, lr.x - ul.x + 3, lr.y - ul.y + 3)
     db = tmp_path / "amberwatch.db"
-    result = run("scan", "--aoi", str(example), "--imagery", tile_server.url, "--zoom", "18", "--db", str(db),
-                 "--no-progress")
+    result = run(
+        "scan", "--aoi", str(example), "--imagery", tile_server.url, "--zoom", "18", "--db", str(db), "--no-progress"
+    )
     assert result.exit_code == 0, result.output
     assert "Scan 1 finished: 410 tiles (410 done, 0 without imagery, 0 failed)" in result.output
     out = tmp_path / "klesiv.geojson"
@@ -117,7 +140,7 @@ def test_offline_tile_folder_as_imagery(tmp_path):
     from tests.scan.conftest import ZOOM
 
     class Folder:
-        tiles: dict = {}
+        tiles: ClassVar[dict] = {}
 
     x0, y0 = tile_origin((100, 0))
     put_image_tiles(Folder, texty_image("positive1"), x0, y0, 3, 3)
@@ -126,8 +149,20 @@ def test_offline_tile_folder_as_imagery(tmp_path):
         (root / str(z) / str(x)).mkdir(parents=True, exist_ok=True)
         (root / str(z) / str(x) / f"{y}.png").write_bytes(data)
     db = tmp_path / "offline.db"
-    result = run("scan", "--bbox", bbox_arg(tiles_bbox(x0, y0, 3, 3)), "--imagery", str(root), "--zoom", str(ZOOM),
-                 "--db", str(db), "--workers", "1", "--no-progress")
+    result = run(
+        "scan",
+        "--bbox",
+        bbox_arg(tiles_bbox(x0, y0, 3, 3)),
+        "--imagery",
+        str(root),
+        "--zoom",
+        str(ZOOM),
+        "--db",
+        str(db),
+        "--workers",
+        "1",
+        "--no-progress",
+    )
     assert result.exit_code == 0, result.output
     assert "9 tiles (9 done, 0 without imagery, 0 failed)" in result.output
 
@@ -141,8 +176,18 @@ def test_dead_tile_server_is_a_clear_error_and_keeps_the_scan(tmp_path):
     x0, y0 = tile_origin()
     db = tmp_path / "dead.db"
     dead_url = f"http://127.0.0.1:{dead_port}/{{z}}/{{x}}/{{y}}.png"
-    result = run("scan", "--bbox", bbox_arg(tiles_bbox(x0, y0, 2, 2)), "--imagery", dead_url, "--db", str(db),
-                 "--workers", "1", "--no-progress")
+    result = run(
+        "scan",
+        "--bbox",
+        bbox_arg(tiles_bbox(x0, y0, 2, 2)),
+        "--imagery",
+        dead_url,
+        "--db",
+        str(db),
+        "--workers",
+        "1",
+        "--no-progress",
+    )
     assert result.exit_code == 1
     assert "no tile of imagery" in result.output and f"127.0.0.1:{dead_port}" in result.output
     assert "Traceback" not in result.output

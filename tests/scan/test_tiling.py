@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from shapely.geometry import Point, box
 
-from amberwatch.scan.tiling import count_tiles, iter_tiles, iter_units, tile_area_km2
+from amberwatch.imagery.tiles import tile_area_km2
+from amberwatch.scan.tiling import count_tiles, iter_tiles, iter_units
 
 
 def brute_force(geometry, zoom):
@@ -24,9 +25,7 @@ def brute_force(geometry, zoom):
 
 
 @settings(max_examples=25, deadline=None)
-@given(
-    lon=st.floats(-170, 170), lat=st.floats(-70, 70), radius=st.floats(0.0005, 0.01), zoom=st.integers(14, 18)
-)
+@given(lon=st.floats(-170, 170), lat=st.floats(-70, 70), radius=st.floats(0.0005, 0.01), zoom=st.integers(14, 18))
 def test_enumeration_matches_brute_force(lon, lat, radius, zoom):
     geom = Point(lon, lat).buffer(radius, quad_segs=4)
     expected = brute_force(geom, zoom)

@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 
 from amberwatch.imagery.cache import TileCache
-from amberwatch.imagery.sources import open_source
+from amberwatch.imagery.open import open_source
 from amberwatch.model import load
 from amberwatch.scan.tiling import Unit
 from amberwatch.scan.worker import ScanContext, neighbours, process_unit, release
@@ -20,8 +20,15 @@ def test_process_unit_round_trips_through_pickle_and_needs_no_db(tile_server, tm
     clf = load()
     unit = Unit(parent=(x0 >> 3, y0 >> 3, ZOOM - 3), zoom=ZOOM, tiles=((x0 + 1, y0 + 1), (x0 + 2, y0 + 1)))
     context = ScanContext(
-        imagery=tile_server.url, cache_path=str(tmp_path / "cache.mbtiles"), model_path=None, model_version=clf.version,
-        zoom=ZOOM, tile_px=256, margin_px=clf.context_px, cell_px=clf.cell_px, block_tiles=clf.block_tiles,
+        imagery=tile_server.url,
+        cache_path=str(tmp_path / "cache.mbtiles"),
+        model_path=None,
+        model_version=clf.version,
+        zoom=ZOOM,
+        tile_px=256,
+        margin_px=clf.context_px,
+        cell_px=clf.cell_px,
+        block_tiles=clf.block_tiles,
     )
     fn, unit2, context2 = pickle.loads(pickle.dumps((process_unit, unit, context)))
     try:
@@ -35,7 +42,7 @@ def test_process_unit_round_trips_through_pickle_and_needs_no_db(tile_server, tm
     with TileCache(tmp_path / "cache.mbtiles") as cache:
         source = open_source(tile_server.url, cache=cache)
         mosaic = np.zeros((768, 1024, 3), np.uint8)
-        for (x, y) in set(neighbours(x0 + 1, y0 + 1, ZOOM)) | set(neighbours(x0 + 2, y0 + 1, ZOOM)):
+        for x, y in set(neighbours(x0 + 1, y0 + 1, ZOOM)) | set(neighbours(x0 + 2, y0 + 1, ZOOM)):
             tile = source.read_tile(ZOOM, x, y)  # None beyond the served 3 x 3 tiles: black, as in the worker
             if tile is not None:
                 mosaic[(y - y0) * 256 : (y - y0 + 1) * 256, (x - x0) * 256 : (x - x0 + 1) * 256] = tile.pixels

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from PIL import Image
 from amberwatch.db import connect, utc_now_iso
 from amberwatch.imagery.cache import TileCache, default_cache_path
 from amberwatch.imagery.decode import encode_jpeg, encode_png, read_image_file
-from amberwatch.results.schema import ensure_schema
+from amberwatch.results.store import ensure_schema
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / ".." / "shared" / "data" / "texty-amber"
@@ -63,7 +64,7 @@ def _ring_area_ha(ring: list[list[float]], lat: float) -> float:
     mx = 111_320.0 * math.cos(math.radians(lat))
     my = 111_320.0
     s = 0.0
-    for (x0, y0), (x1, y1) in zip(ring, ring[1:]):
+    for (x0, y0), (x1, y1) in itertools.pairwise(ring):
         s += (x0 * mx) * (y1 * my) - (x1 * mx) * (y0 * my)
     return abs(s) / 2 / 10_000
 
@@ -82,18 +83,29 @@ def make_story_db(folder: Path) -> StoryFixture:
         for dy in range(4):
             for dx in range(4):
                 tile = pixels[dy * 256 : dy * 256 + 256, dx * 256 : dx * 256 + 256]
-                cache.put(SOURCE_ID, ZOOM, t0.x + dx, t0.y + dy, encode_png(tile), content_type="image/png",
-                          capture_date="2015-10-05")
+                cache.put(
+                    SOURCE_ID,
+                    ZOOM,
+                    t0.x + dx,
+                    t0.y + dy,
+                    encode_png(tile),
+                    content_type="image/png",
+                    capture_date="2015-10-05",
+                )
         ul = mercantile.bounds(t0.x, t0.y, ZOOM)
         lr = mercantile.bounds(t0.x + 3, t0.y + 3, ZOOM)
         patch_boxes.append((ul.west, lr.south, lr.east, ul.north, pixels))
     cache.close()
 
     now = utc_now_iso()
-    aoi = {"type": "Polygon", "coordinates": [[[26.85, 51.25], [26.95, 51.25], [26.95, 51.35], [26.85, 51.35], [26.85, 51.25]]]}
+    aoi = {
+        "type": "Polygon",
+        "coordinates": [[[26.85, 51.25], [26.95, 51.25], [26.95, 51.35], [26.85, 51.35], [26.85, 51.25]]],
+    }
     conn.execute(
         "INSERT INTO scans (id, name, aoi_geojson, imagery, imagery_source_id, zoom, model_version, model_threshold,"
-        " status, started_at, finished_at) VALUES (1, 'fixture scan', ?, 'fixture', ?, ?, 'test-1', 0.5, 'finished', ?, ?)",
+        " status, started_at, finished_at)"
+        " VALUES (1, 'fixture scan', ?, 'fixture', ?, ?, 'test-1', 0.5, 'finished', ?, ?)",
         (json.dumps(aoi), SOURCE_ID, ZOOM, now, now),
     )
     rng = np.random.default_rng(7)
@@ -108,7 +120,9 @@ def make_story_db(folder: Path) -> StoryFixture:
         ids.append(_insert(conn, ring, lat, lon, 0.55 + 0.04 * i, thumb=encode_jpeg(pixels[:200, :200])))
     # Outside the cache: one with a thumbnail, one with nothing at all.
     ring = _polygon(26.880, 51.320, 70, seed=99)
-    thumb_only = _insert(conn, ring, 51.320, 26.880, 0.6, thumb=encode_jpeg(_patch_pixels("positive2.png")[300:556, 300:556]))
+    thumb_only = _insert(
+        conn, ring, 51.320, 26.880, 0.6, thumb=encode_jpeg(_patch_pixels("positive2.png")[300:556, 300:556])
+    )
     ring = _polygon(26.870, 51.330, 50, seed=100)
     bare = _insert(conn, ring, 51.330, 26.870, 0.52, thumb=None)
     conn.close()
@@ -124,8 +138,17 @@ def _insert(conn, ring: list[list[float]], lat: float, lon: float, prob: float, 
         " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '2015-10-05', 'test-1', ?, ?)",
         (
             json.dumps({"type": "Polygon", "coordinates": [ring]}),
-            lon, lat, min(xs), min(ys), max(xs), max(ys),
-            _ring_area_ha(ring, lat), prob, min(prob + 0.2, 1.0), thumb, utc_now_iso(),
+            lon,
+            lat,
+            min(xs),
+            min(ys),
+            max(xs),
+            max(ys),
+            _ring_area_ha(ring, lat),
+            prob,
+            min(prob + 0.2, 1.0),
+            thumb,
+            utc_now_iso(),
         ),
     )
     return int(cur.lastrowid)

@@ -78,7 +78,7 @@ def test_unknown_keys_warn_and_title_from_heading(tmp_path: Path) -> None:
 
 
 def test_missing_or_empty_articles(tmp_path: Path) -> None:
-    with pytest.raises(NotFoundError, match="nope.md"):
+    with pytest.raises(NotFoundError, match=r"nope.md"):
         read_article(tmp_path / "nope.md")
     p = tmp_path / "plain.md"
     p.write_text("# No front matter\n", "utf-8")

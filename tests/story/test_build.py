@@ -13,7 +13,7 @@ from PIL import Image
 from amberwatch.cli import main
 from amberwatch.db import connect
 from amberwatch.errors import AmberwatchWarning, NotFoundError
-from amberwatch.results.schema import ensure_schema
+from amberwatch.results.store import ensure_schema
 from amberwatch.story.builder import build_story, find_external_urls
 from tests.story.conftest import REPO, StoryFixture, write_article
 
@@ -117,7 +117,8 @@ def test_external_links_become_text(story_data: StoryFixture, tmp_path: Path) ->
 def test_marker_places_blocks(story_data: StoryFixture, tmp_path: Path) -> None:
     article = tmp_path / "m.md"
     article.write_text(
-        "---\ntitle: Marked\nfragments: [1, 2, 3]\n---\nFirst paragraph.\n\nSecond paragraph.\n\n[[fragments]]\n\nThird.\n",
+        "---\ntitle: Marked\nfragments: [1, 2, 3]\n---\n"
+        "First paragraph.\n\nSecond paragraph.\n\n[[fragments]]\n\nThird.\n",
         "utf-8",
     )
     build_story(article, story_data.db, tmp_path / "site")
@@ -147,7 +148,9 @@ def test_clear_errors(story_data: StoryFixture, tmp_path: Path) -> None:
     assert code == 1 and "scan 42" in text
     code, text = _cli(str(write_article(tmp_path, [1], name="d.md")), "--db", str(tmp_path / "no.db"), "--out", out)
     assert code == 1 and "no.db" in text
-    code, text = _cli(str(write_article(tmp_path, [1], name="c.md")), "--db", db, "--out", out, "--cache", str(tmp_path / "x.mbtiles"))
+    code, text = _cli(
+        str(write_article(tmp_path, [1], name="c.md")), "--db", db, "--out", out, "--cache", str(tmp_path / "x.mbtiles")
+    )
     assert code == 1 and "x.mbtiles" in text
     code, _ = _cli(str(unknown), "--db", db)
     assert code == 2  # --out is required: Click's usage error

@@ -1,4 +1,7 @@
-"""Fixtures of the web tests: a real project DB (scan, detections, grids, users) with a real PNG tile cache, and a live server."""
+"""Fixtures of the web tests.
+
+A real project DB (scan, detections, grids, users) with a real PNG tile cache, and a live server.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import pytest
 from amberwatch.db import connect, utc_now_iso
 from amberwatch.imagery.cache import TileCache, default_cache_path
 from amberwatch.imagery.decode import encode_jpeg, encode_png
-from amberwatch.results.schema import ensure_schema
+from amberwatch.results.store import ensure_schema
 from amberwatch.web.schema import ensure_schema as ensure_web_schema
 from amberwatch.web.users import add_user
 
@@ -31,12 +34,14 @@ THRESHOLD = 0.5
 def imagery_tile(rng: np.random.Generator, tx: int, ty: int) -> np.ndarray:
     """A 256x256 RGB tile that looks like fields and forest with sandy pits (for screenshots)."""
     yy, xx = np.mgrid[0:256, 0:256]
-    base = np.where(((xx // 64 + tx + (yy // 80) + ty) % 3)[..., None] == 0, [60, 90, 45], [120, 140, 80]).astype(np.float64)
+    base = np.where(((xx // 64 + tx + (yy // 80) + ty) % 3)[..., None] == 0, [60, 90, 45], [120, 140, 80]).astype(
+        np.float64
+    )
     base += rng.normal(0, 9, (256, 256, 1))
     for _ in range(3):
         cx, cy, r = rng.integers(30, 226), rng.integers(30, 226), rng.integers(8, 22)
         pit = (xx - cx) ** 2 + (yy - cy) ** 2 < r**2
-        base[pit] = [215, 200, 160] + rng.normal(0, 12, (int(pit.sum()), 1))
+        base[pit] = np.array([215, 200, 160]) + rng.normal(0, 12, (int(pit.sum()), 1))
     return np.clip(base, 0, 255).astype(np.uint8)
 
 
@@ -59,7 +64,9 @@ class Project:
     tiles: list[tuple[int, int, int]]
 
 
-def insert_detections(conn, scan_id: int, rows: list[tuple[float, float, float, float]], thumbnail: bytes | None) -> list[int]:
+def insert_detections(
+    conn, scan_id: int, rows: list[tuple[float, float, float, float]], thumbnail: bytes | None
+) -> list[int]:
     """Insert detections (lon, lat, half size in degrees, probability); return their ids."""
     ids = []
     conn.execute("BEGIN")
@@ -71,8 +78,23 @@ def insert_detections(conn, scan_id: int, rows: list[tuple[float, float, float, 
             "INSERT INTO detections (scan_id, geometry_geojson, centroid_lon, centroid_lat, west, south, east, north,"
             " area_ha, mean_prob, max_prob, capture_date, model_version, thumbnail, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (scan_id, json.dumps(geom), lon, lat, ring[0][0], ring[0][1], ring[1][0], ring[2][1], area_ha, prob,
-             min(prob + 0.1, 1.0), "2018-05-12", "0", thumbnail, utc_now_iso()),
+            (
+                scan_id,
+                json.dumps(geom),
+                lon,
+                lat,
+                ring[0][0],
+                ring[0][1],
+                ring[1][0],
+                ring[2][1],
+                area_ha,
+                prob,
+                min(prob + 0.1, 1.0),
+                "2018-05-12",
+                "0",
+                thumbnail,
+                utc_now_iso(),
+            ),
         )
         ids.append(int(cur.lastrowid))
     conn.execute("COMMIT")
@@ -92,8 +114,15 @@ def build_project(tmp_path: Path, *, extra_detections: int = 0) -> Project:
     with TileCache(cache_path) as cache:
         cache.register_source(SOURCE_ID, "http://example.invalid/{z}/{x}/{y}.png")
         for z, x, y in tiles:
-            cache.put(SOURCE_ID, z, x, y, encode_png(imagery_tile(rng, x, y)), content_type="image/png",
-                      capture_date="2018-05-12")
+            cache.put(
+                SOURCE_ID,
+                z,
+                x,
+                y,
+                encode_png(imagery_tile(rng, x, y)),
+                content_type="image/png",
+                capture_date="2018-05-12",
+            )
     top_left = mercantile.bounds(center.x - 1, center.y - 1, ZOOM)
     bottom_right = mercantile.bounds(center.x + 1, center.y + 1, ZOOM)
     w, s, e, n = top_left.west, bottom_right.south, bottom_right.east, top_left.north
@@ -102,8 +131,20 @@ def build_project(tmp_path: Path, *, extra_detections: int = 0) -> Project:
         "INSERT INTO scans (name, aoi_geojson, imagery, imagery_source_id, zoom, model_version, model_threshold,"
         " status, started_at, finished_at, tiles_total, tiles_done, area_scanned_km2)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, 'finished', ?, ?, ?, ?, ?)",
-        ("klesiv", json.dumps(aoi), "http://example.invalid/{z}/{x}/{y}.png", SOURCE_ID, ZOOM, "0", THRESHOLD,
-         utc_now_iso(), utc_now_iso(), len(tiles), len(tiles), 0.54),
+        (
+            "klesiv",
+            json.dumps(aoi),
+            "http://example.invalid/{z}/{x}/{y}.png",
+            SOURCE_ID,
+            ZOOM,
+            "0",
+            THRESHOLD,
+            utc_now_iso(),
+            utc_now_iso(),
+            len(tiles),
+            len(tiles),
+            0.54,
+        ),
     )
     scan_id = int(cur.lastrowid)
     for z, x, y in tiles:
@@ -114,14 +155,30 @@ def build_project(tmp_path: Path, *, extra_detections: int = 0) -> Project:
             (scan_id, z, x, y, float(grid.max()) / 255, grid.tobytes(), utc_now_iso()),
         )
     thumb = encode_jpeg(imagery_tile(rng, 0, 0)[64:192, 64:192])
-    spots = [(CENTER_LON + dx, CENTER_LAT + dy, 0.00025 * (1 + i % 3), p)
-             for i, (dx, dy, p) in enumerate([(0.0, 0.0, 0.93), (0.0012, 0.0007, 0.71), (-0.0013, -0.0006, 0.55),
-                                              (0.0015, -0.0009, 0.86), (-0.0010, 0.0010, 0.64)])]
+    spots = [
+        (CENTER_LON + dx, CENTER_LAT + dy, 0.00025 * (1 + i % 3), p)
+        for i, (dx, dy, p) in enumerate(
+            [
+                (0.0, 0.0, 0.93),
+                (0.0012, 0.0007, 0.71),
+                (-0.0013, -0.0006, 0.55),
+                (0.0015, -0.0009, 0.86),
+                (-0.0010, 0.0010, 0.64),
+            ]
+        )
+    ]
     detection_ids = insert_detections(conn, scan_id, spots, thumb)
     if extra_detections:
         rnd = random.Random(3)
-        extra = [(CENTER_LON + rnd.uniform(-0.6, 0.6), CENTER_LAT + rnd.uniform(-0.35, 0.35),
-                  rnd.uniform(0.0001, 0.0006), rnd.uniform(0.5, 0.99)) for _ in range(extra_detections)]
+        extra = [
+            (
+                CENTER_LON + rnd.uniform(-0.6, 0.6),
+                CENTER_LAT + rnd.uniform(-0.35, 0.35),
+                rnd.uniform(0.0001, 0.0006),
+                rnd.uniform(0.5, 0.99),
+            )
+            for _ in range(extra_detections)
+        ]
         insert_detections(conn, scan_id, extra, None)
     reviewer = add_user(conn, "olena", reviewer=True)
     reader = add_user(conn, "reader1", reviewer=False)
@@ -164,7 +221,7 @@ class LiveServer:
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def __enter__(self) -> "LiveServer":
+    def __enter__(self) -> LiveServer:
         self.thread.start()
         deadline = time.monotonic() + 20
         while not self.server.started:

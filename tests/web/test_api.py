@@ -1,4 +1,7 @@
-"""The web API in-process against a real SQLite project: map data, tiles, corrections, reviewers, labelling, security."""
+"""The web API in-process against a real SQLite project.
+
+Covers map data, tiles, corrections, reviewers, labelling and security.
+"""
 
 from __future__ import annotations
 
@@ -43,18 +46,22 @@ def test_feedback_rate_limit_follows_x_forwarded_for_behind_a_trusted_proxy(proj
 
     from amberwatch.web.app import create_app
 
-    app = ProxyHeadersMiddleware(create_app(project.db_path, project.cache_path, feedback_limit_per_hour=2),
-                                 trusted_hosts="*")
+    app = ProxyHeadersMiddleware(
+        create_app(project.db_path, project.cache_path, feedback_limit_per_hour=2), trusted_hosts="*"
+    )
     did = project.detection_ids[0]
     with TestClient(app) as proxied:
+
         def post(reader_ip: str) -> int:
-            return proxied.post(f"/api/detections/{did}/feedback", json={"verdict": "confirmed"},
-                                headers={"X-Forwarded-For": reader_ip}).status_code
+            return proxied.post(
+                f"/api/detections/{did}/feedback", json={"verdict": "confirmed"}, headers={"X-Forwarded-For": reader_ip}
+            ).status_code
+
         assert [post("203.0.113.5") for _ in range(3)] == [201, 201, 429]
         assert post("198.51.100.7") == 201
 
 
-@pytest.mark.parametrize("path, heading", [("/label", "Label chips"), ("/review", "Reviewer queue")])
+@pytest.mark.parametrize(("path", "heading"), [("/label", "Label chips"), ("/review", "Reviewer queue")])
 def test_reviewer_pages_include_the_shared_sign_in_header(client, path, heading):
     r = client.get(path)
     assert r.status_code == 200 and r.text.startswith("<!doctype html>")
@@ -135,12 +142,17 @@ def test_feedback_validation(client, project):
     assert r.status_code == 422 and r.json()["status"] == 422
     r = flag(client, did, comment="x" * 2001)
     assert r.status_code == 413 and r.json()["status"] == 413
-    r = client.post(f"/api/detections/{did}/feedback", content=json.dumps({"verdict": "confirmed", "comment": "y" * 17000}),
-                    headers={"Content-Type": "application/json"})
+    r = client.post(
+        f"/api/detections/{did}/feedback",
+        content=json.dumps({"verdict": "confirmed", "comment": "y" * 17000}),
+        headers={"Content-Type": "application/json"},
+    )
     assert r.status_code == 413 and r.json()["status"] == 413
     r = client.post(f"/api/detections/{did}/feedback", data={"verdict": "confirmed"})
     assert r.status_code == 415 and r.json()["status"] == 415
-    r = client.post(f"/api/detections/{did}/feedback", content="{not json", headers={"Content-Type": "application/json"})
+    r = client.post(
+        f"/api/detections/{did}/feedback", content="{not json", headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 422 and r.json()["status"] == 422
     r = client.post(f"/api/detections/{did}/feedback", json={"category": "quarry"})
     assert r.status_code == 422 and "verdict" in r.json()["error"]
@@ -153,8 +165,9 @@ def test_feedback_rate_limited_per_client(client, project):
         assert flag(client, did).status_code == 201
     r = flag(client, did)
     assert r.status_code == 429 and r.json()["status"] == 429 and "limit 5" in r.json()["error"]
-    other = client.post(f"/api/detections/{did}/feedback", json={"verdict": "confirmed"},
-                        headers={"User-Agent": "another browser"})
+    other = client.post(
+        f"/api/detections/{did}/feedback", json={"verdict": "confirmed"}, headers={"User-Agent": "another browser"}
+    )
     assert other.status_code == 201
 
 
@@ -186,7 +199,13 @@ def test_accept_makes_labelled_example_and_map_shows_it(client, project):
 
     store = ExampleStore(connect(project.db_path))
     ex = store.get(out["example_id"])
-    assert (ex.label, ex.category, ex.source, ex.added_by, ex.imagery_date) == ("not_mining", "field", "review", "olena", "2018-05-12")
+    assert (ex.label, ex.category, ex.source, ex.added_by, ex.imagery_date) == (
+        "not_mining",
+        "field",
+        "review",
+        "olena",
+        "2018-05-12",
+    )
     assert abs(ex.lat - 51.3194) < 0.001 and ex.width > 32
     assert store.pixels(ex.id).mean() > 20
     assert store.get(out2["example_id"]).label == "mining"
@@ -259,13 +278,13 @@ def test_label_area_sample_units_blind_through_area_review(client, project):
     first, second = q["items"][0], q["items"][1]
     assert decode_image(client.get(first["chip_url"]).content).mean() > 20
     r = client.post("/api/label", json={"key": first["key"], "label": "mining"}, headers=h)
-    assert r.status_code == 201 and r.json()["example_id"] is None     # a reference label, not a training example
+    assert r.status_code == 201 and r.json()["example_id"] is None  # a reference label, not a training example
     client.post("/api/label", json={"key": second["key"], "label": "skip"}, headers=h)
     unit_id = int(first["key"].split("/")[1])
     assert {u["unit_id"]: u["reference_class"] for u in sample_units(conn, sample.sample_id)}[unit_id] == "mining"
     assert len(pending_units(conn, sample.sample_id)) == 5
     q2 = client.get(f"/api/label/queue?sample={sample.sample_id}", headers=h).json()
-    assert q2["labelled"] == 1 and q2["items"][-1]["key"] == second["key"]   # skipped units come last
+    assert q2["labelled"] == 1 and q2["items"][-1]["key"] == second["key"]  # skipped units come last
     assert ExampleStore(conn).examples(status=None) == []
     missing = client.post("/api/label", json={"key": f"u{sample.sample_id}/99999", "label": "mining"}, headers=h)
     assert missing.status_code == 404 and "99999" in missing.json()["error"]
@@ -276,8 +295,10 @@ def test_label_page_checks_imported_examples(client, project, tmp_path):
     conn = connect(project.db_path)
     store = ExampleStore(conn)
     rng = np.random.default_rng(0)
-    ids = [store.add(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8), label, source="import")[0]
-           for label in ("mining", "not_mining", "mining")]
+    ids = [
+        store.add(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8), label, source="import")[0]
+        for label in ("mining", "not_mining", "mining")
+    ]
     h = auth(project.reviewer_token)
     q = client.get("/api/label/queue?examples=import", headers=h).json()
     assert [i["key"] for i in q["items"]] == [f"e{i}" for i in ids] and q["items"][0]["outline"] is None

@@ -1,4 +1,7 @@
-"""The pages in headless Chromium against a live server: map -> flag -> review -> example store; labelling by keyboard; 10,000 detections."""
+"""The pages in headless Chromium against a live server.
+
+Map -> flag -> review -> example store; labelling by keyboard; 10,000 detections.
+"""
 
 from __future__ import annotations
 
@@ -96,7 +99,7 @@ def test_flag_review_accept_flow(page, live, project):
     page.locator("#token-form button").click()
     card = page.locator(".card").first
     card.wait_for()
-    assert card.locator(".comment").inner_text() == XSS          # shown as text, never as markup
+    assert card.locator(".comment").inner_text() == XSS  # shown as text, never as markup
     assert card.locator(".comment img").count() == 0
     page.wait_for_function("() => document.querySelector('.card img').naturalWidth > 0")
     page.screenshot(path=str(artifacts_dir() / "web_review_queue.png"))
@@ -105,15 +108,17 @@ def test_flag_review_accept_flow(page, live, project):
     assert page.evaluate("sessionStorage.getItem('amberwatch.reviewerToken')") == project.reviewer_token
 
     examples = ExampleStore(connect(project.db_path)).examples()
-    assert [(e.label, e.category, e.source, e.added_by) for e in examples] == [("not_mining", "quarry", "review", "olena")]
+    assert [(e.label, e.category, e.source, e.added_by) for e in examples] == [
+        ("not_mining", "quarry", "review", "olena")
+    ]
 
-    page.goto(f"{live.url}/#d={did}")                             # the share link reopens the site
+    page.goto(f"{live.url}/#d={did}")  # the share link reopens the site
     page.locator(f".leaflet-popup .popup[data-id='{did}']").wait_for()
     assert page.locator(".popup .review-line").inner_text() == "Reviewed: not mining"
     wait_ready(page)
     page.wait_for_function("() => document.querySelector('.popup img.thumb').naturalWidth > 0")
     page.wait_for_function("() => document.querySelectorAll('.leaflet-tile-loaded').length >= 4")
-    page.wait_for_timeout(400)                                     # popup fade-in
+    page.wait_for_timeout(400)  # popup fade-in
     page.screenshot(path=str(artifacts_dir() / "web_shared_reviewed.png"))
 
     page.locator("#search").fill("51.32, 26.90")
@@ -139,14 +144,17 @@ def test_label_three_chips_with_keyboard(page, live, project):
     page.wait_for_function("() => document.getElementById('progress').textContent.startsWith('3 labelled')")
     page.keyboard.press("s")
     page.wait_for_function("(k) => document.body.dataset.chip !== k", arg=page.evaluate("document.body.dataset.chip"))
-    page.keyboard.press("u")                                      # undo the skip ...
-    page.keyboard.press("u")                                      # ... and the third label
+    page.keyboard.press("u")  # undo the skip ...
+    page.keyboard.press("u")  # ... and the third label
     page.wait_for_function("(k) => document.body.dataset.chip === k", arg=seen[2])
     assert page.locator("#progress").inner_text().startswith("2 labelled")
     store = ExampleStore(connect(project.db_path))
     labelled = store.examples(status=None)
     assert [(e.label, e.source, e.status) for e in labelled] == [
-        ("mining", "label-page", "active"), ("not_mining", "label-page", "active"), ("mining", "label-page", "excluded")]
+        ("mining", "label-page", "active"),
+        ("not_mining", "label-page", "active"),
+        ("mining", "label-page", "excluded"),
+    ]
     assert len(set(seen)) == 3 and outside == []
 
 
@@ -179,8 +187,11 @@ def test_map_with_10000_detections(page, tmp_path):
         page.wait_for_timeout(300)
         fps_polygons = page.evaluate(pan)
         page.screenshot(path=str(artifacts_dir() / "web_map_10000_z15.png"))
-        print(f"\n10,000 detections: map ready {load_ms} ms after navigation; "
-              f"pan {fps_clusters:.0f} fps with clusters (zoom {fit_zoom}), {fps_polygons:.0f} fps with polygons (zoom 15)")
+        print(
+            f"\n10,000 detections: map ready {load_ms} ms after navigation; "
+            f"pan {fps_clusters:.0f} fps with clusters (zoom {fit_zoom}), "
+            f"{fps_polygons:.0f} fps with polygons (zoom 15)"
+        )
         assert outside == []
         assert load_ms < 15_000
         assert fps_clusters >= 10 and fps_polygons >= 10

@@ -1,4 +1,7 @@
-"""The web CLI: 'users add' prints a token whose hash alone is stored; 'amberwatch serve' serves the map in a real process."""
+"""The web CLI.
+
+'users add' prints a token whose hash alone is stored; 'amberwatch serve' serves the map in a real process.
+"""
 
 from __future__ import annotations
 

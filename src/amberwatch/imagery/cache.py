@@ -9,8 +9,6 @@ from pathlib import Path
 
 from amberwatch.db import connect, migrate, utc_now_iso
 
-DEFAULT_CACHE_PATH = "amberwatch-tiles.mbtiles"
-
 MIGRATIONS: list[str] = [
     """
     CREATE TABLE tiles (
@@ -74,7 +72,8 @@ class TileCache:
         """Store a tile (or an 'empty' marker) once; a later put replaces it."""
         with self._lock:
             self._conn.execute(
-                "INSERT OR REPLACE INTO tiles (source_id, z, x, y, status, data, content_type, capture_date, fetched_at)"
+                "INSERT OR REPLACE INTO tiles"
+                " (source_id, z, x, y, status, data, content_type, capture_date, fetched_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (source_id, z, x, y, status, data, content_type, capture_date, utc_now_iso()),
             )
@@ -96,9 +95,7 @@ class TileCache:
     def zoom_range(self, source_id: str) -> tuple[int, int] | None:
         """(min_zoom, max_zoom) of the cached tiles of a source, or None when it has none."""
         with self._lock:
-            row = self._conn.execute(
-                "SELECT MIN(z), MAX(z) FROM tiles WHERE source_id = ?", (source_id,)
-            ).fetchone()
+            row = self._conn.execute("SELECT MIN(z), MAX(z) FROM tiles WHERE source_id = ?", (source_id,)).fetchone()
         return None if row is None or row[0] is None else (int(row[0]), int(row[1]))
 
     def count(self, source_id: str | None = None) -> int:
@@ -106,16 +103,14 @@ class TileCache:
         with self._lock:
             if source_id is None:
                 return int(self._conn.execute("SELECT COUNT(*) FROM tiles").fetchone()[0])
-            return int(
-                self._conn.execute("SELECT COUNT(*) FROM tiles WHERE source_id = ?", (source_id,)).fetchone()[0]
-            )
+            return int(self._conn.execute("SELECT COUNT(*) FROM tiles WHERE source_id = ?", (source_id,)).fetchone()[0])
 
     def close(self) -> None:
         """Close the underlying connection."""
         with self._lock:
             self._conn.close()
 
-    def __enter__(self) -> "TileCache":
+    def __enter__(self) -> TileCache:
         return self
 
     def __exit__(self, *exc: object) -> None:

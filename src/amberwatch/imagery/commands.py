@@ -45,16 +45,39 @@ def imagery() -> None:
 
 @imagery.command("from-image")
 @click.argument("image", type=click.Path(exists=True, dir_okay=False))
-@click.option("--center", required=True, callback=_parse_center, metavar="LAT,LON", help="Centre of the image, WGS84 degrees.")
-@click.option("--resolution", required=True, type=float, callback=_parse_resolution, metavar="M_PER_PX",
-              help="Ground resolution of the image in metres per pixel (Texty's crops: ~0.38).")
+@click.option(
+    "--center", required=True, callback=_parse_center, metavar="LAT,LON", help="Centre of the image, WGS84 degrees."
+)
+@click.option(
+    "--resolution",
+    required=True,
+    type=float,
+    callback=_parse_resolution,
+    metavar="M_PER_PX",
+    help="Ground resolution of the image in metres per pixel (Texty's crops: ~0.38).",
+)
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
-@click.option("--zoom", type=click.IntRange(0, 24), default=None, help="Tile zoom (default: closest to the resolution).")
+@click.option(
+    "--zoom", type=click.IntRange(0, 24), default=None, help="Tile zoom (default: closest to the resolution)."
+)
 @click.option("--date", "capture_date", default=None, metavar="YYYY-MM-DD", help="Capture date of the image.")
-@click.option("--format", "fmt", type=click.Choice(["both", "geotiff", "tiles"]), default="both", show_default=True,
-              help="Write an EPSG:3857 GeoTIFF, a {z}/{x}/{y}.png folder, or both.")
-def from_image(image: str, center: tuple[float, float], resolution: float, out_dir: str, zoom: int | None,
-               capture_date: str | None, fmt: str) -> None:
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["both", "geotiff", "tiles"]),
+    default="both",
+    show_default=True,
+    help="Write an EPSG:3857 GeoTIFF, a {z}/{x}/{y}.png folder, or both.",
+)
+def from_image(
+    image: str,
+    center: tuple[float, float],
+    resolution: float,
+    out_dir: str,
+    zoom: int | None,
+    capture_date: str | None,
+    fmt: str,
+) -> None:
     """Turn a plain IMAGE into a georeferenced local tile source; prints the spec to pass as --imagery."""
     from amberwatch.imagery.georef import georeference_image
     from amberwatch.imagery.sources import parse_capture_date
@@ -64,9 +87,15 @@ def from_image(image: str, center: tuple[float, float], resolution: float, out_d
     except InvalidInputError as exc:
         raise click.BadParameter(str(exc), param_hint="--date") from None
     result = georeference_image(
-        image, center_lat_deg=center[0], center_lon_deg=center[1], resolution_m_per_px=resolution,
-        out_dir=out_dir, zoom=zoom, capture_date=capture_date,
-        write_geotiff=fmt in ("both", "geotiff"), write_tiles=fmt in ("both", "tiles"),
+        image,
+        center_lat_deg=center[0],
+        center_lon_deg=center[1],
+        resolution_m_per_px=resolution,
+        out_dir=out_dir,
+        zoom=zoom,
+        capture_date=capture_date,
+        write_geotiff=fmt in ("both", "geotiff"),
+        write_tiles=fmt in ("both", "tiles"),
     )
     if result.geotiff_path is not None:
         click.echo(f"GeoTIFF: {result.geotiff_path} (EPSG:3857)", err=True)
@@ -87,7 +116,7 @@ def from_image(image: str, center: tuple[float, float], resolution: float, out_d
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(spec: str, api_key_env: str | None, as_json: bool) -> None:
     """Print the type, id, zoom range, bounds and resolution of an imagery SPEC (no tile is fetched)."""
-    from amberwatch.imagery.sources import open_source
+    from amberwatch.imagery.open import open_source
 
     with open_source(spec, api_key_env=api_key_env) as src:
         d = src.describe()

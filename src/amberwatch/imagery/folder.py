@@ -52,7 +52,9 @@ class FolderTileSource(TileSource):
 
     kind = "folder"
 
-    def __init__(self, path: str | os.PathLike[str], *, cache: TileCache | None = None, capture_date: str | None = None):
+    def __init__(
+        self, path: str | os.PathLike[str], *, cache: TileCache | None = None, capture_date: str | None = None
+    ):
         """Index the zoom levels and coverage of the folder and read its dates sidecar."""
         super().__init__(cache=cache, capture_date=capture_date)
         self.path = Path(path)

@@ -63,8 +63,13 @@ def check_resolution(resolution_m_per_px: float) -> None:
 
 
 def write_georeferenced_geotiff(
-    pixels: np.ndarray, path: Path, *, center_lat_deg: float, center_lon_deg: float,
-    resolution_m_per_px: float, capture_date: str | None = None,
+    pixels: np.ndarray,
+    path: Path,
+    *,
+    center_lat_deg: float,
+    center_lon_deg: float,
+    resolution_m_per_px: float,
+    capture_date: str | None = None,
 ) -> LngLatBbox:
     """Write RGB pixels as an EPSG:3857 GeoTIFF centred on a point at a ground resolution; return its bounds."""
     h, w = pixels.shape[:2]
@@ -77,8 +82,17 @@ def write_georeferenced_geotiff(
         tags = {"ACQUISITIONDATE": capture_date, "TIFFTAG_DATETIME": capture_date.replace("-", ":") + " 00:00:00"}
     path.parent.mkdir(parents=True, exist_ok=True)
     with rasterio.open(
-        path, "w", driver="GTiff", width=w, height=h, count=3, dtype="uint8", crs="EPSG:3857",
-        transform=from_origin(left, top, merc_px_m, merc_px_m), compress="deflate", photometric="RGB",
+        path,
+        "w",
+        driver="GTiff",
+        width=w,
+        height=h,
+        count=3,
+        dtype="uint8",
+        crs="EPSG:3857",
+        transform=from_origin(left, top, merc_px_m, merc_px_m),
+        compress="deflate",
+        photometric="RGB",
     ) as ds:
         ds.write(np.moveaxis(pixels, -1, 0))
         if tags:
@@ -120,8 +134,12 @@ def georeference_image(
     with tempfile.TemporaryDirectory() as tmp:
         tif = out / f"{stem}.tif" if write_geotiff else Path(tmp) / f"{stem}.tif"
         bounds = write_georeferenced_geotiff(
-            pixels, tif, center_lat_deg=center_lat_deg, center_lon_deg=center_lon_deg,
-            resolution_m_per_px=resolution_m_per_px, capture_date=date_text,
+            pixels,
+            tif,
+            center_lat_deg=center_lat_deg,
+            center_lon_deg=center_lon_deg,
+            resolution_m_per_px=resolution_m_per_px,
+            capture_date=date_text,
         )
         tiles_dir = None
         count = 0
@@ -142,10 +160,14 @@ def _write_tiles(tif: Path, tiles_dir: Path, bounds: LngLatBbox, zoom: int, date
     """Cut the GeoTIFF into {z}/{x}/{y}.png tiles (alpha outside the image); returns the tile count."""
     keys = list(tiles_for_bbox(bounds, zoom))
     if len(keys) > MAX_TILES:
-        raise InvalidInputError(f"zoom {zoom} would cut the image into {len(keys)} tiles (limit {MAX_TILES}); use a lower --zoom")
+        raise InvalidInputError(
+            f"zoom {zoom} would cut the image into {len(keys)} tiles (limit {MAX_TILES}); use a lower --zoom"
+        )
     if tiles_dir.exists() and any(tiles_dir.iterdir()):
         if not (tiles_dir / MARKER_FILE).is_file():
-            raise InvalidInputError(f"{str(tiles_dir)!r} already exists and was not written by from-image; choose another --out")
+            raise InvalidInputError(
+                f"{str(tiles_dir)!r} already exists and was not written by from-image; choose another --out"
+            )
         shutil.rmtree(tiles_dir)  # stale tiles of an earlier image must not mix with this one
     tiles_dir.mkdir(parents=True, exist_ok=True)
     (tiles_dir / MARKER_FILE).write_text("written by amberwatch imagery from-image\n", encoding="utf-8")

@@ -55,7 +55,9 @@ class GeoTiffTileSource(TileSource):
 
     kind = "geotiff"
 
-    def __init__(self, path: str | os.PathLike[str], *, cache: TileCache | None = None, capture_date: str | None = None):
+    def __init__(
+        self, path: str | os.PathLike[str], *, cache: TileCache | None = None, capture_date: str | None = None
+    ):
         """Open the raster and work out its bounds, native resolution, zooms, bands and date."""
         super().__init__(cache=cache, capture_date=capture_date)
         self.path = Path(path)
@@ -68,7 +70,9 @@ class GeoTiffTileSource(TileSource):
         ds = self._ds
         if ds.crs is None:
             ds.close()
-            raise CRSError(f"GeoTIFF {str(self.path)!r} has no CRS; georeference it first (e.g. amberwatch imagery from-image)")
+            raise CRSError(
+                f"GeoTIFF {str(self.path)!r} has no CRS; georeference it first (e.g. amberwatch imagery from-image)"
+            )
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self.spec = str(self.path)
@@ -96,7 +100,11 @@ class GeoTiffTileSource(TileSource):
         interp = list(ds.colorinterp)
         if ds.count >= 3:
             try:
-                return [interp.index(ColorInterp.red) + 1, interp.index(ColorInterp.green) + 1, interp.index(ColorInterp.blue) + 1], None
+                return [
+                    interp.index(ColorInterp.red) + 1,
+                    interp.index(ColorInterp.green) + 1,
+                    interp.index(ColorInterp.blue) + 1,
+                ], None
             except ValueError:
                 return [1, 2, 3], None
         if interp and interp[0] == ColorInterp.palette:
@@ -110,7 +118,9 @@ class GeoTiffTileSource(TileSource):
         """Robust min/max of the bands from a decimated read, to scale 16-bit/float data to 8 bits."""
         ds = self._ds
         f = max(1, math.ceil(max(ds.width, ds.height) / STATS_MAX_PX))
-        arr = ds.read(self._bands, out_shape=(len(self._bands), max(1, ds.height // f), max(1, ds.width // f)), masked=True)
+        arr = ds.read(
+            self._bands, out_shape=(len(self._bands), max(1, ds.height // f), max(1, ds.width // f)), masked=True
+        )
         vals = arr.compressed().astype(np.float64)
         vals = vals[np.isfinite(vals)]
         if vals.size == 0:
@@ -134,15 +144,18 @@ class GeoTiffTileSource(TileSource):
             self._lock, self._pid = threading.Lock(), os.getpid()
             self._ds = rasterio.open(self.path)
         try:
-            with self._lock, WarpedVRT(
-                self._ds,
-                crs="EPSG:3857",
-                transform=transform,
-                width=TILE_SIZE_PX,
-                height=TILE_SIZE_PX,
-                resampling=Resampling.bilinear,
-                add_alpha=self._add_alpha,
-            ) as vrt:
+            with (
+                self._lock,
+                WarpedVRT(
+                    self._ds,
+                    crs="EPSG:3857",
+                    transform=transform,
+                    width=TILE_SIZE_PX,
+                    height=TILE_SIZE_PX,
+                    resampling=Resampling.bilinear,
+                    add_alpha=self._add_alpha,
+                ) as vrt,
+            ):
                 data = vrt.read(indexes=self._bands)
                 mask = vrt.dataset_mask()
         except RasterioError as exc:
@@ -152,10 +165,7 @@ class GeoTiffTileSource(TileSource):
             return None
         rgb = self._to_rgb(data)
         rgb[~valid] = 0
-        if valid.all():
-            png = encode_png(rgb)
-        else:
-            png = encode_png_rgba(rgb, valid)
+        png = encode_png(rgb) if valid.all() else encode_png_rgba(rgb, valid)
         return FetchedTile(data=png, content_type="image/png", pixels=rgb, capture_date=self._tag_date)
 
     def _to_rgb(self, data: np.ndarray) -> np.ndarray:

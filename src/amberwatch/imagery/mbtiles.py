@@ -23,7 +23,9 @@ class MBTilesTileSource(TileSource):
 
     kind = "mbtiles"
 
-    def __init__(self, path: str | os.PathLike[str], *, cache: TileCache | None = None, capture_date: str | None = None):
+    def __init__(
+        self, path: str | os.PathLike[str], *, cache: TileCache | None = None, capture_date: str | None = None
+    ):
         """Open the file read-only and read its metadata (bounds, zooms, format, optional capture_date)."""
         super().__init__(cache=cache, capture_date=capture_date)
         self.path = Path(path)
@@ -36,10 +38,13 @@ class MBTilesTileSource(TileSource):
             cols = {r[1] for r in self._conn.execute("PRAGMA table_info(tiles)")}
             if not {"zoom_level", "tile_column", "tile_row", "tile_data"} <= cols:
                 raise InvalidInputError(
-                    f"{str(self.path)!r} is not an MBTiles file (no tiles(zoom_level, tile_column, tile_row, tile_data));"
+                    f"{str(self.path)!r} is not an MBTiles file"
+                    " (no tiles(zoom_level, tile_column, tile_row, tile_data));"
                     " an amberwatch tile cache is not an imagery source"
                 )
-            meta = dict(self._conn.execute("SELECT name, value FROM metadata").fetchall()) if self._has_metadata() else {}
+            meta = (
+                dict(self._conn.execute("SELECT name, value FROM metadata").fetchall()) if self._has_metadata() else {}
+            )
             zrow = self._conn.execute("SELECT MIN(zoom_level), MAX(zoom_level) FROM tiles").fetchone()
         except sqlite3.DatabaseError as exc:
             raise InvalidInputError(f"{str(self.path)!r} is not a readable MBTiles file ({exc})") from exc

@@ -17,7 +17,7 @@ from amberwatch.imagery.types import TILE_SIZE_PX, GeoImage, LngLatBbox, ground_
 
 MAX_MOSAIC_TILES = 4096
 
-__all__ = ["render_bbox", "open_cached_source", "TileCache"]
+__all__ = ["TileCache", "open_cached_source", "render_bbox"]
 
 
 def _world_px(lon_deg: float, lat_deg: float, zoom: int) -> tuple[float, float]:
@@ -34,19 +34,12 @@ def _world_px_to_lnglat(px: float, py: float, zoom: int) -> tuple[float, float]:
     return mercantile.lnglat(px / size * 2 * half - half, half - py / size * 2 * half)
 
 
-def render_bbox(source: TileSource, bbox: LngLatBbox, zoom: int, *, max_px: int = 1024) -> GeoImage:
-    """Mosaic of the tiles covering bbox at zoom, cropped to bbox and shrunk to at most max_px a side.
-
-    Missing tiles (no imagery, or failing) are black; failures are listed in ``warnings``. The
-    returned bbox is the bbox snapped to whole pixels of the zoom's grid.
-    """
+def _check_request(bbox: LngLatBbox, zoom: int, max_px: int) -> None:
     if not (0 <= int(zoom) <= 24):
         raise InvalidInputError(f"zoom {zoom!r} must be within 0..24")
     if max_px < 1:
         raise InvalidInputError(f"max_px {max_px!r} must be at least 1")
     zoom = int(zoom)
-    south = max(bbox.south_deg, -MAX_MERCATOR_LAT_DEG)
-    north = min(bbox.north_deg, MAX_MERCATOR_LAT_DEG)
     if bbox.east_deg < bbox.west_deg:
         raise InvalidInputError(f"bbox {bbox.as_tuple()} crosses the antimeridian; split it in two")
     n_tiles = tile_count_for_bbox(bbox, zoom)
@@ -54,18 +47,55 @@ def render_bbox(source: TileSource, bbox: LngLatBbox, zoom: int, *, max_px: int 
         raise InvalidInputError(
             f"bbox {bbox.as_tuple()} covers {n_tiles} tiles at zoom {zoom} (limit {MAX_MOSAIC_TILES}); use a lower zoom"
         )
+
+
+def _pixel_window(bbox: LngLatBbox, zoom: int) -> tuple[int, int, int, int]:
+    """The whole-pixel world window (x0, y0, x1, y1) covering bbox at zoom, at least one pixel a side."""
+    south = max(bbox.south_deg, -MAX_MERCATOR_LAT_DEG)
+    north = min(bbox.north_deg, MAX_MERCATOR_LAT_DEG)
     left, top = _world_px(bbox.west_deg, north, zoom)
     right, bottom = _world_px(bbox.east_deg, south, zoom)
     eps = 1e-6  # tile edges computed through degrees land a hair off whole pixels
     x0, y0 = math.floor(left + eps), math.floor(top + eps)
     x1, y1 = max(math.ceil(right - eps), x0 + 1), max(math.ceil(bottom - eps), y0 + 1)
+    return x0, y0, x1, y1
+
+
+def _paste_tile(canvas: np.ndarray, pixels: np.ndarray, sx0: int, sy0: int, scale: float) -> None:
+    """Paste a tile whose top-left is (sx0, sy0) in unscaled window pixels onto the scaled canvas."""
+    out_h, out_w = canvas.shape[:2]
+    # Destination rectangle of this tile in output pixels (may overhang the canvas).
+    dx0, dy0 = round(sx0 * scale), round(sy0 * scale)
+    dx1, dy1 = round((sx0 + TILE_SIZE_PX) * scale), round((sy0 + TILE_SIZE_PX) * scale)
+    if dx1 <= dx0 or dy1 <= dy0:
+        return
+    if (dx1 - dx0, dy1 - dy0) != (pixels.shape[1], pixels.shape[0]):
+        pixels = np.asarray(
+            Image.fromarray(pixels).resize((dx1 - dx0, dy1 - dy0), Image.Resampling.BILINEAR), dtype=np.uint8
+        )
+    cx0, cy0 = max(dx0, 0), max(dy0, 0)
+    cx1, cy1 = min(dx1, out_w), min(dy1, out_h)
+    if cx1 <= cx0 or cy1 <= cy0:
+        return
+    canvas[cy0:cy1, cx0:cx1] = pixels[cy0 - dy0 : cy1 - dy0, cx0 - dx0 : cx1 - dx0]
+
+
+def render_bbox(source: TileSource, bbox: LngLatBbox, zoom: int, *, max_px: int = 1024) -> GeoImage:
+    """Mosaic of the tiles covering bbox at zoom, cropped to bbox and shrunk to at most max_px a side.
+
+    Missing tiles (no imagery, or failing) are black; failures are listed in ``warnings``. The
+    returned bbox is the bbox snapped to whole pixels of the zoom's grid.
+    """
+    _check_request(bbox, zoom, max_px)
+    zoom = int(zoom)
+    x0, y0, x1, y1 = _pixel_window(bbox, zoom)
     full_w, full_h = x1 - x0, y1 - y0
     scale = min(1.0, max_px / max(full_w, full_h))
     out_w, out_h = max(1, round(full_w * scale)), max(1, round(full_h * scale))
     canvas = np.zeros((out_h, out_w, 3), dtype=np.uint8)
     dates: Counter = Counter()
     notes: list[str] = []
-    for (z, tx, ty), result in source.read_tiles(tiles_for_bbox(bbox, zoom)):
+    for (_z, tx, ty), result in source.read_tiles(tiles_for_bbox(bbox, zoom)):
         if isinstance(result, ImageryError):
             notes.append(str(result))
             continue
@@ -73,22 +103,7 @@ def render_bbox(source: TileSource, bbox: LngLatBbox, zoom: int, *, max_px: int 
             continue
         if result.capture_date is not None:
             dates[result.capture_date] += 1
-        # Destination rectangle of this tile in output pixels (may overhang the canvas).
-        sx0, sy0 = tx * TILE_SIZE_PX - x0, ty * TILE_SIZE_PX - y0
-        dx0, dy0 = round(sx0 * scale), round(sy0 * scale)
-        dx1, dy1 = round((sx0 + TILE_SIZE_PX) * scale), round((sy0 + TILE_SIZE_PX) * scale)
-        if dx1 <= dx0 or dy1 <= dy0:
-            continue
-        pixels = result.pixels
-        if (dx1 - dx0, dy1 - dy0) != (pixels.shape[1], pixels.shape[0]):
-            pixels = np.asarray(
-                Image.fromarray(pixels).resize((dx1 - dx0, dy1 - dy0), Image.Resampling.BILINEAR), dtype=np.uint8
-            )
-        cx0, cy0 = max(dx0, 0), max(dy0, 0)
-        cx1, cy1 = min(dx1, out_w), min(dy1, out_h)
-        if cx1 <= cx0 or cy1 <= cy0:
-            continue
-        canvas[cy0:cy1, cx0:cx1] = pixels[cy0 - dy0 : cy1 - dy0, cx0 - dx0 : cx1 - dx0]
+        _paste_tile(canvas, result.pixels, tx * TILE_SIZE_PX - x0, ty * TILE_SIZE_PX - y0, scale)
     west, north_s = _world_px_to_lnglat(x0, y0, zoom)
     east, south_s = _world_px_to_lnglat(x1, y1, zoom)
     snapped = LngLatBbox(max(west, -180.0), south_s, min(east, 180.0), north_s)

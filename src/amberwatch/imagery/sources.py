@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import abc
 import hashlib
-import os
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
-from pathlib import Path
 
 import mercantile
 import numpy as np
@@ -34,7 +32,7 @@ from amberwatch.imagery.tiles import MAX_ZOOM, check_tile, tile_lnglat_bbox, til
 from amberwatch.imagery.types import TILE_SIZE_PX, GeoImage, LngLatBbox
 
 TileKey = tuple[int, int, int]  # (z, x, y), XYZ rows (top origin)
-TileResult = GeoImage | None | ImageryError
+TileRead = GeoImage | None | ImageryError  # what reading one tile gives: an image, nothing there, or the error
 
 _MISS = object()
 
@@ -121,7 +119,7 @@ class TileSource(abc.ABC):
             return hit  # type: ignore[return-value]
         return self._accept((z, x, y), self._fetch_tile(z, x, y))
 
-    def read_tiles(self, tiles: Iterable[TileKey]) -> Iterator[tuple[TileKey, TileResult]]:
+    def read_tiles(self, tiles: Iterable[TileKey]) -> Iterator[tuple[TileKey, TileRead]]:
         """Read many tiles, yielding (tile, GeoImage | None | ImageryError); streamed, never materialised."""
         for t in tiles:
             key = tile_key(t)
@@ -134,10 +132,11 @@ class TileSource(abc.ABC):
     def _fetch_tile(self, z: int, x: int, y: int) -> FetchedTile | None:
         """Produce one tile from the underlying source (no cache); None = no imagery there."""
 
-    def close(self) -> None:
+    # Deliberately a concrete no-op, not abstract: sources holding nothing (folder, cached) don't override it.
+    def close(self) -> None:  # noqa: B027
         """Release files, connections and threads (the cache belongs to the caller)."""
 
-    def __enter__(self) -> "TileSource":
+    def __enter__(self) -> TileSource:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -252,59 +251,3 @@ class CachedTileSource(TileSource):
 def open_cached_source(cache: TileCache, source_id: str) -> TileSource:
     """A read-only TileSource over the cache only (no network), for the web app and the story builder."""
     return CachedTileSource(cache, source_id)
-
-
-def open_source(
-    spec: str,
-    *,
-    cache: TileCache | None = None,
-    headers: dict[str, str] | None = None,
-    api_key_env: str | None = None,
-    capture_date: str | None = None,
-    max_concurrency: int = 8,
-    requests_per_s: float = 50.0,
-    timeout_s: float = 20.0,
-    max_retries: int = 4,
-) -> TileSource:
-    """Open an imagery spec: URL template, xyzservices preset, GeoTIFF/COG, tile folder or .mbtiles file."""
-    if not isinstance(spec, str) or not spec.strip():
-        raise InvalidInputError(f"imagery spec {spec!r} is empty")
-    spec = spec.strip()
-    http_options = dict(
-        cache=cache,
-        headers=headers,
-        api_key_env=api_key_env,
-        capture_date=capture_date,
-        max_concurrency=max_concurrency,
-        requests_per_s=requests_per_s,
-        timeout_s=timeout_s,
-        max_retries=max_retries,
-    )
-    lowered = spec.lower()
-    if lowered.startswith(("http://", "https://")):
-        from amberwatch.imagery.xyz import XyzTileSource
-
-        return XyzTileSource(spec, **http_options)  # type: ignore[arg-type]
-    path = Path(os.path.expanduser(spec))
-    if lowered.endswith((".tif", ".tiff")):
-        from amberwatch.imagery.geotiff import GeoTiffTileSource
-
-        return GeoTiffTileSource(path, cache=cache, capture_date=capture_date)
-    if lowered.endswith(".mbtiles"):
-        from amberwatch.imagery.mbtiles import MBTilesTileSource
-
-        return MBTilesTileSource(path, cache=cache, capture_date=capture_date)
-    if path.is_dir():
-        from amberwatch.imagery.folder import FolderTileSource
-
-        return FolderTileSource(path, cache=cache, capture_date=capture_date)
-    if "/" not in spec and "\\" not in spec and not path.exists():
-        from amberwatch.imagery.xyz import preset_source
-
-        found = preset_source(spec, **http_options)  # type: ignore[arg-type]
-        if found is not None:
-            return found
-    raise InvalidInputError(
-        f"imagery spec {spec!r} is not a URL template, an xyzservices preset, a .tif/.tiff file,"
-        " a tile folder or an .mbtiles file"
-    )

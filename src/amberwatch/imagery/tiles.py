@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import mercantile
 
 from amberwatch.errors import InvalidInputError
-from amberwatch.imagery.types import TILE_SIZE_PX, LngLatBbox, MercatorBbox, ground_resolution_m_per_px
+from amberwatch.imagery.types import EARTH_CIRCUMFERENCE_M, TILE_SIZE_PX, LngLatBbox, ground_resolution_m_per_px
 
 MAX_ZOOM = 24
 # mercantile clamps latitudes to the Web Mercator limit; tiles never extend beyond it.
@@ -25,12 +25,6 @@ def tile_lnglat_bbox(z: int, x: int, y: int) -> LngLatBbox:
     """The WGS84 footprint of an XYZ tile."""
     b = mercantile.bounds(x, y, z)
     return LngLatBbox(b.west, b.south, b.east, b.north)
-
-
-def tile_mercator_bbox(z: int, x: int, y: int) -> MercatorBbox:
-    """The EPSG:3857 footprint of an XYZ tile, in metres."""
-    b = mercantile.xy_bounds(x, y, z)
-    return MercatorBbox(b.left, b.bottom, b.right, b.top)
 
 
 def tile_center_lnglat(z: int, x: int, y: int) -> tuple[float, float]:
@@ -92,3 +86,15 @@ def zoom_for_resolution(resolution_m_per_px: float, lat_deg: float, *, max_zoom:
     z0_res = ground_resolution_m_per_px(lat_deg, 0, TILE_SIZE_PX)
     z = round(math.log2(z0_res / resolution_m_per_px))
     return int(min(max(z, 0), max_zoom))
+
+
+def tile_area_km2(zoom: int, y: int) -> float:
+    """Ground area of a web-map tile at its centre latitude, in km²."""
+    lat = _tile_center_lat_deg(zoom, y)
+    side_m = EARTH_CIRCUMFERENCE_M / (1 << zoom) * math.cos(math.radians(lat))
+    return side_m * side_m / 1e6
+
+
+def _tile_center_lat_deg(zoom: int, y: float) -> float:
+    n = math.pi - 2.0 * math.pi * (y + 0.5) / (1 << zoom)
+    return math.degrees(math.atan(math.sinh(n)))

@@ -42,16 +42,6 @@ class LngLatBbox:
         return (self.west_deg, self.south_deg, self.east_deg, self.north_deg)
 
 
-@dataclass(frozen=True)
-class MercatorBbox:
-    """A bounding box in Web Mercator (EPSG:3857) metres: left, bottom, right, top."""
-
-    left_m: float
-    bottom_m: float
-    right_m: float
-    top_m: float
-
-
 def ground_resolution_m_per_px(lat_deg: float, zoom: int, tile_size_px: int = TILE_SIZE_PX) -> float:
     """True ground size of one Web Mercator pixel at a latitude and zoom, in metres."""
     return EARTH_CIRCUMFERENCE_M * math.cos(math.radians(lat_deg)) / (tile_size_px * 2**zoom)

@@ -3,14 +3,15 @@
 Fetching runs on one private event loop thread per source, so the synchronous API works from any
 thread (including inside someone else's running event loop). Concurrency and requests per second
 are bounded; 429 (Retry-After honoured, capped), 5xx, timeouts, broken connections and corrupt bodies
-are retried with exponential backoff and jitter. 404/410/204 and empty 200 bodies mean "no imagery". Secrets (the API key)
-are substituted only into the outgoing request, never into the spec, the source id or messages.
+are retried with exponential backoff and jitter. 404/410/204 and empty 200 bodies mean "no imagery".
+Secrets (the API key) are substituted only into the outgoing request, never into the spec, the source id or messages.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import email.utils
 import os
 import random
@@ -18,6 +19,7 @@ import re
 import threading
 import time
 from collections.abc import Coroutine, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -27,7 +29,7 @@ from amberwatch import __version__
 from amberwatch.errors import ImageError, ImageryError, InvalidInputError
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.decode import decode_image
-from amberwatch.imagery.sources import _MISS, FetchedTile, TileKey, TileResult, TileSource, spec_hash, tile_key
+from amberwatch.imagery.sources import _MISS, FetchedTile, TileKey, TileRead, TileSource, spec_hash, tile_key
 from amberwatch.imagery.tiles import check_tile, tile_to_quadkey, xyz_to_tms_y
 
 USER_AGENT = f"amberwatch/{__version__} (+https://github.com/amberwatch)"
@@ -37,7 +39,9 @@ DEFAULT_SUBDOMAINS = "abc"
 
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _KNOWN = {"z", "x", "y", "-y", "q", "s", "r", "key"}  # {r}: Leaflet retina suffix, always ""
-_SECRET_PARAMS = re.compile(r"(?i)^(api[_-]?key|key|token|access[_-]?token|accesstoken|apikey|sig|signature|password|secret)$")
+_SECRET_PARAMS = re.compile(
+    r"(?i)^(api[_-]?key|key|token|access[_-]?token|accesstoken|apikey|sig|signature|password|secret)$"
+)
 _EMPTY_STATUSES = {204, 404, 410}
 _RETRY_STATUSES = {408, 425, 429, 500, 502, 503, 504}
 
@@ -157,14 +161,81 @@ class _LoopThread:
         if loop is None or self._pid != os.getpid():
             return  # nothing started, or a forked child holding its parent's (thread-less) loop
         if self.client is not None:
-            try:
+            with contextlib.suppress(Exception):
                 asyncio.run_coroutine_threadsafe(self.client.aclose(), loop).result(timeout=5)
-            except Exception:  # noqa: BLE001 - closing must not raise
-                pass
         loop.call_soon_threadsafe(loop.stop)
         if thread is not None:
             thread.join(timeout=5)
         loop.close()
+
+
+def _check_limits(max_concurrency: int, requests_per_s: float, timeout_s: float, max_retries: int) -> None:
+    if max_concurrency < 1:
+        raise InvalidInputError(f"max_concurrency {max_concurrency!r} must be at least 1")
+    if not requests_per_s > 0:
+        raise InvalidInputError(f"requests_per_s {requests_per_s!r} must be positive")
+    if not timeout_s > 0:
+        raise InvalidInputError(f"timeout_s {timeout_s!r} must be positive")
+    if max_retries < 0:
+        raise InvalidInputError(f"max_retries {max_retries!r} must be >= 0")
+
+
+def _resolve_subdomains(template: str, given: str | list[str] | None, inline: str | None) -> list[str]:
+    """Explicit subdomains win over the template's {s:abc}; a bare {s} falls back to DEFAULT_SUBDOMAINS."""
+    subs = given if given is not None else inline
+    if subs is None and "{s}" in template:
+        subs = DEFAULT_SUBDOMAINS
+    return list(subs) if subs else []
+
+
+def _resolve_key(template: str, headers: dict[str, str], api_key_env: str | None) -> str | None:
+    """The API key from api_key_env; it must be given exactly when the template or a header uses {key}."""
+    uses_key = "{key}" in template or any("{key}" in v for v in headers.values())
+    if not api_key_env:
+        if uses_key:
+            raise InvalidInputError(
+                f"URL template or headers of {redact_url(template)!r} use {{key}}: pass api_key_env naming"
+                " the environment variable holding the key"
+            )
+        return None
+    key = os.environ.get(api_key_env)
+    if not key:
+        raise InvalidInputError(f"environment variable {api_key_env!r} (api_key_env) is not set or empty")
+    if not uses_key:
+        raise InvalidInputError(
+            f"api_key_env {api_key_env!r} given but neither the URL template nor a header has a {{key}} placeholder"
+        )
+    return key
+
+
+@dataclass(frozen=True)
+class _Retry:
+    """A failed attempt worth retrying: why, and how long the server asked us to wait (None: back off)."""
+
+    problem: str
+    delay: float | None = None
+
+
+def _read_response(resp: httpx.Response, shown: str, tile: TileKey) -> FetchedTile | None | _Retry:
+    """The tile in an HTTP response, None for "no imagery here", or a _Retry; ImageryError for other statuses."""
+    status = resp.status_code
+    if status == 200:
+        body = resp.content
+        if not body:
+            return None  # some servers answer "no tile here" with an empty 200
+        try:
+            pixels = decode_image(body, shown)
+        except ImageError as exc:
+            return _Retry(f"corrupt or truncated body ({exc})")
+        ctype = resp.headers.get("content-type", "").split(";")[0].strip() or None
+        return FetchedTile(data=body, content_type=ctype, pixels=pixels)
+    if status in _EMPTY_STATUSES:
+        return None
+    if status in _RETRY_STATUSES or status >= 500:
+        wait = parse_retry_after(resp.headers.get("retry-after")) if status == 429 else None
+        return _Retry(f"HTTP {status}", None if wait is None else min(wait, MAX_RETRY_AFTER_S))
+    z, x, y = tile
+    raise ImageryError(f"{shown} (tile z={z} x={x} y={y}) answered HTTP {status}")
 
 
 class XyzTileSource(TileSource):
@@ -192,42 +263,17 @@ class XyzTileSource(TileSource):
     ) -> None:
         """Validate the template and options; no request is made until a tile is read."""
         super().__init__(cache=cache, capture_date=capture_date)
-        if max_concurrency < 1:
-            raise InvalidInputError(f"max_concurrency {max_concurrency!r} must be at least 1")
-        if not requests_per_s > 0:
-            raise InvalidInputError(f"requests_per_s {requests_per_s!r} must be positive")
-        if not timeout_s > 0:
-            raise InvalidInputError(f"timeout_s {timeout_s!r} must be positive")
-        if max_retries < 0:
-            raise InvalidInputError(f"max_retries {max_retries!r} must be >= 0")
+        _check_limits(max_concurrency, requests_per_s, timeout_s, max_retries)
         self.template, inline = parse_template(template)
-        subs = subdomains if subdomains is not None else inline
-        if subs is None and "{s}" in self.template:
-            subs = DEFAULT_SUBDOMAINS
-        self.subdomains = list(subs) if subs else []
+        self.subdomains = _resolve_subdomains(self.template, subdomains, inline)
         self.max_retries = int(max_retries)
         self.timeout_s = float(timeout_s)
         self.backoff_base_s = 0.5
         self.min_zoom, self.max_zoom = int(min_zoom), int(max_zoom)
         self.attribution = attribution
 
-        self._key: str | None = None
         header_values = dict(headers or {})
-        uses_key = "{key}" in self.template or any("{key}" in v for v in header_values.values())
-        if api_key_env:
-            key = os.environ.get(api_key_env)
-            if not key:
-                raise InvalidInputError(f"environment variable {api_key_env!r} (api_key_env) is not set or empty")
-            if not uses_key:
-                raise InvalidInputError(
-                    f"api_key_env {api_key_env!r} given but neither the URL template nor a header has a {{key}} placeholder"
-                )
-            self._key = key
-        elif uses_key:
-            raise InvalidInputError(
-                f"URL template or headers of {redact_url(self.template)!r} use {{key}}: pass api_key_env naming"
-                " the environment variable holding the key"
-            )
+        self._key: str | None = _resolve_key(self.template, header_values, api_key_env)
         self.spec = name or redact_url(self.template)
         normalised = redact_url(self.template) + ("|s=" + "".join(self.subdomains) if self.subdomains else "")
         self.source_id = "xyz-" + spec_hash(normalised)
@@ -260,49 +306,16 @@ class XyzTileSource(TileSource):
 
     async def _fetch_async(self, z: int, x: int, y: int) -> FetchedTile | None:
         """GET one tile with retries; None for 404/204; ImageryError naming tile and URL when it keeps failing."""
-        engine = self._engine
-        assert engine.client is not None and engine.semaphore is not None
         url = self.tile_url(z, x, y, with_secret=True)
         shown = redact_url(self.tile_url(z, x, y))
         problem = "no attempt"
         for attempt in range(self.max_retries + 1):
-            delay: float | None = None
-            await engine.throttle()
-            async with engine.semaphore:
-                try:
-                    resp = await engine.client.get(url)
-                except httpx.ConnectError as exc:
-                    raise ImageryError(f"cannot connect to {shown} (tile z={z} x={x} y={y}): {exc}") from None
-                except httpx.TimeoutException:
-                    problem = f"timed out after {self.timeout_s:g} s"
-                    resp = None
-                except httpx.TransportError as exc:
-                    problem = f"connection failed ({type(exc).__name__}: {exc})"
-                    resp = None
-            if resp is not None:
-                status = resp.status_code
-                if status == 200:
-                    body = resp.content
-                    if not body:
-                        return None  # some servers answer "no tile here" with an empty 200
-                    try:
-                        pixels = decode_image(body, shown)
-                    except ImageError as exc:
-                        problem = f"corrupt or truncated body ({exc})"
-                    else:
-                        ctype = resp.headers.get("content-type", "").split(";")[0].strip() or None
-                        return FetchedTile(data=body, content_type=ctype, pixels=pixels)
-                elif status in _EMPTY_STATUSES:
-                    return None
-                elif status in _RETRY_STATUSES or status >= 500:
-                    problem = f"HTTP {status}"
-                    if status == 429:
-                        wait = parse_retry_after(resp.headers.get("retry-after"))
-                        if wait is not None:
-                            delay = min(wait, MAX_RETRY_AFTER_S)
-                else:
-                    raise ImageryError(f"{shown} (tile z={z} x={x} y={y}) answered HTTP {status}")
+            outcome = await self._attempt(url, shown, (z, x, y))
+            if not isinstance(outcome, _Retry):
+                return outcome
+            problem = outcome.problem
             if attempt < self.max_retries:
+                delay = outcome.delay
                 if delay is None:
                     backoff = min(self.backoff_base_s * 2**attempt, BACKOFF_CAP_S)
                     delay = backoff * (0.5 + random.random() / 2)  # jitter: 50-100% of the backoff
@@ -311,7 +324,24 @@ class XyzTileSource(TileSource):
             f"tile z={z} x={x} y={y} from {shown} failed after {self.max_retries + 1} attempts: {problem}"
         )
 
-    def read_tiles(self, tiles: Iterable[TileKey]) -> Iterator[tuple[TileKey, TileResult]]:
+    async def _attempt(self, url: str, shown: str, tile: TileKey) -> FetchedTile | None | _Retry:
+        """One throttled GET of a tile: the tile, None (no imagery) or why it is worth another try."""
+        engine = self._engine
+        assert engine.client is not None and engine.semaphore is not None
+        await engine.throttle()
+        async with engine.semaphore:
+            try:
+                resp = await engine.client.get(url)
+            except httpx.ConnectError as exc:
+                z, x, y = tile
+                raise ImageryError(f"cannot connect to {shown} (tile z={z} x={x} y={y}): {exc}") from None
+            except httpx.TimeoutException:
+                return _Retry(f"timed out after {self.timeout_s:g} s")
+            except httpx.TransportError as exc:
+                return _Retry(f"connection failed ({type(exc).__name__}: {exc})")
+        return _read_response(resp, shown, tile)
+
+    def read_tiles(self, tiles: Iterable[TileKey]) -> Iterator[tuple[TileKey, TileRead]]:
         """Fetch tiles concurrently (cache hits first-hand), yielding results in completion order."""
         it = iter(tiles)
         pending: dict[concurrent.futures.Future, TileKey] = {}
@@ -338,7 +368,7 @@ class XyzTileSource(TileSource):
                 for fut in done:
                     key = pending.pop(fut)
                     try:
-                        result: TileResult = self._accept(key, fut.result())
+                        result: TileRead = self._accept(key, fut.result())
                     except ImageryError as exc:
                         result = exc
                     yield key, result

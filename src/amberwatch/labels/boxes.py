@@ -69,8 +69,9 @@ def read_boxes(csv_path: str | os.PathLike[str]) -> list[LabelledBox]:
         except (TypeError, ValueError) as exc:
             raise InvalidInputError(f"{where}: pixel coordinates must be integers ({exc})") from exc
         if min(x0, y0) < 0 or x1 - x0 < MIN_SIDE_PX or y1 - y0 < MIN_SIDE_PX:
-            raise InvalidInputError(f"{where}: box ({x0}, {y0}, {x1}, {y1}) must have x0, y0 >= 0 and sides "
-                                    f">= {MIN_SIDE_PX} px")
+            raise InvalidInputError(
+                f"{where}: box ({x0}, {y0}, {x1}, {y1}) must have x0, y0 >= 0 and sides >= {MIN_SIDE_PX} px"
+            )
         try:
             label = check_label((row["label"] or "").strip())
             category = check_category((row.get("category") or "").strip() or None)
@@ -84,13 +85,16 @@ def cut_box(pixels: np.ndarray, box: LabelledBox) -> np.ndarray:
     """The box's crop of the whole image's pixels; InvalidInputError when the box leaves the image."""
     h, w = pixels.shape[:2]
     if box.x1_px > w or box.y1_px > h:
-        raise InvalidInputError(f"box on line {box.line} ({box.x0_px}, {box.y0_px}, {box.x1_px}, {box.y1_px}) "
-                                f"lies outside {box.image!r} ({w}x{h} px)")
+        raise InvalidInputError(
+            f"box on line {box.line} ({box.x0_px}, {box.y0_px}, {box.x1_px}, {box.y1_px}) "
+            f"lies outside {box.image!r} ({w}x{h} px)"
+        )
     return np.ascontiguousarray(pixels[box.y0_px : box.y1_px, box.x0_px : box.x1_px])
 
 
-def cut_boxes(boxes: list[LabelledBox], images_dir: str | os.PathLike[str]
-              ) -> Iterator[tuple[LabelledBox, np.ndarray | AmberwatchError]]:
+def cut_boxes(
+    boxes: list[LabelledBox], images_dir: str | os.PathLike[str]
+) -> Iterator[tuple[LabelledBox, np.ndarray | AmberwatchError]]:
     """Yield (box, HxWx3 uint8 crop) or (box, the error naming its image or box); each image is read once."""
     root = Path(images_dir)
     by_image: dict[str, list[LabelledBox]] = {}
@@ -110,8 +114,14 @@ def cut_boxes(boxes: list[LabelledBox], images_dir: str | os.PathLike[str]
                 yield box, exc
 
 
-def import_boxes(store: ExampleStore, csv_path: str | os.PathLike[str], images_dir: str | os.PathLike[str], *,
-                 source: str = "boxes", added_by: str = "cli") -> ImportReport:
+def import_boxes(
+    store: ExampleStore,
+    csv_path: str | os.PathLike[str],
+    images_dir: str | os.PathLike[str],
+    *,
+    source: str = "boxes",
+    added_by: str = "cli",
+) -> ImportReport:
     """Cut every box of the CSV and add it to the store (idempotent); boxes that fail are reported and skipped."""
     report = ImportReport()
     with store.transaction():
@@ -119,8 +129,15 @@ def import_boxes(store: ExampleStore, csv_path: str | os.PathLike[str], images_d
             try:
                 if isinstance(crop, AmberwatchError):
                     raise crop
-                _, created = store.add(crop, box.label, category=box.category, source=source,
-                                       source_image=box.source_image, added_by=added_by, name=box.name)
+                _, created = store.add(
+                    crop,
+                    box.label,
+                    category=box.category,
+                    source=source,
+                    source_image=box.source_image,
+                    added_by=added_by,
+                    name=box.name,
+                )
             except AmberwatchError as exc:
                 report.skipped.append((f"{box.image} line {box.line}", str(exc)))
                 continue

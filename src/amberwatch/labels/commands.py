@@ -48,8 +48,13 @@ def import_cmd(folder: str, db: str, source: str, added_by: str) -> None:
 
 @examples.command("import-boxes")
 @click.argument("boxes_csv", type=click.Path(dir_okay=False))
-@click.option("--images", "images_dir", required=True, type=click.Path(file_okay=False),
-              help="Folder the CSV's image paths are relative to.")
+@click.option(
+    "--images",
+    "images_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder the CSV's image paths are relative to.",
+)
 @db_option
 @click.option("--source", default="boxes", show_default=True, help="Source tag stored with each example.")
 @click.option("--added-by", default="cli", show_default=True, help="Who added the examples.")
@@ -68,8 +73,12 @@ def import_boxes_cmd(boxes_csv: str, images_dir: str, db: str, source: str, adde
 @examples.command("stats")
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
-@click.option("--top", type=click.IntRange(min=1), default=None,
-              help=f"Place blocks to show [default: {TOP_BLOCKS_SHOWN} as text, all as JSON].")
+@click.option(
+    "--top",
+    type=click.IntRange(min=1),
+    default=None,
+    help=f"Place blocks to show [default: {TOP_BLOCKS_SHOWN} as text, all as JSON].",
+)
 def stats_cmd(db: str, as_json: bool, top: int | None) -> None:
     """Counts of examples by label, category, year and 0.1-degree place block."""
     with _open(db, create=False) as store:
@@ -99,8 +108,9 @@ def stats_cmd(db: str, as_json: bool, top: int | None) -> None:
 @db_option
 @click.option("--id", "ids", type=int, multiple=True, help="Example id (repeatable).")
 @click.option("--category", type=click.Choice(CATEGORIES), help="Exclude every active example of this category.")
-@click.option("--area", type=click.Path(exists=True, dir_okay=False),
-              help="GeoJSON polygons: exclude located examples inside.")
+@click.option(
+    "--area", type=click.Path(exists=True, dir_okay=False), help="GeoJSON polygons: exclude located examples inside."
+)
 @click.option("--reason", required=True, help="Why (stored with each excluded example).")
 def exclude_cmd(db: str, ids: tuple[int, ...], category: str | None, area: str | None, reason: str) -> None:
     """Exclude examples from training by id, category or area (they stay in the store)."""
@@ -121,7 +131,10 @@ def list_cmd(db: str, label: str | None, status: str, limit: int) -> None:
     """A small table of examples."""
     with _open(db, create=False) as store:
         rows = store.examples(status=None if status == "all" else status, label=label)
-    header = f"{'id':>6}  {'label':<10} {'category':<10} {'status':<8} {'lat':>9} {'lon':>9}  {'date':<10} {'size':>9}  {'source':<10} block"
+    header = (
+        f"{'id':>6}  {'label':<10} {'category':<10} {'status':<8} {'lat':>9} {'lon':>9}  "
+        f"{'date':<10} {'size':>9}  {'source':<10} block"
+    )
     click.echo(header)
     for ex in rows[:limit]:
         lat = f"{ex.lat:.4f}" if ex.lat is not None else "-"

@@ -185,7 +185,10 @@ def _skip(report: ImportReport, path: Path, reason: str) -> None:
 
 
 def export_name(store: ExampleStore, ex: Example) -> str:
-    """File name for an exported example: Texty-style when located and dated, else the imported name or ``example_<id>.png``."""
+    """File name for an exported example.
+
+    Texty-style when located and dated, else the imported name or ``example_<id>.png``.
+    """
     original = store.original_name(ex.id)
     if original and parse_texty_name(original):
         return original

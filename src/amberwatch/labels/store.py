@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import shapely
@@ -27,8 +27,8 @@ from amberwatch.errors import (
     InvalidInputError,
     NotFoundError,
 )
+from amberwatch.imagery.aoi import read_aoi
 from amberwatch.imagery.decode import decode_image, encode_png
-from amberwatch.scan.aoi import read_aoi
 
 COMPONENT = "labels"
 LABELS = ("mining", "not_mining")
@@ -181,9 +181,7 @@ def _is_rgb8_png(data: bytes) -> bool:
 def _as_rgb(image: bytes | np.ndarray, name: str) -> np.ndarray:
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ImageError(
-                f"{name}: expected an HxWx3 uint8 array, got shape {image.shape} dtype {image.dtype}"
-            )
+            raise ImageError(f"{name}: expected an HxWx3 uint8 array, got shape {image.shape} dtype {image.dtype}")
         if image.shape[0] < 1 or image.shape[1] < 1:
             raise ImageError(f"{name}: image has no pixels")
         return np.ascontiguousarray(image)
@@ -210,6 +208,19 @@ def _row_to_example(row: sqlite3.Row) -> Example:
         width=int(row["width"]),
         height=int(row["height"]),
     )
+
+
+class _Metadata(NamedTuple):
+    """An example's checked metadata, in the column order of the INSERT and UPDATE in ``ExampleStore.add``."""
+
+    category: str | None
+    lon: float | None
+    lat: float | None
+    imagery_date: str | None
+    source: str
+    source_image: str | None
+    name: str | None  # stored as original_name
+    added_by: str
 
 
 class ExampleStore:
@@ -286,53 +297,47 @@ class ExampleStore:
         # Re-encoding costs ~10 ms per crop; an 8-bit RGB PNG already holds exactly these pixels.
         raw = encoded if isinstance(image, np.ndarray) else bytes(image)
         png = raw if raw is not None and _is_rgb8_png(raw) else None
+        meta = _Metadata(category, lon, lat, imagery_date, source, source_image, name, added_by)
         with self.transaction():
             row = self.conn.execute("SELECT id, label, status FROM examples WHERE sha256 = ?", (sha,)).fetchone()
             if row is not None:
-                if row["label"] == label:
-                    return int(row["id"]), False
-                if row["status"] != "excluded":
-                    raise ConflictError(
-                        f"{name or 'image'} is already example {row['id']} labelled {row['label']!r},"
-                        f" not {label!r}"
-                    )
-                # An excluded example labelled anew with the other label: relabel and re-activate it.
-                self.conn.execute(
-                    "UPDATE examples SET label = ?, category = ?, lon = ?, lat = ?, imagery_date = ?,"
-                    " source = ?, source_image = ?, original_name = ?, added_by = ?, added_at = ?,"
-                    " status = 'active', exclude_reason = NULL, excluded_at = NULL WHERE id = ?",
-                    (label, category, lon, lat, imagery_date, source, source_image, name, added_by,
-                     utc_now_iso(), int(row["id"])),
-                )
-                return int(row["id"]), True
-            cur = self.conn.execute(
-                "INSERT INTO examples (sha256, label, category, lon, lat, imagery_date, source,"
-                " source_image, original_name, added_by, added_at, width, height)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    sha,
-                    label,
-                    category,
-                    lon,
-                    lat,
-                    imagery_date,
-                    source,
-                    source_image,
-                    name,
-                    added_by,
-                    utc_now_iso(),
-                    int(pixels.shape[1]),
-                    int(pixels.shape[0]),
-                ),
-            )
-            example_id = int(cur.lastrowid)
-            if png is None:
-                png = encode_png(pixels)
-            self.conn.execute(
-                "INSERT INTO example_images (example_id, png) VALUES (?, ?)",
-                (example_id, png),
-            )
+                return self._add_existing(row, label, meta)
+            example_id = self._insert(sha, label, meta, pixels, png)
         return example_id, True
+
+    def _add_existing(self, row: sqlite3.Row, label: str, meta: _Metadata) -> tuple[int, bool]:
+        """``add`` for pixels already stored: keep, refuse (ConflictError) or relabel an excluded example."""
+        if row["label"] == label:
+            return int(row["id"]), False
+        if row["status"] != "excluded":
+            raise ConflictError(
+                f"{meta.name or 'image'} is already example {row['id']} labelled {row['label']!r}, not {label!r}"
+            )
+        # An excluded example labelled anew with the other label: relabel and re-activate it.
+        self.conn.execute(
+            "UPDATE examples SET label = ?, category = ?, lon = ?, lat = ?, imagery_date = ?,"
+            " source = ?, source_image = ?, original_name = ?, added_by = ?, added_at = ?,"
+            " status = 'active', exclude_reason = NULL, excluded_at = NULL WHERE id = ?",
+            (label, *meta, utc_now_iso(), int(row["id"])),
+        )
+        return int(row["id"]), True
+
+    def _insert(self, sha: str, label: str, meta: _Metadata, pixels: np.ndarray, png: bytes | None) -> int:
+        """Insert a new example and its image (PNG-encoded here unless given); return its id."""
+        cur = self.conn.execute(
+            "INSERT INTO examples (sha256, label, category, lon, lat, imagery_date, source,"
+            " source_image, original_name, added_by, added_at, width, height)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (sha, label, *meta, utc_now_iso(), int(pixels.shape[1]), int(pixels.shape[0])),
+        )
+        example_id = int(cur.lastrowid)
+        if png is None:
+            png = encode_png(pixels)
+        self.conn.execute(
+            "INSERT INTO example_images (example_id, png) VALUES (?, ?)",
+            (example_id, png),
+        )
+        return example_id
 
     def get(self, example_id: int) -> Example:
         """The example with this id, or NotFoundError."""
@@ -350,9 +355,7 @@ class ExampleStore:
 
     def png(self, example_id: int) -> bytes:
         """The stored PNG bytes of an example, or NotFoundError."""
-        row = self.conn.execute(
-            "SELECT png FROM example_images WHERE example_id = ?", (int(example_id),)
-        ).fetchone()
+        row = self.conn.execute("SELECT png FROM example_images WHERE example_id = ?", (int(example_id),)).fetchone()
         if row is None:
             raise NotFoundError(f"example {example_id!r} does not exist")
         return bytes(row["png"])

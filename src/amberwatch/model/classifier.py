@@ -36,7 +36,9 @@ def as_rgb_chip(chip: np.ndarray, name: str = "chip") -> np.ndarray:
         arr = arr.astype(np.uint8) * 255
     if arr.dtype in (np.uint16, np.int32, np.int64, np.float32, np.float64) and arr.ndim == 3:
         # Multi-channel 16-bit/float: rescale each band from its own range, as decode does for one band.
-        bands = [to_rgb_array(Image.fromarray(arr[:, :, i].astype(np.float32), mode="F"), name)[:, :, 0] for i in range(3)]
+        bands = [
+            to_rgb_array(Image.fromarray(arr[:, :, i].astype(np.float32), mode="F"), name)[:, :, 0] for i in range(3)
+        ]
         return np.stack(bands, axis=2) if arr.shape[2] >= 3 else np.repeat(bands[0][:, :, None], 3, axis=2)
     try:
         if arr.ndim == 2 and arr.dtype != np.uint8:
@@ -69,8 +71,15 @@ class Classifier(VersionedModel):
     kind = "cnn"
     block_tiles = 4  # tiles per side the scan hands predict_grid at once (plus margin)
 
-    def __init__(self, net_configs: NetConfig | Sequence[NetConfig], state_dicts: list[dict], *,
-                 threshold: float = 0.5, resolution_m_per_px: float = 0.38, metadata: dict | None = None) -> None:
+    def __init__(
+        self,
+        net_configs: NetConfig | Sequence[NetConfig],
+        state_dicts: list[dict],
+        *,
+        threshold: float = 0.5,
+        resolution_m_per_px: float = 0.38,
+        metadata: dict | None = None,
+    ) -> None:
         if not state_dicts:
             raise ModelError("a classifier needs at least one network")
         if isinstance(net_configs, NetConfig):
@@ -168,7 +177,7 @@ class Classifier(VersionedModel):
         }
 
     @classmethod
-    def from_payload(cls, payload: dict, name: str) -> "Classifier":
+    def from_payload(cls, payload: dict, name: str) -> Classifier:
         """Inverse of payload."""
         return cls(
             [NetConfig.from_dict(d) for d in payload["net_configs"]],

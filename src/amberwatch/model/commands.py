@@ -25,20 +25,49 @@ def _require_db(db: str) -> None:
 
 @click.command("train")
 @db_option
-@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
-              help="Train from a folder with positive/ and negative/ instead of the example store.")
-@click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
-              help="Model file to write [default: <db stem>-model.pt beside the database].")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Train from a folder with positive/ and negative/ instead of the example store.",
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Model file to write [default: <db stem>-model.pt beside the database].",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--folds", type=int, default=5, show_default=True,
-              help="Block-grouped CV folds used to set the threshold (0: skip CV, threshold 0.5).")
+@click.option(
+    "--folds",
+    type=int,
+    default=5,
+    show_default=True,
+    help="Block-grouped CV folds used to set the threshold (0: skip CV, threshold 0.5).",
+)
 @click.option("--epochs", type=int, default=None, help="Override the recipe's epochs (quick runs).")
 @click.option("--members", type=int, default=None, help="Override the recipe's ensemble size.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Processes training networks in parallel (1 thread each; use the number of free cores).")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes training networks in parallel (1 thread each; use the number of free cores).",
+)
 @recipe_option
-def train_command(db: str, data_dir: str | None, out: str | None, seed: int, folds: int, epochs: int | None,
-                  members: int | None, workers: int, recipe: str) -> None:
+def train_command(
+    db: str,
+    data_dir: str | None,
+    out: str | None,
+    seed: int,
+    folds: int,
+    epochs: int | None,
+    members: int | None,
+    workers: int,
+    recipe: str,
+) -> None:
     """Train the classifier on the active examples and write ONE model file with its metadata."""
     from amberwatch.model.dataset import load_folder, load_store
     from amberwatch.model.features import feature_cache_path
@@ -63,8 +92,13 @@ def train_command(db: str, data_dir: str | None, out: str | None, seed: int, fol
 
 @click.command("predict")
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
-              help="Model file [default: the bundled model].")
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Model file [default: the bundled model].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
 def predict_command(images: tuple[str, ...], model_path: str | None, as_json: bool) -> None:
     """Print P(mining) and the verdict at the model's threshold for each image file."""
@@ -82,8 +116,17 @@ def predict_command(images: tuple[str, ...], model_path: str | None, as_json: bo
             continue
         verdict = "mining" if p >= clf.threshold else "not_mining"
         if as_json:
-            click.echo(json.dumps({"file": name, "p_mining": round(p, 4), "verdict": verdict,
-                                   "threshold": round(clf.threshold, 4), "model_version": clf.version}))
+            click.echo(
+                json.dumps(
+                    {
+                        "file": name,
+                        "p_mining": round(p, 4),
+                        "verdict": verdict,
+                        "threshold": round(clf.threshold, 4),
+                        "model_version": clf.version,
+                    }
+                )
+            )
         else:
             click.echo(f"{name}\t{p:.4f}\t{verdict}")
     if failed:
@@ -92,24 +135,55 @@ def predict_command(images: tuple[str, ...], model_path: str | None, as_json: bo
 
 @click.command("evaluate")
 @db_option
-@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
-              help="Score a labelled folder (positive/, negative/) with --model instead of running CV.")
-@click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
-              help="Model file for --data [default: the bundled model].")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Score a labelled folder (positive/, negative/) with --model instead of running CV.",
+)
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Model file for --data [default: the bundled model].",
+)
 @click.option("--folds", type=int, default=5, show_default=True, help="Block-grouped CV folds.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="evaluation", show_default=True,
-              help="Folder for metrics.json, pr_curve.png and the worst-errors contact sheet (CV mode).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default="evaluation",
+    show_default=True,
+    help="Folder for metrics.json, pr_curve.png and the worst-errors contact sheet (CV mode).",
+)
 @click.option("--epochs", type=int, default=None, help="Override the recipe's epochs (quick runs).")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Processes training the fold networks in parallel.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes training the fold networks in parallel.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print ONE JSON object.")
 @recipe_option
-def evaluate_command(db: str, data_dir: str | None, model_path: str | None, folds: int, seed: int, out_dir: str,
-                     epochs: int | None, workers: int, as_json: bool, recipe: str) -> None:
+def evaluate_command(
+    db: str,
+    data_dir: str | None,
+    model_path: str | None,
+    folds: int,
+    seed: int,
+    out_dir: str,
+    epochs: int | None,
+    workers: int,
+    as_json: bool,
+    recipe: str,
+) -> None:
     """Block-grouped cross-validation on the store, or (--data) scoring of a labelled folder with a model."""
-    from amberwatch.model.modelfile import load
     from amberwatch.model.evaluate import evaluate_cv, evaluate_folder
+    from amberwatch.model.modelfile import load
 
     if data_dir is not None:
         result = evaluate_folder(load(model_path), data_dir)
@@ -120,8 +194,9 @@ def evaluate_command(db: str, data_dir: str | None, model_path: str | None, fold
 
         _require_db(db)
         chosen = recipe_by_name(recipe, epochs=epochs, feature_cache=str(feature_cache_path(db)))
-        result = evaluate_cv(load_store(db), chosen, out_dir, n_folds=folds, seed=seed,
-                             log=None if as_json else _log, workers=workers)
+        result = evaluate_cv(
+            load_store(db), chosen, out_dir, n_folds=folds, seed=seed, log=None if as_json else _log, workers=workers
+        )
     if as_json:
         click.echo(json.dumps(result))
         return

@@ -36,7 +36,7 @@ class ChipSet:
     def __len__(self) -> int:
         return len(self.chips)
 
-    def subset(self, idx: np.ndarray | list[int]) -> "ChipSet":
+    def subset(self, idx: np.ndarray | list[int]) -> ChipSet:
         """The chips at positions idx."""
         idx = list(np.asarray(idx, dtype=int))
         return ChipSet(
@@ -47,8 +47,13 @@ class ChipSet:
         """This set followed by other (fingerprint recomputed over both)."""
         chips = self.chips + other.chips
         labels = np.concatenate([self.labels, other.labels]).astype(np.int64)
-        return ChipSet(chips, labels, self.groups + other.groups, self.names + other.names,
-                       fingerprint=chips_fingerprint(chips, labels))
+        return ChipSet(
+            chips,
+            labels,
+            self.groups + other.groups,
+            self.names + other.names,
+            fingerprint=chips_fingerprint(chips, labels),
+        )
 
     def counts(self) -> dict[str, int]:
         """Example counts by label and number of groups."""
@@ -67,9 +72,7 @@ def texty_block_key(name: str) -> str:
 
 def chips_fingerprint(chips: list[np.ndarray], labels: np.ndarray) -> str:
     """sha256 over sorted (pixel sha256, label) pairs: identifies the training data."""
-    pairs = sorted(
-        (pixel_sha256(c), LABELS[int(y)]) for c, y in zip(chips, labels)
-    )
+    pairs = sorted((pixel_sha256(c), LABELS[int(y)]) for c, y in zip(chips, labels))
     h = hashlib.sha256()
     for digest, label in pairs:
         h.update(f"{digest}:{label}\n".encode())

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -25,24 +25,43 @@ def evaluate_folder(clf: Classifier, data_dir: str | os.PathLike[str]) -> dict:
     return result
 
 
-def evaluate_cv(data: ChipSet, recipe: Recipe, out_dir: str | os.PathLike[str], *, n_folds: int = 5,
-                seed: int = 0, min_precision: float = 0.95, log: Callable[[str], None] | None = None,
-                workers: int = 1) -> dict:
+def evaluate_cv(
+    data: ChipSet,
+    recipe: Recipe,
+    out_dir: str | os.PathLike[str],
+    *,
+    n_folds: int = 5,
+    seed: int = 0,
+    min_precision: float = 0.95,
+    log: Callable[[str], None] | None = None,
+    workers: int = 1,
+) -> dict:
     """Block-grouped CV of the recipe on data; writes metrics.json, pr_curve.png and worst_errors.png to out_dir."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     oof, folds = cross_validate(data, recipe, n_folds, seed, log, workers=workers)
     threshold = choose_threshold(data.labels, oof, min_precision)
     result = binary_metrics(data.labels, oof, threshold)
-    result.update({"folds": n_folds, "grouping": "0.1-degree block", "seed": seed,
-                   "metrics_at_0.5": binary_metrics(data.labels, oof, 0.5)})
+    result.update(
+        {
+            "folds": n_folds,
+            "grouping": "0.1-degree block",
+            "seed": seed,
+            "metrics_at_0.5": binary_metrics(data.labels, oof, 0.5),
+        }
+    )
     write_pr_curve(data.labels, oof, threshold, out / "pr_curve.png")
     write_contact_sheet(data, oof, threshold, out / "worst_errors.png")
-    rows = [{"name": n, "group": g, "label": int(y), "fold": int(f), "p_mining": round(float(p), 4)}
-            for n, g, y, f, p in zip(data.names, data.groups, data.labels, folds, oof)]
+    rows = [
+        {"name": n, "group": g, "label": int(y), "fold": int(f), "p_mining": round(float(p), 4)}
+        for n, g, y, f, p in zip(data.names, data.groups, data.labels, folds, oof)
+    ]
     (out / "oof_predictions.json").write_text(json.dumps(rows, indent=0))
-    result["files"] = {"pr_curve": str(out / "pr_curve.png"), "contact_sheet": str(out / "worst_errors.png"),
-                       "predictions": str(out / "oof_predictions.json")}
+    result["files"] = {
+        "pr_curve": str(out / "pr_curve.png"),
+        "contact_sheet": str(out / "worst_errors.png"),
+        "predictions": str(out / "oof_predictions.json"),
+    }
     (out / "metrics.json").write_text(json.dumps(result, indent=1))
     return result
 
@@ -72,8 +91,9 @@ def write_pr_curve(labels: np.ndarray, probs: np.ndarray, threshold: float, path
     plt.close(fig)
 
 
-def write_contact_sheet(data: ChipSet, probs: np.ndarray, threshold: float, path: Path, n_each: int = 12,
-                        thumb_px: int = 128) -> None:
+def write_contact_sheet(
+    data: ChipSet, probs: np.ndarray, threshold: float, path: Path, n_each: int = 12, thumb_px: int = 128
+) -> None:
     """PNG of the worst false positives (top row block) and false negatives (bottom), with their scores."""
     y = data.labels.astype(bool)
     fp = [i for i in np.argsort(-probs) if not y[i] and probs[i] >= threshold][:n_each]
@@ -84,8 +104,10 @@ def write_contact_sheet(data: ChipSet, probs: np.ndarray, threshold: float, path
     sheet = Image.new("RGB", (cols * (thumb_px + 6) + 6, (rows_fp + rows_fn) * cell_h + 60), "white")
     draw = ImageDraw.Draw(sheet)
     y0 = 4
-    for title, items, n_rows in (("False positives (not mining, scored high)", fp, rows_fp),
-                                 ("False negatives (mining, scored low)", fn, rows_fn)):
+    for title, items, n_rows in (
+        ("False positives (not mining, scored high)", fp, rows_fp),
+        ("False negatives (mining, scored low)", fn, rows_fn),
+    ):
         draw.text((6, y0), f"{title}: {len(items)} shown", fill="black")
         y0 += 22
         for k, i in enumerate(items):

@@ -11,9 +11,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -114,8 +113,9 @@ def view_images(chip: np.ndarray, sha: str, views: Sequence[int]) -> dict[int, t
     return out
 
 
-def compute_views(backbone: Backbone, chip: np.ndarray, sha: str, views: Sequence[int],
-                  border_px: int = 0) -> dict[int, np.ndarray]:
+def compute_views(
+    backbone: Backbone, chip: np.ndarray, sha: str, views: Sequence[int], border_px: int = 0
+) -> dict[int, np.ndarray]:
     """Pooled backbone features of the requested views; views of equal shape share one batch."""
     images = view_images(chip, sha, views)
     by_shape: dict[tuple[int, int], list[int]] = {}
@@ -129,9 +129,17 @@ def compute_views(backbone: Backbone, chip: np.ndarray, sha: str, views: Sequenc
     return out
 
 
-def chip_features(backbone: Backbone, chips: Sequence[np.ndarray], *, scale: float, jitter_copies: int,
-                  border_px: int = 0, cache: FeatureCache | None = None, log: Callable[[str], None] | None = None,
-                  stats: dict | None = None) -> np.ndarray:
+def chip_features(
+    backbone: Backbone,
+    chips: Sequence[np.ndarray],
+    *,
+    scale: float,
+    jitter_copies: int,
+    border_px: int = 0,
+    cache: FeatureCache | None = None,
+    log: Callable[[str], None] | None = None,
+    stats: dict | None = None,
+) -> np.ndarray:
     """(N, 8 + jitter_copies, FEATURE_DIM) float32 features of every view of every chip, cached."""
     views = list(range(DIHEDRAL_VIEWS + jitter_copies))
     prep = prep_key(backbone, scale, border_px)
@@ -161,5 +169,8 @@ def chip_features(backbone: Backbone, chips: Sequence[np.ndarray], *, scale: flo
 
 def prep_key(backbone: Backbone, scale: float, border_px: int = 0) -> str:
     """Identity of what a cached vector depends on besides the chip: weights, scale, pooling border, jitter."""
-    jitter = ",".join(f"{k}={v}" for k, v in sorted(JITTER.to_dict().items()))
+    # blur_p=0.0 names an augmentation option removed from AugmentConfig (never used here); kept in the key so
+    # feature caches written before its removal stay valid.
+    items = {"blur_p": 0.0, **JITTER.to_dict()}
+    jitter = ",".join(f"{k}={v}" for k, v in sorted(items.items()))
     return f"{backbone.digest[:16]}|prep{PREP_VERSION}|scale={scale:.4f}|border={border_px}|{jitter}"

@@ -30,8 +30,9 @@ def binary_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float) -> d
     }
 
 
-def choose_threshold(labels: np.ndarray, probs: np.ndarray, min_precision: float = 0.95,
-                     min_recall: float = 0.5) -> float:
+def choose_threshold(
+    labels: np.ndarray, probs: np.ndarray, min_precision: float = 0.95, min_recall: float = 0.5
+) -> float:
     """Lowest threshold reaching min_precision on out-of-fold predictions (max recall), else the max-F1 one.
 
     When min_precision is only reached at a recall below min_recall, the max-F1 threshold is used

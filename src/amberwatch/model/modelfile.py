@@ -25,8 +25,18 @@ def from_bytes(data: bytes, name: str = "<bytes>") -> Model:
     """A model from the bytes of a model file; ModelError naming `name` on anything unreadable or incompatible."""
     try:
         payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, zipfile.BadZipFile, OSError,
-            AttributeError, KeyError, IndexError, TypeError) as exc:
+    except (
+        RuntimeError,
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        zipfile.BadZipFile,
+        OSError,
+        AttributeError,
+        KeyError,
+        IndexError,
+        TypeError,
+    ) as exc:
         raise ModelError(f"{name}: not a readable amberwatch model file ({type(exc).__name__}: {exc})") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelError(f"{name}: not an amberwatch model file")

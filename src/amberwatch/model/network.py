@@ -23,7 +23,9 @@ class NetConfig:
     window_cells: int = 5  # side (in cells) of the window predict_grid pools for each cell
     grayscale: bool = False  # feed luminance only (colour-blind model)
     local_norm_px: int = 0  # >0: subtract the local mean and divide by the local contrast over this box (network px)
-    pool_r: float = 0.0  # 0: average-pool features; r > 0: log-mean-exp pooling of cell logits (soft max, for sparse pits)
+    pool_r: float = (
+        0.0  # 0: average-pool features; r > 0: log-mean-exp pooling of cell logits (soft max, for sparse pits)
+    )
 
     @property
     def cell_px(self) -> int:
@@ -37,7 +39,7 @@ class NetConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "NetConfig":
+    def from_dict(cls, d: dict) -> NetConfig:
         """Inverse of to_dict."""
         return cls(
             widths=tuple(int(w) for w in d["widths"]),
@@ -50,7 +52,11 @@ class NetConfig:
 
 
 def _conv_bn(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+    return [
+        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    ]
 
 
 class MiningNet(nn.Module):
@@ -77,7 +83,7 @@ class MiningNet(nn.Module):
             x = block_mean(x, self.config.downsample)
         x = (x - self.mean) / self.std
         if self.config.grayscale:
-            x = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+            x = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
         if self.config.local_norm_px > 0:
             x = local_contrast_norm(x, self.config.local_norm_px)
         return x

@@ -8,11 +8,11 @@ cell: one backbone pass per image scores every window the way a chip of that siz
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -68,8 +68,16 @@ class PretrainedClassifier(VersionedModel):
     kind = "pretrained"
     block_tiles = 16  # the scan hands over whole units: predict_grid tiles its backbone passes itself
 
-    def __init__(self, weight: np.ndarray, bias: float, recipe: PretrainedRecipe, *, threshold: float = 0.5,
-                 metadata: dict | None = None, backbone: Backbone | None = None) -> None:
+    def __init__(
+        self,
+        weight: np.ndarray,
+        bias: float,
+        recipe: PretrainedRecipe,
+        *,
+        threshold: float = 0.5,
+        metadata: dict | None = None,
+        backbone: Backbone | None = None,
+    ) -> None:
         weight = np.asarray(weight, dtype=np.float32).reshape(-1)
         if weight.shape != (FEATURE_DIM,):
             raise ModelError(f"pretrained head has {weight.size} weights, expected {FEATURE_DIM}")
@@ -128,8 +136,9 @@ class PretrainedClassifier(VersionedModel):
                     yb, xb = min(H, y1 + halo), min(W, x1 + halo)
                     cells = self._cells(x[:, :, ya:yb, xa:xb].float())
                     r0, c0 = (y0 - ya) // cell, (x0 - xa) // cell
-                    out[y0 // cell : y1 // cell, x0 // cell : x1 // cell] = \
-                        cells[r0 : r0 + (y1 - y0) // cell, c0 : c0 + (x1 - x0) // cell]
+                    out[y0 // cell : y1 // cell, x0 // cell : x1 // cell] = cells[
+                        r0 : r0 + (y1 - y0) // cell, c0 : c0 + (x1 - x0) // cell
+                    ]
         return out[: h // cell, : w // cell]
 
     def _cells(self, x: torch.Tensor) -> torch.Tensor:
@@ -169,7 +178,7 @@ class PretrainedClassifier(VersionedModel):
         }
 
     @classmethod
-    def from_payload(cls, payload: dict, name: str) -> "PretrainedClassifier":
+    def from_payload(cls, payload: dict, name: str) -> PretrainedClassifier:
         """Inverse of payload; the installed backbone must be the one the head was trained on."""
         backbone = load_backbone()
         stored = payload["backbone"]
@@ -179,9 +188,14 @@ class PretrainedClassifier(VersionedModel):
                 f"{str(stored.get('sha256'))[:16]}..., but the installed weights are {backbone.digest[:16]}..."
             )
         recipe = PretrainedRecipe(**{k: v for k, v in payload["recipe"].items() if k != "name"})
-        return cls(np.asarray(payload["head_weight"]), float(payload["head_bias"]), recipe,
-                   threshold=float(payload["threshold"]), metadata=dict(payload.get("metadata") or {}),
-                   backbone=backbone)
+        return cls(
+            np.asarray(payload["head_weight"]),
+            float(payload["head_bias"]),
+            recipe,
+            threshold=float(payload["threshold"]),
+            metadata=dict(payload.get("metadata") or {}),
+            backbone=backbone,
+        )
 
     def to_bytes(self) -> bytes:
         """Serialise to the single-file model format."""
@@ -197,7 +211,7 @@ def _spans(size_px: int, chunk_px: int) -> list[tuple[int, int]]:
     step = INPUT_MULTIPLE_PX
     n = max(1, -(-size_px // chunk_px))
     bounds = [min(size_px, round(size_px * i / n / step) * step) for i in range(n + 1)]
-    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+    return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -205,16 +219,25 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 # -- training ---------------------------------------------------------------------------------------------
-def data_features(data: ChipSet, recipe: PretrainedRecipe, log: Callable[[str], None] | None = None,
-                  stats: dict | None = None) -> np.ndarray:
+def data_features(
+    data: ChipSet, recipe: PretrainedRecipe, log: Callable[[str], None] | None = None, stats: dict | None = None
+) -> np.ndarray:
     """(N, views, FEATURE_DIM) features of every example, through the recipe's feature cache (and kept on data)."""
     key = ("features", recipe.scale, recipe.jitter_copies, recipe.border_px)
     if key in data.extra:
         return data.extra[key]
     cache = FeatureCache(recipe.feature_cache) if recipe.feature_cache else None
     try:
-        feats = chip_features(load_backbone(), data.chips, scale=recipe.scale, jitter_copies=recipe.jitter_copies,
-                              border_px=recipe.border_px, cache=cache, log=log, stats=stats)
+        feats = chip_features(
+            load_backbone(),
+            data.chips,
+            scale=recipe.scale,
+            jitter_copies=recipe.jitter_copies,
+            border_px=recipe.border_px,
+            cache=cache,
+            log=log,
+            stats=stats,
+        )
     finally:
         if cache is not None:
             cache.close()
@@ -250,8 +273,13 @@ def fit(data: ChipSet, recipe: PretrainedRecipe, log: Callable[[str], None] | No
     return PretrainedClassifier(weight, bias, recipe)
 
 
-def cross_validate(data: ChipSet, recipe: PretrainedRecipe, folds: np.ndarray,
-                   log: Callable[[str], None] | None = None, train_mask: np.ndarray | None = None) -> np.ndarray:
+def cross_validate(
+    data: ChipSet,
+    recipe: PretrainedRecipe,
+    folds: np.ndarray,
+    log: Callable[[str], None] | None = None,
+    train_mask: np.ndarray | None = None,
+) -> np.ndarray:
     """Out-of-fold P(mining) for every example on the given folds (features computed once, cached)."""
     t0 = time.perf_counter()
     feats = data_features(data, recipe, log)

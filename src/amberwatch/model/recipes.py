@@ -11,8 +11,9 @@ from amberwatch.model.pretrained import PretrainedRecipe
 from amberwatch.model.train import Recipe, TrainConfig
 
 # Stronger colour/season jitter for the second ensemble member (diversity).
-STRONG_AUGMENT = AugmentConfig(brightness=0.45, contrast=0.45, saturation=0.8, hue_deg=45, channel_gain=0.15,
-                               grayscale_p=0.4)
+STRONG_AUGMENT = AugmentConfig(
+    brightness=0.45, contrast=0.45, saturation=0.8, hue_deg=45, channel_gain=0.15, grayscale_p=0.4
+)
 
 
 def default_config(*, epochs: int | None = None, members: int | None = None) -> list[TrainConfig]:
@@ -25,7 +26,8 @@ def default_config(*, epochs: int | None = None, members: int | None = None) -> 
         net=NetConfig(widths=(16, 32, 48, 64), downsample=2, window_cells=5, local_norm_px=31),
         augment=AugmentConfig(),
         crop_px=160,
-        epochs=60,  # pit pasting keeps longer training from over-fitting: block CV AP 0.72 / 0.78 / 0.83 at 30 / 45 / 60
+        # pit pasting keeps longer training from over-fitting: block CV AP 0.72 / 0.78 / 0.83 at 30 / 45 / 60
+        epochs=60,
         paste_p=0.25,
     )
     configs = [base, replace(base, augment=STRONG_AUGMENT)]
@@ -44,8 +46,9 @@ def pretrained_recipe(*, feature_cache: str | None = None) -> PretrainedRecipe:
     return PretrainedRecipe(feature_cache=feature_cache)
 
 
-def recipe_by_name(name: str, *, epochs: int | None = None, members: int | None = None,
-                   feature_cache: str | None = None) -> Recipe:
+def recipe_by_name(
+    name: str, *, epochs: int | None = None, members: int | None = None, feature_cache: str | None = None
+) -> Recipe:
     """The recipe called `name` ('pretrained' or 'cnn'); epochs and members apply to the CNN only."""
     if name == "pretrained":
         return pretrained_recipe(feature_cache=feature_cache)

@@ -28,7 +28,8 @@ MIGRATIONS: list[str] = [
         file_sha256 TEXT NOT NULL,
         parent_version INTEGER,             -- the current version when this one was trained
         training_fingerprint TEXT,          -- ExampleStore.fingerprint of the training examples
-        training_sha256_json TEXT NOT NULL DEFAULT '[]',  -- sorted example sha256s: the training set, for later comparisons
+        -- sorted example sha256s: the training set, for later comparisons
+        training_sha256_json TEXT NOT NULL DEFAULT '[]',
         n_mining INTEGER,
         n_not_mining INTEGER,
         seed INTEGER,
@@ -124,7 +125,7 @@ class ModelRegistry:
         ensure_schema(conn)
 
     @classmethod
-    def open(cls, db_path: str | os.PathLike[str]) -> "ModelRegistry":
+    def open(cls, db_path: str | os.PathLike[str]) -> ModelRegistry:
         """Connect to (and migrate) the project DB at db_path."""
         return cls(connect(db_path), db_path)
 
@@ -132,7 +133,7 @@ class ModelRegistry:
         """Close the DB connection."""
         self.conn.close()
 
-    def __enter__(self) -> "ModelRegistry":
+    def __enter__(self) -> ModelRegistry:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -258,8 +259,10 @@ class ModelRegistry:
     def set_comparison(self, version: int | str, comparison: dict) -> None:
         """Replace the stored side-by-side comparison of a registered version."""
         v = parse_version(version)
-        self.conn.execute("UPDATE model_versions SET comparison_json = ? WHERE version = ?",
-                          (json.dumps(comparison, sort_keys=True), v))
+        self.conn.execute(
+            "UPDATE model_versions SET comparison_json = ? WHERE version = ?",
+            (json.dumps(comparison, sort_keys=True), v),
+        )
 
     def promotions(self) -> list[dict]:
         """Promotion history, oldest first."""

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
-from typing import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -15,13 +14,13 @@ import torch.nn.functional as F
 from amberwatch import __version__
 from amberwatch.db import utc_now_iso
 from amberwatch.errors import ModelError
+from amberwatch.model import pretrained
 from amberwatch.model.augment import AugmentConfig, make_batch
 from amberwatch.model.classifier import Classifier
 from amberwatch.model.dataset import TEXTY_RESOLUTION_M_PER_PX, ChipSet
 from amberwatch.model.metrics import binary_metrics, choose_threshold
 from amberwatch.model.network import MiningNet, NetConfig
 from amberwatch.model.paste import PitPaster
-from amberwatch.model import pretrained
 from amberwatch.model.pretrained import PretrainedClassifier, PretrainedRecipe
 
 
@@ -37,9 +36,7 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-3
     members: int = 1  # ensemble of independently seeded networks
-    mixup_alpha: float = 0.0  # >0: mix pairs of crops and their labels with weight Beta(a, a)
     paste_p: float = 0.0  # share of each batch replaced by pit copy-paste composites (amberwatch.model.paste)
-    block_balance: float = 0.0  # sample chips with weight 1/n_block^b within each label (0: uniform epochs)
     threads: int = 1  # more threads than free cores makes OpenMP spin: 1 is faster on a shared machine
     resolution_m_per_px: float = TEXTY_RESOLUTION_M_PER_PX
 
@@ -83,10 +80,9 @@ def _fit_network(data: ChipSet, config: TrainConfig, seed: int, log: Callable[[s
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total, pct_start=0.2)
     net.train()
-    probs = _sampling_weights(data, config.block_balance) if config.block_balance > 0 else None
     paster = PitPaster(chips, data.labels) if config.paste_p > 0 else None
     for epoch in range(config.epochs):
-        order = rng.permutation(len(data)) if probs is None else rng.choice(len(data), size=len(data), p=probs)
+        order = rng.permutation(len(data))
         losses = []
         for start in range(0, len(order), config.batch_size):
             idx = order[start : start + config.batch_size]
@@ -98,10 +94,6 @@ def _fit_network(data: ChipSet, config: TrainConfig, seed: int, log: Callable[[s
                     batch_chips[j], batch_labels[j] = paster.draw(rng)
             x = make_batch(batch_chips, config.crop_px // ds, config.augment, rng)
             y = torch.from_numpy(batch_labels)
-            if config.mixup_alpha > 0:
-                lam = float(rng.beta(config.mixup_alpha, config.mixup_alpha))
-                perm = torch.from_numpy(rng.permutation(len(idx)))
-                x, y = lam * x + (1 - lam) * x[perm], lam * y + (1 - lam) * y[perm]
             loss = F.binary_cross_entropy_with_logits(net(x, downsampled=True), y, pos_weight=pos_weight)
             opt.zero_grad()
             loss.backward()
@@ -112,18 +104,6 @@ def _fit_network(data: ChipSet, config: TrainConfig, seed: int, log: Callable[[s
             log(f"  epoch {epoch + 1}/{config.epochs} loss {np.mean(losses):.4f}")
     net.eval()
     return {k: v.detach().clone() for k, v in net.state_dict().items()}
-
-
-def _sampling_weights(data: ChipSet, power: float) -> np.ndarray:
-    """Per-chip sampling probabilities: 1/n_block^power within each label, label totals kept as counted."""
-    from collections import Counter
-
-    counts = Counter(zip(data.groups, data.labels.tolist()))
-    w = np.array([counts[(g, y)] ** -power for g, y in zip(data.groups, data.labels.tolist())])
-    for label in (0, 1):
-        m = data.labels == label
-        w[m] *= m.sum() / w[m].sum()
-    return w / w.sum()
 
 
 def downsample_chip(chip: np.ndarray, factor: int) -> np.ndarray:
@@ -167,8 +147,12 @@ def _run_job(job: tuple[np.ndarray, TrainConfig, int]) -> dict:
     return fit_network(_WORKER_DATA.subset(idx), config, seed)
 
 
-def train_networks(data: ChipSet, jobs: list[tuple[np.ndarray, TrainConfig, int]], workers: int = 1,
-                   log: Callable[[str], None] | None = None) -> list[dict]:
+def train_networks(
+    data: ChipSet,
+    jobs: list[tuple[np.ndarray, TrainConfig, int]],
+    workers: int = 1,
+    log: Callable[[str], None] | None = None,
+) -> list[dict]:
     """Train one network per (example indices, config, seed) job, in `workers` processes; state dicts in order."""
     if workers <= 1 or len(jobs) <= 1:
         out = []
@@ -182,21 +166,24 @@ def train_networks(data: ChipSet, jobs: list[tuple[np.ndarray, TrainConfig, int]
 
     if log:
         log(f"training {len(jobs)} networks in {workers} processes")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                             initargs=(data,)) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(data,)
+    ) as pool:
         return list(pool.map(_run_job, jobs))
 
 
-def fit(data: ChipSet, recipe: Recipe, seed: int = 0, log: Callable[[str], None] | None = None,
-        workers: int = 1) -> Classifier | PretrainedClassifier:
+def fit(
+    data: ChipSet, recipe: Recipe, seed: int = 0, log: Callable[[str], None] | None = None, workers: int = 1
+) -> Classifier | PretrainedClassifier:
     """Train the recipe on all of data (CNN member m gets seed seed+m) -> a model at threshold 0.5."""
     if isinstance(recipe, PretrainedRecipe):
         return pretrained.fit(data, recipe, log)
     configs = member_configs(recipe)
     everything = np.arange(len(data))
     states = train_networks(data, [(everything, c, seed + m) for m, c in enumerate(configs)], workers, log)
-    return Classifier([c.net for c in configs], states, threshold=0.5,
-                      resolution_m_per_px=configs[0].resolution_m_per_px)
+    return Classifier(
+        [c.net for c in configs], states, threshold=0.5, resolution_m_per_px=configs[0].resolution_m_per_px
+    )
 
 
 def block_folds(labels: np.ndarray, groups: list[str], n_folds: int, seed: int) -> np.ndarray:
@@ -213,10 +200,17 @@ def block_folds(labels: np.ndarray, groups: list[str], n_folds: int, seed: int) 
     return folds
 
 
-def cross_validate(data: ChipSet, recipe: Recipe, n_folds: int = 5, seed: int = 0,
-                   log: Callable[[str], None] | None = None, split_seed: int | None = None,
-                   workers: int = 1, folds: np.ndarray | None = None,
-                   train_mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def cross_validate(
+    data: ChipSet,
+    recipe: Recipe,
+    n_folds: int = 5,
+    seed: int = 0,
+    log: Callable[[str], None] | None = None,
+    split_seed: int | None = None,
+    workers: int = 1,
+    folds: np.ndarray | None = None,
+    train_mask: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold P(mining) for every example (block-grouped folds) -> (probabilities, fold ids).
 
     ``folds`` reuses given fold ids (to compare models on the same folds); ``train_mask`` restricts
@@ -242,8 +236,10 @@ def cross_validate(data: ChipSet, recipe: Recipe, n_folds: int = 5, seed: int = 
         oof[test_idx] = clf.predict_proba([data.chips[i] for i in test_idx])
         if log:
             m = binary_metrics(data.labels[test_idx], oof[test_idx], 0.5)
-            log(f"fold {k + 1}/{n_folds}: n={len(test_idx)} pos={int(data.labels[test_idx].sum())} "
-                f"AP={m['average_precision']:.3f} F1@0.5={m['f1']:.3f}")
+            log(
+                f"fold {k + 1}/{n_folds}: n={len(test_idx)} pos={int(data.labels[test_idx].sum())} "
+                f"AP={m['average_precision']:.3f} F1@0.5={m['f1']:.3f}"
+            )
     if log:
         log(f"cross-validation trained {len(jobs)} networks in {time.perf_counter() - t0:.0f} s")
     return oof, folds
@@ -257,9 +253,17 @@ def scored_folds(data: ChipSet, score_mask: np.ndarray, n_folds: int, split_seed
     return folds
 
 
-def train_with_cv(data: ChipSet, recipe: Recipe, *, seed: int = 0, n_folds: int = 5, min_precision: float = 0.95,
-                  log: Callable[[str], None] | None = None, workers: int = 1,
-                  score_mask: np.ndarray | None = None) -> tuple[Classifier | PretrainedClassifier, dict]:
+def train_with_cv(
+    data: ChipSet,
+    recipe: Recipe,
+    *,
+    seed: int = 0,
+    n_folds: int = 5,
+    min_precision: float = 0.95,
+    log: Callable[[str], None] | None = None,
+    workers: int = 1,
+    score_mask: np.ndarray | None = None,
+) -> tuple[Classifier | PretrainedClassifier, dict]:
     """CV (threshold from out-of-fold predictions), then train on all data; metadata filled in.
 
     ``score_mask`` limits the CV score and threshold to some examples; the others (e.g. crops cut from
@@ -279,38 +283,59 @@ def train_with_cv(data: ChipSet, recipe: Recipe, *, seed: int = 0, n_folds: int 
             run_oof, _ = cross_validate(data, recipe, n_folds, seed, log, workers=workers, folds=f)
             runs.append((run_oof, f))
         oof, folds = runs[0]
-        labels = np.concatenate([data.labels[scored]] * len(runs))
-        pooled = np.concatenate([r[scored] for r, _ in runs])
-        threshold = choose_threshold(labels, pooled, min_precision)
-        cv = binary_metrics(labels, pooled, threshold)
-        cv.update({"folds": n_folds, "grouping": "0.1-degree block", "min_precision_target": min_precision,
-                   "scored_examples": int(scored.sum()), "split_seeds": split_seeds,
-                   "n_positive": int(data.labels[scored].sum()), "n_negative": int((data.labels[scored] == 0).sum())})
-        if len(runs) > 1:
-            cv["confusion_matrix_summed_over"] = f"{len(runs)} split seeds"
-            cv["average_precision_by_split_seed"] = [
-                binary_metrics(data.labels[scored], r[scored], threshold)["average_precision"] for r, _ in runs]
+        threshold, cv = _pooled_cv(data, runs, scored, n_folds, min_precision, split_seeds)
         if log:
-            log(f"CV: threshold {threshold:.3f} precision {cv['precision']:.3f} recall {cv['recall']:.3f} "
-                f"F1 {cv['f1']:.3f} AP {cv['average_precision']:.3f} (split seeds {split_seeds})")
+            log(
+                f"CV: threshold {threshold:.3f} precision {cv['precision']:.3f} recall {cv['recall']:.3f} "
+                f"F1 {cv['f1']:.3f} AP {cv['average_precision']:.3f} (split seeds {split_seeds})"
+            )
     clf = fit(data, recipe, seed=seed, log=log, workers=workers)
     clf.threshold = threshold
     clf.metadata.update(recipe_metadata(recipe, clf))
-    clf.metadata.update({
-        "version": clf.metadata.get("version", "unversioned"),
-        "fingerprint": data.fingerprint,
-        "counts": data.counts(),
-        "cv": cv,
-        "threshold": threshold,
-        "cell_px": clf.cell_px,
-        "context_px": clf.context_px,
-        "resolution_m_per_px": clf.resolution_m_per_px,
-        "seed": seed,
-        "created_at": utc_now_iso(),
-        "package_version": __version__,
-        "train_seconds": round(time.perf_counter() - t0, 1),
-    })
+    clf.metadata.update(
+        {
+            "version": clf.metadata.get("version", "unversioned"),
+            "fingerprint": data.fingerprint,
+            "counts": data.counts(),
+            "cv": cv,
+            "threshold": threshold,
+            "cell_px": clf.cell_px,
+            "context_px": clf.context_px,
+            "resolution_m_per_px": clf.resolution_m_per_px,
+            "seed": seed,
+            "created_at": utc_now_iso(),
+            "package_version": __version__,
+            "train_seconds": round(time.perf_counter() - t0, 1),
+        }
+    )
     return clf, {"oof": oof, "folds": folds}
+
+
+def _pooled_cv(
+    data: ChipSet, runs: list, scored: np.ndarray, n_folds: int, min_precision: float, split_seeds: list[int]
+) -> tuple[float, dict]:
+    """Threshold (lowest with pooled OOF precision >= min_precision) and CV metrics pooled over split seeds."""
+    labels = np.concatenate([data.labels[scored]] * len(runs))
+    pooled = np.concatenate([r[scored] for r, _ in runs])
+    threshold = choose_threshold(labels, pooled, min_precision)
+    cv = binary_metrics(labels, pooled, threshold)
+    cv.update(
+        {
+            "folds": n_folds,
+            "grouping": "0.1-degree block",
+            "min_precision_target": min_precision,
+            "scored_examples": int(scored.sum()),
+            "split_seeds": split_seeds,
+            "n_positive": int(data.labels[scored].sum()),
+            "n_negative": int((data.labels[scored] == 0).sum()),
+        }
+    )
+    if len(runs) > 1:
+        cv["confusion_matrix_summed_over"] = f"{len(runs)} split seeds"
+        cv["average_precision_by_split_seed"] = [
+            binary_metrics(data.labels[scored], r[scored], threshold)["average_precision"] for r, _ in runs
+        ]
+    return threshold, cv
 
 
 def recipe_metadata(recipe: Recipe, clf: Classifier | PretrainedClassifier) -> dict:
@@ -318,11 +343,9 @@ def recipe_metadata(recipe: Recipe, clf: Classifier | PretrainedClassifier) -> d
     if isinstance(recipe, PretrainedRecipe):
         return {"recipe": "pretrained", "train_config": recipe.to_dict(), "backbone": clf.backbone.identity}
     configs = member_configs(recipe)
-    return {"recipe": "cnn", "input_px": configs[0].crop_px, "train_config": [c.to_dict() for c in configs],
-            "members": len(configs)}
-
-
-def small_config(**overrides) -> TrainConfig:
-    """A tiny, fast configuration for tests."""
-    base = TrainConfig(net=NetConfig(widths=(8, 16, 16, 16)), epochs=2, batch_size=16, crop_px=64, threads=1)
-    return replace(base, **overrides)
+    return {
+        "recipe": "cnn",
+        "input_px": configs[0].crop_px,
+        "train_config": [c.to_dict() for c in configs],
+        "members": len(configs),
+    }

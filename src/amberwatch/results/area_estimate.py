@@ -110,8 +110,13 @@ class AreaEstimate:
             "n_units": self.n_units,
             "notes": list(self.notes),
             "strata": [
-                {"name": s.name, "map_class": s.map_class, "area_ha": s.area_ha, "n_units": s.n_units,
-                 "counts": dict(s.counts)}
+                {
+                    "name": s.name,
+                    "map_class": s.map_class,
+                    "area_ha": s.area_ha,
+                    "n_units": s.n_units,
+                    "counts": dict(s.counts),
+                }
                 for s in self.strata
             ],
         }
@@ -141,27 +146,117 @@ def estimate_area(
     strata = list(strata)
     if not strata:
         raise InvalidInputError("no strata given: need at least one stratum with reviewed sample units")
-    if reference_classes is None:
-        reference_classes = []
-        for s in strata:
-            reference_classes += [k for k in s.counts if k not in reference_classes]
-    ref = list(reference_classes)
-    map_classes: list[str] = []
+    ref = _reference_classes(strata, reference_classes)
+    map_classes = _unique([s.map_class for s in strata])
     for s in strata:
-        if s.map_class not in map_classes:
-            map_classes.append(s.map_class)
-    for s in strata:
-        unknown = [k for k in s.counts if k not in ref]
-        if unknown:
-            raise InvalidInputError(f"stratum {s.name!r} has counts for unknown reference class(es) {unknown}")
-        if s.map_class not in ref:
-            raise InvalidInputError(
-                f"map class {s.map_class!r} of stratum {s.name!r} is not among the reference classes {ref}"
-            )
-        if not (math.isfinite(s.area_ha) and s.area_ha >= 0):
-            raise InvalidInputError(f"stratum {s.name!r} has invalid mapped area {s.area_ha!r} ha")
-        if any(int(v) != v or v < 0 for v in s.counts.values()):
-            raise InvalidInputError(f"stratum {s.name!r} has negative or fractional counts {dict(s.counts)}")
+        _check_stratum(s, ref)
+    used = _weighted_strata(strata)
+    d = _Design.of(used, ref)
+    p_j, se_j = stratified_proportion(d.w_h, d.n_hj)
+
+    err = _error_matrix(d, used, map_classes, len(ref))
+    # Overall accuracy: per stratum, share of units whose reference class is the stratum's map class.
+    overall = float(np.sum(d.w_h * d.correct_h))
+    overall_se = float(np.sqrt(np.sum(d.w_h**2 * d.correct_h * (1 - d.correct_h) / d.fpc_free)))
+    classes = [
+        _class_estimate(
+            d,
+            used,
+            name,
+            j,
+            p_j[j],
+            se_j[j],
+            float(err[map_classes.index(name), j]) if name in map_classes else None,
+            z,
+        )
+        for j, name in enumerate(ref)
+    ]
+    return AreaEstimate(
+        classes=classes,
+        overall_accuracy=overall,
+        overall_accuracy_ci95=z * overall_se,
+        map_classes=map_classes,
+        reference_classes=ref,
+        error_matrix=err.tolist(),
+        total_area_ha=d.a_tot,
+        n_units=int(d.n_h.sum()),
+        strata=strata,
+        notes=_zero_omission_notes(used, ref),
+    )
+
+
+def _error_matrix(d: _Design, used: Sequence[StratumCounts], map_classes: list[str], n_ref: int) -> np.ndarray:
+    """Error matrix in area proportions: rows = map classes (of all given strata), columns = reference classes."""
+    err = np.zeros((len(map_classes), n_ref))
+    for s_idx, s in enumerate(used):
+        err[map_classes.index(s.map_class)] += d.w_h[s_idx] * d.p_hj[s_idx]
+    return err
+
+
+def _class_estimate(
+    d: _Design,
+    used: Sequence[StratumCounts],
+    name: str,
+    j: int,
+    p: float,
+    se: float,
+    correct: float | None,
+    z: float,
+) -> ClassEstimate:
+    """Area, user's and producer's accuracy of class j (area proportion p with its SE; correct: its err[j, j])."""
+    users, users_ci = _users_accuracy(d, j, z)
+    prod = prod_ci = None
+    if p > 0:
+        r = correct / p if correct is not None else 0.0
+        prod, prod_ci = r, z * _producers_accuracy_se(d, j, r, p)
+    return ClassEstimate(
+        name=name,
+        mapped_area_ha=float(sum(s.area_ha for s in used if s.map_class == name)),
+        area_ha=float(d.a_tot * p),
+        area_se_ha=float(d.a_tot * se),
+        area_ci95_ha=float(z * d.a_tot * se),
+        proportion=float(p),
+        proportion_se=float(se),
+        users_accuracy=users,
+        users_accuracy_ci95=users_ci,
+        producers_accuracy=prod,
+        producers_accuracy_ci95=prod_ci,
+    )
+
+
+def _unique(names: Sequence[str]) -> list[str]:
+    """Names in first-seen order, without repeats."""
+    out: list[str] = []
+    for name in names:
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def _reference_classes(strata: Sequence[StratumCounts], given: Sequence[str] | None) -> list[str]:
+    """The reference classes given, else those counted in the strata (first-seen order)."""
+    if given is not None:
+        return list(given)
+    return _unique([k for s in strata for k in s.counts])
+
+
+def _check_stratum(s: StratumCounts, ref: Sequence[str]) -> None:
+    """InvalidInputError unless the stratum's classes are known, its area finite and its counts whole."""
+    unknown = [k for k in s.counts if k not in ref]
+    if unknown:
+        raise InvalidInputError(f"stratum {s.name!r} has counts for unknown reference class(es) {unknown}")
+    if s.map_class not in ref:
+        raise InvalidInputError(
+            f"map class {s.map_class!r} of stratum {s.name!r} is not among the reference classes {list(ref)}"
+        )
+    if not (math.isfinite(s.area_ha) and s.area_ha >= 0):
+        raise InvalidInputError(f"stratum {s.name!r} has invalid mapped area {s.area_ha!r} ha")
+    if any(int(v) != v or v < 0 for v in s.counts.values()):
+        raise InvalidInputError(f"stratum {s.name!r} has negative or fractional counts {dict(s.counts)}")
+
+
+def _weighted_strata(strata: Sequence[StratumCounts]) -> list[StratumCounts]:
+    """The strata with mapped area, each checked to have enough reviewed units to estimate its variance."""
     # A stratum with no mapped area carries no weight; drop it rather than demand samples from it.
     used = [s for s in strata if s.area_ha > 0]
     if not used:
@@ -172,77 +267,58 @@ def estimate_area(
                 f"stratum {s.name!r} has {s.n_units} reviewed sample unit(s); at least "
                 f"{MIN_UNITS_PER_STRATUM} are needed to estimate its variance"
             )
+    return used
 
-    a_h = np.array([s.area_ha for s in used], dtype=float)
-    a_tot = float(a_h.sum())
-    w_h = a_h / a_tot
-    n_hj = np.array([[s.counts.get(k, 0) for k in ref] for s in used], dtype=float)
-    n_h = n_hj.sum(axis=1)
-    p_hj = n_hj / n_h[:, None]
-    h_map = np.array([ref.index(s.map_class) for s in used])  # reference index of each stratum's map class
-    fpc_free = n_h - 1
 
-    p_j, se_j = stratified_proportion(w_h, n_hj)
+@dataclass(frozen=True)
+class _Design:
+    """The sample design as arrays over the H used strata (and J reference classes)."""
 
-    # Error matrix in area proportions: rows = map classes (of all given strata), cols = reference.
-    err = np.zeros((len(map_classes), len(ref)))
-    for s_idx, s in enumerate(used):
-        err[map_classes.index(s.map_class)] += w_h[s_idx] * p_hj[s_idx]
+    a_tot: float  # total mapped area, ha
+    w_h: np.ndarray  # (H,) area weights
+    n_hj: np.ndarray  # (H, J) reviewed counts
+    n_h: np.ndarray  # (H,) reviewed units
+    p_hj: np.ndarray  # (H, J) within-stratum proportions
+    h_map: np.ndarray  # (H,) reference index of each stratum's map class
+    fpc_free: np.ndarray  # (H,) n_h - 1, the divisor of sample variances
+    correct_h: np.ndarray  # (H,) share of units whose reference class is the stratum's map class
 
-    # Overall accuracy: per stratum, share of units whose reference class is the stratum's map class.
-    correct_h = p_hj[np.arange(len(used)), h_map]
-    overall = float(np.sum(w_h * correct_h))
-    overall_se = float(np.sqrt(np.sum(w_h**2 * correct_h * (1 - correct_h) / fpc_free)))
+    @classmethod
+    def of(cls, used: Sequence[StratumCounts], ref: Sequence[str]) -> _Design:
+        """Arrays of the used strata."""
+        a_h = np.array([s.area_ha for s in used], dtype=float)
+        a_tot = float(a_h.sum())
+        n_hj = np.array([[s.counts.get(k, 0) for k in ref] for s in used], dtype=float)
+        n_h = n_hj.sum(axis=1)
+        p_hj = n_hj / n_h[:, None]
+        h_map = np.array([list(ref).index(s.map_class) for s in used])
+        correct_h = p_hj[np.arange(len(used)), h_map]
+        return cls(a_tot, a_h / a_tot, n_hj, n_h, p_hj, h_map, n_h - 1, correct_h)
 
-    classes: list[ClassEstimate] = []
-    for j, name in enumerate(ref):
-        in_class = h_map == j
-        w_i = float(w_h[in_class].sum())
-        users = users_ci = None
-        if w_i > 0:
-            share = w_h[in_class] / w_i
-            ph = correct_h[in_class]
-            users = float(np.sum(share * ph))
-            users_ci = z * float(np.sqrt(np.sum(share**2 * ph * (1 - ph) / fpc_free[in_class])))
-        prod = prod_ci = None
-        if p_j[j] > 0:
-            # Ratio estimator R = Y/X with y = [map j and ref j], x = [ref j] (Stehman 2014 eq. 28).
-            r = float(err[map_classes.index(name), j]) / p_j[j] if name in map_classes else 0.0
-            x = p_hj[:, j]
-            y = np.where(in_class, x, 0.0)
-            # Within-stratum sample (co)variances of 0/1 indicators, divisor n_h - 1.
-            s_yy = y * (1 - y) * n_h / fpc_free
-            s_xx = x * (1 - x) * n_h / fpc_free
-            s_xy = (y - y * x) * n_h / fpc_free
-            var = np.sum(w_h**2 * (s_yy + r**2 * s_xx - 2 * r * s_xy) / n_h) / p_j[j] ** 2
-            prod, prod_ci = r, z * float(np.sqrt(max(var, 0.0)))
-        classes.append(
-            ClassEstimate(
-                name=name,
-                mapped_area_ha=float(sum(s.area_ha for s in used if s.map_class == name)),
-                area_ha=float(a_tot * p_j[j]),
-                area_se_ha=float(a_tot * se_j[j]),
-                area_ci95_ha=float(z * a_tot * se_j[j]),
-                proportion=float(p_j[j]),
-                proportion_se=float(se_j[j]),
-                users_accuracy=users,
-                users_accuracy_ci95=users_ci,
-                producers_accuracy=prod,
-                producers_accuracy_ci95=prod_ci,
-            )
-        )
-    return AreaEstimate(
-        classes=classes,
-        overall_accuracy=overall,
-        overall_accuracy_ci95=z * overall_se,
-        map_classes=map_classes,
-        reference_classes=ref,
-        error_matrix=err.tolist(),
-        total_area_ha=a_tot,
-        n_units=int(n_h.sum()),
-        strata=strata,
-        notes=_zero_omission_notes(used, ref),
-    )
+
+def _users_accuracy(d: _Design, j: int, z: float) -> tuple[float | None, float | None]:
+    """User's accuracy of map class j and its interval half-width (None, None when no stratum maps j)."""
+    in_class = d.h_map == j
+    w_i = float(d.w_h[in_class].sum())
+    if not w_i > 0:
+        return None, None
+    share = d.w_h[in_class] / w_i
+    ph = d.correct_h[in_class]
+    users = float(np.sum(share * ph))
+    return users, z * float(np.sqrt(np.sum(share**2 * ph * (1 - ph) / d.fpc_free[in_class])))
+
+
+def _producers_accuracy_se(d: _Design, j: int, r: float, p_j: float) -> float:
+    """SE of the producer's accuracy r of reference class j (area proportion p_j), Stehman 2014 eq. 28."""
+    # Ratio estimator R = Y/X with y = [map j and ref j], x = [ref j].
+    x = d.p_hj[:, j]
+    y = np.where(d.h_map == j, x, 0.0)
+    # Within-stratum sample (co)variances of 0/1 indicators, divisor n_h - 1.
+    s_yy = y * (1 - y) * d.n_h / d.fpc_free
+    s_xx = x * (1 - x) * d.n_h / d.fpc_free
+    s_xy = (y - y * x) * d.n_h / d.fpc_free
+    var = np.sum(d.w_h**2 * (s_yy + r**2 * s_xx - 2 * r * s_xy) / d.n_h) / p_j**2
+    return float(np.sqrt(max(var, 0.0)))
 
 
 def _zero_omission_notes(strata: Sequence[StratumCounts], ref: Sequence[str]) -> list[str]:
@@ -276,60 +352,74 @@ def parse_counts_csv(text: str, source: str = "<counts>") -> list[StratumCounts]
     rows = [r for r in reader if any(cell.strip() for cell in r)]
     if not rows:
         raise InvalidInputError(f"counts file {source!r} is empty")
-    header = [h.strip() for h in rows[0]]
-    for required in ("map_class", "mapped_area_ha"):
-        if required not in header:
-            raise InvalidInputError(
-                f"counts file {source!r} has no {required!r} column; header must be "
-                "map_class,mapped_area_ha,<reference class>,..."
-            )
-    ref_cols = [i for i, h in enumerate(header) if h not in ("map_class", "mapped_area_ha", "stratum")]
-    if not ref_cols:
-        raise InvalidInputError(f"counts file {source!r} has no reference class columns")
-    ref_names = [header[i] for i in ref_cols]
-    if len(set(ref_names)) != len(ref_names) or any(not h for h in ref_names):
-        raise InvalidInputError(f"counts file {source!r} has empty or repeated reference class columns {ref_names}")
-    i_map, i_area = header.index("map_class"), header.index("mapped_area_ha")
-    i_stratum = header.index("stratum") if "stratum" in header else None
+    layout = _CountsLayout.of([h.strip() for h in rows[0]], source)
     strata: list[StratumCounts] = []
     for line_no, row in enumerate(rows[1:], start=2):
-        if len(row) != len(header):
-            raise InvalidInputError(
-                f"counts file {source!r} row {line_no} has {len(row)} fields, header has {len(header)}"
-            )
-        map_class = row[i_map].strip()
-        name = row[i_stratum].strip() if i_stratum is not None else map_class
-        try:
-            area = float(row[i_area])
-        except ValueError:
-            raise InvalidInputError(
-                f"counts file {source!r} row {line_no}: mapped_area_ha {row[i_area]!r} is not a number"
-            ) from None
-        counts = {}
-        for i in ref_cols:
-            try:
-                v = float(row[i])
-            except ValueError:
-                raise InvalidInputError(
-                    f"counts file {source!r} row {line_no}: count {row[i]!r} for {header[i]!r} is not a number"
-                ) from None
-            if v < 0 or v != int(v):
-                raise InvalidInputError(
-                    f"counts file {source!r} row {line_no}: count {row[i]!r} for {header[i]!r} "
-                    "is not a non-negative integer"
-                )
-            counts[header[i]] = int(v)
-        if any(s.name == name for s in strata):
-            raise InvalidInputError(f"counts file {source!r} row {line_no}: stratum {name!r} appears twice")
-        strata.append(StratumCounts(name=name, map_class=map_class, area_ha=area, counts=counts))
+        stratum = layout.stratum(row, line_no)
+        if any(s.name == stratum.name for s in strata):
+            raise InvalidInputError(f"counts file {source!r} row {line_no}: stratum {stratum.name!r} appears twice")
+        strata.append(stratum)
     if not strata:
         raise InvalidInputError(f"counts file {source!r} has a header but no rows")
     return strata
 
 
-def sample_size_for_target_se(
-    users_accuracy: Sequence[float], weights: Sequence[float], target_se: float
-) -> int:
+@dataclass(frozen=True)
+class _CountsLayout:
+    """Where the columns of a counts table are (from its header)."""
+
+    source: str
+    header: list[str]
+    ref_cols: list[int]
+    i_map: int
+    i_area: int
+    i_stratum: int | None
+
+    @classmethod
+    def of(cls, header: list[str], source: str) -> _CountsLayout:
+        """The layout of a stripped header, or InvalidInputError naming what is missing or repeated."""
+        for required in ("map_class", "mapped_area_ha"):
+            if required not in header:
+                raise InvalidInputError(
+                    f"counts file {source!r} has no {required!r} column; header must be "
+                    "map_class,mapped_area_ha,<reference class>,..."
+                )
+        ref_cols = [i for i, h in enumerate(header) if h not in ("map_class", "mapped_area_ha", "stratum")]
+        if not ref_cols:
+            raise InvalidInputError(f"counts file {source!r} has no reference class columns")
+        ref_names = [header[i] for i in ref_cols]
+        if len(set(ref_names)) != len(ref_names) or any(not h for h in ref_names):
+            raise InvalidInputError(f"counts file {source!r} has empty or repeated reference class columns {ref_names}")
+        i_stratum = header.index("stratum") if "stratum" in header else None
+        return cls(source, header, ref_cols, header.index("map_class"), header.index("mapped_area_ha"), i_stratum)
+
+    def stratum(self, row: list[str], line_no: int) -> StratumCounts:
+        """One data row as a stratum, or InvalidInputError naming the row and the bad field."""
+        where = f"counts file {self.source!r} row {line_no}"
+        if len(row) != len(self.header):
+            raise InvalidInputError(f"{where} has {len(row)} fields, header has {len(self.header)}")
+        map_class = row[self.i_map].strip()
+        name = row[self.i_stratum].strip() if self.i_stratum is not None else map_class
+        try:
+            area = float(row[self.i_area])
+        except ValueError:
+            raise InvalidInputError(f"{where}: mapped_area_ha {row[self.i_area]!r} is not a number") from None
+        counts = {self.header[i]: _count(row[i], self.header[i], where) for i in self.ref_cols}
+        return StratumCounts(name=name, map_class=map_class, area_ha=area, counts=counts)
+
+
+def _count(value: str, column: str, where: str) -> int:
+    """A count cell as a non-negative integer, or InvalidInputError."""
+    try:
+        v = float(value)
+    except ValueError:
+        raise InvalidInputError(f"{where}: count {value!r} for {column!r} is not a number") from None
+    if v < 0 or v != int(v):
+        raise InvalidInputError(f"{where}: count {value!r} for {column!r} is not a non-negative integer")
+    return int(v)
+
+
+def sample_size_for_target_se(users_accuracy: Sequence[float], weights: Sequence[float], target_se: float) -> int:
     """Total sample size for a target standard error (Olofsson et al. 2014 eq. 13).
 
     ``n = (sum_i W_i S_i / S(O))^2`` with ``S_i = sqrt(U_i (1 - U_i))`` from anticipated user's
@@ -338,9 +428,7 @@ def sample_size_for_target_se(
     u = np.asarray(users_accuracy, dtype=float)
     w = np.asarray(weights, dtype=float)
     if u.shape != w.shape or u.ndim != 1 or u.size == 0:
-        raise InvalidInputError(
-            f"need one user's accuracy per weight: got {list(u)} and {list(w)}"
-        )
+        raise InvalidInputError(f"need one user's accuracy per weight: got {list(u)} and {list(w)}")
     if np.any((u < 0) | (u > 1)):
         raise InvalidInputError(f"user's accuracies {list(u)} must be within 0..1")
     if np.any(w < 0) or not math.isclose(float(w.sum()), 1.0, abs_tol=1e-3):
@@ -348,7 +436,7 @@ def sample_size_for_target_se(
     if not (target_se > 0 and math.isfinite(target_se)):
         raise InvalidInputError(f"target standard error {target_se!r} must be a positive number")
     s = np.sqrt(u * (1 - u))
-    return int(math.ceil((float(np.sum(w * s)) / target_se) ** 2 - 1e-9))
+    return math.ceil((float(np.sum(w * s)) / target_se) ** 2 - 1e-9)
 
 
 def _fmt_ha_pair(lo: float, hi: float) -> tuple[str, str]:
@@ -377,15 +465,14 @@ def format_table(estimate: AreaEstimate) -> str:
         return "-" if v is None else f"{v:.3f} ± {ci:.3f}"
 
     lines = [
-        f"{'class':<20} {'mapped ha':>14} {'estimated ha':>14} {'± 95% ha':>12} "
-        f"{'user acc.':>15} {'producer acc.':>15}"
+        f"{'class':<20} {'mapped ha':>14} {'estimated ha':>14} {'± 95% ha':>12} {'user acc.':>15} {'producer acc.':>15}"
     ]
-    for c in estimate.classes:
-        lines.append(
-            f"{c.name:<20} {c.mapped_area_ha:>14,.1f} {c.area_ha:>14,.1f} {c.area_ci95_ha:>12,.1f} "
-            f"{pct(c.users_accuracy, c.users_accuracy_ci95):>15} "
-            f"{pct(c.producers_accuracy, c.producers_accuracy_ci95):>15}"
-        )
+    lines.extend(
+        f"{c.name:<20} {c.mapped_area_ha:>14,.1f} {c.area_ha:>14,.1f} {c.area_ci95_ha:>12,.1f} "
+        f"{pct(c.users_accuracy, c.users_accuracy_ci95):>15} "
+        f"{pct(c.producers_accuracy, c.producers_accuracy_ci95):>15}"
+        for c in estimate.classes
+    )
     lines.append(f"overall accuracy: {estimate.overall_accuracy:.3f} ± {estimate.overall_accuracy_ci95:.3f}")
     lines.append(f"total area: {estimate.total_area_ha:,.1f} ha; reviewed sample units: {estimate.n_units}")
     lines.append("")

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from amberwatch.db import utc_now_iso
 from amberwatch.errors import DatabaseError, InvalidInputError, NotFoundError
+from amberwatch.results import area_store
 from amberwatch.results.area_estimate import AreaEstimate, StratumCounts, estimate_area
-from amberwatch.results.area_schema import ensure_area_schema
+from amberwatch.results.area_store import ensure_area_schema
 from amberwatch.results.map_units import REFERENCE_CLASSES
 from amberwatch.results.sampling import latest_sample_id, load_sample
 
@@ -31,20 +32,7 @@ def pending_units(conn: sqlite3.Connection, sample_id: int, *, include_map_class
     (reference labels should be given blind to the map).
     """
     load_sample(conn, sample_id)
-    cols = "unit_id, sample_id, z, x, y, cell_row, cell_col, grid_cells, west, south, east, north, area_ha"
-    if include_map_class:
-        cols += ", stratum, map_class, map_prob"
-    rows = conn.execute(
-        f"SELECT {cols} FROM area_sample_units WHERE sample_id = ? AND reference_class IS NULL ORDER BY unit_id",
-        (sample_id,),
-    ).fetchall()
-    out = []
-    for r in rows:
-        d = dict(r)
-        d["lon"] = (d["west"] + d["east"]) / 2
-        d["lat"] = (d["south"] + d["north"]) / 2
-        out.append(d)
-    return out
+    return area_store.pending_units(conn, sample_id, include_map_class=include_map_class)
 
 
 def record_reference(conn: sqlite3.Connection, unit_id: int, reference_class: str, reviewed_by: str) -> dict:
@@ -53,13 +41,10 @@ def record_reference(conn: sqlite3.Connection, unit_id: int, reference_class: st
     ref = normalize_reference_class(reference_class)
     if not str(reviewed_by or "").strip():
         raise InvalidInputError(f"reviewer {reviewed_by!r} must be a non-empty name")
-    cur = conn.execute(
-        "UPDATE area_sample_units SET reference_class = ?, reviewed_by = ?, reviewed_at = ? WHERE unit_id = ?",
-        (ref, str(reviewed_by).strip(), utc_now_iso(), unit_id),
-    )
-    if cur.rowcount == 0:
+    unit = area_store.set_reference_class(conn, unit_id, ref, str(reviewed_by).strip(), utc_now_iso())
+    if unit is None:
         raise NotFoundError(f"area sample unit {unit_id} does not exist")
-    return dict(conn.execute("SELECT * FROM area_sample_units WHERE unit_id = ?", (unit_id,)).fetchone())
+    return unit
 
 
 def import_reference_csv(
@@ -72,6 +57,18 @@ def import_reference_csv(
     """
     load_sample(conn, sample_id)
     p = Path(path)
+    reader = _open_reference_csv(p)
+    updates, skipped = _reference_updates(reader, p, sample_id, area_store.unit_ids(conn, sample_id))
+    who = (reviewed_by or "").strip() or f"import:{p.name}"
+    try:
+        area_store.set_reference_classes(conn, updates, who, utc_now_iso())
+    except sqlite3.DatabaseError as exc:
+        raise DatabaseError(f"cannot store reference classes from {str(p)!r}: {exc}") from exc
+    return {"recorded": len(updates), "skipped_blank": skipped}
+
+
+def _open_reference_csv(p: Path) -> csv.DictReader:
+    """A reader over a reference file whose (stripped) header has unit_id and reference_class columns."""
     try:
         text = p.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -85,86 +82,73 @@ def import_reference_csv(
                 f"reference file {str(p)!r} has no {required!r} column (header {header}); "
                 "expected unit_id,reference_class"
             )
-    known = {
-        r[0] for r in conn.execute("SELECT unit_id FROM area_sample_units WHERE sample_id = ?", (sample_id,))
-    }
+    return reader
+
+
+def _reference_updates(reader: csv.DictReader, p: Path, sample_id: int, known: set[int]) -> tuple[dict[int, str], int]:
+    """Check every row of a reference file -> ({unit_id: reference class}, rows skipped with a blank class)."""
     updates: dict[int, str] = {}
     skipped = 0
     for row in reader:
         line = reader.line_num
-        raw_id = (row.get("unit_id") or "").strip()
-        raw_class = (row.get("reference_class") or "").strip()
-        if not raw_id and not raw_class:
+        parsed = _reference_row(row, line, p, sample_id, known)
+        if parsed is None:
             continue
-        try:
-            unit_id = int(raw_id)
-        except ValueError:
-            raise InvalidInputError(
-                f"reference file {str(p)!r} line {line}: unit_id {raw_id!r} is not an integer"
-            ) from None
-        if unit_id not in known:
-            raise InvalidInputError(
-                f"reference file {str(p)!r} line {line}: unit_id {unit_id} is not a unit of sample {sample_id}"
-            )
-        if not raw_class:
+        unit_id, ref = parsed
+        if ref is None:
             skipped += 1
             continue
-        try:
-            ref = normalize_reference_class(raw_class)
-        except InvalidInputError as exc:
-            raise InvalidInputError(f"reference file {str(p)!r} line {line} (unit_id {unit_id}): {exc}") from None
         if unit_id in updates and updates[unit_id] != ref:
             raise InvalidInputError(
                 f"reference file {str(p)!r} line {line}: unit_id {unit_id} is given twice with different classes"
             )
         updates[unit_id] = ref
-    who = (reviewed_by or "").strip() or f"import:{p.name}"
-    now = utc_now_iso()
-    conn.execute("BEGIN IMMEDIATE")
+    return updates, skipped
+
+
+def _reference_row(row: dict, line: int, p: Path, sample_id: int, known: set[int]) -> tuple[int, str | None] | None:
+    """One checked row: (unit_id, class or None when blank), or None for an empty row."""
+    raw_id = (row.get("unit_id") or "").strip()
+    raw_class = (row.get("reference_class") or "").strip()
+    if not raw_id and not raw_class:
+        return None
     try:
-        conn.executemany(
-            "UPDATE area_sample_units SET reference_class = ?, reviewed_by = ?, reviewed_at = ? WHERE unit_id = ?",
-            [(ref, who, now, uid) for uid, ref in updates.items()],
+        unit_id = int(raw_id)
+    except ValueError:
+        raise InvalidInputError(
+            f"reference file {str(p)!r} line {line}: unit_id {raw_id!r} is not an integer"
+        ) from None
+    if unit_id not in known:
+        raise InvalidInputError(
+            f"reference file {str(p)!r} line {line}: unit_id {unit_id} is not a unit of sample {sample_id}"
         )
-        conn.execute("COMMIT")
-    except sqlite3.DatabaseError as exc:
-        conn.execute("ROLLBACK")
-        raise DatabaseError(f"cannot store reference classes from {str(p)!r}: {exc}") from exc
-    return {"recorded": len(updates), "skipped_blank": skipped}
+    if not raw_class:
+        return unit_id, None
+    try:
+        return unit_id, normalize_reference_class(raw_class)
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"reference file {str(p)!r} line {line} (unit_id {unit_id}): {exc}") from None
 
 
 def review_progress(conn: sqlite3.Connection, sample_id: int) -> dict[str, int]:
     """Units reviewed and total in a sample."""
     load_sample(conn, sample_id)
-    total, reviewed = conn.execute(
-        "SELECT COUNT(*), COUNT(reference_class) FROM area_sample_units WHERE sample_id = ?", (sample_id,)
-    ).fetchone()
-    return {"units": int(total), "reviewed": int(reviewed)}
+    total, reviewed = area_store.review_counts(conn, sample_id)
+    return {"units": total, "reviewed": reviewed}
 
 
 def list_samples(conn: sqlite3.Connection, scan_id: int | None = None) -> list[dict]:
     """Samples (optionally of one scan) with their size and review progress, newest first."""
     ensure_area_schema(conn)
-    rows = conn.execute(
-        "SELECT s.id AS sample_id, s.scan_id, s.created_at, s.seed, s.allocation, s.buffer_m,"
-        " COUNT(u.unit_id) AS units, COUNT(u.reference_class) AS reviewed"
-        " FROM area_samples s LEFT JOIN area_sample_units u ON u.sample_id = s.id"
-        " WHERE (? IS NULL OR s.scan_id = ?) GROUP BY s.id ORDER BY s.id DESC",
-        (scan_id, scan_id),
-    ).fetchall()
-    return [dict(r) for r in rows]
+    return area_store.samples_with_progress(conn, scan_id)
 
 
 def reviewed_strata(conn: sqlite3.Connection, sample_id: int) -> list[StratumCounts]:
     """The sample's strata (mapped area) with counts of reviewed units per reference class."""
     sample = load_sample(conn, sample_id)
     counts: dict[str, dict[str, int]] = {p.stratum: {c: 0 for c in REFERENCE_CLASSES} for p in sample.strata}
-    for stratum, ref, n in conn.execute(
-        "SELECT stratum, reference_class, COUNT(*) FROM area_sample_units"
-        " WHERE sample_id = ? AND reference_class IS NOT NULL GROUP BY stratum, reference_class",
-        (sample_id,),
-    ):
-        counts.setdefault(stratum, {c: 0 for c in REFERENCE_CLASSES})[ref] = int(n)
+    for stratum, ref, n in area_store.reference_counts(conn, sample_id):
+        counts.setdefault(stratum, {c: 0 for c in REFERENCE_CLASSES})[ref] = n
     return [StratumCounts(p.stratum, p.map_class, p.area_ha, counts[p.stratum]) for p in sample.strata]
 
 

@@ -1,4 +1,4 @@
-"""CLI commands of the results stage (registered by amberwatch.cli): the ``area`` group."""
+"""CLI commands of the results stage (registered by amberwatch.cli): the ``area`` and ``detections`` groups."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from amberwatch.results.sampling import (
     export_sample,
     parse_accuracy_option,
 )
+from amberwatch.results.store import get_scan, open_results_db
 
 
 def _float_list(text: str, what: str) -> list[float]:
@@ -50,11 +51,17 @@ def area() -> None:
 @click.option("--target-se", type=float, help="Instead of --n: target standard error of overall accuracy (eq. 13).")
 @click.option("--allocation", type=click.Choice(ALLOCATIONS), default="proportional", show_default=True)
 @click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), help="Random seed (stored; same seed, same sample).")
-@click.option("--buffer-m", type=click.FloatRange(min=0),
-              help="Add a buffer stratum: non-mining cells within this many metres of mining cells.")
-@click.option("--users-accuracy", "accuracy",
-              help="Anticipated user's accuracy per stratum (optimal allocation, --target-se), "
-                   "e.g. mining=0.7,buffer=0.8,not_mining=0.98.")
+@click.option(
+    "--buffer-m",
+    type=click.FloatRange(min=0),
+    help="Add a buffer stratum: non-mining cells within this many metres of mining cells.",
+)
+@click.option(
+    "--users-accuracy",
+    "accuracy",
+    help="Anticipated user's accuracy per stratum (optimal allocation, --target-se), "
+    "e.g. mining=0.7,buffer=0.8,not_mining=0.98.",
+)
 @click.option("--min-per-stratum", type=click.IntRange(min=2), default=DEFAULT_MIN_PER_STRATUM, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the sample as JSON.")
 @db_option
@@ -63,23 +70,36 @@ def sample_cmd(scan_id, n, target_se, allocation, seed, buffer_m, accuracy, min_
     if (n is None) == (target_se is None):
         raise click.UsageError("give exactly one of --n or --target-se")
     conn = connect(db, create=False)
-    s = draw_sample(conn, scan_id, n, allocation=allocation, seed=seed, buffer_m=buffer_m,
-                    anticipated_accuracy=parse_accuracy_option(accuracy), min_per_stratum=min_per_stratum,
-                    target_se=target_se)
+    s = draw_sample(
+        conn,
+        scan_id,
+        n,
+        allocation=allocation,
+        seed=seed,
+        buffer_m=buffer_m,
+        anticipated_accuracy=parse_accuracy_option(accuracy),
+        min_per_stratum=min_per_stratum,
+        target_se=target_se,
+    )
     if as_json:
         click.echo(json.dumps(s.to_dict(), indent=2))
         return
-    click.echo(f"sample {s.sample_id} of scan {s.scan_id}: {sum(p.n_units for p in s.strata)} units "
-               f"({s.allocation} allocation, seed {s.seed})")
+    click.echo(
+        f"sample {s.sample_id} of scan {s.scan_id}: {sum(p.n_units for p in s.strata)} units "
+        f"({s.allocation} allocation, seed {s.seed})"
+    )
     for p in s.strata:
         click.echo(f"  {p.stratum:<11} {p.cell_count:>10,} cells {p.area_ha:>12,.2f} ha  -> {p.n_units} units")
-    click.echo(f"next: amberwatch area export --sample {s.sample_id} --format csv, fill reference_class, "
-               f"then amberwatch area import-reference --sample {s.sample_id} FILE.csv")
+    click.echo(
+        f"next: amberwatch area export --sample {s.sample_id} --format csv, fill reference_class, "
+        f"then amberwatch area import-reference --sample {s.sample_id} FILE.csv"
+    )
 
 
 @area.command("sample-size")
-@click.option("--users-accuracy", "accuracy", required=True,
-              help="Anticipated user's accuracy per class, e.g. 0.7,0.6,0.9,0.95.")
+@click.option(
+    "--users-accuracy", "accuracy", required=True, help="Anticipated user's accuracy per class, e.g. 0.7,0.6,0.9,0.95."
+)
 @click.option("--weights", required=True, help="Mapped area share per class (same order, sums to 1).")
 @click.option("--target-se", type=float, required=True, help="Target standard error of overall accuracy, e.g. 0.01.")
 def sample_size_cmd(accuracy, weights, target_se) -> None:
@@ -111,15 +131,20 @@ def export_cmd(sample_id, fmt, blind, output, db) -> None:
 def import_reference_cmd(sample_id, reviewed_by, file, db) -> None:
     """Record reference classes from a CSV with header unit_id,reference_class."""
     r = import_reference_csv(connect(db, create=False), sample_id, file, reviewed_by)
-    click.echo(f"recorded {r['recorded']} reference classes for sample {sample_id}"
-               + (f"; {r['skipped_blank']} rows left blank" if r["skipped_blank"] else ""))
+    click.echo(
+        f"recorded {r['recorded']} reference classes for sample {sample_id}"
+        + (f"; {r['skipped_blank']} rows left blank" if r["skipped_blank"] else "")
+    )
 
 
 @area.command("estimate")
 @click.option("--scan", "scan_id", type=int, help="Scan id (uses its latest sample unless --sample).")
 @click.option("--sample", "sample_id", type=int)
-@click.option("--counts", type=click.Path(exists=True, dir_okay=False),
-              help="Estimate from a counts table instead: map_class,mapped_area_ha,<reference class>,...")
+@click.option(
+    "--counts",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Estimate from a counts table instead: map_class,mapped_area_ha,<reference class>,...",
+)
 @click.option("--json", "as_json", is_flag=True)
 @db_option
 def estimate_cmd(scan_id, sample_id, counts, as_json, db) -> None:
@@ -153,8 +178,44 @@ def list_cmd(scan_id, as_json, db) -> None:
     if not rows:
         click.echo("no area samples" + (f" for scan {scan_id}" if scan_id is not None else ""))
     for r in rows:
-        click.echo(f"sample {r['sample_id']:>4}  scan {r['scan_id']:>4}  {r['created_at']}  {r['allocation']:<12} "
-                   f"reviewed {r['reviewed']}/{r['units']}")
+        click.echo(
+            f"sample {r['sample_id']:>4}  scan {r['scan_id']:>4}  {r['created_at']}  {r['allocation']:<12} "
+            f"reviewed {r['reviewed']}/{r['units']}"
+        )
 
 
-COMMANDS: list[click.Command] = [area]
+@click.group("detections")
+def detections_group() -> None:
+    """Detections found by scans: export them."""
+
+
+@detections_group.command("export")
+@db_option
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["geojson", "gpkg", "csv", "kml"]),
+    default="geojson",
+    show_default=True,
+    help="Output format.",
+)
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Output file.")
+@click.option("--scan", "scan_id", type=int, default=None, help="Scan id [default: the latest scan].")
+@click.option("--all-scans", is_flag=True, help="Export the detections of every scan.")
+def detections_export(db: str, fmt: str, out: str, scan_id: int | None, all_scans: bool) -> None:
+    """Export detections (polygons with area_ha) as GeoJSON, GeoPackage, CSV (WKT) or KML."""
+    from amberwatch.results.export import export_detections
+
+    if all_scans and scan_id is not None:
+        raise click.UsageError("give --scan or --all-scans, not both")
+    conn = open_results_db(db)
+    try:
+        chosen = None if all_scans else int(get_scan(conn, scan_id)["id"])
+        n = export_detections(conn, fmt, out, scan_id=chosen)
+    finally:
+        conn.close()
+    which = "all scans" if chosen is None else f"scan {chosen}"
+    click.echo(f"Wrote {n} detections of {which} to {out} ({fmt}).")
+
+
+COMMANDS: list[click.Command] = [area, detections_group]

@@ -22,7 +22,7 @@ from shapely.geometry import MultiPolygon, Polygon, mapping
 from shapely.geometry.base import BaseGeometry
 from shapely.geometry.polygon import orient
 
-from amberwatch.db import utc_now_iso
+from amberwatch.results.store import DetectionRow, get_scan, grid_tiles, replace_detections
 
 _GEOD = Geod(ellps="WGS84")
 THUMBNAIL_PX = 256
@@ -102,7 +102,9 @@ def cells_polygon(group: Iterable[tuple[int, int]], cells_across_world: int) -> 
     c0, r0 = int(cols.min()), int(rows.min())
     mask = np.zeros((int(rows.max()) - r0 + 1, int(cols.max()) - c0 + 1), dtype=np.uint8)
     mask[rows - r0, cols - c0] = 1
-    parts = [shapely.geometry.shape(geom) for geom, value in shapes(mask, mask=mask.astype(bool), connectivity=4) if value]
+    parts = [
+        shapely.geometry.shape(geom) for geom, value in shapes(mask, mask=mask.astype(bool), connectivity=4) if value
+    ]
     merged = shapely.union_all(parts) if len(parts) > 1 else parts[0]
     n = cells_across_world
 
@@ -121,18 +123,13 @@ def cells_polygon(group: Iterable[tuple[int, int]], cells_across_world: int) -> 
 
 def find_detections(conn: sqlite3.Connection, scan_id: int, *, min_area_ha: float) -> list[Detection]:
     """Merge the above-threshold cells of a scan's tiles into detections (not yet stored)."""
-    scan = conn.execute("SELECT zoom, model_threshold FROM scans WHERE id = ?", (scan_id,)).fetchone()
+    scan = get_scan(conn, scan_id)
     zoom, threshold = int(scan["zoom"]), float(scan["model_threshold"])
-    min_level = int(math.ceil(threshold * 255.0 - 1e-9))  # cell positive when round(255 p) >= 255 thr
+    min_level = math.ceil(threshold * 255.0 - 1e-9)  # cell positive when round(255 p) >= 255 thr
     cells: dict[tuple[int, int], float] = {}
     cell_dates: dict[tuple[int, int], str | None] = {}
     cells_per_tile = None
-    rows = conn.execute(
-        "SELECT x, y, grid_cells, grid, capture_date FROM scan_tiles WHERE scan_id = ? AND status = 'done'"
-        " AND max_prob >= ? AND grid IS NOT NULL",
-        (scan_id, (min_level - 0.5) / 255.0),
-    )
-    for row in rows:
+    for row in grid_tiles(conn, scan_id, min_max_prob=(min_level - 0.5) / 255.0):
         g = int(row["grid_cells"])
         if cells_per_tile is None:
             cells_per_tile = g
@@ -155,9 +152,7 @@ def find_detections(conn: sqlite3.Connection, scan_id: int, *, min_area_ha: floa
         probs = np.array([cells[c] for c in group])
         dates = Counter(cell_dates[c] for c in group if cell_dates[c])
         date = max(dates.items(), key=lambda kv: (kv[1], kv[0]))[0] if dates else None
-        found.append(
-            Detection(geom, area, float(probs.mean()), float(probs.max()), date, len(group))
-        )
+        found.append(Detection(geom, area, float(probs.mean()), float(probs.max()), date, len(group)))
     return found
 
 
@@ -173,41 +168,27 @@ def rebuild_detections(
 
     Unchanged outlines keep their ids; vanished ones are deleted, new ones inserted.
     """
-    scan = conn.execute("SELECT zoom, model_version, imagery_source_id FROM scans WHERE id = ?", (scan_id,)).fetchone()
+    scan = get_scan(conn, scan_id)
     found = find_detections(conn, scan_id, min_area_ha=min_area_ha)
     chips = _thumbnails(found, cache_path, scan["imagery_source_id"], int(scan["zoom"])) if thumbnails else {}
-    now = utc_now_iso()
     rows = []
     for i, det in enumerate(found):
-        west, south, east, north = det.geometry.bounds
         centroid = det.geometry.centroid
-        rows.append((
-            scan_id, json.dumps(mapping(det.geometry)), centroid.x, centroid.y, west, south, east, north,
-            det.area_ha, det.mean_prob, det.max_prob, det.capture_date, scan["model_version"], chips.get(i), now,
-        ))
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        # A detection whose outline is unchanged keeps its id: reviews and links refer to detections by id.
-        old = {r["geometry_geojson"]: int(r["id"]) for r in conn.execute(
-            "SELECT id, geometry_geojson FROM detections WHERE scan_id = ?", (scan_id,))}
-        kept = {old[row[1]]: row for row in rows if row[1] in old}
-        gone = [i for i in old.values() if i not in kept]
-        conn.executemany("DELETE FROM detections WHERE id = ?", [(i,) for i in gone])
-        conn.executemany(
-            "UPDATE detections SET area_ha = ?, mean_prob = ?, max_prob = ?, capture_date = ?, model_version = ?,"
-            " thumbnail = COALESCE(?, thumbnail) WHERE id = ?",
-            [(r[8], r[9], r[10], r[11], r[12], r[13], i) for i, r in kept.items()],
+        rows.append(
+            DetectionRow(
+                json.dumps(mapping(det.geometry)),
+                centroid.x,
+                centroid.y,
+                det.geometry.bounds,
+                det.area_ha,
+                det.mean_prob,
+                det.max_prob,
+                det.capture_date,
+                scan["model_version"],
+                chips.get(i),
+            )
         )
-        conn.executemany(
-            "INSERT INTO detections (scan_id, geometry_geojson, centroid_lon, centroid_lat, west, south, east, north,"
-            " area_ha, mean_prob, max_prob, capture_date, model_version, thumbnail, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [row for row in rows if row[1] not in old],
-        )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+    replace_detections(conn, scan_id, rows)
     return len(rows)
 
 
@@ -222,7 +203,9 @@ def _chip_bbox(geometry: BaseGeometry, zoom: int):
     cx, cy = (west + east) / 2, (south + north) / 2
     half_x = min((east - west) / 2, max_deg / 2)
     half_y = min((north - south) / 2, max_deg / 2 * math.cos(math.radians(cy)))
-    return LngLatBbox(max(-180.0, cx - half_x), max(-85.0, cy - half_y), min(180.0, cx + half_x), min(85.0, cy + half_y))
+    return LngLatBbox(
+        max(-180.0, cx - half_x), max(-85.0, cy - half_y), min(180.0, cx + half_x), min(85.0, cy + half_y)
+    )
 
 
 def _thumbnails(found: list[Detection], cache_path: str | None, source_id: str, zoom: int) -> dict[int, bytes]:

@@ -14,7 +14,7 @@ from shapely import STRtree
 from shapely.geometry import mapping, shape
 from shapely.ops import unary_union
 
-from amberwatch.errors import NotFoundError
+from amberwatch.results.store import get_scan, query_detections
 
 CHANGE_KINDS = ("added", "removed", "grown", "shrunk", "unchanged")
 DEFAULT_REL_TOLERANCE = 0.10  # area change below 10% (or below the absolute tolerance) counts as unchanged
@@ -132,18 +132,12 @@ class LayerDiff:
 
 
 def _scan_model(conn: sqlite3.Connection, scan_id: int) -> str:
-    row = conn.execute("SELECT model_version FROM scans WHERE id = ?", (scan_id,)).fetchone()
-    if row is None:
-        raise NotFoundError(f"scan {scan_id} does not exist")
-    return str(row[0])
+    return str(get_scan(conn, scan_id)["model_version"])
 
 
 def _detections(conn: sqlite3.Connection, scan_id: int) -> list[tuple[int, object, float]]:
-    rows = conn.execute(
-        "SELECT id, geometry_geojson, area_ha FROM detections WHERE scan_id = ? ORDER BY id", (scan_id,)
-    ).fetchall()
     out = []
-    for r in rows:
+    for r in query_detections(conn, scan_id=scan_id):
         geom = shape(json.loads(r["geometry_geojson"]))
         if not geom.is_valid:
             geom = geom.buffer(0)
@@ -151,8 +145,13 @@ def _detections(conn: sqlite3.Connection, scan_id: int) -> list[tuple[int, objec
     return out
 
 
-def classify_change(area_before_ha: float, area_after_ha: float, *, rel_tolerance: float = DEFAULT_REL_TOLERANCE,
-                    abs_tolerance_ha: float = DEFAULT_ABS_TOLERANCE_HA) -> str:
+def classify_change(
+    area_before_ha: float,
+    area_after_ha: float,
+    *,
+    rel_tolerance: float = DEFAULT_REL_TOLERANCE,
+    abs_tolerance_ha: float = DEFAULT_ABS_TOLERANCE_HA,
+) -> str:
     """Kind of change of one site from its hectares before and after."""
     if area_before_ha <= 0:
         return "added"
@@ -164,8 +163,14 @@ def classify_change(area_before_ha: float, area_after_ha: float, *, rel_toleranc
     return "grown" if delta > 0 else "shrunk"
 
 
-def diff_layers(conn: sqlite3.Connection, scan_a: int, scan_b: int, *, rel_tolerance: float = DEFAULT_REL_TOLERANCE,
-                abs_tolerance_ha: float = DEFAULT_ABS_TOLERANCE_HA) -> LayerDiff:
+def diff_layers(
+    conn: sqlite3.Connection,
+    scan_a: int,
+    scan_b: int,
+    *,
+    rel_tolerance: float = DEFAULT_REL_TOLERANCE,
+    abs_tolerance_ha: float = DEFAULT_ABS_TOLERANCE_HA,
+) -> LayerDiff:
     """Match the detections of scans A and B by intersection and classify each site's change."""
     model_a, model_b = _scan_model(conn, scan_a), _scan_model(conn, scan_b)
     det_a, det_b = _detections(conn, scan_a), _detections(conn, scan_b)

@@ -16,6 +16,7 @@ from shapely.geometry.base import BaseGeometry
 
 from amberwatch.errors import InvalidInputError
 from amberwatch.results.detections import orient_ccw
+from amberwatch.results.store import query_detections
 
 FORMATS = ("geojson", "gpkg", "csv", "kml")
 PROPERTIES = ("id", "scan_id", "area_ha", "mean_prob", "max_prob", "capture_date", "model_version")
@@ -24,16 +25,8 @@ COORD_DECIMALS = 7  # ~1 cm: finer than any imagery we read
 
 def load_detections(conn: sqlite3.Connection, scan_id: int | None) -> list[dict]:
     """Detections (of one scan, or all when None) as dicts with a shapely ``geometry``."""
-    sql = (
-        "SELECT id, scan_id, geometry_geojson, area_ha, mean_prob, max_prob, capture_date, model_version,"
-        " centroid_lon, centroid_lat FROM detections"
-    )
-    args: tuple = ()
-    if scan_id is not None:
-        sql += " WHERE scan_id = ?"
-        args = (int(scan_id),)
     out = []
-    for row in conn.execute(sql + " ORDER BY id", args):
+    for row in query_detections(conn, scan_id=scan_id):
         item = {k: row[k] for k in PROPERTIES}
         item["centroid_lon"], item["centroid_lat"] = row["centroid_lon"], row["centroid_lat"]
         item["geometry"] = orient_ccw(shape(json.loads(row["geometry_geojson"])))
@@ -47,14 +40,15 @@ def _rounded(geometry: BaseGeometry) -> BaseGeometry:
 
 def to_geojson(detections: list[dict]) -> dict:
     """A FeatureCollection in lon/lat, CCW exteriors, no ``crs`` member, ``area_ha`` on every feature."""
-    features = []
-    for det in detections:
-        features.append({
+    features = [
+        {
             "type": "Feature",
             "id": det["id"],
             "geometry": mapping(_rounded(det["geometry"])),
             "properties": {k: det[k] for k in PROPERTIES},
-        })
+        }
+        for det in detections
+    ]
     return {"type": "FeatureCollection", "features": features}
 
 
@@ -85,8 +79,11 @@ def _kml_polygon(poly: Polygon) -> str:
 
 def write_kml(detections: list[dict], path: Path) -> None:
     """Write a simple KML 2.2 document: one Placemark per detection with ExtendedData."""
-    parts = ['<?xml version="1.0" encoding="UTF-8"?>', '<kml xmlns="http://www.opengis.net/kml/2.2"><Document>',
-             "<name>amberwatch detections</name>"]
+    parts = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        '<kml xmlns="http://www.opengis.net/kml/2.2"><Document>',
+        "<name>amberwatch detections</name>",
+    ]
     for det in detections:
         geom = det["geometry"]
         polys = list(geom.geoms) if isinstance(geom, MultiPolygon) else [geom]
@@ -94,7 +91,8 @@ def write_kml(detections: list[dict], path: Path) -> None:
         if len(polys) > 1:
             body = f"<MultiGeometry>{body}</MultiGeometry>"
         data = "".join(
-            f'<Data name="{k}"><value>{escape("" if det[k] is None else str(det[k]))}</value></Data>' for k in PROPERTIES
+            f'<Data name="{k}"><value>{escape("" if det[k] is None else str(det[k]))}</value></Data>'
+            for k in PROPERTIES
         )
         parts.append(
             f"<Placemark><name>detection {det['id']}</name>"
@@ -124,8 +122,14 @@ def write_gpkg(detections: list[dict], path: Path) -> None:
         np.array([d["model_version"] for d in detections], dtype=object),
     ]
     pyogrio.raw.write(
-        str(path), wkb, field_data, fields, layer="detections", driver="GPKG",
-        geometry_type="MultiPolygon", crs="EPSG:4326",
+        str(path),
+        wkb,
+        field_data,
+        fields,
+        layer="detections",
+        driver="GPKG",
+        geometry_type="MultiPolygon",
+        crs="EPSG:4326",
     )
 
 

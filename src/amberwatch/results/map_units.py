@@ -24,8 +24,9 @@ import numpy as np
 from pyproj import Geod
 from scipy import ndimage
 
-from amberwatch.errors import DatabaseError, InvalidInputError, NotFoundError
+from amberwatch.errors import DatabaseError, InvalidInputError
 from amberwatch.imagery.types import EARTH_CIRCUMFERENCE_M
+from amberwatch.results.store import done_tiles, get_scan
 
 MINING, BUFFER, NOT_MINING = "mining", "buffer", "not_mining"
 STRATA: tuple[str, ...] = (MINING, BUFFER, NOT_MINING)
@@ -110,21 +111,14 @@ def mining_lookup(threshold: float) -> np.ndarray:
 def load_scan(conn: sqlite3.Connection, scan_id: int) -> sqlite3.Row:
     """The scans row of a scan id, or NotFoundError."""
     try:
-        row = conn.execute("SELECT * FROM scans WHERE id = ?", (scan_id,)).fetchone()
+        return get_scan(conn, scan_id)
     except sqlite3.OperationalError as exc:
         raise DatabaseError(f"cannot read scans from the project database: {exc}") from exc
-    if row is None:
-        raise NotFoundError(f"scan {scan_id} does not exist")
-    return row
 
 
 def iter_done_tiles(conn: sqlite3.Connection, scan_id: int) -> Iterator[DoneTile]:
     """Stream the done tiles of a scan in (z, x, y) order with their decoded grids."""
-    cur = conn.execute(
-        "SELECT z, x, y, grid_cells, grid FROM scan_tiles WHERE scan_id = ? AND status = 'done' ORDER BY z, x, y",
-        (scan_id,),
-    )
-    for z, x, y, g, blob in cur:
+    for z, x, y, g, blob in done_tiles(conn, scan_id):
         if not g or blob is None or len(blob) != g * g:
             raise DatabaseError(
                 f"scan {scan_id} tile {z}/{x}/{y} is 'done' but its grid is missing or not "
@@ -135,7 +129,7 @@ def iter_done_tiles(conn: sqlite3.Connection, scan_id: int) -> Iterator[DoneTile
 
 def _buffer_structure(radius_m: float, cell_m: float) -> np.ndarray:
     """Cell offsets whose centre is within radius_m of a cell's square (disk-like structuring element)."""
-    r = int(math.ceil(radius_m / cell_m + 0.5))
+    r = math.ceil(radius_m / cell_m + 0.5)
     d = np.arange(-r, r + 1)
     dy, dx = np.meshgrid(d, d, indexing="ij")
     gap_x = np.maximum(np.abs(dx) - 0.5, 0.0) * cell_m
@@ -215,27 +209,27 @@ def _add_buffer(survey: StrataSurvey, grid_sizes: dict[TileKey, int]) -> None:
     radius_m = float(survey.buffer_m or 0)
     # Tiles that can hold buffer cells: done tiles within reach of a tile with mining cells.
     candidates: set[TileKey] = set()
-    for (z, x, y) in survey.mining_masks:
+    for z, x, y in survey.mining_masks:
         g = grid_sizes[(z, x, y)]
-        k = int(math.ceil(_buffer_structure(radius_m, cell_size_m(z, y, g)).shape[0] / 2 / g)) + 1
+        k = math.ceil(_buffer_structure(radius_m, cell_size_m(z, y, g)).shape[0] / 2 / g) + 1
         for dy in range(-k, k + 1):
             for dx in range(-k, k + 1):
                 key = (z, x + dx, y + dy)
                 if grid_sizes.get(key) == g:
                     candidates.add(key)
-    for (z, x, y) in sorted(candidates):
+    for z, x, y in sorted(candidates):
         g = grid_sizes[(z, x, y)]
         structure = _buffer_structure(radius_m, cell_size_m(z, y, g))
-        k = int(math.ceil((structure.shape[0] // 2) / g))
+        k = math.ceil((structure.shape[0] // 2) / g)
         canvas = np.zeros(((2 * k + 1) * g, (2 * k + 1) * g), dtype=bool)
         for dy in range(-k, k + 1):
             for dx in range(-k, k + 1):
                 m = survey.mining_masks.get((z, x + dx, y + dy))
                 if m is not None and m.shape == (g, g):
-                    canvas[(dy + k) * g:(dy + k + 1) * g, (dx + k) * g:(dx + k + 1) * g] = m
+                    canvas[(dy + k) * g : (dy + k + 1) * g, (dx + k) * g : (dx + k + 1) * g] = m
         if not canvas.any():
             continue
-        near = ndimage.binary_dilation(canvas, structure=structure)[k * g:(k + 1) * g, k * g:(k + 1) * g]
+        near = ndimage.binary_dilation(canvas, structure=structure)[k * g : (k + 1) * g, k * g : (k + 1) * g]
         own = survey.mining_masks.get((z, x, y))
         buf = near & ~own if own is not None else near
         n_buf = int(buf.sum())

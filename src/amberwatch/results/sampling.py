@@ -17,14 +17,14 @@ import secrets
 import sqlite3
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from amberwatch.db import utc_now_iso
 from amberwatch.errors import AmberwatchWarning, DatabaseError, InvalidInputError, NotFoundError
+from amberwatch.results import area_store
 from amberwatch.results.area_estimate import sample_size_for_target_se
-from amberwatch.results.area_schema import ensure_area_schema
+from amberwatch.results.area_store import NewUnit, Sample, StratumPlan, ensure_area_schema
 from amberwatch.results.map_units import (
     BUFFER,
     MAPPING_RULE,
@@ -32,6 +32,7 @@ from amberwatch.results.map_units import (
     NOT_MINING,
     STRATA,
     STRATUM_MAP_CLASS,
+    DoneTile,
     StrataSurvey,
     cell_edges_deg,
     iter_done_tiles,
@@ -45,41 +46,6 @@ ALLOCATIONS: tuple[str, ...] = ("proportional", "equal", "optimal")
 DEFAULT_ANTICIPATED_ACCURACY: dict[str, float] = {MINING: 0.7, BUFFER: 0.8, NOT_MINING: 0.98}
 DEFAULT_MIN_PER_STRATUM = 2
 EXPORT_FORMATS: tuple[str, ...] = ("geojson", "csv")
-
-
-@dataclass
-class StratumPlan:
-    """One stratum of a sample: its map class, size in cells and hectares, and units drawn."""
-
-    stratum: str
-    map_class: str
-    cell_count: int
-    area_ha: float
-    n_units: int
-
-
-@dataclass
-class Sample:
-    """A stored sample (one row of area_samples with its strata)."""
-
-    sample_id: int
-    scan_id: int
-    seed: int
-    allocation: str
-    n_requested: int
-    buffer_m: float | None
-    model_threshold: float
-    mapping_rule: str
-    total_cells: int
-    total_area_ha: float
-    created_at: str
-    strata: list[StratumPlan] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        """JSON-ready dict."""
-        d = dict(self.__dict__)
-        d["strata"] = [dict(s.__dict__) for s in self.strata]
-        return d
 
 
 def allocate(
@@ -98,6 +64,21 @@ def allocate(
     if method not in ALLOCATIONS:
         raise InvalidInputError(f"allocation {method!r} is not one of {list(ALLOCATIONS)}")
     strata = [s for s in cell_counts if cell_counts[s] > 0]
+    lo = _minimum_sizes(n, strata, cell_counts, min_per_stratum)
+    acc = {**DEFAULT_ANTICIPATED_ACCURACY, **(anticipated_accuracy or {})}
+    score = _allocation_scores(method, strata, areas_ha, acc)
+    sizes = _share_by_score(n, strata, score, lo, cell_counts)
+    # Strata pinned at their minimum may still have room if the others filled up: top them up.
+    short = n - sum(sizes.values())
+    for s in sorted(strata, key=lambda s: -score[s]):
+        extra = min(short, cell_counts[s] - sizes[s])
+        sizes[s] += extra
+        short -= extra
+    return {s: sizes.get(s, 0) for s in cell_counts}
+
+
+def _minimum_sizes(n: int, strata: list[str], cell_counts: Mapping[str, int], min_per_stratum: int) -> dict[str, int]:
+    """Per stratum the fewest units it must get; InvalidInputError when n cannot be allocated at all."""
     if not strata:
         raise InvalidInputError("no stratum has any map units to sample")
     total = sum(cell_counts[s] for s in strata)
@@ -109,41 +90,47 @@ def allocate(
             f"sample size {n} is too small: need at least {sum(lo.values())} "
             f"({min_per_stratum} per stratum for strata {strata})"
         )
-    acc = {**DEFAULT_ANTICIPATED_ACCURACY, **(anticipated_accuracy or {})}
-    if method == "proportional":
-        score = {s: float(areas_ha[s]) for s in strata}
-    elif method == "equal":
-        score = {s: 1.0 for s in strata}
-    else:
-        score = {s: float(areas_ha[s]) * math.sqrt(acc[s] * (1 - acc[s])) for s in strata}
+    return lo
 
+
+def _allocation_scores(
+    method: str, strata: list[str], areas_ha: Mapping[str, float], acc: Mapping[str, float]
+) -> dict[str, float]:
+    """Relative share of each stratum: its area, 1 (equal), or area x anticipated SD (Neyman)."""
+    if method == "proportional":
+        return {s: float(areas_ha[s]) for s in strata}
+    if method == "equal":
+        return {s: 1.0 for s in strata}
+    return {s: float(areas_ha[s]) * math.sqrt(acc[s] * (1 - acc[s])) for s in strata}
+
+
+def _share_by_score(
+    n: int, strata: list[str], score: Mapping[str, float], lo: Mapping[str, int], hi: Mapping[str, int]
+) -> dict[str, int]:
+    """Share n by score; strata whose share falls outside [lo, hi] are pinned at that bound and the rest re-shared."""
     fixed: dict[str, int] = {}
     while True:
         free = [s for s in strata if s not in fixed]
-        remaining = n - sum(fixed.values())
         if not free:
-            break
+            return fixed
+        remaining = n - sum(fixed.values())
         total_score = sum(score[s] for s in free)
-        ideal = {
-            s: remaining * (score[s] / total_score if total_score > 0 else 1 / len(free)) for s in free
-        }
+        ideal = {s: remaining * (score[s] / total_score if total_score > 0 else 1 / len(free)) for s in free}
         low = {s: lo[s] for s in free if ideal[s] < lo[s]}
-        high = {s: cell_counts[s] for s in free if ideal[s] > cell_counts[s]}
+        high = {s: hi[s] for s in free if ideal[s] > hi[s]}
         if not low and not high:
-            floors = {s: int(math.floor(ideal[s])) for s in free}
-            left = remaining - sum(floors.values())
-            for s in sorted(free, key=lambda s: (floors[s] - ideal[s], strata.index(s)))[:left]:
-                floors[s] += 1
-            fixed.update(floors)
-            break
+            fixed.update(_round_largest_remainder(remaining, ideal, strata))
+            return fixed
         fixed.update(low or high)
-    # Strata pinned at their minimum may still have room if the others filled up: top them up.
-    short = n - sum(fixed.values())
-    for s in sorted(strata, key=lambda s: -score[s]):
-        extra = min(short, cell_counts[s] - fixed[s])
-        fixed[s] += extra
-        short -= extra
-    return {s: fixed.get(s, 0) for s in cell_counts}
+
+
+def _round_largest_remainder(total: int, ideal: Mapping[str, float], strata: list[str]) -> dict[str, int]:
+    """Round ideal shares down, then give the units left to the largest remainders (ties: stratum order)."""
+    floors = {s: math.floor(ideal[s]) for s in ideal}
+    left = total - sum(floors.values())
+    for s in sorted(ideal, key=lambda s: (floors[s] - ideal[s], strata.index(s)))[:left]:
+        floors[s] += 1
+    return floors
 
 
 def parse_accuracy_option(text: str | None) -> dict[str, float]:
@@ -188,6 +175,57 @@ def draw_sample(
     which n follows by Olofsson et al. 2014 eq. 13 with the anticipated accuracies).
     """
     ensure_area_schema(conn)
+    seed = _checked_seed(n, target_se, allocation, seed)
+    acc = {**DEFAULT_ANTICIPATED_ACCURACY, **(anticipated_accuracy or {})}
+    rng = np.random.default_rng(seed)
+    conn.execute("BEGIN")  # one read snapshot for both passes
+    try:
+        survey = _survey_scan(conn, scan_id, buffer_m)
+        if target_se is not None:
+            n = _size_for_target_se(survey, acc, target_se, min_per_stratum)
+        assert n is not None
+        sizes = allocate(n, survey.area_ha, survey.cell_counts, allocation, acc, min_per_stratum)
+        positions = {
+            s: np.sort(rng.choice(survey.cell_counts[s], size=sizes[s], replace=False)) for s in survey.strata_present()
+        }
+        units = _locate_units(conn, survey, positions)
+    finally:
+        conn.execute("COMMIT")
+    order = rng.permutation(len(units))  # review order mixes strata (reviewers should not infer the map)
+    units = [units[i] for i in order]
+    sample = _sample_record(survey, sizes, scan_id, seed, allocation, n)
+    params = {"min_per_stratum": min_per_stratum, "anticipated_accuracy": acc, "target_se": target_se}
+    try:
+        sample.sample_id = area_store.insert_sample(conn, sample, params, units)
+    except sqlite3.DatabaseError as exc:
+        raise DatabaseError(f"cannot store the sample of scan {scan_id}: {exc}") from exc
+    return sample
+
+
+def _sample_record(survey, sizes: dict, scan_id: int, seed: int, allocation: str, n: int) -> Sample:
+    """The Sample to store (id 0 until inserted) with one StratumPlan per stratum present."""
+    strata = [
+        StratumPlan(s, STRATUM_MAP_CLASS[s], survey.cell_counts[s], survey.area_ha[s], sizes[s])
+        for s in survey.strata_present()
+    ]
+    return Sample(
+        0,
+        scan_id,
+        seed,
+        allocation,
+        n,
+        survey.buffer_m,
+        survey.threshold,
+        MAPPING_RULE,
+        survey.total_cells,
+        survey.total_area_ha,
+        utc_now_iso(),
+        strata,
+    )
+
+
+def _checked_seed(n: int | None, target_se: float | None, allocation: str, seed: int | None) -> int:
+    """Check the size and allocation options of a draw; return the seed (a fresh random one if None)."""
     if (n is None) == (target_se is None):
         raise InvalidInputError("give exactly one of a sample size n or a target standard error")
     if n is not None and n < 1:
@@ -198,99 +236,48 @@ def draw_sample(
         seed = secrets.randbits(62)
     if not 0 <= seed < 2**63:
         raise InvalidInputError(f"seed {seed} must be within 0..2^63-1")
-    acc = {**DEFAULT_ANTICIPATED_ACCURACY, **(anticipated_accuracy or {})}
+    return seed
 
-    conn.execute("BEGIN")  # one read snapshot for both passes
-    try:
-        status = load_scan(conn, scan_id)["status"]
-        if status != "finished":
-            warnings.warn(
-                f"scan {scan_id} is {status!r}, not finished: the sample covers only its tiles done so far",
-                AmberwatchWarning,
-                stacklevel=2,
-            )
-        survey = survey_strata(conn, scan_id, buffer_m)
-        present = survey.strata_present()
-        if target_se is not None:
-            weights = [survey.area_ha[s] / survey.total_area_ha for s in present]
-            n = sample_size_for_target_se([acc[s] for s in present], weights, target_se)
-            n = max(n, sum(min(min_per_stratum, survey.cell_counts[s]) for s in present))
-            n = min(n, survey.total_cells)
-        assert n is not None
-        sizes = allocate(n, survey.area_ha, survey.cell_counts, allocation, acc, min_per_stratum)
-        rng = np.random.default_rng(seed)
-        positions = {
-            s: np.sort(rng.choice(survey.cell_counts[s], size=sizes[s], replace=False)) for s in present
-        }
-        units = _locate_units(conn, survey, positions)
-    finally:
-        conn.execute("COMMIT")
-    order = rng.permutation(len(units))  # review order mixes strata (reviewers should not infer the map)
-    units = [units[i] for i in order]
 
-    strata = [
-        StratumPlan(s, STRATUM_MAP_CLASS[s], survey.cell_counts[s], survey.area_ha[s], sizes[s]) for s in present
-    ]
-    threshold = survey.threshold
-    created = utc_now_iso()
-    params = {"min_per_stratum": min_per_stratum, "anticipated_accuracy": acc, "target_se": target_se}
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        cur = conn.execute(
-            "INSERT INTO area_samples (scan_id, created_at, seed, allocation, n_requested, buffer_m,"
-            " model_threshold, mapping_rule, total_cells, total_area_ha, params_json)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (scan_id, created, seed, allocation, n, survey.buffer_m, threshold, MAPPING_RULE,
-             survey.total_cells, survey.total_area_ha, json.dumps(params)),
+def _survey_scan(conn: sqlite3.Connection, scan_id: int, buffer_m: float | None) -> StrataSurvey:
+    """Pass one over a scan's tiles (warning when the scan is not finished)."""
+    status = load_scan(conn, scan_id)["status"]
+    if status != "finished":
+        warnings.warn(
+            f"scan {scan_id} is {status!r}, not finished: the sample covers only its tiles done so far",
+            AmberwatchWarning,
+            stacklevel=3,  # the caller of draw_sample
         )
-        sample_id = int(cur.lastrowid)
-        conn.executemany(
-            "INSERT INTO area_sample_strata (sample_id, stratum, map_class, cell_count, area_ha, n_units)"
-            " VALUES (?,?,?,?,?,?)",
-            [(sample_id, p.stratum, p.map_class, p.cell_count, p.area_ha, p.n_units) for p in strata],
-        )
-        conn.executemany(
-            "INSERT INTO area_sample_units (sample_id, stratum, map_class, z, x, y, cell_row, cell_col,"
-            " grid_cells, west, south, east, north, area_ha, map_prob) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            [(sample_id, *u) for u in units],
-        )
-        conn.execute("COMMIT")
-    except sqlite3.DatabaseError as exc:
-        conn.execute("ROLLBACK")
-        raise DatabaseError(f"cannot store the sample of scan {scan_id}: {exc}") from exc
-    return Sample(sample_id, scan_id, seed, allocation, n, survey.buffer_m, threshold, MAPPING_RULE,
-                  survey.total_cells, survey.total_area_ha, created, strata)
+    return survey_strata(conn, scan_id, buffer_m)
 
 
-def _locate_units(conn: sqlite3.Connection, survey: StrataSurvey, positions: dict[str, np.ndarray]) -> list[tuple]:
+def _size_for_target_se(survey: StrataSurvey, acc: Mapping[str, float], target_se: float, min_per_stratum: int) -> int:
+    """Sample size for a target SE of overall accuracy, within the per-stratum minimum and the cells there are."""
+    present = survey.strata_present()
+    weights = [survey.area_ha[s] / survey.total_area_ha for s in present]
+    n = sample_size_for_target_se([acc[s] for s in present], weights, target_se)
+    n = max(n, sum(min(min_per_stratum, survey.cell_counts[s]) for s in present))
+    return min(n, survey.total_cells)
+
+
+def _locate_units(conn: sqlite3.Connection, survey: StrataSurvey, positions: dict[str, np.ndarray]) -> list[NewUnit]:
     """Pass two: walk the tiles in pass-one order and turn per-stratum positions into cells."""
     offset = {s: 0 for s in STRATA}
     cursor = {s: 0 for s in STRATA}  # index of the next unplaced position per stratum
-    units: list[tuple] = []
+    units: list[NewUnit] = []
     for tile in iter_done_tiles(conn, survey.scan_id):
         codes = survey.stratum_codes(tile).ravel()
-        g = tile.grid_cells
-        edges = None
+        cells: dict[str, np.ndarray] = {}
         for s, pos in positions.items():
             k = STRATA.index(s)
-            in_tile = int(np.count_nonzero(codes == k))
-            end = offset[s] + in_tile
+            end = offset[s] + int(np.count_nonzero(codes == k))
             stop = int(np.searchsorted(pos, end, side="left"))
             if stop > cursor[s]:
-                flat = np.flatnonzero(codes == k)[pos[cursor[s]:stop] - offset[s]]
-                if edges is None:
-                    edges = cell_edges_deg(tile.z, tile.x, tile.y, g)
-                    areas = row_areas_ha(tile.z, tile.y, g)
-                lon, lat = edges
-                for f in flat.tolist():
-                    r, c = divmod(f, g)
-                    units.append((
-                        s, STRATUM_MAP_CLASS[s], tile.z, tile.x, tile.y, r, c, g,
-                        float(lon[c]), float(lat[r + 1]), float(lon[c + 1]), float(lat[r]),
-                        float(areas[r]), int(tile.grid[r, c]) / 255.0,
-                    ))
+                cells[s] = np.flatnonzero(codes == k)[pos[cursor[s] : stop] - offset[s]]
                 cursor[s] = stop
             offset[s] = end
+        if cells:
+            units += _tile_units(tile, cells)
     for s, pos in positions.items():
         if offset[s] != survey.cell_counts[s] or cursor[s] != len(pos):
             raise DatabaseError(
@@ -300,38 +287,76 @@ def _locate_units(conn: sqlite3.Connection, survey: StrataSurvey, positions: dic
     return units
 
 
+def _tile_units(tile: DoneTile, cells: dict[str, np.ndarray]) -> list[NewUnit]:
+    """Sample units for the chosen cells (flat indices per stratum) of one tile, with footprint and area."""
+    g = tile.grid_cells
+    lon, lat = cell_edges_deg(tile.z, tile.x, tile.y, g)
+    areas = row_areas_ha(tile.z, tile.y, g)
+    units = []
+    for s, flat in cells.items():
+        for f in flat.tolist():
+            r, c = divmod(f, g)
+            units.append(
+                NewUnit(
+                    s,
+                    STRATUM_MAP_CLASS[s],
+                    tile.z,
+                    tile.x,
+                    tile.y,
+                    r,
+                    c,
+                    g,
+                    float(lon[c]),
+                    float(lat[r + 1]),
+                    float(lon[c + 1]),
+                    float(lat[r]),
+                    float(areas[r]),
+                    int(tile.grid[r, c]) / 255.0,
+                )
+            )
+    return units
+
+
 def load_sample(conn: sqlite3.Connection, sample_id: int) -> Sample:
     """A stored sample with its strata, or NotFoundError."""
     ensure_area_schema(conn)
-    row = conn.execute("SELECT * FROM area_samples WHERE id = ?", (sample_id,)).fetchone()
-    if row is None:
+    sample = area_store.find_sample(conn, sample_id)
+    if sample is None:
         raise NotFoundError(f"area sample {sample_id} does not exist")
-    strata = [
-        StratumPlan(r["stratum"], r["map_class"], r["cell_count"], r["area_ha"], r["n_units"])
-        for r in conn.execute(
-            "SELECT * FROM area_sample_strata WHERE sample_id = ? ORDER BY"
-            " CASE stratum WHEN 'mining' THEN 0 WHEN 'buffer' THEN 1 ELSE 2 END, stratum",
-            (sample_id,),
-        )
-    ]
-    return Sample(row["id"], row["scan_id"], row["seed"], row["allocation"], row["n_requested"], row["buffer_m"],
-                  row["model_threshold"], row["mapping_rule"], row["total_cells"], row["total_area_ha"],
-                  row["created_at"], strata)
+    return sample
 
 
 def latest_sample_id(conn: sqlite3.Connection, scan_id: int) -> int:
     """Id of the most recent sample of a scan, or NotFoundError."""
     ensure_area_schema(conn)
-    row = conn.execute("SELECT MAX(id) FROM area_samples WHERE scan_id = ?", (scan_id,)).fetchone()
-    if row[0] is None:
+    sample_id = area_store.latest_sample_id(conn, scan_id)
+    if sample_id is None:
         raise NotFoundError(f"scan {scan_id} has no area sample; draw one with 'amberwatch area sample'")
-    return int(row[0])
+    return sample_id
 
 
 _EXPORT_COLUMNS = (
-    "unit_id", "reference_class", "sample_id", "stratum", "map_class", "map_prob", "lon", "lat",
-    "west", "south", "east", "north", "z", "x", "y", "cell_row", "cell_col", "grid_cells", "area_ha",
-    "reviewed_by", "reviewed_at",
+    "unit_id",
+    "reference_class",
+    "sample_id",
+    "stratum",
+    "map_class",
+    "map_prob",
+    "lon",
+    "lat",
+    "west",
+    "south",
+    "east",
+    "north",
+    "z",
+    "x",
+    "y",
+    "cell_row",
+    "cell_col",
+    "grid_cells",
+    "area_ha",
+    "reviewed_by",
+    "reviewed_at",
 )
 _MAP_COLUMNS = ("stratum", "map_class", "map_prob")
 
@@ -339,13 +364,7 @@ _MAP_COLUMNS = ("stratum", "map_class", "map_prob")
 def sample_units(conn: sqlite3.Connection, sample_id: int) -> list[dict]:
     """All units of a sample as dicts (in review order), with their centre lon/lat."""
     load_sample(conn, sample_id)
-    out = []
-    for r in conn.execute("SELECT * FROM area_sample_units WHERE sample_id = ? ORDER BY unit_id", (sample_id,)):
-        d = dict(r)
-        d["lon"] = (d["west"] + d["east"]) / 2
-        d["lat"] = (d["south"] + d["north"]) / 2
-        out.append(d)
-    return out
+    return area_store.units_of_sample(conn, sample_id)
 
 
 def export_sample(conn: sqlite3.Connection, sample_id: int, fmt: str = "geojson", *, blind: bool = False) -> str:
@@ -367,10 +386,12 @@ def export_sample(conn: sqlite3.Connection, sample_id: int, fmt: str = "geojson"
     features = []
     for u in units:
         w, s, e, n = u["west"], u["south"], u["east"], u["north"]
-        features.append({
-            "type": "Feature",
-            "id": u["unit_id"],
-            "geometry": {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]},
-            "properties": {c: u[c] for c in columns if c not in ("west", "south", "east", "north")},
-        })
+        features.append(
+            {
+                "type": "Feature",
+                "id": u["unit_id"],
+                "geometry": {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]},
+                "properties": {c: u[c] for c in columns if c not in ("west", "south", "east", "north")},
+            }
+        )
     return json.dumps({"type": "FeatureCollection", "features": features}, separators=(",", ":"))

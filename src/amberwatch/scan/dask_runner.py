@@ -56,7 +56,11 @@ class ClusterError(AmberwatchError):
 
 
 def run_unit(
-    unit: Unit, context: ScanContext, todo: tuple[tuple[int, int], ...], model_data: bytes | None, model_digest: str = ""
+    unit: Unit,
+    context: ScanContext,
+    todo: tuple[tuple[int, int], ...],
+    model_data: bytes | None,
+    model_digest: str = "",
 ) -> UnitResult:
     """Dask task: process one unit on a worker with the broadcast model (deserialised once per process)."""
     global _process_ready
@@ -125,7 +129,7 @@ def start_cluster(address: str, workers: int | None, say: Callable[[str], None])
             _preload_forkserver()
             try:
                 cluster = LocalCluster(dashboard_address=":0", **kwargs)  # a free port: scans may run side by side
-            except Exception:  # noqa: BLE001 - a dashboard that cannot start must not stop the scan
+            except Exception:
                 cluster = LocalCluster(dashboard_address=None, **kwargs)
         client = Client(cluster)
         say(f"dask: started a local cluster of {n} worker processes (1 thread each) at {cluster.scheduler_address}")
@@ -138,14 +142,18 @@ def start_cluster(address: str, workers: int | None, say: Callable[[str], None])
             client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
         except (OSError, TimeoutError) as exc:
             client.close()
-            raise ClusterError(f"the Dask scheduler {address!r} has no workers (waited {CONNECT_TIMEOUT_S:g} s)") from exc
+            raise ClusterError(
+                f"the Dask scheduler {address!r} has no workers (waited {CONNECT_TIMEOUT_S:g} s)"
+            ) from exc
         try:
             _check_versions(client, address)
         except ClusterError:
             client.close()
             raise
-        say(f"dask: connected to {address} with {len(client.nthreads())} workers, "
-            f"{sum(client.nthreads().values())} threads")
+        say(
+            f"dask: connected to {address} with {len(client.nthreads())} workers, "
+            f"{sum(client.nthreads().values())} threads"
+        )
     link = dashboard_link(client)
     if link:
         say(f"dask: dashboard at {link}")
@@ -182,7 +190,7 @@ def dashboard_link(client) -> str | None:
         page = httpx.get(link, timeout=3.0)
         # Without bokeh the scheduler still answers, with a page asking to install it.
         return link if page.status_code == 200 and "needs bokeh" not in page.text else None
-    except Exception:  # noqa: BLE001 - the link is informative only
+    except Exception:
         return None
 
 
@@ -191,7 +199,7 @@ def _check_versions(client, address: str) -> None:
     mine = amberwatch_version()
     try:
         theirs = client.run(amberwatch_version)
-    except Exception as exc:  # noqa: BLE001 - a worker without amberwatch fails to unpickle the function
+    except Exception as exc:
         raise ClusterError(
             f"the workers of {address!r} cannot run amberwatch ({type(exc).__name__}: {exc}); "
             f"install it on every worker: pip install amberwatch=={mine}"
@@ -218,8 +226,6 @@ def run_units_dask(
     say: Callable[[str], None] | None = None,
 ) -> Iterator[UnitResult]:
     """Yield the results of ``units`` processed on a Dask cluster, with at most ~3 units per worker thread in flight."""
-    from distributed import as_completed
-
     say = say or (lambda _msg: None)
     client, cluster = start_cluster(address, workers, say)
     client_cache = context.cache_path
@@ -227,21 +233,69 @@ def run_units_dask(
         context = dataclasses.replace(context, cache_path=worker_cache or DEFAULT_WORKER_CACHE)
     elif worker_cache:
         context = dataclasses.replace(context, cache_path=worker_cache)
-    run_id = uuid.uuid4().hex[:8]
-    pending: set = set()
     hits: set[tuple[int, int]] = set()
     finished = False
+    stream = None
     try:
-        model_bytes = model.to_bytes()
-        model_digest = hashlib.sha256(model_bytes).hexdigest()
-        model_future = client.scatter(model_bytes, broadcast=True, hash=False)
-        del model_bytes
-        ac = as_completed()
-        limit_checked, limit = 0.0, 1
-        submitted = done_units = done_tiles = 0
-        started = last_status = time.perf_counter()
-        source = iter(units)
-        exhausted = False
+        submit = _submitter(client, context, model)
+        stream = _bounded(client, units, submit, max_in_flight)
+        status = _Status(total_tiles, say)
+        for result, in_flight in stream:
+            if client_cache != context.cache_path:
+                hits.update(
+                    (t.x, t.y)
+                    for t in result.tiles
+                    if t.status == "done" and t.max_prob is not None and t.max_prob >= model.threshold
+                )
+            yield result
+            status.update(result, in_flight)
+        finished = True
+    finally:
+        if stream is not None:
+            stream.close()  # cancels the units still in flight before the client goes
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    if finished and hits:
+        fill_client_cache(context, client_cache, hits)
+
+
+def _submitter(client, context: ScanContext, model) -> Callable:
+    """submit(n, unit, todo) -> future of run_unit, with the model scattered once to every worker."""
+    model_bytes = model.to_bytes()
+    model_digest = hashlib.sha256(model_bytes).hexdigest()
+    model_future = client.scatter(model_bytes, broadcast=True, hash=False)
+    run_id = uuid.uuid4().hex[:8]
+
+    def submit(n: int, unit: Unit, todo: tuple):
+        return client.submit(
+            run_unit,
+            unit,
+            context,
+            todo,
+            model_future,
+            model_digest,
+            key=f"amberwatch-unit-{run_id}-{n}",
+            retries=TASK_RETRIES,
+            pure=False,
+        )
+
+    return submit
+
+
+def _bounded(
+    client, units: Iterator[tuple[Unit, tuple]], submit: Callable, max_in_flight: int | None
+) -> Iterator[tuple[UnitResult, int]]:
+    """Submit units with a bounded number in flight; yield (result, units still in flight) as they complete."""
+    from distributed import as_completed
+
+    ac = as_completed()
+    pending: set = set()
+    limit_checked, limit = 0.0, 1
+    submitted = 0
+    source = iter(units)
+    exhausted = False
+    try:
         while True:
             now = time.perf_counter()
             if now - limit_checked > 1.0:  # workers may join or leave a running cluster
@@ -253,11 +307,7 @@ def run_units_dask(
                 if item is None:
                     exhausted = True
                     break
-                unit, todo = item
-                fut = client.submit(
-                    run_unit, unit, context, todo, model_future, model_digest,
-                    key=f"amberwatch-unit-{run_id}-{submitted}", retries=TASK_RETRIES, pure=False,
-                )
+                fut = submit(submitted, *item)
                 submitted += 1
                 pending.add(fut)
                 ac.add(fut)
@@ -265,26 +315,28 @@ def run_units_dask(
                 break
             fut = next(ac)
             pending.discard(fut)
-            result = _result(fut)
-            done_units += 1
-            done_tiles += len(result.tiles)
-            if client_cache != context.cache_path:
-                hits.update((t.x, t.y) for t in result.tiles
-                            if t.status == "done" and t.max_prob is not None and t.max_prob >= model.threshold)
-            yield result
-            now = time.perf_counter()
-            if now - last_status >= STATUS_EVERY_S:
-                say(_status(done_units, len(pending), done_tiles, total_tiles, now - started))
-                last_status = now
-        finished = True
+            yield _result(fut), len(pending)
     finally:
         for fut in pending:
             fut.cancel()
-        client.close()
-        if cluster is not None:
-            cluster.close()
-    if finished and hits:
-        fill_client_cache(context, client_cache, hits)
+
+
+class _Status:
+    """A status line every STATUS_EVERY_S seconds: units and tiles done, units in flight, rate."""
+
+    def __init__(self, total_tiles: int | None, say: Callable[[str], None]) -> None:
+        self.total_tiles, self.say = total_tiles, say
+        self.started = self.last = time.perf_counter()
+        self.units = self.tiles = 0
+
+    def update(self, result: UnitResult, in_flight: int) -> None:
+        """Count one finished unit; say the status when it is due."""
+        self.units += 1
+        self.tiles += len(result.tiles)
+        now = time.perf_counter()
+        if now - self.last >= STATUS_EVERY_S:
+            self.say(_status(self.units, in_flight, self.tiles, self.total_tiles, now - self.started))
+            self.last = now
 
 
 def _result(fut) -> UnitResult:
@@ -315,7 +367,7 @@ def fill_client_cache(context: ScanContext, client_cache: str, tiles: set[tuple[
     import warnings
 
     from amberwatch.imagery.cache import TileCache
-    from amberwatch.imagery.sources import open_source
+    from amberwatch.imagery.open import open_source
     from amberwatch.scan.worker import neighbours
 
     z = context.zoom

@@ -19,13 +19,32 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from amberwatch.db import connect, utc_now_iso
-from amberwatch.errors import AOIError, NotFoundError, ResolutionError
-from amberwatch.imagery.cache import default_cache_path
+from amberwatch.db import connect
+from amberwatch.errors import AOIError, ResolutionError
+from amberwatch.imagery.aoi import AOI
+from amberwatch.imagery.cache import TileCache, default_cache_path
+from amberwatch.imagery.open import open_source
+from amberwatch.imagery.tiles import tile_area_km2
 from amberwatch.imagery.types import TILE_SIZE_PX, ground_resolution_m_per_px
-from amberwatch.results.schema import ensure_schema
-from amberwatch.scan.aoi import AOI
-from amberwatch.scan.tiling import DEFAULT_UNIT_ZOOM_DELTA, Unit, count_tiles, iter_units, tile_area_km2
+from amberwatch.model.modelfile import load as load_model
+from amberwatch.model.registry import ModelRegistry
+from amberwatch.results.detections import rebuild_detections
+from amberwatch.results.store import (
+    NewScan,
+    count_finished_tiles,
+    create_scan,
+    detection_totals,
+    ensure_schema,
+    find_scan,
+    finished_tiles_in,
+    get_scan,
+    reopen_scan,
+    set_scan_status,
+    update_scan_counts,
+    write_tiles,
+)
+from amberwatch.scan.dask_runner import run_units_dask
+from amberwatch.scan.tiling import DEFAULT_UNIT_ZOOM_DELTA, Unit, count_tiles, iter_units
 from amberwatch.scan.worker import ScanContext, UnitResult, init_worker, process_unit, release, remember_model
 
 DEFAULT_MAX_TILES = 500_000
@@ -135,7 +154,6 @@ class ScanSettings:
     progress: bool = True
     source_options: dict = field(default_factory=dict)
     name: str | None = None
-    stop_after_units: int | None = None  # testing aid: stop early as if interrupted
     dask: str | None = None  # Dask scheduler address or 'local' (LocalCluster of `workers`); None = local pool
     worker_cache: str | None = None  # tile cache path as seen by Dask workers (see scan.dask_runner)
 
@@ -143,33 +161,68 @@ class ScanSettings:
 def resolve_model(db_path: str | os.PathLike[str], model_path: str | None):
     """(classifier, file path or None, version) of an explicit model file or of the project's current model."""
     if model_path:
-        from amberwatch.model import load
-
-        clf = load(model_path)
+        clf = load_model(model_path)
         return clf, str(Path(model_path).resolve()), clf.version
-    try:
-        from amberwatch.model.registry import ModelRegistry
-
-        with ModelRegistry.open(db_path) as registry:
-            info = registry.get(registry.current_version())
-            clf = registry.load(info.version)
-            path = str(info.path) if info.path else None
-            return clf, path, str(info.version)
-    except ImportError:  # pragma: no cover - registry not installed
-        from amberwatch.model import load
-
-        clf = load(None)
-        return clf, None, clf.version
+    with ModelRegistry.open(db_path) as registry:
+        info = registry.get(registry.current_version())
+        clf = registry.load(info.version)
+        path = str(info.path) if info.path else None
+        return clf, path, str(info.version)
 
 
-def find_scan(conn: sqlite3.Connection, aoi_geojson: str, source_id: str, zoom: int, model_version: str) -> int | None:
-    """The latest scan with the same AOI, imagery, zoom and model, if any."""
-    row = conn.execute(
-        "SELECT id FROM scans WHERE aoi_geojson = ? AND imagery_source_id = ? AND zoom = ? AND model_version = ?"
-        " AND parent_scan_id IS NULL ORDER BY id DESC LIMIT 1",
-        (aoi_geojson, source_id, zoom, model_version),
-    ).fetchone()
-    return int(row[0]) if row else None
+def scan_context(
+    clf,
+    *,
+    imagery: str,
+    cache_path: str,
+    model_path: str | None,
+    model_version: str,
+    zoom: int,
+    tile_res_m_per_px: float,
+    source_options: tuple = (),
+) -> ScanContext:
+    """What workers need to classify tiles of this imagery at this zoom with this model (tile size, margin)."""
+    return ScanContext(
+        imagery=imagery,
+        cache_path=cache_path,
+        model_path=model_path,
+        model_version=model_version,
+        zoom=zoom,
+        tile_px=model_tile_px(tile_res_m_per_px, clf.resolution_m_per_px, clf.cell_px),
+        margin_px=int(math.ceil(clf.context_px / clf.cell_px) * clf.cell_px),
+        cell_px=clf.cell_px,
+        block_tiles=clf.block_tiles,
+        source_options=source_options,
+    )
+
+
+def scan_params(
+    context: ScanContext, clf, tile_res_m_per_px: float, *, min_area_ha: float, unit_zoom_delta: int
+) -> dict:
+    """The params_json of a scan: how its tiles were framed and classified, and where its cache is."""
+    return {
+        "tile_px": context.tile_px,
+        "margin_px": context.margin_px,
+        "cell_px": context.cell_px,
+        "cells_per_tile": context.cells_per_tile,
+        "model_resolution_m_per_px": clf.resolution_m_per_px,
+        "tile_resolution_m_per_px": tile_res_m_per_px,
+        "model_path": context.model_path,
+        "cache_path": context.cache_path,
+        "min_area_ha": min_area_ha,
+        "unit_zoom_delta": unit_zoom_delta,
+    }
+
+
+def finish_scan(
+    conn: sqlite3.Connection, scan_id: int, *, min_area_ha: float, cache_path: str | None, say: Callable[[str], None]
+) -> dict:
+    """Build a scan's detections from its tiles, update its counters and mark it finished -> the counters."""
+    say(f"scan {scan_id}: building detections")
+    rebuild_detections(conn, scan_id, min_area_ha=min_area_ha, cache_path=cache_path)
+    stats = update_scan_counts(conn, scan_id)
+    set_scan_status(conn, scan_id, "finished")
+    return stats
 
 
 def run_scan(
@@ -183,155 +236,172 @@ def run_scan(
     on_warnings: Callable[[dict[str, int]], None] | None = None,
 ) -> ScanOutcome:
     """Scan an AOI over imagery at a zoom into the project DB (resuming a matching scan), then build detections."""
-    from amberwatch.imagery.cache import TileCache
-    from amberwatch.imagery.sources import open_source
-    from amberwatch.results.detections import rebuild_detections
-
     settings = settings or ScanSettings()
     say = on_event or (lambda _msg: None)
     started = time.perf_counter()
-    db_path = Path(db_path)
-    plan = plan_scan(aoi, zoom, max_tiles=settings.max_tiles)
-    clf, model_path, model_version = resolve_model(db_path, settings.model_path)
-    cache_path = str(Path(settings.cache_path or default_cache_path(db_path)).resolve())
-    source_options = tuple(sorted(settings.source_options.items()))
-    cache = TileCache(cache_path)
-    try:
-        source = open_source(imagery, cache=cache, **settings.source_options)
-        try:
-            check_resolution(plan, source.native_resolution_m_per_px, source.spec, clf.resolution_m_per_px)
-            source_id, source_spec = source.source_id, source.spec
-        finally:
-            source.close()
-    finally:
-        cache.close()
-
-    tile_px = model_tile_px(plan.tile_resolution_m_per_px, clf.resolution_m_per_px, clf.cell_px)
-    margin_px = int(math.ceil(clf.context_px / clf.cell_px) * clf.cell_px)
-    context = ScanContext(
-        imagery=imagery,
-        cache_path=cache_path,
-        model_path=model_path,
-        model_version=model_version,
-        zoom=zoom,
-        tile_px=tile_px,
-        margin_px=margin_px,
-        cell_px=clf.cell_px,
-        block_tiles=clf.block_tiles,
-        source_options=source_options,
-    )
+    job = _prepare(aoi, imagery, zoom, Path(db_path), settings)
     conn = connect(db_path)
     try:
         ensure_schema(conn)
-        aoi_geojson = aoi.to_geojson()
-        workers = max(1, int(settings.workers or os.cpu_count() or 1))
-        scan_id = None if settings.new else find_scan(conn, aoi_geojson, source_id, zoom, model_version)
-        resumed = scan_id is not None
-        params = {
-            "tile_px": tile_px,
-            "margin_px": margin_px,
-            "cell_px": clf.cell_px,
-            "cells_per_tile": context.cells_per_tile,
-            "model_resolution_m_per_px": clf.resolution_m_per_px,
-            "tile_resolution_m_per_px": plan.tile_resolution_m_per_px,
-            "model_path": model_path,
-            "cache_path": cache_path,
-            "min_area_ha": settings.min_area_ha,
-            "unit_zoom_delta": settings.unit_zoom_delta or choose_unit_zoom_delta(plan.tiles, workers),
-        }
-        if scan_id is None:
-            conn.execute("BEGIN IMMEDIATE")
-            cur = conn.execute(
-                "INSERT INTO scans (name, aoi_geojson, imagery, imagery_source_id, zoom, model_version, model_threshold,"
-                " status, params_json, started_at, tiles_total) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
-                (settings.name or aoi.name, aoi_geojson, source_spec, source_id, zoom, model_version, clf.threshold,
-                 json.dumps(params), utc_now_iso(), plan.tiles),
-            )
-            scan_id = int(cur.lastrowid)
-            conn.execute("COMMIT")
-            say(f"scan {scan_id}: new, {plan.tiles:,} tiles at zoom {zoom}")
-        else:
-            # A resumed scan keeps its unit layout, so every tile sees exactly the same input frame.
-            prev = conn.execute("SELECT status, params_json FROM scans WHERE id = ?", (scan_id,)).fetchone()
-            stored = json.loads(prev["params_json"] or "{}")
-            params["unit_zoom_delta"] = int(stored.get("unit_zoom_delta") or params["unit_zoom_delta"])
-            if (
-                prev["status"] == "finished"
-                and _count_finished(conn, scan_id) >= plan.tiles
-                and stored.get("min_area_ha") == settings.min_area_ha
-            ):
-                # Nothing to do: keep the detections (and their ids, which reviews may refer to) as they are.
-                say(f"scan {scan_id}: already complete")
-                stats = update_scan_counts(conn, scan_id)
-                return _outcome(conn, scan_id, True, 0, stats, started, {"fetch_s": 0.0, "predict_s": 0.0, "units": 0})
-            stored["min_area_ha"] = settings.min_area_ha
-            conn.execute("UPDATE scans SET params_json = ? WHERE id = ?", (json.dumps(stored), scan_id))
-            conn.execute(
-                "UPDATE scans SET status = 'running', finished_at = NULL, tiles_total = ? WHERE id = ?",
-                (plan.tiles, scan_id),
-            )
-            say(f"scan {scan_id}: resuming")
-        already = _count_finished(conn, scan_id)
-        todo_total = max(0, plan.tiles - already)
-        if workers <= 1:
-            remember_model(model_path, model_version, clf)
-        counters = {"fetch_s": 0.0, "predict_s": 0.0, "worker_cpu_s": 0.0, "units": 0}
-        main_cpu_started = time.process_time()
-        writer = _TileWriter(conn, scan_id, clf.threshold)
-        bar = _progress(todo_total, settings.progress, writer)
-        interrupted = False
-        try:
-            units = _pending_units(conn, scan_id, aoi, zoom, params["unit_zoom_delta"])
-            if settings.dask:
-                from amberwatch.scan.dask_runner import run_units_dask
-
-                results = run_units_dask(
-                    units, context, clf, address=settings.dask, workers=settings.workers,
-                    worker_cache=settings.worker_cache, max_in_flight=settings.max_in_flight,
-                    total_tiles=todo_total, say=say,
-                )
-            else:
-                results = _run_units(units, context, workers, settings.max_in_flight, settings.stop_after_units)
-            last_counts = time.monotonic()
-            for result in results:
-                writer.write(result)
-                if time.monotonic() - last_counts > COUNTS_EVERY_S:  # live counters for the map and 'scan list'
-                    update_scan_counts(conn, scan_id)
-                    last_counts = time.monotonic()
-                counters["fetch_s"] += result.fetch_s
-                counters["predict_s"] += result.predict_s
-                counters["worker_cpu_s"] += result.cpu_s
-                counters["units"] += 1
-                if result.warnings and on_warnings is not None:
-                    on_warnings(result.warnings)
-                if bar is not None:
-                    bar.update(len(result.tiles))
-                    bar.set_postfix_str(writer.postfix(), refresh=False)
-                if settings.stop_after_units is not None and counters["units"] >= settings.stop_after_units:
-                    interrupted = True
-                    break
-        finally:
-            if bar is not None:
-                bar.close()
-        counters["main_cpu_s"] = time.process_time() - main_cpu_started
-        if interrupted:
+        scan_id, resumed, complete, unit_delta = _open_scan(conn, job.new_scan, settings, say)
+        if complete:
             stats = update_scan_counts(conn, scan_id)
-            return _outcome(conn, scan_id, resumed, writer.tiles_written, stats, started, counters)
-        say(f"scan {scan_id}: building detections")
-        rebuild_detections(conn, scan_id, min_area_ha=settings.min_area_ha, cache_path=cache_path)
-        stats = update_scan_counts(conn, scan_id)
-        conn.execute(
-            "UPDATE scans SET status = 'finished', finished_at = ? WHERE id = ?", (utc_now_iso(), scan_id)
-        )
+            return _outcome(conn, scan_id, True, 0, stats, started, {"fetch_s": 0.0, "predict_s": 0.0, "units": 0})
+        if job.workers <= 1:
+            remember_model(job.context.model_path, job.context.model_version, job.clf)
+        todo_total = max(0, job.new_scan.tiles_total - count_finished_tiles(conn, scan_id))
+        units = _pending_units(conn, scan_id, aoi, zoom, unit_delta)
+        results = _unit_results(units, job, settings, todo_total, say)
+        writer = _TileWriter(conn, scan_id, job.clf.threshold)
+        counters = _record(conn, scan_id, results, writer, _progress(todo_total, settings.progress), on_warnings)
+        stats = finish_scan(conn, scan_id, min_area_ha=settings.min_area_ha, cache_path=job.context.cache_path, say=say)
         return _outcome(conn, scan_id, resumed, writer.tiles_written, stats, started, counters)
     finally:
         conn.close()
 
 
+@dataclass
+class _Job:
+    """A scan made ready: the model, the workers' context, the scans row to create or resume, the pool size."""
+
+    clf: object
+    context: ScanContext
+    new_scan: NewScan
+    workers: int
+
+
+def _prepare(aoi: AOI, imagery: str, zoom: int, db_path: Path, settings: ScanSettings) -> _Job:
+    """Plan the AOI, resolve the model, probe the imagery and fix how tiles are framed (nothing written yet)."""
+    plan = plan_scan(aoi, zoom, max_tiles=settings.max_tiles)
+    clf, model_path, model_version = resolve_model(db_path, settings.model_path)
+    cache_path = str(Path(settings.cache_path or default_cache_path(db_path)).resolve())
+    source_id, source_spec = _probe_source(imagery, cache_path, settings.source_options, plan, clf)
+    tile_res = plan.tile_resolution_m_per_px
+    context = scan_context(
+        clf,
+        imagery=imagery,
+        cache_path=cache_path,
+        model_path=model_path,
+        model_version=model_version,
+        zoom=zoom,
+        tile_res_m_per_px=tile_res,
+        source_options=tuple(sorted(settings.source_options.items())),
+    )
+    workers = max(1, int(settings.workers or os.cpu_count() or 1))
+    delta = settings.unit_zoom_delta or choose_unit_zoom_delta(plan.tiles, workers)
+    params = scan_params(context, clf, tile_res, min_area_ha=settings.min_area_ha, unit_zoom_delta=delta)
+    new_scan = NewScan(
+        settings.name or aoi.name,
+        aoi.to_geojson(),
+        source_spec,
+        source_id,
+        zoom,
+        model_version,
+        clf.threshold,
+        params,
+        plan.tiles,
+    )
+    return _Job(clf, context, new_scan, workers)
+
+
+def _unit_results(
+    units: Iterator[tuple[Unit, tuple]], job: _Job, settings: ScanSettings, todo_total: int, say: Callable[[str], None]
+) -> Iterator[UnitResult]:
+    """Results of the units as they finish: on a Dask cluster, or a local process pool (or this process)."""
+    if settings.dask:
+        return run_units_dask(
+            units,
+            job.context,
+            job.clf,
+            address=settings.dask,
+            workers=settings.workers,
+            worker_cache=settings.worker_cache,
+            max_in_flight=settings.max_in_flight,
+            total_tiles=todo_total,
+            say=say,
+        )
+    return _run_units(units, job.context, job.workers, settings.max_in_flight)
+
+
+def _probe_source(imagery: str, cache_path: str, options: dict, plan: ScanPlan, clf) -> tuple[str, str]:
+    """Open the imagery once to check its resolution -> (source id, spec as stored); errors name the imagery."""
+    cache = TileCache(cache_path)
+    try:
+        source = open_source(imagery, cache=cache, **options)
+        try:
+            check_resolution(plan, source.native_resolution_m_per_px, source.spec, clf.resolution_m_per_px)
+            return source.source_id, source.spec
+        finally:
+            source.close()
+    finally:
+        cache.close()
+
+
+def _open_scan(
+    conn: sqlite3.Connection, new: NewScan, settings: ScanSettings, say: Callable[[str], None]
+) -> tuple[int, bool, bool, int]:
+    """Create the scan or resume the matching one -> (scan id, resumed, already complete, unit zoom delta)."""
+    scan_id = (
+        None if settings.new else find_scan(conn, new.aoi_geojson, new.imagery_source_id, new.zoom, new.model_version)
+    )
+    if scan_id is None:
+        scan_id = create_scan(conn, new)
+        say(f"scan {scan_id}: new, {new.tiles_total:,} tiles at zoom {new.zoom}")
+        return scan_id, False, False, int(new.params["unit_zoom_delta"])
+    # A resumed scan keeps its unit layout, so every tile sees exactly the same input frame.
+    prev = get_scan(conn, scan_id)
+    stored = json.loads(prev["params_json"] or "{}")
+    if (
+        prev["status"] == "finished"
+        and count_finished_tiles(conn, scan_id) >= new.tiles_total
+        and stored.get("min_area_ha") == settings.min_area_ha
+    ):
+        # Nothing to do: keep the detections (and their ids, which reviews may refer to) as they are.
+        say(f"scan {scan_id}: already complete")
+        return scan_id, True, True, 0
+    stored["unit_zoom_delta"] = int(stored.get("unit_zoom_delta") or new.params["unit_zoom_delta"])
+    stored["min_area_ha"] = settings.min_area_ha
+    reopen_scan(conn, scan_id, stored, new.tiles_total)
+    say(f"scan {scan_id}: resuming")
+    return scan_id, True, False, stored["unit_zoom_delta"]
+
+
+def _record(
+    conn: sqlite3.Connection,
+    scan_id: int,
+    results: Iterator[UnitResult],
+    writer: _TileWriter,
+    bar,
+    on_warnings: Callable[[dict[str, int]], None] | None,
+) -> dict[str, float]:
+    """Write every unit result as it comes, keep live counters, report warnings -> timing counters."""
+    counters = {"fetch_s": 0.0, "predict_s": 0.0, "worker_cpu_s": 0.0, "units": 0}
+    main_cpu_started = time.process_time()
+    last_counts = time.monotonic()
+    try:
+        for result in results:
+            writer.write(result)
+            if time.monotonic() - last_counts > COUNTS_EVERY_S:  # live counters for the map and 'scan list'
+                update_scan_counts(conn, scan_id)
+                last_counts = time.monotonic()
+            counters["fetch_s"] += result.fetch_s
+            counters["predict_s"] += result.predict_s
+            counters["worker_cpu_s"] += result.cpu_s
+            counters["units"] += 1
+            if result.warnings and on_warnings is not None:
+                on_warnings(result.warnings)
+            if bar is not None:
+                bar.update(len(result.tiles))
+                bar.set_postfix_str(writer.postfix(), refresh=False)
+    finally:
+        if bar is not None:
+            bar.close()
+    counters["main_cpu_s"] = time.process_time() - main_cpu_started
+    return counters
+
+
 def _outcome(conn, scan_id, resumed, processed, stats, started, counters) -> ScanOutcome:
-    det = conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(area_ha), 0) FROM detections WHERE scan_id = ?", (scan_id,)
-    ).fetchone()
+    detections, hectares, _ = detection_totals(conn, scan_id)
     return ScanOutcome(
         scan_id=scan_id,
         resumed=resumed,
@@ -341,57 +411,21 @@ def _outcome(conn, scan_id, resumed, processed, stats, started, counters) -> Sca
         tiles_empty=stats["tiles_empty"],
         tiles_failed=stats["tiles_failed"],
         area_scanned_km2=stats["area_scanned_km2"],
-        detections=int(det[0]),
-        detections_area_ha=float(det[1]),
+        detections=detections,
+        detections_area_ha=hectares,
         seconds=time.perf_counter() - started,
         counters=counters,
     )
 
 
-def _count_finished(conn: sqlite3.Connection, scan_id: int) -> int:
-    row = conn.execute(
-        "SELECT COUNT(*) FROM scan_tiles WHERE scan_id = ? AND status IN ('done', 'empty')", (scan_id,)
-    ).fetchone()
-    return int(row[0])
-
-
-def update_scan_counts(conn: sqlite3.Connection, scan_id: int) -> dict:
-    """Recompute a scan's tile counters and scanned km² from its scan_tiles rows."""
-    counts = {"done": 0, "empty": 0, "failed": 0}
-    for row in conn.execute("SELECT status, COUNT(*) FROM scan_tiles WHERE scan_id = ? GROUP BY status", (scan_id,)):
-        counts[row[0]] = int(row[1])
-    area = 0.0
-    for row in conn.execute(
-        "SELECT z, y, COUNT(*) FROM scan_tiles WHERE scan_id = ? AND status = 'done' GROUP BY z, y", (scan_id,)
-    ):
-        area += tile_area_km2(int(row[0]), int(row[1])) * int(row[2])
-    conn.execute(
-        "UPDATE scans SET tiles_done = ?, tiles_empty = ?, tiles_failed = ?, area_scanned_km2 = ? WHERE id = ?",
-        (counts["done"], counts["empty"], counts["failed"], area, scan_id),
-    )
-    total = conn.execute("SELECT tiles_total FROM scans WHERE id = ?", (scan_id,)).fetchone()[0]
-    return {
-        "tiles_total": total,
-        "tiles_done": counts["done"],
-        "tiles_empty": counts["empty"],
-        "tiles_failed": counts["failed"],
-        "area_scanned_km2": area,
-    }
-
-
-def _pending_units(conn: sqlite3.Connection, scan_id: int, aoi: AOI, zoom: int, delta: int) -> Iterator[tuple[Unit, tuple]]:
+def _pending_units(
+    conn: sqlite3.Connection, scan_id: int, aoi: AOI, zoom: int, delta: int
+) -> Iterator[tuple[Unit, tuple]]:
     """Stream (unit, tiles still to do) skipping finished tiles, one indexed query per unit."""
     for unit in iter_units(aoi.geometry, zoom, unit_zoom_delta=delta):
         xs = [x for x, _ in unit.tiles]
         ys = [y for _, y in unit.tiles]
-        finished = {
-            (int(r[0]), int(r[1]))
-            for r in conn.execute(
-                "SELECT x, y FROM scan_tiles WHERE scan_id = ? AND z = ? AND x BETWEEN ? AND ? AND y BETWEEN ? AND ?"
-                " AND status IN ('done', 'empty')",
-                (scan_id, zoom, min(xs), max(xs), min(ys), max(ys)),
-            )
-        }
+        finished = finished_tiles_in(conn, scan_id, zoom, (min(xs), max(xs)), (min(ys), max(ys)))
         todo = tuple(t for t in unit.tiles if t not in finished)
         if todo:
             yield unit, todo
@@ -402,7 +436,6 @@ def _run_units(
     context: ScanContext,
     workers: int,
     max_in_flight: int | None,
-    stop_after_units: int | None,
 ) -> Iterator[UnitResult]:
     """Process units in this process (1 worker) or a spawn/forkserver process pool, with bounded in-flight work."""
     if workers <= 1:
@@ -415,7 +448,9 @@ def _run_units(
     limit = max(1, max_in_flight or 2 * workers)
     methods = multiprocessing.get_all_start_methods()
     mp_context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp_context, initializer=init_worker, initargs=(1, os.getpid()))
+    pool = cf.ProcessPoolExecutor(
+        max_workers=workers, mp_context=mp_context, initializer=init_worker, initargs=(1, os.getpid())
+    )
     pending: set[cf.Future] = set()
     try:
         for unit, todo in units:
@@ -437,15 +472,6 @@ def _run_units(
 class _TileWriter:
     """The single writer of scan_tiles: one transaction per unit result, idempotent per tile."""
 
-    SQL = (
-        "INSERT INTO scan_tiles (scan_id, z, x, y, status, attempts, error, capture_date, max_prob, grid_cells, grid,"
-        " processed_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (scan_id, z, x, y) DO UPDATE SET status = excluded.status, attempts = scan_tiles.attempts + 1,"
-        " error = excluded.error, capture_date = excluded.capture_date, max_prob = excluded.max_prob,"
-        " grid_cells = excluded.grid_cells, grid = excluded.grid, processed_at = excluded.processed_at"
-        " WHERE scan_tiles.status = 'failed'"
-    )
-
     def __init__(self, conn: sqlite3.Connection, scan_id: int, threshold: float) -> None:
         self.conn = conn
         self.scan_id = scan_id
@@ -457,21 +483,7 @@ class _TileWriter:
 
     def write(self, result: UnitResult) -> None:
         """Record one unit's tiles in one transaction."""
-        if not result.tiles:
-            return
-        now = utc_now_iso()
-        rows = [
-            (self.scan_id, t.z, t.x, t.y, t.status, t.error, t.capture_date, t.max_prob, t.grid_cells, t.grid, now)
-            for t in result.tiles
-        ]
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            self.conn.executemany(self.SQL, rows)
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.tiles_written += len(rows)
+        self.tiles_written += write_tiles(self.conn, self.scan_id, result.tiles)
         for t in result.tiles:
             if t.status == "done":
                 self.km2_done += tile_area_km2(t.z, t.y)
@@ -486,7 +498,7 @@ class _TileWriter:
         return text + (f", {self.failed} failed" if self.failed else "")
 
 
-def _progress(total: int, enabled: bool, writer: _TileWriter):
+def _progress(total: int, enabled: bool):
     if not enabled:
         return None
     import sys
@@ -494,18 +506,3 @@ def _progress(total: int, enabled: bool, writer: _TileWriter):
     from tqdm import tqdm
 
     return tqdm(total=total, unit="tile", file=sys.stderr, dynamic_ncols=True, smoothing=0.1, desc="scan")
-
-
-def get_scan(conn: sqlite3.Connection, scan_id: int | None = None) -> sqlite3.Row:
-    """A scan row (the latest when ``scan_id`` is None); NotFoundError naming the id."""
-    ensure_schema(conn)
-    if scan_id is None:
-        row = conn.execute("SELECT * FROM scans ORDER BY id DESC LIMIT 1").fetchone()
-        if row is None:
-            raise NotFoundError("the project database holds no scans yet; run 'amberwatch scan' first")
-        return row
-    row = conn.execute("SELECT * FROM scans WHERE id = ?", (int(scan_id),)).fetchone()
-    if row is None:
-        raise NotFoundError(f"scan {scan_id} does not exist")
-    return row
-

@@ -15,26 +15,45 @@ COMMANDS: list[click.Command] = []
 
 @click.command("rescan")
 @click.argument("scan_id", metavar="SCAN", type=int)
-@click.option("--model", "model_version", required=True,
-              help="Registered model version (see 'amberwatch models list').")
+@click.option(
+    "--model", "model_version", required=True, help="Registered model version (see 'amberwatch models list')."
+)
 @db_option
-@click.option("--cache", "cache_path", type=click.Path(dir_okay=False),
-              help="Tile cache [default: the scan's, else <db stem>-tiles.mbtiles].")
-@click.option("--min-area-ha", type=click.FloatRange(0), default=None,
-              help="Drop detections smaller than this [default: the scan's].")
-def rescan_command(scan_id: int, model_version: str, db: str, cache_path: str | None,
-                   min_area_ha: float | None) -> None:
+@click.option(
+    "--cache",
+    "cache_path",
+    type=click.Path(dir_okay=False),
+    help="Tile cache [default: the scan's, else <db stem>-tiles.mbtiles].",
+)
+@click.option(
+    "--min-area-ha",
+    type=click.FloatRange(0),
+    default=None,
+    help="Drop detections smaller than this [default: the scan's].",
+)
+def rescan_command(
+    scan_id: int, model_version: str, db: str, cache_path: str | None, min_area_ha: float | None
+) -> None:
     """Re-classify finished scan SCAN with another model version from the tile cache (no download) into a new layer."""
     from amberwatch.scan.rescan import rescan
 
-    out = rescan(db, scan_id, model_version, cache_path=cache_path, min_area_ha=min_area_ha,
-                 on_event=lambda msg: click.echo(msg, err=True))
+    out = rescan(
+        db,
+        scan_id,
+        model_version,
+        cache_path=cache_path,
+        min_area_ha=min_area_ha,
+        on_event=lambda msg: click.echo(msg, err=True),
+    )
     click.echo(
         f"Scan {out.scan_id} (rescan of scan {out.parent_scan_id} with model v{out.model_version}): "
         f"{out.tiles_rescanned:,} tiles re-classified from the cache, "
         f"{out.tiles_copied:,} empty/failed tiles carried over"
-        + (f", {out.tiles_missing_from_cache:,} missing from the cache (failed)"
-           if out.tiles_missing_from_cache else "")
+        + (
+            f", {out.tiles_missing_from_cache:,} missing from the cache (failed)"
+            if out.tiles_missing_from_cache
+            else ""
+        )
         + "."
     )
     click.echo(f"Detections: {out.detections} covering {out.detections_area_ha:.2f} ha.")
@@ -51,7 +70,7 @@ def diff_command(scan_a: int, scan_b: int, db: str, geojson_out: str | None, as_
     """Compare result layers A (before) and B (after): sites added, removed, grown or shrunk, hectares."""
     from amberwatch.db import connect
     from amberwatch.results.diff import diff_layers
-    from amberwatch.results.schema import ensure_schema
+    from amberwatch.results.store import ensure_schema
 
     conn = connect(db, create=False)
     try:
@@ -80,5 +99,6 @@ _group = _scan_group()
 if _group is not None:
     _group.add_command(diff_command)
 else:  # no 'scan' group to attach to: offer the same command at the top level
-    COMMANDS.append(click.Command("scan-diff", callback=diff_command.callback, params=diff_command.params,
-                                  help=diff_command.help))
+    COMMANDS.append(
+        click.Command("scan-diff", callback=diff_command.callback, params=diff_command.params, help=diff_command.help)
+    )

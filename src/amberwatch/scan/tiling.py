@@ -7,7 +7,6 @@ on the boundary are split further. A tile whose square merely touches the AOI ed
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -15,8 +14,6 @@ import mercantile
 import shapely
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
-
-from amberwatch.imagery.types import EARTH_CIRCUMFERENCE_M
 
 DEFAULT_UNIT_ZOOM_DELTA = 3  # a unit is a parent tile 3 levels up: 8 x 8 = 64 tiles
 
@@ -39,18 +36,6 @@ class Unit:
         """(x, y) at ``zoom`` of the block's top-left tile."""
         n = self.size_tiles
         return (self.parent[0] * n, self.parent[1] * n)
-
-
-def tile_area_km2(zoom: int, y: int) -> float:
-    """Ground area of a web-map tile at its centre latitude, in km²."""
-    lat = _tile_center_lat_deg(zoom, y)
-    side_m = EARTH_CIRCUMFERENCE_M / (1 << zoom) * math.cos(math.radians(lat))
-    return side_m * side_m / 1e6
-
-
-def _tile_center_lat_deg(zoom: int, y: float) -> float:
-    n = math.pi - 2.0 * math.pi * (y + 0.5) / (1 << zoom)
-    return math.degrees(math.atan(math.sinh(n)))
 
 
 def _prepared(geometry: BaseGeometry) -> BaseGeometry:
@@ -86,8 +71,7 @@ def iter_quads(geometry: BaseGeometry, zoom: int) -> Iterator[tuple[mercantile.T
         if tile.z == zoom:
             yield tile, state == 2
             continue
-        for child in reversed(mercantile.children(tile)):
-            stack.append((child, state == 2))
+        stack.extend((child, state == 2) for child in reversed(mercantile.children(tile)))
 
 
 def count_tiles(geometry: BaseGeometry, zoom: int, *, stop_after: int | None = None) -> int:

@@ -18,6 +18,7 @@ from PIL import Image
 
 from amberwatch.errors import AmberwatchWarning, ImageryError
 from amberwatch.imagery.types import TILE_SIZE_PX
+from amberwatch.results.store import TileRow
 from amberwatch.scan.tiling import Unit
 
 _MODELS: dict[tuple[str, str], object] = {}
@@ -48,26 +49,11 @@ class ScanContext:
 
 
 @dataclass
-class TileResult:
-    """The outcome for one tile: 'done' (with its grid), 'empty' (no imagery) or 'failed' (with the error)."""
-
-    z: int
-    x: int
-    y: int
-    status: str
-    error: str | None = None
-    capture_date: str | None = None
-    max_prob: float | None = None
-    grid_cells: int | None = None
-    grid: bytes | None = None  # uint8 row-major, grid_cells x grid_cells, value = round(255 * P)
-
-
-@dataclass
 class UnitResult:
     """The per-tile results of one unit plus timings."""
 
     unit: Unit
-    tiles: list[TileResult] = field(default_factory=list)
+    tiles: list[TileRow] = field(default_factory=list)
     fetch_s: float = 0.0
     predict_s: float = 0.0
     cpu_s: float = 0.0  # CPU time of this process spent on the unit (fetch + decode + classify)
@@ -120,7 +106,7 @@ def get_source(context: ScanContext):
     source = _SOURCES.get(key)
     if source is None:
         from amberwatch.imagery.cache import TileCache
-        from amberwatch.imagery.sources import open_source
+        from amberwatch.imagery.open import open_source
 
         cache = _CACHES.get(context.cache_path)
         if cache is None:
@@ -167,45 +153,62 @@ def process_unit(unit: Unit, context: ScanContext, todo: tuple[tuple[int, int], 
     result = UnitResult(unit=unit)
     if not todo:
         return result
-    z = context.zoom
-    started = time.perf_counter()
     cpu_started = time.process_time()
-    t, m, cell = context.tile_px, context.margin_px, context.cell_px
-    ring = max(1, -(-m // t))  # tiles of context needed around each tile (1 unless tiles are tiny)
-    needed = sorted({nb for x, y in todo for nb in neighbours(x, y, z, ring)})
-    source = get_source(context)
+    ring = max(1, -(-context.margin_px // context.tile_px))  # tiles of context around each tile (1 unless tiny)
+    started = time.perf_counter()
+    images = _read_tiles(context, sorted({nb for x, y in todo for nb in neighbours(x, y, context.zoom, ring)}), result)
+    result.fetch_s = time.perf_counter() - started
+    to_predict = _triage(todo, images, context.zoom, ring, result)
+    if to_predict:
+        started = time.perf_counter()
+        _classify(unit, context, images, to_predict, ring, result)
+        result.predict_s = time.perf_counter() - started
+    result.cpu_s = time.process_time() - cpu_started
+    return result
+
+
+def _read_tiles(
+    context: ScanContext, needed: list[tuple[int, int]], result: UnitResult
+) -> dict[tuple[int, int], object]:
+    """Read the tiles (x, y) at the context's zoom; typed warnings are counted on the result, not printed."""
     images: dict[tuple[int, int], object] = {}
-    # Per-tile warnings (no imagery, blank tile) are counted and reported once by the caller, not printed.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        for (_tz, tx, ty), image in source.read_tiles((z, x, y) for x, y in needed):
+        for (_tz, tx, ty), image in get_source(context).read_tiles((context.zoom, x, y) for x, y in needed):
             images[(tx, ty)] = image
     for w in caught:
         if issubclass(w.category, AmberwatchWarning):
             name = w.category.__name__
             result.warnings[name] = result.warnings.get(name, 0) + 1
-    result.fetch_s = time.perf_counter() - started
+    return images
 
+
+def _triage(todo, images: dict, z: int, ring: int, result: UnitResult) -> list[tuple[int, int]]:
+    """Record failed and empty tiles on the result -> the tiles that can be classified (context complete)."""
     to_predict: list[tuple[int, int]] = []
     for x, y in todo:
         image = images.get((x, y))
         if isinstance(image, ImageryError):
-            result.tiles.append(TileResult(z, x, y, "failed", error=str(image)))
+            result.tiles.append(TileRow(z, x, y, "failed", error=str(image)))
         elif image is None:
-            result.tiles.append(TileResult(z, x, y, "empty"))
+            result.tiles.append(TileRow(z, x, y, "empty"))
         else:
             bad = [images[nb] for nb in neighbours(x, y, z, ring) if isinstance(images.get(nb), ImageryError)]
             if bad:
-                result.tiles.append(TileResult(z, x, y, "failed", error=f"neighbour needed for context failed: {bad[0]}"))
+                result.tiles.append(TileRow(z, x, y, "failed", error=f"neighbour needed for context failed: {bad[0]}"))
             else:
                 to_predict.append((x, y))
-    if not to_predict:
-        result.cpu_s = time.process_time() - cpu_started
-        return result
+    return to_predict
 
-    started = time.perf_counter()
-    # The frame is the AOI tiles of the whole unit plus one ring: fixed for a given AOI, so a resumed
-    # scan classifies every tile with exactly the same input as an uninterrupted one.
+
+def _unit_frame(
+    unit: Unit, images: dict, ring: int, tile_px: int, margin_px: int
+) -> tuple[np.ndarray, int, int, int, int]:
+    """The unit's tiles plus ``margin_px`` of the ring around them, at the model's tile size -> (frame, x0, y0, nx, ny).
+
+    The frame is the AOI tiles of the whole unit plus one ring: fixed for a given AOI, so a resumed scan
+    classifies every tile with exactly the same input as an uninterrupted one.
+    """
     xs = [x for x, _ in unit.tiles]
     ys = [y for _, y in unit.tiles]
     x0, y0 = min(xs) - ring, min(ys) - ring
@@ -216,16 +219,23 @@ def process_unit(unit: Unit, context: ScanContext, todo: tuple[tuple[int, int], 
             continue
         r, c = (ty - y0) * TILE_SIZE_PX, (tx - x0) * TILE_SIZE_PX
         frame[r : r + TILE_SIZE_PX, c : c + TILE_SIZE_PX] = image.pixels
-    if t != TILE_SIZE_PX:
+    if tile_px != TILE_SIZE_PX:
         frame = np.asarray(
-            Image.fromarray(frame).resize((nx * t, ny * t), Image.Resampling.BILINEAR, reducing_gap=None), dtype=np.uint8
+            Image.fromarray(frame).resize((nx * tile_px, ny * tile_px), Image.Resampling.BILINEAR, reducing_gap=None),
+            dtype=np.uint8,
         )
-    # Keep `m` pixels of the neighbour ring around the unit's tiles.
-    cut = ring * t - m
-    frame = frame[cut : frame.shape[0] - cut, cut : frame.shape[1] - cut]
+    cut = ring * tile_px - margin_px
+    return frame[cut : frame.shape[0] - cut, cut : frame.shape[1] - cut], x0, y0, nx, ny
+
+
+def _classify(
+    unit: Unit, context: ScanContext, images: dict, to_predict: list[tuple[int, int]], ring: int, result: UnitResult
+) -> None:
+    """Classify the unit's frame in blocks and record each tile's probability grid on the result."""
+    t, m, g, z = context.tile_px, context.margin_px, context.cells_per_tile, context.zoom
+    frame, x0, y0, nx, ny = _unit_frame(unit, images, ring, t, m)
     model = get_model(context.model_path, context.model_version)
-    g = context.cells_per_tile
-    off = m // cell
+    off = m // context.cell_px
     b = max(1, context.block_tiles)
     by_block: dict[tuple[int, int], list[tuple[int, int]]] = {}
     for x, y in to_predict:
@@ -239,19 +249,19 @@ def process_unit(unit: Unit, context: ScanContext, todo: tuple[tuple[int, int], 
         for x, y in tiles:
             r, c = off + (y - y0 - ring - by * b) * g, off + (x - x0 - ring - bx * b) * g
             cells = grid[r : r + g, c : c + g]
-            image = images[(x, y)]
+            date = images[(x, y)].capture_date
             result.tiles.append(
-                TileResult(
-                    z, x, y, "done",
-                    capture_date=image.capture_date.isoformat() if image.capture_date else None,
+                TileRow(
+                    z,
+                    x,
+                    y,
+                    "done",
+                    capture_date=date.isoformat() if date else None,
                     max_prob=float(cells.max()),
                     grid_cells=g,
                     grid=quantize(cells).tobytes(),
                 )
             )
-    result.predict_s = time.perf_counter() - started
-    result.cpu_s = time.process_time() - cpu_started
-    return result
 
 
 def quantize(probs: np.ndarray) -> np.ndarray:

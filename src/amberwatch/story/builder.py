@@ -21,7 +21,7 @@ from amberwatch.imagery.cache import TileCache, default_cache_path
 from amberwatch.imagery.mosaic import open_cached_source
 from amberwatch.imagery.sources import TileSource
 from amberwatch.imagery.types import LngLatBbox
-from amberwatch.results.schema import ensure_schema
+from amberwatch.results.store import ensure_schema
 from amberwatch.story.article import Article, read_article
 from amberwatch.story.images import FragmentImage, export_tiles, fragment_bbox, write_fragment
 from amberwatch.story.leaflet import copy_leaflet
@@ -99,31 +99,11 @@ def build_story(
     """Build the static story page for an article from the detections in a project DB."""
     article = read_article(article_path)
     db = Path(db_path)
-    conn = connect(db, create=False)
-    try:
-        ensure_schema(conn)
-        if article.fragments.ids and scan_id is None:
-            # Explicit ids name their detections in any scan; the map shows their scan when they share one.
-            sites = select_fragments(conn, article.fragments, None)
-            scan_ids = {s.scan_id for s in sites}
-            scan = scan_ids.pop() if len(scan_ids) == 1 else None
-        else:
-            scan = pick_scan(conn, scan_id)
-            sites = select_fragments(conn, article.fragments, scan)
-        map_sites = select_map_sites(conn, scan)
-    finally:
-        conn.close()
-    cache_file = Path(cache_path) if cache_path else default_cache_path(db)
-    if cache_path and not cache_file.exists():
-        raise NotFoundError(f"tile cache {str(cache_file)!r} does not exist")
+    scan, sites, map_sites = _select_sites(db, article, scan_id)
+    cache_file = _cache_file(db, cache_path)
     out = Path(out_dir)
     _prepare_out_dir(out)
-    cache = TileCache(cache_file) if cache_file.exists() else None
-    if cache is None:
-        warnings.warn(
-            AmberwatchWarning(f"no tile cache at {str(cache_file)!r}: fragments come from detection thumbnails"),
-            stacklevel=2,
-        )
+    cache = _open_cache(cache_file)
     sources: dict[str, TileSource] = {}
     try:
         fragments = _write_fragments(article, sites, cache, sources, out)
@@ -133,9 +113,7 @@ def build_story(
             src.close()
         if cache is not None:
             cache.close()
-    copy_leaflet(out / "assets" / "leaflet")
-    for name in OWN_ASSETS:
-        (out / "assets" / name).write_bytes(resources.files("amberwatch.story").joinpath("assets", name).read_bytes())
+    _copy_assets(out)
     (out / "data.js").write_text(_without_schemes(_data_js(article, fragments, map_sites, tiles), article), "utf-8")
     index = out / "index.html"
     index.write_text(_without_schemes(_index_html(article, fragments, map_sites, scan), article), "utf-8")
@@ -153,6 +131,47 @@ def build_story(
         n_map_sites=len(map_sites),
         n_tiles=sum(len(v) for v in tiles.values()),
     )
+
+
+def _select_sites(db: Path, article: Article, scan_id: int | None) -> tuple[int | None, list[Site], list[Site]]:
+    """(scan shown on the map, fragment sites, map sites) read from the project DB."""
+    conn = connect(db, create=False)
+    try:
+        ensure_schema(conn)
+        if article.fragments.ids and scan_id is None:
+            # Explicit ids name their detections in any scan; the map shows their scan when they share one.
+            sites = select_fragments(conn, article.fragments, None)
+            scan_ids = {s.scan_id for s in sites}
+            scan = scan_ids.pop() if len(scan_ids) == 1 else None
+        else:
+            scan = pick_scan(conn, scan_id)
+            sites = select_fragments(conn, article.fragments, scan)
+        return scan, sites, select_map_sites(conn, scan)
+    finally:
+        conn.close()
+
+
+def _cache_file(db: Path, cache_path: str | os.PathLike[str] | None) -> Path:
+    cache_file = Path(cache_path) if cache_path else default_cache_path(db)
+    if cache_path and not cache_file.exists():
+        raise NotFoundError(f"tile cache {str(cache_file)!r} does not exist")
+    return cache_file
+
+
+def _open_cache(cache_file: Path) -> TileCache | None:
+    if cache_file.exists():
+        return TileCache(cache_file)
+    warnings.warn(
+        AmberwatchWarning(f"no tile cache at {str(cache_file)!r}: fragments come from detection thumbnails"),
+        stacklevel=3,  # blame build_story's caller
+    )
+    return None
+
+
+def _copy_assets(out: Path) -> None:
+    copy_leaflet(out / "assets" / "leaflet")
+    for name in OWN_ASSETS:
+        (out / "assets" / name).write_bytes(resources.files("amberwatch.story").joinpath("assets", name).read_bytes())
 
 
 def _without_schemes(text: str, article: Article) -> str:
@@ -188,7 +207,8 @@ def _write_fragments(
 ) -> list[Fragment]:
     fragments: list[Fragment] = []
     for site in sites:
-        image = write_fragment(site, _source(cache, sources, site.imagery_source_id), cache, out / "fragments", "fragments")
+        source = _source(cache, sources, site.imagery_source_id)
+        image = write_fragment(site, source, cache, out / "fragments", "fragments")
         coords = format_place(site.centroid_lat, site.centroid_lon)
         place = article.places.get(site.id) or coords
         when = format_date(site.capture_date)
@@ -225,7 +245,10 @@ def _grow(b: LngLatBbox, factor: float) -> LngLatBbox:
     dx = (b.east_deg - b.west_deg) * factor
     dy = (b.north_deg - b.south_deg) * factor
     return LngLatBbox(
-        max(b.west_deg - dx, -180.0), max(b.south_deg - dy, -85.0), min(b.east_deg + dx, 180.0), min(b.north_deg + dy, 85.0)
+        max(b.west_deg - dx, -180.0),
+        max(b.south_deg - dy, -85.0),
+        min(b.east_deg + dx, 180.0),
+        min(b.north_deg + dy, 85.0),
     )
 
 
@@ -241,12 +264,8 @@ def _round_coords(value: object) -> object:
     return value
 
 
-def _data_js(
-    article: Article,
-    fragments: list[Fragment],
-    map_sites: list[Site],
-    tiles: dict[int, list[tuple[int, int]]],
-) -> str:
+def _site_features(article: Article, fragments: list[Fragment], map_sites: list[Site]) -> list[dict]:
+    """GeoJSON features of the map sites, captioned like their fragments."""
     captions = {f.site.id: f.caption for f in fragments}
     features = []
     for s in map_sites:
@@ -256,6 +275,28 @@ def _data_js(
             p for p in (place, format_date(s.capture_date), format_hectares(s.area_ha)) if p
         )
         features.append({"type": "Feature", "id": s.id, "geometry": geometry, "properties": {"caption": caption}})
+    return features
+
+
+def _fragment_entry(f: Fragment) -> dict:
+    return {
+        "id": f.site.id,
+        "center": [round(f.site.centroid_lat, 7), round(f.site.centroid_lon, 7)],
+        "zoom": SITE_ZOOM,
+        "siteBounds": _bounds_latlng(f.site.bbox),
+        "bounds": _bounds_latlng(f.image.bbox) if f.image.bbox is not None else None,
+        "overlay": f.image.files[-1][1],
+        "caption": f.caption,
+        "alt": f.alt,
+    }
+
+
+def _data_js(
+    article: Article,
+    fragments: list[Fragment],
+    map_sites: list[Site],
+    tiles: dict[int, list[tuple[int, int]]],
+) -> str:
     all_boxes = [f.site.bbox for f in fragments]
     bounds = [
         [min(b.south_deg for b in all_boxes), min(b.west_deg for b in all_boxes)],
@@ -278,20 +319,8 @@ def _data_js(
             "maxZoom": max(tiles) if tiles else None,
             "keys": [f"{z}/{x}/{y}" for z in sorted(tiles) for x, y in tiles[z]],
         },
-        "fragments": [
-            {
-                "id": f.site.id,
-                "center": [round(f.site.centroid_lat, 7), round(f.site.centroid_lon, 7)],
-                "zoom": SITE_ZOOM,
-                "siteBounds": _bounds_latlng(f.site.bbox),
-                "bounds": _bounds_latlng(f.image.bbox) if f.image.bbox is not None else None,
-                "overlay": f.image.files[-1][1],
-                "caption": f.caption,
-                "alt": f.alt,
-            }
-            for f in fragments
-        ],
-        "sites": {"type": "FeatureCollection", "features": features},
+        "fragments": [_fragment_entry(f) for f in fragments],
+        "sites": {"type": "FeatureCollection", "features": _site_features(article, fragments, map_sites)},
     }
     text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
     # Inline data must not close the script or contain a line separator that old JS engines reject.
@@ -366,7 +395,8 @@ def _block_html(fragments: list[Fragment], classes: list[int]) -> str:
             f'<figure class="frag" id="frag-{f.site.id}" data-site="{f.site.id}" style="{_placement_style(d, p)}">'
             f'<button type="button" class="frag-btn" aria-describedby="cap-{f.site.id}">'
             f'<img src="{e(default_src)}" srcset="{e(srcset)}" sizes="{_sizes(d.width_cells, p.width_cells)}"'
-            f' width="{img.files[-1][0]}" height="{height}" loading="lazy" decoding="async" alt="{e(f.alt, quote=True)}">'
+            f' width="{img.files[-1][0]}" height="{height}" loading="lazy" decoding="async"'
+            f' alt="{e(f.alt, quote=True)}">'
             '<span class="visually-hidden"> — show this site on the map</span>'
             "</button>"
             f'<figcaption id="cap-{f.site.id}"><span class="cap-place">{e(f.place)}</span>'
@@ -394,9 +424,11 @@ def find_external_urls(folder: str | os.PathLike[str]) -> list[tuple[str, str]]:
         if path.suffix.lower() not in (".html", ".js", ".css", ".json", ".svg", ".txt", ".map"):
             continue
         text = path.read_text("utf-8", errors="replace")
-        for m in EXTERNAL_URL_RE.finditer(text):
-            hits.append((str(path.relative_to(root)), text[max(0, m.start() - 30) : m.end() + 40]))
+        hits.extend(
+            (str(path.relative_to(root)), text[max(0, m.start() - 30) : m.end() + 40])
+            for m in EXTERNAL_URL_RE.finditer(text)
+        )
     return hits
 
 
-__all__ = ["StoryBuild", "build_story", "find_external_urls", "format_place", "format_date", "format_hectares"]
+__all__ = ["StoryBuild", "build_story", "find_external_urls", "format_date", "format_hectares", "format_place"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from amberwatch.options import db_option
-from amberwatch.story.builder import build_story
 
 
 @click.group("story")
@@ -27,6 +26,8 @@ def story() -> None:
 )
 def build(article: str, db: str, out: str, scan_id: int | None, cache: str | None) -> None:
     """Build a self-contained story folder (index.html, assets, fragments, tiles) from ARTICLE.md."""
+    from amberwatch.story.builder import build_story
+
     result = build_story(article, db, out, scan_id=scan_id, cache_path=cache)
     origins = ", ".join(f"{n} from {k}" for k, n in sorted(result.fragment_origins.items()))
     click.echo(

@@ -40,7 +40,9 @@ class _StoryTree(Treeprocessor):
     def run(self, root: etree.Element) -> None:
         self._neutralise(root)
         children = list(root)
-        markers = [i for i, el in enumerate(children) if el.tag == "p" and len(el) == 0 and (el.text or "").strip() == MARKER]
+        markers = [
+            i for i, el in enumerate(children) if el.tag == "p" and len(el) == 0 and (el.text or "").strip() == MARKER
+        ]
         if markers:
             slots = markers
         else:
@@ -99,7 +101,7 @@ class _StoryExtension(Extension):
         self.processor: _StoryTree | None = None
         self.n_fragments = n_fragments
 
-    def extendMarkdown(self, md: markdown.Markdown) -> None:  # noqa: N802 (Markdown's API name)
+    def extendMarkdown(self, md: markdown.Markdown) -> None:
         """Register the tree processor after inline parsing (priority 15 < inline's 20)."""
         self.processor = _StoryTree(md, self.n_fragments)
         md.treeprocessors.register(self.processor, "amber_story", 15)

@@ -77,10 +77,7 @@ def size_classes_by_area(areas_ha: Sequence[float], n_classes: int = 3) -> list[
 
 def _shapes(columns: int) -> list[tuple[int, int]]:
     return [
-        (w, h)
-        for w in range(1, columns + 1)
-        for h in range(1, MAX_ROW_SPAN + 1)
-        if MIN_ASPECT <= w / h <= MAX_ASPECT
+        (w, h) for w in range(1, columns + 1) for h in range(1, MAX_ROW_SPAN + 1) if MIN_ASPECT <= w / h <= MAX_ASPECT
     ]
 
 
@@ -116,9 +113,70 @@ def pack_block(size_classes: Sequence[int], layout: GridLayout) -> BlockPacking:
     if best is None:
         return _fallback(n, cols)
     _, rows, cells = best
-    return BlockPacking(
-        cols, rows, tuple(Placement(i, c, r, w, h) for i, (c, r, w, h) in enumerate(cells))
-    )
+    return BlockPacking(cols, rows, tuple(Placement(i, c, r, w, h) for i, (c, r, w, h) in enumerate(cells)))
+
+
+class _Grid:
+    """Which cells of a cols x rows block are taken (row-major)."""
+
+    def __init__(self, cols: int, rows: int) -> None:
+        self.cols, self.rows = cols, rows
+        self.total = cols * rows
+        self.taken = [False] * self.total
+
+    def first_empty(self, start: int) -> int:
+        for k in range(start, self.total):
+            if not self.taken[k]:
+                return k
+        return self.total
+
+    def fits(self, col: int, row: int, w: int, h: int) -> bool:
+        if col + w > self.cols or row + h > self.rows:
+            return False
+        return all(not self.taken[(row + dr) * self.cols + col + dc] for dr in range(h) for dc in range(w))
+
+    def mark(self, col: int, row: int, w: int, h: int, value: bool) -> None:
+        for dr in range(h):
+            for dc in range(w):
+                self.taken[(row + dr) * self.cols + col + dc] = value
+
+
+class _BranchAndBound:
+    """The search state of _search: cheapest exact filling found so far and the nodes visited."""
+
+    def __init__(self, targets: list[tuple[int, int]], shapes: list[tuple[int, int]], grid: _Grid, bound: float):
+        self.n = len(targets)
+        self.grid = grid
+        self.ranked = [sorted(shapes, key=lambda s, t=t: _shape_cost(s, t)) for t in targets]
+        self.costs = [{s: _shape_cost(s, t) for s in shapes} for t in targets]
+        self.max_area = max(w * h for w, h in shapes)
+        self.best_cost = bound
+        self.best_cells: list[tuple[int, int, int, int]] | None = None
+        self.chosen: list[tuple[int, int, int, int]] = []
+        self.nodes = 0
+
+    def visit(self, i: int, start: int, filled: int, cost: float) -> None:
+        self.nodes += 1
+        if self.nodes > SEARCH_NODE_LIMIT or cost >= self.best_cost:
+            return
+        left = self.n - i
+        empty = self.grid.total - filled
+        if left == 0:
+            if empty == 0:
+                self.best_cost, self.best_cells = cost, list(self.chosen)
+            return
+        if empty < left or empty > left * self.max_area:
+            return  # the remaining items cannot fill the remaining cells exactly
+        k = self.grid.first_empty(start)
+        row, col = divmod(k, self.grid.cols)
+        for w, h in self.ranked[i]:
+            if not self.grid.fits(col, row, w, h):
+                continue
+            self.grid.mark(col, row, w, h, True)
+            self.chosen.append((col, row, w, h))
+            self.visit(i + 1, k + 1, filled + w * h, cost + self.costs[i][(w, h)])
+            self.chosen.pop()
+            self.grid.mark(col, row, w, h, False)
 
 
 def _search(
@@ -129,61 +187,11 @@ def _search(
     bound: float,
 ) -> tuple[float, list[tuple[int, int, int, int]]] | None:
     """Branch and bound over shapes; item i is anchored at the first empty cell after items < i."""
-    n = len(targets)
-    total = cols * rows
-    grid = [False] * total
-    ranked = [sorted(shapes, key=lambda s, t=t: _shape_cost(s, t)) for t in targets]
-    costs = [{s: _shape_cost(s, t) for s in shapes} for t in targets]
-    max_area = max(w * h for w, h in shapes)
-    best_cost = bound
-    best_cells: list[tuple[int, int, int, int]] | None = None
-    chosen: list[tuple[int, int, int, int]] = []
-    nodes = 0
-
-    def first_empty(start: int) -> int:
-        for k in range(start, total):
-            if not grid[k]:
-                return k
-        return total
-
-    def fits(col: int, row: int, w: int, h: int) -> bool:
-        if col + w > cols or row + h > rows:
-            return False
-        return all(not grid[(row + dr) * cols + col + dc] for dr in range(h) for dc in range(w))
-
-    def mark(col: int, row: int, w: int, h: int, value: bool) -> None:
-        for dr in range(h):
-            for dc in range(w):
-                grid[(row + dr) * cols + col + dc] = value
-
-    def visit(i: int, start: int, filled: int, cost: float) -> None:
-        nonlocal best_cost, best_cells, nodes
-        nodes += 1
-        if nodes > SEARCH_NODE_LIMIT or cost >= best_cost:
-            return
-        left = n - i
-        empty = total - filled
-        if left == 0:
-            if empty == 0:
-                best_cost, best_cells = cost, list(chosen)
-            return
-        if empty < left or empty > left * max_area:
-            return
-        k = first_empty(start)
-        row, col = divmod(k, cols)
-        for w, h in ranked[i]:
-            if not fits(col, row, w, h):
-                continue
-            mark(col, row, w, h, True)
-            chosen.append((col, row, w, h))
-            visit(i + 1, k + 1, filled + w * h, cost + costs[i][(w, h)])
-            chosen.pop()
-            mark(col, row, w, h, False)
-
-    visit(0, 0, 0, 0.0)
-    if best_cells is None:
+    search = _BranchAndBound(targets, shapes, _Grid(cols, rows), bound)
+    search.visit(0, 0, 0, 0.0)
+    if search.best_cells is None:
         return None
-    return best_cost, best_cells
+    return search.best_cost, search.best_cells
 
 
 def _fallback(n: int, cols: int) -> BlockPacking:

@@ -45,23 +45,34 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "invalid request: " + "; ".join(parts)
 
 
-def create_app(db_path: str | os.PathLike[str], cache_path: str | os.PathLike[str] | None = None, *,
-               feedback_limit_per_hour: int = DEFAULT_LIMIT_PER_HOUR,
-               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+def create_app(
+    db_path: str | os.PathLike[str],
+    cache_path: str | os.PathLike[str] | None = None,
+    *,
+    feedback_limit_per_hour: int = DEFAULT_LIMIT_PER_HOUR,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> FastAPI:
     """Build the app over an existing project DB (migrated if needed) and its tile cache (default: beside the DB)."""
     conn = connect(db_path, create=False)
     try:
         ensure_schema(conn)
     finally:
         conn.close()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         app.state.cache.close()
 
-    app = FastAPI(title="amberwatch", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan,
-                  openapi_url="/openapi.json",
-                  description="Detections of surface mining, readers' corrections and reviewers' decisions.")
+    app = FastAPI(
+        title="amberwatch",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        description="Detections of surface mining, readers' corrections and reviewers' decisions.",
+    )
     app.state.db_path = Path(db_path)
     app.state.cache = TileCache(cache_path if cache_path is not None else default_cache_path(db_path))
     app.state.feedback_limit_per_hour = feedback_limit_per_hour

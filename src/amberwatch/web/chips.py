@@ -12,14 +12,16 @@ from amberwatch.errors import NotFoundError
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.decode import decode_image
 from amberwatch.imagery.types import LngLatBbox
+from amberwatch.results.store import get_detection
 
 CHIP_MAX_PX = 512
 MIN_CHIP_SIDE_M = 40.0
 M_PER_DEG_LAT = 111_320.0
 
 
-def padded_bbox(west: float, south: float, east: float, north: float, *, pad_frac: float = 0.25,
-                min_side_m: float = MIN_CHIP_SIDE_M) -> LngLatBbox:
+def padded_bbox(
+    west: float, south: float, east: float, north: float, *, pad_frac: float = 0.25, min_side_m: float = MIN_CHIP_SIDE_M
+) -> LngLatBbox:
     """A bbox grown by ``pad_frac`` on each side and to at least ``min_side_m`` metres square."""
     lat = (south + north) / 2
     m_per_deg_lon = M_PER_DEG_LAT * max(math.cos(math.radians(lat)), 1e-6)
@@ -55,13 +57,7 @@ def render_from_cache(cache: TileCache, source_id: str, bbox: LngLatBbox, zoom: 
 
 def detection_chip(conn: sqlite3.Connection, cache: TileCache, detection_id: int) -> np.ndarray:
     """The image of a detection: from cached imagery around it, else its stored thumbnail, else NotFoundError."""
-    row = conn.execute(
-        "SELECT d.west, d.south, d.east, d.north, d.thumbnail, s.imagery_source_id, s.zoom"
-        " FROM detections d JOIN scans s ON s.id = d.scan_id WHERE d.id = ?",
-        (int(detection_id),),
-    ).fetchone()
-    if row is None:
-        raise NotFoundError(f"detection {detection_id!r} does not exist")
+    row = get_detection(conn, detection_id, thumbnail=True)
     bbox = padded_bbox(row["west"], row["south"], row["east"], row["north"])
     pixels = render_from_cache(cache, row["imagery_source_id"], bbox, int(row["zoom"]))
     if pixels is not None:

@@ -6,18 +6,26 @@ import click
 
 from amberwatch.db import connect
 from amberwatch.options import db_option
-from amberwatch.web.schema import ensure_schema
 
 
 @click.command()
 @db_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="TCP port.")
-@click.option("--cache", "cache", type=click.Path(dir_okay=False), default=None,
-              help="Tile cache file (default: <db stem>-tiles.mbtiles beside the DB).")
-@click.option("--forwarded-allow-ips", default="127.0.0.1", show_default=True,
-              help="Reverse proxies whose X-Forwarded-For names the reader (rate limits are per reader); "
-                   "comma-separated IPs, or '*'.")
+@click.option(
+    "--cache",
+    "cache",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Tile cache file (default: <db stem>-tiles.mbtiles beside the DB).",
+)
+@click.option(
+    "--forwarded-allow-ips",
+    default="127.0.0.1",
+    show_default=True,
+    help="Reverse proxies whose X-Forwarded-For names the reader (rate limits are per reader); "
+    "comma-separated IPs, or '*'.",
+)
 def serve(db: str, host: str, port: int, cache: str | None, forwarded_allow_ips: str) -> None:
     """Serve the map, reviewer queue and labelling page (works offline)."""
     import uvicorn
@@ -26,8 +34,9 @@ def serve(db: str, host: str, port: int, cache: str | None, forwarded_allow_ips:
 
     app = create_app(db, cache)
     click.echo(f"amberwatch map on http://{host}:{port}/  (Ctrl-C to stop)", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=True,
-                forwarded_allow_ips=forwarded_allow_ips)
+    uvicorn.run(
+        app, host=host, port=port, log_level="warning", proxy_headers=True, forwarded_allow_ips=forwarded_allow_ips
+    )
 
 
 @click.group()
@@ -41,6 +50,7 @@ def users() -> None:
 @db_option
 def users_add(name: str, reviewer: bool, db: str) -> None:
     """Add a user and print its bearer token (shown once; only its hash is stored)."""
+    from amberwatch.web.schema import ensure_schema
     from amberwatch.web.users import add_user
 
     conn = connect(db)
@@ -56,6 +66,7 @@ def users_add(name: str, reviewer: bool, db: str) -> None:
 @db_option
 def users_list(db: str) -> None:
     """List users and their roles."""
+    from amberwatch.web.schema import ensure_schema
     from amberwatch.web.users import list_users
 
     conn = connect(db, create=False)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from amberwatch.db import utc_now_iso
 from amberwatch.errors import ConflictError, InvalidInputError, NotFoundError, PayloadTooLargeError, RateLimitError
 from amberwatch.imagery.cache import TileCache
 from amberwatch.labels.store import ExampleStore
+from amberwatch.results.store import get_detection, query_detections
 from amberwatch.web.chips import detection_chip
 
 VERDICTS = ("not_mining", "confirmed")
@@ -22,7 +23,7 @@ DEFAULT_LIMIT_PER_HOUR = 30
 
 def client_hash(salt: str, ip: str | None, user_agent: str | None) -> str:
     """Salted sha256 of a client's IP and User-Agent: rate limiting without storing the IP."""
-    return hashlib.sha256(f"{salt}\n{ip or ''}\n{user_agent or ''}".encode("utf-8")).hexdigest()
+    return hashlib.sha256(f"{salt}\n{ip or ''}\n{user_agent or ''}".encode()).hexdigest()
 
 
 def validate_feedback(verdict: Any, category: Any, comment: Any) -> tuple[str, str | None, str | None]:
@@ -41,28 +42,44 @@ def validate_feedback(verdict: Any, category: Any, comment: Any) -> tuple[str, s
     return verdict, category or "other", comment
 
 
-def record_feedback(conn: sqlite3.Connection, detection_id: int, verdict: Any, category: Any, comment: Any,
-                    *, client: str, limit_per_hour: int = DEFAULT_LIMIT_PER_HOUR) -> dict:
+def record_feedback(
+    conn: sqlite3.Connection,
+    detection_id: int,
+    verdict: Any,
+    category: Any,
+    comment: Any,
+    *,
+    client: str,
+    limit_per_hour: int = DEFAULT_LIMIT_PER_HOUR,
+) -> dict:
     """Store a reader's verdict on a detection (validated, rate limited per client); return it."""
     verdict, category, comment = validate_feedback(verdict, category, comment)
-    det = conn.execute(
-        "SELECT id, scan_id, centroid_lon, centroid_lat FROM detections WHERE id = ?", (int(detection_id),)
-    ).fetchone()
-    if det is None:
-        raise NotFoundError(f"detection {detection_id!r} does not exist")
-    since = (datetime.now(timezone.utc) - timedelta(hours=1)).replace(microsecond=0).isoformat()
+    det = get_detection(conn, detection_id)
+    since = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0).isoformat()
     conn.execute("BEGIN IMMEDIATE")
     try:
         recent = conn.execute(
             "SELECT COUNT(*) FROM web_feedback WHERE client_hash = ? AND created_at > ?", (client, since)
         ).fetchone()[0]
         if recent >= limit_per_hour:
-            raise RateLimitError(f"too many corrections from this client: {recent} in the last hour (limit {limit_per_hour})")
+            raise RateLimitError(
+                f"too many corrections from this client: {recent} in the last hour (limit {limit_per_hour})"
+            )
         cur = conn.execute(
-            "INSERT INTO web_feedback (detection_id, scan_id, lon, lat, verdict, category, comment, client_hash, created_at)"
+            "INSERT INTO web_feedback"
+            " (detection_id, scan_id, lon, lat, verdict, category, comment, client_hash, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (det["id"], det["scan_id"], det["centroid_lon"], det["centroid_lat"], verdict, category, comment,
-             client, utc_now_iso()),
+            (
+                det["id"],
+                det["scan_id"],
+                det["centroid_lon"],
+                det["centroid_lat"],
+                verdict,
+                category,
+                comment,
+                client,
+                utc_now_iso(),
+            ),
         )
         conn.execute("COMMIT")
     except BaseException:
@@ -73,16 +90,25 @@ def record_feedback(conn: sqlite3.Connection, detection_id: int, verdict: Any, c
 
 _SELECT = (
     "SELECT f.id, f.detection_id, f.scan_id, f.lon, f.lat, f.verdict, f.category, f.comment, f.created_at,"
-    " f.status, f.reviewed_by, f.reviewed_at, f.example_id, substr(f.client_hash, 1, 8) AS client,"
-    " d.area_ha, d.mean_prob, d.capture_date, d.id IS NOT NULL AS detection_exists"
-    " FROM web_feedback f LEFT JOIN detections d ON d.id = f.detection_id"
+    " f.status, f.reviewed_by, f.reviewed_at, f.example_id, substr(f.client_hash, 1, 8) AS client"
+    " FROM web_feedback f"
 )
 
 
-def _as_dict(row: sqlite3.Row) -> dict:
-    out = dict(row)
-    out["detection_exists"] = bool(out["detection_exists"])
-    out["thumbnail_url"] = f"/api/detections/{out['detection_id']}/chip.jpg"
+def _as_dicts(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> list[dict]:
+    """Flags as dicts with their detection's hectares, probability and date (None when it is gone)."""
+    ids = sorted({int(r["detection_id"]) for r in rows})
+    found = {int(d["id"]): d for d in query_detections(conn, ids=ids)} if ids else {}
+    out = []
+    for row in rows:
+        item = dict(row)
+        d = found.get(int(item["detection_id"]))
+        item["area_ha"], item["mean_prob"], item["capture_date"] = (
+            (d["area_ha"], d["mean_prob"], d["capture_date"]) if d is not None else (None, None, None)
+        )
+        item["detection_exists"] = d is not None
+        item["thumbnail_url"] = f"/api/detections/{item['detection_id']}/chip.jpg"
+        out.append(item)
     return out
 
 
@@ -91,7 +117,43 @@ def get_feedback(conn: sqlite3.Connection, feedback_id: int) -> dict:
     row = conn.execute(_SELECT + " WHERE f.id = ?", (int(feedback_id),)).fetchone()
     if row is None:
         raise NotFoundError(f"feedback {feedback_id!r} does not exist")
-    return _as_dict(row)
+    return _as_dicts(conn, [row])[0]
+
+
+def review_states(
+    conn: sqlite3.Connection, detection_ids: list[int] | None = None
+) -> dict[int, tuple[str | None, int]]:
+    """Detection id -> (verdict of the latest accepted flag or None, pending flags) for flagged detections."""
+    rows = conn.execute(
+        "SELECT detection_id, status, verdict FROM web_feedback WHERE status IN ('accepted', 'pending')"
+        " ORDER BY reviewed_at, id"
+    ).fetchall()
+    wanted = None if detection_ids is None else set(detection_ids)
+    states: dict[int, tuple[str | None, int]] = {}
+    for r in rows:
+        det = int(r["detection_id"])
+        if wanted is not None and det not in wanted:
+            continue
+        review, pending = states.get(det, (None, 0))
+        if r["status"] == "accepted":
+            review = r["verdict"]  # rows come oldest review first: the last accepted one wins
+        else:
+            pending += 1
+        states[det] = (review, pending)
+    return states
+
+
+def decided_feedback(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+    """Accepted and rejected flags (id, detection_id, verdict, status, example_id), oldest first.
+
+    [] without the table.
+    """
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'web_feedback'").fetchone():
+        return []
+    return conn.execute(
+        "SELECT id, detection_id, verdict, status, example_id FROM web_feedback"
+        " WHERE status IN ('accepted', 'rejected') ORDER BY id"
+    ).fetchall()
 
 
 def list_feedback(conn: sqlite3.Connection, status: str | None = "pending", limit: int = 500) -> list[dict]:
@@ -104,7 +166,7 @@ def list_feedback(conn: sqlite3.Connection, status: str | None = "pending", limi
         args.append(status)
     sql += " ORDER BY f.id LIMIT ?"
     args.append(int(limit))
-    return [_as_dict(r) for r in conn.execute(sql, args)]
+    return _as_dicts(conn, conn.execute(sql, args).fetchall())
 
 
 def decide_feedback(conn: sqlite3.Connection, cache: TileCache, feedback_id: int, decision: str, reviewer: str) -> dict:
@@ -123,9 +185,15 @@ def decide_feedback(conn: sqlite3.Connection, cache: TileCache, feedback_id: int
         pixels = detection_chip(conn, cache, fb["detection_id"])
         label = "not_mining" if fb["verdict"] == "not_mining" else "mining"
         example_id, _ = ExampleStore(conn).add(
-            pixels, label, category=fb["category"] if label == "not_mining" else None,
-            lon=fb["lon"], lat=fb["lat"], imagery_date=_iso_date(fb["capture_date"]),
-            source="review", source_image=f"detection-{fb['detection_id']}", added_by=reviewer,
+            pixels,
+            label,
+            category=fb["category"] if label == "not_mining" else None,
+            lon=fb["lon"],
+            lat=fb["lat"],
+            imagery_date=_iso_date(fb["capture_date"]),
+            source="review",
+            source_image=f"detection-{fb['detection_id']}",
+            added_by=reviewer,
         )
     status = "accepted" if decision == "accept" else "rejected"
     cur = conn.execute(

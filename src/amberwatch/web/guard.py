@@ -12,10 +12,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY_BYTES = 16 * 1024
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+FORM_CONTENT_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
 SECURITY_HEADERS = [
-    (b"content-security-policy",
-     b"default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; connect-src 'self';"
-     b" object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"),
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; connect-src 'self';"
+        b" object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+    ),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
@@ -63,8 +66,9 @@ class GuardMiddleware:
                 await self._refuse(send_with_headers, 400, f"invalid Content-Length {declared.decode('latin-1')!r}")
                 return
             if declared_len > self.max_body_bytes:
-                await self._refuse(send_with_headers, 413,
-                                   f"request body of {declared_len} bytes exceeds {self.max_body_bytes} bytes")
+                await self._refuse(
+                    send_with_headers, 413, f"request body of {declared_len} bytes exceeds {self.max_body_bytes} bytes"
+                )
                 return
         body, more = b"", True
         while more:
@@ -76,11 +80,13 @@ class GuardMiddleware:
             if len(body) > self.max_body_bytes:
                 await self._refuse(send_with_headers, 413, f"request body exceeds {self.max_body_bytes} bytes")
                 return
-        if content_type in ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain") or (
-            body and content_type != "application/json"
-        ):
-            await self._refuse(send_with_headers, 415,
-                               f"Content-Type {content_type or 'none'!r} is not accepted: send JSON with 'Content-Type: application/json'")
+        if content_type in FORM_CONTENT_TYPES or (body and content_type != "application/json"):
+            await self._refuse(
+                send_with_headers,
+                415,
+                f"Content-Type {content_type or 'none'!r} is not accepted:"
+                " send JSON with 'Content-Type: application/json'",
+            )
             return
         replayed = False
 
@@ -96,6 +102,11 @@ class GuardMiddleware:
     @staticmethod
     async def _refuse(send: Send, status: int, message: str) -> None:
         payload = error_body(message, status)
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": payload})

@@ -1,4 +1,6 @@
-"""The labelling page's queue: the scan's most uncertain chips (probability closest to the model threshold) and their labels.
+"""The labelling page's queue: the scan's most uncertain chips and their labels.
+
+The most uncertain chips are those with a probability closest to the model threshold.
 
 Items are keyed ``d<detection id>`` (a detection), ``c<scan>/<z>/<x>/<y>/<row>/<col>`` (one cell of a
 tile's probability grid), ``u<sample>/<unit>`` (a unit of an area sample, reviewed blind to the map) or
@@ -23,6 +25,8 @@ from amberwatch.errors import ConflictError, InvalidInputError, NotFoundError
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.types import LngLatBbox
 from amberwatch.labels.store import Example, ExampleStore
+from amberwatch.results.store import get_scan, grid_tiles, query_detections, tile_grid
+from amberwatch.results.store import latest_scan_id as store_latest_scan_id
 from amberwatch.web.chips import detection_chip, padded_bbox, render_from_cache
 
 LABELS = ("mining", "not_mining", "skip")
@@ -35,8 +39,8 @@ class Item:
     """One chip to label."""
 
     key: str
-    scan_id: int | None         # None for store examples
-    prob: float | None          # None for sample units (reviewed blind to the map) and store examples
+    scan_id: int | None  # None for store examples
+    prob: float | None  # None for sample units (reviewed blind to the map) and store examples
     bbox: LngLatBbox
     capture_date: str | None
     located: bool = True
@@ -55,27 +59,43 @@ class Item:
         """The item's box within its chip as fractions [left, top, right, bottom] of the chip's width and height."""
         c, b = self.chip_bbox, self.bbox
         w, h = c.east_deg - c.west_deg, c.north_deg - c.south_deg
-        return [round(v, 4) for v in ((b.west_deg - c.west_deg) / w, (c.north_deg - b.north_deg) / h,
-                                      (b.east_deg - c.west_deg) / w, (c.north_deg - b.south_deg) / h)]
+        return [
+            round(v, 4)
+            for v in (
+                (b.west_deg - c.west_deg) / w,
+                (c.north_deg - b.north_deg) / h,
+                (b.east_deg - c.west_deg) / w,
+                (c.north_deg - b.south_deg) / h,
+            )
+        ]
 
     def as_dict(self, threshold: float | None) -> dict:
         """JSON-ready form for the page."""
         lon, lat = self.bbox.center_deg
         return {
-            "key": self.key, "kind": self.kind, "scan_id": self.scan_id,
-            "prob": None if self.prob is None else round(self.prob, 4), "threshold": threshold,
-            "lon": round(lon, 6) if self.located else None, "lat": round(lat, 6) if self.located else None,
-            "capture_date": self.capture_date, "chip_url": f"/api/label/chip.jpg?key={self.key}",
+            "key": self.key,
+            "kind": self.kind,
+            "scan_id": self.scan_id,
+            "prob": None if self.prob is None else round(self.prob, 4),
+            "threshold": threshold,
+            "lon": round(lon, 6) if self.located else None,
+            "lat": round(lat, 6) if self.located else None,
+            "capture_date": self.capture_date,
+            "chip_url": f"/api/label/chip.jpg?key={self.key}",
             "outline": None if self.kind == "example" else self.outline(),  # an example is the whole chip
         }
 
 
 def parse_key(key: str) -> tuple:
-    """('d', detection), ('c', scan, z, x, y, row, col), ('u', sample, unit) or ('e', example); InvalidInputError naming a malformed key."""
+    """('d', detection), ('c', scan, z, x, y, row, col), ('u', sample, unit) or ('e', example).
+
+    InvalidInputError naming a malformed key.
+    """
     m = _KEY_RE.match(key or "")
     if not m:
         raise InvalidInputError(
-            f"unknown chip key {key!r}: expected d<ID>, c<SCAN>/<Z>/<X>/<Y>/<ROW>/<COL>, u<SAMPLE>/<UNIT> or e<EXAMPLE>")
+            f"unknown chip key {key!r}: expected d<ID>, c<SCAN>/<Z>/<X>/<Y>/<ROW>/<COL>, u<SAMPLE>/<UNIT> or e<EXAMPLE>"
+        )
     if m.group(10):
         return ("e", int(m.group(10)))
     if m.group(1):
@@ -94,27 +114,27 @@ def cell_bbox(z: int, x: int, y: int, row: int, col: int, cells: int) -> LngLatB
     return LngLatBbox(west, south, east, north)
 
 
-def _scan(conn: sqlite3.Connection, scan_id: int) -> sqlite3.Row:
-    row = conn.execute("SELECT id, model_threshold, imagery_source_id, zoom FROM scans WHERE id = ?", (int(scan_id),)).fetchone()
-    if row is None:
-        raise NotFoundError(f"scan {scan_id!r} does not exist")
-    return row
-
-
 def latest_scan_id(conn: sqlite3.Connection) -> int:
     """Id of the newest scan, or NotFoundError when there is none."""
-    row = conn.execute("SELECT MAX(id) FROM scans").fetchone()
-    if row[0] is None:
+    scan_id = store_latest_scan_id(conn)
+    if scan_id is None:
         raise NotFoundError("the database holds no scan yet: run 'amberwatch scan' first")
-    return int(row[0])
+    return scan_id
 
 
 def uncertain_items(conn: sqlite3.Connection, scan_id: int, limit: int = 20) -> tuple[list[Item], float]:
-    """The scan's not-yet-labelled items closest to the model threshold (detections and grid cells), and the threshold."""
-    scan = _scan(conn, scan_id)
+    """The scan's not-yet-labelled items closest to the model threshold, and the threshold.
+
+    The items are detections and grid cells.
+    """
+    scan = get_scan(conn, scan_id)
     thr = float(scan["model_threshold"])
-    done = {r[0] for r in conn.execute(
-        "SELECT item_key FROM web_label_actions WHERE scan_id = ? AND undone_at IS NULL", (scan_id,))}
+    done = {
+        r[0]
+        for r in conn.execute(
+            "SELECT item_key FROM web_label_actions WHERE scan_id = ? AND undone_at IS NULL", (scan_id,)
+        )
+    }
     heap: list[tuple[float, str, Item]] = []
 
     def offer(item: Item) -> None:
@@ -126,34 +146,48 @@ def uncertain_items(conn: sqlite3.Connection, scan_id: int, limit: int = 20) -> 
         elif entry > heap[0]:
             heapq.heapreplace(heap, entry)
 
-    for d in conn.execute(
-        "SELECT id, mean_prob, west, south, east, north, capture_date FROM detections WHERE scan_id = ?", (scan_id,)
-    ):
-        offer(Item(f"d{d['id']}", scan_id, float(d["mean_prob"]), LngLatBbox(d["west"], d["south"], d["east"], d["north"]),
-                   d["capture_date"]))
-    for t in conn.execute(
-        "SELECT z, x, y, grid_cells, grid, capture_date FROM scan_tiles WHERE scan_id = ? AND status = 'done'"
-        " AND grid IS NOT NULL AND grid_cells > 0 AND max_prob >= ?", (scan_id, thr - CELL_MARGIN)
-    ):
+    for d in query_detections(conn, scan_id=scan_id):
+        offer(
+            Item(
+                f"d{d['id']}",
+                scan_id,
+                float(d["mean_prob"]),
+                LngLatBbox(d["west"], d["south"], d["east"], d["north"]),
+                d["capture_date"],
+            )
+        )
+    for t in grid_tiles(conn, scan_id, min_max_prob=thr - CELL_MARGIN):
         n = int(t["grid_cells"])
         grid = np.frombuffer(bytes(t["grid"]), dtype=np.uint8)
         if grid.size != n * n:
             continue
         dist = np.abs(grid.astype(np.float32) / 255.0 - thr)
-        best = np.argsort(dist, kind="stable")[: limit]
+        best = np.argsort(dist, kind="stable")[:limit]
         for idx in best:
             if dist[idx] > CELL_MARGIN:
                 break
             row, col = divmod(int(idx), n)
             key = f"c{scan_id}/{t['z']}/{t['x']}/{t['y']}/{row}/{col}"
-            offer(Item(key, scan_id, float(grid[idx]) / 255.0, cell_bbox(t["z"], t["x"], t["y"], row, col, n),
-                       t["capture_date"]))
+            offer(
+                Item(
+                    key,
+                    scan_id,
+                    float(grid[idx]) / 255.0,
+                    cell_bbox(t["z"], t["x"], t["y"], row, col, n),
+                    t["capture_date"],
+                )
+            )
     return [e[2] for e in sorted(heap, reverse=True)], thr
 
 
 def _unit_item(sample_id: int, unit: dict, scan_id: int) -> Item:
-    return Item(f"u{sample_id}/{unit['unit_id']}", scan_id, None,
-                LngLatBbox(unit["west"], unit["south"], unit["east"], unit["north"]), None)
+    return Item(
+        f"u{sample_id}/{unit['unit_id']}",
+        scan_id,
+        None,
+        LngLatBbox(unit["west"], unit["south"], unit["east"], unit["north"]),
+        None,
+    )
 
 
 def sample_items(conn: sqlite3.Connection, sample_id: int, limit: int = 20) -> tuple[list[Item], int, int]:
@@ -162,9 +196,13 @@ def sample_items(conn: sqlite3.Connection, sample_id: int, limit: int = 20) -> t
     from amberwatch.results.sampling import load_sample, sample_units
 
     scan_id = int(load_sample(conn, sample_id).scan_id)
-    skipped = {r[0] for r in conn.execute(
-        "SELECT item_key FROM web_label_actions WHERE item_key LIKE ? AND label = 'skip' AND undone_at IS NULL",
-        (f"u{sample_id}/%",))}
+    skipped = {
+        r[0]
+        for r in conn.execute(
+            "SELECT item_key FROM web_label_actions WHERE item_key LIKE ? AND label = 'skip' AND undone_at IS NULL",
+            (f"u{sample_id}/%",),
+        )
+    }
     items = [_unit_item(sample_id, u, scan_id) for u in pending_units(conn, sample_id)]
     items.sort(key=lambda it: it.key in skipped)
     reviewed = sum(1 for u in sample_units(conn, sample_id) if u["reference_class"] is not None)
@@ -178,8 +216,12 @@ def _example_item(ex: Example) -> Item:
 
 def example_items(conn: sqlite3.Connection, source: str, limit: int = 20) -> tuple[list[Item], int]:
     """Active examples of a source (e.g. 'import') not yet checked on the label page, and how many were checked."""
-    checked = {r[0] for r in conn.execute(
-        "SELECT DISTINCT item_key FROM web_label_actions WHERE item_key LIKE 'e%' AND undone_at IS NULL")}
+    checked = {
+        r[0]
+        for r in conn.execute(
+            "SELECT DISTINCT item_key FROM web_label_actions WHERE item_key LIKE 'e%' AND undone_at IS NULL"
+        )
+    }
     todo = [ex for ex in ExampleStore(conn).examples(status="active") if ex.source == source]
     items = [_example_item(ex) for ex in todo if f"e{ex.id}" not in checked]
     return items[:limit], len(checked)
@@ -200,18 +242,19 @@ def item_for_key(conn: sqlite3.Connection, key: str) -> Item:
             raise NotFoundError(f"unit {unit_id} of chip {key!r} is not in area sample {sample_id}")
         return _unit_item(sample_id, unit, scan_id)
     if parsed[0] == "d":
-        d = conn.execute(
-            "SELECT id, scan_id, mean_prob, west, south, east, north, capture_date FROM detections WHERE id = ?", (parsed[1],)
-        ).fetchone()
-        if d is None:
+        found = query_detections(conn, ids=[parsed[1]])
+        if not found:
             raise NotFoundError(f"detection {parsed[1]} of chip {key!r} does not exist")
-        return Item(key, int(d["scan_id"]), float(d["mean_prob"]), LngLatBbox(d["west"], d["south"], d["east"], d["north"]),
-                    d["capture_date"])
+        d = found[0]
+        return Item(
+            key,
+            int(d["scan_id"]),
+            float(d["mean_prob"]),
+            LngLatBbox(d["west"], d["south"], d["east"], d["north"]),
+            d["capture_date"],
+        )
     _, scan_id, z, x, y, row, col = parsed
-    t = conn.execute(
-        "SELECT grid_cells, grid, capture_date FROM scan_tiles WHERE scan_id = ? AND z = ? AND x = ? AND y = ?",
-        (scan_id, z, x, y),
-    ).fetchone()
+    t = tile_grid(conn, scan_id, z, x, y)
     if t is None or not t["grid_cells"] or t["grid"] is None:
         raise NotFoundError(f"tile {z}/{x}/{y} of chip {key!r} has no probability grid in scan {scan_id}")
     n = int(t["grid_cells"])
@@ -227,15 +270,16 @@ def item_chip(conn: sqlite3.Connection, cache: TileCache, item: Item) -> np.ndar
         return detection_chip(conn, cache, int(item.key[1:]))
     if item.kind == "example":
         return ExampleStore(conn).pixels(int(item.key[1:]))
-    scan = _scan(conn, item.scan_id)
+    scan = get_scan(conn, item.scan_id)
     pixels = render_from_cache(cache, scan["imagery_source_id"], item.chip_bbox, int(scan["zoom"]))
     if pixels is None:
         raise NotFoundError(f"no cached imagery for chip {item.key!r}")
     return pixels
 
 
-def record_label(conn: sqlite3.Connection, cache: TileCache, key: str, label: str, *, user: str,
-                 category: str | None = None) -> dict:
+def record_label(
+    conn: sqlite3.Connection, cache: TileCache, key: str, label: str, *, user: str, category: str | None = None
+) -> dict:
     """Label (or skip) an item: adds the chip to the example store (source 'label-page') and logs the action."""
     if label not in LABELS:
         raise InvalidInputError(f"unknown label {label!r}: expected one of {', '.join(LABELS)}")
@@ -258,9 +302,15 @@ def record_label(conn: sqlite3.Connection, cache: TileCache, key: str, label: st
         store = ExampleStore(conn)
         lon, lat = item.bbox.center_deg
         example_id, created = store.add(
-            item_chip(conn, cache, item), label, category=category if label == "not_mining" else None,
-            lon=lon, lat=lat, imagery_date=item.capture_date[:10] if item.capture_date else None,
-            source="label-page", source_image=f"scan-{item.scan_id}", added_by=user,
+            item_chip(conn, cache, item),
+            label,
+            category=category if label == "not_mining" else None,
+            lon=lon,
+            lat=lat,
+            imagery_date=item.capture_date[:10] if item.capture_date else None,
+            source="label-page",
+            source_image=f"scan-{item.scan_id}",
+            added_by=user,
         )
         if not created and store.get(example_id).status == "excluded":
             store.include([example_id])  # re-labelled after an undo
@@ -276,7 +326,8 @@ def record_label(conn: sqlite3.Connection, cache: TileCache, key: str, label: st
 def undo_label(conn: sqlite3.Connection, action_id: int, *, user: str) -> dict:
     """Undo one labelling action: its item returns to the queue and an example it created is excluded."""
     row = conn.execute(
-        "SELECT id, item_key, example_id, created_example, undone_at FROM web_label_actions WHERE id = ?", (int(action_id),)
+        "SELECT id, item_key, example_id, created_example, undone_at FROM web_label_actions WHERE id = ?",
+        (int(action_id),),
     ).fetchone()
     if row is None:
         raise NotFoundError(f"label action {action_id!r} does not exist")
@@ -294,6 +345,8 @@ def undo_label(conn: sqlite3.Connection, action_id: int, *, user: str) -> dict:
 
 def labelled_count(conn: sqlite3.Connection, scan_id: int) -> int:
     """How many items of a scan have been labelled or skipped (not undone)."""
-    return int(conn.execute(
-        "SELECT COUNT(DISTINCT item_key) FROM web_label_actions WHERE scan_id = ? AND undone_at IS NULL", (scan_id,)
-    ).fetchone()[0])
+    return int(
+        conn.execute(
+            "SELECT COUNT(DISTINCT item_key) FROM web_label_actions WHERE scan_id = ? AND undone_at IS NULL", (scan_id,)
+        ).fetchone()[0]
+    )

@@ -10,7 +10,7 @@ import sqlite3
 
 from amberwatch.db import migrate
 from amberwatch.labels.store import ensure_schema as ensure_labels_schema
-from amberwatch.results.schema import ensure_schema as ensure_results_schema
+from amberwatch.results.store import ensure_schema as ensure_results_schema
 
 MIGRATIONS: list[str] = [
     """

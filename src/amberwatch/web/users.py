@@ -51,7 +51,10 @@ def add_user(conn: sqlite3.Connection, name: str, *, reviewer: bool) -> str:
 
 def list_users(conn: sqlite3.Connection) -> list[User]:
     """All users ordered by name."""
-    return [User(int(r["id"]), r["name"], r["role"]) for r in conn.execute("SELECT id, name, role FROM web_users ORDER BY name")]
+    return [
+        User(int(r["id"]), r["name"], r["role"])
+        for r in conn.execute("SELECT id, name, role FROM web_users ORDER BY name")
+    ]
 
 
 def user_for_authorization(conn: sqlite3.Connection, authorization: str | None) -> User:
@@ -70,7 +73,10 @@ def user_for_authorization(conn: sqlite3.Connection, authorization: str | None) 
 
 
 def require_reviewer(conn: sqlite3.Connection, authorization: str | None) -> User:
-    """The reviewer behind the Authorization header: AuthError without a valid token, PermissionDeniedError for a non-reviewer."""
+    """The reviewer behind the Authorization header.
+
+    AuthError without a valid token, PermissionDeniedError for a non-reviewer.
+    """
     user = user_for_authorization(conn, authorization)
     if not user.is_reviewer:
         raise PermissionDeniedError(f"user {user.name!r} is not a reviewer")

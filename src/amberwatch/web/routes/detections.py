@@ -8,24 +8,19 @@ import sqlite3
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict
+from shapely.geometry import shape
 
 from amberwatch.errors import InvalidInputError, NotFoundError
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.decode import encode_jpeg
+from amberwatch.results.store import detection_thumbnail as stored_thumbnail
+from amberwatch.results.store import get_detection as find_detection
+from amberwatch.results.store import get_scan, query_detections, scan_exists, scan_layers
 from amberwatch.web.chips import detection_chip
 from amberwatch.web.deps import get_cache, get_client, get_conn
-from amberwatch.web.feedback import record_feedback
+from amberwatch.web.feedback import record_feedback, review_states
 
 router = APIRouter()
-
-_DETECTION_SQL = (
-    "SELECT d.id, d.scan_id, d.geometry_geojson, d.centroid_lon, d.centroid_lat, d.area_ha, d.mean_prob, d.max_prob,"
-    " d.capture_date, d.model_version, d.thumbnail IS NOT NULL AS has_thumbnail,"
-    " (SELECT f.verdict FROM web_feedback f WHERE f.detection_id = d.id AND f.status = 'accepted'"
-    "  ORDER BY f.reviewed_at DESC, f.id DESC LIMIT 1) AS review,"
-    " (SELECT COUNT(*) FROM web_feedback f WHERE f.detection_id = d.id AND f.status = 'pending') AS pending"
-    " FROM detections d"
-)
 
 
 class FeedbackIn(BaseModel):
@@ -44,35 +39,39 @@ def parse_bbox(text: str) -> tuple[float, float, float, float]:
     except ValueError as exc:
         raise InvalidInputError(f"bbox {text!r} must be 'west,south,east,north' in degrees") from exc
     if len(vals) != 4 or not all(math.isfinite(v) for v in vals) or vals[0] > vals[2] or vals[1] > vals[3]:
-        raise InvalidInputError(f"bbox {text!r} must be 'west,south,east,north' in degrees with west<=east, south<=north")
+        raise InvalidInputError(
+            f"bbox {text!r} must be 'west,south,east,north' in degrees with west<=east, south<=north"
+        )
     return vals  # type: ignore[return-value]
 
 
-def _feature(row: sqlite3.Row) -> str:
+def _feature(row: sqlite3.Row, review: tuple[str | None, int]) -> str:
     props = {
-        "id": row["id"], "scan_id": row["scan_id"], "area_ha": round(row["area_ha"], 4),
-        "mean_prob": round(row["mean_prob"], 4), "max_prob": round(row["max_prob"], 4),
-        "capture_date": row["capture_date"], "model_version": row["model_version"],
-        "lon": round(row["centroid_lon"], 6), "lat": round(row["centroid_lat"], 6),
-        "review": row["review"], "pending": row["pending"], "has_thumbnail": bool(row["has_thumbnail"]),
+        "id": row["id"],
+        "scan_id": row["scan_id"],
+        "area_ha": round(row["area_ha"], 4),
+        "mean_prob": round(row["mean_prob"], 4),
+        "max_prob": round(row["max_prob"], 4),
+        "capture_date": row["capture_date"],
+        "model_version": row["model_version"],
+        "lon": round(row["centroid_lon"], 6),
+        "lat": round(row["centroid_lat"], 6),
+        "review": review[0],
+        "pending": review[1],
+        "has_thumbnail": bool(row["has_thumbnail"]),
     }
     # The stored geometry is already GeoJSON text: splice it in rather than parse 10,000 polygons.
-    return f'{{"type":"Feature","id":{int(row["id"])},"geometry":{row["geometry_geojson"]},"properties":{json.dumps(props)}}}'
+    return (
+        f'{{"type":"Feature","id":{int(row["id"])},'
+        f'"geometry":{row["geometry_geojson"]},"properties":{json.dumps(props)}}}'
+    )
 
 
 @router.get("/api/scans", summary="Scans (result layers) with model version and totals")
 def list_scans(conn: sqlite3.Connection = Depends(get_conn)) -> dict:
     """Every scan, newest first, with its imagery source, model version, km² scanned and detection totals."""
-    rows = conn.execute(
-        "SELECT s.id, s.name, s.imagery, s.imagery_source_id, s.zoom, s.model_version, s.model_threshold,"
-        " s.parent_scan_id, s.status, s.started_at, s.finished_at, s.area_scanned_km2, s.tiles_total, s.tiles_done,"
-        " COUNT(d.id) AS detections, COALESCE(SUM(d.area_ha), 0) AS hectares,"
-        " MIN(d.west) AS west, MIN(d.south) AS south, MAX(d.east) AS east, MAX(d.north) AS north"
-        " FROM scans s LEFT JOIN detections d ON d.scan_id = s.id GROUP BY s.id ORDER BY s.id DESC"
-    ).fetchall()
     scans = []
-    for r in rows:
-        s = dict(r)
+    for s in scan_layers(conn):
         s["bounds"] = [s.pop(k) for k in ("west", "south", "east", "north")]
         if s["bounds"][0] is None:
             s["bounds"] = _aoi_bounds(conn, s["id"])
@@ -81,10 +80,8 @@ def list_scans(conn: sqlite3.Connection = Depends(get_conn)) -> dict:
 
 
 def _aoi_bounds(conn: sqlite3.Connection, scan_id: int) -> list[float] | None:
-    row = conn.execute("SELECT aoi_geojson FROM scans WHERE id = ?", (scan_id,)).fetchone()
+    row = get_scan(conn, scan_id)
     try:
-        from shapely.geometry import shape
-
         obj = json.loads(row["aoi_geojson"])
         if obj.get("type") == "FeatureCollection":
             obj = obj["features"][0]["geometry"]
@@ -103,65 +100,72 @@ def list_detections(
     conn: sqlite3.Connection = Depends(get_conn),
 ) -> Response:
     """Detections (polygons in lon/lat) with id, area in hectares, probabilities, date and review state."""
-    where, args = [], []
-    if scan is not None:
-        if conn.execute("SELECT 1 FROM scans WHERE id = ?", (scan,)).fetchone() is None:
-            raise NotFoundError(f"scan {scan!r} does not exist")
-        where.append("d.scan_id = ?")
-        args.append(scan)
-    if min_prob is not None:
-        where.append("d.mean_prob >= ?")
-        args.append(min_prob)
-    if bbox:
-        w, s, e, n = parse_bbox(bbox)
-        where.append("d.east >= ? AND d.west <= ? AND d.north >= ? AND d.south <= ?")
-        args += [w, e, s, n]
-    sql = _DETECTION_SQL + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY d.id"
-    features = ",".join(_feature(r) for r in conn.execute(sql, args))
+    if scan is not None and not scan_exists(conn, scan):
+        raise NotFoundError(f"scan {scan!r} does not exist")
+    rows = query_detections(conn, scan_id=scan, min_prob=min_prob, bbox=parse_bbox(bbox) if bbox else None)
+    reviews = review_states(conn)
+    features = ",".join(_feature(r, reviews.get(int(r["id"]), (None, 0))) for r in rows)
     return Response('{"type":"FeatureCollection","features":[' + features + "]}", media_type="application/geo+json")
 
 
 @router.get("/api/detections/{detection_id}", summary="One detection as a GeoJSON Feature")
 def get_detection(detection_id: int, conn: sqlite3.Connection = Depends(get_conn)) -> Response:
     """One detection with its review state."""
-    row = conn.execute(_DETECTION_SQL + " WHERE d.id = ?", (detection_id,)).fetchone()
-    if row is None:
-        raise NotFoundError(f"detection {detection_id!r} does not exist")
-    return Response(_feature(row), media_type="application/geo+json")
+    row = find_detection(conn, detection_id)
+    review = review_states(conn, [detection_id]).get(detection_id, (None, 0))
+    return Response(_feature(row, review), media_type="application/geo+json")
 
 
-@router.get("/api/detections/{detection_id}/thumbnail.jpg", summary="The detection's stored thumbnail chip",
-            response_class=Response)
+@router.get(
+    "/api/detections/{detection_id}/thumbnail.jpg",
+    summary="The detection's stored thumbnail chip",
+    response_class=Response,
+)
 def detection_thumbnail(detection_id: int, conn: sqlite3.Connection = Depends(get_conn)) -> Response:
     """The JPEG thumbnail saved by the scan."""
-    row = conn.execute("SELECT thumbnail FROM detections WHERE id = ?", (detection_id,)).fetchone()
-    if row is None:
-        raise NotFoundError(f"detection {detection_id!r} does not exist")
-    if row["thumbnail"] is None:
+    jpeg = stored_thumbnail(conn, detection_id)
+    if jpeg is None:
         raise NotFoundError(f"detection {detection_id!r} has no thumbnail")
-    return Response(bytes(row["thumbnail"]), media_type="image/jpeg", headers={"cache-control": "public, max-age=3600"})
+    return Response(jpeg, media_type="image/jpeg", headers={"cache-control": "public, max-age=3600"})
 
 
-@router.get("/api/detections/{detection_id}/chip.jpg", summary="The detection rendered from cached imagery",
-            response_class=Response)
-def detection_chip_jpeg(detection_id: int, conn: sqlite3.Connection = Depends(get_conn),
-                        cache: TileCache = Depends(get_cache)) -> Response:
+@router.get(
+    "/api/detections/{detection_id}/chip.jpg",
+    summary="The detection rendered from cached imagery",
+    response_class=Response,
+)
+def detection_chip_jpeg(
+    detection_id: int, conn: sqlite3.Connection = Depends(get_conn), cache: TileCache = Depends(get_cache)
+) -> Response:
     """The imagery around a detection from the tile cache (its thumbnail when the cache has none)."""
     return Response(encode_jpeg(detection_chip(conn, cache, detection_id)), media_type="image/jpeg")
 
 
 @router.post("/api/detections/{detection_id}/feedback", status_code=201, summary="Flag a detection (readers)")
-def post_feedback(detection_id: int, body: FeedbackIn, request: Request, conn: sqlite3.Connection = Depends(get_conn),
-                  client: str = Depends(get_client)) -> dict:
+def post_feedback(
+    detection_id: int,
+    body: FeedbackIn,
+    request: Request,
+    conn: sqlite3.Connection = Depends(get_conn),
+    client: str = Depends(get_client),
+) -> dict:
     """Mark a detection 'not_mining' (with a category) or 'confirmed'; rate limited per client."""
-    fb = record_feedback(conn, detection_id, body.verdict, body.category, body.comment, client=client,
-                         limit_per_hour=request.app.state.feedback_limit_per_hour)
+    fb = record_feedback(
+        conn,
+        detection_id,
+        body.verdict,
+        body.category,
+        body.comment,
+        client=client,
+        limit_per_hour=request.app.state.feedback_limit_per_hour,
+    )
     fb.pop("client", None)
     return fb
 
 
-@router.get("/tiles/{source_id}/{z}/{x}/{y}", summary="A cached imagery tile (404 when not cached)",
-            response_class=Response)
+@router.get(
+    "/tiles/{source_id}/{z}/{x}/{y}", summary="A cached imagery tile (404 when not cached)", response_class=Response
+)
 def tile(source_id: str, z: int, x: int, y: str, cache: TileCache = Depends(get_cache)) -> Response:
     """An imagery tile the scan fetched, straight from the tile cache; never fetched from the network here."""
     y_num = y.rsplit(".", 1)[0] if "." in y else y
@@ -170,5 +174,8 @@ def tile(source_id: str, z: int, x: int, y: str, cache: TileCache = Depends(get_
     row = cache.get(source_id, z, x, int(y_num))
     if row is None or row["status"] != "ok" or row["data"] is None:
         raise NotFoundError(f"tile {z}/{x}/{y_num} of source {source_id!r} is not in the cache")
-    return Response(bytes(row["data"]), media_type=row["content_type"] or "image/png",
-                    headers={"cache-control": "public, max-age=86400"})
+    return Response(
+        bytes(row["data"]),
+        media_type=row["content_type"] or "image/png",
+        headers={"cache-control": "public, max-age=86400"},
+    )

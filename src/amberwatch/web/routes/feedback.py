@@ -21,23 +21,34 @@ def me(user: User = Depends(get_reviewer)) -> dict:
 
 
 @router.get("/api/feedback", summary="The reviewer queue of readers' flags")
-def feedback_queue(status: str = Query("pending", description="pending | accepted | rejected | all"),
-                   limit: int = Query(500, ge=1, le=5000),
-                   conn: sqlite3.Connection = Depends(get_conn), user: User = Depends(get_reviewer)) -> dict:
+def feedback_queue(
+    status: str = Query("pending", description="pending | accepted | rejected | all"),
+    limit: int = Query(500, ge=1, le=5000),
+    conn: sqlite3.Connection = Depends(get_conn),
+    user: User = Depends(get_reviewer),
+) -> dict:
     """Flags with a status (oldest first): verdict, category, comment, detection and its chip URL."""
     items = list_feedback(conn, None if status == "all" else status, limit=limit)
     return {"feedback": items, "count": len(items)}
 
 
 @router.post("/api/feedback/{feedback_id}/accept", summary="Accept a flag: it becomes a labelled example")
-def accept(feedback_id: int, conn: sqlite3.Connection = Depends(get_conn), cache: TileCache = Depends(get_cache),
-           user: User = Depends(get_reviewer)) -> dict:
+def accept(
+    feedback_id: int,
+    conn: sqlite3.Connection = Depends(get_conn),
+    cache: TileCache = Depends(get_cache),
+    user: User = Depends(get_reviewer),
+) -> dict:
     """Accept: a not_mining flag becomes a not_mining example, a confirmation a mining example (source 'review')."""
     return decide_feedback(conn, cache, feedback_id, "accept", user.name)
 
 
 @router.post("/api/feedback/{feedback_id}/reject", summary="Reject a flag")
-def reject(feedback_id: int, conn: sqlite3.Connection = Depends(get_conn), cache: TileCache = Depends(get_cache),
-           user: User = Depends(get_reviewer)) -> dict:
+def reject(
+    feedback_id: int,
+    conn: sqlite3.Connection = Depends(get_conn),
+    cache: TileCache = Depends(get_cache),
+    user: User = Depends(get_reviewer),
+) -> dict:
     """Reject: the flag is kept as rejected and changes nothing."""
     return decide_feedback(conn, cache, feedback_id, "reject", user.name)

@@ -11,7 +11,14 @@ from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.decode import encode_jpeg
 from amberwatch.web.deps import get_cache, get_conn, get_reviewer
 from amberwatch.web.labelling import (
-    item_chip, item_for_key, labelled_count, latest_scan_id, record_label, sample_items, example_items, uncertain_items,
+    example_items,
+    item_chip,
+    item_for_key,
+    labelled_count,
+    latest_scan_id,
+    record_label,
+    sample_items,
+    uncertain_items,
     undo_label,
 )
 from amberwatch.web.users import User
@@ -29,25 +36,42 @@ class LabelIn(BaseModel):
 
 
 @router.get("/api/label/queue", summary="Chips to label, most uncertain first (or an area sample's units)")
-def queue(scan: int | None = Query(None, description="scan id (newest when omitted)"),
-          sample: int | None = Query(None, description="area sample id: its units without a reference class"),
-          examples: str | None = Query(None, description="check examples of this store source (e.g. 'import')"),
-          limit: int = Query(20, ge=1, le=200),
-          conn: sqlite3.Connection = Depends(get_conn), user: User = Depends(get_reviewer)) -> dict:
+def queue(
+    scan: int | None = Query(None, description="scan id (newest when omitted)"),
+    sample: int | None = Query(None, description="area sample id: its units without a reference class"),
+    examples: str | None = Query(None, description="check examples of this store source (e.g. 'import')"),
+    limit: int = Query(20, ge=1, le=200),
+    conn: sqlite3.Connection = Depends(get_conn),
+    user: User = Depends(get_reviewer),
+) -> dict:
     """Detections and grid cells of a scan whose probability is closest to the model threshold, not yet labelled;
     with ``sample``, the sample's units still to review (shown blind to the map's class)."""
     if examples is not None:
         items, checked = example_items(conn, examples, limit)
-        return {"scan_id": None, "examples": examples, "threshold": None, "labelled": checked,
-                "items": [i.as_dict(None) for i in items]}
+        return {
+            "scan_id": None,
+            "examples": examples,
+            "threshold": None,
+            "labelled": checked,
+            "items": [i.as_dict(None) for i in items],
+        }
     if sample is not None:
         items, scan_id, reviewed = sample_items(conn, sample, limit)
-        return {"scan_id": scan_id, "sample_id": sample, "threshold": None, "labelled": reviewed,
-                "items": [i.as_dict(None) for i in items]}
+        return {
+            "scan_id": scan_id,
+            "sample_id": sample,
+            "threshold": None,
+            "labelled": reviewed,
+            "items": [i.as_dict(None) for i in items],
+        }
     scan_id = scan if scan is not None else latest_scan_id(conn)
     items, thr = uncertain_items(conn, scan_id, limit)
-    return {"scan_id": scan_id, "threshold": thr, "labelled": labelled_count(conn, scan_id),
-            "items": [i.as_dict(thr) for i in items]}
+    return {
+        "scan_id": scan_id,
+        "threshold": thr,
+        "labelled": labelled_count(conn, scan_id),
+        "items": [i.as_dict(thr) for i in items],
+    }
 
 
 @router.get("/api/label/chip.jpg", summary="The image of a chip to label", response_class=Response)
@@ -57,8 +81,12 @@ def chip(key: str, conn: sqlite3.Connection = Depends(get_conn), cache: TileCach
 
 
 @router.post("/api/label", status_code=201, summary="Label a chip (mining / not_mining / skip)")
-def label(body: LabelIn, conn: sqlite3.Connection = Depends(get_conn), cache: TileCache = Depends(get_cache),
-          user: User = Depends(get_reviewer)) -> dict:
+def label(
+    body: LabelIn,
+    conn: sqlite3.Connection = Depends(get_conn),
+    cache: TileCache = Depends(get_cache),
+    user: User = Depends(get_reviewer),
+) -> dict:
     """Add the chip to the example store with source 'label-page' (a skip only records the skip)."""
     return record_label(conn, cache, body.key, body.label, user=user.name, category=body.category)
 

@@ -28,7 +28,18 @@ import numpy as np
 
 from amberwatch.db import connect
 from amberwatch.errors import AmberwatchError, ConflictError, ModelError
+from amberwatch.imagery.cache import TileCache, default_cache_path
 from amberwatch.imagery.decode import decode_image
+from amberwatch.labels.store import ExampleStore
+from amberwatch.model.dataset import ChipSet
+from amberwatch.model.features import feature_cache_path
+from amberwatch.model.metrics import binary_metrics, choose_threshold
+from amberwatch.model.recipes import pretrained_recipe
+from amberwatch.model.registry import ModelRegistry
+from amberwatch.model.train import cross_validate, train_with_cv
+from amberwatch.results.store import detection_thumbnail
+from amberwatch.web.chips import detection_chip
+from amberwatch.web.feedback import decided_feedback
 
 CORRECTION_SOURCES = ("review", "label-page")
 DEFAULT_F1_TOLERANCE = 0.02
@@ -93,34 +104,52 @@ class RetrainResult:
         """Side-by-side comparison table, then the decision."""
         cur, cand = self.current, self.candidate
         rows = [
-            ("examples (mining / not)",
-             f"{cur.cv.get('n_train_mining', '-')} / {cur.cv.get('n_train_not_mining', '-')}",
-             f"{self.counts['mining']} / {self.counts['not_mining']}"),
-            ("CV F1 (best threshold)", _f(cur.cv.get("f1")), _f(cand.cv.get("f1"))),
-            ("  precision / recall", _pr(cur.cv), _pr(cand.cv)),
-            ("  threshold", _f(cur.cv.get("threshold")), _f(cand.cv.get("threshold"))),
-            ("  false positives", _cm(cur.cv, "fp"), _cm(cand.cv, "fp")),
-            ("CV average precision", _f(cur.cv.get("average_precision")), _f(cand.cv.get("average_precision"))),
-            ("CV F1 at model threshold", _f(cur.cv.get("f1_at_model_threshold")),
-             _f(cand.cv.get("f1_at_model_threshold"))),
-            ("  model threshold", _f(cur.cv.get("model_threshold")), _f(cand.cv.get("model_threshold"))),
-            ("reviewed detections correct",
-             f"{cur.reviewed.get('correct', 0)}/{cur.reviewed.get('n', 0)}",
-             f"{cand.reviewed.get('correct', 0)}/{cand.reviewed.get('n', 0)}"),
-            ("reviewed accuracy", _f(cur.reviewed.get("accuracy")), _f(cand.reviewed.get("accuracy"))),
+            (
+                "examples (mining / not)",
+                f"{cur.cv.get('n_train_mining', '-')} / {cur.cv.get('n_train_not_mining', '-')}",
+                f"{self.counts['mining']} / {self.counts['not_mining']}",
+            ),
+            ("CV F1 (best threshold)", _fmt_score(cur.cv.get("f1")), _fmt_score(cand.cv.get("f1"))),
+            ("  precision / recall", _fmt_precision_recall(cur.cv), _fmt_precision_recall(cand.cv)),
+            ("  threshold", _fmt_score(cur.cv.get("threshold")), _fmt_score(cand.cv.get("threshold"))),
+            ("  false positives", _fmt_confusion(cur.cv, "fp"), _fmt_confusion(cand.cv, "fp")),
+            (
+                "CV average precision",
+                _fmt_score(cur.cv.get("average_precision")),
+                _fmt_score(cand.cv.get("average_precision")),
+            ),
+            (
+                "CV F1 at model threshold",
+                _fmt_score(cur.cv.get("f1_at_model_threshold")),
+                _fmt_score(cand.cv.get("f1_at_model_threshold")),
+            ),
+            (
+                "  model threshold",
+                _fmt_score(cur.cv.get("model_threshold")),
+                _fmt_score(cand.cv.get("model_threshold")),
+            ),
+            (
+                "reviewed detections correct",
+                f"{cur.reviewed.get('correct', 0)}/{cur.reviewed.get('n', 0)}",
+                f"{cand.reviewed.get('correct', 0)}/{cand.reviewed.get('n', 0)}",
+            ),
+            ("reviewed accuracy", _fmt_score(cur.reviewed.get("accuracy")), _fmt_score(cand.reviewed.get("accuracy"))),
         ]
         cur_name, cand_name = f"current v{self.current_version}", f"candidate v{self.candidate_version}"
         head = f"{'':<30} {cur_name:>14} {cand_name:>14}"
         lines = [head] + [f"{name:<30} {a:>14} {b:>14}" for name, a, b in rows]
-        lines.append(f"(CV: {self.counts.get('folds')} block-grouped folds, same folds for both; "
-                     f"current: {cur.cv_mode})")
+        lines.append(
+            f"(CV: {self.counts.get('folds')} block-grouped folds, same folds for both; current: {cur.cv_mode})"
+        )
         if self.promoted and self.forced and self.reasons:
             lines.append(f"Promoted v{self.candidate_version} despite: {'; '.join(self.reasons)} (--force)")
         elif self.promoted:
             lines.append(f"Promoted v{self.candidate_version}: it is now the current model.")
         else:
-            lines.append(f"NOT promoted v{self.candidate_version}: {'; '.join(self.reasons)}. "
-                         f"Use --force, or 'amberwatch models promote {self.candidate_version}'.")
+            lines.append(
+                f"NOT promoted v{self.candidate_version}: {'; '.join(self.reasons)}. "
+                f"Use --force, or 'amberwatch models promote {self.candidate_version}'."
+            )
         return "\n".join(lines)
 
     def comparison(self) -> dict:
@@ -136,24 +165,21 @@ class RetrainResult:
         }
 
 
-def _f(value: object) -> str:
+def _fmt_score(value: object) -> str:
     return "-" if value is None else f"{float(value):.3f}"
 
 
-def _pr(cv: dict) -> str:
-    return f"{_f(cv.get('precision'))} / {_f(cv.get('recall'))}"
+def _fmt_precision_recall(cv: dict) -> str:
+    return f"{_fmt_score(cv.get('precision'))} / {_fmt_score(cv.get('recall'))}"
 
 
-def _cm(cv: dict, key: str) -> str:
+def _fmt_confusion(cv: dict, key: str) -> str:
     cm = cv.get("confusion_matrix") or {}
     return str(cm.get(key, "-"))
 
 
 def load_training_data(db_path: str | os.PathLike[str]) -> TrainingData:
     """Active examples of the store as a ChipSet grouped by 0.1-degree block."""
-    from amberwatch.labels.store import ExampleStore
-    from amberwatch.model.dataset import ChipSet
-
     with ExampleStore.open(db_path) as store:
         examples = store.examples(status="active")
         if not examples:
@@ -181,20 +207,12 @@ def reviewed_items(conn: sqlite3.Connection, db_path: str | os.PathLike[str]) ->
     Accepted flag: the verdict is right (its example holds the image). Rejected flag: the verdict is
     wrong (image from the tile cache around the detection, else its thumbnail; skipped if neither).
     """
-    has_feedback = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'web_feedback'"
-    ).fetchone()
-    if not has_feedback:
+    rows = decided_feedback(conn)
+    if not rows:
         return []
-    from amberwatch.labels.store import ExampleStore
-
     store = ExampleStore(conn)
     cache = None
     items: list[ReviewedItem] = []
-    rows = conn.execute(
-        "SELECT id, detection_id, verdict, status, example_id FROM web_feedback"
-        " WHERE status IN ('accepted', 'rejected') ORDER BY id"
-    ).fetchall()
     try:
         for r in rows:
             says_mining = r["verdict"] == "confirmed"
@@ -219,31 +237,25 @@ def reviewed_items(conn: sqlite3.Connection, db_path: str | os.PathLike[str]) ->
 
 def _detection_pixels(conn: sqlite3.Connection, db_path, detection_id: int, cache):
     """Image of a detection from the tile cache (web.chips) or its thumbnail; None when neither exists."""
-    from amberwatch.imagery.cache import TileCache, default_cache_path
-
     cache_path = default_cache_path(db_path)
     if cache is None and cache_path.exists():
         cache = TileCache(cache_path)
     if cache is not None:
         try:
-            from amberwatch.web.chips import detection_chip
-
             return detection_chip(conn, cache, detection_id), cache
-        except (AmberwatchError, ImportError):
-            pass
-    row = conn.execute("SELECT thumbnail FROM detections WHERE id = ?", (detection_id,)).fetchone()
-    if row is not None and row["thumbnail"]:
-        try:
-            return decode_image(bytes(row["thumbnail"]), f"thumbnail of detection {detection_id}"), cache
         except AmberwatchError:
             pass
+    try:
+        jpeg = detection_thumbnail(conn, detection_id)
+        if jpeg:
+            return decode_image(jpeg, f"thumbnail of detection {detection_id}"), cache
+    except AmberwatchError:
+        pass
     return None, cache
 
 
 def best_f1_threshold(labels: np.ndarray, probs: np.ndarray) -> float:
     """Threshold of maximum F1 on out-of-fold predictions (choose_threshold's max-F1 rule)."""
-    from amberwatch.model.metrics import choose_threshold
-
     # No precision target can be met, so choose_threshold falls back to its max-F1 threshold.
     return choose_threshold(labels, probs, min_precision=float("inf"))
 
@@ -254,18 +266,22 @@ def cv_scores(labels: np.ndarray, oof: np.ndarray, model_threshold: float) -> di
     Comparing at each model's best threshold keeps the comparison free of the threshold policy
     (a precision target one model just reaches and the other does not would swing F1 from ~0 to its best).
     """
-    from amberwatch.model.metrics import binary_metrics
-
     scores = binary_metrics(labels, oof, best_f1_threshold(labels, oof))
     at_model = binary_metrics(labels, oof, model_threshold)
-    scores.update({"model_threshold": round(float(model_threshold), 4), "f1_at_model_threshold": at_model["f1"],
-                   "precision_at_model_threshold": at_model["precision"],
-                   "recall_at_model_threshold": at_model["recall"]})
+    scores.update(
+        {
+            "model_threshold": round(float(model_threshold), 4),
+            "f1_at_model_threshold": at_model["f1"],
+            "precision_at_model_threshold": at_model["precision"],
+            "recall_at_model_threshold": at_model["recall"],
+        }
+    )
     return scores
 
 
-def _reviewed_scores(items: list[ReviewedItem], index: dict[str, int], oof: np.ndarray, threshold_oof: float,
-                     deployed: Callable) -> dict:
+def _reviewed_scores(
+    items: list[ReviewedItem], index: dict[str, int], oof: np.ndarray, threshold_oof: float, deployed: Callable
+) -> dict:
     """Accuracy on reviewed detections: out-of-fold prediction for training examples, else the deployed model."""
     if not items:
         return {"n": 0, "correct": 0, "accuracy": None}
@@ -283,24 +299,32 @@ def _reviewed_scores(items: list[ReviewedItem], index: dict[str, int], oof: np.n
         preds[rest] = (probs >= model.threshold).astype(np.int64)
     truth = np.array([it.truth for it in items])
     correct = int((preds == truth).sum())
-    return {"n": len(items), "correct": correct, "accuracy": round(correct / len(items), 4),
-            "out_of_fold": len(items) - len(rest)}
+    return {
+        "n": len(items),
+        "correct": correct,
+        "accuracy": round(correct / len(items), 4),
+        "out_of_fold": len(items) - len(rest),
+    }
 
 
-def current_recipe_oof(data, folds: np.ndarray, in_current: np.ndarray, config, seed: int, current_model,
-                       log: Log | None = None, workers: int = 1) -> tuple[np.ndarray, str]:
+def current_recipe_oof(
+    data,
+    folds: np.ndarray,
+    in_current: np.ndarray,
+    config,
+    seed: int,
+    current_model,
+    log: Log | None = None,
+    workers: int = 1,
+) -> tuple[np.ndarray, str]:
     """Out-of-fold P(mining) of the current model's recipe on the given folds, or of the fixed current model.
 
     Per fold, the recipe is trained on the fold's training part restricted to the current model's
     training examples. When that leaves a fold without both labels, the fixed current model scores
     every fold instead (said in the returned mode).
     """
-    from amberwatch.model.train import cross_validate
-
     n_folds = int(folds.max()) + 1
-    feasible = all(
-        len(set(data.labels[(folds != k) & in_current].tolist())) == 2 for k in range(n_folds)
-    )
+    feasible = all(len(set(data.labels[(folds != k) & in_current].tolist())) == 2 for k in range(n_folds))
     if not feasible:
         if log:
             log("current model: training set unknown or one-sided in a fold; scoring the fixed current model")
@@ -325,112 +349,179 @@ def retrain(
     log: Log | None = None,
 ) -> RetrainResult:
     """Train a candidate on the store's active examples, compare with the current model, register, maybe promote."""
-    from amberwatch.model.metrics import choose_threshold
-    from amberwatch.model.features import feature_cache_path
-    from amberwatch.model.recipes import pretrained_recipe
-    from amberwatch.model.registry import ModelRegistry
-    from amberwatch.model.train import train_with_cv
-
     t_start = time.perf_counter()
     db_path = Path(db_path)
     if n_folds < 2:
         raise ModelError(f"retrain compares models by cross-validation: --folds must be at least 2, got {n_folds}")
     config = config or pretrained_recipe(feature_cache=str(feature_cache_path(db_path)))
     data = load_training_data(db_path)
-    chips = data.chips
-    counts = {**chips.counts(), "corrections": int(data.is_correction.sum()), "folds": n_folds}
+    counts = {**data.chips.counts(), "corrections": int(data.is_correction.sum()), "folds": n_folds}
     if log:
-        log(f"training set: {counts['mining']} mining, {counts['not_mining']} not mining "
-            f"({counts['corrections']} from corrections), {counts['groups']} blocks")
-
+        log(
+            f"training set: {counts['mining']} mining, {counts['not_mining']} not mining "
+            f"({counts['corrections']} from corrections), {counts['groups']} blocks"
+        )
     conn = connect(db_path)
     try:
         registry = ModelRegistry(conn, db_path)
-        current_version = registry.current_version()
-        loaded: list = []
-
-        def current_model():
-            """The current Classifier, loaded only when a comparison needs the deployed model itself."""
-            if not loaded:
-                loaded.append(registry.load(current_version))
-            return loaded[0]
-
-        current_fingerprint = registry.get(current_version).training_fingerprint
-        if not force and current_fingerprint == data.fingerprint:
+        current = _CurrentModel(registry)
+        if not force and registry.get(current.version).training_fingerprint == data.fingerprint:
             raise ConflictError(
-                f"the training set is unchanged since model version {current_version} (fingerprint "
+                f"the training set is unchanged since model version {current.version} (fingerprint "
                 f"{data.fingerprint[:12]}): no corrections to learn from; use --force to train anyway"
             )
-        known = registry.training_sha256s(current_version)
-        if known is not None:
-            current_set = set(known)
-        else:  # bundled model: its data are the imported examples, not the corrections made since
-            current_set = {s for s, c in zip(data.sha256s, data.is_correction) if not c}
-        in_current = np.array([s in current_set for s in data.sha256s], dtype=bool)
-
-        candidate, cv_info = train_with_cv(chips, config, seed=seed, n_folds=n_folds,
-                                           min_precision=min_precision, log=log, workers=workers)
-        oof_cand, folds = cv_info["oof"], cv_info["folds"]
-        if in_current.all():
-            gone = len(current_set - set(data.sha256s))
-            oof_cur, cur_mode = oof_cand, "same training set as the candidate" + (
-                f" (less {gone} of its examples excluded since)" if gone else "")
-        else:
-            oof_cur, cur_mode = current_recipe_oof(chips, folds, in_current, config, seed, current_model, log,
-                                                   workers)
-        thr_cur = choose_threshold(chips.labels, oof_cur, min_precision)
-        cv_cur = cv_scores(chips.labels, oof_cur, thr_cur)
-        cv_cur.update({"n_train_mining": int(chips.labels[in_current].sum()),
-                       "n_train_not_mining": int((chips.labels[in_current] == 0).sum())})
-        cv_cand = cv_scores(chips.labels, oof_cand, candidate.threshold)
-        cv_cand.update({"n_train_mining": counts["mining"], "n_train_not_mining": counts["not_mining"]})
-
-        items = reviewed_items(conn, db_path)
-        index = {s: i for i, s in enumerate(data.sha256s)}
-        rev_cur = _reviewed_scores(items, index, oof_cur, thr_cur, current_model)
-        rev_cand = _reviewed_scores(items, index, oof_cand, candidate.threshold, lambda: candidate)
-
-        reasons = []
-        if cv_cand["f1"] < cv_cur["f1"] - f1_tolerance:
-            reasons.append(f"CV F1 {cv_cand['f1']:.3f} is lower than the current model's {cv_cur['f1']:.3f} "
-                           f"by more than {f1_tolerance:.3f}")
-        if rev_cand["n"] and rev_cand["accuracy"] < rev_cur["accuracy"]:
-            reasons.append(f"accuracy on {rev_cand['n']} reviewed detections {rev_cand['accuracy']:.3f} is lower "
-                           f"than the current model's {rev_cur['accuracy']:.3f}")
-        promote = force or not reasons
-
-        current_scores = ModelScores("current", current_version, cv_cur, cur_mode, rev_cur)
-        candidate_scores = ModelScores("candidate", None, cv_cand, "trained on each fold", rev_cand)
-        result = RetrainResult(
-            candidate_version=-1, current_version=current_version, current=current_scores,
-            candidate=candidate_scores, promoted=promote, forced=force, reasons=reasons, counts=counts,
-            seconds=0.0,
+        candidate, cv_info = train_with_cv(
+            data.chips, config, seed=seed, n_folds=n_folds, min_precision=min_precision, log=log, workers=workers
         )
-        info = registry.register(
-            candidate,
-            training_sha256s=data.sha256s,
-            training_fingerprint=data.fingerprint,
-            n_mining=counts["mining"],
-            n_not_mining=counts["not_mining"],
-            seed=seed,
-            metrics={"cv": cv_cand, "reviewed": rev_cand},
-            comparison=result.comparison(),
-            parent_version=current_version,
-            note=("retrained" if promote else "refused: " + "; ".join(reasons))
-            + f" ({counts['corrections']} corrections)",
-        )
-        result.candidate_version = info.version
-        candidate_scores.version = info.version
-        registry.set_comparison(info.version, result.comparison())
-        if promote:
-            registry.promote(info.version, forced=bool(force and reasons),
-                             reason="retrain" + (" --force" if force and reasons else ""))
+        runs = _Comparison(data, cv_info["folds"], cv_info["oof"], candidate)
+        _score_current(runs, registry, current, config, seed, min_precision, log, workers)
+        result = _decide(runs, conn, db_path, current, counts, force, f1_tolerance)
+        _register(registry, result, candidate, data, counts, seed)
         result.seconds = round(time.perf_counter() - t_start, 1)
         result.details = {
-            "sha256s": data.sha256s, "labels": chips.labels, "categories": data.categories,
-            "is_correction": data.is_correction, "folds": folds, "oof_current": oof_cur, "oof_candidate": oof_cand,
-            "threshold_current": thr_cur, "threshold_candidate": candidate.threshold,
+            "sha256s": data.sha256s,
+            "labels": data.chips.labels,
+            "categories": data.categories,
+            "is_correction": data.is_correction,
+            "folds": runs.folds,
+            "oof_current": runs.oof_current,
+            "oof_candidate": runs.oof_candidate,
+            "threshold_current": runs.threshold_current,
+            "threshold_candidate": candidate.threshold,
         }
         return result
     finally:
         conn.close()
+
+
+class _CurrentModel:
+    """The project's current model version, loaded only when a comparison needs the deployed model itself."""
+
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.registry = registry
+        self.version = registry.current_version()
+        self._model = None
+
+    def __call__(self):
+        if self._model is None:
+            self._model = self.registry.load(self.version)
+        return self._model
+
+
+@dataclass
+class _Comparison:
+    """Out-of-fold predictions of both models on the same folds."""
+
+    data: TrainingData
+    folds: np.ndarray
+    oof_candidate: np.ndarray
+    candidate: object
+    in_current: np.ndarray | None = None  # which examples the current model was trained on
+    oof_current: np.ndarray | None = None
+    current_mode: str = ""
+    threshold_current: float = 0.5
+
+
+def _score_current(
+    runs: _Comparison,
+    registry: ModelRegistry,
+    current: _CurrentModel,
+    config,
+    seed: int,
+    min_precision: float,
+    log: Log | None,
+    workers: int,
+) -> None:
+    """Out-of-fold predictions of the current model's recipe on the candidate's folds, and its threshold."""
+    data = runs.data
+    known = registry.training_sha256s(current.version)
+    # Without a recorded training set (the bundled model), its data are the imported examples,
+    # not the corrections made since.
+    current_set = set(known) if known is not None else {s for s, c in zip(data.sha256s, data.is_correction) if not c}
+    runs.in_current = np.array([s in current_set for s in data.sha256s], dtype=bool)
+    if runs.in_current.all():
+        gone = len(current_set - set(data.sha256s))
+        runs.oof_current = runs.oof_candidate
+        runs.current_mode = "same training set as the candidate" + (
+            f" (less {gone} of its examples excluded since)" if gone else ""
+        )
+    else:
+        runs.oof_current, runs.current_mode = current_recipe_oof(
+            data.chips, runs.folds, runs.in_current, config, seed, current, log, workers
+        )
+    runs.threshold_current = choose_threshold(data.chips.labels, runs.oof_current, min_precision)
+
+
+def _decide(
+    runs: _Comparison,
+    conn: sqlite3.Connection,
+    db_path: Path,
+    current: _CurrentModel,
+    counts: dict,
+    force: bool,
+    f1_tolerance: float,
+) -> RetrainResult:
+    """Both models' CV and reviewed-detection scores, and whether the candidate may be promoted."""
+    labels, candidate = runs.data.chips.labels, runs.candidate
+    cv_cur = cv_scores(labels, runs.oof_current, runs.threshold_current)
+    cv_cur.update(
+        {
+            "n_train_mining": int(labels[runs.in_current].sum()),
+            "n_train_not_mining": int((labels[runs.in_current] == 0).sum()),
+        }
+    )
+    cv_cand = cv_scores(labels, runs.oof_candidate, candidate.threshold)
+    cv_cand.update({"n_train_mining": counts["mining"], "n_train_not_mining": counts["not_mining"]})
+    items = reviewed_items(conn, db_path)
+    index = {s: i for i, s in enumerate(runs.data.sha256s)}
+    rev_cur = _reviewed_scores(items, index, runs.oof_current, runs.threshold_current, current)
+    rev_cand = _reviewed_scores(items, index, runs.oof_candidate, candidate.threshold, lambda: candidate)
+    reasons = []
+    if cv_cand["f1"] < cv_cur["f1"] - f1_tolerance:
+        reasons.append(
+            f"CV F1 {cv_cand['f1']:.3f} is lower than the current model's {cv_cur['f1']:.3f} "
+            f"by more than {f1_tolerance:.3f}"
+        )
+    if rev_cand["n"] and rev_cand["accuracy"] < rev_cur["accuracy"]:
+        reasons.append(
+            f"accuracy on {rev_cand['n']} reviewed detections {rev_cand['accuracy']:.3f} is lower "
+            f"than the current model's {rev_cur['accuracy']:.3f}"
+        )
+    return RetrainResult(
+        candidate_version=-1,
+        current_version=current.version,
+        current=ModelScores("current", current.version, cv_cur, runs.current_mode, rev_cur),
+        candidate=ModelScores("candidate", None, cv_cand, "trained on each fold", rev_cand),
+        promoted=force or not reasons,
+        forced=force,
+        reasons=reasons,
+        counts=counts,
+        seconds=0.0,
+    )
+
+
+def _register(
+    registry: ModelRegistry, result: RetrainResult, candidate, data: TrainingData, counts: dict, seed: int
+) -> None:
+    """Register the candidate with its scores and comparison; promote it when the decision says so."""
+    reasons, force = result.reasons, result.forced
+    info = registry.register(
+        candidate,
+        training_sha256s=data.sha256s,
+        training_fingerprint=data.fingerprint,
+        n_mining=counts["mining"],
+        n_not_mining=counts["not_mining"],
+        seed=seed,
+        metrics={"cv": result.candidate.cv, "reviewed": result.candidate.reviewed},
+        comparison=result.comparison(),
+        parent_version=result.current_version,
+        note=("retrained" if result.promoted else "refused: " + "; ".join(reasons))
+        + f" ({counts['corrections']} corrections)",
+    )
+    result.candidate_version = info.version
+    result.candidate.version = info.version
+    registry.set_comparison(info.version, result.comparison())
+    if result.promoted:
+        registry.promote(
+            info.version, forced=bool(force and reasons), reason="retrain" + (" --force" if force and reasons else "")
+        )

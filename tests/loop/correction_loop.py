@@ -1,5 +1,8 @@
 """The correction loop on real data (Texty's story): a look-alike category held out, corrected, retrained.
 
+Run by tests/loop/test_correction_loop_real.py at a reduced budget, and from the repository root as an
+experiment (formerly scripts/experiments/correction_loop.py): ``python -m tests.loop.correction_loop``.
+
 1. Import the Texty crops into a fresh project DB, holding out one category of look-alike negatives
    (listed in lookalikes_<category>.csv, e.g. bare sand and sand quarries).
 2. Train model v1 on the rest and make it current; measure its false-positive rate on the held-out
@@ -27,7 +30,7 @@ The models are weak on block-grouped CV (AP 0.35-0.51, as the model stage's own 
 runs are noisy; the matched-recall FP rate and the AUC moved the right way in every run.
 
 Usage:
-  python scripts/experiments/correction_loop.py --data DIR [--lookalikes CSV] [--work DIR]
+  python -m tests.loop.correction_loop --data DIR [--lookalikes CSV] [--work DIR]
       [--recipe quick|default] [--epochs N] [--folds K] [--seed S] [--out results.json]
 """
 
@@ -49,13 +52,13 @@ from amberwatch.db import connect, utc_now_iso
 from amberwatch.imagery.decode import encode_jpeg, read_image_file
 from amberwatch.labels.importer import import_folder, parse_texty_name
 from amberwatch.labels.store import ExampleStore
+from amberwatch.loop.retrain import load_training_data, retrain
 from amberwatch.model.augment import AugmentConfig
 from amberwatch.model.network import NetConfig
 from amberwatch.model.recipes import default_config
 from amberwatch.model.registry import ModelRegistry
-from amberwatch.model.retrain import load_training_data, retrain
 from amberwatch.model.train import TrainConfig, fit
-from amberwatch.results.schema import ensure_schema as ensure_results_schema
+from amberwatch.results.store import ensure_schema as ensure_results_schema
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_LOOKALIKES = HERE / "lookalikes_quarry.csv"
@@ -67,8 +70,12 @@ def quick_config(epochs: int = 8) -> TrainConfig:
 
     Spelled out rather than derived from the default recipe, so the figures do not move when that recipe is tuned.
     """
-    return TrainConfig(net=NetConfig(widths=(16, 32, 48, 64), downsample=2, window_cells=3),
-                       augment=AugmentConfig(), crop_px=96, epochs=epochs)
+    return TrainConfig(
+        net=NetConfig(widths=(16, 32, 48, 64), downsample=2, window_cells=3),
+        augment=AugmentConfig(),
+        crop_px=96,
+        epochs=epochs,
+    )
 
 
 def read_lookalikes(csv_path: str | os.PathLike[str]) -> tuple[list[str], str]:
@@ -81,8 +88,9 @@ def read_lookalikes(csv_path: str | os.PathLike[str]) -> tuple[list[str], str]:
     return [r["file"] for r in rows], categories.pop()
 
 
-def import_base(db_path: Path, data_dir: Path, held_out: set[str], work: Path, *,
-                negative_fraction: float = 1.0) -> dict:
+def import_base(
+    db_path: Path, data_dir: Path, held_out: set[str], work: Path, *, negative_fraction: float = 1.0
+) -> dict:
     """Import positive/ and negative/ except the held-out files (via a folder of symlinks) as source 'texty'.
 
     negative_fraction < 1 keeps an evenly spread subset of the other negatives (smaller, faster runs).
@@ -128,13 +136,29 @@ def feed_back(db_path: Path, data_dir: Path, files: list[str], category: str) ->
             "INSERT INTO detections (scan_id, geometry_geojson, centroid_lon, centroid_lat, west, south, east, north,"
             " area_ha, mean_prob, max_prob, model_version, thumbnail, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0.1, 0.9, 0.9, '1', ?, ?)",
-            (scan_id, json.dumps({"type": "Point", "coordinates": [lon, lat]}), lon, lat, lon, lat, lon, lat,
-             encode_jpeg(pixels), now),
+            (
+                scan_id,
+                json.dumps({"type": "Point", "coordinates": [lon, lat]}),
+                lon,
+                lat,
+                lon,
+                lat,
+                lon,
+                lat,
+                encode_jpeg(pixels),
+                now,
+            ),
         ).lastrowid
         example_id, _ = store.add(
-            pixels, "not_mining", category=category, lon=meta.lon if meta else None, lat=meta.lat if meta else None,
-            imagery_date=meta.imagery_date if meta else None, source="review",
-            source_image=f"detection-{det}", added_by="reviewer",
+            pixels,
+            "not_mining",
+            category=category,
+            lon=meta.lon if meta else None,
+            lat=meta.lat if meta else None,
+            imagery_date=meta.imagery_date if meta else None,
+            source="review",
+            source_image=f"detection-{det}",
+            added_by="reviewer",
         )
         conn.execute(
             "INSERT INTO web_feedback (detection_id, scan_id, lon, lat, verdict, category, client_hash, created_at,"
@@ -151,8 +175,19 @@ def _rate(mask: np.ndarray) -> float:
     return round(float(mask.mean()), 4) if mask.size else float("nan")
 
 
-def run(data_dir: Path, lookalikes_csv: Path, work: Path, *, config: TrainConfig, n_folds: int = 5, seed: int = 0,
-        negative_fraction: float = 1.0, arrays_out: Path | None = None, workers: int = 1, log=None) -> dict:
+def run(
+    data_dir: Path,
+    lookalikes_csv: Path,
+    work: Path,
+    *,
+    config: TrainConfig,
+    n_folds: int = 5,
+    seed: int = 0,
+    negative_fraction: float = 1.0,
+    arrays_out: Path | None = None,
+    workers: int = 1,
+    log=None,
+) -> dict:
     """Run the whole loop in work/ and return the figures."""
     say = log or (lambda _m: None)
     t0 = time.perf_counter()
@@ -164,9 +199,15 @@ def run(data_dir: Path, lookalikes_csv: Path, work: Path, *, config: TrainConfig
     base = load_training_data(db_path)
     v1 = fit(base.chips, config, seed=seed, log=say, workers=workers)
     with ModelRegistry.open(db_path) as reg:
-        reg.register(v1, training_sha256s=base.sha256s, training_fingerprint=base.fingerprint,
-                     n_mining=int(base.chips.labels.sum()), n_not_mining=int((base.chips.labels == 0).sum()),
-                     seed=seed, note=f"first model, '{category}' look-alikes held out")
+        reg.register(
+            v1,
+            training_sha256s=base.sha256s,
+            training_fingerprint=base.fingerprint,
+            n_mining=int(base.chips.labels.sum()),
+            n_not_mining=int((base.chips.labels == 0).sum()),
+            seed=seed,
+            note=f"first model, '{category}' look-alikes held out",
+        )
         reg.promote(1, reason="experiment: first model")
     lookalike_chips = [read_image_file(data_dir / rel) for rel in files]
     p_v1 = v1.predict_proba(lookalike_chips)
@@ -196,8 +237,12 @@ def run(data_dir: Path, lookalikes_csv: Path, work: Path, *, config: TrainConfig
         "folds": n_folds,
         "seed": seed,
         "negative_fraction": negative_fraction,
-        "recipe": {"epochs": config.epochs, "crop_px": config.crop_px, "widths": list(config.net.widths),
-                   "members": config.members},
+        "recipe": {
+            "epochs": config.epochs,
+            "crop_px": config.crop_px,
+            "widths": list(config.net.widths),
+            "members": config.members,
+        },
         "fp_rate_lookalikes_v1_unseen": fp_v1,
         "v1_threshold": round(float(v1.threshold), 4),
         "cv_f1_before": result.current.cv["f1"],
@@ -218,18 +263,28 @@ def run(data_dir: Path, lookalikes_csv: Path, work: Path, *, config: TrainConfig
         figures[f"auc_mining_vs_lookalikes_{k}_oof"] = round(float(roc_auc_score(truth, scores)), 4)
         hit = oof[k] >= thr[k]
         hit_m = oof[k] >= thr_matched[k]
-        figures.update({
-            f"threshold_{k}": round(float(thr[k]), 4),
-            f"fp_rate_lookalikes_{k}_oof": _rate(hit[look]),
-            f"fp_rate_other_negatives_{k}_oof": _rate(hit[other_neg]),
-            f"recall_{k}_oof": _rate(hit[pos]),
-            f"fp_rate_lookalikes_{k}_oof_matched_recall": _rate(hit_m[look]),
-            f"fp_rate_other_negatives_{k}_oof_matched_recall": _rate(hit_m[other_neg]),
-        })
+        figures.update(
+            {
+                f"threshold_{k}": round(float(thr[k]), 4),
+                f"fp_rate_lookalikes_{k}_oof": _rate(hit[look]),
+                f"fp_rate_other_negatives_{k}_oof": _rate(hit[other_neg]),
+                f"recall_{k}_oof": _rate(hit[pos]),
+                f"fp_rate_lookalikes_{k}_oof_matched_recall": _rate(hit_m[look]),
+                f"fp_rate_other_negatives_{k}_oof_matched_recall": _rate(hit_m[other_neg]),
+            }
+        )
     figures["seconds"] = round(time.perf_counter() - t0, 1)
     if arrays_out is not None:
-        np.savez(arrays_out, labels=d["labels"], lookalike=look, folds=d["folds"], oof_before=oof["before"],
-                 oof_after=oof["after"], p_v1_lookalikes=p_v1, p_v2_lookalikes=p_v2)
+        np.savez(
+            arrays_out,
+            labels=d["labels"],
+            lookalike=look,
+            folds=d["folds"],
+            oof_before=oof["before"],
+            oof_after=oof["after"],
+            p_v1_lookalikes=p_v1,
+            p_v2_lookalikes=p_v2,
+        )
     return figures
 
 
@@ -243,21 +298,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--negative-fraction", type=float, default=1.0,
-                    help="keep this fraction of the other negatives (quicker runs)")
+    ap.add_argument(
+        "--negative-fraction", type=float, default=1.0, help="keep this fraction of the other negatives (quicker runs)"
+    )
     ap.add_argument("--workers", type=int, default=1, help="processes training networks in parallel")
     ap.add_argument("--out", default=None, help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
-    if args.recipe == "quick":
-        config = quick_config(args.epochs or 8)
-    else:
-        config = default_config(epochs=args.epochs)
+    config = quick_config(args.epochs or 8) if args.recipe == "quick" else default_config(epochs=args.epochs)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="amberwatch-loop-"))
     work.mkdir(parents=True, exist_ok=True)
-    figures = run(Path(args.data), Path(args.lookalikes), work, config=config, n_folds=args.folds, seed=args.seed,
-                  negative_fraction=args.negative_fraction,
-                  arrays_out=Path(args.out).with_suffix(".npz") if args.out else None, workers=args.workers,
-                  log=lambda m: print(m, file=sys.stderr, flush=True))
+    figures = run(
+        Path(args.data),
+        Path(args.lookalikes),
+        work,
+        config=config,
+        n_folds=args.folds,
+        seed=args.seed,
+        negative_fraction=args.negative_fraction,
+        arrays_out=Path(args.out).with_suffix(".npz") if args.out else None,
+        workers=args.workers,
+        log=lambda m: print(m, file=sys.stderr, flush=True),
+    )
     text = json.dumps(figures, indent=2)
     print(text)
     if args.out:

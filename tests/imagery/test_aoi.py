@@ -8,7 +8,7 @@ import pytest
 from shapely.geometry import MultiPolygon
 
 from amberwatch.errors import AOIError, RepairedGeometryWarning
-from amberwatch.scan.aoi import aoi_from_bbox, load_aoi, read_aoi
+from amberwatch.imagery.aoi import aoi_from_bbox, load_aoi, read_aoi
 from amberwatch.scan.engine import plan_scan
 
 SQUARE = [[26.9, 51.32], [26.91, 51.32], [26.91, 51.33], [26.9, 51.33], [26.9, 51.32]]
@@ -25,10 +25,13 @@ def write(tmp_path, obj, name="aoi.geojson"):
     [
         {"type": "Polygon", "coordinates": [SQUARE]},
         {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [SQUARE]}},
-        {"type": "FeatureCollection", "features": [
-            {"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": [26.9, 51.3]}},
-            {"type": "Feature", "properties": {}, "geometry": {"type": "MultiPolygon", "coordinates": [[SQUARE]]}},
-        ]},
+        {
+            "type": "FeatureCollection",
+            "features": [
+                {"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": [26.9, 51.3]}},
+                {"type": "Feature", "properties": {}, "geometry": {"type": "MultiPolygon", "coordinates": [[SQUARE]]}},
+            ],
+        },
     ],
 )
 def test_geojson_kinds_load_to_one_valid_polygon(tmp_path, obj):
@@ -45,7 +48,7 @@ def test_two_separate_polygons_become_a_multipolygon(tmp_path):
 
 def test_malformed_json_names_the_file(tmp_path):
     p = write(tmp_path, '{"type": "Polygon", "coordinates": [[[1, 2],', "broken.geojson")
-    with pytest.raises(AOIError, match="broken.geojson.*not valid JSON"):
+    with pytest.raises(AOIError, match=r"broken.geojson.*not valid JSON"):
         load_aoi(p)
 
 
@@ -55,28 +58,49 @@ def test_missing_file(tmp_path):
 
 
 def test_no_polygons(tmp_path):
-    p = write(tmp_path, {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {}, "geometry": {"type": "LineString", "coordinates": [[26.9, 51.3], [27, 51.4]]}},
-    ]})
-    with pytest.raises(AOIError, match="no non-empty Polygon.*LineString"):
+    p = write(
+        tmp_path,
+        {
+            "type": "FeatureCollection",
+            "features": [
+                {
+                    "type": "Feature",
+                    "properties": {},
+                    "geometry": {"type": "LineString", "coordinates": [[26.9, 51.3], [27, 51.4]]},
+                },
+            ],
+        },
+    )
+    with pytest.raises(AOIError, match=r"no non-empty Polygon.*LineString"):
         load_aoi(p)
 
 
 def test_empty_geometry(tmp_path):
-    p = write(tmp_path, {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": []}},
-        {"type": "Feature", "properties": {}, "geometry": None},
-    ]})
+    p = write(
+        tmp_path,
+        {
+            "type": "FeatureCollection",
+            "features": [
+                {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": []}},
+                {"type": "Feature", "properties": {}, "geometry": None},
+            ],
+        },
+    )
     with pytest.raises(AOIError, match="no non-empty Polygon"):
         load_aoi(p)
 
 
 def test_projected_coordinates_are_refused_naming_file_and_crs(tmp_path):
     utm = [[500000, 5680000], [501000, 5680000], [501000, 5681000], [500000, 5681000], [500000, 5680000]]
-    p = write(tmp_path, {"type": "FeatureCollection",
-                         "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::32635"}},
-                         "features": [{"type": "Feature", "properties": {},
-                                       "geometry": {"type": "Polygon", "coordinates": [utm]}}]}, "utm.geojson")
+    p = write(
+        tmp_path,
+        {
+            "type": "FeatureCollection",
+            "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::32635"}},
+            "features": [{"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [utm]}}],
+        },
+        "utm.geojson",
+    )
     with pytest.raises(AOIError, match=r"utm\.geojson.*\(500000, 5.68e\+06\).*EPSG::32635.*projected CRS"):
         load_aoi(p)
 
@@ -115,10 +139,13 @@ def test_canonical_geojson_is_stable_across_ring_order(tmp_path):
 
 
 def test_read_aoi_accepts_dict_text_and_path_and_can_refuse_non_polygons(tmp_path) -> None:
-    with_point = {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": [26.9, 51.3]}},
-        {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [SQUARE]}},
-    ]}
+    with_point = {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": [26.9, 51.3]}},
+            {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [SQUARE]}},
+        ],
+    }
     path = write(tmp_path, with_point)
     for source in (with_point, json.dumps(with_point), path, str(path)):
         assert read_aoi(source).geometry.bounds == (26.9, 51.32, 26.91, 51.33)

@@ -78,7 +78,9 @@ def load_aoi(path: str | os.PathLike[str], *, polygons_only: bool = False) -> AO
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise AOIError(f"AOI file {str(p)!r} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise AOIError(
+            f"AOI file {str(p)!r} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
     return aoi_from_geojson(obj, name=str(p), polygons_only=polygons_only)
 
 

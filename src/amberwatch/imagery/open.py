@@ -1,0 +1,63 @@
+"""The one way to open imagery: an imagery spec -> TileSource.
+
+The spec is a URL template, a preset, a GeoTIFF/COG, a tile folder or an MBTiles file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from amberwatch.errors import InvalidInputError
+from amberwatch.imagery.cache import TileCache
+from amberwatch.imagery.folder import FolderTileSource
+from amberwatch.imagery.geotiff import GeoTiffTileSource
+from amberwatch.imagery.mbtiles import MBTilesTileSource
+from amberwatch.imagery.sources import TileSource
+from amberwatch.imagery.xyz import XyzTileSource, preset_source
+
+
+def open_source(
+    spec: str,
+    *,
+    cache: TileCache | None = None,
+    headers: dict[str, str] | None = None,
+    api_key_env: str | None = None,
+    capture_date: str | None = None,
+    max_concurrency: int = 8,
+    requests_per_s: float = 50.0,
+    timeout_s: float = 20.0,
+    max_retries: int = 4,
+) -> TileSource:
+    """Open an imagery spec: URL template, xyzservices preset, GeoTIFF/COG, tile folder or .mbtiles file."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise InvalidInputError(f"imagery spec {spec!r} is empty")
+    spec = spec.strip()
+    http_options = dict(
+        cache=cache,
+        headers=headers,
+        api_key_env=api_key_env,
+        capture_date=capture_date,
+        max_concurrency=max_concurrency,
+        requests_per_s=requests_per_s,
+        timeout_s=timeout_s,
+        max_retries=max_retries,
+    )
+    lowered = spec.lower()
+    if lowered.startswith(("http://", "https://")):
+        return XyzTileSource(spec, **http_options)  # type: ignore[arg-type]
+    path = Path(os.path.expanduser(spec))
+    if lowered.endswith((".tif", ".tiff")):
+        return GeoTiffTileSource(path, cache=cache, capture_date=capture_date)
+    if lowered.endswith(".mbtiles"):
+        return MBTilesTileSource(path, cache=cache, capture_date=capture_date)
+    if path.is_dir():
+        return FolderTileSource(path, cache=cache, capture_date=capture_date)
+    if "/" not in spec and "\\" not in spec and not path.exists():
+        found = preset_source(spec, **http_options)  # type: ignore[arg-type]
+        if found is not None:
+            return found
+    raise InvalidInputError(
+        f"imagery spec {spec!r} is not a URL template, an xyzservices preset, a .tif/.tiff file,"
+        " a tile folder or an .mbtiles file"
+    )

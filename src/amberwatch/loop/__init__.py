@@ -1,0 +1,1 @@
+"""The correction loop: reviewed flags and labelled examples become a new, compared and versioned model."""

@@ -1,0 +1,70 @@
+"""CLI command of the correction loop: ``retrain`` (registered by amberwatch.cli)."""
+
+from __future__ import annotations
+
+import click
+
+from amberwatch.db import existing_db_path
+from amberwatch.errors import ConflictError
+from amberwatch.options import db_option, recipe_option
+
+
+@click.command("retrain")
+@db_option
+@click.option("--force", is_flag=True, help="Promote the new model even if it compares worse than the current one.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the CV folds and of training.")
+@click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True, help="Block-grouped CV folds.")
+@click.option(
+    "--epochs", type=click.IntRange(min=1), default=None, help="Override the recipe's epochs (quicker, weaker)."
+)
+@click.option("--members", type=click.IntRange(min=1), default=None, help="Override the recipe's ensemble size.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes training networks in parallel (at most the free CPU cores).",
+)
+@click.option(
+    "--f1-tolerance",
+    type=click.FloatRange(min=0.0),
+    default=0.02,
+    show_default=True,
+    help="CV F1 drop tolerated before refusing to promote.",
+)
+@recipe_option
+def retrain_command(
+    db: str,
+    force: bool,
+    seed: int,
+    folds: int,
+    epochs: int | None,
+    members: int | None,
+    workers: int,
+    f1_tolerance: float,
+    recipe: str,
+) -> None:
+    """Train a new model version from the examples and reviewed corrections; promote it unless it is worse."""
+    from amberwatch.loop.retrain import retrain
+    from amberwatch.model.features import feature_cache_path
+    from amberwatch.model.recipes import recipe_by_name
+
+    chosen = recipe_by_name(recipe, epochs=epochs, members=members, feature_cache=str(feature_cache_path(db)))
+    result = retrain(
+        existing_db_path(db),
+        config=chosen,
+        n_folds=folds,
+        seed=seed,
+        force=force,
+        f1_tolerance=f1_tolerance,
+        workers=workers,
+        log=lambda m: click.echo(m, err=True),
+    )
+    click.echo(result.table())
+    if not result.promoted:
+        raise ConflictError(
+            f"model version {result.candidate_version} was registered but not promoted: {'; '.join(result.reasons)}"
+        )
+
+
+COMMANDS: list[click.Command] = [retrain_command]

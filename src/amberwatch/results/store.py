@@ -1,0 +1,543 @@
+"""The owner of the scans, scan_tiles and detections tables (component ``results``): schema and every query.
+
+Other modules call these functions and never run SQL on these tables themselves.
+
+- ``scans``: one row per scan run (or rescan layer), with AOI, imagery, zoom, model version, counts.
+- ``scan_tiles``: one row per processed tile (the unit of resumability): status, capture date and
+  the model's probability grid over the tile (uint8 0..255, row-major, ``grid_cells`` per side).
+- ``detections``: merged polygons above the threshold, with area in hectares.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from amberwatch.db import connect, migrate, utc_now_iso
+from amberwatch.errors import NotFoundError
+from amberwatch.imagery.tiles import tile_area_km2
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE scans (
+        id INTEGER PRIMARY KEY,
+        name TEXT,
+        aoi_geojson TEXT NOT NULL,
+        imagery TEXT NOT NULL,              -- URL template, preset name or local path as given
+        imagery_source_id TEXT NOT NULL,    -- stable id used as the tile cache key
+        zoom INTEGER NOT NULL,
+        model_version TEXT NOT NULL,
+        model_threshold REAL NOT NULL,
+        parent_scan_id INTEGER REFERENCES scans(id),  -- set for a rescan layer
+        status TEXT NOT NULL DEFAULT 'running',      -- running | finished | failed
+        params_json TEXT NOT NULL DEFAULT '{}',
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        tiles_total INTEGER,
+        tiles_done INTEGER NOT NULL DEFAULT 0,
+        tiles_empty INTEGER NOT NULL DEFAULT 0,
+        tiles_failed INTEGER NOT NULL DEFAULT 0,
+        area_scanned_km2 REAL NOT NULL DEFAULT 0
+    );
+    CREATE TABLE scan_tiles (
+        scan_id INTEGER NOT NULL REFERENCES scans(id) ON DELETE CASCADE,
+        z INTEGER NOT NULL,
+        x INTEGER NOT NULL,
+        y INTEGER NOT NULL,
+        status TEXT NOT NULL,               -- done | empty | failed
+        attempts INTEGER NOT NULL DEFAULT 1,
+        error TEXT,
+        capture_date TEXT,
+        max_prob REAL,
+        grid_cells INTEGER,
+        grid BLOB,
+        processed_at TEXT NOT NULL,
+        PRIMARY KEY (scan_id, z, x, y)
+    );
+    CREATE INDEX scan_tiles_status ON scan_tiles (scan_id, status);
+    CREATE TABLE detections (
+        id INTEGER PRIMARY KEY,
+        scan_id INTEGER NOT NULL REFERENCES scans(id) ON DELETE CASCADE,
+        geometry_geojson TEXT NOT NULL,     -- Polygon/MultiPolygon in lon/lat (RFC 7946)
+        centroid_lon REAL NOT NULL,
+        centroid_lat REAL NOT NULL,
+        west REAL NOT NULL, south REAL NOT NULL, east REAL NOT NULL, north REAL NOT NULL,
+        area_ha REAL NOT NULL,
+        mean_prob REAL NOT NULL,
+        max_prob REAL NOT NULL,
+        capture_date TEXT,
+        model_version TEXT NOT NULL,
+        thumbnail BLOB,                     -- JPEG chip of the imagery the model saw
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX detections_scan ON detections (scan_id);
+    CREATE INDEX detections_bbox ON detections (west, south, east, north);
+    """,
+    # v2: detection ids are never reused (AUTOINCREMENT): reviews and links refer to detections by id,
+    # and a rebuilt scan deletes vanished detections.
+    """
+    CREATE TABLE detections_v2 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        scan_id INTEGER NOT NULL REFERENCES scans(id) ON DELETE CASCADE,
+        geometry_geojson TEXT NOT NULL,
+        centroid_lon REAL NOT NULL,
+        centroid_lat REAL NOT NULL,
+        west REAL NOT NULL, south REAL NOT NULL, east REAL NOT NULL, north REAL NOT NULL,
+        area_ha REAL NOT NULL,
+        mean_prob REAL NOT NULL,
+        max_prob REAL NOT NULL,
+        capture_date TEXT,
+        model_version TEXT NOT NULL,
+        thumbnail BLOB,
+        created_at TEXT NOT NULL
+    );
+    INSERT INTO detections_v2 (id, scan_id, geometry_geojson, centroid_lon, centroid_lat, west, south, east, north,
+        area_ha, mean_prob, max_prob, capture_date, model_version, thumbnail, created_at)
+        SELECT id, scan_id, geometry_geojson, centroid_lon, centroid_lat, west, south, east, north,
+        area_ha, mean_prob, max_prob, capture_date, model_version, thumbnail, created_at FROM detections;
+    DROP TABLE detections;
+    ALTER TABLE detections_v2 RENAME TO detections;
+    CREATE INDEX detections_scan ON detections (scan_id);
+    CREATE INDEX detections_bbox ON detections (west, south, east, north);
+    """,
+]
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    """Create or upgrade the scans/scan_tiles/detections tables."""
+    migrate(conn, "results", MIGRATIONS)
+
+
+def open_results_db(db: str | os.PathLike[str]) -> sqlite3.Connection:
+    """Open an existing project DB with the results tables ready (DatabaseError naming a missing file)."""
+    conn = connect(db, create=False)
+    ensure_schema(conn)
+    return conn
+
+
+# -- scans ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class NewScan:
+    """What a new scans row (a scan run or a rescan layer) is created with."""
+
+    name: str
+    aoi_geojson: str
+    imagery: str
+    imagery_source_id: str
+    zoom: int
+    model_version: str
+    model_threshold: float
+    params: dict
+    tiles_total: int | None
+    parent_scan_id: int | None = None
+
+
+def create_scan(conn: sqlite3.Connection, scan: NewScan, tiles: Sequence[TileRow] = ()) -> int:
+    """Insert a running scan (and tiles carried over from a parent) in one transaction -> its id."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        cur = conn.execute(
+            "INSERT INTO scans (name, aoi_geojson, imagery, imagery_source_id, zoom, model_version, model_threshold,"
+            " parent_scan_id, status, params_json, started_at, tiles_total)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+            (
+                scan.name,
+                scan.aoi_geojson,
+                scan.imagery,
+                scan.imagery_source_id,
+                scan.zoom,
+                scan.model_version,
+                scan.model_threshold,
+                scan.parent_scan_id,
+                json.dumps(scan.params),
+                utc_now_iso(),
+                scan.tiles_total,
+            ),
+        )
+        scan_id = int(cur.lastrowid)
+        conn.executemany(_UPSERT_TILE, [_tile_values(scan_id, t, utc_now_iso()) for t in tiles])
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return scan_id
+
+
+def find_scan(conn: sqlite3.Connection, aoi_geojson: str, source_id: str, zoom: int, model_version: str) -> int | None:
+    """The latest scan (not a rescan layer) with the same AOI, imagery, zoom and model, if any."""
+    row = conn.execute(
+        "SELECT id FROM scans WHERE aoi_geojson = ? AND imagery_source_id = ? AND zoom = ? AND model_version = ?"
+        " AND parent_scan_id IS NULL ORDER BY id DESC LIMIT 1",
+        (aoi_geojson, source_id, zoom, model_version),
+    ).fetchone()
+    return int(row[0]) if row else None
+
+
+def get_scan(conn: sqlite3.Connection, scan_id: int | None = None) -> sqlite3.Row:
+    """A scan row (the latest when ``scan_id`` is None); NotFoundError naming the id."""
+    if scan_id is None:
+        row = conn.execute("SELECT * FROM scans ORDER BY id DESC LIMIT 1").fetchone()
+        if row is None:
+            raise NotFoundError("the project database holds no scans yet; run 'amberwatch scan' first")
+        return row
+    row = conn.execute("SELECT * FROM scans WHERE id = ?", (int(scan_id),)).fetchone()
+    if row is None:
+        raise NotFoundError(f"scan {scan_id} does not exist")
+    return row
+
+
+def scan_exists(conn: sqlite3.Connection, scan_id: int) -> bool:
+    """True when a scans row with this id exists."""
+    return conn.execute("SELECT 1 FROM scans WHERE id = ?", (int(scan_id),)).fetchone() is not None
+
+
+def latest_scan_id(conn: sqlite3.Connection, *, finished: bool = False) -> int | None:
+    """Id of the newest scan (the most recently finished one with ``finished``), or None."""
+    if finished:
+        row = conn.execute(
+            "SELECT id FROM scans WHERE status = 'finished' ORDER BY finished_at DESC, id DESC LIMIT 1"
+        ).fetchone()
+    else:
+        row = conn.execute("SELECT MAX(id) FROM scans").fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def reopen_scan(conn: sqlite3.Connection, scan_id: int, params: dict, tiles_total: int) -> None:
+    """Mark a scan running again with updated params (a resume)."""
+    conn.execute(
+        "UPDATE scans SET params_json = ?, status = 'running', finished_at = NULL, tiles_total = ? WHERE id = ?",
+        (json.dumps(params), tiles_total, int(scan_id)),
+    )
+
+
+def set_scan_status(conn: sqlite3.Connection, scan_id: int, status: str) -> None:
+    """Set a scan 'finished' or 'failed' (with the time) or 'running'."""
+    finished_at = None if status == "running" else utc_now_iso()
+    conn.execute("UPDATE scans SET status = ?, finished_at = ? WHERE id = ?", (status, finished_at, int(scan_id)))
+
+
+def update_scan_counts(conn: sqlite3.Connection, scan_id: int) -> dict:
+    """Recompute a scan's tile counters and scanned km² from its scan_tiles rows."""
+    counts = {"done": 0, "empty": 0, "failed": 0}
+    for row in conn.execute("SELECT status, COUNT(*) FROM scan_tiles WHERE scan_id = ? GROUP BY status", (scan_id,)):
+        counts[row[0]] = int(row[1])
+    area = 0.0
+    for row in conn.execute(
+        "SELECT z, y, COUNT(*) FROM scan_tiles WHERE scan_id = ? AND status = 'done' GROUP BY z, y", (scan_id,)
+    ):
+        area += tile_area_km2(int(row[0]), int(row[1])) * int(row[2])
+    conn.execute(
+        "UPDATE scans SET tiles_done = ?, tiles_empty = ?, tiles_failed = ?, area_scanned_km2 = ? WHERE id = ?",
+        (counts["done"], counts["empty"], counts["failed"], area, scan_id),
+    )
+    total = conn.execute("SELECT tiles_total FROM scans WHERE id = ?", (scan_id,)).fetchone()[0]
+    return {
+        "tiles_total": total,
+        "tiles_done": counts["done"],
+        "tiles_empty": counts["empty"],
+        "tiles_failed": counts["failed"],
+        "area_scanned_km2": area,
+    }
+
+
+def scans_with_totals(conn: sqlite3.Connection) -> list[dict]:
+    """Every scan with its headline counts and detection totals, newest first."""
+    rows = conn.execute(
+        "SELECT s.id, s.name, s.status, s.imagery, s.zoom, s.model_version, s.started_at, s.finished_at,"
+        " s.tiles_total, s.tiles_done, s.tiles_empty, s.tiles_failed, s.area_scanned_km2,"
+        " (SELECT COUNT(*) FROM detections d WHERE d.scan_id = s.id) AS detections,"
+        " (SELECT COALESCE(SUM(area_ha), 0) FROM detections d WHERE d.scan_id = s.id) AS detections_area_ha"
+        " FROM scans s ORDER BY s.id DESC"
+    )
+    return [dict(r) for r in rows]
+
+
+def scan_layers(conn: sqlite3.Connection) -> list[dict]:
+    """Every scan as a map layer, newest first: imagery, model, status, totals and detections' bounds (or None)."""
+    rows = conn.execute(
+        "SELECT s.id, s.name, s.imagery, s.imagery_source_id, s.zoom, s.model_version, s.model_threshold,"
+        " s.parent_scan_id, s.status, s.started_at, s.finished_at, s.area_scanned_km2, s.tiles_total, s.tiles_done,"
+        " COUNT(d.id) AS detections, COALESCE(SUM(d.area_ha), 0) AS hectares,"
+        " MIN(d.west) AS west, MIN(d.south) AS south, MAX(d.east) AS east, MAX(d.north) AS north"
+        " FROM scans s LEFT JOIN detections d ON d.scan_id = s.id GROUP BY s.id ORDER BY s.id DESC"
+    ).fetchall()
+    return [dict(r) for r in rows]
+
+
+# -- scan_tiles -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TileRow:
+    """One tile's outcome as stored: status, capture date and the probability grid (uint8, row-major)."""
+
+    z: int
+    x: int
+    y: int
+    status: str  # done | empty | failed
+    error: str | None = None
+    capture_date: str | None = None
+    max_prob: float | None = None
+    grid_cells: int | None = None
+    grid: bytes | None = None
+
+
+# A finished tile is never overwritten: only a failed one is retried (attempts counts the tries).
+_UPSERT_TILE = (
+    "INSERT INTO scan_tiles (scan_id, z, x, y, status, attempts, error, capture_date, max_prob, grid_cells, grid,"
+    " processed_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (scan_id, z, x, y) DO UPDATE SET status = excluded.status, attempts = scan_tiles.attempts + 1,"
+    " error = excluded.error, capture_date = excluded.capture_date, max_prob = excluded.max_prob,"
+    " grid_cells = excluded.grid_cells, grid = excluded.grid, processed_at = excluded.processed_at"
+    " WHERE scan_tiles.status = 'failed'"
+)
+
+
+def _tile_values(scan_id: int, t: TileRow, now: str) -> tuple:
+    return (scan_id, t.z, t.x, t.y, t.status, t.error, t.capture_date, t.max_prob, t.grid_cells, t.grid, now)
+
+
+def write_tiles(conn: sqlite3.Connection, scan_id: int, tiles: Iterable[TileRow]) -> int:
+    """Record tiles of a scan in one transaction, idempotently (finished tiles kept) -> rows given."""
+    now = utc_now_iso()
+    rows = [_tile_values(scan_id, t, now) for t in tiles]
+    if not rows:
+        return 0
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(_UPSERT_TILE, rows)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return len(rows)
+
+
+def count_finished_tiles(conn: sqlite3.Connection, scan_id: int) -> int:
+    """Tiles of a scan that are done or empty (never to be fetched again)."""
+    row = conn.execute(
+        "SELECT COUNT(*) FROM scan_tiles WHERE scan_id = ? AND status IN ('done', 'empty')", (scan_id,)
+    ).fetchone()
+    return int(row[0])
+
+
+def finished_tiles_in(
+    conn: sqlite3.Connection, scan_id: int, zoom: int, x_range: tuple[int, int], y_range: tuple[int, int]
+) -> set[tuple[int, int]]:
+    """(x, y) of the done or empty tiles of a scan inside a tile range (inclusive), one indexed query."""
+    return {
+        (int(r[0]), int(r[1]))
+        for r in conn.execute(
+            "SELECT x, y FROM scan_tiles WHERE scan_id = ? AND z = ? AND x BETWEEN ? AND ? AND y BETWEEN ? AND ?"
+            " AND status IN ('done', 'empty')",
+            (scan_id, zoom, x_range[0], x_range[1], y_range[0], y_range[1]),
+        )
+    }
+
+
+def scan_tiles_at(conn: sqlite3.Connection, scan_id: int, zoom: int) -> list[TileRow]:
+    """Every stored tile of a scan at a zoom."""
+    return [
+        TileRow(
+            int(r["z"]),
+            int(r["x"]),
+            int(r["y"]),
+            r["status"],
+            r["error"],
+            r["capture_date"],
+            r["max_prob"],
+            r["grid_cells"],
+            r["grid"],
+        )
+        for r in conn.execute("SELECT * FROM scan_tiles WHERE scan_id = ? AND z = ?", (int(scan_id), zoom))
+    ]
+
+
+def failed_tiles(conn: sqlite3.Connection, scan_id: int, limit: int = 20) -> list[dict]:
+    """The first failed tiles of a scan (z, y, x order) with attempts and error."""
+    return [
+        {"z": r["z"], "x": r["x"], "y": r["y"], "attempts": r["attempts"], "error": r["error"]}
+        for r in conn.execute(
+            "SELECT z, x, y, attempts, error FROM scan_tiles WHERE scan_id = ? AND status = 'failed'"
+            " ORDER BY z, y, x LIMIT ?",
+            (scan_id, limit),
+        )
+    ]
+
+
+def first_tile_error(conn: sqlite3.Connection, scan_id: int) -> str | None:
+    """The error of one failed tile of a scan, if any failed."""
+    row = conn.execute(
+        "SELECT error FROM scan_tiles WHERE scan_id = ? AND status = 'failed' LIMIT 1", (scan_id,)
+    ).fetchone()
+    return row[0] if row else None
+
+
+def grid_tiles(conn: sqlite3.Connection, scan_id: int, *, min_max_prob: float = 0.0) -> Iterator[sqlite3.Row]:
+    """Done tiles of a scan with a grid whose max probability reaches ``min_max_prob``, in (z, x, y) order.
+
+    Rows have z, x, y, grid_cells, grid (bytes) and capture_date.
+    """
+    yield from conn.execute(
+        "SELECT z, x, y, grid_cells, grid, capture_date FROM scan_tiles WHERE scan_id = ? AND status = 'done'"
+        " AND grid IS NOT NULL AND grid_cells > 0 AND max_prob >= ? ORDER BY z, x, y",
+        (scan_id, min_max_prob),
+    )
+
+
+def done_tiles(conn: sqlite3.Connection, scan_id: int) -> Iterator[sqlite3.Row]:
+    """Every done tile of a scan in (z, x, y) order: z, x, y, grid_cells, grid (possibly missing)."""
+    yield from conn.execute(
+        "SELECT z, x, y, grid_cells, grid FROM scan_tiles WHERE scan_id = ? AND status = 'done' ORDER BY z, x, y",
+        (scan_id,),
+    )
+
+
+def tile_grid(conn: sqlite3.Connection, scan_id: int, z: int, x: int, y: int) -> sqlite3.Row | None:
+    """One tile's grid_cells, grid and capture_date, or None."""
+    return conn.execute(
+        "SELECT grid_cells, grid, capture_date FROM scan_tiles WHERE scan_id = ? AND z = ? AND x = ? AND y = ?",
+        (scan_id, z, x, y),
+    ).fetchone()
+
+
+# -- detections -------------------------------------------------------------------------------------------
+DETECTION_COLUMNS = (
+    "d.id, d.scan_id, d.geometry_geojson, d.centroid_lon, d.centroid_lat, d.west, d.south, d.east, d.north,"
+    " d.area_ha, d.mean_prob, d.max_prob, d.capture_date, d.model_version, d.created_at,"
+    " d.thumbnail IS NOT NULL AS has_thumbnail, s.imagery_source_id, s.zoom"
+)
+_ORDERS = {
+    "id": "d.id",
+    "largest": "d.area_ha DESC, d.id",
+    "likeliest": "d.mean_prob DESC, d.area_ha DESC, d.id",
+}
+
+
+def query_detections(
+    conn: sqlite3.Connection,
+    *,
+    scan_id: int | None = None,
+    ids: Sequence[int] | None = None,
+    min_prob: float | None = None,
+    bbox: tuple[float, float, float, float] | None = None,
+    order: str = "id",
+    limit: int | None = None,
+    thumbnails: bool = False,
+) -> list[sqlite3.Row]:
+    """Detections joined with their scan's imagery id and zoom, filtered (scan, ids, mean prob, W,S,E,N bbox)."""
+    where, args = [], []
+    if scan_id is not None:
+        where.append("d.scan_id = ?")
+        args.append(int(scan_id))
+    if ids is not None:
+        where.append(f"d.id IN ({','.join('?' * len(ids))})")
+        args += [int(i) for i in ids]
+    if min_prob is not None:
+        where.append("d.mean_prob >= ?")
+        args.append(min_prob)
+    if bbox is not None:
+        w, s, e, n = bbox
+        where.append("d.east >= ? AND d.west <= ? AND d.north >= ? AND d.south <= ?")
+        args += [w, e, s, n]
+    sql = (
+        f"SELECT {DETECTION_COLUMNS}, {'d.thumbnail' if thumbnails else 'NULL AS thumbnail'}"
+        " FROM detections d JOIN scans s ON s.id = d.scan_id"
+    )
+    sql += (" WHERE " + " AND ".join(where) if where else "") + f" ORDER BY {_ORDERS[order]}"
+    if limit is not None:
+        sql += " LIMIT ?"
+        args.append(int(limit))
+    return conn.execute(sql, args).fetchall()
+
+
+def get_detection(conn: sqlite3.Connection, detection_id: int, *, thumbnail: bool = False) -> sqlite3.Row:
+    """One detection (as query_detections gives it); NotFoundError naming the id."""
+    rows = query_detections(conn, ids=[int(detection_id)], thumbnails=thumbnail)
+    if not rows:
+        raise NotFoundError(f"detection {detection_id!r} does not exist")
+    return rows[0]
+
+
+def detection_thumbnail(conn: sqlite3.Connection, detection_id: int) -> bytes | None:
+    """The stored JPEG chip of a detection (None if it has none); NotFoundError if the detection is unknown."""
+    row = conn.execute("SELECT thumbnail FROM detections WHERE id = ?", (int(detection_id),)).fetchone()
+    if row is None:
+        raise NotFoundError(f"detection {detection_id!r} does not exist")
+    return None if row["thumbnail"] is None else bytes(row["thumbnail"])
+
+
+def detection_totals(conn: sqlite3.Connection, scan_id: int) -> tuple[int, float, float]:
+    """(count, hectares, highest max probability) of a scan's detections."""
+    row = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(area_ha), 0), COALESCE(MAX(max_prob), 0) FROM detections WHERE scan_id = ?",
+        (scan_id,),
+    ).fetchone()
+    return int(row[0]), float(row[1]), float(row[2])
+
+
+@dataclass(frozen=True)
+class DetectionRow:
+    """A detection to store: GeoJSON geometry text, centroid and bounds in degrees, hectares, probabilities."""
+
+    geometry_geojson: str
+    centroid_lon: float
+    centroid_lat: float
+    bounds: tuple[float, float, float, float]
+    area_ha: float
+    mean_prob: float
+    max_prob: float
+    capture_date: str | None
+    model_version: str
+    thumbnail: bytes | None
+
+
+def replace_detections(conn: sqlite3.Connection, scan_id: int, found: Sequence[DetectionRow]) -> None:
+    """Make a scan's detections exactly ``found`` in one transaction; unchanged outlines keep their ids."""
+    now = utc_now_iso()
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Reviews and links refer to detections by id, so an outline that did not move keeps its row.
+        old = {
+            r["geometry_geojson"]: int(r["id"])
+            for r in conn.execute("SELECT id, geometry_geojson FROM detections WHERE scan_id = ?", (scan_id,))
+        }
+        kept = {old[d.geometry_geojson]: d for d in found if d.geometry_geojson in old}
+        gone = [i for i in old.values() if i not in kept]
+        conn.executemany("DELETE FROM detections WHERE id = ?", [(i,) for i in gone])
+        conn.executemany(
+            "UPDATE detections SET area_ha = ?, mean_prob = ?, max_prob = ?, capture_date = ?, model_version = ?,"
+            " thumbnail = COALESCE(?, thumbnail) WHERE id = ?",
+            [
+                (d.area_ha, d.mean_prob, d.max_prob, d.capture_date, d.model_version, d.thumbnail, i)
+                for i, d in kept.items()
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO detections (scan_id, geometry_geojson, centroid_lon, centroid_lat, west, south, east, north,"
+            " area_ha, mean_prob, max_prob, capture_date, model_version, thumbnail, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    scan_id,
+                    d.geometry_geojson,
+                    d.centroid_lon,
+                    d.centroid_lat,
+                    *d.bounds,
+                    d.area_ha,
+                    d.mean_prob,
+                    d.max_prob,
+                    d.capture_date,
+                    d.model_version,
+                    d.thumbnail,
+                    now,
+                )
+                for d in found
+                if d.geometry_geojson not in old
+            ],
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise

@@ -1,0 +1,111 @@
+"""The structure ARCHITECTURE.md describes, held against the code: layers, table owners, function length."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "amberwatch"
+
+# Bottom to top: a subpackage may import its own layer's modules only within itself, and any lower layer.
+LAYERS: list[set[str]] = [
+    {"errors"},
+    {"options", "db"},
+    {"imagery"},
+    {"labels", "results"},
+    {"model"},
+    {"scan", "web", "story"},
+    {"loop"},
+    {"cli"},
+]
+
+# Table -> the one module that runs SQL on it (web.schema and area migrations only create tables).
+TABLE_OWNERS = {
+    "scans": "results/store.py",
+    "scan_tiles": "results/store.py",
+    "detections": "results/store.py",
+    "area_samples": "results/area_store.py",
+    "area_sample_strata": "results/area_store.py",
+    "area_sample_units": "results/area_store.py",
+    "examples": "labels/store.py",
+    "example_images": "labels/store.py",
+    "model_versions": "model/registry.py",
+    "model_promotions": "model/registry.py",
+    "chip_features": "model/features.py",
+    "web_feedback": "web/feedback.py",
+    "web_label_actions": "web/labelling.py",
+    "web_users": "web/users.py",
+    "web_settings": "web/schema.py",
+    "schema_migrations": "db.py",
+    "sources": "imagery/cache.py",  # the tile cache file; its "tiles" table shares the MBTiles name, so not listed
+}
+SCHEMA_MODULES = {"web/schema.py"}  # creates the web tables its sibling modules own
+MAX_FUNCTION_LINES = 60
+
+
+def _layer(subpackage: str) -> int:
+    for i, names in enumerate(LAYERS):
+        if subpackage in names:
+            return i
+    raise AssertionError(f"subpackage {subpackage!r} is in no layer of LAYERS: add it (and to ARCHITECTURE.md)")
+
+
+def _modules() -> list[tuple[str, Path]]:
+    return [(p.relative_to(PACKAGE).as_posix(), p) for p in sorted(PACKAGE.rglob("*.py"))]
+
+
+def _subpackage(rel: str) -> str:
+    return rel.split("/")[0].removesuffix(".py")
+
+
+def _imports(path: Path) -> list[str]:
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.append(node.module)
+        elif isinstance(node, ast.Import):
+            out.extend(a.name for a in node.names)
+    return [m for m in out if m == "amberwatch" or m.startswith("amberwatch.")]
+
+
+def test_no_upward_or_sideways_imports_between_subpackages():
+    """Every import between subpackages goes down the layers (scan, web and story do not import each other)."""
+    bad = []
+    for rel, path in _modules():
+        me = _subpackage(rel)
+        if me == "__init__":
+            continue
+        for module in _imports(path):
+            parts = module.split(".")
+            if len(parts) < 2 or parts[1] == me:
+                continue
+            if _layer(parts[1]) >= _layer(me):
+                bad.append(f"{rel} imports {module}")
+    assert not bad, "imports that run up or across the layers:\n" + "\n".join(bad)
+
+
+def test_each_table_is_queried_only_by_its_owner():
+    """No module outside a table's owner runs SQL on it."""
+    bad = []
+    for rel, path in _modules():
+        text = path.read_text(encoding="utf-8")
+        for table, owner in TABLE_OWNERS.items():
+            pattern = rf"\b(?:FROM|INTO|UPDATE|JOIN|DELETE FROM|TABLE(?: IF NOT EXISTS)?)\s+{table}\b"
+            if rel != owner and rel not in SCHEMA_MODULES and re.search(pattern, text):
+                bad.append(f"{rel} runs SQL on {table} (owner: {owner})")
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize(("rel", "path"), _modules(), ids=[rel for rel, _ in _modules()])
+def test_functions_are_short(rel, path):
+    """Every function is under MAX_FUNCTION_LINES lines (def line to last line of its body)."""
+    long = [
+        f"{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.end_lineno - node.lineno + 1 >= MAX_FUNCTION_LINES
+    ]
+    assert not long, f"{rel}: " + ", ".join(long)
