@@ -111,6 +111,7 @@ def test_refuses_to_promote_a_worse_model_unless_forced(better_current):
         assert reg.promotions()[-1]["forced"] == 1
 
 
+@pytest.mark.slow
 def test_retrain_cli_prints_table_and_refuses(better_current):
     res = CliRunner().invoke(
         main, ["retrain", "--db", str(better_current), "--folds", "3", "--epochs", "4", "--workers", "2"]

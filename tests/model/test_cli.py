@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 import amberwatch.model as model
@@ -33,6 +34,7 @@ def test_predict_with_corrupt_model_names_it(small_folder, tmp_path):
     assert result.exit_code == 1 and "bad-model.pt" in result.stderr
 
 
+@pytest.mark.slow
 def test_evaluate_data_json_with_bundled_model(small_folder):
     result = CliRunner().invoke(main, ["evaluate", "--data", str(small_folder), "--json"])
     assert result.exit_code == 0, result.output
@@ -48,6 +50,7 @@ def test_evaluate_data_missing_folder(tmp_path):
     assert result.exit_code == 1 and str(tmp_path) in result.stderr
 
 
+@pytest.mark.slow
 def test_train_from_folder_writes_one_model_file(small_folder, tmp_path):
     out = tmp_path / "trained.pt"
     result = CliRunner().invoke(

@@ -143,6 +143,7 @@ def test_feature_cache_key_is_stable(backbone):
     )
 
 
+@pytest.mark.slow
 def test_head_fits_and_scores_like_its_features(small_folder, tmp_path):
     data = load_folder(small_folder)
     recipe = PretrainedRecipe(jitter_copies=1, feature_cache=str(tmp_path / "f.sqlite"))
@@ -160,6 +161,7 @@ def test_head_fits_and_scores_like_its_features(small_folder, tmp_path):
     assert np.allclose(again.predict_proba(data.chips[:4]), p, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_train_cli_reuses_cached_features(small_folder, tmp_path):
     runner = CliRunner()
     db = tmp_path / "p.db"

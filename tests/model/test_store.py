@@ -29,6 +29,7 @@ def test_store_and_folder_agree(db, small_folder):
     assert sorted(from_store.groups) == sorted(from_folder.groups)
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_from_db(db, tmp_path):
     out = tmp_path / "m.pt"
     runner = CliRunner()

@@ -91,7 +91,7 @@ def reference(server: TileServer, aoi_file: Path, tmp_path_factory: pytest.TempP
     out = run_scan(aoi, server.url, ZOOM, db, ScanSettings(workers=2, progress=False))
     assert out.tiles_total == SIDE * SIDE and out.tiles_failed == 0
     assert out.detections > 0, "the real positive images should give detections"
-    return snapshot(db, out.scan_id)
+    return {**snapshot(db, out.scan_id), "db": db, "scan_id": out.scan_id}
 
 
 def snapshot(db: Path, scan_id: int | None = None) -> dict:
@@ -101,7 +101,8 @@ def snapshot(db: Path, scan_id: int | None = None) -> dict:
         if scan_id is None:
             scan_id = conn.execute("SELECT MAX(id) FROM scans").fetchone()[0]
         tiles = conn.execute(
-            "SELECT z, x, y, status, attempts, max_prob, grid FROM scan_tiles WHERE scan_id = ? ORDER BY z, x, y",
+            "SELECT z, x, y, status, attempts, max_prob, grid, embedding FROM scan_tiles WHERE scan_id = ?"
+            " ORDER BY z, x, y",
             (scan_id,),
         ).fetchall()
         detections = conn.execute(
@@ -175,6 +176,7 @@ def test_cli_dask_local_equals_local_scan(server, aoi_file, reference, tmp_path)
     )
 
 
+@pytest.mark.slow
 def test_worker_killed_mid_scan_loses_and_doubles_nothing(server, aoi_file, reference, tmp_path):
     """SIGKILL a worker while it runs a unit: the unit is rescheduled, the result equals the local scan."""
     from distributed import Client, LocalCluster
@@ -224,6 +226,7 @@ def test_worker_killed_mid_scan_loses_and_doubles_nothing(server, aoi_file, refe
     conn.close()
 
 
+@pytest.mark.slow
 def test_resume_after_client_killed(server, aoi_file, reference, tmp_path):
     """SIGKILL the whole `scan --dask local` process group mid-scan; the same command finishes the rest."""
     db = tmp_path / "resume.db"
@@ -348,3 +351,72 @@ def zoom_resolution_m_per_px(aoi) -> float:
     from amberwatch.imagery.types import ground_resolution_m_per_px
 
     return ground_resolution_m_per_px(aoi.geometry.centroid.y, ZOOM)
+
+
+def _block_image(server: TileServer, tile: str) -> str:
+    """Which Texty image a served tile was cut from (the fixture lays them out in 3 x 3 blocks)."""
+    _, x, y = (int(v) for v in tile.split("/"))
+    x0, y0 = server.origin
+    return ("positive1", "negative1", "positive2", "negative2")[((x - x0) // 3 + (y - y0) // 3) % 4]
+
+
+def test_every_scanned_tile_keeps_an_embedding(reference):
+    """Local and Dask scans (assert_same_scan compares them) keep one float16 embedding of 64 values per done tile."""
+    sizes = {len(t[7]) for t in reference["tiles"] if t[3] == "done"}
+    assert sizes == {128}
+
+
+def test_similar_to_a_pit_finds_pits_first(server, reference, tmp_path):
+    """`amberwatch similar --detection` on the likeliest pit field: the top places are on the images with mining."""
+    conn = sqlite3.connect(reference["db"])
+    best = conn.execute(
+        "SELECT id FROM detections WHERE scan_id = ? ORDER BY mean_prob DESC LIMIT 1", (reference["scan_id"],)
+    ).fetchone()[0]
+    conn.close()
+    geojson = tmp_path / "similar.geojson"
+    result = CliRunner().invoke(
+        main,
+        [
+            "similar",
+            "--db",
+            str(reference["db"]),
+            "--scan",
+            str(reference["scan_id"]),
+            "--detection",
+            str(best),
+            "--top",
+            "5",
+            "--json",
+            "--geojson",
+            str(geojson),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    places = json.loads(result.output)
+    assert [p["rank"] for p in places] == [1, 2, 3, 4, 5]
+    assert all({"lat", "lon", "score", "tile", "detection_id"} <= set(p) for p in places)
+    assert [p["score"] for p in places] == sorted((p["score"] for p in places), reverse=True)
+    assert all(_block_image(server, p["tile"]).startswith("positive") for p in places), places
+    assert json.loads(geojson.read_text())["features"][0]["properties"]["tile"] == places[0]["tile"]
+
+
+def test_similar_unlike_and_bad_queries(server, reference):
+    """--unlike pushes away; no query, an unknown detection and a point off the scan are one-line errors."""
+    db, scan = str(reference["db"]), str(reference["scan_id"])
+    conn = sqlite3.connect(reference["db"])
+    ids = [r[0] for r in conn.execute("SELECT id FROM detections WHERE scan_id = ? ORDER BY mean_prob DESC", (scan,))]
+    conn.close()
+    base = ["similar", "--db", db, "--scan", scan, "--json"]
+    like = CliRunner().invoke(main, [*base, "--detection", str(ids[0]), "--top", "3"])
+    unlike = CliRunner().invoke(main, [*base, "--detection", str(ids[0]), "--unlike", str(ids[-1]), "--top", "3"])
+    assert like.exit_code == 0 and unlike.exit_code == 0, like.output + unlike.output
+    assert json.loads(unlike.output) != json.loads(like.output)
+    for args, message in [
+        ([], "give at least one query"),
+        (["--detection", "999999"], "detection 999999 does not exist"),
+        (["--at", "10,10"], "is not on an embedded tile of scan"),
+        (["--at", "north"], "must be 'LAT,LON'"),
+    ]:
+        result = CliRunner().invoke(main, [*base, *args])
+        assert result.exit_code == 1, result.output
+        assert message in result.output and "Traceback" not in result.output

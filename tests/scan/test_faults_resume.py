@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from amberwatch.imagery.aoi import aoi_from_bbox
 from amberwatch.scan.engine import ScanSettings, run_scan
@@ -94,6 +95,7 @@ def wait_for_tiles(db: Path, at_least: int, timeout_s: float = 60.0) -> int:
     raise AssertionError(f"no tiles written to {db} within {timeout_s} s")
 
 
+@pytest.mark.slow
 def test_sigkill_mid_scan_then_same_command_finishes_every_tile_once(tile_server, tmp_path):
     x0, y0 = tile_origin((-40, 8))
     n = 12

@@ -6,6 +6,7 @@ import json
 import sqlite3
 from typing import ClassVar
 
+import pytest
 from click.testing import CliRunner
 
 from amberwatch.cli import main
@@ -116,6 +117,7 @@ def test_cli_errors_are_one_line(tmp_path):
     assert result.exit_code == 1 and "does not exist" in result.output
 
 
+@pytest.mark.slow
 def test_readme_command_on_the_example_aoi(tile_server, tmp_path):
     import mercantile
 

@@ -64,6 +64,12 @@ class VersionedModel:
     def version(self, value: str) -> None:
         self.metadata["version"] = str(value)
 
+    embedding_dims = 0  # values per tile embedding kept by the scan (0: this model makes none)
+
+    def grid_and_cell_embeddings(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """predict_grid's P(mining) per cell, and per-cell embedding sums (None: this model has no embedding)."""
+        return self.predict_grid(image), None
+
 
 class Classifier(VersionedModel):
     """Maps RGB chips of any size to P(mining); predict_grid scores every cell of a mosaic in one pass."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -46,6 +47,7 @@ class PretrainedRecipe:
     border_px: int = 32  # a chip's features are averaged over its area less this border (it sees padding)
     halo_px: int = 32  # overlap between the backbone passes that tile a large image
     chunk_px: int = 800  # side of one backbone pass over a large image (fewer halos; ORT is flat per pixel)
+    embedding_dims: int = 64  # tile embeddings kept by the scan for similarity search (0: none)
     example_resolution_m_per_px: float = TEXTY_RESOLUTION_M_PER_PX
     feature_cache: str | None = field(default=None, compare=False)  # where chip features are kept
     name: str = "pretrained"
@@ -60,6 +62,19 @@ class PretrainedRecipe:
         d = asdict(self)
         d.pop("feature_cache")
         return d
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """An affine map of pooled backbone features to a compact embedding: e = weight @ f + bias."""
+
+    weight: np.ndarray  # (dims, FEATURE_DIM) float32
+    bias: np.ndarray  # (dims,) float32
+
+    @property
+    def dims(self) -> int:
+        """Values per embedding."""
+        return int(self.weight.shape[0])
 
 
 class PretrainedClassifier(VersionedModel):
@@ -77,6 +92,7 @@ class PretrainedClassifier(VersionedModel):
         threshold: float = 0.5,
         metadata: dict | None = None,
         backbone: Backbone | None = None,
+        embedding: Embedding | None = None,
     ) -> None:
         weight = np.asarray(weight, dtype=np.float32).reshape(-1)
         if weight.shape != (FEATURE_DIM,):
@@ -92,8 +108,18 @@ class PretrainedClassifier(VersionedModel):
         self.cell_px = recipe.cell_px
         raw = (recipe.window_cells // 2) * recipe.cell_px + recipe.halo_px
         self.context_px = int(-(-raw // INPUT_MULTIPLE_PX) * INPUT_MULTIPLE_PX)
-        w = torch.from_numpy(self.weight)
+        self.embedding = embedding
+        if embedding is not None and embedding.weight.shape[1:] != (FEATURE_DIM,):
+            raise ModelError(f"embedding weight has shape {embedding.weight.shape}, expected (dims, {FEATURE_DIM})")
+        # Column 0 scores, columns 1.. embed: both are linear in the features, so one pass gives every cell both.
+        columns = [self.weight[:, None]] + ([embedding.weight.T] if embedding is not None else [])
+        w = torch.from_numpy(np.ascontiguousarray(np.concatenate(columns, axis=1), dtype=np.float32))
         self._stage_w = list(torch.split(w, list(STAGE_CHANNELS)))
+
+    @property
+    def embedding_dims(self) -> int:
+        """Values per tile embedding (0 when the model has no embedding)."""
+        return 0 if self.embedding is None else self.embedding.dims
 
     # -- chips --------------------------------------------------------------------------------------------
     def logits_from_features(self, features: np.ndarray) -> np.ndarray:
@@ -114,9 +140,25 @@ class PretrainedClassifier(VersionedModel):
                 out[i] = _sigmoid(self.logits_from_features(feats))[0]
         return out
 
+    def embed_chips(self, chips: Sequence[np.ndarray]) -> np.ndarray:
+        """Chips HxWx3 -> (N, embedding_dims) float32 embeddings of their pooled features (ModelError without)."""
+        if self.embedding is None:
+            raise ModelError(f"model v{self.version} has no embedding: retrain it to search for similar places")
+        feats = np.zeros((len(chips), FEATURE_DIM), dtype=np.float32)
+        with torch.inference_mode():
+            for i, chip in enumerate(chips):
+                arr = rescale(as_rgb_chip(chip, f"chip {i}"), self.recipe.scale)
+                x = torch.from_numpy(arr[None].copy()).permute(0, 3, 1, 2).float()
+                feats[i] = self.backbone.pooled(x, self.recipe.border_px).numpy()[0]
+        return feats @ self.embedding.weight.T + self.embedding.bias
+
     # -- images -------------------------------------------------------------------------------------------
     def cell_logit_map(self, image: np.ndarray) -> torch.Tensor:
         """Image HxWx3 (H, W multiples of cell_px) -> (H/cell, W/cell) summed per-cell stage scores, bias excluded."""
+        return self.cell_maps(image)[0]
+
+    def cell_maps(self, image: np.ndarray) -> torch.Tensor:
+        """Image HxWx3 -> (1 + embedding_dims, H/cell, W/cell): per-cell score sums, then embedding sums (no bias)."""
         arr = as_rgb_chip(image, "image")
         h, w = arr.shape[:2]
         cell, step = self.cell_px, INPUT_MULTIPLE_PX
@@ -127,7 +169,7 @@ class PretrainedClassifier(VersionedModel):
             arr = np.pad(arr, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(h, w) > step else "edge")
         H, W = arr.shape[:2]
         x = torch.from_numpy(np.require(arr, requirements=["C", "W"])).permute(2, 0, 1)[None]  # uint8: floats per pass
-        out = torch.zeros(H // cell, W // cell)
+        out = torch.zeros(len(self._stage_w[0][0]), H // cell, W // cell)
         halo = self.recipe.halo_px
         with torch.inference_mode():
             for y0, y1 in _spans(H, self.recipe.chunk_px):
@@ -136,32 +178,42 @@ class PretrainedClassifier(VersionedModel):
                     yb, xb = min(H, y1 + halo), min(W, x1 + halo)
                     cells = self._cells(x[:, :, ya:yb, xa:xb].float())
                     r0, c0 = (y0 - ya) // cell, (x0 - xa) // cell
-                    out[y0 // cell : y1 // cell, x0 // cell : x1 // cell] = cells[
-                        r0 : r0 + (y1 - y0) // cell, c0 : c0 + (x1 - x0) // cell
+                    out[:, y0 // cell : y1 // cell, x0 // cell : x1 // cell] = cells[
+                        :, r0 : r0 + (y1 - y0) // cell, c0 : c0 + (x1 - x0) // cell
                     ]
-        return out[: h // cell, : w // cell]
+        return out[:, : h // cell, : w // cell]
 
     def _cells(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-cell sum of the stage score maps of one input region (sides multiples of 32)."""
+        """Per-cell sums of the stage score (and embedding) maps of one input region (sides multiples of 32)."""
         cell = self.cell_px
         if self._fast is None:
             self._fast = onnx_backbone(self.backbone)
         total = None
         for fmap, wk, stride in zip(self._fast.stage_maps(x), self._stage_w, STAGE_STRIDES):
-            score = torch.einsum("nchw,c->nhw", fmap, wk)[:, None]
+            score = torch.einsum("nchw,ck->nkhw", fmap, wk)
             if stride < cell:
                 score = F.avg_pool2d(score, cell // stride)
             elif stride > cell:
                 score = score.repeat_interleave(stride // cell, dim=2).repeat_interleave(stride // cell, dim=3)
             total = score if total is None else total + score
-        return total[0, 0]
+        return total[0]
 
     def predict_grid(self, image: np.ndarray) -> np.ndarray:
         """Image HxWx3 uint8 (at resolution_m_per_px; H, W multiples of cell_px) -> P(mining) per cell window."""
-        cells = self.cell_logit_map(image)[None, None]
+        return self.grid_and_cell_embeddings(image)[0]
+
+    def grid_and_cell_embeddings(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """predict_grid's P(mining) per cell, and the (dims, H/cell, W/cell) per-cell embedding sums (or None)."""
+        maps = self.cell_maps(image)
         k = self.recipe.window_cells
-        window = F.avg_pool2d(cells, k, stride=1, padding=k // 2, count_include_pad=False)[0, 0]
-        return torch.sigmoid(window + self.bias).numpy().astype(np.float32)
+        window = F.avg_pool2d(maps[None, :1], k, stride=1, padding=k // 2, count_include_pad=False)[0, 0]
+        probs = torch.sigmoid(window + self.bias).numpy().astype(np.float32)
+        return probs, (maps[1:].numpy() if self.embedding is not None else None)
+
+    def tile_embedding(self, cell_embeddings: np.ndarray, row: int, col: int, cells: int) -> bytes:
+        """float16 bytes of a tile's embedding: the mean of its cells' sums from grid_and_cell_embeddings, plus bias."""
+        block = cell_embeddings[:, row : row + cells, col : col + cells]
+        return (block.mean(axis=(1, 2)) + self.embedding.bias).astype(np.float16).tobytes()
 
     # -- file format --------------------------------------------------------------------------------------
     def payload(self) -> dict:
@@ -175,6 +227,14 @@ class PretrainedClassifier(VersionedModel):
             "threshold": self.threshold,
             "resolution_m_per_px": self.resolution_m_per_px,
             "metadata": self.metadata,
+            **(
+                {
+                    "embed_weight": torch.from_numpy(self.embedding.weight.copy()),
+                    "embed_bias": torch.from_numpy(self.embedding.bias.copy()),
+                }
+                if self.embedding is not None
+                else {}
+            ),
         }
 
     @classmethod
@@ -195,6 +255,14 @@ class PretrainedClassifier(VersionedModel):
             threshold=float(payload["threshold"]),
             metadata=dict(payload.get("metadata") or {}),
             backbone=backbone,
+            embedding=(
+                Embedding(
+                    np.asarray(payload["embed_weight"], dtype=np.float32),
+                    np.asarray(payload["embed_bias"], dtype=np.float32),
+                )
+                if "embed_weight" in payload
+                else None
+            ),
         )
 
     def to_bytes(self) -> bytes:
@@ -268,9 +336,39 @@ def test_features(features: np.ndarray, recipe: PretrainedRecipe) -> np.ndarray:
 
 
 def fit(data: ChipSet, recipe: PretrainedRecipe, log: Callable[[str], None] | None = None) -> PretrainedClassifier:
-    """Train the head on all of data -> PretrainedClassifier at threshold 0.5."""
-    weight, bias = fit_head(data_features(data, recipe, log), data.labels, recipe)
-    return PretrainedClassifier(weight, bias, recipe)
+    """Train the head (and the embedding) on all of data -> PretrainedClassifier at threshold 0.5."""
+    features = data_features(data, recipe, log)
+    weight, bias = fit_head(features, data.labels, recipe)
+    embedding = (
+        fit_embedding(features, data.labels, weight, bias, recipe.embedding_dims) if recipe.embedding_dims else None
+    )
+    return PretrainedClassifier(weight, bias, recipe, embedding=embedding)
+
+
+def fit_embedding(features: np.ndarray, labels: np.ndarray, weight: np.ndarray, bias: float, dims: int) -> Embedding:
+    """PLS directions of the standardised features plus the head's logit (weight 2): the tile embedding.
+
+    Leave-one-block-out retrieval on the Texty crops chose it (RESULTS.md): dims - 1 PLS components of the
+    standardised features, each row scaled to a median norm of 1, and the head's logit scaled to standard
+    deviation 2. Every step is affine, so the scan computes it per location and pools it per tile.
+    """
+    from sklearn.cross_decomposition import PLSRegression
+
+    x = features.reshape(-1, features.shape[-1]).astype(np.float64)
+    y = np.repeat(np.asarray(labels, dtype=np.float64), features.shape[1])
+    mu, sd = x.mean(axis=0), x.std(axis=0)
+    sd[sd == 0] = 1.0
+    z = (x - mu) / sd
+    with warnings.catch_warnings():
+        # A small training set is explained before the last components: they come out degenerate, not wrong.
+        warnings.filterwarnings("ignore", message="y residual is constant")
+        pls = PLSRegression(n_components=dims - 1, scale=False).fit(z, y)
+    rot, centre = pls.x_rotations_, z.mean(axis=0)
+    spread = float(np.median(np.linalg.norm((z - centre) @ rot, axis=1))) or 1.0
+    logit_sd = float(np.std(x @ weight + bias)) or 1.0
+    a = np.vstack([(rot.T / sd[None, :]) / spread, 2.0 * weight[None, :] / logit_sd])
+    b = np.concatenate([-(rot.T @ (mu / sd + centre)) / spread, [2.0 * bias / logit_sd]])
+    return Embedding(a.astype(np.float32), b.astype(np.float32))
 
 
 def cross_validate(

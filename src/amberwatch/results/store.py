@@ -16,8 +16,10 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from amberwatch.db import connect, migrate, utc_now_iso
-from amberwatch.errors import NotFoundError
+from amberwatch.errors import DatabaseError, NotFoundError
 from amberwatch.imagery.tiles import tile_area_km2
 
 MIGRATIONS: list[str] = [
@@ -102,6 +104,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE detections_v2 RENAME TO detections;
     CREATE INDEX detections_scan ON detections (scan_id);
     CREATE INDEX detections_bbox ON detections (west, south, east, north);
+    """,
+    # v3: each classified tile keeps a compact embedding (float16) for similarity search ("more like this").
+    """
+    ALTER TABLE scan_tiles ADD COLUMN embedding BLOB;
     """,
 ]
 
@@ -281,21 +287,36 @@ class TileRow:
     max_prob: float | None = None
     grid_cells: int | None = None
     grid: bytes | None = None
+    embedding: bytes | None = None  # float16 values (model.pretrained embeddings), None for models without them
 
 
 # A finished tile is never overwritten: only a failed one is retried (attempts counts the tries).
 _UPSERT_TILE = (
     "INSERT INTO scan_tiles (scan_id, z, x, y, status, attempts, error, capture_date, max_prob, grid_cells, grid,"
-    " processed_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)"
+    " embedding, processed_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (scan_id, z, x, y) DO UPDATE SET status = excluded.status, attempts = scan_tiles.attempts + 1,"
     " error = excluded.error, capture_date = excluded.capture_date, max_prob = excluded.max_prob,"
-    " grid_cells = excluded.grid_cells, grid = excluded.grid, processed_at = excluded.processed_at"
+    " grid_cells = excluded.grid_cells, grid = excluded.grid, embedding = excluded.embedding,"
+    " processed_at = excluded.processed_at"
     " WHERE scan_tiles.status = 'failed'"
 )
 
 
 def _tile_values(scan_id: int, t: TileRow, now: str) -> tuple:
-    return (scan_id, t.z, t.x, t.y, t.status, t.error, t.capture_date, t.max_prob, t.grid_cells, t.grid, now)
+    return (
+        scan_id,
+        t.z,
+        t.x,
+        t.y,
+        t.status,
+        t.error,
+        t.capture_date,
+        t.max_prob,
+        t.grid_cells,
+        t.grid,
+        t.embedding,
+        now,
+    )
 
 
 def write_tiles(conn: sqlite3.Connection, scan_id: int, tiles: Iterable[TileRow]) -> int:
@@ -349,9 +370,29 @@ def scan_tiles_at(conn: sqlite3.Connection, scan_id: int, zoom: int) -> list[Til
             r["max_prob"],
             r["grid_cells"],
             r["grid"],
+            r["embedding"],
         )
         for r in conn.execute("SELECT * FROM scan_tiles WHERE scan_id = ? AND z = ?", (int(scan_id), zoom))
     ]
+
+
+def tile_embeddings(conn: sqlite3.Connection, scan_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """((N, 2) int64 tile x, y; (N, dims) float16 embeddings) of a scan's done tiles that kept one."""
+    xy, blobs = [], []
+    for x, y, blob in conn.execute(
+        "SELECT x, y, embedding FROM scan_tiles WHERE scan_id = ? AND status = 'done' AND embedding IS NOT NULL"
+        " ORDER BY y, x",
+        (int(scan_id),),
+    ):
+        xy.append((x, y))
+        blobs.append(blob)
+    if not blobs:
+        return np.zeros((0, 2), dtype=np.int64), np.zeros((0, 0), dtype=np.float16)
+    dims = {len(b) for b in blobs}
+    if len(dims) != 1:
+        raise DatabaseError(f"scan {scan_id}: tile embeddings of different sizes ({sorted(dims)} bytes)")
+    vectors = np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(len(blobs), -1)
+    return np.asarray(xy, dtype=np.int64), vectors
 
 
 def failed_tiles(conn: sqlite3.Connection, scan_id: int, limit: int = 20) -> list[dict]:

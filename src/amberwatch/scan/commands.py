@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
+from amberwatch.db import existing_db_path
 from amberwatch.errors import ImageryError
 from amberwatch.options import db_option
 from amberwatch.results.store import first_tile_error, get_scan, open_results_db
@@ -240,4 +242,55 @@ def scan_list(db: str, as_json: bool) -> None:
         )
 
 
-COMMANDS.append(scan_group)
+@click.command("similar")
+@db_option
+@click.option("--scan", "scan_id", type=int, required=True, help="Scan whose tiles are searched.")
+@click.option("--detection", "detections", type=int, multiple=True, help="Detection to look like (repeatable).")
+@click.option(
+    "--image",
+    "images",
+    type=click.Path(dir_okay=False),
+    multiple=True,
+    help="Image file to look like, at the examples' resolution (repeatable).",
+)
+@click.option("--at", "points", multiple=True, help="LAT,LON of a scanned place to look like (repeatable).")
+@click.option("--unlike", type=int, multiple=True, help="Detection to look unlike (repeatable).")
+@click.option("--top", type=click.IntRange(1, 1000), default=10, show_default=True, help="Places to list.")
+@click.option(
+    "--exclude-m",
+    type=click.FloatRange(0),
+    default=100.0,
+    show_default=True,
+    help="Leave out places this close to a query.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON list.")
+@click.option("--geojson", "geojson_out", type=click.Path(dir_okay=False), help="Also write the places as GeoJSON.")
+def similar_command(
+    db: str,
+    scan_id: int,
+    detections,
+    images,
+    points,
+    unlike,
+    top: int,
+    exclude_m: float,
+    as_json: bool,
+    geojson_out: str | None,
+) -> None:
+    """Rank the scanned places most like some detections, points or images (their mean; --unlike pushes away)."""
+    from amberwatch.scan.similar import SimilarRequest, find_similar, parse_point, places_geojson
+
+    request = SimilarRequest(scan_id, detections, images, tuple(parse_point(p) for p in points), unlike, top, exclude_m)
+    places = find_similar(existing_db_path(db), request)
+    if geojson_out:
+        Path(geojson_out).write_text(json.dumps(places_geojson(places)), encoding="utf-8")
+    if as_json:
+        click.echo(json.dumps([p.as_dict() for p in places]))
+        return
+    click.echo(f"{'#':>3} {'score':>6} {'lat':>10} {'lon':>11}  {'tile':<18} {'tiles':>5}  detection")
+    for p in places:
+        det = "-" if p.detection_id is None else str(p.detection_id)
+        click.echo(f"{p.rank:>3} {p.score:>6.3f} {p.lat:>10.6f} {p.lon:>11.6f}  {p.tile:<18} {p.tiles:>5}  {det}")
+
+
+COMMANDS.extend([scan_group, similar_command])

@@ -1,0 +1,214 @@
+"""'More like this': rank a scan's tiles by how much their embeddings look like a query, as places on the map.
+
+Every tile a scan classifies keeps a compact embedding (``scan_tiles.embedding``: float16, a few dozen
+values, an affine map of the backbone's features pooled over the tile; see
+``model.pretrained.PretrainedClassifier.embed``). A query is the mean of some embeddings (detections,
+points, images) minus a share of the mean of others (``unlike``); tiles are ranked by cosine similarity.
+Hits within ``exclude_m`` of a query place are left out, and hits on touching tiles merge into one place.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import mercantile
+import numpy as np
+
+from amberwatch.errors import InvalidInputError, NotFoundError
+from amberwatch.results.store import get_detection, get_scan, query_detections, tile_embeddings
+from amberwatch.results.vector_index import VectorIndex, build_index
+
+DEFAULT_EXCLUDE_M = 100.0
+DEFAULT_UNLIKE_WEIGHT = 0.5
+_EARTH_M_PER_DEG = 111_320.0
+
+
+@dataclass
+class ScanVectors:
+    """The embeddings of a scan's tiles: tile columns/rows at one zoom and one vector per tile."""
+
+    scan_id: int
+    zoom: int
+    xy: np.ndarray  # (N, 2) int64 tile x, y
+    vectors: np.ndarray  # (N, dims) float16
+    _where: dict[tuple[int, int], int] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._where = {(int(x), int(y)): i for i, (x, y) in enumerate(self.xy)}
+
+    def __len__(self) -> int:
+        return len(self.xy)
+
+    def index_of(self, x: int, y: int) -> int | None:
+        """Row of tile (x, y), or None when the scan kept no embedding for it."""
+        return self._where.get((int(x), int(y)))
+
+
+@dataclass(frozen=True)
+class Query:
+    """What to look for: vectors to be like, vectors to be unlike, and places whose surroundings are left out."""
+
+    like: np.ndarray  # (n, dims)
+    unlike: np.ndarray  # (m, dims), possibly empty
+    near_lonlat: tuple[tuple[float, float], ...] = ()  # query places (degrees)
+    unlike_weight: float = DEFAULT_UNLIKE_WEIGHT
+
+    def vector(self) -> np.ndarray:
+        """The unit-length search vector: mean of like, minus unlike_weight x mean of unlike (each normalised)."""
+        q = _unit(_unit(self.like.astype(np.float32)).mean(axis=0))
+        if len(self.unlike):
+            q = q - self.unlike_weight * _unit(_unit(self.unlike.astype(np.float32)).mean(axis=0))
+        norm = float(np.linalg.norm(q))
+        if not math.isfinite(norm) or norm == 0.0:
+            raise InvalidInputError("the query vectors cancel out: give other --detection / --unlike choices")
+        return (q / norm).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Place:
+    """One ranked place: its best tile, similarity score and the scan's detection there (if any)."""
+
+    rank: int
+    lat: float
+    lon: float
+    score: float
+    tile: str  # "z/x/y" of the best tile
+    tiles: int  # touching tiles merged into this place
+    detection_id: int | None
+
+    def as_dict(self) -> dict:
+        """Plain dict for JSON."""
+        return {
+            "rank": self.rank,
+            "lat": round(self.lat, 6),
+            "lon": round(self.lon, 6),
+            "score": round(self.score, 4),
+            "tile": self.tile,
+            "tiles": self.tiles,
+            "detection_id": self.detection_id,
+        }
+
+
+def load_scan_vectors(conn: sqlite3.Connection, scan_id: int) -> ScanVectors:
+    """The embeddings a scan kept; NotFoundError naming the scan when it kept none."""
+    scan = get_scan(conn, scan_id)
+    xy, vectors = tile_embeddings(conn, scan_id)
+    if len(xy) == 0:
+        raise NotFoundError(
+            f"scan {scan_id} kept no tile embeddings (its model v{scan['model_version']} has none, or no tile "
+            f"was classified): rescan it with a pretrained model ('amberwatch rescan {scan_id} --model N')"
+        )
+    return ScanVectors(int(scan_id), int(scan["zoom"]), xy, vectors)
+
+
+def detection_query(conn: sqlite3.Connection, vectors: ScanVectors, detection_id: int) -> tuple[np.ndarray, tuple]:
+    """(embeddings of the tiles under a detection, its centroid) for a query; errors name the detection."""
+    det = get_detection(conn, detection_id)
+    if int(det["scan_id"]) != vectors.scan_id:
+        raise InvalidInputError(
+            f"detection {detection_id} belongs to scan {det['scan_id']}, not scan {vectors.scan_id}: "
+            f"give --scan {det['scan_id']}"
+        )
+    rows = [
+        i
+        for t in mercantile.tiles(det["west"], det["south"], det["east"], det["north"], vectors.zoom)
+        if (i := vectors.index_of(t.x, t.y)) is not None
+    ]
+    if not rows:
+        raise NotFoundError(f"detection {detection_id}: no embedded tile of scan {vectors.scan_id} lies under it")
+    return vectors.vectors[rows], (float(det["centroid_lon"]), float(det["centroid_lat"]))
+
+
+def point_query(vectors: ScanVectors, lat: float, lon: float) -> tuple[np.ndarray, tuple]:
+    """(embedding of the tile at a point, the point) for a query; NotFoundError when the scan has no tile there."""
+    tile = mercantile.tile(lon, lat, vectors.zoom)
+    i = vectors.index_of(tile.x, tile.y)
+    if i is None:
+        raise NotFoundError(f"point {lat:.6f},{lon:.6f} is not on an embedded tile of scan {vectors.scan_id}")
+    return vectors.vectors[[i]], (float(lon), float(lat))
+
+
+def rank_places(
+    conn: sqlite3.Connection,
+    vectors: ScanVectors,
+    query: Query,
+    *,
+    top: int = 10,
+    exclude_m: float = DEFAULT_EXCLUDE_M,
+    index: VectorIndex | None = None,
+) -> list[Place]:
+    """The ``top`` places most like the query, best first, away from the query's places, touching hits merged."""
+    if top < 1:
+        raise InvalidInputError(f"--top must be at least 1, got {top}")
+    index = index or build_index(vectors.vectors)
+    q = query.vector()
+    want = min(len(vectors), max(64, top * 16))
+    while True:
+        scores, rows = index.search(q, want)
+        places = _merge(vectors, scores, rows, query.near_lonlat, exclude_m, top)
+        if len(places) >= top or want >= len(vectors):
+            break
+        want = min(len(vectors), want * 4)
+    return [_place(conn, vectors, rank, group) for rank, group in enumerate(places[:top], start=1)]
+
+
+def _merge(
+    vectors: ScanVectors,
+    scores: np.ndarray,
+    rows: np.ndarray,
+    near: Sequence[tuple[float, float]],
+    exclude_m: float,
+    top: int,
+) -> list[list[tuple[float, int]]]:
+    """Group ranked hits into places: a hit touching a listed place joins it, until a place beyond the top."""
+    groups: list[list[tuple[float, int]]] = []
+    owner: dict[tuple[int, int], int] = {}
+    for score, row in zip(scores.tolist(), rows.tolist()):
+        x, y = (int(v) for v in vectors.xy[row])
+        if _near(vectors.zoom, x, y, near, exclude_m):
+            continue
+        touching = {owner[(x + dx, y + dy)] for dx in (-1, 0, 1) for dy in (-1, 0, 1) if (x + dx, y + dy) in owner}
+        if touching:
+            g = min(touching)
+            groups[g].append((score, row))
+        elif len(groups) < top:
+            g = len(groups)
+            groups.append([(score, row)])
+        else:
+            break  # a place beyond the top: hits ranked lower belong to no listed place
+        owner[(x, y)] = g
+    return groups
+
+
+def _near(zoom: int, x: int, y: int, near: Sequence[tuple[float, float]], exclude_m: float) -> bool:
+    """True when the tile's centre is within exclude_m (plus half a tile) of a query place."""
+    if not near:
+        return False
+    b = mercantile.bounds(x, y, zoom)
+    lon, lat = (b.west + b.east) / 2, (b.south + b.north) / 2
+    half_tile_m = (b.north - b.south) / 2 * _EARTH_M_PER_DEG
+    for qlon, qlat in near:
+        dx = (lon - qlon) * _EARTH_M_PER_DEG * math.cos(math.radians(qlat))
+        dy = (lat - qlat) * _EARTH_M_PER_DEG
+        if math.hypot(dx, dy) <= exclude_m + half_tile_m:
+            return True
+    return False
+
+
+def _place(conn: sqlite3.Connection, vectors: ScanVectors, rank: int, group: list[tuple[float, int]]) -> Place:
+    score, row = max(group)
+    x, y = (int(v) for v in vectors.xy[row])
+    b = mercantile.bounds(x, y, vectors.zoom)
+    lon, lat = (b.west + b.east) / 2, (b.south + b.north) / 2
+    hits = query_detections(conn, scan_id=vectors.scan_id, bbox=(b.west, b.south, b.east, b.north), order="largest")
+    return Place(
+        rank, lat, lon, float(score), f"{vectors.zoom}/{x}/{y}", len(group), int(hits[0]["id"]) if hits else None
+    )
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(v, axis=-1, keepdims=True)
+    return v / np.where(norm > 0, norm, 1.0)
