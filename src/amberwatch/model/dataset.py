@@ -14,7 +14,8 @@ import numpy as np
 
 from amberwatch.errors import ImageError, ModelError, SkippedFileWarning
 from amberwatch.imagery.decode import read_image_file
-from amberwatch.labels.store import pixel_sha256
+from amberwatch.labels.boxes import cut_boxes, read_boxes
+from amberwatch.labels.store import ExampleStore, pixel_sha256
 
 LABELS = ("not_mining", "mining")
 TEXTY_RESOLUTION_M_PER_PX = 0.38  # ground resolution of Texty's crops and of the examples in the store
@@ -118,7 +119,6 @@ def load_boxes(csv_path: str | os.PathLike[str], images_dir: str | os.PathLike[s
 
     Boxes that cannot be cut are skipped with a SkippedFileWarning naming the image and line.
     """
-    from amberwatch.labels.boxes import cut_boxes, read_boxes
 
     chips: list[np.ndarray] = []
     labels: list[int] = []
@@ -140,7 +140,6 @@ def load_boxes(csv_path: str | os.PathLike[str], images_dir: str | os.PathLike[s
 
 def load_store(db_path: str | os.PathLike[str]) -> ChipSet:
     """Read the active examples of the example store at db_path, grouped by Example.block_key."""
-    from amberwatch.labels.store import ExampleStore  # the labels stage may land after this module
 
     store = ExampleStore.open(db_path)
     examples = store.examples(status="active")

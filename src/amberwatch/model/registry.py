@@ -177,7 +177,7 @@ class ModelRegistry:
 
     def load(self, version: int | str | None = None):
         """The Classifier of a version (None: the current one), its ``version`` set to the registry number."""
-        from amberwatch.model.modelfile import load as load_file
+        from amberwatch.model.modelfile import load as load_file  # torch loads only when a model file is read
 
         info = self.get(self.current_version() if version is None else version)
         if info.path is None:

@@ -22,6 +22,12 @@ from shapely.geometry import MultiPolygon, Polygon, mapping
 from shapely.geometry.base import BaseGeometry
 from shapely.geometry.polygon import orient
 
+from amberwatch.errors import AmberwatchError
+from amberwatch.imagery.cache import TileCache
+from amberwatch.imagery.decode import encode_jpeg
+from amberwatch.imagery.mosaic import render_bbox
+from amberwatch.imagery.sources import open_cached_source
+from amberwatch.imagery.types import LngLatBbox
 from amberwatch.results.store import DetectionRow, get_scan, grid_tiles, replace_detections
 
 _GEOD = Geod(ellps="WGS84")
@@ -194,7 +200,6 @@ def rebuild_detections(
 
 def _chip_bbox(geometry: BaseGeometry, zoom: int):
     """The polygon's bbox padded by a quarter, capped at CHIP_MAX_TILES tiles a side around its centre."""
-    from amberwatch.imagery.types import LngLatBbox
 
     west, south, east, north = geometry.bounds
     pad_x, pad_y = (east - west) * 0.25 + 1e-5, (north - south) * 0.25 + 1e-5
@@ -212,11 +217,6 @@ def _thumbnails(found: list[Detection], cache_path: str | None, source_id: str, 
     """JPEG chips of the cached imagery around each detection (missing tiles render black)."""
     if not found or not cache_path:
         return {}
-    from amberwatch.errors import AmberwatchError
-    from amberwatch.imagery.cache import TileCache
-    from amberwatch.imagery.decode import encode_jpeg
-    from amberwatch.imagery.mosaic import render_bbox
-    from amberwatch.imagery.sources import open_cached_source
 
     chips: dict[int, bytes] = {}
     with TileCache(cache_path) as cache:
