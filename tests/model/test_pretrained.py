@@ -102,6 +102,23 @@ def test_bundled_model_is_the_pretrained_recipe(clf):
     assert model.BUNDLED_PATH.stat().st_size < 200_000
 
 
+def test_embedding_comes_from_the_score_map_pass_and_files_without_one_still_load(clf):
+    """The bundled model embeds tiles in the score-map pass; a file without an embedding loads and embeds nothing."""
+    image = np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)
+    probs, cells = clf.grid_and_cell_embeddings(image)
+    assert clf.embedding_dims == 64 and cells.shape == (64, *probs.shape)
+    np.testing.assert_array_equal(probs, clf.predict_grid(image))
+    vector = np.frombuffer(clf.tile_embedding(cells, 0, 0, 16), dtype=np.float16)
+    assert vector.shape == (64,) and np.isfinite(vector).all()
+    assert clf.embed_chips([image]).shape == (1, 64)
+    plain = PretrainedClassifier(clf.weight, clf.bias, clf.recipe, threshold=clf.threshold, metadata=clf.metadata)
+    again = model.from_bytes(plain.to_bytes(), "old file")
+    assert again.embedding_dims == 0 and again.grid_and_cell_embeddings(image)[1] is None
+    np.testing.assert_allclose(again.predict_grid(image), probs, atol=1e-6)
+    with pytest.raises(ModelError, match="has no embedding"):
+        again.embed_chips([image])
+
+
 def test_cnn_v1_file_still_loads():
     cnn = model.load(model.BUNDLED_CNN_PATH)
     assert isinstance(cnn, model.Classifier) and cnn.kind == "cnn"
