@@ -170,6 +170,31 @@ def enumerate_in_subprocess(n_tiles: int) -> tuple[int, int, float, float, int, 
     return int(a), int(b), float(c), float(d), int(e), int(f)
 
 
+def similar_figures(db: Path, scan_id: int) -> dict:
+    """Embedding storage of a real scan, and the time to load its vectors and answer one 'similar' query."""
+    import time
+
+    from amberwatch.db import connect
+    from amberwatch.results.similar import Query, load_scan_vectors, rank_places
+
+    conn = connect(db)
+    try:
+        t0 = time.perf_counter()
+        vectors = load_scan_vectors(conn, scan_id)
+        t1 = time.perf_counter()
+        rank_places(conn, vectors, Query(vectors.vectors[:1], vectors.vectors[:0]), top=10)
+        t2 = time.perf_counter()
+    finally:
+        conn.close()
+    return {
+        "tiles": len(vectors),
+        "bytes": vectors.vectors.shape[1] * 2,
+        "load_s": t1 - t0,
+        "query_s": t2 - t1,
+        "db_mb": vectors.vectors.nbytes / 2**20,
+    }
+
+
 def main() -> None:
     """Run the benchmark and print its figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -203,6 +228,7 @@ def main() -> None:
         )
         watcher.stop()
         assert server.requests == http_requests, "warm run fetched over HTTP"
+        similar = similar_figures(db, warm.scan_id)
     server.stop()
 
     def rate(o) -> float:
@@ -241,6 +267,11 @@ def main() -> None:
         f"detections: cold {cold.detections} ({cold.detections_area_ha:.1f} ha), "
         f"warm {warm.detections} ({warm.detections_area_ha:.1f} ha), CNN {warm_cnn.detections} "
         f"({warm_cnn.detections_area_ha:.1f} ha)"
+    )
+    print(
+        f"similarity search on the warm scan: {similar['tiles']:,} tile embeddings of {similar['bytes']} bytes "
+        f"({similar['db_mb']:.2f} MB in the DB); load {similar['load_s'] * 1e3:.0f} ms, one query (index + rank "
+        f"top 10) {similar['query_s'] * 1e3:.0f} ms"
     )
     for n in (args.enum_tiles // 10, args.enum_tiles):
         planned, enumerated, count_s, enum_s, base_mb, peak_mb = enumerate_in_subprocess(n)
