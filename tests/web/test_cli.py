@@ -22,6 +22,7 @@ from tests.web.conftest import free_port
 
 def test_users_add_prints_token_and_stores_only_its_hash(tmp_path):
     db = tmp_path / "p.db"
+    connect(db).close()  # an existing project ('users add' refuses a missing DB: tests/web/test_users_cli.py)
     result = CliRunner().invoke(main, ["users", "add", "olena", "--reviewer", "--db", str(db)])
     assert result.exit_code == 0, result.output
     token = result.output.strip()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import click
 
 from amberwatch.db import connect
@@ -53,13 +57,49 @@ def users_add(name: str, reviewer: bool, db: str) -> None:
     from amberwatch.web.schema import ensure_schema
     from amberwatch.web.users import add_user
 
-    conn = connect(db)
+    conn = connect(db, create=False)  # a mistyped --db must not quietly start a new, empty project
     try:
         ensure_schema(conn)
         token = add_user(conn, name, reviewer=reviewer)
     finally:
         conn.close()
     click.echo(token)
+
+
+@users.command("rotate")
+@click.argument("name")
+@db_option
+def users_rotate(name: str, db: str) -> None:
+    """Give NAME a new bearer token and print it; the old token stops working at once."""
+    from amberwatch.web.users import rotate_token
+
+    with _users_db(db) as conn:
+        click.echo(rotate_token(conn, name))
+
+
+@users.command("revoke")
+@click.argument("name")
+@db_option
+def users_revoke(name: str, db: str) -> None:
+    """Revoke NAME's token: requests with it are refused ('users rotate NAME' issues a new one)."""
+    from amberwatch.web.users import revoke_user
+
+    with _users_db(db) as conn:
+        revoke_user(conn, name)
+    click.echo(f"Revoked the token of {name}.")
+
+
+@contextmanager
+def _users_db(db: str) -> Iterator[sqlite3.Connection]:
+    """The existing project DB with the web tables ready."""
+    from amberwatch.web.schema import ensure_schema
+
+    conn = connect(db, create=False)
+    try:
+        ensure_schema(conn)
+        yield conn
+    finally:
+        conn.close()
 
 
 @users.command("list")
@@ -73,7 +113,7 @@ def users_list(db: str) -> None:
     try:
         ensure_schema(conn)
         for user in list_users(conn):
-            click.echo(f"{user.name}\t{user.role}")
+            click.echo(f"{user.name}\t{user.role}" + ("\trevoked" if user.revoked else ""))
     finally:
         conn.close()
 

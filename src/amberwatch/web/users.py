@@ -9,7 +9,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from amberwatch.db import utc_now_iso
-from amberwatch.errors import AuthError, ConflictError, InvalidInputError, PermissionDeniedError
+from amberwatch.errors import AuthError, ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
 
 ROLES = ("reviewer", "reader")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
@@ -22,6 +22,7 @@ class User:
     id: int
     name: str
     role: str
+    revoked: bool = False
 
     @property
     def is_reviewer(self) -> bool:
@@ -49,12 +50,34 @@ def add_user(conn: sqlite3.Connection, name: str, *, reviewer: bool) -> str:
     return token
 
 
+_REVOKED = "revoked:"  # prefix of the stored hash of a revoked user: no token hashes to it
+
+
 def list_users(conn: sqlite3.Connection) -> list[User]:
     """All users ordered by name."""
     return [
-        User(int(r["id"]), r["name"], r["role"])
-        for r in conn.execute("SELECT id, name, role FROM web_users ORDER BY name")
+        User(int(r["id"]), r["name"], r["role"], revoked=r["token_sha256"].startswith(_REVOKED))
+        for r in conn.execute("SELECT id, name, role, token_sha256 FROM web_users ORDER BY name")
     ]
+
+
+def rotate_token(conn: sqlite3.Connection, name: str) -> str:
+    """Give a user a new bearer token (the old one stops working at once, a revoked user is restored); return it."""
+    token = secrets.token_urlsafe(32)
+    _set_token_hash(conn, name, hash_token(token))
+    return token
+
+
+def revoke_user(conn: sqlite3.Connection, name: str) -> None:
+    """Revoke a user's token: every request with it is refused; 'users rotate' issues a new one."""
+    _set_token_hash(conn, name, _REVOKED + secrets.token_hex(16))
+
+
+def _set_token_hash(conn: sqlite3.Connection, name: str, token_sha256: str) -> None:
+    cur = conn.execute("UPDATE web_users SET token_sha256 = ? WHERE name = ?", (token_sha256, name))
+    if cur.rowcount == 0:
+        known = ", ".join(u.name for u in list_users(conn)) or "none"
+        raise NotFoundError(f"user {name!r} does not exist (users: {known})")
 
 
 def user_for_authorization(conn: sqlite3.Connection, authorization: str | None) -> User:
