@@ -37,6 +37,7 @@ TABLE_OWNERS = {
     "chip_features": "model/features.py",
     "web_feedback": "web/feedback.py",
     "web_label_actions": "web/labelling.py",
+    "web_label_queue": "web/labelling.py",
     "web_users": "web/users.py",
     "web_settings": "web/schema.py",
     "schema_migrations": "db.py",

@@ -21,7 +21,7 @@ import pytest
 from amberwatch.db import connect, utc_now_iso
 from amberwatch.imagery.cache import TileCache, default_cache_path
 from amberwatch.imagery.decode import encode_jpeg, encode_png
-from amberwatch.results.store import ensure_schema
+from amberwatch.results.store import TileRow, ensure_schema, write_tiles
 from amberwatch.web.schema import ensure_schema as ensure_web_schema
 from amberwatch.web.users import add_user
 
@@ -29,6 +29,10 @@ SOURCE_ID = "test-imagery"
 ZOOM = 17
 CENTER_LON, CENTER_LAT = 26.90, 51.32
 THRESHOLD = 0.5
+EMBEDDING_DIMS = 64
+# Tiles (dx, dy from the centre tile) that look like pits in the embeddings but hold no detection; the last two
+# touch, so a similarity search merges them into one place. Only those inside the fixture's grid are used.
+HIDDEN_PITS = [(-3, -3), (3, -3), (-3, 3), (2, 3), (3, 3)]
 
 
 def imagery_tile(rng: np.random.Generator, tx: int, ty: int) -> np.ndarray:
@@ -62,6 +66,8 @@ class Project:
     reviewer_token: str
     reader_token: str
     tiles: list[tuple[int, int, int]]
+    pit_tiles: set[tuple[int, int, int]]  # tiles whose embeddings point the pits' way (under detections, hidden)
+    hidden_pits: list[tuple[int, int, int]]
 
 
 def insert_detections(
@@ -101,15 +107,42 @@ def insert_detections(
     return ids
 
 
-def build_project(tmp_path: Path, *, extra_detections: int = 0) -> Project:
-    """Scan + detections + probability grids + cached PNG tiles + a reviewer and a reader, in real SQLite files."""
+def tile_embeddings(
+    tiles: list[tuple[int, int, int]], pits: set[tuple[int, int, int]], seed: int = 11
+) -> dict[tuple[int, int, int], bytes]:
+    """float16 embeddings: pit tiles near one direction, the other tiles near another, each with some noise."""
+    rng = np.random.default_rng(seed)
+    pit, other = (v / np.linalg.norm(v) for v in rng.normal(size=(2, EMBEDDING_DIMS)))
+    out = {}
+    for t in tiles:
+        base, noise = (pit, 0.04) if t in pits else (other, 0.12)
+        out[t] = (base + rng.normal(0, noise, EMBEDDING_DIMS)).astype(np.float16).tobytes()
+    return out
+
+
+def detection_tiles(spots: list[tuple[float, float, float, float]]) -> set[tuple[int, int, int]]:
+    """The tiles under detections (lon, lat, half size, probability) drawn as by ``square``."""
+    out = set()
+    for lon, lat, half, _ in spots:
+        for t in mercantile.tiles(lon - half * 1.6, lat - half, lon + half * 1.6, lat + half, ZOOM):
+            out.add((t.z, t.x, t.y))
+    return out
+
+
+def build_project(tmp_path: Path, *, extra_detections: int = 0, grid: int = 3) -> Project:
+    """Scan + detections + probability grids + embeddings + cached PNG tiles + a reviewer and a reader.
+
+    All in real SQLite files; the scan covers ``grid`` x ``grid`` tiles around the centre (odd ``grid``).
+    """
     rng = np.random.default_rng(7)
     db_path = tmp_path / "project.db"
     conn = connect(db_path)
     ensure_schema(conn)
     ensure_web_schema(conn)
     center = mercantile.tile(CENTER_LON, CENTER_LAT, ZOOM)
-    tiles = [(ZOOM, center.x + dx, center.y + dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1)]
+    r = grid // 2
+    offsets = range(-r, r + 1)
+    tiles = [(ZOOM, center.x + dx, center.y + dy) for dx in offsets for dy in offsets]
     cache_path = default_cache_path(db_path)
     with TileCache(cache_path) as cache:
         cache.register_source(SOURCE_ID, "http://example.invalid/{z}/{x}/{y}.png")
@@ -123,8 +156,8 @@ def build_project(tmp_path: Path, *, extra_detections: int = 0) -> Project:
                 content_type="image/png",
                 capture_date="2018-05-12",
             )
-    top_left = mercantile.bounds(center.x - 1, center.y - 1, ZOOM)
-    bottom_right = mercantile.bounds(center.x + 1, center.y + 1, ZOOM)
+    top_left = mercantile.bounds(center.x - r, center.y - r, ZOOM)
+    bottom_right = mercantile.bounds(center.x + r, center.y + r, ZOOM)
     w, s, e, n = top_left.west, bottom_right.south, bottom_right.east, top_left.north
     aoi = {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
     cur = conn.execute(
@@ -147,13 +180,7 @@ def build_project(tmp_path: Path, *, extra_detections: int = 0) -> Project:
         ),
     )
     scan_id = int(cur.lastrowid)
-    for z, x, y in tiles:
-        grid = rng.integers(60, 200, 64, dtype=np.uint8)
-        conn.execute(
-            "INSERT INTO scan_tiles (scan_id, z, x, y, status, capture_date, max_prob, grid_cells, grid, processed_at)"
-            " VALUES (?, ?, ?, ?, 'done', '2018-05-12', ?, 8, ?, ?)",
-            (scan_id, z, x, y, float(grid.max()) / 255, grid.tobytes(), utc_now_iso()),
-        )
+    probs = [rng.integers(60, 200, 64, dtype=np.uint8) for _ in tiles]
     thumb = encode_jpeg(imagery_tile(rng, 0, 0)[64:192, 64:192])
     spots = [
         (CENTER_LON + dx, CENTER_LAT + dy, 0.00025 * (1 + i % 3), p)
@@ -167,6 +194,14 @@ def build_project(tmp_path: Path, *, extra_detections: int = 0) -> Project:
             ]
         )
     ]
+    hidden = [(ZOOM, center.x + dx, center.y + dy) for dx, dy in HIDDEN_PITS if max(abs(dx), abs(dy)) <= r]
+    pits = detection_tiles(spots) | set(hidden)
+    vectors = tile_embeddings(tiles, pits)
+    rows = [
+        TileRow(*t, "done", None, "2018-05-12", float(g.max()) / 255, 8, g.tobytes(), vectors[t])
+        for t, g in zip(tiles, probs)
+    ]
+    write_tiles(conn, scan_id, rows)
     detection_ids = insert_detections(conn, scan_id, spots, thumb)
     if extra_detections:
         rnd = random.Random(3)
@@ -183,13 +218,19 @@ def build_project(tmp_path: Path, *, extra_detections: int = 0) -> Project:
     reviewer = add_user(conn, "olena", reviewer=True)
     reader = add_user(conn, "reader1", reviewer=False)
     conn.close()
-    return Project(db_path, cache_path, scan_id, detection_ids, reviewer, reader, tiles)
+    return Project(db_path, cache_path, scan_id, detection_ids, reviewer, reader, tiles, pits, hidden)
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
     """A small real project: one scan, five detections with thumbnails, nine cached tiles, two users."""
     return build_project(tmp_path)
+
+
+@pytest.fixture
+def wide_project(tmp_path: Path) -> Project:
+    """The small project over 7 x 7 tiles, with pit-like tiles away from the detections (for similarity search)."""
+    return build_project(tmp_path, grid=7)
 
 
 @pytest.fixture

@@ -26,8 +26,9 @@ from amberwatch.errors import AmberwatchError
 from amberwatch.imagery.cache import TileCache, default_cache_path
 from amberwatch.web.feedback import DEFAULT_LIMIT_PER_HOUR
 from amberwatch.web.guard import MAX_BODY_BYTES, GuardMiddleware
-from amberwatch.web.routes import detections, feedback, label, pages
+from amberwatch.web.routes import detections, feedback, label, pages, similar
 from amberwatch.web.schema import ensure_schema
+from amberwatch.web.similar import VectorCache
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -76,6 +77,7 @@ def create_app(
     app.state.db_path = Path(db_path)
     app.state.cache = TileCache(cache_path if cache_path is not None else default_cache_path(db_path))
     app.state.feedback_limit_per_hour = feedback_limit_per_hour
+    app.state.vectors = VectorCache()
 
     @app.exception_handler(AmberwatchError)
     async def amberwatch_error(request: Request, exc: AmberwatchError) -> JSONResponse:
@@ -89,7 +91,7 @@ def create_app(
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error_response(str(exc.detail), exc.status_code)
 
-    for module in (detections, feedback, label, pages):
+    for module in (detections, feedback, label, pages, similar):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.mount("/vendor/leaflet", StaticFiles(directory=xs_leaflet.BASE_DIR), name="leaflet")

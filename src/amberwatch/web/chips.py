@@ -8,13 +8,15 @@ import sqlite3
 import mercantile
 import numpy as np
 
-from amberwatch.errors import NotFoundError
+from amberwatch.errors import InvalidInputError, NotFoundError
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.decode import decode_image
 from amberwatch.imagery.types import LngLatBbox
 from amberwatch.results.store import get_detection
 
 CHIP_MAX_PX = 512
+MAX_MERCATOR_LAT = 85.0511287798
+TILE_CONTEXT = 0.25  # a tile's chip shows a quarter of a tile of its neighbours on each side
 MIN_CHIP_SIDE_M = 40.0
 M_PER_DEG_LAT = 111_320.0
 
@@ -65,3 +67,31 @@ def detection_chip(conn: sqlite3.Connection, cache: TileCache, detection_id: int
     if row["thumbnail"]:
         return decode_image(bytes(row["thumbnail"]), f"thumbnail of detection {detection_id}")
     raise NotFoundError(f"detection {detection_id!r} has no cached imagery and no thumbnail")
+
+
+def tile_bbox(z: int, x: int, y: int) -> LngLatBbox:
+    """Lon/lat bbox of a Web Mercator tile; InvalidInputError naming a tile outside the zoom's range."""
+    if not (0 <= z <= 30 and 0 <= x < 2**z and 0 <= y < 2**z):
+        raise InvalidInputError(f"tile {z}/{x}/{y} does not exist: x and y must be within 0..2^z-1 (z 0..30)")
+    b = mercantile.bounds(x, y, z)
+    return LngLatBbox(b.west, b.south, b.east, b.north)
+
+
+def tile_chip_bbox(z: int, x: int, y: int) -> LngLatBbox:
+    """The area a tile's chip shows: the tile and a margin of its neighbours (within the Web Mercator world)."""
+    b = tile_bbox(z, x, y)
+    dx, dy = (b.east_deg - b.west_deg) * TILE_CONTEXT, (b.north_deg - b.south_deg) * TILE_CONTEXT
+    return LngLatBbox(
+        max(b.west_deg - dx, -180.0),
+        max(b.south_deg - dy, -MAX_MERCATOR_LAT),
+        min(b.east_deg + dx, 180.0),
+        min(b.north_deg + dy, MAX_MERCATOR_LAT),
+    )
+
+
+def tile_chip(cache: TileCache, source_id: str, z: int, x: int, y: int) -> np.ndarray:
+    """Pixels of a tile with some context, from cached imagery at the tile's zoom; NotFoundError when none is cached."""
+    pixels = render_from_cache(cache, source_id, tile_chip_bbox(z, x, y), z)
+    if pixels is None:
+        raise NotFoundError(f"no cached imagery of source {source_id!r} around tile {z}/{x}/{y}")
+    return pixels

@@ -1,4 +1,4 @@
-"""FastAPI dependencies shared by the route modules: a DB connection per request, the tile cache, the reviewer."""
+"""FastAPI dependencies of the route modules: a DB connection per request, tile and vector caches, the reviewer."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from amberwatch.db import connect
 from amberwatch.imagery.cache import TileCache
 from amberwatch.web.feedback import client_hash
 from amberwatch.web.schema import client_salt
+from amberwatch.web.similar import VectorCache
 from amberwatch.web.users import User, require_reviewer
 
 
@@ -26,6 +27,11 @@ def get_conn(request: Request) -> Iterator[sqlite3.Connection]:
 def get_cache(request: Request) -> TileCache:
     """The app's shared (thread-safe) tile cache."""
     return request.app.state.cache
+
+
+def get_vectors(request: Request) -> VectorCache:
+    """The app's cache of scans' tile embeddings and search indexes."""
+    return request.app.state.vectors
 
 
 def get_reviewer(request: Request, conn: sqlite3.Connection = Depends(get_conn)) -> User:

@@ -3,11 +3,15 @@
 The most uncertain chips are those with a probability closest to the model threshold.
 
 Items are keyed ``d<detection id>`` (a detection), ``c<scan>/<z>/<x>/<y>/<row>/<col>`` (one cell of a
-tile's probability grid), ``u<sample>/<unit>`` (a unit of an area sample, reviewed blind to the map) or
-``e<example id>`` (an example already in the store, e.g. imported: checking its label).
-Chips are rendered from the tile cache. Labels of detections and cells go to the example store; a sample
+tile's probability grid), ``t<scan>/<z>/<x>/<y>`` (a whole tile, e.g. sent from a similarity search),
+``u<sample>/<unit>`` (a unit of an area sample, reviewed blind to the map) or ``e<example id>`` (an example
+already in the store, e.g. imported: checking its label).
+Chips are rendered from the tile cache. Labels of detections, cells and tiles go to the example store; a sample
 unit's label is its reference class (through ``amberwatch.results.area_review``) and is kept out of the
 training examples so the accuracy assessment stays independent of training.
+
+Two queue modes for a scan: "uncertain" (closest to the model threshold first) and "like" (tiles reviewers sent
+to the queue, ``web_label_queue``, then the scan's tiles most like the confirmed sites).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import heapq
 import re
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import mercantile
@@ -25,13 +30,20 @@ from amberwatch.errors import ConflictError, InvalidInputError, NotFoundError
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.types import LngLatBbox
 from amberwatch.labels.store import Example, ExampleStore
+from amberwatch.results.similar import Query, ScanVectors, rank_places
 from amberwatch.results.store import get_scan, grid_tiles, query_detections, tile_grid
 from amberwatch.results.store import latest_scan_id as store_latest_scan_id
-from amberwatch.web.chips import detection_chip, padded_bbox, render_from_cache
+from amberwatch.web.chips import detection_chip, padded_bbox, render_from_cache, tile_bbox, tile_chip_bbox
+from amberwatch.web.feedback import review_states
+from amberwatch.web.similar import VectorCache, tile_centre, tiles_under
 
 LABELS = ("mining", "not_mining", "skip")
 CELL_MARGIN = 0.25  # only tiles whose max probability is within this of the threshold can hold candidate cells
-_KEY_RE = re.compile(r"^(?:d(\d+)|c(\d+)/(\d+)/(\d+)/(\d+)/(\d+)/(\d+)|u(\d+)/(\d+)|e(\d+))$")
+QUEUE_MODES = ("uncertain", "like")
+MAX_QUEUE_TILES = 200
+_KEY_RE = re.compile(r"^(?:d(\d+)|c(\d+)/(\d+)/(\d+)/(\d+)/(\d+)/(\d+)|u(\d+)/(\d+)|e(\d+)|t(\d+)/(\d+)/(\d+)/(\d+))$")
+_TILE_RE = re.compile(r"^(\d{1,2})/(\d{1,10})/(\d{1,10})$")
+_SOURCE_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
 @dataclass(frozen=True)
@@ -44,16 +56,19 @@ class Item:
     bbox: LngLatBbox
     capture_date: str | None
     located: bool = True
+    reason: str | None = None  # why the item is in the queue, when not for its uncertainty
 
     @property
     def kind(self) -> str:
-        """'detection', 'cell' or 'unit'."""
-        return {"d": "detection", "c": "cell", "u": "unit", "e": "example"}[self.key[0]]
+        """'detection', 'cell', 'tile', 'unit' or 'example'."""
+        return {"d": "detection", "c": "cell", "t": "tile", "u": "unit", "e": "example"}[self.key[0]]
 
     @property
     def chip_bbox(self) -> LngLatBbox:
         """The area the chip shows: the item with a margin (a cell gets its neighbours for context)."""
-        return padded_bbox(*self.bbox.as_tuple(), pad_frac=0.25 if self.key.startswith("d") else 1.0)
+        if self.kind == "tile":
+            return tile_chip_bbox(*parse_key(self.key)[2:])
+        return padded_bbox(*self.bbox.as_tuple(), pad_frac=0.25 if self.kind == "detection" else 1.0)
 
     def outline(self) -> list[float]:
         """The item's box within its chip as fractions [left, top, right, bottom] of the chip's width and height."""
@@ -83,19 +98,23 @@ class Item:
             "capture_date": self.capture_date,
             "chip_url": f"/api/label/chip.jpg?key={self.key}",
             "outline": None if self.kind == "example" else self.outline(),  # an example is the whole chip
+            "reason": self.reason,
         }
 
 
 def parse_key(key: str) -> tuple:
-    """('d', detection), ('c', scan, z, x, y, row, col), ('u', sample, unit) or ('e', example).
+    """('d', detection), ('c', scan, z, x, y, row, col), ('t', scan, z, x, y), ('u', sample, unit) or ('e', example).
 
     InvalidInputError naming a malformed key.
     """
     m = _KEY_RE.match(key or "")
     if not m:
         raise InvalidInputError(
-            f"unknown chip key {key!r}: expected d<ID>, c<SCAN>/<Z>/<X>/<Y>/<ROW>/<COL>, u<SAMPLE>/<UNIT> or e<EXAMPLE>"
+            f"unknown chip key {key!r}: expected d<ID>, c<SCAN>/<Z>/<X>/<Y>/<ROW>/<COL>, t<SCAN>/<Z>/<X>/<Y>,"
+            " u<SAMPLE>/<UNIT> or e<EXAMPLE>"
         )
+    if m.group(11):
+        return ("t", *(int(g) for g in m.groups()[10:14]))
     if m.group(10):
         return ("e", int(m.group(10)))
     if m.group(1):
@@ -122,6 +141,16 @@ def latest_scan_id(conn: sqlite3.Connection) -> int:
     return scan_id
 
 
+def _done_keys(conn: sqlite3.Connection, scan_id: int) -> set[str]:
+    """Keys of the scan's items labelled or skipped (not undone)."""
+    return {
+        r[0]
+        for r in conn.execute(
+            "SELECT item_key FROM web_label_actions WHERE scan_id = ? AND undone_at IS NULL", (scan_id,)
+        )
+    }
+
+
 def uncertain_items(conn: sqlite3.Connection, scan_id: int, limit: int = 20) -> tuple[list[Item], float]:
     """The scan's not-yet-labelled items closest to the model threshold, and the threshold.
 
@@ -129,12 +158,7 @@ def uncertain_items(conn: sqlite3.Connection, scan_id: int, limit: int = 20) -> 
     """
     scan = get_scan(conn, scan_id)
     thr = float(scan["model_threshold"])
-    done = {
-        r[0]
-        for r in conn.execute(
-            "SELECT item_key FROM web_label_actions WHERE scan_id = ? AND undone_at IS NULL", (scan_id,)
-        )
-    }
+    done = _done_keys(conn, scan_id)
     heap: list[tuple[float, str, Item]] = []
 
     def offer(item: Item) -> None:
@@ -241,6 +265,8 @@ def item_for_key(conn: sqlite3.Connection, key: str) -> Item:
         if unit is None:
             raise NotFoundError(f"unit {unit_id} of chip {key!r} is not in area sample {sample_id}")
         return _unit_item(sample_id, unit, scan_id)
+    if parsed[0] == "t":
+        return _tile_item(conn, *parsed[1:])
     if parsed[0] == "d":
         found = query_detections(conn, ids=[parsed[1]])
         if not found:
@@ -262,6 +288,17 @@ def item_for_key(conn: sqlite3.Connection, key: str) -> Item:
         raise NotFoundError(f"cell {row}/{col} of chip {key!r} is outside the {n}x{n} grid")
     prob = float(np.frombuffer(bytes(t["grid"]), dtype=np.uint8)[row * n + col]) / 255.0
     return Item(key, scan_id, prob, cell_bbox(z, x, y, row, col, n), t["capture_date"])
+
+
+def _tile_item(conn: sqlite3.Connection, scan_id: int, z: int, x: int, y: int, reason: str | None = None) -> Item:
+    """A whole tile of a scan: its bbox, and its highest cell probability as the item's probability."""
+    t = tile_grid(conn, scan_id, z, x, y)
+    if t is None:
+        raise NotFoundError(f"tile {z}/{x}/{y} is not a tile of scan {scan_id}")
+    n = int(t["grid_cells"] or 0)
+    grid = bytes(t["grid"]) if t["grid"] is not None else b""
+    prob = float(max(grid)) / 255.0 if n and len(grid) == n * n else None
+    return Item(f"t{scan_id}/{z}/{x}/{y}", scan_id, prob, tile_bbox(z, x, y), t["capture_date"], reason=reason)
 
 
 def item_chip(conn: sqlite3.Connection, cache: TileCache, item: Item) -> np.ndarray:
@@ -350,3 +387,125 @@ def labelled_count(conn: sqlite3.Connection, scan_id: int) -> int:
             "SELECT COUNT(DISTINCT item_key) FROM web_label_actions WHERE scan_id = ? AND undone_at IS NULL", (scan_id,)
         ).fetchone()[0]
     )
+
+
+def queue_tiles(conn: sqlite3.Connection, scan_id: int, tiles: Sequence[str], *, source: str, user: str) -> dict:
+    """Put whole tiles ("z/x/y") of a scan on the labelling queue; tiles already queued are left as they are."""
+    if not _SOURCE_RE.match(source or ""):
+        raise InvalidInputError(f"queue source {source!r} must be 1-32 lower-case letters, digits, _ or -")
+    if not tiles or len(tiles) > MAX_QUEUE_TILES:
+        raise InvalidInputError(f"send 1..{MAX_QUEUE_TILES} tiles to the labelling queue, got {len(tiles)}")
+    zoom = int(get_scan(conn, scan_id)["zoom"])
+    keys = []
+    for tile in tiles:
+        m = _TILE_RE.match(str(tile))
+        if not m:
+            raise InvalidInputError(f"tile {tile!r} must be 'z/x/y', e.g. '{zoom}/76354/44026'")
+        z, x, y = (int(g) for g in m.groups())
+        if z != zoom:
+            raise InvalidInputError(f"tile {tile!r} is not at the zoom of scan {scan_id} ({zoom})")
+        keys.append(_tile_item(conn, scan_id, z, x, y).key)  # NotFoundError for a tile outside the scan
+    keys = list(dict.fromkeys(keys))
+    now, added = utc_now_iso(), 0
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for key in keys:
+            added += conn.execute(
+                "INSERT OR IGNORE INTO web_label_queue (item_key, scan_id, source, added_by, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (key, scan_id, source, user, now),
+            ).rowcount
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return {"scan_id": scan_id, "queued": added, "already_queued": len(keys) - added, "keys": keys}
+
+
+def _queued_items(conn: sqlite3.Connection, scan_id: int, skip: set[str], limit: int) -> list[Item]:
+    """Tiles sent to the scan's labelling queue (oldest first), leaving out the keys in ``skip``."""
+    items = []
+    for key, source, added_by in conn.execute(
+        "SELECT item_key, source, added_by FROM web_label_queue WHERE scan_id = ? ORDER BY id", (scan_id,)
+    ):
+        if key in skip:
+            continue
+        _, sid, z, x, y = parse_key(key)
+        items.append(_tile_item(conn, sid, z, x, y, reason=f"sent to the queue ({source}) by {added_by}"))
+        if len(items) >= limit:
+            break
+    return items
+
+
+def _queued_keys(conn: sqlite3.Connection, scan_id: int) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT item_key FROM web_label_queue WHERE scan_id = ?", (scan_id,))}
+
+
+def confirmed_detection_ids(conn: sqlite3.Connection) -> list[int]:
+    """Detections confirmed as mining: an accepted 'confirmed' flag, or labelled 'mining' on the label page."""
+    confirmed = {d for d, (review, _) in review_states(conn).items() if review == "confirmed"}
+    for (key,) in conn.execute(
+        "SELECT item_key FROM web_label_actions WHERE item_key LIKE 'd%' AND label = 'mining' AND undone_at IS NULL"
+    ):
+        confirmed.add(int(key[1:]))
+    return sorted(confirmed)
+
+
+def _confirmed_query(conn: sqlite3.Connection, vectors: ScanVectors) -> tuple[list[np.ndarray], list[tuple], int]:
+    """(embeddings under each confirmed site on the scan's tiles, those tiles' centres, confirmed sites in all)."""
+    ids = confirmed_detection_ids(conn)
+    like, centres = [], []
+    for d in query_detections(conn, ids=ids) if ids else []:
+        rows = tiles_under(vectors, (d["west"], d["south"], d["east"], d["north"]))
+        if rows:
+            like.append(vectors.vectors[rows])
+            centres.extend(tile_centre(vectors.zoom, *(int(v) for v in vectors.xy[r])) for r in rows)
+    return like, centres, len(ids)
+
+
+def _no_site_note(scan_id: int, confirmed: int) -> str:
+    if confirmed:
+        return (
+            f"None of the {confirmed} confirmed site(s) lies on a tile of scan {scan_id}:"
+            " confirm a site in this scan to rank its tiles."
+        )
+    return (
+        "No confirmed site yet: confirm a detection (accept a reader's 'confirmed' flag on /review, or label a"
+        " detection 'mining' here) and its look-alikes will be ranked here."
+    )
+
+
+def like_items(
+    conn: sqlite3.Connection, cache: VectorCache, scan_id: int, limit: int = 20
+) -> tuple[list[Item], float, dict]:
+    """Queued tiles first, then the scan's unlabelled tiles most like the confirmed sites; threshold; counts and note.
+
+    The note (else None) says why no tile could be ranked: no confirmed site yet, or no embeddings in the scan.
+    """
+    thr = float(get_scan(conn, scan_id)["model_threshold"])
+    done = _done_keys(conn, scan_id)
+    items = _queued_items(conn, scan_id, done, limit)
+    info: dict = {"queued": len(items), "confirmed": 0, "note": None}
+    try:
+        vectors, index = cache.get(conn, scan_id)
+    except NotFoundError as exc:
+        info["note"] = str(exc)
+        return items, thr, info
+    like, centres, confirmed = _confirmed_query(conn, vectors)
+    info["confirmed"] = confirmed if like else 0
+    if not like:
+        info["note"] = _no_site_note(scan_id, confirmed)
+        return items, thr, info
+    skip = done | _queued_keys(conn, scan_id)
+    for key in skip:
+        if key.startswith(f"t{scan_id}/"):
+            _, _, z, x, y = parse_key(key)
+            centres.append(tile_centre(z, x, y))
+    if len(items) < limit:
+        dims = vectors.vectors.shape[1]
+        query = Query(np.concatenate(like), np.zeros((0, dims), np.float16), tuple(centres))
+        for p in rank_places(conn, vectors, query, top=limit - len(items), exclude_m=0.0, index=index):
+            z, x, y = (int(v) for v in p.tile.split("/"))
+            if f"t{scan_id}/{z}/{x}/{y}" not in skip:
+                items.append(_tile_item(conn, scan_id, z, x, y, reason=f"{p.score:.0%} like the confirmed sites"))
+    return items, thr, info

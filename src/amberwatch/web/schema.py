@@ -1,4 +1,4 @@
-"""Tables of the web app in the project DB (component ``web``): settings, users, readers' feedback, labelling log.
+"""Tables of the web app in the project DB (component ``web``): settings, users, feedback, labelling log and queue.
 
 Feedback keeps a copy of the detection's scan and centroid and has no foreign key to
 ``detections``: the scan rebuilds detections, and a reader's flag must survive (and must not block) that.
@@ -57,6 +57,18 @@ MIGRATIONS: list[str] = [
         undone_at TEXT
     );
     CREATE INDEX web_label_actions_item ON web_label_actions (item_key, undone_at);
+    """,
+    # v2: tiles reviewers send to the labelling queue (e.g. the places a similarity search found).
+    """
+    CREATE TABLE web_label_queue (
+        id INTEGER PRIMARY KEY,
+        item_key TEXT NOT NULL UNIQUE,      -- t<scan>/<z>/<x>/<y>
+        scan_id INTEGER NOT NULL,
+        source TEXT NOT NULL,               -- where it came from, e.g. similar
+        added_by TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX web_label_queue_scan ON web_label_queue (scan_id, id);
     """,
 ]
 

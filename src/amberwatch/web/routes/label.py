@@ -1,4 +1,4 @@
-"""Labelling page API: the most uncertain chips of a scan, their images, labels and undo."""
+"""Labelling page API: the queue of chips (most uncertain, or like the confirmed sites), their images, labels, undo."""
 
 from __future__ import annotations
 
@@ -7,20 +7,25 @@ import sqlite3
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict
 
+from amberwatch.errors import InvalidInputError
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.decode import encode_jpeg
-from amberwatch.web.deps import get_cache, get_conn, get_reviewer
+from amberwatch.web.deps import get_cache, get_conn, get_reviewer, get_vectors
 from amberwatch.web.labelling import (
+    QUEUE_MODES,
     example_items,
     item_chip,
     item_for_key,
     labelled_count,
     latest_scan_id,
+    like_items,
+    queue_tiles,
     record_label,
     sample_items,
     uncertain_items,
     undo_label,
 )
+from amberwatch.web.similar import VectorCache
 from amberwatch.web.users import User
 
 router = APIRouter()
@@ -35,17 +40,33 @@ class LabelIn(BaseModel):
     category: str | None = None
 
 
-@router.get("/api/label/queue", summary="Chips to label, most uncertain first (or an area sample's units)")
+class QueueIn(BaseModel):
+    """Whole tiles of a scan to put on the labelling queue."""
+
+    model_config = ConfigDict(extra="ignore")
+    scan_id: int
+    tiles: list[str]
+    source: str = "similar"
+
+
+@router.get("/api/label/queue", summary="Chips to label: most uncertain first, like the confirmed sites, or a sample")
 def queue(
     scan: int | None = Query(None, description="scan id (newest when omitted)"),
+    mode: str = Query(
+        "uncertain",
+        description="uncertain: closest to the threshold first; like: queued tiles, then"
+        " the tiles most like the confirmed sites",
+    ),
     sample: int | None = Query(None, description="area sample id: its units without a reference class"),
     examples: str | None = Query(None, description="check examples of this store source (e.g. 'import')"),
     limit: int = Query(20, ge=1, le=200),
     conn: sqlite3.Connection = Depends(get_conn),
+    vectors: VectorCache = Depends(get_vectors),
     user: User = Depends(get_reviewer),
 ) -> dict:
     """Detections and grid cells of a scan whose probability is closest to the model threshold, not yet labelled;
-    with ``sample``, the sample's units still to review (shown blind to the map's class)."""
+    with ``mode=like``, queued tiles then the tiles most like the confirmed sites (``confirmed``, ``queued`` and a
+    ``note`` when none can be ranked); with ``sample``, the sample's units still to review (blind to the map)."""
     if examples is not None:
         items, checked = example_items(conn, examples, limit)
         return {
@@ -64,14 +85,28 @@ def queue(
             "labelled": reviewed,
             "items": [i.as_dict(None) for i in items],
         }
+    if mode not in QUEUE_MODES:
+        raise InvalidInputError(f"unknown queue mode {mode!r}: expected one of {', '.join(QUEUE_MODES)}")
     scan_id = scan if scan is not None else latest_scan_id(conn)
-    items, thr = uncertain_items(conn, scan_id, limit)
+    info: dict = {}
+    if mode == "like":
+        items, thr, info = like_items(conn, vectors, scan_id, limit)
+    else:
+        items, thr = uncertain_items(conn, scan_id, limit)
     return {
         "scan_id": scan_id,
+        "mode": mode,
         "threshold": thr,
         "labelled": labelled_count(conn, scan_id),
         "items": [i.as_dict(thr) for i in items],
+        **info,
     }
+
+
+@router.post("/api/label/queue", status_code=201, summary="Put whole tiles of a scan on the labelling queue")
+def enqueue(body: QueueIn, conn: sqlite3.Connection = Depends(get_conn), user: User = Depends(get_reviewer)) -> dict:
+    """Queue tiles ("z/x/y") for the 'like the confirmed sites' mode, in one request; tiles already queued stay once."""
+    return queue_tiles(conn, body.scan_id, body.tiles, source=body.source, user=user.name)
 
 
 @router.get("/api/label/chip.jpg", summary="The image of a chip to label", response_class=Response)

@@ -1,9 +1,11 @@
-// Labelling page: the scan's most uncertain chips first; keys y / n / s(kip) / u(ndo).
+// Labelling page: the scan's most uncertain chips first (or the tiles like the confirmed sites); keys y / n / s(kip) / u(ndo).
 'use strict';
 
 (function () {
   const { el, api, pct } = window.aw;
   const params = new URL(location.href).searchParams;
+  const scanMode = !params.get('sample') && !params.get('examples');   // a scan's queue (not a sample or examples)
+  const mode = scanMode && params.get('mode') === 'like' ? 'like' : 'uncertain';
   const state = { token: null, queue: [], current: null, done: [], session: 0, scanLabelled: 0, scanId: null };
   window.amberwatchLabel = state;   // for the browser tests
 
@@ -29,9 +31,11 @@
       Object.assign(box.style, { left: `${x0 * 100}%`, top: `${y0 * 100}%`, width: `${(x1 - x0) * 100}%`, height: `${(y1 - y0) * 100}%` });
     }
     box.hidden = !it.outline;
-    const prob = it.prob === null ? 'label hidden (blind review)' : `P(mining) ${pct(it.prob)} (threshold ${pct(it.threshold)})`;
+    const prob = it.prob !== null ? `P(mining) ${pct(it.prob)} (threshold ${pct(it.threshold)})`
+      : it.kind === 'tile' ? 'no probability' : 'label hidden (blind review)';
     const place = it.lat === null ? 'place unknown' : `${it.lat.toFixed(5)}, ${it.lon.toFixed(5)}`;
-    info.textContent = `${it.kind} ${it.key} · ${prob} · ${place} · ${it.capture_date || 'date unknown'}`;
+    info.textContent = `${it.kind} ${it.key} · ${prob} · ${place} · ${it.capture_date || 'date unknown'}` +
+      (it.reason ? ` · ${it.reason}` : '');
     document.body.dataset.chip = it.key;
   }
 
@@ -41,7 +45,12 @@
     if (params.get('scan')) q.set('scan', params.get('scan'));
     if (params.get('sample')) q.set('sample', params.get('sample'));
     if (params.get('examples')) q.set('examples', params.get('examples'));
+    if (scanMode) q.set('mode', mode);
     const data = await api('/api/label/queue?' + q, { token: state.token });
+    state.mode = data.mode || null;
+    const note = document.getElementById('mode-note');
+    note.textContent = data.note || '';
+    note.hidden = !data.note;
     state.scanId = data.scan_id;
     state.sampleId = data.sample_id || null;
     state.examples = data.examples || null;
@@ -52,6 +61,10 @@
     if (state.sampleId) {
       document.getElementById('hint').textContent = 'Is the outlined square surface mining? Area sample units are ' +
         'shown in random order, without the map\'s answer, so your labels can measure the map\'s accuracy.';
+    }
+    if (state.mode === 'like') {
+      document.getElementById('hint').textContent = 'Is this surface mining? Tiles sent from the map come first, ' +
+        'then the tiles that look most like the confirmed sites.';
     }
     state.scanLabelled = data.labelled;
     for (const it of data.items) if (!pending.has(it.key)) state.queue.push(it);
@@ -112,6 +125,14 @@
     if (fn) { ev.preventDefault(); fn(); }
   });
   for (const k of Object.keys(KEYS)) document.getElementById('btn-' + k).addEventListener('click', KEYS[k]);
+  const modeSelect = document.getElementById('mode');
+  document.getElementById('mode-row').hidden = !scanMode;
+  modeSelect.value = mode;
+  modeSelect.addEventListener('change', () => {
+    const url = new URL(location.href);
+    if (modeSelect.value === 'like') url.searchParams.set('mode', 'like'); else url.searchParams.delete('mode');
+    location.assign(url);
+  });
 
   window.aw.tokenGate(async (token) => {
     state.token = token;

@@ -2,10 +2,11 @@
 'use strict';
 
 (function () {
-  const { el, api, pct, ha, confClass, confColour } = window.aw;
+  const { el, api, pct, ha, confClass, confColour, getToken } = window.aw;
   const POLYGON_ZOOM = 14;          // from this zoom on, sites are drawn as polygons instead of clustered markers
   const LIST_LIMIT = 200;
   const CATEGORIES = ['clear-cut', 'quarry', 'field', 'settlement', 'water', 'other'];
+  const SIMILAR_TOP = 10;            // places a "Find similar places" search shows
 
   // Exposed for the browser tests (load time, frame rate) and for debugging.
   const AW = window.amberwatch = { ready: false, loadMs: null, count: 0 };
@@ -24,6 +25,9 @@
   const polygons = new Map();        // id -> L.Polygon currently on the map (only those near the view)
   const polygonLayer = L.layerGroup().addTo(map);
   const selectedRing = L.layerGroup().addTo(map);
+  const similarLayer = L.layerGroup().addTo(map);
+  let similar = null;                // { scanId, of, places } of the last similarity search
+  let reviewerToken = null;          // a reviewer's token (signed in on /review or /label in this tab), checked
 
   const clusters = L.markerClusterGroup({
     chunkedLoading: true, chunkInterval: 150, chunkDelay: 5,
@@ -242,6 +246,8 @@
         el('dt', {}, 'Model'), el('dd', {}, p.model_version)),
       status,
       el('label', { className: 'share-row' }, 'Share ', share),
+      el('div', { className: 'row' }, el('button', { type: 'button', className: 'find-similar',
+        onclick: () => findSimilar(f) }, 'Find similar places')),
       el('details', { className: 'correct', ontoggle: () => { if (map._popup) map._popup.update(); } },
         el('summary', {}, 'Is this right?'),
         el('div', { className: 'row' }, el('button', { type: 'button', className: 'confirm', onclick: () => send('confirmed') }, 'Yes, mining')),
@@ -288,6 +294,84 @@
     select(id, { fly: true });
   }
 
+  // ---------- similar places ----------
+  async function checkReviewer() {
+    const token = getToken();
+    if (token) {
+      try { await api('/api/me', { token }); reviewerToken = token; } catch (e) { reviewerToken = null; }
+    }
+  }
+
+  function clearSimilar() {
+    similar = AW.similar = null;
+    similarLayer.clearLayers();
+    document.getElementById('similar-list').replaceChildren();
+    document.getElementById('similar-send-msg').textContent = '';
+    document.getElementById('similar').hidden = true;
+  }
+
+  function goToPlace(p) {
+    for (const li of document.querySelectorAll('#similar-list li')) li.classList.toggle('current', li.dataset.rank === String(p.rank));
+    const zoom = Math.max(map.getZoom(), scan ? scan.zoom : POLYGON_ZOOM + 2);
+    map.flyTo([p.lat, p.lon], zoom, { duration: 0.6 });
+  }
+
+  function placeItem(p) {
+    const what = `${pct(Math.max(0, p.score))} similar` + (p.tiles > 1 ? ` · ${p.tiles} tiles` : '') +
+      (p.detection_id ? ` · site ${p.detection_id}` : '');
+    return el('li', { dataset: { rank: String(p.rank), tile: p.tile } },
+      el('button', { type: 'button', className: 'place', title: `Go to place ${p.rank}`, onclick: () => goToPlace(p) },
+        el('b', { className: 'rank' }, String(p.rank)),
+        el('img', { src: p.chip_url, alt: `Imagery of place ${p.rank}`, width: 64, height: 64,
+          onerror: (ev) => { ev.target.classList.add('missing'); } }),
+        el('span', {}, what)));
+  }
+
+  function showSimilar() {
+    document.getElementById('similar-list').replaceChildren(...similar.places.map(placeItem));
+    similarLayer.clearLayers();
+    for (const p of similar.places) {
+      const icon = L.divIcon({ className: 'similar-pin', html: el('span', {}, String(p.rank)), iconSize: [24, 24] });
+      similarLayer.addLayer(L.marker([p.lat, p.lon], { icon, title: `Similar place ${p.rank}`, zIndexOffset: 1000 })
+        .on('click', () => goToPlace(p)));
+    }
+    document.getElementById('similar-send').hidden = !reviewerToken || !similar.places.length;
+    document.getElementById('similar-signin').hidden = Boolean(reviewerToken) || !similar.places.length;
+  }
+
+  async function findSimilar(f) {
+    clearSimilar();
+    const msg = document.getElementById('similar-msg');
+    document.getElementById('similar').hidden = false;
+    document.getElementById('similar-of').textContent = String(f.id);
+    msg.textContent = 'Searching…';
+    try {
+      const data = await api(`/api/similar?detection=${f.id}&top=${SIMILAR_TOP}`);
+      similar = AW.similar = { scanId: data.scan_id, of: f.id, places: data.places };
+      msg.textContent = data.places.length ? '' : 'No similar place in this scan.';
+      showSimilar();
+    } catch (e) {
+      msg.textContent = 'Cannot search: ' + e.message;
+    }
+    document.getElementById('similar').scrollIntoView({ block: 'nearest' });
+  }
+
+  async function sendToLabelling() {
+    const out = document.getElementById('similar-send-msg');
+    if (!similar || !reviewerToken) return;
+    out.classList.remove('ok');
+    out.textContent = 'Sending…';
+    try {
+      const r = await api('/api/label/queue', { method: 'POST', token: reviewerToken,
+        body: { scan_id: similar.scanId, tiles: similar.places.map((p) => p.tile), source: 'similar' } });
+      out.classList.add('ok');
+      out.replaceChildren(`Sent to labelling: ${r.queued} new, ${r.already_queued} already queued. `,
+        el('a', { href: `/label?scan=${r.scan_id}&mode=like` }, 'Label them'));
+    } catch (e) {
+      out.textContent = 'Not sent: ' + e.message;
+    }
+  }
+
   // ---------- search ----------
   function search(text) {
     const out = document.getElementById('search-msg');
@@ -321,10 +405,12 @@
     if (document.getElementById('f-inview').checked) applyFilters();
   });
   window.addEventListener('hashchange', openFromHash);
+  document.getElementById('similar-clear').addEventListener('click', clearSimilar);
+  document.getElementById('similar-send').addEventListener('click', sendToLabelling);
 
   (async function start() {
     try {
-      await loadScans();
+      await Promise.all([loadScans(), checkReviewer()]);
       const wanted = new URL(location.href).searchParams.get('scan');
       const first = wanted || (scans.length ? scans[0].id : 'all');
       await selectScan(first, { fit: !/d=\d+/.test(location.hash) });
