@@ -264,6 +264,8 @@ def test_resume_after_client_killed(server, aoi_file, reference, tmp_path):
     got = snapshot(db)
     assert got["scans"] == 1
     assert_same_scan(got, reference)
+    # The resumed Dask scan answers 'similar' exactly as the uninterrupted local one.
+    assert _similar_json(db, 1) == _similar_json(reference["db"], reference["scan_id"])
 
 
 def test_unreachable_scheduler_is_a_clear_error(aoi_file, server, tmp_path, monkeypatch):
@@ -351,6 +353,19 @@ def zoom_resolution_m_per_px(aoi) -> float:
     from amberwatch.imagery.types import ground_resolution_m_per_px
 
     return ground_resolution_m_per_px(aoi.geometry.centroid.y, ZOOM)
+
+
+def _similar_json(db: Path, scan_id: int) -> list:
+    """`amberwatch similar --at` the centre of the AOI's first tile, as JSON."""
+    conn = sqlite3.connect(db)
+    x, y = conn.execute("SELECT MIN(x), MIN(y) FROM scan_tiles WHERE scan_id = ?", (scan_id,)).fetchone()
+    conn.close()
+    w, s, e, n = mercantile.bounds(x + 1, y + 1, ZOOM)
+    result = CliRunner().invoke(
+        main, ["similar", "--db", str(db), "--scan", str(scan_id), "--at", f"{(s + n) / 2},{(w + e) / 2}", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    return [{k: v for k, v in p.items() if k != "detection_id"} for p in json.loads(result.output)]
 
 
 def _block_image(server: TileServer, tile: str) -> str:
