@@ -230,3 +230,37 @@ def test_explicit_ids_from_an_older_scan(story_data: StoryFixture, tmp_path: Pat
     with pytest.warns(AmberwatchWarning, match="placeholder"):
         result = build_story(ranked, db, tmp_path / "site2", cache_path=story_data.cache)
     assert result.scan_id == 2 and result.fragment_ids == (story_data.bare_id,)
+
+
+def test_reviews_are_respected(story_data: StoryFixture, tmp_path: Path) -> None:
+    """A site reviewed as not mining is neither a fragment nor on the map; named, it is refused; the rest are
+    counted as unconfirmed until a reviewer confirms them."""
+    from amberwatch.imagery.cache import TileCache
+    from amberwatch.web.feedback import decide_feedback, record_feedback
+    from amberwatch.web.schema import ensure_schema as ensure_web_schema
+
+    db = tmp_path / "reviewed.db"
+    shutil.copy(story_data.db, db)
+    rejected, confirmed = story_data.cached_ids[0], story_data.cached_ids[1]
+    conn = connect(db)
+    ensure_web_schema(conn)
+    with TileCache(story_data.cache) as cache:
+        for det, verdict in ((rejected, "not_mining"), (confirmed, "confirmed")):
+            flag = record_feedback(conn, det, verdict, "quarry" if verdict == "not_mining" else None, None, client="c")
+            decide_feedback(conn, cache, flag["id"], "accept", "olena")
+    conn.close()
+    article = write_article(tmp_path, "largest 12")
+    with pytest.warns(AmberwatchWarning, match=r"sites in the story are not confirmed by a reviewer") as caught:
+        build_story(article, db, tmp_path / "site", cache_path=story_data.cache)
+    data = _data(tmp_path / "site")
+    ids = {f["id"] for f in data["fragments"]} | {s["id"] for s in data["sites"]["features"]}
+    assert rejected not in ids and confirmed in ids
+    total = len({f["id"] for f in data["fragments"]} | {s["id"] for s in data["sites"]["features"]})
+    assert any(f"{total - 1} of the {total} sites" in str(w.message) for w in caught)
+    with pytest.raises(Exception, match=rf"fragment id\(s\) {rejected} were reviewed as not mining"):
+        build_story(
+            write_article(tmp_path, [rejected, confirmed], "named.md"),
+            db,
+            tmp_path / "named",
+            cache_path=story_data.cache,
+        )

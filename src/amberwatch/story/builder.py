@@ -100,6 +100,7 @@ def build_story(
     article = read_article(article_path)
     db = Path(db_path)
     scan, sites, map_sites = _select_sites(db, article, scan_id)
+    _warn_unconfirmed(sites, map_sites)
     cache_file = _cache_file(db, cache_path)
     out = Path(out_dir)
     _prepare_out_dir(out)
@@ -131,6 +132,20 @@ def build_story(
         n_map_sites=len(map_sites),
         n_tiles=sum(len(v) for v in tiles.values()),
     )
+
+
+def _warn_unconfirmed(sites: list[Site], map_sites: list[Site]) -> None:
+    """Say how many published sites no reviewer has confirmed (sites reviewed as not mining are already out)."""
+    shown = {s.id: s for s in [*sites, *map_sites]}
+    unconfirmed = sum(not s.confirmed for s in shown.values())
+    if unconfirmed:
+        warnings.warn(
+            AmberwatchWarning(
+                f"{unconfirmed} of the {len(shown)} sites in the story are not confirmed by a reviewer "
+                f"({sum(not s.confirmed for s in sites)} of the {len(sites)} fragments): check them on /review first"
+            ),
+            stacklevel=3,  # blame build_story's caller
+        )
 
 
 def _select_sites(db: Path, article: Article, scan_id: int | None) -> tuple[int | None, list[Site], list[Site]]:

@@ -29,6 +29,8 @@ def build(article: str, db: str, out: str, scan_id: int | None, cache: str | Non
     from amberwatch.story.builder import build_story
 
     result = build_story(article, db, out, scan_id=scan_id, cache_path=cache)
+    if scan_id is None and result.scan_id is not None:
+        click.echo(f"Scan {result.scan_id}, the latest finished one (choose another with --scan).", err=True)
     origins = ", ".join(f"{n} from {k}" for k, n in sorted(result.fragment_origins.items()))
     click.echo(
         f"Wrote {result.index_html}: {len(result.fragment_ids)} fragments ({origins}), "

@@ -124,6 +124,8 @@ def review_states(
     conn: sqlite3.Connection, detection_ids: list[int] | None = None
 ) -> dict[int, tuple[str | None, int]]:
     """Detection id -> (verdict of the latest accepted flag or None, pending flags) for flagged detections."""
+    if not _has_feedback_table(conn):
+        return {}  # a project the web app never opened: nothing reviewed yet
     rows = conn.execute(
         "SELECT detection_id, status, verdict FROM web_feedback WHERE status IN ('accepted', 'pending')"
         " ORDER BY reviewed_at, id"
@@ -148,7 +150,7 @@ def decided_feedback(conn: sqlite3.Connection) -> list[sqlite3.Row]:
 
     [] without the table.
     """
-    if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'web_feedback'").fetchone():
+    if not _has_feedback_table(conn):
         return []
     return conn.execute(
         "SELECT id, detection_id, verdict, status, example_id FROM web_feedback"
@@ -208,3 +210,10 @@ def decide_feedback(conn: sqlite3.Connection, cache: TileCache, feedback_id: int
 
 def _iso_date(value: str | None) -> str | None:
     return value[:10] if value else None
+
+
+def _has_feedback_table(conn: sqlite3.Connection) -> bool:
+    return (
+        conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'web_feedback'").fetchone()
+        is not None
+    )
