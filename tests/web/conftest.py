@@ -254,12 +254,15 @@ def free_port() -> int:
 class LiveServer:
     """The app served by uvicorn in a background thread on 127.0.0.1."""
 
-    def __init__(self, app: object) -> None:
+    def __init__(self, app: object, **config: object) -> None:
+        """``config``: more uvicorn.Config options (e.g. ``forwarded_allow_ips``, as ``amberwatch serve`` passes)."""
         import uvicorn
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", **config)  # type: ignore[arg-type]
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> LiveServer:
@@ -283,3 +286,15 @@ def live(project: Project) -> Iterator[LiveServer]:
 
     with LiveServer(create_app(project.db_path, project.cache_path)) as server:
         yield server
+
+
+def api_routes(app: object) -> list[tuple[str, set[str], object]]:
+    """(path, methods, APIRoute) of every FastAPI route of the app, however its routers were included."""
+    from fastapi.routing import APIRoute, iter_route_contexts
+
+    out = []
+    for ctx in iter_route_contexts(app.routes):  # type: ignore[attr-defined]
+        route = ctx.original_route
+        if isinstance(route, APIRoute):
+            out.append((str(ctx.path), set(ctx.methods or route.methods), route))
+    return out

@@ -215,3 +215,34 @@ def test_label_area_sample_units(page, live, project):
     assert f"in area sample #{sample.sample_id}" in page.locator("#progress").inner_text()
     refs = {f"u{sample.sample_id}/{u['unit_id']}": u["reference_class"] for u in sample_units(conn, sample.sample_id)}
     assert refs[key] == "not_mining" and outside == []
+
+
+def test_map_credits_the_imagery_without_local_paths_and_offers_every_category(page, tmp_path):
+    """Issue 15 (11, 12): the attribution and layer list show a name and a credit, never the scan's local paths."""
+    import json
+
+    from amberwatch.labels.store import CATEGORIES
+
+    project = build_project(tmp_path)
+    conn = connect(project.db_path)
+    params = {"cache_path": str(project.cache_path), "imagery_credit": "Drone survey © Example NGO 2018"}
+    conn.execute(
+        "UPDATE scans SET name = ?, imagery = ?, params_json = ? WHERE id = ?",
+        (str(tmp_path / "aois" / "klesiv.geojson"), str(tmp_path / "tiles"), json.dumps(params), project.scan_id),
+    )
+    with LiveServer(create_app(project.db_path, project.cache_path)) as live:
+        outside = offline(page, live.url)
+        page.goto(live.url + "/")
+        wait_ready(page)
+        page.wait_for_function("() => document.querySelectorAll('.leaflet-tile-loaded').length >= 4")
+        credit = page.locator(".leaflet-control-attribution").inner_text()
+        layers = page.locator("#scan-select").inner_text()
+        assert "Drone survey © Example NGO 2018" in credit and "klesiv" in layers
+        for text in (credit, layers, page.content()):
+            assert str(tmp_path) not in text and ".geojson" not in text
+        click_detection(page, project.detection_ids[1])
+        page.locator(".leaflet-popup .popup select[name=category]").wait_for(state="attached")
+        options = page.locator(".leaflet-popup .popup select[name=category] option").evaluate_all(
+            "(os) => os.map((o) => o.value)"
+        )
+        assert options == list(CATEGORIES) and outside == []

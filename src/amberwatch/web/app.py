@@ -24,17 +24,21 @@ from amberwatch import __version__
 from amberwatch.db import connect
 from amberwatch.errors import AmberwatchError
 from amberwatch.imagery.cache import TileCache, default_cache_path
-from amberwatch.web.feedback import DEFAULT_LIMIT_PER_HOUR
+from amberwatch.web.feedback import DEFAULT_LIMIT_PER_HOUR, FeedbackLimits
 from amberwatch.web.guard import MAX_BODY_BYTES, GuardMiddleware
 from amberwatch.web.routes import detections, feedback, label, pages, similar
 from amberwatch.web.schema import ensure_schema
 from amberwatch.web.similar import VectorCache
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+MAX_ERROR_CHARS = 2000
 
 
 def error_response(message: str, status: int) -> JSONResponse:
-    """The app's one JSON error shape."""
+    """The app's one JSON error shape (the message cut to a sane length, any invalid character escaped)."""
+    if len(message) > MAX_ERROR_CHARS:
+        message = message[:MAX_ERROR_CHARS] + "…"
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
     return JSONResponse({"error": message, "status": status}, status_code=status)
 
 
@@ -51,9 +55,13 @@ def create_app(
     cache_path: str | os.PathLike[str] | None = None,
     *,
     feedback_limit_per_hour: int = DEFAULT_LIMIT_PER_HOUR,
+    feedback_limits: FeedbackLimits | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
 ) -> FastAPI:
-    """Build the app over an existing project DB (migrated if needed) and its tile cache (default: beside the DB)."""
+    """Build the app over an existing project DB (migrated if needed) and its tile cache (default: beside the DB).
+
+    ``feedback_limits`` sets every cap on readers' corrections; ``feedback_limit_per_hour`` only the per-client one.
+    """
     conn = connect(db_path, create=False)
     try:
         ensure_schema(conn)
@@ -76,8 +84,21 @@ def create_app(
     )
     app.state.db_path = Path(db_path)
     app.state.cache = TileCache(cache_path if cache_path is not None else default_cache_path(db_path))
-    app.state.feedback_limit_per_hour = feedback_limit_per_hour
+    app.state.feedback_limits = feedback_limits or FeedbackLimits(per_client_hour=feedback_limit_per_hour)
     app.state.vectors = VectorCache()
+    _add_error_handlers(app)
+    for module in (detections, feedback, label, pages, similar):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/vendor/leaflet", StaticFiles(directory=xs_leaflet.BASE_DIR), name="leaflet")
+    app.mount("/vendor/markercluster", StaticFiles(directory=xs_markercluster.BASE_DIR), name="markercluster")
+    app.add_middleware(GZipMiddleware, minimum_size=2048)
+    app.add_middleware(GuardMiddleware, max_body_bytes=max_body_bytes)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error leaves the app as ``{"error", "status"}`` JSON: typed errors, invalid requests, and crashes."""
 
     @app.exception_handler(AmberwatchError)
     async def amberwatch_error(request: Request, exc: AmberwatchError) -> JSONResponse:
@@ -91,11 +112,8 @@ def create_app(
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error_response(str(exc.detail), exc.status_code)
 
-    for module in (detections, feedback, label, pages, similar):
-        app.include_router(module.router)
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.mount("/vendor/leaflet", StaticFiles(directory=xs_leaflet.BASE_DIR), name="leaflet")
-    app.mount("/vendor/markercluster", StaticFiles(directory=xs_markercluster.BASE_DIR), name="markercluster")
-    app.add_middleware(GZipMiddleware, minimum_size=2048)
-    app.add_middleware(GuardMiddleware, max_body_bytes=max_body_bytes)
-    return app
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        # A bug, not the client's fault: Starlette re-raises it after this answer, so the server logs the
+        # traceback; the client gets no detail.
+        return error_response("internal error: the server could not answer this request", 500)

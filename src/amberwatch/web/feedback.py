@@ -1,29 +1,47 @@
-"""Readers' corrections of detections, and reviewers' decisions that turn them into labelled examples."""
+"""Readers' corrections of detections, and reviewers' decisions that turn them into labelled examples.
+
+Readers are rate limited by client address (the forwarded one behind a trusted proxy), and the reviewer queue
+by two global caps: pending flags per detection, and pending flags received in the last hour.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import sqlite3
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from amberwatch.db import utc_now_iso
 from amberwatch.errors import ConflictError, InvalidInputError, NotFoundError, PayloadTooLargeError, RateLimitError
 from amberwatch.imagery.cache import TileCache
-from amberwatch.labels.store import ExampleStore
+from amberwatch.labels.store import CATEGORIES, ExampleStore
 from amberwatch.results.store import get_detection, query_detections
 from amberwatch.web.chips import detection_chip
 
 VERDICTS = ("not_mining", "confirmed")
-CATEGORIES = ("clear-cut", "quarry", "field", "settlement", "water", "other")
 STATUSES = ("pending", "accepted", "rejected")
 MAX_COMMENT_CHARS = 2000
 DEFAULT_LIMIT_PER_HOUR = 30
+DEFAULT_PENDING_PER_DETECTION = 20
+DEFAULT_PENDING_PER_HOUR = 300
 
 
-def client_hash(salt: str, ip: str | None, user_agent: str | None) -> str:
-    """Salted sha256 of a client's IP and User-Agent: rate limiting without storing the IP."""
-    return hashlib.sha256(f"{salt}\n{ip or ''}\n{user_agent or ''}".encode()).hexdigest()
+@dataclass(frozen=True)
+class FeedbackLimits:
+    """How many corrections the app takes: per client and hour, pending per detection, pending per hour in all."""
+
+    per_client_hour: int = DEFAULT_LIMIT_PER_HOUR
+    pending_per_detection: int = DEFAULT_PENDING_PER_DETECTION
+    pending_per_hour: int = DEFAULT_PENDING_PER_HOUR
+
+
+def client_hash(salt: str, address: str | None) -> str:
+    """Salted sha256 of a client's address: rate limiting without storing the IP.
+
+    Only the address counts (behind a trusted proxy, the forwarded one): a User-Agent is the client's to choose.
+    """
+    return hashlib.sha256(f"{salt}\n{address or ''}".encode()).hexdigest()
 
 
 def validate_feedback(verdict: Any, category: Any, comment: Any) -> tuple[str, str | None, str | None]:
@@ -34,6 +52,11 @@ def validate_feedback(verdict: Any, category: Any, comment: Any) -> tuple[str, s
         raise InvalidInputError(f"comment must be a string, got {type(comment).__name__}")
     if comment is not None and len(comment) > MAX_COMMENT_CHARS:
         raise PayloadTooLargeError(f"comment of {len(comment)} characters exceeds {MAX_COMMENT_CHARS}")
+    if comment is not None and not comment.isascii():
+        try:
+            comment.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidInputError(f"comment holds an invalid character at position {exc.start}") from None
     comment = comment.strip() or None if comment else None
     if category not in (None, "") and category not in CATEGORIES:
         raise InvalidInputError(f"unknown category {category!r}: expected one of {', '.join(CATEGORIES)}")
@@ -50,21 +73,14 @@ def record_feedback(
     comment: Any,
     *,
     client: str,
-    limit_per_hour: int = DEFAULT_LIMIT_PER_HOUR,
+    limits: FeedbackLimits | None = None,
 ) -> dict:
-    """Store a reader's verdict on a detection (validated, rate limited per client); return it."""
+    """Store a reader's verdict on a detection (validated, rate limited per client and in all); return it."""
     verdict, category, comment = validate_feedback(verdict, category, comment)
     det = get_detection(conn, detection_id)
-    since = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0).isoformat()
-    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("BEGIN IMMEDIATE")  # the counts and the insert as one: concurrent posts cannot overshoot a cap
     try:
-        recent = conn.execute(
-            "SELECT COUNT(*) FROM web_feedback WHERE client_hash = ? AND created_at > ?", (client, since)
-        ).fetchone()[0]
-        if recent >= limit_per_hour:
-            raise RateLimitError(
-                f"too many corrections from this client: {recent} in the last hour (limit {limit_per_hour})"
-            )
+        _check_limits(conn, int(det["id"]), client, limits or FeedbackLimits())
         cur = conn.execute(
             "INSERT INTO web_feedback"
             " (detection_id, scan_id, lon, lat, verdict, category, comment, client_hash, created_at)"
@@ -86,6 +102,34 @@ def record_feedback(
         conn.execute("ROLLBACK")
         raise
     return get_feedback(conn, int(cur.lastrowid))
+
+
+def _check_limits(conn: sqlite3.Connection, detection_id: int, client: str, limits: FeedbackLimits) -> None:
+    """RateLimitError when the client, the detection or the whole reviewer queue has had enough for now."""
+    since = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0).isoformat()
+    recent = conn.execute(
+        "SELECT COUNT(*) FROM web_feedback WHERE client_hash = ? AND created_at > ?", (client, since)
+    ).fetchone()[0]
+    if recent >= limits.per_client_hour:
+        raise RateLimitError(
+            f"too many corrections from this client: {recent} in the last hour (limit {limits.per_client_hour})"
+        )
+    pending = conn.execute(
+        "SELECT COUNT(*) FROM web_feedback WHERE detection_id = ? AND status = 'pending'", (detection_id,)
+    ).fetchone()[0]
+    if pending >= limits.pending_per_detection:
+        raise RateLimitError(
+            f"detection {detection_id} already has {pending} corrections awaiting review"
+            f" (limit {limits.pending_per_detection}): try again once a reviewer has seen them"
+        )
+    queued = conn.execute(
+        "SELECT COUNT(*) FROM web_feedback WHERE status = 'pending' AND created_at > ?", (since,)
+    ).fetchone()[0]
+    if queued >= limits.pending_per_hour:
+        raise RateLimitError(
+            f"the reviewer queue took {queued} corrections in the last hour (limit {limits.pending_per_hour}):"
+            " try again later"
+        )
 
 
 _SELECT = (
@@ -172,40 +216,53 @@ def list_feedback(conn: sqlite3.Connection, status: str | None = "pending", limi
 
 
 def decide_feedback(conn: sqlite3.Connection, cache: TileCache, feedback_id: int, decision: str, reviewer: str) -> dict:
-    """Accept or reject a pending flag; an accepted one becomes a labelled example (source 'review')."""
+    """Accept or reject a pending flag; an accepted one becomes a labelled example (source 'review').
+
+    One transaction: the flag leaves 'pending' only if it still is (else ConflictError, 409), together with the
+    example an acceptance adds, so of two decisions sent at once one wins and the other changes nothing.
+    """
     if decision not in ("accept", "reject"):
         raise InvalidInputError(f"unknown decision {decision!r}: expected accept or reject")
     fb = get_feedback(conn, feedback_id)
     if fb["status"] != "pending":
         raise ConflictError(f"feedback {feedback_id} is already {fb['status']}")
-    example_id = None
+    pixels = None
     if decision == "accept":
         if not fb["detection_exists"]:
             raise ConflictError(
                 f"detection {fb['detection_id']} of feedback {feedback_id} no longer exists (rebuilt scan): reject it"
             )
-        pixels = detection_chip(conn, cache, fb["detection_id"])
-        label = "not_mining" if fb["verdict"] == "not_mining" else "mining"
-        example_id, _ = ExampleStore(conn).add(
-            pixels,
-            label,
-            category=fb["category"] if label == "not_mining" else None,
-            lon=fb["lon"],
-            lat=fb["lat"],
-            imagery_date=_iso_date(fb["capture_date"]),
-            source="review",
-            source_image=f"detection-{fb['detection_id']}",
-            added_by=reviewer,
+        pixels = detection_chip(conn, cache, fb["detection_id"])  # rendered before the write lock is taken
+    store = ExampleStore(conn)
+    with store.transaction():
+        cur = conn.execute(
+            "UPDATE web_feedback SET status = ?, reviewed_by = ?, reviewed_at = ? WHERE id = ? AND status = 'pending'",
+            ("accepted" if decision == "accept" else "rejected", reviewer, utc_now_iso(), int(feedback_id)),
         )
-    status = "accepted" if decision == "accept" else "rejected"
-    cur = conn.execute(
-        "UPDATE web_feedback SET status = ?, reviewed_by = ?, reviewed_at = ?, example_id = ?"
-        " WHERE id = ? AND status = 'pending'",
-        (status, reviewer, utc_now_iso(), example_id, int(feedback_id)),
-    )
-    if cur.rowcount != 1:
-        raise ConflictError(f"feedback {feedback_id} was decided by someone else meanwhile")
+        if cur.rowcount != 1:
+            now = conn.execute("SELECT status FROM web_feedback WHERE id = ?", (int(feedback_id),)).fetchone()
+            raise ConflictError(f"feedback {feedback_id} is already {now['status'] if now else 'gone'}")
+        if pixels is not None:
+            example_id = _review_example(store, fb, pixels, reviewer)
+            conn.execute("UPDATE web_feedback SET example_id = ? WHERE id = ?", (example_id, int(feedback_id)))
     return get_feedback(conn, feedback_id)
+
+
+def _review_example(store: ExampleStore, fb: dict, pixels: Any, reviewer: str) -> int:
+    """The example an accepted flag becomes (inside the decision's transaction)."""
+    label = "not_mining" if fb["verdict"] == "not_mining" else "mining"
+    example_id, _ = store.add(
+        pixels,
+        label,
+        category=fb["category"] if label == "not_mining" else None,
+        lon=fb["lon"],
+        lat=fb["lat"],
+        imagery_date=_iso_date(fb["capture_date"]),
+        source="review",
+        source_image=f"detection-{fb['detection_id']}",
+        added_by=reviewer,
+    )
+    return int(example_id)
 
 
 def _iso_date(value: str | None) -> str | None:

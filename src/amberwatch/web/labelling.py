@@ -41,8 +41,10 @@ LABELS = ("mining", "not_mining", "skip")
 CELL_MARGIN = 0.25  # only tiles whose max probability is within this of the threshold can hold candidate cells
 QUEUE_MODES = ("uncertain", "like")
 MAX_QUEUE_TILES = 200
-_KEY_RE = re.compile(r"^(?:d(\d+)|c(\d+)/(\d+)/(\d+)/(\d+)/(\d+)/(\d+)|u(\d+)/(\d+)|e(\d+)|t(\d+)/(\d+)/(\d+)/(\d+))$")
-_TILE_RE = re.compile(r"^(\d{1,2})/(\d{1,10})/(\d{1,10})$")
+# Numbers in keys: ASCII digits, at most 18 of them, so every id fits a SQLite integer (below 2^63).
+_N = r"([0-9]{1,18})"
+_KEY_RE = re.compile(rf"^(?:d{_N}|c{_N}/{_N}/{_N}/{_N}/{_N}/{_N}|u{_N}/{_N}|e{_N}|t{_N}/{_N}/{_N}/{_N})$")
+_TILE_RE = re.compile(r"^([0-9]{1,2})/([0-9]{1,10})/([0-9]{1,10})$")
 _SOURCE_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 

@@ -70,6 +70,11 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX web_label_queue_scan ON web_label_queue (scan_id, id);
     """,
+    # v3: the global cap on pending flags per hour counts them by status and time. (From v3 on, client_hash
+    # hashes the client address alone: a User-Agent is the client's to choose.)
+    """
+    CREATE INDEX web_feedback_pending ON web_feedback (status, created_at);
+    """,
 ]
 
 

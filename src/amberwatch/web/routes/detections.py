@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sqlite3
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -19,17 +20,20 @@ from amberwatch.results.store import get_scan, query_detections, scan_exists, sc
 from amberwatch.web.chips import detection_chip
 from amberwatch.web.deps import get_cache, get_client, get_conn
 from amberwatch.web.feedback import record_feedback, review_states
+from amberwatch.web.layers import public_layer
+from amberwatch.web.params import MAX_TILE_INDEX, IdPath, Text, TileIndexPath, ZoomPath, id_query
 
 router = APIRouter()
+_TILE_ROW = re.compile(r"[0-9]{1,10}")
 
 
 class FeedbackIn(BaseModel):
     """A reader's verdict on a detection."""
 
     model_config = ConfigDict(extra="ignore")
-    verdict: str
-    category: str | None = None
-    comment: str | None = None
+    verdict: Text
+    category: Text | None = None
+    comment: Text | None = None
 
 
 def parse_bbox(text: str) -> tuple[float, float, float, float]:
@@ -69,18 +73,22 @@ def _feature(row: sqlite3.Row, review: tuple[str | None, int]) -> str:
 
 @router.get("/api/scans", summary="Scans (result layers) with model version and totals")
 def list_scans(conn: sqlite3.Connection = Depends(get_conn)) -> dict:
-    """Every scan, newest first, with its imagery source, model version, km² scanned and detection totals."""
+    """Every scan, newest first: name, imagery credit, model version, km² scanned and detection totals.
+
+    Never the imagery's path or URL, the cache or model paths, nor an AOI path as the name.
+    """
     scans = []
     for s in scan_layers(conn):
-        s["bounds"] = [s.pop(k) for k in ("west", "south", "east", "north")]
-        if s["bounds"][0] is None:
-            s["bounds"] = _aoi_bounds(conn, s["id"])
-        scans.append(s)
+        row = get_scan(conn, s["id"])
+        layer = public_layer(s, row["params_json"])
+        layer["bounds"] = [s[k] for k in ("west", "south", "east", "north")]
+        if layer["bounds"][0] is None:
+            layer["bounds"] = _aoi_bounds(row)
+        scans.append(layer)
     return {"scans": scans}
 
 
-def _aoi_bounds(conn: sqlite3.Connection, scan_id: int) -> list[float] | None:
-    row = get_scan(conn, scan_id)
+def _aoi_bounds(row: sqlite3.Row) -> list[float] | None:
     try:
         obj = json.loads(row["aoi_geojson"])
         if obj.get("type") == "FeatureCollection":
@@ -94,7 +102,7 @@ def _aoi_bounds(conn: sqlite3.Connection, scan_id: int) -> list[float] | None:
 
 @router.get("/api/detections", summary="Detections as a GeoJSON FeatureCollection")
 def list_detections(
-    scan: int | None = Query(None, description="scan id (all scans when omitted)"),
+    scan: int | None = id_query("scan id (all scans when omitted)"),
     min_prob: float | None = Query(None, ge=0.0, le=1.0, description="minimum mean probability"),
     bbox: str | None = Query(None, description="west,south,east,north in degrees: detections intersecting it"),
     conn: sqlite3.Connection = Depends(get_conn),
@@ -109,7 +117,7 @@ def list_detections(
 
 
 @router.get("/api/detections/{detection_id}", summary="One detection as a GeoJSON Feature")
-def get_detection(detection_id: int, conn: sqlite3.Connection = Depends(get_conn)) -> Response:
+def get_detection(detection_id: IdPath, conn: sqlite3.Connection = Depends(get_conn)) -> Response:
     """One detection with its review state."""
     row = find_detection(conn, detection_id)
     review = review_states(conn, [detection_id]).get(detection_id, (None, 0))
@@ -121,7 +129,7 @@ def get_detection(detection_id: int, conn: sqlite3.Connection = Depends(get_conn
     summary="The detection's stored thumbnail chip",
     response_class=Response,
 )
-def detection_thumbnail(detection_id: int, conn: sqlite3.Connection = Depends(get_conn)) -> Response:
+def detection_thumbnail(detection_id: IdPath, conn: sqlite3.Connection = Depends(get_conn)) -> Response:
     """The JPEG thumbnail saved by the scan."""
     jpeg = stored_thumbnail(conn, detection_id)
     if jpeg is None:
@@ -135,7 +143,7 @@ def detection_thumbnail(detection_id: int, conn: sqlite3.Connection = Depends(ge
     response_class=Response,
 )
 def detection_chip_jpeg(
-    detection_id: int, conn: sqlite3.Connection = Depends(get_conn), cache: TileCache = Depends(get_cache)
+    detection_id: IdPath, conn: sqlite3.Connection = Depends(get_conn), cache: TileCache = Depends(get_cache)
 ) -> Response:
     """The imagery around a detection from the tile cache (its thumbnail when the cache has none)."""
     return Response(encode_jpeg(detection_chip(conn, cache, detection_id)), media_type="image/jpeg")
@@ -143,13 +151,13 @@ def detection_chip_jpeg(
 
 @router.post("/api/detections/{detection_id}/feedback", status_code=201, summary="Flag a detection (readers)")
 def post_feedback(
-    detection_id: int,
+    detection_id: IdPath,
     body: FeedbackIn,
     request: Request,
     conn: sqlite3.Connection = Depends(get_conn),
     client: str = Depends(get_client),
 ) -> dict:
-    """Mark a detection 'not_mining' (with a category) or 'confirmed'; rate limited per client."""
+    """Mark a detection 'not_mining' (with a category) or 'confirmed'; rate limited per client and in all."""
     fb = record_feedback(
         conn,
         detection_id,
@@ -157,7 +165,7 @@ def post_feedback(
         body.category,
         body.comment,
         client=client,
-        limit_per_hour=request.app.state.feedback_limit_per_hour,
+        limits=request.app.state.feedback_limits,
     )
     fb.pop("client", None)
     return fb
@@ -166,11 +174,11 @@ def post_feedback(
 @router.get(
     "/tiles/{source_id}/{z}/{x}/{y}", summary="A cached imagery tile (404 when not cached)", response_class=Response
 )
-def tile(source_id: str, z: int, x: int, y: str, cache: TileCache = Depends(get_cache)) -> Response:
+def tile(source_id: str, z: ZoomPath, x: TileIndexPath, y: str, cache: TileCache = Depends(get_cache)) -> Response:
     """An imagery tile the scan fetched, straight from the tile cache; never fetched from the network here."""
     y_num = y.rsplit(".", 1)[0] if "." in y else y
-    if not y_num.isdigit():
-        raise InvalidInputError(f"tile row {y!r} is not a number")
+    if not _TILE_ROW.fullmatch(y_num):
+        raise InvalidInputError(f"tile row {y[:40]!r} is not a number from 0 to {MAX_TILE_INDEX}")
     row = cache.get(source_id, z, x, int(y_num))
     if row is None or row["status"] != "ok" or row["data"] is None:
         raise NotFoundError(f"tile {z}/{x}/{y_num} of source {source_id!r} is not in the cache")

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from amberwatch.imagery.cache import TileCache
 from amberwatch.web.deps import get_cache, get_conn, get_reviewer
 from amberwatch.web.feedback import decide_feedback, list_feedback
+from amberwatch.web.params import IdPath
 from amberwatch.web.users import User
 
 router = APIRouter()
@@ -34,21 +35,24 @@ def feedback_queue(
 
 @router.post("/api/feedback/{feedback_id}/accept", summary="Accept a flag: it becomes a labelled example")
 def accept(
-    feedback_id: int,
+    feedback_id: IdPath,
     conn: sqlite3.Connection = Depends(get_conn),
     cache: TileCache = Depends(get_cache),
     user: User = Depends(get_reviewer),
 ) -> dict:
-    """Accept: a not_mining flag becomes a not_mining example, a confirmation a mining example (source 'review')."""
+    """Accept: a not_mining flag becomes a not_mining example, a confirmation a mining example (source 'review').
+
+    409 when the flag was decided meanwhile (e.g. rejected at the same moment): then no example is added.
+    """
     return decide_feedback(conn, cache, feedback_id, "accept", user.name)
 
 
 @router.post("/api/feedback/{feedback_id}/reject", summary="Reject a flag")
 def reject(
-    feedback_id: int,
+    feedback_id: IdPath,
     conn: sqlite3.Connection = Depends(get_conn),
     cache: TileCache = Depends(get_cache),
     user: User = Depends(get_reviewer),
 ) -> dict:
-    """Reject: the flag is kept as rejected and changes nothing."""
+    """Reject: the flag is kept as rejected and changes nothing (409 when it was decided meanwhile)."""
     return decide_feedback(conn, cache, feedback_id, "reject", user.name)

@@ -25,6 +25,7 @@ from amberwatch.web.labelling import (
     uncertain_items,
     undo_label,
 )
+from amberwatch.web.params import IdField, IdPath, Text, id_query
 from amberwatch.web.similar import VectorCache
 from amberwatch.web.users import User
 
@@ -35,29 +36,29 @@ class LabelIn(BaseModel):
     """A label for one chip."""
 
     model_config = ConfigDict(extra="ignore")
-    key: str
-    label: str
-    category: str | None = None
+    key: Text
+    label: Text
+    category: Text | None = None
 
 
 class QueueIn(BaseModel):
     """Whole tiles of a scan to put on the labelling queue."""
 
     model_config = ConfigDict(extra="ignore")
-    scan_id: int
-    tiles: list[str]
-    source: str = "similar"
+    scan_id: IdField
+    tiles: list[Text]
+    source: Text = "similar"
 
 
 @router.get("/api/label/queue", summary="Chips to label: most uncertain first, like the confirmed sites, or a sample")
 def queue(
-    scan: int | None = Query(None, description="scan id (newest when omitted)"),
+    scan: int | None = id_query("scan id (newest when omitted)"),
     mode: str = Query(
         "uncertain",
         description="uncertain: closest to the threshold first; like: queued tiles, then"
         " the tiles most like the confirmed sites",
     ),
-    sample: int | None = Query(None, description="area sample id: its units without a reference class"),
+    sample: int | None = id_query("area sample id: its units without a reference class"),
     examples: str | None = Query(None, description="check examples of this store source (e.g. 'import')"),
     limit: int = Query(20, ge=1, le=200),
     conn: sqlite3.Connection = Depends(get_conn),
@@ -109,10 +110,23 @@ def enqueue(body: QueueIn, conn: sqlite3.Connection = Depends(get_conn), user: U
     return queue_tiles(conn, body.scan_id, body.tiles, source=body.source, user=user.name)
 
 
-@router.get("/api/label/chip.jpg", summary="The image of a chip to label", response_class=Response)
-def chip(key: str, conn: sqlite3.Connection = Depends(get_conn), cache: TileCache = Depends(get_cache)) -> Response:
-    """JPEG of the chip rendered from the tile cache."""
-    return Response(encode_jpeg(item_chip(conn, cache, item_for_key(conn, key))), media_type="image/jpeg")
+@router.get("/api/label/chip.jpg", summary="The image of a chip to label (reviewers)", response_class=Response)
+def chip(
+    key: str,
+    conn: sqlite3.Connection = Depends(get_conn),
+    cache: TileCache = Depends(get_cache),
+    user: User = Depends(get_reviewer),
+) -> Response:
+    """JPEG of the chip: an example's stored image, or rendered from the tile cache.
+
+    Reviewers only, like the rest of the labelling API: example keys (``e<ID>``) show the training data, and a
+    labelled chip is the image of its example. The public sees detections through ``/api/detections/{id}/chip.jpg``.
+    """
+    return Response(
+        encode_jpeg(item_chip(conn, cache, item_for_key(conn, key))),
+        media_type="image/jpeg",
+        headers={"cache-control": "private, no-store"},
+    )
 
 
 @router.post("/api/label", status_code=201, summary="Label a chip (mining / not_mining / skip)")
@@ -127,6 +141,6 @@ def label(
 
 
 @router.post("/api/label/{action_id}/undo", summary="Undo a label")
-def undo(action_id: int, conn: sqlite3.Connection = Depends(get_conn), user: User = Depends(get_reviewer)) -> dict:
+def undo(action_id: IdPath, conn: sqlite3.Connection = Depends(get_conn), user: User = Depends(get_reviewer)) -> dict:
     """Return the chip to the queue; an example the label created is excluded from training."""
     return undo_label(conn, action_id, user=user.name)

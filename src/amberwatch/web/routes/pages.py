@@ -9,6 +9,8 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
 
+from amberwatch.labels.store import CATEGORIES
+
 TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
 
 router = APIRouter()
@@ -26,28 +28,38 @@ def _expand(match: re.Match[str]) -> str:
     return text.rstrip("\n")
 
 
+# Values every page template may use: the one list of categories, for the map's correction form and the label page.
+PAGE_VALUES = {
+    "categories": html.escape(" ".join(CATEGORIES)),
+    "category_options": "".join(f"<option>{html.escape(c)}</option>" for c in CATEGORIES),
+}
+
+
 def render_page(name: str) -> str:
     """A page template's HTML with its partials included (pages share the reviewer sign-in header)."""
-    return _INCLUDE.sub(_expand, (TEMPLATES_DIR / name).read_text(encoding="utf-8"))
+    text = _INCLUDE.sub(_expand, (TEMPLATES_DIR / name).read_text(encoding="utf-8"))
+    for key, value in PAGE_VALUES.items():
+        text = text.replace("{{" + key + "}}", value)
+    return text
 
 
 def _page(name: str) -> HTMLResponse:
     return HTMLResponse(render_page(name), headers={"cache-control": "no-cache"})
 
 
-@router.get("/", include_in_schema=False)
+@router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
 def map_page() -> HTMLResponse:
     """The interactive map."""
     return _page("map.html")
 
 
-@router.get("/review", include_in_schema=False)
+@router.api_route("/review", methods=["GET", "HEAD"], include_in_schema=False)
 def review_page() -> HTMLResponse:
     """The reviewer queue."""
     return _page("review.html")
 
 
-@router.get("/label", include_in_schema=False)
+@router.api_route("/label", methods=["GET", "HEAD"], include_in_schema=False)
 def label_page() -> HTMLResponse:
     """The labelling page."""
     return _page("label.html")

@@ -11,6 +11,7 @@ from amberwatch.imagery.decode import encode_jpeg
 from amberwatch.results.store import get_scan
 from amberwatch.web.chips import tile_chip
 from amberwatch.web.deps import get_cache, get_conn, get_vectors
+from amberwatch.web.params import IdField, IdPath, TileIndexPath, ZoomPath
 from amberwatch.web.similar import DEFAULT_TOP, MAX_TOP, VectorCache, similar_places, tile_chip_url
 
 router = APIRouter()
@@ -18,8 +19,8 @@ router = APIRouter()
 
 @router.get("/api/similar", summary="The scanned places most like some detections (from tile embeddings)")
 def similar(
-    detection: list[int] = Query(..., description="detection id(s) to look like (their mean); the scan is theirs"),
-    unlike: list[int] = Query([], description="detection id(s) of the same scan to look unlike"),
+    detection: list[IdField] = Query(..., description="detection id(s) to look like (their mean); the scan is theirs"),
+    unlike: list[IdField] = Query([], description="detection id(s) of the same scan to look unlike"),
     top: int = Query(DEFAULT_TOP, ge=1, le=MAX_TOP, description="how many places"),
     conn: sqlite3.Connection = Depends(get_conn),
     vectors: VectorCache = Depends(get_vectors),
@@ -41,10 +42,10 @@ def similar(
     response_class=Response,
 )
 def tile_chip_jpeg(
-    scan_id: int,
-    z: int,
-    x: int,
-    y: int,
+    scan_id: IdPath,
+    z: ZoomPath,
+    x: TileIndexPath,
+    y: TileIndexPath,
     conn: sqlite3.Connection = Depends(get_conn),
     cache: TileCache = Depends(get_cache),
 ) -> Response:

@@ -9,6 +9,26 @@
   const state = { token: null, queue: [], current: null, done: [], session: 0, scanLabelled: 0, scanId: null };
   window.amberwatchLabel = state;   // for the browser tests
 
+  // Chips are reviewers' data (an example's chip is training data): fetched with the token, shown as a blob URL.
+  let chipSeq = 0;
+  let chipUrl = null;
+  async function loadChip(img, url) {
+    if (url === chipUrl) return;   // show() runs again for the same chip after a refill
+    chipUrl = url;
+    const seq = ++chipSeq;
+    if (img.src.startsWith('blob:')) URL.revokeObjectURL(img.src);
+    img.removeAttribute('src');
+    if (!url) return;
+    try {
+      const res = await fetch(url, { headers: { Authorization: 'Bearer ' + state.token } });
+      if (!res.ok) throw new Error('HTTP ' + res.status);
+      const blob = await res.blob();
+      if (seq === chipSeq) img.src = URL.createObjectURL(blob);
+    } catch (e) {
+      if (seq === chipSeq) document.getElementById('label-msg').textContent = 'Chip not shown: ' + e.message;
+    }
+  }
+
   function show() {
     const img = document.getElementById('chip');
     const info = document.getElementById('chip-info');
@@ -17,14 +37,14 @@
     document.getElementById('progress').textContent =
       `${state.session} labelled this session · ${state.scanLabelled} ${where} · ${state.queue.length + (state.current ? 1 : 0)} queued`;
     if (!state.current) {
-      img.removeAttribute('src');
+      loadChip(img, null);
       document.getElementById('outline').hidden = true;
       info.textContent = 'No more chips to label in this scan.';
       document.body.dataset.chip = '';
       return;
     }
     const it = state.current;
-    img.src = it.chip_url;
+    loadChip(img, it.chip_url);
     const box = document.getElementById('outline');
     if (it.outline) {
       const [x0, y0, x1, y1] = it.outline;

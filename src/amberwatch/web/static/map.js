@@ -5,7 +5,8 @@
   const { el, api, pct, ha, confClass, confColour, getToken } = window.aw;
   const POLYGON_ZOOM = 14;          // from this zoom on, sites are drawn as polygons instead of clustered markers
   const LIST_LIMIT = 200;
-  const CATEGORIES = ['clear-cut', 'quarry', 'field', 'settlement', 'water', 'other'];
+  // The one list of categories (labels.store.CATEGORIES), written into the page by the server.
+  const CATEGORIES = (document.body.dataset.categories || 'other').split(' ').filter(Boolean);
   const SIMILAR_TOP = 10;            // places a "Find similar places" search shows
 
   // Exposed for the browser tests (load time, frame rate) and for debugging.
@@ -95,6 +96,13 @@
   }
 
   // ---------- background ----------
+  // Leaflet shows attributions as HTML: the credit is text.
+  function escapeHtml(text) {
+    const span = document.createElement('span');
+    span.textContent = text || '';
+    return span.innerHTML;
+  }
+
   function setImagery() {
     if (imagery) { map.removeLayer(imagery); imagery = null; }
     const wanted = document.getElementById('basemap').value;
@@ -103,7 +111,7 @@
     if (wanted !== 'imagery' || !s) return;
     imagery = L.tileLayer(`/tiles/${encodeURIComponent(s.imagery_source_id)}/{z}/{x}/{y}`, {
       minZoom: Math.max(0, s.zoom - 2), maxZoom: 20, minNativeZoom: s.zoom, maxNativeZoom: s.zoom,
-      attribution: 'Imagery: ' + s.imagery, errorTileUrl: 'data:image/gif;base64,R0lGODlhAQABAAAAACw=',
+      attribution: escapeHtml(s.imagery_credit), errorTileUrl: 'data:image/gif;base64,R0lGODlhAQABAAAAACw=',
     });
     imagery.addTo(map).bringToBack();
   }
