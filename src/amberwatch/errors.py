@@ -23,6 +23,10 @@ class ImageError(InvalidInputError):
     """An image file or byte string is corrupt, empty, truncated or of an unsupported mode."""
 
 
+class ImageTooLargeError(ImageError):
+    """An image is larger than its pixel limit (a possible decompression bomb); refused before decoding."""
+
+
 class AOIError(InvalidInputError):
     """An area of interest is malformed, empty, in the wrong CRS or too large."""
 
@@ -41,6 +45,14 @@ class ImageryError(AmberwatchError):
     """An imagery source cannot be opened or read (dead server, unreadable raster)."""
 
     http_status = 502
+
+
+class TileTooLargeError(ImageryError):
+    """A tile's image is far larger than a tile (a possible decompression bomb): failed, never retried."""
+
+
+class UnreachableError(ImageryError):
+    """The imagery server cannot be resolved or connected to (offline, wrong host, server down)."""
 
 
 class ResolutionError(ImageryError):
@@ -91,6 +103,14 @@ class ConflictError(AmberwatchError):
     http_status = 409
 
 
+class ScanRunningError(ConflictError):
+    """The same scan (AOI, imagery, zoom, model) is already running in another process."""
+
+
+class OfflineError(UnreachableError):
+    """The first tile requests of a scan all failed to connect: the scan stopped early and stays resumable."""
+
+
 class AmberwatchWarning(UserWarning):
     """Base of non-fatal data problems; counted in reports."""
 
@@ -109,3 +129,15 @@ class SkippedFileWarning(AmberwatchWarning):
 
 class RepairedGeometryWarning(AmberwatchWarning):
     """An input geometry was invalid and has been repaired."""
+
+
+class AntimeridianWarning(AmberwatchWarning):
+    """An input polygon crossed the antimeridian unsplit and has been cut in two at 180° (RFC 7946)."""
+
+
+class OversizedTileWarning(AmberwatchWarning):
+    """A tile's image was larger than the tile size limit (a possible decompression bomb) and was refused."""
+
+
+class ResampledTileWarning(AmberwatchWarning):
+    """A tile was not 256 x 256 px and has been resampled to fit."""

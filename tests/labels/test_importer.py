@@ -179,3 +179,23 @@ def test_import_whole_real_set(store: ExampleStore, texty_dir: Path) -> None:
     assert seconds < 60, f"import took {seconds:.1f} s"
     again = import_folder(store, texty_dir, source="texty")
     assert (again.added, again.present) == (0, 881)
+
+
+def test_bomb_and_tiny_files_are_skipped_by_name_and_the_import_goes_on(store: ExampleStore, tmp_path: Path) -> None:
+    from tests.fixtures.tileserver import bomb_png
+
+    pos = tmp_path / "positive"
+    pos.mkdir()
+    (pos / "good.png").write_bytes(encode_png(make_pixels(1, 40, 40)))
+    (pos / "bomb.png").write_bytes(bomb_png())  # 20000 x 20000 px in a few dozen KB
+    (pos / "dot.png").write_bytes(encode_png(make_pixels(2, 1, 1)))
+    (pos / "sliver.png").write_bytes(encode_png(make_pixels(3, 200, 8)))
+    with pytest.warns(SkippedFileWarning) as record:
+        report = import_folder(store, tmp_path)
+    skipped = {Path(p).name: reason for p, reason in report.skipped}
+    assert set(skipped) == {"bomb.png", "dot.png", "sliver.png"}
+    assert "too large" in skipped["bomb.png"]
+    assert "1x1 px is below the minimum of 16x16 px" in skipped["dot.png"]
+    assert "8x200 px is below the minimum" in skipped["sliver.png"]
+    assert {str(w.message).split(":")[0].removeprefix("skipped ") for w in record} == {str(pos / n) for n in skipped}
+    assert report.added == 1 and [store.original_name(e.id) for e in store.examples()] == ["good.png"]

@@ -86,3 +86,17 @@ def test_evaluate_data_skips_unreadable_files_with_a_warning(small_folder, tmp_p
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["n_negative"] == 8
     assert "broken.png" in result.stderr
+
+
+def test_predict_on_a_decompression_bomb_is_a_one_line_error(small_folder, tmp_path):
+    from tests.fixtures.tileserver import bomb_png
+
+    good = sorted((small_folder / "positive").iterdir())[0]
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(bomb_png())
+    result = CliRunner().invoke(main, ["predict", str(bomb), str(good), "--json"])
+    assert result.exit_code == 1
+    assert [json.loads(line)["file"] for line in result.stdout.splitlines()] == [str(good)]
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith(f"Error: {bomb}: image is too large")
+    assert "Traceback" not in result.output and "DecompressionBombError" not in result.stderr

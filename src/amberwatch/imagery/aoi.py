@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import warnings
@@ -9,13 +10,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import shapely
+import shapely.affinity
 from shapely.geometry import MultiPolygon, Polygon, box, mapping, shape
 from shapely.geometry.base import BaseGeometry
 
-from amberwatch.errors import AOIError, RepairedGeometryWarning
+from amberwatch.errors import AntimeridianWarning, AOIError, RepairedGeometryWarning
 
 # Web Mercator is undefined beyond this latitude; web-map tiles stop here.
 MAX_MERCATOR_LAT_DEG = 85.0511287798066
+# Edges are densified to this length before the geodesic area, so the area is that of the lon/lat polygon
+# the tiles cover (a -180..180 edge would otherwise be a zero-length geodesic and a world AOI 0 km²).
+AREA_SEGMENT_DEG = 0.5
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,8 @@ def aoi_from_geojson(obj: object, *, name: str = "<geojson>", polygons_only: boo
             raise AOIError(f"AOI {name!r} has a malformed {geom_obj.get('type')}: {exc}") from None
         if geom.is_empty:
             continue
-        polygons.extend(geom.geoms if isinstance(geom, MultiPolygon) else [geom])
+        for part in geom.geoms if isinstance(geom, MultiPolygon) else [geom]:
+            polygons.extend(split_antimeridian(part, name))
     if not polygons:
         kinds = sorted({str(g.get("type")) for g in geometries if isinstance(g, dict)}) or ["none"]
         raise AOIError(f"AOI {name!r} holds no non-empty Polygon or MultiPolygon (found: {', '.join(kinds)})")
@@ -116,6 +122,74 @@ def aoi_from_geojson(obj: object, *, name: str = "<geojson>", polygons_only: boo
     if merged.is_empty or merged.area == 0:
         raise AOIError(f"AOI {name!r} has zero area")
     return AOI(merged, name=name)
+
+
+def area_km2(geometry: BaseGeometry) -> float:
+    """Area on the WGS84 ellipsoid of a lon/lat (Multi)Polygon whose edges are straight in lon/lat, in km².
+
+    Measured in 90° wide slices with densified edges: no slice circles a pole or spans half the globe,
+    so the geodesic area of each is the area the AOI's tiles cover, even for a world-wide AOI.
+    """
+    from pyproj import Geod
+
+    geod = Geod(ellps="WGS84")
+    total_m2 = 0.0
+    for west in (-180.0, -90.0, 0.0, 90.0):
+        piece = shapely.intersection(geometry, box(west, -90.0, west + 90.0, 90.0))
+        if piece.is_empty:
+            continue
+        for part in getattr(piece, "geoms", [piece]):
+            if isinstance(part, (Polygon, MultiPolygon)):
+                area_m2, _ = geod.geometry_area_perimeter(shapely.segmentize(part, AREA_SEGMENT_DEG))
+                total_m2 += abs(area_m2)
+    return total_m2 / 1e6
+
+
+def split_antimeridian(polygon: Polygon, name: str = "<geojson>") -> list[Polygon]:
+    """Cut a polygon whose edges jump across the antimeridian (RFC 7946: > 180° of longitude) into parts.
+
+    An edge from 179.9 to -179.9 means the short way over 180°, as RFC 7946 readers take it; read
+    literally it would span the whole globe. Edges from -180 to 180 exactly (world-wide AOIs) stay as given.
+    """
+    shell = _unwrap(list(polygon.exterior.coords), name)
+    if shell is None:
+        return [polygon]
+    centre = (min(x for x, _ in shell) + max(x for x, _ in shell)) / 2
+    holes = [_align(_unwrap(list(r.coords), name) or list(r.coords), centre) for r in polygon.interiors]
+    whole = shapely.make_valid(Polygon(shell, holes))
+    parts: list[Polygon] = []
+    for k in (-1, 0, 1):
+        piece = shapely.intersection(whole, box(-180 + 360 * k, -90, 180 + 360 * k, 90))
+        piece = shapely.affinity.translate(piece, xoff=-360 * k)
+        parts.extend(g for g in getattr(piece, "geoms", [piece]) if isinstance(g, Polygon) and g.area > 0)
+    warnings.warn(
+        f"AOI {name!r} crosses the antimeridian: cut at 180° into {len(parts)} parts (RFC 7946)",
+        AntimeridianWarning,
+        stacklevel=3,
+    )
+    return parts
+
+
+def _unwrap(ring: list[tuple[float, ...]], name: str) -> list[tuple[float, float]] | None:
+    """The ring with continuous longitudes (may pass ±180), or None when no edge crosses the antimeridian."""
+    if not any(180.0 < abs(b[0] - a[0]) < 360.0 for a, b in itertools.pairwise(ring)):
+        return None
+    out = [(ring[0][0], ring[0][1])]
+    for a, b in itertools.pairwise(ring):
+        step, lat = b[0] - a[0], b[1]
+        step = step - 360.0 if step > 180.0 else step + 360.0 if step < -180.0 else step
+        out.append((out[-1][0] + step, lat))
+    if abs(out[-1][0] - out[0][0]) > 1e-9:
+        raise AOIError(
+            f"AOI {name!r} has a ring that circles a pole across the antimeridian; cut it at 180° into parts "
+            "that each stay between -180 and 180 (RFC 7946) and give them as a MultiPolygon"
+        )
+    return out
+
+
+def _align(ring: list[tuple[float, float]], centre: float) -> list[tuple[float, float]]:
+    shift = 360.0 * round((centre - ring[0][0]) / 360.0)
+    return [(x + shift, y) for x, y in ring]
 
 
 def _valid_union(polygons: list[Polygon], name: str) -> BaseGeometry:

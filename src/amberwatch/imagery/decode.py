@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from amberwatch.errors import ImageError
+from amberwatch.errors import ImageError, ImageTooLargeError
+from amberwatch.imagery.types import TILE_SIZE_PX
 
 MAX_IMAGE_PIXELS = 100_000_000
+MAX_TILE_PIXELS = (4 * TILE_SIZE_PX) ** 2  # a tile may be up to 1024 x 1024 px (retina); larger is refused
+_BUFFER_REPR = re.compile(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
 
 
 def to_rgb_array(img: Image.Image, name: str = "<image>") -> np.ndarray:
@@ -36,23 +40,37 @@ def to_rgb_array(img: Image.Image, name: str = "<image>") -> np.ndarray:
     raise ImageError(f"{name}: unsupported image mode {mode!r}")
 
 
-def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
-    """Decode encoded image bytes (PNG, JPEG, WebP, TIFF...) to HxWx3 uint8 RGB, or raise ImageError."""
+def decode_image(data: bytes, name: str = "<bytes>", *, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Decode encoded image bytes (PNG, JPEG, WebP, TIFF...) to HxWx3 uint8 RGB, or raise ImageError.
+
+    Images above ``max_pixels`` are refused from their header, before any pixel is decoded
+    (ImageTooLargeError), so a small file that inflates to gigabytes costs nothing.
+    """
     if not data:
         raise ImageError(f"{name}: empty file")
     try:
         with Image.open(io.BytesIO(data)) as img:
-            if img.width * img.height > MAX_IMAGE_PIXELS:
-                raise ImageError(f"{name}: image of {img.width}x{img.height} px is too large")
+            _check_pixels(img.width, img.height, max_pixels, name)
             img.load()
             arr = to_rgb_array(img, name)
     except ImageError:
         raise
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"{name}: image is too large to decode ({exc})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"{name}: not a readable image ({exc})") from exc
+        reason = _BUFFER_REPR.sub("", str(exc))  # PIL names its in-memory buffer, not the file or tile
+        raise ImageError(f"{name}: not a readable image ({reason})") from exc
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ImageError(f"{name}: image has no pixels")
     return arr
+
+
+def _check_pixels(width: int, height: int, max_pixels: int, name: str) -> None:
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"{name}: image of {width}x{height} px is above the limit of {max_pixels:,} px"
+            " (a possible decompression bomb); refused"
+        )
 
 
 def read_image_file(path: str | os.PathLike[str]) -> np.ndarray:

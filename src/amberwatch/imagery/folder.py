@@ -8,9 +8,9 @@ from pathlib import Path
 
 import mercantile
 
-from amberwatch.errors import ImageError, ImageryError, InvalidInputError
+from amberwatch.errors import ImageError, ImageryError, ImageTooLargeError, InvalidInputError, TileTooLargeError
 from amberwatch.imagery.cache import TileCache
-from amberwatch.imagery.decode import decode_image
+from amberwatch.imagery.decode import MAX_TILE_PIXELS, decode_image
 from amberwatch.imagery.sources import FetchedTile, TileSource, parse_capture_date, spec_hash
 from amberwatch.imagery.tiles import tile_resolution_m_per_px
 from amberwatch.imagery.types import LngLatBbox
@@ -113,7 +113,9 @@ class FolderTileSource(TileSource):
             return None
         try:
             data = p.read_bytes()
-            pixels = decode_image(data, str(p))
+            pixels = decode_image(data, str(p), max_pixels=MAX_TILE_PIXELS)
+        except ImageTooLargeError as exc:
+            raise TileTooLargeError(f"tile z={z} x={x} y={y}: {exc}") from None
         except (OSError, ImageError) as exc:
             raise ImageryError(f"tile z={z} x={x} y={y}: {str(p)!r} cannot be read ({exc})") from exc
         when = self._dates.get(f"{z}/{x}/{y}") or self._dates.get("default") or self._dates.get("*")

@@ -14,7 +14,7 @@ from amberwatch.imagery.folder import FolderTileSource
 from amberwatch.imagery.geotiff import GeoTiffTileSource
 from amberwatch.imagery.mbtiles import MBTilesTileSource
 from amberwatch.imagery.sources import TileSource
-from amberwatch.imagery.xyz import XyzTileSource, preset_source
+from amberwatch.imagery.xyz import DEFAULT_DEADLINE_S, XyzTileSource, preset_source
 
 
 def open_source(
@@ -28,6 +28,7 @@ def open_source(
     requests_per_s: float = 50.0,
     timeout_s: float = 20.0,
     max_retries: int = 4,
+    deadline_s: float = DEFAULT_DEADLINE_S,
 ) -> TileSource:
     """Open an imagery spec: URL template, xyzservices preset, GeoTIFF/COG, tile folder or .mbtiles file."""
     if not isinstance(spec, str) or not spec.strip():
@@ -42,6 +43,7 @@ def open_source(
         requests_per_s=requests_per_s,
         timeout_s=timeout_s,
         max_retries=max_retries,
+        deadline_s=deadline_s,
     )
     lowered = spec.lower()
     if lowered.startswith(("http://", "https://")):

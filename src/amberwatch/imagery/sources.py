@@ -25,9 +25,12 @@ from amberwatch.errors import (
     ImageryError,
     InvalidInputError,
     NoImageryWarning,
+    OversizedTileWarning,
+    ResampledTileWarning,
+    TileTooLargeError,
 )
 from amberwatch.imagery.cache import TileCache
-from amberwatch.imagery.decode import decode_image
+from amberwatch.imagery.decode import MAX_TILE_PIXELS, decode_image
 from amberwatch.imagery.tiles import MAX_ZOOM, check_tile, tile_lnglat_bbox, tile_resolution_m_per_px
 from amberwatch.imagery.types import TILE_SIZE_PX, GeoImage, LngLatBbox
 
@@ -117,7 +120,12 @@ class TileSource(abc.ABC):
         hit = self._from_cache(z, x, y)
         if hit is not _MISS:
             return hit  # type: ignore[return-value]
-        return self._accept((z, x, y), self._fetch_tile(z, x, y))
+        try:
+            fetched = self._fetch_tile(z, x, y)
+        except ImageryError as exc:
+            self._failed(exc)
+            raise
+        return self._accept((z, x, y), fetched)
 
     def read_tiles(self, tiles: Iterable[TileKey]) -> Iterator[tuple[TileKey, TileRead]]:
         """Read many tiles, yielding (tile, GeoImage | None | ImageryError); streamed, never materialised."""
@@ -127,6 +135,13 @@ class TileSource(abc.ABC):
                 yield key, self.read_tile(*key)
             except ImageryError as exc:
                 yield key, exc
+
+    @staticmethod
+    def _failed(exc: ImageryError) -> ImageryError:
+        """Warn about a tile refused for its size (typed, so scans count it) and hand the error back."""
+        if isinstance(exc, TileTooLargeError):
+            warnings.warn(OversizedTileWarning(str(exc)), stacklevel=4)
+        return exc
 
     @abc.abstractmethod
     def _fetch_tile(self, z: int, x: int, y: int) -> FetchedTile | None:
@@ -185,7 +200,7 @@ class TileSource(abc.ABC):
         if row["status"] != "ok" or row["data"] is None:
             return None
         try:
-            pixels = decode_image(bytes(row["data"]), self._tile_label(z, x, y))
+            pixels = decode_image(bytes(row["data"]), self._tile_label(z, x, y), max_pixels=MAX_TILE_PIXELS)
         except ImageError:
             return _MISS  # a damaged cache entry is refetched and replaced
         return self._geoimage((z, x, y), pixels, row["capture_date"])
@@ -201,6 +216,14 @@ class TileSource(abc.ABC):
             warnings.warn(BlankTileWarning(f"blank {self._tile_label(z, x, y)} (uniform colour)"), stacklevel=3)
             self._cache_put(key, None, status="empty")
             return None
+        if fetched.pixels.shape[:2] != (TILE_SIZE_PX, TILE_SIZE_PX):
+            h, w = fetched.pixels.shape[:2]
+            warnings.warn(
+                ResampledTileWarning(
+                    f"{self._tile_label(z, x, y)} is {w}x{h} px, not {TILE_SIZE_PX}x{TILE_SIZE_PX}: resampled to fit"
+                ),
+                stacklevel=3,
+            )
         date_text = fetched.capture_date
         if date_text is None and self.default_capture_date is not None:
             date_text = self.default_capture_date.isoformat()

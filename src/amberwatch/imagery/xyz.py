@@ -26,15 +26,23 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import httpx
 
 from amberwatch import __version__
-from amberwatch.errors import ImageError, ImageryError, InvalidInputError
+from amberwatch.errors import (
+    ImageError,
+    ImageryError,
+    ImageTooLargeError,
+    InvalidInputError,
+    TileTooLargeError,
+    UnreachableError,
+)
 from amberwatch.imagery.cache import TileCache
-from amberwatch.imagery.decode import decode_image
+from amberwatch.imagery.decode import MAX_TILE_PIXELS, decode_image
 from amberwatch.imagery.sources import _MISS, FetchedTile, TileKey, TileRead, TileSource, spec_hash, tile_key
 from amberwatch.imagery.tiles import check_tile, tile_to_quadkey, xyz_to_tms_y
 
 USER_AGENT = f"amberwatch/{__version__} (+https://github.com/amberwatch)"
 MAX_RETRY_AFTER_S = 60.0
 BACKOFF_CAP_S = 30.0
+DEFAULT_DEADLINE_S = 30.0  # longest one tile request may take, first byte sent to last byte read
 DEFAULT_SUBDOMAINS = "abc"
 
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
@@ -169,7 +177,11 @@ class _LoopThread:
         loop.close()
 
 
-def _check_limits(max_concurrency: int, requests_per_s: float, timeout_s: float, max_retries: int) -> None:
+def _check_limits(
+    max_concurrency: int, requests_per_s: float, timeout_s: float, max_retries: int, deadline_s: float
+) -> None:
+    if not deadline_s > 0:
+        raise InvalidInputError(f"deadline_s {deadline_s!r} must be positive")
     if max_concurrency < 1:
         raise InvalidInputError(f"max_concurrency {max_concurrency!r} must be at least 1")
     if not requests_per_s > 0:
@@ -223,8 +235,11 @@ def _read_response(resp: httpx.Response, shown: str, tile: TileKey) -> FetchedTi
         body = resp.content
         if not body:
             return None  # some servers answer "no tile here" with an empty 200
+        z, x, y = tile
         try:
-            pixels = decode_image(body, shown)
+            pixels = decode_image(body, f"tile z={z} x={x} y={y} from {shown}", max_pixels=MAX_TILE_PIXELS)
+        except ImageTooLargeError as exc:
+            raise TileTooLargeError(str(exc)) from None  # the same bytes would come again: no retry
         except ImageError as exc:
             return _Retry(f"corrupt or truncated body ({exc})")
         ctype = resp.headers.get("content-type", "").split(";")[0].strip() or None
@@ -255,19 +270,25 @@ class XyzTileSource(TileSource):
         requests_per_s: float = 50.0,
         timeout_s: float = 20.0,
         max_retries: int = 4,
+        deadline_s: float = DEFAULT_DEADLINE_S,
         subdomains: str | list[str] | None = None,
         min_zoom: int = 0,
         max_zoom: int = 22,
         attribution: str | None = None,
         name: str | None = None,
     ) -> None:
-        """Validate the template and options; no request is made until a tile is read."""
+        """Validate the template and options; no request is made until a tile is read.
+
+        ``timeout_s`` bounds each network wait (connect, each read); ``deadline_s`` bounds one whole request,
+        so a server dripping bytes cannot hold a tile longer than that (such a tile fails without retry).
+        """
         super().__init__(cache=cache, capture_date=capture_date)
-        _check_limits(max_concurrency, requests_per_s, timeout_s, max_retries)
+        _check_limits(max_concurrency, requests_per_s, timeout_s, max_retries, deadline_s)
         self.template, inline = parse_template(template)
         self.subdomains = _resolve_subdomains(self.template, subdomains, inline)
         self.max_retries = int(max_retries)
         self.timeout_s = float(timeout_s)
+        self.deadline_s = float(deadline_s)
         self.backoff_base_s = 0.5
         self.min_zoom, self.max_zoom = int(min_zoom), int(max_zoom)
         self.attribution = attribution
@@ -331,10 +352,16 @@ class XyzTileSource(TileSource):
         await engine.throttle()
         async with engine.semaphore:
             try:
-                resp = await engine.client.get(url)
+                resp = await asyncio.wait_for(engine.client.get(url), self.deadline_s)
+            except TimeoutError:  # the deadline (httpx's own timeouts are not TimeoutError)
+                z, x, y = tile
+                raise ImageryError(
+                    f"tile z={z} x={x} y={y} from {shown} was not complete within the {self.deadline_s:g} s deadline"
+                    " per tile request (a very slow server); run again to retry it"
+                ) from None
             except httpx.ConnectError as exc:
                 z, x, y = tile
-                raise ImageryError(f"cannot connect to {shown} (tile z={z} x={x} y={y}): {exc}") from None
+                raise UnreachableError(f"cannot connect to {shown} (tile z={z} x={x} y={y}): {exc}") from None
             except httpx.TimeoutException:
                 return _Retry(f"timed out after {self.timeout_s:g} s")
             except httpx.TransportError as exc:
@@ -370,7 +397,7 @@ class XyzTileSource(TileSource):
                     try:
                         result: TileRead = self._accept(key, fut.result())
                     except ImageryError as exc:
-                        result = exc
+                        result = self._failed(exc)
                     yield key, result
         finally:
             for fut in pending:

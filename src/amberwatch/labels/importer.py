@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
-from amberwatch.errors import AmberwatchError, InvalidInputError, NotFoundError, SkippedFileWarning
+import numpy as np
+
+from amberwatch.errors import AmberwatchError, ImageError, InvalidInputError, NotFoundError, SkippedFileWarning
 from amberwatch.imagery.decode import decode_image
 from amberwatch.labels.store import CATEGORIES, Example, ExampleStore, check_label
 
@@ -17,7 +19,8 @@ from amberwatch.labels.store import CATEGORIES, Example, ExampleStore, check_lab
 LABEL_FOLDERS = {"positive": "mining", "mining": "mining", "negative": "not_mining", "not_mining": "not_mining"}
 EXPORT_FOLDERS = {"mining": "positive", "not_mining": "negative"}
 BATCH_SIZE = 200
-_BUFFER_REPR = re.compile(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
+MIN_EXAMPLE_PX = 16  # smaller crops hold no usable context for the model (a 1x1 "example" is noise)
+MAX_EXAMPLE_PIXELS = 4096 * 4096  # an example is a crop; bigger files are refused before decoding
 
 _TEXTY_NAME = re.compile(
     r"^(?P<lat>-?\d+(?:\.\d+)?)_(?P<lon>-?\d+(?:\.\d+)?)_(?P<day>\d{1,2})_(?P<mon>[A-Za-z]{3})_(?P<year>\d{4})"
@@ -141,7 +144,7 @@ def import_folder(
         for cand in candidates[start : start + batch_size]:
             try:
                 data = cand.path.read_bytes()
-                pixels = decode_image(data, str(cand.path))
+                pixels = decode_example(data, str(cand.path))
             except OSError as exc:
                 _skip(report, cand.path, f"cannot read file ({exc.strerror or exc})")
                 continue
@@ -173,8 +176,19 @@ def import_folder(
     return report
 
 
+def decode_example(data: bytes, name: str) -> np.ndarray:
+    """Decode an example image, refusing images above MAX_EXAMPLE_PIXELS or below MIN_EXAMPLE_PX a side."""
+    pixels = decode_image(data, name, max_pixels=MAX_EXAMPLE_PIXELS)
+    h, w = pixels.shape[:2]
+    if min(h, w) < MIN_EXAMPLE_PX:
+        raise ImageError(
+            f"{name}: image of {w}x{h} px is below the minimum of {MIN_EXAMPLE_PX}x{MIN_EXAMPLE_PX} px for an example"
+        )
+    return pixels
+
+
 def _reason(exc: Exception, path: Path) -> str:
-    msg = _BUFFER_REPR.sub("", str(exc))  # PIL names the in-memory buffer, not the file
+    msg = str(exc)
     prefix = f"{path}: "
     return msg[len(prefix) :] if msg.startswith(prefix) else msg
 

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
 
 from amberwatch.db import existing_db_path
-from amberwatch.errors import ImageryError
+from amberwatch.errors import ImageryError, InvalidInputError
 from amberwatch.options import db_option
 from amberwatch.results.store import first_tile_error, get_scan, open_results_db
 
 COMMANDS: list[click.Command] = []
+# Exit codes of `amberwatch scan` (README, "Exit codes"): 0 all tiles read, 1 error (nothing or nothing more
+# could be done; the scan is kept), 2 usage error, 3 finished but some tiles failed (run again to retry them).
+EXIT_PARTIAL = 3
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -49,6 +53,14 @@ def _fmt_duration(seconds: float) -> str:
 @click.option("--api-key-env", help="Environment variable holding the imagery API key.")
 @click.option("--name", help="A name for the scan.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar on stderr.")
+@click.option("--yes", "-y", "yes", is_flag=True, help="Start a large scan (over 50,000 tiles) without asking.")
+@click.option(
+    "--tile-deadline",
+    type=click.FloatRange(0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="Longest one tile request may take, first byte to last [default: 30].",
+)
 @click.option(
     "--dask",
     "dask_address",
@@ -78,6 +90,11 @@ def scan_group(ctx: click.Context, **opts) -> None:
     imagery, db = opts["imagery"], opts["db"]
     if not imagery:
         raise click.UsageError("--imagery is required (URL template, preset name, GeoTIFF, tile folder or .mbtiles)")
+    if not opts["yes"]:
+        _confirm_size(aoi, opts["zoom"], max_tiles)
+    options = {k: opts[k] for k in ("capture_date", "api_key_env") if opts[k]}
+    if opts["tile_deadline"] is not None:
+        options["deadline_s"] = opts["tile_deadline"]
     settings = ScanSettings(
         workers=opts["workers"],
         new=opts["new"],
@@ -86,36 +103,55 @@ def scan_group(ctx: click.Context, **opts) -> None:
         model_path=opts["model_path"],
         cache_path=opts["cache_path"],
         progress=opts["progress"],
-        source_options={k: opts[k] for k in ("capture_date", "api_key_env") if opts[k]},
+        source_options=options,
         name=opts["name"],
         dask=opts["dask_address"],
         worker_cache=opts["worker_cache"],
     )
-    events: dict[str, int] = {}
-    out = run_scan(
-        aoi,
-        imagery,
-        opts["zoom"],
-        db,
-        settings,
-        on_event=lambda msg: click.echo(msg, err=True),
-        on_warnings=lambda counts: _merge(events, counts),
-    )
-    for category, count in sorted(events.items()):
+    out = run_scan(aoi, imagery, opts["zoom"], db, settings, on_event=lambda msg: click.echo(msg, err=True))
+    for category, count in sorted(out.warnings.items()):
         what = _WARNING_TEXT.get(category, category)
         click.secho(
             f"Warning: {count} tile reads {what} (counting the neighbours read for context)", fg="yellow", err=True
         )
     _print_outcome(out, db, imagery)
+    if out.tiles_failed:
+        sys.exit(EXIT_PARTIAL)
+
+
+def _confirm_size(aoi, zoom: int, max_tiles: int) -> None:
+    """Ask before a scan above CONFIRM_ABOVE_TILES (in a terminal); elsewhere refuse it without --yes."""
+    from amberwatch.scan.engine import CONFIRM_ABOVE_TILES, ESTIMATED_TILES_PER_S_NETWORK, plan_scan
+
+    plan = plan_scan(aoi, zoom, max_tiles=max_tiles)
+    if plan.tiles <= CONFIRM_ABOVE_TILES:
+        return
+    what = (
+        f"AOI {aoi.name!r} covers {plan.tiles:,} tiles ({plan.area_km2:,.1f} km²) at zoom {zoom}, about "
+        f"{_fmt_duration(plan.estimated_seconds(ESTIMATED_TILES_PER_S_NETWORK))} over the network"
+    )
+    if sys.stdin is not None and sys.stdin.isatty():
+        click.confirm(f"{what}. Start the scan?", abort=True, err=True)
+        return
+    raise InvalidInputError(
+        f"{what}: a scan above {CONFIRM_ABOVE_TILES:,} tiles starts only when confirmed; pass --yes "
+        "(check the area first with --dry-run)"
+    )
 
 
 def _print_plan(aoi, zoom: int, max_tiles: int) -> None:
     """--dry-run: area, tiles and estimated time, without fetching anything."""
-    from amberwatch.scan.engine import ESTIMATED_TILES_PER_S_CACHED, ESTIMATED_TILES_PER_S_NETWORK, plan_scan
+    from amberwatch.scan.engine import (
+        CONFIRM_ABOVE_TILES,
+        ESTIMATED_TILES_PER_S_CACHED,
+        ESTIMATED_TILES_PER_S_NETWORK,
+        plan_scan,
+    )
 
-    plan = plan_scan(aoi, zoom, max_tiles=10**12)
+    plan = plan_scan(aoi, zoom, max_tiles=max_tiles, refuse=False)
+    more = "more than " if plan.tiles_at_least else ""
     click.echo(
-        f"AOI {aoi.name}: {plan.area_km2:.3f} km², {plan.tiles:,} tiles at zoom {zoom} "
+        f"AOI {aoi.name}: {plan.area_km2:,.3f} km², {more}{plan.tiles:,} tiles at zoom {zoom} "
         f"({plan.tile_resolution_m_per_px:.2f} m/px at latitude {plan.center_lat_deg:.2f})"
     )
     if plan.tiles > max_tiles:
@@ -123,10 +159,13 @@ def _print_plan(aoi, zoom: int, max_tiles: int) -> None:
             f"Above the limit of {max_tiles:,} tiles: a scan needs --max-tiles {plan.tiles} or a smaller AOI.",
             fg="yellow",
         )
+    elif plan.tiles > CONFIRM_ABOVE_TILES:
+        click.secho(f"Above {CONFIRM_ABOVE_TILES:,} tiles: the scan asks for confirmation (or --yes).", fg="yellow")
+    about = "at least " if plan.tiles_at_least else "~"
     click.echo(
-        f"Estimated time: ~{_fmt_duration(plan.estimated_seconds(ESTIMATED_TILES_PER_S_NETWORK))} fetching "
+        f"Estimated time: {about}{_fmt_duration(plan.estimated_seconds(ESTIMATED_TILES_PER_S_NETWORK))} fetching "
         f"over the network (~{ESTIMATED_TILES_PER_S_NETWORK:g} tiles/s), "
-        f"~{_fmt_duration(plan.estimated_seconds(ESTIMATED_TILES_PER_S_CACHED))} from a warm cache"
+        f"{about}{_fmt_duration(plan.estimated_seconds(ESTIMATED_TILES_PER_S_CACHED))} from a warm cache"
     )
 
 
@@ -142,7 +181,9 @@ def _print_outcome(out, db: str, imagery: str) -> None:
     first_error = _first_tile_error(db, out.scan_id) if out.tiles_failed else None
     if out.tiles_failed:
         click.secho(
-            f"{out.tiles_failed} tiles failed (imagery errors); run the same command again to retry them.",
+            f"{out.tiles_failed:,} of {out.tiles_total:,} tiles failed (imagery errors; a tile also fails when a "
+            f"neighbour it needs for context does). Run the same command again to retry them: scan {out.scan_id} "
+            f"resumes and redoes only the failed tiles (exit code {EXIT_PARTIAL} until none fail).",
             fg="yellow",
             err=True,
         )
@@ -165,12 +206,9 @@ def _print_outcome(out, db: str, imagery: str) -> None:
 _WARNING_TEXT = {
     "NoImageryWarning": "found no imagery (404 or outside the source's coverage)",
     "BlankTileWarning": "found a blank tile (uniform colour)",
+    "OversizedTileWarning": "refused an image far larger than a tile (a possible decompression bomb; failed)",
+    "ResampledTileWarning": "found a tile that is not 256 x 256 px (resampled to fit)",
 }
-
-
-def _merge(into: dict[str, int], counts: dict[str, int]) -> None:
-    for k, v in counts.items():
-        into[k] = into.get(k, 0) + v
 
 
 def _first_tile_error(db: str, scan_id: int) -> str | None:

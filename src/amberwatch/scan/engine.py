@@ -15,13 +15,13 @@ import multiprocessing
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from amberwatch.db import connect
-from amberwatch.errors import AOIError, ResolutionError
-from amberwatch.imagery.aoi import AOI
+from amberwatch.errors import AOIError, OfflineError, ResolutionError
+from amberwatch.imagery.aoi import AOI, area_km2
 from amberwatch.imagery.cache import TileCache, default_cache_path
 from amberwatch.imagery.open import open_source
 from amberwatch.imagery.tiles import tile_area_km2
@@ -44,10 +44,14 @@ from amberwatch.results.store import (
     write_tiles,
 )
 from amberwatch.scan.dask_runner import run_units_dask
+from amberwatch.scan.lock import scan_lock
 from amberwatch.scan.tiling import DEFAULT_UNIT_ZOOM_DELTA, Unit, count_tiles, iter_units
 from amberwatch.scan.worker import ScanContext, UnitResult, init_worker, process_unit, release, remember_model
 
 DEFAULT_MAX_TILES = 500_000
+COUNT_LIMIT_FACTOR = 100  # plans stop counting tiles past this many times the limit
+CONFIRM_ABOVE_TILES = 50_000  # larger scans (~35 min over the network) start only with --yes
+OFFLINE_AFTER_READS = 16  # stop when this many first tile reads all failed to resolve or connect
 MAX_RESOLUTION_M_PER_PX = 1.2  # coarser imagery cannot show pits the model was trained on
 ESTIMATED_TILES_PER_S_NETWORK = 25.0
 ESTIMATED_TILES_PER_S_CACHED = 200.0
@@ -64,6 +68,7 @@ class ScanPlan:
     area_km2: float
     center_lat_deg: float
     tile_resolution_m_per_px: float
+    tiles_at_least: bool = False  # the count stopped early: the AOI has more tiles than ``tiles``
 
     def estimated_seconds(self, tiles_per_s: float) -> float:
         """Time for all tiles at a given rate."""
@@ -86,30 +91,34 @@ class ScanOutcome:
     detections_area_ha: float
     seconds: float
     counters: dict[str, float] = field(default_factory=dict)
+    warnings: dict[str, int] = field(default_factory=dict)  # typed warning class name -> tile reads this run
 
 
-def plan_scan(aoi: AOI, zoom: int, *, max_tiles: int = DEFAULT_MAX_TILES) -> ScanPlan:
-    """Count the tiles of an AOI at a zoom (without listing them) and refuse AOIs above ``max_tiles``."""
+def plan_scan(aoi: AOI, zoom: int, *, max_tiles: int = DEFAULT_MAX_TILES, refuse: bool = True) -> ScanPlan:
+    """Count the tiles of an AOI at a zoom (without listing them) and refuse AOIs above ``max_tiles``.
+
+    The count stops past COUNT_LIMIT_FACTOR x max_tiles (``tiles_at_least`` is then set), so a world-sized
+    AOI is planned in milliseconds; with ``refuse=False`` (--dry-run) nothing is refused for its size.
+    """
     if not 0 <= int(zoom) <= 24:
         raise AOIError(f"zoom {zoom} is outside 0..24")
-    n = count_tiles(aoi.geometry, zoom, stop_after=None)
-    if n > max_tiles:
+    stop = max_tiles * COUNT_LIMIT_FACTOR
+    n = count_tiles(aoi.geometry, zoom, stop_after=stop)
+    if n > max_tiles and refuse:
         raise AOIError(
-            f"AOI {aoi.name!r} covers {n:,} tiles at zoom {zoom}, above the limit of {max_tiles:,}; "
-            "split it or raise --max-tiles"
+            f"AOI {aoi.name!r} covers {'more than ' if n > stop else ''}{min(n, stop):,} tiles at zoom {zoom}, "
+            f"above the limit of {max_tiles:,}; split it or raise --max-tiles"
         )
     if n == 0:
         raise AOIError(f"AOI {aoi.name!r} covers no tiles at zoom {zoom}")
     lat = float(aoi.geometry.centroid.y)
-    from pyproj import Geod
-
-    area_m2, _ = Geod(ellps="WGS84").geometry_area_perimeter(aoi.geometry)
     return ScanPlan(
         zoom=zoom,
-        tiles=n,
-        area_km2=abs(area_m2) / 1e6,
+        tiles=min(n, stop),
+        area_km2=area_km2(aoi.geometry),
         center_lat_deg=lat,
         tile_resolution_m_per_px=ground_resolution_m_per_px(lat, zoom),
+        tiles_at_least=n > stop,
     )
 
 
@@ -235,29 +244,56 @@ def run_scan(
     on_event: Callable[[str], None] | None = None,
     on_warnings: Callable[[dict[str, int]], None] | None = None,
 ) -> ScanOutcome:
-    """Scan an AOI over imagery at a zoom into the project DB (resuming a matching scan), then build detections."""
+    """Scan an AOI over imagery at a zoom into the project DB (resuming a matching scan), then build detections.
+
+    One process at a time runs a given scan (AOI, imagery, zoom, model): another gets ScanRunningError.
+    When the first tile reads all fail to resolve or connect, the scan stops early with OfflineError
+    and stays resumable.
+    """
     settings = settings or ScanSettings()
     say = on_event or (lambda _msg: None)
     started = time.perf_counter()
     job = _prepare(aoi, imagery, zoom, Path(db_path), settings)
+    new = job.new_scan
+    identity = f"{new.aoi_geojson}|{new.imagery_source_id}|{new.zoom}|{new.model_version}"
+    what = f"a scan of AOI {aoi.name!r} over {new.imagery} at zoom {zoom} with model {new.model_version}"
     conn = connect(db_path)
     try:
-        ensure_schema(conn)
-        scan_id, resumed, complete, unit_delta = _open_scan(conn, job.new_scan, settings, say)
-        if complete:
-            stats = update_scan_counts(conn, scan_id)
-            return _outcome(conn, scan_id, True, 0, stats, started, {"fetch_s": 0.0, "predict_s": 0.0, "units": 0})
-        if job.workers <= 1:
-            remember_model(job.context.model_path, job.context.model_version, job.clf)
-        todo_total = max(0, job.new_scan.tiles_total - count_finished_tiles(conn, scan_id))
-        units = _pending_units(conn, scan_id, aoi, zoom, unit_delta)
-        results = _unit_results(units, job, settings, todo_total, say)
-        writer = _TileWriter(conn, scan_id, job.clf.threshold)
-        counters = _record(conn, scan_id, results, writer, _progress(todo_total, settings.progress), on_warnings)
-        stats = finish_scan(conn, scan_id, min_area_ha=settings.min_area_ha, cache_path=job.context.cache_path, say=say)
-        return _outcome(conn, scan_id, resumed, writer.tiles_written, stats, started, counters)
+        with scan_lock(db_path, identity, what):
+            return _run_locked(conn, aoi, imagery, job, settings, say, on_warnings, started)
     finally:
         conn.close()
+
+
+def _run_locked(
+    conn: sqlite3.Connection,
+    aoi: AOI,
+    imagery: str,
+    job: _Job,
+    settings: ScanSettings,
+    say: Callable[[str], None],
+    on_warnings: Callable[[dict[str, int]], None] | None,
+    started: float,
+) -> ScanOutcome:
+    """The body of run_scan, under the scan's lock: create or resume, run the units, finish."""
+    ensure_schema(conn)
+    scan_id, resumed, complete, unit_delta = _open_scan(conn, job.new_scan, settings, say)
+    if complete:
+        stats = update_scan_counts(conn, scan_id)
+        return _outcome(conn, scan_id, True, 0, stats, started, {"fetch_s": 0.0, "predict_s": 0.0, "units": 0})
+    if job.workers <= 1:
+        remember_model(job.context.model_path, job.context.model_version, job.clf)
+    todo_total = max(0, job.new_scan.tiles_total - count_finished_tiles(conn, scan_id))
+    units = _pending_units(conn, scan_id, aoi, job.new_scan.zoom, unit_delta)
+    results = _unit_results(units, job, settings, todo_total, say)
+    writer = _TileWriter(conn, scan_id, job.clf.threshold)
+    watch = _OfflineWatch(scan_id, imagery)
+    try:
+        counters = _record(conn, scan_id, results, writer, _progress(todo_total, settings.progress), on_warnings, watch)
+    finally:
+        results.close()  # an early stop ends the pool and closes the sources here, in this thread
+    stats = finish_scan(conn, scan_id, min_area_ha=settings.min_area_ha, cache_path=job.context.cache_path, say=say)
+    return _outcome(conn, scan_id, resumed, writer.tiles_written, stats, started, counters, writer.warnings)
 
 
 @dataclass
@@ -306,7 +342,7 @@ def _prepare(aoi: AOI, imagery: str, zoom: int, db_path: Path, settings: ScanSet
 
 def _unit_results(
     units: Iterator[tuple[Unit, tuple]], job: _Job, settings: ScanSettings, todo_total: int, say: Callable[[str], None]
-) -> Iterator[UnitResult]:
+) -> Generator[UnitResult, None, None]:
     """Results of the units as they finish: on a Dask cluster, or a local process pool (or this process)."""
     if settings.dask:
         return run_units_dask(
@@ -373,14 +409,21 @@ def _record(
     writer: _TileWriter,
     bar,
     on_warnings: Callable[[dict[str, int]], None] | None,
+    watch: _OfflineWatch | None = None,
 ) -> dict[str, float]:
-    """Write every unit result as it comes, keep live counters, report warnings -> timing counters."""
+    """Write every unit result as it comes, keep live counters, report warnings -> timing counters.
+
+    Raises OfflineError (after recording the unit and the counters) when ``watch`` sees no network.
+    """
     counters = {"fetch_s": 0.0, "predict_s": 0.0, "worker_cpu_s": 0.0, "units": 0}
     main_cpu_started = time.process_time()
     last_counts = time.monotonic()
     try:
         for result in results:
             writer.write(result)
+            if watch is not None and watch.offline(result):
+                update_scan_counts(conn, scan_id)
+                raise watch.error()
             if time.monotonic() - last_counts > COUNTS_EVERY_S:  # live counters for the map and 'scan list'
                 update_scan_counts(conn, scan_id)
                 last_counts = time.monotonic()
@@ -400,7 +443,7 @@ def _record(
     return counters
 
 
-def _outcome(conn, scan_id, resumed, processed, stats, started, counters) -> ScanOutcome:
+def _outcome(conn, scan_id, resumed, processed, stats, started, counters, warned=None) -> ScanOutcome:
     detections, hectares, _ = detection_totals(conn, scan_id)
     return ScanOutcome(
         scan_id=scan_id,
@@ -415,6 +458,7 @@ def _outcome(conn, scan_id, resumed, processed, stats, started, counters) -> Sca
         detections_area_ha=hectares,
         seconds=time.perf_counter() - started,
         counters=counters,
+        warnings=dict(warned or {}),
     )
 
 
@@ -469,6 +513,41 @@ def _run_units(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+class _OfflineWatch:
+    """Sees a scan whose first OFFLINE_AFTER_READS tile reads all failed to resolve or connect (no network)."""
+
+    def __init__(self, scan_id: int, imagery: str, after: int = OFFLINE_AFTER_READS) -> None:
+        self.scan_id = scan_id
+        self.imagery = imagery
+        self.after = after
+        self.unreachable = 0
+        self.first_error: str | None = None
+        self.watching = True
+
+    def offline(self, result: UnitResult) -> bool:
+        """True once enough reads failed to connect and none gave anything else; stops watching otherwise."""
+        if not self.watching:
+            return False
+        if result.reads_ok or result.reads_failed:
+            self.watching = False  # the server answered at least once: failures are the server's, not ours
+            return False
+        self.unreachable += result.reads_unreachable
+        if self.first_error is None:
+            self.first_error = next((t.error for t in result.tiles if t.error), None)
+        return self.unreachable >= self.after
+
+    def error(self) -> OfflineError:
+        """The error that stops the scan: what happened, that the scan is kept, and how to scan offline."""
+        return OfflineError(
+            f"no tile of imagery {self.imagery!r} could be read: the first {self.unreachable} tile requests all "
+            f"failed to resolve or connect (first error: {self.first_error}). This machine looks offline, or the "
+            f"server is down. Stopped early; scan {self.scan_id} is kept: run the same command again to resume "
+            "it once the server is reachable. Without internet, scan local imagery instead: --imagery FILE.tif "
+            "(GeoTIFF/COG), a {z}/{x}/{y} tile folder, an .mbtiles file, or tiles made from a plain image with "
+            "'amberwatch imagery from-image'."
+        )
+
+
 class _TileWriter:
     """The single writer of scan_tiles: one transaction per unit result, idempotent per tile."""
 
@@ -480,10 +559,13 @@ class _TileWriter:
         self.km2_done = 0.0
         self.hits = 0
         self.failed = 0
+        self.warnings: dict[str, int] = {}
 
     def write(self, result: UnitResult) -> None:
-        """Record one unit's tiles in one transaction."""
+        """Record one unit's tiles in one transaction, and count its typed warnings."""
         self.tiles_written += write_tiles(self.conn, self.scan_id, result.tiles)
+        for name, count in result.warnings.items():
+            self.warnings[name] = self.warnings.get(name, 0) + count
         for t in result.tiles:
             if t.status == "done":
                 self.km2_done += tile_area_km2(t.z, t.y)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from amberwatch.errors import AmberwatchWarning, ImageryError
+from amberwatch.errors import AmberwatchWarning, ImageryError, UnreachableError
 from amberwatch.imagery.types import TILE_SIZE_PX
 from amberwatch.results.store import TileRow
 from amberwatch.scan.tiling import Unit
@@ -58,6 +58,9 @@ class UnitResult:
     predict_s: float = 0.0
     cpu_s: float = 0.0  # CPU time of this process spent on the unit (fetch + decode + classify)
     warnings: dict[str, int] = field(default_factory=dict)  # amberwatch warning class name -> count
+    reads_ok: int = 0  # tile reads (the unit's tiles and their neighbours) that gave an image or "no imagery"
+    reads_unreachable: int = 0  # tile reads that failed to resolve or connect to the server
+    reads_failed: int = 0  # tile reads that failed otherwise (HTTP errors, timeouts, bad images)
 
 
 def get_model(path: str | None, version: str):
@@ -176,6 +179,12 @@ def _read_tiles(
         warnings.simplefilter("always")
         for (_tz, tx, ty), image in get_source(context).read_tiles((context.zoom, x, y) for x, y in needed):
             images[(tx, ty)] = image
+            if isinstance(image, UnreachableError):
+                result.reads_unreachable += 1
+            elif isinstance(image, ImageryError):
+                result.reads_failed += 1
+            else:
+                result.reads_ok += 1
     for w in caught:
         if issubclass(w.category, AmberwatchWarning):
             name = w.category.__name__
