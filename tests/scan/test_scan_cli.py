@@ -198,3 +198,36 @@ def test_dead_tile_server_is_a_clear_error_and_keeps_the_scan(tmp_path):
     assert report.exit_code == 0, report.output
     summary = json.loads(report.output)
     assert summary["tiles_failed"] == 4 and summary["tiles_done"] == 0
+
+
+def test_scan_name_and_imagery_credit_reach_the_public_map(tile_server, tmp_path):
+    """The default scan name is the AOI file's stem; --imagery-credit is what /api/scans shows, not the URL."""
+    from fastapi.testclient import TestClient
+
+    from amberwatch.web.app import create_app
+
+    x0, y0 = tile_origin()
+    put_image_tiles(tile_server, texty_image("negative1"), x0, y0, 2, 2)
+    aoi = write_aoi(tmp_path / "klesiv-north.geojson", tiles_bbox(x0, y0, 2, 2))
+    db = tmp_path / "p.db"
+    credit = "Drone survey © Example NGO 2018"
+    result = run(
+        "scan",
+        "--aoi",
+        str(aoi),
+        "--imagery",
+        tile_server.url,
+        "--zoom",
+        "18",
+        "--db",
+        str(db),
+        "--workers",
+        "1",
+        "--no-progress",
+        "--imagery-credit",
+        credit,
+    )
+    assert result.exit_code == 0, result.output
+    scans = TestClient(create_app(str(db), None)).get("/api/scans").json()["scans"]
+    assert [(s["name"], s["imagery_credit"]) for s in scans] == [("klesiv-north", credit)]
+    assert str(tmp_path) not in json.dumps(scans) and tile_server.url not in json.dumps(scans)

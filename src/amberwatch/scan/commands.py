@@ -51,7 +51,8 @@ def _fmt_duration(seconds: float) -> str:
 )
 @click.option("--capture-date", help="Capture date (YYYY-MM-DD) of imagery that does not carry one.")
 @click.option("--api-key-env", help="Environment variable holding the imagery API key.")
-@click.option("--name", help="A name for the scan.")
+@click.option("--name", help="A name for the scan [default: the AOI file's stem].")
+@click.option("--imagery-credit", help="Credit line shown on the public map, e.g. 'Drone survey © NGO 2018'.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar on stderr.")
 @click.option("--yes", "-y", "yes", is_flag=True, help="Start a large scan (over 50,000 tiles) without asking.")
 @click.option(
@@ -105,6 +106,7 @@ def scan_group(ctx: click.Context, **opts) -> None:
         progress=opts["progress"],
         source_options=options,
         name=opts["name"],
+        imagery_credit=opts["imagery_credit"],
         dask=opts["dask_address"],
         worker_cache=opts["worker_cache"],
     )

@@ -162,7 +162,8 @@ class ScanSettings:
     max_in_flight: int | None = None  # units queued at once (default 2 x workers)
     progress: bool = True
     source_options: dict = field(default_factory=dict)
-    name: str | None = None
+    name: str | None = None  # None = the AOI file's stem
+    imagery_credit: str | None = None  # credit line for the public map (presets credit themselves)
     dask: str | None = None  # Dask scheduler address or 'local' (LocalCluster of `workers`); None = local pool
     worker_cache: str | None = None  # tile cache path as seen by Dask workers (see scan.dask_runner)
 
@@ -326,8 +327,10 @@ def _prepare(aoi: AOI, imagery: str, zoom: int, db_path: Path, settings: ScanSet
     workers = max(1, int(settings.workers or os.cpu_count() or 1))
     delta = settings.unit_zoom_delta or choose_unit_zoom_delta(plan.tiles, workers)
     params = scan_params(context, clf, tile_res, min_area_ha=settings.min_area_ha, unit_zoom_delta=delta)
+    if settings.imagery_credit:
+        params["imagery_credit"] = settings.imagery_credit  # shown on the public map instead of the imagery spec
     new_scan = NewScan(
-        settings.name or aoi.name,
+        settings.name or default_scan_name(aoi),
         aoi.to_geojson(),
         source_spec,
         source_id,
@@ -338,6 +341,12 @@ def _prepare(aoi: AOI, imagery: str, zoom: int, db_path: Path, settings: ScanSet
         plan.tiles,
     )
     return _Job(clf, context, new_scan, workers)
+
+
+def default_scan_name(aoi: AOI) -> str:
+    """The AOI's name, shortened to the file stem when it is a path (public pages show scan names)."""
+    name = aoi.name or "area"
+    return Path(name).stem if name.lower().endswith((".geojson", ".json")) else name
 
 
 def _unit_results(
