@@ -92,6 +92,12 @@ def test_bomb_tile_fails_alone_and_odd_size_tile_is_reported(tile_server, tmp_pa
     assert scan_rows(db) == [(1, "finished")]
     # Refused from its header, never retried within a run.
     assert tile_server.tile_requests().count(f"/{ZOOM}/{x0}/{y0}.png") == 1
+    # ... and said again in the scan's report, with JSON counts.
+    report = run("scan", "report", "--db", str(db))
+    assert "refused an image far larger than a tile" in report.output
+    assert "not 256 x 256 px (resampled to fit)" in report.output
+    counts = json.loads(run("scan", "report", "--db", str(db), "--json").output)["warnings"]
+    assert counts["OversizedTileWarning"] >= 1 and counts["ResampledTileWarning"] >= 1
 
 
 def test_partial_failure_exits_3_and_says_how_to_retry(tile_server, tmp_path):

@@ -34,6 +34,7 @@ def scan_summary(conn: sqlite3.Connection, scan: sqlite3.Row) -> dict:
         "detections_max_prob": round(max_prob, 4),
         "failed_tiles_sample": failed,
         "cache_path": params.get("cache_path"),
+        "warnings": dict(params.get("warnings") or {}),  # typed warning class -> tile reads, over all runs
     }
 
 

@@ -211,6 +211,18 @@ def latest_scan_id(conn: sqlite3.Connection, *, finished: bool = False) -> int |
     return None if row is None or row[0] is None else int(row[0])
 
 
+def add_scan_warnings(conn: sqlite3.Connection, scan_id: int, counts: dict[str, int]) -> None:
+    """Add a run's typed-warning counts (class name -> tile reads) to the scan's params_json["warnings"]."""
+    if not counts:
+        return
+    params = json.loads(get_scan(conn, scan_id)["params_json"] or "{}")
+    total = params.get("warnings") or {}
+    for name, n in counts.items():
+        total[name] = int(total.get(name, 0)) + int(n)
+    params["warnings"] = total
+    conn.execute("UPDATE scans SET params_json = ? WHERE id = ?", (json.dumps(params), int(scan_id)))
+
+
 def reopen_scan(conn: sqlite3.Connection, scan_id: int, params: dict, tiles_total: int) -> None:
     """Mark a scan running again with updated params (a resume)."""
     conn.execute(

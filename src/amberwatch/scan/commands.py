@@ -248,6 +248,8 @@ def scan_report(db: str, scan_id: int | None, as_json: bool) -> None:
     )
     click.echo(f"  scanned      {s['area_scanned_km2']:.2f} km²")
     click.echo(f"  detections   {s['detections']} covering {s['detections_area_ha']:.2f} ha")
+    for category, count in sorted(s["warnings"].items()):
+        click.echo(f"  warning      {count} tile reads {_WARNING_TEXT.get(category, category)}")
     for t in s["failed_tiles_sample"]:
         click.echo(f"  failed tile  z={t['z']} x={t['x']} y={t['y']} ({t['attempts']} attempts): {t['error']}")
 

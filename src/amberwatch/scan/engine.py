@@ -31,6 +31,7 @@ from amberwatch.model.registry import ModelRegistry
 from amberwatch.results.detections import rebuild_detections
 from amberwatch.results.store import (
     NewScan,
+    add_scan_warnings,
     count_finished_tiles,
     create_scan,
     detection_totals,
@@ -293,6 +294,7 @@ def _run_locked(
         counters = _record(conn, scan_id, results, writer, _progress(todo_total, settings.progress), on_warnings, watch)
     finally:
         results.close()  # an early stop ends the pool and closes the sources here, in this thread
+        add_scan_warnings(conn, scan_id, writer.warnings)  # 'scan report' shows them, summed over runs
     stats = finish_scan(conn, scan_id, min_area_ha=settings.min_area_ha, cache_path=job.context.cache_path, say=say)
     return _outcome(conn, scan_id, resumed, writer.tiles_written, stats, started, counters, writer.warnings)
 
