@@ -26,8 +26,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from amberwatch.errors import AmberwatchError
+from amberwatch.imagery.cache import TileCache
+from amberwatch.imagery.open import open_source
+from amberwatch.model.modelfile import from_bytes
 from amberwatch.scan.tiling import Unit
-from amberwatch.scan.worker import ScanContext, UnitResult, process_unit, remember_model
+from amberwatch.scan.worker import ScanContext, UnitResult, neighbours, process_unit, remember_model
 
 LOCAL = "local"
 DEFAULT_WORKER_CACHE = "~/.cache/amberwatch/worker-tiles.mbtiles"
@@ -101,8 +104,6 @@ def _ensure_model(context: ScanContext, model_data: bytes | None, digest: str) -
     key = (context.model_path, context.model_version, digest)  # a long-lived worker may see a retrained model
     if _loaded_model == key:
         return
-    from amberwatch.model.modelfile import from_bytes
-
     model = from_bytes(model_data, name=f"model version {context.model_version} (from the Dask client)")
     model.version = context.model_version
     remember_model(context.model_path, context.model_version, model)
@@ -365,10 +366,6 @@ def _status(units: int, in_flight: int, tiles: int, total: int | None, seconds: 
 def fill_client_cache(context: ScanContext, client_cache: str, tiles: set[tuple[int, int]]) -> None:
     """Fetch tiles with detections (and their neighbours) into the client's cache, for detection thumbnails."""
     import warnings
-
-    from amberwatch.imagery.cache import TileCache
-    from amberwatch.imagery.open import open_source
-    from amberwatch.scan.worker import neighbours
 
     z = context.zoom
     needed = sorted({nb for x, y in tiles for nb in neighbours(x, y, z)})

@@ -17,7 +17,10 @@ import numpy as np
 from PIL import Image
 
 from amberwatch.errors import AmberwatchWarning, ImageryError, UnreachableError
+from amberwatch.imagery.cache import TileCache
+from amberwatch.imagery.open import open_source
 from amberwatch.imagery.types import TILE_SIZE_PX
+from amberwatch.model.modelfile import load
 from amberwatch.results.store import TileRow
 from amberwatch.scan.tiling import Unit
 
@@ -68,8 +71,6 @@ def get_model(path: str | None, version: str):
     key = (path or "<bundled>", version)
     model = _MODELS.get(key)
     if model is None:
-        from amberwatch.model import load
-
         model = load(path)
         model.version = version
         _MODELS.clear()  # one model per worker process is enough
@@ -108,9 +109,6 @@ def get_source(context: ScanContext):
     key = _source_key(context)
     source = _SOURCES.get(key)
     if source is None:
-        from amberwatch.imagery.cache import TileCache
-        from amberwatch.imagery.open import open_source
-
         cache = _CACHES.get(context.cache_path)
         if cache is None:
             cache = _CACHES[context.cache_path] = TileCache(context.cache_path)
