@@ -48,6 +48,8 @@ def test_cli_builds_example_article(story_data: StoryFixture, tmp_path: Path) ->
         assert (out / "tiles" / f"{key}.jpg").is_file()
     assert (out / "assets" / "leaflet" / "leaflet.js").is_file()
     assert len(data["sites"]["features"]) == 12
+    # Every site on the map is a fragment: the legend names no "other detections".
+    assert "12 fragments in this story" in page and "other detection" not in page
 
 
 def test_no_external_urls_anywhere(built_story: Path) -> None:

@@ -373,9 +373,19 @@ def _index_html(article: Article, fragments: list[Fragment], map_sites: list[Sit
         lead_html=lead_html,
         byline_html=byline_html,
         body=body,
-        n_sites=len(map_sites),
+        legend=_legend(len(fragments), len({s.id for s in map_sites} - {f.site.id for f in fragments})),
         footer=footer,
     )
+
+
+def _legend(n_fragments: int, n_others: int) -> str:
+    """The map legend: the story's fragments, and the other detections only when there are some."""
+    plural = "s" if n_fragments != 1 else ""
+    text = f'<span class="legend-swatch legend-swatch--frag"></span> {n_fragments} fragment{plural} in this story'
+    if n_others:
+        others = "other detection" + ("s" if n_others != 1 else "")
+        text += f' <span class="legend-swatch legend-swatch--site"></span> {n_others} {others}'
+    return text
 
 
 def _placement_style(a: Placement, b: Placement) -> str:
