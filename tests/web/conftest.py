@@ -298,3 +298,56 @@ def api_routes(app: object) -> list[tuple[str, set[str], object]]:
         if isinstance(route, APIRoute):
             out.append((str(ctx.path), set(ctx.methods or route.methods), route))
     return out
+
+
+def add_scan(project: Project, source_id: str, credit: str, shift: int) -> tuple[int, list[int]]:
+    """Another finished scan ``shift`` tiles east of the first, over its own cached imagery and credit.
+
+    Returns (scan id, detection ids); the scan covers the same 3 x 3 (or ``grid``) tiles, moved east.
+    """
+    rng = np.random.default_rng(shift)
+    tiles = [(z, x + shift, y) for z, x, y in project.tiles]
+    with TileCache(project.cache_path) as cache:
+        cache.register_source(source_id, f"http://example.invalid/{source_id}/{{z}}/{{x}}/{{y}}.png")
+        for z, x, y in tiles:
+            png = encode_png(imagery_tile(rng, x, y))
+            cache.put(source_id, z, x, y, png, content_type="image/png", capture_date="2019-06-01")
+    xs, ys = [t[1] for t in tiles], [t[2] for t in tiles]
+    top_left, bottom_right = mercantile.bounds(min(xs), min(ys), ZOOM), mercantile.bounds(max(xs), max(ys), ZOOM)
+    w, s, e, n = top_left.west, bottom_right.south, bottom_right.east, top_left.north
+    aoi = {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
+    conn = connect(project.db_path)
+    cur = conn.execute(
+        "INSERT INTO scans (name, aoi_geojson, imagery, imagery_source_id, zoom, model_version, model_threshold,"
+        " status, started_at, finished_at, tiles_total, tiles_done, area_scanned_km2, params_json)"
+        " VALUES (?, ?, ?, ?, ?, '0', ?, 'finished', ?, ?, ?, ?, 0.54, ?)",
+        (
+            f"scan-{source_id}",
+            json.dumps(aoi),
+            f"/data/{source_id}",
+            source_id,
+            ZOOM,
+            THRESHOLD,
+            utc_now_iso(),
+            utc_now_iso(),
+            len(tiles),
+            len(tiles),
+            json.dumps({"imagery_credit": credit}),
+        ),
+    )
+    scan_id = int(cur.lastrowid)
+    lon, lat = (w + e) / 2, (s + n) / 2
+    ids = insert_detections(conn, scan_id, [(lon, lat, 0.0003, 0.9), (lon + 0.0012, lat, 0.0002, 0.7)], None)
+    conn.close()
+    return scan_id, ids
+
+
+def reject_as_not_mining(project: Project, detection_id: int, verdict: str = "not_mining") -> None:
+    """A reader flags the detection (``verdict``) and the reviewer accepts the flag."""
+    from amberwatch.web.feedback import decide_feedback, record_feedback
+
+    conn = connect(project.db_path)
+    with TileCache(project.cache_path) as cache:
+        fb = record_feedback(conn, detection_id, verdict, "quarry", None, client="test-client")
+        decide_feedback(conn, cache, int(fb["id"]), "accept", "olena")
+    conn.close()

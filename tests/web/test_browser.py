@@ -33,6 +33,24 @@ def offline(page, base_url: str) -> list[str]:
     return outside
 
 
+def console_errors(page) -> list[str]:
+    """Console errors, uncaught exceptions and failed responses (HTTP >= 400, e.g. tiles outside the cache)."""
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    def on_console(msg) -> None:
+        if msg.type == "error":
+            errors.append(f"{msg.text} ({(msg.location or {}).get('url')})")
+
+    def on_response(response) -> None:
+        if response.status >= 400:
+            errors.append(f"HTTP {response.status} {response.url}")
+
+    page.on("console", on_console)
+    page.on("response", on_response)
+    return errors
+
+
 def wait_ready(page) -> None:
     page.wait_for_function("() => window.amberwatch && window.amberwatch.ready", timeout=60_000)
     assert page.locator("#search-msg").inner_text() == ""
@@ -54,8 +72,7 @@ def click_detection(page, detection_id: int) -> None:
 
 def test_flag_review_accept_flow(page, live, project):
     outside = offline(page, live.url)
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
+    errors = console_errors(page)
     page.goto(live.url + "/")
     wait_ready(page)
     assert page.locator("#t-sites").inner_text() == "5"

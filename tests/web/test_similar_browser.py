@@ -6,7 +6,7 @@ import pytest
 
 from amberwatch.web.app import create_app
 from tests.fixtures.browser import artifacts_dir
-from tests.web.test_browser import click_detection, offline, wait_ready
+from tests.web.test_browser import click_detection, console_errors, offline, wait_ready
 
 pytestmark = pytest.mark.browser
 
@@ -17,19 +17,6 @@ def wide_live(wide_project):
 
     with LiveServer(create_app(wide_project.db_path, wide_project.cache_path)) as server:
         yield server
-
-
-def console_errors(page) -> list[str]:
-    """Console errors and uncaught exceptions, except imagery tiles the cache does not hold (404 by design)."""
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-
-    def on_console(msg) -> None:
-        if msg.type == "error" and "/tiles/" not in (msg.location or {}).get("url", ""):
-            errors.append(f"{msg.text} ({(msg.location or {}).get('url')})")
-
-    page.on("console", on_console)
-    return errors
 
 
 def sign_in_on_label_page(page, base_url: str, token: str) -> None:

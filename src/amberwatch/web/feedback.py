@@ -189,6 +189,17 @@ def review_states(
     return states
 
 
+def removed_after_review(conn: sqlite3.Connection) -> dict[int, tuple[int, float]]:
+    """Scan id -> (count, hectares) of its detections reviewed as not mining (a 'not_mining' flag accepted)."""
+    ids = sorted(det for det, (review, _) in review_states(conn).items() if review == "not_mining")
+    out: dict[int, tuple[int, float]] = {}
+    for start in range(0, len(ids), 500):  # well under SQLite's limit of bound variables
+        for row in query_detections(conn, ids=ids[start : start + 500]):
+            count, hectares = out.get(int(row["scan_id"]), (0, 0.0))
+            out[int(row["scan_id"])] = (count + 1, hectares + float(row["area_ha"]))
+    return out
+
+
 def decided_feedback(conn: sqlite3.Connection) -> list[sqlite3.Row]:
     """Accepted and rejected flags (id, detection_id, verdict, status, example_id), oldest first.
 

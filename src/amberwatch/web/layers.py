@@ -4,6 +4,9 @@ A scan row holds where its imagery and cache lie on the scanning machine (paths,
 scans, the AOI path as the name. None of that is for the public: a layer shows a display name (a path-like name
 reduced to its file stem) and a credit: the xyzservices attribution for a preset, else the credit given at scan
 time (``params_json["imagery_credit"]``), else a neutral "Imagery: scan NAME".
+
+Totals count the sites a reviewer has not removed (confirmed and unreviewed ones); the removed ones are counted
+apart (``removed_after_review``, ``removed_hectares``).
 """
 
 from __future__ import annotations
@@ -87,3 +90,13 @@ def public_layer(layer: dict[str, Any], params_json: str | None) -> dict[str, An
     out["name"] = display_name(layer.get("name"), int(layer["id"]))
     out["imagery_credit"] = imagery_credit(layer.get("imagery"), params_json, out["name"])
     return out
+
+
+def without_removed(layer: dict[str, Any], removed: tuple[int, float]) -> dict[str, Any]:
+    """The layer's totals less its sites reviewed as not mining, which are counted apart; the layer, updated."""
+    count, hectares = removed
+    layer["detections"] = max(0, int(layer.get("detections") or 0) - count)
+    layer["hectares"] = max(0.0, float(layer.get("hectares") or 0.0) - hectares)
+    layer["removed_after_review"] = count
+    layer["removed_hectares"] = hectares
+    return layer

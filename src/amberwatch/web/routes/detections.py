@@ -19,8 +19,8 @@ from amberwatch.results.store import get_detection as find_detection
 from amberwatch.results.store import get_scan, query_detections, scan_exists, scan_layers
 from amberwatch.web.chips import detection_chip
 from amberwatch.web.deps import get_cache, get_client, get_conn
-from amberwatch.web.feedback import record_feedback, review_states
-from amberwatch.web.layers import public_layer
+from amberwatch.web.feedback import record_feedback, removed_after_review, review_states
+from amberwatch.web.layers import public_layer, without_removed
 from amberwatch.web.params import MAX_TILE_INDEX, IdPath, Text, TileIndexPath, ZoomPath, id_query
 
 router = APIRouter()
@@ -75,15 +75,20 @@ def _feature(row: sqlite3.Row, review: tuple[str | None, int]) -> str:
 def list_scans(conn: sqlite3.Connection = Depends(get_conn)) -> dict:
     """Every scan, newest first: name, imagery credit, model version, km² scanned and detection totals.
 
-    Never the imagery's path or URL, the cache or model paths, nor an AOI path as the name.
+    Totals (``detections``, ``hectares``) leave out sites reviewed as not mining, counted in
+    ``removed_after_review`` and ``removed_hectares``. ``bounds``: the detections' extent (else the AOI's);
+    ``scanned_bounds``: the AOI's, where the scan's imagery lies. Never the imagery's path or URL, the cache or
+    model paths, nor an AOI path as the name.
     """
     scans = []
+    removed = removed_after_review(conn)
     for s in scan_layers(conn):
         row = get_scan(conn, s["id"])
-        layer = public_layer(s, row["params_json"])
+        layer = without_removed(public_layer(s, row["params_json"]), removed.get(int(s["id"]), (0, 0.0)))
+        layer["scanned_bounds"] = _aoi_bounds(row)
         layer["bounds"] = [s[k] for k in ("west", "south", "east", "north")]
         if layer["bounds"][0] is None:
-            layer["bounds"] = _aoi_bounds(row)
+            layer["bounds"] = layer["scanned_bounds"]
         scans.append(layer)
     return {"scans": scans}
 

@@ -21,7 +21,7 @@
   let features = [];                 // all features of the layer
   let byId = new Map();
   let filtered = [];
-  let imagery = null;
+  let imagery = [];                 // tile layers of the scanned imagery shown
   let loading = false;               // markers are being added to the cluster group in chunks
   const polygons = new Map();        // id -> L.Polygon currently on the map (only those near the view)
   const polygonLayer = L.layerGroup().addTo(map);
@@ -103,17 +103,41 @@
     return span.innerHTML;
   }
 
-  function setImagery() {
-    if (imagery) { map.removeLayer(imagery); imagery = null; }
-    const wanted = document.getElementById('basemap').value;
-    const s = scan || scans[0];
-    document.getElementById('map').classList.toggle('plain', wanted === 'plain');
-    if (wanted !== 'imagery' || !s) return;
-    imagery = L.tileLayer(`/tiles/${encodeURIComponent(s.imagery_source_id)}/{z}/{x}/{y}`, {
+  // The scan's scanned area (its AOI's bounds), pulled in by 1% of a tile: Leaflet requests every tile that
+  // touches its bounds, and the tiles just outside an area aligned on tile edges are not in the cache.
+  function scannedBounds(s) {
+    const b = s.scanned_bounds || s.bounds;
+    if (!b || b.some((v) => !Number.isFinite(v))) return null;
+    const inset = 360 / 2 ** s.zoom / 100;
+    return L.latLngBounds([b[1] + inset, b[0] + inset], [b[3] - inset, b[2] - inset]);
+  }
+
+  // One tile layer per scan shown (scans over the same imagery and area share one), each with its own imagery,
+  // credit, bounds and zoom, so a page requests only tiles the cache holds.
+  function imageryLayer(s) {
+    const bounds = scannedBounds(s);
+    return L.tileLayer(`/tiles/${encodeURIComponent(s.imagery_source_id)}/{z}/{x}/{y}`, Object.assign({
       minZoom: Math.max(0, s.zoom - 2), maxZoom: 20, minNativeZoom: s.zoom, maxNativeZoom: s.zoom,
       attribution: escapeHtml(s.imagery_credit), errorTileUrl: 'data:image/gif;base64,R0lGODlhAQABAAAAACw=',
-    });
-    imagery.addTo(map).bringToBack();
+    }, bounds ? { bounds } : {}));
+  }
+
+  function setImagery() {
+    for (const layer of imagery) map.removeLayer(layer);
+    imagery = [];
+    const wanted = document.getElementById('basemap').value;
+    document.getElementById('map').classList.toggle('plain', wanted === 'plain');
+    if (wanted !== 'imagery') return;
+    const seen = new Set();
+    for (const s of scan ? [scan] : scans) {
+      const key = JSON.stringify([s.imagery_source_id, s.zoom, s.scanned_bounds || s.bounds, s.imagery_credit]);
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const layer = imageryLayer(s).addTo(map);
+      layer.bringToBack();
+      imagery.push(layer);
+    }
+    AW.imagery = imagery;
   }
 
   // ---------- drawing ----------
@@ -193,8 +217,14 @@
   function updateSummary() {
     const list = filtered;
     const km2 = (scan ? [scan] : scans).reduce((a, s) => a + (s.area_scanned_km2 || 0), 0);
-    document.getElementById('t-sites').textContent = list.length.toLocaleString('en');
-    document.getElementById('t-ha').textContent = ha(list.reduce((a, f) => a + f.properties.area_ha, 0));
+    // Totals count confirmed and unreviewed sites; those a reviewer removed (not mining) are counted apart.
+    const kept = list.filter((f) => f.properties.review !== 'not_mining');
+    const removed = list.length - kept.length;
+    document.getElementById('t-sites').textContent = kept.length.toLocaleString('en');
+    document.getElementById('t-ha').textContent = ha(kept.reduce((a, f) => a + f.properties.area_ha, 0));
+    const note = document.getElementById('t-removed');
+    note.textContent = removed ? `${removed.toLocaleString('en')} removed after review (not mining)` : '';
+    note.hidden = !removed;
     document.getElementById('t-km2').textContent = km2.toFixed(km2 >= 100 ? 0 : km2 >= 1 ? 1 : 2);
     const top = [...list].sort((a, b) => b.properties.area_ha - a.properties.area_ha).slice(0, LIST_LIMIT);
     const ol = document.getElementById('site-list');
