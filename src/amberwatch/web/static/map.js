@@ -11,6 +11,12 @@
 
   // Exposed for the browser tests (load time, frame rate) and for debugging.
   const AW = window.amberwatch = { ready: false, loadMs: null, count: 0 };
+  // Phones and narrow windows (as app.css's media query): the panel is a bottom sheet, collapsed by default.
+  const narrow = window.matchMedia('(max-width: 700px)');
+  function setSheet(open) {
+    document.body.classList.toggle('sheet-open', open);
+    document.getElementById('panel-toggle').setAttribute('aria-expanded', String(open));
+  }
 
   const map = L.map('map', { preferCanvas: true, zoomSnap: 1, minZoom: 2, maxZoom: 20 }).setView([51.3, 26.9], 9);
   const renderer = L.canvas({ padding: 0.3 });
@@ -295,6 +301,16 @@
       msg);
   }
 
+  // Popups fit the map: at most 320 px wide, narrower and with less padding on a phone; taller content scrolls.
+  function popupOptions() {
+    const size = map.getSize();
+    const pad = narrow.matches ? 8 : 20;
+    const maxWidth = Math.max(160, Math.min(320, size.x - 2 * pad - 40));
+    const options = { maxWidth, minWidth: Math.min(240, maxWidth), autoPanPadding: [pad, pad] };
+    if (narrow.matches) options.maxHeight = Math.max(200, size.y - 2 * pad - 40);
+    return options;
+  }
+
   function select(id, { fly }) {
     const f = byId.get(Number(id));
     if (!f) return false;
@@ -304,7 +320,8 @@
     const open = () => {
       selectedRing.clearLayers();
       selectedRing.addLayer(L.geoJSON(f, { style: () => polygonStyle(p, true), interactive: false }));
-      L.popup({ maxWidth: 320, minWidth: 240, autoPanPadding: [20, 20] }).setLatLng([p.lat, p.lon])
+      if (narrow.matches) setSheet(false);   // the sheet would cover the popup
+      L.popup(popupOptions()).setLatLng([p.lat, p.lon])
         .setContent(popupContent(f)).openOn(map);
       AW.selected = f.id;
     };
@@ -391,6 +408,7 @@
     } catch (e) {
       msg.textContent = 'Cannot search: ' + e.message;
     }
+    if (narrow.matches) setSheet(true);
     document.getElementById('similar').scrollIntoView({ block: 'nearest' });
   }
 
@@ -443,6 +461,9 @@
     if (document.getElementById('f-inview').checked) applyFilters();
   });
   window.addEventListener('hashchange', openFromHash);
+  document.getElementById('panel-toggle').addEventListener('click', () => {
+    setSheet(!document.body.classList.contains('sheet-open'));
+  });
   document.getElementById('similar-clear').addEventListener('click', clearSimilar);
   document.getElementById('similar-send').addEventListener('click', sendToLabelling);
 
