@@ -75,6 +75,7 @@ def test_threshold_reaches_target_precision():
     assert m["precision"] >= 0.95 and m["recall"] == 0.8
 
 
+@pytest.mark.slow
 def test_parallel_training_matches_inline_and_mixed_ensembles(data):
     from dataclasses import replace
 

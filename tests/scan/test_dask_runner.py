@@ -138,6 +138,7 @@ def _rows(db: Path) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_cli_dask_local_equals_local_scan(server, aoi_file, reference, tmp_path):
     """`amberwatch scan ... --dask local --workers 2` then `detections export` gives the local scan's detections."""
     db = tmp_path / "dask.db"
@@ -295,6 +296,7 @@ def test_unreachable_scheduler_is_a_clear_error(aoi_file, server, tmp_path, monk
     assert f"cannot connect to the Dask scheduler '{address}'" in result.output
 
 
+@pytest.mark.slow
 def test_in_flight_units_are_bounded(server, aoi_file, tmp_path):
     """A unit is submitted only when fewer than max_in_flight are pending, however many units the AOI has."""
     from distributed import LocalCluster
@@ -375,12 +377,14 @@ def _block_image(server: TileServer, tile: str) -> str:
     return ("positive1", "negative1", "positive2", "negative2")[((x - x0) // 3 + (y - y0) // 3) % 4]
 
 
+@pytest.mark.slow
 def test_every_scanned_tile_keeps_an_embedding(reference):
     """Local and Dask scans (assert_same_scan compares them) keep one float16 embedding of 64 values per done tile."""
     sizes = {len(t[7]) for t in reference["tiles"] if t[3] == "done"}
     assert sizes == {128}
 
 
+@pytest.mark.slow
 def test_similar_to_a_pit_finds_pits_first(server, reference, tmp_path):
     """`amberwatch similar --detection` on the likeliest pit field: the top places are on the images with mining."""
     conn = sqlite3.connect(reference["db"])
@@ -415,6 +419,7 @@ def test_similar_to_a_pit_finds_pits_first(server, reference, tmp_path):
     assert json.loads(geojson.read_text())["features"][0]["properties"]["tile"] == places[0]["tile"]
 
 
+@pytest.mark.slow
 def test_similar_unlike_and_bad_queries(server, reference):
     """--unlike pushes away; no query, an unknown detection and a point off the scan are one-line errors."""
     db, scan = str(reference["db"]), str(reference["scan_id"])

@@ -39,6 +39,7 @@ def detections(db: Path) -> list[tuple]:
         conn.close()
 
 
+@pytest.mark.slow
 def test_failed_tiles_are_recorded_and_retried_on_the_next_run(tile_server, tmp_path):
     x0, y0 = tile_origin((40, 0))
     put_mosaic_tiles(tile_server, x0, y0, 6, 6)

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 from PIL import Image
 
@@ -188,6 +189,7 @@ def test_dry_run_of_antimeridian_and_world_aois(tmp_path):
     assert "more than 50,000,000 tiles" in result.output and "Above the limit" in result.output
 
 
+@pytest.mark.slow
 def test_a_large_scan_asks_for_yes(tmp_path):
     x0, y0 = tile_origin((0, 40))
     bbox = tiles_bbox(x0, y0, 240, 240)  # 57,600 tiles
@@ -205,6 +207,7 @@ def test_a_large_scan_asks_for_yes(tmp_path):
     assert scan_rows(db) == [(1, "running")]
 
 
+@pytest.mark.slow
 def test_second_copy_of_a_running_scan_names_the_pid_and_sends_no_request(tile_server, tmp_path):
     x0, y0 = tile_origin((120, 20))
     put_mosaic_tiles(tile_server, x0 - 1, y0 - 1, 5, 5)
