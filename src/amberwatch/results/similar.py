@@ -112,11 +112,7 @@ def detection_query(conn: sqlite3.Connection, vectors: ScanVectors, detection_id
             f"detection {detection_id} belongs to scan {det['scan_id']}, not scan {vectors.scan_id}: "
             f"give --scan {det['scan_id']}"
         )
-    rows = [
-        i
-        for t in mercantile.tiles(det["west"], det["south"], det["east"], det["north"], vectors.zoom)
-        if (i := vectors.index_of(t.x, t.y)) is not None
-    ]
+    rows = tiles_under(vectors, (det["west"], det["south"], det["east"], det["north"]))
     if not rows:
         raise NotFoundError(f"detection {detection_id}: no embedded tile of scan {vectors.scan_id} lies under it")
     return vectors.vectors[rows], (float(det["centroid_lon"]), float(det["centroid_lat"]))
@@ -129,6 +125,46 @@ def point_query(vectors: ScanVectors, lat: float, lon: float) -> tuple[np.ndarra
     if i is None:
         raise NotFoundError(f"point {lat:.6f},{lon:.6f} is not on an embedded tile of scan {vectors.scan_id}")
     return vectors.vectors[[i]], (float(lon), float(lat))
+
+
+def build_query(
+    conn: sqlite3.Connection,
+    vectors: ScanVectors,
+    detections: Sequence[int] = (),
+    unlike: Sequence[int] = (),
+    *,
+    points: Sequence[tuple[float, float]] = (),
+    embedded: np.ndarray | None = None,
+) -> Query:
+    """The Query of some detections, points (lat, lon) and already embedded vectors, unlike some detections."""
+    like, near = [], []
+    for detection_id in detections:
+        rows, place = detection_query(conn, vectors, detection_id)
+        like.append(rows)
+        near.append(place)
+    for lat, lon in points:
+        rows, place = point_query(vectors, lat, lon)
+        like.append(rows)
+        near.append(place)
+    if embedded is not None:
+        like.append(embedded)
+    unlike_rows = [detection_query(conn, vectors, d)[0] for d in unlike]
+    return Query(
+        like=np.concatenate(like),
+        unlike=np.concatenate(unlike_rows) if unlike_rows else np.zeros((0, vectors.vectors.shape[1]), np.float16),
+        near_lonlat=tuple(near),
+    )
+
+
+def tiles_under(vectors: ScanVectors, bbox: tuple[float, float, float, float]) -> list[int]:
+    """Rows of the scan's embedded tiles under a lon/lat bbox (west, south, east, north)."""
+    return [i for t in mercantile.tiles(*bbox, vectors.zoom) if (i := vectors.index_of(t.x, t.y)) is not None]
+
+
+def tile_centre(zoom: int, x: int, y: int) -> tuple[float, float]:
+    """(lon, lat) of a tile's centre."""
+    b = mercantile.bounds(x, y, zoom)
+    return (b.west + b.east) / 2, (b.south + b.north) / 2
 
 
 def rank_places(
@@ -188,7 +224,7 @@ def _near(zoom: int, x: int, y: int, near: Sequence[tuple[float, float]], exclud
     if not near:
         return False
     b = mercantile.bounds(x, y, zoom)
-    lon, lat = (b.west + b.east) / 2, (b.south + b.north) / 2
+    lon, lat = tile_centre(zoom, x, y)
     half_tile_m = (b.north - b.south) / 2 * _EARTH_M_PER_DEG
     for qlon, qlat in near:
         dx = (lon - qlon) * _EARTH_M_PER_DEG * math.cos(math.radians(qlat))
@@ -202,7 +238,7 @@ def _place(conn: sqlite3.Connection, vectors: ScanVectors, rank: int, group: lis
     score, row = max(group)
     x, y = (int(v) for v in vectors.xy[row])
     b = mercantile.bounds(x, y, vectors.zoom)
-    lon, lat = (b.west + b.east) / 2, (b.south + b.north) / 2
+    lon, lat = tile_centre(vectors.zoom, x, y)
     hits = query_detections(conn, scan_id=vectors.scan_id, bbox=(b.west, b.south, b.east, b.north), order="largest")
     return Place(
         rank, lat, lon, float(score), f"{vectors.zoom}/{x}/{y}", len(group), int(hits[0]["id"]) if hits else None

@@ -22,10 +22,8 @@ from amberwatch.model.registry import ModelRegistry
 from amberwatch.results.similar import (
     DEFAULT_EXCLUDE_M,
     Place,
-    Query,
-    detection_query,
+    build_query,
     load_scan_vectors,
-    point_query,
     rank_places,
 )
 from amberwatch.results.store import ensure_schema, get_scan
@@ -63,23 +61,8 @@ def find_similar(db_path: str | os.PathLike[str], request: SimilarRequest) -> li
     try:
         ensure_schema(conn)
         vectors = load_scan_vectors(conn, request.scan_id)
-        like, near = [], []
-        for detection_id in request.detections:
-            rows, place = detection_query(conn, vectors, detection_id)
-            like.append(rows)
-            near.append(place)
-        for lat, lon in request.points:
-            rows, place = point_query(vectors, lat, lon)
-            like.append(rows)
-            near.append(place)
-        if request.images:
-            like.append(_embed_images(db_path, conn, request.scan_id, request.images))
-        unlike = [detection_query(conn, vectors, d)[0] for d in request.unlike]
-        query = Query(
-            like=np.concatenate(like),
-            unlike=np.concatenate(unlike) if unlike else np.zeros((0, vectors.vectors.shape[1]), np.float16),
-            near_lonlat=tuple(near),
-        )
+        images = _embed_images(db_path, conn, request.scan_id, request.images) if request.images else None
+        query = build_query(conn, vectors, request.detections, request.unlike, points=request.points, embedded=images)
         return rank_places(conn, vectors, query, top=request.top, exclude_m=request.exclude_m)
     finally:
         conn.close()

@@ -30,12 +30,12 @@ from amberwatch.errors import ConflictError, InvalidInputError, NotFoundError
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.types import LngLatBbox
 from amberwatch.labels.store import Example, ExampleStore
-from amberwatch.results.similar import Query, ScanVectors, rank_places
+from amberwatch.results.similar import Query, ScanVectors, rank_places, tile_centre, tiles_under
 from amberwatch.results.store import get_scan, grid_tiles, query_detections, tile_grid
 from amberwatch.results.store import latest_scan_id as store_latest_scan_id
 from amberwatch.web.chips import detection_chip, padded_bbox, render_from_cache, tile_bbox, tile_chip_bbox
 from amberwatch.web.feedback import review_states
-from amberwatch.web.similar import VectorCache, tile_centre, tiles_under
+from amberwatch.web.similar import VectorCache
 
 LABELS = ("mining", "not_mining", "skip")
 CELL_MARGIN = 0.25  # only tiles whose max probability is within this of the threshold can hold candidate cells

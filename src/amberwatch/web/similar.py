@@ -12,11 +12,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 
-import mercantile
-import numpy as np
-
 from amberwatch.errors import InvalidInputError
-from amberwatch.results.similar import Place, Query, ScanVectors, detection_query, load_scan_vectors, rank_places
+from amberwatch.results.similar import Place, ScanVectors, build_query, load_scan_vectors, rank_places
 from amberwatch.results.store import count_finished_tiles, get_detection
 from amberwatch.results.vector_index import VectorIndex, build_index
 
@@ -76,18 +73,7 @@ def similar_places(
         raise InvalidInputError(f"top must be within 1..{MAX_TOP}, got {top}")
     scan_id = _one_scan(conn, [*detections, *unlike])
     vectors, index = cache.get(conn, scan_id)
-    like, near = [], []
-    for detection_id in detections:
-        rows, place = detection_query(conn, vectors, detection_id)
-        like.append(rows)
-        near.append(place)
-    dims = vectors.vectors.shape[1]
-    unlike_rows = [detection_query(conn, vectors, d)[0] for d in unlike]
-    query = Query(
-        like=np.concatenate(like),
-        unlike=np.concatenate(unlike_rows) if unlike_rows else np.zeros((0, dims), np.float16),
-        near_lonlat=tuple(near),
-    )
+    query = build_query(conn, vectors, detections, unlike)
     return scan_id, rank_places(conn, vectors, query, top=top, index=index)
 
 
@@ -101,14 +87,3 @@ def _one_scan(conn: sqlite3.Connection, detection_ids: Sequence[int]) -> int:
                 f"detection {detection_id} belongs to scan {other}, not scan {scan_id}: query one scan's detections"
             )
     return scan_id
-
-
-def tiles_under(vectors: ScanVectors, bbox: tuple[float, float, float, float]) -> list[int]:
-    """Rows of the scan's embedded tiles under a lon/lat bbox (west, south, east, north)."""
-    return [i for t in mercantile.tiles(*bbox, vectors.zoom) if (i := vectors.index_of(t.x, t.y)) is not None]
-
-
-def tile_centre(zoom: int, x: int, y: int) -> tuple[float, float]:
-    """(lon, lat) of a tile's centre."""
-    b = mercantile.bounds(x, y, zoom)
-    return (b.west + b.east) / 2, (b.south + b.north) / 2
