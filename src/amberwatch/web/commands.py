@@ -54,15 +54,10 @@ def users() -> None:
 @db_option
 def users_add(name: str, reviewer: bool, db: str) -> None:
     """Add a user and print its bearer token (shown once; only its hash is stored)."""
-    from amberwatch.web.schema import ensure_schema
     from amberwatch.web.users import add_user
 
-    conn = connect(db, create=False)  # a mistyped --db must not quietly start a new, empty project
-    try:
-        ensure_schema(conn)
+    with _users_db(db) as conn:
         token = add_user(conn, name, reviewer=reviewer)
-    finally:
-        conn.close()
     click.echo(token)
 
 
@@ -91,7 +86,7 @@ def users_revoke(name: str, db: str) -> None:
 
 @contextmanager
 def _users_db(db: str) -> Iterator[sqlite3.Connection]:
-    """The existing project DB with the web tables ready."""
+    """The existing project DB with the web tables ready (a mistyped --db must not start a new, empty project)."""
     from amberwatch.web.schema import ensure_schema
 
     conn = connect(db, create=False)
@@ -106,16 +101,11 @@ def _users_db(db: str) -> Iterator[sqlite3.Connection]:
 @db_option
 def users_list(db: str) -> None:
     """List users and their roles."""
-    from amberwatch.web.schema import ensure_schema
     from amberwatch.web.users import list_users
 
-    conn = connect(db, create=False)
-    try:
-        ensure_schema(conn)
+    with _users_db(db) as conn:
         for user in list_users(conn):
             click.echo(f"{user.name}\t{user.role}" + ("\trevoked" if user.revoked else ""))
-    finally:
-        conn.close()
 
 
 COMMANDS: list[click.Command] = [serve, users]
