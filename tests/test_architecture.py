@@ -41,6 +41,7 @@ TABLE_OWNERS = {
     "web_users": "web/users.py",
     "web_settings": "web/schema.py",
     "schema_migrations": "db.py",
+    "overview_tiles": "imagery/cache.py",
     "sources": "imagery/cache.py",  # the tile cache file; its "tiles" table shares the MBTiles name, so not listed
 }
 SCHEMA_MODULES = {"web/schema.py"}  # creates the web tables its sibling modules own

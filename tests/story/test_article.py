@@ -86,3 +86,16 @@ def test_missing_or_empty_articles(tmp_path: Path) -> None:
         read_article(p)
     with pytest.raises(InvalidInputError, match="no text"):
         read_article(_write(tmp_path, "title: T", body="\n  \n"))
+
+
+def test_basemap_preset(tmp_path: Path) -> None:
+    assert read_article(_write(tmp_path, "title: T")).basemap is None  # off by default
+    assert read_article(_write(tmp_path, "title: T\nbasemap: off")).basemap is None
+    b = read_article(_write(tmp_path, "title: T\nbasemap: Esri.WorldImagery")).basemap
+    assert b is not None and b.name == "Esri.WorldImagery"
+    assert b.url.startswith("https://server.arcgisonline.com/") and "{z}/{y}/{x}" in b.url
+    assert b.attribution.startswith("Tiles © Esri")
+    with pytest.raises(InvalidInputError, match=r"a\.md.*basemap 'Esri\.Nowhere' is not an xyzservices preset"):
+        read_article(_write(tmp_path, "title: T\nbasemap: Esri.Nowhere"))
+    with pytest.raises(InvalidInputError, match=r"basemap \[1, 2\] must be an xyzservices preset name"):
+        read_article(_write(tmp_path, "title: T\nbasemap: [1, 2]"))

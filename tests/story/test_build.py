@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
+import math
+import re
 import shutil
 from pathlib import Path
 
+import mercantile
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -13,9 +18,11 @@ from PIL import Image
 from amberwatch.cli import main
 from amberwatch.db import connect
 from amberwatch.errors import AmberwatchWarning, NotFoundError
+from amberwatch.imagery.cache import TileCache
+from amberwatch.imagery.decode import decode_image
 from amberwatch.results.store import ensure_schema
 from amberwatch.story.builder import build_story, find_external_urls
-from tests.story.conftest import REPO, StoryFixture, write_article
+from tests.story.conftest import PATCHES, REPO, SOURCE_ID, ZOOM, StoryFixture, _insert, _polygon, write_article
 
 
 def _data(folder: Path) -> dict:
@@ -45,11 +52,90 @@ def test_cli_builds_example_article(story_data: StoryFixture, tmp_path: Path) ->
     assert len(areas) == 12
     assert data["tiles"]["keys"], "map tiles exported from the cache"
     for key in data["tiles"]["keys"]:
-        assert (out / "tiles" / f"{key}.jpg").is_file()
+        assert (out / "tiles" / f"{key}.webp").is_file()  # WebP: no-data is transparent, not black
     assert (out / "assets" / "leaflet" / "leaflet.js").is_file()
     assert len(data["sites"]["features"]) == 12
     # Every site on the map is a fragment: the legend names no "other detections".
     assert "12 fragments in this story" in page and "other detection" not in page
+
+
+def test_captions_in_plain_words(built_story: Path, story_data: StoryFixture) -> None:
+    """Captions name the nearest village unless the article names the place; readers see plain words, never the
+    model's id, the imagery's spec or a path."""
+    data = _data(built_story)
+    captions = {f["id"]: f["caption"] for f in data["fragments"]}
+    first = story_data.cached_ids[0]
+    assert captions[first].startswith("Klesiv forest · ")  # 'places:' in the front matter wins
+    for fid, caption in captions.items():
+        assert "likely mining · model confidence " in caption and caption.endswith("%")
+        if fid != first:
+            assert re.match(r"(\d+(\.\d)? km (N|NE|E|SE|S|SW|W|NW) of |near |in )Klesiv · ", caption), caption
+            assert "°N" not in caption  # coordinates only when no village is within 50 km
+    page = (built_story / "index.html").read_text("utf-8")
+    assert 'class="cap-status">likely mining · model confidence' in page
+    assert "km S of Klesiv" in page or "km SE of Klesiv" in page
+    for text in (page, (built_story / "data.js").read_text("utf-8")):
+        for internal in ("test-1", SOURCE_ID, "mbtiles", str(story_data.db.parent), "scan 1)", "model 0"):
+            assert internal not in text, internal
+    assert "Imagery: scan fixture scan" in page  # the scan's public credit (no preset, no stored credit)
+    assert data["attribution"] == "Imagery: scan fixture scan · Sites: amberwatch"
+
+
+def _equal_sites_db(story_data: StoryFixture, folder: Path) -> Path:
+    """A copy of the fixture whose scan holds 12 sites of one shape and size, spread over the cached patches."""
+    db = folder / "equal.db"
+    shutil.copyfile(story_data.db, db)
+    shutil.copyfile(story_data.cache, folder / "equal-tiles.mbtiles")
+    conn = connect(db)
+    conn.execute("DELETE FROM detections")
+    for i in range(12):
+        t0 = mercantile.tile(PATCHES[i % 2][1], PATCHES[i % 2][2], ZOOM)
+        b = mercantile.bounds(t0.x + 1 + (i // 2) % 2, t0.y + 1 + (i // 4) % 2, ZOOM)
+        lon, lat = (b.west + b.east) / 2, (b.south + b.north) / 2
+        _insert(conn, _polygon(lon, lat, 80, seed=3), lat, lon, 0.6 + 0.01 * i, thumb=None)
+    conn.close()
+    return db
+
+
+@pytest.mark.slow
+def test_equal_sites_are_not_a_plain_grid(story_data: StoryFixture, tmp_path: Path) -> None:
+    """12 sites of one size used to be packed as a plain 3-column grid of 2x2 cells."""
+    db = _equal_sites_db(story_data, tmp_path)
+    result = build_story(write_article(tmp_path, "largest 12"), db, tmp_path / "site")
+    assert len(result.fragment_ids) == 12
+    page = (tmp_path / "site" / "index.html").read_text("utf-8")
+    blocks = re.findall(r'<div class="frag-grid"[^>]*>(.*?)</div></section>', page)
+    assert len(blocks) >= 2
+    shapes: set[tuple[str, str]] = set()
+    for block in blocks:
+        spans = re.findall(r"--dw:(\d+);--dh:(\d+);", block)
+        assert len(set(spans)) >= 2, spans  # identical rectangles in a block make a plain grid
+        shapes |= set(spans)
+    assert len(shapes) >= 2
+
+
+def test_basemap_is_off_by_default_and_named_presets_only(
+    built_story: Path, story_data: StoryFixture, tmp_path: Path
+) -> None:
+    assert _data(built_story)["basemap"] is None
+    assert find_external_urls(built_story) == []
+    article = write_article(tmp_path, [story_data.cached_ids[0]], name="online.md")
+    text = article.read_text("utf-8").replace("byline:", "basemap: OpenStreetMap.Mapnik\nbyline:")
+    article.write_text(text, "utf-8")
+    assert build_story(article, story_data.db, tmp_path / "online").basemap == "OpenStreetMap.Mapnik"
+    basemap = _data(tmp_path / "online")["basemap"]
+    assert basemap["url"] == "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+    assert basemap["attribution"] == "© OpenStreetMap contributors" and basemap["maxNativeZoom"] == 19
+    # The basemap is the only address outside the folder, and only in data.js.
+    hits = find_external_urls(tmp_path / "online")
+    assert hits and all(f == "data.js" and "tile.openstreetmap.org" in x for f, x in hits)
+    assert find_external_urls(tmp_path / "online", allowed=(basemap["url"],)) == []
+    article.write_text(text.replace("OpenStreetMap.Mapnik", "Nope.Nothing"), "utf-8")
+    code, out = _cli(str(article), "--db", str(story_data.db), "--out", str(tmp_path / "bad"))
+    assert code == 1 and "'Nope.Nothing'" in out and "online.md" in out and "xyzservices" in out
+    article.write_text(text.replace("OpenStreetMap.Mapnik", "Thunderforest.OpenCycleMap"), "utf-8")
+    code, out = _cli(str(article), "--db", str(story_data.db), "--out", str(tmp_path / "bad"))
+    assert code == 1 and "'Thunderforest.OpenCycleMap' needs an API key" in out
 
 
 def test_no_external_urls_anywhere(built_story: Path) -> None:
@@ -69,7 +155,7 @@ def test_page_structure(built_story: Path, story_data: StoryFixture) -> None:
     assert "srcset=" in page and "sizes=" in page
     assert "Klesiv forest" in page  # place name from the front matter
     assert "5 Oct 2015" in page  # capture date in the captions
-    assert 'alt="Satellite image of a suspected amber-mining site' in page
+    assert 'alt="Satellite image of a likely amber-mining site' in page
     # Paragraphs and fragment blocks interleave: text before the first block and after the last one.
     first_block, last_block = page.index('class="frag-block"'), page.rindex('class="frag-block"')
     assert page.index("Nobody here calls it mining") < first_block
@@ -127,6 +213,8 @@ def test_marker_places_blocks(story_data: StoryFixture, tmp_path: Path) -> None:
     page = (tmp_path / "site" / "index.html").read_text("utf-8")
     assert page.index("Second paragraph") < page.index('class="frag-block"') < page.index("Third.")
     assert "[[fragments]]" not in page
+    # The legend counts the map's other sites apart from the fragments (12 sites in the scan, 3 of them fragments).
+    assert "3 fragments in this story" in page and "9 other sites the model found" in page
 
 
 def _cli(*args: str) -> tuple[int, str]:
@@ -186,13 +274,21 @@ def test_scan_choice(story_data: StoryFixture, tmp_path: Path) -> None:
     assert list(result.fragment_ids) == sorted(result.fragment_ids, reverse=True)  # prob grows with id here
 
 
-def test_fragment_at_the_edge_of_the_imagery_is_cut_to_it(story_data: StoryFixture, tmp_path: Path) -> None:
-    import math
+def _dark_share(pixels: np.ndarray) -> float:
+    """Share of near-black pixels (no-data shows as black)."""
+    return float((pixels[:, :, :3].max(axis=2) <= 12).mean())
 
-    import mercantile
 
-    from tests.story.conftest import PATCHES, ZOOM, _insert, _polygon
+def _fragment_pixels(folder: Path, fragment: dict) -> np.ndarray:
+    return np.asarray(Image.open(folder / fragment["overlay"]).convert("RGB"))
 
+
+def test_fragment_at_the_edge_of_the_imagery_keeps_out_of_it(story_data: StoryFixture, tmp_path: Path) -> None:
+    """No tiles west of the patch: the window moves east (keeping the site inside) instead of showing black.
+
+    This test used to check that the margin was cut (a fragment narrower than tall); the window now moves first,
+    so the fragment keeps its full square and still has no black band.
+    """
     db = tmp_path / "edge.db"
     shutil.copyfile(story_data.db, db)
     shutil.copyfile(story_data.cache, tmp_path / "edge-tiles.mbtiles")
@@ -208,8 +304,59 @@ def test_fragment_at_the_edge_of_the_imagery_is_cut_to_it(story_data: StoryFixtu
     assert result.fragment_origins == {"cache": 2}
     frag = next(f for f in _data(tmp_path / "site")["fragments"] if f["id"] == edge_id)
     (south, w), (north, e) = frag["bounds"]
+    (site_s, site_w), (site_n, site_e) = frag["siteBounds"]
     assert w >= west - 1e-6  # no black margin beyond the imagery
-    assert (e - w) * math.cos(math.radians(lat)) < (north - south)  # narrower than tall: the margin was cut
+    assert w <= site_w and e >= site_e and south <= site_s and north >= site_n  # the site is in the fragment
+    assert (e - w) * math.cos(math.radians(lat)) == pytest.approx(north - south, rel=0.02)  # still square
+    assert _dark_share(_fragment_pixels(tmp_path / "site", frag)) < 0.005
+
+
+def _cut_west_of_patch(cache_path: Path, keep_from: float) -> float:
+    """Make the west part of the first patch's west tile column transparent (no-data); the new imagery edge."""
+    t0 = mercantile.tile(PATCHES[0][1], PATCHES[0][2], ZOOM)
+    col = int(256 * keep_from)
+    with TileCache(cache_path) as cache:
+        for dy in range(4):
+            rgb = decode_image(bytes(cache.get(SOURCE_ID, ZOOM, t0.x, t0.y + dy)["data"]))
+            alpha = np.zeros((256, 256), dtype=np.uint8)
+            alpha[:, col:] = 255
+            rgb[:, :col] = 0
+            buf = io.BytesIO()
+            Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(buf, format="PNG")
+            cache.put(SOURCE_ID, ZOOM, t0.x, t0.y + dy, buf.getvalue(), content_type="image/png")
+    b = mercantile.bounds(t0.x, t0.y, ZOOM)
+    return b.west + (b.east - b.west) * col / 256
+
+
+def test_no_data_inside_tiles_gives_no_black_bands(story_data: StoryFixture, tmp_path: Path) -> None:
+    """Imagery missing on one side inside the tiles (transparent, read as black): neither the fragments nor the
+    map tiles show black; the map tiles are transparent there."""
+    db = tmp_path / "nodata.db"
+    shutil.copyfile(story_data.db, db)
+    shutil.copyfile(story_data.cache, tmp_path / "nodata-tiles.mbtiles")
+    edge = _cut_west_of_patch(tmp_path / "nodata-tiles.mbtiles", keep_from=0.6)
+    t0 = mercantile.tile(PATCHES[0][1], PATCHES[0][2], ZOOM)
+    ids = []
+    conn = connect(db)
+    for k, (metres, row) in enumerate(((40, 1), (70, 2), (25, 3))):  # a few sites close to the no-data edge
+        lat = mercantile.bounds(t0.x, t0.y + row, ZOOM).north
+        lon = edge + metres / (111_320 * math.cos(math.radians(lat)))
+        ids.append(_insert(conn, _polygon(lon, lat, 50, seed=20 + k), lat, lon, 0.8, thumb=None))
+    conn.close()
+    site = tmp_path / "site"
+    result = build_story(write_article(tmp_path, ids), db, site)
+    assert result.fragment_origins == {"cache": 3}
+    for frag in _data(site)["fragments"]:
+        (_, w), _ = frag["bounds"]
+        assert w >= edge - 2e-5, frag  # within a pixel or two of the imagery's edge
+        assert _dark_share(_fragment_pixels(site, frag)) < 0.005, frag["id"]
+    # Map tiles: WebP with alpha, transparent where there is no imagery, never opaque black.
+    tile = np.asarray(Image.open(site / "tiles" / f"{ZOOM}/{t0.x}/{t0.y + 1}.webp").convert("RGBA"))
+    assert (tile[:, :140, 3] == 0).all() and (tile[:, 160:, 3] == 255).all()
+    for path in (site / "tiles").rglob("*.webp"):
+        px = np.asarray(Image.open(path).convert("RGBA"))
+        opaque_black = (px[:, :, 3] > 128) & (px[:, :, :3].max(axis=2) <= 12)
+        assert opaque_black.mean() < 0.002, path
 
 
 def test_explicit_ids_from_an_older_scan(story_data: StoryFixture, tmp_path: Path) -> None:
@@ -257,6 +404,9 @@ def test_reviews_are_respected(story_data: StoryFixture, tmp_path: Path) -> None
     data = _data(tmp_path / "site")
     ids = {f["id"] for f in data["fragments"]} | {s["id"] for s in data["sites"]["features"]}
     assert rejected not in ids and confirmed in ids
+    captions = {s["id"]: s["properties"]["caption"] for s in data["sites"]["features"]}
+    assert captions[confirmed].endswith("mining confirmed by a reviewer")
+    assert all("likely mining · model confidence" in c for i, c in captions.items() if i != confirmed)
     total = len({f["id"] for f in data["fragments"]} | {s["id"] for s in data["sites"]["features"]})
     assert any(f"{total - 1} of the {total} sites" in str(w.message) for w in caught)
     with pytest.raises(Exception, match=rf"fragment id\(s\) {rejected} were reviewed as not mining"):

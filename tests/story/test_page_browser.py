@@ -223,3 +223,46 @@ def test_many_sites_on_a_canvas(browser, story_data: StoryFixture, tmp_path: Pat
         assert errors == []
     finally:
         context.close()
+
+
+def test_basemap_under_the_imagery_only_when_asked(browser, story_data: StoryFixture, tmp_path: Path) -> None:
+    """With `basemap:` the map asks the preset's server for tiles (aborted here: tests never go online), under the
+    exported imagery; the page still works. Without it, nothing leaves the folder (see the packing test above)."""
+    import re
+
+    from amberwatch.story.builder import build_story
+    from tests.story.conftest import write_article
+
+    article = write_article(tmp_path, list(story_data.cached_ids[:4]))
+    article.write_text(article.read_text("utf-8").replace("byline:", "basemap: OpenStreetMap.Mapnik\nbyline:"), "utf-8")
+    build_story(article, story_data.db, tmp_path / "site")
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    blocked: list[str] = []
+
+    def abort(route) -> None:
+        blocked.append(route.request.url)
+        route.abort()
+
+    context.route(re.compile(r"^https?://"), abort)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto((tmp_path / "site" / "index.html").as_uri())
+        page.wait_for_function("() => window.amberStory && window.amberStory.map")
+        page.evaluate("document.getElementById('story-map').scrollIntoView({block: 'center'})")
+        page.wait_for_function("() => document.querySelectorAll('.story-basemap img').length > 0", timeout=10_000)
+        page.wait_for_timeout(300)
+        assert blocked and all(re.match(r"https://tile\.openstreetmap\.org/\d+/\d+/\d+\.png$", u) for u in blocked)
+        # The basemap sits under the exported imagery, and the imagery still loads from disk.
+        z_basemap = page.evaluate("() => +getComputedStyle(document.querySelector('.story-basemap')).zIndex")
+        loaded = page.evaluate(
+            "() => [...document.querySelectorAll('.leaflet-tile-loaded')].filter(t => t.src.includes('/tiles/'))"
+            ".map(t => +getComputedStyle(t.parentElement.parentElement).zIndex)"
+        )
+        assert loaded and all(z > z_basemap for z in loaded)
+        credit = page.evaluate("() => document.querySelector('.leaflet-control-attribution').textContent")
+        assert "© OpenStreetMap contributors" in credit and "Sites: amberwatch" in credit
+        assert errors == []
+    finally:
+        context.close()

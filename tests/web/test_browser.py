@@ -107,7 +107,7 @@ def test_flag_review_accept_flow(page, live, project):
     popup.locator("select[name=category]").select_option("quarry")
     popup.locator("textarea[name=comment]").fill(XSS)
     popup.locator("button.not-mining").click()
-    page.wait_for_function("() => document.querySelector('.popup .msg').textContent.startsWith('Thank you')")
+    page.wait_for_function("() => document.querySelector('.popup .msg').textContent.startsWith('Thanks — sent')")
     assert "awaiting review" in popup.locator(".review-line").inner_text()
     page.screenshot(path=str(artifacts_dir() / "web_popup_flagged.png"))
 

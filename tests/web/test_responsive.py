@@ -70,7 +70,7 @@ def flag_from_popup(page, detection_id: int, *, touch: bool) -> None:
         button = popup.locator("button.not-mining")
         button.tap() if touch else button.click()
     assert sent.value.ok
-    page.wait_for_function("() => document.querySelector('.popup .msg').textContent.startsWith('Thank you')")
+    page.wait_for_function("() => document.querySelector('.popup .msg').textContent.startsWith('Thanks — sent')")
 
 
 def check_label_and_review(page, live, project, name: str) -> None:

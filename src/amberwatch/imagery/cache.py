@@ -29,6 +29,22 @@ MIGRATIONS: list[str] = [
         attribution TEXT
     );
     """,
+    # Overviews (imagery/overview.py): lower-zoom tiles built from a source's tiles at base_z, like gdaladdo.
+    # n_base counts the base tiles under a tile when it was built: a different count now means it is stale.
+    """
+    CREATE TABLE overview_tiles (
+        source_id TEXT NOT NULL,
+        base_z INTEGER NOT NULL,
+        z INTEGER NOT NULL,
+        x INTEGER NOT NULL,
+        y INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        content_type TEXT NOT NULL,
+        n_base INTEGER NOT NULL,
+        built_at TEXT NOT NULL,
+        PRIMARY KEY (source_id, base_z, z, x, y)
+    );
+    """,
 ]
 
 
@@ -104,6 +120,45 @@ class TileCache:
             if source_id is None:
                 return int(self._conn.execute("SELECT COUNT(*) FROM tiles").fetchone()[0])
             return int(self._conn.execute("SELECT COUNT(*) FROM tiles WHERE source_id = ?", (source_id,)).fetchone()[0])
+
+    def count_ok_in(self, source_id: str, z: int, x_range: range, y_range: range) -> int:
+        """Number of cached 'ok' tiles of a source at zoom ``z`` with x in ``x_range`` and y in ``y_range``."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT COUNT(*) FROM tiles WHERE source_id = ? AND z = ? AND x >= ? AND x < ? AND y >= ? AND y < ?"
+                " AND status = 'ok'",
+                (source_id, z, x_range.start, x_range.stop, y_range.start, y_range.stop),
+            ).fetchone()
+        return int(row[0])
+
+    def ok_tiles(self, source_id: str, z: int) -> list[tuple[int, int]]:
+        """(x, y) of every cached 'ok' tile of a source at zoom ``z``."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT x, y FROM tiles WHERE source_id = ? AND z = ? AND status = 'ok'", (source_id, z)
+            ).fetchall()
+        return [(int(x), int(y)) for x, y in rows]
+
+    def get_overview(self, source_id: str, base_z: int, z: int, x: int, y: int) -> sqlite3.Row | None:
+        """A stored overview tile (data, content_type, n_base) built from ``base_z`` tiles, or None."""
+        with self._lock:
+            return self._conn.execute(
+                "SELECT data, content_type, n_base FROM overview_tiles"
+                " WHERE source_id = ? AND base_z = ? AND z = ? AND x = ? AND y = ?",
+                (source_id, base_z, z, x, y),
+            ).fetchone()
+
+    def put_overview(
+        self, source_id: str, base_z: int, z: int, x: int, y: int, data: bytes, content_type: str, n_base: int
+    ) -> None:
+        """Store (or replace) an overview tile and the number of base tiles it was built from."""
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO overview_tiles"
+                " (source_id, base_z, z, x, y, data, content_type, n_base, built_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (source_id, base_z, z, x, y, data, content_type, n_base, utc_now_iso()),
+            )
 
     def close(self) -> None:
         """Close the underlying connection."""

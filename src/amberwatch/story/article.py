@@ -1,4 +1,5 @@
-"""The story article: a Markdown file with YAML front matter (title, lead, fragments, map view, byline, date)."""
+"""The story article: a Markdown file with YAML front matter (title, lead, fragments, map view, byline, date,
+place names, language, an optional online basemap)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ from typing import Any
 import yaml
 
 from amberwatch.errors import AmberwatchWarning, InvalidInputError, NotFoundError
+from amberwatch.story.basemap import Basemap, resolve_basemap
 
 FRONT_MATTER_RE = re.compile(r"\A\ufeff?---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)(.*)\Z", re.DOTALL)
 H1_RE = re.compile(r"^#[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
 RANKED_RE = re.compile(r"^\s*(largest|most confident)\s+(\d+)\s*$", re.IGNORECASE)
 DEFAULT_FRAGMENT_COUNT = 12
 MAX_FRAGMENTS = 60
-KNOWN_KEYS = {"title", "lead", "byline", "date", "fragments", "map", "places", "lang"}
+KNOWN_KEYS = {"title", "lead", "byline", "date", "fragments", "map", "places", "lang", "basemap"}
 LANG_RE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 
 
@@ -53,6 +55,7 @@ class Article:
     date: str | None = None
     places: dict[int, str] = field(default_factory=dict)
     lang: str = "en"
+    basemap: Basemap | None = None  # None: the page loads nothing from outside its folder
 
 
 def read_article(path: str | os.PathLike[str]) -> Article:
@@ -117,6 +120,7 @@ def parse_article(text: str, path: Path) -> Article:
         date=_text(meta, "date", path),
         places={**places, **inline_places},
         lang=lang,
+        basemap=_basemap(meta.get("basemap"), path),
     )
 
 
@@ -179,6 +183,19 @@ def _places(value: Any, path: Path) -> dict[int, str]:
     if not isinstance(value, dict):
         raise InvalidInputError(f"article {str(path)!r}: places {value!r} must map detection ids to place names")
     return {_fragment_id(k, path): str(v).strip() for k, v in value.items() if v is not None}
+
+
+def _basemap(value: Any, path: Path) -> Basemap | None:
+    if value is None or value is False or (isinstance(value, str) and value.strip().lower() in ("", "none", "off")):
+        return None
+    if not isinstance(value, str):
+        raise InvalidInputError(
+            f"article {str(path)!r}: basemap {value!r} must be an xyzservices preset name, e.g. 'OpenStreetMap.Mapnik'"
+        )
+    try:
+        return resolve_basemap(value.strip())
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"article {str(path)!r}: {exc}") from exc
 
 
 def _map_view(value: Any, path: Path) -> MapView:

@@ -7,34 +7,33 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
 from importlib import resources
 from pathlib import Path
-from string import Template
 
-from amberwatch import __version__
 from amberwatch.db import connect
 from amberwatch.errors import AmberwatchWarning, InvalidInputError, NotFoundError
 from amberwatch.imagery.cache import TileCache, default_cache_path
 from amberwatch.imagery.mosaic import open_cached_source
 from amberwatch.imagery.sources import TileSource
 from amberwatch.imagery.types import LngLatBbox
-from amberwatch.results.store import ensure_schema
+from amberwatch.results.store import ensure_schema, get_scan
 from amberwatch.story.article import Article, read_article
-from amberwatch.story.images import FragmentImage, export_tiles, fragment_bbox, write_fragment
+from amberwatch.story.captions import SiteText, format_date, format_hectares, format_place, site_texts
+from amberwatch.story.images import export_tiles, fragment_bbox, grow_bbox, write_fragment
 from amberwatch.story.leaflet import copy_leaflet
-from amberwatch.story.markup import render_body
-from amberwatch.story.packing import DESKTOP, PHONE, Placement, check_packing, pack_block, size_classes_by_area
+from amberwatch.story.page import Fragment, index_html
 from amberwatch.story.selection import Site, pick_scan, select_fragments, select_map_sites
+from amberwatch.web.layers import display_name, imagery_credit
 
 OWN_ASSETS = ("story.css", "story.js")
 OUTPUT_SUBDIRS = ("assets", "fragments", "tiles")
 MAX_FLYING_CLONES = 24
 SITE_ZOOM = 17.0
 MAP_MAX_ZOOM = 20
-MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 @dataclass(frozen=True)
@@ -47,45 +46,17 @@ class StoryBuild:
     fragment_origins: dict[str, int]
     n_map_sites: int
     n_tiles: int
+    basemap: str | None = None  # the online basemap's preset name; None: the page loads nothing from outside
 
 
 @dataclass(frozen=True)
-class Fragment:
-    """A detection on the page: its site, image files and caption texts."""
+class Chosen:
+    """What the DB gives a story: the map's scan, fragment and map sites, imagery credits by scan id."""
 
-    site: Site
-    image: FragmentImage
-    place: str
-    date_text: str | None
-    caption: str
-    alt: str
-
-
-def format_place(lat_deg: float, lon_deg: float) -> str:
-    """Coordinates as a reader sees them: 51.3012°N 26.8721°E."""
-    ns = "N" if lat_deg >= 0 else "S"
-    ew = "E" if lon_deg >= 0 else "W"
-    return f"{abs(lat_deg):.4f}°{ns} {abs(lon_deg):.4f}°{ew}"
-
-
-def format_date(text: str | None) -> str | None:
-    """An ISO date as '5 Oct 2015' (other text is shown as it is)."""
-    if not text:
-        return None
-    try:
-        d = date.fromisoformat(str(text)[:10])
-    except ValueError:
-        return str(text)
-    return f"{d.day} {MONTHS[d.month - 1]} {d.year}"
-
-
-def format_hectares(area_ha: float) -> str:
-    """Hectares with sensible precision: 0.42 ha, 3.1 ha, 27 ha."""
-    if area_ha < 1:
-        return f"{area_ha:.2f} ha"
-    if area_ha < 10:
-        return f"{area_ha:.1f} ha"
-    return f"{area_ha:.0f} ha"
+    scan_id: int | None
+    sites: list[Site]
+    map_sites: list[Site]
+    credits: dict[int, str]
 
 
 def build_story(
@@ -99,26 +70,31 @@ def build_story(
     """Build the static story page for an article from the detections in a project DB."""
     article = read_article(article_path)
     db = Path(db_path)
-    scan, sites, map_sites = _select_sites(db, article, scan_id)
-    _warn_unconfirmed(sites, map_sites)
+    chosen = _select_sites(db, article, scan_id)
+    _warn_unconfirmed(chosen.sites, chosen.map_sites)
     cache_file = _cache_file(db, cache_path)
     out = Path(out_dir)
     _prepare_out_dir(out)
+    texts = site_texts(list({s.id: s for s in [*chosen.sites, *chosen.map_sites]}.values()), article.places)
     cache = _open_cache(cache_file)
     sources: dict[str, TileSource] = {}
     try:
-        fragments = _write_fragments(article, sites, cache, sources, out)
-        tiles = _write_tiles(fragments, cache, sources, out)
+        fragments = _write_fragments(chosen.sites, texts, cache, sources, out)
+        tiles, credit = _write_tiles(fragments, cache, sources, out, chosen.credits)
     finally:
         for src in sources.values():
             src.close()
         if cache is not None:
             cache.close()
     _copy_assets(out)
-    (out / "data.js").write_text(_without_schemes(_data_js(article, fragments, map_sites, tiles), article), "utf-8")
+    data = _without_schemes(_data_js(article, fragments, chosen.map_sites, texts, tiles, credit), article)
+    (out / "data.js").write_text(_with_basemap(data, article), "utf-8")
     index = out / "index.html"
-    index.write_text(_without_schemes(_index_html(article, fragments, map_sites, scan), article), "utf-8")
-    leftovers = find_external_urls(out)
+    n_others = len({s.id for s in chosen.map_sites} - {f.site.id for f in fragments})
+    credits = [c for c in (credit, *(chosen.credits[f.site.scan_id] for f in fragments)) if c]
+    index.write_text(_without_schemes(index_html(article, fragments, n_others, credits), article), "utf-8")
+    allowed = (article.basemap.url,) if article.basemap is not None else ()
+    leftovers = find_external_urls(out, allowed=allowed)
     if leftovers:
         raise InvalidInputError(f"story folder {str(out)!r} would load external URLs: {leftovers[:3]}")
     origins: dict[str, int] = {}
@@ -126,11 +102,12 @@ def build_story(
         origins[f.image.origin] = origins.get(f.image.origin, 0) + 1
     return StoryBuild(
         index_html=index,
-        scan_id=scan,
+        scan_id=chosen.scan_id,
         fragment_ids=tuple(f.site.id for f in fragments),
         fragment_origins=origins,
-        n_map_sites=len(map_sites),
+        n_map_sites=len(chosen.map_sites),
         n_tiles=sum(len(v) for v in tiles.values()),
+        basemap=article.basemap.name if article.basemap is not None else None,
     )
 
 
@@ -148,8 +125,8 @@ def _warn_unconfirmed(sites: list[Site], map_sites: list[Site]) -> None:
         )
 
 
-def _select_sites(db: Path, article: Article, scan_id: int | None) -> tuple[int | None, list[Site], list[Site]]:
-    """(scan shown on the map, fragment sites, map sites) read from the project DB."""
+def _select_sites(db: Path, article: Article, scan_id: int | None) -> Chosen:
+    """The scan shown on the map, fragment sites, map sites and their imagery credits, read from the project DB."""
     conn = connect(db, create=False)
     try:
         ensure_schema(conn)
@@ -161,9 +138,20 @@ def _select_sites(db: Path, article: Article, scan_id: int | None) -> tuple[int 
         else:
             scan = pick_scan(conn, scan_id)
             sites = select_fragments(conn, article.fragments, scan)
-        return scan, sites, select_map_sites(conn, scan)
+        return Chosen(scan, sites, select_map_sites(conn, scan), _credits(conn, {s.scan_id for s in sites}))
     finally:
         conn.close()
+
+
+def _credits(conn: sqlite3.Connection, scan_ids: set[int]) -> dict[int, str]:
+    """The public imagery credit of each scan (a preset's attribution or the credit given at scan time)."""
+    out: dict[int, str] = {}
+    for sid in sorted(scan_ids):
+        row = get_scan(conn, sid)
+        keys = row.keys()
+        params = row["params_json"] if "params_json" in keys else None
+        out[sid] = imagery_credit(row["imagery"], params, display_name(row["name"] if "name" in keys else None, sid))
+    return out
 
 
 def _cache_file(db: Path, cache_path: str | os.PathLike[str] | None) -> Path:
@@ -218,53 +206,38 @@ def _source(cache: TileCache | None, sources: dict[str, TileSource], source_id: 
 
 
 def _write_fragments(
-    article: Article, sites: list[Site], cache: TileCache | None, sources: dict[str, TileSource], out: Path
+    sites: list[Site], texts: dict[int, SiteText], cache: TileCache | None, sources: dict[str, TileSource], out: Path
 ) -> list[Fragment]:
     fragments: list[Fragment] = []
     for site in sites:
         source = _source(cache, sources, site.imagery_source_id)
-        image = write_fragment(site, source, cache, out / "fragments", "fragments")
-        coords = format_place(site.centroid_lat, site.centroid_lon)
-        place = article.places.get(site.id) or coords
-        when = format_date(site.capture_date)
-        ha = format_hectares(site.area_ha)
-        caption = " · ".join(p for p in (place, when, ha) if p)
-        near = f"{place} ({coords})" if place != coords else coords
-        seen = f", imagery of {when}" if when else ""
-        alt = f"Satellite image of a suspected amber-mining site of {ha} at {near}{seen}"
-        fragments.append(Fragment(site, image, place, when, caption, alt))
+        image = write_fragment(site, source, out / "fragments", "fragments")
+        fragments.append(Fragment(site, image, texts[site.id]))
     return fragments
 
 
 def _write_tiles(
-    fragments: list[Fragment], cache: TileCache | None, sources: dict[str, TileSource], out: Path
-) -> dict[int, list[tuple[int, int]]]:
-    if cache is None:
-        return {}
-    written: dict[int, list[tuple[int, int]]] = {}
-    by_source: dict[tuple[str, int], list[LngLatBbox]] = {}
+    fragments: list[Fragment],
+    cache: TileCache | None,
+    sources: dict[str, TileSource],
+    out: Path,
+    credits: dict[int, str],
+) -> tuple[dict[int, list[tuple[int, int]]], str | None]:
+    """The map's exported tiles {z: [(x, y)]} and the credit of their imagery."""
+    if cache is None or not fragments:
+        return {}, None
+    by_source: dict[tuple[str, int], list[Fragment]] = {}
     for f in fragments:
-        by_source.setdefault((f.site.imagery_source_id, f.site.zoom), []).append(_grow(fragment_bbox(f.site), 1.0))
+        by_source.setdefault((f.site.imagery_source_id, f.site.zoom), []).append(f)
     # One exported tile set per page: the source with the most fragments (a story is told from one scan).
-    if not by_source:
-        return {}
-    (source_id, zoom), areas = max(by_source.items(), key=lambda kv: len(kv[1]))
+    (source_id, zoom), chosen = max(by_source.items(), key=lambda kv: len(kv[1]))
     source = _source(cache, sources, source_id)
     assert source is not None
+    areas = [grow_bbox(fragment_bbox(f.site), 1.0) for f in chosen]
+    written: dict[int, list[tuple[int, int]]] = {}
     for z, xs in export_tiles(source, areas, zoom, out / "tiles").items():
         written.setdefault(z, []).extend(xs)
-    return written
-
-
-def _grow(b: LngLatBbox, factor: float) -> LngLatBbox:
-    dx = (b.east_deg - b.west_deg) * factor
-    dy = (b.north_deg - b.south_deg) * factor
-    return LngLatBbox(
-        max(b.west_deg - dx, -180.0),
-        max(b.south_deg - dy, -85.0),
-        min(b.east_deg + dx, 180.0),
-        min(b.north_deg + dy, 85.0),
-    )
+    return written, credits.get(chosen[0].site.scan_id)
 
 
 def _bounds_latlng(b: LngLatBbox) -> list[list[float]]:
@@ -279,17 +252,13 @@ def _round_coords(value: object) -> object:
     return value
 
 
-def _site_features(article: Article, fragments: list[Fragment], map_sites: list[Site]) -> list[dict]:
+def _site_features(map_sites: list[Site], texts: dict[int, SiteText]) -> list[dict]:
     """GeoJSON features of the map sites, captioned like their fragments."""
-    captions = {f.site.id: f.caption for f in fragments}
     features = []
     for s in map_sites:
         geometry = {"type": s.geometry.get("type"), "coordinates": _round_coords(s.geometry.get("coordinates"))}
-        place = article.places.get(s.id) or format_place(s.centroid_lat, s.centroid_lon)
-        caption = captions.get(s.id) or " · ".join(
-            p for p in (place, format_date(s.capture_date), format_hectares(s.area_ha)) if p
-        )
-        features.append({"type": "Feature", "id": s.id, "geometry": geometry, "properties": {"caption": caption}})
+        props = {"caption": texts[s.id].caption}
+        features.append({"type": "Feature", "id": s.id, "geometry": geometry, "properties": props})
     return features
 
 
@@ -301,148 +270,74 @@ def _fragment_entry(f: Fragment) -> dict:
         "siteBounds": _bounds_latlng(f.site.bbox),
         "bounds": _bounds_latlng(f.image.bbox) if f.image.bbox is not None else None,
         "overlay": f.image.files[-1][1],
-        "caption": f.caption,
-        "alt": f.alt,
+        "caption": f.text.caption,
+        "alt": f.text.alt,
     }
+
+
+def _json(value: object) -> str:
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    # Inline data must not close the script or contain a line separator that old JS engines reject.
+    return text.replace("</", "<\\/").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
 def _data_js(
     article: Article,
     fragments: list[Fragment],
     map_sites: list[Site],
+    texts: dict[int, SiteText],
     tiles: dict[int, list[tuple[int, int]]],
+    credit: str | None,
 ) -> str:
     all_boxes = [f.site.bbox for f in fragments]
     bounds = [
         [min(b.south_deg for b in all_boxes), min(b.west_deg for b in all_boxes)],
         [max(b.north_deg for b in all_boxes), max(b.east_deg for b in all_boxes)],
     ]
+    view = article.map_view
     payload = {
         "title": article.title,
-        "view": (
-            {"center": list(article.map_view.center_lat_lon), "zoom": article.map_view.zoom}
-            if article.map_view.center_lat_lon is not None
-            else None
-        ),
+        "view": {"center": list(view.center_lat_lon), "zoom": view.zoom} if view.center_lat_lon is not None else None,
         "bounds": bounds,
         "maxZoom": MAP_MAX_ZOOM,
         "maxFlyingClones": MAX_FLYING_CLONES,
-        "attribution": "Imagery: the scan's tile cache · detections: amberwatch",
+        # Leaflet shows attributions as HTML: the credits are text, so they are escaped here.
+        "attribution": html.escape(" · ".join(p for p in (credit, "Sites: amberwatch") if p)),
         "tiles": {
             "zooms": sorted(tiles),
             "minZoom": min(tiles) if tiles else None,
             "maxZoom": max(tiles) if tiles else None,
             "keys": [f"{z}/{x}/{y}" for z in sorted(tiles) for x, y in tiles[z]],
         },
+        "basemap": None,
         "fragments": [_fragment_entry(f) for f in fragments],
-        "sites": {"type": "FeatureCollection", "features": _site_features(article, fragments, map_sites)},
+        "sites": {"type": "FeatureCollection", "features": _site_features(map_sites, texts)},
     }
-    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-    # Inline data must not close the script or contain a line separator that old JS engines reject.
-    text = text.replace("</", "<\\/").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
-    return f"window.AMBER_STORY = {text};\n"
+    return f"window.AMBER_STORY = {_json(payload)};\n"
 
 
-def _index_html(article: Article, fragments: list[Fragment], map_sites: list[Site], scan_id: int | None) -> str:
-    classes = size_classes_by_area([f.site.area_ha for f in fragments])
-
-    def block_html(indices: list[int]) -> str:
-        return _block_html([fragments[i] for i in indices], [classes[i] for i in indices])
-
-    body = render_body(article.body_markdown, len(fragments), block_html, article.path)
-    e = html.escape
-    lead_html = f'<p class="lead">{e(article.lead)}</p>' if article.lead else ""
-    bits = []
-    if article.byline:
-        bits.append(e(article.byline))
-    if article.date:
-        bits.append(f'<time datetime="{e(article.date)}">{e(format_date(article.date) or article.date)}</time>')
-    byline_html = f'<p class="byline">{" · ".join(bits)}</p>' if bits else ""
-    scan_text = f"scan {scan_id}" if scan_id is not None else "all scans"
-    footer = (
-        f"Fragments are detections of a machine-learning model ({e(scan_text)}); each was found on satellite imagery "
-        "and may be wrong. Built with amberwatch."
-    )
-    template = Template(resources.files("amberwatch.story").joinpath("assets", "template.html").read_text("utf-8"))
-    return template.substitute(
-        lang=e(article.lang),
-        title=e(article.title),
-        lead_attr=e(article.lead, quote=True),
-        version=e(__version__),
-        kicker="Satellite investigation",
-        lead_html=lead_html,
-        byline_html=byline_html,
-        body=body,
-        legend=_legend(len(fragments), len({s.id for s in map_sites} - {f.site.id for f in fragments})),
-        footer=footer,
-    )
-
-
-def _legend(n_fragments: int, n_others: int) -> str:
-    """The map legend: the story's fragments, and the other detections only when there are some."""
-    plural = "s" if n_fragments != 1 else ""
-    text = f'<span class="legend-swatch legend-swatch--frag"></span> {n_fragments} fragment{plural} in this story'
-    if n_others:
-        others = "other detection" + ("s" if n_others != 1 else "")
-        text += f' <span class="legend-swatch legend-swatch--site"></span> {n_others} {others}'
-    return text
-
-
-def _placement_style(a: Placement, b: Placement) -> str:
-    """CSS variables of a fragment's grid lines: --d* on desktop, --p* on phones (1-based lines)."""
-    return (
-        f"--dx:{a.col + 1};--dy:{a.row + 1};--dw:{a.width_cells};--dh:{a.height_cells};"
-        f"--px:{b.col + 1};--py:{b.row + 1};--pw:{b.width_cells};--ph:{b.height_cells}"
-    )
-
-
-def _sizes(dw: int, pw: int) -> str:
-    return (
-        f"(max-width: 640px) calc(100vw * {pw} / {PHONE.columns}), "
-        f"calc(min(100vw - 3rem, 66rem) * {dw} / {DESKTOP.columns})"
-    )
-
-
-def _block_html(fragments: list[Fragment], classes: list[int]) -> str:
-    desktop = pack_block(classes, DESKTOP)
-    phone = pack_block(classes, PHONE)
-    check_packing(desktop)
-    check_packing(phone)
-    e = html.escape
-    items = []
-    for i, f in enumerate(fragments):
-        img = f.image
-        default_src = next((path for w, path in img.files if w >= 640), img.files[-1][1])
-        srcset = ", ".join(f"{path} {w}w" for w, path in img.files)
-        height = max(1, round(img.height_px * img.files[-1][0] / img.width_px))
-        d, p = desktop.placements[i], phone.placements[i]
-        items.append(
-            f'<figure class="frag" id="frag-{f.site.id}" data-site="{f.site.id}" style="{_placement_style(d, p)}">'
-            f'<button type="button" class="frag-btn" aria-describedby="cap-{f.site.id}">'
-            f'<img src="{e(default_src)}" srcset="{e(srcset)}" sizes="{_sizes(d.width_cells, p.width_cells)}"'
-            f' width="{img.files[-1][0]}" height="{height}" loading="lazy" decoding="async"'
-            f' alt="{e(f.alt, quote=True)}">'
-            '<span class="visually-hidden"> — show this site on the map</span>'
-            "</button>"
-            f'<figcaption id="cap-{f.site.id}"><span class="cap-place">{e(f.place)}</span>'
-            + (f'<span class="cap-date">{e(f.date_text)}</span>' if f.date_text else "")
-            + f'<span class="cap-ha">{e(format_hectares(f.site.area_ha))}</span></figcaption>'
-            "</figure>"
-        )
-    label = f"Satellite fragments of {len(fragments)} detected site{'s' if len(fragments) != 1 else ''}"
-    return (
-        f'<section class="frag-block" aria-label="{e(label)}">'
-        f'<div class="frag-grid" style="--drows:{desktop.rows};--prows:{phone.rows}">'
-        + "".join(items)
-        + "</div></section>"
-    )
+def _with_basemap(data_js: str, article: Article) -> str:
+    """data.js with the online basemap's settings put in after its texts lost their 'http(s)://' (if any)."""
+    b = article.basemap
+    if b is None:
+        return data_js
+    config = {
+        "name": b.name,
+        "url": b.url,
+        "attribution": html.escape(b.attribution),
+        "maxNativeZoom": b.max_zoom,
+        "subdomains": b.subdomains,
+    }
+    # The top-level key is the only unescaped '"basemap":null' in the JSON (inside strings quotes are escaped).
+    return data_js.replace('"basemap":null', '"basemap":' + _json(config), 1)
 
 
 EXTERNAL_URL_RE = re.compile(r"https?://", re.IGNORECASE)
 
 
-def find_external_urls(folder: str | os.PathLike[str]) -> list[tuple[str, str]]:
-    """(file, excerpt) for every 'http://' or 'https://' in the text files of a built folder."""
+def find_external_urls(folder: str | os.PathLike[str], allowed: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """(file, excerpt) for every 'http://' or 'https://' in the text files of a built folder, except the URLs
+    that start with one of ``allowed`` (the basemap the article asks for)."""
     hits: list[tuple[str, str]] = []
     root = Path(folder)
     for path in sorted(root.rglob("*")):
@@ -452,6 +347,7 @@ def find_external_urls(folder: str | os.PathLike[str]) -> list[tuple[str, str]]:
         hits.extend(
             (str(path.relative_to(root)), text[max(0, m.start() - 30) : m.end() + 40])
             for m in EXTERNAL_URL_RE.finditer(text)
+            if not any(text.startswith(a, m.start()) for a in allowed)
         )
     return hits
 

@@ -36,6 +36,8 @@ def build(article: str, db: str, out: str, scan_id: int | None, cache: str | Non
         f"Wrote {result.index_html}: {len(result.fragment_ids)} fragments ({origins}), "
         f"{result.n_map_sites} sites on the map, {result.n_tiles} map tiles"
     )
+    if result.basemap:
+        click.echo(f"The map loads the online basemap {result.basemap} (the rest of the page works offline).", err=True)
 
 
 COMMANDS: list[click.Command] = [story]

@@ -13,12 +13,12 @@ import numpy as np
 from PIL import Image
 
 from amberwatch.errors import AmberwatchWarning, ImageError
-from amberwatch.imagery.cache import TileCache
-from amberwatch.imagery.decode import decode_image, encode_jpeg
+from amberwatch.imagery.decode import decode_image
 from amberwatch.imagery.mosaic import render_bbox
 from amberwatch.imagery.sources import TileSource
 from amberwatch.imagery.tiles import tiles_for_bbox
-from amberwatch.imagery.types import LngLatBbox
+from amberwatch.imagery.types import GeoImage, LngLatBbox
+from amberwatch.story.nodata import COMPLETE_TOLERANCE, Window, best_window, nodata_mask, nodata_share, trim_window
 from amberwatch.story.selection import Site
 
 FRAGMENT_WIDTHS_PX = (320, 640, 1024)
@@ -26,8 +26,8 @@ FRAGMENT_MAX_PX = 1024
 FRAGMENT_MARGIN = 0.35  # share of the detection's size added around it on each side
 MIN_FRAGMENT_SIDE_M = 120.0
 WEBP_QUALITY = 78
-TILE_JPEG_QUALITY = 80
-BACKGROUND_RGB = (46, 52, 44)  # the map's plain background, also used for missing parts of exported tiles
+TILE_QUALITY = 80
+BACKGROUND_RGB = (46, 52, 44)  # the map's plain background, also the colour of placeholder fragments
 MAX_EXPORT_TILES = 600
 EXPORT_ZOOM_LEVELS = 6  # the scan zoom and the five below it (a few tiles each)
 
@@ -56,40 +56,92 @@ def fragment_bbox(site: Site) -> LngLatBbox:
     return LngLatBbox(max(w, -180.0), max(s, -85.0), min(e, 180.0), min(n, 85.0))
 
 
-def _has_imagery(cache: TileCache, source_id: str, z: int, x: int, y: int) -> bool:
-    row = cache.get(source_id, z, x, y)
-    return row is not None and row["status"] == "ok" and row["data"] is not None
-
-
-def cached_share(cache: TileCache, source_id: str, bbox: LngLatBbox, zoom: int) -> float:
-    """Share (0..1) of the tiles covering bbox at zoom that the cache holds with imagery."""
-    tiles = list(tiles_for_bbox(bbox, zoom))
-    if not tiles:
-        return 0.0
-    return sum(_has_imagery(cache, source_id, *t) for t in tiles) / len(tiles)
-
-
-def covered_crop(cache: TileCache, source_id: str, bbox: LngLatBbox, zoom: int) -> LngLatBbox | None:
-    """bbox shrunk to the extent of the cached tiles with imagery inside it (None when there are none)."""
-    ok = [(x, y) for z, x, y in tiles_for_bbox(bbox, zoom) if _has_imagery(cache, source_id, z, x, y)]
-    if not ok:
-        return None
-    ul = mercantile.bounds(min(x for x, _ in ok), min(y for _, y in ok), zoom)
-    lr = mercantile.bounds(max(x for x, _ in ok), max(y for _, y in ok), zoom)
-    west, east = max(bbox.west_deg, ul.west), min(bbox.east_deg, lr.east)
-    south, north = max(bbox.south_deg, lr.south), min(bbox.north_deg, ul.north)
-    if west >= east or south >= north:
-        return None
-    return LngLatBbox(west, south, east, north)
-
-
-def _contains(outer: LngLatBbox, inner: LngLatBbox) -> bool:
-    return (
-        outer.west_deg <= inner.west_deg
-        and outer.south_deg <= inner.south_deg
-        and outer.east_deg >= inner.east_deg
-        and outer.north_deg >= inner.north_deg
+def grow_bbox(b: LngLatBbox, factor: float) -> LngLatBbox:
+    """bbox with factor x its width (height) added on each side, within the Web Mercator world."""
+    dx = (b.east_deg - b.west_deg) * factor
+    dy = (b.north_deg - b.south_deg) * factor
+    return LngLatBbox(
+        max(b.west_deg - dx, -180.0),
+        max(b.south_deg - dy, -85.0),
+        min(b.east_deg + dx, 180.0),
+        min(b.north_deg + dy, 85.0),
     )
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """Pixel <-> lon/lat of a mosaic (linear in Web Mercator metres)."""
+
+    left: float
+    bottom: float
+    right: float
+    top: float
+    width_px: int
+    height_px: int
+
+    @classmethod
+    def of(cls, image: GeoImage) -> _Frame:
+        left, bottom = mercantile.xy(image.bbox.west_deg, image.bbox.south_deg)
+        right, top = mercantile.xy(image.bbox.east_deg, image.bbox.north_deg)
+        return cls(left, bottom, right, top, image.width_px, image.height_px)
+
+    def window(self, b: LngLatBbox) -> Window:
+        """The pixels covering b, clipped to the mosaic."""
+        x0, y1 = mercantile.xy(b.west_deg, b.south_deg)
+        x1, y0 = mercantile.xy(b.east_deg, b.north_deg)
+        sx, sy = self.width_px / (self.right - self.left), self.height_px / (self.top - self.bottom)
+        c0 = min(max(math.floor((x0 - self.left) * sx), 0), self.width_px - 1)
+        r0 = min(max(math.floor((self.top - y0) * sy), 0), self.height_px - 1)
+        c1 = min(max(math.ceil((x1 - self.left) * sx), c0 + 1), self.width_px)
+        r1 = min(max(math.ceil((self.top - y1) * sy), r0 + 1), self.height_px)
+        return Window(c0, r0, c1, r1)
+
+    def bbox(self, w: Window) -> LngLatBbox:
+        """The footprint of a pixel window."""
+        mx = (self.right - self.left) / self.width_px
+        my = (self.top - self.bottom) / self.height_px
+        west, north = mercantile.lnglat(self.left + w.x0 * mx, self.top - w.y0 * my)
+        east, south = mercantile.lnglat(self.left + w.x1 * mx, self.top - w.y1 * my)
+        return LngLatBbox(max(west, -180.0), south, min(east, 180.0), north)
+
+
+@dataclass(frozen=True)
+class FragmentCut:
+    """A fragment's pixels from the imagery, their footprint, and the share of them without imagery."""
+
+    pixels: np.ndarray
+    bbox: LngLatBbox
+    nodata_share: float
+
+
+def cut_fragment(source: TileSource, site: Site) -> FragmentCut | None:
+    """The fragment's square window, moved (keeping the detection inside) and then trimmed out of no-data.
+
+    None when the imagery around the site is all no-data.
+    """
+    want = fragment_bbox(site)
+    # Room to move the window by half its size either way, where imagery is missing on one side.
+    image = render_bbox(source, grow_bbox(want, 0.5), site.zoom, max_px=2 * FRAGMENT_MAX_PX)
+    mask = nodata_mask(image.pixels)
+    if mask.all():
+        return None
+    frame = _Frame.of(image)
+    keep, size = frame.window(site.bbox), frame.window(want)
+    win = trim_window(mask, best_window(mask, size.width, size.height, keep), keep)
+    pixels = np.ascontiguousarray(image.pixels[win.y0 : win.y1, win.x0 : win.x1])
+    return FragmentCut(pixels, frame.bbox(win), nodata_share(mask, win))
+
+
+def _trimmed_thumbnail(pixels: np.ndarray) -> np.ndarray:
+    """A thumbnail without no-data bands at its edges (its middle third, where the site is, always stays)."""
+    h, w = pixels.shape[:2]
+    mask = nodata_mask(pixels)
+    if not mask.any() or mask.all():
+        return pixels
+    win = trim_window(
+        mask, Window(0, 0, w, h), Window(w // 3, h // 3, max(w * 2 // 3, w // 3 + 1), max(h * 2 // 3, h // 3 + 1))
+    )
+    return np.ascontiguousarray(pixels[win.y0 : win.y1, win.x0 : win.x1])
 
 
 def _save_sizes(pixels: np.ndarray, out_dir: Path, stem: str, rel_prefix: str) -> tuple[tuple[int, str], ...]:
@@ -105,38 +157,25 @@ def _save_sizes(pixels: np.ndarray, out_dir: Path, stem: str, rel_prefix: str) -
     return tuple(files)
 
 
-def write_fragment(
-    site: Site, source: TileSource | None, cache: TileCache | None, out_dir: Path, rel_prefix: str
-) -> FragmentImage:
+def write_fragment(site: Site, source: TileSource | None, out_dir: Path, rel_prefix: str) -> FragmentImage:
     """Cut one fragment from the cached imagery (else the detection's thumbnail) and save its web sizes."""
-    bbox = fragment_bbox(site)
     stem = f"site-{site.id}"
-    crop = None
-    if source is not None and cache is not None:
-        # Near the edge of the scanned imagery the margin is cut back to what the cache holds.
-        crop = covered_crop(cache, site.imagery_source_id, bbox, site.zoom)
-    complete = (
-        crop is not None
-        and cache is not None
-        and _contains(crop, site.bbox)
-        and cached_share(cache, site.imagery_source_id, crop, site.zoom) >= 0.999
-    )
-    if complete and crop is not None and source is not None:
-        image = render_bbox(source, crop, site.zoom, max_px=FRAGMENT_MAX_PX)
-        files = _save_sizes(image.pixels, out_dir, stem, rel_prefix)
-        return FragmentImage(files, image.width_px, image.height_px, image.bbox, "cache")
+    cut = cut_fragment(source, site) if source is not None else None
+    if cut is not None and cut.nodata_share <= COMPLETE_TOLERANCE:
+        files = _save_sizes(cut.pixels, out_dir, stem, rel_prefix)
+        return FragmentImage(files, int(cut.pixels.shape[1]), int(cut.pixels.shape[0]), cut.bbox, "cache")
     if site.thumbnail:
         try:
             pixels = decode_image(bytes(site.thumbnail), f"thumbnail of detection {site.id}")
         except ImageError as exc:
             warnings.warn(AmberwatchWarning(str(exc)), stacklevel=2)
         else:
+            pixels = _trimmed_thumbnail(pixels)
             files = _save_sizes(pixels, out_dir, stem, rel_prefix)
             return FragmentImage(files, int(pixels.shape[1]), int(pixels.shape[0]), None, "thumbnail")
-    if crop is not None and source is not None:
-        image = render_bbox(source, crop, site.zoom, max_px=FRAGMENT_MAX_PX)
-        files = _save_sizes(image.pixels, out_dir, stem, rel_prefix)
-        return FragmentImage(files, image.width_px, image.height_px, image.bbox, "cache")
+    if cut is not None:
+        files = _save_sizes(cut.pixels, out_dir, stem, rel_prefix)
+        return FragmentImage(files, int(cut.pixels.shape[1]), int(cut.pixels.shape[0]), cut.bbox, "cache")
     warnings.warn(
         AmberwatchWarning(f"detection {site.id}: no cached imagery and no thumbnail; using a plain placeholder"),
         stacklevel=2,
@@ -147,14 +186,31 @@ def write_fragment(
     return FragmentImage(files, 320, 320, None, "placeholder")
 
 
-def _downsample(children: dict[tuple[int, int], np.ndarray | None]) -> np.ndarray:
-    """A 256 px tile from its four children keyed by (dx, dy); absent children show the background."""
-    canvas = np.empty((512, 512, 3), dtype=np.uint8)
-    canvas[:] = BACKGROUND_RGB
+def _with_alpha(pixels: np.ndarray) -> np.ndarray:
+    """RGBA of a tile: transparent where it holds no imagery, so the map (or basemap) shows through."""
+    alpha = np.where(nodata_mask(pixels), 0, 255).astype(np.uint8)
+    return np.dstack([pixels, alpha])
+
+
+def _downsample(children: dict[tuple[int, int], np.ndarray]) -> np.ndarray:
+    """A 256 px RGBA tile from its four RGBA children keyed by (dx, dy); absent children are transparent."""
+    canvas = np.zeros((512, 512, 4), dtype=np.uint8)
     for (dx, dy), px in children.items():
-        if px is not None:
-            canvas[dy * 256 : dy * 256 + 256, dx * 256 : dx * 256 + 256] = px
-    return np.asarray(Image.fromarray(canvas).resize((256, 256), Image.Resampling.BOX), dtype=np.uint8)
+        canvas[dy * 256 : dy * 256 + 256, dx * 256 : dx * 256 + 256] = px
+    # Premultiplied alpha ("RGBa") so transparent black does not darken the edges of the imagery.
+    small = Image.fromarray(canvas, "RGBA").convert("RGBa").resize((256, 256), Image.Resampling.BOX)
+    return np.asarray(small.convert("RGBA"), dtype=np.uint8)
+
+
+def _write_tile(path: Path, rgba: np.ndarray) -> bool:
+    """Save a tile as WebP (with alpha only where needed); False, and nothing written, when it is all no-data."""
+    alpha = rgba[:, :, 3]
+    if not alpha.any():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = Image.fromarray(rgba, "RGBA") if (alpha < 255).any() else Image.fromarray(rgba[:, :, :3], "RGB")
+    img.save(path, format="WEBP", quality=TILE_QUALITY, method=4)
+    return True
 
 
 def export_tiles(
@@ -166,10 +222,10 @@ def export_tiles(
     levels: int = EXPORT_ZOOM_LEVELS,
     max_tiles: int = MAX_EXPORT_TILES,
 ) -> dict[int, list[tuple[int, int]]]:
-    """Write out_dir/{z}/{x}/{y}.jpg around the areas, from the cached tiles at ``zoom`` and a pyramid below it.
+    """Write out_dir/{z}/{x}/{y}.webp around the areas, from the cached tiles at ``zoom`` and a pyramid below it.
 
-    Returns {z: [(x, y), ...]} of the tiles written. The count is bounded by ``max_tiles``: the
-    coarser levels are kept first, the finest level is written only for as many tiles as fit.
+    No-data is transparent. Returns {z: [(x, y), ...]} of the tiles written. The count is bounded by
+    ``max_tiles``: the coarser levels are kept first, the finest level is written only for as many tiles as fit.
     """
     wanted: set[tuple[int, int]] = set()
     for bbox in areas:
@@ -183,19 +239,14 @@ def export_tiles(
             break
         img = source.read_tile(zoom, x, y)
         if img is not None:
-            finest[(x, y)] = img.pixels
+            finest[(x, y)] = _with_alpha(img.pixels)
     written: dict[int, list[tuple[int, int]]] = {}
     level: dict[tuple[int, int], np.ndarray] = finest
     for z in range(zoom, max(zoom - levels, 0), -1):
-        written[z] = []
-        for (x, y), px in sorted(level.items()):
-            path = out_dir / str(z) / str(x) / f"{y}.jpg"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(encode_jpeg(px, quality=TILE_JPEG_QUALITY))
-            written[z].append((x, y))
+        written[z] = [(x, y) for (x, y), px in sorted(level.items()) if _write_tile(out_dir / f"{z}/{x}/{y}.webp", px)]
         if z - 1 <= zoom - levels or z == 0:
             break
-        parents: dict[tuple[int, int], dict[tuple[int, int], np.ndarray | None]] = {}
+        parents: dict[tuple[int, int], dict[tuple[int, int], np.ndarray]] = {}
         for (x, y), px in level.items():
             parents.setdefault((x // 2, y // 2), {})[(x % 2, y % 2)] = px
         level = {key: _downsample(kids) for key, kids in parents.items()}

@@ -1,10 +1,13 @@
 """Tetris-like packing of fragments into a fixed column grid: no holes, no overlaps, reading order kept.
 
-Each fragment has a size class (0 small, 1 medium, 2 large, from its hectares). A block of fragments is
-packed into a ``columns`` x ``rows`` rectangle of square cells: fragment i takes the first empty cell
-(row-major) as its top-left corner, and a branch-and-bound search picks every fragment's shape
-(w x h cells) so that the rectangle is filled exactly while the shapes stay close to their class's
-target size and not too elongated. The result is emitted as CSS grid placements.
+Each fragment has a size class (0 small, 1 medium, 2 large, from its hectares) and a target shape: its
+class's square, made wide or tall after the site's footprint. In a block whose sites are all of one class,
+one fragment (the top-ranked, or the second in every other block) is drawn a class larger, so equal sites
+still make a tetris and not a plain grid. A block is packed into a ``columns`` x ``rows`` rectangle of
+square cells: fragment i takes the first empty cell (row-major) as its top-left corner, and a
+branch-and-bound search picks every fragment's shape (w x h cells) so that the rectangle is filled exactly
+while the shapes stay close to their targets and not too elongated. The result is emitted as CSS grid
+placements.
 """
 
 from __future__ import annotations
@@ -20,6 +23,11 @@ MAX_ASPECT = 3.0  # widest allowed w/h (and tallest h/w is 1/MIN_ASPECT)
 MIN_ASPECT = 0.5
 SEARCH_NODE_LIMIT = 200_000
 SIMILAR_AREA_RATIO = 1.6
+AREA_CELLS_WEIGHT = 0.6
+AREA_RATIO_WEIGHT = 1.2
+ASPECT_WEIGHT = 1.5
+FLIP_COST = 3.0
+WIDE_ASPECT = 1.4  # a footprint this much wider than tall (or taller than wide) gets a wide (or tall) target
 
 
 @dataclass(frozen=True)
@@ -81,22 +89,67 @@ def _shapes(columns: int) -> list[tuple[int, int]]:
     ]
 
 
-def _shape_cost(shape: tuple[int, int], target: tuple[int, int]) -> float:
+def _shape_cost(shape: tuple[int, int], target: tuple[float, float]) -> float:
+    """How far a shape is from its target: area off in cells and in ratio (so a 1x1 for a 2x2 costs more than a
+    3x2 for a 3x3), aspect off, and a penalty for turning a wide site's cell tall or the other way round."""
     w, h = shape
     tw, th = target
-    return abs(w * h - tw * th) + 1.5 * abs(math.log((w / h) / (tw / th)))
+    flipped = (w - h) * (tw - th) < 0
+    return (
+        AREA_CELLS_WEIGHT * abs(w * h - tw * th)
+        + AREA_RATIO_WEIGHT * abs(math.log((w * h) / (tw * th)))
+        + ASPECT_WEIGHT * abs(math.log((w / h) / (tw / th)))
+        + (FLIP_COST if flipped else 0.0)
+    )
 
 
-def pack_block(size_classes: Sequence[int], layout: GridLayout) -> BlockPacking:
-    """Pack fragments of the given size classes into ``layout.columns`` columns with no holes or overlaps."""
+def _oriented(target: tuple[int, int], aspect: float) -> tuple[float, float]:
+    """The class's square target made a cell wider (w/h >= WIDE_ASPECT) or taller (or narrower, at the row cap)."""
+    w, h = target
+    if aspect >= WIDE_ASPECT:
+        return (w + 1.0, float(h))
+    if aspect <= 1 / WIDE_ASPECT:
+        return (float(w), h + 1.0) if h < MAX_ROW_SPAN else (w - 1.0, float(h))
+    return (float(w), float(h))
+
+
+def block_targets(
+    size_classes: Sequence[int], layout: GridLayout, aspects: Sequence[float] | None = None, block_no: int = 0
+) -> list[tuple[float, float]]:
+    """Target shape (w, h in cells) of each fragment of a block: its class, its footprint's aspect, its rank.
+
+    When every fragment of the block has the same class, every third of them is drawn a class larger, from
+    the first (top-ranked) in even blocks and from the second in odd ones, so that blocks of equal sites differ
+    and no row is a plain row of equal cells.
+    """
+    n_classes = len(layout.class_targets)
+    for c in size_classes:
+        if not 0 <= c < n_classes:
+            raise InvalidInputError(f"size class {c!r} is not one of 0..{n_classes - 1}")
+    ratios = list(aspects) if aspects is not None else [1.0] * len(size_classes)
+    if len(ratios) != len(size_classes):
+        raise InvalidInputError(f"{len(ratios)} aspect ratios given for {len(size_classes)} fragments")
+    classes = list(size_classes)
+    if len(classes) >= 2 and len(set(classes)) == 1:
+        lead = block_no % 2 if len(classes) >= 3 else 0
+        big = {i for i in range(len(classes)) if i % 3 == lead}
+        if classes[0] < n_classes - 1:
+            classes = [c + 1 if i in big else c for i, c in enumerate(classes)]
+        else:
+            classes = [c if i in big else c - 1 for i, c in enumerate(classes)]
+    return [_oriented(layout.class_targets[c], a) for c, a in zip(classes, ratios)]
+
+
+def pack_block(
+    size_classes: Sequence[int], layout: GridLayout, aspects: Sequence[float] | None = None, block_no: int = 0
+) -> BlockPacking:
+    """Pack fragments of the given size classes (and footprint aspects w/h) into ``layout.columns`` columns with
+    no holes or overlaps; ``block_no`` (the block's place on the page) varies blocks of equal sites."""
     n = len(size_classes)
     if n == 0:
         raise InvalidInputError("cannot pack an empty block of fragments")
-    for c in size_classes:
-        if not 0 <= c < len(layout.class_targets):
-            raise InvalidInputError(f"size class {c!r} is not one of 0..{len(layout.class_targets) - 1}")
     cols = layout.columns
-    targets = [layout.class_targets[c] for c in size_classes]
+    targets = block_targets(size_classes, layout, aspects, block_no)
     shapes = _shapes(cols)
     max_area = max(w * h for w, h in shapes)
     target_area = sum(w * h for w, h in targets)
@@ -144,7 +197,7 @@ class _Grid:
 class _BranchAndBound:
     """The search state of _search: cheapest exact filling found so far and the nodes visited."""
 
-    def __init__(self, targets: list[tuple[int, int]], shapes: list[tuple[int, int]], grid: _Grid, bound: float):
+    def __init__(self, targets: list[tuple[float, float]], shapes: list[tuple[int, int]], grid: _Grid, bound: float):
         self.n = len(targets)
         self.grid = grid
         self.ranked = [sorted(shapes, key=lambda s, t=t: _shape_cost(s, t)) for t in targets]
@@ -180,7 +233,7 @@ class _BranchAndBound:
 
 
 def _search(
-    targets: list[tuple[int, int]],
+    targets: list[tuple[float, float]],
     shapes: list[tuple[int, int]],
     cols: int,
     rows: int,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import xstatic.pkg.leaflet as xs_leaflet
@@ -16,7 +16,7 @@ import xstatic.pkg.leaflet_markercluster as xs_markercluster
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.gzip import GZipMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -25,10 +25,11 @@ from amberwatch.db import connect
 from amberwatch.errors import AmberwatchError
 from amberwatch.imagery.cache import TileCache, default_cache_path
 from amberwatch.web.feedback import DEFAULT_LIMIT_PER_HOUR, FeedbackLimits
-from amberwatch.web.guard import MAX_BODY_BYTES, GuardMiddleware
+from amberwatch.web.guard import MAX_BODY_BYTES, SECURITY_HEADERS, GuardMiddleware
 from amberwatch.web.routes import detections, feedback, label, pages, similar
 from amberwatch.web.schema import ensure_schema
 from amberwatch.web.similar import VectorCache
+from amberwatch.web.warmup import Warmup
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 MAX_ERROR_CHARS = 2000
@@ -57,10 +58,14 @@ def create_app(
     feedback_limit_per_hour: int = DEFAULT_LIMIT_PER_HOUR,
     feedback_limits: FeedbackLimits | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    basemap: dict | None = None,
+    build_overviews: bool = False,
 ) -> FastAPI:
     """Build the app over an existing project DB (migrated if needed) and its tile cache (default: beside the DB).
 
     ``feedback_limits`` sets every cap on readers' corrections; ``feedback_limit_per_hour`` only the per-client one.
+    ``basemap``: an online basemap under the imagery (``web.layers.resolve_basemap``; default none: fully offline).
+    ``build_overviews``: build every scan's overview tiles in the background at start (else on first request).
     """
     conn = connect(db_path, create=False)
     try:
@@ -70,7 +75,9 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.warmup = Warmup(db_path, app.state.cache, overviews=build_overviews)
         yield
+        app.state.warmup.close()
         app.state.cache.close()
 
     app = FastAPI(
@@ -86,15 +93,30 @@ def create_app(
     app.state.cache = TileCache(cache_path if cache_path is not None else default_cache_path(db_path))
     app.state.feedback_limits = feedback_limits or FeedbackLimits(per_client_hour=feedback_limit_per_hour)
     app.state.vectors = VectorCache()
+    app.state.basemap = basemap
     _add_error_handlers(app)
     for module in (detections, feedback, label, pages, similar):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.mount("/vendor/leaflet", StaticFiles(directory=xs_leaflet.BASE_DIR), name="leaflet")
     app.mount("/vendor/markercluster", StaticFiles(directory=xs_markercluster.BASE_DIR), name="markercluster")
+    if basemap:
+        _allow_basemap_images(app, basemap["origin"])
     app.add_middleware(GZipMiddleware, minimum_size=2048)
     app.add_middleware(GuardMiddleware, max_body_bytes=max_body_bytes)
     return app
+
+
+def _allow_basemap_images(app: FastAPI, origin: str) -> None:
+    """The guard's CSP with the basemap's origin added to img-src (the guard keeps a CSP a response already has)."""
+    base = dict(SECURITY_HEADERS)[b"content-security-policy"].decode("ascii")
+    csp = base.replace("img-src 'self' data: blob:", f"img-src 'self' data: blob: {origin}")
+
+    @app.middleware("http")
+    async def basemap_csp(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        response.headers["content-security-policy"] = csp
+        return response
 
 
 def _add_error_handlers(app: FastAPI) -> None:

@@ -1,20 +1,32 @@
-"""Image chips for the web app: rendered from the tile cache around a place, else a detection's thumbnail."""
+"""Image chips for the web app: rendered from the tile cache around a place, else a detection's thumbnail.
+
+Two kinds: training chips (``detection_chip``, ``tile_chip``: the pixels an example stores) and views for people
+(``render_view``, ``outlined_detection_chip``): a square of at least ``VIEW_MIN_PX`` native pixels around the place
+with a ring of its surroundings, so a page never has to blow a small chip up past twice its size.
+"""
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 
 import mercantile
 import numpy as np
+from PIL import Image, ImageDraw
 
 from amberwatch.errors import InvalidInputError, NotFoundError
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.decode import decode_image
-from amberwatch.imagery.types import LngLatBbox
+from amberwatch.imagery.types import TILE_SIZE_PX, GeoImage, LngLatBbox
 from amberwatch.results.store import get_detection
 
 CHIP_MAX_PX = 512
+VIEW_MIN_PX = 256  # a view is at least this many native pixels a side: pages show it at 1x to 2x
+VIEW_MAX_PX = 512  # larger areas are shrunk to this (sharper than native, never blurrier)
+VIEW_CONTEXT = 2.0  # a view spans twice the place's size: a ring of half its size on every side
+OUTLINE_RGB = (0, 229, 255)
+_HALF_WORLD_M = math.pi * 6378137.0
 MAX_MERCATOR_LAT = 85.0511287798
 TILE_CONTEXT = 0.25  # a tile's chip shows a quarter of a tile of its neighbours on each side
 MIN_CHIP_SIDE_M = 40.0
@@ -44,17 +56,85 @@ def cache_covers(cache: TileCache, source_id: str, bbox: LngLatBbox, zoom: int) 
     return False
 
 
-def render_from_cache(cache: TileCache, source_id: str, bbox: LngLatBbox, zoom: int) -> np.ndarray | None:
-    """HxWx3 pixels of ``bbox`` mosaicked from cached tiles at ``zoom``, or None when the cache has none there."""
+def render_image(
+    cache: TileCache, source_id: str, bbox: LngLatBbox, zoom: int, max_px: int = CHIP_MAX_PX
+) -> GeoImage | None:
+    """``bbox`` mosaicked from cached tiles at ``zoom`` (its bbox snapped to whole pixels), or None without tiles."""
     if not cache_covers(cache, source_id, bbox, zoom):
         return None
     from amberwatch.imagery.mosaic import open_cached_source, render_bbox
 
     source = open_cached_source(cache, source_id)
     try:
-        return render_bbox(source, bbox, zoom, max_px=CHIP_MAX_PX).pixels
+        return render_bbox(source, bbox, zoom, max_px=max_px)
     finally:
         source.close()
+
+
+def render_from_cache(cache: TileCache, source_id: str, bbox: LngLatBbox, zoom: int) -> np.ndarray | None:
+    """HxWx3 pixels of ``bbox`` mosaicked from cached tiles at ``zoom``, or None when the cache has none there."""
+    image = render_image(cache, source_id, bbox, zoom)
+    return None if image is None else image.pixels
+
+
+def _world_px(lon: float, lat: float, zoom: int) -> tuple[float, float]:
+    """Web Mercator pixel coordinates of a point at a zoom (origin: the world's top-left corner)."""
+    x_m, y_m = mercantile.xy(lon, max(min(lat, MAX_MERCATOR_LAT), -MAX_MERCATOR_LAT))
+    size = TILE_SIZE_PX * 2**zoom
+    return (x_m + _HALF_WORLD_M) / (2 * _HALF_WORLD_M) * size, (_HALF_WORLD_M - y_m) / (2 * _HALF_WORLD_M) * size
+
+
+def _world_lnglat(px: float, py: float, zoom: int) -> tuple[float, float]:
+    size = TILE_SIZE_PX * 2**zoom
+    x_m, y_m = px / size * 2 * _HALF_WORLD_M - _HALF_WORLD_M, _HALF_WORLD_M - py / size * 2 * _HALF_WORLD_M
+    lng, lat = mercantile.lnglat(x_m, y_m)
+    return float(lng), float(lat)
+
+
+def view_bbox(bbox: LngLatBbox, zoom: int) -> LngLatBbox:
+    """The area a page shows around ``bbox``: a square twice its size, and at least VIEW_MIN_PX pixels at ``zoom``."""
+    x0, y0 = _world_px(bbox.west_deg, bbox.north_deg, zoom)
+    x1, y1 = _world_px(bbox.east_deg, bbox.south_deg, zoom)
+    half = max(max(x1 - x0, y1 - y0) * VIEW_CONTEXT, VIEW_MIN_PX) / 2
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    west, north = _world_lnglat(cx - half, cy - half, zoom)
+    east, south = _world_lnglat(cx + half, cy + half, zoom)
+    return LngLatBbox(max(west, -180.0), max(south, -MAX_MERCATOR_LAT), min(east, 180.0), min(north, MAX_MERCATOR_LAT))
+
+
+def box_fractions(inner: LngLatBbox, outer: LngLatBbox) -> list[float]:
+    """``inner`` as fractions [left, top, right, bottom] of ``outer``'s width and height, in Web Mercator."""
+    ox0, oy0 = _world_px(outer.west_deg, outer.north_deg, 0)
+    ox1, oy1 = _world_px(outer.east_deg, outer.south_deg, 0)
+    ix0, iy0 = _world_px(inner.west_deg, inner.north_deg, 0)
+    ix1, iy1 = _world_px(inner.east_deg, inner.south_deg, 0)
+    w, h = (ox1 - ox0) or 1e-12, (oy1 - oy0) or 1e-12
+    return [round(v, 4) for v in ((ix0 - ox0) / w, (iy0 - oy0) / h, (ix1 - ox0) / w, (iy1 - oy0) / h)]
+
+
+def render_view(cache: TileCache, source_id: str, bbox: LngLatBbox, zoom: int) -> GeoImage | None:
+    """The view of ``bbox`` (``view_bbox``) from cached imagery at ``zoom``, or None when none is cached there."""
+    return render_image(cache, source_id, view_bbox(bbox, zoom), zoom, max_px=VIEW_MAX_PX)
+
+
+def draw_outline(image: GeoImage, geometry: dict) -> np.ndarray:
+    """A copy of the image's pixels with a GeoJSON (Multi)Polygon's rings drawn on: cyan over a dark halo."""
+    canvas = Image.fromarray(image.pixels)
+    draw = ImageDraw.Draw(canvas)
+    h, w = image.pixels.shape[:2]
+    b = image.bbox
+    x0, y0 = _world_px(b.west_deg, b.north_deg, 0)
+    x1, y1 = _world_px(b.east_deg, b.south_deg, 0)
+    polygons = geometry["coordinates"] if geometry.get("type") == "MultiPolygon" else [geometry.get("coordinates", [])]
+    for ring in (ring for polygon in polygons for ring in polygon):
+        points = []
+        for lon, lat, *_ in ring:
+            px, py = _world_px(lon, lat, 0)
+            points.append(((px - x0) / (x1 - x0) * w, (py - y0) / (y1 - y0) * h))
+        if len(points) >= 2:
+            draw.line(points + points[:1], fill=(0, 0, 0), width=4, joint="curve")
+            draw.line(points + points[:1], fill=OUTLINE_RGB, width=2, joint="curve")
+    return np.asarray(canvas, dtype=np.uint8)
 
 
 def detection_chip(conn: sqlite3.Connection, cache: TileCache, detection_id: int) -> np.ndarray:
@@ -67,6 +147,22 @@ def detection_chip(conn: sqlite3.Connection, cache: TileCache, detection_id: int
     if row["thumbnail"]:
         return decode_image(bytes(row["thumbnail"]), f"thumbnail of detection {detection_id}")
     raise NotFoundError(f"detection {detection_id!r} has no cached imagery and no thumbnail")
+
+
+def outlined_detection_chip(conn: sqlite3.Connection, cache: TileCache, detection_id: int) -> np.ndarray:
+    """A detection's view with its outline drawn on, for reviewers (never a training chip: the line is not imagery).
+
+    Without cached imagery it is the stored thumbnail, without outline (its exact extent is not known here).
+    """
+    row = get_detection(conn, detection_id)
+    image = render_view(cache, row["imagery_source_id"], LngLatBbox(*_bounds(row)), int(row["zoom"]))
+    if image is None:
+        return detection_chip(conn, cache, detection_id)
+    return draw_outline(image, json.loads(row["geometry_geojson"]))
+
+
+def _bounds(row: sqlite3.Row) -> tuple[float, float, float, float]:
+    return float(row["west"]), float(row["south"]), float(row["east"]), float(row["north"])
 
 
 def tile_bbox(z: int, x: int, y: int) -> LngLatBbox:

@@ -12,6 +12,19 @@ from amberwatch.db import connect
 from amberwatch.options import db_option
 
 
+def _basemap_option(ctx: click.Context, param: click.Parameter, value: str | None) -> dict | None:
+    """--basemap NAME -> the basemap config, or a usage error naming the preset."""
+    if not value:
+        return None
+    from amberwatch.errors import InvalidInputError
+    from amberwatch.web.layers import resolve_basemap
+
+    try:
+        return resolve_basemap(value)
+    except InvalidInputError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
 @click.command()
 @db_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
@@ -30,13 +43,21 @@ from amberwatch.options import db_option
     help="Reverse proxies whose X-Forwarded-For names the reader (rate limits are per reader); "
     "comma-separated IPs, or '*'.",
 )
-def serve(db: str, host: str, port: int, cache: str | None, forwarded_allow_ips: str) -> None:
-    """Serve the map, reviewer queue and labelling page (works offline)."""
+@click.option(
+    "--basemap",
+    default=None,
+    callback=_basemap_option,
+    metavar="PRESET",
+    help="An online basemap under the imagery: an xyzservices preset such as OpenStreetMap.Mapnik or "
+    "Esri.WorldImagery (credited on the map). Default: none, the map loads nothing from outside.",
+)
+def serve(db: str, host: str, port: int, cache: str | None, forwarded_allow_ips: str, basemap: dict | None) -> None:
+    """Serve the map, reviewer queue and labelling page (works offline unless --basemap is given)."""
     import uvicorn
 
     from amberwatch.web.app import create_app
 
-    app = create_app(db, cache)
+    app = create_app(db, cache, basemap=basemap, build_overviews=True)
     click.echo(f"amberwatch map on http://{host}:{port}/  (Ctrl-C to stop)", err=True)
     uvicorn.run(
         app, host=host, port=port, log_level="warning", proxy_headers=True, forwarded_allow_ips=forwarded_allow_ips

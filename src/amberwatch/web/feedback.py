@@ -2,12 +2,17 @@
 
 Readers are rate limited by client address (the forwarded one behind a trusted proxy), and the reviewer queue
 by two global caps: pending flags per detection, and pending flags received in the last hour.
+
+A reader (by default the client address's hash) has one live flag per site: flagging it again supersedes their
+pending flag (kept with status 'superseded' and ``superseded_by``; it still counts towards the reader's hourly
+limit). Reviewers see the queue grouped per site and decide a site's flags at once (``decide_site``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import sqlite3
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,11 +21,12 @@ from amberwatch.db import utc_now_iso
 from amberwatch.errors import ConflictError, InvalidInputError, NotFoundError, PayloadTooLargeError, RateLimitError
 from amberwatch.imagery.cache import TileCache
 from amberwatch.labels.store import CATEGORIES, ExampleStore
+from amberwatch.results.places import describe_places
 from amberwatch.results.store import get_detection, query_detections
 from amberwatch.web.chips import detection_chip
 
 VERDICTS = ("not_mining", "confirmed")
-STATUSES = ("pending", "accepted", "rejected")
+STATUSES = ("pending", "accepted", "rejected", "superseded")
 MAX_COMMENT_CHARS = 2000
 DEFAULT_LIMIT_PER_HOUR = 30
 DEFAULT_PENDING_PER_DETECTION = 20
@@ -73,39 +79,90 @@ def record_feedback(
     comment: Any,
     *,
     client: str,
+    reader: str | None = None,
     limits: FeedbackLimits | None = None,
 ) -> dict:
-    """Store a reader's verdict on a detection (validated, rate limited per client and in all); return it."""
+    """Store a reader's verdict on a detection (validated, rate limited per client and in all); return it.
+
+    ``reader`` (a hash; default ``client``) names the reader: their pending flag on the same site is superseded by
+    this one, whose ids the answer lists under ``replaced``.
+    """
     verdict, category, comment = validate_feedback(verdict, category, comment)
     det = get_detection(conn, detection_id)
+    reader = reader or client
     conn.execute("BEGIN IMMEDIATE")  # the counts and the insert as one: concurrent posts cannot overshoot a cap
     try:
-        _check_limits(conn, int(det["id"]), client, limits or FeedbackLimits())
-        cur = conn.execute(
-            "INSERT INTO web_feedback"
-            " (detection_id, scan_id, lon, lat, verdict, category, comment, client_hash, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                det["id"],
-                det["scan_id"],
-                det["centroid_lon"],
-                det["centroid_lat"],
-                verdict,
-                category,
-                comment,
-                client,
-                utc_now_iso(),
-            ),
-        )
+        previous = [
+            int(r[0])
+            for r in conn.execute(
+                "SELECT id FROM web_feedback WHERE detection_id = ? AND reader_hash = ? AND status = 'pending'",
+                (int(det["id"]), reader),
+            )
+        ]
+        _check_limits(conn, int(det["id"]), client, limits or FeedbackLimits(), replacing=previous)
+        new_id = _insert_flag(conn, det, verdict, category, comment, client, reader)
+        _supersede(conn, previous, new_id)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    return get_feedback(conn, int(cur.lastrowid))
+    return {**get_feedback(conn, new_id), "replaced": previous}
 
 
-def _check_limits(conn: sqlite3.Connection, detection_id: int, client: str, limits: FeedbackLimits) -> None:
-    """RateLimitError when the client, the detection or the whole reviewer queue has had enough for now."""
+def _insert_flag(
+    conn: sqlite3.Connection,
+    det: sqlite3.Row,
+    verdict: str,
+    category: str | None,
+    comment: str | None,
+    client: str,
+    reader: str,
+) -> int:
+    cur = conn.execute(
+        "INSERT INTO web_feedback (detection_id, scan_id, lon, lat, verdict, category, comment, client_hash,"
+        " reader_hash, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            det["id"],
+            det["scan_id"],
+            det["centroid_lon"],
+            det["centroid_lat"],
+            verdict,
+            category,
+            comment,
+            client,
+            reader,
+            utc_now_iso(),
+        ),
+    )
+    return int(cur.lastrowid)
+
+
+def _supersede(conn: sqlite3.Connection, ids: list[int], by: int) -> None:
+    """Mark a reader's earlier pending flags as replaced by flag ``by`` (inside the caller's transaction)."""
+    if ids:
+        marks = ",".join("?" * len(ids))
+        conn.execute(
+            f"UPDATE web_feedback SET status = 'superseded', superseded_by = ? WHERE id IN ({marks})", (by, *ids)
+        )
+
+
+def reader_feedback(conn: sqlite3.Connection, detection_id: int, reader: str) -> dict | None:
+    """The reader's current flag on a detection (pending or decided; never a superseded one), or None."""
+    row = conn.execute(
+        _SELECT + " WHERE f.detection_id = ? AND f.reader_hash = ? AND f.status != 'superseded'"
+        " ORDER BY f.id DESC LIMIT 1",
+        (int(detection_id), reader),
+    ).fetchone()
+    return None if row is None else _as_dicts(conn, [row])[0]
+
+
+def _check_limits(
+    conn: sqlite3.Connection, detection_id: int, client: str, limits: FeedbackLimits, replacing: list[int]
+) -> None:
+    """RateLimitError when the client, the detection or the whole reviewer queue has had enough for now.
+
+    The flags in ``replacing`` leave the queue as the new one enters it, so the queue caps leave them out.
+    """
     since = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0).isoformat()
     recent = conn.execute(
         "SELECT COUNT(*) FROM web_feedback WHERE client_hash = ? AND created_at > ?", (client, since)
@@ -114,8 +171,10 @@ def _check_limits(conn: sqlite3.Connection, detection_id: int, client: str, limi
         raise RateLimitError(
             f"too many corrections from this client: {recent} in the last hour (limit {limits.per_client_hour})"
         )
+    not_replaced = f" AND id NOT IN ({','.join('?' * len(replacing))})" if replacing else ""
     pending = conn.execute(
-        "SELECT COUNT(*) FROM web_feedback WHERE detection_id = ? AND status = 'pending'", (detection_id,)
+        "SELECT COUNT(*) FROM web_feedback WHERE detection_id = ? AND status = 'pending'" + not_replaced,
+        (detection_id, *replacing),
     ).fetchone()[0]
     if pending >= limits.pending_per_detection:
         raise RateLimitError(
@@ -123,7 +182,8 @@ def _check_limits(conn: sqlite3.Connection, detection_id: int, client: str, limi
             f" (limit {limits.pending_per_detection}): try again once a reviewer has seen them"
         )
     queued = conn.execute(
-        "SELECT COUNT(*) FROM web_feedback WHERE status = 'pending' AND created_at > ?", (since,)
+        "SELECT COUNT(*) FROM web_feedback WHERE status = 'pending' AND created_at > ?" + not_replaced,
+        (since, *replacing),
     ).fetchone()[0]
     if queued >= limits.pending_per_hour:
         raise RateLimitError(
@@ -134,7 +194,7 @@ def _check_limits(conn: sqlite3.Connection, detection_id: int, client: str, limi
 
 _SELECT = (
     "SELECT f.id, f.detection_id, f.scan_id, f.lon, f.lat, f.verdict, f.category, f.comment, f.created_at,"
-    " f.status, f.reviewed_by, f.reviewed_at, f.example_id, substr(f.client_hash, 1, 8) AS client"
+    " f.status, f.reviewed_by, f.reviewed_at, f.example_id, f.superseded_by, substr(f.client_hash, 1, 8) AS client"
     " FROM web_feedback f"
 )
 
@@ -215,8 +275,7 @@ def decided_feedback(conn: sqlite3.Connection) -> list[sqlite3.Row]:
 
 def list_feedback(conn: sqlite3.Connection, status: str | None = "pending", limit: int = 500) -> list[dict]:
     """Flags with the given status (None = all), oldest first."""
-    if status is not None and status not in STATUSES:
-        raise InvalidInputError(f"unknown feedback status {status!r}: expected one of {', '.join(STATUSES)} or 'all'")
+    _check_status(status)
     sql, args = _SELECT, []
     if status is not None:
         sql += " WHERE f.status = ?"
@@ -257,6 +316,180 @@ def decide_feedback(conn: sqlite3.Connection, cache: TileCache, feedback_id: int
             example_id = _review_example(store, fb, pixels, reviewer)
             conn.execute("UPDATE web_feedback SET example_id = ? WHERE id = ?", (example_id, int(feedback_id)))
     return get_feedback(conn, feedback_id)
+
+
+def _check_status(status: str | None) -> None:
+    if status is not None and status not in STATUSES:
+        raise InvalidInputError(f"unknown feedback status {status!r}: expected one of {', '.join(STATUSES)} or 'all'")
+
+
+def feedback_sites(conn: sqlite3.Connection, status: str | None = "pending", limit: int = 500) -> list[dict]:
+    """Flags with a status (None = all but superseded) grouped per site, the site flagged first coming first.
+
+    Each site: its detection's facts, ``place`` (e.g. "2.3 km NE of Klesiv"), the chip with its outline,
+    ``counts`` of each verdict, ``categories`` of the not-mining flags (most frequent first), ``flag_ids`` and
+    ``flags`` (verdict, category, comment, time, status of each).
+    """
+    _check_status(status)
+    where, args = (" WHERE f.status = ?", [status]) if status else (" WHERE f.status != 'superseded'", [])
+    groups: dict[int, list[sqlite3.Row]] = {}
+    for row in conn.execute(_SELECT + where + " ORDER BY f.id", args):
+        if int(row["detection_id"]) in groups or len(groups) < limit:
+            groups.setdefault(int(row["detection_id"]), []).append(row)
+    flags = _as_dicts(conn, [row for rows in groups.values() for row in rows])
+    by_site: dict[int, list[dict]] = {}
+    for fb in flags:
+        by_site.setdefault(int(fb["detection_id"]), []).append(fb)
+    sites = [_site(fbs) for fbs in by_site.values()]
+    for site, place in zip(sites, describe_places((s["lon"], s["lat"]) for s in sites)):
+        site["place"] = place
+    return sites
+
+
+def _site(flags: list[dict]) -> dict:
+    """One site of the grouped queue from its flags (oldest first)."""
+    first = flags[0]
+    verdicts = Counter(f["verdict"] for f in flags)
+    categories = Counter(f["category"] for f in flags if f["verdict"] == "not_mining" and f["category"])
+    did = int(first["detection_id"])
+    return {
+        **{k: first[k] for k in ("detection_id", "scan_id", "lon", "lat", "area_ha", "mean_prob", "capture_date")},
+        "detection_exists": first["detection_exists"],
+        "chip_url": f"/api/detections/{did}/chip-outline.jpg",
+        "counts": {v: verdicts.get(v, 0) for v in VERDICTS},
+        "categories": dict(categories.most_common()),
+        "flag_ids": [int(f["id"]) for f in flags],
+        "flags": [
+            {k: f[k] for k in ("id", "verdict", "category", "comment", "created_at", "status", "example_id")}
+            for f in flags
+        ],
+        "first_flagged_at": first["created_at"],
+        "last_flagged_at": max(f["created_at"] for f in flags),
+    }
+
+
+def pending_summary(conn: sqlite3.Connection) -> dict:
+    """How much awaits review: {"sites": sites with a pending flag, "flags": pending flags}."""
+    row = conn.execute(
+        "SELECT COUNT(DISTINCT detection_id), COUNT(*) FROM web_feedback WHERE status = 'pending'"
+    ).fetchone()
+    return {"sites": int(row[0]), "flags": int(row[1])}
+
+
+def _pending_ids(conn: sqlite3.Connection, detection_id: int) -> list[int]:
+    return [
+        int(r[0])
+        for r in conn.execute(
+            "SELECT id FROM web_feedback WHERE detection_id = ? AND status = 'pending' ORDER BY id",
+            (int(detection_id),),
+        )
+    ]
+
+
+def decide_site(
+    conn: sqlite3.Connection,
+    cache: TileCache,
+    detection_id: int,
+    decision: str,
+    reviewer: str,
+    *,
+    verdict: Any = None,
+    category: Any = None,
+    flag_ids: list[int] | None = None,
+) -> dict:
+    """Decide every pending flag of a site at once; return the outcome and what remains to review.
+
+    Accept: the flags with ``verdict`` (needed when the flags disagree) are accepted and become one example (its
+    category: ``category``, else the most frequent one of the flags); the others are rejected. Reject: every flag
+    is rejected (only when they agree: readers who disagree cannot all be wrong). ``flag_ids``, the flags the
+    reviewer saw, must still be the site's pending flags, else ConflictError (409): a reader flagged meanwhile.
+    """
+    if decision not in ("accept", "reject"):
+        raise InvalidInputError(f"unknown decision {decision!r}: expected accept or reject")
+    flags = [get_feedback(conn, fid) for fid in _pending_ids(conn, detection_id)]
+    ids = [int(f["id"]) for f in flags]
+    if not ids:
+        raise ConflictError(f"detection {detection_id} has no flags awaiting review")
+    if flag_ids is not None and sorted(set(flag_ids)) != ids:
+        raise ConflictError(f"the flags of detection {detection_id} changed since the queue was loaded: reload it")
+    chosen = _site_verdict(detection_id, flags, decision, verdict)
+    accepted = [f for f in flags if f["verdict"] == chosen]
+    pixels = None
+    if accepted:
+        if not flags[0]["detection_exists"]:
+            raise ConflictError(f"detection {detection_id} no longer exists (rebuilt scan): reject its flags")
+        pixels = detection_chip(conn, cache, detection_id)  # rendered before the write lock is taken
+    store = ExampleStore(conn)
+    with store.transaction():
+        if _pending_ids(conn, detection_id) != ids:
+            raise ConflictError(f"the flags of detection {detection_id} were decided or changed meanwhile: reload")
+        example_id = _decide_flags(conn, store, accepted, flags, _site_category(accepted, category), pixels, reviewer)
+    return {
+        "detection_id": int(detection_id),
+        "status": "accepted" if accepted else "rejected",
+        "verdict": chosen,
+        "accepted": [int(f["id"]) for f in accepted],
+        "rejected": [fid for fid in ids if fid not in {int(f["id"]) for f in accepted}],
+        "example_id": example_id,
+        "remaining": pending_summary(conn),
+    }
+
+
+def _site_verdict(detection_id: int, flags: list[dict], decision: str, verdict: Any) -> str | None:
+    """The verdict a site decision accepts (None: reject all), or InvalidInputError naming what does not fit."""
+    present = sorted({f["verdict"] for f in flags})
+    if decision == "reject":
+        if len(present) > 1:
+            raise InvalidInputError(
+                f"the flags of detection {detection_id} disagree ({', '.join(present)}): accept one verdict instead"
+            )
+        return None
+    if verdict in (None, ""):
+        if len(present) > 1:
+            raise InvalidInputError(
+                f"the flags of detection {detection_id} disagree ({', '.join(present)}): say which verdict to accept"
+            )
+        return present[0]
+    if verdict not in present:
+        raise InvalidInputError(
+            f"verdict {verdict!r} is not among the flags of detection {detection_id} ({', '.join(present)})"
+        )
+    return str(verdict)
+
+
+def _site_category(accepted: list[dict], category: Any) -> str | None:
+    """The example's category: the reviewer's, else the accepted not-mining flags' most frequent one."""
+    if not accepted or accepted[0]["verdict"] != "not_mining":
+        return None
+    if category not in (None, ""):
+        if category not in CATEGORIES:
+            raise InvalidInputError(f"unknown category {category!r}: expected one of {', '.join(CATEGORIES)}")
+        return str(category)
+    counts = Counter(f["category"] for f in accepted if f["category"])
+    return counts.most_common(1)[0][0] if counts else "other"
+
+
+def _decide_flags(
+    conn: sqlite3.Connection,
+    store: ExampleStore,
+    accepted: list[dict],
+    flags: list[dict],
+    category: str | None,
+    pixels: Any,
+    reviewer: str,
+) -> int | None:
+    """Inside the decision's transaction: set each flag's status; the accepted ones share one new example."""
+    now, accepted_ids = utc_now_iso(), {int(f["id"]) for f in accepted}
+    example_id = None
+    if accepted and pixels is not None:
+        example_id = _review_example(store, {**accepted[0], "category": category}, pixels, reviewer)
+    for f in flags:
+        ok = int(f["id"]) in accepted_ids
+        conn.execute(
+            "UPDATE web_feedback SET status = ?, reviewed_by = ?, reviewed_at = ?, example_id = ? WHERE id = ?",
+            ("accepted" if ok else "rejected", reviewer, now, example_id if ok else None, int(f["id"])),
+        )
+    return example_id
 
 
 def _review_example(store: ExampleStore, fb: dict, pixels: Any, reviewer: str) -> int:

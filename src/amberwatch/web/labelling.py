@@ -30,10 +30,20 @@ from amberwatch.errors import ConflictError, InvalidInputError, NotFoundError
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.types import LngLatBbox
 from amberwatch.labels.store import Example, ExampleStore
+from amberwatch.results.places import describe_places
 from amberwatch.results.similar import Query, ScanVectors, rank_places, tile_centre, tiles_under
 from amberwatch.results.store import get_scan, grid_tiles, query_detections, tile_grid
 from amberwatch.results.store import latest_scan_id as store_latest_scan_id
-from amberwatch.web.chips import detection_chip, padded_bbox, render_from_cache, tile_bbox, tile_chip_bbox
+from amberwatch.web.chips import (
+    box_fractions,
+    detection_chip,
+    padded_bbox,
+    render_from_cache,
+    render_view,
+    tile_bbox,
+    tile_chip_bbox,
+    view_bbox,
+)
 from amberwatch.web.feedback import review_states
 from amberwatch.web.similar import VectorCache
 
@@ -72,22 +82,12 @@ class Item:
             return tile_chip_bbox(*parse_key(self.key)[2:])
         return padded_bbox(*self.bbox.as_tuple(), pad_frac=0.25 if self.kind == "detection" else 1.0)
 
-    def outline(self) -> list[float]:
-        """The item's box within its chip as fractions [left, top, right, bottom] of the chip's width and height."""
-        c, b = self.chip_bbox, self.bbox
-        w, h = c.east_deg - c.west_deg, c.north_deg - c.south_deg
-        return [
-            round(v, 4)
-            for v in (
-                (b.west_deg - c.west_deg) / w,
-                (c.north_deg - b.north_deg) / h,
-                (b.east_deg - c.west_deg) / w,
-                (c.north_deg - b.south_deg) / h,
-            )
-        ]
+    def outline(self, zoom: int) -> list[float]:
+        """The item's box as fractions [left, top, right, bottom] of its view at ``zoom`` (what the page shows)."""
+        return box_fractions(self.bbox, view_bbox(self.bbox, zoom))
 
-    def as_dict(self, threshold: float | None) -> dict:
-        """JSON-ready form for the page."""
+    def as_dict(self, threshold: float | None, zoom: int | None = None, place: str | None = None) -> dict:
+        """JSON-ready form for the page: ``outline`` within the view at the scan's ``zoom``, ``place`` in words."""
         lon, lat = self.bbox.center_deg
         return {
             "key": self.key,
@@ -97,11 +97,19 @@ class Item:
             "threshold": threshold,
             "lon": round(lon, 6) if self.located else None,
             "lat": round(lat, 6) if self.located else None,
+            "place": place if self.located else None,
             "capture_date": self.capture_date,
             "chip_url": f"/api/label/chip.jpg?key={self.key}",
-            "outline": None if self.kind == "example" else self.outline(),  # an example is the whole chip
+            # An example is the whole chip.
+            "outline": None if self.kind == "example" or zoom is None else self.outline(zoom),
             "reason": self.reason,
         }
+
+
+def items_as_dicts(items: Sequence[Item], threshold: float | None, zoom: int | None) -> list[dict]:
+    """The items' JSON for the page, each with its place in words ("2.3 km NE of Klesiv", or None)."""
+    places = describe_places(it.bbox.center_deg for it in items)
+    return [it.as_dict(threshold, zoom, place) for it, place in zip(items, places)]
 
 
 def parse_key(key: str) -> tuple:
@@ -314,6 +322,20 @@ def item_chip(conn: sqlite3.Connection, cache: TileCache, item: Item) -> np.ndar
     if pixels is None:
         raise NotFoundError(f"no cached imagery for chip {item.key!r}")
     return pixels
+
+
+def item_view(conn: sqlite3.Connection, cache: TileCache, item: Item) -> np.ndarray:
+    """Pixels the label page shows: the item with its surroundings at the scan's zoom (an example: its own image).
+
+    Not the training chip (``item_chip``): the view is larger, so the page need not blow it up.
+    """
+    if item.kind == "example":
+        return ExampleStore(conn).pixels(int(item.key[1:]))
+    scan = get_scan(conn, item.scan_id)
+    image = render_view(cache, scan["imagery_source_id"], item.bbox, int(scan["zoom"]))
+    if image is None:
+        raise NotFoundError(f"no cached imagery around chip {item.key!r}")
+    return image.pixels
 
 
 def record_label(

@@ -75,6 +75,15 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX web_feedback_pending ON web_feedback (status, created_at);
     """,
+    # v4: one live flag per reader and site. A reader's new flag on a site supersedes their pending one (status
+    # 'superseded', superseded_by the new id); older flags keep their client hash as the reader, and every flag
+    # already pending stays pending.
+    """
+    ALTER TABLE web_feedback ADD COLUMN reader_hash TEXT;
+    ALTER TABLE web_feedback ADD COLUMN superseded_by INTEGER;
+    UPDATE web_feedback SET reader_hash = client_hash;
+    CREATE INDEX web_feedback_reader ON web_feedback (detection_id, reader_hash, status);
+    """,
 ]
 
 

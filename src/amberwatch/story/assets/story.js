@@ -34,14 +34,29 @@
     map.fitBounds(data.bounds, { padding: [40, 40], maxZoom: 15 });
   }
 
-  // Background: the small static tile set exported at build time; tiles that were not exported stay blank.
+  // Optional online basemap (the article's `basemap:`), under everything; without it nothing leaves the folder.
+  if (data.basemap) {
+    var bm = data.basemap;
+    var bmOptions = {
+      attribution: bm.attribution || '',
+      maxZoom: data.maxZoom,
+      zIndex: 0,
+      className: 'story-basemap'
+    };
+    if (bm.maxNativeZoom) { bmOptions.maxNativeZoom = bm.maxNativeZoom; }
+    if (bm.subdomains) { bmOptions.subdomains = bm.subdomains; }
+    L.tileLayer(bm.url, bmOptions).addTo(map);
+  }
+
+  // The imagery: the small static tile set exported at build time (no-data is transparent); tiles that were not
+  // exported stay blank.
   if (data.tiles && data.tiles.zooms.length) {
     var have = {};
     data.tiles.keys.forEach(function (k) { have[k] = true; });
     var StoryTiles = L.TileLayer.extend({
       getTileUrl: function (c) {
         var key = c.z + '/' + c.x + '/' + c.y;
-        return have[key] ? 'tiles/' + key + '.jpg' : L.Util.emptyImageUrl;
+        return have[key] ? 'tiles/' + key + '.webp' : L.Util.emptyImageUrl;
       }
     });
     new StoryTiles('', {
@@ -49,8 +64,11 @@
       minNativeZoom: data.tiles.minZoom,
       maxNativeZoom: data.tiles.maxZoom,
       maxZoom: data.maxZoom,
+      zIndex: 1,
       attribution: data.attribution || ''
     }).addTo(map);
+  } else if (data.attribution) {
+    map.attributionControl.addAttribution(data.attribution);
   }
 
   var siteStyle = { color: '#f4f1e8', weight: 1.5, opacity: 0.85, fillColor: '#f4f1e8', fillOpacity: 0.12 };

@@ -10,12 +10,14 @@ from pydantic import BaseModel, ConfigDict
 from amberwatch.errors import InvalidInputError
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.decode import encode_jpeg
+from amberwatch.results.store import get_scan
 from amberwatch.web.deps import get_cache, get_conn, get_reviewer, get_vectors
 from amberwatch.web.labelling import (
     QUEUE_MODES,
     example_items,
-    item_chip,
     item_for_key,
+    item_view,
+    items_as_dicts,
     labelled_count,
     latest_scan_id,
     like_items,
@@ -75,7 +77,7 @@ def queue(
             "examples": examples,
             "threshold": None,
             "labelled": checked,
-            "items": [i.as_dict(None) for i in items],
+            "items": items_as_dicts(items, None, None),
         }
     if sample is not None:
         items, scan_id, reviewed = sample_items(conn, sample, limit)
@@ -84,7 +86,7 @@ def queue(
             "sample_id": sample,
             "threshold": None,
             "labelled": reviewed,
-            "items": [i.as_dict(None) for i in items],
+            "items": items_as_dicts(items, None, int(get_scan(conn, scan_id)["zoom"])),
         }
     if mode not in QUEUE_MODES:
         raise InvalidInputError(f"unknown queue mode {mode!r}: expected one of {', '.join(QUEUE_MODES)}")
@@ -99,7 +101,7 @@ def queue(
         "mode": mode,
         "threshold": thr,
         "labelled": labelled_count(conn, scan_id),
-        "items": [i.as_dict(thr) for i in items],
+        "items": items_as_dicts(items, thr, int(get_scan(conn, scan_id)["zoom"])),
         **info,
     }
 
@@ -117,13 +119,15 @@ def chip(
     cache: TileCache = Depends(get_cache),
     user: User = Depends(get_reviewer),
 ) -> Response:
-    """JPEG of the chip: an example's stored image, or rendered from the tile cache.
+    """JPEG of the chip as the page shows it: an example's stored image, or the item and its surroundings.
+
+    The surroundings come from the tile cache at the scan's zoom, at least 256 native pixels a side.
 
     Reviewers only, like the rest of the labelling API: example keys (``e<ID>``) show the training data, and a
     labelled chip is the image of its example. The public sees detections through ``/api/detections/{id}/chip.jpg``.
     """
     return Response(
-        encode_jpeg(item_chip(conn, cache, item_for_key(conn, key))),
+        encode_jpeg(item_view(conn, cache, item_for_key(conn, key))),
         media_type="image/jpeg",
         headers={"cache-control": "private, no-store"},
     )

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import html
+import json
 import re
 from pathlib import Path
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from amberwatch.labels.store import CATEGORIES
@@ -35,22 +36,33 @@ PAGE_VALUES = {
 }
 
 
-def render_page(name: str) -> str:
-    """A page template's HTML with its partials included (pages share the reviewer sign-in header)."""
+def render_page(name: str, values: dict[str, str] | None = None) -> str:
+    """A page template's HTML with its partials included (pages share the reviewer sign-in header).
+
+    ``values``: more {{key}} values for this page, already escaped for HTML.
+    """
     text = _INCLUDE.sub(_expand, (TEMPLATES_DIR / name).read_text(encoding="utf-8"))
-    for key, value in PAGE_VALUES.items():
+    for key, value in {**PAGE_VALUES, **(values or {})}.items():
         text = text.replace("{{" + key + "}}", value)
     return text
 
 
-def _page(name: str) -> HTMLResponse:
-    return HTMLResponse(render_page(name), headers={"cache-control": "no-cache"})
+def _page(name: str, values: dict[str, str] | None = None) -> HTMLResponse:
+    return HTMLResponse(render_page(name, values), headers={"cache-control": "no-cache"})
+
+
+def basemap_value(basemap: dict | None) -> str:
+    """The map page's ``data-basemap``: the basemap config as escaped JSON, or empty (offline, no basemap)."""
+    if not basemap:
+        return ""
+    keys = ("name", "url", "subdomains", "max_zoom", "attribution")
+    return html.escape(json.dumps({k: basemap[k] for k in keys}), quote=True)
 
 
 @router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
-def map_page() -> HTMLResponse:
-    """The interactive map."""
-    return _page("map.html")
+def map_page(request: Request) -> HTMLResponse:
+    """The interactive map (with the basemap ``serve --basemap`` chose, if any)."""
+    return _page("map.html", {"basemap": basemap_value(getattr(request.app.state, "basemap", None))})
 
 
 @router.api_route("/review", methods=["GET", "HEAD"], include_in_schema=False)

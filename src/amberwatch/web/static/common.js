@@ -43,6 +43,8 @@ window.aw = (function () {
   function ha(x) { return x >= 100 ? x.toFixed(0) : x.toFixed(2); }
   function confClass(p) { return p >= 0.8 ? 'conf-h' : p >= 0.6 ? 'conf-m' : 'conf-l'; }
   function confColour(p) { return p >= 0.8 ? '#d7191c' : p >= 0.6 ? '#fd8d3c' : '#fecc5c'; }
+  /** The model's confidence in plain words for readers (the same bands as confClass and the legend). */
+  function likelihood(p) { return p >= 0.8 ? 'likely mining' : p >= 0.6 ? 'possibly mining' : 'unsure, maybe mining'; }
 
   /** Wire a token form (input#token, form#token-form, button#logout) that keeps the token in sessionStorage. */
   function tokenGate(onReady) {
@@ -73,5 +75,5 @@ window.aw = (function () {
     tryToken(getToken());
   }
 
-  return { el, api, getToken, setToken, pct, ha, confClass, confColour, tokenGate };
+  return { el, api, getToken, setToken, pct, ha, confClass, confColour, likelihood, tokenGate };
 })();

@@ -29,6 +29,23 @@
     }
   }
 
+  // Shown at most twice its own size: a view is 256 to 512 pixels a side, an example its stored size.
+  const MAX_SHOWN_PX = 512;
+  const chipImg = document.getElementById('chip');
+  chipImg.addEventListener('load', () => {
+    document.getElementById('chip-wrap').style.maxWidth = `${Math.min(MAX_SHOWN_PX, 2 * chipImg.naturalWidth)}px`;
+  });
+
+  // What the labeller reads about an item: a kind, a place and a date in words, never the item's internal key.
+  const KINDS = { detection: 'Detected site', cell: 'Part of a tile', tile: 'Whole tile', unit: 'Sample unit',
+    example: 'Stored example' };
+  function placeText(it) {
+    if (it.lat === null) return null;
+    const coords = `${it.lat.toFixed(4)}, ${it.lon.toFixed(4)}`;
+    return it.place ? `${it.place} (${coords})` : coords;
+  }
+  function title(it) { return [KINDS[it.kind] || 'Chip', it.place].filter(Boolean).join(', '); }
+
   function show() {
     const img = document.getElementById('chip');
     const info = document.getElementById('chip-info');
@@ -53,9 +70,9 @@
     box.hidden = !it.outline;
     const prob = it.prob !== null ? `P(mining) ${pct(it.prob)} (threshold ${pct(it.threshold)})`
       : it.kind === 'tile' ? 'no probability' : 'label hidden (blind review)';
-    const place = it.lat === null ? 'place unknown' : `${it.lat.toFixed(5)}, ${it.lon.toFixed(5)}`;
-    info.textContent = `${it.kind} ${it.key} · ${prob} · ${place} · ${it.capture_date || 'date unknown'}` +
-      (it.reason ? ` · ${it.reason}` : '');
+    const date = it.capture_date ? `imagery of ${it.capture_date.slice(0, 10)}` : 'imagery date unknown';
+    info.textContent = [KINDS[it.kind] || 'Chip', prob, placeText(it) || 'place unknown', date, it.reason]
+      .filter(Boolean).join(' · ');
     document.body.dataset.chip = it.key;
   }
 
@@ -94,7 +111,7 @@
 
   async function answer(label) {
     if (!state.current) return;
-        const msg = document.getElementById('label-msg');
+    const msg = document.getElementById('label-msg');
     const it = state.current;
     const category = document.getElementById('category').value || null;
     try {
@@ -103,7 +120,8 @@
       state.done.push({ item: it, action: out });
       if (label !== 'skip') state.session += 1;
       state.scanLabelled += 1;
-      document.getElementById('history').prepend(el('li', {}, `${it.key}: ${label}` + (out.example_id ? ` → example #${out.example_id}` : '')));
+      const stored = label === 'skip' || it.kind === 'unit' ? '' : out.created ? ', added to the examples' : ', already an example';
+      document.getElementById('history').prepend(el('li', {}, `${title(it)}: ${label.replace('_', ' ')}${stored}`));
       msg.textContent = '';
       state.current = state.queue.shift() || null;
       show();
@@ -115,7 +133,7 @@
 
   async function undo() {
     if (!state.done.length) return;
-        const msg = document.getElementById('label-msg');
+    const msg = document.getElementById('label-msg');
     const last = state.done.pop();
     try {
       await api(`/api/label/${last.action.action_id}/undo`, { method: 'POST', token: state.token });
@@ -124,7 +142,7 @@
       if (last.action.label !== 'skip') state.session -= 1;
       state.scanLabelled -= 1;
       const h = document.getElementById('history');
-      h.prepend(el('li', {}, `${last.item.key}: undone`));
+      h.prepend(el('li', {}, `${title(last.item)}: undone`));
       msg.textContent = '';
       show();
     } catch (e) {
@@ -156,6 +174,7 @@
 
   window.aw.tokenGate(async (token) => {
     state.token = token;
+    document.getElementById('token-msg').textContent = '';   // a stale token's error, now that one works
     document.getElementById('labeller').hidden = false;
     try { await refill(); } catch (e) { document.getElementById('label-msg').textContent = e.message; }
   });

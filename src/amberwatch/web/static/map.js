@@ -2,12 +2,14 @@
 'use strict';
 
 (function () {
-  const { el, api, pct, ha, confClass, confColour, getToken } = window.aw;
+  const { el, api, pct, ha, confClass, confColour, likelihood, getToken } = window.aw;
   const POLYGON_ZOOM = 14;          // from this zoom on, sites are drawn as polygons instead of clustered markers
   const LIST_LIMIT = 200;
   // The one list of categories (labels.store.CATEGORIES), written into the page by the server.
   const CATEGORIES = (document.body.dataset.categories || 'other').split(' ').filter(Boolean);
   const SIMILAR_TOP = 10;            // places a "Find similar places" search shows
+  // The online basemap `serve --basemap` chose (xyzservices preset: url, attribution...), or null: fully offline.
+  const BASEMAP = document.body.dataset.basemap ? JSON.parse(document.body.dataset.basemap) : null;
 
   // Exposed for the browser tests (load time, frame rate) and for debugging.
   const AW = window.amberwatch = { ready: false, loadMs: null, count: 0 };
@@ -21,6 +23,12 @@
   const map = L.map('map', { preferCanvas: true, zoomSnap: 1, minZoom: 2, maxZoom: 20 }).setView([51.3, 26.9], 9);
   const renderer = L.canvas({ padding: 0.3 });
   AW.map = map;
+  L.control.scale({ metric: true, imperial: false, maxWidth: 140 }).addTo(map);
+  const basemapLayer = BASEMAP ? L.tileLayer(BASEMAP.url, {
+    subdomains: BASEMAP.subdomains || 'abc', maxNativeZoom: BASEMAP.max_zoom || 19, maxZoom: 20,
+    attribution: BASEMAP.attribution, zIndex: 0,
+  }) : null;
+  AW.basemap = BASEMAP;
 
   let scans = [];
   let scan = null;                   // selected scan object, or null for all scans
@@ -64,14 +72,24 @@
   // ---------- data ----------
   async function loadScans() {
     scans = (await api('/api/scans')).scans;
+    labelScans();
+  }
+
+  // Readers see a scan's name and its sites; signed-in reviewers also its id and model version (what layers of
+  // the same area differ by), first, as the closed dropdown cuts long names.
+  function labelScans() {
     const sel = document.getElementById('scan-select');
+    const value = sel.value;
     sel.replaceChildren(el('option', { value: 'all' }, 'All scans'));
     for (const s of scans) {
-      // Model version first: the closed dropdown cuts long scan names, and the version is what layers differ by.
-      const label = `#${s.id} · model ${s.model_version} · ${s.detections} sites` +
-        (s.parent_scan_id ? ` (rescan of #${s.parent_scan_id})` : '') + (s.name ? ` · ${s.name}` : '');
+      const sites = `${s.detections.toLocaleString('en')} site${s.detections === 1 ? '' : 's'}`;
+      const label = reviewerToken
+        ? `#${s.id} · model ${s.model_version} · ${sites}` + (s.parent_scan_id ? ` (rescan of #${s.parent_scan_id})` : '') +
+          ` · ${s.name}`
+        : `${s.name} · ${sites}` + (s.parent_scan_id ? ' · re-checked' : '');
       sel.append(el('option', { value: String(s.id) }, label));
     }
+    if (value) sel.value = value;
   }
 
   async function selectScan(id, { fit = true } = {}) {
@@ -80,13 +98,13 @@
     const url = new URL(location.href);
     if (scan) url.searchParams.set('scan', scan.id); else url.searchParams.delete('scan');
     history.replaceState(null, '', url);
+    if (fit) fitToLayer();   // first, so the imagery asks only for the tiles of the final view
     setImagery();
     const fc = await api('/api/detections' + (scan ? '?scan=' + scan.id : ''));
     features = fc.features;
     byId = new Map(features.map((f) => [f.id, f]));
     AW.count = features.length;
     for (const f of features) f.marker = makeMarker(f);
-    if (fit) fitToLayer();
     applyFilters();
   }
 
@@ -119,11 +137,14 @@
   }
 
   // One tile layer per scan shown (scans over the same imagery and area share one), each with its own imagery,
-  // credit, bounds and zoom, so a page requests only tiles the cache holds.
+  // credit, bounds and zoom, so a page requests only tiles the cache holds. Below the scan's zoom the server
+  // sends overview tiles (the cached tiles downsampled) down to overview_min_zoom, where the scanned area fits
+  // in a few tiles; further out those few tiles are drawn smaller, so the area stays visible at every zoom.
   function imageryLayer(s) {
     const bounds = scannedBounds(s);
-    return L.tileLayer(`/tiles/${encodeURIComponent(s.imagery_source_id)}/{z}/{x}/{y}`, Object.assign({
-      minZoom: Math.max(0, s.zoom - 2), maxZoom: 20, minNativeZoom: s.zoom, maxNativeZoom: s.zoom,
+    const lowest = Number.isInteger(s.overview_min_zoom) ? Math.min(s.overview_min_zoom, s.zoom) : s.zoom;
+    return L.tileLayer(`/tiles/${encodeURIComponent(s.imagery_source_id)}/{z}/{x}/{y}?base={base}`, Object.assign({
+      base: s.zoom, minZoom: 0, maxZoom: 20, minNativeZoom: lowest, maxNativeZoom: s.zoom, zIndex: 1,
       attribution: escapeHtml(s.imagery_credit), errorTileUrl: 'data:image/gif;base64,R0lGODlhAQABAAAAACw=',
     }, bounds ? { bounds } : {}));
   }
@@ -133,14 +154,16 @@
     imagery = [];
     const wanted = document.getElementById('basemap').value;
     document.getElementById('map').classList.toggle('plain', wanted === 'plain');
+    if (basemapLayer) {
+      if (wanted === 'plain') map.removeLayer(basemapLayer); else basemapLayer.addTo(map);
+    }
     if (wanted !== 'imagery') return;
     const seen = new Set();
     for (const s of scan ? [scan] : scans) {
       const key = JSON.stringify([s.imagery_source_id, s.zoom, s.scanned_bounds || s.bounds, s.imagery_credit]);
       if (seen.has(key)) continue;
       seen.add(key);
-      const layer = imageryLayer(s).addTo(map);
-      layer.bringToBack();
+      const layer = imageryLayer(s).addTo(map);   // above the basemap (zIndex 1 over 0)
       imagery.push(layer);
     }
     AW.imagery = imagery;
@@ -239,7 +262,9 @@
       return el('li', {}, el('button', { type: 'button', className: 'site', dataset: { id: String(f.id) },
         onclick: () => select(f.id, { fly: true }) },
       el('i', { className: 'swatch ' + confClass(p.mean_prob) }),
-      `${ha(p.area_ha)} ha · ${pct(p.mean_prob)} · ${p.capture_date || 'date unknown'}`,
+      el('span', { className: 'where' }, placeText(p)),
+      el('span', { className: 'what' }, `${ha(p.area_ha)} ha · ${likelihood(p.mean_prob)}` +
+        (p.capture_date ? ` · ${p.capture_date.slice(0, 10)}` : '')),
       p.review ? el('span', { className: 'tag' }, p.review === 'confirmed' ? 'confirmed' : 'not mining') : null));
     }));
   }
@@ -252,53 +277,118 @@
   function reviewLine(p) {
     if (p.review === 'not_mining') return 'Reviewed: not mining';
     if (p.review === 'confirmed') return 'Reviewed: confirmed mining';
-    if (p.pending) return `${p.pending} reader correction(s) awaiting review`;
+    if (p.pending) return `${p.pending} reader ${p.pending === 1 ? 'answer' : 'answers'} awaiting review`;
     return 'Not reviewed yet';
+  }
+
+  // Where a site is, in words ("2.3 km NE of Klesiv"), else its coordinates.
+  function placeText(p) {
+    return p.place || `${p.lat.toFixed(4)}, ${p.lon.toFixed(4)}`;
+  }
+
+  function headline(p) {
+    if (p.review === 'confirmed') return 'Mining (confirmed by a reviewer)';
+    if (p.review === 'not_mining') return 'Not mining (checked by a reviewer)';
+    const text = likelihood(p.mean_prob);
+    return text.charAt(0).toUpperCase() + text.slice(1);
+  }
+
+  // The question to readers, up front: two answers, what it is instead, an optional note. One answer per reader
+  // and site: the buttons are disabled once sent (no duplicate), "Change my answer" replaces it (the server keeps
+  // the reader's latest answer). A reader who answered before sees that answer when the popup opens.
+  function flagForm(f) {
+    const p = f.properties;
+    const qid = `q-${f.id}`;
+    const msg = el('p', { className: 'msg', role: 'status' });
+    const category = el('select', { name: 'category', 'aria-label': 'If not, what is it?' },
+      ...CATEGORIES.map((c) => el('option', { value: c, selected: c === 'other' }, c)));
+    const comment = el('textarea', { name: 'comment', maxLength: 2000, rows: 2, 'aria-label': 'Note (optional)',
+      placeholder: 'What you know about this place (optional)' });
+    const yes = el('button', { type: 'button', className: 'confirm', onclick: () => send('confirmed') }, 'Yes, mining');
+    const no = el('button', { type: 'button', className: 'not-mining', onclick: () => send('not_mining') },
+      'No, not mining');
+    const change = el('button', { type: 'button', className: 'change link', hidden: true,
+      onclick: () => answered(null) }, 'Change my answer');
+    let busy = false;
+    // The popup grew or shrank: lay it out again and pan it back into view.
+    const relayout = () => { if (map._popup && map._popup.isOpen()) map._popup.update(); };
+    function answered(fb, text) {
+      for (const b of [yes, no]) {
+        b.disabled = Boolean(fb);
+        b.classList.toggle('chosen', Boolean(fb) && (b === yes) === (fb.verdict === 'confirmed'));
+        b.setAttribute('aria-pressed', String(b.classList.contains('chosen')));
+      }
+      category.disabled = Boolean(fb);
+      if (fb && fb.category) category.value = fb.category;
+      change.hidden = !fb;
+      msg.classList.toggle('ok', Boolean(fb));
+      msg.textContent = fb ? text : '';
+      relayout();
+    }
+    async function send(verdict) {
+      if (busy) return;
+      busy = true;
+      yes.disabled = no.disabled = true;
+      msg.classList.remove('ok');
+      msg.textContent = 'Sending…';
+      try {
+        const r = await api(`/api/detections/${f.id}/feedback`, { method: 'POST', body: {
+          verdict, category: verdict === 'not_mining' ? category.value : null, comment: comment.value } });
+        const updated = Array.isArray(r.replaced) && r.replaced.length > 0;
+        if (!updated) p.pending = (p.pending || 0) + 1;
+        answered(r, updated ? 'Thanks — your answer is updated. A reviewer will check it.'
+          : 'Thanks — sent. A reviewer will check it.');
+        status.textContent = reviewLine(p);
+        relayout();
+      } catch (e) {
+        yes.disabled = no.disabled = false;
+        msg.textContent = 'Not sent: ' + e.message;
+        relayout();
+      } finally {
+        busy = false;
+      }
+    }
+    const status = el('p', { className: 'review-line' }, reviewLine(p));
+    api(`/api/detections/${f.id}/feedback/mine`).then((r) => {
+      const fb = r && r.feedback;
+      if (!fb || busy || yes.disabled) return;
+      const said = fb.verdict === 'confirmed' ? 'mining' : `not mining (${fb.category || 'other'})`;
+      const state = fb.status === 'accepted' ? 'a reviewer agreed' : fb.status === 'rejected' ? 'a reviewer disagreed'
+        : 'awaiting review';
+      answered(fb, `You answered: ${said} — ${state}.`);
+    }).catch(() => {});
+    return el('section', { className: 'flag', 'aria-labelledby': qid },
+      el('h4', { id: qid }, 'Is this mining?'),
+      el('div', { className: 'row answers' }, yes, no),
+      el('label', { className: 'row' }, 'If not, what is it? ', category),
+      el('details', { className: 'add-note', ontoggle: relayout },
+        el('summary', {}, 'Add a note'), comment),
+      msg, change, status);
   }
 
   function popupContent(f) {
     const p = f.properties;
-    const msg = el('p', { className: 'msg', role: 'status' });
-    const category = el('select', { name: 'category', 'aria-label': 'What is it instead?' },
-      ...CATEGORIES.map((c) => el('option', { value: c }, c)));
-    const comment = el('textarea', { name: 'comment', maxLength: 2000, rows: 2, placeholder: 'Comment (optional)' });
     const share = el('input', { className: 'share', readOnly: true, value: shareUrl(f), 'aria-label': 'Share link' });
-    async function send(verdict) {
-      msg.textContent = 'Sending…';
-      try {
-        await api(`/api/detections/${f.id}/feedback`, { method: 'POST', body: {
-          verdict, category: verdict === 'not_mining' ? category.value : null, comment: comment.value } });
-        p.pending = (p.pending || 0) + 1;
-        msg.textContent = 'Thank you: a reviewer will check your correction.';
-        msg.classList.add('ok');
-        status.textContent = reviewLine(p);
-      } catch (e) {
-        msg.textContent = 'Not sent: ' + e.message;
-        msg.classList.remove('ok');
-      }
-    }
-    const status = el('p', { className: 'review-line' }, reviewLine(p));
+    // Model ids and peak values are for reviewers (signed in in this tab); readers get plain words.
+    const reviewer = reviewerToken ? [
+      el('dt', {}, 'Site'), el('dd', {}, `#${f.id}`),
+      el('dt', {}, 'Model'), el('dd', {}, `version ${p.model_version}, peak ${pct(p.max_prob)}`),
+    ] : [];
     return el('div', { className: 'popup', dataset: { id: String(f.id) } },
       el('img', { className: 'thumb', src: `/api/detections/${f.id}/thumbnail.jpg`, alt: `Imagery of site ${f.id}`,
         width: 200, height: 200, onerror: (ev) => { ev.target.hidden = true; } }),
-      el('h3', {}, `Site ${f.id}`),
+      el('h3', {}, headline(p)),
+      el('p', { className: 'place' }, placeText(p)),
+      flagForm(f),
       el('dl', {},
-        el('dt', {}, 'Confidence'), el('dd', {}, pct(p.mean_prob) + ` (max ${pct(p.max_prob)})`),
+        el('dt', {}, 'Model confidence'), el('dd', {}, pct(p.mean_prob)),
         el('dt', {}, 'Area'), el('dd', {}, ha(p.area_ha) + ' ha'),
         el('dt', {}, 'Imagery date'), el('dd', {}, p.capture_date || 'unknown'),
         el('dt', {}, 'Coordinates'), el('dd', {}, `${p.lat.toFixed(5)}, ${p.lon.toFixed(5)}`),
-        el('dt', {}, 'Model'), el('dd', {}, p.model_version)),
-      status,
+        ...reviewer),
       el('label', { className: 'share-row' }, 'Share ', share),
       el('div', { className: 'row' }, el('button', { type: 'button', className: 'find-similar',
-        onclick: () => findSimilar(f) }, 'Find similar places')),
-      el('details', { className: 'correct', ontoggle: () => { if (map._popup) map._popup.update(); } },
-        el('summary', {}, 'Is this right?'),
-        el('div', { className: 'row' }, el('button', { type: 'button', className: 'confirm', onclick: () => send('confirmed') }, 'Yes, mining')),
-        el('div', { className: 'row' }, 'No, it is ', category,
-          el('button', { type: 'button', className: 'not-mining', onclick: () => send('not_mining') }, 'Not mining')),
-        comment),
-      msg);
+        onclick: () => findSimilar(f) }, 'Find similar places')));
   }
 
   // Popups fit the map: at most 320 px wide, narrower and with less padding on a phone; taller content scrolls.
@@ -469,7 +559,11 @@
 
   (async function start() {
     try {
+      if (BASEMAP) {
+        document.getElementById('basemap').append(el('option', { value: 'map' }, `Map only (${BASEMAP.name})`));
+      }
       await Promise.all([loadScans(), checkReviewer()]);
+      labelScans();   // with the reviewer's details once the token is checked
       const wanted = new URL(location.href).searchParams.get('scan');
       const first = wanted || (scans.length ? scans[0].id : 'all');
       await selectScan(first, { fit: !/d=\d+/.test(location.hash) });

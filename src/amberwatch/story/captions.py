@@ -1,0 +1,83 @@
+"""What readers see about a site: its place, imagery date, hectares and how sure we are, in plain words."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from amberwatch.results.places import describe_places
+from amberwatch.story.selection import Site
+
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+@dataclass(frozen=True)
+class SiteText:
+    """The texts of one site: place (as shown), coordinates, date, hectares, status, caption and alt text."""
+
+    place: str
+    coords: str
+    date_text: str | None
+    hectares: str
+    status: str
+    caption: str
+    alt: str
+
+
+def format_place(lat_deg: float, lon_deg: float) -> str:
+    """Coordinates as a reader sees them: 51.3012°N 26.8721°E."""
+    ns = "N" if lat_deg >= 0 else "S"
+    ew = "E" if lon_deg >= 0 else "W"
+    return f"{abs(lat_deg):.4f}°{ns} {abs(lon_deg):.4f}°{ew}"
+
+
+def format_date(text: str | None) -> str | None:
+    """An ISO date as '5 Oct 2015' (other text is shown as it is)."""
+    if not text:
+        return None
+    try:
+        d = date.fromisoformat(str(text)[:10])
+    except ValueError:
+        return str(text)
+    return f"{d.day} {MONTHS[d.month - 1]} {d.year}"
+
+
+def format_hectares(area_ha: float) -> str:
+    """Hectares with sensible precision: 0.42 ha, 3.1 ha, 27 ha."""
+    if area_ha < 1:
+        return f"{area_ha:.2f} ha"
+    if area_ha < 10:
+        return f"{area_ha:.1f} ha"
+    return f"{area_ha:.0f} ha"
+
+
+def format_status(site: Site) -> str:
+    """How sure the page is about a site, for readers: confirmed by a reviewer, else the model's confidence."""
+    if site.confirmed:
+        return "mining confirmed by a reviewer"
+    return f"likely mining · model confidence {round(site.mean_prob * 100)}%"
+
+
+def site_texts(sites: Sequence[Site], places: dict[int, str]) -> dict[int, SiteText]:
+    """Texts of each site by id; its place is the article's name for it, else the nearest village, else coordinates."""
+    unnamed = [s for s in sites if not places.get(s.id)]
+    found = describe_places([(s.centroid_lon, s.centroid_lat) for s in unnamed]) if unnamed else []
+    nearby = {s.id: p for s, p in zip(unnamed, found) if p}
+    out: dict[int, SiteText] = {}
+    for s in sites:
+        coords = format_place(s.centroid_lat, s.centroid_lon)
+        place = places.get(s.id) or nearby.get(s.id) or coords
+        when, ha, status = format_date(s.capture_date), format_hectares(s.area_ha), format_status(s)
+        caption = " · ".join(p for p in (place, when, ha, status) if p)
+        near = f"{place} ({coords})" if place != coords else coords
+        seen = f", imagery of {when}" if when else ""
+        kind = "an amber-mining site confirmed by a reviewer" if s.confirmed else "a likely amber-mining site"
+        alt = f"Satellite image of {kind} of {ha}, {_where(place, near)}{seen}"
+        out[s.id] = SiteText(place, coords, when, ha, status, caption, alt)
+    return out
+
+
+def _where(place: str, near: str) -> str:
+    """'at' before coordinates or a name; 'near X', '2.3 km NE of X' and 'in X' say it themselves."""
+    return near if place.startswith(("in ", "near ")) or " km " in place else f"at {near}"

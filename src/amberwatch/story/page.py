@@ -1,0 +1,147 @@
+"""The story's index.html: header, body with packed fragment blocks, the map section, legend and footer."""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from string import Template
+
+from amberwatch import __version__
+from amberwatch.story.article import Article
+from amberwatch.story.captions import SiteText, format_date
+from amberwatch.story.images import FragmentImage
+from amberwatch.story.markup import render_body
+from amberwatch.story.packing import DESKTOP, PHONE, Placement, check_packing, pack_block, size_classes_by_area
+from amberwatch.story.selection import Site
+
+SQUARE_ENOUGH = 1.2  # a fragment image closer to square than this takes its shape from the site's footprint
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """A detection on the page: its site, image files and texts."""
+
+    site: Site
+    image: FragmentImage
+    text: SiteText
+
+
+def footprint_aspect(f: Fragment) -> float:
+    """Width / height of what the fragment shows: its image when cut out of square, else the site's footprint."""
+    img = f.image.width_px / max(f.image.height_px, 1)
+    if abs(math.log(img)) > math.log(SQUARE_ENOUGH):
+        return img
+    b = f.site.bbox
+    width = (b.east_deg - b.west_deg) * math.cos(math.radians(f.site.centroid_lat))
+    height = b.north_deg - b.south_deg
+    return width / height if width > 0 and height > 0 else 1.0
+
+
+def index_html(article: Article, fragments: list[Fragment], n_others: int, credits: Sequence[str]) -> str:
+    """The page's HTML; n_others is the number of sites on the map that are not fragments."""
+    classes = size_classes_by_area([f.site.area_ha for f in fragments])
+    aspects = [footprint_aspect(f) for f in fragments]
+    blocks: list[int] = []  # blocks are rendered in page order; their count varies equal-sized blocks
+
+    def block_html(indices: list[int]) -> str:
+        blocks.append(len(blocks))
+        chosen = [fragments[i] for i in indices]
+        return _block_html(chosen, [classes[i] for i in indices], [aspects[i] for i in indices], blocks[-1])
+
+    body = render_body(article.body_markdown, len(fragments), block_html, article.path)
+    e = html.escape
+    lead_html = f'<p class="lead">{e(article.lead)}</p>' if article.lead else ""
+    bits = []
+    if article.byline:
+        bits.append(e(article.byline))
+    if article.date:
+        bits.append(f'<time datetime="{e(article.date)}">{e(format_date(article.date) or article.date)}</time>')
+    byline_html = f'<p class="byline">{" · ".join(bits)}</p>' if bits else ""
+    template = Template(resources.files("amberwatch.story").joinpath("assets", "template.html").read_text("utf-8"))
+    return template.substitute(
+        lang=e(article.lang),
+        title=e(article.title),
+        lead_attr=e(article.lead, quote=True),
+        version=e(__version__),
+        kicker="Satellite investigation",
+        lead_html=lead_html,
+        byline_html=byline_html,
+        body=body,
+        legend=legend_html(len(fragments), n_others),
+        footer=_footer(credits),
+    )
+
+
+def _footer(credits: Sequence[str]) -> str:
+    e = html.escape
+    imagery = f" Imagery: {e('; '.join(dict.fromkeys(credits)))}." if credits else ""
+    return (
+        "Each fragment is a site that a machine-learning model found on satellite imagery. The model can be wrong: "
+        "a site is marked confirmed only after a reviewer checked it, the others are likely mining sites."
+        f"{imagery} Built with amberwatch."
+    )
+
+
+def legend_html(n_fragments: int, n_others: int) -> str:
+    """The map legend: the story's fragments, and the other sites only when there are some."""
+    plural = "s" if n_fragments != 1 else ""
+    text = f'<span class="legend-swatch legend-swatch--frag"></span> {n_fragments} fragment{plural} in this story'
+    if n_others:
+        others = "other site" + ("s" if n_others != 1 else "")
+        text += f' <span class="legend-swatch legend-swatch--site"></span> {n_others} {others} the model found'
+    return text
+
+
+def _placement_style(a: Placement, b: Placement) -> str:
+    """CSS variables of a fragment's grid lines: --d* on desktop, --p* on phones (1-based lines)."""
+    return (
+        f"--dx:{a.col + 1};--dy:{a.row + 1};--dw:{a.width_cells};--dh:{a.height_cells};"
+        f"--px:{b.col + 1};--py:{b.row + 1};--pw:{b.width_cells};--ph:{b.height_cells}"
+    )
+
+
+def _sizes(dw: int, pw: int) -> str:
+    return (
+        f"(max-width: 640px) calc(100vw * {pw} / {PHONE.columns}), "
+        f"calc(min(100vw - 3rem, 66rem) * {dw} / {DESKTOP.columns})"
+    )
+
+
+def _figure(f: Fragment, d: Placement, p: Placement) -> str:
+    e = html.escape
+    img, t = f.image, f.text
+    default_src = next((path for w, path in img.files if w >= 640), img.files[-1][1])
+    srcset = ", ".join(f"{path} {w}w" for w, path in img.files)
+    height = max(1, round(img.height_px * img.files[-1][0] / img.width_px))
+    return (
+        f'<figure class="frag" id="frag-{f.site.id}" data-site="{f.site.id}" style="{_placement_style(d, p)}">'
+        f'<button type="button" class="frag-btn" aria-describedby="cap-{f.site.id}">'
+        f'<img src="{e(default_src)}" srcset="{e(srcset)}" sizes="{_sizes(d.width_cells, p.width_cells)}"'
+        f' width="{img.files[-1][0]}" height="{height}" loading="lazy" decoding="async"'
+        f' alt="{e(t.alt, quote=True)}">'
+        '<span class="visually-hidden"> — show this site on the map</span>'
+        "</button>"
+        f'<figcaption id="cap-{f.site.id}"><span class="cap-place">{e(t.place)}</span>'
+        + (f'<span class="cap-date">{e(t.date_text)}</span>' if t.date_text else "")
+        + f'<span class="cap-ha">{e(t.hectares)}</span>'
+        + f'<span class="cap-status">{e(t.status)}</span></figcaption>'
+        "</figure>"
+    )
+
+
+def _block_html(fragments: list[Fragment], classes: list[int], aspects: list[float], block_no: int) -> str:
+    desktop = pack_block(classes, DESKTOP, aspects, block_no)
+    phone = pack_block(classes, PHONE, aspects, block_no)
+    check_packing(desktop)
+    check_packing(phone)
+    items = [_figure(f, desktop.placements[i], phone.placements[i]) for i, f in enumerate(fragments)]
+    label = f"Satellite fragments of {len(fragments)} site{'s' if len(fragments) != 1 else ''}"
+    return (
+        f'<section class="frag-block" aria-label="{html.escape(label)}">'
+        f'<div class="frag-grid" style="--drows:{desktop.rows};--prows:{phone.rows}">'
+        + "".join(items)
+        + "</div></section>"
+    )
