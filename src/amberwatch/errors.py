@@ -115,6 +115,10 @@ class AmberwatchWarning(UserWarning):
     """Base of non-fatal data problems; counted in reports."""
 
 
+class ModelFallbackWarning(AmberwatchWarning):
+    """A model's fast path (e.g. its int8 backbone) could not be built here; the exact fp32 path is used."""
+
+
 class BlankTileWarning(AmberwatchWarning):
     """A tile exists but holds no imagery (uniform fill, fully transparent)."""
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from click.testing import CliRunner
 
 import amberwatch.model as model
@@ -13,9 +16,18 @@ from amberwatch.errors import ModelError
 from amberwatch.labels.store import pixel_sha256
 from amberwatch.model import backbone as bb
 from amberwatch.model.backbone_onnx import OnnxBackbone
+from amberwatch.model.classifier import payload_bytes
 from amberwatch.model.dataset import load_folder
 from amberwatch.model.features import DIHEDRAL_VIEWS, FeatureCache, chip_features, dihedral
-from amberwatch.model.pretrained import PretrainedClassifier, PretrainedRecipe, cross_validate, fit
+from amberwatch.model.pretrained import (
+    Embedding,
+    PretrainedClassifier,
+    PretrainedRecipe,
+    box_mean,
+    cross_validate,
+    fit,
+    select_features,
+)
 from amberwatch.model.train import block_folds
 
 
@@ -111,12 +123,96 @@ def test_embedding_comes_from_the_score_map_pass_and_files_without_one_still_loa
     vector = np.frombuffer(clf.tile_embedding(cells, 0, 0, 16), dtype=np.float16)
     assert vector.shape == (64,) and np.isfinite(vector).all()
     assert clf.embed_chips([image]).shape == (1, 64)
-    plain = PretrainedClassifier(clf.weight, clf.bias, clf.recipe, threshold=clf.threshold, metadata=clf.metadata)
+    plain = PretrainedClassifier(
+        clf.weight, clf.bias, clf.recipe, threshold=clf.threshold, metadata=clf.metadata, int8=clf.int8
+    )
     again = model.from_bytes(plain.to_bytes(), "old file")
     assert again.embedding_dims == 0 and again.grid_and_cell_embeddings(image)[1] is None
     np.testing.assert_allclose(again.predict_grid(image), probs, atol=1e-6)
     with pytest.raises(ModelError, match="has no embedding"):
         again.embed_chips([image])
+
+
+def test_files_from_before_std_features_still_load(clf):
+    """A v2 file of the first release (mean features only, the logit as an affine embedding row) loads and scores."""
+    rng = np.random.default_rng(3)
+    weight = rng.normal(0, 0.01, bb.FEATURE_DIM).astype(np.float32)
+    embedding = Embedding(rng.normal(0, 0.01, (64, bb.FEATURE_DIM)).astype(np.float32), np.zeros(64, np.float32))
+    old = PretrainedClassifier(weight, -1.0, replace(clf.recipe, std_stages=()), embedding=embedding)
+    payload = old.payload()
+    payload["recipe"].pop("std_stages")
+    payload.pop("embed_logit_scale")
+    again = model.from_bytes(payload_bytes(payload), "v2 release 1")
+    assert again.recipe.std_stages == () and again.embedding_dims == 64
+    image = rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)
+    probs, cells = again.grid_and_cell_embeddings(image)
+    assert cells.shape == (64, 16, 16)
+    np.testing.assert_allclose(probs, old.predict_grid(image), atol=1e-6)
+    with torch.inference_mode():
+        x = torch.from_numpy(image[None].copy()).permute(0, 3, 1, 2).float()
+        feats = again.pooled_features(x)
+    assert feats.shape == (1, bb.FEATURE_DIM)
+    np.testing.assert_allclose(again.embed_chips([image])[0], feats[0] @ embedding.weight.T, rtol=1e-4, atol=1e-4)
+
+
+def test_box_mean_is_avg_pool_without_the_padding():
+    maps = torch.randn(3, 23, 17)
+    for k in (1, 3, 15):
+        expected = F.avg_pool2d(maps[None], k, stride=1, padding=k // 2, count_include_pad=False)[0]
+        torch.testing.assert_close(box_mean(maps, k).float(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_std_features_are_the_window_std_of_each_channel(backbone, clf):
+    """Chip features with std: the means as before, then each channel's standard deviation over the same positions."""
+    x = torch.rand(2, 3, 128, 160) * 255
+    with torch.inference_mode():
+        both = backbone.pooled(x, 32, with_std=True)
+        means = backbone.pooled(x, 32)
+        first = backbone.stage_maps(x)[0][:, :, 4:-4, 4:-4]  # stage 3, stride 8: the 32 px border is 4 positions
+    assert both.shape == (2, 2 * bb.FEATURE_DIM)
+    torch.testing.assert_close(both[:, : bb.FEATURE_DIM], means)
+    torch.testing.assert_close(both[:, bb.FEATURE_DIM : bb.FEATURE_DIM + 40], first.std(dim=(2, 3), correction=0))
+    # The bundled model takes the deviations of stages 3 and 5 (40 + 112 channels) beside the 664 means.
+    assert clf.recipe.std_stages == (0, 1) and clf.weight.shape == (bb.FEATURE_DIM + 40 + 112,)
+    np.testing.assert_allclose(
+        select_features(both.numpy(), (0, 1)),
+        np.concatenate([means.numpy(), both.numpy()[:, bb.FEATURE_DIM : bb.FEATURE_DIM + 152]], axis=1),
+    )
+
+
+def test_int8_backbone_is_rebuilt_from_stored_ranges_when_asked(clf):
+    """The bundled model carries int8 ranges, not a copy of weights; any process rebuilds the same int8 maps."""
+    assert clf.int8 is not None and 50 <= len(clf.int8.ranges) <= 200 and abs(clf.int8.logit_shift) < 2
+    image = np.random.default_rng(5).integers(0, 255, (320, 320, 3), dtype=np.uint8)
+    exact = clf.predict_grid(image)
+    assert not clf._fast.int8  # fp32 unless asked
+    fast, again = model.from_bytes(clf.to_bytes(), "copy"), model.from_bytes(clf.to_bytes(), "copy 2")
+    fast.set_int8(True)
+    again.set_int8(True)
+    p8 = fast.predict_grid(image)
+    np.testing.assert_array_equal(p8, again.predict_grid(image))
+    assert fast._fast.int8 and float(np.abs(p8 - exact).max()) < 0.2
+    fast.set_int8(False)
+    np.testing.assert_array_equal(fast.predict_grid(image), exact)
+
+
+def test_int8_needs_calibration_and_falls_back_when_ranges_do_not_fit(clf):
+    from amberwatch.errors import ModelFallbackWarning
+    from amberwatch.model.pretrained import Int8Calibration
+
+    plain = PretrainedClassifier(clf.weight, clf.bias, clf.recipe, threshold=clf.threshold)
+    with pytest.raises(ModelError, match="no int8 calibration"):
+        plain.set_int8(True)
+    with pytest.raises(ModelError, match=r"\(cnn\) has no int8 backbone"):
+        model.load(model.BUNDLED_CNN_PATH).set_int8(True)
+    broken = Int8Calibration({"no_such_tensor": [0.0, 1.0]}, 0.3)
+    other = PretrainedClassifier(clf.weight, clf.bias, clf.recipe, threshold=clf.threshold, int8=broken)
+    other.set_int8(True)
+    image = np.random.default_rng(6).integers(0, 255, (256, 256, 3), dtype=np.uint8)
+    with pytest.warns(ModelFallbackWarning, match="no_such_tensor"):
+        probs = other.predict_grid(image)
+    np.testing.assert_array_equal(probs, plain.predict_grid(image))
+    assert not other.use_int8
 
 
 def test_cnn_v1_file_still_loads():
@@ -148,6 +244,13 @@ def test_feature_cache_second_pass_computes_nothing(backbone, small_folder, tmp_
     assert other["views_computed"] == DIHEDRAL_VIEWS + 2
     assert cache.count() == 4 * (DIHEDRAL_VIEWS + 2)
     assert len(pixel_sha256(data.chips[0])) == 64
+    # Standard deviations beside the means are another key too, and twice the values.
+    with_std: dict = {}
+    c = chip_features(
+        backbone, data.chips[:1], scale=1.0, jitter_copies=2, border_px=32, with_std=True, cache=cache, stats=with_std
+    )
+    assert with_std["views_computed"] == DIHEDRAL_VIEWS + 2 and c.shape == (1, DIHEDRAL_VIEWS + 2, 2 * bb.FEATURE_DIM)
+    np.testing.assert_allclose(c[..., : bb.FEATURE_DIM], a[:1], rtol=1e-5, atol=1e-5)
 
 
 def test_feature_cache_key_is_stable(backbone):

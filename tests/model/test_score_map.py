@@ -35,13 +35,11 @@ def _window_pairs(clf, image: np.ndarray, every: int = 3) -> tuple[np.ndarray, n
     with torch.inference_mode():
         feats = np.concatenate(
             [
-                clf.backbone.pooled(
-                    torch.from_numpy(np.stack(crops[i : i + 16])).permute(0, 3, 1, 2).float(), border
-                ).numpy()
+                clf.pooled_features(torch.from_numpy(np.stack(crops[i : i + 16])).permute(0, 3, 1, 2).float())
                 for i in range(0, len(crops), 16)
             ]
         )
-    alone = 1 / (1 + np.exp(-(feats @ clf.weight + clf.bias)))
+    alone = 1 / (1 + np.exp(-clf.logits_from_features(feats)))
     return np.asarray(from_map), alone
 
 

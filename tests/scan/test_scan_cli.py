@@ -231,3 +231,32 @@ def test_scan_name_and_imagery_credit_reach_the_public_map(tile_server, tmp_path
     scans = TestClient(create_app(str(db), None)).get("/api/scans").json()["scans"]
     assert [(s["name"], s["imagery_credit"]) for s in scans] == [("klesiv-north", credit)]
     assert str(tmp_path) not in json.dumps(scans) and tile_server.url not in json.dumps(scans)
+
+
+@pytest.mark.slow
+def test_int8_scan_finds_the_same_pits_and_says_so_in_its_params(tile_server, tmp_path):
+    """scan --int8 scores through the model's quantized backbone; the pits of positive1 are found as with fp32."""
+    x0, y0 = tile_origin()
+    put_image_tiles(tile_server, texty_image("positive1"), x0, y0, 3, 3)
+    aoi = write_aoi(tmp_path / "aoi.geojson", tiles_bbox(x0, y0, 3, 3))
+    area = {}
+    for name, extra in (("fp32", []), ("int8", ["--int8"])):
+        db = tmp_path / f"{name}.db"
+        result = run("scan", "--aoi", str(aoi), "--imagery", tile_server.url, "--zoom", "18", "--db", str(db), *extra)
+        assert result.exit_code == 0, result.output
+        with sqlite3.connect(db) as conn:
+            params = json.loads(conn.execute("SELECT params_json FROM scans").fetchone()[0])
+            area[name] = conn.execute("SELECT count(*), coalesce(sum(area_ha), 0) FROM detections").fetchone()
+        assert params["int8"] is (name == "int8")
+    assert area["int8"][0] > 0 and area["fp32"][0] > 0
+    assert abs(area["int8"][1] - area["fp32"][1]) <= 0.35 * area["fp32"][1]
+
+
+def test_int8_scan_with_a_model_without_it_is_a_clear_error(tile_server, tmp_path):
+    from amberwatch.model import BUNDLED_CNN_PATH
+
+    aoi = write_aoi(tmp_path / "aoi.geojson", tiles_bbox(*tile_origin(), 1, 1))
+    args = ["scan", "--aoi", str(aoi), "--imagery", tile_server.url, "--zoom", "18", "--db", str(tmp_path / "p.db")]
+    result = run(*args, "--int8", "--model", str(BUNDLED_CNN_PATH))
+    assert result.exit_code == 1 and "has no int8 backbone" in result.output
+    assert "Traceback" not in result.output

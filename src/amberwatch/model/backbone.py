@@ -170,18 +170,27 @@ class Backbone(nn.Module):
                 out.append(x)
         return out
 
-    def pooled(self, x: torch.Tensor, border_px: int = 0) -> torch.Tensor:
-        """Float NCHW 0..255 RGB -> (N, 664) stage features averaged over the input less a border.
+    def pooled(self, x: torch.Tensor, border_px: int = 0, *, with_std: bool = False) -> torch.Tensor:
+        """Float NCHW 0..255 RGB -> (N, 664) stage features averaged over the input less a border (see pool_maps)."""
+        return pool_maps(self.stage_maps(x), border_px, with_std=with_std)
 
-        Features within border_px of the edge see the zero padding beyond it; leaving them out of the
-        average makes a chip's features close to those of the same area inside a larger image.
-        """
-        pooled = []
-        for fmap, stride in zip(self.stage_maps(x), STAGE_STRIDES):
-            h, w = fmap.shape[2:]
-            oh, ow = min(border_px // stride, (h - 1) // 2), min(border_px // stride, (w - 1) // 2)
-            pooled.append(fmap[:, :, oh : h - oh, ow : w - ow].mean(dim=(2, 3)))
-        return torch.cat(pooled, dim=1)
+
+def pool_maps(maps: list[torch.Tensor], border_px: int = 0, *, with_std: bool = False) -> torch.Tensor:
+    """The 4 stage maps of a batch -> (N, 664) channel means over the input less a border (N, 1328 with_std).
+
+    Features within border_px of the edge see the zero padding beyond it; leaving them out of the
+    average makes a chip's features close to those of the same area inside a larger image. With
+    with_std, each channel's standard deviation over the same positions follows the means.
+    """
+    means, stds = [], []
+    for fmap, stride in zip(maps, STAGE_STRIDES):
+        h, w = fmap.shape[2:]
+        oh, ow = min(border_px // stride, (h - 1) // 2), min(border_px // stride, (w - 1) // 2)
+        inner = fmap[:, :, oh : h - oh, ow : w - ow]
+        means.append(inner.mean(dim=(2, 3)))
+        if with_std:
+            stds.append(inner.std(dim=(2, 3), correction=0))
+    return torch.cat(means + stds, dim=1)
 
 
 def load_backbone() -> Backbone:

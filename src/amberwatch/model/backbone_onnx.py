@@ -3,12 +3,15 @@
 Only inputs whose sides are multiples of 32 go through it (their TF-same paddings are constant, so
 each one folds into its convolution); anything else uses the torch backbone. The export is made
 once per process from the loaded weights, so no second copy of the weights is stored or shipped.
+A model may also carry int8 activation ranges (a few KB, from calibration when it was trained):
+the export is then quantized statically (ORT QDQ, ~2.3x faster again) in the same process.
 """
 
 from __future__ import annotations
 
 import copy
 import io
+import logging
 import tempfile
 import threading
 import warnings
@@ -22,7 +25,7 @@ from torch import nn
 from amberwatch.errors import ModelError
 from amberwatch.model.backbone import INPUT_MULTIPLE_PX, Backbone, ConvAct, same_pad_1d
 
-_SESSIONS: dict[str, OnnxBackbone] = {}
+_SESSIONS: dict[tuple, OnnxBackbone] = {}
 _LOCK = threading.Lock()
 
 
@@ -101,40 +104,117 @@ def _fold_pads(model) -> None:
         graph.initializer.remove(init)
 
 
-class OnnxBackbone:
-    """stage_maps of a Backbone through ONNX Runtime (one intra-op thread per worker process)."""
+def _fp32_model(backbone: Backbone):
+    """The backbone's stage_maps as an fp32 ONNX ModelProto, TF-same paddings folded into the convolutions."""
+    import onnx  # pinned dependencies, imported when a scan first needs them (not on every CLI start)
+    import onnxruntime as ort
 
-    def __init__(self, backbone: Backbone, threads: int = 1) -> None:
-        import onnx  # pinned dependencies, imported when a scan first needs them (not on every CLI start)
+    buf = io.BytesIO()
+    sample = torch.zeros(1, 3, 2 * INPUT_MULTIPLE_PX, 2 * INPUT_MULTIPLE_PX)
+    names = [f"stage{i}" for i in range(4)]
+    axes = {"x": {0: "n", 2: "h", 3: "w"}, **{n: {0: "n", 2: f"{n}_h", 3: f"{n}_w"} for n in names}}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's notes on shape inference and Slice folding
+        torch.onnx.export(
+            _Export(backbone).eval(),
+            (sample,),
+            buf,
+            dynamo=False,
+            opset_version=17,
+            input_names=["x"],
+            output_names=names,
+            dynamic_axes=axes,
+            do_constant_folding=True,
+        )
+    # ORT's basic pass folds the exporter's pad-size arithmetic into constants; then each Pad joins its Conv.
+    with tempfile.TemporaryDirectory(prefix="amberwatch-onnx-") as tmp:
+        basic = ort.SessionOptions()
+        basic.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        basic.log_severity_level = 3
+        basic.optimized_model_filepath = str(Path(tmp) / "basic.onnx")
+        ort.InferenceSession(buf.getvalue(), basic, providers=["CPUExecutionProvider"])
+        model = onnx.load(basic.optimized_model_filepath)
+    _fold_pads(model)
+    return model
+
+
+class _Arrays:
+    """A CalibrationDataReader over float NCHW arrays."""
+
+    def __init__(self, arrays: list[np.ndarray]) -> None:
+        self._it = iter([{"x": a} for a in arrays])
+
+    def get_next(self) -> dict | None:
+        return next(self._it, None)
+
+
+def _quantize(model, reader: _Arrays | None, cache: Path):
+    """ORT static int8 (QDQ, uint8 activations, per-channel int8 weights) of model; ranges from cache or reader."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    out = cache.with_name("int8.onnx")
+    logging.disable(logging.WARNING)  # ORT logs advice on pre-processing to the root logger on every call
+    try:
+        quantize_static(
+            copy.deepcopy(model),  # quantize_static may point the model it is given at temporary weight files
+            out,
+            reader,
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            reduce_range=False,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            calibration_cache_path=cache,
+        )
+    finally:
+        logging.disable(logging.NOTSET)
+    return onnx.load(str(out))
+
+
+def int8_ranges(backbone: Backbone, images: list[np.ndarray]) -> dict[str, list[float]]:
+    """Activation ranges {tensor: [min, max]} of the backbone on HxWx3 uint8 images (sides multiples of 32).
+
+    Stored in a model file, they rebuild the same int8 backbone in any process without the images.
+    """
+    import json
+
+    arrays = [np.ascontiguousarray(im.transpose(2, 0, 1)[None], dtype=np.float32) for im in images]
+    with tempfile.TemporaryDirectory(prefix="amberwatch-int8-") as tmp:
+        cache = Path(tmp) / "ranges.json"
+        _quantize(_fp32_model(backbone), _Arrays(arrays), cache)
+        data = json.loads(cache.read_text())["data"]
+    return {name: [float(v["lowest"]["data"][0]), float(v["highest"]["data"][0])] for name, v in data.items()}
+
+
+def _int8_model(model, ranges: dict[str, list[float]]):
+    """The fp32 model quantized with stored ranges (no calibration data); ModelError if they do not fit it."""
+    from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData, save_tensors_data
+
+    tensors = {o for node in model.graph.node for o in node.output} | {i.name for i in model.graph.input}
+    missing = sorted(set(ranges) - tensors)
+    if missing or not ranges:
+        raise ModelError(f"int8 ranges name tensors the exported backbone lacks: {missing[:3]} (re-export changed?)")
+    data = {
+        name: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for name, (lo, hi) in sorted(ranges.items())
+    }
+    with tempfile.TemporaryDirectory(prefix="amberwatch-int8-") as tmp:
+        cache = Path(tmp) / "ranges.json"
+        save_tensors_data(TensorsData(CalibrationMethod.MinMax, data), cache)
+        return _quantize(model, None, cache)
+
+
+class OnnxBackbone:
+    """stage_maps of a Backbone through ONNX Runtime (one intra-op thread per worker process), fp32 or int8."""
+
+    def __init__(self, backbone: Backbone, threads: int = 1, ranges: dict[str, list[float]] | None = None) -> None:
         import onnxruntime as ort
 
-        buf = io.BytesIO()
-        sample = torch.zeros(1, 3, 2 * INPUT_MULTIPLE_PX, 2 * INPUT_MULTIPLE_PX)
-        names = [f"stage{i}" for i in range(4)]
-        axes = {"x": {0: "n", 2: "h", 3: "w"}, **{n: {0: "n", 2: f"{n}_h", 3: f"{n}_w"} for n in names}}
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the exporter's notes on shape inference and Slice folding
-            torch.onnx.export(
-                _Export(backbone).eval(),
-                (sample,),
-                buf,
-                dynamo=False,
-                opset_version=17,
-                input_names=["x"],
-                output_names=names,
-                dynamic_axes=axes,
-                do_constant_folding=True,
-            )
-        # ORT's basic pass folds the exporter's pad-size arithmetic into constants; then each Pad joins its Conv.
-        with tempfile.TemporaryDirectory(prefix="amberwatch-onnx-") as tmp:
-            basic = ort.SessionOptions()
-            basic.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-            basic.log_severity_level = 3
-            basic.optimized_model_filepath = str(Path(tmp) / "basic.onnx")
-            ort.InferenceSession(buf.getvalue(), basic, providers=["CPUExecutionProvider"])
-            model = onnx.load(basic.optimized_model_filepath)
-        _fold_pads(model)
+        model = _fp32_model(backbone)
         self.pads_left = sum(node.op_type == "Pad" for node in model.graph.node)
+        if ranges is not None:
+            model = _int8_model(model, ranges)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -143,6 +223,7 @@ class OnnxBackbone:
         options.log_severity_level = 3  # ORT's notes on removed initializers are not the user's concern
         self._session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
         self.digest = backbone.digest
+        self.int8 = ranges is not None
 
     def stage_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Float NCHW 0..255 RGB, sides multiples of 32 -> the 4 stage maps (as torch tensors)."""
@@ -153,12 +234,14 @@ class OnnxBackbone:
         return [torch.from_numpy(o) for o in self._session.run(None, {"x": arr})]
 
 
-def onnx_backbone(backbone: Backbone) -> OnnxBackbone:
-    """The ONNX Runtime twin of a backbone, exported once per process."""
+def onnx_backbone(backbone: Backbone, ranges: dict[str, list[float]] | None = None) -> OnnxBackbone:
+    """The ONNX Runtime twin of a backbone (int8 with stored ranges), exported once per process and ranges."""
+    key = (backbone.digest, None if ranges is None else tuple(sorted((k, *v) for k, v in ranges.items())))
     with _LOCK:
-        fast = _SESSIONS.get(backbone.digest)
+        fast = _SESSIONS.get(key)
         if fast is None:
-            fast = OnnxBackbone(backbone, threads=max(1, torch.get_num_threads()))
-            _SESSIONS.clear()
-            _SESSIONS[backbone.digest] = fast
+            fast = OnnxBackbone(backbone, threads=max(1, torch.get_num_threads()), ranges=ranges)
+            if len(_SESSIONS) >= 2:  # an fp32 and an int8 twin at most (chips and scan maps)
+                _SESSIONS.pop(next(iter(_SESSIONS)))
+            _SESSIONS[key] = fast
     return fast

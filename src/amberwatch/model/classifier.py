@@ -66,6 +66,11 @@ class VersionedModel:
 
     embedding_dims = 0  # values per tile embedding kept by the scan (0: this model makes none)
 
+    def set_int8(self, on: bool) -> None:
+        """Score maps through an int8 backbone: only pretrained-recipe models with int8 calibration have one."""
+        if on:
+            raise ModelError(f"model v{self.version} ({self.kind}) has no int8 backbone (recipe pretrained has)")
+
     def grid_and_cell_embeddings(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """predict_grid's P(mining) per cell, and per-cell embedding sums (None: this model has no embedding)."""
         return self.predict_grid(image), None

@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS chip_features (
     prep TEXT NOT NULL,        -- backbone digest + preprocessing identity
     chip_sha256 TEXT NOT NULL, -- sha256 of the chip's shape and pixels
     view INTEGER NOT NULL,
-    vector BLOB NOT NULL,      -- float32 x FEATURE_DIM
+    vector BLOB NOT NULL,      -- float32 x FEATURE_DIM (x 2 with std)
     PRIMARY KEY (prep, chip_sha256, view)
 ) WITHOUT ROWID;
 """
@@ -114,7 +114,7 @@ def view_images(chip: np.ndarray, sha: str, views: Sequence[int]) -> dict[int, t
 
 
 def compute_views(
-    backbone: Backbone, chip: np.ndarray, sha: str, views: Sequence[int], border_px: int = 0
+    backbone: Backbone, chip: np.ndarray, sha: str, views: Sequence[int], border_px: int = 0, with_std: bool = False
 ) -> dict[int, np.ndarray]:
     """Pooled backbone features of the requested views; views of equal shape share one batch."""
     images = view_images(chip, sha, views)
@@ -124,7 +124,7 @@ def compute_views(
     out: dict[int, np.ndarray] = {}
     with torch.inference_mode():
         for vs in by_shape.values():
-            feats = backbone.pooled(torch.cat([images[v] for v in vs]), border_px).numpy()
+            feats = backbone.pooled(torch.cat([images[v] for v in vs]), border_px, with_std=with_std).numpy()
             out.update({v: feats[i].astype(np.float32) for i, v in enumerate(vs)})
     return out
 
@@ -136,14 +136,15 @@ def chip_features(
     scale: float,
     jitter_copies: int,
     border_px: int = 0,
+    with_std: bool = False,
     cache: FeatureCache | None = None,
     log: Callable[[str], None] | None = None,
     stats: dict | None = None,
 ) -> np.ndarray:
-    """(N, 8 + jitter_copies, FEATURE_DIM) float32 features of every view of every chip, cached."""
+    """(N, 8 + jitter_copies, FEATURE_DIM or 2 x FEATURE_DIM with_std) float32 features of every view, cached."""
     views = list(range(DIHEDRAL_VIEWS + jitter_copies))
-    prep = prep_key(backbone, scale, border_px)
-    out = np.zeros((len(chips), len(views), FEATURE_DIM), dtype=np.float32)
+    prep = prep_key(backbone, scale, border_px, with_std)
+    out = np.zeros((len(chips), len(views), FEATURE_DIM * (2 if with_std else 1)), dtype=np.float32)
     computed = 0
     t0 = last = time.perf_counter()
     for i, chip in enumerate(chips):
@@ -151,7 +152,7 @@ def chip_features(
         have = cache.get(prep, sha) if cache is not None else {}
         missing = [v for v in views if v not in have]
         if missing:
-            new = compute_views(backbone, rescale(chip, scale), sha, missing, border_px)
+            new = compute_views(backbone, rescale(chip, scale), sha, missing, border_px, with_std)
             if cache is not None:
                 cache.put(prep, sha, new)
             have = {**have, **new}
@@ -167,10 +168,11 @@ def chip_features(
     return out
 
 
-def prep_key(backbone: Backbone, scale: float, border_px: int = 0) -> str:
-    """Identity of what a cached vector depends on besides the chip: weights, scale, pooling border, jitter."""
+def prep_key(backbone: Backbone, scale: float, border_px: int = 0, with_std: bool = False) -> str:
+    """Identity of what a cached vector depends on besides the chip: weights, scale, pooling, jitter."""
     # blur_p=0.0 names an augmentation option removed from AugmentConfig (never used here); kept in the key so
     # feature caches written before its removal stay valid.
     items = {"blur_p": 0.0, **JITTER.to_dict()}
     jitter = ",".join(f"{k}={v}" for k, v in sorted(items.items()))
-    return f"{backbone.digest[:16]}|prep{PREP_VERSION}|scale={scale:.4f}|border={border_px}|{jitter}"
+    stats = "|std" if with_std else ""  # mean-only keys stay as they were, so older caches stay valid
+    return f"{backbone.digest[:16]}|prep{PREP_VERSION}|scale={scale:.4f}|border={border_px}{stats}|{jitter}"

@@ -1,9 +1,11 @@
 """Recipe `pretrained`: frozen EfficientNet-Lite0 features, a linear head, and a score map per image.
 
-A linear head on average-pooled features is the mean of per-location scores, so every stage's
-feature map gives a score map (a class activation map). ``predict_grid`` sums the stage maps on a
-grid of ``cell_px`` cells and averages them over a window of ``window_cells`` cells around each
-cell: one backbone pass per image scores every window the way a chip of that size would be scored.
+A chip's features are each stage channel's mean over the chip and, for the stages in ``std_stages``,
+its standard deviation. The head is linear in them. Its mean part is the mean of per-location scores, so every
+stage's feature map gives a score map (a class activation map); the standard deviations come from
+window means of x and x^2. ``predict_grid`` keeps both per cell of ``cell_px`` and averages them over
+a window of ``window_cells`` cells around each cell: one backbone pass per image scores every window
+the way a chip of that size would be scored.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from amberwatch.errors import InvalidInputError, ModelError
+from amberwatch.errors import InvalidInputError, ModelError, ModelFallbackWarning
 from amberwatch.model.backbone import (
     FEATURE_DIM,
     INPUT_MULTIPLE_PX,
@@ -27,8 +29,9 @@ from amberwatch.model.backbone import (
     STAGE_STRIDES,
     Backbone,
     load_backbone,
+    pool_maps,
 )
-from amberwatch.model.backbone_onnx import onnx_backbone
+from amberwatch.model.backbone_onnx import OnnxBackbone, int8_ranges, onnx_backbone
 from amberwatch.model.classifier import VersionedModel, as_rgb_chip, payload_bytes, write_atomically
 from amberwatch.model.dataset import TEXTY_RESOLUTION_M_PER_PX, ChipSet
 from amberwatch.model.features import DIHEDRAL_VIEWS, FeatureCache, chip_features, dihedral, rescale
@@ -40,7 +43,11 @@ class PretrainedRecipe:
 
     scale: float = 1.0  # examples are resized by this factor before the backbone
     jitter_copies: int = 4  # colour-jittered copies per example, besides the 8 flips/rotations
-    C: float = 0.03  # inverse L2 strength of the logistic regression (chosen by block CV, RESULTS.md)
+    C: float = 0.1  # inverse L2 strength of the logistic regression (chosen by block CV, RESULTS.md)
+    # Stages (indices into STAGE_CHANNELS) whose channels' standard deviations join the means: stages 3 and 5.
+    # Deeper stages' deviations score better on chips alone but disagree with the score map (RESULTS.md).
+    std_stages: tuple[int, ...] = (0, 1)
+    int8: bool = True  # fit calibrates int8 ranges, so scans may run a quantized backbone (scan --int8, 2x faster)
     tta: bool = False  # predict_proba averages the 8 flips/rotations (the scan never does)
     cell_px: int = 16  # score-map cell side in working pixels
     window_cells: int = 15  # side of the window scored for each cell (agreement with chips alone, RESULTS.md)
@@ -65,16 +72,31 @@ class PretrainedRecipe:
 
 
 @dataclass(frozen=True)
-class Embedding:
-    """An affine map of pooled backbone features to a compact embedding: e = weight @ f + bias."""
+class Int8Calibration:
+    """What rebuilds a model's int8 backbone in any process: activation ranges and the mean logit shift they cause."""
 
-    weight: np.ndarray  # (dims, FEATURE_DIM) float32
-    bias: np.ndarray  # (dims,) float32
+    ranges: dict[str, list[float]]  # ONNX tensor -> [min, max] (MinMax calibration on training chips)
+    logit_shift: float  # mean (int8 - fp32) logit on the calibration chips, taken off the scan's logits
+    chips: int = 0
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """A compact embedding: e = weight @ mean features + bias, then the head's logit x logit_scale if > 0."""
+
+    weight: np.ndarray  # (rows, FEATURE_DIM) float32, applied to the mean features
+    bias: np.ndarray  # (rows,) float32
+    logit_scale: float = 0.0  # 0: no logit value (files before std features had it as an affine row)
 
     @property
     def dims(self) -> int:
         """Values per embedding."""
-        return int(self.weight.shape[0])
+        return int(self.weight.shape[0]) + (1 if self.logit_scale else 0)
+
+    def of(self, mean_features: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        """(N, dims) embeddings of pooled mean features and the head's logits."""
+        e = mean_features @ self.weight.T + self.bias
+        return np.concatenate([e, self.logit_scale * logits[:, None]], axis=1) if self.logit_scale else e
 
 
 class PretrainedClassifier(VersionedModel):
@@ -93,10 +115,13 @@ class PretrainedClassifier(VersionedModel):
         metadata: dict | None = None,
         backbone: Backbone | None = None,
         embedding: Embedding | None = None,
+        int8: Int8Calibration | None = None,
     ) -> None:
         weight = np.asarray(weight, dtype=np.float32).reshape(-1)
-        if weight.shape != (FEATURE_DIM,):
-            raise ModelError(f"pretrained head has {weight.size} weights, expected {FEATURE_DIM}")
+        self._std_cols = std_columns(recipe.std_stages)
+        n_features = FEATURE_DIM + len(self._std_cols)
+        if weight.shape != (n_features,):
+            raise ModelError(f"pretrained head has {weight.size} weights, expected {n_features}")
         self.weight = weight
         self.bias = float(bias)
         self.recipe = recipe
@@ -104,6 +129,9 @@ class PretrainedClassifier(VersionedModel):
         self.metadata: dict = dict(metadata or {})
         self.backbone = backbone if backbone is not None else load_backbone()
         self._fast = None  # the ONNX Runtime twin, made on the first predict_grid
+        self._logit_shift = 0.0
+        self.int8 = int8
+        self.use_int8 = False  # score maps through the int8 backbone (needs int8 ranges): faster, slightly noisier
         self.resolution_m_per_px = recipe.resolution_m_per_px
         self.cell_px = recipe.cell_px
         raw = (recipe.window_cells // 2) * recipe.cell_px + recipe.halo_px
@@ -111,8 +139,8 @@ class PretrainedClassifier(VersionedModel):
         self.embedding = embedding
         if embedding is not None and embedding.weight.shape[1:] != (FEATURE_DIM,):
             raise ModelError(f"embedding weight has shape {embedding.weight.shape}, expected (dims, {FEATURE_DIM})")
-        # Column 0 scores, columns 1.. embed: both are linear in the features, so one pass gives every cell both.
-        columns = [self.weight[:, None]] + ([embedding.weight.T] if embedding is not None else [])
+        # Column 0 scores the means, columns 1.. embed them: both are linear, so one pass gives every cell both.
+        columns = [self.weight[:FEATURE_DIM, None]] + ([embedding.weight.T] if embedding is not None else [])
         w = torch.from_numpy(np.ascontiguousarray(np.concatenate(columns, axis=1), dtype=np.float32))
         self._stage_w = list(torch.split(w, list(STAGE_CHANNELS)))
 
@@ -123,8 +151,13 @@ class PretrainedClassifier(VersionedModel):
 
     # -- chips --------------------------------------------------------------------------------------------
     def logits_from_features(self, features: np.ndarray) -> np.ndarray:
-        """(N, FEATURE_DIM) pooled features -> (N,) logits."""
+        """(N, n_features) pooled features -> (N,) logits."""
         return np.asarray(features, dtype=np.float32) @ self.weight + self.bias
+
+    def pooled_features(self, x: torch.Tensor) -> np.ndarray:
+        """Float NCHW 0..255 chips (already rescaled) -> (N, n_features) features the head takes."""
+        feats = self.backbone.pooled(x, self.recipe.border_px, with_std=bool(self.recipe.std_stages)).numpy()
+        return select_features(feats, self.recipe.std_stages)
 
     def predict_proba(self, chips: Sequence[np.ndarray]) -> np.ndarray:
         """Chips HxWx3 (at the examples' resolution, any size) -> (N,) float32 P(mining)."""
@@ -136,7 +169,7 @@ class PretrainedClassifier(VersionedModel):
             for i, chip in enumerate(chips):
                 arr = rescale(as_rgb_chip(chip, f"chip {i}"), self.recipe.scale)
                 x = torch.from_numpy(np.stack([dihedral(arr, v) for v in views])).permute(0, 3, 1, 2).float()
-                feats = self.backbone.pooled(x, self.recipe.border_px).mean(dim=0, keepdim=True).numpy()
+                feats = self.pooled_features(x).mean(axis=0, keepdims=True)
                 out[i] = _sigmoid(self.logits_from_features(feats))[0]
         return out
 
@@ -144,13 +177,13 @@ class PretrainedClassifier(VersionedModel):
         """Chips HxWx3 -> (N, embedding_dims) float32 embeddings of their pooled features (ModelError without)."""
         if self.embedding is None:
             raise ModelError(f"model v{self.version} has no embedding: retrain it to search for similar places")
-        feats = np.zeros((len(chips), FEATURE_DIM), dtype=np.float32)
+        feats = np.zeros((len(chips), len(self.weight)), dtype=np.float32)
         with torch.inference_mode():
             for i, chip in enumerate(chips):
                 arr = rescale(as_rgb_chip(chip, f"chip {i}"), self.recipe.scale)
                 x = torch.from_numpy(arr[None].copy()).permute(0, 3, 1, 2).float()
-                feats[i] = self.backbone.pooled(x, self.recipe.border_px).numpy()[0]
-        return feats @ self.embedding.weight.T + self.embedding.bias
+                feats[i] = self.pooled_features(x)[0]
+        return self.embedding.of(feats[:, :FEATURE_DIM], self.logits_from_features(feats))
 
     # -- images -------------------------------------------------------------------------------------------
     def cell_logit_map(self, image: np.ndarray) -> torch.Tensor:
@@ -158,7 +191,11 @@ class PretrainedClassifier(VersionedModel):
         return self.cell_maps(image)[0]
 
     def cell_maps(self, image: np.ndarray) -> torch.Tensor:
-        """Image HxWx3 -> (1 + embedding_dims, H/cell, W/cell): per-cell score sums, then embedding sums (no bias)."""
+        """Image HxWx3 -> per-cell maps (C, H/cell, W/cell), bias excluded.
+
+        Channel 0 is the score of the mean features, then the embedding's rows, then (std_stages) the
+        per-cell means of every stage channel x and of x^2.
+        """
         arr = as_rgb_chip(image, "image")
         h, w = arr.shape[:2]
         cell, step = self.cell_px, INPUT_MULTIPLE_PX
@@ -169,7 +206,8 @@ class PretrainedClassifier(VersionedModel):
             arr = np.pad(arr, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(h, w) > step else "edge")
         H, W = arr.shape[:2]
         x = torch.from_numpy(np.require(arr, requirements=["C", "W"])).permute(2, 0, 1)[None]  # uint8: floats per pass
-        out = torch.zeros(len(self._stage_w[0][0]), H // cell, W // cell)
+        channels = len(self._stage_w[0][0]) + 2 * len(self._std_cols)
+        out = torch.zeros(channels, H // cell, W // cell)
         halo = self.recipe.halo_px
         with torch.inference_mode():
             for y0, y1 in _spans(H, self.recipe.chunk_px):
@@ -184,36 +222,87 @@ class PretrainedClassifier(VersionedModel):
         return out[:, : h // cell, : w // cell]
 
     def _cells(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-cell sums of the stage score (and embedding) maps of one input region (sides multiples of 32)."""
-        cell = self.cell_px
+        """cell_maps' channels for one input region (sides multiples of 32)."""
         if self._fast is None:
-            self._fast = onnx_backbone(self.backbone)
-        total = None
-        for fmap, wk, stride in zip(self._fast.stage_maps(x), self._stage_w, STAGE_STRIDES):
-            score = torch.einsum("nchw,ck->nkhw", fmap, wk)
-            if stride < cell:
-                score = F.avg_pool2d(score, cell // stride)
-            elif stride > cell:
-                score = score.repeat_interleave(stride // cell, dim=2).repeat_interleave(stride // cell, dim=3)
+            self._fast = self._scan_backbone()
+        total, firsts, seconds = None, [], []
+        for stage, (fmap, wk, stride) in enumerate(zip(self._fast.stage_maps(x), self._stage_w, STAGE_STRIDES)):
+            score = self._to_cells(torch.einsum("nchw,ck->nkhw", fmap, wk), stride)
             total = score if total is None else total + score
-        return total[0]
+            if stage in self.recipe.std_stages:
+                firsts.append(self._to_cells(fmap, stride))
+                seconds.append(self._to_cells(fmap * fmap, stride))
+        return torch.cat([total, *firsts, *seconds], dim=1)[0]
+
+    def set_int8(self, on: bool) -> None:
+        """Score maps through the int8 backbone (ModelError if the model has no int8 ranges) or the fp32 one."""
+        if on and self.int8 is None:
+            raise ModelError(f"model v{self.version} has no int8 calibration: retrain it to scan with --int8")
+        self.use_int8, self._fast = bool(on), None
+
+    def _scan_backbone(self) -> OnnxBackbone:
+        """The int8 twin when asked for and its ranges fit this export, else the fp32 one (with a warning)."""
+        self._logit_shift = 0.0
+        if self.use_int8 and self.int8 is not None:
+            try:
+                fast = onnx_backbone(self.backbone, self.int8.ranges)
+                self._logit_shift = self.int8.logit_shift
+                return fast
+            except Exception as exc:  # a different torch/onnx/ORT version may export other tensor names
+                warnings.warn(
+                    f"model v{self.version}: int8 backbone unavailable ({exc}); scanning with fp32",
+                    ModelFallbackWarning,
+                    stacklevel=2,
+                )
+                self.use_int8 = False
+        return onnx_backbone(self.backbone)
+
+    def _to_cells(self, fmap: torch.Tensor, stride: int) -> torch.Tensor:
+        """A stage map at its stride -> the cell grid: cell means of finer maps, coarser ones repeated."""
+        cell = self.cell_px
+        if stride < cell:
+            return F.avg_pool2d(fmap, cell // stride)
+        if stride > cell:
+            return fmap.repeat_interleave(stride // cell, dim=2).repeat_interleave(stride // cell, dim=3)
+        return fmap
+
+    def _std_logits(self, moments: torch.Tensor, k: int) -> torch.Tensor:
+        """The std features' part of every window's logit, from the per-cell means of x and x^2."""
+        w_std = torch.from_numpy(self.weight[FEATURE_DIM:]).double()
+        n = len(w_std)
+        acc = torch.zeros(moments.shape[1:], dtype=torch.float64)
+        for i0 in range(0, n, 128):  # channel groups keep the float64 buffers small
+            i1 = min(n, i0 + 128)
+            m = box_mean(moments[i0:i1], k)
+            var = box_mean(moments[n + i0 : n + i1], k) - m * m
+            acc += torch.einsum("chw,c->hw", var.clamp_min(0).sqrt(), w_std[i0:i1])
+        return acc.float()
 
     def predict_grid(self, image: np.ndarray) -> np.ndarray:
         """Image HxWx3 uint8 (at resolution_m_per_px; H, W multiples of cell_px) -> P(mining) per cell window."""
         return self.grid_and_cell_embeddings(image)[0]
 
     def grid_and_cell_embeddings(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """predict_grid's P(mining) per cell, and the (dims, H/cell, W/cell) per-cell embedding sums (or None)."""
+        """predict_grid's P(mining) per cell, and the (dims, H/cell, W/cell) per-cell embedding values (or None)."""
         maps = self.cell_maps(image)
         k = self.recipe.window_cells
-        window = F.avg_pool2d(maps[None, :1], k, stride=1, padding=k // 2, count_include_pad=False)[0, 0]
-        probs = torch.sigmoid(window + self.bias).numpy().astype(np.float32)
-        return probs, (maps[1:].numpy() if self.embedding is not None else None)
+        rows = len(self._stage_w[0][0])
+        logits = box_mean(maps[:1], k)[0].float() + (self.bias - self._logit_shift)
+        if self.recipe.std_stages:
+            logits += self._std_logits(maps[rows:], k)
+        probs = torch.sigmoid(logits).numpy().astype(np.float32)
+        if self.embedding is None:
+            return probs, None
+        cells = maps[1:rows].numpy()
+        if self.embedding.logit_scale:  # each cell's window logit stands for the tile's when averaged over it
+            cells = np.concatenate([cells, self.embedding.logit_scale * logits.numpy()[None]])
+        return probs, cells
 
     def tile_embedding(self, cell_embeddings: np.ndarray, row: int, col: int, cells: int) -> bytes:
-        """float16 bytes of a tile's embedding: the mean of its cells' sums from grid_and_cell_embeddings, plus bias."""
-        block = cell_embeddings[:, row : row + cells, col : col + cells]
-        return (block.mean(axis=(1, 2)) + self.embedding.bias).astype(np.float16).tobytes()
+        """float16 bytes of a tile's embedding: the mean of its cells' values from grid_and_cell_embeddings + bias."""
+        block = cell_embeddings[:, row : row + cells, col : col + cells].mean(axis=(1, 2))
+        block[: len(self.embedding.bias)] += self.embedding.bias
+        return block.astype(np.float16).tobytes()
 
     # -- file format --------------------------------------------------------------------------------------
     def payload(self) -> dict:
@@ -227,10 +316,12 @@ class PretrainedClassifier(VersionedModel):
             "threshold": self.threshold,
             "resolution_m_per_px": self.resolution_m_per_px,
             "metadata": self.metadata,
+            **({"int8": asdict(self.int8)} if self.int8 is not None else {}),
             **(
                 {
                     "embed_weight": torch.from_numpy(self.embedding.weight.copy()),
                     "embed_bias": torch.from_numpy(self.embedding.bias.copy()),
+                    "embed_logit_scale": self.embedding.logit_scale,
                 }
                 if self.embedding is not None
                 else {}
@@ -247,7 +338,10 @@ class PretrainedClassifier(VersionedModel):
                 f"{name}: trained on backbone {stored.get('name')} with weights sha256 "
                 f"{str(stored.get('sha256'))[:16]}..., but the installed weights are {backbone.digest[:16]}..."
             )
-        recipe = PretrainedRecipe(**{k: v for k, v in payload["recipe"].items() if k != "name"})
+        # Files written before std features had none: their recipe lacks the key.
+        stored_recipe = {k: v for k, v in payload["recipe"].items() if k != "name"}
+        stored_recipe["std_stages"] = tuple(stored_recipe.get("std_stages", ()))
+        recipe = PretrainedRecipe(**{"int8": False, **stored_recipe})
         return cls(
             np.asarray(payload["head_weight"]),
             float(payload["head_bias"]),
@@ -255,10 +349,12 @@ class PretrainedClassifier(VersionedModel):
             threshold=float(payload["threshold"]),
             metadata=dict(payload.get("metadata") or {}),
             backbone=backbone,
+            int8=Int8Calibration(**payload["int8"]) if "int8" in payload else None,
             embedding=(
                 Embedding(
                     np.asarray(payload["embed_weight"], dtype=np.float32),
                     np.asarray(payload["embed_bias"], dtype=np.float32),
+                    float(payload.get("embed_logit_scale", 0.0)),
                 )
                 if "embed_weight" in payload
                 else None
@@ -282,6 +378,40 @@ def _spans(size_px: int, chunk_px: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
 
 
+def std_columns(std_stages: Sequence[int]) -> np.ndarray:
+    """Columns of the standard deviations of std_stages' channels in pooled features with std (means first)."""
+    starts = np.cumsum([0, *STAGE_CHANNELS])
+    return np.concatenate(
+        [np.arange(starts[i], starts[i + 1], dtype=np.int64) + FEATURE_DIM for i in sorted(std_stages)]
+        or [np.zeros(0, dtype=np.int64)]
+    )
+
+
+def select_features(pooled: np.ndarray, std_stages: Sequence[int]) -> np.ndarray:
+    """Pooled features with all standard deviations (..., 1328) -> the means and std_stages' deviations."""
+    if not std_stages:
+        return pooled[..., :FEATURE_DIM]
+    return np.concatenate([pooled[..., :FEATURE_DIM], pooled[..., std_columns(std_stages)]], axis=-1)
+
+
+def box_mean(maps: torch.Tensor, k: int) -> torch.Tensor:
+    """(C, H, W) -> float64 means over the k x k window around each cell, counting only cells inside the map.
+
+    The same as avg_pool2d(k, stride 1, padding k // 2, count_include_pad=False), from cumulative sums: the
+    cost does not grow with k, and float64 keeps E[x^2] - E[x]^2 exact enough for a standard deviation.
+    """
+    r = k // 2
+    h, w = maps.shape[1:]
+    s = F.pad(maps.double(), (r + 1, r, r + 1, r)).cumsum(1)  # a leading zero row/column, then the window's reach
+    s = (s[:, k:] - s[:, :-k]).cumsum(2)
+    sums = s[:, :, k:] - s[:, :, :-k]
+    rows = torch.arange(h)
+    cols = torch.arange(w)
+    n_rows = (rows + r).clamp(max=h - 1) - (rows - r).clamp(min=0) + 1
+    n_cols = (cols + r).clamp(max=w - 1) - (cols - r).clamp(min=0) + 1
+    return sums / (n_rows[:, None] * n_cols[None, :]).double()
+
+
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.asarray(z, dtype=np.float64)))
 
@@ -291,7 +421,7 @@ def data_features(
     data: ChipSet, recipe: PretrainedRecipe, log: Callable[[str], None] | None = None, stats: dict | None = None
 ) -> np.ndarray:
     """(N, views, FEATURE_DIM) features of every example, through the recipe's feature cache (and kept on data)."""
-    key = ("features", recipe.scale, recipe.jitter_copies, recipe.border_px)
+    key = ("features", recipe.scale, recipe.jitter_copies, recipe.border_px, recipe.std_stages)
     if key in data.extra:
         return data.extra[key]
     cache = FeatureCache(recipe.feature_cache) if recipe.feature_cache else None
@@ -302,6 +432,7 @@ def data_features(
             scale=recipe.scale,
             jitter_copies=recipe.jitter_copies,
             border_px=recipe.border_px,
+            with_std=bool(recipe.std_stages),
             cache=cache,
             log=log,
             stats=stats,
@@ -309,6 +440,7 @@ def data_features(
     finally:
         if cache is not None:
             cache.close()
+    feats = select_features(feats, recipe.std_stages)
     data.extra[key] = feats
     return feats
 
@@ -339,23 +471,60 @@ def fit(data: ChipSet, recipe: PretrainedRecipe, log: Callable[[str], None] | No
     """Train the head (and the embedding) on all of data -> PretrainedClassifier at threshold 0.5."""
     features = data_features(data, recipe, log)
     weight, bias = fit_head(features, data.labels, recipe)
-    embedding = (
-        fit_embedding(features, data.labels, weight, bias, recipe.embedding_dims) if recipe.embedding_dims else None
-    )
-    return PretrainedClassifier(weight, bias, recipe, embedding=embedding)
+    embedding = None
+    if recipe.embedding_dims:
+        logits = features.reshape(-1, features.shape[-1]) @ weight + bias
+        embedding = fit_embedding(features[..., :FEATURE_DIM], data.labels, logits, recipe.embedding_dims)
+    int8 = calibrate_int8(data.chips, weight, recipe) if recipe.int8 else None
+    return PretrainedClassifier(weight, bias, recipe, embedding=embedding, int8=int8)
 
 
-def fit_embedding(features: np.ndarray, labels: np.ndarray, weight: np.ndarray, bias: float, dims: int) -> Embedding:
-    """PLS directions of the standardised features plus the head's logit (weight 2): the tile embedding.
+def calibration_images(chips: Sequence[np.ndarray], recipe: PretrainedRecipe, n: int = 50) -> list[np.ndarray]:
+    """Up to n chips spread over the training set, rescaled and centre-cropped to multiples of 32 px."""
+    step = INPUT_MULTIPLE_PX
+    out = []
+    for i in np.unique(np.linspace(0, len(chips) - 1, min(n, len(chips))).round().astype(int)):
+        arr = rescale(as_rgb_chip(chips[i], f"chip {i}"), recipe.scale)
+        h, w = (arr.shape[0] // step) * step, (arr.shape[1] // step) * step
+        if h >= 2 * step and w >= 2 * step:
+            top, left = (arr.shape[0] - h) // 2, (arr.shape[1] - w) // 2
+            out.append(np.ascontiguousarray(arr[top : top + h, left : left + w]))
+    return out
+
+
+def calibrate_int8(chips: Sequence[np.ndarray], weight: np.ndarray, recipe: PretrainedRecipe) -> Int8Calibration | None:
+    """int8 activation ranges from training chips, and the mean logit shift of the int8 backbone against fp32."""
+    images = calibration_images(chips, recipe)
+    if not images:
+        return None
+    backbone = load_backbone()
+    ranges = int8_ranges(backbone, images)
+    exact, fast = onnx_backbone(backbone), onnx_backbone(backbone, ranges)
+    shifts = []
+    with torch.inference_mode():
+        for im in images:
+            x = torch.from_numpy(im).permute(2, 0, 1)[None].float()
+            f32, f8 = (
+                pool_maps(b.stage_maps(x), recipe.border_px, with_std=bool(recipe.std_stages)).numpy()
+                for b in (exact, fast)
+            )
+            diff = select_features(f8, recipe.std_stages) - select_features(f32, recipe.std_stages)
+            shifts.append(float((diff @ weight)[0]))
+    return Int8Calibration(ranges, float(np.mean(shifts)), len(images))
+
+
+def fit_embedding(mean_features: np.ndarray, labels: np.ndarray, logits: np.ndarray, dims: int) -> Embedding:
+    """PLS directions of the standardised mean features plus the head's logit (weight 2): the tile embedding.
 
     Leave-one-block-out retrieval on the Texty crops chose it (RESULTS.md): dims - 1 PLS components of the
-    standardised features, each row scaled to a median norm of 1, and the head's logit scaled to standard
-    deviation 2. Every step is affine, so the scan computes it per location and pools it per tile.
+    standardised features, each row scaled to a median norm of 1, and the head's logit (one per row of the
+    flattened views) scaled to standard deviation 2. The PLS part is affine in the mean features, so the
+    scan computes it per location and pools it per tile.
     """
     from sklearn.cross_decomposition import PLSRegression
 
-    x = features.reshape(-1, features.shape[-1]).astype(np.float64)
-    y = np.repeat(np.asarray(labels, dtype=np.float64), features.shape[1])
+    x = mean_features.reshape(-1, mean_features.shape[-1]).astype(np.float64)
+    y = np.repeat(np.asarray(labels, dtype=np.float64), mean_features.shape[1])
     mu, sd = x.mean(axis=0), x.std(axis=0)
     sd[sd == 0] = 1.0
     z = (x - mu) / sd
@@ -365,10 +534,10 @@ def fit_embedding(features: np.ndarray, labels: np.ndarray, weight: np.ndarray, 
         pls = PLSRegression(n_components=dims - 1, scale=False).fit(z, y)
     rot, centre = pls.x_rotations_, z.mean(axis=0)
     spread = float(np.median(np.linalg.norm((z - centre) @ rot, axis=1))) or 1.0
-    logit_sd = float(np.std(x @ weight + bias)) or 1.0
-    a = np.vstack([(rot.T / sd[None, :]) / spread, 2.0 * weight[None, :] / logit_sd])
-    b = np.concatenate([-(rot.T @ (mu / sd + centre)) / spread, [2.0 * bias / logit_sd]])
-    return Embedding(a.astype(np.float32), b.astype(np.float32))
+    logit_sd = float(np.std(logits)) or 1.0
+    a = (rot.T / sd[None, :]) / spread
+    b = -(rot.T @ (mu / sd + centre)) / spread
+    return Embedding(a.astype(np.float32), b.astype(np.float32), 2.0 / logit_sd)
 
 
 def cross_validate(

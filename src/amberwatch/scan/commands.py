@@ -38,6 +38,11 @@ def _fmt_duration(seconds: float) -> str:
 @click.option("--new", "new", is_flag=True, help="Start a new scan even if a matching unfinished one exists.")
 @click.option("--dry-run", is_flag=True, help="Only print tile count, km² and estimated time.")
 @click.option(
+    "--int8",
+    is_flag=True,
+    help="Score with the model's int8-quantized backbone: about 2x faster, rank correlation 0.945 with fp32 windows.",
+)
+@click.option(
     "--max-tiles", type=click.IntRange(1), default=None, help="Refuse AOIs with more tiles [default: 500,000]."
 )
 @click.option(
@@ -109,6 +114,7 @@ def scan_group(ctx: click.Context, **opts) -> None:
         imagery_credit=opts["imagery_credit"],
         dask=opts["dask_address"],
         worker_cache=opts["worker_cache"],
+        int8=opts["int8"],
     )
     out = run_scan(aoi, imagery, opts["zoom"], db, settings, on_event=lambda msg: click.echo(msg, err=True))
     for category, count in sorted(out.warnings.items()):

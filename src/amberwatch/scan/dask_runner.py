@@ -106,7 +106,7 @@ def _ensure_model(context: ScanContext, model_data: bytes | None, digest: str) -
         return
     model = from_bytes(model_data, name=f"model version {context.model_version} (from the Dask client)")
     model.version = context.model_version
-    remember_model(context.model_path, context.model_version, model)
+    remember_model(context.model_path, context.model_version, model, context.int8)
     _loaded_model = key
 
 

@@ -167,6 +167,7 @@ class ScanSettings:
     imagery_credit: str | None = None  # credit line for the public map (presets credit themselves)
     dask: str | None = None  # Dask scheduler address or 'local' (LocalCluster of `workers`); None = local pool
     worker_cache: str | None = None  # tile cache path as seen by Dask workers (see scan.dask_runner)
+    int8: bool = False  # the model's int8 backbone for score maps (about 2x faster, slightly noisier)
 
 
 def resolve_model(db_path: str | os.PathLike[str], model_path: str | None):
@@ -191,6 +192,7 @@ def scan_context(
     zoom: int,
     tile_res_m_per_px: float,
     source_options: tuple = (),
+    int8: bool = False,
 ) -> ScanContext:
     """What workers need to classify tiles of this imagery at this zoom with this model (tile size, margin)."""
     return ScanContext(
@@ -204,6 +206,7 @@ def scan_context(
         cell_px=clf.cell_px,
         block_tiles=clf.block_tiles,
         source_options=source_options,
+        int8=int8,
     )
 
 
@@ -222,6 +225,7 @@ def scan_params(
         "cache_path": context.cache_path,
         "min_area_ha": min_area_ha,
         "unit_zoom_delta": unit_zoom_delta,
+        "int8": context.int8,
     }
 
 
@@ -284,7 +288,7 @@ def _run_locked(
         stats = update_scan_counts(conn, scan_id)
         return _outcome(conn, scan_id, True, 0, stats, started, {"fetch_s": 0.0, "predict_s": 0.0, "units": 0})
     if job.workers <= 1:
-        remember_model(job.context.model_path, job.context.model_version, job.clf)
+        remember_model(job.context.model_path, job.context.model_version, job.clf, job.context.int8)
     todo_total = max(0, job.new_scan.tiles_total - count_finished_tiles(conn, scan_id))
     units = _pending_units(conn, scan_id, aoi, job.new_scan.zoom, unit_delta)
     results = _unit_results(units, job, settings, todo_total, say)
@@ -313,6 +317,8 @@ def _prepare(aoi: AOI, imagery: str, zoom: int, db_path: Path, settings: ScanSet
     """Plan the AOI, resolve the model, probe the imagery and fix how tiles are framed (nothing written yet)."""
     plan = plan_scan(aoi, zoom, max_tiles=settings.max_tiles)
     clf, model_path, model_version = resolve_model(db_path, settings.model_path)
+    if settings.int8:
+        clf.set_int8(True)  # refuses models without int8 calibration before any work starts
     cache_path = str(Path(settings.cache_path or default_cache_path(db_path)).resolve())
     source_id, source_spec = _probe_source(imagery, cache_path, settings.source_options, plan, clf)
     tile_res = plan.tile_resolution_m_per_px
@@ -325,6 +331,7 @@ def _prepare(aoi: AOI, imagery: str, zoom: int, db_path: Path, settings: ScanSet
         zoom=zoom,
         tile_res_m_per_px=tile_res,
         source_options=tuple(sorted(settings.source_options.items())),
+        int8=settings.int8,
     )
     workers = max(1, int(settings.workers or os.cpu_count() or 1))
     delta = settings.unit_zoom_delta or choose_unit_zoom_delta(plan.tiles, workers)

@@ -150,6 +150,7 @@ def _plan_layer(
         model_version=version,
         zoom=zoom,
         tile_res_m_per_px=tile_res,
+        int8=bool(params.get("int8", False)),
     )
     min_area = float(min_area_ha if min_area_ha is not None else params.get("min_area_ha", DEFAULT_MIN_AREA_HA))
     unit_delta = int(params.get("unit_zoom_delta", DEFAULT_UNIT_ZOOM_DELTA))
@@ -189,7 +190,7 @@ def _rescan_tiles(conn: sqlite3.Connection, new_id: int, layer: _Layer, clf) -> 
     try:
         # A cache-only source under the context's key means process_unit can never reach the network.
         remember_source(context, cache, open_cached_source(cache, context.imagery.removeprefix("cache:")))
-        remember_model(context.model_path, context.model_version, clf)
+        remember_model(context.model_path, context.model_version, clf, context.int8)
         return _classify_tiles(conn, new_id, layer.aoi, layer.unit_delta, layer.done, context)
     except BaseException:
         set_scan_status(conn, new_id, "failed")

@@ -44,6 +44,7 @@ class ScanContext:
     source_options: tuple[tuple[str, object], ...] = ()  # extra open_source keyword arguments
     torch_threads: int | None = 1
     block_tiles: int = 4  # tiles per side of one predict_grid call (plus margin)
+    int8: bool = False  # score maps through the model's int8 backbone
 
     @property
     def cells_per_tile(self) -> int:
@@ -66,22 +67,26 @@ class UnitResult:
     reads_failed: int = 0  # tile reads that failed otherwise (HTTP errors, timeouts, bad images)
 
 
-def get_model(path: str | None, version: str):
-    """The classifier for (path, version), loaded once per process."""
-    key = (path or "<bundled>", version)
+def get_model(path: str | None, version: str, int8: bool = False):
+    """The classifier for (path, version), loaded once per process (int8: its quantized backbone for maps)."""
+    key = (path or "<bundled>", version, int8)
     model = _MODELS.get(key)
     if model is None:
         model = load(path)
         model.version = version
+        if int8:
+            model.set_int8(True)
         _MODELS.clear()  # one model per worker process is enough
         _MODELS[key] = model
     return model
 
 
-def remember_model(path: str | None, version: str, model: object) -> None:
+def remember_model(path: str | None, version: str, model: object, int8: bool = False) -> None:
     """Seed the per-process model cache with an already loaded classifier (in-process runs)."""
     _MODELS.clear()
-    _MODELS[(path or "<bundled>", version)] = model
+    if int8:
+        model.set_int8(True)
+    _MODELS[(path or "<bundled>", version, int8)] = model
 
 
 def remember_source(context: ScanContext, cache: object, source: object) -> None:
@@ -241,7 +246,7 @@ def _classify(
     """Classify the unit's frame in blocks and record each tile's probability grid on the result."""
     t, m, g, z = context.tile_px, context.margin_px, context.cells_per_tile, context.zoom
     frame, x0, y0, nx, ny = _unit_frame(unit, images, ring, t, m)
-    model = get_model(context.model_path, context.model_version)
+    model = get_model(context.model_path, context.model_version, context.int8)
     off = m // context.cell_px
     b = max(1, context.block_tiles)
     by_block: dict[tuple[int, int], list[tuple[int, int]]] = {}
