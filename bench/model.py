@@ -1,5 +1,6 @@
 """Benchmark both recipes on one core: chips/s on 256 px chips, and predict_grid time per 256 px tile on the
-mosaic the scan hands over (a unit of tiles plus the model's margin), against a same-run baseline that
+mosaic the scan hands over (a unit of tiles plus the model's margin; fp32 and, for models with int8 ranges, the
+int8 backbone of scan --int8), against a same-run baseline that
 classifies one tile's cells as separate windows (predict_proba on one window per cell); peak RSS.
 
 Usage: python bench/model.py [--chips 128] [--reps 3]
@@ -22,6 +23,17 @@ TILE_PX = 256
 UNIT_TILES = 8  # a scan unit is 8 x 8 tiles
 
 
+def best_grid_s(clf, mosaic: np.ndarray, reps: int) -> float:
+    """Best of reps predict_grid times on the mosaic (after one warm-up call)."""
+    clf.predict_grid(mosaic)
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        clf.predict_grid(mosaic)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def bench_model(path, n_chips: int, reps: int, rng: np.random.Generator) -> dict:
     """Figures of one model file."""
     clf = load(path)
@@ -41,13 +53,12 @@ def bench_model(path, n_chips: int, reps: int, rng: np.random.Generator) -> dict
     margin = clf.context_px
     side = b * TILE_PX + 2 * margin
     mosaic = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
-    clf.predict_grid(mosaic)
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        clf.predict_grid(mosaic)
-        best = min(best, time.perf_counter() - t0)
-    grid_ms = best * 1000 / (b * b)
+    grid_ms = best_grid_s(clf, mosaic, reps) * 1000 / (b * b)
+    int8_ms = None
+    if getattr(clf, "int8", None) is not None:  # the same mosaic through the int8 backbone (scan --int8)
+        clf.set_int8(True)
+        int8_ms = best_grid_s(clf, mosaic, reps) * 1000 / (b * b)
+        clf.set_int8(False)
 
     # Baseline: one window of context (2 * margin px wide) around every cell of one tile, classified separately.
     cells = TILE_PX // clf.cell_px
@@ -74,6 +85,15 @@ def bench_model(path, n_chips: int, reps: int, rng: np.random.Generator) -> dict
         "tiles_per_s_per_core": round(1000 / grid_ms, 1),
         "baseline_separate_windows_ms_per_tile": round(window_ms, 1),
         "speedup_grid_vs_windows": round(window_ms / grid_ms, 1),
+        **(
+            {
+                "predict_grid_ms_per_tile_int8": round(int8_ms, 2),
+                "tiles_per_s_per_core_int8": round(1000 / int8_ms, 1),
+                "int8_speedup": round(grid_ms / int8_ms, 2),
+            }
+            if int8_ms
+            else {}
+        ),
     }
 
 
