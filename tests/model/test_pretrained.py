@@ -306,3 +306,17 @@ def test_predict_grid_shape_and_chunking(clf):
     big = rng.integers(0, 255, (1120, 704, 3), dtype=np.uint8)
     cells = clf.cell_logit_map(big)
     assert cells.shape == (70, 44)
+
+
+def test_calibration_builds_the_same_int8_backbone_as_its_stored_ranges(backbone):
+    """The model quantized during calibration is kept as the int8 twin: the stored ranges rebuild it bit for bit."""
+    from amberwatch.model.backbone_onnx import int8_ranges, onnx_backbone
+
+    rng = np.random.default_rng(8)
+    ranges = int8_ranges(backbone, [rng.integers(0, 255, (64, 96, 3), dtype=np.uint8) for _ in range(3)])
+    assert ranges and all(lo <= hi for lo, hi in ranges.values())
+    kept, rebuilt = onnx_backbone(backbone, ranges), OnnxBackbone(backbone, ranges=ranges)
+    assert kept.int8 and rebuilt.int8
+    x = torch.from_numpy(rng.uniform(0, 255, (1, 3, 64, 96)).astype(np.float32))
+    for a, b in zip(kept.stage_maps(x), rebuilt.stage_maps(x)):
+        assert torch.equal(a, b)

@@ -26,7 +26,9 @@ from amberwatch.errors import ModelError
 from amberwatch.model.backbone import INPUT_MULTIPLE_PX, Backbone, ConvAct, same_pad_1d
 
 _SESSIONS: dict[tuple, OnnxBackbone] = {}
+_EXPORTS: dict[str, object] = {}  # backbone digest -> its fp32 ONNX ModelProto
 _LOCK = threading.Lock()
+_EXPORT_LOCK = threading.Lock()
 
 
 class _FixedPadConvAct(nn.Module):
@@ -105,6 +107,17 @@ def _fold_pads(model) -> None:
 
 
 def _fp32_model(backbone: Backbone):
+    """The backbone's stage_maps as an fp32 ONNX ModelProto, exported once per process (callers must not edit it)."""
+    with _EXPORT_LOCK:  # not _LOCK: onnx_backbone holds that one while it builds a session from the export
+        model = _EXPORTS.get(backbone.digest)
+        if model is None:
+            model = _export(backbone)
+            _EXPORTS.clear()
+            _EXPORTS[backbone.digest] = model
+    return model
+
+
+def _export(backbone: Backbone):
     """The backbone's stage_maps as an fp32 ONNX ModelProto, TF-same paddings folded into the convolutions."""
     import onnx  # pinned dependencies, imported when a scan first needs them (not on every CLI start)
     import onnxruntime as ort
@@ -176,16 +189,21 @@ def _quantize(model, reader: _Arrays | None, cache: Path):
 def int8_ranges(backbone: Backbone, images: list[np.ndarray]) -> dict[str, list[float]]:
     """Activation ranges {tensor: [min, max]} of the backbone on HxWx3 uint8 images (sides multiples of 32).
 
-    Stored in a model file, they rebuild the same int8 backbone in any process without the images.
+    Stored in a model file, they rebuild the same int8 backbone in any process without the images. The model
+    quantized here is that same one, so it is kept as this process's int8 twin for these ranges.
     """
     import json
 
     arrays = [np.ascontiguousarray(im.transpose(2, 0, 1)[None], dtype=np.float32) for im in images]
     with tempfile.TemporaryDirectory(prefix="amberwatch-int8-") as tmp:
         cache = Path(tmp) / "ranges.json"
-        _quantize(_fp32_model(backbone), _Arrays(arrays), cache)
+        quantized = _quantize(_fp32_model(backbone), _Arrays(arrays), cache)
         data = json.loads(cache.read_text())["data"]
-    return {name: [float(v["lowest"]["data"][0]), float(v["highest"]["data"][0])] for name, v in data.items()}
+    ranges = {name: [float(v["lowest"]["data"][0]), float(v["highest"]["data"][0])] for name, v in data.items()}
+    twin = OnnxBackbone(backbone, threads=max(1, torch.get_num_threads()), ranges=ranges, quantized=quantized)
+    with _LOCK:
+        _keep(_session_key(backbone, ranges), twin)
+    return ranges
 
 
 def _int8_model(model, ranges: dict[str, list[float]]):
@@ -208,13 +226,15 @@ def _int8_model(model, ranges: dict[str, list[float]]):
 class OnnxBackbone:
     """stage_maps of a Backbone through ONNX Runtime (one intra-op thread per worker process), fp32 or int8."""
 
-    def __init__(self, backbone: Backbone, threads: int = 1, ranges: dict[str, list[float]] | None = None) -> None:
+    def __init__(
+        self, backbone: Backbone, threads: int = 1, ranges: dict[str, list[float]] | None = None, quantized=None
+    ) -> None:
         import onnxruntime as ort
 
         model = _fp32_model(backbone)
         self.pads_left = sum(node.op_type == "Pad" for node in model.graph.node)
-        if ranges is not None:
-            model = _int8_model(model, ranges)
+        if ranges is not None:  # quantized: the model those ranges give, when the caller already has it
+            model = quantized if quantized is not None else _int8_model(model, ranges)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -236,12 +256,22 @@ class OnnxBackbone:
 
 def onnx_backbone(backbone: Backbone, ranges: dict[str, list[float]] | None = None) -> OnnxBackbone:
     """The ONNX Runtime twin of a backbone (int8 with stored ranges), exported once per process and ranges."""
-    key = (backbone.digest, None if ranges is None else tuple(sorted((k, *v) for k, v in ranges.items())))
+    key = _session_key(backbone, ranges)
     with _LOCK:
         fast = _SESSIONS.get(key)
         if fast is None:
-            fast = OnnxBackbone(backbone, threads=max(1, torch.get_num_threads()), ranges=ranges)
-            if len(_SESSIONS) >= 2:  # an fp32 and an int8 twin at most (chips and scan maps)
-                _SESSIONS.pop(next(iter(_SESSIONS)))
-            _SESSIONS[key] = fast
+            fast = _keep(key, OnnxBackbone(backbone, threads=max(1, torch.get_num_threads()), ranges=ranges))
+    return fast
+
+
+def _session_key(backbone: Backbone, ranges: dict[str, list[float]] | None) -> tuple:
+    return backbone.digest, None if ranges is None else tuple(sorted((k, *v) for k, v in ranges.items()))
+
+
+def _keep(key: tuple, fast: OnnxBackbone) -> OnnxBackbone:
+    """Remember a twin under key (caller holds _LOCK): an fp32 and an int8 twin at most."""
+    _SESSIONS.pop(key, None)
+    if len(_SESSIONS) >= 2:
+        _SESSIONS.pop(next(iter(_SESSIONS)))
+    _SESSIONS[key] = fast
     return fast
