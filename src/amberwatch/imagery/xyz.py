@@ -408,15 +408,36 @@ class XyzTileSource(TileSource):
         self._engine.close()
 
 
-def preset_source(name: str, **options: Any) -> XyzTileSource | None:
-    """An XyzTileSource for an xyzservices preset name ('Esri.WorldImagery'), or None if unknown."""
+def find_preset(name: str) -> Any | None:
+    """The xyzservices TileProvider called name ('Esri.WorldImagery'), or None if no single preset has that name."""
     import xyzservices
 
     try:
         provider = xyzservices.providers.query_name(name)
-    except ValueError:
+    except (ValueError, KeyError, AttributeError):
         return None
-    if not isinstance(provider, xyzservices.TileProvider):
+    return provider if isinstance(provider, xyzservices.TileProvider) else None
+
+
+def basemap_preset(name: str) -> Any:
+    """The TileProvider a public page may draw as its basemap: InvalidInputError if unknown or it needs an API key."""
+    provider = find_preset(name)
+    if provider is None:
+        raise InvalidInputError(
+            f"basemap {name!r} is not an xyzservices preset (e.g. 'OpenStreetMap.Mapnik', 'Esri.WorldImagery', "
+            "'OpenTopoMap')"
+        )
+    if provider.requires_token():
+        raise InvalidInputError(
+            f"basemap {name!r} needs an API key, which a public page would reveal: choose a preset without one"
+        )
+    return provider
+
+
+def preset_source(name: str, **options: Any) -> XyzTileSource | None:
+    """An XyzTileSource for an xyzservices preset name ('Esri.WorldImagery'), or None if unknown."""
+    provider = find_preset(name)
+    if provider is None:
         return None
     url = provider["url"]
     fill: dict[str, str] = {"r": ""}

@@ -10,9 +10,8 @@ import html
 import re
 from dataclasses import dataclass
 
-from amberwatch.errors import InvalidInputError
+from amberwatch.imagery.xyz import basemap_preset
 
-EXAMPLES = "'OpenStreetMap.Mapnik', 'Esri.WorldImagery', 'OpenTopoMap'"
 TAG_RE = re.compile(r"<[^>]+>")
 
 
@@ -36,16 +35,7 @@ def _credit(provider: dict) -> str:
 
 def resolve_basemap(name: str) -> Basemap:
     """The xyzservices preset called name, or InvalidInputError naming it (unknown, or needing an API key)."""
-    import xyzservices
-
-    try:
-        provider = xyzservices.providers.query_name(name)
-    except ValueError:
-        provider = None
-    if not isinstance(provider, xyzservices.TileProvider):
-        raise InvalidInputError(f"basemap {name!r} is not an xyzservices preset name (e.g. {EXAMPLES})")
-    if provider.requires_token():
-        raise InvalidInputError(f"basemap {name!r} needs an API key, which a public page would reveal; choose another")
+    provider = basemap_preset(name)
     url = provider.build_url(fill_subdomain=False, scale_factor="{r}")
     max_zoom = provider.get("max_zoom")
     subdomains = provider.get("subdomains")

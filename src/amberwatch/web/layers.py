@@ -56,13 +56,10 @@ def preset_attribution(imagery: str | None) -> str | None:
     """The plain-text attribution of an xyzservices preset name ('Esri.WorldImagery'), else None."""
     if not imagery or "/" in imagery or "\\" in imagery or "{" in imagery:
         return None
-    import xyzservices
+    from amberwatch.imagery.xyz import find_preset  # imports httpx: not for every page that lists layers
 
-    try:
-        provider = xyzservices.providers.query_name(imagery)
-    except (ValueError, KeyError, AttributeError):
-        return None
-    if not isinstance(provider, xyzservices.TileProvider):
+    provider = find_preset(imagery)
+    if provider is None:
         return None
     text = provider.get("attribution") or provider.get("html_attribution")
     return str(text) if text else None
@@ -141,20 +138,10 @@ def resolve_basemap(name: str) -> dict[str, Any]:
 
     InvalidInputError naming the preset when it is unknown or needs an API key.
     """
-    import xyzservices
-
     from amberwatch.errors import InvalidInputError
+    from amberwatch.imagery.xyz import basemap_preset
 
-    try:
-        provider = xyzservices.providers.query_name(name)
-    except (ValueError, KeyError, AttributeError):
-        provider = None
-    if not isinstance(provider, xyzservices.TileProvider):
-        raise InvalidInputError(
-            f"basemap {name!r} is not an xyzservices preset (e.g. 'OpenStreetMap.Mapnik', 'Esri.WorldImagery')"
-        )
-    if provider.requires_token():
-        raise InvalidInputError(f"basemap {name!r} needs an API key: choose a preset without one")
+    provider = basemap_preset(name)
     url = provider.build_url(fill_subdomain=False, scale_factor="")
     origin = re.match(r"^https?://[^/]+", url)
     if origin is None:
