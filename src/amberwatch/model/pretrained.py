@@ -129,7 +129,6 @@ class PretrainedClassifier(VersionedModel):
         self.metadata: dict = dict(metadata or {})
         self.backbone = backbone if backbone is not None else load_backbone()
         self._fast = None  # the ONNX Runtime twin, made on the first predict_grid
-        self._logit_shift = 0.0
         self.int8 = int8
         self.use_int8 = False  # score maps through the int8 backbone (needs int8 ranges): faster, slightly noisier
         self.resolution_m_per_px = recipe.resolution_m_per_px
@@ -242,12 +241,9 @@ class PretrainedClassifier(VersionedModel):
 
     def _scan_backbone(self) -> OnnxBackbone:
         """The int8 twin when asked for and its ranges fit this export, else the fp32 one (with a warning)."""
-        self._logit_shift = 0.0
         if self.use_int8 and self.int8 is not None:
             try:
-                fast = onnx_backbone(self.backbone, self.int8.ranges)
-                self._logit_shift = self.int8.logit_shift
-                return fast
+                return onnx_backbone(self.backbone, self.int8.ranges)
             except Exception as exc:  # a different torch/onnx/ORT version may export other tensor names
                 warnings.warn(
                     f"model v{self.version}: int8 backbone unavailable ({exc}); scanning with fp32",
@@ -287,7 +283,8 @@ class PretrainedClassifier(VersionedModel):
         maps = self.cell_maps(image)
         k = self.recipe.window_cells
         rows = len(self._stage_w[0][0])
-        logits = box_mean(maps[:1], k)[0].float() + (self.bias - self._logit_shift)
+        shift = self.int8.logit_shift if self._fast.int8 else 0.0  # cell_maps made _fast
+        logits = box_mean(maps[:1], k)[0].float() + (self.bias - shift)
         if self.recipe.std_stages:
             logits += self._std_logits(maps[rows:], k)
         probs = torch.sigmoid(logits).numpy().astype(np.float32)
