@@ -224,14 +224,24 @@ class PretrainedClassifier(VersionedModel):
         """cell_maps' channels for one input region (sides multiples of 32)."""
         if self._fast is None:
             self._fast = self._scan_backbone()
-        total, firsts, seconds = None, [], []
+        cell = self.cell_px
+        by_stride: dict[int, torch.Tensor] = {}  # summed stage scores, each at its stage's own grid
+        firsts, seconds = [], []
         for stage, (fmap, wk, stride) in enumerate(zip(self._fast.stage_maps(x), self._stage_w, STAGE_STRIDES)):
-            score = self._to_cells(torch.einsum("nchw,ck->nkhw", fmap, wk), stride)
-            total = score if total is None else total + score
+            fmap = fmap[0]
+            # Scoring is linear per location, so a fine map is pooled to cells before its weights are applied.
+            pooled = F.avg_pool2d(fmap, cell // stride) if stride < cell else fmap
+            grid = max(stride, cell)
+            score = (wk.T @ pooled.reshape(len(wk), -1)).reshape(-1, *pooled.shape[1:])
+            by_stride[grid] = score if grid not in by_stride else by_stride[grid] + score
             if stage in self.recipe.std_stages:
-                firsts.append(self._to_cells(fmap, stride))
-                seconds.append(self._to_cells(fmap * fmap, stride))
-        return torch.cat([total, *firsts, *seconds], dim=1)[0]
+                firsts.append(self._to_cells(pooled, grid))
+                squares = fmap * fmap
+                seconds.append(
+                    self._to_cells(F.avg_pool2d(squares, cell // stride) if stride < cell else squares, grid)
+                )
+        total = sum(self._to_cells(score, grid) for grid, score in by_stride.items())
+        return torch.cat([total, *firsts, *seconds], dim=0)
 
     def set_int8(self, on: bool) -> None:
         """Score maps through the int8 backbone (ModelError if the model has no int8 ranges) or the fp32 one."""
@@ -253,13 +263,11 @@ class PretrainedClassifier(VersionedModel):
                 self.use_int8 = False
         return onnx_backbone(self.backbone)
 
-    def _to_cells(self, fmap: torch.Tensor, stride: int) -> torch.Tensor:
-        """A stage map at its stride -> the cell grid: cell means of finer maps, coarser ones repeated."""
-        cell = self.cell_px
-        if stride < cell:
-            return F.avg_pool2d(fmap, cell // stride)
-        if stride > cell:
-            return fmap.repeat_interleave(stride // cell, dim=2).repeat_interleave(stride // cell, dim=3)
+    def _to_cells(self, fmap: torch.Tensor, grid: int) -> torch.Tensor:
+        """A (C, h, w) map on a grid of `grid` px, no finer than the cells -> the cell grid (coarse cells repeated)."""
+        if grid > self.cell_px:
+            n = grid // self.cell_px
+            return fmap.repeat_interleave(n, dim=1).repeat_interleave(n, dim=2)
         return fmap
 
     def _std_logits(self, moments: torch.Tensor, k: int) -> torch.Tensor:
