@@ -6,6 +6,7 @@ artifacts/screenshots/<page>-<phone|desktop>.png before the check, so a failure 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import pytest
@@ -60,6 +61,14 @@ def sign_in(page, url: str, path: str, token: str) -> None:
     page.locator("#token").press("Enter")
 
 
+def assert_one_main_and_no_skipped_heading(page) -> None:
+    """axe's best-practice pair the WCAG rules leave out: one <main> landmark, heading levels that never skip."""
+    assert page.locator("main").count() == 1
+    levels = page.eval_on_selector_all("h1, h2, h3, h4, h5, h6", "hs => hs.map(h => Number(h.tagName[1]))")
+    assert levels and levels[0] == 1, levels
+    assert all(b <= a + 1 for a, b in itertools.pairwise(levels)), levels
+
+
 def test_map(sized_page, a11y_site):
     page, size = sized_page
     open_map(page, a11y_site[1].url)
@@ -101,6 +110,7 @@ def test_review_queue(sized_page, a11y_site):
     page.locator(".card").nth(1).wait_for()
     page.wait_for_function("() => [...document.querySelectorAll('.card img')].every(i => i.naturalWidth > 0)")
     screenshot_and_check(page, f"review-{size}")
+    assert_one_main_and_no_skipped_heading(page)
 
 
 def test_label(sized_page, a11y_site):
@@ -109,6 +119,7 @@ def test_label(sized_page, a11y_site):
     sign_in(page, live.url, "/label", project.reviewer_token)
     page.wait_for_function("() => document.body.dataset.chip && document.getElementById('chip').naturalWidth > 0")
     screenshot_and_check(page, f"label-{size}")
+    assert_one_main_and_no_skipped_heading(page)
 
 
 def test_axe_reports_a_known_violation(page):

@@ -350,7 +350,7 @@ def test_review_page_groups_sites_outlines_them_and_counts_live(browser, live, p
             assert seen["cyan"] > 100, seen  # the detection's outline is drawn on the chip
             assert seen["natural"] >= 256 and seen["shown"] <= 2 * seen["natural"] + 0.5, seen
         card_a = page.locator(f".card[data-id='{a}']")
-        assert card_a.locator("h3").inner_text() == "Readers disagree: 2 not mining, 1 mining"
+        assert card_a.locator("h2").inner_text() == "Readers disagree: 2 not mining, 1 mining"
         assert "sand pit by the road" in card_a.inner_text() and "Klesiv" in card_a.inner_text()
         assert page.evaluate(NO_HORIZONTAL_OVERFLOW), "/review scrolls sideways"
         page.evaluate("window.scrollTo(0, 0)")

@@ -67,7 +67,7 @@
     const node = el('article', { className: 'card site', dataset: { id: String(site.detection_id), status: 'pending' } },
       el('div', { className: 'chip' }, el('img', { src: site.chip_url, loading: 'lazy', width: 256, height: 256,
         alt: `Detection ${site.detection_id} and its surroundings, its outline drawn in cyan` })),
-      el('h3', {}, heading(site)), facts(site), notes(site), actions, done, msg);
+      el('h2', {}, heading(site)), facts(site), notes(site), actions, done, msg);
     async function decide(what, verdict) {
       const all = actions.querySelectorAll('button');
       all.forEach((btn) => { btn.disabled = true; });
@@ -96,7 +96,7 @@
       const data = await api('/api/feedback/sites?status=pending', { token: state.token });
       const site = data.sites.find((s) => s.detection_id === detectionId);
       const fresh = site ? card(site) : el('article', { className: 'card site decided', dataset: { id: String(detectionId), status: 'gone' } },
-        el('h3', {}, `Detection #${detectionId}`), el('p', { className: 'outcome' }, 'Already decided by another reviewer.'));
+        el('h2', {}, `Detection #${detectionId}`), el('p', { className: 'outcome' }, 'Already decided by another reviewer.'));
       node.replaceWith(fresh);
       if (site) fresh.querySelector('.msg').textContent = `${why} The card now shows the flags as they are.`;
       showCount(data.pending);
