@@ -224,22 +224,18 @@ class PretrainedClassifier(VersionedModel):
         """cell_maps' channels for one input region (sides multiples of 32)."""
         if self._fast is None:
             self._fast = self._scan_backbone()
-        cell = self.cell_px
         by_stride: dict[int, torch.Tensor] = {}  # summed stage scores, each at its stage's own grid
         firsts, seconds = [], []
         for stage, (fmap, wk, stride) in enumerate(zip(self._fast.stage_maps(x), self._stage_w, STAGE_STRIDES)):
             fmap = fmap[0]
             # Scoring is linear per location, so a fine map is pooled to cells before its weights are applied.
-            pooled = F.avg_pool2d(fmap, cell // stride) if stride < cell else fmap
-            grid = max(stride, cell)
+            pooled = self._pool_fine(fmap, stride)
+            grid = max(stride, self.cell_px)
             score = (wk.T @ pooled.reshape(len(wk), -1)).reshape(-1, *pooled.shape[1:])
             by_stride[grid] = score if grid not in by_stride else by_stride[grid] + score
             if stage in self.recipe.std_stages:
                 firsts.append(self._to_cells(pooled, grid))
-                squares = fmap * fmap
-                seconds.append(
-                    self._to_cells(F.avg_pool2d(squares, cell // stride) if stride < cell else squares, grid)
-                )
+                seconds.append(self._to_cells(self._pool_fine(fmap * fmap, stride), grid))
         total = sum(self._to_cells(score, grid) for grid, score in by_stride.items())
         return torch.cat([total, *firsts, *seconds], dim=0)
 
@@ -262,6 +258,10 @@ class PretrainedClassifier(VersionedModel):
                 )
                 self.use_int8 = False
         return onnx_backbone(self.backbone)
+
+    def _pool_fine(self, fmap: torch.Tensor, stride: int) -> torch.Tensor:
+        """A (C, h, w) map at a stride finer than the cells -> its cell means; coarser maps as they are."""
+        return F.avg_pool2d(fmap, self.cell_px // stride) if stride < self.cell_px else fmap
 
     def _to_cells(self, fmap: torch.Tensor, grid: int) -> torch.Tensor:
         """A (C, h, w) map on a grid of `grid` px, no finer than the cells -> the cell grid (coarse cells repeated)."""
