@@ -1,7 +1,7 @@
 """Rebuild the bundled default model from the Texty folders: block-grouped CV, threshold, train on all data.
 
 Recipe `pretrained` (default, bundled model v2) extracts EfficientNet-Lite0 features once into a feature
-cache (--feature-cache) and fits a linear head in seconds; recipe `cnn` rebuilds the v1 CNN.
+cache (--feature-cache) and fits the head (a small MLP) in seconds; recipe `cnn` rebuilds the v1 CNN.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         score_mask=texty_only,
     )
     clf.version = "0"  # the registry's number for the bundled model
-    clf.metadata["bundled_release"] = args.release or (2 if args.recipe == "pretrained" else 1)
+    clf.metadata["bundled_release"] = args.release or (2 if args.recipe != "cnn" else 1)
     clf.save(out)
     print(json.dumps({k: v for k, v in clf.metadata.items() if k != "train_config"}, indent=1))
     print(f"wrote {out} ({Path(out).stat().st_size / 1e6:.2f} MB)", file=sys.stderr)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from amberwatch.model.dataset import load_boxes, load_folder
+from amberwatch.model.head import Head
 from amberwatch.model.metrics import binary_metrics, choose_threshold
 from amberwatch.model.pretrained import PretrainedRecipe, data_features, fit_head, test_features
 from amberwatch.model.recipes import pretrained_recipe
@@ -29,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from season import season_split
 
 
-def scores(features: np.ndarray, recipe: PretrainedRecipe, weight: np.ndarray, bias: float) -> np.ndarray:
+def scores(features: np.ndarray, recipe: PretrainedRecipe, head: Head) -> np.ndarray:
     """P(mining) of examples from their cached features."""
-    return 1 / (1 + np.exp(-(test_features(features, recipe) @ weight + bias)))
+    return 1 / (1 + np.exp(-head.logits(test_features(features, recipe))))
 
 
 def block_cv(feats, labels, groups, extra, recipe, seeds) -> dict:
@@ -46,8 +47,7 @@ def block_cv(feats, labels, groups, extra, recipe, seeds) -> dict:
             x, y = feats[train], labels[train]
             if extra is not None:
                 x, y = np.concatenate([x, extra[0]]), np.concatenate([y, extra[1]])
-            w, b = fit_head(x, y, recipe)
-            oof[test] = scores(feats[test], recipe, w, b)
+            oof[test] = scores(feats[test], recipe, fit_head(x, y, recipe))
             fold_ap.append(binary_metrics(labels[test], oof[test], 0.5)["average_precision"])
         runs.append((oof, fold_ap))
     pooled_y = np.concatenate([labels] * len(runs))
@@ -70,8 +70,8 @@ def block_cv(feats, labels, groups, extra, recipe, seeds) -> dict:
 def season(feats, data, recipe) -> dict:
     """Train on the March positives, test on the October ones (protocol of season.py)."""
     is_oct, test, train = season_split(data)
-    w, b = fit_head(feats[train], data.labels[train], recipe)
-    m = binary_metrics(data.labels[test], scores(feats[test], recipe, w, b), 0.5)
+    head = fit_head(feats[train], data.labels[train], recipe)
+    m = binary_metrics(data.labels[test], scores(feats[test], recipe, head), 0.5)
     return {"AP": m["average_precision"], "test_pos": int(is_oct.sum()), "test_neg": int(test.sum() - is_oct.sum())}
 
 
@@ -89,7 +89,11 @@ def main() -> int:
     if args.boxes:
         boxes = load_boxes(args.boxes, args.data)
         extra = (data_features(boxes, recipe), boxes.labels)
-    variants = {"pretrained": recipe, "pretrained+tta": replace(recipe, tta=True)}
+    variants = {
+        f"pretrained ({recipe.head} head)": recipe,
+        "pretrained (linear head)": replace(recipe, head="linear"),
+        f"pretrained ({recipe.head} head) + tta": replace(recipe, tta=True),
+    }
     for name, r in variants.items():
         for with_boxes in [False, True] if extra else [False]:
             row = {
@@ -109,8 +113,7 @@ def main() -> int:
             )
         )
     if extra:
-        w, b = fit_head(feats, data.labels, recipe)
-        p = scores(extra[0], recipe, w, b)
+        p = scores(extra[0], recipe, fit_head(feats, data.labels, recipe))
         m = binary_metrics(extra[1], p, 0.5)
         order = np.argsort(-p)
         print(

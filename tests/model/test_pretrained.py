@@ -19,6 +19,7 @@ from amberwatch.model.backbone_onnx import OnnxBackbone
 from amberwatch.model.classifier import payload_bytes
 from amberwatch.model.dataset import load_folder
 from amberwatch.model.features import DIHEDRAL_VIEWS, FeatureCache, chip_features, dihedral
+from amberwatch.model.head import Head
 from amberwatch.model.pretrained import (
     Embedding,
     PretrainedClassifier,
@@ -111,7 +112,7 @@ def test_bundled_model_is_the_pretrained_recipe(clf):
     for key in ("fingerprint", "counts", "cv", "created_at", "package_version"):
         assert key in clf.metadata
     # The head, not a copy of the 18 MB backbone.
-    assert model.BUNDLED_PATH.stat().st_size < 200_000
+    assert model.BUNDLED_PATH.stat().st_size < 1_500_000
 
 
 def test_embedding_comes_from_the_score_map_pass_and_files_without_one_still_load(clf):
@@ -123,9 +124,7 @@ def test_embedding_comes_from_the_score_map_pass_and_files_without_one_still_loa
     vector = np.frombuffer(clf.tile_embedding(cells, 0, 0, 16), dtype=np.float16)
     assert vector.shape == (64,) and np.isfinite(vector).all()
     assert clf.embed_chips([image]).shape == (1, 64)
-    plain = PretrainedClassifier(
-        clf.weight, clf.bias, clf.recipe, threshold=clf.threshold, metadata=clf.metadata, int8=clf.int8
-    )
+    plain = PretrainedClassifier(clf.head, clf.recipe, threshold=clf.threshold, metadata=clf.metadata, int8=clf.int8)
     again = model.from_bytes(plain.to_bytes(), "old file")
     assert again.embedding_dims == 0 and again.grid_and_cell_embeddings(image)[1] is None
     np.testing.assert_allclose(again.predict_grid(image), probs, atol=1e-6)
@@ -138,9 +137,13 @@ def test_files_from_before_std_features_still_load(clf):
     rng = np.random.default_rng(3)
     weight = rng.normal(0, 0.01, bb.FEATURE_DIM).astype(np.float32)
     embedding = Embedding(rng.normal(0, 0.01, (64, bb.FEATURE_DIM)).astype(np.float32), np.zeros(64, np.float32))
-    old = PretrainedClassifier(weight, -1.0, replace(clf.recipe, std_stages=()), embedding=embedding)
+    old = PretrainedClassifier(
+        Head.linear(weight, -1.0), replace(clf.recipe, std_stages=(), head="linear"), embedding=embedding
+    )
     payload = old.payload()
+    assert "head_weight" in payload and "head_hidden_w" not in payload  # a linear head keeps the v2 file's keys
     payload["recipe"].pop("std_stages")
+    payload["recipe"].pop("head")
     payload.pop("embed_logit_scale")
     again = model.from_bytes(payload_bytes(payload), "v2 release 1")
     assert again.recipe.std_stages == () and again.embedding_dims == 64
@@ -173,7 +176,7 @@ def test_std_features_are_the_window_std_of_each_channel(backbone, clf):
     torch.testing.assert_close(both[:, : bb.FEATURE_DIM], means)
     torch.testing.assert_close(both[:, bb.FEATURE_DIM : bb.FEATURE_DIM + 40], first.std(dim=(2, 3), correction=0))
     # The bundled model takes the deviations of stages 3 and 5 (40 + 112 channels) beside the 664 means.
-    assert clf.recipe.std_stages == (0, 1) and clf.weight.shape == (bb.FEATURE_DIM + 40 + 112,)
+    assert clf.recipe.std_stages == (0, 1) and clf.head.n_features == bb.FEATURE_DIM + 40 + 112
     np.testing.assert_allclose(
         select_features(both.numpy(), (0, 1)),
         np.concatenate([means.numpy(), both.numpy()[:, bb.FEATURE_DIM : bb.FEATURE_DIM + 152]], axis=1),
@@ -200,13 +203,13 @@ def test_int8_needs_calibration_and_falls_back_when_ranges_do_not_fit(clf):
     from amberwatch.errors import ModelFallbackWarning
     from amberwatch.model.pretrained import Int8Calibration
 
-    plain = PretrainedClassifier(clf.weight, clf.bias, clf.recipe, threshold=clf.threshold)
+    plain = PretrainedClassifier(clf.head, clf.recipe, threshold=clf.threshold)
     with pytest.raises(ModelError, match="no int8 calibration"):
         plain.set_int8(True)
     with pytest.raises(ModelError, match=r"\(cnn\) has no int8 backbone"):
         model.load(model.BUNDLED_CNN_PATH).set_int8(True)
     broken = Int8Calibration({"no_such_tensor": [0.0, 1.0]}, 0.3)
-    other = PretrainedClassifier(clf.weight, clf.bias, clf.recipe, threshold=clf.threshold, int8=broken)
+    other = PretrainedClassifier(clf.head, clf.recipe, threshold=clf.threshold, int8=broken)
     other.set_int8(True)
     image = np.random.default_rng(6).integers(0, 255, (256, 256, 3), dtype=np.uint8)
     with pytest.warns(ModelFallbackWarning, match="no_such_tensor"):
@@ -293,7 +296,14 @@ def test_train_cli_reuses_cached_features(small_folder, tmp_path):
     second = runner.invoke(main, args)
     assert second.exit_code == 0, second.output
     assert "views computed" not in second.output  # every feature came from the cache
-    assert isinstance(model.load(tmp_path / "m.pt"), PretrainedClassifier)
+    trained = model.load(tmp_path / "m.pt")
+    assert isinstance(trained, PretrainedClassifier) and trained.head.relu and trained.recipe.head == "mlp"
+    # The linear head takes the same cached features.
+    linear = runner.invoke(main, [*args, "--recipe", "pretrained-linear"])
+    assert linear.exit_code == 0, linear.output
+    assert "views computed" not in linear.output
+    trained = model.load(tmp_path / "m.pt")
+    assert trained.head.hidden == 1 and not trained.head.relu and trained.recipe.head == "linear"
 
 
 def test_predict_grid_shape_and_chunking(clf):
@@ -305,7 +315,7 @@ def test_predict_grid_shape_and_chunking(clf):
     # The per-cell map of a large image is assembled from several backbone passes.
     big = rng.integers(0, 255, (1120, 704, 3), dtype=np.uint8)
     cells = clf.cell_logit_map(big)
-    assert cells.shape == (70, 44)
+    assert cells.shape == (clf.head.hidden, 70, 44)
 
 
 def test_calibration_builds_the_same_int8_backbone_as_its_stored_ranges(backbone):

@@ -43,18 +43,33 @@ def _window_pairs(clf, image: np.ndarray, every: int = 3) -> tuple[np.ndarray, n
     return np.asarray(from_map), alone
 
 
-@pytest.mark.slow
-def test_score_map_agrees_with_windows_classified_alone():
-    clf = model.load()
+def _agreement(clf, label: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Window pairs of every whole image; asserts the issue's agreement (same side and rank correlation >= 0.95)."""
     pairs = [_window_pairs(clf, np.asarray(Image.open(p).convert("RGB"))) for p in sorted(TILES.glob("*.png"))]
     from_map = np.concatenate([a for a, _ in pairs])
     alone = np.concatenate([b for _, b in pairs])
     assert len(from_map) > 500
     same_side = float(np.mean((from_map >= clf.threshold) == (alone >= clf.threshold)))
     rho = float(spearmanr(from_map, alone).correlation)
-    print(f"{len(from_map)} windows: same side of {clf.threshold:.3f} in {same_side:.3f}, rank correlation {rho:.3f}")
+    print(f"{label}: {len(from_map)} windows on the same side of {clf.threshold:.3f} in {same_side:.3f}, rho {rho:.3f}")
     assert same_side >= 0.95
     assert rho >= 0.95
+    return pairs
+
+
+@pytest.mark.slow
+def test_int8_score_map_agrees_with_fp32_windows_classified_alone():
+    """The scan's default: maps through the int8 backbone (its logit shift taken off) against fp32 windows alone."""
+    clf = model.load()
+    clf.set_int8(True)
+    _agreement(clf, "int8 map vs fp32 windows")
+    assert clf._fast.int8  # the int8 backbone made the maps (no fallback to fp32)
+
+
+@pytest.mark.slow
+def test_score_map_agrees_with_windows_classified_alone():
+    clf = model.load()
+    pairs = _agreement(clf, "fp32 map vs fp32 windows")
     # The whole images with mining have windows over the threshold; the ones without have almost none.
     names = [p.stem for p in sorted(TILES.glob("*.png"))]
     hits = {n: float(np.mean(a >= clf.threshold)) for n, (a, _) in zip(names, pairs)}

@@ -235,12 +235,12 @@ def test_scan_name_and_imagery_credit_reach_the_public_map(tile_server, tmp_path
 
 @pytest.mark.slow
 def test_int8_scan_finds_the_same_pits_and_says_so_in_its_params(tile_server, tmp_path):
-    """scan --int8 scores through the model's quantized backbone; the pits of positive1 are found as with fp32."""
+    """By default a scan scores through the model's quantized backbone; --fp32 finds the pits of positive1 alike."""
     x0, y0 = tile_origin()
     put_image_tiles(tile_server, texty_image("positive1"), x0, y0, 3, 3)
     aoi = write_aoi(tmp_path / "aoi.geojson", tiles_bbox(x0, y0, 3, 3))
     area = {}
-    for name, extra in (("fp32", []), ("int8", ["--int8"])):
+    for name, extra in (("fp32", ["--fp32"]), ("int8", [])):
         db = tmp_path / f"{name}.db"
         result = run("scan", "--aoi", str(aoi), "--imagery", tile_server.url, "--zoom", "18", "--db", str(db), *extra)
         assert result.exit_code == 0, result.output
@@ -260,3 +260,8 @@ def test_int8_scan_with_a_model_without_it_is_a_clear_error(tile_server, tmp_pat
     result = run(*args, "--int8", "--model", str(BUNDLED_CNN_PATH))
     assert result.exit_code == 1 and "has no int8 backbone" in result.output
     assert "Traceback" not in result.output
+    # Without --int8 a model without int8 ranges scans in fp32, and says so.
+    result = run(*args, "--model", str(BUNDLED_CNN_PATH), "--no-progress")
+    assert result.exit_code == 0, result.output
+    with sqlite3.connect(tmp_path / "p.db") as conn:
+        assert json.loads(conn.execute("SELECT params_json FROM scans").fetchone()[0])["int8"] is False

@@ -4,7 +4,7 @@ Only inputs whose sides are multiples of 32 go through it (their TF-same padding
 each one folds into its convolution); anything else uses the torch backbone. The export is made
 once per process from the loaded weights, so no second copy of the weights is stored or shipped.
 A model may also carry int8 activation ranges (a few KB, from calibration when it was trained):
-the export is then quantized statically (ORT QDQ, ~2.3x faster again) in the same process.
+the export is then quantized statically (ORT QDQ, ~2.2x faster again) in the same process.
 """
 
 from __future__ import annotations

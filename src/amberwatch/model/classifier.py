@@ -66,6 +66,11 @@ class VersionedModel:
 
     embedding_dims = 0  # values per tile embedding kept by the scan (0: this model makes none)
 
+    @property
+    def has_int8(self) -> bool:
+        """Whether the model carries what an int8 backbone needs (only pretrained-recipe models can)."""
+        return False
+
     def set_int8(self, on: bool) -> None:
         """Score maps through an int8 backbone: only pretrained-recipe models with int8 calibration have one."""
         if on:

@@ -1,11 +1,12 @@
-"""Recipe `pretrained`: frozen EfficientNet-Lite0 features, a linear head, and a score map per image.
+"""Recipe `pretrained`: frozen EfficientNet-Lite0 features, a small head, and a score map per image.
 
 A chip's features are each stage channel's mean over the chip and, for the stages in ``std_stages``,
-its standard deviation. The head is linear in them. Its mean part is the mean of per-location scores, so every
-stage's feature map gives a score map (a class activation map); the standard deviations come from
-window means of x and x^2. ``predict_grid`` keeps both per cell of ``cell_px`` and averages them over
-a window of ``window_cells`` cells around each cell: one backbone pass per image scores every window
-the way a chip of that size would be scored.
+its standard deviation. The head's first layer is linear in them (``model.head``). On the means it is the
+mean of per-location values, so every stage's feature map gives maps of the first layer (for a linear head,
+a class activation map); the standard deviations come from window means of x and x^2. ``predict_grid`` keeps
+both per cell of ``cell_px``, averages them over a window of ``window_cells`` cells around each cell, and
+applies the rest of the head per window: one backbone pass per image scores every window the way a chip of that
+size would be scored.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from amberwatch.model.backbone_onnx import OnnxBackbone, int8_ranges, onnx_backb
 from amberwatch.model.classifier import VersionedModel, as_rgb_chip, payload_bytes, write_atomically
 from amberwatch.model.dataset import TEXTY_RESOLUTION_M_PER_PX, ChipSet
 from amberwatch.model.features import DIHEDRAL_VIEWS, FeatureCache, chip_features, dihedral, rescale
+from amberwatch.model.head import HEADS, Head, MlpSettings, fit_linear, fit_mlp
 
 
 @dataclass(frozen=True)
@@ -43,11 +45,12 @@ class PretrainedRecipe:
 
     scale: float = 1.0  # examples are resized by this factor before the backbone
     jitter_copies: int = 4  # colour-jittered copies per example, besides the 8 flips/rotations
-    C: float = 0.1  # inverse L2 strength of the logistic regression (chosen by block CV, RESULTS.md)
+    head: str = "mlp"  # 'mlp' (3 x 64 ReLU units, logits averaged) or 'linear' (logistic regression); RESULTS.md
+    C: float = 0.1  # inverse L2 strength of the linear head's logistic regression (chosen by block CV, RESULTS.md)
     # Stages (indices into STAGE_CHANNELS) whose channels' standard deviations join the means: stages 3 and 5.
     # Deeper stages' deviations score better on chips alone but disagree with the score map (RESULTS.md).
     std_stages: tuple[int, ...] = (0, 1)
-    int8: bool = True  # fit calibrates int8 ranges, so scans may run a quantized backbone (scan --int8, 2x faster)
+    int8: bool = True  # fit calibrates int8 ranges, so scans run a quantized backbone (2x faster; scan --fp32 not)
     tta: bool = False  # predict_proba averages the 8 flips/rotations (the scan never does)
     cell_px: int = 16  # score-map cell side in working pixels
     window_cells: int = 15  # side of the window scored for each cell (agreement with chips alone, RESULTS.md)
@@ -58,6 +61,10 @@ class PretrainedRecipe:
     example_resolution_m_per_px: float = TEXTY_RESOLUTION_M_PER_PX
     feature_cache: str | None = field(default=None, compare=False)  # where chip features are kept
     name: str = "pretrained"
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise InvalidInputError(f"unknown head {self.head!r} (expected one of {', '.join(HEADS)})")
 
     @property
     def resolution_m_per_px(self) -> float:
@@ -100,15 +107,14 @@ class Embedding:
 
 
 class PretrainedClassifier(VersionedModel):
-    """P(mining) from a frozen backbone and a linear head; same interface as the CNN Classifier."""
+    """P(mining) from a frozen backbone and a head on pooled features; same interface as the CNN Classifier."""
 
     kind = "pretrained"
     block_tiles = 16  # the scan hands over whole units: predict_grid tiles its backbone passes itself
 
     def __init__(
         self,
-        weight: np.ndarray,
-        bias: float,
+        head: Head,
         recipe: PretrainedRecipe,
         *,
         threshold: float = 0.5,
@@ -117,13 +123,11 @@ class PretrainedClassifier(VersionedModel):
         embedding: Embedding | None = None,
         int8: Int8Calibration | None = None,
     ) -> None:
-        weight = np.asarray(weight, dtype=np.float32).reshape(-1)
         self._std_cols = std_columns(recipe.std_stages)
         n_features = FEATURE_DIM + len(self._std_cols)
-        if weight.shape != (n_features,):
-            raise ModelError(f"pretrained head has {weight.size} weights, expected {n_features}")
-        self.weight = weight
-        self.bias = float(bias)
+        if head.n_features != n_features:
+            raise ModelError(f"pretrained head takes {head.n_features} features, expected {n_features}")
+        self.head = head
         self.recipe = recipe
         self.threshold = float(threshold)
         self.metadata: dict = dict(metadata or {})
@@ -138,8 +142,9 @@ class PretrainedClassifier(VersionedModel):
         self.embedding = embedding
         if embedding is not None and embedding.weight.shape[1:] != (FEATURE_DIM,):
             raise ModelError(f"embedding weight has shape {embedding.weight.shape}, expected (dims, {FEATURE_DIM})")
-        # Column 0 scores the means, columns 1.. embed them: both are linear, so one pass gives every cell both.
-        columns = [self.weight[:FEATURE_DIM, None]] + ([embedding.weight.T] if embedding is not None else [])
+        # The head's first layer on the means, then the embedding's rows: both are linear, so one pass gives every
+        # cell both.
+        columns = [head.hidden_w[:, :FEATURE_DIM].T] + ([embedding.weight.T] if embedding is not None else [])
         w = torch.from_numpy(np.ascontiguousarray(np.concatenate(columns, axis=1), dtype=np.float32))
         self._stage_w = list(torch.split(w, list(STAGE_CHANNELS)))
 
@@ -151,7 +156,7 @@ class PretrainedClassifier(VersionedModel):
     # -- chips --------------------------------------------------------------------------------------------
     def logits_from_features(self, features: np.ndarray) -> np.ndarray:
         """(N, n_features) pooled features -> (N,) logits."""
-        return np.asarray(features, dtype=np.float32) @ self.weight + self.bias
+        return self.head.logits(features)
 
     def pooled_features(self, x: torch.Tensor) -> np.ndarray:
         """Float NCHW 0..255 chips (already rescaled) -> (N, n_features) features the head takes."""
@@ -176,7 +181,7 @@ class PretrainedClassifier(VersionedModel):
         """Chips HxWx3 -> (N, embedding_dims) float32 embeddings of their pooled features (ModelError without)."""
         if self.embedding is None:
             raise ModelError(f"model v{self.version} has no embedding: retrain it to search for similar places")
-        feats = np.zeros((len(chips), len(self.weight)), dtype=np.float32)
+        feats = np.zeros((len(chips), self.head.n_features), dtype=np.float32)
         with torch.inference_mode():
             for i, chip in enumerate(chips):
                 arr = rescale(as_rgb_chip(chip, f"chip {i}"), self.recipe.scale)
@@ -186,14 +191,15 @@ class PretrainedClassifier(VersionedModel):
 
     # -- images -------------------------------------------------------------------------------------------
     def cell_logit_map(self, image: np.ndarray) -> torch.Tensor:
-        """Image HxWx3 (H, W multiples of cell_px) -> (H/cell, W/cell) summed per-cell stage scores, bias excluded."""
-        return self.cell_maps(image)[0]
+        """Image HxWx3 (H, W multiples of cell_px) -> (hidden, H/cell, W/cell) first-layer values of the per-cell
+        means, biases excluded (a linear head's row is its class activation map)."""
+        return self.cell_maps(image)[: self.head.hidden]
 
     def cell_maps(self, image: np.ndarray) -> torch.Tensor:
         """Image HxWx3 -> per-cell maps (C, H/cell, W/cell), bias excluded.
 
-        Channel 0 is the score of the mean features, then the embedding's rows, then (std_stages) the
-        per-cell means of every stage channel x and of x^2.
+        The head's first-layer rows applied to the mean features come first, then the embedding's rows, then
+        (std_stages) the per-cell means of every stage channel x and of x^2.
         """
         arr = as_rgb_chip(image, "image")
         h, w = arr.shape[:2]
@@ -213,31 +219,48 @@ class PretrainedClassifier(VersionedModel):
                 for x0, x1 in _spans(W, self.recipe.chunk_px):
                     ya, xa = max(0, y0 - halo), max(0, x0 - halo)
                     yb, xb = min(H, y1 + halo), min(W, x1 + halo)
-                    cells = self._cells(x[:, :, ya:yb, xa:xb].float())
                     r0, c0 = (y0 - ya) // cell, (x0 - xa) // cell
-                    out[:, y0 // cell : y1 // cell, x0 // cell : x1 // cell] = cells[
-                        :, r0 : r0 + (y1 - y0) // cell, c0 : c0 + (x1 - x0) // cell
-                    ]
+                    rows, cols = slice(r0, r0 + (y1 - y0) // cell), slice(c0, c0 + (x1 - x0) // cell)
+                    target = out[:, y0 // cell : y1 // cell, x0 // cell : x1 // cell]
+                    start = 0
+                    for part in self._cells(x[:, :, ya:yb, xa:xb].float()):  # no concatenated copy of the parts
+                        target[start : start + len(part)] = part[:, rows, cols]
+                        start += len(part)
         return out[:, : h // cell, : w // cell]
 
-    def _cells(self, x: torch.Tensor) -> torch.Tensor:
-        """cell_maps' channels for one input region (sides multiples of 32)."""
+    def _cells(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """cell_maps' channels for one input region (sides multiples of 32), in parts to stack in this order."""
         if self._fast is None:
             self._fast = self._scan_backbone()
-        by_stride: dict[int, torch.Tensor] = {}  # summed stage scores, each at its stage's own grid
+        by_grid: dict[int, tuple[torch.Tensor, tuple]] = {}  # summed stage scores (C, h*w) on each stage grid
         firsts, seconds = [], []
         for stage, (fmap, wk, stride) in enumerate(zip(self._fast.stage_maps(x), self._stage_w, STAGE_STRIDES)):
             fmap = fmap[0]
             # Scoring is linear per location, so a fine map is pooled to cells before its weights are applied.
             pooled = self._pool_fine(fmap, stride)
             grid = max(stride, self.cell_px)
-            score = (wk.T @ pooled.reshape(len(wk), -1)).reshape(-1, *pooled.shape[1:])
-            by_stride[grid] = score if grid not in by_stride else by_stride[grid] + score
+            flat = pooled.reshape(len(wk), -1)
+            if grid in by_grid:
+                by_grid[grid][0].addmm_(wk.T, flat)
+            else:
+                by_grid[grid] = (wk.T @ flat, tuple(pooled.shape[1:]))
             if stage in self.recipe.std_stages:
                 firsts.append(self._to_cells(pooled, grid))
                 seconds.append(self._to_cells(self._pool_fine(fmap * fmap, stride), grid))
-        total = sum(self._to_cells(score, grid) for grid, score in by_stride.items())
-        return torch.cat([total, *firsts, *seconds], dim=0)
+        total = None
+        for grid, (flat, shape) in sorted(by_grid.items()):
+            score = flat.reshape(-1, *shape)
+            if total is None:
+                total = self._to_cells(score, grid)
+            else:  # a coarser grid added to every cell it covers, without a repeated copy
+                n = grid // self.cell_px
+                total.view(len(total), shape[0], n, shape[1], n).add_(score[:, :, None, :, None])
+        return [total, *firsts, *seconds]
+
+    @property
+    def has_int8(self) -> bool:
+        """Whether the model carries int8 ranges (the scan then uses the int8 backbone unless told --fp32)."""
+        return self.int8 is not None
 
     def set_int8(self, on: bool) -> None:
         """Score maps through the int8 backbone (ModelError if the model has no int8 ranges) or the fp32 one."""
@@ -270,17 +293,16 @@ class PretrainedClassifier(VersionedModel):
             return fmap.repeat_interleave(n, dim=1).repeat_interleave(n, dim=2)
         return fmap
 
-    def _std_logits(self, moments: torch.Tensor, k: int) -> torch.Tensor:
-        """The std features' part of every window's logit, from the per-cell means of x and x^2."""
-        w_std = torch.from_numpy(self.weight[FEATURE_DIM:])
-        n = len(w_std)
-        # Centred on each channel's mean over the map, x and x^2 keep float32 sums exact enough for
-        # E[x^2] - E[x]^2 (the variance does not change with the centre): half the cost of float64.
-        first, second = moments[:n], moments[n:]
-        centre = first.mean(dim=(1, 2), keepdim=True)
-        m = box_mean(first - centre, k, dtype=torch.float32)
-        var = box_mean(second - centre * (2 * first - centre), k, dtype=torch.float32) - m * m
-        return torch.einsum("chw,c->hw", var.clamp_min(0).sqrt(), w_std)
+    def _std_part(self, moments: torch.Tensor, k: int) -> torch.Tensor:
+        """The std features' part of every window's first layer (hidden, h, w), from per-cell means of x and x^2."""
+        w_std = torch.from_numpy(np.ascontiguousarray(self.head.hidden_w[:, FEATURE_DIM:]))
+        n = w_std.shape[1]
+        # box_mean sums in double precision, so E[x^2] - E[x]^2 keeps ~1e-5 in float32 without centring the moments.
+        windows = box_mean(moments, k, dtype=torch.float32)
+        mean, var = windows[:n], windows[n:]
+        var -= mean * mean
+        std = var.clamp_(min=0).sqrt_()
+        return (w_std @ std.reshape(n, -1)).reshape(-1, *std.shape[1:])
 
     def predict_grid(self, image: np.ndarray) -> np.ndarray:
         """Image HxWx3 uint8 (at resolution_m_per_px; H, W multiples of cell_px) -> P(mining) per cell window."""
@@ -289,16 +311,19 @@ class PretrainedClassifier(VersionedModel):
     def grid_and_cell_embeddings(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """predict_grid's P(mining) per cell, and the (dims, H/cell, W/cell) per-cell embedding values (or None)."""
         maps = self.cell_maps(image)
-        k = self.recipe.window_cells
-        rows = len(self._stage_w[0][0])
+        k, head = self.recipe.window_cells, self.head
+        hidden, rows = head.hidden, len(self._stage_w[0][0])
         shift = self.int8.logit_shift if self._fast.int8 else 0.0  # cell_maps made _fast
-        logits = box_mean(maps[:1], k)[0].float() + (self.bias - shift)
+        z = box_mean(maps[:hidden], k, dtype=torch.float32) + torch.from_numpy(head.hidden_b)[:, None, None]
         if self.recipe.std_stages:
-            logits += self._std_logits(maps[rows:], k)
+            z += self._std_part(maps[rows:], k)
+        if head.relu:
+            z = z.clamp_min(0)
+        logits = torch.einsum("jhw,j->hw", z, torch.from_numpy(head.out_w)) + (head.out_b - shift)
         probs = torch.sigmoid(logits).numpy().astype(np.float32)
         if self.embedding is None:
             return probs, None
-        cells = maps[1:rows].numpy()
+        cells = maps[hidden:rows].numpy()
         if self.embedding.logit_scale:  # each cell's window logit stands for the tile's when averaged over it
             cells = np.concatenate([cells, self.embedding.logit_scale * logits.numpy()[None]])
         return probs, cells
@@ -315,8 +340,7 @@ class PretrainedClassifier(VersionedModel):
         return {
             "kind": self.kind,
             "backbone": self.backbone.identity,
-            "head_weight": torch.from_numpy(self.weight.copy()),
-            "head_bias": self.bias,
+            **self.head.to_payload(),
             "recipe": self.recipe.to_dict(),
             "threshold": self.threshold,
             "resolution_m_per_px": self.resolution_m_per_px,
@@ -346,10 +370,9 @@ class PretrainedClassifier(VersionedModel):
         # Files written before std features had none: their recipe lacks the key.
         stored_recipe = {k: v for k, v in payload["recipe"].items() if k != "name"}
         stored_recipe["std_stages"] = tuple(stored_recipe.get("std_stages", ()))
-        recipe = PretrainedRecipe(**{"int8": False, **stored_recipe})
+        recipe = PretrainedRecipe(**{"int8": False, "head": "linear", **stored_recipe})
         return cls(
-            np.asarray(payload["head_weight"]),
-            float(payload["head_bias"]),
+            Head.from_payload(payload),
             recipe,
             threshold=float(payload["threshold"]),
             metadata=dict(payload.get("metadata") or {}),
@@ -400,21 +423,26 @@ def select_features(pooled: np.ndarray, std_stages: Sequence[int]) -> np.ndarray
 
 
 def box_mean(maps: torch.Tensor, k: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """(C, H, W) -> means (in dtype) over the k x k window around each cell, counting only cells inside the map.
+    """(C, H, W) -> means (in dtype) over the k x k window around each cell (k odd), counting only cells inside the map.
 
-    The same as avg_pool2d(k, stride 1, padding k // 2, count_include_pad=False), from cumulative sums along
-    one axis at a time: the cost does not grow with k.
+    The same as avg_pool2d(k, stride 1, padding k // 2, count_include_pad=False), from scipy's running sums
+    (double precision inside) along one axis at a time: the cost does not grow with k, and it is 2-3x faster
+    than cumulative sums in torch.
     """
+    from scipy.ndimage import uniform_filter1d
+
+    if k % 2 == 0:
+        raise InvalidInputError(f"box_mean needs an odd window, got k={k}")
+    np_dtype = np.float64 if dtype == torch.float64 else np.float32
+    a = maps.numpy().astype(np_dtype, copy=False)
+    s = uniform_filter1d(a, k, axis=1, mode="constant", cval=0.0)  # the mean with zeros outside the map
+    s = uniform_filter1d(s, k, axis=2, mode="constant", cval=0.0)
+    h, w = a.shape[1:]
     r = k // 2
-    h, w = maps.shape[1:]
-    s = F.pad(maps.to(dtype), (r + 1, r, r + 1, r)).cumsum(1)  # a leading zero row/column, then the window's reach
-    s = (s[:, k:] - s[:, :-k]).cumsum(2)
-    sums = s[:, :, k:] - s[:, :, :-k]
-    rows = torch.arange(h)
-    cols = torch.arange(w)
-    n_rows = (rows + r).clamp(max=h - 1) - (rows - r).clamp(min=0) + 1
-    n_cols = (cols + r).clamp(max=w - 1) - (cols - r).clamp(min=0) + 1
-    return sums / (n_rows[:, None] * n_cols[None, :]).to(dtype)
+    n_rows = np.minimum(np.arange(h) + r, h - 1) - np.maximum(np.arange(h) - r, 0) + 1
+    n_cols = np.minimum(np.arange(w) + r, w - 1) - np.maximum(np.arange(w) - r, 0) + 1
+    s *= ((k * k) / (n_rows[:, None] * n_cols[None, :])).astype(np_dtype)
+    return torch.from_numpy(s)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -450,21 +478,11 @@ def data_features(
     return feats
 
 
-def fit_head(features: np.ndarray, labels: np.ndarray, recipe: PretrainedRecipe) -> tuple[np.ndarray, float]:
-    """Standardise + balanced logistic regression on every view's row; folded to one (weight, bias)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    labels = np.asarray(labels)
-    if len(labels) == 0 or labels.min() == labels.max():
-        raise ModelError(f"training needs examples of both labels, got {int(labels.sum())} mining of {len(labels)}")
+def fit_head(features: np.ndarray, labels: np.ndarray, recipe: PretrainedRecipe) -> Head:
+    """The recipe's head trained on every view's row of (N, views, F) features (a row per view, same label)."""
     x = features.reshape(-1, features.shape[-1])
-    y = np.repeat(labels, features.shape[1])
-    scaler = StandardScaler().fit(x)
-    lr = LogisticRegression(C=recipe.C, class_weight="balanced", max_iter=3000).fit(scaler.transform(x), y)
-    weight = lr.coef_[0] / scaler.scale_
-    bias = float(lr.intercept_[0] - np.sum(lr.coef_[0] * scaler.mean_ / scaler.scale_))
-    return weight.astype(np.float32), bias
+    y = np.repeat(np.asarray(labels), features.shape[1])
+    return fit_mlp(x, y, MlpSettings()) if recipe.head == "mlp" else fit_linear(x, y, recipe.C)
 
 
 def test_features(features: np.ndarray, recipe: PretrainedRecipe) -> np.ndarray:
@@ -475,16 +493,16 @@ def test_features(features: np.ndarray, recipe: PretrainedRecipe) -> np.ndarray:
 def fit(data: ChipSet, recipe: PretrainedRecipe, log: Callable[[str], None] | None = None) -> PretrainedClassifier:
     """Train the head (and the embedding) on all of data -> PretrainedClassifier at threshold 0.5."""
     features = data_features(data, recipe, log)
-    weight, bias = fit_head(features, data.labels, recipe)
+    head = fit_head(features, data.labels, recipe)
     embedding = None
     if recipe.embedding_dims:
-        logits = features.reshape(-1, features.shape[-1]) @ weight + bias
+        logits = head.logits(features.reshape(-1, features.shape[-1]))
         embedding = fit_embedding(features[..., :FEATURE_DIM], data.labels, logits, recipe.embedding_dims)
-    int8 = calibrate_int8(data.chips, weight, recipe) if recipe.int8 else None
-    return PretrainedClassifier(weight, bias, recipe, embedding=embedding, int8=int8)
+    int8 = calibrate_int8(data.chips, head, recipe) if recipe.int8 else None
+    return PretrainedClassifier(head, recipe, embedding=embedding, int8=int8)
 
 
-def calibration_images(chips: Sequence[np.ndarray], recipe: PretrainedRecipe, n: int = 50) -> list[np.ndarray]:
+def calibration_images(chips: Sequence[np.ndarray], recipe: PretrainedRecipe, n: int = 200) -> list[np.ndarray]:
     """Up to n chips spread over the training set, rescaled and centre-cropped to multiples of 32 px."""
     step = INPUT_MULTIPLE_PX
     out = []
@@ -497,7 +515,7 @@ def calibration_images(chips: Sequence[np.ndarray], recipe: PretrainedRecipe, n:
     return out
 
 
-def calibrate_int8(chips: Sequence[np.ndarray], weight: np.ndarray, recipe: PretrainedRecipe) -> Int8Calibration | None:
+def calibrate_int8(chips: Sequence[np.ndarray], head: Head, recipe: PretrainedRecipe) -> Int8Calibration | None:
     """int8 activation ranges from training chips, and the mean logit shift of the int8 backbone against fp32."""
     images = calibration_images(chips, recipe)
     if not images:
@@ -513,8 +531,8 @@ def calibrate_int8(chips: Sequence[np.ndarray], weight: np.ndarray, recipe: Pret
                 pool_maps(b.stage_maps(x), recipe.border_px, with_std=bool(recipe.std_stages)).numpy()
                 for b in (exact, fast)
             )
-            diff = select_features(f8, recipe.std_stages) - select_features(f32, recipe.std_stages)
-            shifts.append(float((diff @ weight)[0]))
+            f8, f32 = select_features(f8, recipe.std_stages), select_features(f32, recipe.std_stages)
+            shifts.append(float(head.logits(f8)[0] - head.logits(f32)[0]))
     return Int8Calibration(ranges, float(np.mean(shifts)), len(images))
 
 
@@ -560,8 +578,8 @@ def cross_validate(
     for k in range(int(folds.max()) + 1):
         train = (folds != k) & allowed
         test = folds == k
-        weight, bias = fit_head(feats[train], data.labels[train], recipe)
-        oof[test] = _sigmoid(test_features(feats[test], recipe) @ weight + bias)
+        head = fit_head(feats[train], data.labels[train], recipe)
+        oof[test] = _sigmoid(head.logits(test_features(feats[test], recipe)))
     if log:
         log(f"cross-validation: {int(folds.max()) + 1} heads in {time.perf_counter() - t0:.1f} s")
     return oof

@@ -38,20 +38,20 @@ def default_config(*, epochs: int | None = None, members: int | None = None) -> 
     return configs
 
 
-RECIPES = ("pretrained", "cnn")
+RECIPES = ("pretrained", "pretrained-linear", "cnn")
 
 
-def pretrained_recipe(*, feature_cache: str | None = None) -> PretrainedRecipe:
-    """The default recipe: frozen EfficientNet-Lite0 features and a linear head (scripts/experiments/RESULTS.md)."""
-    return PretrainedRecipe(feature_cache=feature_cache)
+def pretrained_recipe(*, feature_cache: str | None = None, head: str = "mlp") -> PretrainedRecipe:
+    """The default recipe: frozen EfficientNet-Lite0 features and an MLP head (scripts/experiments/RESULTS.md)."""
+    return PretrainedRecipe(feature_cache=feature_cache, head=head)
 
 
 def recipe_by_name(
     name: str, *, epochs: int | None = None, members: int | None = None, feature_cache: str | None = None
 ) -> Recipe:
-    """The recipe called `name` ('pretrained' or 'cnn'); epochs and members apply to the CNN only."""
-    if name == "pretrained":
-        return pretrained_recipe(feature_cache=feature_cache)
+    """The recipe called `name` (one of RECIPES); epochs and members apply to the CNN only."""
+    if name in ("pretrained", "pretrained-linear"):
+        return pretrained_recipe(feature_cache=feature_cache, head="linear" if name.endswith("linear") else "mlp")
     if name == "cnn":
         return default_config(epochs=epochs, members=members)
     raise InvalidInputError(f"unknown recipe {name!r} (expected one of {', '.join(RECIPES)})")

@@ -150,7 +150,7 @@ def _plan_layer(
         model_version=version,
         zoom=zoom,
         tile_res_m_per_px=tile_res,
-        int8=bool(params.get("int8", False)),
+        int8=bool(params.get("int8", False)) and clf.has_int8,  # the parent's precision, if the new model has int8
     )
     min_area = float(min_area_ha if min_area_ha is not None else params.get("min_area_ha", DEFAULT_MIN_AREA_HA))
     unit_delta = int(params.get("unit_zoom_delta", DEFAULT_UNIT_ZOOM_DELTA))

@@ -1,0 +1,126 @@
+"""The head on pooled features: linear and MLP, training, the file format, and the score map applying it per window."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import average_precision_score
+
+import amberwatch.model as model
+from amberwatch.errors import InvalidInputError, ModelError
+from amberwatch.model.backbone import FEATURE_DIM, STAGE_STRIDES
+from amberwatch.model.head import Head, MlpSettings, fit_linear, fit_mlp
+from amberwatch.model.pretrained import PretrainedClassifier, std_columns
+
+
+@pytest.fixture(scope="module")
+def bundled() -> PretrainedClassifier:
+    return model.load()
+
+
+def _random_mlp(n_features: int, hidden: int = 6, seed: int = 0) -> Head:
+    rng = np.random.default_rng(seed)
+    return Head(
+        rng.normal(0, 0.05, (hidden, n_features)).astype(np.float32),
+        rng.normal(0, 0.5, hidden).astype(np.float32),
+        rng.normal(0, 1.0, hidden).astype(np.float32),
+        -0.3,
+        relu=True,
+    )
+
+
+def _separable(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Features on very different scales and offsets (the scaler must be folded in), labels from two of them."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 1, (n, 12))
+    y = ((x[:, 0] + x[:, 1] ** 2) > 1.0).astype(np.int64)
+    return (x * np.geomspace(1e-3, 1e3, 12) + 50.0).astype(np.float32), y
+
+
+def test_linear_head_is_a_dot_product_and_keeps_the_v2_file_keys():
+    rng = np.random.default_rng(1)
+    w, x = rng.normal(size=7).astype(np.float32), rng.normal(size=(5, 7)).astype(np.float32)
+    head = Head.linear(w, 0.25)
+    np.testing.assert_allclose(head.logits(x), x @ w + 0.25, rtol=1e-6)
+    payload = head.to_payload()
+    assert set(payload) == {"head_weight", "head_bias"}
+    again = Head.from_payload(payload)
+    np.testing.assert_array_equal(again.logits(x), head.logits(x))
+
+
+def test_head_shapes_that_do_not_fit_are_model_errors():
+    with pytest.raises(ModelError, match="head shapes do not fit"):
+        Head(np.zeros((3, 4), np.float32), np.zeros(2, np.float32), np.zeros(3, np.float32), 0.0, relu=True)
+    with pytest.raises(InvalidInputError, match="unknown head 'forest'"):
+        replace(model.load().recipe, head="forest")
+
+
+def test_mlp_learns_a_nonlinear_rule_on_raw_features_and_is_reproducible():
+    x, y = _separable()
+    xt, yt = _separable(seed=1)
+    state = torch.random.get_rng_state()
+    settings = MlpSettings(epochs=100, max_lr=1e-2, networks=2)
+    head = fit_mlp(x, y, settings)
+    assert torch.equal(state, torch.random.get_rng_state())  # the caller's generator is left alone
+    assert head.relu and head.hidden == settings.hidden * settings.networks
+    mlp_ap = average_precision_score(yt, head.logits(xt))
+    linear_ap = average_precision_score(yt, fit_linear(x, y, 1.0).logits(xt))
+    assert mlp_ap > 0.95 and mlp_ap > linear_ap + 0.05  # x1 squared: no linear rule gets it
+    np.testing.assert_array_equal(fit_mlp(x, y, settings).logits(xt), head.logits(xt))
+    with pytest.raises(ModelError, match="both labels"):
+        fit_mlp(x, np.zeros(len(x), np.int64), settings)
+
+
+def test_mlp_head_round_trips_through_the_model_file(bundled):
+    head = _random_mlp(bundled.head.n_features)
+    clf = PretrainedClassifier(head, replace(bundled.recipe, head="mlp"), threshold=0.7)
+    again = model.from_bytes(clf.to_bytes(), "mlp file")
+    for name in ("hidden_w", "hidden_b", "out_w"):
+        np.testing.assert_array_equal(getattr(again.head, name), getattr(head, name))
+    assert again.head.out_b == pytest.approx(head.out_b) and again.head.relu
+    image = np.random.default_rng(2).integers(0, 255, (128, 160, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(again.predict_grid(image), clf.predict_grid(image))
+
+
+def _window_features(clf: PretrainedClassifier, image: np.ndarray, row: int, col: int) -> np.ndarray:
+    """Means and std_stages' deviations of every stage channel over one window of the image's own stage maps."""
+    k, cell = clf.recipe.window_cells, clf.cell_px
+    half = k // 2
+    x = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float()
+    means, devs = [], {}
+    with torch.inference_mode():
+        maps = clf._fast.stage_maps(x)
+    for stage, (fmap, stride) in enumerate(zip(maps, STAGE_STRIDES)):
+        # Every stage on a grid of 1/cell: fine maps averaged, coarse ones repeated (nearest), as cells see them.
+        if stride < cell:
+            m1, m2 = F.avg_pool2d(fmap, cell // stride), F.avg_pool2d(fmap * fmap, cell // stride)
+        else:
+            m1 = F.interpolate(fmap, scale_factor=stride // cell, mode="nearest")
+            m2 = m1 * m1
+        window = (slice(None), slice(None), slice(row - half, row + half + 1), slice(col - half, col + half + 1))
+        mean, square = m1[window].mean(dim=(2, 3))[0], m2[window].mean(dim=(2, 3))[0]
+        means.append(mean)
+        devs[stage] = (square - mean * mean).clamp_min(0).sqrt()
+    parts = [torch.cat(means)] + [devs[s] for s in sorted(clf.recipe.std_stages)]
+    feats = torch.cat(parts).numpy()
+    assert feats.shape == (FEATURE_DIM + len(std_columns(clf.recipe.std_stages)),)
+    return feats
+
+
+def test_score_map_applies_the_mlp_to_each_window_s_features(bundled):
+    """Away from the image's edges, a window's probability is the MLP on that window's pooled features exactly."""
+    head = _random_mlp(bundled.head.n_features, hidden=8, seed=3)
+    clf = PretrainedClassifier(head, replace(bundled.recipe, head="mlp"), threshold=0.5)
+    image = np.random.default_rng(4).integers(0, 255, (512, 512, 3), dtype=np.uint8)
+    grid = clf.predict_grid(image)
+    for row, col in [(8, 8), (16, 11), (23, 23)]:
+        expected = 1 / (1 + np.exp(-head.logits(_window_features(clf, image, row, col)[None])[0]))
+        assert grid[row, col] == pytest.approx(expected, abs=2e-4)
+    # ReLU made a difference: the same layers without it give other probabilities.
+    linear_rows = replace(head, relu=False)
+    other = PretrainedClassifier(linear_rows, replace(bundled.recipe, head="mlp"))
+    assert float(np.abs(other.predict_grid(image) - grid).max()) > 0.01
