@@ -4,5 +4,15 @@ The browser fixture is session-scoped and must be defined once: Playwright's syn
 running instance per thread, so stage conftests must not import it again.
 """
 
+import os
+
+import pytest
+
 from tests.fixtures.browser import browser, page  # noqa: F401
 from tests.fixtures.tileserver import tile_server  # noqa: F401
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _built_models_in_a_session_folder(tmp_path_factory):
+    """Built ONNX backbones go to a folder of this session (and its scan workers), not the user's cache."""
+    os.environ["AMBERWATCH_CACHE_DIR"] = str(tmp_path_factory.mktemp("amberwatch-cache"))

@@ -5,13 +5,19 @@ each one folds into its convolution); anything else uses the torch backbone. The
 once per process from the loaded weights, so no second copy of the weights is stored or shipped.
 A model may also carry int8 activation ranges (a few KB, from calibration when it was trained):
 the export is then quantized statically (ORT QDQ, ~2.2x faster again) in the same process.
+Built models are kept on disk (``built_cache_dir``), keyed by everything that shapes them, so a scan's
+workers start in a second instead of exporting and quantizing again (~3 s each).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import hashlib
 import io
+import json
 import logging
+import os
 import tempfile
 import threading
 import warnings
@@ -25,6 +31,7 @@ from torch import nn
 from amberwatch.errors import ModelError
 from amberwatch.model.backbone import INPUT_MULTIPLE_PX, Backbone, ConvAct, same_pad_1d
 
+EXPORT_FORMAT = 1  # bump when the export or quantization code changes what a built model holds
 _SESSIONS: dict[tuple, OnnxBackbone] = {}
 _EXPORTS: dict[str, object] = {}  # backbone digest -> its fp32 ONNX ModelProto
 _LOCK = threading.Lock()
@@ -192,8 +199,6 @@ def int8_ranges(backbone: Backbone, images: list[np.ndarray]) -> dict[str, list[
     Stored in a model file, they rebuild the same int8 backbone in any process without the images. The model
     quantized here is that same one, so it is kept as this process's int8 twin for these ranges.
     """
-    import json
-
     arrays = [np.ascontiguousarray(im.transpose(2, 0, 1)[None], dtype=np.float32) for im in images]
     with tempfile.TemporaryDirectory(prefix="amberwatch-int8-") as tmp:
         cache = Path(tmp) / "ranges.json"
@@ -231,17 +236,20 @@ class OnnxBackbone:
     ) -> None:
         import onnxruntime as ort
 
-        model = _fp32_model(backbone)
-        self.pads_left = sum(node.op_type == "Pad" for node in model.graph.node)
-        if ranges is not None:  # quantized: the model those ranges give, when the caller already has it
-            model = quantized if quantized is not None else _int8_model(model, ranges)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # ORT's notes on removed initializers are not the user's concern
-        self._session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        providers = ["CPUExecutionProvider"]
+        try:
+            self._session = ort.InferenceSession(model_bytes(backbone, ranges, quantized), options, providers=providers)
+        except Exception:  # a damaged file in the cache: build it again
+            if quantized is not None:
+                raise
+            data = model_bytes(backbone, ranges, fresh=True)
+            self._session = ort.InferenceSession(data, options, providers=providers)
         self.digest = backbone.digest
         self.int8 = ranges is not None
 
@@ -252,6 +260,56 @@ class OnnxBackbone:
             raise ModelError(f"the ONNX backbone needs sides that are multiples of {INPUT_MULTIPLE_PX}, got {h}x{w}")
         arr = np.ascontiguousarray(x.numpy(), dtype=np.float32)
         return [torch.from_numpy(o) for o in self._session.run(None, {"x": arr})]
+
+
+def built_cache_dir() -> Path:
+    """Where built ONNX backbones are kept: $AMBERWATCH_CACHE_DIR/onnx, else amberwatch/onnx in the user's cache."""
+    root = os.environ.get("AMBERWATCH_CACHE_DIR")
+    if not root:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "amberwatch"
+    return Path(root) / "onnx"
+
+
+def built_path(backbone: Backbone, ranges: dict[str, list[float]] | None) -> Path:
+    """The cache file of the backbone built for ranges (None: fp32), named by what shapes it."""
+    import onnx
+    import onnxruntime as ort
+
+    what = [EXPORT_FORMAT, backbone.digest, torch.__version__, onnx.__version__, ort.__version__]
+    what.append(None if ranges is None else sorted([k, *v] for k, v in ranges.items()))
+    key = hashlib.sha256(json.dumps(what).encode()).hexdigest()[:32]
+    return built_cache_dir() / f"{'fp32' if ranges is None else 'int8'}-{key}.onnx"
+
+
+def model_bytes(
+    backbone: Backbone, ranges: dict[str, list[float]] | None, quantized=None, fresh: bool = False
+) -> bytes:
+    """The serialized ONNX backbone for ranges (None: fp32): from the cache on disk, else built and kept there."""
+    path = built_path(backbone, ranges)
+    if quantized is None and not fresh:
+        with contextlib.suppress(OSError):
+            data = path.read_bytes()
+            if data:
+                return data
+    if ranges is None:
+        model = _fp32_model(backbone)
+    else:
+        model = quantized if quantized is not None else _int8_model(_fp32_model(backbone), ranges)
+    data = model.SerializeToString()
+    _store(path, data)
+    return data
+
+
+def _store(path: Path, data: bytes) -> None:
+    """Write data to path atomically; a cache that cannot be written only costs the next process the build."""
+    part = path.with_name(f"{path.name}.{os.getpid()}.part")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part.write_bytes(data)
+        os.replace(part, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            part.unlink(missing_ok=True)
 
 
 def onnx_backbone(backbone: Backbone, ranges: dict[str, list[float]] | None = None) -> OnnxBackbone:

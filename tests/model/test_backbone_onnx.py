@@ -1,0 +1,65 @@
+"""The ONNX backbone's on-disk cache: a second process loads what the first built, a damaged file is rebuilt."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import amberwatch.model.backbone_onnx as bo
+from amberwatch.model import backbone as bb
+
+
+@pytest.fixture(scope="module")
+def backbone() -> bb.Backbone:
+    return bb.load_backbone()
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("AMBERWATCH_CACHE_DIR", str(tmp_path))
+    return tmp_path / "onnx"
+
+
+def _maps(twin: bo.OnnxBackbone) -> list[torch.Tensor]:
+    x = torch.from_numpy(np.random.default_rng(0).uniform(0, 255, (1, 3, 64, 96)).astype(np.float32))
+    return twin.stage_maps(x)
+
+
+def test_a_built_backbone_is_loaded_from_disk_without_exporting(backbone, cache_dir, monkeypatch):
+    ranges = bo.int8_ranges(backbone, [np.random.default_rng(1).integers(0, 255, (64, 96, 3), dtype=np.uint8)])
+    first = {name: bo.OnnxBackbone(backbone, ranges=r) for name, r in (("fp32", None), ("int8", ranges))}
+    files = sorted(p.name for p in cache_dir.iterdir())
+    assert len(files) == 2 and files[0].startswith("fp32-") and files[1].startswith("int8-")
+
+    def no_export(_backbone):
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(bo, "_fp32_model", no_export)  # as in a fresh process: only the files can help
+    for name, r in (("fp32", None), ("int8", ranges)):
+        again = bo.OnnxBackbone(backbone, ranges=r)
+        for a, b in zip(_maps(first[name]), _maps(again)):
+            assert torch.equal(a, b)
+    # Other ranges are another file: they are built, not mixed up with these.
+    other = {k: [lo, hi * 2] for k, (lo, hi) in ranges.items()}
+    assert bo.built_path(backbone, other) != bo.built_path(backbone, ranges)
+    with pytest.raises(AssertionError, match="exported again"):
+        bo.OnnxBackbone(backbone, ranges=other)
+
+
+def test_a_damaged_cache_file_is_rebuilt(backbone, cache_dir):
+    exact = bo.OnnxBackbone(backbone)
+    path = bo.built_path(backbone, None)
+    path.write_bytes(b"not an onnx model")
+    rebuilt = bo.OnnxBackbone(backbone)
+    for a, b in zip(_maps(exact), _maps(rebuilt)):
+        assert torch.equal(a, b)
+    assert path.stat().st_size > 1_000_000  # the good model is back on disk
+
+
+def test_an_unwritable_cache_still_builds(backbone, tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("AMBERWATCH_CACHE_DIR", str(blocker))
+    twin = bo.OnnxBackbone(backbone)
+    assert len(_maps(twin)) == 4 and not list(tmp_path.glob("**/*.part"))
