@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         score_mask=texty_only,
     )
     clf.version = "0"  # the registry's number for the bundled model
-    clf.metadata["bundled_release"] = args.release or (2 if args.recipe != "cnn" else 1)
+    clf.metadata["bundled_release"] = args.release or (3 if args.recipe != "cnn" else 1)
     clf.save(out)
     print(json.dumps({k: v for k, v in clf.metadata.items() if k != "train_config"}, indent=1))
     print(f"wrote {out} ({Path(out).stat().st_size / 1e6:.2f} MB)", file=sys.stderr)

@@ -133,3 +133,26 @@ def test_web_layer_selector_lists_rescan_layers(scanned, db_path):
         assert [f["properties"]["model_version"] for f in fc["features"]] == ["3"]
         thumb = client.get(f"/api/detections/{fc['features'][0]['id']}/thumbnail.jpg")
         assert thumb.status_code == 200 and thumb.content[:2] == b"\xff\xd8"
+
+
+@pytest.mark.slow
+def test_rescan_keeps_the_parent_s_precision_when_the_new_model_allows_it(tile_server, db_path, rng):
+    """A default scan with the bundled model runs int8; a rescan with it stays int8, one with a CNN runs fp32."""
+    centre = mercantile.tile(LON, LAT, ZOOM)
+    for dx in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            img = np.clip(rng.normal((70, 100, 45), 25, (256, 256, 3)), 0, 255).astype(np.uint8)
+            tile_server.tiles[(ZOOM, centre.x + dx, centre.y + dy)] = encode_png(img)
+    with ModelRegistry.open(db_path) as reg:
+        reg.register(make_classifier(seed=5))  # v1: a CNN, no int8 backbone
+    b = mercantile.bounds(centre)
+    aoi = aoi_from_bbox(f"{b.west + 1e-5},{b.south + 1e-5},{b.east - 1e-5},{b.north - 1e-5}")
+    first = run_scan(aoi, tile_server.url, ZOOM, db_path, ScanSettings(workers=1, progress=False))
+    same, cnn = rescan(db_path, first.scan_id, 0), rescan(db_path, first.scan_id, 1)
+    conn = connect(db_path)
+    int8 = {
+        r["id"]: json.loads(r["params_json"])["int8"]
+        for r in conn.execute("SELECT id, params_json FROM scans ORDER BY id")
+    }
+    conn.close()
+    assert int8 == {first.scan_id: True, same.scan_id: True, cnn.scan_id: False}

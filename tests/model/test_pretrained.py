@@ -106,7 +106,7 @@ def test_missing_or_altered_weights_are_clear_errors(tmp_path, monkeypatch):
 
 def test_bundled_model_is_the_pretrained_recipe(clf):
     assert isinstance(clf, PretrainedClassifier) and clf.version == "0"
-    assert clf.metadata["recipe"] == "pretrained" and clf.metadata["bundled_release"] == 2
+    assert clf.metadata["recipe"] == "pretrained" and clf.metadata["bundled_release"] == 3
     assert clf.metadata["backbone"]["sha256"] == bb.WEIGHTS_SHA256
     assert 0 < clf.threshold < 1 and clf.cell_px == 16 and clf.context_px % 32 == 0
     for key in ("fingerprint", "counts", "cv", "created_at", "package_version"):

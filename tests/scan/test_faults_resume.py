@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -169,3 +170,29 @@ def test_rerunning_a_complete_scan_keeps_its_detections(tile_server, tmp_path):
     assert [r[0] for r in sqlite3.connect(db).execute("SELECT id FROM detections ORDER BY id")] == ids
     fresh = run_scan(aoi, tile_server.url, ZOOM, db, ScanSettings(workers=1, progress=False, new=True))
     assert fresh.scan_id == first.scan_id + 1 and fresh.tiles_processed_now == 9
+
+
+@pytest.mark.slow
+def test_a_resumed_scan_keeps_the_precision_it_started_with(tile_server, tmp_path):
+    """A scan started with --fp32 resumes in fp32 under the int8 default; asking for int8 then is refused."""
+    from amberwatch.errors import ConflictError
+
+    x0, y0 = tile_origin((44, 0))
+    put_mosaic_tiles(tile_server, x0, y0, 2, 2)
+    tile_server.faults[(ZOOM, x0, y0)] = ["500", "500"]
+    tile_server.retry_after_s = 0
+    aoi = aoi_from_bbox(bbox_arg(tiles_bbox(x0, y0, 2, 2)))
+    db = tmp_path / "precision.db"
+    options = {"max_retries": 1, "timeout_s": 2.0}
+    first = run_scan(
+        aoi, tile_server.url, ZOOM, db, ScanSettings(workers=1, progress=False, int8=False, source_options=options)
+    )
+    assert first.tiles_failed > 0
+    with pytest.raises(ConflictError, match=r"started with fp32 score maps: resume it with --fp32"):
+        run_scan(
+            aoi, tile_server.url, ZOOM, db, ScanSettings(workers=1, progress=False, int8=True, source_options=options)
+        )
+    second = run_scan(aoi, tile_server.url, ZOOM, db, ScanSettings(workers=1, progress=False, source_options=options))
+    assert second.resumed and second.scan_id == first.scan_id and second.tiles_failed == 0
+    with sqlite3.connect(db) as conn:
+        assert json.loads(conn.execute("SELECT params_json FROM scans").fetchone()[0])["int8"] is False

@@ -18,6 +18,7 @@ import io
 import json
 import logging
 import os
+import sys
 import tempfile
 import threading
 import warnings
@@ -29,9 +30,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from amberwatch.errors import ModelError
+from amberwatch.model import backbone as backbone_module
 from amberwatch.model.backbone import INPUT_MULTIPLE_PX, Backbone, ConvAct, same_pad_1d
 
-EXPORT_FORMAT = 1  # bump when the export or quantization code changes what a built model holds
 _SESSIONS: dict[tuple, OnnxBackbone] = {}
 _EXPORTS: dict[str, object] = {}  # backbone digest -> its fp32 ONNX ModelProto
 _LOCK = threading.Lock()
@@ -243,8 +244,9 @@ class OnnxBackbone:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # ORT's notes on removed initializers are not the user's concern
         providers = ["CPUExecutionProvider"]
+        data = model_bytes(backbone, ranges, quantized)  # ranges that do not fit fail here, once
         try:
-            self._session = ort.InferenceSession(model_bytes(backbone, ranges, quantized), options, providers=providers)
+            self._session = ort.InferenceSession(data, options, providers=providers)
         except Exception:  # a damaged file in the cache: build it again
             if quantized is not None:
                 raise
@@ -275,7 +277,9 @@ def built_path(backbone: Backbone, ranges: dict[str, list[float]] | None) -> Pat
     import onnx
     import onnxruntime as ort
 
-    what = [EXPORT_FORMAT, backbone.digest, torch.__version__, onnx.__version__, ort.__version__]
+    # The code that builds it is part of the key: an edited export or quantization never reuses an old file.
+    code = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (backbone_module, sys.modules[__name__])))
+    what = [backbone.identity, code.hexdigest(), torch.__version__, onnx.__version__, ort.__version__]
     what.append(None if ranges is None else sorted([k, *v] for k, v in ranges.items()))
     key = hashlib.sha256(json.dumps(what).encode()).hexdigest()[:32]
     return built_cache_dir() / f"{'fp32' if ranges is None else 'int8'}-{key}.onnx"
@@ -302,14 +306,17 @@ def model_bytes(
 
 def _store(path: Path, data: bytes) -> None:
     """Write data to path atomically; a cache that cannot be written only costs the next process the build."""
-    part = path.with_name(f"{path.name}.{os.getpid()}.part")
+    part = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        part.write_bytes(data)
+        fd, part = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.", suffix=".part")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(part, path)
     except OSError:
-        with contextlib.suppress(OSError):
-            part.unlink(missing_ok=True)
+        if part is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(part)
 
 
 def onnx_backbone(backbone: Backbone, ranges: dict[str, list[float]] | None = None) -> OnnxBackbone:

@@ -16,11 +16,11 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from amberwatch.db import connect
-from amberwatch.errors import AOIError, OfflineError, ResolutionError
+from amberwatch.errors import AOIError, ConflictError, OfflineError, ResolutionError
 from amberwatch.imagery.aoi import AOI, area_km2
 from amberwatch.imagery.cache import TileCache, default_cache_path
 from amberwatch.imagery.open import open_source
@@ -283,7 +283,7 @@ def _run_locked(
 ) -> ScanOutcome:
     """The body of run_scan, under the scan's lock: create or resume, run the units, finish."""
     ensure_schema(conn)
-    scan_id, resumed, complete, unit_delta = _open_scan(conn, job.new_scan, settings, say)
+    scan_id, resumed, complete, unit_delta = _open_scan(conn, job, settings, say)
     if complete:
         stats = update_scan_counts(conn, scan_id)
         return _outcome(conn, scan_id, True, 0, stats, started, {"fetch_s": 0.0, "predict_s": 0.0, "units": 0})
@@ -393,9 +393,10 @@ def _probe_source(imagery: str, cache_path: str, options: dict, plan: ScanPlan, 
 
 
 def _open_scan(
-    conn: sqlite3.Connection, new: NewScan, settings: ScanSettings, say: Callable[[str], None]
+    conn: sqlite3.Connection, job: _Job, settings: ScanSettings, say: Callable[[str], None]
 ) -> tuple[int, bool, bool, int]:
     """Create the scan or resume the matching one -> (scan id, resumed, already complete, unit zoom delta)."""
+    new = job.new_scan
     scan_id = (
         None if settings.new else find_scan(conn, new.aoi_geojson, new.imagery_source_id, new.zoom, new.model_version)
     )
@@ -414,11 +415,28 @@ def _open_scan(
         # Nothing to do: keep the detections (and their ids, which reviews may refer to) as they are.
         say(f"scan {scan_id}: already complete")
         return scan_id, True, True, 0
+    _keep_precision(job, scan_id, stored, settings)
+    stored["int8"] = job.context.int8
     stored["unit_zoom_delta"] = int(stored.get("unit_zoom_delta") or new.params["unit_zoom_delta"])
     stored["min_area_ha"] = settings.min_area_ha
     reopen_scan(conn, scan_id, stored, new.tiles_total)
     say(f"scan {scan_id}: resuming")
     return scan_id, True, False, stored["unit_zoom_delta"]
+
+
+def _keep_precision(job: _Job, scan_id: int, stored: dict, settings: ScanSettings) -> None:
+    """A resumed scan finishes with the backbone precision it started with; asking for the other one is refused."""
+    was = bool(stored.get("int8", False))  # scans from before int8 maps have no key: fp32
+    if was == job.context.int8:
+        return
+    if settings.int8 is not None:
+        started = "int8" if was else "fp32"
+        raise ConflictError(
+            f"scan {scan_id} was started with {started} score maps: resume it with --{started}, "
+            "or start a new scan with --new"
+        )
+    job.clf.set_int8(was)
+    job.context = replace(job.context, int8=was)
 
 
 def _record(
