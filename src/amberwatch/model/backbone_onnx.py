@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import hashlib
 import io
 import json
@@ -277,12 +278,17 @@ def built_path(backbone: Backbone, ranges: dict[str, list[float]] | None) -> Pat
     import onnx
     import onnxruntime as ort
 
-    # The code that builds it is part of the key: an edited export or quantization never reuses an old file.
-    code = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (backbone_module, sys.modules[__name__])))
-    what = [backbone.identity, code.hexdigest(), torch.__version__, onnx.__version__, ort.__version__]
+    what = [backbone.identity, _code_digest(), torch.__version__, onnx.__version__, ort.__version__]
     what.append(None if ranges is None else sorted([k, *v] for k, v in ranges.items()))
     key = hashlib.sha256(json.dumps(what).encode()).hexdigest()[:32]
     return built_cache_dir() / f"{'fp32' if ranges is None else 'int8'}-{key}.onnx"
+
+
+@functools.cache
+def _code_digest() -> str:
+    """sha256 of the code that builds backbones: an edited export or quantization never reuses an old file."""
+    sources = (backbone_module, sys.modules[__name__])
+    return hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in sources)).hexdigest()
 
 
 def model_bytes(

@@ -147,6 +147,7 @@ class PretrainedClassifier(VersionedModel):
         columns = [head.hidden_w[:, :FEATURE_DIM].T] + ([embedding.weight.T] if embedding is not None else [])
         w = torch.from_numpy(np.ascontiguousarray(np.concatenate(columns, axis=1), dtype=np.float32))
         self._stage_w = list(torch.split(w, list(STAGE_CHANNELS)))
+        self._std_w = torch.from_numpy(np.ascontiguousarray(head.hidden_w[:, FEATURE_DIM:]))  # (hidden, std columns)
 
     @property
     def embedding_dims(self) -> int:
@@ -295,7 +296,7 @@ class PretrainedClassifier(VersionedModel):
 
     def _std_part(self, moments: torch.Tensor, k: int) -> torch.Tensor:
         """The std features' part of every window's first layer (hidden, h, w), from per-cell means of x and x^2."""
-        w_std = torch.from_numpy(np.ascontiguousarray(self.head.hidden_w[:, FEATURE_DIM:]))
+        w_std = self._std_w
         n = w_std.shape[1]
         # box_mean sums in double precision, so E[x^2] - E[x]^2 needs no centring: logits within ~2e-5 of float64 on
         # imagery (1.5e-3 on a flat single-colour image, where the variance is all rounding).
