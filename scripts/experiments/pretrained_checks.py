@@ -91,7 +91,7 @@ def main() -> int:
         extra = (data_features(boxes, recipe), boxes.labels)
     variants = {
         f"pretrained ({recipe.head} head)": recipe,
-        "pretrained (linear head)": replace(recipe, head="linear"),
+        "pretrained (linear head)": pretrained_recipe(feature_cache=args.feature_cache, head="linear"),
         f"pretrained ({recipe.head} head) + tta": replace(recipe, tta=True),
     }
     for name, r in variants.items():

@@ -13,8 +13,9 @@ from sklearn.metrics import average_precision_score
 import amberwatch.model as model
 from amberwatch.errors import InvalidInputError, ModelError
 from amberwatch.model.backbone import FEATURE_DIM, STAGE_STRIDES
-from amberwatch.model.head import Head, MlpSettings, fit_linear, fit_mlp
-from amberwatch.model.pretrained import PretrainedClassifier, std_columns
+from amberwatch.model.head import Head, MlpSettings, blend_heads, fit_linear, fit_mlp, fit_mlp_parts
+from amberwatch.model.pretrained import PretrainedClassifier, feature_columns, std_columns
+from amberwatch.model.recipes import pretrained_recipe
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +76,41 @@ def test_mlp_learns_a_nonlinear_rule_on_raw_features_and_is_reproducible():
         fit_mlp(x, np.zeros(len(x), np.int64), settings)
 
 
+def test_mlp_parts_train_side_by_side_each_on_its_own_columns():
+    x, y = _separable()
+    xt, yt = _separable(seed=1)
+    settings = MlpSettings(epochs=100, max_lr=1e-2, networks=2)
+    blind, sighted = np.arange(2, 12), np.arange(12)  # the label hangs on columns 0 and 1 only
+    heads = fit_mlp_parts(x, y, [blind, sighted], settings)
+    assert [h.n_features for h in heads] == [10, 12] and all(h.hidden == 2 * settings.hidden for h in heads)
+    assert average_precision_score(yt, heads[0].logits(xt[:, blind])) < 0.6
+    assert average_precision_score(yt, heads[1].logits(xt)) > 0.95
+    again = fit_mlp_parts(x, y, [blind, sighted], settings)
+    np.testing.assert_array_equal(again[1].logits(xt), heads[1].logits(xt))
+
+
+def test_blended_heads_weigh_each_part_s_logits_on_its_own_columns():
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(9, 10)).astype(np.float32)
+    narrow, wide = np.array([0, 1, 2, 5]), np.arange(10)
+    a, b = _random_mlp(4, hidden=3, seed=1), _random_mlp(10, hidden=5, seed=2)
+    head = blend_heads([(a, narrow), (b, wide)], [0.65, 0.35], 10)
+    assert head.hidden == 8 and head.n_features == 10 and head.relu
+    expected = 0.65 * a.logits(x[:, narrow]) + 0.35 * b.logits(x)
+    np.testing.assert_allclose(head.logits(x), expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ModelError, match="one weight per head"):
+        blend_heads([(a, narrow)], [0.5, 0.5], 10)
+    with pytest.raises(ModelError, match="heads of one kind"):
+        blend_heads([(a, narrow), (Head.linear(np.ones(10), 0.0), wide)], [0.5, 0.5], 10)
+
+
+def test_a_wide_part_needs_the_mlp_head():
+    with pytest.raises(InvalidInputError, match=r"wide_std_stages \(3,\) need the mlp head"):
+        replace(pretrained_recipe(), head="linear")
+    assert pretrained_recipe(head="linear").feature_std_stages == (0, 1)
+    assert pretrained_recipe().feature_std_stages == (0, 1, 3)
+
+
 def test_mlp_head_round_trips_through_the_model_file(bundled):
     head = _random_mlp(bundled.head.n_features)
     clf = PretrainedClassifier(head, replace(bundled.recipe, head="mlp"), threshold=0.7)
@@ -105,16 +141,27 @@ def _window_features(clf: PretrainedClassifier, image: np.ndarray, row: int, col
         mean, square = m1[window].mean(dim=(2, 3))[0], m2[window].mean(dim=(2, 3))[0]
         means.append(mean)
         devs[stage] = (square - mean * mean).clamp_min(0).sqrt()
-    parts = [torch.cat(means)] + [devs[s] for s in sorted(clf.recipe.std_stages)]
+    parts = [torch.cat(means)] + [devs[s] for s in clf.recipe.feature_std_stages]
     feats = torch.cat(parts).numpy()
-    assert feats.shape == (FEATURE_DIM + len(std_columns(clf.recipe.std_stages)),)
+    assert feats.shape == (FEATURE_DIM + len(std_columns(clf.recipe.feature_std_stages)),)
     return feats
 
 
-def test_score_map_applies_the_mlp_to_each_window_s_features(bundled):
+def _random_blend(recipe) -> Head:
+    """A narrow MLP (means and std_stages' deviations) blended with a wide one on all the features."""
+    n = FEATURE_DIM + len(std_columns(recipe.feature_std_stages))
+    narrow = feature_columns(recipe.std_stages, recipe.feature_std_stages)
+    parts = [(_random_mlp(len(narrow), hidden=5, seed=7), narrow), (_random_mlp(n, hidden=4, seed=8), np.arange(n))]
+    return blend_heads(parts, [0.6, 0.4], n)
+
+
+@pytest.mark.parametrize("kind", ["dense", "blend"])
+def test_score_map_applies_the_mlp_to_each_window_s_features(bundled, kind):
     """Away from the image's edges, a window's probability is the MLP on that window's pooled features exactly."""
-    head = _random_mlp(bundled.head.n_features, hidden=8, seed=3)
-    clf = PretrainedClassifier(head, replace(bundled.recipe, head="mlp"), threshold=0.5)
+    recipe = replace(bundled.recipe, head="mlp", wide_std_stages=(3,))
+    n = FEATURE_DIM + len(std_columns(recipe.feature_std_stages))
+    head = _random_mlp(n, hidden=8, seed=3) if kind == "dense" else _random_blend(recipe)
+    clf = PretrainedClassifier(head, recipe, threshold=0.5)
     image = np.random.default_rng(4).integers(0, 255, (512, 512, 3), dtype=np.uint8)
     grid = clf.predict_grid(image)
     for row, col in [(8, 8), (16, 11), (23, 23)]:
@@ -122,5 +169,5 @@ def test_score_map_applies_the_mlp_to_each_window_s_features(bundled):
         assert grid[row, col] == pytest.approx(expected, abs=2e-4)
     # ReLU made a difference: the same layers without it give other probabilities.
     linear_rows = replace(head, relu=False)
-    other = PretrainedClassifier(linear_rows, replace(bundled.recipe, head="mlp"))
+    other = PretrainedClassifier(linear_rows, recipe)
     assert float(np.abs(other.predict_grid(image) - grid).max()) > 0.01

@@ -106,13 +106,13 @@ def test_missing_or_altered_weights_are_clear_errors(tmp_path, monkeypatch):
 
 def test_bundled_model_is_the_pretrained_recipe(clf):
     assert isinstance(clf, PretrainedClassifier) and clf.version == "0"
-    assert clf.metadata["recipe"] == "pretrained" and clf.metadata["bundled_release"] == 3
+    assert clf.metadata["recipe"] == "pretrained" and clf.metadata["bundled_release"] == 4
     assert clf.metadata["backbone"]["sha256"] == bb.WEIGHTS_SHA256
     assert 0 < clf.threshold < 1 and clf.cell_px == 16 and clf.context_px % 32 == 0
     for key in ("fingerprint", "counts", "cv", "created_at", "package_version"):
         assert key in clf.metadata
     # The head, not a copy of the 18 MB backbone.
-    assert model.BUNDLED_PATH.stat().st_size < 1_500_000
+    assert model.BUNDLED_PATH.stat().st_size < 3_000_000
 
 
 def test_embedding_comes_from_the_score_map_pass_and_files_without_one_still_load(clf):
@@ -138,11 +138,14 @@ def test_files_from_before_std_features_still_load(clf):
     weight = rng.normal(0, 0.01, bb.FEATURE_DIM).astype(np.float32)
     embedding = Embedding(rng.normal(0, 0.01, (64, bb.FEATURE_DIM)).astype(np.float32), np.zeros(64, np.float32))
     old = PretrainedClassifier(
-        Head.linear(weight, -1.0), replace(clf.recipe, std_stages=(), head="linear"), embedding=embedding
+        Head.linear(weight, -1.0),
+        replace(clf.recipe, std_stages=(), wide_std_stages=(), head="linear"),
+        embedding=embedding,
     )
     payload = old.payload()
     assert "head_weight" in payload and "head_hidden_w" not in payload  # a linear head keeps the v2 file's keys
-    payload["recipe"].pop("std_stages")
+    for key in ("std_stages", "wide_std_stages", "wide_weight"):
+        payload["recipe"].pop(key)
     payload["recipe"].pop("head")
     payload.pop("embed_logit_scale")
     again = model.from_bytes(payload_bytes(payload), "v2 release 1")
@@ -175,8 +178,10 @@ def test_std_features_are_the_window_std_of_each_channel(backbone, clf):
     assert both.shape == (2, 2 * bb.FEATURE_DIM)
     torch.testing.assert_close(both[:, : bb.FEATURE_DIM], means)
     torch.testing.assert_close(both[:, bb.FEATURE_DIM : bb.FEATURE_DIM + 40], first.std(dim=(2, 3), correction=0))
-    # The bundled model takes the deviations of stages 3 and 5 (40 + 112 channels) beside the 664 means.
-    assert clf.recipe.std_stages == (0, 1) and clf.head.n_features == bb.FEATURE_DIM + 40 + 112
+    # The bundled model takes the deviations of stages 3 and 5 (40 + 112 channels) beside the 664 means, and its
+    # wide part those of stage 7 (320) too.
+    assert clf.recipe.std_stages == (0, 1) and clf.recipe.wide_std_stages == (3,)
+    assert clf.recipe.feature_std_stages == (0, 1, 3) and clf.head.n_features == bb.FEATURE_DIM + 40 + 112 + 320
     np.testing.assert_allclose(
         select_features(both.numpy(), (0, 1)),
         np.concatenate([means.numpy(), both.numpy()[:, bb.FEATURE_DIM : bb.FEATURE_DIM + 152]], axis=1),

@@ -7,6 +7,7 @@ mean features and averages the result over each window, exactly as it would the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,6 +89,24 @@ class Head:
         return cls.linear(arr("head_weight"), float(payload["head_bias"]))
 
 
+def blend_heads(parts: Sequence[tuple[Head, np.ndarray]], weights: Sequence[float], n_features: int) -> Head:
+    """Heads on column subsets of n_features (each with its columns), logits weighted and summed -> one Head."""
+    if len(parts) != len(weights) or not parts or len({h.relu for h, _ in parts}) != 1:
+        raise ModelError(f"blend needs one weight per head and heads of one kind, got {len(parts)} and {len(weights)}")
+    rows = []
+    for head, columns in parts:
+        w = np.zeros((head.hidden, n_features), dtype=np.float32)
+        w[:, columns] = head.hidden_w
+        rows.append(w)
+    return Head(
+        np.concatenate(rows),
+        np.concatenate([h.hidden_b for h, _ in parts]),
+        np.concatenate([a * h.out_w for (h, _), a in zip(parts, weights)]).astype(np.float32),
+        float(sum(a * h.out_b for (h, _), a in zip(parts, weights))),
+        relu=parts[0][0].relu,
+    )
+
+
 @dataclass(frozen=True)
 class MlpSettings:
     """How the MLP head trains (block CV chose these; RESULTS.md round 6)."""
@@ -121,6 +140,13 @@ def fit_linear(x: np.ndarray, y: np.ndarray, c: float) -> Head:
 
 def fit_mlp(x: np.ndarray, y: np.ndarray, settings: MlpSettings, seed: int = 0) -> Head:
     """Standardise + `networks` MLPs (BCE weighted to balance the labels) -> one Head averaging their logits."""
+    return fit_mlp_parts(x, y, [np.arange(x.shape[1])], settings, seed)[0]
+
+
+def fit_mlp_parts(
+    x: np.ndarray, y: np.ndarray, parts: Sequence[np.ndarray], settings: MlpSettings, seed: int = 0
+) -> list[Head]:
+    """Per column subset of x, `networks` MLPs averaged into one Head (on those columns); all train at once."""
     import torch
     from sklearn.preprocessing import StandardScaler
 
@@ -129,54 +155,67 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, settings: MlpSettings, seed: int = 0) 
     xt = torch.tensor(scaler.transform(x), dtype=torch.float32)
     yt = torch.tensor(y, dtype=torch.float32)
     pos_weight = torch.tensor(float((y == 0).sum() / (y == 1).sum()))
+    n, hidden = settings.networks, settings.hidden
+    mask = np.zeros((len(parts) * n * hidden, x.shape[1]), dtype=np.float32)
+    for p, columns in enumerate(parts):
+        mask[p * n * hidden : (p + 1) * n * hidden, columns] = 1
     threads = torch.get_num_threads()
-    # Batches of 128 x 816 gain nothing from a second thread, and OpenMP threads spinning against a busy
+    # Batches of 128 rows gain nothing from a second thread, and OpenMP threads spinning against a busy
     # machine made a 20 s fit take 15 minutes.
     torch.set_num_threads(1)
     try:
         with torch.random.fork_rng():  # seeded initialisation and dropout without touching the caller's generator
-            layers = [_train_mlp(xt, yt, pos_weight, settings, seed * 1000 + i) for i in range(settings.networks)]
+            w1, b1, w2, b2 = _train_networks(xt, yt, pos_weight, torch.from_numpy(mask), settings, seed)
     finally:
         torch.set_num_threads(threads)
-    w1 = np.concatenate([w for w, _, _, _ in layers])
-    b1 = np.concatenate([b for _, b, _, _ in layers])
-    w2 = np.concatenate([v for _, _, v, _ in layers]) / settings.networks
-    b2 = float(np.mean([float(c) for _, _, _, c in layers]))
-    # Fold the standardisation into the first layer, so the head takes raw features.
-    scale = scaler.scale_.astype(np.float64)
-    hidden_w = w1 / scale[None, :]
-    hidden_b = b1 - hidden_w @ scaler.mean_
-    return Head(hidden_w.astype(np.float32), hidden_b.astype(np.float32), w2.astype(np.float32), b2, relu=True)
+    heads = []
+    for p, columns in enumerate(parts):
+        rows, nets = slice(p * n * hidden, (p + 1) * n * hidden), slice(p * n, (p + 1) * n)
+        # Fold the standardisation into the first layer, so the head takes raw features.
+        hidden_w = w1[rows][:, columns] / scaler.scale_[columns][None, :]
+        hidden_b = b1[rows] - hidden_w @ scaler.mean_[columns]
+        out_w, out_b = w2[nets].reshape(-1) / n, float(b2[nets].mean())
+        heads.append(
+            Head(hidden_w.astype(np.float32), hidden_b.astype(np.float32), out_w.astype(np.float32), out_b, True)
+        )
+    return heads
 
 
-def _train_mlp(xt, yt, pos_weight, settings: MlpSettings, seed: int) -> tuple[np.ndarray, ...]:
-    """One network on standardised rows -> (first weights, first biases, output weights, output bias)."""
+def _train_networks(xt, yt, pos_weight, mask, settings: MlpSettings, seed: int) -> tuple[np.ndarray, ...]:
+    """Independent one-hidden-layer networks (each sees the columns its mask rows allow) trained side by side on
+    standardised rows, one loss each -> (first weights, first biases, output weights (nets, hidden), output biases).
+
+    One wide matrix product per batch instead of one per network: about 2x faster on one core.
+    """
     import torch
     from torch import nn
 
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    net = nn.Sequential(
-        nn.Linear(xt.shape[1], settings.hidden), nn.ReLU(), nn.Dropout(settings.dropout), nn.Linear(settings.hidden, 1)
-    )
-    opt = torch.optim.AdamW(net.parameters(), lr=settings.max_lr, weight_decay=settings.weight_decay)
+    nets, hidden = mask.shape[0] // settings.hidden, settings.hidden
+    first = nn.Linear(xt.shape[1], nets * hidden)
+    with torch.no_grad():  # each network's initialisation as nn.Linear on its own inputs would draw it
+        first.weight *= torch.sqrt(xt.shape[1] / mask.sum(dim=1, keepdim=True)) * mask
+        first.bias *= torch.sqrt(xt.shape[1] / mask.sum(dim=1))
+    bound = 1 / hidden**0.5
+    out_w = nn.Parameter(torch.empty(nets, hidden).uniform_(-bound, bound))
+    out_b = nn.Parameter(torch.empty(nets).uniform_(-bound, bound))
+    drop = nn.Dropout(settings.dropout)
+    params = [first.weight, first.bias, out_w, out_b]
+    opt = torch.optim.AdamW(params, lr=settings.max_lr, weight_decay=settings.weight_decay)
     steps = settings.epochs * -(-len(xt) // settings.batch)
     schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.max_lr, total_steps=steps)
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
-    net.train()
     for _ in range(settings.epochs):
         order = torch.randperm(len(xt), generator=generator)
         for i in range(0, len(xt), settings.batch):
             idx = order[i : i + settings.batch]
-            loss = loss_fn(net(xt[idx])[:, 0], yt[idx])
+            h = drop(torch.relu(xt[idx] @ (first.weight * mask).T + first.bias)).view(len(idx), nets, hidden)
+            z = (h * out_w).sum(dim=2) + out_b
+            loss = loss_fn(z, yt[idx, None].expand(-1, nets)) * nets  # the sum of every network's own loss
             opt.zero_grad()
             loss.backward()
             opt.step()
             schedule.step()
-    first, last = net[0], net[3]
-    return (
-        first.weight.detach().numpy().astype(np.float64),
-        first.bias.detach().numpy().astype(np.float64),
-        last.weight.detach().numpy()[0].astype(np.float64),
-        last.bias.detach().numpy()[0].astype(np.float64),
-    )
+    as64 = [t.detach().numpy().astype(np.float64) for t in (first.weight * mask, first.bias, out_w, out_b)]
+    return tuple(as64)

@@ -36,7 +36,9 @@ from amberwatch.model.backbone_onnx import OnnxBackbone, int8_ranges, onnx_backb
 from amberwatch.model.classifier import VersionedModel, as_rgb_chip, payload_bytes, write_atomically
 from amberwatch.model.dataset import TEXTY_RESOLUTION_M_PER_PX, ChipSet
 from amberwatch.model.features import DIHEDRAL_VIEWS, FeatureCache, chip_features, dihedral, rescale
-from amberwatch.model.head import HEADS, Head, MlpSettings, fit_linear, fit_mlp
+from amberwatch.model.head import HEADS, Head, MlpSettings, blend_heads, fit_linear, fit_mlp, fit_mlp_parts
+
+_CHANNEL_CHUNK = 128  # channels per window-mean call in a scan: bounds the temporaries of a large image
 
 
 @dataclass(frozen=True)
@@ -48,8 +50,12 @@ class PretrainedRecipe:
     head: str = "mlp"  # 'mlp' (3 x 64 ReLU units, logits averaged) or 'linear' (logistic regression); RESULTS.md
     C: float = 0.1  # inverse L2 strength of the linear head's logistic regression (chosen by block CV, RESULTS.md)
     # Stages (indices into STAGE_CHANNELS) whose channels' standard deviations join the means: stages 3 and 5.
-    # Deeper stages' deviations score better on chips alone but disagree with the score map (RESULTS.md).
     std_stages: tuple[int, ...] = (0, 1)
+    # A second MLP also takes these deeper stages' deviations (stage 7); its logits weigh wide_weight in the head's
+    # average. Alone they score higher on chips but pull the score map away from windows classified alone; blended,
+    # block CV and the agreement both hold (RESULTS.md round 8). The linear head has none.
+    wide_std_stages: tuple[int, ...] = (3,)
+    wide_weight: float = 0.35
     int8: bool = True  # fit calibrates int8 ranges, so scans run a quantized backbone (2x faster; scan --fp32 not)
     tta: bool = False  # predict_proba averages the 8 flips/rotations (the scan never does)
     cell_px: int = 16  # score-map cell side in working pixels
@@ -65,6 +71,18 @@ class PretrainedRecipe:
     def __post_init__(self) -> None:
         if self.head not in HEADS:
             raise InvalidInputError(f"unknown head {self.head!r} (expected one of {', '.join(HEADS)})")
+        if self.halo_px % INPUT_MULTIPLE_PX:  # the coarsest stage's moments are written per pass on its own grid
+            raise InvalidInputError(f"halo_px must be a multiple of {INPUT_MULTIPLE_PX}, got {self.halo_px}")
+        if self.wide_std_stages and (self.head != "mlp" or not 0 < self.wide_weight <= 1):
+            raise InvalidInputError(
+                f"wide_std_stages {self.wide_std_stages} need the mlp head and 0 < wide_weight <= 1, "
+                f"got head {self.head!r} and wide_weight {self.wide_weight}"
+            )
+
+    @property
+    def feature_std_stages(self) -> tuple[int, ...]:
+        """Stages whose deviations the features hold: the head's and its wide part's, in stage order."""
+        return tuple(sorted(set(self.std_stages) | set(self.wide_std_stages)))
 
     @property
     def resolution_m_per_px(self) -> float:
@@ -123,7 +141,7 @@ class PretrainedClassifier(VersionedModel):
         embedding: Embedding | None = None,
         int8: Int8Calibration | None = None,
     ) -> None:
-        self._std_cols = std_columns(recipe.std_stages)
+        self._std_cols = std_columns(recipe.feature_std_stages)
         n_features = FEATURE_DIM + len(self._std_cols)
         if head.n_features != n_features:
             raise ModelError(f"pretrained head takes {head.n_features} features, expected {n_features}")
@@ -147,7 +165,7 @@ class PretrainedClassifier(VersionedModel):
         columns = [head.hidden_w[:, :FEATURE_DIM].T] + ([embedding.weight.T] if embedding is not None else [])
         w = torch.from_numpy(np.ascontiguousarray(np.concatenate(columns, axis=1), dtype=np.float32))
         self._stage_w = list(torch.split(w, list(STAGE_CHANNELS)))
-        self._std_w = torch.from_numpy(np.ascontiguousarray(head.hidden_w[:, FEATURE_DIM:]))  # (hidden, std columns)
+        self._std_blocks = _std_blocks(head.hidden_w[:, FEATURE_DIM:], recipe.feature_std_stages, self.cell_px)
 
     @property
     def embedding_dims(self) -> int:
@@ -161,8 +179,8 @@ class PretrainedClassifier(VersionedModel):
 
     def pooled_features(self, x: torch.Tensor) -> np.ndarray:
         """Float NCHW 0..255 chips (already rescaled) -> (N, n_features) features the head takes."""
-        feats = self.backbone.pooled(x, self.recipe.border_px, with_std=bool(self.recipe.std_stages)).numpy()
-        return select_features(feats, self.recipe.std_stages)
+        feats = self.backbone.pooled(x, self.recipe.border_px, with_std=bool(self.recipe.feature_std_stages)).numpy()
+        return select_features(feats, self.recipe.feature_std_stages)
 
     def predict_proba(self, chips: Sequence[np.ndarray]) -> np.ndarray:
         """Chips HxWx3 (at the examples' resolution, any size) -> (N,) float32 P(mining)."""
@@ -194,13 +212,14 @@ class PretrainedClassifier(VersionedModel):
     def cell_logit_map(self, image: np.ndarray) -> torch.Tensor:
         """Image HxWx3 (H, W multiples of cell_px) -> (hidden, H/cell, W/cell) first-layer values of the per-cell
         means, biases excluded (a linear head's row is its class activation map)."""
-        return self.cell_maps(image)[: self.head.hidden]
+        return self.cell_maps(image)[0][: self.head.hidden]
 
-    def cell_maps(self, image: np.ndarray) -> torch.Tensor:
-        """Image HxWx3 -> per-cell maps (C, H/cell, W/cell), bias excluded.
+    def cell_maps(self, image: np.ndarray) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """Image HxWx3 -> per-cell maps (C, H/cell, W/cell), bias excluded, and the std stages' moments.
 
-        The head's first-layer rows applied to the mean features come first, then the embedding's rows, then
-        (std_stages) the per-cell means of every stage channel x and of x^2.
+        The maps hold the head's first-layer rows applied to the mean features, then the embedding's rows. The
+        moments are, per grid (cell_px, or a coarser stage's stride), the means of x and then of x^2 of every
+        channel of the std stages on that grid: coarse stages stay coarse, a quarter of the memory or less.
         """
         arr = as_rgb_chip(image, "image")
         h, w = arr.shape[:2]
@@ -212,8 +231,11 @@ class PretrainedClassifier(VersionedModel):
             arr = np.pad(arr, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(h, w) > step else "edge")
         H, W = arr.shape[:2]
         x = torch.from_numpy(np.require(arr, requirements=["C", "W"])).permute(2, 0, 1)[None]  # uint8: floats per pass
-        channels = len(self._stage_w[0][0]) + 2 * len(self._std_cols)
-        out = torch.zeros(channels, H // cell, W // cell)
+        out = torch.zeros(len(self._stage_w[0][0]), H // cell, W // cell)
+        on_grid: dict[int, int] = {}
+        for block in self._std_blocks:
+            on_grid[block.grid] = max(on_grid.get(block.grid, 0), 2 * block.moments[1])
+        moments = {g: torch.zeros(c, H // g, W // g) for g, c in on_grid.items()}
         halo = self.recipe.halo_px
         with torch.inference_mode():
             for y0, y1 in _spans(H, self.recipe.chunk_px):
@@ -222,19 +244,24 @@ class PretrainedClassifier(VersionedModel):
                     yb, xb = min(H, y1 + halo), min(W, x1 + halo)
                     r0, c0 = (y0 - ya) // cell, (x0 - xa) // cell
                     rows, cols = slice(r0, r0 + (y1 - y0) // cell), slice(c0, c0 + (x1 - x0) // cell)
-                    target = out[:, y0 // cell : y1 // cell, x0 // cell : x1 // cell]
-                    start = 0
-                    for part in self._cells(x[:, :, ya:yb, xa:xb].float()):  # no concatenated copy of the parts
-                        target[start : start + len(part)] = part[:, rows, cols]
-                        start += len(part)
-        return out[:, : h // cell, : w // cell]
+                    total, parts = self._cells(x[:, :, ya:yb, xa:xb].float())
+                    out[:, y0 // cell : y1 // cell, x0 // cell : x1 // cell] = total[:, rows, cols]
+                    for g, grid_parts in parts.items():  # written straight in: no concatenated copy of the parts
+                        target, start = moments[g][:, y0 // g : y1 // g, x0 // g : x1 // g], 0
+                        r, c = slice((y0 - ya) // g, (y1 - ya) // g), slice((x0 - xa) // g, (x1 - xa) // g)
+                        for part in grid_parts:
+                            target[start : start + len(part)] = part[:, r, c]
+                            start += len(part)
+        return out[:, : h // cell, : w // cell], moments
 
-    def _cells(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """cell_maps' channels for one input region (sides multiples of 32), in parts to stack in this order."""
+    def _cells(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[int, list[torch.Tensor]]]:
+        """cell_maps' first-layer rows for one input region (sides multiples of 32), and per grid the moments'
+        parts to stack in this order (every x, then every x^2)."""
         if self._fast is None:
             self._fast = self._scan_backbone()
         by_grid: dict[int, tuple[torch.Tensor, tuple]] = {}  # summed stage scores (C, h*w) on each stage grid
-        firsts, seconds = [], []
+        firsts: dict[int, list[torch.Tensor]] = {}
+        seconds: dict[int, list[torch.Tensor]] = {}
         for stage, (fmap, wk, stride) in enumerate(zip(self._fast.stage_maps(x), self._stage_w, STAGE_STRIDES)):
             fmap = fmap[0]
             # Scoring is linear per location, so a fine map is pooled to cells before its weights are applied.
@@ -245,9 +272,9 @@ class PretrainedClassifier(VersionedModel):
                 by_grid[grid][0].addmm_(wk.T, flat)
             else:
                 by_grid[grid] = (wk.T @ flat, tuple(pooled.shape[1:]))
-            if stage in self.recipe.std_stages:
-                firsts.append(self._to_cells(pooled, grid))
-                seconds.append(self._to_cells(self._pool_fine(fmap * fmap, stride), grid))
+            if stage in self.recipe.feature_std_stages:
+                firsts.setdefault(grid, []).append(pooled)
+                seconds.setdefault(grid, []).append(self._pool_fine(fmap * fmap, stride))
         total = None
         for grid, (flat, shape) in sorted(by_grid.items()):
             score = flat.reshape(-1, *shape)
@@ -256,7 +283,7 @@ class PretrainedClassifier(VersionedModel):
             else:  # a coarser grid added to every cell it covers, without a repeated copy
                 n = grid // self.cell_px
                 total.view(len(total), shape[0], n, shape[1], n).add_(score[:, :, None, :, None])
-        return [total, *firsts, *seconds]
+        return total, {g: firsts[g] + seconds[g] for g in firsts}
 
     @property
     def has_int8(self) -> bool:
@@ -294,17 +321,22 @@ class PretrainedClassifier(VersionedModel):
             return fmap.repeat_interleave(n, dim=1).repeat_interleave(n, dim=2)
         return fmap
 
-    def _std_part(self, moments: torch.Tensor, k: int) -> torch.Tensor:
-        """The std features' part of every window's first layer (hidden, h, w), from per-cell means of x and x^2."""
-        w_std = self._std_w
-        n = w_std.shape[1]
-        # box_mean sums in double precision, so E[x^2] - E[x]^2 needs no centring: logits within ~2e-5 of float64 on
-        # imagery (1.5e-3 on a flat single-colour image, where the variance is all rounding).
-        windows = box_mean(moments, k, dtype=torch.float32)
-        mean, var = windows[:n], windows[n:]
-        var -= mean * mean
-        std = var.clamp_(min=0).sqrt_()
-        return (w_std @ std.reshape(n, -1)).reshape(-1, *std.shape[1:])
+    def _add_std_part(self, z: torch.Tensor, moments: dict[int, torch.Tensor], k: int) -> None:
+        """Add the std features' part of every window's first layer to z (hidden, h, w), from the moments on each
+        stage's grid, a chunk of channels at a time (their window means are the largest temporaries)."""
+        h, w = z.shape[1:]
+        for block in self._std_blocks:
+            on_grid, (a, b), rows = moments[block.grid], block.moments, block.rows
+            n, target = len(on_grid) // 2, z[rows].view(rows.stop - rows.start, -1)
+            for c0 in range(a, b, _CHANNEL_CHUNK):
+                c1 = min(b, c0 + _CHANNEL_CHUNK)
+                # box_mean sums in double precision, so E[x^2] - E[x]^2 needs no centring: logits within ~2e-5 of
+                # float64 on imagery (1.5e-3 on a flat single-colour image, where the variance is all rounding).
+                var = box_mean(self._to_cells(on_grid[n + c0 : n + c1], block.grid)[:, :h, :w], k, torch.float32)
+                mean = box_mean(self._to_cells(on_grid[c0:c1], block.grid)[:, :h, :w], k, torch.float32)
+                var -= mean * mean
+                std = var.clamp_(min=0).sqrt_()
+                target.addmm_(block.weight[:, c0 - a : c1 - a], std.view(c1 - c0, -1))
 
     def predict_grid(self, image: np.ndarray) -> np.ndarray:
         """Image HxWx3 uint8 (at resolution_m_per_px; H, W multiples of cell_px) -> P(mining) per cell window."""
@@ -312,15 +344,18 @@ class PretrainedClassifier(VersionedModel):
 
     def grid_and_cell_embeddings(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """predict_grid's P(mining) per cell, and the (dims, H/cell, W/cell) per-cell embedding values (or None)."""
-        maps = self.cell_maps(image)
+        maps, moments = self.cell_maps(image)
         k, head = self.recipe.window_cells, self.head
         hidden, rows = head.hidden, len(self._stage_w[0][0])
         shift = self.int8.logit_shift if self._fast.int8 else 0.0  # cell_maps made _fast
-        z = box_mean(maps[:hidden], k, dtype=torch.float32) + torch.from_numpy(head.hidden_b)[:, None, None]
-        if self.recipe.std_stages:
-            z += self._std_part(maps[rows:], k)
+        z = torch.empty(hidden, *maps.shape[1:])
+        for c0 in range(0, hidden, _CHANNEL_CHUNK):
+            z[c0 : c0 + _CHANNEL_CHUNK] = box_mean(maps[c0 : min(hidden, c0 + _CHANNEL_CHUNK)], k, dtype=torch.float32)
+        z += torch.from_numpy(head.hidden_b)[:, None, None]
+        if self.recipe.feature_std_stages:
+            self._add_std_part(z, moments, k)
         if head.relu:
-            z = z.clamp_min(0)
+            z.clamp_(min=0)
         logits = torch.einsum("jhw,j->hw", z, torch.from_numpy(head.out_w)) + (head.out_b - shift)
         probs = torch.sigmoid(logits).numpy().astype(np.float32)
         if self.embedding is None:
@@ -369,9 +404,10 @@ class PretrainedClassifier(VersionedModel):
                 f"{name}: trained on backbone {stored.get('name')} with weights sha256 "
                 f"{str(stored.get('sha256'))[:16]}..., but the installed weights are {backbone.digest[:16]}..."
             )
-        # Files written before std features had none: their recipe lacks the key.
+        # Files written before std features (or before the wide part) had none: their recipe lacks the key.
         stored_recipe = {k: v for k, v in payload["recipe"].items() if k != "name"}
-        stored_recipe["std_stages"] = tuple(stored_recipe.get("std_stages", ()))
+        for key in ("std_stages", "wide_std_stages"):
+            stored_recipe[key] = tuple(stored_recipe.get(key, ()))
         recipe = PretrainedRecipe(**{"int8": False, "head": "linear", **stored_recipe})
         return cls(
             Head.from_payload(payload),
@@ -408,6 +444,31 @@ def _spans(size_px: int, chunk_px: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
 
 
+@dataclass(frozen=True)
+class _StdBlock:
+    """One std stage's share of a scan: where its moments are, which head rows weigh its deviations, and how."""
+
+    grid: int  # px per cell of its moments' grid (the cell, or the stage's stride if coarser)
+    moments: tuple[int, int]  # its channels among the x means of the std stages on that grid
+    rows: slice  # the head rows with weight on it (a blend's narrow part leaves rows at zero)
+    weight: torch.Tensor  # (rows, channels)
+
+
+def _std_blocks(w_std: np.ndarray, std_stages: Sequence[int], cell_px: int) -> list[_StdBlock]:
+    """The _StdBlock of every std stage, from the head's std columns (std stages in stage order)."""
+    blocks, start, on_grid = [], 0, {}
+    for stage in sorted(std_stages):
+        end, grid = start + STAGE_CHANNELS[stage], max(STAGE_STRIDES[stage], cell_px)
+        used = np.flatnonzero(np.abs(w_std[:, start:end]).sum(axis=1))
+        rows = slice(int(used.min()), int(used.max()) + 1) if len(used) else slice(0, 0)
+        a = on_grid.get(grid, 0)
+        on_grid[grid] = a + STAGE_CHANNELS[stage]
+        weight = torch.from_numpy(np.ascontiguousarray(w_std[rows, start:end]))
+        blocks.append(_StdBlock(grid, (a, on_grid[grid]), rows, weight))
+        start = end
+    return blocks
+
+
 def std_columns(std_stages: Sequence[int]) -> np.ndarray:
     """Columns of the standard deviations of std_stages' channels in pooled features with std (means first)."""
     starts = np.cumsum([0, *STAGE_CHANNELS])
@@ -422,6 +483,14 @@ def select_features(pooled: np.ndarray, std_stages: Sequence[int]) -> np.ndarray
     if not std_stages:
         return pooled[..., :FEATURE_DIM]
     return np.concatenate([pooled[..., :FEATURE_DIM], pooled[..., std_columns(std_stages)]], axis=-1)
+
+
+def feature_columns(std_stages: Sequence[int], layout: Sequence[int]) -> np.ndarray:
+    """Columns of the means and std_stages' deviations within features holding the deviations of `layout`."""
+    wanted = np.isin(std_columns(layout), std_columns(std_stages))
+    if wanted.sum() != len(std_columns(std_stages)):
+        raise InvalidInputError(f"std stages {tuple(std_stages)} are not all among {tuple(layout)}")
+    return np.concatenate([np.arange(FEATURE_DIM), FEATURE_DIM + np.flatnonzero(wanted)])
 
 
 def box_mean(maps: torch.Tensor, k: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -456,7 +525,7 @@ def data_features(
     data: ChipSet, recipe: PretrainedRecipe, log: Callable[[str], None] | None = None, stats: dict | None = None
 ) -> np.ndarray:
     """(N, views, FEATURE_DIM) features of every example, through the recipe's feature cache (and kept on data)."""
-    key = ("features", recipe.scale, recipe.jitter_copies, recipe.border_px, recipe.std_stages)
+    key = ("features", recipe.scale, recipe.jitter_copies, recipe.border_px, recipe.feature_std_stages)
     if key in data.extra:
         return data.extra[key]
     cache = FeatureCache(recipe.feature_cache) if recipe.feature_cache else None
@@ -467,7 +536,7 @@ def data_features(
             scale=recipe.scale,
             jitter_copies=recipe.jitter_copies,
             border_px=recipe.border_px,
-            with_std=bool(recipe.std_stages),
+            with_std=bool(recipe.feature_std_stages),
             cache=cache,
             log=log,
             stats=stats,
@@ -475,16 +544,26 @@ def data_features(
     finally:
         if cache is not None:
             cache.close()
-    feats = select_features(feats, recipe.std_stages)
+    feats = select_features(feats, recipe.feature_std_stages)
     data.extra[key] = feats
     return feats
 
 
 def fit_head(features: np.ndarray, labels: np.ndarray, recipe: PretrainedRecipe) -> Head:
-    """The recipe's head trained on every view's row of (N, views, F) features (a row per view, same label)."""
+    """The recipe's head trained on every view's row of (N, views, F) features (a row per view, same label).
+
+    With wide_std_stages, one MLP on the means and std_stages' deviations and one on all the features, their
+    logits weighted 1 - wide_weight and wide_weight: still one head.
+    """
     x = features.reshape(-1, features.shape[-1])
     y = np.repeat(np.asarray(labels), features.shape[1])
-    return fit_mlp(x, y, MlpSettings()) if recipe.head == "mlp" else fit_linear(x, y, recipe.C)
+    if recipe.head == "linear":
+        return fit_linear(x, y, recipe.C)
+    if not recipe.wide_std_stages:
+        return fit_mlp(x, y, MlpSettings())
+    parts = [feature_columns(recipe.std_stages, recipe.feature_std_stages), np.arange(x.shape[1])]
+    heads = fit_mlp_parts(x, y, parts, MlpSettings())
+    return blend_heads(list(zip(heads, parts)), [1 - recipe.wide_weight, recipe.wide_weight], x.shape[1])
 
 
 def test_features(features: np.ndarray, recipe: PretrainedRecipe) -> np.ndarray:
@@ -530,10 +609,10 @@ def calibrate_int8(chips: Sequence[np.ndarray], head: Head, recipe: PretrainedRe
         for im in images:
             x = torch.from_numpy(im).permute(2, 0, 1)[None].float()
             f32, f8 = (
-                pool_maps(b.stage_maps(x), recipe.border_px, with_std=bool(recipe.std_stages)).numpy()
+                pool_maps(b.stage_maps(x), recipe.border_px, with_std=bool(recipe.feature_std_stages)).numpy()
                 for b in (exact, fast)
             )
-            f8, f32 = select_features(f8, recipe.std_stages), select_features(f32, recipe.std_stages)
+            f8, f32 = select_features(f8, recipe.feature_std_stages), select_features(f32, recipe.feature_std_stages)
             shifts.append(float(head.logits(f8)[0] - head.logits(f32)[0]))
     return Int8Calibration(ranges, float(np.mean(shifts)), len(images))
 

@@ -43,6 +43,8 @@ RECIPES = ("pretrained", "pretrained-linear", "cnn")
 
 def pretrained_recipe(*, feature_cache: str | None = None, head: str = "mlp") -> PretrainedRecipe:
     """The default recipe: frozen EfficientNet-Lite0 features and an MLP head (scripts/experiments/RESULTS.md)."""
+    if head == "linear":  # the round-5 recipe: logistic regression on the means and stages 3 and 5's deviations
+        return PretrainedRecipe(feature_cache=feature_cache, head=head, wide_std_stages=())
     return PretrainedRecipe(feature_cache=feature_cache, head=head)
 
 
