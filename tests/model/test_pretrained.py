@@ -7,7 +7,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from click.testing import CliRunner
 
 import amberwatch.model as model
@@ -24,7 +23,6 @@ from amberwatch.model.pretrained import (
     Embedding,
     PretrainedClassifier,
     PretrainedRecipe,
-    box_mean,
     cross_validate,
     fit,
     select_features,
@@ -121,6 +119,9 @@ def test_embedding_comes_from_the_score_map_pass_and_files_without_one_still_loa
     probs, cells = clf.grid_and_cell_embeddings(image)
     assert clf.embedding_dims == 64 and cells.shape == (64, *probs.shape)
     np.testing.assert_array_equal(probs, clf.predict_grid(image))
+    inner, inner_cells = clf.grid_and_cell_embeddings(image, margin_cells=3)  # a scan leaves its context out
+    np.testing.assert_allclose(inner, probs[3:-3, 3:-3], atol=1e-6)
+    np.testing.assert_allclose(inner_cells, cells[:, 3:-3, 3:-3], atol=1e-5)
     vector = np.frombuffer(clf.tile_embedding(cells, 0, 0, 16), dtype=np.float16)
     assert vector.shape == (64,) and np.isfinite(vector).all()
     assert clf.embed_chips([image]).shape == (1, 64)
@@ -159,13 +160,6 @@ def test_files_from_before_std_features_still_load(clf):
         feats = again.pooled_features(x)
     assert feats.shape == (1, bb.FEATURE_DIM)
     np.testing.assert_allclose(again.embed_chips([image])[0], feats[0] @ embedding.weight.T, rtol=1e-4, atol=1e-4)
-
-
-def test_box_mean_is_avg_pool_without_the_padding():
-    maps = torch.randn(3, 23, 17)
-    for k in (1, 3, 15):
-        expected = F.avg_pool2d(maps[None], k, stride=1, padding=k // 2, count_include_pad=False)[0]
-        torch.testing.assert_close(box_mean(maps, k).float(), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_std_features_are_the_window_std_of_each_channel(backbone, clf):

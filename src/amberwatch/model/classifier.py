@@ -76,9 +76,13 @@ class VersionedModel:
         if on:
             raise ModelError(f"model v{self.version} ({self.kind}) has no int8 backbone (recipe pretrained has)")
 
-    def grid_and_cell_embeddings(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """predict_grid's P(mining) per cell, and per-cell embedding sums (None: this model has no embedding)."""
-        return self.predict_grid(image), None
+    def grid_and_cell_embeddings(
+        self, image: np.ndarray, margin_cells: int = 0
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """predict_grid's P(mining) per cell at least margin_cells from the edges, and per-cell embedding sums
+        (None: this model has no embedding)."""
+        grid = self.predict_grid(image)
+        return grid[margin_cells : grid.shape[0] - margin_cells, margin_cells : grid.shape[1] - margin_cells], None
 
 
 class Classifier(VersionedModel):

@@ -112,7 +112,7 @@ class MlpSettings:
     """How the MLP head trains (block CV chose these; RESULTS.md round 6)."""
 
     hidden: int = 64  # ReLU units per network
-    networks: int = 3  # networks trained from different seeds; their logits are averaged (one wider head)
+    networks: int = 2  # networks per head part, trained side by side; their logits are averaged (RESULTS.md round 8)
     dropout: float = 0.2
     epochs: int = 20
     batch: int = 128

@@ -37,6 +37,7 @@ from amberwatch.model.classifier import VersionedModel, as_rgb_chip, payload_byt
 from amberwatch.model.dataset import TEXTY_RESOLUTION_M_PER_PX, ChipSet
 from amberwatch.model.features import DIHEDRAL_VIEWS, FeatureCache, chip_features, dihedral, rescale
 from amberwatch.model.head import HEADS, Head, MlpSettings, blend_heads, fit_linear, fit_mlp, fit_mlp_parts
+from amberwatch.model.windows import box_mean, box_mean_2x
 
 _CHANNEL_CHUNK = 128  # channels per window-mean call in a scan: bounds the temporaries of a large image
 
@@ -47,7 +48,7 @@ class PretrainedRecipe:
 
     scale: float = 1.0  # examples are resized by this factor before the backbone
     jitter_copies: int = 4  # colour-jittered copies per example, besides the 8 flips/rotations
-    head: str = "mlp"  # 'mlp' (3 x 64 ReLU units, logits averaged) or 'linear' (logistic regression); RESULTS.md
+    head: str = "mlp"  # 'mlp' (2 x 64 ReLU units per part, logits averaged) or 'linear' (logistic regression)
     C: float = 0.1  # inverse L2 strength of the linear head's logistic regression (chosen by block CV, RESULTS.md)
     # Stages (indices into STAGE_CHANNELS) whose channels' standard deviations join the means: stages 3 and 5.
     std_stages: tuple[int, ...] = (0, 1)
@@ -71,6 +72,10 @@ class PretrainedRecipe:
     def __post_init__(self) -> None:
         if self.head not in HEADS:
             raise InvalidInputError(f"unknown head {self.head!r} (expected one of {', '.join(HEADS)})")
+        if any(STAGE_STRIDES[s] > self.cell_px for s in self.feature_std_stages) and self.window_cells % 4 != 3:
+            raise InvalidInputError(  # box_mean_2x's rule for stages coarser than the cells
+                f"window_cells must be 3 mod 4 with deviations of stages coarser than a cell, got {self.window_cells}"
+            )
         if self.halo_px % INPUT_MULTIPLE_PX:  # the coarsest stage's moments are written per pass on its own grid
             raise InvalidInputError(f"halo_px must be a multiple of {INPUT_MULTIPLE_PX}, got {self.halo_px}")
         if self.wide_std_stages and (self.head != "mlp" or not 0 < self.wide_weight <= 1):
@@ -231,11 +236,11 @@ class PretrainedClassifier(VersionedModel):
             arr = np.pad(arr, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(h, w) > step else "edge")
         H, W = arr.shape[:2]
         x = torch.from_numpy(np.require(arr, requirements=["C", "W"])).permute(2, 0, 1)[None]  # uint8: floats per pass
-        out = torch.zeros(len(self._stage_w[0][0]), H // cell, W // cell)
+        out = torch.empty(len(self._stage_w[0][0]), H // cell, W // cell)  # the passes write every cell
         on_grid: dict[int, int] = {}
         for block in self._std_blocks:
             on_grid[block.grid] = max(on_grid.get(block.grid, 0), 2 * block.moments[1])
-        moments = {g: torch.zeros(c, H // g, W // g) for g, c in on_grid.items()}
+        moments = {g: torch.empty(c, H // g, W // g) for g, c in on_grid.items()}
         halo = self.recipe.halo_px
         with torch.inference_mode():
             for y0, y1 in _spans(H, self.recipe.chunk_px):
@@ -321,46 +326,65 @@ class PretrainedClassifier(VersionedModel):
             return fmap.repeat_interleave(n, dim=1).repeat_interleave(n, dim=2)
         return fmap
 
-    def _add_std_part(self, z: torch.Tensor, moments: dict[int, torch.Tensor], k: int) -> None:
+    def _add_std_part(
+        self, z: torch.Tensor, moments: dict[int, torch.Tensor], k: int, size: tuple[int, int], margin: int
+    ) -> None:
         """Add the std features' part of every window's first layer to z (hidden, h, w), from the moments on each
-        stage's grid, a chunk of channels at a time (their window means are the largest temporaries)."""
-        h, w = z.shape[1:]
-        for block in self._std_blocks:
+        stage's grid, a chunk of channels at a time (their window means are the largest temporaries); a grid's
+        moments are dropped from the dict once used."""
+        last = {block.grid: i for i, block in enumerate(self._std_blocks)}
+        for i, block in enumerate(self._std_blocks):
             on_grid, (a, b), rows = moments[block.grid], block.moments, block.rows
             n, target = len(on_grid) // 2, z[rows].view(rows.stop - rows.start, -1)
             for c0 in range(a, b, _CHANNEL_CHUNK):
                 c1 = min(b, c0 + _CHANNEL_CHUNK)
                 # box_mean sums in double precision, so E[x^2] - E[x]^2 needs no centring: logits within ~2e-5 of
                 # float64 on imagery (1.5e-3 on a flat single-colour image, where the variance is all rounding).
-                var = box_mean(self._to_cells(on_grid[n + c0 : n + c1], block.grid)[:, :h, :w], k, torch.float32)
-                mean = box_mean(self._to_cells(on_grid[c0:c1], block.grid)[:, :h, :w], k, torch.float32)
+                var, mean = (
+                    self._window_means(on_grid[c : c + c1 - c0], block.grid, k, size, margin) for c in (n + c0, c0)
+                )
                 var -= mean * mean
                 std = var.clamp_(min=0).sqrt_()
                 target.addmm_(block.weight[:, c0 - a : c1 - a], std.view(c1 - c0, -1))
+            if last[block.grid] == i:
+                del moments[block.grid], on_grid
+
+    def _window_means(self, maps: torch.Tensor, grid: int, k: int, size: tuple[int, int], margin: int) -> torch.Tensor:
+        """Float32 window means on the cell grid (size cells, less the margin) of maps on a grid of `grid` px (the
+        cells', or twice as coarse)."""
+        if grid == self.cell_px:
+            return box_mean(maps[:, : size[0], : size[1]], k, torch.float32, margin)
+        return box_mean_2x(maps, k, size, torch.float32, margin)
 
     def predict_grid(self, image: np.ndarray) -> np.ndarray:
         """Image HxWx3 uint8 (at resolution_m_per_px; H, W multiples of cell_px) -> P(mining) per cell window."""
         return self.grid_and_cell_embeddings(image)[0]
 
-    def grid_and_cell_embeddings(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """predict_grid's P(mining) per cell, and the (dims, H/cell, W/cell) per-cell embedding values (or None)."""
+    def grid_and_cell_embeddings(
+        self, image: np.ndarray, margin_cells: int = 0
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """predict_grid's P(mining) per cell, and the (dims, H/cell, W/cell) per-cell embedding values (or None),
+        both for the cells at least margin_cells from the image's edges only (a scan's context is not scored)."""
         maps, moments = self.cell_maps(image)
-        k, head = self.recipe.window_cells, self.head
+        k, head, m = self.recipe.window_cells, self.head, margin_cells
         hidden, rows = head.hidden, len(self._stage_w[0][0])
         shift = self.int8.logit_shift if self._fast.int8 else 0.0  # cell_maps made _fast
-        z = torch.empty(hidden, *maps.shape[1:])
+        h, w = maps.shape[1:]
+        z = torch.empty(hidden, h - 2 * m, w - 2 * m)
         for c0 in range(0, hidden, _CHANNEL_CHUNK):
-            z[c0 : c0 + _CHANNEL_CHUNK] = box_mean(maps[c0 : min(hidden, c0 + _CHANNEL_CHUNK)], k, dtype=torch.float32)
+            z[c0 : c0 + _CHANNEL_CHUNK] = box_mean(maps[c0 : min(hidden, c0 + _CHANNEL_CHUNK)], k, torch.float32, m)
         z += torch.from_numpy(head.hidden_b)[:, None, None]
+        cells = maps[hidden:rows, m : h - m, m : w - m].clone() if self.embedding is not None else None
+        del maps  # the first layer's maps are in z now: freed before the deviations' temporaries
         if self.recipe.feature_std_stages:
-            self._add_std_part(z, moments, k)
+            self._add_std_part(z, moments, k, (h, w), m)
         if head.relu:
             z.clamp_(min=0)
         logits = torch.einsum("jhw,j->hw", z, torch.from_numpy(head.out_w)) + (head.out_b - shift)
         probs = torch.sigmoid(logits).numpy().astype(np.float32)
-        if self.embedding is None:
+        if self.embedding is None or cells is None:
             return probs, None
-        cells = maps[hidden:rows].numpy()
+        cells = cells.numpy()
         if self.embedding.logit_scale:  # each cell's window logit stands for the tile's when averaged over it
             cells = np.concatenate([cells, self.embedding.logit_scale * logits.numpy()[None]])
         return probs, cells
@@ -459,6 +483,8 @@ def _std_blocks(w_std: np.ndarray, std_stages: Sequence[int], cell_px: int) -> l
     blocks, start, on_grid = [], 0, {}
     for stage in sorted(std_stages):
         end, grid = start + STAGE_CHANNELS[stage], max(STAGE_STRIDES[stage], cell_px)
+        if grid > 2 * cell_px:
+            raise ModelError(f"deviations of stage {stage} (stride {grid} px) need cells of at least {grid // 2} px")
         used = np.flatnonzero(np.abs(w_std[:, start:end]).sum(axis=1))
         rows = slice(int(used.min()), int(used.max()) + 1) if len(used) else slice(0, 0)
         a = on_grid.get(grid, 0)
@@ -491,29 +517,6 @@ def feature_columns(std_stages: Sequence[int], layout: Sequence[int]) -> np.ndar
     if wanted.sum() != len(std_columns(std_stages)):
         raise InvalidInputError(f"std stages {tuple(std_stages)} are not all among {tuple(layout)}")
     return np.concatenate([np.arange(FEATURE_DIM), FEATURE_DIM + np.flatnonzero(wanted)])
-
-
-def box_mean(maps: torch.Tensor, k: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """(C, H, W) -> means (in dtype) over the k x k window around each cell (k odd), counting only cells inside the map.
-
-    The same as avg_pool2d(k, stride 1, padding k // 2, count_include_pad=False), from scipy's running sums
-    (double precision inside) along one axis at a time: the cost does not grow with k, and it is 2-3x faster
-    than cumulative sums in torch.
-    """
-    from scipy.ndimage import uniform_filter1d
-
-    if k % 2 == 0:
-        raise InvalidInputError(f"box_mean needs an odd window, got k={k}")
-    np_dtype = np.float64 if dtype == torch.float64 else np.float32
-    a = maps.numpy().astype(np_dtype, copy=False)
-    s = uniform_filter1d(a, k, axis=1, mode="constant", cval=0.0)  # the mean with zeros outside the map
-    s = uniform_filter1d(s, k, axis=2, mode="constant", cval=0.0)
-    h, w = a.shape[1:]
-    r = k // 2
-    n_rows = np.minimum(np.arange(h) + r, h - 1) - np.maximum(np.arange(h) - r, 0) + 1
-    n_cols = np.minimum(np.arange(w) + r, w - 1) - np.maximum(np.arange(w) - r, 0) + 1
-    s *= ((k * k) / (n_rows[:, None] * n_cols[None, :])).astype(np_dtype)
-    return torch.from_numpy(s)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

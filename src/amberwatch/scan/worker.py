@@ -257,9 +257,9 @@ def _classify(
     for (bx, by), tiles in sorted(by_block.items()):
         ntx, nty = min(b, nx - 2 * ring - bx * b), min(b, ny - 2 * ring - by * b)
         sub = frame[by * b * t : (by * b + nty) * t + 2 * m, bx * b * t : (bx * b + ntx) * t + 2 * m]
-        grid, cell_embeddings = model.grid_and_cell_embeddings(np.ascontiguousarray(sub))
+        grid, cell_embeddings = model.grid_and_cell_embeddings(np.ascontiguousarray(sub), margin_cells=off)
         for x, y in tiles:
-            r, c = off + (y - y0 - ring - by * b) * g, off + (x - x0 - ring - bx * b) * g
+            r, c = (y - y0 - ring - by * b) * g, (x - x0 - ring - bx * b) * g
             cells = grid[r : r + g, c : c + g]
             date = images[(x, y)].capture_date
             embedding = model.tile_embedding(cell_embeddings, r, c, g) if cell_embeddings is not None else None
