@@ -61,6 +61,11 @@ def test_predict_grid_shape_and_consistency(clf):
     assert centre == pytest.approx(clf.predict_proba([chip])[0], abs=1e-4)
     with pytest.raises(InvalidInputError, match="cell_px"):
         clf.predict_grid(np.zeros((100, 96, 3), np.uint8))
+    inner, embeddings = clf.grid_and_cell_embeddings(image, margin_cells=1)  # a scan leaves its context out
+    np.testing.assert_array_equal(inner, grid[1:-1, 1:-1])
+    assert embeddings is None
+    with pytest.raises(InvalidInputError, match="margin of 2 cells leaves nothing of a 3x5 map"):
+        clf.grid_and_cell_embeddings(image, margin_cells=2)
 
 
 def test_save_roundtrip_and_corrupt_file(clf, tmp_path):

@@ -98,10 +98,41 @@ def test_blended_heads_weigh_each_part_s_logits_on_its_own_columns():
     assert head.hidden == 8 and head.n_features == 10 and head.relu
     expected = 0.65 * a.logits(x[:, narrow]) + 0.35 * b.logits(x)
     np.testing.assert_allclose(head.logits(x), expected, rtol=1e-5, atol=1e-5)
-    with pytest.raises(ModelError, match="one weight per head"):
+    with pytest.raises(ModelError, match="1 heads and 2 weights"):
         blend_heads([(a, narrow)], [0.5, 0.5], 10)
-    with pytest.raises(ModelError, match="heads of one kind"):
+    with pytest.raises(ModelError, match="MLP heads only"):
         blend_heads([(a, narrow), (Head.linear(np.ones(10), 0.0), wide)], [0.5, 0.5], 10)
+    x, y = _separable()
+    with pytest.raises(ModelError, match="part 1 needs columns among the 12 features, got 0"):
+        fit_mlp_parts(x, y, [np.arange(12), np.arange(0)], MlpSettings(epochs=1))
+    with pytest.raises(ModelError, match="part 0 needs columns among the 12 features, got 2"):
+        fit_mlp_parts(x, y, [np.array([3, 12])], MlpSettings(epochs=1))
+
+
+def test_a_std_stage_no_row_weighs_adds_nothing_to_the_map(bundled):
+    """A head with no weight on stage 7's deviations scores as if they were not there."""
+    recipe = replace(bundled.recipe, head="mlp", wide_std_stages=(3,))
+    n = FEATURE_DIM + len(std_columns(recipe.feature_std_stages))
+    head = _random_mlp(n, hidden=4, seed=9)
+    stage7 = FEATURE_DIM + len(std_columns(recipe.std_stages))
+    blind = replace(head, hidden_w=np.concatenate([head.hidden_w[:, :stage7], 0 * head.hidden_w[:, stage7:]], axis=1))
+    narrow = replace(blind, hidden_w=np.ascontiguousarray(blind.hidden_w[:, :stage7]))
+    image = np.random.default_rng(8).integers(0, 255, (256, 256, 3), dtype=np.uint8)
+    with_stage7 = PretrainedClassifier(blind, recipe).predict_grid(image)
+    without = PretrainedClassifier(narrow, replace(recipe, wide_std_stages=())).predict_grid(image)
+    np.testing.assert_allclose(with_stage7, without, atol=1e-6)
+
+
+def test_recipes_refuse_windows_and_halos_the_scan_cannot_make():
+    with pytest.raises(InvalidInputError, match=r"window_cells must be 3 mod 4 .* got 13"):
+        replace(pretrained_recipe(), window_cells=13)
+    assert replace(pretrained_recipe(head="linear"), window_cells=13).window_cells == 13  # no coarse deviations
+    with pytest.raises(InvalidInputError, match="halo_px must be a multiple of 32, got 48"):
+        replace(pretrained_recipe(), halo_px=48)
+    with pytest.raises(InvalidInputError, match=r"wide_weight 1\.5"):
+        replace(pretrained_recipe(), wide_weight=1.5)
+    with pytest.raises(InvalidInputError, match=r"std stages \(2,\) are not all among \(0, 1\)"):
+        feature_columns((2,), (0, 1))
 
 
 def test_a_wide_part_needs_the_mlp_head():

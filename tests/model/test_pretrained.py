@@ -133,6 +133,20 @@ def test_embedding_comes_from_the_score_map_pass_and_files_without_one_still_loa
         again.embed_chips([image])
 
 
+def test_mlp_files_from_before_the_wide_part_still_load(clf):
+    """A release-3 file (MLP on the means and stages 3 and 5's deviations, no wide_* keys) loads and scores."""
+    recipe = replace(clf.recipe, wide_std_stages=())
+    head = replace(clf.head, hidden_w=np.ascontiguousarray(clf.head.hidden_w[:, : bb.FEATURE_DIM + 152]))
+    old = PretrainedClassifier(head, recipe, threshold=0.8, embedding=clf.embedding)
+    payload = old.payload()
+    for key in ("wide_std_stages", "wide_weight"):
+        payload["recipe"].pop(key)
+    again = model.from_bytes(payload_bytes(payload), "v2 release 3")
+    assert again.recipe.feature_std_stages == (0, 1) and again.head.n_features == bb.FEATURE_DIM + 152
+    image = np.random.default_rng(4).integers(0, 255, (256, 256, 3), dtype=np.uint8)
+    np.testing.assert_allclose(again.predict_grid(image), old.predict_grid(image), atol=1e-6)
+
+
 def test_files_from_before_std_features_still_load(clf):
     """A v2 file of the first release (mean features only, the logit as an affine embedding row) loads and scores."""
     rng = np.random.default_rng(3)
@@ -273,8 +287,13 @@ def test_head_fits_and_scores_like_its_features(small_folder, tmp_path):
     p = clf.predict_proba(data.chips[:4])
     assert p.shape == (4,) and np.all((p >= 0) & (p <= 1))
     folds = block_folds(data.labels, data.groups, 2, 0)
-    oof = cross_validate(data, recipe, folds)
+    (oof,) = cross_validate(data, recipe, folds)
     assert oof.shape == (len(data),) and np.all((oof >= 0) & (oof <= 1))
+    # Several split seeds' folds at once, their heads fit in two processes: the same scores as one by one.
+    other = block_folds(data.labels, data.groups, 2, 1)
+    both = cross_validate(data, recipe, [folds, other], workers=2)
+    np.testing.assert_array_equal(both[0], oof)
+    np.testing.assert_array_equal(both[1], cross_validate(data, recipe, other)[0])
     path = tmp_path / "m.pt"
     clf.threshold = 0.7
     clf.save(path)

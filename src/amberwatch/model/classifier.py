@@ -15,6 +15,7 @@ from PIL import Image
 from amberwatch.errors import ImageError, InvalidInputError, ModelError
 from amberwatch.imagery.decode import to_rgb_array
 from amberwatch.model.network import MiningNet, NetConfig, fuse_for_inference
+from amberwatch.model.windows import inner_cells
 
 FORMAT = "amberwatch-model"
 FORMAT_VERSION = 2  # 1: CNN only, no "kind"; 2: "kind" is "cnn" or "pretrained"
@@ -82,7 +83,7 @@ class VersionedModel:
         """predict_grid's P(mining) per cell at least margin_cells from the edges, and per-cell embedding sums
         (None: this model has no embedding)."""
         grid = self.predict_grid(image)
-        return grid[margin_cells : grid.shape[0] - margin_cells, margin_cells : grid.shape[1] - margin_cells], None
+        return grid[inner_cells(*grid.shape, margin_cells)], None
 
 
 class Classifier(VersionedModel):

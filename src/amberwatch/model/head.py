@@ -91,8 +91,10 @@ class Head:
 
 def blend_heads(parts: Sequence[tuple[Head, np.ndarray]], weights: Sequence[float], n_features: int) -> Head:
     """Heads on column subsets of n_features (each with its columns), logits weighted and summed -> one Head."""
-    if len(parts) != len(weights) or not parts or len({h.relu for h, _ in parts}) != 1:
-        raise ModelError(f"blend needs one weight per head and heads of one kind, got {len(parts)} and {len(weights)}")
+    if len(parts) != len(weights) or not parts:
+        raise ModelError(f"blend needs one weight per head, got {len(parts)} heads and {len(weights)} weights")
+    if not all(h.relu for h, _ in parts):  # rows without ReLU would be read back as ReLU rows from a model file
+        raise ModelError("blend takes MLP heads only (a blend of linear heads is one linear head)")
     rows = []
     for head, columns in parts:
         w = np.zeros((head.hidden, n_features), dtype=np.float32)
@@ -151,6 +153,9 @@ def fit_mlp_parts(
     from sklearn.preprocessing import StandardScaler
 
     _check_labels(y)
+    for p, columns in enumerate(parts):
+        if len(columns) == 0 or np.min(columns) < 0 or np.max(columns) >= x.shape[1]:
+            raise ModelError(f"head part {p} needs columns among the {x.shape[1]} features, got {len(columns)}")
     scaler = StandardScaler().fit(x)
     xt = torch.tensor(scaler.transform(x), dtype=torch.float32)
     yt = torch.tensor(y, dtype=torch.float32)

@@ -1,12 +1,12 @@
 """Recipe `pretrained`: frozen EfficientNet-Lite0 features, a small head, and a score map per image.
 
-A chip's features are each stage channel's mean over the chip and, for the stages in ``std_stages``,
+A chip's features are each stage channel's mean over the chip and, for the stages in ``feature_std_stages``,
 its standard deviation. The head's first layer is linear in them (``model.head``). On the means it is the
 mean of per-location values, so every stage's feature map gives maps of the first layer (for a linear head,
 a class activation map); the standard deviations come from window means of x and x^2. ``predict_grid`` keeps
-both per cell of ``cell_px``, averages them over a window of ``window_cells`` cells around each cell, and
-applies the rest of the head per window: one backbone pass per image scores every window the way a chip of that
-size would be scored.
+the first layer's values per cell of ``cell_px`` and the moments on each stage's grid (the cells', or stage 7's,
+twice as coarse), averages them over a window of ``window_cells`` cells around each cell, and applies the rest of
+the head per window: one backbone pass per image scores every window the way a chip of that size would be scored.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from amberwatch.model.classifier import VersionedModel, as_rgb_chip, payload_byt
 from amberwatch.model.dataset import TEXTY_RESOLUTION_M_PER_PX, ChipSet
 from amberwatch.model.features import DIHEDRAL_VIEWS, FeatureCache, chip_features, dihedral, rescale
 from amberwatch.model.head import HEADS, Head, MlpSettings, blend_heads, fit_linear, fit_mlp, fit_mlp_parts
-from amberwatch.model.windows import box_mean, box_mean_2x
+from amberwatch.model.windows import box_mean, box_mean_2x, inner_cells
 
 _CHANNEL_CHUNK = 128  # channels per window-mean call in a scan: bounds the temporaries of a large image
 
@@ -217,14 +217,15 @@ class PretrainedClassifier(VersionedModel):
     def cell_logit_map(self, image: np.ndarray) -> torch.Tensor:
         """Image HxWx3 (H, W multiples of cell_px) -> (hidden, H/cell, W/cell) first-layer values of the per-cell
         means, biases excluded (a linear head's row is its class activation map)."""
-        return self.cell_maps(image)[0][: self.head.hidden]
+        return self.cell_maps(image, moments=False)[0][: self.head.hidden]
 
-    def cell_maps(self, image: np.ndarray) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    def cell_maps(self, image: np.ndarray, moments: bool = True) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
         """Image HxWx3 -> per-cell maps (C, H/cell, W/cell), bias excluded, and the std stages' moments.
 
         The maps hold the head's first-layer rows applied to the mean features, then the embedding's rows. The
         moments are, per grid (cell_px, or a coarser stage's stride), the means of x and then of x^2 of every
-        channel of the std stages on that grid: coarse stages stay coarse, a quarter of the memory or less.
+        channel of the std stages on that grid: coarse stages stay coarse, a quarter of the memory or less (none
+        when moments is False).
         """
         arr = as_rgb_chip(image, "image")
         h, w = arr.shape[:2]
@@ -238,9 +239,9 @@ class PretrainedClassifier(VersionedModel):
         x = torch.from_numpy(np.require(arr, requirements=["C", "W"])).permute(2, 0, 1)[None]  # uint8: floats per pass
         out = torch.empty(len(self._stage_w[0][0]), H // cell, W // cell)  # the passes write every cell
         on_grid: dict[int, int] = {}
-        for block in self._std_blocks:
+        for block in self._std_blocks if moments else []:
             on_grid[block.grid] = max(on_grid.get(block.grid, 0), 2 * block.moments[1])
-        moments = {g: torch.empty(c, H // g, W // g) for g, c in on_grid.items()}
+        by_grid = {g: torch.empty(c, H // g, W // g) for g, c in on_grid.items()}
         halo = self.recipe.halo_px
         with torch.inference_mode():
             for y0, y1 in _spans(H, self.recipe.chunk_px):
@@ -249,17 +250,17 @@ class PretrainedClassifier(VersionedModel):
                     yb, xb = min(H, y1 + halo), min(W, x1 + halo)
                     r0, c0 = (y0 - ya) // cell, (x0 - xa) // cell
                     rows, cols = slice(r0, r0 + (y1 - y0) // cell), slice(c0, c0 + (x1 - x0) // cell)
-                    total, parts = self._cells(x[:, :, ya:yb, xa:xb].float())
+                    total, parts = self._cells(x[:, :, ya:yb, xa:xb].float(), moments)
                     out[:, y0 // cell : y1 // cell, x0 // cell : x1 // cell] = total[:, rows, cols]
                     for g, grid_parts in parts.items():  # written straight in: no concatenated copy of the parts
-                        target, start = moments[g][:, y0 // g : y1 // g, x0 // g : x1 // g], 0
+                        target, start = by_grid[g][:, y0 // g : y1 // g, x0 // g : x1 // g], 0
                         r, c = slice((y0 - ya) // g, (y1 - ya) // g), slice((x0 - xa) // g, (x1 - xa) // g)
                         for part in grid_parts:
                             target[start : start + len(part)] = part[:, r, c]
                             start += len(part)
-        return out[:, : h // cell, : w // cell], moments
+        return out[:, : h // cell, : w // cell], by_grid
 
-    def _cells(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[int, list[torch.Tensor]]]:
+    def _cells(self, x: torch.Tensor, moments: bool = True) -> tuple[torch.Tensor, dict[int, list[torch.Tensor]]]:
         """cell_maps' first-layer rows for one input region (sides multiples of 32), and per grid the moments'
         parts to stack in this order (every x, then every x^2)."""
         if self._fast is None:
@@ -277,7 +278,7 @@ class PretrainedClassifier(VersionedModel):
                 by_grid[grid][0].addmm_(wk.T, flat)
             else:
                 by_grid[grid] = (wk.T @ flat, tuple(pooled.shape[1:]))
-            if stage in self.recipe.feature_std_stages:
+            if moments and stage in self.recipe.feature_std_stages:
                 firsts.setdefault(grid, []).append(pooled)
                 seconds.setdefault(grid, []).append(self._pool_fine(fmap * fmap, stride))
         total = None
@@ -335,8 +336,8 @@ class PretrainedClassifier(VersionedModel):
         last = {block.grid: i for i, block in enumerate(self._std_blocks)}
         for i, block in enumerate(self._std_blocks):
             on_grid, (a, b), rows = moments[block.grid], block.moments, block.rows
-            n, target = len(on_grid) // 2, z[rows].view(rows.stop - rows.start, -1)
-            for c0 in range(a, b, _CHANNEL_CHUNK):
+            n, target = len(on_grid) // 2, z[rows].reshape(rows.stop - rows.start, z.shape[1] * z.shape[2])
+            for c0 in range(a if rows.stop > rows.start else b, b, _CHANNEL_CHUNK):  # no row weighs it: nothing
                 c1 = min(b, c0 + _CHANNEL_CHUNK)
                 # box_mean sums in double precision, so E[x^2] - E[x]^2 needs no centring: logits within ~2e-5 of
                 # float64 on imagery (1.5e-3 on a flat single-colour image, where the variance is all rounding).
@@ -370,6 +371,7 @@ class PretrainedClassifier(VersionedModel):
         hidden, rows = head.hidden, len(self._stage_w[0][0])
         shift = self.int8.logit_shift if self._fast.int8 else 0.0  # cell_maps made _fast
         h, w = maps.shape[1:]
+        inner_cells(h, w, m)  # a named error before any work
         z = torch.empty(hidden, h - 2 * m, w - 2 * m)
         for c0 in range(0, hidden, _CHANNEL_CHUNK):
             z[c0 : c0 + _CHANNEL_CHUNK] = box_mean(maps[c0 : min(hidden, c0 + _CHANNEL_CHUNK)], k, torch.float32, m)
@@ -650,20 +652,54 @@ def fit_embedding(mean_features: np.ndarray, labels: np.ndarray, logits: np.ndar
 def cross_validate(
     data: ChipSet,
     recipe: PretrainedRecipe,
-    folds: np.ndarray,
+    folds: np.ndarray | Sequence[np.ndarray],
     log: Callable[[str], None] | None = None,
     train_mask: np.ndarray | None = None,
-) -> np.ndarray:
-    """Out-of-fold P(mining) for every example on the given folds (features computed once, cached)."""
+    workers: int = 1,
+) -> list[np.ndarray]:
+    """Out-of-fold P(mining) for every example on each given set of folds (features computed once, cached); the
+    heads of all folds train in `workers` processes (one thread each)."""
     t0 = time.perf_counter()
     feats = data_features(data, recipe, log)
     allowed = np.ones(len(data), dtype=bool) if train_mask is None else train_mask
-    oof = np.zeros(len(data), dtype=np.float32)
-    for k in range(int(folds.max()) + 1):
-        train = (folds != k) & allowed
-        test = folds == k
-        head = fit_head(feats[train], data.labels[train], recipe)
-        oof[test] = _sigmoid(head.logits(test_features(feats[test], recipe)))
+    fold_sets = [folds] if isinstance(folds, np.ndarray) else list(folds)
+    jobs = [(s, k) for s, f in enumerate(fold_sets) for k in range(int(f.max()) + 1)]
+    trains = [np.flatnonzero((fold_sets[s] != k) & allowed) for s, k in jobs]
+    heads = _fit_heads(feats, data.labels, recipe, trains, workers)
+    out = [np.zeros(len(data), dtype=np.float32) for _ in fold_sets]
+    for (s, k), head in zip(jobs, heads):
+        test = fold_sets[s] == k
+        out[s][test] = _sigmoid(head.logits(test_features(feats[test], recipe)))
     if log:
-        log(f"cross-validation: {int(folds.max()) + 1} heads in {time.perf_counter() - t0:.1f} s")
-    return oof
+        log(f"cross-validation: {len(jobs)} heads in {time.perf_counter() - t0:.1f} s ({workers} processes)")
+    return out
+
+
+def _fit_heads(
+    feats: np.ndarray, labels: np.ndarray, recipe: PretrainedRecipe, trains: list[np.ndarray], workers: int
+) -> list[Head]:
+    """A head per training index set, in `workers` spawned processes when more than one."""
+    if workers <= 1 or len(trains) <= 1:
+        return [fit_head(feats[idx], labels[idx], recipe) for idx in trains]
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=mp.get_context("spawn"),
+        initializer=_init_head_worker,
+        initargs=(feats, labels, recipe),
+    ) as pool:
+        return list(pool.map(_fit_head_job, trains))
+
+
+_WORKER_STATE: dict = {}
+
+
+def _init_head_worker(feats: np.ndarray, labels: np.ndarray, recipe: PretrainedRecipe) -> None:
+    _WORKER_STATE.update(feats=feats, labels=labels, recipe=recipe)
+
+
+def _fit_head_job(idx: np.ndarray) -> Head:
+    s = _WORKER_STATE
+    return fit_head(s["feats"][idx], s["labels"][idx], s["recipe"])

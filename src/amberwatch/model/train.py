@@ -219,7 +219,7 @@ def cross_validate(
     if folds is None:
         folds = block_folds(data.labels, data.groups, n_folds, seed if split_seed is None else split_seed)
     if isinstance(recipe, PretrainedRecipe):
-        return pretrained.cross_validate(data, recipe, folds, log, train_mask), folds
+        return pretrained.cross_validate(data, recipe, folds, log, train_mask, workers)[0], folds
     configs = member_configs(recipe)
     n_folds = int(folds.max()) + 1
     allowed = np.ones(len(data), dtype=bool) if train_mask is None else train_mask
@@ -277,11 +277,13 @@ def train_with_cv(
     if n_folds >= 2:
         scored = np.ones(len(data), dtype=bool) if score_mask is None else np.asarray(score_mask, dtype=bool)
         split_seeds = [seed + k for k in range(5 if isinstance(recipe, PretrainedRecipe) else 1)]
-        runs = []
-        for split_seed in split_seeds:
-            f = scored_folds(data, scored, n_folds, split_seed)
-            run_oof, _ = cross_validate(data, recipe, n_folds, seed, log, workers=workers, folds=f)
-            runs.append((run_oof, f))
+        fold_sets = [scored_folds(data, scored, n_folds, split_seed) for split_seed in split_seeds]
+        if isinstance(recipe, PretrainedRecipe):  # every split seed's heads in one pool of workers
+            runs = list(zip(pretrained.cross_validate(data, recipe, fold_sets, log, workers=workers), fold_sets))
+        else:
+            runs = [
+                (cross_validate(data, recipe, n_folds, seed, log, workers=workers, folds=f)[0], f) for f in fold_sets
+            ]
         oof, folds = runs[0]
         threshold, cv = _pooled_cv(data, runs, scored, n_folds, min_precision, split_seeds)
         if log:

@@ -36,13 +36,14 @@ def box_mean(maps: torch.Tensor, k: int, dtype: torch.dtype = torch.float64, mar
         raise InvalidInputError(f"box_mean needs an odd window, got k={k}")
     a = _as_array(maps, dtype)
     h, w = a.shape[1:]
-    inner = _inner(h, w, margin)
+    inner = inner_cells(h, w, margin)
     s = uniform_filter1d(a, k, axis=2, mode="constant", cval=0.0)[:, :, inner[1]]  # the mean, zeros outside the map
     s = uniform_filter1d(s, k, axis=1, mode="constant", cval=0.0)[:, inner[0]]
     return torch.from_numpy(_normalised(s, h, w, k, inner, k * k))
 
 
-def _inner(h: int, w: int, margin: int) -> tuple[slice, slice]:
+def inner_cells(h: int, w: int, margin: int) -> tuple[slice, slice]:
+    """The rows and columns of an h x w map at least `margin` cells from its edges (InvalidInputError if none)."""
     if not 0 <= 2 * margin < min(h, w):
         raise InvalidInputError(f"a margin of {margin} cells leaves nothing of a {h}x{w} map")
     return slice(margin, h - margin), slice(margin, w - margin)
@@ -72,7 +73,7 @@ def box_mean_2x(
     height, width = size
     if not (2 * a.shape[1] - 1 <= height <= 2 * a.shape[1] and 2 * a.shape[2] - 1 <= width <= 2 * a.shape[2]):
         raise InvalidInputError(f"box_mean_2x: a {a.shape[1]}x{a.shape[2]} map does not make {height}x{width} cells")
-    inner = _inner(height, width, margin)
+    inner = inner_cells(height, width, margin)
     s = _sums_2x(_sums_2x(a, 2, r, width)[:, :, inner[1]], 1, r, height)[:, inner[0]]
     return torch.from_numpy(_normalised(s, height, width, k, inner, 1.0))
 
