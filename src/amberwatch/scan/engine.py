@@ -55,7 +55,7 @@ CONFIRM_ABOVE_TILES = 50_000  # larger scans (~35 min over the network) start on
 OFFLINE_AFTER_READS = 16  # stop when this many first tile reads all failed to resolve or connect
 MAX_RESOLUTION_M_PER_PX = 1.2  # coarser imagery cannot show pits the model was trained on
 ESTIMATED_TILES_PER_S_NETWORK = 25.0
-ESTIMATED_TILES_PER_S_CACHED = 200.0
+ESTIMATED_TILES_PER_S_CACHED = 100.0  # bench/scan.py, warm, 2 cores, the default pretrained model (int8)
 DEFAULT_MIN_AREA_HA = 0.05
 COUNTS_EVERY_S = 5.0
 
