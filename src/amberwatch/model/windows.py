@@ -50,10 +50,13 @@ def inner_cells(h: int, w: int, margin: int) -> tuple[slice, slice]:
 
 
 def _normalised(s: np.ndarray, h: int, w: int, k: int, inner: tuple[slice, slice], scale: float) -> np.ndarray:
-    """Window values of the inner cells times scale / the number of their window's cells inside the h x w map."""
+    """Window values of the inner cells times scale / the number of their window's cells inside the h x w map.
+
+    s is a view of whole rows (cropped before the last pass): each channel's cells stay one block, so a
+    (C, H * W) view of the result needs no copy.
+    """
     r = k // 2
     counts = _counts(h, r)[inner[0], None] * _counts(w, r)[None, inner[1]]
-    s = np.ascontiguousarray(s)
     s *= (scale / counts).astype(s.dtype)
     return s
 
