@@ -36,7 +36,8 @@ from amberwatch.model.backbone_onnx import OnnxBackbone, int8_ranges, onnx_backb
 from amberwatch.model.classifier import VersionedModel, as_rgb_chip, payload_bytes, write_atomically
 from amberwatch.model.dataset import TEXTY_RESOLUTION_M_PER_PX, ChipSet
 from amberwatch.model.features import DIHEDRAL_VIEWS, FeatureCache, chip_features, dihedral, rescale
-from amberwatch.model.head import HEADS, Head, MlpSettings, blend_heads, fit_linear, fit_mlp, fit_mlp_parts
+from amberwatch.model.head import HEADS, Head, MlpSettings, blend_heads, fit_linear, fit_mlp_parts
+from amberwatch.model.processes import map_in_processes
 from amberwatch.model.windows import box_mean, box_mean_2x, inner_cells
 
 _CHANNEL_CHUNK = 128  # channels per window-mean call in a scan: bounds the temporaries of a large image
@@ -564,11 +565,12 @@ def fit_head(features: np.ndarray, labels: np.ndarray, recipe: PretrainedRecipe)
     y = np.repeat(np.asarray(labels), features.shape[1])
     if recipe.head == "linear":
         return fit_linear(x, y, recipe.C)
-    if not recipe.wide_std_stages:
-        return fit_mlp(x, y, MlpSettings())
-    parts = [feature_columns(recipe.std_stages, recipe.feature_std_stages), np.arange(x.shape[1])]
+    parts, weights = [np.arange(x.shape[1])], [1.0]
+    if recipe.wide_std_stages:
+        parts = [feature_columns(recipe.std_stages, recipe.feature_std_stages), *parts]
+        weights = [1 - recipe.wide_weight, recipe.wide_weight]
     heads = fit_mlp_parts(x, y, parts, MlpSettings())
-    return blend_heads(list(zip(heads, parts)), [1 - recipe.wide_weight, recipe.wide_weight], x.shape[1])
+    return blend_heads(list(zip(heads, parts)), weights, x.shape[1])
 
 
 def test_features(features: np.ndarray, recipe: PretrainedRecipe) -> np.ndarray:
@@ -679,27 +681,9 @@ def _fit_heads(
     feats: np.ndarray, labels: np.ndarray, recipe: PretrainedRecipe, trains: list[np.ndarray], workers: int
 ) -> list[Head]:
     """A head per training index set, in `workers` spawned processes when more than one."""
-    if workers <= 1 or len(trains) <= 1:
-        return [fit_head(feats[idx], labels[idx], recipe) for idx in trains]
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=mp.get_context("spawn"),
-        initializer=_init_head_worker,
-        initargs=(feats, labels, recipe),
-    ) as pool:
-        return list(pool.map(_fit_head_job, trains))
+    return map_in_processes(_fit_head_job, (feats, labels, recipe), trains, workers)
 
 
-_WORKER_STATE: dict = {}
-
-
-def _init_head_worker(feats: np.ndarray, labels: np.ndarray, recipe: PretrainedRecipe) -> None:
-    _WORKER_STATE.update(feats=feats, labels=labels, recipe=recipe)
-
-
-def _fit_head_job(idx: np.ndarray) -> Head:
-    s = _WORKER_STATE
-    return fit_head(s["feats"][idx], s["labels"][idx], s["recipe"])
+def _fit_head_job(shared: tuple[np.ndarray, np.ndarray, PretrainedRecipe], idx: np.ndarray) -> Head:
+    feats, labels, recipe = shared
+    return fit_head(feats[idx], labels[idx], recipe)

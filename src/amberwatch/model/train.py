@@ -22,6 +22,7 @@ from amberwatch.model.metrics import binary_metrics, choose_threshold
 from amberwatch.model.network import MiningNet, NetConfig
 from amberwatch.model.paste import PitPaster
 from amberwatch.model.pretrained import PretrainedClassifier, PretrainedRecipe
+from amberwatch.model.processes import map_in_processes
 
 
 @dataclass(frozen=True)
@@ -133,18 +134,9 @@ def member_configs(recipe: Recipe) -> list[TrainConfig]:
     return configs
 
 
-_WORKER_DATA: ChipSet | None = None
-
-
-def _init_worker(data: ChipSet) -> None:
-    global _WORKER_DATA
-    _WORKER_DATA = data
-
-
-def _run_job(job: tuple[np.ndarray, TrainConfig, int]) -> dict:
+def _network_job(data: ChipSet, job: tuple[np.ndarray, TrainConfig, int]) -> dict:
     idx, config, seed = job
-    assert _WORKER_DATA is not None
-    return fit_network(_WORKER_DATA.subset(idx), config, seed)
+    return fit_network(data.subset(idx), config, seed)
 
 
 def train_networks(
@@ -156,20 +148,14 @@ def train_networks(
     """Train one network per (example indices, config, seed) job, in `workers` processes; state dicts in order."""
     if workers <= 1 or len(jobs) <= 1:
         out = []
-        for k, (idx, config, seed) in enumerate(jobs):
+        for k, (idx, _, seed) in enumerate(jobs):
             if log:
                 log(f"training network {k + 1}/{len(jobs)} (seed {seed}, {len(idx)} examples)")
-            out.append(fit_network(data.subset(idx), config, seed))
+            out.append(_network_job(data, jobs[k]))
         return out
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
     if log:
         log(f"training {len(jobs)} networks in {workers} processes")
-    with ProcessPoolExecutor(
-        max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(data,)
-    ) as pool:
-        return list(pool.map(_run_job, jobs))
+    return map_in_processes(_network_job, data, jobs, workers)
 
 
 def fit(
