@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         help="SQLite feature cache of the pretrained recipe (a rebuild reuses it)",
     )
     ap.add_argument(
-        "--release", type=int, default=None, help="bundled release recorded in the metadata (default: 4, or 1 for cnn)"
+        "--release", type=int, default=None, help="bundled release recorded in the metadata (default: 5, or 1 for cnn)"
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--folds", type=int, default=5, help="block-grouped CV folds for the threshold (0: skip)")
@@ -62,9 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         score_mask=texty_only,
     )
     clf.version = "0"  # the registry's number for the bundled model
-    clf.metadata["bundled_release"] = args.release or (4 if args.recipe != "cnn" else 1)
+    clf.metadata["bundled_release"] = args.release or (5 if args.recipe != "cnn" else 1)
     clf.save(out)
-    print(json.dumps({k: v for k, v in clf.metadata.items() if k != "train_config"}, indent=1))
+    print(json.dumps({k: v for k, v in clf.metadata.items() if k not in ("train_config", "training_oof")}, indent=1))
     print(f"wrote {out} ({Path(out).stat().st_size / 1e6:.2f} MB)", file=sys.stderr)
     return 0
 

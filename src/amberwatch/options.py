@@ -21,6 +21,6 @@ recipe_option = click.option(
     default="pretrained",
     show_default=True,
     help="pretrained: frozen EfficientNet-Lite0 features + a small MLP head (a few seconds per head once features "
-    "are cached; its threshold's CV fits 25); pretrained-linear: the same features + logistic regression; cnn: the "
-    "CNN trained from scratch (minutes).",
+    "are cached; its threshold's CV fits one per fold and split seed); pretrained-linear: the same features + "
+    "logistic regression; cnn: the CNN trained from scratch (minutes).",
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -45,9 +46,9 @@ def test_retrain_from_corrections(db_path, rng):
 
     assert result.current_version == 0 and result.candidate_version == 1
     assert result.counts["corrections"] == 6 and result.counts["mining"] == 24 and result.counts["not_mining"] == 30
-    # The bundled model's recipe is retrained per fold on the examples that are not corrections.
-    assert result.current.cv_mode == "its training set retrained on each fold"
-    assert result.current.cv["n_train_not_mining"] == 24
+    # The bundled model never saw these examples: its own predictions are honest scores, nothing is trained for it.
+    assert result.current.cv_mode == "its recorded out-of-fold scores on 0 examples, its predictions on 54 it never saw"
+    assert result.current.cv["n_train_not_mining"] == 0
     assert result.candidate.reviewed["n"] == 8 and result.candidate.reviewed["out_of_fold"] == 6
     assert result.current.reviewed["n"] == 8
     assert result.promoted == (not result.reasons)
@@ -76,7 +77,41 @@ def test_excluded_examples_stay_out(db_path, rng):
         assert store.exclude(category="quarry", reason="test") == 3
     result = retrain(db_path, config=small_config(epochs=1), n_folds=3, seed=0)
     assert result.counts["corrections"] == 0 and result.counts["not_mining"] == 12
-    assert result.current.cv_mode == "same training set as the candidate"
+
+
+def test_current_model_is_scored_by_its_recorded_oof_and_its_predictions_on_new_examples(db_path, rng):
+    fill_store(db_path, rng, blocks=6, per_block=2)
+    first = retrain(db_path, config=CONFIG, n_folds=3, seed=0, force=True)
+    v1_oof = first.details["oof_candidate"]
+    with ExampleStore.open(db_path) as store:
+        for k in range(3):
+            store.add(make_chip(rng, False), "not_mining", lon=25.05 + 0.1 * k, lat=51.05, source="review")
+    second = retrain(db_path, config=CONFIG, n_folds=3, seed=0, force=True)
+    assert second.current_version == 1
+    assert second.current.cv_mode == "its recorded out-of-fold scores on 24 examples, its predictions on 3 it never saw"
+    # No model trained for the comparison: v1's own out-of-fold scores, as recorded when it was trained.
+    np.testing.assert_allclose(second.details["oof_current"][:24], v1_oof, atol=1e-6)
+    with ModelRegistry.open(db_path) as reg, ExampleStore.open(db_path) as store:
+        v1 = reg.load(1)
+        new = [store.pixels(e.id) for e in store.examples() if e.source == "review"]
+    np.testing.assert_allclose(second.details["oof_current"][24:], v1.predict_proba(new), atol=1e-6)
+
+
+def test_a_current_model_without_recorded_scores_has_its_recipe_retrained_on_each_fold(db_path, rng):
+    fill_store(db_path, rng, blocks=6, per_block=2)
+    with ExampleStore.open(db_path) as store:
+        shas = [e.sha256 for e in store.examples()]
+    with ModelRegistry.open(db_path) as reg:
+        reg.register(make_classifier(), training_sha256s=shas, note="a file from before training_oof")
+        reg.promote(1)
+    same = retrain(db_path, config=small_config(epochs=1), n_folds=3, seed=0, force=True)
+    assert same.current.cv_mode == "same training set as the candidate"
+    fill_store(db_path, rng, blocks=6, per_block=1, corrections=3)
+    with ModelRegistry.open(db_path) as reg:
+        reg.promote(1)
+    result = retrain(db_path, config=small_config(epochs=1), n_folds=3, seed=0)
+    assert result.current.cv_mode == "its training set retrained on each fold"
+    assert result.current.cv["n_train_not_mining"] == 12
 
 
 @pytest.fixture

@@ -23,11 +23,14 @@ from amberwatch.model.pretrained import (
     Embedding,
     PretrainedClassifier,
     PretrainedRecipe,
+    calibration_images,
+    calibration_passes,
     cross_validate,
+    cv_and_fit,
     fit,
     select_features,
 )
-from amberwatch.model.train import block_folds
+from amberwatch.model.train import block_folds, train_with_cv
 
 
 @pytest.fixture(scope="module")
@@ -104,13 +107,20 @@ def test_missing_or_altered_weights_are_clear_errors(tmp_path, monkeypatch):
 
 def test_bundled_model_is_the_pretrained_recipe(clf):
     assert isinstance(clf, PretrainedClassifier) and clf.version == "0"
-    assert clf.metadata["recipe"] == "pretrained" and clf.metadata["bundled_release"] == 4
+    assert clf.metadata["recipe"] == "pretrained" and clf.metadata["bundled_release"] == 5
     assert clf.metadata["backbone"]["sha256"] == bb.WEIGHTS_SHA256
     assert 0 < clf.threshold < 1 and clf.cell_px == 16 and clf.context_px % 32 == 0
     for key in ("fingerprint", "counts", "cv", "created_at", "package_version"):
         assert key in clf.metadata
     # The head, not a copy of the 18 MB backbone.
     assert model.BUNDLED_PATH.stat().st_size < 3_000_000
+    # Every training example's out-of-fold score by pixel sha256 (retrain compares with it): the Texty crops are
+    # scored, the tile boxes trained on in every fold and never scored.
+    oof = clf.metadata["training_oof"]
+    counts = clf.metadata["counts"]
+    assert len(oof) == counts["mining"] + counts["not_mining"]
+    scored = [p for p in oof.values() if p is not None]
+    assert len(scored) == clf.metadata["cv"]["scored_examples"] and all(0 <= p <= 1 for p in scored)
 
 
 def test_embedding_comes_from_the_score_map_pass_and_files_without_one_still_load(clf):
@@ -300,6 +310,50 @@ def test_head_fits_and_scores_like_its_features(small_folder, tmp_path):
     again = model.load(path)
     assert isinstance(again, PretrainedClassifier) and again.threshold == 0.7
     assert np.allclose(again.predict_proba(data.chips[:4]), p, atol=1e-6)
+
+
+def test_cv_and_fit_in_a_pool_is_fitting_one_by_one(small_folder, tmp_path):
+    data = load_folder(small_folder)
+    recipe = PretrainedRecipe(jitter_copies=1, embedding_dims=4, feature_cache=str(tmp_path / "f.sqlite"))
+    folds = block_folds(data.labels, data.groups, 2, 0)
+    (oof,), pooled = cv_and_fit(data, recipe, [folds], workers=2)
+    np.testing.assert_array_equal(oof, cross_validate(data, recipe, folds)[0])
+    alone = fit(data, recipe)
+    np.testing.assert_array_equal(pooled.head.hidden_w, alone.head.hidden_w)
+    np.testing.assert_array_equal(pooled.embedding.weight, alone.embedding.weight)
+    assert pooled.embedding.logit_scale == alone.embedding.logit_scale > 0
+    assert pooled.int8.ranges == alone.int8.ranges and pooled.int8.logit_shift == alone.int8.logit_shift
+
+
+def test_calibration_passes_are_cached_under_their_ranges(small_folder, tmp_path, monkeypatch):
+    from amberwatch.model import pretrained
+
+    data = load_folder(small_folder)
+    recipe = PretrainedRecipe(jitter_copies=1, feature_cache=str(tmp_path / "f.sqlite"))
+    images = calibration_images(data.chips, recipe, n=4)
+    shas = sorted(pixel_sha256(c) for c in data.chips)
+    assert [sha for sha, _ in images] == shas[:4]  # a sample by hash: adding examples barely moves it
+    first = calibration_passes(images, recipe)
+    assert first.fp32.shape == first.int8.shape == (4, 664 + 40 + 112 + 320)
+    head = fit(data, recipe).head
+    calibration = first.calibration(head)
+    assert calibration.chips == 4 and np.isfinite(calibration.logit_shift)
+    monkeypatch.setattr(pretrained, "onnx_backbone", lambda *a, **k: pytest.fail("a cached pass ran again"))
+    again = calibration_passes(images, recipe, first.ranges)
+    np.testing.assert_array_equal(again.int8, first.int8)
+    assert again.calibration(head) == calibration
+
+
+def test_train_with_cv_records_every_examples_out_of_fold_score(small_folder, tmp_path):
+    data = load_folder(small_folder)
+    recipe = PretrainedRecipe(jitter_copies=1, int8=False, embedding_dims=0, feature_cache=str(tmp_path / "f.sqlite"))
+    scored = np.arange(len(data)) >= 2  # the first two join every fold's training part, never scored
+    clf, info = train_with_cv(data, recipe, n_folds=2, score_mask=scored, split_seeds=2)
+    assert clf.metadata["cv"]["split_seeds"] == [0, 1]
+    recorded = clf.metadata["training_oof"]
+    assert list(recorded) == [pixel_sha256(c) for c in data.chips]
+    assert [recorded[pixel_sha256(c)] for c in data.chips[:2]] == [None, None]
+    np.testing.assert_allclose([recorded[pixel_sha256(c)] for c in data.chips[2:]], info["oof"][2:], atol=1e-6)
 
 
 @pytest.mark.slow

@@ -26,6 +26,13 @@ from amberwatch.options import db_option, recipe_option
     help="Processes training networks in parallel (at most the free CPU cores).",
 )
 @click.option(
+    "--split-seeds",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Fold splits pooled for the candidate's threshold (the bundled model pools 5; each adds --folds heads).",
+)
+@click.option(
     "--f1-tolerance",
     type=click.FloatRange(min=0.0),
     default=0.02,
@@ -41,6 +48,7 @@ def retrain_command(
     epochs: int | None,
     members: int | None,
     workers: int,
+    split_seeds: int,
     f1_tolerance: float,
     recipe: str,
 ) -> None:
@@ -58,6 +66,7 @@ def retrain_command(
         force=force,
         f1_tolerance=f1_tolerance,
         workers=workers,
+        split_seeds=split_seeds,
         log=lambda m: click.echo(m, err=True),
     )
     click.echo(result.table())

@@ -4,11 +4,13 @@ The training set is every active example of the store: imported data plus the co
 and reviewers made (accepted flags are examples with source 'review', already labelled; rejected
 detections are hard negatives with their category; excluded examples stay out).
 
-The comparison is fair by construction:
-- grouped CV on the SAME folds (0.1-degree blocks over the new training set) for both models: in
-  each fold the candidate recipe is trained on the fold's training part, and the current model's
-  recipe on the part of it the current version was trained on (its registered training set; for the
-  bundled model, the examples that are not corrections); both are scored on the same held-out part;
+The comparison is fair by construction, every score honest (never from a model trained on the example):
+- the candidate's block-grouped out-of-fold scores (0.1-degree blocks over the new training set);
+- the current model's out-of-fold scores recorded when it was trained (model metadata ``training_oof``) on the
+  examples it was trained on, and its own predictions on those it never saw (new corrections); examples it
+  trained on without scoring are left out of both. A model without that record (older files) has its recipe
+  trained again on each of the candidate's folds, restricted to its training set (for such a bundled model,
+  the examples that are not corrections);
 - accuracy on every reviewed detection: out-of-fold predictions for detections that are training
   examples, else the two deployed models.
 A candidate worse than the current model (CV F1 lower by more than a tolerance, or lower accuracy
@@ -33,7 +35,10 @@ from amberwatch.imagery.decode import decode_image
 from amberwatch.labels.store import ExampleStore
 from amberwatch.model.dataset import ChipSet
 from amberwatch.model.features import feature_cache_path
+from amberwatch.model.head import warm_up
 from amberwatch.model.metrics import binary_metrics, choose_threshold
+from amberwatch.model.pretrained import Int8Calibration, PretrainedRecipe
+from amberwatch.model.processes import warm_pool
 from amberwatch.model.recipes import pretrained_recipe
 from amberwatch.model.registry import ModelRegistry
 from amberwatch.model.train import cross_validate, train_with_cv
@@ -138,9 +143,7 @@ class RetrainResult:
         cur_name, cand_name = f"current v{self.current_version}", f"candidate v{self.candidate_version}"
         head = f"{'':<30} {cur_name:>14} {cand_name:>14}"
         lines = [head] + [f"{name:<30} {a:>14} {b:>14}" for name, a, b in rows]
-        lines.append(
-            f"(CV: {self.counts.get('folds')} block-grouped folds, same folds for both; current: {cur.cv_mode})"
-        )
+        lines.append(f"(CV: {self.counts.get('folds')} block-grouped folds; current: {cur.cv_mode})")
         if self.promoted and self.forced and self.reasons:
             lines.append(f"Promoted v{self.candidate_version} despite: {'; '.join(self.reasons)} (--force)")
         elif self.promoted:
@@ -289,7 +292,7 @@ def _reviewed_scores(
     rest = []
     for k, it in enumerate(items):
         i = index.get(it.example_sha256) if it.example_sha256 else None
-        if i is not None:
+        if i is not None and not np.isnan(oof[i]):  # NaN: trained on, never scored
             preds[k] = int(oof[i] >= threshold_oof)
         else:
             rest.append(k)
@@ -346,14 +349,38 @@ def retrain(
     f1_tolerance: float = DEFAULT_F1_TOLERANCE,
     min_precision: float = 0.95,
     workers: int = 1,
+    split_seeds: int = 1,
     log: Log | None = None,
 ) -> RetrainResult:
-    """Train a candidate on the store's active examples, compare with the current model, register, maybe promote."""
+    """Train a candidate on the store's active examples, compare with the current model, register, maybe promote.
+
+    The candidate's threshold comes from ``split_seeds`` fold splits (one by default: a candidate in seconds;
+    the bundled model pools five). A pretrained candidate keeps the current model's int8 ranges when it has them.
+    """
     t_start = time.perf_counter()
     db_path = Path(db_path)
     if n_folds < 2:
         raise ModelError(f"retrain compares models by cross-validation: --folds must be at least 2, got {n_folds}")
     config = config or pretrained_recipe(feature_cache=str(feature_cache_path(db_path)))
+    with warm_pool(workers, warm_up if isinstance(config, PretrainedRecipe) else None):  # starts while data load
+        result = _retrain(db_path, config, n_folds, seed, force, f1_tolerance, min_precision, workers, split_seeds, log)
+    result.seconds = round(time.perf_counter() - t_start, 1)
+    return result
+
+
+def _retrain(
+    db_path: Path,
+    config,
+    n_folds: int,
+    seed: int,
+    force: bool,
+    f1_tolerance: float,
+    min_precision: float,
+    workers: int,
+    split_seeds: int,
+    log: Log | None,
+) -> RetrainResult:
+    """retrain's body, in its pool of workers."""
     data = load_training_data(db_path)
     counts = {**data.chips.counts(), "corrections": int(data.is_correction.sum()), "folds": n_folds}
     if log:
@@ -371,13 +398,20 @@ def retrain(
                 f"{data.fingerprint[:12]}): no corrections to learn from; use --force to train anyway"
             )
         candidate, cv_info = train_with_cv(
-            data.chips, config, seed=seed, n_folds=n_folds, min_precision=min_precision, log=log, workers=workers
+            data.chips,
+            config,
+            seed=seed,
+            n_folds=n_folds,
+            min_precision=min_precision,
+            log=log,
+            workers=workers,
+            split_seeds=split_seeds,
+            int8_ranges=current.int8_ranges() if isinstance(config, PretrainedRecipe) and config.int8 else None,
         )
         runs = _Comparison(data, cv_info["folds"], cv_info["oof"], candidate)
         _score_current(runs, registry, current, config, seed, min_precision, log, workers)
         result = _decide(runs, conn, db_path, current, counts, force, f1_tolerance)
         _register(registry, result, candidate, data, counts, seed)
-        result.seconds = round(time.perf_counter() - t_start, 1)
         result.details = {
             "sha256s": data.sha256s,
             "labels": data.chips.labels,
@@ -407,6 +441,24 @@ class _CurrentModel:
             self._model = self.registry.load(self.version)
         return self._model
 
+    def _loaded(self):
+        """The model, or None when it cannot be loaded (a missing file, another backbone)."""
+        try:
+            return self()
+        except AmberwatchError:
+            return None
+
+    def int8_ranges(self) -> dict[str, list[float]] | None:
+        """The current model's int8 activation ranges when it is a pretrained model that has them."""
+        calibration = getattr(self._loaded(), "int8", None)
+        return calibration.ranges if isinstance(calibration, Int8Calibration) else None
+
+    def training_oof(self) -> dict[str, float | None] | None:
+        """Its training examples' out-of-fold scores recorded when it was trained (None for older files)."""
+        model = self._loaded()
+        stored = model.metadata.get("training_oof") if model is not None else None
+        return stored if isinstance(stored, dict) and stored else None
+
 
 @dataclass
 class _Comparison:
@@ -420,6 +472,11 @@ class _Comparison:
     oof_current: np.ndarray | None = None
     current_mode: str = ""
     threshold_current: float = 0.5
+    compared: np.ndarray | None = None  # examples both models have honest scores on (None: all)
+
+    def __post_init__(self) -> None:
+        if self.compared is None:
+            self.compared = np.ones(len(self.oof_candidate), dtype=bool)
 
 
 def _score_current(
@@ -432,24 +489,58 @@ def _score_current(
     log: Log | None,
     workers: int,
 ) -> None:
-    """Out-of-fold predictions of the current model's recipe on the candidate's folds, and its threshold."""
+    """The current model's honest scores on the examples, and its threshold on them.
+
+    From what it recorded when it was trained, when it did (nothing is trained); else its recipe is trained again
+    on each of the candidate's folds, restricted to its own training examples.
+    """
     data = runs.data
     known = registry.training_sha256s(current.version)
-    # Without a recorded training set (the bundled model), its data are the imported examples,
-    # not the corrections made since.
-    current_set = set(known) if known is not None else {s for s, c in zip(data.sha256s, data.is_correction) if not c}
-    runs.in_current = np.array([s in current_set for s in data.sha256s], dtype=bool)
-    if runs.in_current.all():
-        gone = len(current_set - set(data.sha256s))
-        runs.oof_current = runs.oof_candidate
-        runs.current_mode = "same training set as the candidate" + (
-            f" (less {gone} of its examples excluded since)" if gone else ""
-        )
+    stored = current.training_oof()
+    if stored is not None:
+        _stored_and_unseen(runs, current, stored, set(known) if known is not None else set(stored), log)
     else:
-        runs.oof_current, runs.current_mode = current_recipe_oof(
-            data.chips, runs.folds, runs.in_current, config, seed, current, log, workers
-        )
-    runs.threshold_current = choose_threshold(data.chips.labels, runs.oof_current, min_precision)
+        # Without a recorded training set (a bundled model of an older release), its data are the imported
+        # examples, not the corrections made since.
+        imported = {s for s, c in zip(data.sha256s, data.is_correction) if not c}
+        current_set = set(known) if known is not None else imported
+        runs.in_current = np.array([s in current_set for s in data.sha256s], dtype=bool)
+        if runs.in_current.all():
+            gone = len(current_set - set(data.sha256s))
+            runs.oof_current = runs.oof_candidate
+            runs.current_mode = "same training set as the candidate" + (
+                f" (less {gone} of its examples excluded since)" if gone else ""
+            )
+        else:
+            runs.oof_current, runs.current_mode = current_recipe_oof(
+                data.chips, runs.folds, runs.in_current, config, seed, current, log, workers
+            )
+    m = runs.compared
+    runs.threshold_current = choose_threshold(data.chips.labels[m], runs.oof_current[m], min_precision)
+
+
+def _stored_and_unseen(
+    runs: _Comparison, current: _CurrentModel, stored: dict, trained: set[str], log: Log | None
+) -> None:
+    """The current model's honest scores without training anything: its recorded out-of-fold scores on the
+    examples it was trained on, and its own predictions on the examples it never saw (e.g. new corrections).
+    Examples it trained on without scoring them (tile boxes of the bundled model) are left out of the comparison."""
+    data = runs.data
+    runs.in_current = np.array([s in trained for s in data.sha256s], dtype=bool)
+    recorded = [stored.get(s) if s in trained else None for s in data.sha256s]
+    runs.oof_current = np.array([np.nan if p is None else p for p in recorded], dtype=np.float32)
+    unseen = np.flatnonzero(~runs.in_current)
+    if len(unseen):
+        runs.oof_current[unseen] = current().predict_proba([data.chips.chips[i] for i in unseen])
+    runs.compared = ~np.isnan(runs.oof_current)
+    left_out = int((~runs.compared).sum())
+    runs.current_mode = (
+        f"its recorded out-of-fold scores on {int(runs.in_current.sum()) - left_out} examples, "
+        f"its predictions on {len(unseen)} it never saw"
+        + (f"; {left_out} it trained on without scoring left out of both" if left_out else "")
+    )
+    if log:
+        log(f"current model: {runs.current_mode}")
 
 
 def _decide(
@@ -462,15 +553,16 @@ def _decide(
     f1_tolerance: float,
 ) -> RetrainResult:
     """Both models' CV and reviewed-detection scores, and whether the candidate may be promoted."""
-    labels, candidate = runs.data.chips.labels, runs.candidate
-    cv_cur = cv_scores(labels, runs.oof_current, runs.threshold_current)
+    m, candidate, every = runs.compared, runs.candidate, runs.data.chips.labels
+    labels = every[m]
+    cv_cur = cv_scores(labels, runs.oof_current[m], runs.threshold_current)
     cv_cur.update(
         {
-            "n_train_mining": int(labels[runs.in_current].sum()),
-            "n_train_not_mining": int((labels[runs.in_current] == 0).sum()),
+            "n_train_mining": int(every[runs.in_current].sum()),
+            "n_train_not_mining": int((every[runs.in_current] == 0).sum()),
         }
     )
-    cv_cand = cv_scores(labels, runs.oof_candidate, candidate.threshold)
+    cv_cand = cv_scores(labels, runs.oof_candidate[m], candidate.threshold)
     cv_cand.update({"n_train_mining": counts["mining"], "n_train_not_mining": counts["not_mining"]})
     items = reviewed_items(conn, db_path)
     index = {s: i for i, s in enumerate(runs.data.sha256s)}

@@ -11,18 +11,21 @@ the head per window: one backbone pass per image scores every window the way a c
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from amberwatch.errors import InvalidInputError, ModelError, ModelFallbackWarning
+from amberwatch.labels.store import pixel_sha256
 from amberwatch.model.backbone import (
     FEATURE_DIM,
     INPUT_MULTIPLE_PX,
@@ -35,7 +38,7 @@ from amberwatch.model.backbone import (
 from amberwatch.model.backbone_onnx import OnnxBackbone, int8_ranges, onnx_backbone
 from amberwatch.model.classifier import VersionedModel, as_rgb_chip, payload_bytes, write_atomically
 from amberwatch.model.dataset import TEXTY_RESOLUTION_M_PER_PX, ChipSet
-from amberwatch.model.features import DIHEDRAL_VIEWS, FeatureCache, chip_features, dihedral, rescale
+from amberwatch.model.features import DIHEDRAL_VIEWS, FeatureCache, chip_features, dihedral, prep_key, rescale
 from amberwatch.model.head import HEADS, Head, MlpSettings, blend_heads, fit_linear, fit_mlp_parts
 from amberwatch.model.processes import map_in_processes
 from amberwatch.model.windows import box_mean, box_mean_2x, inner_cells
@@ -578,50 +581,114 @@ def test_features(features: np.ndarray, recipe: PretrainedRecipe) -> np.ndarray:
     return features[:, :DIHEDRAL_VIEWS].mean(axis=1) if recipe.tta else features[:, 0]
 
 
-def fit(data: ChipSet, recipe: PretrainedRecipe, log: Callable[[str], None] | None = None) -> PretrainedClassifier:
+def fit(
+    data: ChipSet,
+    recipe: PretrainedRecipe,
+    log: Callable[[str], None] | None = None,
+    ranges: dict[str, list[float]] | None = None,
+) -> PretrainedClassifier:
     """Train the head (and the embedding) on all of data -> PretrainedClassifier at threshold 0.5."""
-    features = data_features(data, recipe, log)
-    head = fit_head(features, data.labels, recipe)
-    embedding = None
-    if recipe.embedding_dims:
-        logits = head.logits(features.reshape(-1, features.shape[-1]))
-        embedding = fit_embedding(features[..., :FEATURE_DIM], data.labels, logits, recipe.embedding_dims)
-    int8 = calibrate_int8(data.chips, head, recipe) if recipe.int8 else None
-    return PretrainedClassifier(head, recipe, embedding=embedding, int8=int8)
+    return cv_and_fit(data, recipe, [], log, ranges=ranges)[1]
 
 
-def calibration_images(chips: Sequence[np.ndarray], recipe: PretrainedRecipe, n: int = 200) -> list[np.ndarray]:
-    """Up to n chips spread over the training set, rescaled and centre-cropped to multiples of 32 px."""
+def cv_and_fit(
+    data: ChipSet,
+    recipe: PretrainedRecipe,
+    fold_sets: Sequence[np.ndarray],
+    log: Callable[[str], None] | None = None,
+    workers: int = 1,
+    ranges: dict[str, list[float]] | None = None,
+) -> tuple[list[np.ndarray], PretrainedClassifier]:
+    """Out-of-fold P(mining) on each set of folds (-1: in every training part, never scored) and the model trained
+    on all of data (threshold 0.5). Every head and the int8 calibration's backbone passes share one pool of
+    `workers` processes; given int8 ranges (e.g. the current model's) are kept, not measured again."""
+    t0 = time.perf_counter()
+    feats = data_features(data, recipe, log)
+    images = calibration_images(data.chips, recipe) if recipe.int8 else []
+    cv_jobs, trains = _fold_jobs(fold_sets, np.ones(len(data), dtype=bool))
+    # Calibration first (long unless cached), the embedding's PLS last (short): the workers finish together.
+    jobs = [("calibration", (images, ranges))] if images else []
+    jobs += [("head", idx) for idx in [np.arange(len(data)), *trains]]
+    jobs += [("embedding", recipe.embedding_dims)] if recipe.embedding_dims else []
+    results = map_in_processes(_pool_job, (feats, data.labels, recipe), jobs, workers)
+    passes: CalibrationPasses | None = results.pop(0) if images else None
+    directions: Embedding | None = results.pop() if recipe.embedding_dims else None
+    head = results[0]
+    oofs = _oof_scores(feats, recipe, fold_sets, cv_jobs, results[1:])
+    logits = head.logits(feats.reshape(-1, feats.shape[-1])) if directions is not None else None
+    embedding = with_logit(directions, logits) if directions is not None else None
+    int8 = None if passes is None else passes.calibration(head)
+    if log and cv_jobs:
+        log(f"cross-validation and fit: {len(jobs)} jobs in {time.perf_counter() - t0:.1f} s ({workers} processes)")
+    return oofs, PretrainedClassifier(head, recipe, embedding=embedding, int8=int8)
+
+
+def calibration_images(
+    chips: Sequence[np.ndarray], recipe: PretrainedRecipe, n: int = 200
+) -> list[tuple[str, np.ndarray]]:
+    """(pixel sha256, image) of the up to n chips with the lowest sha256 (a sample that stays put as examples are
+    added, so their backbone passes stay cached), rescaled and centre-cropped to multiples of 32 px."""
     step = INPUT_MULTIPLE_PX
     out = []
-    for i in np.unique(np.linspace(0, len(chips) - 1, min(n, len(chips))).round().astype(int)):
+    for sha, i in sorted((pixel_sha256(np.asarray(c)), i) for i, c in enumerate(chips)):
         arr = rescale(as_rgb_chip(chips[i], f"chip {i}"), recipe.scale)
         h, w = (arr.shape[0] // step) * step, (arr.shape[1] // step) * step
         if h >= 2 * step and w >= 2 * step:
             top, left = (arr.shape[0] - h) // 2, (arr.shape[1] - w) // 2
-            out.append(np.ascontiguousarray(arr[top : top + h, left : left + w]))
+            out.append((sha, np.ascontiguousarray(arr[top : top + h, left : left + w])))
+        if len(out) == n:
+            break
     return out
 
 
-def calibrate_int8(chips: Sequence[np.ndarray], head: Head, recipe: PretrainedRecipe) -> Int8Calibration | None:
-    """int8 activation ranges from training chips, and the mean logit shift of the int8 backbone against fp32."""
-    images = calibration_images(chips, recipe)
-    if not images:
-        return None
+@dataclass(frozen=True)
+class CalibrationPasses:
+    """The head-independent part of an int8 calibration: ranges and both backbones' features of the images."""
+
+    ranges: dict[str, list[float]]
+    fp32: np.ndarray  # (n, features) through the fp32 backbone
+    int8: np.ndarray  # (n, features) through the int8 backbone built with `ranges`
+
+    def calibration(self, head: Head) -> Int8Calibration:
+        """The Int8Calibration of a head: these ranges and the mean int8 - fp32 logit over the images."""
+        shift = float(np.mean(head.logits(self.int8) - head.logits(self.fp32)))
+        return Int8Calibration(self.ranges, shift, len(self.fp32))
+
+
+def calibration_passes(
+    images: Sequence[tuple[str, np.ndarray]],
+    recipe: PretrainedRecipe,
+    ranges: dict[str, list[float]] | None = None,
+) -> CalibrationPasses:
+    """int8 activation ranges from the images (MinMax; given ranges are kept) and both backbones' features of
+    each (sha256, image), kept in the recipe's feature cache under the ranges' digest."""
     backbone = load_backbone()
-    ranges = int8_ranges(backbone, images)
-    exact, fast = onnx_backbone(backbone), onnx_backbone(backbone, ranges)
-    shifts = []
-    with torch.inference_mode():
-        for im in images:
-            x = torch.from_numpy(im).permute(2, 0, 1)[None].float()
-            f32, f8 = (
-                pool_maps(b.stage_maps(x), recipe.border_px, with_std=bool(recipe.feature_std_stages)).numpy()
-                for b in (exact, fast)
-            )
-            f8, f32 = select_features(f8, recipe.feature_std_stages), select_features(f32, recipe.feature_std_stages)
-            shifts.append(float(head.logits(f8)[0] - head.logits(f32)[0]))
-    return Int8Calibration(ranges, float(np.mean(shifts)), len(images))
+    ranges = int8_ranges(backbone, [im for _, im in images]) if ranges is None else ranges
+    with_std = bool(recipe.feature_std_stages)
+    digest = hashlib.sha256(json.dumps(ranges, sort_keys=True).encode()).hexdigest()[:16]
+    prep = f"{prep_key(backbone, 1.0, recipe.border_px, with_std)}|calibration-crop32|int8={digest}"
+    cache = FeatureCache(recipe.feature_cache) if recipe.feature_cache else None
+    sessions: list[OnnxBackbone] = []
+    pairs = []
+    try:
+        with torch.inference_mode():
+            for sha, im in images:  # view 0: through the fp32 backbone, view 1: the int8 one
+                have = cache.get(prep, sha) if cache is not None else {}
+                if not {0, 1} <= set(have):
+                    sessions = sessions or [onnx_backbone(backbone), onnx_backbone(backbone, ranges)]
+                    x = torch.from_numpy(im).permute(2, 0, 1)[None].float()
+                    have = {
+                        v: pool_maps(b.stage_maps(x), recipe.border_px, with_std=with_std)[0].numpy()
+                        for v, b in enumerate(sessions)
+                    }
+                    if cache is not None:
+                        cache.put(prep, sha, have)
+                pairs.append((have[0], have[1]))
+    finally:
+        if cache is not None:
+            cache.close()
+    fp32, int8 = (select_features(np.stack(side), recipe.feature_std_stages) for side in zip(*pairs))
+    return CalibrationPasses(ranges, fp32, int8)
 
 
 def fit_embedding(mean_features: np.ndarray, labels: np.ndarray, logits: np.ndarray, dims: int) -> Embedding:
@@ -632,6 +699,16 @@ def fit_embedding(mean_features: np.ndarray, labels: np.ndarray, logits: np.ndar
     flattened views) scaled to standard deviation 2. The PLS part is affine in the mean features, so the
     scan computes it per location and pools it per tile.
     """
+    return with_logit(embedding_directions(mean_features, labels, dims), logits)
+
+
+def with_logit(embedding: Embedding, logits: np.ndarray) -> Embedding:
+    """The embedding with the head's logit as its last value, scaled to standard deviation 2 on these logits."""
+    return replace(embedding, logit_scale=2.0 / (float(np.std(logits)) or 1.0))
+
+
+def embedding_directions(mean_features: np.ndarray, labels: np.ndarray, dims: int) -> Embedding:
+    """fit_embedding's PLS part (no logit value): it does not depend on the head."""
     from sklearn.cross_decomposition import PLSRegression
 
     x = mean_features.reshape(-1, mean_features.shape[-1]).astype(np.float64)
@@ -645,10 +722,9 @@ def fit_embedding(mean_features: np.ndarray, labels: np.ndarray, logits: np.ndar
         pls = PLSRegression(n_components=dims - 1, scale=False).fit(z, y)
     rot, centre = pls.x_rotations_, z.mean(axis=0)
     spread = float(np.median(np.linalg.norm((z - centre) @ rot, axis=1))) or 1.0
-    logit_sd = float(np.std(logits)) or 1.0
     a = (rot.T / sd[None, :]) / spread
     b = -(rot.T @ (mu / sd + centre)) / spread
-    return Embedding(a.astype(np.float32), b.astype(np.float32), 2.0 / logit_sd)
+    return Embedding(a.astype(np.float32), b.astype(np.float32))
 
 
 def cross_validate(
@@ -665,25 +741,38 @@ def cross_validate(
     feats = data_features(data, recipe, log)
     allowed = np.ones(len(data), dtype=bool) if train_mask is None else train_mask
     fold_sets = [folds] if isinstance(folds, np.ndarray) else list(folds)
+    jobs, trains = _fold_jobs(fold_sets, allowed)
+    heads = map_in_processes(_pool_job, (feats, data.labels, recipe), [("head", idx) for idx in trains], workers)
+    if log:
+        log(f"cross-validation: {len(jobs)} heads in {time.perf_counter() - t0:.1f} s ({workers} processes)")
+    return _oof_scores(feats, recipe, fold_sets, jobs, heads)
+
+
+def _fold_jobs(fold_sets: Sequence[np.ndarray], allowed: np.ndarray) -> tuple[list[tuple[int, int]], list]:
+    """(fold set, fold) of every CV head and its training indices (outside the fold and allowed)."""
     jobs = [(s, k) for s, f in enumerate(fold_sets) for k in range(int(f.max()) + 1)]
-    trains = [np.flatnonzero((fold_sets[s] != k) & allowed) for s, k in jobs]
-    heads = _fit_heads(feats, data.labels, recipe, trains, workers)
-    out = [np.zeros(len(data), dtype=np.float32) for _ in fold_sets]
+    return jobs, [np.flatnonzero((fold_sets[s] != k) & allowed) for s, k in jobs]
+
+
+def _oof_scores(
+    feats: np.ndarray, recipe: PretrainedRecipe, fold_sets: Sequence[np.ndarray], jobs: list, heads: list[Head]
+) -> list[np.ndarray]:
+    """Each fold set's out-of-fold P(mining) from its folds' heads (0 where never scored)."""
+    out = [np.zeros(len(feats), dtype=np.float32) for _ in fold_sets]
     for (s, k), head in zip(jobs, heads):
         test = fold_sets[s] == k
         out[s][test] = _sigmoid(head.logits(test_features(feats[test], recipe)))
-    if log:
-        log(f"cross-validation: {len(jobs)} heads in {time.perf_counter() - t0:.1f} s ({workers} processes)")
     return out
 
 
-def _fit_heads(
-    feats: np.ndarray, labels: np.ndarray, recipe: PretrainedRecipe, trains: list[np.ndarray], workers: int
-) -> list[Head]:
-    """A head per training index set, in `workers` spawned processes when more than one."""
-    return map_in_processes(_fit_head_job, (feats, labels, recipe), trains, workers)
-
-
-def _fit_head_job(shared: tuple[np.ndarray, np.ndarray, PretrainedRecipe], idx: np.ndarray) -> Head:
+def _pool_job(shared: tuple[np.ndarray, np.ndarray, PretrainedRecipe], job: tuple[str, object]) -> object:
+    """One job of cv_and_fit's pool: ("head", training indices) -> Head, ("calibration", (images, ranges)) ->
+    CalibrationPasses or ("embedding", dims) -> the embedding's PLS part."""
     feats, labels, recipe = shared
-    return fit_head(feats[idx], labels[idx], recipe)
+    kind, arg = job
+    if kind == "calibration":
+        images, ranges = arg
+        return calibration_passes(images, recipe, ranges)
+    if kind == "embedding":
+        return embedding_directions(feats[..., :FEATURE_DIM], labels, int(arg))
+    return fit_head(feats[arg], labels[arg], recipe)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from amberwatch import __version__
 from amberwatch.db import utc_now_iso
 from amberwatch.errors import ModelError
+from amberwatch.labels.store import pixel_sha256
 from amberwatch.model import pretrained
 from amberwatch.model.augment import AugmentConfig, make_batch
 from amberwatch.model.classifier import Classifier
@@ -163,7 +164,7 @@ def fit(
 ) -> Classifier | PretrainedClassifier:
     """Train the recipe on all of data (CNN member m gets seed seed+m) -> a model at threshold 0.5."""
     if isinstance(recipe, PretrainedRecipe):
-        return pretrained.fit(data, recipe, log)
+        return pretrained.cv_and_fit(data, recipe, [], log, workers)[1]
     configs = member_configs(recipe)
     everything = np.arange(len(data))
     states = train_networks(data, [(everything, c, seed + m) for m, c in enumerate(configs)], workers, log)
@@ -249,35 +250,34 @@ def train_with_cv(
     log: Callable[[str], None] | None = None,
     workers: int = 1,
     score_mask: np.ndarray | None = None,
+    split_seeds: int | None = None,
+    int8_ranges: dict[str, list[float]] | None = None,
 ) -> tuple[Classifier | PretrainedClassifier, dict]:
     """CV (threshold from out-of-fold predictions), then train on all data; metadata filled in.
 
-    ``score_mask`` limits the CV score and threshold to some examples; the others (e.g. crops cut from
-    whole images) join every fold's training part and are never scored. The pretrained recipe, whose
-    heads train in seconds, pools the out-of-fold scores of 5 split seeds before choosing the threshold.
-    """
+    ``score_mask`` limits the CV score and threshold to some examples; the others (e.g. crops cut from whole
+    images) join every fold's training part and are never scored. The threshold pools the out-of-fold scores of
+    ``split_seeds`` fold splits (default: 5 for the pretrained recipe, 1 for the CNN). A pretrained model keeps
+    given ``int8_ranges``. The metadata's ``training_oof`` (example pixel sha256 -> out-of-fold score on the first
+    split, None if never scored) lets a later retrain compare with this model without training it again."""
     t0 = time.perf_counter()
-    cv: dict = {}
-    threshold = 0.5
-    oof, folds = None, None
-    if n_folds >= 2:
-        scored = np.ones(len(data), dtype=bool) if score_mask is None else np.asarray(score_mask, dtype=bool)
-        split_seeds = [seed + k for k in range(5 if isinstance(recipe, PretrainedRecipe) else 1)]
-        fold_sets = [scored_folds(data, scored, n_folds, split_seed) for split_seed in split_seeds]
-        if isinstance(recipe, PretrainedRecipe):  # every split seed's heads in one pool of workers
-            runs = list(zip(pretrained.cross_validate(data, recipe, fold_sets, log, workers=workers), fold_sets))
-        else:
-            runs = [
-                (cross_validate(data, recipe, n_folds, seed, log, workers=workers, folds=f)[0], f) for f in fold_sets
-            ]
-        oof, folds = runs[0]
-        threshold, cv = _pooled_cv(data, runs, scored, n_folds, min_precision, split_seeds)
+    scored = np.ones(len(data), dtype=bool) if score_mask is None else np.asarray(score_mask, dtype=bool)
+    n_splits = split_seeds or (5 if isinstance(recipe, PretrainedRecipe) else 1)
+    seeds = [seed + k for k in range(n_splits)] if n_folds >= 2 else []
+    fold_sets = [scored_folds(data, scored, n_folds, s) for s in seeds]
+    if isinstance(recipe, PretrainedRecipe):  # every head of every split, the final one too, in one pool
+        oofs, clf = pretrained.cv_and_fit(data, recipe, fold_sets, log, workers, int8_ranges)
+    else:
+        oofs = [cross_validate(data, recipe, n_folds, seed, log, workers=workers, folds=f)[0] for f in fold_sets]
+        clf = fit(data, recipe, seed=seed, log=log, workers=workers)
+    threshold, cv = 0.5, {}
+    if fold_sets:
+        threshold, cv = _pooled_cv(data, list(zip(oofs, fold_sets)), scored, n_folds, min_precision, seeds)
         if log:
             log(
                 f"CV: threshold {threshold:.3f} precision {cv['precision']:.3f} recall {cv['recall']:.3f} "
-                f"F1 {cv['f1']:.3f} AP {cv['average_precision']:.3f} (split seeds {split_seeds})"
+                f"F1 {cv['f1']:.3f} AP {cv['average_precision']:.3f} (split seeds {seeds})"
             )
-    clf = fit(data, recipe, seed=seed, log=log, workers=workers)
     clf.threshold = threshold
     clf.metadata.update(recipe_metadata(recipe, clf))
     clf.metadata.update(
@@ -294,9 +294,18 @@ def train_with_cv(
             "created_at": utc_now_iso(),
             "package_version": __version__,
             "train_seconds": round(time.perf_counter() - t0, 1),
+            "training_oof": training_oof(data, oofs[0] if oofs else None, scored),
         }
     )
-    return clf, {"oof": oof, "folds": folds}
+    return clf, {"oof": oofs[0] if oofs else None, "folds": fold_sets[0] if fold_sets else None}
+
+
+def training_oof(data: ChipSet, oof: np.ndarray | None, scored: np.ndarray) -> dict[str, float | None]:
+    """Pixel sha256 of every training example -> its out-of-fold score (None when not scored)."""
+    return {
+        pixel_sha256(np.asarray(chip)): (round(float(p), 6) if oof is not None and ok else None)
+        for chip, p, ok in zip(data.chips, oof if oof is not None else np.zeros(len(data)), scored)
+    }
 
 
 def _pooled_cv(
