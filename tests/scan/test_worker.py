@@ -5,6 +5,8 @@ from __future__ import annotations
 import pickle
 
 import numpy as np
+import psutil
+import pytest
 
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.open import open_source
@@ -55,3 +57,33 @@ def test_process_unit_round_trips_through_pickle_and_needs_no_db(tile_server, tm
         got = np.frombuffer(tile.grid, np.uint8).reshape(g, g)
         want = np.rint(expected[off : off + g, off + k * g : off + (k + 1) * g] * 255).astype(int)
         assert np.abs(got.astype(int) - want).max() <= 1
+
+
+def test_resample_is_pillows_bilinear_within_one_grey_level():
+    from PIL import Image
+
+    from amberwatch.scan.worker import resample
+
+    rng = np.random.default_rng(3)
+    smooth = np.kron(rng.integers(0, 255, (40, 36, 3)), np.ones((8, 8, 1))).astype(np.uint8)  # edges and flats
+    pixels = np.clip(smooth.astype(int) + rng.integers(-20, 20, smooth.shape), 0, 255).astype(np.uint8)
+    for height, width in [(280, 252), (217, 301), (320, 288)]:
+        ours = resample(pixels, height, width)
+        pil = np.asarray(Image.fromarray(pixels).resize((width, height), Image.Resampling.BILINEAR, reducing_gap=None))
+        assert ours.shape == (height, width, 3) and ours.dtype == np.uint8 and ours.flags.c_contiguous
+        assert int(np.abs(ours.astype(int) - pil.astype(int)).max()) <= 1
+
+
+def test_local_scan_workers_fork_from_a_server_with_their_modules_loaded():
+    import multiprocessing
+    from multiprocessing import forkserver
+
+    from amberwatch.scan.engine import start_worker_server
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no forkserver on this platform: workers are spawned")
+    start_worker_server()
+    start_worker_server()  # already running: nothing more
+    server = forkserver._forkserver
+    assert "amberwatch.scan.worker" in server._preload_modules
+    assert server._forkserver_pid is not None and psutil.pid_exists(server._forkserver_pid)
