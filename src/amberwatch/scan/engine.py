@@ -11,7 +11,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import json
 import math
-import multiprocessing
 import os
 import sqlite3
 import time
@@ -27,6 +26,7 @@ from amberwatch.imagery.open import open_source
 from amberwatch.imagery.tiles import tile_area_km2
 from amberwatch.imagery.types import TILE_SIZE_PX, ground_resolution_m_per_px
 from amberwatch.model.modelfile import load as load_model
+from amberwatch.model.processes import pool_context
 from amberwatch.model.registry import ModelRegistry
 from amberwatch.results.detections import rebuild_detections
 from amberwatch.results.store import (
@@ -514,22 +514,11 @@ def _pending_units(
             yield unit, todo
 
 
-def _pool_context() -> multiprocessing.context.BaseContext:
-    """Where local scan workers come from: the forkserver (POSIX), else fresh spawned interpreters."""
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-
-
 def start_worker_server() -> None:
     """Start the forkserver of local scan workers now, importing the worker's modules (torch, ONNX Runtime, the
     model code) while this process prepares the scan: its workers then fork with them loaded, instead of each
     importing them for ~2.5 s when the first unit is ready. Does nothing without a forkserver or once it runs."""
-    context = _pool_context()
-    if context.get_start_method() == "forkserver":
-        from multiprocessing import forkserver
-
-        context.set_forkserver_preload(["amberwatch.scan.worker"])
-        forkserver.ensure_running()
+    pool_context(["amberwatch.scan.worker"])
 
 
 def _run_units(
@@ -548,7 +537,7 @@ def _run_units(
         return
     limit = max(1, max_in_flight or 2 * workers)
     pool = cf.ProcessPoolExecutor(
-        max_workers=workers, mp_context=_pool_context(), initializer=init_worker, initargs=(1, os.getpid())
+        max_workers=workers, mp_context=pool_context(), initializer=init_worker, initargs=(1, os.getpid())
     )
     pending: set[cf.Future] = set()
     try:
