@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 import amberwatch.model as model
 from amberwatch.cli import main
-from amberwatch.errors import ModelError
+from amberwatch.errors import ModelError, ModelFallbackWarning
 from amberwatch.labels.store import pixel_sha256
 from amberwatch.model import backbone as bb
 from amberwatch.model.backbone_onnx import OnnxBackbone
@@ -342,6 +342,11 @@ def test_calibration_passes_are_cached_under_their_ranges(small_folder, tmp_path
     again = calibration_passes(images, recipe, first.ranges)
     np.testing.assert_array_equal(again.int8, first.int8)
     assert again.calibration(head) == calibration
+    monkeypatch.undo()
+    # Ranges that do not fit this export (another ONNX version's tensor names) are measured again, with a warning.
+    with pytest.warns(ModelFallbackWarning, match="int8 ranges not kept"):
+        remeasured = calibration_passes(images, recipe, {"no_such_tensor": [0.0, 1.0]})
+    assert remeasured.ranges == first.ranges
 
 
 def test_train_with_cv_records_every_examples_out_of_fold_score(small_folder, tmp_path):

@@ -660,10 +660,21 @@ def calibration_passes(
     recipe: PretrainedRecipe,
     ranges: dict[str, list[float]] | None = None,
 ) -> CalibrationPasses:
-    """int8 activation ranges from the images (MinMax; given ranges are kept) and both backbones' features of
-    each (sha256, image), kept in the recipe's feature cache under the ranges' digest."""
+    """int8 activation ranges from the images (MinMax; given ranges are kept, unless they do not fit this export of
+    the backbone) and both backbones' features of each (sha256, image), cached under the ranges' digest."""
     backbone = load_backbone()
-    ranges = int8_ranges(backbone, [im for _, im in images]) if ranges is None else ranges
+    if ranges is not None:
+        try:
+            return _passes(images, recipe, backbone, ranges)
+        except ModelError as exc:  # e.g. another ONNX export names its tensors differently: measure them again
+            warnings.warn(f"int8 ranges not kept ({exc}); measuring them again", ModelFallbackWarning, stacklevel=2)
+    return _passes(images, recipe, backbone, int8_ranges(backbone, [im for _, im in images]))
+
+
+def _passes(
+    images: Sequence[tuple[str, np.ndarray]], recipe: PretrainedRecipe, backbone: Backbone, ranges: dict
+) -> CalibrationPasses:
+    """calibration_passes with known ranges: each image's fp32 (view 0) and int8 (view 1) features, cached."""
     with_std = bool(recipe.feature_std_stages)
     digest = hashlib.sha256(json.dumps(ranges, sort_keys=True).encode()).hexdigest()[:16]
     prep = f"{prep_key(backbone, 1.0, recipe.border_px, with_std)}|calibration-crop32|int8={digest}"
@@ -672,7 +683,7 @@ def calibration_passes(
     pairs = []
     try:
         with torch.inference_mode():
-            for sha, im in images:  # view 0: through the fp32 backbone, view 1: the int8 one
+            for sha, im in images:
                 have = cache.get(prep, sha) if cache is not None else {}
                 if not {0, 1} <= set(have):
                     sessions = sessions or [onnx_backbone(backbone), onnx_backbone(backbone, ranges)]
