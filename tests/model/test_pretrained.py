@@ -330,7 +330,7 @@ def test_calibration_passes_are_cached_under_their_ranges(small_folder, tmp_path
 
     data = load_folder(small_folder)
     recipe = PretrainedRecipe(jitter_copies=1, feature_cache=str(tmp_path / "f.sqlite"))
-    images = calibration_images(data.chips, recipe, n=4)
+    images = calibration_images(data, recipe, n=4)
     shas = sorted(pixel_sha256(c) for c in data.chips)
     assert [sha for sha, _ in images] == shas[:4]  # a sample by hash: adding examples barely moves it
     first = calibration_passes(images, recipe)

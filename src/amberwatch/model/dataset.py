@@ -37,6 +37,12 @@ class ChipSet:
     def __len__(self) -> int:
         return len(self.chips)
 
+    def pixel_sha256s(self) -> list[str]:
+        """Every chip's pixel sha256 (its identity in the example store and the feature cache), computed once."""
+        if "pixel_sha256s" not in self.extra:
+            self.extra["pixel_sha256s"] = [pixel_sha256(c) for c in self.chips]
+        return self.extra["pixel_sha256s"]
+
     def subset(self, idx: np.ndarray | list[int]) -> ChipSet:
         """The chips at positions idx."""
         idx = list(np.asarray(idx, dtype=int))

@@ -140,15 +140,17 @@ def chip_features(
     cache: FeatureCache | None = None,
     log: Callable[[str], None] | None = None,
     stats: dict | None = None,
+    shas: Sequence[str] | None = None,
 ) -> np.ndarray:
-    """(N, 8 + jitter_copies, FEATURE_DIM or 2 x FEATURE_DIM with_std) float32 features of every view, cached."""
+    """(N, 8 + jitter_copies, FEATURE_DIM or 2 x FEATURE_DIM with_std) float32 features of every view, cached
+    (shas: the chips' pixel sha256s when already known)."""
     views = list(range(DIHEDRAL_VIEWS + jitter_copies))
     prep = prep_key(backbone, scale, border_px, with_std)
     out = np.zeros((len(chips), len(views), FEATURE_DIM * (2 if with_std else 1)), dtype=np.float32)
     computed = 0
     t0 = last = time.perf_counter()
     for i, chip in enumerate(chips):
-        sha = pixel_sha256(chip)
+        sha = pixel_sha256(chip) if shas is None else shas[i]
         have = cache.get(prep, sha) if cache is not None else {}
         missing = [v for v in views if v not in have]
         if missing:

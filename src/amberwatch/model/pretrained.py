@@ -25,7 +25,6 @@ import torch
 import torch.nn.functional as F
 
 from amberwatch.errors import InvalidInputError, ModelError, ModelFallbackWarning
-from amberwatch.labels.store import pixel_sha256
 from amberwatch.model.backbone import (
     FEATURE_DIM,
     INPUT_MULTIPLE_PX,
@@ -549,6 +548,7 @@ def data_features(
             cache=cache,
             log=log,
             stats=stats,
+            shas=data.pixel_sha256s(),
         )
     finally:
         if cache is not None:
@@ -604,7 +604,7 @@ def cv_and_fit(
     `workers` processes; given int8 ranges (e.g. the current model's) are kept, not measured again."""
     t0 = time.perf_counter()
     feats = data_features(data, recipe, log)
-    images = calibration_images(data.chips, recipe) if recipe.int8 else []
+    images = calibration_images(data, recipe) if recipe.int8 else []
     cv_jobs, trains = _fold_jobs(fold_sets, np.ones(len(data), dtype=bool))
     # Calibration first (long unless cached), the embedding's PLS last (short): the workers finish together.
     jobs = [("calibration", (images, ranges))] if images else []
@@ -623,15 +623,13 @@ def cv_and_fit(
     return oofs, PretrainedClassifier(head, recipe, embedding=embedding, int8=int8)
 
 
-def calibration_images(
-    chips: Sequence[np.ndarray], recipe: PretrainedRecipe, n: int = 200
-) -> list[tuple[str, np.ndarray]]:
+def calibration_images(data: ChipSet, recipe: PretrainedRecipe, n: int = 200) -> list[tuple[str, np.ndarray]]:
     """(pixel sha256, image) of the up to n chips with the lowest sha256 (a sample that stays put as examples are
     added, so their backbone passes stay cached), rescaled and centre-cropped to multiples of 32 px."""
     step = INPUT_MULTIPLE_PX
     out = []
-    for sha, i in sorted((pixel_sha256(np.asarray(c)), i) for i, c in enumerate(chips)):
-        arr = rescale(as_rgb_chip(chips[i], f"chip {i}"), recipe.scale)
+    for sha, i in sorted((sha, i) for i, sha in enumerate(data.pixel_sha256s())):
+        arr = rescale(as_rgb_chip(data.chips[i], f"chip {i}"), recipe.scale)
         h, w = (arr.shape[0] // step) * step, (arr.shape[1] // step) * step
         if h >= 2 * step and w >= 2 * step:
             top, left = (arr.shape[0] - h) // 2, (arr.shape[1] - w) // 2

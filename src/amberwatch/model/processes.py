@@ -81,8 +81,5 @@ def map_in_processes(fn: Callable[[Any, Any], Any], shared: Any, jobs: Sequence[
         path = os.path.join(tmp, "shared.pickle")
         with open(path, "wb") as f:
             pickle.dump(shared, f, protocol=pickle.HIGHEST_PROTOCOL)
-        items = [(fn, path, job) for job in jobs]
-        if workers in _WARM:
-            return list(_WARM[workers].map(_run, items))
-        with warm_pool(workers):
-            return list(_WARM[workers].map(_run, items))
+        with warm_pool(workers):  # its processes when already started
+            return list(_WARM[workers].map(_run, [(fn, path, job) for job in jobs]))

@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from amberwatch import __version__
 from amberwatch.db import utc_now_iso
 from amberwatch.errors import ModelError
-from amberwatch.labels.store import pixel_sha256
 from amberwatch.model import pretrained
 from amberwatch.model.augment import AugmentConfig, make_batch
 from amberwatch.model.classifier import Classifier
@@ -303,8 +302,8 @@ def train_with_cv(
 def training_oof(data: ChipSet, oof: np.ndarray | None, scored: np.ndarray) -> dict[str, float | None]:
     """Pixel sha256 of every training example -> its out-of-fold score (None when not scored)."""
     return {
-        pixel_sha256(np.asarray(chip)): (round(float(p), 6) if oof is not None and ok else None)
-        for chip, p, ok in zip(data.chips, oof if oof is not None else np.zeros(len(data)), scored)
+        sha: (round(float(p), 6) if oof is not None and ok else None)
+        for sha, p, ok in zip(data.pixel_sha256s(), oof if oof is not None else np.zeros(len(data)), scored)
     }
 
 
