@@ -259,7 +259,7 @@ def run_scan(
     settings = settings or ScanSettings()
     say = on_event or (lambda _msg: None)
     started = time.perf_counter()
-    if not settings.dask and int(settings.workers or os.cpu_count() or 1) > 1:
+    if not settings.dask and _workers(settings) > 1:
         start_worker_server()
     job = _prepare(aoi, imagery, zoom, Path(db_path), settings)
     new = job.new_scan
@@ -336,7 +336,7 @@ def _prepare(aoi: AOI, imagery: str, zoom: int, db_path: Path, settings: ScanSet
         source_options=tuple(sorted(settings.source_options.items())),
         int8=int8,
     )
-    workers = max(1, int(settings.workers or os.cpu_count() or 1))
+    workers = _workers(settings)
     delta = settings.unit_zoom_delta or choose_unit_zoom_delta(plan.tiles, workers)
     params = scan_params(context, clf, tile_res, min_area_ha=settings.min_area_ha, unit_zoom_delta=delta)
     if settings.imagery_credit:
@@ -353,6 +353,11 @@ def _prepare(aoi: AOI, imagery: str, zoom: int, db_path: Path, settings: ScanSet
         plan.tiles,
     )
     return _Job(clf, context, new_scan, workers)
+
+
+def _workers(settings: ScanSettings) -> int:
+    """Local worker processes of a scan: as asked, else one per CPU core."""
+    return max(1, int(settings.workers or os.cpu_count() or 1))
 
 
 def default_scan_name(aoi: AOI) -> str:
