@@ -119,6 +119,10 @@ class ModelFallbackWarning(AmberwatchWarning):
     """A model's fast path (e.g. its int8 backbone) could not be built here; the exact fp32 path is used."""
 
 
+class Int8CheckWarning(ModelFallbackWarning):
+    """The model's int8 backbone failed its check against fp32 on this CPU (or cannot be checked): fp32 is used."""
+
+
 class BlankTileWarning(AmberwatchWarning):
     """A tile exists but holds no imagery (uniform fill, fully transparent)."""
 

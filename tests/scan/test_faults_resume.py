@@ -173,10 +173,8 @@ def test_rerunning_a_complete_scan_keeps_its_detections(tile_server, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_resumed_scan_keeps_the_precision_it_started_with(tile_server, tmp_path):
-    """A scan started with --fp32 resumes in fp32 under the int8 default; asking for int8 then is refused."""
-    from amberwatch.errors import ConflictError
-
+def test_precision_is_part_of_the_scan_identity(tile_server, tmp_path):
+    """An fp32 scan resumes only in fp32; the int8 default starts its own layer, and --fp32 again resumes the first."""
     x0, y0 = tile_origin((44, 0))
     put_mosaic_tiles(tile_server, x0, y0, 2, 2)
     tile_server.faults[(ZOOM, x0, y0)] = ["500", "500"]
@@ -184,15 +182,14 @@ def test_a_resumed_scan_keeps_the_precision_it_started_with(tile_server, tmp_pat
     aoi = aoi_from_bbox(bbox_arg(tiles_bbox(x0, y0, 2, 2)))
     db = tmp_path / "precision.db"
     options = {"max_retries": 1, "timeout_s": 2.0}
-    first = run_scan(
-        aoi, tile_server.url, ZOOM, db, ScanSettings(workers=1, progress=False, int8=False, source_options=options)
-    )
+    fp32 = ScanSettings(workers=1, progress=False, int8=False, source_options=options)
+    first = run_scan(aoi, tile_server.url, ZOOM, db, fp32)
     assert first.tiles_failed > 0
-    with pytest.raises(ConflictError, match=r"started with fp32 score maps: resume it with --fp32"):
-        run_scan(
-            aoi, tile_server.url, ZOOM, db, ScanSettings(workers=1, progress=False, int8=True, source_options=options)
-        )
-    second = run_scan(aoi, tile_server.url, ZOOM, db, ScanSettings(workers=1, progress=False, source_options=options))
+    other = run_scan(aoi, tile_server.url, ZOOM, db, ScanSettings(workers=1, progress=False, source_options=options))
+    assert not other.resumed and other.scan_id == first.scan_id + 1 and other.tiles_failed == 0
+    second = run_scan(aoi, tile_server.url, ZOOM, db, fp32)
     assert second.resumed and second.scan_id == first.scan_id and second.tiles_failed == 0
     with sqlite3.connect(db) as conn:
-        assert json.loads(conn.execute("SELECT params_json FROM scans").fetchone()[0])["int8"] is False
+        params = [json.loads(r[0]) for r in conn.execute("SELECT params_json FROM scans ORDER BY id")]
+    assert [p["int8"] for p in params] == [False, True]
+    assert params[0]["int8_check"] is None and params[1]["int8_check"]["passed"] is True

@@ -233,23 +233,61 @@ def test_scan_name_and_imagery_credit_reach_the_public_map(tile_server, tmp_path
     assert str(tmp_path) not in json.dumps(scans) and tile_server.url not in json.dumps(scans)
 
 
+def _scan_detections(db) -> tuple[dict, tuple[int, float]]:
+    """(params of the latest scan, (detections, hectares)) of a project DB."""
+    with sqlite3.connect(db) as conn:
+        sid, params = conn.execute("SELECT id, params_json FROM scans ORDER BY id DESC").fetchone()
+        found = conn.execute(
+            "SELECT count(*), coalesce(sum(area_ha), 0) FROM detections WHERE scan_id = ?", (sid,)
+        ).fetchone()
+    return json.loads(params), found
+
+
 @pytest.mark.slow
 def test_int8_scan_finds_the_same_pits_and_says_so_in_its_params(tile_server, tmp_path):
-    """By default a scan scores through the model's quantized backbone; --fp32 finds the pits of positive1 alike."""
+    """By default a scan scores through the model's quantized backbone once its check passes on this CPU; --fp32 on
+    the same area then makes its own layer (not "already complete") and finds the pits of positive1 alike."""
     x0, y0 = tile_origin()
     put_image_tiles(tile_server, texty_image("positive1"), x0, y0, 3, 3)
     aoi = write_aoi(tmp_path / "aoi.geojson", tiles_bbox(x0, y0, 3, 3))
+    db = tmp_path / "p.db"
+    args = ["scan", "--aoi", str(aoi), "--imagery", tile_server.url, "--zoom", "18", "--db", str(db), "--no-progress"]
     area = {}
-    for name, extra in (("fp32", ["--fp32"]), ("int8", [])):
-        db = tmp_path / f"{name}.db"
-        result = run("scan", "--aoi", str(aoi), "--imagery", tile_server.url, "--zoom", "18", "--db", str(db), *extra)
+    for name, extra in (("int8", []), ("fp32", ["--fp32"])):
+        result = run(*args, *extra)
         assert result.exit_code == 0, result.output
-        with sqlite3.connect(db) as conn:
-            params = json.loads(conn.execute("SELECT params_json FROM scans").fetchone()[0])
-            area[name] = conn.execute("SELECT count(*), coalesce(sum(area_ha), 0) FROM detections").fetchone()
+        assert "already complete" not in result.output
+        params, area[name] = _scan_detections(db)
         assert params["int8"] is (name == "int8")
+    assert "int8 check passed on this CPU" in run(*args, "--new").output
     assert area["int8"][0] > 0 and area["fp32"][0] > 0
-    assert abs(area["int8"][1] - area["fp32"][1]) <= 0.35 * area["fp32"][1]
+    # Measured 1.76 ha int8, 1.86 fp32 (-5.4%); the old 8-bit weights gave 1.67 even where exact (RESULTS.md).
+    assert abs(area["int8"][1] - area["fp32"][1]) <= 0.08 * area["fp32"][1], area
+
+
+@pytest.mark.slow
+def test_int8_that_fails_its_check_is_not_used(tile_server, tmp_path):
+    """A model whose int8 backbone is far from fp32 here (ranges cut to a tenth: clipped activations) scans in fp32,
+    says so on one line, and records the check in the scan's params."""
+    import dataclasses
+
+    clf = load()
+    cut = {name: [lo / 10, hi / 10] for name, (lo, hi) in clf.int8.ranges.items()}
+    clf.int8 = dataclasses.replace(clf.int8, ranges=cut)
+    bad = tmp_path / "bad-int8.pt"
+    clf.save(bad)
+    x0, y0 = tile_origin()
+    put_image_tiles(tile_server, texty_image("positive1"), x0, y0, 2, 2)
+    aoi = write_aoi(tmp_path / "aoi.geojson", tiles_bbox(x0, y0, 2, 2))
+    db = tmp_path / "p.db"
+    args = ["scan", "--aoi", str(aoi), "--imagery", tile_server.url, "--zoom", "18", "--db", str(db), "--no-progress"]
+    result = run(*args, "--model", str(bad))
+    assert result.exit_code == 0, result.output
+    assert "int8 check failed on this CPU" in result.output and "scanning with fp32" in result.output
+    assert "Traceback" not in result.output
+    params, _ = _scan_detections(db)
+    assert params["int8"] is False and params["int8_check"]["passed"] is False
+    assert params["int8_check"]["dlogit"] > params["int8_check"]["limit"]
 
 
 def test_int8_scan_with_a_model_without_it_is_a_clear_error(tile_server, tmp_path):

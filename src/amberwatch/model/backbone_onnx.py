@@ -34,6 +34,15 @@ from amberwatch.errors import ModelError
 from amberwatch.model import backbone as backbone_module
 from amberwatch.model.backbone import INPUT_MULTIPLE_PX, Backbone, ConvAct, same_pad_1d
 
+# How the backbone is quantized: uint8 activations and symmetric per-channel int8 weights, each channel's scale the
+# smallest at which no two weights an x86 kernel multiplies into one int16 can sum past 128 (pair_safe_scales). x86
+# CPUs without VNNI multiply u8 by s8 with VPMADDUBSW, whose int16 sum of two products saturates with plain 8-bit
+# weights, so those CPUs gave other maps; with pair-safe scales (about 1.2x the plain ones, where 7-bit weights would
+# be 2x) no pair overflows, the integer maths is exact everywhere, and maps are bit-identical on AVX2-only and
+# AVX-512 VNNI CPUs (tests/model/test_int8_cpus.py, RESULTS.md round 10). Depthwise convolutions keep plain scales:
+# their kernels widen to 16 bits first. Leaving a layer in fp32 would break the exactness (fp32 kernels round
+# differently per CPU, and requantizing spreads it).
+QUANTIZATION = "u8s8-pairsafe"
 _SESSIONS: dict[tuple, OnnxBackbone] = {}
 _EXPORTS: dict[str, object] = {}  # backbone digest -> its fp32 ONNX ModelProto
 _LOCK = threading.Lock()
@@ -170,8 +179,43 @@ class _Arrays:
         return next(self._it, None)
 
 
+def pair_safe_scales(weight: np.ndarray) -> np.ndarray:
+    """Per output channel of a conv weight (O, I, kh, kw), the smallest int8 scale at which any two weights an x86
+    u8s8 kernel sums into one int16 stay within 128 in magnitude together (with uint8 activations up to 255, no
+    saturation). A 1x1 conv's GEMM pairs input channels 2i and 2i+1; other kernels, any two of the same sign."""
+    flat = weight.reshape(weight.shape[0], -1).astype(np.float64)
+    largest = np.abs(flat).max(axis=1)
+    if weight.shape[2:] == (1, 1):
+        even = np.pad(flat, ((0, 0), (0, flat.shape[1] % 2)))
+        a, b = even[:, 0::2], even[:, 1::2]
+        pair = np.where(np.sign(a) == np.sign(b), np.abs(a) + np.abs(b), 0.0).max(axis=1)
+    else:
+        pos = np.sort(np.where(flat > 0, flat, 0.0), axis=1)[:, -2:].sum(axis=1)
+        neg = np.sort(np.where(flat < 0, -flat, 0.0), axis=1)[:, -2:].sum(axis=1)
+        pair = np.maximum(pos, neg)
+    return np.maximum(np.maximum(largest, pair), 1e-12) / 127.0
+
+
+def _weight_overrides(model) -> dict[str, list[dict]]:
+    """ORT TensorQuantOverrides giving every non-depthwise conv weight its pair-safe per-channel scales."""
+    from onnx import numpy_helper
+
+    weights = {i.name: i for i in model.graph.initializer}
+    out = {}
+    for node in model.graph.node:
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        if node.op_type == "Conv" and group == 1 and node.input[1] in weights:
+            scales = pair_safe_scales(numpy_helper.to_array(weights[node.input[1]]))
+            zero = np.array(0, dtype=np.int8)
+            out[node.input[1]] = [
+                {"axis": 0, "scale": np.array(s, dtype=np.float32), "zero_point": zero} for s in scales
+            ]
+    return out
+
+
 def _quantize(model, reader: _Arrays | None, cache: Path):
-    """ORT static int8 (QDQ, uint8 activations, per-channel int8 weights) of model; ranges from cache or reader."""
+    """ORT static int8 of model as QUANTIZATION says (QDQ, uint8 activations, per-channel weights); ranges from
+    cache or reader."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -189,6 +233,7 @@ def _quantize(model, reader: _Arrays | None, cache: Path):
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
             calibration_cache_path=cache,
+            extra_options={"TensorQuantOverrides": _weight_overrides(model)},  # QUANTIZATION: the same on every CPU
         )
     finally:
         logging.disable(logging.NOTSET)

@@ -18,7 +18,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 import torch
@@ -34,11 +34,12 @@ from amberwatch.model.backbone import (
     load_backbone,
     pool_maps,
 )
-from amberwatch.model.backbone_onnx import OnnxBackbone, int8_ranges, onnx_backbone
+from amberwatch.model.backbone_onnx import QUANTIZATION, OnnxBackbone, int8_ranges, onnx_backbone
 from amberwatch.model.classifier import VersionedModel, as_rgb_chip, payload_bytes, write_atomically
 from amberwatch.model.dataset import TEXTY_RESOLUTION_M_PER_PX, ChipSet
 from amberwatch.model.features import DIHEDRAL_VIEWS, FeatureCache, chip_features, dihedral, prep_key, rescale
 from amberwatch.model.head import HEADS, Head, MlpSettings, blend_heads, fit_linear, fit_mlp_parts
+from amberwatch.model.int8_check import CHECK_CHIPS, Int8Check, mean_abs_dlogit
 from amberwatch.model.processes import map_in_processes
 from amberwatch.model.windows import box_mean, box_mean_2x, inner_cells
 
@@ -106,11 +107,26 @@ class PretrainedRecipe:
 
 @dataclass(frozen=True)
 class Int8Calibration:
-    """What rebuilds a model's int8 backbone in any process: activation ranges and the mean logit shift they cause."""
+    """What rebuilds a model's int8 backbone in any process, and checks it: activation ranges, the mean logit shift
+    they cause, and a few calibration chips with how far int8 was from fp32 on them where it was calibrated."""
 
     ranges: dict[str, list[float]]  # ONNX tensor -> [min, max] (MinMax calibration on training chips)
     logit_shift: float  # mean (int8 - fp32) logit on the calibration chips, taken off the scan's logits
     chips: int = 0
+    quantization: str = "u8s8-w8"  # how the shift was measured (files before QUANTIZATION: 8-bit weights)
+    check_dlogit: float | None = None  # mean |int8 - fp32| logit on check_images where it was calibrated
+    check_images: tuple[np.ndarray, ...] = field(default=(), compare=False, repr=False)  # HxWx3 uint8 chips
+
+    def to_payload(self) -> dict:
+        """Model-file entries: plain values, the check chips as uint8 tensors."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "check_images"}
+        return {**d, "check_images": [torch.from_numpy(np.ascontiguousarray(im)) for im in self.check_images]}
+
+    @classmethod
+    def from_payload(cls, d: dict) -> Int8Calibration:
+        """Inverse of to_payload; files before the check have no check chips."""
+        images = tuple(np.asarray(t, dtype=np.uint8) for t in d.get("check_images", ()))
+        return cls(**{**{k: v for k, v in d.items() if k != "check_images"}, "check_images": images})
 
 
 @dataclass(frozen=True)
@@ -161,6 +177,7 @@ class PretrainedClassifier(VersionedModel):
         self._fast = None  # the ONNX Runtime twin, made on the first predict_grid
         self.int8 = int8
         self.use_int8 = False  # score maps through the int8 backbone (needs int8 ranges): faster, slightly noisier
+        self._int8_check: Int8Check | None = None
         self.resolution_m_per_px = recipe.resolution_m_per_px
         self.cell_px = recipe.cell_px
         raw = (recipe.window_cells // 2) * recipe.cell_px + recipe.halo_px
@@ -305,6 +322,29 @@ class PretrainedClassifier(VersionedModel):
             raise ModelError(f"model v{self.version} has no int8 calibration: retrain it to scan with --int8")
         self.use_int8, self._fast = bool(on), None
 
+    def check_int8(self) -> Int8Check:
+        """int8 against fp32 on this CPU, on the check chips the model file carries (measured once per model)."""
+        if self.int8 is None:
+            raise ModelError(f"model v{self.version} has no int8 calibration: retrain it to scan with --int8")
+        if self._int8_check is None:
+            self._int8_check = self._measure_int8()
+        return self._int8_check
+
+    def _measure_int8(self) -> Int8Check:
+        cal = self.int8
+        if cal.quantization != QUANTIZATION or not cal.check_images or cal.check_dlogit is None:
+            why = f"model v{self.version} has no int8 check chips for {QUANTIZATION}: retrain it"
+            return Int8Check(0, None, cal.check_dlogit, why)
+        try:
+            sessions = [onnx_backbone(self.backbone), onnx_backbone(self.backbone, cal.ranges)]
+        except Exception as exc:  # a different torch/onnx/ORT version may export other tensor names
+            return Int8Check(0, None, cal.check_dlogit, f"int8 backbone unavailable ({exc})")
+        with_std = bool(self.recipe.feature_std_stages)
+        pairs = [_twin_features(im, sessions, self.recipe.border_px, with_std) for im in cal.check_images]
+        fp32, int8 = (select_features(np.stack(side), self.recipe.feature_std_stages) for side in zip(*pairs))
+        here = mean_abs_dlogit(self.head.logits(fp32), self.head.logits(int8), cal.logit_shift)
+        return Int8Check(len(pairs), here, cal.check_dlogit)
+
     def _scan_backbone(self) -> OnnxBackbone:
         """The int8 twin when asked for and its ranges fit this export, else the fp32 one (with a warning)."""
         if self.use_int8 and self.int8 is not None:
@@ -411,7 +451,7 @@ class PretrainedClassifier(VersionedModel):
             "threshold": self.threshold,
             "resolution_m_per_px": self.resolution_m_per_px,
             "metadata": self.metadata,
-            **({"int8": asdict(self.int8)} if self.int8 is not None else {}),
+            **({"int8": self.int8.to_payload()} if self.int8 is not None else {}),
             **(
                 {
                     "embed_weight": torch.from_numpy(self.embedding.weight.copy()),
@@ -444,7 +484,7 @@ class PretrainedClassifier(VersionedModel):
             threshold=float(payload["threshold"]),
             metadata=dict(payload.get("metadata") or {}),
             backbone=backbone,
-            int8=Int8Calibration(**payload["int8"]) if "int8" in payload else None,
+            int8=Int8Calibration.from_payload(payload["int8"]) if "int8" in payload else None,
             embedding=(
                 Embedding(
                     np.asarray(payload["embed_weight"], dtype=np.float32),
@@ -646,11 +686,16 @@ class CalibrationPasses:
     ranges: dict[str, list[float]]
     fp32: np.ndarray  # (n, features) through the fp32 backbone
     int8: np.ndarray  # (n, features) through the int8 backbone built with `ranges`
+    check_images: tuple[np.ndarray, ...] = field(default=(), compare=False, repr=False)  # the first images' pixels
 
     def calibration(self, head: Head) -> Int8Calibration:
-        """The Int8Calibration of a head: these ranges and the mean int8 - fp32 logit over the images."""
-        shift = float(np.mean(head.logits(self.int8) - head.logits(self.fp32)))
-        return Int8Calibration(self.ranges, shift, len(self.fp32))
+        """The Int8Calibration of a head: these ranges, the mean int8 - fp32 logit over the images, and the check
+        chips with their mean |int8 - fp32| logit (what a scan compares with on its own CPU)."""
+        fp32, int8 = head.logits(self.fp32), head.logits(self.int8)
+        shift = float(np.mean(int8 - fp32))
+        n = len(self.check_images)
+        check = mean_abs_dlogit(fp32[:n], int8[:n], shift) if n else None
+        return Int8Calibration(self.ranges, shift, len(self.fp32), QUANTIZATION, check, self.check_images)
 
 
 def calibration_passes(
@@ -675,29 +720,31 @@ def _passes(
     """calibration_passes with known ranges: each image's fp32 (view 0) and int8 (view 1) features, cached."""
     with_std = bool(recipe.feature_std_stages)
     digest = hashlib.sha256(json.dumps(ranges, sort_keys=True).encode()).hexdigest()[:16]
-    prep = f"{prep_key(backbone, 1.0, recipe.border_px, with_std)}|calibration-crop32|int8={digest}"
+    prep = f"{prep_key(backbone, 1.0, recipe.border_px, with_std)}|calibration-crop32|int8={digest}|{QUANTIZATION}"
     cache = FeatureCache(recipe.feature_cache) if recipe.feature_cache else None
     sessions: list[OnnxBackbone] = []
     pairs = []
     try:
-        with torch.inference_mode():
-            for sha, im in images:
-                have = cache.get(prep, sha) if cache is not None else {}
-                if not {0, 1} <= set(have):
-                    sessions = sessions or [onnx_backbone(backbone), onnx_backbone(backbone, ranges)]
-                    x = torch.from_numpy(im).permute(2, 0, 1)[None].float()
-                    have = {
-                        v: pool_maps(b.stage_maps(x), recipe.border_px, with_std=with_std)[0].numpy()
-                        for v, b in enumerate(sessions)
-                    }
-                    if cache is not None:
-                        cache.put(prep, sha, have)
-                pairs.append((have[0], have[1]))
+        for sha, im in images:
+            have = cache.get(prep, sha) if cache is not None else {}
+            if not {0, 1} <= set(have):
+                sessions = sessions or [onnx_backbone(backbone), onnx_backbone(backbone, ranges)]
+                have = dict(enumerate(_twin_features(im, sessions, recipe.border_px, with_std)))
+                if cache is not None:
+                    cache.put(prep, sha, have)
+            pairs.append((have[0], have[1]))
     finally:
         if cache is not None:
             cache.close()
     fp32, int8 = (select_features(np.stack(side), recipe.feature_std_stages) for side in zip(*pairs))
-    return CalibrationPasses(ranges, fp32, int8)
+    return CalibrationPasses(ranges, fp32, int8, tuple(im for _, im in images[:CHECK_CHIPS]))
+
+
+def _twin_features(image: np.ndarray, sessions: Sequence[OnnxBackbone], border_px: int, with_std: bool) -> list:
+    """An HxWx3 uint8 image's pooled features (all deviations) through each of the backbone twins."""
+    with torch.inference_mode():
+        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+        return [pool_maps(b.stage_maps(x), border_px, with_std=with_std)[0].numpy() for b in sessions]
 
 
 def fit_embedding(mean_features: np.ndarray, labels: np.ndarray, logits: np.ndarray, dims: int) -> Embedding:

@@ -172,12 +172,14 @@ def create_scan(conn: sqlite3.Connection, scan: NewScan, tiles: Sequence[TileRow
     return scan_id
 
 
-def find_scan(conn: sqlite3.Connection, aoi_geojson: str, source_id: str, zoom: int, model_version: str) -> int | None:
-    """The latest scan (not a rescan layer) with the same AOI, imagery, zoom and model, if any."""
+def find_scan(
+    conn: sqlite3.Connection, aoi_geojson: str, source_id: str, zoom: int, model_version: str, int8: bool = False
+) -> int | None:
+    """The latest scan (not a rescan layer) with the same AOI, imagery, zoom, model and backbone precision, if any."""
     row = conn.execute(
         "SELECT id FROM scans WHERE aoi_geojson = ? AND imagery_source_id = ? AND zoom = ? AND model_version = ?"
-        " AND parent_scan_id IS NULL ORDER BY id DESC LIMIT 1",
-        (aoi_geojson, source_id, zoom, model_version),
+        " AND coalesce(json_extract(params_json, '$.int8'), 0) = ? AND parent_scan_id IS NULL ORDER BY id DESC LIMIT 1",
+        (aoi_geojson, source_id, zoom, model_version, int(int8)),
     ).fetchone()
     return int(row[0]) if row else None
 

@@ -19,13 +19,14 @@ import dataclasses
 import hashlib
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from amberwatch.errors import AmberwatchError
+from amberwatch.errors import AmberwatchError, ModelError
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.open import open_source
 from amberwatch.model.modelfile import from_bytes
@@ -106,6 +107,10 @@ def _ensure_model(context: ScanContext, model_data: bytes | None, digest: str) -
         return
     model = from_bytes(model_data, name=f"model version {context.model_version} (from the Dask client)")
     model.version = context.model_version
+    if context.int8:  # a cluster's CPUs may differ from the client's: one scan never mixes precisions
+        check = model.check_int8()
+        if not check.passed:
+            raise ModelError(f"worker {socket.gethostname()}: {check.summary()}; run the scan with --fp32")
     remember_model(context.model_path, context.model_version, model, context.int8)
     _loaded_model = key
 

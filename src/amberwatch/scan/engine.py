@@ -14,17 +14,19 @@ import math
 import os
 import sqlite3
 import time
+import warnings
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from amberwatch.db import connect
-from amberwatch.errors import AOIError, ConflictError, OfflineError, ResolutionError
+from amberwatch.errors import AOIError, Int8CheckWarning, OfflineError, ResolutionError
 from amberwatch.imagery.aoi import AOI, area_km2
 from amberwatch.imagery.cache import TileCache, default_cache_path
 from amberwatch.imagery.open import open_source
 from amberwatch.imagery.tiles import tile_area_km2
 from amberwatch.imagery.types import TILE_SIZE_PX, ground_resolution_m_per_px
+from amberwatch.model.int8_check import Int8Check
 from amberwatch.model.modelfile import load as load_model
 from amberwatch.model.processes import pool_context
 from amberwatch.model.registry import ModelRegistry
@@ -263,7 +265,9 @@ def run_scan(
         start_worker_server()
     job = _prepare(aoi, imagery, zoom, Path(db_path), settings)
     new = job.new_scan
-    identity = f"{new.aoi_geojson}|{new.imagery_source_id}|{new.zoom}|{new.model_version}"
+    if job.int8_check is not None:
+        say(job.int8_check.summary())
+    identity = f"{new.aoi_geojson}|{new.imagery_source_id}|{new.zoom}|{new.model_version}|{job.context.int8}"
     what = f"a scan of AOI {aoi.name!r} over {new.imagery} at zoom {zoom} with model {new.model_version}"
     conn = connect(db_path)
     try:
@@ -313,15 +317,14 @@ class _Job:
     context: ScanContext
     new_scan: NewScan
     workers: int
+    int8_check: Int8Check | None = None
 
 
 def _prepare(aoi: AOI, imagery: str, zoom: int, db_path: Path, settings: ScanSettings) -> _Job:
     """Plan the AOI, resolve the model, probe the imagery and fix how tiles are framed (nothing written yet)."""
     plan = plan_scan(aoi, zoom, max_tiles=settings.max_tiles)
     clf, model_path, model_version = resolve_model(db_path, settings.model_path)
-    int8 = clf.has_int8 if settings.int8 is None else settings.int8
-    if int8:
-        clf.set_int8(True)  # refuses models without int8 calibration before any work starts
+    int8, check = choose_precision(clf, settings.int8)
     cache_path = str(Path(settings.cache_path or default_cache_path(db_path)).resolve())
     source_id, source_spec = _probe_source(imagery, cache_path, settings.source_options, plan, clf)
     tile_res = plan.tile_resolution_m_per_px
@@ -339,6 +342,7 @@ def _prepare(aoi: AOI, imagery: str, zoom: int, db_path: Path, settings: ScanSet
     workers = _workers(settings)
     delta = settings.unit_zoom_delta or choose_unit_zoom_delta(plan.tiles, workers)
     params = scan_params(context, clf, tile_res, min_area_ha=settings.min_area_ha, unit_zoom_delta=delta)
+    params["int8_check"] = check.to_dict() if check is not None else None
     if settings.imagery_credit:
         params["imagery_credit"] = settings.imagery_credit  # shown on the public map instead of the imagery spec
     new_scan = NewScan(
@@ -352,7 +356,20 @@ def _prepare(aoi: AOI, imagery: str, zoom: int, db_path: Path, settings: ScanSet
         params,
         plan.tiles,
     )
-    return _Job(clf, context, new_scan, workers)
+    return _Job(clf, context, new_scan, workers, check)
+
+
+def choose_precision(clf, asked: bool | None) -> tuple[bool, Int8Check | None]:
+    """(int8?, the int8 check) for a scan: int8 when asked (default: when the model has it) and its check against
+    fp32 passes on this CPU, else fp32 with an Int8CheckWarning. Asking a model without int8 is a ModelError."""
+    if not (clf.has_int8 if asked is None else asked):
+        return False, None
+    clf.set_int8(True)  # refuses models without int8 calibration before any work starts
+    check = clf.check_int8()
+    if not check.passed:
+        clf.set_int8(False)
+        warnings.warn(f"{check.summary()}: scanning with fp32", Int8CheckWarning, stacklevel=2)
+    return check.passed, check
 
 
 def _workers(settings: ScanSettings) -> int:
@@ -405,7 +422,9 @@ def _open_scan(
     """Create the scan or resume the matching one -> (scan id, resumed, already complete, unit zoom delta)."""
     new = job.new_scan
     scan_id = (
-        None if settings.new else find_scan(conn, new.aoi_geojson, new.imagery_source_id, new.zoom, new.model_version)
+        None
+        if settings.new
+        else find_scan(conn, new.aoi_geojson, new.imagery_source_id, new.zoom, new.model_version, job.context.int8)
     )
     if scan_id is None:
         scan_id = create_scan(conn, new)
@@ -422,28 +441,11 @@ def _open_scan(
         # Nothing to do: keep the detections (and their ids, which reviews may refer to) as they are.
         say(f"scan {scan_id}: already complete")
         return scan_id, True, True, 0
-    _keep_precision(job, scan_id, stored, settings)
-    stored["int8"] = job.context.int8
     stored["unit_zoom_delta"] = int(stored.get("unit_zoom_delta") or new.params["unit_zoom_delta"])
     stored["min_area_ha"] = settings.min_area_ha
     reopen_scan(conn, scan_id, stored, new.tiles_total)
     say(f"scan {scan_id}: resuming")
     return scan_id, True, False, stored["unit_zoom_delta"]
-
-
-def _keep_precision(job: _Job, scan_id: int, stored: dict, settings: ScanSettings) -> None:
-    """A resumed scan finishes with the backbone precision it started with; asking for the other one is refused."""
-    was = bool(stored.get("int8", False))  # scans from before int8 maps have no key: fp32
-    if was == job.context.int8:
-        return
-    if settings.int8 is not None:
-        started = "int8" if was else "fp32"
-        raise ConflictError(
-            f"scan {scan_id} was started with {started} score maps: resume it with --{started}, "
-            "or start a new scan with --new"
-        )
-    job.clf.set_int8(was)
-    job.context = replace(job.context, int8=was)
 
 
 def _record(

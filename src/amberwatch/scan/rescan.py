@@ -34,7 +34,7 @@ from amberwatch.results.store import (
     set_scan_status,
     write_tiles,
 )
-from amberwatch.scan.engine import DEFAULT_MIN_AREA_HA, finish_scan, scan_context, scan_params
+from amberwatch.scan.engine import DEFAULT_MIN_AREA_HA, choose_precision, finish_scan, scan_context, scan_params
 from amberwatch.scan.tiling import DEFAULT_UNIT_ZOOM_DELTA, iter_units
 from amberwatch.scan.worker import ScanContext, process_unit, release, remember_model, remember_source
 
@@ -142,6 +142,8 @@ def _plan_layer(
         params.get("tile_resolution_m_per_px") or ground_resolution_m_per_px(float(aoi.geometry.centroid.y), zoom)
     )
     source_id = parent["imagery_source_id"]
+    # The parent's precision, if the new model has int8 and it passes its check on this CPU.
+    int8, check = choose_precision(clf, bool(params.get("int8", False)) and clf.has_int8)
     context = scan_context(
         clf,
         imagery=f"cache:{source_id}",
@@ -150,7 +152,7 @@ def _plan_layer(
         model_version=version,
         zoom=zoom,
         tile_res_m_per_px=tile_res,
-        int8=bool(params.get("int8", False)) and clf.has_int8,  # the parent's precision, if the new model has int8
+        int8=int8,
     )
     min_area = float(min_area_ha if min_area_ha is not None else params.get("min_area_ha", DEFAULT_MIN_AREA_HA))
     unit_delta = int(params.get("unit_zoom_delta", DEFAULT_UNIT_ZOOM_DELTA))
@@ -158,6 +160,7 @@ def _plan_layer(
         **params,
         **scan_params(context, clf, tile_res, min_area_ha=min_area, unit_zoom_delta=unit_delta),
         "rescan_of": scan_id,
+        "int8_check": check.to_dict() if check is not None else None,
     }
     parent_tiles = scan_tiles_at(conn, scan_id, zoom)
     # Empty and failed tiles of the parent are carried over as they were (a failed one keeps its error).

@@ -1,0 +1,98 @@
+"""The int8 backbone gives the same maps on every CPU: an AVX2-only EPYC (no VNNI) is emulated with qemu-user.
+
+x86 CPUs without VNNI multiply uint8 activations by int8 weights with VPMADDUBSW, whose int16 sum of two products
+saturates with 8-bit weights. The scan's quantization (backbone_onnx.QUANTIZATION) keeps such sums in range, so the
+integer maths is exact and the emulated CPU agrees bit for bit; the 8-bit control shows the emulation does reach
+the saturating kernel (it differs from an SSE-only CPU there, whatever CPU runs the test).
+"""
+
+from __future__ import annotations
+
+import copy
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import amberwatch.model as model
+from amberwatch.model.backbone_onnx import _fp32_model, model_bytes
+
+QEMU = shutil.which("qemu-x86_64")
+NO_VNNI_CPU = "EPYC-Rome"  # AVX2, no AVX-512, no VNNI: this project's own kind of machine
+SSE_CPU = "Nehalem"  # SSE4.2 only: ONNX Runtime's u8s8 kernels widen to 16 bits there, so they cannot saturate
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        QEMU is None or platform.machine() != "x86_64", reason="needs qemu-user (apt-get install qemu-user)"
+    ),
+]
+
+RUN = """
+import sys
+import numpy as np
+import onnxruntime as ort
+options = ort.SessionOptions()
+options.intra_op_num_threads = 1
+options.log_severity_level = 3
+session = ort.InferenceSession(sys.argv[1], options, providers=["CPUExecutionProvider"])
+x = np.load(sys.argv[2])
+np.savez(sys.argv[3], *session.run(None, {"x": x}))
+"""
+
+
+def _maps(onnx_path: Path, x_path: Path, out: Path, emulate: str | None) -> list[np.ndarray]:
+    """The stage maps of the model on the input, run in a fresh interpreter (under qemu when emulating a CPU)."""
+    cmd = [sys.executable, "-c", RUN, str(onnx_path), str(x_path), str(out)]
+    if emulate:
+        cmd = [QEMU, "-cpu", emulate, *cmd]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+    with np.load(out) as d:
+        return [d[k] for k in sorted(d.files, key=lambda k: int(k.split("_")[1]))]
+
+
+def _eight_bit_weights(clf) -> bytes:
+    """The same backbone and ranges quantized with full-range 8-bit weights (the quantization before 7-bit)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
+
+    data = {k: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for k, (lo, hi) in clf.int8.ranges.items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        cache, out = Path(tmp) / "ranges.json", Path(tmp) / "int8.onnx"
+        save_tensors_data(TensorsData(CalibrationMethod.MinMax, data), cache)
+        quantize_static(
+            copy.deepcopy(_fp32_model(clf.backbone)),
+            out,
+            None,
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            reduce_range=False,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            calibration_cache_path=cache,
+        )
+        return out.read_bytes()
+
+
+def test_int8_maps_are_bit_identical_on_a_cpu_without_vnni(tmp_path):
+    clf = model.load()
+    x = np.ascontiguousarray(clf.int8.check_images[0].transpose(2, 0, 1)[None], dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    shipped, control = tmp_path / "w7.onnx", tmp_path / "w8.onnx"
+    shipped.write_bytes(model_bytes(clf.backbone, clf.int8.ranges))
+    control.write_bytes(_eight_bit_weights(clf))
+    maps = {
+        (name, cpu): _maps(path, tmp_path / "x.npy", tmp_path / f"{name}-{cpu}.npz", cpu)
+        for name, path, cpus in (("w7", shipped, (None, NO_VNNI_CPU, SSE_CPU)), ("w8", control, (NO_VNNI_CPU, SSE_CPU)))
+        for cpu in cpus
+    }
+    for cpu in (NO_VNNI_CPU, SSE_CPU):
+        for here, there in zip(maps[("w7", None)], maps[("w7", cpu)]):
+            np.testing.assert_array_equal(here, there)
+    differ = [not np.array_equal(a, b) for a, b in zip(maps[("w8", NO_VNNI_CPU)], maps[("w8", SSE_CPU)])]
+    assert any(differ), "8-bit weights agree too: the emulated CPU did not take the saturating kernel"
