@@ -18,6 +18,7 @@ from tests.scan.conftest import ZOOM, put_image_tiles, texty_image, tile_origin
 
 def test_process_unit_round_trips_through_pickle_and_needs_no_db(tile_server, tmp_path):
     x0, y0 = tile_origin((80, 0))
+    x0, y0 = x0 // 4 * 4, y0 // 4 * 4  # the corner of a block of 4 x 4 tiles
     put_image_tiles(tile_server, texty_image("positive2"), x0, y0, 3, 3)
     clf = load()
     unit = Unit(parent=(x0 >> 3, y0 >> 3, ZOOM - 3), zoom=ZOOM, tiles=((x0 + 1, y0 + 1), (x0 + 2, y0 + 1)))
@@ -30,32 +31,35 @@ def test_process_unit_round_trips_through_pickle_and_needs_no_db(tile_server, tm
         tile_px=256,
         margin_px=clf.context_px,
         cell_px=clf.cell_px,
-        block_tiles=clf.block_tiles,
+        block_tiles=4,
     )
     fn, unit2, context2 = pickle.loads(pickle.dumps((process_unit, unit, context)))
     try:
         result = fn(unit2, context2)
+        alone = process_unit(unit, context, ((x0 + 2, y0 + 1),))  # as a resumed scan would do it
     finally:
         release()
     result = pickle.loads(pickle.dumps(result))
     assert [(t.x, t.y, t.status) for t in result.tiles] == [(x0 + 1, y0 + 1, "done"), (x0 + 2, y0 + 1, "done")]
     assert not list(tmp_path.glob("*.db"))  # workers never create or write a project DB
-    # The grids equal predict_grid on the unit's two tiles with the model's margin of real imagery around them.
+    assert [(t.x, t.grid) for t in alone.tiles] == [(x0 + 2, result.tiles[1].grid)]
+    # The grids equal predict_grid on the whole block of 4 x 4 tiles and its ring of neighbours, cut to the
+    # model's margin, whatever tiles the unit holds.
     with TileCache(tmp_path / "cache.mbtiles") as cache:
         source = open_source(tile_server.url, cache=cache)
-        mosaic = np.zeros((768, 1024, 3), np.uint8)
-        for x, y in set(neighbours(x0 + 1, y0 + 1, ZOOM)) | set(neighbours(x0 + 2, y0 + 1, ZOOM)):
+        mosaic = np.zeros((6 * 256, 6 * 256, 3), np.uint8)
+        for x, y in neighbours(x0 + 1, y0 + 1, ZOOM, ring=3):  # x0 - 1 ... x0 + 4
             tile = source.read_tile(ZOOM, x, y)  # None beyond the served 3 x 3 tiles: black, as in the worker
-            if tile is not None:
-                mosaic[(y - y0) * 256 : (y - y0 + 1) * 256, (x - x0) * 256 : (x - x0 + 1) * 256] = tile.pixels
+            if tile is not None and x <= x0 + 4 and y <= y0 + 4:
+                mosaic[(y - y0 + 1) * 256 : (y - y0 + 2) * 256, (x - x0 + 1) * 256 : (x - x0 + 2) * 256] = tile.pixels
         source.close()
     m = clf.context_px
-    expected = clf.predict_grid(mosaic[256 - m : 512 + m, 256 - m : 768 + m])
+    expected = clf.predict_grid(mosaic[256 - m : 5 * 256 + m, 256 - m : 5 * 256 + m])
     off = m // clf.cell_px
     g = 256 // clf.cell_px
     for k, tile in enumerate(result.tiles):
         got = np.frombuffer(tile.grid, np.uint8).reshape(g, g)
-        want = np.rint(expected[off : off + g, off + k * g : off + (k + 1) * g] * 255).astype(int)
+        want = np.rint(expected[off + g : off + 2 * g, off + (k + 1) * g : off + (k + 2) * g] * 255).astype(int)
         assert np.abs(got.astype(int) - want).max() <= 1
 
 
