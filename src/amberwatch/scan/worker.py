@@ -277,7 +277,10 @@ def resample(pixels: np.ndarray, height_px: int, width_px: int) -> np.ndarray:
 def _classify_block(
     block: tuple[int, int], context: ScanContext, images: dict, to_predict: list[tuple[int, int]], result: UnitResult
 ) -> None:
-    """Classify one block's frame in one pass and record the probability grids of ``to_predict`` on the result."""
+    """Classify one block's frame in one pass and record the probability grids of ``to_predict`` on the result.
+
+    A few-Mpx input keeps the network's activations in cache, much faster per pixel than one huge pass.
+    """
     b, g, z = context.block_tiles, context.cells_per_tile, context.zoom
     model = get_model(context.model_path, context.model_version, context.int8)
     frame = _block_frame(block, context, images)
