@@ -71,7 +71,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_bomb_tile_fails_its_block_and_odd_size_tile_is_reported(tile_server, tmp_path):
+def test_bomb_tile_fails_alone_and_odd_size_tile_is_reported(tile_server, tmp_path):
     x0, y0 = tile_origin((80, 20))
     x0, y0 = x0 // 8 * 8 + 5, y0 // 8 * 8 + 5  # the AOI's 3 x 3 top-left tiles are the corner of a block of 8 x 8
     put_mosaic_tiles(tile_server, x0, y0, 4, 4)
@@ -87,9 +87,9 @@ def test_bomb_tile_fails_its_block_and_odd_size_tile_is_reported(tile_server, tm
     rows = tile_status(db)
     status, error = rows[(x0, y0)]
     assert status == "failed" and f"z={ZOOM} x={x0} y={y0}" in error and "decompression bomb" in error
-    # Only the bomb and the tiles of its block (whose input holds it) failed; the rest of the scan went on.
+    # Only the bomb and the tiles needing it for context failed; the rest of the scan went on.
     failed = {xy for xy, (s, _) in rows.items() if s == "failed"}
-    assert failed == {(x0 + i, y0 + j) for j in range(3) for i in range(3)}
+    assert failed == {(x0, y0), (x0 + 1, y0), (x0, y0 + 1), (x0 + 1, y0 + 1)}
     assert f"z={ZOOM} x={x0} y={y0}" in rows[(x0 + 1, y0 + 1)][1]
     assert rows[(x0 + 3, y0 + 3)][0] == "done"
     assert scan_rows(db) == [(1, "finished")]
@@ -107,12 +107,12 @@ def test_partial_failure_exits_3_and_says_how_to_retry(tile_server, tmp_path):
     x0, y0 = tile_origin((90, 20))
     x0, y0 = x0 // 8 * 8 + 5, y0 // 8 * 8 + 5  # the AOI's 3 x 3 top-left tiles are the corner of a block of 8 x 8
     put_mosaic_tiles(tile_server, x0, y0, 4, 4)
-    tile_server.faults[(ZOOM, x0, y0)] = ["403"] * 10  # refused, and 403 is not retried: its block fails
+    tile_server.faults[(ZOOM, x0, y0)] = ["403"] * 10  # refused, and 403 is not retried: it and 3 neighbours fail
     db = tmp_path / "partial.db"
     args = scan_args(tiles_bbox(x0, y0, 4, 4), tile_server.url, db)
     first = run(*args)
     assert first.exit_code == 3, first.output
-    assert "9 of 16 tiles failed" in first.stderr and "Run the same command again to retry them" in first.stderr
+    assert "4 of 16 tiles failed" in first.stderr and "Run the same command again to retry them" in first.stderr
     assert "HTTP 403" in first.stderr and "Scan 1 finished" in first.stdout
     tile_server.faults.clear()
     again = run(*args)
@@ -240,6 +240,6 @@ def test_second_copy_of_a_running_scan_names_the_pid_and_sends_no_request(tile_s
     assert first.returncode == 0, err
     assert "9 tiles (9 done" in out
     paths = tile_server.tile_requests()
-    assert len(paths) == len(set(paths)) == 100  # the AOI's block of 8 x 8 tiles and its ring, each asked once
+    assert len(paths) == len(set(paths)) == 25  # 3 x 3 tiles and their ring, each asked once
     assert scan_rows(db) == [(1, "finished")]
     assert not list(tmp_path.glob("*.lock"))  # the lock file goes with the scan

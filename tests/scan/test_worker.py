@@ -43,23 +43,23 @@ def test_process_unit_round_trips_through_pickle_and_needs_no_db(tile_server, tm
     assert [(t.x, t.y, t.status) for t in result.tiles] == [(x0 + 1, y0 + 1, "done"), (x0 + 2, y0 + 1, "done")]
     assert not list(tmp_path.glob("*.db"))  # workers never create or write a project DB
     assert [(t.x, t.grid) for t in alone.tiles] == [(x0 + 2, result.tiles[1].grid)]
-    # The grids equal predict_grid on the whole block of 4 x 4 tiles and its ring of neighbours, cut to the
-    # model's margin, whatever tiles the unit holds.
+    # The grids equal predict_grid on the AOI's tiles of the block (here the unit's two) with the model's margin of
+    # real imagery around them, whatever tiles are still to do.
     with TileCache(tmp_path / "cache.mbtiles") as cache:
         source = open_source(tile_server.url, cache=cache)
-        mosaic = np.zeros((6 * 256, 6 * 256, 3), np.uint8)
-        for x, y in neighbours(x0 + 1, y0 + 1, ZOOM, ring=3):  # x0 - 1 ... x0 + 4
+        mosaic = np.zeros((768, 1024, 3), np.uint8)
+        for x, y in set(neighbours(x0 + 1, y0 + 1, ZOOM)) | set(neighbours(x0 + 2, y0 + 1, ZOOM)):
             tile = source.read_tile(ZOOM, x, y)  # None beyond the served 3 x 3 tiles: black, as in the worker
-            if tile is not None and x <= x0 + 4 and y <= y0 + 4:
-                mosaic[(y - y0 + 1) * 256 : (y - y0 + 2) * 256, (x - x0 + 1) * 256 : (x - x0 + 2) * 256] = tile.pixels
+            if tile is not None:
+                mosaic[(y - y0) * 256 : (y - y0 + 1) * 256, (x - x0) * 256 : (x - x0 + 1) * 256] = tile.pixels
         source.close()
     m = clf.context_px
-    expected = clf.predict_grid(mosaic[256 - m : 5 * 256 + m, 256 - m : 5 * 256 + m])
+    expected = clf.predict_grid(mosaic[256 - m : 512 + m, 256 - m : 768 + m])
     off = m // clf.cell_px
     g = 256 // clf.cell_px
     for k, tile in enumerate(result.tiles):
         got = np.frombuffer(tile.grid, np.uint8).reshape(g, g)
-        want = np.rint(expected[off + g : off + 2 * g, off + (k + 1) * g : off + (k + 2) * g] * 255).astype(int)
+        want = np.rint(expected[off : off + g, off + k * g : off + (k + 1) * g] * 255).astype(int)
         assert np.abs(got.astype(int) - want).max() <= 1
 
 

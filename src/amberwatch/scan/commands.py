@@ -190,9 +190,8 @@ def _print_outcome(out, db: str, imagery: str) -> None:
     if out.tiles_failed:
         click.secho(
             f"{out.tiles_failed:,} of {out.tiles_total:,} tiles failed (imagery errors; a tile also fails when a "
-            f"tile of the block it is classified with, or of that block's ring, does). Run the same command again to "
-            f"retry them: scan {out.scan_id} resumes and redoes only the failed tiles (exit code {EXIT_PARTIAL} until "
-            "none fail).",
+            f"neighbour it needs for context does). Run the same command again to retry them: scan {out.scan_id} "
+            f"resumes and redoes only the failed tiles (exit code {EXIT_PARTIAL} until none fail).",
             fg="yellow",
             err=True,
         )

@@ -162,36 +162,64 @@ def block_of(x: int, y: int, block_tiles: int) -> tuple[int, int]:
     return x // block_tiles, y // block_tiles
 
 
-def block_frame_tiles(block: tuple[int, int], context: ScanContext) -> list[tuple[int, int]]:
+@dataclass(frozen=True)
+class Block:
+    """What a scan classifies in one pass: the bounding box of the AOI's tiles in one block of the tile grid."""
+
+    x0: int
+    y0: int
+    nx: int
+    ny: int
+
+
+def unit_blocks(unit: Unit, todo: tuple[tuple[int, int], ...], block_tiles: int) -> dict[Block, list[tuple[int, int]]]:
+    """The blocks holding tiles of todo -> those tiles. A block spans the AOI's tiles in its square of the grid,
+    which a unit (8 x 8 or 16 x 16 tiles) holds whole: the same block in units of any size, resumed or not."""
+    by_square: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for x, y in {*unit.tiles, *todo}:
+        by_square.setdefault(block_of(x, y, block_tiles), []).append((x, y))
+    spans = {}
+    for square, tiles in by_square.items():
+        xs, ys = [x for x, _ in tiles], [y for _, y in tiles]
+        spans[square] = Block(min(xs), min(ys), max(xs) - min(xs) + 1, max(ys) - min(ys) + 1)
+    blocks: dict[Block, list[tuple[int, int]]] = {}
+    for x, y in todo:
+        blocks.setdefault(spans[block_of(x, y, block_tiles)], []).append((x, y))
+    return blocks
+
+
+def block_frame_tiles(block: Block, context: ScanContext) -> list[tuple[int, int]]:
     """Every tile (x, y) of a block's frame: all its tiles and their ring of neighbours that exist at the zoom."""
-    b, ring, n = context.block_tiles, context.ring_tiles, 1 << context.zoom
-    x0, y0 = block[0] * b - ring, block[1] * b - ring
-    side = b + 2 * ring
-    return [(x0 + i, y0 + j) for j in range(side) for i in range(side) if 0 <= x0 + i < n and 0 <= y0 + j < n]
+    ring, n = context.ring_tiles, 1 << context.zoom
+    x0, y0 = block.x0 - ring, block.y0 - ring
+    return [
+        (x0 + i, y0 + j)
+        for j in range(block.ny + 2 * ring)
+        for i in range(block.nx + 2 * ring)
+        if 0 <= x0 + i < n and 0 <= y0 + j < n
+    ]
 
 
 def process_unit(unit: Unit, context: ScanContext, todo: tuple[tuple[int, int], ...] | None = None) -> UnitResult:
     """Fetch, classify and grid the tiles ``todo`` (default: all) of a unit; never touches the project DB.
 
-    Tiles are classified per block of the tile grid, each block from all its tiles and their ring whatever the
-    AOI, the unit or ``todo``: a tile's grid is a fixed function of the imagery, the same in units of any size,
-    with any number of workers, in a resumed scan or in a scan of part of the AOI.
+    Tiles are classified per block of the tile grid, each block from all the AOI's tiles in it and their ring
+    whatever the unit or ``todo``: a tile's grid is a fixed function of the imagery and the AOI, the same in units
+    of any size, with any number of workers, local or on Dask, and in a resumed scan.
     """
     todo = unit.tiles if todo is None else todo
     result = UnitResult(unit=unit)
     if not todo:
         return result
     cpu_started = time.process_time()
-    blocks: dict[tuple[int, int], list[tuple[int, int]]] = {}
-    for x, y in todo:
-        blocks.setdefault(block_of(x, y, context.block_tiles), []).append((x, y))
+    blocks = unit_blocks(unit, todo, context.block_tiles)
     started = time.perf_counter()
     needed = sorted({t for block in blocks for t in block_frame_tiles(block, context)})
     images = _read_tiles(context, needed, result)
     result.fetch_s = time.perf_counter() - started
     started = time.perf_counter()
-    for block, tiles in sorted(blocks.items()):
-        to_predict = _triage(tiles, images, block_frame_tiles(block, context), context.zoom, result)
+    for block, tiles in sorted(blocks.items(), key=lambda item: (item[0].y0, item[0].x0)):
+        to_predict = _triage(tiles, images, context.zoom, context.ring_tiles, result)
         if to_predict:
             _classify_block(block, context, images, to_predict, result)
     result.predict_s = time.perf_counter() - started
@@ -221,35 +249,34 @@ def _read_tiles(
     return images
 
 
-def _triage(tiles, images: dict, frame: list[tuple[int, int]], z: int, result: UnitResult) -> list[tuple[int, int]]:
-    """Record failed and empty tiles of one block on the result -> the tiles that can be classified.
+def _triage(todo, images: dict, z: int, ring: int, result: UnitResult) -> list[tuple[int, int]]:
+    """Record failed and empty tiles on the result -> the tiles that can be classified.
 
-    A block is classified only from its whole frame: when a read in it failed, its tiles with imagery fail too
-    (naming that tile), and are retried by the next run.
+    A tile fails with a failed read among its ring of neighbours (its scores hang on them); tiles farther from a
+    failed read are classified with zeros in its place, as for no imagery, so one bad tile costs 9, not its block.
     """
-    bad = next((images[t] for t in frame if isinstance(images.get(t), ImageryError)), None)
     to_predict: list[tuple[int, int]] = []
-    for x, y in tiles:
+    for x, y in todo:
         image = images.get((x, y))
         if isinstance(image, ImageryError):
             result.tiles.append(TileRow(z, x, y, "failed", error=str(image)))
         elif image is None:
             result.tiles.append(TileRow(z, x, y, "empty"))
-        elif bad is not None:
-            result.tiles.append(TileRow(z, x, y, "failed", error=f"a tile of its block's context failed: {bad}"))
         else:
-            to_predict.append((x, y))
+            bad = [images[nb] for nb in neighbours(x, y, z, ring) if isinstance(images.get(nb), ImageryError)]
+            if bad:
+                result.tiles.append(TileRow(z, x, y, "failed", error=f"neighbour needed for context failed: {bad[0]}"))
+            else:
+                to_predict.append((x, y))
     return to_predict
 
 
-def _block_frame(block: tuple[int, int], context: ScanContext, images: dict) -> np.ndarray:
-    """The block's tiles plus ``margin_px`` of their ring, at the model's tile size (zeros where there is no imagery).
-
-    Always the whole block and ring, so that the model's input, and every score in it, depends on the imagery only.
-    """
-    b, ring, t, m = context.block_tiles, context.ring_tiles, context.tile_px, context.margin_px
-    x0, y0, side = block[0] * b - ring, block[1] * b - ring, b + 2 * ring
-    frame = np.zeros((side * TILE_SIZE_PX, side * TILE_SIZE_PX, 3), dtype=np.uint8)
+def _block_frame(block: Block, context: ScanContext, images: dict) -> np.ndarray:
+    """The block's tiles plus ``margin_px`` of their ring, at the model's tile size (zeros where there is no imagery
+    or a read failed). Always the whole block and ring, so the model's input depends on the imagery and AOI only."""
+    ring, t, m = context.ring_tiles, context.tile_px, context.margin_px
+    x0, y0, nx, ny = block.x0 - ring, block.y0 - ring, block.nx + 2 * ring, block.ny + 2 * ring
+    frame = np.zeros((ny * TILE_SIZE_PX, nx * TILE_SIZE_PX, 3), dtype=np.uint8)
     for tx, ty in block_frame_tiles(block, context):
         image = images.get((tx, ty))
         if image is None or isinstance(image, ImageryError):
@@ -257,7 +284,7 @@ def _block_frame(block: tuple[int, int], context: ScanContext, images: dict) -> 
         r, c = (ty - y0) * TILE_SIZE_PX, (tx - x0) * TILE_SIZE_PX
         frame[r : r + TILE_SIZE_PX, c : c + TILE_SIZE_PX] = image.pixels
     if t != TILE_SIZE_PX:
-        frame = resample(frame, side * t, side * t)
+        frame = resample(frame, ny * t, nx * t)
     cut = ring * t - m
     return np.ascontiguousarray(frame[cut : frame.shape[0] - cut, cut : frame.shape[1] - cut])
 
@@ -275,18 +302,18 @@ def resample(pixels: np.ndarray, height_px: int, width_px: int) -> np.ndarray:
 
 
 def _classify_block(
-    block: tuple[int, int], context: ScanContext, images: dict, to_predict: list[tuple[int, int]], result: UnitResult
+    block: Block, context: ScanContext, images: dict, to_predict: list[tuple[int, int]], result: UnitResult
 ) -> None:
     """Classify one block's frame in one pass and record the probability grids of ``to_predict`` on the result.
 
     A few-Mpx input keeps the network's activations in cache, much faster per pixel than one huge pass.
     """
-    b, g, z = context.block_tiles, context.cells_per_tile, context.zoom
+    g, z = context.cells_per_tile, context.zoom
     model = get_model(context.model_path, context.model_version, context.int8)
     frame = _block_frame(block, context, images)
     grid, cell_embeddings = model.grid_and_cell_embeddings(frame, margin_cells=context.margin_px // context.cell_px)
     for x, y in to_predict:
-        r, c = (y - block[1] * b) * g, (x - block[0] * b) * g
+        r, c = (y - block.y0) * g, (x - block.x0) * g
         cells = grid[r : r + g, c : c + g]
         date = images[(x, y)].capture_date
         embedding = model.tile_embedding(cell_embeddings, r, c, g) if cell_embeddings is not None else None
