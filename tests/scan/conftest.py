@@ -46,12 +46,14 @@ def put_image_tiles(server, image: np.ndarray, x0: int, y0: int, nx: int, ny: in
 def put_mosaic_tiles(server, x0: int, y0: int, nx: int, ny: int) -> list[tuple[int, int, int]]:
     """Fill nx x ny tiles with 3x3-tile blocks of the four Texty images in turn (real imagery everywhere)."""
     images = [texty_image(n)[:768, :768] for n in ("positive1", "negative1", "positive2", "negative2")]
+    pngs: dict[tuple[int, int, int], bytes] = {}  # 36 distinct tiles, each encoded once
     keys = []
     for j in range(ny):
         for i in range(nx):
-            img = images[((i // 3) + (j // 3)) % len(images)]
-            r, c = (j % 3) * 256, (i % 3) * 256
-            server.tiles[(ZOOM, x0 + i, y0 + j)] = encode_png(np.ascontiguousarray(img[r : r + 256, c : c + 256]))
+            k, r, c = ((i // 3) + (j // 3)) % len(images), (j % 3) * 256, (i % 3) * 256
+            if (k, r, c) not in pngs:
+                pngs[(k, r, c)] = encode_png(np.ascontiguousarray(images[k][r : r + 256, c : c + 256]))
+            server.tiles[(ZOOM, x0 + i, y0 + j)] = pngs[(k, r, c)]
             keys.append((ZOOM, x0 + i, y0 + j))
     return keys
 

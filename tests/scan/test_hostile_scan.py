@@ -73,6 +73,7 @@ def free_port() -> int:
 
 def test_bomb_tile_fails_alone_and_odd_size_tile_is_reported(tile_server, tmp_path):
     x0, y0 = tile_origin((80, 20))
+    x0, y0 = x0 // 8 * 8 + 5, y0 // 8 * 8 + 5  # the AOI's 3 x 3 top-left tiles are the corner of a block of 8 x 8
     put_mosaic_tiles(tile_server, x0, y0, 4, 4)
     tile_server.faults[(ZOOM, x0, y0)] = ["bomb"] * 20  # a 20000 x 20000 PNG of a few dozen KB, every time
     odd = decode_image(tile_server.tiles[(ZOOM, x0 + 3, y0 + 3)])
@@ -89,6 +90,7 @@ def test_bomb_tile_fails_alone_and_odd_size_tile_is_reported(tile_server, tmp_pa
     # Only the bomb and the tiles needing it for context failed; the rest of the scan went on.
     failed = {xy for xy, (s, _) in rows.items() if s == "failed"}
     assert failed == {(x0, y0), (x0 + 1, y0), (x0, y0 + 1), (x0 + 1, y0 + 1)}
+    assert f"z={ZOOM} x={x0} y={y0}" in rows[(x0 + 1, y0 + 1)][1]
     assert rows[(x0 + 3, y0 + 3)][0] == "done"
     assert scan_rows(db) == [(1, "finished")]
     # Refused from its header, never retried within a run.
@@ -103,8 +105,9 @@ def test_bomb_tile_fails_alone_and_odd_size_tile_is_reported(tile_server, tmp_pa
 
 def test_partial_failure_exits_3_and_says_how_to_retry(tile_server, tmp_path):
     x0, y0 = tile_origin((90, 20))
+    x0, y0 = x0 // 8 * 8 + 5, y0 // 8 * 8 + 5  # the AOI's 3 x 3 top-left tiles are the corner of a block of 8 x 8
     put_mosaic_tiles(tile_server, x0, y0, 4, 4)
-    tile_server.faults[(ZOOM, x0 + 3, y0 + 3)] = ["403"] * 10  # refused, and 403 is not retried
+    tile_server.faults[(ZOOM, x0, y0)] = ["403"] * 10  # refused, and 403 is not retried: it and 3 neighbours fail
     db = tmp_path / "partial.db"
     args = scan_args(tiles_bbox(x0, y0, 4, 4), tile_server.url, db)
     first = run(*args)
@@ -210,6 +213,7 @@ def test_a_large_scan_asks_for_yes(tmp_path):
 @pytest.mark.slow
 def test_second_copy_of_a_running_scan_names_the_pid_and_sends_no_request(tile_server, tmp_path):
     x0, y0 = tile_origin((120, 20))
+    x0, y0 = x0 // 8 * 8 + 2, y0 // 8 * 8 + 2  # inside one block of 8 x 8 tiles
     put_mosaic_tiles(tile_server, x0 - 1, y0 - 1, 5, 5)
     aoi = write_aoi(tmp_path / "aoi.geojson", tiles_bbox(x0, y0, 3, 3))
     db = tmp_path / "twice.db"

@@ -18,6 +18,7 @@ from tests.scan.conftest import ZOOM, put_image_tiles, texty_image, tile_origin
 
 def test_process_unit_round_trips_through_pickle_and_needs_no_db(tile_server, tmp_path):
     x0, y0 = tile_origin((80, 0))
+    x0, y0 = x0 // 4 * 4, y0 // 4 * 4  # the corner of a block of 4 x 4 tiles
     put_image_tiles(tile_server, texty_image("positive2"), x0, y0, 3, 3)
     clf = load()
     unit = Unit(parent=(x0 >> 3, y0 >> 3, ZOOM - 3), zoom=ZOOM, tiles=((x0 + 1, y0 + 1), (x0 + 2, y0 + 1)))
@@ -30,17 +31,20 @@ def test_process_unit_round_trips_through_pickle_and_needs_no_db(tile_server, tm
         tile_px=256,
         margin_px=clf.context_px,
         cell_px=clf.cell_px,
-        block_tiles=clf.block_tiles,
+        block_tiles=4,
     )
     fn, unit2, context2 = pickle.loads(pickle.dumps((process_unit, unit, context)))
     try:
         result = fn(unit2, context2)
+        alone = process_unit(unit, context, ((x0 + 2, y0 + 1),))  # as a resumed scan would do it
     finally:
         release()
     result = pickle.loads(pickle.dumps(result))
     assert [(t.x, t.y, t.status) for t in result.tiles] == [(x0 + 1, y0 + 1, "done"), (x0 + 2, y0 + 1, "done")]
     assert not list(tmp_path.glob("*.db"))  # workers never create or write a project DB
-    # The grids equal predict_grid on the unit's two tiles with the model's margin of real imagery around them.
+    assert [(t.x, t.grid) for t in alone.tiles] == [(x0 + 2, result.tiles[1].grid)]
+    # The grids equal predict_grid on the AOI's tiles of the block (here the unit's two) with the model's margin of
+    # real imagery around them, whatever tiles are still to do.
     with TileCache(tmp_path / "cache.mbtiles") as cache:
         source = open_source(tile_server.url, cache=cache)
         mosaic = np.zeros((768, 1024, 3), np.uint8)

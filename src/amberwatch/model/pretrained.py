@@ -152,7 +152,7 @@ class PretrainedClassifier(VersionedModel):
     """P(mining) from a frozen backbone and a head on pooled features; same interface as the CNN Classifier."""
 
     kind = "pretrained"
-    block_tiles = 16  # the scan hands over whole units: predict_grid tiles its backbone passes itself
+    block_tiles = 16  # the scan caps it at 8 (blocks never straddle units): predict_grid tiles its passes itself
 
     def __init__(
         self,

@@ -121,9 +121,7 @@ def scan_group(ctx: click.Context, **opts) -> None:
     out = run_scan(aoi, imagery, opts["zoom"], db, settings, on_event=lambda msg: click.echo(msg, err=True))
     for category, count in sorted(out.warnings.items()):
         what = _WARNING_TEXT.get(category, category)
-        click.secho(
-            f"Warning: {count} tile reads {what} (counting the neighbours read for context)", fg="yellow", err=True
-        )
+        click.secho(f"Warning: {count} tile reads {what} (counting the tiles read for context)", fg="yellow", err=True)
     _print_outcome(out, db, imagery)
     if out.tiles_failed:
         sys.exit(EXIT_PARTIAL)
@@ -200,7 +198,8 @@ def _print_outcome(out, db: str, imagery: str) -> None:
         click.secho(f"First error: {first_error}", fg="yellow", err=True)
     if out.tiles_failed and not (out.tiles_done or out.tiles_empty):
         raise ImageryError(
-            f"no tile of imagery {imagery!r} could be read ({out.tiles_failed} failed; first error: {first_error}). "
+            f"no tile of imagery {imagery!r} could be read and classified ({out.tiles_failed} failed; first error: "
+            f"{first_error}). "
             f"Nothing is lost: check the source or the network, then run the same command again to resume scan "
             f"{out.scan_id}."
         )

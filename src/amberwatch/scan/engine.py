@@ -206,7 +206,8 @@ def scan_context(
         tile_px=model_tile_px(tile_res_m_per_px, clf.resolution_m_per_px, clf.cell_px),
         margin_px=int(math.ceil(clf.context_px / clf.cell_px) * clf.cell_px),
         cell_px=clf.cell_px,
-        block_tiles=clf.block_tiles,
+        # Blocks of at most 8 x 8 tiles never straddle units (8 x 8 or 16 x 16 tiles): each unit reads its own.
+        block_tiles=min(clf.block_tiles, 1 << DEFAULT_UNIT_ZOOM_DELTA),
         source_options=source_options,
         int8=int8,
     )
@@ -221,6 +222,7 @@ def scan_params(
         "margin_px": context.margin_px,
         "cell_px": context.cell_px,
         "cells_per_tile": context.cells_per_tile,
+        "block_tiles": context.block_tiles,
         "model_resolution_m_per_px": clf.resolution_m_per_px,
         "tile_resolution_m_per_px": tile_res_m_per_px,
         "model_path": context.model_path,
@@ -430,7 +432,7 @@ def _open_scan(
         scan_id = create_scan(conn, new)
         say(f"scan {scan_id}: new, {new.tiles_total:,} tiles at zoom {new.zoom}")
         return scan_id, False, False, int(new.params["unit_zoom_delta"])
-    # A resumed scan keeps its unit layout, so every tile sees exactly the same input frame.
+    # A resumed scan keeps its unit layout (its tiles' grids do not depend on it: see scan.worker.process_unit).
     prev = get_scan(conn, scan_id)
     stored = json.loads(prev["params_json"] or "{}")
     if (

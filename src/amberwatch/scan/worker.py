@@ -1,4 +1,4 @@
-"""The unit of scan work: fetch a block of tiles with a ring of neighbours, classify it in one pass, return grids.
+"""The unit of scan work: fetch blocks of tiles with a ring of neighbours, classify each in one pass, return grids.
 
 ``process_unit(unit, context)`` is pure and picklable so any runner (local process pool, Dask) can call
 it. It never writes the project DB; it only reads/writes the shared tile cache through the imagery
@@ -42,13 +42,18 @@ class ScanContext:
     cell_px: int
     source_options: tuple[tuple[str, object], ...] = ()  # extra open_source keyword arguments
     torch_threads: int | None = 1
-    block_tiles: int = 4  # tiles per side of one predict_grid call (plus margin)
+    block_tiles: int = 4  # tiles per side of one predict_grid call (plus margin); blocks are (x // b, y // b)
     int8: bool = False  # score maps through the model's int8 backbone
 
     @property
     def cells_per_tile(self) -> int:
         """Probability cells per tile side."""
         return self.tile_px // self.cell_px
+
+    @property
+    def ring_tiles(self) -> int:
+        """Tiles of context read around a block: enough for the margin (1 unless tiles are tiny)."""
+        return max(1, -(-self.margin_px // self.tile_px))
 
 
 @dataclass
@@ -61,7 +66,7 @@ class UnitResult:
     predict_s: float = 0.0
     cpu_s: float = 0.0  # CPU time of this process spent on the unit (fetch + decode + classify)
     warnings: dict[str, int] = field(default_factory=dict)  # amberwatch warning class name -> count
-    reads_ok: int = 0  # tile reads (the unit's tiles and their neighbours) that gave an image or "no imagery"
+    reads_ok: int = 0  # tile reads (the tiles of its blocks and their ring) that gave an image or "no imagery"
     reads_unreachable: int = 0  # tile reads that failed to resolve or connect to the server
     reads_failed: int = 0  # tile reads that failed otherwise (HTTP errors, timeouts, bad images)
 
@@ -152,22 +157,72 @@ def neighbours(x: int, y: int, zoom: int, ring: int = 1) -> list[tuple[int, int]
     return [(x + dx, y + dy) for dy in steps for dx in steps if 0 <= x + dx < n and 0 <= y + dy < n]
 
 
+def block_of(x: int, y: int, block_tiles: int) -> tuple[int, int]:
+    """(bx, by) of the block holding tile (x, y): blocks are block_tiles x block_tiles tiles of the tile grid."""
+    return x // block_tiles, y // block_tiles
+
+
+@dataclass(frozen=True)
+class Block:
+    """What a scan classifies in one pass: the bounding box of the AOI's tiles in one block of the tile grid."""
+
+    x0: int
+    y0: int
+    nx: int
+    ny: int
+
+
+def unit_blocks(unit: Unit, todo: tuple[tuple[int, int], ...], block_tiles: int) -> dict[Block, list[tuple[int, int]]]:
+    """The blocks holding tiles of todo -> those tiles. A block spans the AOI's tiles in its square of the grid,
+    which a unit (8 x 8 or 16 x 16 tiles) holds whole: the same block in units of any size, resumed or not."""
+    by_square: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for x, y in {*unit.tiles, *todo}:
+        by_square.setdefault(block_of(x, y, block_tiles), []).append((x, y))
+    spans = {}
+    for square, tiles in by_square.items():
+        xs, ys = [x for x, _ in tiles], [y for _, y in tiles]
+        spans[square] = Block(min(xs), min(ys), max(xs) - min(xs) + 1, max(ys) - min(ys) + 1)
+    blocks: dict[Block, list[tuple[int, int]]] = {}
+    for x, y in todo:
+        blocks.setdefault(spans[block_of(x, y, block_tiles)], []).append((x, y))
+    return blocks
+
+
+def block_frame_tiles(block: Block, context: ScanContext) -> list[tuple[int, int]]:
+    """Every tile (x, y) of a block's frame: all its tiles and their ring of neighbours that exist at the zoom."""
+    ring, n = context.ring_tiles, 1 << context.zoom
+    x0, y0 = block.x0 - ring, block.y0 - ring
+    return [
+        (x0 + i, y0 + j)
+        for j in range(block.ny + 2 * ring)
+        for i in range(block.nx + 2 * ring)
+        if 0 <= x0 + i < n and 0 <= y0 + j < n
+    ]
+
+
 def process_unit(unit: Unit, context: ScanContext, todo: tuple[tuple[int, int], ...] | None = None) -> UnitResult:
-    """Fetch, classify and grid the tiles ``todo`` (default: all) of a unit; never touches the project DB."""
+    """Fetch, classify and grid the tiles ``todo`` (default: all) of a unit; never touches the project DB.
+
+    Tiles are classified per block of the tile grid, each block from all the AOI's tiles in it and their ring
+    whatever the unit or ``todo``: a tile's grid is a fixed function of the imagery and the AOI, the same in units
+    of any size, with any number of workers, local or on Dask, and in a resumed scan.
+    """
     todo = unit.tiles if todo is None else todo
     result = UnitResult(unit=unit)
     if not todo:
         return result
     cpu_started = time.process_time()
-    ring = max(1, -(-context.margin_px // context.tile_px))  # tiles of context around each tile (1 unless tiny)
+    blocks = unit_blocks(unit, todo, context.block_tiles)
     started = time.perf_counter()
-    images = _read_tiles(context, sorted({nb for x, y in todo for nb in neighbours(x, y, context.zoom, ring)}), result)
+    needed = sorted({t for block in blocks for t in block_frame_tiles(block, context)})
+    images = _read_tiles(context, needed, result)
     result.fetch_s = time.perf_counter() - started
-    to_predict = _triage(todo, images, context.zoom, ring, result)
-    if to_predict:
-        started = time.perf_counter()
-        _classify(unit, context, images, to_predict, ring, result)
-        result.predict_s = time.perf_counter() - started
+    started = time.perf_counter()
+    for block, tiles in sorted(blocks.items(), key=lambda item: (item[0].y0, item[0].x0)):
+        to_predict = _triage(tiles, images, context.zoom, context.ring_tiles, result)
+        if to_predict:
+            _classify_block(block, context, images, to_predict, result)
+    result.predict_s = time.perf_counter() - started
     result.cpu_s = time.process_time() - cpu_started
     return result
 
@@ -195,7 +250,11 @@ def _read_tiles(
 
 
 def _triage(todo, images: dict, z: int, ring: int, result: UnitResult) -> list[tuple[int, int]]:
-    """Record failed and empty tiles on the result -> the tiles that can be classified (context complete)."""
+    """Record failed and empty tiles on the result -> the tiles that can be classified.
+
+    A tile fails with a failed read among its ring of neighbours (its scores hang on them); tiles farther from a
+    failed read are classified with zeros in its place, as for no imagery, so one bad tile costs 9, not its block.
+    """
     to_predict: list[tuple[int, int]] = []
     for x, y in todo:
         image = images.get((x, y))
@@ -212,28 +271,22 @@ def _triage(todo, images: dict, z: int, ring: int, result: UnitResult) -> list[t
     return to_predict
 
 
-def _unit_frame(
-    unit: Unit, images: dict, ring: int, tile_px: int, margin_px: int
-) -> tuple[np.ndarray, int, int, int, int]:
-    """The unit's tiles plus ``margin_px`` of the ring around them, at the model's tile size -> (frame, x0, y0, nx, ny).
-
-    The frame is the AOI tiles of the whole unit plus one ring: fixed for a given AOI, so a resumed scan
-    classifies every tile with exactly the same input as an uninterrupted one.
-    """
-    xs = [x for x, _ in unit.tiles]
-    ys = [y for _, y in unit.tiles]
-    x0, y0 = min(xs) - ring, min(ys) - ring
-    nx, ny = max(xs) - min(xs) + 1 + 2 * ring, max(ys) - min(ys) + 1 + 2 * ring
+def _block_frame(block: Block, context: ScanContext, images: dict) -> np.ndarray:
+    """The block's tiles plus ``margin_px`` of their ring, at the model's tile size (zeros where there is no imagery
+    or a read failed). Always the whole block and ring, so the model's input depends on the imagery and AOI only."""
+    ring, t, m = context.ring_tiles, context.tile_px, context.margin_px
+    x0, y0, nx, ny = block.x0 - ring, block.y0 - ring, block.nx + 2 * ring, block.ny + 2 * ring
     frame = np.zeros((ny * TILE_SIZE_PX, nx * TILE_SIZE_PX, 3), dtype=np.uint8)
-    for (tx, ty), image in images.items():
+    for tx, ty in block_frame_tiles(block, context):
+        image = images.get((tx, ty))
         if image is None or isinstance(image, ImageryError):
             continue
         r, c = (ty - y0) * TILE_SIZE_PX, (tx - x0) * TILE_SIZE_PX
         frame[r : r + TILE_SIZE_PX, c : c + TILE_SIZE_PX] = image.pixels
-    if tile_px != TILE_SIZE_PX:
-        frame = resample(frame, ny * tile_px, nx * tile_px)
-    cut = ring * tile_px - margin_px
-    return frame[cut : frame.shape[0] - cut, cut : frame.shape[1] - cut], x0, y0, nx, ny
+    if t != TILE_SIZE_PX:
+        frame = resample(frame, ny * t, nx * t)
+    cut = ring * t - m
+    return np.ascontiguousarray(frame[cut : frame.shape[0] - cut, cut : frame.shape[1] - cut])
 
 
 def resample(pixels: np.ndarray, height_px: int, width_px: int) -> np.ndarray:
@@ -248,42 +301,35 @@ def resample(pixels: np.ndarray, height_px: int, width_px: int) -> np.ndarray:
     return np.ascontiguousarray(y[0].permute(1, 2, 0).numpy())
 
 
-def _classify(
-    unit: Unit, context: ScanContext, images: dict, to_predict: list[tuple[int, int]], ring: int, result: UnitResult
+def _classify_block(
+    block: Block, context: ScanContext, images: dict, to_predict: list[tuple[int, int]], result: UnitResult
 ) -> None:
-    """Classify the unit's frame in blocks and record each tile's probability grid on the result."""
-    t, m, g, z = context.tile_px, context.margin_px, context.cells_per_tile, context.zoom
-    frame, x0, y0, nx, ny = _unit_frame(unit, images, ring, t, m)
+    """Classify one block's frame in one pass and record the probability grids of ``to_predict`` on the result.
+
+    A few-Mpx input keeps the network's activations in cache, much faster per pixel than one huge pass.
+    """
+    g, z = context.cells_per_tile, context.zoom
     model = get_model(context.model_path, context.model_version, context.int8)
-    off = m // context.cell_px
-    b = max(1, context.block_tiles)
-    by_block: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    frame = _block_frame(block, context, images)
+    grid, cell_embeddings = model.grid_and_cell_embeddings(frame, margin_cells=context.margin_px // context.cell_px)
     for x, y in to_predict:
-        by_block.setdefault(((x - x0 - ring) // b, (y - y0 - ring) // b), []).append((x, y))
-    # Classify the frame in fixed sub-blocks of b x b tiles (each with its margin): a few-Mpx input keeps
-    # the network's activations in cache, which is much faster per pixel than one huge pass.
-    for (bx, by), tiles in sorted(by_block.items()):
-        ntx, nty = min(b, nx - 2 * ring - bx * b), min(b, ny - 2 * ring - by * b)
-        sub = frame[by * b * t : (by * b + nty) * t + 2 * m, bx * b * t : (bx * b + ntx) * t + 2 * m]
-        grid, cell_embeddings = model.grid_and_cell_embeddings(np.ascontiguousarray(sub), margin_cells=off)
-        for x, y in tiles:
-            r, c = (y - y0 - ring - by * b) * g, (x - x0 - ring - bx * b) * g
-            cells = grid[r : r + g, c : c + g]
-            date = images[(x, y)].capture_date
-            embedding = model.tile_embedding(cell_embeddings, r, c, g) if cell_embeddings is not None else None
-            result.tiles.append(
-                TileRow(
-                    z,
-                    x,
-                    y,
-                    "done",
-                    capture_date=date.isoformat() if date else None,
-                    max_prob=float(cells.max()),
-                    grid_cells=g,
-                    grid=quantize(cells).tobytes(),
-                    embedding=embedding,
-                )
+        r, c = (y - block.y0) * g, (x - block.x0) * g
+        cells = grid[r : r + g, c : c + g]
+        date = images[(x, y)].capture_date
+        embedding = model.tile_embedding(cell_embeddings, r, c, g) if cell_embeddings is not None else None
+        result.tiles.append(
+            TileRow(
+                z,
+                x,
+                y,
+                "done",
+                capture_date=date.isoformat() if date else None,
+                max_prob=float(cells.max()),
+                grid_cells=g,
+                grid=quantize(cells).tobytes(),
+                embedding=embedding,
             )
+        )
 
 
 def quantize(probs: np.ndarray) -> np.ndarray:
