@@ -236,7 +236,7 @@ def test_import_reference_csv_and_errors(scan_db, tmp_path):
         s.sample_id,
         write(f"unit_id,reference_class,note\n{ids[0]},Mining,x\n{ids[1]},not mining,\n{ids[2]},,\n"),
     )
-    assert r == {"recorded": 2, "skipped_blank": 1}
+    assert r == {"recorded": 2, "skipped_blank": 1, "no_imagery": 0, "replaced": 0}
     units = {u["unit_id"]: u for u in sample_units(conn, s.sample_id)}
     assert units[ids[0]]["reference_class"] == "mining" and units[ids[0]]["reviewed_by"] == "import:ref.csv"
     assert units[ids[1]]["reference_class"] == "not_mining" and units[ids[1]]["reviewed_at"]
@@ -273,7 +273,7 @@ def test_estimate_from_reviewed_sample_covers_truth(scan_db):
     s = draw_sample(conn, scan_id, 150, allocation="equal", seed=2024, buffer_m=10)
     review_by_truth(conn, s.sample_id, truths)
     est, info = estimate_for_scan(conn, scan_id)  # latest sample of the scan
-    assert info == {"scan_id": scan_id, "sample_id": s.sample_id, "units": 150, "reviewed": 150}
+    assert info == {"scan_id": scan_id, "sample_id": s.sample_id, "no_imagery": 0, "units": 150, "reviewed": 150}
     mining = est.get(MINING)
     assert mining.mapped_area_ha == pytest.approx(s.strata[0].area_ha)
     lo, hi = mining.area_interval_ha
