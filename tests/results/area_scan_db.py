@@ -41,8 +41,11 @@ def truth_and_grids(tiles_per_side: int = 4, seed: int = 7) -> tuple[dict, dict]
     return truths, grids
 
 
-def build_scan_db(path: Path, grids: dict, *, extra_statuses: dict | None = None) -> int:
-    """Write a finished scan with the given done-tile grids (and extra empty/failed tiles); return its id."""
+def build_scan_db(path: Path, grids: dict, *, extra_statuses: dict | None = None, valid: dict | None = None) -> int:
+    """Write a finished scan with the given done-tile grids (and extra empty/failed tiles); return its id.
+
+    ``valid``: {(z, x, y): bool GxG} cells with imagery of some tiles (the others have imagery everywhere).
+    """
     conn = connect(path)
     ensure_schema(conn)
     now = utc_now_iso()
@@ -65,10 +68,22 @@ def build_scan_db(path: Path, grids: dict, *, extra_statuses: dict | None = None
     scan_id = int(cur.lastrowid)
     for (z, x, y), grid in grids.items():
         g = grid.shape[0]
+        mask = (valid or {}).get((z, x, y))
         conn.execute(
-            "INSERT INTO scan_tiles (scan_id, z, x, y, status, max_prob, grid_cells, grid, processed_at)"
-            " VALUES (?,?,?,?,?,?,?,?,?)",
-            (scan_id, z, x, y, "done", float(grid.max()) / 255, g, grid.tobytes(), now),
+            "INSERT INTO scan_tiles (scan_id, z, x, y, status, max_prob, grid_cells, grid, valid_cells, processed_at)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                scan_id,
+                z,
+                x,
+                y,
+                "done",
+                float(grid.max()) / 255,
+                g,
+                grid.tobytes(),
+                None if mask is None else mask.astype(np.uint8).tobytes(),
+                now,
+            ),
         )
     for (z, x, y), status in (extra_statuses or {}).items():
         conn.execute(

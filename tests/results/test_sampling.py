@@ -236,7 +236,7 @@ def test_import_reference_csv_and_errors(scan_db, tmp_path):
         s.sample_id,
         write(f"unit_id,reference_class,note\n{ids[0]},Mining,x\n{ids[1]},not mining,\n{ids[2]},,\n"),
     )
-    assert r == {"recorded": 2, "skipped_blank": 1}
+    assert r == {"recorded": 2, "skipped_blank": 1, "no_imagery": 0, "replaced": 0}
     units = {u["unit_id"]: u for u in sample_units(conn, s.sample_id)}
     assert units[ids[0]]["reference_class"] == "mining" and units[ids[0]]["reviewed_by"] == "import:ref.csv"
     assert units[ids[1]]["reference_class"] == "not_mining" and units[ids[1]]["reviewed_at"]
@@ -273,7 +273,7 @@ def test_estimate_from_reviewed_sample_covers_truth(scan_db):
     s = draw_sample(conn, scan_id, 150, allocation="equal", seed=2024, buffer_m=10)
     review_by_truth(conn, s.sample_id, truths)
     est, info = estimate_for_scan(conn, scan_id)  # latest sample of the scan
-    assert info == {"scan_id": scan_id, "sample_id": s.sample_id, "units": 150, "reviewed": 150}
+    assert info == {"scan_id": scan_id, "sample_id": s.sample_id, "no_imagery": 0, "units": 150, "reviewed": 150}
     mining = est.get(MINING)
     assert mining.mapped_area_ha == pytest.approx(s.strata[0].area_ha)
     lo, hi = mining.area_interval_ha
@@ -361,3 +361,24 @@ def test_sampling_a_running_scan_warns(scan_db):
     conn.execute("UPDATE scans SET status = 'running' WHERE id = ?", (scan_id,))
     with pytest.warns(AmberwatchWarning, match=f"scan {scan_id} is 'running'"):
         draw_sample(conn, scan_id, 10, seed=1)
+
+
+def test_cells_without_imagery_are_outside_the_frame_and_the_buffer(tmp_path):
+    _, grids = truth_and_grids()
+    west = min(x for _, x, _ in grids)
+    half = np.ones((GRID_CELLS, GRID_CELLS), dtype=bool)
+    half[:, : GRID_CELLS // 2] = False  # the west half of the westmost tile column has no imagery
+    valid = {k: half for k in grids if k[1] == west}
+    plain = build_scan_db(tmp_path / "plain.db", grids)
+    masked = build_scan_db(tmp_path / "masked.db", grids, valid=valid)
+    full = survey_strata(connect(tmp_path / "plain.db"), plain, buffer_m=10)
+    conn = connect(tmp_path / "masked.db")
+    frame = survey_strata(conn, masked, buffer_m=10)
+    assert frame.total_cells == full.total_cells - len(valid) * GRID_CELLS * GRID_CELLS // 2
+    gone_ha = sum(float((~half).sum(axis=1) @ row_areas_ha(z, y, GRID_CELLS)) for z, _, y in valid)
+    assert frame.total_area_ha == pytest.approx(full.total_area_ha - gone_ha, rel=1e-9)
+    assert frame.cell_counts[MINING] < full.cell_counts[MINING]  # mapped pits on no-data are not in the frame
+    everything = draw_sample(conn, masked, frame.total_cells, allocation="proportional", seed=3, buffer_m=10)
+    units = sample_units(conn, everything.sample_id)
+    assert len(units) == frame.total_cells and {u["stratum"] for u in units} == {MINING, BUFFER, NOT_MINING}
+    assert not any(u["x"] == west and u["cell_col"] < GRID_CELLS // 2 for u in units)

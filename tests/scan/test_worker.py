@@ -10,9 +10,10 @@ import pytest
 
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.open import open_source
+from amberwatch.imagery.types import GeoImage, LngLatBbox
 from amberwatch.model import load
 from amberwatch.scan.tiling import Unit
-from amberwatch.scan.worker import ScanContext, neighbours, process_unit, release
+from amberwatch.scan.worker import ScanContext, cells_with_imagery, neighbours, process_unit, release
 from tests.scan.conftest import ZOOM, put_image_tiles, texty_image, tile_origin
 
 
@@ -91,3 +92,20 @@ def test_local_scan_workers_fork_from_a_server_with_their_modules_loaded():
     server = forkserver._forkserver
     assert "amberwatch.scan.worker" in server._preload_modules
     assert server._forkserver_pid is not None and psutil.pid_exists(server._forkserver_pid)
+
+
+def test_cells_with_imagery_come_from_the_tiles_own_mask():
+    valid = np.ones((256, 256), dtype=bool)
+    valid[:, :100] = False  # west margin without imagery
+    image = GeoImage(np.zeros((256, 256, 3), np.uint8), LngLatBbox(0, 0, 1, 1), 0.4, "s", valid=valid)
+    cells, blob = cells_with_imagery(np.full((8, 8), 0.9), image)
+    mask = np.frombuffer(blob, np.uint8).reshape(8, 8)
+    assert (mask[:, :3] == 0).all() and (mask[:, 3:] == 1).all()  # column 3 has 28 of 32 pixels: it counts
+    assert (cells[:, :3] == 0).all() and (cells[:, 3:] == 0.9).all()  # no probability on no-data
+    _, blob7 = cells_with_imagery(np.ones((7, 7)), image)  # a tile resampled to 7 cells a side
+    assert (np.frombuffer(blob7, np.uint8).reshape(7, 7).sum(axis=0) == [0, 0, 0, 7, 7, 7, 7]).all()
+    full = np.full((8, 8), 0.5)
+    assert cells_with_imagery(full, GeoImage(image.pixels, image.bbox, 0.4, "s")) == (full, None)
+    valid[:] = True
+    valid[:, 10:14] = False  # a sliver under half of one cell: every cell still counts
+    assert cells_with_imagery(full, image)[1] is None

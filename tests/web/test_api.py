@@ -291,6 +291,31 @@ def test_label_area_sample_units_blind_through_area_review(client, project):
     assert client.get("/api/label/queue?sample=777", headers=h).status_code == 404
 
 
+def test_label_no_imagery_takes_a_sample_unit_out_and_draws_another(client, project):
+    from amberwatch.results.area_review import pending_units
+    from amberwatch.results.sampling import draw_sample, sample_units
+
+    conn = connect(project.db_path)
+    sample = draw_sample(conn, project.scan_id, 6, allocation="equal", seed=1)
+    h = auth(project.reviewer_token)
+    first = client.get(f"/api/label/queue?sample={sample.sample_id}", headers=h).json()["items"][0]
+    r = client.post("/api/label", json={"key": first["key"], "label": "no_imagery"}, headers=h)
+    assert r.status_code == 201 and r.json()["example_id"] is None
+    new_key = r.json()["replacement_key"]
+    units = {u["unit_id"]: u for u in sample_units(conn, sample.sample_id)}
+    old, new = units[int(first["key"].split("/")[1])], units[int(new_key.split("/")[1])]
+    assert old["reference_class"] == "no_imagery" and new["reference_class"] is None
+    assert new["stratum"] == old["stratum"] and len(units) == 7
+    assert (new["x"], new["y"], new["cell_row"], new["cell_col"]) not in {
+        (u["x"], u["y"], u["cell_row"], u["cell_col"]) for uid, u in units.items() if uid != new["unit_id"]
+    }
+    keys = [i["key"] for i in client.get(f"/api/label/queue?sample={sample.sample_id}", headers=h).json()["items"]]
+    assert new_key in keys and first["key"] not in keys and len(pending_units(conn, sample.sample_id)) == 6
+    cell = client.get("/api/label/queue", headers=h).json()["items"][0]["key"]
+    refused = client.post("/api/label", json={"key": cell, "label": "no_imagery"}, headers=h)
+    assert refused.status_code == 422 and "area sample units only" in refused.json()["error"]
+
+
 def test_label_page_checks_imported_examples(client, project, tmp_path):
     conn = connect(project.db_path)
     store = ExampleStore(conn)

@@ -153,6 +153,7 @@ def test_label_three_chips_with_keyboard(page, live, project):
     page.wait_for_function("() => document.body.dataset.chip")
     page.wait_for_function("() => document.getElementById('chip').naturalWidth > 0")
     page.screenshot(path=str(artifacts_dir() / "web_label.png"))
+    assert not page.locator("#btn-i").is_visible()  # "no imagery" is for area sample units only
     seen = []
     for key in ("y", "n", "y"):
         seen.append(page.evaluate("document.body.dataset.chip"))
@@ -230,8 +231,13 @@ def test_label_area_sample_units(page, live, project):
     page.keyboard.press("n")
     page.wait_for_function("(k) => document.body.dataset.chip !== k", arg=key)
     assert f"in area sample #{sample.sample_id}" in page.locator("#progress").inner_text()
+    assert page.locator("#btn-i").is_visible()  # "no imagery" is offered for sample units
+    second = page.evaluate("document.body.dataset.chip")
+    page.keyboard.press("i")
+    page.wait_for_function("(k) => document.body.dataset.chip !== k", arg=second)
+    page.wait_for_function("() => document.getElementById('history').textContent.includes('another unit drawn')")
     refs = {f"u{sample.sample_id}/{u['unit_id']}": u["reference_class"] for u in sample_units(conn, sample.sample_id)}
-    assert refs[key] == "not_mining" and outside == []
+    assert refs[key] == "not_mining" and refs[second] == "no_imagery" and len(refs) == 5 and outside == []
 
 
 def test_map_credits_the_imagery_without_local_paths_and_offers_every_category(page, tmp_path):

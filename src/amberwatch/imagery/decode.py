@@ -46,6 +46,13 @@ def decode_image(data: bytes, name: str = "<bytes>", *, max_pixels: int = MAX_IM
     Images above ``max_pixels`` are refused from their header, before any pixel is decoded
     (ImageTooLargeError), so a small file that inflates to gigabytes costs nothing.
     """
+    return decode_with_valid(data, name, max_pixels=max_pixels)[0]
+
+
+def decode_with_valid(
+    data: bytes, name: str = "<bytes>", *, max_pixels: int = MAX_IMAGE_PIXELS
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Like ``decode_image``, also giving the HxW bool mask of pixels with imagery (None: all of them)."""
     if not data:
         raise ImageError(f"{name}: empty file")
     try:
@@ -53,6 +60,7 @@ def decode_image(data: bytes, name: str = "<bytes>", *, max_pixels: int = MAX_IM
             _check_pixels(img.width, img.height, max_pixels, name)
             img.load()
             arr = to_rgb_array(img, name)
+            valid = alpha_valid(img)
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:
@@ -62,7 +70,15 @@ def decode_image(data: bytes, name: str = "<bytes>", *, max_pixels: int = MAX_IM
         raise ImageError(f"{name}: not a readable image ({reason})") from exc
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ImageError(f"{name}: image has no pixels")
-    return arr
+    return arr, valid
+
+
+def alpha_valid(img: Image.Image) -> np.ndarray | None:
+    """HxW bool, True where an image with alpha is mostly opaque; None without alpha or when all of it is."""
+    if not (img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)):
+        return None
+    valid = np.asarray(img.convert("RGBA").getchannel("A"), dtype=np.uint8) >= 128
+    return None if valid.all() else valid
 
 
 def _check_pixels(width: int, height: int, max_pixels: int, name: str) -> None:

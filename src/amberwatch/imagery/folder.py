@@ -10,7 +10,7 @@ import mercantile
 
 from amberwatch.errors import ImageError, ImageryError, ImageTooLargeError, InvalidInputError, TileTooLargeError
 from amberwatch.imagery.cache import TileCache
-from amberwatch.imagery.decode import MAX_TILE_PIXELS, decode_image
+from amberwatch.imagery.decode import MAX_TILE_PIXELS, decode_with_valid
 from amberwatch.imagery.sources import FetchedTile, TileSource, parse_capture_date, spec_hash
 from amberwatch.imagery.tiles import tile_resolution_m_per_px
 from amberwatch.imagery.types import LngLatBbox
@@ -113,10 +113,11 @@ class FolderTileSource(TileSource):
             return None
         try:
             data = p.read_bytes()
-            pixels = decode_image(data, str(p), max_pixels=MAX_TILE_PIXELS)
+            pixels, valid = decode_with_valid(data, str(p), max_pixels=MAX_TILE_PIXELS)
         except ImageTooLargeError as exc:
             raise TileTooLargeError(f"tile z={z} x={x} y={y}: {exc}") from None
         except (OSError, ImageError) as exc:
             raise ImageryError(f"tile z={z} x={x} y={y}: {str(p)!r} cannot be read ({exc})") from exc
         when = self._dates.get(f"{z}/{x}/{y}") or self._dates.get("default") or self._dates.get("*")
-        return FetchedTile(data=data, content_type=TILE_EXTENSIONS[p.suffix.lower()], pixels=pixels, capture_date=when)
+        ctype = TILE_EXTENSIONS[p.suffix.lower()]
+        return FetchedTile(data=data, content_type=ctype, pixels=pixels, capture_date=when, valid=valid)

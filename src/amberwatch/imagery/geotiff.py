@@ -165,8 +165,9 @@ class GeoTiffTileSource(TileSource):
             return None
         rgb = self._to_rgb(data)
         rgb[~valid] = 0
-        png = encode_png(rgb) if valid.all() else encode_png_rgba(rgb, valid)
-        return FetchedTile(data=png, content_type="image/png", pixels=rgb, capture_date=self._tag_date)
+        mask = None if valid.all() else valid
+        png = encode_png(rgb) if mask is None else encode_png_rgba(rgb, mask)
+        return FetchedTile(data=png, content_type="image/png", pixels=rgb, capture_date=self._tag_date, valid=mask)
 
     def _to_rgb(self, data: np.ndarray) -> np.ndarray:
         if self._colormap is not None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from amberwatch.errors import ImageError, ImageryError, ImageTooLargeError, InvalidInputError, TileTooLargeError
 from amberwatch.imagery.cache import TileCache
-from amberwatch.imagery.decode import MAX_TILE_PIXELS, decode_image
+from amberwatch.imagery.decode import MAX_TILE_PIXELS, decode_with_valid
 from amberwatch.imagery.geotiff import file_fingerprint
 from amberwatch.imagery.sources import FetchedTile, TileSource, parse_capture_date, spec_hash
 from amberwatch.imagery.tiles import lnglat_to_tile, tile_resolution_m_per_px, xyz_to_tms_y
@@ -90,13 +90,17 @@ class MBTilesTileSource(TileSource):
             return None
         data = bytes(row[0])
         try:
-            pixels = decode_image(data, f"{self.spec} z={z} x={x} y={y}", max_pixels=MAX_TILE_PIXELS)
+            pixels, valid = decode_with_valid(data, f"{self.spec} z={z} x={x} y={y}", max_pixels=MAX_TILE_PIXELS)
         except ImageTooLargeError as exc:
             raise TileTooLargeError(f"tile z={z} x={x} y={y} of {self.spec!r}: {exc}") from None
         except ImageError as exc:
             raise ImageryError(f"tile z={z} x={x} y={y} of {self.spec!r} is corrupt ({exc})") from exc
         return FetchedTile(
-            data=data, content_type=CONTENT_TYPES.get(self._format), pixels=pixels, capture_date=self._meta_date
+            data=data,
+            content_type=CONTENT_TYPES.get(self._format),
+            pixels=pixels,
+            capture_date=self._meta_date,
+            valid=valid,
         )
 
     def close(self) -> None:

@@ -62,7 +62,7 @@ def _pixel_window(bbox: LngLatBbox, zoom: int) -> tuple[int, int, int, int]:
 
 
 def _paste_tile(canvas: np.ndarray, pixels: np.ndarray, sx0: int, sy0: int, scale: float) -> None:
-    """Paste a tile whose top-left is (sx0, sy0) in unscaled window pixels onto the scaled canvas."""
+    """Paste a tile (HxWx3 or HxW uint8) whose top-left is (sx0, sy0) in unscaled window pixels onto the canvas."""
     out_h, out_w = canvas.shape[:2]
     # Destination rectangle of this tile in output pixels (may overhang the canvas).
     dx0, dy0 = round(sx0 * scale), round(sy0 * scale)
@@ -83,8 +83,9 @@ def _paste_tile(canvas: np.ndarray, pixels: np.ndarray, sx0: int, sy0: int, scal
 def render_bbox(source: TileSource, bbox: LngLatBbox, zoom: int, *, max_px: int = 1024) -> GeoImage:
     """Mosaic of the tiles covering bbox at zoom, cropped to bbox and shrunk to at most max_px a side.
 
-    Missing tiles (no imagery, or failing) are black; failures are listed in ``warnings``. The
-    returned bbox is the bbox snapped to whole pixels of the zoom's grid.
+    Missing tiles (no imagery, or failing) are black and out of the ``valid`` mask, as are the tiles' own
+    no-data pixels; failures are listed in ``warnings``. The returned bbox is the bbox snapped to whole
+    pixels of the zoom's grid.
     """
     _check_request(bbox, zoom, max_px)
     zoom = int(zoom)
@@ -93,6 +94,7 @@ def render_bbox(source: TileSource, bbox: LngLatBbox, zoom: int, *, max_px: int 
     scale = min(1.0, max_px / max(full_w, full_h))
     out_w, out_h = max(1, round(full_w * scale)), max(1, round(full_h * scale))
     canvas = np.zeros((out_h, out_w, 3), dtype=np.uint8)
+    valid = np.zeros((out_h, out_w), dtype=np.uint8)  # 255 where a tile with imagery was pasted
     dates: Counter = Counter()
     notes: list[str] = []
     for (_z, tx, ty), result in source.read_tiles(tiles_for_bbox(bbox, zoom)):
@@ -103,7 +105,10 @@ def render_bbox(source: TileSource, bbox: LngLatBbox, zoom: int, *, max_px: int 
             continue
         if result.capture_date is not None:
             dates[result.capture_date] += 1
-        _paste_tile(canvas, result.pixels, tx * TILE_SIZE_PX - x0, ty * TILE_SIZE_PX - y0, scale)
+        sx0, sy0 = tx * TILE_SIZE_PX - x0, ty * TILE_SIZE_PX - y0
+        _paste_tile(canvas, result.pixels, sx0, sy0, scale)
+        tile_valid = np.full(result.pixels.shape[:2], 255, np.uint8) if result.valid is None else result.valid * 255
+        _paste_tile(valid, tile_valid.astype(np.uint8), sx0, sy0, scale)
     west, north_s = _world_px_to_lnglat(x0, y0, zoom)
     east, south_s = _world_px_to_lnglat(x1, y1, zoom)
     snapped = LngLatBbox(max(west, -180.0), south_s, min(east, 180.0), north_s)
@@ -116,4 +121,5 @@ def render_bbox(source: TileSource, bbox: LngLatBbox, zoom: int, *, max_px: int 
         capture_date=capture,
         tile=None,
         warnings=notes,
+        valid=None if (valid >= 128).all() else valid >= 128,
     )

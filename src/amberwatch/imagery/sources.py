@@ -30,7 +30,7 @@ from amberwatch.errors import (
     TileTooLargeError,
 )
 from amberwatch.imagery.cache import TileCache
-from amberwatch.imagery.decode import MAX_TILE_PIXELS, decode_image
+from amberwatch.imagery.decode import MAX_TILE_PIXELS, decode_with_valid
 from amberwatch.imagery.tiles import MAX_ZOOM, check_tile, tile_lnglat_bbox, tile_resolution_m_per_px
 from amberwatch.imagery.types import TILE_SIZE_PX, GeoImage, LngLatBbox
 
@@ -42,12 +42,13 @@ _MISS = object()
 
 @dataclass
 class FetchedTile:
-    """A tile as a reader produced it: encoded bytes to cache plus the decoded RGB pixels."""
+    """A tile as a reader produced it: encoded bytes to cache plus the decoded RGB pixels and their imagery mask."""
 
     data: bytes
     content_type: str | None
     pixels: np.ndarray
     capture_date: str | None = None
+    valid: np.ndarray | None = None  # HxW bool, True where there is imagery; None: everywhere
 
 
 def tile_key(tile: object) -> TileKey:
@@ -89,6 +90,13 @@ def _as_tile_pixels(pixels: np.ndarray) -> np.ndarray:
         return pixels
     img = Image.fromarray(pixels).resize((TILE_SIZE_PX, TILE_SIZE_PX), Image.Resampling.BILINEAR)
     return np.asarray(img, dtype=np.uint8).copy()
+
+
+def _as_tile_valid(valid: np.ndarray | None) -> np.ndarray | None:
+    if valid is None or valid.shape == (TILE_SIZE_PX, TILE_SIZE_PX):
+        return valid
+    img = Image.fromarray(valid.astype(np.uint8) * 255).resize((TILE_SIZE_PX, TILE_SIZE_PX), Image.Resampling.NEAREST)
+    return np.asarray(img) >= 128
 
 
 class TileSource(abc.ABC):
@@ -174,7 +182,9 @@ class TileSource(abc.ABC):
     def _tile_label(self, z: int, x: int, y: int) -> str:
         return f"tile z={z} x={x} y={y} of {self.spec}"
 
-    def _geoimage(self, key: TileKey, pixels: np.ndarray, capture_date: str | None) -> GeoImage:
+    def _geoimage(
+        self, key: TileKey, pixels: np.ndarray, capture_date: str | None, valid: np.ndarray | None = None
+    ) -> GeoImage:
         z, x, y = key
         when = self.default_capture_date
         if when is None and capture_date:
@@ -189,6 +199,7 @@ class TileSource(abc.ABC):
             source_id=self.source_id,
             capture_date=when,
             tile=(x, y, z),
+            valid=_as_tile_valid(valid),
         )
 
     def _from_cache(self, z: int, x: int, y: int) -> object:
@@ -200,15 +211,15 @@ class TileSource(abc.ABC):
         if row["status"] != "ok" or row["data"] is None:
             return None
         try:
-            pixels = decode_image(bytes(row["data"]), self._tile_label(z, x, y), max_pixels=MAX_TILE_PIXELS)
+            pixels, valid = decode_with_valid(bytes(row["data"]), self._tile_label(z, x, y), max_pixels=MAX_TILE_PIXELS)
         except ImageError:
             return _MISS  # a damaged cache entry is refetched and replaced
-        return self._geoimage((z, x, y), pixels, row["capture_date"])
+        return self._geoimage((z, x, y), pixels, row["capture_date"], valid)
 
     def _accept(self, key: TileKey, fetched: FetchedTile | None) -> GeoImage | None:
         """Cache a freshly fetched tile (or its absence) and turn it into a GeoImage or None."""
         z, x, y = key
-        if fetched is None:
+        if fetched is None or (fetched.valid is not None and not fetched.valid.any()):
             warnings.warn(NoImageryWarning(f"no imagery for {self._tile_label(z, x, y)}"), stacklevel=3)
             self._cache_put(key, None, status="empty")
             return None
@@ -228,7 +239,7 @@ class TileSource(abc.ABC):
         if date_text is None and self.default_capture_date is not None:
             date_text = self.default_capture_date.isoformat()
         self._cache_put(key, fetched.data, content_type=fetched.content_type, capture_date=date_text)
-        return self._geoimage(key, fetched.pixels, date_text)
+        return self._geoimage(key, fetched.pixels, date_text, fetched.valid)
 
     def _cache_put(
         self,

@@ -51,7 +51,9 @@ def ground_resolution_m_per_px(lat_deg: float, zoom: int, tile_size_px: int = TI
 class GeoImage:
     """An RGB image with its footprint: what every imagery reader returns.
 
-    ``pixels`` is always HxWx3 uint8 RGB (readers convert or refuse other modes).
+    ``pixels`` is always HxWx3 uint8 RGB (readers convert or refuse other modes). ``valid`` is HxW bool, True
+    where the source has imagery (from alpha, nodata values, dataset masks or mosaic gaps; no-data pixels are
+    black), or None when every pixel has imagery.
     """
 
     pixels: np.ndarray
@@ -61,6 +63,7 @@ class GeoImage:
     capture_date: date | None = None
     tile: tuple[int, int, int] | None = None  # (x, y, z) when the image is a web-map tile
     warnings: list[str] = field(default_factory=list)
+    valid: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         a = self.pixels
@@ -68,6 +71,17 @@ class GeoImage:
             raise InvalidInputError(
                 f"GeoImage pixels must be HxWx3 uint8, got {getattr(a, 'shape', None)} {getattr(a, 'dtype', None)}"
             )
+        v = self.valid
+        if v is not None and not (isinstance(v, np.ndarray) and v.dtype == bool and v.shape == a.shape[:2]):
+            raise InvalidInputError(
+                f"GeoImage valid mask must be {a.shape[0]}x{a.shape[1]} bool, got "
+                f"{getattr(v, 'shape', None)} {getattr(v, 'dtype', None)}"
+            )
+
+    @property
+    def valid_fraction(self) -> float:
+        """Share of the pixels that have imagery (1.0 without a mask)."""
+        return 1.0 if self.valid is None else float(self.valid.mean())
 
     @property
     def height_px(self) -> int:

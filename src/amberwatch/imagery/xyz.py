@@ -35,7 +35,7 @@ from amberwatch.errors import (
     UnreachableError,
 )
 from amberwatch.imagery.cache import TileCache
-from amberwatch.imagery.decode import MAX_TILE_PIXELS, decode_image
+from amberwatch.imagery.decode import MAX_TILE_PIXELS, decode_with_valid
 from amberwatch.imagery.sources import _MISS, FetchedTile, TileKey, TileRead, TileSource, spec_hash, tile_key
 from amberwatch.imagery.tiles import check_tile, tile_to_quadkey, xyz_to_tms_y
 
@@ -237,13 +237,13 @@ def _read_response(resp: httpx.Response, shown: str, tile: TileKey) -> FetchedTi
             return None  # some servers answer "no tile here" with an empty 200
         z, x, y = tile
         try:
-            pixels = decode_image(body, f"tile z={z} x={x} y={y} from {shown}", max_pixels=MAX_TILE_PIXELS)
+            pixels, valid = decode_with_valid(body, f"tile z={z} x={x} y={y} from {shown}", max_pixels=MAX_TILE_PIXELS)
         except ImageTooLargeError as exc:
             raise TileTooLargeError(str(exc)) from None  # the same bytes would come again: no retry
         except ImageError as exc:
             return _Retry(f"corrupt or truncated body ({exc})")
         ctype = resp.headers.get("content-type", "").split(";")[0].strip() or None
-        return FetchedTile(data=body, content_type=ctype, pixels=pixels)
+        return FetchedTile(data=body, content_type=ctype, pixels=pixels, valid=valid)
     if status in _EMPTY_STATUSES:
         return None
     if status in _RETRY_STATUSES or status >= 500:

@@ -1,4 +1,9 @@
-"""Reviewing an area sample (reference labels from a CSV or the labelling page) and estimating from it."""
+"""Reviewing an area sample (reference labels from a CSV or the labelling page) and estimating from it.
+
+Besides the reference classes a reviewer may answer ``no_imagery``: the unit leaves the sample (it is not
+counted), a replacement unit of its stratum is drawn, and the stratum's area in the estimate is reduced by
+the share of its answered units that had no imagery.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +17,17 @@ from amberwatch.errors import DatabaseError, InvalidInputError, NotFoundError
 from amberwatch.results import area_store
 from amberwatch.results.area_estimate import AreaEstimate, StratumCounts, estimate_area
 from amberwatch.results.area_store import ensure_area_schema
-from amberwatch.results.map_units import REFERENCE_CLASSES
-from amberwatch.results.sampling import latest_sample_id, load_sample
+from amberwatch.results.map_units import NO_IMAGERY, REFERENCE_CLASSES
+from amberwatch.results.sampling import draw_replacement, latest_sample_id, load_sample
+
+ANSWERS: tuple[str, ...] = (*REFERENCE_CLASSES, NO_IMAGERY)
 
 
 def normalize_reference_class(value: str) -> str:
-    """Canonical reference class (``mining``/``not_mining``; case, spaces and hyphens forgiven)."""
+    """Canonical answer (``mining``/``not_mining``/``no_imagery``; case, spaces and hyphens forgiven)."""
     v = str(value).strip().lower().replace("-", "_").replace(" ", "_")
-    if v not in REFERENCE_CLASSES:
-        raise InvalidInputError(f"reference class {value!r} is not one of {list(REFERENCE_CLASSES)}")
+    if v not in ANSWERS:
+        raise InvalidInputError(f"reference class {value!r} is not one of {list(ANSWERS)}")
     return v
 
 
@@ -36,14 +43,20 @@ def pending_units(conn: sqlite3.Connection, sample_id: int, *, include_map_class
 
 
 def record_reference(conn: sqlite3.Connection, unit_id: int, reference_class: str, reviewed_by: str) -> dict:
-    """Set (or correct) the reference class of one sample unit; return the updated unit."""
+    """Set (or correct) the reference class of one sample unit; return the updated unit.
+
+    ``no_imagery`` adds a replacement unit (its id as ``replacement_unit_id``, None when there was none to draw).
+    """
     ensure_area_schema(conn)
     ref = normalize_reference_class(reference_class)
     if not str(reviewed_by or "").strip():
         raise InvalidInputError(f"reviewer {reviewed_by!r} must be a non-empty name")
+    before = area_store.get_unit(conn, unit_id)
     unit = area_store.set_reference_class(conn, unit_id, ref, str(reviewed_by).strip(), utc_now_iso())
-    if unit is None:
+    if unit is None or before is None:
         raise NotFoundError(f"area sample unit {unit_id} does not exist")
+    if ref == NO_IMAGERY and before["reference_class"] != NO_IMAGERY:
+        unit["replacement_unit_id"] = draw_replacement(conn, int(unit["sample_id"]), unit_id)
     return unit
 
 
@@ -53,18 +66,22 @@ def import_reference_csv(
     """Record reference classes from a CSV with header ``unit_id,reference_class`` (extra columns ignored).
 
     Rows with an empty reference_class are skipped (not yet reviewed). Every row is checked before
-    anything is written; the first bad row raises an error naming its line. Returns counts.
+    anything is written; the first bad row raises an error naming its line. A unit newly answered
+    ``no_imagery`` gets a replacement unit (export the sample again to review it). Returns counts.
     """
     load_sample(conn, sample_id)
     p = Path(path)
     reader = _open_reference_csv(p)
-    updates, skipped = _reference_updates(reader, p, sample_id, area_store.unit_ids(conn, sample_id))
+    before = {u["unit_id"]: u["reference_class"] for u in area_store.units_of_sample(conn, sample_id)}
+    updates, skipped = _reference_updates(reader, p, sample_id, set(before))
     who = (reviewed_by or "").strip() or f"import:{p.name}"
     try:
         area_store.set_reference_classes(conn, updates, who, utc_now_iso())
     except sqlite3.DatabaseError as exc:
         raise DatabaseError(f"cannot store reference classes from {str(p)!r}: {exc}") from exc
-    return {"recorded": len(updates), "skipped_blank": skipped}
+    gone = sorted(u for u, ref in updates.items() if ref == NO_IMAGERY and before[u] != NO_IMAGERY)
+    replaced = sum(draw_replacement(conn, sample_id, u) is not None for u in gone)
+    return {"recorded": len(updates), "skipped_blank": skipped, "no_imagery": len(gone), "replaced": replaced}
 
 
 def _open_reference_csv(p: Path) -> csv.DictReader:
@@ -144,12 +161,25 @@ def list_samples(conn: sqlite3.Connection, scan_id: int | None = None) -> list[d
 
 
 def reviewed_strata(conn: sqlite3.Connection, sample_id: int) -> list[StratumCounts]:
-    """The sample's strata (mapped area) with counts of reviewed units per reference class."""
+    """The sample's strata with counts of reviewed units per reference class.
+
+    A stratum's area is its mapped area (ground with imagery) times the share of its answered units that
+    had imagery, so ground reviewers found without imagery is left out of the estimate too.
+    """
     sample = load_sample(conn, sample_id)
     counts: dict[str, dict[str, int]] = {p.stratum: {c: 0 for c in REFERENCE_CLASSES} for p in sample.strata}
+    missing = {p.stratum: 0 for p in sample.strata}
     for stratum, ref, n in area_store.reference_counts(conn, sample_id):
-        counts.setdefault(stratum, {c: 0 for c in REFERENCE_CLASSES})[ref] = n
-    return [StratumCounts(p.stratum, p.map_class, p.area_ha, counts[p.stratum]) for p in sample.strata]
+        if ref == NO_IMAGERY:
+            missing[stratum] = missing.get(stratum, 0) + n
+        else:
+            counts.setdefault(stratum, {c: 0 for c in REFERENCE_CLASSES})[ref] = n
+    out = []
+    for p in sample.strata:
+        seen = sum(counts[p.stratum].values())
+        share = seen / (seen + missing[p.stratum]) if missing[p.stratum] else 1.0
+        out.append(StratumCounts(p.stratum, p.map_class, p.area_ha * share, counts[p.stratum]))
+    return out
 
 
 def estimate_for_scan(
@@ -162,5 +192,12 @@ def estimate_for_scan(
     if sample.scan_id != scan_id:
         raise InvalidInputError(f"area sample {sample_id} belongs to scan {sample.scan_id}, not scan {scan_id}")
     estimate = estimate_area(reviewed_strata(conn, sample_id), reference_classes=list(REFERENCE_CLASSES))
-    info = {"scan_id": scan_id, "sample_id": sample_id, **review_progress(conn, sample_id)}
+    no_imagery = sum(n for _, ref, n in area_store.reference_counts(conn, sample_id) if ref == NO_IMAGERY)
+    if no_imagery:
+        left_out = sample.total_area_ha - estimate.total_area_ha
+        estimate.notes.append(
+            f"{no_imagery} sample unit(s) had no imagery and were replaced; about {left_out:,.1f} ha of the "
+            f"{sample.total_area_ha:,.1f} ha frame is estimated to have none and is left out of the areas"
+        )
+    info = {"scan_id": scan_id, "sample_id": sample_id, "no_imagery": no_imagery, **review_progress(conn, sample_id)}
     return estimate, info

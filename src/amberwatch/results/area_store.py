@@ -5,7 +5,8 @@ Other modules (``sampling``, ``area_review``) call these functions and never run
 - ``area_samples``: one stratified random sample of a scan's map units (seed, allocation, rule).
 - ``area_sample_strata``: per stratum of a sample, its map class, cell count, area and sample size.
 - ``area_sample_units``: the sampled cells with their footprint; ``reference_class`` stays NULL
-  until a reviewer labels the unit.
+  until a reviewer labels the unit (``no_imagery`` when the unit has no imagery: it leaves the sample
+  and a replacement unit is added).
 """
 
 from __future__ import annotations
@@ -164,16 +165,23 @@ def insert_sample(conn: sqlite3.Connection, sample: Sample, params: Mapping, uni
             " VALUES (?,?,?,?,?,?)",
             [(sample_id, p.stratum, p.map_class, p.cell_count, p.area_ha, p.n_units) for p in sample.strata],
         )
-        conn.executemany(
-            "INSERT INTO area_sample_units (sample_id, stratum, map_class, z, x, y, cell_row, cell_col,"
-            " grid_cells, west, south, east, north, area_ha, map_prob) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            [(sample_id, *u) for u in units],
-        )
+        conn.executemany(_INSERT_UNIT, [(sample_id, *u) for u in units])
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
     return sample_id
+
+
+_INSERT_UNIT = (
+    "INSERT INTO area_sample_units (sample_id, stratum, map_class, z, x, y, cell_row, cell_col,"
+    " grid_cells, west, south, east, north, area_ha, map_prob) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+def add_unit(conn: sqlite3.Connection, sample_id: int, unit: NewUnit) -> int:
+    """Add one unit to a stored sample (last in review order) -> its unit id."""
+    return int(conn.execute(_INSERT_UNIT, (sample_id, *unit)).lastrowid)
 
 
 def find_sample(conn: sqlite3.Connection, sample_id: int) -> Sample | None:
@@ -258,6 +266,12 @@ def pending_units(conn: sqlite3.Connection, sample_id: int, *, include_map_class
 def unit_ids(conn: sqlite3.Connection, sample_id: int) -> set[int]:
     """Ids of all units of a sample."""
     return {r[0] for r in conn.execute("SELECT unit_id FROM area_sample_units WHERE sample_id = ?", (sample_id,))}
+
+
+def get_unit(conn: sqlite3.Connection, unit_id: int) -> dict | None:
+    """One unit row (every column), or None."""
+    row = conn.execute("SELECT * FROM area_sample_units WHERE unit_id = ?", (unit_id,)).fetchone()
+    return None if row is None else dict(row)
 
 
 def set_reference_class(

@@ -129,11 +129,17 @@ def export_cmd(sample_id, fmt, blind, output, db) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @db_option
 def import_reference_cmd(sample_id, reviewed_by, file, db) -> None:
-    """Record reference classes from a CSV with header unit_id,reference_class."""
+    """Record reference classes (mining, not_mining or no_imagery) from a CSV with header unit_id,reference_class."""
     r = import_reference_csv(connect(db, create=False), sample_id, file, reviewed_by)
     click.echo(
         f"recorded {r['recorded']} reference classes for sample {sample_id}"
         + (f"; {r['skipped_blank']} rows left blank" if r["skipped_blank"] else "")
+        + (
+            f"; {r['no_imagery']} units without imagery, {r['replaced']} replacement units added "
+            f"(export the sample again to review them)"
+            if r["no_imagery"]
+            else ""
+        )
     )
 
 

@@ -2,7 +2,8 @@
 
 A map unit is one cell of a ``scan_tiles`` grid: tile (z, x, y) is split into ``grid_cells`` x
 ``grid_cells`` Web Mercator squares, row 0 at the north edge, column 0 at the west edge (row-major,
-like the image the model saw). Only tiles with status ``done`` have map units.
+like the image the model saw). Only tiles with status ``done`` have map units, and only their cells with imagery
+(``valid_cells``): ground without imagery is outside the area frame.
 
 Mapping rule: a cell is mapped **mining** when ``grid value / 255 >= scan.model_threshold``.
 Optional buffer stratum: a non-mining cell whose centre lies within ``buffer_m`` metres of a mining
@@ -33,6 +34,8 @@ STRATA: tuple[str, ...] = (MINING, BUFFER, NOT_MINING)
 STRATUM_MAP_CLASS: dict[str, str] = {MINING: MINING, BUFFER: NOT_MINING, NOT_MINING: NOT_MINING}
 REFERENCE_CLASSES: tuple[str, ...] = (MINING, NOT_MINING)
 MAPPING_RULE = "grid value/255 >= model_threshold"
+NO_IMAGERY = "no_imagery"  # a labeller's answer for a sample unit without imagery: it leaves the sample
+NO_IMAGERY_CODE = 255  # stratum code of a cell without imagery (outside the frame)
 
 _HALF_WORLD_M = EARTH_CIRCUMFERENCE_M / 2
 _GEOD = Geod(ellps="WGS84")
@@ -42,12 +45,13 @@ TileKey = tuple[int, int, int]  # (z, x, y)
 
 @dataclass(frozen=True)
 class DoneTile:
-    """A processed tile with its probability grid (uint8, grid_cells x grid_cells)."""
+    """A processed tile with its probability grid (uint8, grid_cells x grid_cells) and its cells with imagery."""
 
     z: int
     x: int
     y: int
     grid: np.ndarray
+    valid: np.ndarray | None = None  # bool grid_cells x grid_cells; None: every cell has imagery
 
     @property
     def key(self) -> TileKey:
@@ -117,14 +121,15 @@ def load_scan(conn: sqlite3.Connection, scan_id: int) -> sqlite3.Row:
 
 
 def iter_done_tiles(conn: sqlite3.Connection, scan_id: int) -> Iterator[DoneTile]:
-    """Stream the done tiles of a scan in (z, x, y) order with their decoded grids."""
-    for z, x, y, g, blob in done_tiles(conn, scan_id):
-        if not g or blob is None or len(blob) != g * g:
+    """Stream the done tiles of a scan in (z, x, y) order with their decoded grids and imagery masks."""
+    for z, x, y, g, blob, valid in done_tiles(conn, scan_id):
+        if not g or blob is None or len(blob) != g * g or (valid is not None and len(valid) != g * g):
             raise DatabaseError(
-                f"scan {scan_id} tile {z}/{x}/{y} is 'done' but its grid is missing or not "
+                f"scan {scan_id} tile {z}/{x}/{y} is 'done' but its grid or imagery mask is missing or not "
                 f"{g}x{g} bytes ({0 if blob is None else len(blob)} bytes)"
             )
-        yield DoneTile(z, x, y, np.frombuffer(blob, dtype=np.uint8).reshape(g, g))
+        mask = None if valid is None else np.frombuffer(valid, dtype=np.uint8).reshape(g, g) > 0
+        yield DoneTile(z, x, y, np.frombuffer(blob, dtype=np.uint8).reshape(g, g), mask)
 
 
 def _buffer_structure(radius_m: float, cell_m: float) -> np.ndarray:
@@ -149,6 +154,7 @@ class StrataSurvey:
     tiles_done: int = 0
     mining_masks: dict[TileKey, np.ndarray] = field(default_factory=dict)
     buffer_masks: dict[TileKey, np.ndarray] = field(default_factory=dict)
+    nodata_masks: dict[TileKey, np.ndarray] = field(default_factory=dict)  # cells without imagery (buffer only)
 
     @property
     def total_cells(self) -> int:
@@ -165,12 +171,14 @@ class StrataSurvey:
         return [s for s in STRATA if self.cell_counts[s] > 0]
 
     def stratum_codes(self, tile: DoneTile) -> np.ndarray:
-        """Index into STRATA of every cell of a tile (uint8, grid_cells x grid_cells)."""
+        """Index into STRATA of every cell of a tile (uint8, grid_cells x grid_cells); NO_IMAGERY_CODE off the frame."""
         codes = np.full(tile.grid.shape, STRATA.index(NOT_MINING), dtype=np.uint8)
         buf = self.buffer_masks.get(tile.key)
         if buf is not None and buf.shape == tile.grid.shape:
             codes[buf] = STRATA.index(BUFFER)
         codes[mining_lookup(self.threshold)[tile.grid]] = STRATA.index(MINING)
+        if tile.valid is not None:
+            codes[~tile.valid] = NO_IMAGERY_CODE
         return codes
 
 
@@ -184,19 +192,21 @@ def survey_strata(conn: sqlite3.Connection, scan_id: int, buffer_m: float | None
     grid_sizes: dict[TileKey, int] = {}
     for tile in iter_done_tiles(conn, scan_id):
         survey.tiles_done += 1
-        g = tile.grid_cells
-        areas = row_areas_ha(tile.z, tile.y, g)
-        mining = lut[tile.grid]
+        areas = row_areas_ha(tile.z, tile.y, tile.grid_cells)
+        valid = np.ones(tile.grid.shape, dtype=bool) if tile.valid is None else tile.valid
+        mining = lut[tile.grid] & valid
         n_mining = int(mining.sum())
         survey.cell_counts[MINING] += n_mining
-        survey.cell_counts[NOT_MINING] += g * g - n_mining
+        survey.cell_counts[NOT_MINING] += int(valid.sum()) - n_mining
         row_mining = mining.sum(axis=1)
         survey.area_ha[MINING] += float(row_mining @ areas)
-        survey.area_ha[NOT_MINING] += float((g - row_mining) @ areas)
+        survey.area_ha[NOT_MINING] += float((valid.sum(axis=1) - row_mining) @ areas)
         if survey.buffer_m:
-            grid_sizes[tile.key] = g
+            grid_sizes[tile.key] = tile.grid_cells
             if n_mining:
                 survey.mining_masks[tile.key] = mining
+            if tile.valid is not None:
+                survey.nodata_masks[tile.key] = ~tile.valid
     if survey.tiles_done == 0:
         raise InvalidInputError(f"scan {scan_id} has no done tiles, so no map units to sample")
     if survey.buffer_m and survey.mining_masks:
@@ -232,6 +242,8 @@ def _add_buffer(survey: StrataSurvey, grid_sizes: dict[TileKey, int]) -> None:
         near = ndimage.binary_dilation(canvas, structure=structure)[k * g : (k + 1) * g, k * g : (k + 1) * g]
         own = survey.mining_masks.get((z, x, y))
         buf = near & ~own if own is not None else near
+        nodata = survey.nodata_masks.get((z, x, y))
+        buf = buf & ~nodata if nodata is not None else buf
         n_buf = int(buf.sum())
         if n_buf:
             survey.buffer_masks[(z, x, y)] = buf

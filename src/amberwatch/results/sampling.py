@@ -4,7 +4,8 @@ Drawing is two streaming passes over ``scan_tiles`` inside one read transaction:
 the cells of each stratum (``map_units.survey_strata``); then ``n_h`` distinct random positions
 ``0..N_h-1`` are drawn per stratum and pass two walks the tiles in the same (z, x, y) order,
 turning positions into cells. Memory is O(sample size + tiles with mining), not O(cells).
-The same seed on the same scan gives the same sample.
+The same seed on the same scan gives the same sample. Cells without imagery are outside the frame, so
+no unit is drawn there; a unit a labeller still finds without imagery is replaced (``draw_replacement``).
 """
 
 from __future__ import annotations
@@ -315,6 +316,37 @@ def _tile_units(tile: DoneTile, cells: dict[str, np.ndarray]) -> list[NewUnit]:
                 )
             )
     return units
+
+
+def draw_replacement(conn: sqlite3.Connection, sample_id: int, unit_id: int) -> int | None:
+    """Add a unit replacing one found without imagery: a random cell of its stratum not yet in the sample.
+
+    Returns the new unit's id, or None when every cell of the stratum is in the sample already. Cells are
+    drawn from the scan's frame as it is now (cells with imagery only), reproducibly from the sample's seed.
+    """
+    sample = load_sample(conn, sample_id)
+    units = area_store.units_of_sample(conn, sample_id)
+    stratum = next((u["stratum"] for u in units if u["unit_id"] == unit_id), None)
+    if stratum is None:
+        raise NotFoundError(f"unit {unit_id} is not in area sample {sample_id}")
+    taken = {(u["z"], u["x"], u["y"], u["cell_row"], u["cell_col"]) for u in units}
+    rng = np.random.default_rng([sample.seed, len(units)])
+    conn.execute("BEGIN")  # one read snapshot for both passes
+    try:
+        survey = survey_strata(conn, sample.scan_id, sample.buffer_m)
+        # One more candidate than the stratum's units in the sample: at least one is new; the first new one in
+        # the random order is a uniform draw among the cells not yet taken.
+        size = min(survey.cell_counts[stratum], sum(u["stratum"] == stratum for u in units) + 1)
+        picks = rng.choice(survey.cell_counts[stratum], size=size, replace=False)
+        located = _locate_units(conn, survey, {stratum: np.sort(picks)})
+    finally:
+        conn.execute("COMMIT")
+    by_position = dict(zip(np.sort(picks).tolist(), located))
+    for p in picks.tolist():
+        u = by_position[p]
+        if (u.z, u.x, u.y, u.cell_row, u.cell_col) not in taken:
+            return area_store.add_unit(conn, sample_id, u)
+    return None
 
 
 def load_sample(conn: sqlite3.Connection, sample_id: int) -> Sample:

@@ -3,8 +3,9 @@
 Other modules call these functions and never run SQL on these tables themselves.
 
 - ``scans``: one row per scan run (or rescan layer), with AOI, imagery, zoom, model version, counts.
-- ``scan_tiles``: one row per processed tile (the unit of resumability): status, capture date and
-  the model's probability grid over the tile (uint8 0..255, row-major, ``grid_cells`` per side).
+- ``scan_tiles``: one row per processed tile (the unit of resumability): status, capture date,
+  the model's probability grid over the tile (uint8 0..255, row-major, ``grid_cells`` per side) and
+  which of its cells have imagery (``valid_cells``, 1/0 per cell like the grid; NULL: every cell).
 - ``detections``: merged polygons above the threshold, with area in hectares.
 """
 
@@ -108,6 +109,11 @@ MIGRATIONS: list[str] = [
     # v3: each classified tile keeps a compact embedding (float16) for similarity search ("more like this").
     """
     ALTER TABLE scan_tiles ADD COLUMN embedding BLOB;
+    """,
+    # v4 (nodata): which cells of a done tile have imagery (uint8 1/0 per cell, row-major like the grid); NULL
+    # means every cell does. Cells without imagery are left out of the scanned km² and the area sample.
+    """
+    ALTER TABLE scan_tiles ADD COLUMN valid_cells BLOB;
     """,
 ]
 
@@ -246,9 +252,16 @@ def update_scan_counts(conn: sqlite3.Connection, scan_id: int) -> dict:
         counts[row[0]] = int(row[1])
     area = 0.0
     for row in conn.execute(
-        "SELECT z, y, COUNT(*) FROM scan_tiles WHERE scan_id = ? AND status = 'done' GROUP BY z, y", (scan_id,)
+        "SELECT z, y, COUNT(*) FROM scan_tiles WHERE scan_id = ? AND status = 'done' AND valid_cells IS NULL"
+        " GROUP BY z, y",
+        (scan_id,),
     ):
         area += tile_area_km2(int(row[0]), int(row[1])) * int(row[2])
+    for z, y, blob in conn.execute(
+        "SELECT z, y, valid_cells FROM scan_tiles WHERE scan_id = ? AND status = 'done' AND valid_cells IS NOT NULL",
+        (scan_id,),
+    ):
+        area += tile_area_km2(int(z), int(y)) * valid_share(blob)
     conn.execute(
         "UPDATE scans SET tiles_done = ?, tiles_empty = ?, tiles_failed = ?, area_scanned_km2 = ? WHERE id = ?",
         (counts["done"], counts["empty"], counts["failed"], area, scan_id),
@@ -302,16 +315,28 @@ class TileRow:
     grid_cells: int | None = None
     grid: bytes | None = None
     embedding: bytes | None = None  # float16 values (model.pretrained embeddings), None for models without them
+    valid_cells: bytes | None = None  # uint8 1/0 per grid cell: has imagery; None = every cell has
+
+    def scanned_km2(self) -> float:
+        """Ground with imagery of a done tile in km² (the share of its cells that have imagery); 0 otherwise."""
+        return tile_area_km2(self.z, self.y) * valid_share(self.valid_cells) if self.status == "done" else 0.0
+
+
+def valid_share(valid_cells: bytes | None) -> float:
+    """Share of a tile's cells with imagery from its ``valid_cells`` blob (None: all of them)."""
+    if valid_cells is None:
+        return 1.0
+    return float(np.count_nonzero(np.frombuffer(valid_cells, dtype=np.uint8))) / max(1, len(valid_cells))
 
 
 # A finished tile is never overwritten: only a failed one is retried (attempts counts the tries).
 _UPSERT_TILE = (
     "INSERT INTO scan_tiles (scan_id, z, x, y, status, attempts, error, capture_date, max_prob, grid_cells, grid,"
-    " embedding, processed_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)"
+    " embedding, valid_cells, processed_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (scan_id, z, x, y) DO UPDATE SET status = excluded.status, attempts = scan_tiles.attempts + 1,"
     " error = excluded.error, capture_date = excluded.capture_date, max_prob = excluded.max_prob,"
     " grid_cells = excluded.grid_cells, grid = excluded.grid, embedding = excluded.embedding,"
-    " processed_at = excluded.processed_at"
+    " valid_cells = excluded.valid_cells, processed_at = excluded.processed_at"
     " WHERE scan_tiles.status = 'failed'"
 )
 
@@ -329,6 +354,7 @@ def _tile_values(scan_id: int, t: TileRow, now: str) -> tuple:
         t.grid_cells,
         t.grid,
         t.embedding,
+        t.valid_cells,
         now,
     )
 
@@ -385,6 +411,7 @@ def scan_tiles_at(conn: sqlite3.Connection, scan_id: int, zoom: int) -> list[Til
             r["grid_cells"],
             r["grid"],
             r["embedding"],
+            r["valid_cells"],
         )
         for r in conn.execute("SELECT * FROM scan_tiles WHERE scan_id = ? AND z = ?", (int(scan_id), zoom))
     ]
@@ -442,9 +469,10 @@ def grid_tiles(conn: sqlite3.Connection, scan_id: int, *, min_max_prob: float = 
 
 
 def done_tiles(conn: sqlite3.Connection, scan_id: int) -> Iterator[sqlite3.Row]:
-    """Every done tile of a scan in (z, x, y) order: z, x, y, grid_cells, grid (possibly missing)."""
+    """Every done tile of a scan in (z, x, y) order: z, x, y, grid_cells, grid (possibly missing), valid_cells."""
     yield from conn.execute(
-        "SELECT z, x, y, grid_cells, grid FROM scan_tiles WHERE scan_id = ? AND status = 'done' ORDER BY z, x, y",
+        "SELECT z, x, y, grid_cells, grid, valid_cells FROM scan_tiles WHERE scan_id = ? AND status = 'done'"
+        " ORDER BY z, x, y",
         (scan_id,),
     )
 

@@ -24,7 +24,6 @@ from amberwatch.errors import AOIError, Int8CheckWarning, OfflineError, Resoluti
 from amberwatch.imagery.aoi import AOI, area_km2
 from amberwatch.imagery.cache import TileCache, default_cache_path
 from amberwatch.imagery.open import open_source
-from amberwatch.imagery.tiles import tile_area_km2
 from amberwatch.imagery.types import TILE_SIZE_PX, ground_resolution_m_per_px
 from amberwatch.model.int8_check import Int8Check
 from amberwatch.model.modelfile import load as load_model
@@ -621,7 +620,7 @@ class _TileWriter:
             self.warnings[name] = self.warnings.get(name, 0) + count
         for t in result.tiles:
             if t.status == "done":
-                self.km2_done += tile_area_km2(t.z, t.y)
+                self.km2_done += t.scanned_km2()
                 if t.max_prob is not None and t.max_prob >= self.threshold:
                     self.hits += 1
             elif t.status == "failed":

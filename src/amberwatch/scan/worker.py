@@ -18,7 +18,7 @@ import numpy as np
 from amberwatch.errors import AmberwatchWarning, ImageryError, UnreachableError
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.open import open_source
-from amberwatch.imagery.types import TILE_SIZE_PX
+from amberwatch.imagery.types import TILE_SIZE_PX, GeoImage
 from amberwatch.model.modelfile import load
 from amberwatch.results.store import TileRow
 from amberwatch.scan.tiling import Unit
@@ -26,6 +26,7 @@ from amberwatch.scan.tiling import Unit
 _MODELS: dict[tuple[str, str], object] = {}
 _SOURCES: dict[tuple, object] = {}
 _CACHES: dict[str, object] = {}
+MIN_VALID_SHARE = 0.5  # a cell counts as scanned ground when at least this share of its pixels has imagery
 
 
 @dataclass(frozen=True)
@@ -314,7 +315,7 @@ def _classify_block(
     grid, cell_embeddings = model.grid_and_cell_embeddings(frame, margin_cells=context.margin_px // context.cell_px)
     for x, y in to_predict:
         r, c = (y - block.y0) * g, (x - block.x0) * g
-        cells = grid[r : r + g, c : c + g]
+        cells, valid_cells = cells_with_imagery(grid[r : r + g, c : c + g], images[(x, y)])
         date = images[(x, y)].capture_date
         embedding = model.tile_embedding(cell_embeddings, r, c, g) if cell_embeddings is not None else None
         result.tiles.append(
@@ -328,8 +329,26 @@ def _classify_block(
                 grid_cells=g,
                 grid=quantize(cells).tobytes(),
                 embedding=embedding,
+                valid_cells=valid_cells,
             )
         )
+
+
+def cells_with_imagery(cells: np.ndarray, image: GeoImage) -> tuple[np.ndarray, bytes | None]:
+    """A tile's probability cells, 0 where a cell has no imagery, and its valid_cells blob (None: all cells have).
+
+    From the tile's own mask: a cell has imagery when at least MIN_VALID_SHARE of its pixels do.
+    """
+    if image.valid is None:
+        return cells, None
+    g = cells.shape[0]
+    edges = np.linspace(0, image.valid.shape[0], g + 1).round().astype(int)
+    counts = np.add.reduceat(np.add.reduceat(image.valid.astype(np.int32), edges[:-1], axis=0), edges[:-1], axis=1)
+    sizes = np.outer(np.diff(edges), np.diff(edges))
+    ok = counts >= MIN_VALID_SHARE * sizes
+    if ok.all():
+        return cells, None
+    return np.where(ok, cells, 0).astype(cells.dtype), ok.astype(np.uint8).tobytes()
 
 
 def quantize(probs: np.ndarray) -> np.ndarray:

@@ -47,7 +47,7 @@ from amberwatch.web.chips import (
 from amberwatch.web.feedback import review_states
 from amberwatch.web.similar import VectorCache
 
-LABELS = ("mining", "not_mining", "skip")
+LABELS = ("mining", "not_mining", "skip", "no_imagery")  # no_imagery: area sample units only (one is drawn instead)
 CELL_MARGIN = 0.25  # only tiles whose max probability is within this of the threshold can hold candidate cells
 QUEUE_MODES = ("uncertain", "like")
 MAX_QUEUE_TILES = 200
@@ -341,16 +341,22 @@ def item_view(conn: sqlite3.Connection, cache: TileCache, item: Item) -> np.ndar
 def record_label(
     conn: sqlite3.Connection, cache: TileCache, key: str, label: str, *, user: str, category: str | None = None
 ) -> dict:
-    """Label (or skip) an item: adds the chip to the example store (source 'label-page') and logs the action."""
+    """Label (or skip) an item: adds the chip to the example store (source 'label-page') and logs the action.
+
+    A sample unit's label is its reference class; 'no_imagery' takes it out of the sample and adds a replacement
+    unit (its key as ``replacement_key``).
+    """
     if label not in LABELS:
         raise InvalidInputError(f"unknown label {label!r}: expected one of {', '.join(LABELS)}")
     item = item_for_key(conn, key)
-    example_id, created = None, False
+    if label == "no_imagery" and item.kind != "unit":
+        raise InvalidInputError(f"label 'no_imagery' is for area sample units only, not the {item.kind} {key!r}")
+    example_id, created, replacement = None, False, None
     if item.kind == "unit":
         if label != "skip":
             from amberwatch.results.area_review import record_reference
 
-            record_reference(conn, int(key.split("/")[1]), label, user)
+            replacement = record_reference(conn, int(key.split("/")[1]), label, user).get("replacement_unit_id")
     elif item.kind == "example":
         store = ExampleStore(conn)
         ex = store.get(int(key[1:]))
@@ -381,7 +387,10 @@ def record_label(
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
         (key, item.scan_id, label, example_id, int(created), user, utc_now_iso()),
     )
-    return {"action_id": int(cur.lastrowid), "key": key, "label": label, "example_id": example_id, "created": created}
+    out = {"action_id": int(cur.lastrowid), "key": key, "label": label, "example_id": example_id, "created": created}
+    if replacement is not None:
+        out["replacement_key"] = f"u{key[1:].split('/')[0]}/{replacement}"
+    return out
 
 
 def undo_label(conn: sqlite3.Connection, action_id: int, *, user: str) -> dict:

@@ -1,4 +1,5 @@
-// Labelling page: the scan's most uncertain chips first (or the tiles like the confirmed sites); keys y / n / s(kip) / u(ndo).
+// Labelling page: the scan's most uncertain chips first (or the tiles like the confirmed sites); keys y / n / s(kip) / u(ndo),
+// and i (no imagery) for area sample units.
 'use strict';
 
 (function () {
@@ -95,9 +96,11 @@
       document.getElementById('hint').textContent = 'Is this surface mining? Examples already in the store are ' +
         'shown without their label; disagreeing takes an example out of training.';
     }
+    document.getElementById('btn-i').hidden = !state.sampleId;
     if (state.sampleId) {
       document.getElementById('hint').textContent = 'Is the outlined square surface mining? Area sample units are ' +
-        'shown in random order, without the map\'s answer, so your labels can measure the map\'s accuracy.';
+        'shown in random order, without the map\'s answer, so your labels can measure the map\'s accuracy. ' +
+        'No imagery there (black or blank)? Answer "no imagery": another unit is drawn instead.';
     }
     if (state.mode === 'like') {
       document.getElementById('hint').textContent = 'Is this surface mining? Tiles sent from the map come first, ' +
@@ -120,7 +123,8 @@
       state.done.push({ item: it, action: out });
       if (label !== 'skip') state.session += 1;
       state.scanLabelled += 1;
-      const stored = label === 'skip' || it.kind === 'unit' ? '' : out.created ? ', added to the examples' : ', already an example';
+      const stored = out.replacement_key ? ', another unit drawn instead'
+        : label === 'skip' || it.kind === 'unit' ? '' : out.created ? ', added to the examples' : ', already an example';
       document.getElementById('history').prepend(el('li', {}, `${title(it)}: ${label.replace('_', ' ')}${stored}`));
       msg.textContent = '';
       state.current = state.queue.shift() || null;
@@ -155,7 +159,8 @@
   let chain = Promise.resolve();
   const enqueue = (fn) => () => { chain = chain.then(fn); return chain; };
   const KEYS = { y: enqueue(() => answer('mining')), n: enqueue(() => answer('not_mining')),
-    s: enqueue(() => answer('skip')), u: enqueue(undo) };
+    s: enqueue(() => answer('skip')), u: enqueue(undo),
+    i: enqueue(() => (state.sampleId ? answer('no_imagery') : null)) };
   document.addEventListener('keydown', (ev) => {
     if (!state.token || ev.ctrlKey || ev.metaKey || ev.altKey) return;
     if (['INPUT', 'TEXTAREA', 'SELECT'].includes(document.activeElement.tagName)) return;
