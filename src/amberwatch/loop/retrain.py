@@ -258,11 +258,6 @@ def _detection_pixels(conn: sqlite3.Connection, db_path, detection_id: int, cach
     return None, cache
 
 
-def cv_scores(labels: np.ndarray, oof: np.ndarray, model_threshold: float) -> dict:
-    """CV metrics at the model's own stored threshold: the one every command and every scan uses."""
-    return binary_metrics(labels, oof, model_threshold)
-
-
 def _reviewed_scores(
     items: list[ReviewedItem], index: dict[str, int], oof: np.ndarray, threshold_oof: float, deployed: Callable
 ) -> dict:
@@ -545,14 +540,14 @@ def _decide(
     """Both models' CV and reviewed-detection scores, and whether the candidate may be promoted."""
     m, candidate, every = runs.compared, runs.candidate, runs.data.chips.labels
     labels = every[m]
-    cv_cur = cv_scores(labels, runs.oof_current[m], runs.threshold_current)
+    cv_cur = binary_metrics(labels, runs.oof_current[m], runs.threshold_current)  # at its stored threshold
     cv_cur.update(
         {
             "n_train_mining": int(every[runs.in_current].sum()),
             "n_train_not_mining": int((every[runs.in_current] == 0).sum()),
         }
     )
-    cv_cand = cv_scores(labels, runs.oof_candidate[m], candidate.threshold)
+    cv_cand = binary_metrics(labels, runs.oof_candidate[m], candidate.threshold)
     cv_cand.update({"n_train_mining": counts["mining"], "n_train_not_mining": counts["not_mining"]})
     items = reviewed_items(conn, db_path)
     index = {s: i for i, s in enumerate(runs.data.sha256s)}

@@ -38,7 +38,7 @@ def models_list(db: str, as_json: bool) -> None:
         return
     click.echo(
         f"{'':1} {'version':>7}  {'created':<25} {'mining':>6} {'not':>6} {'thresh':>6} {'cv_f1':>6} {'rev_acc':>7}  "
-        "cv_f1 at the model's threshold, on; note"
+        "(cv_f1 at thresh) measured by; note"
     )
     for v in versions:
         cv = v.metrics.get("cv") or {}
