@@ -149,3 +149,15 @@ class OversizedTileWarning(AmberwatchWarning):
 
 class ResampledTileWarning(AmberwatchWarning):
     """A tile was not 256 x 256 px and has been resampled to fit."""
+
+
+class OutsideImageryWarning(AmberwatchWarning):
+    """Part of an AOI lies outside the bounds of the local imagery source it is scanned over."""
+
+
+class NotAChipWarning(AmberwatchWarning):
+    """An image given to a chip classifier is much larger than a chip (a whole image or tile)."""
+
+
+class TrainedOnWarning(AmberwatchWarning):
+    """Examples scored to evaluate a model include examples it was trained on: those scores are optimistic."""

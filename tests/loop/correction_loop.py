@@ -223,7 +223,7 @@ def run(
     other_neg = (d["labels"] == 0) & ~look
     pos = d["labels"] == 1
     oof = {"before": d["oof_current"], "after": d["oof_candidate"]}
-    # Each model at its max-F1 threshold on the same folds (the thresholds CV F1 is read at) ...
+    # Each model at its own stored threshold, the one CV F1 is read at and its scans use ...
     thr = {"before": result.current.cv["threshold"], "after": result.candidate.cv["threshold"]}
     # ... and both at the threshold that keeps MATCHED_RECALL of the mining examples (same recall, fewer false alarms?).
     thr_matched = {k: float(np.quantile(v[pos], 1.0 - MATCHED_RECALL)) for k, v in oof.items()}

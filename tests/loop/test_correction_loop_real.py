@@ -47,7 +47,7 @@ def test_feeding_back_lookalikes_lowers_their_false_positive_rate_without_hurtin
     assert after <= before - FP_MARGIN
     # ... mining ranks above the look-alikes more often (threshold-free) ...
     assert figures["auc_mining_vs_lookalikes_after_oof"] >= figures["auc_mining_vs_lookalikes_before_oof"] + AUC_MARGIN
-    # ... and at each model's own max-F1 threshold the look-alikes' false-positive rate does not rise,
+    # ... and at each model's own stored threshold the look-alikes' false-positive rate does not rise,
     assert figures["fp_rate_lookalikes_after_oof"] <= figures["fp_rate_lookalikes_before_oof"]
     # while grouped-CV F1 does not drop, so retrain promotes the new model.
     assert figures["cv_f1_after"] >= figures["cv_f1_before"] - F1_MARGIN

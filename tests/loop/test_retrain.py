@@ -163,3 +163,28 @@ def test_retrain_needs_both_labels(db_path, rng):
             store.add(make_chip(rng, True), "mining", lon=25.05 + 0.1 * b, lat=51.05)
     with pytest.raises(ModelError):
         retrain(db_path, config=replace(CONFIG, epochs=1), n_folds=3)
+
+
+def test_both_models_are_compared_at_their_own_stored_thresholds(db_path, rng):
+    fill_store(db_path, rng, blocks=6, per_block=2)
+    with ExampleStore.open(db_path) as store:
+        shas = [e.sha256 for e in store.examples()]
+    current = make_classifier(bias=0.0)  # P(mining) = 0.5 everywhere
+    current.threshold = 0.3
+    with ModelRegistry.open(db_path) as reg:
+        reg.register(current, training_sha256s=shas, metrics={"cv": {"f1": 0.5, "threshold": 0.3}})
+        reg.promote(1)
+    fill_store(db_path, rng, blocks=6, per_block=1, corrections=3)
+    result = retrain(db_path, config=CONFIG, n_folds=3, seed=0, force=True)
+    assert result.current.cv["threshold"] == 0.3  # the one stored in v1, not one chosen again on these scores
+    assert result.details["threshold_current"] == 0.3
+    with ModelRegistry.open(db_path) as reg:
+        candidate = reg.load(result.candidate_version)
+        stored = reg.get(result.candidate_version).metrics["cv"]
+    assert result.candidate.cv["threshold"] == round(candidate.threshold, 4)
+    # What 'models list' shows for the candidate is the CV stored in its file, which its threshold came from.
+    assert stored == candidate.metadata["cv"] and stored["threshold"] == round(candidate.threshold, 4)
+    table = result.table()
+    assert "threshold (the model's own)" in table and "0.300" in table and "best" not in table
+    assert "each at its model's stored threshold, the one scans use" in table
+    assert "Candidate's own CV, stored with it: F1" in table and "block CV, 3 folds, 1 split" in table

@@ -13,8 +13,9 @@ The comparison is fair by construction, every score honest (never from a model t
   the examples that are not corrections);
 - accuracy on every reviewed detection: out-of-fold predictions for detections that are training
   examples, else the two deployed models.
-A candidate worse than the current model (CV F1 lower by more than a tolerance, or lower accuracy
-on reviewed detections) is registered but not promoted, unless forced.
+Every F1 is taken at the model's own stored threshold, the one its scans use (never a threshold chosen again
+on the comparison's scores). A candidate worse than the current model (CV F1 lower by more than a tolerance, or
+lower accuracy on reviewed detections) is registered but not promoted, unless forced.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from amberwatch.labels.store import ExampleStore
 from amberwatch.model.dataset import ChipSet
 from amberwatch.model.features import feature_cache_path
 from amberwatch.model.head import warm_up
-from amberwatch.model.metrics import binary_metrics, choose_threshold
+from amberwatch.model.metrics import binary_metrics, cv_basis, f1_statement
 from amberwatch.model.pretrained import Int8Calibration, PretrainedRecipe
 from amberwatch.model.processes import warm_pool
 from amberwatch.model.recipes import pretrained_recipe
@@ -103,6 +104,7 @@ class RetrainResult:
     reasons: list[str]  # why the candidate is worse (empty when it is not)
     counts: dict
     seconds: float
+    candidate_cv: dict = field(default_factory=dict)  # the CV metrics stored in the candidate's file (its threshold's)
     details: dict = field(default_factory=dict, repr=False)  # per-example OOF arrays, folds, sha256s (for experiments)
 
     def table(self) -> str:
@@ -114,24 +116,14 @@ class RetrainResult:
                 f"{cur.cv.get('n_train_mining', '-')} / {cur.cv.get('n_train_not_mining', '-')}",
                 f"{self.counts['mining']} / {self.counts['not_mining']}",
             ),
-            ("CV F1 (best threshold)", _fmt_score(cur.cv.get("f1")), _fmt_score(cand.cv.get("f1"))),
+            ("threshold (the model's own)", _fmt_score(cur.cv.get("threshold")), _fmt_score(cand.cv.get("threshold"))),
+            ("CV F1 at that threshold", _fmt_score(cur.cv.get("f1")), _fmt_score(cand.cv.get("f1"))),
             ("  precision / recall", _fmt_precision_recall(cur.cv), _fmt_precision_recall(cand.cv)),
-            ("  threshold", _fmt_score(cur.cv.get("threshold")), _fmt_score(cand.cv.get("threshold"))),
             ("  false positives", _fmt_confusion(cur.cv, "fp"), _fmt_confusion(cand.cv, "fp")),
             (
                 "CV average precision",
                 _fmt_score(cur.cv.get("average_precision")),
                 _fmt_score(cand.cv.get("average_precision")),
-            ),
-            (
-                "CV F1 at model threshold",
-                _fmt_score(cur.cv.get("f1_at_model_threshold")),
-                _fmt_score(cand.cv.get("f1_at_model_threshold")),
-            ),
-            (
-                "  model threshold",
-                _fmt_score(cur.cv.get("model_threshold")),
-                _fmt_score(cand.cv.get("model_threshold")),
             ),
             (
                 "reviewed detections correct",
@@ -143,7 +135,16 @@ class RetrainResult:
         cur_name, cand_name = f"current v{self.current_version}", f"candidate v{self.candidate_version}"
         head = f"{'':<30} {cur_name:>14} {cand_name:>14}"
         lines = [head] + [f"{name:<30} {a:>14} {b:>14}" for name, a, b in rows]
-        lines.append(f"(CV: {self.counts.get('folds')} block-grouped folds; current: {cur.cv_mode})")
+        n = cand.cv.get("n_positive", 0) + cand.cv.get("n_negative", 0)
+        lines.append(
+            f"(CV F1 and AP of both on the same {n} examples, "
+            f"each at its model's stored threshold, the one scans use; candidate: block CV, {self.counts.get('folds')} "
+            f"folds, 1 split; current: {cur.cv_mode})"
+        )
+        if self.candidate_cv:
+            lines.append(
+                f"Candidate's own CV, stored with it: {f1_statement(self.candidate_cv, cv_basis(self.candidate_cv))}"
+            )
         if self.promoted and self.forced and self.reasons:
             lines.append(f"Promoted v{self.candidate_version} despite: {'; '.join(self.reasons)} (--force)")
         elif self.promoted:
@@ -255,31 +256,6 @@ def _detection_pixels(conn: sqlite3.Connection, db_path, detection_id: int, cach
     except AmberwatchError:
         pass
     return None, cache
-
-
-def best_f1_threshold(labels: np.ndarray, probs: np.ndarray) -> float:
-    """Threshold of maximum F1 on out-of-fold predictions (choose_threshold's max-F1 rule)."""
-    # No precision target can be met, so choose_threshold falls back to its max-F1 threshold.
-    return choose_threshold(labels, probs, min_precision=float("inf"))
-
-
-def cv_scores(labels: np.ndarray, oof: np.ndarray, model_threshold: float) -> dict:
-    """CV metrics at the max-F1 threshold (compared between models), plus F1 at the model's own threshold.
-
-    Comparing at each model's best threshold keeps the comparison free of the threshold policy
-    (a precision target one model just reaches and the other does not would swing F1 from ~0 to its best).
-    """
-    scores = binary_metrics(labels, oof, best_f1_threshold(labels, oof))
-    at_model = binary_metrics(labels, oof, model_threshold)
-    scores.update(
-        {
-            "model_threshold": round(float(model_threshold), 4),
-            "f1_at_model_threshold": at_model["f1"],
-            "precision_at_model_threshold": at_model["precision"],
-            "recall_at_model_threshold": at_model["recall"],
-        }
-    )
-    return scores
 
 
 def _reviewed_scores(
@@ -409,8 +385,9 @@ def _retrain(
             int8_ranges=current.int8_ranges() if isinstance(config, PretrainedRecipe) and config.int8 else None,
         )
         runs = _Comparison(data, cv_info["folds"], cv_info["oof"], candidate)
-        _score_current(runs, registry, current, config, seed, min_precision, log, workers)
+        _score_current(runs, registry, current, config, seed, log, workers)
         result = _decide(runs, conn, db_path, current, counts, force, f1_tolerance)
+        result.candidate_cv = dict(candidate.metadata.get("cv") or {})
         _register(registry, result, candidate, data, counts, seed)
         result.details = {
             "sha256s": data.sha256s,
@@ -453,6 +430,16 @@ class _CurrentModel:
         calibration = getattr(self._loaded(), "int8", None)
         return calibration.ranges if isinstance(calibration, Int8Calibration) else None
 
+    def threshold(self) -> float:
+        """The threshold stored in the current model (its registered CV metrics' when the file cannot be loaded)."""
+        model = self._loaded()
+        if model is not None:
+            return float(model.threshold)
+        stored = (self.registry.get(self.version).metrics.get("cv") or {}).get("threshold")
+        if stored is None:
+            raise ModelError(f"model version {self.version}: its file cannot be loaded and no threshold is recorded")
+        return float(stored)
+
     def training_oof(self) -> dict[str, float | None] | None:
         """Its training examples' out-of-fold scores recorded when it was trained (None for older files)."""
         model = self._loaded()
@@ -485,11 +472,10 @@ def _score_current(
     current: _CurrentModel,
     config,
     seed: int,
-    min_precision: float,
     log: Log | None,
     workers: int,
 ) -> None:
-    """The current model's honest scores on the examples, and its threshold on them.
+    """The current model's honest scores on the examples, and its stored threshold.
 
     From what it recorded when it was trained, when it did (nothing is trained); else its recipe is trained again
     on each of the candidate's folds, restricted to its own training examples.
@@ -515,8 +501,7 @@ def _score_current(
             runs.oof_current, runs.current_mode = current_recipe_oof(
                 data.chips, runs.folds, runs.in_current, config, seed, current, log, workers
             )
-    m = runs.compared
-    runs.threshold_current = choose_threshold(data.chips.labels[m], runs.oof_current[m], min_precision)
+    runs.threshold_current = current.threshold()
 
 
 def _stored_and_unseen(
@@ -555,14 +540,14 @@ def _decide(
     """Both models' CV and reviewed-detection scores, and whether the candidate may be promoted."""
     m, candidate, every = runs.compared, runs.candidate, runs.data.chips.labels
     labels = every[m]
-    cv_cur = cv_scores(labels, runs.oof_current[m], runs.threshold_current)
+    cv_cur = binary_metrics(labels, runs.oof_current[m], runs.threshold_current)  # at its stored threshold
     cv_cur.update(
         {
             "n_train_mining": int(every[runs.in_current].sum()),
             "n_train_not_mining": int((every[runs.in_current] == 0).sum()),
         }
     )
-    cv_cand = cv_scores(labels, runs.oof_candidate[m], candidate.threshold)
+    cv_cand = binary_metrics(labels, runs.oof_candidate[m], candidate.threshold)
     cv_cand.update({"n_train_mining": counts["mining"], "n_train_not_mining": counts["not_mining"]})
     items = reviewed_items(conn, db_path)
     index = {s: i for i, s in enumerate(runs.data.sha256s)}
@@ -571,8 +556,8 @@ def _decide(
     reasons = []
     if cv_cand["f1"] < cv_cur["f1"] - f1_tolerance:
         reasons.append(
-            f"CV F1 {cv_cand['f1']:.3f} is lower than the current model's {cv_cur['f1']:.3f} "
-            f"by more than {f1_tolerance:.3f}"
+            f"CV F1 {cv_cand['f1']:.3f} at its threshold {cv_cand['threshold']:.3f} is lower than the current "
+            f"model's {cv_cur['f1']:.3f} at its threshold {cv_cur['threshold']:.3f} by more than {f1_tolerance:.3f}"
         )
     if rev_cand["n"] and rev_cand["accuracy"] < rev_cur["accuracy"]:
         reasons.append(
@@ -604,7 +589,7 @@ def _register(
         n_mining=counts["mining"],
         n_not_mining=counts["not_mining"],
         seed=seed,
-        metrics={"cv": result.candidate.cv, "reviewed": result.candidate.reviewed},
+        metrics={"cv": result.candidate_cv, "reviewed": result.candidate.reviewed},
         comparison=result.comparison(),
         parent_version=result.current_version,
         note=("retrained" if result.promoted else "refused: " + "; ".join(reasons))

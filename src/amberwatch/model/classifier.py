@@ -65,6 +65,12 @@ class VersionedModel:
     def version(self, value: str) -> None:
         self.metadata["version"] = str(value)
 
+    @property
+    def training_sha256s(self) -> set[str] | None:
+        """Pixel sha256s of the examples the model was trained on, as its file records them (None: not recorded)."""
+        stored = self.metadata.get("training_oof")  # example pixel sha256 -> out-of-fold score
+        return set(stored) if isinstance(stored, dict) and stored else None
+
     embedding_dims = 0  # values per tile embedding kept by the scan (0: this model makes none)
 
     @property

@@ -37,7 +37,11 @@ def _require_db(db: str) -> None:
     "out",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Model file to write [default: <db stem>-model.pt beside the database].",
+    help="Also write the model to this file [default: only the registered version's file].",
+)
+@click.option("--promote", is_flag=True, help="Make the new version the project's current model (scans use it).")
+@click.option(
+    "--no-register", is_flag=True, help="Write --out only; do not register a version in the project database."
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
@@ -61,6 +65,8 @@ def train_command(
     db: str,
     data_dir: str | None,
     out: str | None,
+    promote: bool,
+    no_register: bool,
     seed: int,
     folds: int,
     epochs: int | None,
@@ -68,26 +74,68 @@ def train_command(
     workers: int,
     recipe: str,
 ) -> None:
-    """Train the classifier on the active examples and write ONE model file with its metadata."""
+    """Train the classifier on the active examples (or --data) and register it as the project's next model version."""
     from amberwatch.model.dataset import load_folder, load_store
     from amberwatch.model.features import feature_cache_path
     from amberwatch.model.recipes import recipe_by_name
     from amberwatch.model.train import train_with_cv
 
+    register = not no_register and (data_dir is None or Path(db).is_file())
+    if not register and out is None:
+        raise InvalidInputError(
+            f"the model would be neither registered (no project database {db!r}, or --no-register) nor written: "
+            "pass --out FILE, or --db of an existing project"
+        )
+    if promote and not register:
+        raise InvalidInputError("--promote needs a registered version: drop --no-register and give an existing --db")
     if data_dir is None:
         _require_db(db)
-        data = load_store(db)
+        data, where = load_store(db), f"the example store {db!r}"
     else:
-        data = load_folder(data_dir)
-    out_path = Path(out) if out else Path(db).with_name(Path(db).stem + "-model.pt")
+        data, where = load_folder(data_dir), f"{data_dir!r}"
     _log(f"training on {len(data)} examples {data.counts()}")
     chosen = recipe_by_name(recipe, epochs=epochs, members=members, feature_cache=str(feature_cache_path(db)))
     clf, _ = train_with_cv(data, chosen, seed=seed, n_folds=folds, log=_log, workers=workers)
-    clf.version = clf.metadata["fingerprint"][:8] + "-" + clf.metadata["created_at"].replace(":", "")[:17]
-    clf.save(out_path)
+    if clf.metadata.get("cv"):
+        clf.metadata["cv"]["data"] = where
+    click.echo(threshold_statement(clf))
+    if register:
+        _register_trained(clf, db, promote)
+    else:
+        clf.version = clf.metadata["fingerprint"][:8] + "-" + clf.metadata["created_at"].replace(":", "")[:17]
+    if out:
+        clf.save(out)
+        click.echo(f"wrote {out}" + ("" if register else f" (not registered: 'amberwatch models add {out}' does)"))
+
+
+def threshold_statement(clf) -> str:
+    """The model's one threshold and the F1 its CV measured there, saying on what data."""
+    from amberwatch.model.metrics import cv_basis, f1_statement
+
     cv = clf.metadata.get("cv") or {}
-    summary = {k: cv.get(k) for k in ("precision", "recall", "f1", "average_precision")}
-    click.echo(f"wrote {out_path} (version {clf.version}, threshold {clf.threshold:.3f}, CV {summary})")
+    if not cv:
+        return f"threshold {clf.threshold:.3f} (no cross-validation: --folds 0 keeps 0.5, nothing measured)"
+    return f"CV {f1_statement(cv, cv_basis(cv))}"
+
+
+def _register_trained(clf, db: str, promote: bool) -> None:
+    """Register a trained model in the project's registry (promoted if asked) and say how to use it."""
+    from amberwatch.model.registry import ModelRegistry
+
+    with ModelRegistry.open(db) as registry:
+        info = registry.add(clf, note="train" + (" --promote" if promote else ""))
+        if promote:
+            registry.promote(info.version, reason="train --promote")
+        current = registry.current_version()
+    click.echo(f"registered model version {info.version} in {db!r} ({info.path})")
+    scan = f"amberwatch scan --db {db} --model {info.version} --aoi AREA.geojson --imagery IMAGERY"
+    if promote:
+        click.echo(f"version {info.version} is now the project's current model: scans use it; next: {scan}")
+    else:
+        click.echo(
+            f"not promoted (the project's current model is still version {current}); next: {scan}, "
+            f"or make it the project's model: amberwatch models promote {info.version} --db {db}"
+        )
 
 
 @click.command("predict")
@@ -103,13 +151,18 @@ def train_command(
 def predict_command(images: tuple[str, ...], model_path: str | None, as_json: bool) -> None:
     """Print P(mining) and the verdict at the model's threshold for each image file."""
     from amberwatch.imagery.decode import read_image_file
+    from amberwatch.model.dataset import warn_if_not_a_chip
     from amberwatch.model.modelfile import load
 
     clf = load(model_path)
+    if not as_json:
+        _log(f"model {clf.version}: P(mining) >= {clf.threshold:.3f}, the threshold stored in the model, is mining")
     failed = 0
     for name in images:
         try:
-            p = float(clf.predict_proba([read_image_file(name)])[0])
+            pixels = read_image_file(name)
+            warn_if_not_a_chip(pixels, name)
+            p = float(clf.predict_proba([pixels])[0])
         except AmberwatchError as exc:
             failed += 1
             click.secho(f"Error: {exc}", fg="red", err=True)
@@ -147,9 +200,15 @@ def predict_command(images: tuple[str, ...], model_path: str | None, as_json: bo
     "model_path",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Model file for --data [default: the bundled model].",
+    help="Model file or registered version (N) for --data [default: the bundled model].",
 )
 @click.option("--folds", type=int, default=5, show_default=True, help="Block-grouped CV folds.")
+@click.option(
+    "--split-seeds",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Fold splits pooled for the threshold [default: as train: 5 for pretrained, 1 for cnn].",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--out",
@@ -174,6 +233,7 @@ def evaluate_command(
     data_dir: str | None,
     model_path: str | None,
     folds: int,
+    split_seeds: int | None,
     seed: int,
     out_dir: str,
     epochs: int | None,
@@ -183,10 +243,10 @@ def evaluate_command(
 ) -> None:
     """Block-grouped cross-validation on the store, or (--data) scoring of a labelled folder with a model."""
     from amberwatch.model.evaluate import evaluate_cv, evaluate_folder
-    from amberwatch.model.modelfile import load
+    from amberwatch.model.registry import load_model_arg
 
     if data_dir is not None:
-        result = evaluate_folder(load(model_path), data_dir)
+        result = evaluate_folder(load_model_arg(db, model_path), data_dir)
     else:
         from amberwatch.model.dataset import load_store
         from amberwatch.model.features import feature_cache_path
@@ -194,17 +254,50 @@ def evaluate_command(
 
         _require_db(db)
         chosen = recipe_by_name(recipe, epochs=epochs, feature_cache=str(feature_cache_path(db)))
+        log = None if as_json else _log
+        data, where = load_store(db), f"the example store {db!r}"
         result = evaluate_cv(
-            load_store(db), chosen, out_dir, n_folds=folds, seed=seed, log=None if as_json else _log, workers=workers
+            data,
+            chosen,
+            out_dir,
+            n_folds=folds,
+            seed=seed,
+            log=log,
+            workers=workers,
+            split_seeds=split_seeds,
+            data_name=where,
         )
     if as_json:
         click.echo(json.dumps(result))
         return
-    for key in ("precision", "recall", "f1", "average_precision", "threshold", "n_positive", "n_negative"):
-        click.echo(f"{key}: {result.get(key)}")
-    click.echo(f"confusion_matrix: {result['confusion_matrix']}")
-    for kind, path in (result.get("files") or {}).items():
-        click.echo(f"{kind}: {path}")
+    click.echo("\n".join(_evaluation_lines(result, data_dir is not None)))
+
+
+def _evaluation_lines(result: dict, on_folder: bool) -> list[str]:
+    """evaluate's report: each F1 with its threshold and the data it was measured on."""
+    from amberwatch.model.metrics import cv_basis, f1_statement
+
+    if on_folder:
+        best = result["best_f1_on_this_data"]
+        lines = [
+            f1_statement(result, f"{result['data']}; model {result['model_version']} as trained, no CV"),
+            f"best F1 on this data {best['f1']:.3f} at threshold {best['threshold']:.3f} (a diagnostic: scans and "
+            f"predict use the model's threshold {result['threshold']:.3f})",
+        ]
+        rest = result.get("not_trained_on")
+        if rest:
+            n = rest["n_positive"] + rest["n_negative"]
+            lines.append(f"on the {n} it was not trained on: {f1_statement(rest, f'{n} examples')}")
+    else:
+        lines = [
+            "CV " + f1_statement(result, cv_basis(result), "threshold"),
+            "(`amberwatch train` with the same examples, --seed and --folds stores this threshold in its model; "
+            "scans use the threshold stored in the model they run)",
+        ]
+    lines.append(f"average_precision: {result.get('average_precision')}")
+    lines.append(f"confusion_matrix: {result['confusion_matrix']}")
+    lines += [f"{kind}: {path}" for kind, path in (result.get("files") or {}).items()]
+    return lines
 
 
 COMMANDS += [train_command, predict_command, evaluate_command]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from amberwatch.errors import ImageError, ModelError, SkippedFileWarning
+from amberwatch.errors import ImageError, ModelError, NotAChipWarning, SkippedFileWarning
 from amberwatch.imagery.decode import read_image_file
 from amberwatch.labels.boxes import cut_boxes, read_boxes
 from amberwatch.labels.store import ExampleStore, pixel_sha256
@@ -21,6 +21,9 @@ LABELS = ("not_mining", "mining")
 TEXTY_RESOLUTION_M_PER_PX = 0.38  # ground resolution of Texty's crops and of the examples in the store
 _TEXTY_NAME = re.compile(r"^(?P<lat>-?\d+(?:\.\d+)?)_(?P<lon>-?\d+(?:\.\d+)?)_(?P<date>\d{1,2}_[A-Za-z]{3}_\d{4})")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"}
+# Texty's crops are 113-549 px a side; its whole images ~1,000 px. A chip classifier's single verdict on a larger
+# image averages pits away: such images belong to a scan.
+MAX_CHIP_SIDE_PX = 640
 
 
 @dataclass
@@ -162,3 +165,17 @@ def load_store(db_path: str | os.PathLike[str]) -> ChipSet:
         names.append(f"example {ex.id}")
     y = np.asarray(labels, dtype=np.int64)
     return ChipSet(chips, y, groups, names, fingerprint=store.fingerprint(examples))
+
+
+def warn_if_not_a_chip(pixels: np.ndarray, name: str) -> None:
+    """NotAChipWarning when an image is much larger than a chip (a whole image or tile given to a chip classifier)."""
+    h, w = pixels.shape[:2]
+    if max(h, w) > MAX_CHIP_SIDE_PX:
+        warnings.warn(
+            NotAChipWarning(
+                f"{name}: {w} x {h} px is much larger than a chip (up to {MAX_CHIP_SIDE_PX} px a side): its one "
+                "score averages small pits away; to find mining in a whole image, georeference it with "
+                "'amberwatch imagery from-image' and run 'amberwatch scan' over it"
+            ),
+            stacklevel=2,
+        )

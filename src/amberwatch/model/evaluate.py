@@ -4,25 +4,53 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from amberwatch.errors import TrainedOnWarning
 from amberwatch.model.classifier import Classifier
 from amberwatch.model.dataset import ChipSet, load_folder
-from amberwatch.model.metrics import binary_metrics, choose_threshold
-from amberwatch.model.train import Recipe, cross_validate
+from amberwatch.model.metrics import best_f1_threshold, binary_metrics
+from amberwatch.model.train import Recipe, pooled_cross_validation
 
 
 def evaluate_folder(clf: Classifier, data_dir: str | os.PathLike[str]) -> dict:
-    """Metrics of clf at its stored threshold on DIR/positive and DIR/negative."""
+    """Metrics of clf at its stored threshold on DIR/positive and DIR/negative, the best-F1 threshold on them too,
+    and a TrainedOnWarning when some of them are examples clf was trained on (by pixel sha256)."""
     data = load_folder(data_dir)
     probs = clf.predict_proba(data.chips)
     result = binary_metrics(data.labels, probs, clf.threshold)
     result["model_version"] = clf.version
+    result["data"] = f"{len(data)} examples of {str(data_dir)!r}"
+    best = binary_metrics(data.labels, probs, best_f1_threshold(data.labels, probs))
+    result["best_f1_on_this_data"] = {k: best[k] for k in ("f1", "precision", "recall", "threshold")}
+    result.update(_trained_on(clf, data, probs, str(data_dir)))
     return result
+
+
+def _trained_on(clf: Classifier, data: ChipSet, probs: np.ndarray, where: str) -> dict:
+    """How many examples clf was trained on (warned), and the metrics on the others when there are both kinds."""
+    known = clf.training_sha256s
+    if known is None:
+        return {"trained_on": None}
+    seen = np.array([sha in known for sha in data.pixel_sha256s()], dtype=bool)
+    out: dict = {"trained_on": int(seen.sum())}
+    if seen.any():
+        warnings.warn(
+            TrainedOnWarning(
+                f"{int(seen.sum())} of the {len(data)} examples in {where!r} are examples model {clf.version} was "
+                "trained on (same pixels): scores on them are optimistic"
+            ),
+            stacklevel=3,
+        )
+    rest = ~seen
+    if seen.any() and rest.any() and 0 < data.labels[rest].sum() < rest.sum():
+        out["not_trained_on"] = binary_metrics(data.labels[rest], probs[rest], clf.threshold)
+    return out
 
 
 def evaluate_cv(
@@ -35,21 +63,26 @@ def evaluate_cv(
     min_precision: float = 0.95,
     log: Callable[[str], None] | None = None,
     workers: int = 1,
+    split_seeds: int | None = None,
+    data_name: str | None = None,
 ) -> dict:
-    """Block-grouped CV of the recipe on data; writes metrics.json, pr_curve.png and worst_errors.png to out_dir."""
+    """Block-grouped CV of the recipe on data, pooled over the split seeds `train` uses, so its threshold and F1 are
+    the ones `train` with these options stores; writes metrics.json, pr_curve.png and worst_errors.png to out_dir."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    oof, folds = cross_validate(data, recipe, n_folds, seed, log, workers=workers)
-    threshold = choose_threshold(data.labels, oof, min_precision)
-    result = binary_metrics(data.labels, oof, threshold)
-    result.update(
-        {
-            "folds": n_folds,
-            "grouping": "0.1-degree block",
-            "seed": seed,
-            "metrics_at_0.5": binary_metrics(data.labels, oof, 0.5),
-        }
+    threshold, result, oof, folds = pooled_cross_validation(
+        data,
+        recipe,
+        seed=seed,
+        n_folds=n_folds,
+        min_precision=min_precision,
+        log=log,
+        workers=workers,
+        split_seeds=split_seeds,
     )
+    result["seed"] = seed
+    if data_name:
+        result["data"] = data_name
     write_pr_curve(data.labels, oof, threshold, out / "pr_curve.png")
     write_contact_sheet(data, oof, threshold, out / "worst_errors.png")
     rows = [

@@ -55,3 +55,26 @@ def choose_threshold(
     t = float(thresholds[best])
     lower = p[p < t]
     return float((t + lower.max()) / 2) if len(lower) else t
+
+
+def cv_basis(cv: dict) -> str:
+    """What a CV metrics dict was measured on, e.g. 'block CV, 5 folds x 5 split seeds, 881 examples'."""
+    seeds = cv.get("split_seeds") or []
+    splits = f" x {len(seeds)} split seeds" if len(seeds) > 1 else ", 1 split"
+    n = cv.get("scored_examples") or (cv.get("n_positive") or 0) + (cv.get("n_negative") or 0)
+    where = f" of {cv['data']}" if cv.get("data") else ""
+    return f"block CV, {cv.get('folds', '?')} folds{splits}, {n} examples{where}"
+
+
+def f1_statement(metrics: dict, basis: str, threshold_name: str = "the model's threshold") -> str:
+    """'F1 0.865 (P 0.951, R 0.793) at the model's threshold 0.742 (basis)': an F1 that says where it comes from."""
+    return (
+        f"F1 {metrics['f1']:.3f} (precision {metrics['precision']:.3f}, recall {metrics['recall']:.3f}) "
+        f"at {threshold_name} {metrics['threshold']:.3f} ({basis})"
+    )
+
+
+def best_f1_threshold(labels: np.ndarray, probs: np.ndarray) -> float:
+    """Threshold of maximum F1 on these scores (choose_threshold's max-F1 rule): a diagnostic, never stored."""
+    # No precision target can be met, so choose_threshold falls back to its max-F1 threshold.
+    return choose_threshold(labels, probs, min_precision=float("inf"))

@@ -1,8 +1,8 @@
 """Model versions in the project DB (component ``models``) with their files beside the DB.
 
 Version 0 is the bundled model shipped in the package and is always listed; versions 1, 2, ... are
-trained by ``amberwatch retrain`` and stored as ``<db stem>-models/v<N>.pt``. The current version is
-the one most recently promoted (0 when none has been); scans default to it via ``current_model``.
+made by ``amberwatch train``, ``retrain`` or ``models add FILE`` and stored as ``<db stem>-models/v<N>.pt``.
+The current version is the one most recently promoted (0 when none has been); scans default to it via ``current_model``.
 """
 
 from __future__ import annotations
@@ -243,6 +243,22 @@ class ModelRegistry:
             raise
         return self.get(version)
 
+    def add(self, classifier, *, note: str) -> ModelVersion:
+        """Register a trained model (from ``train`` or a model file) with what its metadata records (not promoted)."""
+        metadata = classifier.metadata
+        counts = metadata.get("counts") or {}
+        return self.register(
+            classifier,
+            training_sha256s=sorted(classifier.training_sha256s or []),
+            training_fingerprint=metadata.get("fingerprint"),
+            n_mining=counts.get("mining"),
+            n_not_mining=counts.get("not_mining"),
+            seed=metadata.get("seed"),
+            metrics={"cv": metadata.get("cv") or {}},
+            parent_version=None,
+            note=note,
+        )
+
     def promote(self, version: int | str, *, forced: bool = False, reason: str | None = None) -> ModelVersion:
         """Make a registered version current; ConflictError if it is already current."""
         info = self.get(version)
@@ -334,3 +350,24 @@ def load_version(db_path: str | os.PathLike[str], version: int | str | None = No
     """The Classifier of one registered version (None: current) of a project DB."""
     with ModelRegistry.open(db_path) as registry:
         return registry.load(version)
+
+
+def load_model_arg(db_path: str | os.PathLike[str], value: str | None):
+    """The model a --model option names: a model file, else a registered version ('3', 'v3') of the project DB;
+    None: the bundled model."""
+    from amberwatch.model.modelfile import load as load_file
+
+    if value is None or Path(value).exists() or not names_a_version(value):
+        return load_file(value)
+    if not Path(db_path).is_file():
+        raise NotFoundError(f"--model {value!r}: no such file, and no project database {str(db_path)!r} to look up")
+    return load_version(db_path, value)
+
+
+def names_a_version(value: str) -> bool:
+    """Whether a --model value reads as a version number ('3', 'v3') rather than a file name."""
+    try:
+        parse_version(value)
+    except InvalidInputError:
+        return False
+    return True

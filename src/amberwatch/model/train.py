@@ -261,8 +261,7 @@ def train_with_cv(
     split, None if never scored) lets a later retrain compare with this model without training it again."""
     t0 = time.perf_counter()
     scored = np.ones(len(data), dtype=bool) if score_mask is None else np.asarray(score_mask, dtype=bool)
-    n_splits = split_seeds or (5 if isinstance(recipe, PretrainedRecipe) else 1)
-    seeds = [seed + k for k in range(n_splits)] if n_folds >= 2 else []
+    seeds = split_seed_list(recipe, seed, n_folds, split_seeds)
     fold_sets = [scored_folds(data, scored, n_folds, s) for s in seeds]
     if isinstance(recipe, PretrainedRecipe):  # every head of every split, the final one too, in one pool
         oofs, clf = pretrained.cv_and_fit(data, recipe, fold_sets, log, workers, int8_ranges)
@@ -297,6 +296,38 @@ def train_with_cv(
         }
     )
     return clf, {"oof": oofs[0] if oofs else None, "folds": fold_sets[0] if fold_sets else None}
+
+
+def split_seed_list(recipe: Recipe, seed: int, n_folds: int, split_seeds: int | None) -> list[int]:
+    """Seeds of the fold splits whose out-of-fold scores set a model's threshold (5 for pretrained, 1 for the CNN)."""
+    n_splits = split_seeds or (5 if isinstance(recipe, PretrainedRecipe) else 1)
+    return [seed + k for k in range(n_splits)] if n_folds >= 2 else []
+
+
+def pooled_cross_validation(
+    data: ChipSet,
+    recipe: Recipe,
+    *,
+    seed: int = 0,
+    n_folds: int = 5,
+    min_precision: float = 0.95,
+    log: Callable[[str], None] | None = None,
+    workers: int = 1,
+    split_seeds: int | None = None,
+) -> tuple[float, dict, np.ndarray, np.ndarray]:
+    """The threshold and CV metrics train_with_cv would store for these options, without the final fit
+    -> (threshold, CV metrics, first split's out-of-fold scores, its fold ids)."""
+    if n_folds < 2:
+        raise ModelError(f"cross-validation needs --folds of at least 2, got {n_folds}")
+    scored = np.ones(len(data), dtype=bool)
+    seeds = split_seed_list(recipe, seed, n_folds, split_seeds)
+    fold_sets = [scored_folds(data, scored, n_folds, s) for s in seeds]
+    if isinstance(recipe, PretrainedRecipe):
+        oofs = pretrained.cross_validate(data, recipe, fold_sets, log, None, workers)
+    else:
+        oofs = [cross_validate(data, recipe, n_folds, seed, log, workers=workers, folds=f)[0] for f in fold_sets]
+    threshold, cv = _pooled_cv(data, list(zip(oofs, fold_sets)), scored, n_folds, min_precision, seeds)
+    return threshold, cv, oofs[0], fold_sets[0]
 
 
 def training_oof(data: ChipSet, oof: np.ndarray | None, scored: np.ndarray) -> dict[str, float | None]:

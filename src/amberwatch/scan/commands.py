@@ -51,7 +51,10 @@ def _fmt_duration(seconds: float) -> str:
     "--min-area-ha", type=click.FloatRange(0), default=None, help="Drop detections smaller than this [default: 0.05]."
 )
 @click.option(
-    "--model", "model_path", type=click.Path(dir_okay=False), help="Model file [default: the project's current model]."
+    "--model",
+    "model_path",
+    type=click.Path(dir_okay=False),
+    help="Model file or registered version N (see 'models list') [default: the project's current model].",
 )
 @click.option(
     "--cache", "cache_path", type=click.Path(dir_okay=False), help="Tile cache [default: <db stem>-tiles.mbtiles]."

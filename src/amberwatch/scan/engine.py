@@ -19,16 +19,18 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shapely.geometry import box
+
 from amberwatch.db import connect
-from amberwatch.errors import AOIError, Int8CheckWarning, OfflineError, ResolutionError
+from amberwatch.errors import AOIError, Int8CheckWarning, OfflineError, OutsideImageryWarning, ResolutionError
 from amberwatch.imagery.aoi import AOI, area_km2
 from amberwatch.imagery.cache import TileCache, default_cache_path
 from amberwatch.imagery.open import open_source
-from amberwatch.imagery.types import TILE_SIZE_PX, ground_resolution_m_per_px
+from amberwatch.imagery.types import TILE_SIZE_PX, LngLatBbox, ground_resolution_m_per_px
 from amberwatch.model.int8_check import Int8Check
 from amberwatch.model.modelfile import load as load_model
 from amberwatch.model.processes import pool_context
-from amberwatch.model.registry import ModelRegistry
+from amberwatch.model.registry import ModelRegistry, names_a_version
 from amberwatch.results.detections import rebuild_detections
 from amberwatch.results.store import (
     NewScan,
@@ -150,6 +152,32 @@ def check_resolution(plan: ScanPlan, native_m_per_px: float | None, imagery: str
         )
 
 
+def _bbox_text(bounds: tuple[float, float, float, float]) -> str:
+    return ",".join(f"{v:.5f}".rstrip("0").rstrip(".") for v in bounds)
+
+
+def check_coverage(aoi: AOI, bounds: LngLatBbox | None, imagery: str) -> None:
+    """AOIError when an AOI lies wholly outside a local source's bounds, OutsideImageryWarning when partly: its
+    tiles there would all read as 'no imagery' and the scan would end with 0 detections, saying nothing."""
+    if bounds is None or bounds.west_deg >= bounds.east_deg:  # unknown, or across the antimeridian: not checked
+        return
+    covered = box(*bounds.as_tuple())
+    inside = aoi.geometry.intersection(covered).area
+    where = f"AOI {aoi.name!r} (W,S,E,N {_bbox_text(aoi.bounds_deg)})"
+    theirs = f"imagery {imagery!r} (W,S,E,N {_bbox_text(bounds.as_tuple())})"
+    if inside <= 0:
+        w, s, e, n = aoi.bounds_deg
+        swapped = box(s, w, n, e).intersection(covered).area > 0
+        hint = "; are latitude and longitude swapped? (a bbox is W,S,E,N: longitudes first)" if swapped else ""
+        raise AOIError(f"{where} lies wholly outside {theirs}: nothing to scan there{hint}")
+    outside = 1.0 - inside / aoi.geometry.area
+    if outside > 1e-6:
+        warnings.warn(
+            OutsideImageryWarning(f"{outside:.0%} of {where} lies outside {theirs}: no detections can come from it"),
+            stacklevel=2,
+        )
+
+
 @dataclass
 class ScanSettings:
     """Options of a scan run."""
@@ -172,12 +200,12 @@ class ScanSettings:
 
 
 def resolve_model(db_path: str | os.PathLike[str], model_path: str | None):
-    """(classifier, file path or None, version) of an explicit model file or of the project's current model."""
-    if model_path:
+    """(classifier, file path or None, version) of a model file, a registered version ('3') or the current model."""
+    if model_path and (Path(model_path).exists() or not names_a_version(model_path)):
         clf = load_model(model_path)
         return clf, str(Path(model_path).resolve()), clf.version
     with ModelRegistry.open(db_path) as registry:
-        info = registry.get(registry.current_version())
+        info = registry.get(model_path or registry.current_version())
         clf = registry.load(info.version)
         path = str(info.path) if info.path else None
         return clf, path, str(info.version)
@@ -327,7 +355,7 @@ def _prepare(aoi: AOI, imagery: str, zoom: int, db_path: Path, settings: ScanSet
     clf, model_path, model_version = resolve_model(db_path, settings.model_path)
     int8, check = choose_precision(clf, settings.int8)
     cache_path = str(Path(settings.cache_path or default_cache_path(db_path)).resolve())
-    source_id, source_spec = _probe_source(imagery, cache_path, settings.source_options, plan, clf)
+    source_id, source_spec = _probe_source(imagery, cache_path, settings.source_options, plan, clf, aoi)
     tile_res = plan.tile_resolution_m_per_px
     context = scan_context(
         clf,
@@ -403,13 +431,14 @@ def _unit_results(
     return _run_units(units, job.context, job.workers, settings.max_in_flight)
 
 
-def _probe_source(imagery: str, cache_path: str, options: dict, plan: ScanPlan, clf) -> tuple[str, str]:
-    """Open the imagery once to check its resolution -> (source id, spec as stored); errors name the imagery."""
+def _probe_source(imagery: str, cache_path: str, options: dict, plan: ScanPlan, clf, aoi: AOI) -> tuple[str, str]:
+    """Open the imagery once to check its resolution and coverage -> (source id, spec as stored); errors name it."""
     cache = TileCache(cache_path)
     try:
         source = open_source(imagery, cache=cache, **options)
         try:
             check_resolution(plan, source.native_resolution_m_per_px, source.spec, clf.resolution_m_per_px)
+            check_coverage(aoi, source.bounds, source.spec)
             return source.source_id, source.spec
         finally:
             source.close()
