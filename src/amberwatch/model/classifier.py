@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from collections import defaultdict
@@ -19,6 +20,7 @@ from amberwatch.model.windows import inner_cells
 
 FORMAT = "amberwatch-model"
 FORMAT_VERSION = 2  # 1: CNN only, no "kind"; 2: "kind" is "cnn" or "pretrained"
+DIGEST_KEY = "content_sha256"  # files written since issue 26 carry content_sha256 of everything else in them
 _MAX_BATCH = 32
 
 
@@ -224,10 +226,39 @@ class Classifier(VersionedModel):
 
 
 def payload_bytes(payload: dict) -> bytes:
-    """A model payload as the bytes of one model file (format name and version added)."""
+    """A model payload as the bytes of one model file (format name and version added, and its content digest)."""
+    full = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
+    full[DIGEST_KEY] = content_sha256(full)
     buf = io.BytesIO()
-    torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **payload}, buf)
+    torch.save(full, buf)
     return buf.getvalue()
+
+
+def content_sha256(payload: dict) -> str:
+    """sha256 of a model file's content: every entry but DIGEST_KEY, hashed by value (keys sorted, tensors by dtype,
+    shape and bytes), so it does not depend on how a torch version lays the file out."""
+    h = hashlib.sha256()
+    _digest_value(h, {k: v for k, v in payload.items() if k != DIGEST_KEY})
+    return h.hexdigest()
+
+
+def _digest_value(h: hashlib._Hash, value: object) -> None:
+    """Feed one payload value to h, tagged by its kind (lists and tuples alike: a file may store either)."""
+    if isinstance(value, dict):
+        h.update(b"d%d:" % len(value))
+        for key in sorted(value, key=repr):
+            _digest_value(h, key)
+            _digest_value(h, value[key])
+    elif isinstance(value, list | tuple):
+        h.update(b"l%d:" % len(value))
+        for item in value:
+            _digest_value(h, item)
+    elif isinstance(value, torch.Tensor | np.ndarray):
+        t = torch.as_tensor(value).detach().cpu().contiguous()
+        h.update(f"t{t.dtype}{tuple(t.shape)}:".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    else:
+        h.update(f"{type(value).__name__}:{value!r};".encode())
 
 
 def write_atomically(path: str | os.PathLike[str], data: bytes) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import pickle
@@ -10,8 +11,9 @@ from pathlib import Path
 
 import torch
 
-from amberwatch.errors import ModelError
-from amberwatch.model.classifier import FORMAT, FORMAT_VERSION, Classifier
+from amberwatch.errors import InvalidInputError, ModelError
+from amberwatch.model.classifier import DIGEST_KEY, FORMAT, FORMAT_VERSION, Classifier, content_sha256
+from amberwatch.model.limits import MODEL_LIMITS, check_limits
 from amberwatch.model.pretrained import PretrainedClassifier
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
@@ -46,20 +48,44 @@ def from_bytes(data: bytes, name: str = "<bytes>") -> Model:
             f"{name}: model format version {version!r} is not supported "
             f"(this amberwatch reads versions 1 and {FORMAT_VERSION})"
         )
+    check_digest(payload, name)
     kind = payload.get("kind", "cnn")
     if kind not in _KINDS:
         raise ModelError(f"{name}: unknown model kind {kind!r} (expected one of {sorted(_KINDS)})")
     try:
-        return _KINDS[kind].from_payload(payload, name)
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        model = _KINDS[kind].from_payload(payload, name)
+        check_limits("model", vars(model), MODEL_LIMITS)
+    except (KeyError, TypeError, ValueError, RuntimeError, InvalidInputError) as exc:
         raise ModelError(f"{name}: incompatible amberwatch model file ({exc})") from exc
+    return model
 
 
-def load(path: str | os.PathLike[str] | None = None) -> Model:
-    """Load a model file (None: the bundled default model); ModelError naming the path if it is unusable."""
+def check_digest(payload: dict, name: str) -> None:
+    """ModelError naming the file and both digests when a payload's content differs from the digest it carries
+    (files from before the digest carry none: a registered one is checked by the registry's file sha256)."""
+    stored = payload.get(DIGEST_KEY)
+    if stored is None:
+        return
+    actual = content_sha256(payload)
+    if actual != stored:
+        raise ModelError(f"{name}: damaged model file: its content has sha256 {actual}, but the file records {stored}")
+
+
+def load(path: str | os.PathLike[str] | None = None, file_sha256: str | None = None) -> Model:
+    """Load a model file (None: the bundled default model), checking its content digest and, if given, the file's
+    sha256 (a registry's record of it); ModelError naming the path if it is unusable or not what it claims."""
     p = BUNDLED_PATH if path is None else Path(path)
+    if p.exists() and not p.is_file():  # a FIFO would block the read, a folder fail it
+        raise ModelError(f"{str(p)!r}: not a regular file, cannot be a model file")
     try:
         data = p.read_bytes()
     except OSError as exc:
         raise ModelError(f"{str(p)!r}: cannot read model file ({exc.strerror or exc})") from exc
+    if file_sha256 is not None:
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != file_sha256:
+            raise ModelError(
+                f"{str(p)!r}: damaged or replaced model file: its sha256 is {actual}, "
+                f"but the registry records {file_sha256}"
+            )
     return from_bytes(data, repr(str(p)))

@@ -9,9 +9,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from amberwatch.errors import InvalidInputError
+from amberwatch.model.limits import check_limits
+
 # Fixed input normalisation (0..255 RGB): centred, roughly unit variance on aerial imagery.
 PIXEL_MEAN = (110.0, 115.0, 100.0)
 PIXEL_STD = (50.0, 50.0, 50.0)
+# What a network can be built and scanned with: (lowest, highest) of each number in its config.
+NET_LIMITS: dict[str, tuple[float, float]] = {
+    "downsample": (1, 16),
+    "window_cells": (1, 63),
+    "local_norm_px": (0, 1024),
+    "pool_r": (0.0, 100.0),
+}
 
 
 @dataclass(frozen=True)
@@ -26,6 +36,11 @@ class NetConfig:
     pool_r: float = (
         0.0  # 0: average-pool features; r > 0: log-mean-exp pooling of cell logits (soft max, for sparse pits)
     )
+
+    def __post_init__(self) -> None:
+        check_limits("network", vars(self), NET_LIMITS)
+        if not 1 <= len(self.widths) <= 8 or not all(1 <= w <= 4096 for w in self.widths):
+            raise InvalidInputError(f"network widths {self.widths!r} are out of range (1 to 8 layers of 1 to 4096)")
 
     @property
     def cell_px(self) -> int:

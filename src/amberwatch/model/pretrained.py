@@ -40,10 +40,24 @@ from amberwatch.model.dataset import TEXTY_RESOLUTION_M_PER_PX, ChipSet
 from amberwatch.model.features import DIHEDRAL_VIEWS, FeatureCache, chip_features, dihedral, prep_key, rescale
 from amberwatch.model.head import HEADS, Head, MlpSettings, blend_heads, fit_linear, fit_mlp_parts
 from amberwatch.model.int8_check import CHECK_CHIPS, Int8Check, mean_abs_dlogit
+from amberwatch.model.limits import check_limits
 from amberwatch.model.processes import map_in_processes
 from amberwatch.model.windows import box_mean, box_mean_2x, inner_cells
 
 _CHANNEL_CHUNK = 128  # channels per window-mean call in a scan: bounds the temporaries of a large image
+# What a scan can run with: (lowest, highest) of each number in a recipe (a model file's recipe is checked on load).
+RECIPE_LIMITS: dict[str, tuple[float, float]] = {
+    "scale": (0.05, 20.0),
+    "jitter_copies": (0, 64),
+    "C": (1e-9, 1e9),
+    "cell_px": (8, 256),
+    "window_cells": (1, 255),
+    "border_px": (0, 1024),
+    "halo_px": (0, 1024),
+    "chunk_px": (INPUT_MULTIPLE_PX, 8192),
+    "embedding_dims": (0, 1024),
+    "example_resolution_m_per_px": (1e-3, 1e3),
+}
 
 
 @dataclass(frozen=True)
@@ -74,6 +88,9 @@ class PretrainedRecipe:
     name: str = "pretrained"
 
     def __post_init__(self) -> None:
+        check_limits("recipe", vars(self), RECIPE_LIMITS)
+        if self.cell_px & (self.cell_px - 1):  # stage maps are pooled to cells and coarse ones repeated on them
+            raise InvalidInputError(f"recipe cell_px must be a power of two, got {self.cell_px}")
         if self.head not in HEADS:
             raise InvalidInputError(f"unknown head {self.head!r} (expected one of {', '.join(HEADS)})")
         if any(STAGE_STRIDES[s] > self.cell_px for s in self.feature_std_stages) and self.window_cells % 4 != 3:

@@ -184,7 +184,7 @@ class ModelRegistry:
             raise ModelError(f"model version {info.version}: the bundled model file is missing from the package")
         if info.version != BUNDLED_VERSION and not info.path.exists():
             raise ModelError(f"model version {info.version}: file {str(info.path)!r} is missing")
-        clf = load_file(info.path)
+        clf = load_file(info.path, info.file_sha256)  # the bundled model has no row: its own digest only
         clf.version = str(info.version)
         return clf
 
