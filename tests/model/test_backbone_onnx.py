@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
 
+import amberwatch.model as model
 import amberwatch.model.backbone_onnx as bo
 from amberwatch.model import backbone as bb
+from tests.fixtures.fifo import finishes
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +67,20 @@ def test_an_unwritable_cache_still_builds(backbone, tmp_path, monkeypatch):
     monkeypatch.setenv("AMBERWATCH_CACHE_DIR", str(blocker))
     twin = bo.OnnxBackbone(backbone)
     assert len(_maps(twin)) == 4 and not list(tmp_path.glob("**/*.part"))
+
+
+def test_a_fifo_or_folder_in_place_of_a_cached_file_is_rebuilt_for_fp32_and_int8(backbone, cache_dir):
+    ranges = model.load().int8.ranges  # the bundled model's: the int8 backbone a scan builds
+    for r in (None, ranges):
+        path = bo.built_path(backbone, r)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(path)
+        twin = finishes(lambda r=r: bo.OnnxBackbone(backbone, ranges=r), path)
+        assert twin.int8 == (r is not None) and len(_maps(twin)) == 4
+        assert path.is_file() and path.stat().st_size > 1_000_000  # the FIFO was replaced by the built model
+    for r in (None, ranges):  # a folder cannot be replaced: built in memory each time, the folder left alone
+        path = bo.built_path(backbone, r)
+        path.unlink()
+        path.mkdir()
+        twin = bo.OnnxBackbone(backbone, ranges=r)
+        assert twin.int8 == (r is not None) and len(_maps(twin)) == 4 and path.is_dir()

@@ -223,23 +223,27 @@ def test_int8_backbone_is_rebuilt_from_stored_ranges_when_asked(clf):
     np.testing.assert_array_equal(fast.predict_grid(image), exact)
 
 
-def test_int8_needs_calibration_and_falls_back_when_ranges_do_not_fit(clf):
-    from amberwatch.errors import ModelFallbackWarning
-    from amberwatch.model.pretrained import Int8Calibration
+def test_int8_needs_calibration_and_never_turns_into_fp32_mid_scan(clf):
+    from amberwatch.scan.engine import choose_precision
 
     plain = PretrainedClassifier(clf.head, clf.recipe, threshold=clf.threshold)
     with pytest.raises(ModelError, match="no int8 calibration"):
         plain.set_int8(True)
     with pytest.raises(ModelError, match=r"\(cnn\) has no int8 backbone"):
         model.load(model.BUNDLED_CNN_PATH).set_int8(True)
-    broken = Int8Calibration({"no_such_tensor": [0.0, 1.0]}, 0.3)
+    broken = replace(clf.int8, ranges={"no_such_tensor": [0.0, 1.0]})  # with the bundled model's check chips
     other = PretrainedClassifier(clf.head, clf.recipe, threshold=clf.threshold, int8=broken)
     other.set_int8(True)
     image = np.random.default_rng(6).integers(0, 255, (256, 256, 3), dtype=np.uint8)
-    with pytest.warns(ModelFallbackWarning, match="no_such_tensor"):
-        probs = other.predict_grid(image)
-    np.testing.assert_array_equal(probs, plain.predict_grid(image))
-    assert not other.use_int8
+    # A worker told to score int8 that cannot build it fails: it never scores fp32 in a scan recorded as int8.
+    with pytest.raises(ModelError, match=r"no_such_tensor.*--fp32"):
+        other.predict_grid(image)
+    assert other.use_int8
+    # The scan's client finds out before it starts, and the whole scan is fp32.
+    with pytest.warns(ModelFallbackWarning, match="int8 backbone unavailable"):
+        int8, check = choose_precision(other, None)
+    assert not int8 and not check.passed and not other.use_int8
+    np.testing.assert_array_equal(other.predict_grid(image), plain.predict_grid(image))
 
 
 def test_cnn_v1_file_still_loads():

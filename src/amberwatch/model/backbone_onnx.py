@@ -341,7 +341,7 @@ def model_bytes(
 ) -> bytes:
     """The serialized ONNX backbone for ranges (None: fp32): from the cache on disk, else built and kept there."""
     path = built_path(backbone, ranges)
-    if quantized is None and not fresh:
+    if quantized is None and not fresh and path.is_file():  # never open a FIFO (it blocks) or read a folder
         with contextlib.suppress(OSError):
             data = path.read_bytes()
             if data:

@@ -363,17 +363,16 @@ class PretrainedClassifier(VersionedModel):
         return Int8Check(len(pairs), here, cal.check_dlogit)
 
     def _scan_backbone(self) -> OnnxBackbone:
-        """The int8 twin when asked for and its ranges fit this export, else the fp32 one (with a warning)."""
+        """The int8 twin when asked for, else the fp32 one; ModelError when int8 was asked for and cannot be built
+        here (a scan chooses its precision once, before it starts: a worker never scores fp32 in an int8 scan)."""
         if self.use_int8 and self.int8 is not None:
             try:
                 return onnx_backbone(self.backbone, self.int8.ranges)
             except Exception as exc:  # a different torch/onnx/ORT version may export other tensor names
-                warnings.warn(
-                    f"model v{self.version}: int8 backbone unavailable ({exc}); scanning with fp32",
-                    ModelFallbackWarning,
-                    stacklevel=2,
-                )
-                self.use_int8 = False
+                raise ModelError(
+                    f"model v{self.version}: int8 backbone unavailable here ({type(exc).__name__}: {exc}); "
+                    "this scan's precision is int8, so nothing is scored in fp32: run it with --fp32"
+                ) from exc
         return onnx_backbone(self.backbone)
 
     def _pool_fine(self, fmap: torch.Tensor, stride: int) -> torch.Tensor:
