@@ -33,8 +33,9 @@ def _maps(twin: bo.OnnxBackbone) -> list[torch.Tensor]:
 def test_a_built_backbone_is_loaded_from_disk_without_exporting(backbone, cache_dir, monkeypatch):
     ranges = bo.int8_ranges(backbone, [np.random.default_rng(1).integers(0, 255, (64, 96, 3), dtype=np.uint8)])
     first = {name: bo.OnnxBackbone(backbone, ranges=r) for name, r in (("fp32", None), ("int8", ranges))}
-    files = sorted(p.name for p in cache_dir.iterdir())
+    files = sorted(p.name for p in cache_dir.glob("*.onnx"))
     assert len(files) == 2 and files[0].startswith("fp32-") and files[1].startswith("int8-")
+    assert sorted(p.name for p in cache_dir.iterdir()) == sorted([*files, *(f"{f}.sha256" for f in files)])
 
     def no_export(_backbone):
         raise AssertionError("exported again")
@@ -59,6 +60,18 @@ def test_a_damaged_cache_file_is_rebuilt(backbone, cache_dir):
     for a, b in zip(_maps(exact), _maps(rebuilt)):
         assert torch.equal(a, b)
     assert path.stat().st_size > 1_000_000  # the good model is back on disk
+
+
+def test_a_cached_file_with_flipped_weights_is_rebuilt(backbone, cache_dir):
+    exact = _maps(bo.OnnxBackbone(backbone))
+    path = bo.built_path(backbone, None)
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2  # inside the weights: ONNX Runtime still loads the file
+    data[middle : middle + 2000] = bytes(b ^ 0xFF for b in data[middle : middle + 2000])
+    path.write_bytes(bytes(data))
+    for a, b in zip(exact, _maps(bo.OnnxBackbone(backbone))):
+        assert torch.equal(a, b)
+    assert path.read_bytes() != bytes(data)  # the good model is back on disk
 
 
 def test_an_unwritable_cache_still_builds(backbone, tmp_path, monkeypatch):

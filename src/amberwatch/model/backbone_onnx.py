@@ -341,11 +341,10 @@ def model_bytes(
 ) -> bytes:
     """The serialized ONNX backbone for ranges (None: fp32): from the cache on disk, else built and kept there."""
     path = built_path(backbone, ranges)
-    if quantized is None and not fresh and path.is_file():  # never open a FIFO (it blocks) or read a folder
-        with contextlib.suppress(OSError):
-            data = path.read_bytes()
-            if data:
-                return data
+    if quantized is None and not fresh:
+        data = _cached(path)
+        if data is not None:
+            return data
     if ranges is None:
         model = _fp32_model(backbone)
     else:
@@ -355,19 +354,40 @@ def model_bytes(
     return data
 
 
+def _digest_path(path: Path) -> Path:
+    """The file beside a cached backbone holding its sha256 (flipped weights still parse: only this catches them)."""
+    return path.with_name(path.name + ".sha256")
+
+
+def _cached(path: Path) -> bytes | None:
+    """A cached backbone's bytes if path and its digest file are regular files (never a FIFO, which would block,
+    or a folder) and the bytes match the digest; None means build it."""
+    digest = _digest_path(path)
+    if not (path.is_file() and digest.is_file()):
+        return None
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        data = path.read_bytes()
+        if data and hashlib.sha256(data).hexdigest() == digest.read_text().strip():
+            return data
+    return None
+
+
 def _store(path: Path, data: bytes) -> None:
-    """Write data to path atomically; a cache that cannot be written only costs the next process the build."""
-    part = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, part = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.", suffix=".part")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(part, path)
-    except OSError:
-        if part is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(part)
+    """Write data to path, then its sha256 beside it, each atomically; a cache that cannot be written only costs
+    the next process the build."""
+    for target, content in ((path, data), (_digest_path(path), hashlib.sha256(data).hexdigest().encode())):
+        part = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, part = tempfile.mkstemp(dir=path.parent, prefix=f"{target.name}.", suffix=".part")
+            with os.fdopen(fd, "wb") as f:
+                f.write(content)
+            os.replace(part, target)
+        except OSError:
+            if part is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(part)
+            return
 
 
 def onnx_backbone(backbone: Backbone, ranges: dict[str, list[float]] | None = None) -> OnnxBackbone:
