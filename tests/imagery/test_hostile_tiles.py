@@ -137,6 +137,17 @@ def test_redirect_loop_and_bad_gzip_fail_only_their_tile_once(tile_server, cache
     assert tile_server.tile_requests().count(f"/18/{X + 1}/{Y + 5}.png") == 1
 
 
+def test_nested_gzip_bomb_is_refused_from_its_headers(tile_server, cache: TileCache) -> None:
+    tile_server.tiles[(Z, X, Y)] = tile_png(1)
+    tile_server.faults[(Z, X, Y)] = ["gzip2bomb"] * 5  # gzip inside gzip: a few KB would unpack to 512 MiB
+    gzip_bomb(tile_server.gzip_bomb_bytes)
+    with open_source(tile_server.url, cache=cache) as src:
+        ((_, got),) = list(src.read_tiles([(Z, X, Y)]))
+    assert isinstance(got, ImageryError) and f"tile z=18 x={X} y={Y}" in str(got)
+    assert "Content-Encoding 'gzip, gzip'; only one layer of gzip or deflate" in str(got)
+    assert tile_server.tile_requests().count(f"/18/{X}/{Y}.png") == 1
+
+
 @pytest.mark.parametrize(
     ("fault", "cap"),
     [
