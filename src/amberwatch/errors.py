@@ -48,7 +48,7 @@ class ImageryError(AmberwatchError):
 
 
 class TileTooLargeError(ImageryError):
-    """A tile's image is far larger than a tile (a possible decompression bomb): failed, never retried."""
+    """A tile's image or HTTP body is far larger than a tile (a possible decompression bomb): failed, never retried."""
 
 
 class UnreachableError(ImageryError):

@@ -20,7 +20,8 @@ from amberwatch.errors import (
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.decode import MAX_TILE_PIXELS, decode_image
 from amberwatch.imagery.open import open_source
-from tests.fixtures.tileserver import bomb_png
+from tests.fixtures.rss import peak_rss
+from tests.fixtures.tileserver import bomb_png, gzip_bomb
 
 from .conftest import tile_png
 
@@ -115,3 +116,88 @@ def test_sqlite_side_files_are_git_ignored() -> None:
     if done.returncode == 128:
         pytest.skip("not a git checkout")
     assert sorted(done.stdout.split()) == sorted(names)
+
+
+def test_redirect_loop_and_bad_gzip_fail_only_their_tile_once(tile_server, cache: TileCache) -> None:
+    keys = [(Z, X + i, Y + 5) for i in range(3)]
+    for i, k in enumerate(keys):
+        tile_server.tiles[k] = tile_png(i)
+    tile_server.faults[keys[0]] = ["redirect"] * 50  # 302 to itself, again and again
+    tile_server.faults[keys[1]] = ["badgzip"] * 5  # "Content-Encoding: gzip" over a plain PNG
+    with open_source(tile_server.url, cache=cache) as src:
+        got = dict(src.read_tiles(keys))
+    assert got[keys[2]] is not None
+    loop, bad = got[keys[0]], got[keys[1]]
+    assert isinstance(loop, ImageryError) and f"tile z=18 x={X} y={Y + 5}" in str(loop)
+    assert "redirects in a loop" in str(loop)
+    assert isinstance(bad, ImageryError) and f"tile z=18 x={X + 1} y={Y + 5}" in str(bad)
+    assert "does not match its Content-Encoding" in str(bad)
+    # Not retried: the same would come again within the run.
+    assert tile_server.tile_requests().count(f"/18/{X}/{Y + 5}.png") == 21  # the request and 20 redirects
+    assert tile_server.tile_requests().count(f"/18/{X + 1}/{Y + 5}.png") == 1
+
+
+def test_nested_gzip_bomb_is_refused_from_its_headers(tile_server, cache: TileCache) -> None:
+    tile_server.tiles[(Z, X, Y)] = tile_png(1)
+    tile_server.faults[(Z, X, Y)] = ["gzip2bomb"] * 5  # gzip inside gzip: a few KB would unpack to 512 MiB
+    gzip_bomb(tile_server.gzip_bomb_bytes)
+    with open_source(tile_server.url, cache=cache) as src:
+        ((_, got),) = list(src.read_tiles([(Z, X, Y)]))
+    assert isinstance(got, ImageryError) and f"tile z=18 x={X} y={Y}" in str(got)
+    assert "Content-Encoding 'gzip, gzip'; only one layer of gzip or deflate" in str(got)
+    assert tile_server.tile_requests().count(f"/18/{X}/{Y}.png") == 1
+
+
+@pytest.mark.parametrize(
+    ("fault", "cap"),
+    [
+        ("gzipbomb", "MAX_TILE_DECODED_BYTES"),
+        ("huge", "MAX_TILE_WIRE_BYTES"),
+        ("hugenolength", "MAX_TILE_DECODED_BYTES"),
+    ],
+)
+def test_bodies_past_the_byte_caps_are_cut_short_and_not_retried(tile_server, cache: TileCache, fault, cap) -> None:
+    keys = [(Z, X + i, Y + 7) for i in range(9)]
+    for i, k in enumerate(keys):
+        tile_server.tiles[k] = tile_png(i)
+    for k in keys[:8]:  # 8 at once, as many as a worker has in flight
+        tile_server.faults[k] = [fault] * 5
+    tile_server.gzip_bomb_bytes = 2**26  # 64 MiB of zeros in 65 KB on the wire, 512 MiB for the 8
+    gzip_bomb(tile_server.gzip_bomb_bytes)  # made (and cached) once, not by 8 server threads at once
+    tile_server.huge_bytes = 300 * 2**20
+    source = open_source(tile_server.url, cache=cache, max_concurrency=8)
+    with source as src, peak_rss() as rss, pytest.warns(OversizedTileWarning):
+        got = dict(src.read_tiles(keys))
+    assert got[keys[8]] is not None
+    for x, k in enumerate(keys[:8], start=X):
+        assert isinstance(got[k], TileTooLargeError) and f"tile z=18 x={x} y={Y + 7}" in str(got[k])
+        assert cap in str(got[k])
+        assert tile_server.tile_requests().count(f"/18/{x}/{Y + 7}.png") == 1
+    # Measured with psutil: 8 capped bodies at once grew this process by far less than their 512 MiB (~75 MiB).
+    grown_mib = (rss["peak_bytes"] - rss["start_bytes"]) / 2**20
+    assert grown_mib < 200, f"reading 8 capped bodies grew RSS by {grown_mib:.0f} MiB"
+
+
+def test_tile_deadline_bounds_all_tries_of_a_stalling_server(tile_server, cache: TileCache) -> None:
+    tile_server.tiles[(Z, X, Y)] = tile_png(1)
+    tile_server.faults[(Z, X, Y)] = ["timeout"] * 10  # headers held 0.6 s, past the 0.2 s read timeout
+    tile_server.timeout_s = 0.6
+    with open_source(tile_server.url, cache=cache, timeout_s=0.2, deadline_s=1.0, max_retries=4) as src:
+        t0 = time.monotonic()
+        with pytest.raises(ImageryError, match=r"tile z=18 x=150000 y=86000 .* 1 s deadline per tile"):
+            src.read_tile(Z, X, Y)
+        elapsed = time.monotonic() - t0
+    assert elapsed < 1.5, f"one tile took {elapsed:.1f} s with a 1 s deadline"
+
+
+def test_retry_after_past_the_tile_deadline_fails_at_once(tile_server, cache: TileCache) -> None:
+    tile_server.tiles[(Z, X, Y)] = tile_png(1)
+    tile_server.faults[(Z, X, Y)] = ["429"] * 10
+    tile_server.retry_after_s = 100_000
+    with open_source(tile_server.url, cache=cache, deadline_s=5.0, max_retries=1) as src:
+        t0 = time.monotonic()
+        with pytest.raises(ImageryError, match=r"5 s deadline per tile.*HTTP 429.*after 60 s more"):
+            src.read_tile(Z, X, Y)
+        elapsed = time.monotonic() - t0
+    assert elapsed < 2.0, f"a 429 with Retry-After: 100000 held the tile {elapsed:.1f} s"
+    assert tile_server.tile_requests().count(f"/18/{X}/{Y}.png") == 1

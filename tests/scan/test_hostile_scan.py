@@ -21,7 +21,8 @@ from PIL import Image
 
 from amberwatch.cli import main
 from amberwatch.imagery.decode import decode_image, encode_png
-from tests.fixtures.tileserver import TileServer
+from tests.fixtures.rss import peak_rss
+from tests.fixtures.tileserver import TileServer, gzip_bomb
 from tests.scan.conftest import ZOOM, bbox_arg, put_mosaic_tiles, tile_origin, tiles_bbox, write_aoi
 
 AMBERWATCH = str(Path(sys.executable).with_name("amberwatch"))
@@ -243,3 +244,51 @@ def test_second_copy_of_a_running_scan_names_the_pid_and_sends_no_request(tile_s
     assert len(paths) == len(set(paths)) == 25  # 3 x 3 tiles and their ring, each asked once
     assert scan_rows(db) == [(1, "finished")]
     assert not list(tmp_path.glob("*.lock"))  # the lock file goes with the scan
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("faults", "said"),
+    [
+        (["redirect"] * 50, "redirects in a loop"),
+        (["badgzip"] * 5, "does not match its Content-Encoding"),
+        (["hugenolength"] * 5, "over MAX_TILE_DECODED_BYTES"),
+        (["429"] * 5, "HTTP 429, and the next try was due after 60 s more"),
+    ],
+)
+def test_hostile_tile_fails_alone_and_the_scan_goes_on(tile_server, tmp_path, faults, said):
+    x0, y0 = tile_origin((130, 20))
+    x0, y0 = x0 // 8 * 8 + 5, y0 // 8 * 8 + 5  # the AOI's 3 x 3 top-left tiles are the corner of a block of 8 x 8
+    put_mosaic_tiles(tile_server, x0, y0, 4, 4)
+    tile_server.faults[(ZOOM, x0, y0)] = faults
+    tile_server.retry_after_s = 100_000
+    db = tmp_path / "hostile.db"
+    args = scan_args(tiles_bbox(x0, y0, 4, 4), tile_server.url, db, "--tile-deadline", "10")
+    t0 = time.monotonic()
+    result = run(*args)
+    assert time.monotonic() - t0 < 30
+    assert result.exit_code == 3, result.output
+    assert "Traceback" not in result.output and "4 of 16 tiles failed" in result.stderr
+    status, error = tile_status(db)[(x0, y0)]
+    assert status == "failed" and f"tile z={ZOOM} x={x0} y={y0}" in error and said in error
+    assert scan_rows(db) == [(1, "finished")]
+    tile_server.faults.clear()
+    assert run(*args).exit_code == 0  # the next run retries the failed tiles
+
+
+@pytest.mark.slow
+def test_gzip_bomb_tile_fails_alone_with_bounded_memory(tile_server, tmp_path):
+    x0, y0 = tile_origin((140, 20))
+    x0, y0 = x0 // 8 * 8 + 5, y0 // 8 * 8 + 5
+    put_mosaic_tiles(tile_server, x0, y0, 4, 4)
+    tile_server.faults[(ZOOM, x0, y0)] = ["gzipbomb"] * 5  # 522 KB on the wire, 512 MiB unpacked
+    gzip_bomb(tile_server.gzip_bomb_bytes)
+    db = tmp_path / "gzipbomb.db"
+    with peak_rss() as rss:  # --workers 1: the scan's worker is this process
+        result = run(*scan_args(tiles_bbox(x0, y0, 4, 4), tile_server.url, db))
+    assert result.exit_code == 3, result.output
+    assert "Traceback" not in result.output and "refused an image far larger than a tile" in result.stderr
+    status, error = tile_status(db)[(x0, y0)]
+    assert status == "failed" and f"tile z={ZOOM} x={x0} y={y0}" in error and "MAX_TILE_DECODED_BYTES" in error
+    assert tile_server.tile_requests().count(f"/{ZOOM}/{x0}/{y0}.png") == 1
+    assert rss["peak_bytes"] < 1.5 * 2**30, f"peak RSS {rss['peak_bytes'] / 2**30:.2f} GiB"

@@ -3,7 +3,9 @@
 Fetching runs on one private event loop thread per source, so the synchronous API works from any
 thread (including inside someone else's running event loop). Concurrency and requests per second
 are bounded; 429 (Retry-After honoured, capped), 5xx, timeouts, broken connections and corrupt bodies
-are retried with exponential backoff and jitter. 404/410/204 and empty 200 bodies mean "no imagery".
+are retried with exponential backoff and jitter, all within one deadline per tile. Bodies are streamed
+and capped in wire and decoded bytes; redirect loops, bad content encodings and bodies past a cap fail the
+tile at once (the same would come again). 404/410/204 and empty 200 bodies mean "no imagery".
 Secrets (the API key) are substituted only into the outgoing request, never into the spec, the source id or messages.
 """
 
@@ -42,7 +44,15 @@ from amberwatch.imagery.tiles import check_tile, tile_to_quadkey, xyz_to_tms_y
 USER_AGENT = f"amberwatch/{__version__} (+https://github.com/amberwatch)"
 MAX_RETRY_AFTER_S = 60.0
 BACKOFF_CAP_S = 30.0
-DEFAULT_DEADLINE_S = 30.0  # longest one tile request may take, first byte sent to last byte read
+DEFAULT_DEADLINE_S = 30.0  # longest one tile may take, from its first request: all tries and waits included
+# Caps on one tile's HTTP body. The largest tile accepted is 1024 x 1024 px (MAX_TILE_PIXELS); even stored
+# uncompressed as 16-bit RGBA (8 bytes a px) its file is 8 MiB: allow that plus 1 MiB of headers and metadata.
+# HTTP content coding (gzip) only shrinks a real image file, so the wire cap is the decoded cap plus gzip's
+# framing. Reading stops at the first chunk past a cap, so a gzip bomb costs at most the cap plus one network
+# read (64 KiB) expanded at deflate's ~1030:1 (~66 MB) per tile in flight, never the bomb's full size.
+MAX_TILE_DECODED_BYTES = 8 * MAX_TILE_PIXELS + 2**20
+MAX_TILE_WIRE_BYTES = MAX_TILE_DECODED_BYTES + 2**16
+_ACCEPT_ENCODING = "gzip, deflate"  # one layer of deflate at most: brotli/zstd or nested gzip expand far more
 DEFAULT_SUBDOMAINS = "abc"
 
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
@@ -228,16 +238,86 @@ class _Retry:
     delay: float | None = None
 
 
-def _read_response(resp: httpx.Response, shown: str, tile: TileKey) -> FetchedTile | None | _Retry:
-    """The tile in an HTTP response, None for "no imagery here", or a _Retry; ImageryError for other statuses."""
+class _Deadline:
+    """The time one tile may take, counted from its first request (after any queueing) to its last byte."""
+
+    def __init__(self, deadline_s: float) -> None:
+        self.deadline_s = deadline_s
+        self._end: float | None = None
+
+    def start(self) -> None:
+        """Start the clock (a no-op once started)."""
+        if self._end is None:
+            self._end = time.monotonic() + self.deadline_s
+
+    def left_s(self) -> float:
+        """Seconds left before the deadline (all of it before the clock starts)."""
+        return self.deadline_s if self._end is None else max(0.0, self._end - time.monotonic())
+
+
+def _tile_name(tile: TileKey, shown: str) -> str:
+    z, x, y = tile
+    return f"tile z={z} x={x} y={y} from {shown}"
+
+
+def _check_encoding(resp: httpx.Response, where: str) -> None:
+    """ImageryError unless the body has at most one layer of gzip/deflate (whose expansion per read is bounded)."""
+    codings = [c.strip().lower() for c in resp.headers.get("content-encoding", "").split(",")]
+    codings = [c for c in codings if c and c != "identity"]
+    if len(codings) > 1 or (codings and codings[0] not in ("gzip", "deflate")):
+        raise ImageryError(
+            f"{where} came with Content-Encoding {resp.headers['content-encoding']!r}; only one layer of gzip or"
+            " deflate is accepted for a tile"
+        )
+
+
+def _over_cap(where: str, what: str, cap_name: str, cap_bytes: int) -> TileTooLargeError:
+    return TileTooLargeError(
+        f"{where}: {what} is over {cap_name} ({cap_bytes / 2**20:g} MiB), far more than any tile; refused"
+        " without reading further (a decompression bomb or not a tile), not retried"
+    )
+
+
+async def _read_body(resp: httpx.Response, where: str) -> bytes:
+    """The decoded body of a streamed response, read only up to MAX_TILE_WIRE_BYTES / MAX_TILE_DECODED_BYTES."""
+    _check_encoding(resp, where)
+    declared = resp.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_TILE_WIRE_BYTES:
+        raise _over_cap(
+            where, f"the declared body of {int(declared):,} bytes", "MAX_TILE_WIRE_BYTES", MAX_TILE_WIRE_BYTES
+        )
+    chunks: list[bytes] = []
+    decoded_bytes, over = 0, None
+    stream = resp.aiter_bytes()
+    try:
+        async for chunk in stream:
+            decoded_bytes += len(chunk)
+            if resp.num_bytes_downloaded > MAX_TILE_WIRE_BYTES:
+                over = ("the body on the wire", "MAX_TILE_WIRE_BYTES", MAX_TILE_WIRE_BYTES)
+            elif decoded_bytes > MAX_TILE_DECODED_BYTES:
+                over = ("the decoded body", "MAX_TILE_DECODED_BYTES", MAX_TILE_DECODED_BYTES)
+            if over:
+                break
+            chunks.append(chunk)
+    finally:
+        await stream.aclose()  # now: left to the loop, its last decoded chunk would live on a while
+    if over:
+        chunks.clear()  # the error's traceback keeps this frame, which must not keep the bytes read
+        chunk = b""
+        raise _over_cap(where, *over)
+    return b"".join(chunks)
+
+
+async def _read_response(resp: httpx.Response, shown: str, tile: TileKey) -> FetchedTile | None | _Retry:
+    """The tile in a streamed HTTP response, None for "no imagery here", or a _Retry; ImageryError otherwise."""
     status = resp.status_code
+    where = _tile_name(tile, shown)
     if status == 200:
-        body = resp.content
+        body = await _read_body(resp, where)
         if not body:
             return None  # some servers answer "no tile here" with an empty 200
-        z, x, y = tile
         try:
-            pixels, valid = decode_with_valid(body, f"tile z={z} x={x} y={y} from {shown}", max_pixels=MAX_TILE_PIXELS)
+            pixels, valid = decode_with_valid(body, where, max_pixels=MAX_TILE_PIXELS)
         except ImageTooLargeError as exc:
             raise TileTooLargeError(str(exc)) from None  # the same bytes would come again: no retry
         except ImageError as exc:
@@ -279,8 +359,8 @@ class XyzTileSource(TileSource):
     ) -> None:
         """Validate the template and options; no request is made until a tile is read.
 
-        ``timeout_s`` bounds each network wait (connect, each read); ``deadline_s`` bounds one whole request,
-        so a server dripping bytes cannot hold a tile longer than that (such a tile fails without retry).
+        ``timeout_s`` bounds each network wait (connect, each read); ``deadline_s`` bounds one whole tile, all
+        tries and waits included, so neither a dripping nor a stalling server holds a tile longer than that.
         """
         super().__init__(cache=cache, capture_date=capture_date)
         _check_limits(max_concurrency, requests_per_s, timeout_s, max_retries, deadline_s)
@@ -298,7 +378,7 @@ class XyzTileSource(TileSource):
         self.spec = name or redact_url(self.template)
         normalised = redact_url(self.template) + ("|s=" + "".join(self.subdomains) if self.subdomains else "")
         self.source_id = "xyz-" + spec_hash(normalised)
-        send_headers = {"User-Agent": USER_AGENT}
+        send_headers = {"User-Agent": USER_AGENT, "Accept-Encoding": _ACCEPT_ENCODING}
         for k, v in header_values.items():
             send_headers[k] = v.replace("{key}", self._key) if self._key else v
         self._engine = _LoopThread(
@@ -326,47 +406,71 @@ class XyzTileSource(TileSource):
         return self._engine.submit(self._fetch_async(z, x, y)).result()
 
     async def _fetch_async(self, z: int, x: int, y: int) -> FetchedTile | None:
-        """GET one tile with retries; None for 404/204; ImageryError naming tile and URL when it keeps failing."""
+        """GET one tile with retries within its deadline; None for 404/204; ImageryError naming tile and URL."""
         url = self.tile_url(z, x, y, with_secret=True)
         shown = redact_url(self.tile_url(z, x, y))
+        deadline = _Deadline(self.deadline_s)
         problem = "no attempt"
         for attempt in range(self.max_retries + 1):
-            outcome = await self._attempt(url, shown, (z, x, y))
+            outcome = await self._attempt(url, shown, (z, x, y), deadline)
             if not isinstance(outcome, _Retry):
                 return outcome
             problem = outcome.problem
             if attempt < self.max_retries:
-                delay = outcome.delay
-                if delay is None:
-                    backoff = min(self.backoff_base_s * 2**attempt, BACKOFF_CAP_S)
-                    delay = backoff * (0.5 + random.random() / 2)  # jitter: 50-100% of the backoff
-                await asyncio.sleep(delay)
+                await self._wait_to_retry(outcome, attempt, deadline, _tile_name((z, x, y), shown))
         raise ImageryError(
             f"tile z={z} x={x} y={y} from {shown} failed after {self.max_retries + 1} attempts: {problem}"
         )
 
-    async def _attempt(self, url: str, shown: str, tile: TileKey) -> FetchedTile | None | _Retry:
-        """One throttled GET of a tile: the tile, None (no imagery) or why it is worth another try."""
+    async def _wait_to_retry(self, outcome: _Retry, attempt: int, deadline: _Deadline, where: str) -> None:
+        """Sleep the server's Retry-After or a jittered backoff; fail now if that would pass the tile's deadline."""
+        delay = outcome.delay
+        if delay is None:
+            backoff = min(self.backoff_base_s * 2**attempt, BACKOFF_CAP_S)
+            delay = backoff * (0.5 + random.random() / 2)  # jitter: 50-100% of the backoff
+        if delay >= deadline.left_s():
+            raise self._late(where, f"{outcome.problem}, and the next try was due after {delay:g} s more")
+        await asyncio.sleep(delay)
+
+    def _late(self, where: str, why: str) -> ImageryError:
+        return ImageryError(
+            f"{where} was not complete within the {self.deadline_s:g} s deadline per tile, all tries and waits"
+            f" included ({why}); run again to retry it"
+        )
+
+    async def _attempt(self, url: str, shown: str, tile: TileKey, deadline: _Deadline) -> FetchedTile | None | _Retry:
+        """One throttled GET of a tile within what is left of its deadline: the tile, None or a _Retry."""
         engine = self._engine
-        assert engine.client is not None and engine.semaphore is not None
+        assert engine.semaphore is not None
         await engine.throttle()
         async with engine.semaphore:
+            deadline.start()
             try:
-                resp = await asyncio.wait_for(engine.client.get(url), self.deadline_s)
+                return await asyncio.wait_for(self._get(url, shown, tile), deadline.left_s())
             except TimeoutError:  # the deadline (httpx's own timeouts are not TimeoutError)
-                z, x, y = tile
-                raise ImageryError(
-                    f"tile z={z} x={x} y={y} from {shown} was not complete within the {self.deadline_s:g} s deadline"
-                    " per tile request (a very slow server); run again to retry it"
-                ) from None
-            except httpx.ConnectError as exc:
-                z, x, y = tile
-                raise UnreachableError(f"cannot connect to {shown} (tile z={z} x={x} y={y}): {exc}") from None
-            except httpx.TimeoutException:
-                return _Retry(f"timed out after {self.timeout_s:g} s")
-            except httpx.TransportError as exc:
-                return _Retry(f"connection failed ({type(exc).__name__}: {exc})")
-        return _read_response(resp, shown, tile)
+                raise self._late(_tile_name(tile, shown), "a very slow server") from None
+
+    async def _get(self, url: str, shown: str, tile: TileKey) -> FetchedTile | None | _Retry:
+        """Stream one GET and read it; transient network failures are a _Retry, the rest typed ImageryErrors."""
+        client = self._engine.client
+        assert client is not None
+        where = _tile_name(tile, shown)
+        try:
+            async with client.stream("GET", url) as resp:
+                return await _read_response(resp, shown, tile)
+        except httpx.ConnectError as exc:
+            z, x, y = tile
+            raise UnreachableError(f"cannot connect to {shown} (tile z={z} x={x} y={y}): {exc}") from None
+        except httpx.TimeoutException:
+            return _Retry(f"timed out after {self.timeout_s:g} s")
+        except httpx.TransportError as exc:
+            return _Retry(f"connection failed ({type(exc).__name__}: {exc})")
+        except httpx.TooManyRedirects:
+            raise ImageryError(f"{where} redirects in a loop (over {client.max_redirects} redirects)") from None
+        except httpx.DecodingError as exc:
+            raise ImageryError(f"{where}: the body does not match its Content-Encoding ({exc})") from None
+        except httpx.HTTPError as exc:
+            raise ImageryError(f"{where}: {type(exc).__name__}: {exc}") from None
 
     def read_tiles(self, tiles: Iterable[TileKey]) -> Iterator[tuple[TileKey, TileRead]]:
         """Fetch tiles concurrently (cache hits first-hand), yielding results in completion order."""

@@ -70,7 +70,7 @@ def _fmt_duration(seconds: float) -> str:
     type=click.FloatRange(0, min_open=True),
     default=None,
     metavar="SECONDS",
-    help="Longest one tile request may take, first byte to last [default: 30].",
+    help="Longest one tile may take, all tries and waits included [default: 30].",
 )
 @click.option(
     "--dask",
