@@ -252,6 +252,8 @@ def test_lost_worker_costs_nothing(server, aoi_file, reference, tmp_path, unit, 
     import dask
     from distributed import Client, LocalCluster
 
+    from amberwatch.scan import dask_runner
+
     db = tmp_path / "killed.db"
     aoi = aoi_from_geojson(json.loads(aoi_file.read_text()), name=str(aoi_file))
     killed: list[int] = []
@@ -273,7 +275,10 @@ def test_lost_worker_costs_nothing(server, aoi_file, reference, tmp_path, unit, 
         out = run_scan(aoi, server.url, ZOOM, db, settings)
         watcher.join(timeout=5)
         client.wait_for_workers(2, timeout=30)  # the nanny restarted the killed worker
+        has_model = client.run(lambda: dask_runner._loaded_model is not None)
     assert killed, f"unit {unit} did not run for {wait_s} s: the kill did not happen"
+    if unit == 0:  # the restarted worker ran some of the 3 units left, with the model it fetched itself
+        assert list(has_model.values()) == [True, True]
     assert out.tiles_failed == 0 and out.tiles_total == SIDE * SIDE
     assert_same_scan(snapshot(db), reference)
 
