@@ -227,6 +227,62 @@ def test_worker_killed_mid_scan_loses_and_doubles_nothing(server, aoi_file, refe
     conn.close()
 
 
+def _kill_worker_running(client, unit: int, wait_s: float, killed: list) -> None:
+    """SIGKILL the worker process running the scan's ``unit``-th unit once it has run it for ``wait_s``."""
+    deadline, seen = time.monotonic() + 120, None
+    while time.monotonic() < deadline:
+        pids = client.run(os.getpid)
+        running = [w for w, keys in client.processing().items() if any(k.endswith(f"-{unit}") for k in keys)]
+        if running and running[0] in pids:
+            seen = seen or time.monotonic()
+            if time.monotonic() - seen >= wait_s:
+                os.kill(pids[running[0]], signal.SIGKILL)
+                killed.append(unit)
+                return
+        time.sleep(0.01)
+
+
+# early: as the first unit starts; mid and late: 1 s into the second or the last of the 4 units, time for Dask's
+# memory manager (every 0.2 s here, 2 s by default) to drop copies of data on the idle worker that only the busy
+# one needs (this lost the model broadcast to both workers: "lose scattered data, which can't be recovered").
+@pytest.mark.slow
+@pytest.mark.parametrize(("unit", "wait_s"), [(0, 0.0), (1, 1.0), (3, 1.0)], ids=["early", "mid", "late"])
+def test_lost_worker_costs_nothing(server, aoi_file, reference, tmp_path, unit, wait_s):
+    """SIGKILL a busy worker early, mid-scan or near the end: the model survives it, the scan equals the local one."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    from amberwatch.scan import dask_runner
+
+    db = tmp_path / "killed.db"
+    aoi = aoi_from_geojson(json.loads(aoi_file.read_text()), name=str(aoi_file))
+    killed: list[int] = []
+    with (
+        dask.config.set({"distributed.scheduler.active-memory-manager.interval": "200ms"}),
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.CRITICAL
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        watcher = threading.Thread(target=_kill_worker_running, args=(client, unit, wait_s, killed), daemon=True)
+        watcher.start()
+        settings = ScanSettings(
+            dask=cluster.scheduler_address,
+            worker_cache=str(tmp_path / "worker-tiles.mbtiles"),
+            max_in_flight=1,  # one unit at a time: the other worker idles, as near the end of any scan
+            progress=False,
+        )
+        out = run_scan(aoi, server.url, ZOOM, db, settings)
+        watcher.join(timeout=5)
+        client.wait_for_workers(2, timeout=30)  # the nanny restarted the killed worker
+        has_model = client.run(lambda: dask_runner._loaded_model is not None)
+    assert killed, f"unit {unit} did not run for {wait_s} s: the kill did not happen"
+    if unit == 0:  # the restarted worker ran some of the 3 units left, with the model it fetched itself
+        assert list(has_model.values()) == [True, True]
+    assert out.tiles_failed == 0 and out.tiles_total == SIDE * SIDE
+    assert_same_scan(snapshot(db), reference)
+
+
 @pytest.mark.slow
 def test_resume_after_client_killed(server, aoi_file, reference, tmp_path):
     """SIGKILL the whole `scan --dask local` process group mid-scan; the same command finishes the rest."""

@@ -4,12 +4,15 @@ The engine stays the same: it streams units, and this runner submits them as Das
 bounded in-flight work (``distributed.as_completed``), hands each result back to the engine's single
 writer, and cleans up. Workers call the same pure ``process_unit`` as the local process pool:
 
-- the model goes to the workers once (its bytes scattered with ``broadcast=True``), is deserialised once
-  per worker process and kept in the worker module's cache; tasks only carry the small scan context;
+- the model's bytes are put once on the scheduler (a Dask ``Variable``), not on a worker: each worker process
+  (also one a nanny restarts after a crash) fetches and deserialises them at its first unit and keeps the model
+  in the worker module's cache; tasks only carry the small scan context and the variable's name. Scattered data
+  would not do: Dask's memory manager keeps one copy of it, and the loss of that worker fails the whole scan;
 - workers never touch the project DB; they read and fill a tile cache: the client's own cache file for
   ``local`` clusters (same machine), else ``--worker-cache`` as seen by each worker (default
   ``~/.cache/amberwatch/worker-tiles.mbtiles``: one file per host, shared by its worker processes);
-- a worker that dies mid-task has its unit rescheduled elsewhere (and ``retries`` covers task errors);
+- a worker that dies mid-task has its unit rescheduled elsewhere (a task has no input a worker holds; and
+  ``retries`` covers task errors);
   the writer's per-tile upsert never records a finished tile twice.
 """
 
@@ -24,6 +27,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from amberwatch.errors import AmberwatchError, ModelError
@@ -63,10 +67,10 @@ def run_unit(
     unit: Unit,
     context: ScanContext,
     todo: tuple[tuple[int, int], ...],
-    model_data: bytes | None,
+    model_name: str | None,
     model_digest: str = "",
 ) -> UnitResult:
-    """Dask task: process one unit on a worker with the broadcast model (deserialised once per process)."""
+    """Dask task: process one unit on a worker with the scheduler's model (fetched once per process)."""
     global _process_ready
     with _lock:
         if not _process_ready:
@@ -76,7 +80,7 @@ def run_unit(
         if cache_path != context.cache_path:
             Path(cache_path).parent.mkdir(parents=True, exist_ok=True)
             context = dataclasses.replace(context, cache_path=cache_path)
-        _ensure_model(context, model_data, model_digest)
+        _ensure_model(context, model_name, model_digest)
         return process_unit(unit, context, todo)
 
 
@@ -97,14 +101,17 @@ def _tune_process(torch_threads: int | None) -> None:
             pass
 
 
-def _ensure_model(context: ScanContext, model_data: bytes | None, digest: str) -> None:
-    """Seed the worker's model cache from the broadcast bytes, once per process and model."""
+def _ensure_model(context: ScanContext, model_name: str | None, digest: str) -> None:
+    """Seed the worker's model cache from the scheduler's bytes ``model_name``, once per process and model."""
     global _loaded_model
-    if model_data is None:
+    if model_name is None:
         return  # the worker loads the model itself from context.model_path / its bundled model
     key = (context.model_path, context.model_version, digest)  # a long-lived worker may see a retrained model
     if _loaded_model == key:
         return
+    from distributed import Variable, get_client
+
+    model_data = Variable(model_name, client=get_client()).get(timeout=CONNECT_TIMEOUT_S)
     model = from_bytes(model_data, name=f"model version {context.model_version} (from the Dask client)")
     model.version = context.model_version
     if context.int8:  # a cluster's CPUs may differ from the client's: one scan never mixes precisions
@@ -241,24 +248,25 @@ def run_units_dask(
         context = dataclasses.replace(context, cache_path=worker_cache)
     hits: set[tuple[int, int]] = set()
     finished = False
-    stream = None
     try:
-        submit = _submitter(client, context, model)
-        stream = _bounded(client, units, submit, max_in_flight)
-        status = _Status(total_tiles, say)
-        for result, in_flight in stream:
-            if client_cache != context.cache_path:
-                hits.update(
-                    (t.x, t.y)
-                    for t in result.tiles
-                    if t.status == "done" and t.max_prob is not None and t.max_prob >= model.threshold
-                )
-            yield result
-            status.update(result, in_flight)
-        finished = True
+        with _model_on_scheduler(client, model) as (model_name, model_digest):
+            submit = _submitter(client, context, model_name, model_digest)
+            stream = _bounded(client, units, submit, max_in_flight)
+            try:
+                status = _Status(total_tiles, say)
+                for result, in_flight in stream:
+                    if client_cache != context.cache_path:
+                        hits.update(
+                            (t.x, t.y)
+                            for t in result.tiles
+                            if t.status == "done" and t.max_prob is not None and t.max_prob >= model.threshold
+                        )
+                    yield result
+                    status.update(result, in_flight)
+                finished = True
+            finally:
+                stream.close()  # cancels the units still in flight before the model and the client go
     finally:
-        if stream is not None:
-            stream.close()  # cancels the units still in flight before the client goes
         client.close()
         if cluster is not None:
             cluster.close()
@@ -266,11 +274,23 @@ def run_units_dask(
         fill_client_cache(context, client_cache, hits)
 
 
-def _submitter(client, context: ScanContext, model) -> Callable:
-    """submit(n, unit, todo) -> future of run_unit, with the model scattered once to every worker."""
+@contextmanager
+def _model_on_scheduler(client, model) -> Iterator[tuple[str, str]]:
+    """(name, sha256) of the model's bytes held by the scheduler for the run: no worker holds the only copy."""
+    from distributed import Variable
+
     model_bytes = model.to_bytes()
-    model_digest = hashlib.sha256(model_bytes).hexdigest()
-    model_future = client.scatter(model_bytes, broadcast=True, hash=False)
+    variable = Variable(f"amberwatch-model-{uuid.uuid4().hex}", client=client)
+    variable.set(model_bytes)
+    try:
+        yield variable.name, hashlib.sha256(model_bytes).hexdigest()
+    finally:
+        with suppress(Exception):  # the scheduler may be gone: then there is nothing to free
+            variable.delete()  # a shared scheduler outlives the scan: free its copy of the model
+
+
+def _submitter(client, context: ScanContext, model_name: str, model_digest: str) -> Callable:
+    """submit(n, unit, todo) -> future of run_unit; workers fetch the model from the scheduler's ``model_name``."""
     run_id = uuid.uuid4().hex[:8]
 
     def submit(n: int, unit: Unit, todo: tuple):
@@ -279,7 +299,7 @@ def _submitter(client, context: ScanContext, model) -> Callable:
             unit,
             context,
             todo,
-            model_future,
+            model_name,
             model_digest,
             key=f"amberwatch-unit-{run_id}-{n}",
             retries=TASK_RETRIES,
