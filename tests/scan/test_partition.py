@@ -101,3 +101,11 @@ def test_dask_with_other_units_gives_the_same_grids(area, tmp_path):
     _, local, local_found = scan(area, tmp_path, "local", workers=1, unit_zoom_delta=3)
     _, dask, dask_found = scan(area, tmp_path, "dask", dask="local", workers=2, unit_zoom_delta=4)
     assert len(dask) == 36 and dask == local and dask_found == local_found
+
+
+def test_units_smaller_than_a_block_are_refused(tmp_path):
+    from amberwatch.errors import InvalidInputError
+
+    aoi = aoi_from_bbox(bbox_arg(tiles_bbox(*tile_origin(), 2, 2)))
+    with pytest.raises(InvalidInputError, match="unit_zoom_delta 2 is too small"):
+        run_scan(aoi, "http://127.0.0.1:9/{z}/{x}/{y}.png", ZOOM, tmp_path / "p.db", ScanSettings(unit_zoom_delta=2))

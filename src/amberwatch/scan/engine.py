@@ -22,7 +22,14 @@ from pathlib import Path
 from shapely.geometry import box
 
 from amberwatch.db import connect
-from amberwatch.errors import AOIError, Int8CheckWarning, OfflineError, OutsideImageryWarning, ResolutionError
+from amberwatch.errors import (
+    AOIError,
+    Int8CheckWarning,
+    InvalidInputError,
+    OfflineError,
+    OutsideImageryWarning,
+    ResolutionError,
+)
 from amberwatch.imagery.aoi import AOI, area_km2
 from amberwatch.imagery.cache import TileCache, default_cache_path
 from amberwatch.imagery.open import open_source
@@ -369,6 +376,12 @@ def _prepare(aoi: AOI, imagery: str, zoom: int, db_path: Path, settings: ScanSet
         int8=int8,
     )
     workers = _workers(settings)
+    if settings.unit_zoom_delta is not None and settings.unit_zoom_delta < DEFAULT_UNIT_ZOOM_DELTA:
+        raise InvalidInputError(  # a unit must hold whole blocks of tiles, or its tiles' scores depend on it
+            f"unit_zoom_delta {settings.unit_zoom_delta} is too small: units need at least "
+            f"{1 << DEFAULT_UNIT_ZOOM_DELTA} x {1 << DEFAULT_UNIT_ZOOM_DELTA} tiles (unit_zoom_delta >= "
+            f"{DEFAULT_UNIT_ZOOM_DELTA})"
+        )
     delta = settings.unit_zoom_delta or choose_unit_zoom_delta(plan.tiles, workers)
     params = scan_params(context, clf, tile_res, min_area_ha=settings.min_area_ha, unit_zoom_delta=delta)
     params["int8_check"] = check.to_dict() if check is not None else None
