@@ -8,6 +8,7 @@ import pytest
 
 from amberwatch.errors import AmberwatchWarning, InvalidInputError, NotFoundError
 from amberwatch.story.article import read_article
+from amberwatch.story.basemap import resolve_basemap, tile_origins
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -99,3 +100,9 @@ def test_basemap_preset(tmp_path: Path) -> None:
         read_article(_write(tmp_path, "title: T\nbasemap: Esri.Nowhere"))
     with pytest.raises(InvalidInputError, match=r"basemap \[1, 2\] must be an xyzservices preset name"):
         read_article(_write(tmp_path, "title: T\nbasemap: [1, 2]"))
+
+
+def test_basemap_tile_origins() -> None:
+    """The CSP allows exactly the hosts Leaflet asks for tiles: one per subdomain ('abc' when the preset names none)."""
+    assert tile_origins(resolve_basemap("OpenStreetMap.Mapnik")) == ("https://tile.openstreetmap.org",)
+    assert tile_origins(resolve_basemap("OpenTopoMap")) == tuple(f"https://{s}.tile.opentopomap.org" for s in "abc")

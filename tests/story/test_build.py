@@ -114,6 +114,28 @@ def test_equal_sites_are_not_a_plain_grid(story_data: StoryFixture, tmp_path: Pa
     assert len(shapes) >= 2
 
 
+STRICT_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; object-src 'none'; "
+    "base-uri 'none'; frame-src 'none'; form-action 'none'; img-src 'self' data:"
+)
+CSP_META_RE = re.compile(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">')
+
+
+def _csp(folder: Path) -> str:
+    """The CSP of a built page (the meta must come before anything the page loads)."""
+    text = (folder / "index.html").read_text("utf-8")
+    m = CSP_META_RE.search(text)
+    assert m is not None and m.start() < text.index("<link") < text.index("<script")
+    return m.group(1)
+
+
+def test_page_has_a_strict_csp_and_no_inline_script(built_story: Path) -> None:
+    assert _csp(built_story) == STRICT_CSP
+    text = (built_story / "index.html").read_text("utf-8")
+    assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", text) == []  # every script is a file of the folder
+    assert re.findall(r"\son[a-z]+\s*=", text) == []  # no event-handler attributes
+
+
 def test_basemap_is_off_by_default_and_named_presets_only(
     built_story: Path, story_data: StoryFixture, tmp_path: Path
 ) -> None:
@@ -126,10 +148,12 @@ def test_basemap_is_off_by_default_and_named_presets_only(
     basemap = _data(tmp_path / "online")["basemap"]
     assert basemap["url"] == "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
     assert basemap["attribution"] == "© OpenStreetMap contributors" and basemap["maxNativeZoom"] == 19
-    # The basemap is the only address outside the folder, and only in data.js.
+    # The basemap is the only address outside the folder: its URL in data.js, its origin in the page's CSP.
     hits = find_external_urls(tmp_path / "online")
-    assert hits and all(f == "data.js" and "tile.openstreetmap.org" in x for f, x in hits)
-    assert find_external_urls(tmp_path / "online", allowed=(basemap["url"],)) == []
+    assert hits and all(f in ("data.js", "index.html") and "tile.openstreetmap.org" in x for f, x in hits)
+    allowed = (basemap["url"], "https://tile.openstreetmap.org")
+    assert find_external_urls(tmp_path / "online", allowed=allowed) == []
+    assert _csp(tmp_path / "online") == STRICT_CSP.replace("data:", "data: https://tile.openstreetmap.org")
     article.write_text(text.replace("OpenStreetMap.Mapnik", "Nope.Nothing"), "utf-8")
     code, out = _cli(str(article), "--db", str(story_data.db), "--out", str(tmp_path / "bad"))
     assert code == 1 and "'Nope.Nothing'" in out and "online.md" in out and "xyzservices" in out
@@ -197,7 +221,7 @@ def test_external_links_become_text(story_data: StoryFixture, tmp_path: Path) ->
     messages = " ".join(str(w.message) for w in record)
     assert "texty.org.ua/d/amber" in messages and "front matter addresses" in messages
     page = (tmp_path / "site" / "index.html").read_text("utf-8")
-    assert "Texty&rsquo;s story" in page and "texty.org.ua/d/amber" in page
+    assert "Texty\u2019s story" in page and "texty.org.ua/d/amber" in page  # smarty's &rsquo; as a character
     assert "Texty, texty.org.ua" in page
     assert find_external_urls(tmp_path / "site") == []
 

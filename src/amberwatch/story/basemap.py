@@ -9,10 +9,12 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from amberwatch.imagery.xyz import basemap_preset
 
 TAG_RE = re.compile(r"<[^>]+>")
+LEAFLET_SUBDOMAINS = "abc"  # what Leaflet fills '{s}' with when the preset names none
 
 
 @dataclass(frozen=True)
@@ -46,3 +48,14 @@ def resolve_basemap(name: str) -> Basemap:
         max_zoom=int(max_zoom) if isinstance(max_zoom, (int, float)) else None,
         subdomains="".join(subdomains) if subdomains else None,
     )
+
+
+def tile_origins(basemap: Basemap) -> tuple[str, ...]:
+    """The origins ('https://a.tile.example.org') the basemap's tiles come from, one per subdomain."""
+    subdomains = (basemap.subdomains or LEAFLET_SUBDOMAINS) if "{s}" in basemap.url else ""
+    hosts = [basemap.url.replace("{s}", s) for s in subdomains] or [basemap.url]
+    origins = []
+    for url in hosts:
+        parts = urlsplit(url)
+        origins.append(f"{parts.scheme}://{parts.netloc}")
+    return tuple(dict.fromkeys(origins))

@@ -22,6 +22,7 @@ from amberwatch.imagery.sources import TileSource
 from amberwatch.imagery.types import LngLatBbox
 from amberwatch.results.store import ensure_schema, get_scan
 from amberwatch.story.article import Article, read_article
+from amberwatch.story.basemap import tile_origins
 from amberwatch.story.captions import SiteText, format_date, format_hectares, format_place, site_texts
 from amberwatch.story.images import export_tiles, fragment_bbox, grow_bbox, write_fragment
 from amberwatch.story.leaflet import copy_leaflet
@@ -92,8 +93,9 @@ def build_story(
     index = out / "index.html"
     n_others = len({s.id for s in chosen.map_sites} - {f.site.id for f in fragments})
     credits = [c for c in (credit, *(chosen.credits[f.site.scan_id] for f in fragments)) if c]
-    index.write_text(_without_schemes(index_html(article, fragments, n_others, credits), article), "utf-8")
-    allowed = (article.basemap.url,) if article.basemap is not None else ()
+    allowed = (article.basemap.url, *tile_origins(article.basemap)) if article.basemap is not None else ()
+    page = index_html(article, fragments, n_others, credits)
+    index.write_text(_without_schemes(page, article, keep=allowed), "utf-8")
     leftovers = find_external_urls(out, allowed=allowed)
     if leftovers:
         raise InvalidInputError(f"story folder {str(out)!r} would load external URLs: {leftovers[:3]}")
@@ -177,15 +179,18 @@ def _copy_assets(out: Path) -> None:
         (out / "assets" / name).write_bytes(resources.files("amberwatch.story").joinpath("assets", name).read_bytes())
 
 
-def _without_schemes(text: str, article: Article) -> str:
-    """Drop 'http(s)://' left in front matter texts (title, byline, places): the page stays self-contained."""
-    if not EXTERNAL_URL_RE.search(text):
+def _without_schemes(text: str, article: Article, keep: Sequence[str] = ()) -> str:
+    """Drop 'http(s)://' left in front matter texts (title, byline, places): the page stays self-contained.
+    Addresses starting with one of ``keep`` (the basemap's tile origins in the CSP) stay."""
+    starts = [m.start() for m in EXTERNAL_URL_RE.finditer(text)]
+    dropped = {i for i in starts if not any(text.startswith(k, i) for k in keep)}
+    if not dropped:
         return text
     warnings.warn(
         AmberwatchWarning(f"article {str(article.path)!r}: front matter addresses shown without 'http(s)://'"),
         stacklevel=3,
     )
-    return EXTERNAL_URL_RE.sub("", text)
+    return EXTERNAL_URL_RE.sub(lambda m: "" if m.start() in dropped else m.group(0), text)
 
 
 def _prepare_out_dir(out: Path) -> None:

@@ -3,6 +3,7 @@
 Blocks go after evenly spread paragraphs (or exactly where the author writes a ``[[fragments]]``
 paragraph). The page is self-contained, so links to http(s) addresses become text showing the
 address without its scheme, and external images are replaced by their alt text (with a warning).
+Raw HTML in the article goes through the allow-list sanitiser (sanitize.py) before the blocks go in.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from markdown.treeprocessors import Treeprocessor
 
 from amberwatch.errors import AmberwatchWarning
 from amberwatch.story.packing import split_into_blocks
+from amberwatch.story.sanitize import clean_article_html
 
 MARKER = "[[fragments]]"
 SLOT_ATTR = "data-amber-slot"
@@ -112,8 +114,11 @@ def render_body(
 ) -> str:
     """HTML of the article body with ``block_html(fragment indices)`` inserted at the chosen places."""
     ext = _StoryExtension(n_fragments)
-    md = markdown.Markdown(extensions=[ext, "markdown.extensions.smarty", "markdown.extensions.tables"])
-    text = md.convert(body_markdown)
+    md = markdown.Markdown(
+        extensions=[ext, "markdown.extensions.smarty", "markdown.extensions.tables"],
+        extension_configs={"markdown.extensions.tables": {"use_align_attribute": True}},  # no style attributes
+    )
+    text = clean_article_html(md.convert(body_markdown))
     proc = ext.processor
     assert proc is not None
 

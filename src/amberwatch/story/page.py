@@ -11,12 +11,19 @@ from string import Template
 
 from amberwatch import __version__
 from amberwatch.story.article import Article
+from amberwatch.story.basemap import Basemap, tile_origins
 from amberwatch.story.captions import SiteText, format_date
 from amberwatch.story.images import FragmentImage
 from amberwatch.story.markup import render_body
 from amberwatch.story.packing import DESKTOP, PHONE, Placement, check_packing, pack_block, size_classes_by_area
 from amberwatch.story.selection import Site
 
+# The page runs only its own files. Styles allow 'unsafe-inline' for the fragments' grid placements given in
+# style attributes (the sanitiser leaves none in the article); CSS url()s still obey img-src/font-src.
+CSP_FIXED = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; object-src 'none'; "
+    "base-uri 'none'; frame-src 'none'; form-action 'none'"
+)
 SQUARE_ENOUGH = 1.2  # a fragment image closer to square than this takes its shape from the site's footprint
 
 
@@ -38,6 +45,12 @@ def footprint_aspect(f: Fragment) -> float:
     width = (b.east_deg - b.west_deg) * math.cos(math.radians(f.site.centroid_lat))
     height = b.north_deg - b.south_deg
     return width / height if width > 0 and height > 0 else 1.0
+
+
+def content_security_policy(basemap: Basemap | None) -> str:
+    """The page's CSP: its own folder only, plus data: images and the basemap's tile origins when it has one."""
+    extra = "".join(f" {o}" for o in tile_origins(basemap)) if basemap is not None else ""
+    return f"{CSP_FIXED}; img-src 'self' data:{extra}"
 
 
 def index_html(article: Article, fragments: list[Fragment], n_others: int, credits: Sequence[str]) -> str:
@@ -63,6 +76,7 @@ def index_html(article: Article, fragments: list[Fragment], n_others: int, credi
     template = Template(resources.files("amberwatch.story").joinpath("assets", "template.html").read_text("utf-8"))
     return template.substitute(
         lang=e(article.lang),
+        csp=e(content_security_policy(article.basemap), quote=False),  # no quotes in it: keep it readable
         title=e(article.title),
         lead_attr=e(article.lead, quote=True),
         version=e(__version__),
