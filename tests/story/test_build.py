@@ -104,18 +104,20 @@ def test_equal_sites_are_not_a_plain_grid(story_data: StoryFixture, tmp_path: Pa
     result = build_story(write_article(tmp_path, "largest 12"), db, tmp_path / "site")
     assert len(result.fragment_ids) == 12
     page = (tmp_path / "site" / "index.html").read_text("utf-8")
+    layout = (tmp_path / "site" / "assets" / "layout.css").read_text("utf-8")
     blocks = re.findall(r'<div class="frag-grid"[^>]*>(.*?)</div></section>', page)
     assert len(blocks) >= 2
     shapes: set[tuple[str, str]] = set()
     for block in blocks:
-        spans = re.findall(r"--dw:(\d+);--dh:(\d+);", block)
+        rules = [re.search(rf"#frag-{i}\{{([^}}]*)\}}", layout).group(1) for i in re.findall(r'id="frag-(\d+)"', block)]
+        spans = re.findall(r"--dw:(\d+);--dh:(\d+);", ";".join(rules))
         assert len(set(spans)) >= 2, spans  # identical rectangles in a block make a plain grid
         shapes |= set(spans)
     assert len(shapes) >= 2
 
 
 STRICT_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; object-src 'none'; "
+    "default-src 'self'; script-src 'self'; style-src 'self'; object-src 'none'; "
     "base-uri 'none'; frame-src 'none'; form-action 'none'; img-src 'self' data:"
 )
 CSP_META_RE = re.compile(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">')
@@ -134,6 +136,7 @@ def test_page_has_a_strict_csp_and_no_inline_script(built_story: Path) -> None:
     text = (built_story / "index.html").read_text("utf-8")
     assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", text) == []  # every script is a file of the folder
     assert re.findall(r"\son[a-z]+\s*=", text) == []  # no event-handler attributes
+    assert re.findall(r"\sstyle\s*=", text) == []  # the grid placements are in assets/layout.css
 
 
 def test_basemap_is_off_by_default_and_named_presets_only(

@@ -95,7 +95,8 @@ def build_story(
     credits = [c for c in (credit, *(chosen.credits[f.site.scan_id] for f in fragments)) if c]
     allowed = (article.basemap.url, *tile_origins(article.basemap)) if article.basemap is not None else ()
     page = index_html(article, fragments, n_others, credits)
-    index.write_text(_without_schemes(page, article, keep=allowed), "utf-8")
+    index.write_text(_without_schemes(page.html, article, keep=allowed), "utf-8")
+    (out / "assets" / "layout.css").write_text(page.layout_css, "utf-8")
     leftovers = find_external_urls(out, allowed=allowed)
     if leftovers:
         raise InvalidInputError(f"story folder {str(out)!r} would load external URLs: {leftovers[:3]}")

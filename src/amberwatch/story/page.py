@@ -18,13 +18,20 @@ from amberwatch.story.markup import render_body
 from amberwatch.story.packing import DESKTOP, PHONE, Placement, check_packing, pack_block, size_classes_by_area
 from amberwatch.story.selection import Site
 
-# The page runs only its own files. Styles allow 'unsafe-inline' for the fragments' grid placements given in
-# style attributes (the sanitiser leaves none in the article); CSS url()s still obey img-src/font-src.
+# The page runs and styles itself only with its own files (the fragments' grid placements are in layout.css).
 CSP_FIXED = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; object-src 'none'; "
+    "default-src 'self'; script-src 'self'; style-src 'self'; object-src 'none'; "
     "base-uri 'none'; frame-src 'none'; form-action 'none'"
 )
 SQUARE_ENOUGH = 1.2  # a fragment image closer to square than this takes its shape from the site's footprint
+
+
+@dataclass(frozen=True)
+class StoryPage:
+    """The page's HTML and its layout stylesheet (assets/layout.css: where each fragment sits in its block)."""
+
+    html: str
+    layout_css: str
 
 
 @dataclass(frozen=True)
@@ -53,16 +60,19 @@ def content_security_policy(basemap: Basemap | None) -> str:
     return f"{CSP_FIXED}; img-src 'self' data:{extra}"
 
 
-def index_html(article: Article, fragments: list[Fragment], n_others: int, credits: Sequence[str]) -> str:
-    """The page's HTML; n_others is the number of sites on the map that are not fragments."""
+def index_html(article: Article, fragments: list[Fragment], n_others: int, credits: Sequence[str]) -> StoryPage:
+    """The page's HTML and layout CSS; n_others is the number of sites on the map that are not fragments."""
     classes = size_classes_by_area([f.site.area_ha for f in fragments])
     aspects = [footprint_aspect(f) for f in fragments]
     blocks: list[int] = []  # blocks are rendered in page order; their count varies equal-sized blocks
+    layout: list[str] = []  # CSS rules of the blocks' placements, in page order
 
     def block_html(indices: list[int]) -> str:
         blocks.append(len(blocks))
         chosen = [fragments[i] for i in indices]
-        return _block_html(chosen, [classes[i] for i in indices], [aspects[i] for i in indices], blocks[-1])
+        html_text, rules = _block_html(chosen, [classes[i] for i in indices], [aspects[i] for i in indices], blocks[-1])
+        layout.append(rules)
+        return html_text
 
     body = render_body(article.body_markdown, len(fragments), block_html, article.path)
     e = html.escape
@@ -74,7 +84,7 @@ def index_html(article: Article, fragments: list[Fragment], n_others: int, credi
         bits.append(f'<time datetime="{e(article.date)}">{e(format_date(article.date) or article.date)}</time>')
     byline_html = f'<p class="byline">{" · ".join(bits)}</p>' if bits else ""
     template = Template(resources.files("amberwatch.story").joinpath("assets", "template.html").read_text("utf-8"))
-    return template.substitute(
+    page = template.substitute(
         lang=e(article.lang),
         csp=e(content_security_policy(article.basemap), quote=False),  # no quotes in it: keep it readable
         title=e(article.title),
@@ -87,6 +97,7 @@ def index_html(article: Article, fragments: list[Fragment], n_others: int, credi
         legend=legend_html(len(fragments), n_others),
         footer=_footer(credits),
     )
+    return StoryPage(page, "".join(layout))
 
 
 def _footer(credits: Sequence[str]) -> str:
@@ -131,7 +142,7 @@ def _figure(f: Fragment, d: Placement, p: Placement) -> str:
     srcset = ", ".join(f"{path} {w}w" for w, path in img.files)
     height = max(1, round(img.height_px * img.files[-1][0] / img.width_px))
     return (
-        f'<figure class="frag" id="frag-{f.site.id}" data-site="{f.site.id}" style="{_placement_style(d, p)}">'
+        f'<figure class="frag" id="frag-{f.site.id}" data-site="{f.site.id}">'
         f'<button type="button" class="frag-btn" aria-describedby="cap-{f.site.id}">'
         f'<img src="{e(default_src)}" srcset="{e(srcset)}" sizes="{_sizes(d.width_cells, p.width_cells)}"'
         f' width="{img.files[-1][0]}" height="{height}" loading="lazy" decoding="async"'
@@ -146,16 +157,21 @@ def _figure(f: Fragment, d: Placement, p: Placement) -> str:
     )
 
 
-def _block_html(fragments: list[Fragment], classes: list[int], aspects: list[float], block_no: int) -> str:
+def _block_html(fragments: list[Fragment], classes: list[int], aspects: list[float], block_no: int) -> tuple[str, str]:
+    """A block's HTML and the CSS rules placing its grid and fragments."""
     desktop = pack_block(classes, DESKTOP, aspects, block_no)
     phone = pack_block(classes, PHONE, aspects, block_no)
     check_packing(desktop)
     check_packing(phone)
     items = [_figure(f, desktop.placements[i], phone.placements[i]) for i, f in enumerate(fragments)]
+    rules = [f'.frag-grid[data-block="{block_no}"]{{--drows:{desktop.rows};--prows:{phone.rows}}}\n']
+    rules += [
+        f"#frag-{f.site.id}{{{_placement_style(desktop.placements[i], phone.placements[i])}}}\n"
+        for i, f in enumerate(fragments)
+    ]
     label = f"Satellite fragments of {len(fragments)} site{'s' if len(fragments) != 1 else ''}"
-    return (
+    block = (
         f'<section class="frag-block" aria-label="{html.escape(label)}">'
-        f'<div class="frag-grid" style="--drows:{desktop.rows};--prows:{phone.rows}">'
-        + "".join(items)
-        + "</div></section>"
+        f'<div class="frag-grid" data-block="{block_no}">' + "".join(items) + "</div></section>"
     )
+    return block, "".join(rules)
