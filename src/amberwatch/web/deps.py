@@ -52,7 +52,7 @@ def get_reviewer(request: Request, conn: sqlite3.Connection = Depends(get_conn))
 def get_client(request: Request, conn: sqlite3.Connection = Depends(get_conn)) -> str:
     """Salted hash of the client's address; the raw IP is never stored.
 
-    Behind a proxy that ``serve --forwarded-allow-ips`` trusts, uvicorn has already put the X-Forwarded-For
+    Behind a proxy that ``serve --trusted-proxy`` names, uvicorn has already put the X-Forwarded-For
     address in ``request.client``. The User-Agent is not part of it: a client can send a new one every time.
     """
     ip = request.client.host if request.client else None
