@@ -64,12 +64,16 @@ def connect(
     return conn
 
 
-def busy_error(exc: sqlite3.Error, path: str | os.PathLike[str]) -> DatabaseBusyError | None:
-    """The DatabaseBusyError an SQLite "database is locked / busy" error means, or None for any other error."""
+def busy_error(exc: sqlite3.Error, path: str | os.PathLike[str] | None = None) -> DatabaseBusyError | None:
+    """The DatabaseBusyError an SQLite "database is locked / busy" error means, or None for any other error.
+
+    ``path`` names the DB in the message; leave it out where the message is shown to the public (the web).
+    """
     message = str(exc).lower()
-    if isinstance(exc, sqlite3.OperationalError) and ("database is locked" in message or "database is busy" in message):
-        return DatabaseBusyError(f"project database {str(path)!r} is locked by another writer: {exc}")
-    return None
+    if not isinstance(exc, sqlite3.OperationalError) or not ("database is locked" in message or "is busy" in message):
+        return None
+    name = f"project database {str(path)!r}" if path is not None else "the project database"
+    return DatabaseBusyError(f"{name} is locked by another writer ({exc}): try again shortly")
 
 
 def schema_version(conn: sqlite3.Connection, component: str) -> int:

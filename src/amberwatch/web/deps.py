@@ -21,12 +21,11 @@ WEB_BUSY_TIMEOUT_S = 3.0
 
 def get_conn(request: Request) -> Iterator[sqlite3.Connection]:
     """An open project DB connection for the duration of one request; a lock held too long is a DatabaseBusyError."""
-    db_path = request.app.state.db_path
-    conn = connect(db_path, create=False, busy_timeout_s=WEB_BUSY_TIMEOUT_S)
+    conn = connect(request.app.state.db_path, create=False, busy_timeout_s=WEB_BUSY_TIMEOUT_S)
     try:
         yield conn
     except sqlite3.OperationalError as exc:
-        busy = busy_error(exc, db_path)
+        busy = busy_error(exc)  # no path: the answer is public
         if busy is None:
             raise
         raise busy from exc
