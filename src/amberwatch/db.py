@@ -12,10 +12,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from amberwatch.errors import DatabaseError
+from amberwatch.errors import DatabaseBusyError, DatabaseError
 
 DEFAULT_DB_PATH = "amberwatch.db"
 DB_ENV_VAR = "AMBERWATCH_DB"
+BUSY_TIMEOUT_S = 30.0
 
 
 def resolve_db_path(db: str | os.PathLike[str] | None = None) -> Path:
@@ -38,15 +39,17 @@ def utc_now_iso() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
-def connect(path: str | os.PathLike[str], *, create: bool = True) -> sqlite3.Connection:
-    """Open (or create) the project DB with WAL, foreign keys and a busy timeout."""
+def connect(
+    path: str | os.PathLike[str], *, create: bool = True, busy_timeout_s: float = BUSY_TIMEOUT_S
+) -> sqlite3.Connection:
+    """Open (or create) the project DB with WAL, foreign keys and a busy timeout (how long a write waits for a lock)."""
     p = Path(path)
     if not create and not p.exists():
         raise DatabaseError(f"project database {str(p)!r} does not exist")
     if p.parent and not p.parent.exists():
         raise DatabaseError(f"folder {str(p.parent)!r} for project database {str(p)!r} does not exist")
     try:
-        conn = sqlite3.connect(str(p), timeout=30.0, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(str(p), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA journal_mode = WAL")
@@ -59,6 +62,18 @@ def connect(path: str | os.PathLike[str], *, create: bool = True) -> sqlite3.Con
     except sqlite3.DatabaseError as exc:
         raise DatabaseError(f"cannot open project database {str(p)!r}: {exc}") from exc
     return conn
+
+
+def busy_error(exc: sqlite3.Error, path: str | os.PathLike[str] | None = None) -> DatabaseBusyError | None:
+    """The DatabaseBusyError an SQLite "database is locked / busy" error means, or None for any other error.
+
+    ``path`` names the DB in the message; leave it out where the message is shown to the public (the web).
+    """
+    message = str(exc).lower()
+    if not isinstance(exc, sqlite3.OperationalError) or not ("database is locked" in message or "is busy" in message):
+        return None
+    name = f"project database {str(path)!r}" if path is not None else "the project database"
+    return DatabaseBusyError(f"{name} is locked by another writer ({exc}): try again shortly")
 
 
 def schema_version(conn: sqlite3.Connection, component: str) -> int:

@@ -11,6 +11,7 @@ class AmberwatchError(Exception):
     """Base of every error amberwatch raises on purpose."""
 
     http_status: int = 400
+    retry_after_s: int | None = None  # when set, the web answer carries a Retry-After header (seconds)
 
 
 class InvalidInputError(AmberwatchError):
@@ -71,6 +72,13 @@ class DatabaseError(AmberwatchError):
     """The project database is unreadable, locked, or from a newer amberwatch."""
 
     http_status = 500
+
+
+class DatabaseBusyError(DatabaseError):
+    """The project database stayed write-locked by another process for longer than the caller waits: try again."""
+
+    http_status = 503
+    retry_after_s = 5
 
 
 class AuthError(AmberwatchError):

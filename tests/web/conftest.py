@@ -255,7 +255,7 @@ class LiveServer:
     """The app served by uvicorn in a background thread on 127.0.0.1."""
 
     def __init__(self, app: object, **config: object) -> None:
-        """``config``: more uvicorn.Config options (e.g. ``forwarded_allow_ips``, as ``amberwatch serve`` passes)."""
+        """``config``: more uvicorn.Config options (e.g. ``web.commands.proxy_options``, as ``serve`` passes)."""
         import uvicorn
 
         self.port = free_port()

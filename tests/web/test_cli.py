@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -16,8 +18,9 @@ from click.testing import CliRunner
 
 from amberwatch.cli import main
 from amberwatch.db import connect
+from amberwatch.web.feedback import DEFAULT_LIMIT_PER_HOUR
 from amberwatch.web.users import hash_token
-from tests.web.conftest import free_port
+from tests.web.conftest import Project, free_port
 
 
 def test_users_add_prints_token_and_stores_only_its_hash(tmp_path):
@@ -49,23 +52,52 @@ def test_serve_bad_port_is_usage_error(tmp_path):
     assert result.exit_code == 2
 
 
-def test_amberwatch_serve_in_subprocess(project):
+@contextmanager
+def serving(project: Project, *options: str) -> Iterator[str]:
+    """'amberwatch serve' over the project in a real process; its URL once it answers."""
     port = free_port()
     exe = Path(sys.executable).with_name("amberwatch")
     cmd = [str(exe), "serve", "--db", str(project.db_path), "--port", str(port), "--cache", str(project.cache_path)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "NO_PROXY": "*"})
+    proc = subprocess.Popen(
+        [*cmd, *options], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "NO_PROXY": "*"}
+    )
     try:
-        deadline, r = time.monotonic() + 30, None
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                r = httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+                httpx.get(f"http://127.0.0.1:{port}/api/scans", timeout=2)
                 break
             except httpx.TransportError:
                 assert proc.poll() is None, proc.stderr.read().decode()
                 time.sleep(0.2)
-        assert r is not None and r.status_code == 200 and "leaflet.js" in r.text
-        fc = httpx.get(f"http://127.0.0.1:{port}/api/detections?scan={project.scan_id}", timeout=5).json()
-        assert len(fc["features"]) == 5
+        yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_amberwatch_serve_in_subprocess(project):
+    with serving(project) as url:
+        r = httpx.get(f"{url}/", timeout=5)
+        assert r.status_code == 200 and "leaflet.js" in r.text
+        fc = httpx.get(f"{url}/api/detections?scan={project.scan_id}", timeout=5).json()
+        assert len(fc["features"]) == 5
+
+
+def test_serve_trusts_no_forwarded_address_by_default(project):
+    """A client on 127.0.0.1 naming a new X-Forwarded-For each time still meets its per-client limit."""
+    with serving(project) as url, httpx.Client(base_url=url, timeout=10) as http:
+        codes = [
+            http.post(
+                f"/api/detections/{project.detection_ids[k % 5]}/feedback",
+                json={"verdict": "confirmed"},
+                headers={"X-Forwarded-For": f"198.51.100.{k}"},
+            ).status_code
+            for k in range(DEFAULT_LIMIT_PER_HOUR + 1)
+        ]
+    assert codes == [201] * DEFAULT_LIMIT_PER_HOUR + [429]
+
+
+def test_serve_refuses_a_trusted_proxy_that_is_not_an_ip(tmp_path):
+    result = CliRunner().invoke(main, ["serve", "--db", str(tmp_path / "p.db"), "--trusted-proxy", "proxy.local"])
+    assert result.exit_code == 2 and "'proxy.local' is not an IP address or network" in result.output

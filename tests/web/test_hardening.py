@@ -17,6 +17,7 @@ from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.decode import decode_image
 from amberwatch.labels.store import CATEGORIES, ExampleStore
 from amberwatch.web.app import create_app
+from amberwatch.web.commands import proxy_options
 from amberwatch.web.feedback import FeedbackLimits
 from tests.web.conftest import (
     CENTER_LAT,
@@ -111,7 +112,7 @@ def test_rotating_user_agents_over_http_does_not_bypass_the_rate_limit(tmp_path)
     project = build_project(tmp_path)
     app = create_app(project.db_path, project.cache_path, feedback_limit_per_hour=5)
     did = project.detection_ids[0]
-    with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=30) as http:
+    with LiveServer(app, **proxy_options(["127.0.0.1"])) as live, httpx.Client(base_url=live.url, timeout=30) as http:
         codes = [
             http.post(
                 f"/api/detections/{did}/feedback",
@@ -121,7 +122,7 @@ def test_rotating_user_agents_over_http_does_not_bypass_the_rate_limit(tmp_path)
             for k in range(40)
         ]
         assert codes == [201] * 5 + [429] * 35
-        # Behind a trusted proxy (uvicorn's --forwarded-allow-ips, as 'serve' sets it) each reader has its own limit.
+        # Behind a trusted proxy ('serve --trusted-proxy 127.0.0.1' sets uvicorn so) each reader has its own limit.
         other = http.post(
             f"/api/detections/{did}/feedback", json={"verdict": "confirmed"}, headers={"X-Forwarded-For": "203.0.113.9"}
         )
@@ -133,7 +134,7 @@ def test_forwarded_address_is_ignored_from_an_untrusted_peer(tmp_path):
     project = build_project(tmp_path)
     app = create_app(project.db_path, project.cache_path, feedback_limit_per_hour=3)
     did = project.detection_ids[0]
-    with LiveServer(app, forwarded_allow_ips="192.0.2.1") as live, httpx.Client(base_url=live.url) as http:
+    with LiveServer(app, **proxy_options(["192.0.2.1"])) as live, httpx.Client(base_url=live.url) as http:
         codes = [
             http.post(
                 f"/api/detections/{did}/feedback",

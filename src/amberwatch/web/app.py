@@ -25,7 +25,7 @@ from amberwatch.db import connect
 from amberwatch.errors import AmberwatchError
 from amberwatch.imagery.cache import TileCache, default_cache_path
 from amberwatch.web.feedback import DEFAULT_LIMIT_PER_HOUR, FeedbackLimits
-from amberwatch.web.guard import MAX_BODY_BYTES, SECURITY_HEADERS, GuardMiddleware
+from amberwatch.web.guard import MAX_BODY_BYTES, SECURITY_HEADERS, WRITE_SLOTS, GuardMiddleware, WriteSlotsMiddleware
 from amberwatch.web.routes import detections, feedback, label, pages, similar
 from amberwatch.web.schema import ensure_schema
 from amberwatch.web.similar import VectorCache
@@ -60,12 +60,14 @@ def create_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     basemap: dict | None = None,
     build_overviews: bool = False,
+    write_slots: int = WRITE_SLOTS,
 ) -> FastAPI:
     """Build the app over an existing project DB (migrated if needed) and its tile cache (default: beside the DB).
 
     ``feedback_limits`` sets every cap on readers' corrections; ``feedback_limit_per_hour`` only the per-client one.
     ``basemap``: an online basemap under the imagery (``web.layers.resolve_basemap``; default none: fully offline).
     ``build_overviews``: build every scan's overview tiles in the background at start (else on first request).
+    ``write_slots``: state-changing requests served at once; more answer 503 at once (reads never wait on writes).
     """
     conn = connect(db_path, create=False)
     try:
@@ -103,6 +105,7 @@ def create_app(
     if basemap:
         _allow_basemap_images(app, basemap["origin"])
     app.add_middleware(GZipMiddleware, minimum_size=2048)
+    app.add_middleware(WriteSlotsMiddleware, slots=write_slots)
     app.add_middleware(GuardMiddleware, max_body_bytes=max_body_bytes)
     return app
 
@@ -124,7 +127,10 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(AmberwatchError)
     async def amberwatch_error(request: Request, exc: AmberwatchError) -> JSONResponse:
-        return error_response(str(exc), exc.http_status)
+        response = error_response(str(exc), exc.http_status)
+        if exc.retry_after_s is not None:
+            response.headers["retry-after"] = str(exc.retry_after_s)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

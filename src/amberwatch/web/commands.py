@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import click
@@ -25,6 +26,16 @@ def _basemap_option(ctx: click.Context, param: click.Parameter, value: str | Non
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
 
 
+def _trusted_proxy_option(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    """--trusted-proxy IP -> the IPs / networks, or a usage error naming a value that is neither."""
+    for proxy in value:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise click.BadParameter(f"{proxy!r} is not an IP address or network", ctx=ctx, param=param) from None
+    return value
+
+
 @click.command()
 @db_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
@@ -37,11 +48,14 @@ def _basemap_option(ctx: click.Context, param: click.Parameter, value: str | Non
     help="Tile cache file (default: <db stem>-tiles.mbtiles beside the DB).",
 )
 @click.option(
-    "--forwarded-allow-ips",
-    default="127.0.0.1",
-    show_default=True,
-    help="Reverse proxies whose X-Forwarded-For names the reader (rate limits are per reader); "
-    "comma-separated IPs, or '*'.",
+    "--trusted-proxy",
+    "trusted_proxies",
+    multiple=True,
+    callback=_trusted_proxy_option,
+    metavar="IP",
+    help="A reverse proxy in front of the app (an IP or a network such as 10.0.0.0/8; repeat for several): only "
+    "from it is X-Forwarded-For taken as the reader's address, which rate limits count per reader. "
+    "Default: none, the reader is the connecting address.",
 )
 @click.option(
     "--basemap",
@@ -51,7 +65,9 @@ def _basemap_option(ctx: click.Context, param: click.Parameter, value: str | Non
     help="An online basemap under the imagery: an xyzservices preset such as OpenStreetMap.Mapnik or "
     "Esri.WorldImagery (credited on the map). Default: none, the map loads nothing from outside.",
 )
-def serve(db: str, host: str, port: int, cache: str | None, forwarded_allow_ips: str, basemap: dict | None) -> None:
+def serve(
+    db: str, host: str, port: int, cache: str | None, trusted_proxies: tuple[str, ...], basemap: dict | None
+) -> None:
     """Serve the map, reviewer queue and labelling page (works offline unless --basemap is given)."""
     import uvicorn
 
@@ -59,9 +75,14 @@ def serve(db: str, host: str, port: int, cache: str | None, forwarded_allow_ips:
 
     app = create_app(db, cache, basemap=basemap, build_overviews=True)
     click.echo(f"amberwatch map on http://{host}:{port}/  (Ctrl-C to stop)", err=True)
-    uvicorn.run(
-        app, host=host, port=port, log_level="warning", proxy_headers=True, forwarded_allow_ips=forwarded_allow_ips
-    )
+    uvicorn.run(app, host=host, port=port, log_level="warning", **proxy_options(trusted_proxies))
+
+
+def proxy_options(trusted_proxies: Sequence[str]) -> dict:
+    """uvicorn's options to take X-Forwarded-For from these proxies only (none: from nobody, the socket peer counts)."""
+    if not trusted_proxies:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": list(trusted_proxies)}
 
 
 @click.group()

@@ -7,19 +7,28 @@ from collections.abc import Iterator
 
 from fastapi import Depends, Request
 
-from amberwatch.db import connect
+from amberwatch.db import busy_error, connect
 from amberwatch.imagery.cache import TileCache
 from amberwatch.web.feedback import client_hash
 from amberwatch.web.schema import client_salt
 from amberwatch.web.similar import VectorCache
 from amberwatch.web.users import User, require_reviewer
 
+# A web write waits this long for another process's write lock, then answers 503 (DatabaseBusyError) at once
+# rather than holding a server thread for the DB's usual 30 s. WAL readers never wait for it.
+WEB_BUSY_TIMEOUT_S = 3.0
+
 
 def get_conn(request: Request) -> Iterator[sqlite3.Connection]:
-    """An open project DB connection for the duration of one request."""
-    conn = connect(request.app.state.db_path, create=False)
+    """An open project DB connection for the duration of one request; a lock held too long is a DatabaseBusyError."""
+    conn = connect(request.app.state.db_path, create=False, busy_timeout_s=WEB_BUSY_TIMEOUT_S)
     try:
         yield conn
+    except sqlite3.OperationalError as exc:
+        busy = busy_error(exc)  # no path: the answer is public
+        if busy is None:
+            raise
+        raise busy from exc
     finally:
         conn.close()
 
@@ -42,7 +51,7 @@ def get_reviewer(request: Request, conn: sqlite3.Connection = Depends(get_conn))
 def get_client(request: Request, conn: sqlite3.Connection = Depends(get_conn)) -> str:
     """Salted hash of the client's address; the raw IP is never stored.
 
-    Behind a proxy that ``serve --forwarded-allow-ips`` trusts, uvicorn has already put the X-Forwarded-For
+    Behind a proxy that ``serve --trusted-proxy`` names, uvicorn has already put the X-Forwarded-For
     address in ``request.client``. The User-Agent is not part of it: a client can send a new one every time.
     """
     ip = request.client.host if request.client else None

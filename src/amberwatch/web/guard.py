@@ -2,6 +2,8 @@
 
 Requests that change state must carry a JSON body (``Content-Type: application/json``) or none at
 all: HTML forms cannot send that cross-site without CORS, which the app never enables (CSRF-safe).
+They also take one of a few write slots (``WriteSlotsMiddleware``): writers waiting on a locked DB
+can never use up the server threads that serve reads.
 """
 
 from __future__ import annotations
@@ -10,7 +12,11 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from amberwatch.errors import DatabaseBusyError
+
 MAX_BODY_BYTES = 16 * 1024
+WRITE_SLOTS = 8  # well under the server's 40 worker threads
+RETRY_AFTER = (b"retry-after", str(DatabaseBusyError.retry_after_s).encode())
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 FORM_CONTENT_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
 SECURITY_HEADERS = [
@@ -110,3 +116,30 @@ class GuardMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": payload})
+
+
+class WriteSlotsMiddleware:
+    """At most ``slots`` state-changing requests at once; one more is answered 503 with Retry-After at once."""
+
+    def __init__(self, app: ASGIApp, slots: int = WRITE_SLOTS) -> None:
+        """Wrap an ASGI app."""
+        self.app = app
+        self.slots = slots
+        self.busy = 0  # only touched on the event loop: no lock needed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one ASGI request."""
+        if scope["type"] != "http" or scope["method"] not in UNSAFE_METHODS:
+            await self.app(scope, receive, send)
+            return
+        if self.busy >= self.slots:
+            payload = error_body(f"the server is busy with {self.busy} writes: try again shortly", 503)
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+            await send({"type": "http.response.start", "status": 503, "headers": [*headers, RETRY_AFTER]})
+            await send({"type": "http.response.body", "body": payload})
+            return
+        self.busy += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.busy -= 1
