@@ -24,3 +24,18 @@ recipe_option = click.option(
     "are cached; its threshold's CV fits one per fold and split seed); pretrained-linear: the same features + "
     "logistic regression; cnn: the CNN trained from scratch (minutes).",
 )
+
+# SQLite stores integers in 64 bits: a larger id would overflow before the lookup could say "not found".
+MAX_SQLITE_INT = 2**63 - 1
+
+
+class IdType(click.IntRange):
+    """A record id (scan, detection, sample, example): an integer from 1 to SQLite's largest, else a usage error."""
+
+    name = "id"
+
+    def __init__(self) -> None:
+        super().__init__(min=1, max=MAX_SQLITE_INT)
+
+
+ID = IdType()
