@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 db_option = click.option(
@@ -39,3 +41,21 @@ class IdType(click.IntRange):
 
 
 ID = IdType()
+
+
+class OutputFileType(click.Path):
+    """A file to write: its folder must exist, checked before the command does any work (a usage error)."""
+
+    def __init__(self) -> None:
+        super().__init__(dir_okay=False)
+
+    def convert(self, value, param, ctx):  # type: ignore[override]
+        """The path, or a usage error naming the missing folder."""
+        path = super().convert(value, param, ctx)
+        folder = os.path.dirname(os.path.abspath(os.fsdecode(path)))
+        if not os.path.isdir(folder):
+            self.fail(f"folder {folder!r} of {os.fsdecode(path)!r} does not exist", param, ctx)
+        return path
+
+
+OUTPUT_FILE = OutputFileType()

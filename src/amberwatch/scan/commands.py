@@ -10,7 +10,7 @@ import click
 
 from amberwatch.db import existing_db_path
 from amberwatch.errors import ImageryError, InvalidInputError
-from amberwatch.options import ID, db_option
+from amberwatch.options import ID, OUTPUT_FILE, db_option
 from amberwatch.results.store import first_tile_error, get_scan, open_results_db
 
 COMMANDS: list[click.Command] = []
@@ -316,7 +316,7 @@ def scan_list(db: str, as_json: bool) -> None:
     help="Leave out places this close to a query.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON list.")
-@click.option("--geojson", "geojson_out", type=click.Path(dir_okay=False), help="Also write the places as GeoJSON.")
+@click.option("--geojson", "geojson_out", type=OUTPUT_FILE, help="Also write the places as GeoJSON.")
 def similar_command(
     db: str,
     scan_id: int,
