@@ -196,3 +196,9 @@ def test_metres_still_read_as_a_projected_crs(tmp_path):
     utm = [[500000, 6000000], [500100, 6000000], [500100, 6000100], [500000, 6000000]]
     with pytest.raises(AOIError, match="projected CRS"):
         load_aoi(write(tmp_path, {"type": "Polygon", "coordinates": [utm]}))
+
+
+def test_nan_coordinates_are_named_as_not_finite(tmp_path):
+    text = '{"type": "Polygon", "coordinates": [[[NaN, 51.3], [26.91, 51.32], [26.91, 51.33], [NaN, 51.3]]]}'
+    with pytest.raises(AOIError, match=r"\(nan, 51.3\) that are not finite numbers"):
+        load_aoi(write(tmp_path, text))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -289,6 +290,8 @@ def _check_lonlat(positions: list[tuple[float, float]], what: str, crs_name: str
 
 
 def _refuse_out_of_range(lon: float, lat: float, what: str, crs_name: str | None) -> None:
+    if not (math.isfinite(lon) and math.isfinite(lat)):
+        raise AOIError(f"{what} has coordinates ({lon:g}, {lat:g}) that are not finite numbers")
     if crs_name or not (abs(lon) <= 360.0 and abs(lat) <= 180.0):
         hint = f" (the file declares CRS {crs_name!r})" if crs_name else ""
         raise AOIError(
