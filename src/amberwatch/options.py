@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 db_option = click.option(
@@ -24,3 +26,36 @@ recipe_option = click.option(
     "are cached; its threshold's CV fits one per fold and split seed); pretrained-linear: the same features + "
     "logistic regression; cnn: the CNN trained from scratch (minutes).",
 )
+
+# SQLite stores integers in 64 bits: a larger id would overflow before the lookup could say "not found".
+MAX_SQLITE_INT = 2**63 - 1
+
+
+class IdType(click.IntRange):
+    """A record id (scan, detection, sample, example): an integer from 1 to SQLite's largest, else a usage error."""
+
+    name = "id"
+
+    def __init__(self) -> None:
+        super().__init__(min=1, max=MAX_SQLITE_INT)
+
+
+ID = IdType()
+
+
+class OutputFileType(click.Path):
+    """A file to write: its folder must exist, checked before the command does any work (a usage error)."""
+
+    def __init__(self) -> None:
+        super().__init__(dir_okay=False)
+
+    def convert(self, value, param, ctx):  # type: ignore[override]
+        """The path, or a usage error naming the missing folder."""
+        path = super().convert(value, param, ctx)
+        folder = os.path.dirname(os.path.abspath(os.fsdecode(path)))
+        if not os.path.isdir(folder):
+            self.fail(f"folder {folder!r} of {os.fsdecode(path)!r} does not exist", param, ctx)
+        return path
+
+
+OUTPUT_FILE = OutputFileType()

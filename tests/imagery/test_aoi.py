@@ -153,3 +153,52 @@ def test_read_aoi_accepts_dict_text_and_path_and_can_refuse_non_polygons(tmp_pat
             read_aoi(source, polygons_only=True)
     with pytest.raises(AOIError, match="not valid JSON"):
         read_aoi("{oops")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"type": "Polygon", "coordinates": ' + "[" * 50_000 + "]" * 50_000 + "}",
+        '{"type": "GeometryCollection", "geometries": [' * 40
+        + json.dumps({"type": "Polygon", "coordinates": [SQUARE]})
+        + "]}" * 40,
+    ],
+    ids=["deep-json", "deep-collections"],
+)
+def test_deeply_nested_aoi_is_an_aoi_error_not_a_recursion_error(tmp_path, text):
+    with pytest.raises(AOIError, match="nest"):
+        load_aoi(write(tmp_path, text))
+    with pytest.raises(AOIError, match="nest"):
+        read_aoi(text)
+
+
+def test_hole_outside_its_shell_is_refused_not_repaired_into_a_larger_area(tmp_path):
+    hole_far_away = [[27.5, 51.5], [28.0, 51.5], [28.0, 52.0], [27.5, 52.0], [27.5, 51.5]]
+    with pytest.raises(AOIError, match=r"polygon 1 \(near 26.9, 51.32\).*Hole lies outside shell.*grow"):
+        load_aoi(write(tmp_path, {"type": "Polygon", "coordinates": [SQUARE, hole_far_away]}))
+
+
+def test_bowtie_is_still_repaired_with_a_warning(tmp_path):
+    bowtie = [[26.9, 51.32], [26.91, 51.33], [26.91, 51.32], [26.9, 51.33], [26.9, 51.32]]
+    with pytest.warns(RepairedGeometryWarning):
+        aoi = load_aoi(write(tmp_path, {"type": "Polygon", "coordinates": [bowtie]}))
+    assert aoi.geometry.is_valid and aoi.geometry.area > 0
+
+
+def test_longitude_past_180_says_so_not_projected_crs(tmp_path):
+    past = [[179.5, 54.0], [180.5, 54.0], [180.5, 54.01], [179.5, 54.01], [179.5, 54.0]]
+    with pytest.raises(AOIError, match=r"longitude 180.5 .*beyond ±180.*-179.5") as info:
+        load_aoi(write(tmp_path, {"type": "Polygon", "coordinates": [past]}))
+    assert "projected" not in str(info.value)
+
+
+def test_metres_still_read_as_a_projected_crs(tmp_path):
+    utm = [[500000, 6000000], [500100, 6000000], [500100, 6000100], [500000, 6000000]]
+    with pytest.raises(AOIError, match="projected CRS"):
+        load_aoi(write(tmp_path, {"type": "Polygon", "coordinates": [utm]}))
+
+
+def test_nan_coordinates_are_named_as_not_finite(tmp_path):
+    text = '{"type": "Polygon", "coordinates": [[[NaN, 51.3], [26.91, 51.32], [26.91, 51.33], [NaN, 51.3]]]}'
+    with pytest.raises(AOIError, match=r"\(nan, 51.3\) that are not finite numbers"):
+        load_aoi(write(tmp_path, text))

@@ -160,6 +160,19 @@ def test_mbtiles_rows_are_flipped_from_tms(tmp_path: Path, cache: TileCache) -> 
         assert src.read_tile(3, 2, 2) is None
 
 
+@pytest.mark.parametrize(
+    ("key", "value"), [("minzoom", "abc"), ("maxzoom", "1e3"), ("minzoom", "-1"), ("maxzoom", "99")]
+)
+def test_mbtiles_bad_zoom_metadata_is_named(tmp_path: Path, key: str, value: str) -> None:
+    p = tmp_path / "area.mbtiles"
+    _write_mbtiles(p, {(3, 2, 1): tile_png(21)})
+    with sqlite3.connect(p) as conn:
+        conn.execute("UPDATE metadata SET value = ? WHERE name = ?", (value, key))
+    conn.close()
+    with pytest.raises(InvalidInputError, match=rf"area.mbtiles' has {key} '{value}': not a zoom from 0 to 30"):
+        open_source(str(p))
+
+
 def test_tile_cache_file_is_not_an_imagery_source(tmp_path: Path) -> None:
     TileCache(tmp_path / "x-tiles.mbtiles").close()
     with pytest.raises(InvalidInputError, match="not an MBTiles file"):

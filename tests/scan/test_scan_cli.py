@@ -303,3 +303,16 @@ def test_int8_scan_with_a_model_without_it_is_a_clear_error(tile_server, tmp_pat
     assert result.exit_code == 0, result.output
     with sqlite3.connect(tmp_path / "p.db") as conn:
         assert json.loads(conn.execute("SELECT params_json FROM scans").fetchone()[0])["int8"] is False
+
+
+def test_similar_geojson_into_a_missing_folder_is_refused_before_the_search(tmp_path):
+    """The output folder is checked first: no scan lookup or search happens (scan 1 does not even exist)."""
+    db = tmp_path / "amberwatch.db"
+    db.touch()
+    out = tmp_path / "nope" / "places.geojson"
+    result = CliRunner().invoke(
+        main, ["similar", "--db", str(db), "--scan", "1", "--detection", "1", "--geojson", str(out)]
+    )
+    assert result.exit_code == 2, result.output
+    assert f"folder {str(out.parent)!r} of {str(out)!r} does not exist" in result.output
+    assert "scan 1" not in result.output and "Traceback" not in result.output

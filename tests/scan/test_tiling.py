@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import time
 import types
 
 import mercantile
+import pytest
 import shapely
+import shapely.geometry
+from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from shapely.geometry import Point, box
 
+from amberwatch.cli import main
 from amberwatch.imagery.tiles import tile_area_km2
 from amberwatch.scan.tiling import count_tiles, iter_tiles, iter_units
 
@@ -72,3 +78,36 @@ def test_tile_area_matches_ground_resolution():
     t = mercantile.tile(26.9, 51.32, 18)
     area = tile_area_km2(18, t.y)
     assert abs(area - (0.373 * 256 / 1000) ** 2) / area < 0.01
+
+
+def many_squares(n: int, side_deg: float = 0.0008) -> shapely.MultiPolygon:
+    """n small squares on a grid near Gdańsk, some pairs within one zoom-18 tile (spacing ~ 2 tiles)."""
+    cols = int(n**0.5) + 1
+    squares = [
+        box(x, y, x + side_deg, y + side_deg)
+        for i in range(n)
+        for x, y in [(18.5 + (i % cols) * 0.003 + (i % 7) * 1e-4, 54.2 + (i // cols) * 0.002 + (i % 5) * 1e-4)]
+    ]
+    return shapely.union_all(squares)
+
+
+def test_many_polygons_count_exactly_as_brute_force():
+    geom = many_squares(400)
+    expected = set().union(*(brute_force(part, 18) for part in geom.geoms))
+    assert count_tiles(geom, 18) == len(expected)
+    assert set(iter_tiles(geom, 18)) == expected
+
+
+@pytest.mark.slow
+def test_dry_run_of_50000_polygons_plans_in_under_30_s(tmp_path):
+    """Issue 26: 50,000 small polygons were still counting after 300 s; an STRtree and batched tests make it fast."""
+    geom = many_squares(50_000)
+    path = tmp_path / "aoi.geojson"
+    features = [{"type": "Feature", "properties": {}, "geometry": shapely.geometry.mapping(p)} for p in geom.geoms]
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    started = time.monotonic()
+    result = CliRunner().invoke(main, ["scan", "--aoi", str(path), "--dry-run", "--zoom", "18"])
+    elapsed_s = time.monotonic() - started
+    assert result.exit_code == 0, result.output
+    assert f"{count_tiles(geom, 18):,} tiles at zoom 18" in result.output
+    assert elapsed_s < 30, elapsed_s

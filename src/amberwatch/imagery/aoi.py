@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -21,6 +22,10 @@ MAX_MERCATOR_LAT_DEG = 85.0511287798066
 # Edges are densified to this length before the geodesic area, so the area is that of the lon/lat polygon
 # the tiles cover (a -180..180 edge would otherwise be a zero-length geodesic and a world AOI 0 km²).
 AREA_SEGMENT_DEG = 0.5
+# GeoJSON nests a FeatureCollection, a Feature and a few GeometryCollections at most; deeper is refused.
+MAX_NESTING = 32
+# A repaired polygon may not cover more than its own shell does (a hole outside the shell would become land).
+REPAIR_GROWTH_TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -61,11 +66,7 @@ def read_aoi(source: dict | str | os.PathLike[str], *, polygons_only: bool = Fal
     text = str(source)
     if isinstance(source, os.PathLike) or not text.lstrip().startswith("{"):
         return load_aoi(text, polygons_only=polygons_only)
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise AOIError(f"GeoJSON text is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    return aoi_from_geojson(obj, name="area", polygons_only=polygons_only)
+    return aoi_from_geojson(_parse_json(text, "GeoJSON text"), name="area", polygons_only=polygons_only)
 
 
 def load_aoi(path: str | os.PathLike[str], *, polygons_only: bool = False) -> AOI:
@@ -80,13 +81,16 @@ def load_aoi(path: str | os.PathLike[str], *, polygons_only: bool = False) -> AO
         raise AOIError(f"AOI file {str(p)!r} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise AOIError(f"AOI file {str(p)!r} cannot be read: {exc}") from exc
+    return aoi_from_geojson(_parse_json(text, f"AOI file {str(p)!r}"), name=str(p), polygons_only=polygons_only)
+
+
+def _parse_json(text: str, what: str) -> object:
     try:
-        obj = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise AOIError(
-            f"AOI file {str(p)!r} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
-    return aoi_from_geojson(obj, name=str(p), polygons_only=polygons_only)
+        raise AOIError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise AOIError(f"{what} is nested too deeply to be a GeoJSON AOI") from None
 
 
 def aoi_from_geojson(obj: object, *, name: str = "<geojson>", polygons_only: bool = False) -> AOI:
@@ -193,13 +197,13 @@ def _align(ring: list[tuple[float, float]], centre: float) -> list[tuple[float, 
 
 
 def _valid_union(polygons: list[Polygon], name: str) -> BaseGeometry:
-    invalid = [p for p in polygons if not p.is_valid]
+    invalid = [i for i, p in enumerate(polygons) if not p.is_valid]
     if invalid:
-        reason = shapely.is_valid_reason(invalid[0])
+        reason = shapely.is_valid_reason(polygons[invalid[0]])
+        polygons = [p if p.is_valid else _repair(p, i, name) for i, p in enumerate(polygons)]
         warnings.warn(
             f"AOI {name!r}: invalid polygon ({reason}) repaired with make_valid", RepairedGeometryWarning, stacklevel=3
         )
-        polygons = [shapely.make_valid(p) for p in polygons]
     merged = shapely.union_all(polygons)
     # make_valid can yield lines/points beside polygons (collapsed parts): keep only areas.
     parts = [g for g in getattr(merged, "geoms", [merged]) if isinstance(g, (Polygon, MultiPolygon))]
@@ -211,7 +215,29 @@ def _valid_union(polygons: list[Polygon], name: str) -> BaseGeometry:
     return flat[0] if len(flat) == 1 else MultiPolygon(flat)
 
 
-def _iter_geometries(obj: dict, name: str):
+def _repair(polygon: Polygon, index: int, name: str) -> BaseGeometry:
+    """make_valid of one polygon, refused when the repair covers more than the polygon's own shell."""
+    repaired = shapely.make_valid(polygon)
+    shell = shapely.make_valid(Polygon(polygon.exterior))
+    if repaired.area > shell.area * (1 + REPAIR_GROWTH_TOLERANCE):
+        raise AOIError(
+            f"AOI {name!r}: polygon {index + 1} (near {_near(polygon)}) is invalid "
+            f"({shapely.is_valid_reason(polygon)}) and repairing it would grow it from {area_km2(shell):,.3f} to "
+            f"{area_km2(repaired):,.3f} km²; fix it (a hole must lie inside its shell)"
+        )
+    return repaired
+
+
+def _near(polygon: Polygon) -> str:
+    x, y = polygon.exterior.coords[0][:2]
+    return f"{x:g}, {y:g}"
+
+
+def _iter_geometries(obj: dict, name: str, depth: int = 0):
+    if depth > MAX_NESTING:
+        raise AOIError(f"AOI {name!r} nests Features or GeometryCollections more than {MAX_NESTING} deep")
+    if not isinstance(obj, dict):
+        raise AOIError(f"AOI {name!r}: a geometry is {json.dumps(obj)[:40]}, not a GeoJSON object")
     kind = obj.get("type")
     if kind == "FeatureCollection":
         features = obj.get("features")
@@ -219,14 +245,14 @@ def _iter_geometries(obj: dict, name: str):
             raise AOIError(f"AOI {name!r}: FeatureCollection without a 'features' list")
         for feature in features:
             if isinstance(feature, dict):
-                yield from _iter_geometries(feature, name)
+                yield from _iter_geometries(feature, name, depth + 1)
     elif kind == "Feature":
         if obj.get("geometry") is not None:
-            yield from _iter_geometries(obj["geometry"], name)
+            yield from _iter_geometries(obj["geometry"], name, depth + 1)
     elif kind == "GeometryCollection":
         for geom in obj.get("geometries") or []:
             if isinstance(geom, dict):
-                yield from _iter_geometries(geom, name)
+                yield from _iter_geometries(geom, name, depth + 1)
     elif kind in ("Polygon", "MultiPolygon", "Point", "MultiPoint", "LineString", "MultiLineString"):
         yield obj
     else:
@@ -258,10 +284,24 @@ def _crs_name(obj: dict) -> str | None:
 def _check_lonlat(positions: list[tuple[float, float]], what: str, crs_name: str | None = None) -> None:
     for lon, lat in positions:
         if not (-180.0 <= lon <= 180.0 and -90.0 <= lat <= 90.0):
-            hint = f" (the file declares CRS {crs_name!r})" if crs_name else ""
-            raise AOIError(
-                f"{what} has coordinates ({lon:g}, {lat:g}) outside the lon/lat range{hint}: it looks like a "
-                "projected CRS (e.g. UTM metres); give WGS84 longitude/latitude as GeoJSON requires (RFC 7946)"
-            )
+            _refuse_out_of_range(lon, lat, what, crs_name)
         if abs(lat) > MAX_MERCATOR_LAT_DEG:
             raise AOIError(f"{what} reaches latitude {lat:g}, beyond the web-map limit of ±{MAX_MERCATOR_LAT_DEG:.4f}")
+
+
+def _refuse_out_of_range(lon: float, lat: float, what: str, crs_name: str | None) -> None:
+    if not (math.isfinite(lon) and math.isfinite(lat)):
+        raise AOIError(f"{what} has coordinates ({lon:g}, {lat:g}) that are not finite numbers")
+    if crs_name or not (abs(lon) <= 360.0 and abs(lat) <= 180.0):
+        hint = f" (the file declares CRS {crs_name!r})" if crs_name else ""
+        raise AOIError(
+            f"{what} has coordinates ({lon:g}, {lat:g}) outside the lon/lat range{hint}: it looks like a "
+            "projected CRS (e.g. UTM metres); give WGS84 longitude/latitude as GeoJSON requires (RFC 7946)"
+        )
+    if not -180.0 <= lon <= 180.0:
+        raise AOIError(
+            f"{what} has longitude {lon:g} (at latitude {lat:g}), beyond ±180: give longitudes from -180 to 180 "
+            f"(here {(lon + 180.0) % 360.0 - 180.0:g}); an edge from 179.9 to -179.9 crosses the antimeridian "
+            "(RFC 7946)"
+        )
+    raise AOIError(f"{what} has latitude {lat:g} (at longitude {lon:g}), beyond ±90: are lon and lat swapped?")

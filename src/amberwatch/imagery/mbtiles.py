@@ -15,6 +15,7 @@ from amberwatch.imagery.sources import FetchedTile, TileSource, parse_capture_da
 from amberwatch.imagery.tiles import lnglat_to_tile, tile_resolution_m_per_px, xyz_to_tms_y
 from amberwatch.imagery.types import LngLatBbox
 
+MAX_MBTILES_ZOOM = 30
 CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}
 
 
@@ -50,8 +51,8 @@ class MBTilesTileSource(TileSource):
             raise InvalidInputError(f"{str(self.path)!r} is not a readable MBTiles file ({exc})") from exc
         self.attribution = meta.get("attribution")
         self._format = str(meta.get("format", "png")).lower()
-        self.min_zoom = int(meta.get("minzoom", zrow[0] if zrow[0] is not None else 0))
-        self.max_zoom = int(meta.get("maxzoom", zrow[1] if zrow[1] is not None else 0))
+        self.min_zoom = self._zoom(meta, "minzoom", zrow[0])
+        self.max_zoom = self._zoom(meta, "maxzoom", zrow[1])
         self.bounds = self._parse_bounds(meta.get("bounds"))
         if self.bounds is not None:
             lon, lat = self.bounds.center_deg
@@ -67,6 +68,19 @@ class MBTilesTileSource(TileSource):
 
     def _has_metadata(self) -> bool:
         return self._conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'metadata'").fetchone() is not None
+
+    def _zoom(self, meta: dict, key: str, table_zoom: int | None) -> int:
+        """A zoom from the metadata (else the tiles table's), InvalidInputError naming a value that is not one."""
+        value = meta.get(key, table_zoom if table_zoom is not None else 0)
+        try:
+            zoom = int(str(value).strip())
+        except ValueError:
+            zoom = -1
+        if not 0 <= zoom <= MAX_MBTILES_ZOOM:
+            raise InvalidInputError(
+                f"MBTiles file {str(self.path)!r} has {key} {value!r}: not a zoom from 0 to {MAX_MBTILES_ZOOM}"
+            )
+        return zoom
 
     def _parse_bounds(self, text: str | None) -> LngLatBbox | None:
         if not text:

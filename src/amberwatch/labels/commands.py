@@ -12,7 +12,7 @@ from amberwatch.errors import DatabaseError
 from amberwatch.labels.boxes import import_boxes
 from amberwatch.labels.importer import export_folder, import_folder
 from amberwatch.labels.store import CATEGORIES, LABELS, ExampleStore
-from amberwatch.options import db_option
+from amberwatch.options import ID, db_option
 
 TOP_BLOCKS_SHOWN = 10
 
@@ -106,7 +106,7 @@ def stats_cmd(db: str, as_json: bool, top: int | None) -> None:
 
 @examples.command("exclude")
 @db_option
-@click.option("--id", "ids", type=int, multiple=True, help="Example id (repeatable).")
+@click.option("--id", "ids", type=ID, multiple=True, help="Example id (repeatable).")
 @click.option("--category", type=click.Choice(CATEGORIES), help="Exclude every active example of this category.")
 @click.option(
     "--area", type=click.Path(exists=True, dir_okay=False), help="GeoJSON polygons: exclude located examples inside."

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from amberwatch.db import connect, migrate, utc_now_iso
 from amberwatch.errors import ConflictError, InvalidInputError, ModelError, NotFoundError
+from amberwatch.options import MAX_SQLITE_INT
 
 COMPONENT = "models"
 BUNDLED_VERSION = 0
@@ -64,8 +65,10 @@ def parse_version(value: str | int) -> int:
     """A version number from '3', 'v3' or 3; InvalidInputError naming the value otherwise."""
     text = str(value).strip()
     digits = text[1:] if text[:1] in ("v", "V") else text
-    if not digits.isdigit():
+    if not (digits.isascii() and digits.isdigit()):
         raise InvalidInputError(f"model version {value!r} is not a number like 2 or v2")
+    if len(digits.lstrip("0")) > len(str(MAX_SQLITE_INT)) or int(digits) > MAX_SQLITE_INT:
+        raise InvalidInputError(f"model version {value!r} is larger than any version can be ({MAX_SQLITE_INT})")
     return int(digits)
 
 

@@ -9,7 +9,7 @@ import click
 
 from amberwatch.db import connect
 from amberwatch.errors import InvalidInputError
-from amberwatch.options import db_option
+from amberwatch.options import ID, db_option
 from amberwatch.results.area_estimate import (
     estimate_area,
     format_table,
@@ -46,7 +46,7 @@ def area() -> None:
 
 
 @area.command("sample")
-@click.option("--scan", "scan_id", type=int, required=True, help="Scan id whose map is assessed.")
+@click.option("--scan", "scan_id", type=ID, required=True, help="Scan id whose map is assessed.")
 @click.option("--n", "n", type=click.IntRange(min=1), help="Total number of sample units (cells).")
 @click.option("--target-se", type=float, help="Instead of --n: target standard error of overall accuracy (eq. 13).")
 @click.option("--allocation", type=click.Choice(ALLOCATIONS), default="proportional", show_default=True)
@@ -109,7 +109,7 @@ def sample_size_cmd(accuracy, weights, target_se) -> None:
 
 
 @area.command("export")
-@click.option("--sample", "sample_id", type=int, required=True)
+@click.option("--sample", "sample_id", type=ID, required=True)
 @click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="geojson", show_default=True)
 @click.option("--blind", is_flag=True, help="Leave out the map class and probability (for reviewers).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write here instead of stdout.")
@@ -124,7 +124,7 @@ def export_cmd(sample_id, fmt, blind, output, db) -> None:
 
 
 @area.command("import-reference")
-@click.option("--sample", "sample_id", type=int, required=True)
+@click.option("--sample", "sample_id", type=ID, required=True)
 @click.option("--reviewed-by", help="Reviewer name stored with each label (default: import:<file name>).")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @db_option
@@ -144,8 +144,8 @@ def import_reference_cmd(sample_id, reviewed_by, file, db) -> None:
 
 
 @area.command("estimate")
-@click.option("--scan", "scan_id", type=int, help="Scan id (uses its latest sample unless --sample).")
-@click.option("--sample", "sample_id", type=int)
+@click.option("--scan", "scan_id", type=ID, help="Scan id (uses its latest sample unless --sample).")
+@click.option("--sample", "sample_id", type=ID)
 @click.option(
     "--counts",
     type=click.Path(exists=True, dir_okay=False),
@@ -172,7 +172,7 @@ def estimate_cmd(scan_id, sample_id, counts, as_json, db) -> None:
 
 
 @area.command("list")
-@click.option("--scan", "scan_id", type=int, help="Only samples of this scan.")
+@click.option("--scan", "scan_id", type=ID, help="Only samples of this scan.")
 @click.option("--json", "as_json", is_flag=True)
 @db_option
 def list_cmd(scan_id, as_json, db) -> None:
@@ -206,7 +206,7 @@ def detections_group() -> None:
     help="Output format.",
 )
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Output file.")
-@click.option("--scan", "scan_id", type=int, default=None, help="Scan id [default: the latest scan].")
+@click.option("--scan", "scan_id", type=ID, default=None, help="Scan id [default: the latest scan].")
 @click.option("--all-scans", is_flag=True, help="Export the detections of every scan.")
 def detections_export(db: str, fmt: str, out: str, scan_id: int | None, all_scans: bool) -> None:
     """Export detections (polygons with area_ha) as GeoJSON, GeoPackage, CSV (WKT) or KML."""

@@ -10,7 +10,7 @@ import click
 
 from amberwatch.db import existing_db_path
 from amberwatch.errors import ImageryError, InvalidInputError
-from amberwatch.options import db_option
+from amberwatch.options import ID, OUTPUT_FILE, db_option
 from amberwatch.results.store import first_tile_error, get_scan, open_results_db
 
 COMMANDS: list[click.Command] = []
@@ -233,7 +233,7 @@ def _first_tile_error(db: str, scan_id: int) -> str | None:
 
 @scan_group.command("report")
 @db_option
-@click.option("--scan", "scan_id", type=int, default=None, help="Scan id [default: the latest].")
+@click.option("--scan", "scan_id", type=ID, default=None, help="Scan id [default: the latest].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def scan_report(db: str, scan_id: int | None, as_json: bool) -> None:
     """Print a scan's tiles, km² scanned, failed tiles, detections and total hectares."""
@@ -296,8 +296,8 @@ def scan_list(db: str, as_json: bool) -> None:
 
 @click.command("similar")
 @db_option
-@click.option("--scan", "scan_id", type=int, required=True, help="Scan whose tiles are searched.")
-@click.option("--detection", "detections", type=int, multiple=True, help="Detection to look like (repeatable).")
+@click.option("--scan", "scan_id", type=ID, required=True, help="Scan whose tiles are searched.")
+@click.option("--detection", "detections", type=ID, multiple=True, help="Detection to look like (repeatable).")
 @click.option(
     "--image",
     "images",
@@ -306,7 +306,7 @@ def scan_list(db: str, as_json: bool) -> None:
     help="Image file to look like, at the examples' resolution (repeatable).",
 )
 @click.option("--at", "points", multiple=True, help="LAT,LON of a scanned place to look like (repeatable).")
-@click.option("--unlike", type=int, multiple=True, help="Detection to look unlike (repeatable).")
+@click.option("--unlike", type=ID, multiple=True, help="Detection to look unlike (repeatable).")
 @click.option("--top", type=click.IntRange(1, 1000), default=10, show_default=True, help="Places to list.")
 @click.option(
     "--exclude-m",
@@ -316,7 +316,7 @@ def scan_list(db: str, as_json: bool) -> None:
     help="Leave out places this close to a query.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON list.")
-@click.option("--geojson", "geojson_out", type=click.Path(dir_okay=False), help="Also write the places as GeoJSON.")
+@click.option("--geojson", "geojson_out", type=OUTPUT_FILE, help="Also write the places as GeoJSON.")
 def similar_command(
     db: str,
     scan_id: int,

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import click
 
-from amberwatch.options import db_option
+from amberwatch.options import ID, db_option
 from amberwatch.scan import commands as scan_commands
 
 COMMANDS: list[click.Command] = []
 
 
 @click.command("rescan")
-@click.argument("scan_id", metavar="SCAN", type=int)
+@click.argument("scan_id", metavar="SCAN", type=ID)
 @click.option(
     "--model", "model_version", required=True, help="Registered model version (see 'amberwatch models list')."
 )
@@ -61,8 +61,8 @@ def rescan_command(
 
 
 @click.command("diff")
-@click.argument("scan_a", metavar="A", type=int)
-@click.argument("scan_b", metavar="B", type=int)
+@click.argument("scan_a", metavar="A", type=ID)
+@click.argument("scan_b", metavar="B", type=ID)
 @db_option
 @click.option("--geojson", "geojson_out", type=click.Path(dir_okay=False), help="Also write the sites as GeoJSON here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of a table.")

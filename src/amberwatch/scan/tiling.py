@@ -7,12 +7,14 @@ on the boundary are split further. A tile whose square merely touches the AOI ed
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import mercantile
+import numpy as np
 import shapely
-from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
 DEFAULT_UNIT_ZOOM_DELTA = 3  # a unit is a parent tile 3 levels up: 8 x 8 = 64 tiles
@@ -38,17 +40,56 @@ class Unit:
         return (self.parent[0] * n, self.parent[1] * n)
 
 
-def _prepared(geometry: BaseGeometry) -> BaseGeometry:
-    shapely.prepare(geometry)  # in place; speeds up the many predicate calls
-    return geometry
+# Tiles whose state is tested in one vectorised call while counting (bounds memory, allows an early stop).
+COUNT_BATCH_TILES = 4096
 
 
-def _covers_area(geometry: BaseGeometry, tile: mercantile.Tile) -> int:
-    """0 = outside (or only touching), 1 = partly inside, 2 = wholly inside."""
-    square = box(*mercantile.bounds(tile))
-    if not shapely.intersects(geometry, square) or shapely.touches(geometry, square):
-        return 0
-    return 2 if shapely.contains(geometry, square) else 1
+class _AreaIndex:
+    """The AOI's polygons in an STRtree: a tile is tested only against the polygons near it.
+
+    A valid (Multi)Polygon's parts meet at points at most, so a square overlaps the AOI's interior when it
+    overlaps one part's, and lies within the AOI when it lies within one part: the same answers as testing
+    the whole geometry, in time that does not grow with the number of polygons.
+    """
+
+    def __init__(self, geometry: BaseGeometry) -> None:
+        self.parts = shapely.get_parts(geometry)
+        shapely.prepare(self.parts)
+        self.tree = shapely.STRtree(self.parts)
+
+    def states(self, xs: np.ndarray, ys: np.ndarray, zoom: int) -> np.ndarray:
+        """Per tile: 0 = outside (or only touching), 1 = partly inside, 2 = wholly inside."""
+        squares = _squares(xs, ys, zoom)
+        tile_idx, part_idx = self.tree.query(squares, predicate="intersects")
+        parts, hit = self.parts[part_idx], squares[tile_idx]
+        inner = ~shapely.touches(parts, hit)
+        whole = inner & shapely.contains(parts, hit)
+        state = np.zeros(len(xs), dtype=np.int8)
+        np.maximum.at(state, tile_idx[inner], 1)
+        np.maximum.at(state, tile_idx[whole], 2)
+        return state
+
+    def tile_states(self, tiles: list[mercantile.Tile]) -> list[int]:
+        """states() of a few mercantile tiles of one zoom."""
+        xs = np.array([t.x for t in tiles], dtype=np.int64)
+        ys = np.array([t.y for t in tiles], dtype=np.int64)
+        return self.states(xs, ys, tiles[0].z).tolist()
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _lat_deg(y: int, zoom: int) -> float:
+    # mercantile.bounds' own expression (math's sinh/atan), so the squares are the same floats
+    return math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * y / math.pow(2, zoom)))))
+
+
+def _squares(xs: np.ndarray, ys: np.ndarray, zoom: int) -> np.ndarray:
+    """Tile squares as mercantile.bounds gives them (the same floats), built in one call."""
+    z2 = math.pow(2, zoom)
+    rows = np.unique(np.concatenate([ys, ys + 1]))
+    lat = dict(zip(rows.tolist(), (_lat_deg(int(y), zoom) for y in rows), strict=True))
+    north = np.array([lat[y] for y in ys.tolist()])
+    south = np.array([lat[y + 1] for y in ys.tolist()])
+    return shapely.box(xs / z2 * 360.0 - 180.0, south, (xs + 1) / z2 * 360.0 - 180.0, north)
 
 
 def _root_tiles(geometry: BaseGeometry, zoom: int) -> list[mercantile.Tile]:
@@ -61,62 +102,77 @@ def _root_tiles(geometry: BaseGeometry, zoom: int) -> list[mercantile.Tile]:
 
 def iter_quads(geometry: BaseGeometry, zoom: int) -> Iterator[tuple[mercantile.Tile, bool]]:
     """Yield (tile at ``zoom``, wholly_inside) for every tile whose square overlaps the geometry."""
-    _prepared(geometry)
-    stack = [(t, False) for t in reversed(_root_tiles(geometry, zoom))]
+    index = _AreaIndex(geometry)
+    roots = _root_tiles(geometry, zoom)
+    stack = list(reversed(list(zip(roots, index.tile_states(roots), strict=True))))
     while stack:
-        tile, inside = stack.pop()
-        state = 2 if inside else _covers_area(geometry, tile)
+        tile, state = stack.pop()
         if state == 0:
             continue
         if tile.z == zoom:
             yield tile, state == 2
             continue
-        stack.extend((child, state == 2) for child in reversed(mercantile.children(tile)))
+        children = mercantile.children(tile)
+        states = [2] * len(children) if state == 2 else index.tile_states(children)
+        stack.extend(reversed(list(zip(children, states, strict=True))))
 
 
 def count_tiles(geometry: BaseGeometry, zoom: int, *, stop_after: int | None = None) -> int:
     """Exact number of tiles at ``zoom`` overlapping the geometry, counted without enumerating inner quads.
 
+    Quads are tested in vectorised batches against an STRtree of the polygons (fast for many polygons).
     With ``stop_after`` the count stops early once it exceeds that number (for size limits).
     """
-    _prepared(geometry)
+    index = _AreaIndex(geometry)
     total = 0
-    stack = list(_root_tiles(geometry, zoom))
+    root = _root_tiles(geometry, zoom)[0]
+    stack = [(np.array([root.x]), np.array([root.y]), root.z)]
     while stack:
-        tile = stack.pop()
-        state = _covers_area(geometry, tile)
-        if state == 0:
-            continue
-        if state == 2:
-            total += 4 ** (zoom - tile.z)
-        elif tile.z == zoom:
-            total += 1
+        xs, ys, z = stack.pop()
+        state = index.states(xs, ys, z)
+        total += int(np.count_nonzero(state == 2)) * 4 ** (zoom - z)
+        edge = state == 1
+        if z == zoom:
+            total += int(np.count_nonzero(edge))
         else:
-            stack.extend(mercantile.children(tile))
+            cx, cy = _children(xs[edge], ys[edge])
+            stack.extend(
+                (cx[i : i + COUNT_BATCH_TILES], cy[i : i + COUNT_BATCH_TILES], z + 1)
+                for i in range(0, len(cx), COUNT_BATCH_TILES)
+            )
         if stop_after is not None and total > stop_after:
             return total
     return total
 
 
+def _children(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return (
+        np.repeat(xs * 2, 4) + np.tile([0, 1, 0, 1], len(xs)),
+        np.repeat(ys * 2, 4) + np.tile([0, 0, 1, 1], len(ys)),
+    )
+
+
 def iter_units(geometry: BaseGeometry, zoom: int, *, unit_zoom_delta: int = DEFAULT_UNIT_ZOOM_DELTA) -> Iterator[Unit]:
     """Stream work units (parent tiles with their child tiles inside the AOI), in quadtree order."""
     delta = max(0, min(unit_zoom_delta, zoom))
+    index = _AreaIndex(geometry)
     for parent, inside in iter_quads(geometry, zoom - delta):
         n = 1 << delta
         x0, y0 = parent.x * n, parent.y * n
         if inside:
             tiles = tuple((x0 + i, y0 + j) for j in range(n) for i in range(n))
         else:
-            tiles = _tiles_in(geometry, zoom, x0, y0, n)
+            tiles = _tiles_in(index, zoom, x0, y0, n)
         if tiles:
             yield Unit(parent=(parent.x, parent.y, parent.z), zoom=zoom, tiles=tiles)
 
 
-def _tiles_in(geometry: BaseGeometry, zoom: int, x0: int, y0: int, n: int) -> tuple[tuple[int, int], ...]:
+def _tiles_in(index: _AreaIndex, zoom: int, x0: int, y0: int, n: int) -> tuple[tuple[int, int], ...]:
     xy = [(x0 + i, y0 + j) for j in range(n) for i in range(n)]
-    squares = [box(*mercantile.bounds(x, y, zoom)) for x, y in xy]
-    hit = shapely.intersects(geometry, squares) & ~shapely.touches(geometry, squares)
-    return tuple(t for t, h in zip(xy, hit) if h)
+    xs = np.array([x for x, _ in xy], dtype=np.int64)
+    ys = np.array([y for _, y in xy], dtype=np.int64)
+    hit = index.states(xs, ys, zoom) > 0
+    return tuple(t for t, h in zip(xy, hit, strict=True) if h)
 
 
 def iter_tiles(geometry: BaseGeometry, zoom: int) -> Iterator[tuple[int, int, int]]:

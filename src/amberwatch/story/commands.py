@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from amberwatch.options import db_option
+from amberwatch.options import ID, db_option
 
 
 @click.group("story")
@@ -16,7 +16,7 @@ def story() -> None:
 @click.argument("article", type=click.Path(dir_okay=False))
 @db_option
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Folder to write the page into.")
-@click.option("--scan", "scan_id", type=int, default=None, help="Scan id (default: the latest finished scan).")
+@click.option("--scan", "scan_id", type=ID, default=None, help="Scan id (default: the latest finished scan).")
 @click.option(
     "--cache",
     "cache",
