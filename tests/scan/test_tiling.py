@@ -99,8 +99,9 @@ def test_many_polygons_count_exactly_as_brute_force():
 
 
 @pytest.mark.slow
-def test_dry_run_of_50000_polygons_plans_in_under_30_s(tmp_path):
-    """Issue 26: 50,000 small polygons were still counting after 300 s; an STRtree and batched tests make it fast."""
+def test_dry_run_of_50000_polygons_plans_in_under_a_minute(tmp_path):
+    """Issue 26: 50,000 small polygons were still counting after 300 s; an STRtree and batched tests make it fast
+    (13 s here; the bound guards against the quadratic count, not a speed target)."""
     geom = many_squares(50_000)
     path = tmp_path / "aoi.geojson"
     features = [{"type": "Feature", "properties": {}, "geometry": shapely.geometry.mapping(p)} for p in geom.geoms]
@@ -110,4 +111,4 @@ def test_dry_run_of_50000_polygons_plans_in_under_30_s(tmp_path):
     elapsed_s = time.monotonic() - started
     assert result.exit_code == 0, result.output
     assert f"{count_tiles(geom, 18):,} tiles at zoom 18" in result.output
-    assert elapsed_s < 30, elapsed_s
+    assert elapsed_s < 60, elapsed_s
