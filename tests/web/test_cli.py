@@ -78,9 +78,9 @@ def serving(project: Project, *options: str) -> Iterator[str]:
 
 def test_amberwatch_serve_in_subprocess(project):
     with serving(project) as url:
-        r = httpx.get(f"{url}/", timeout=5)
+        r = httpx.get(f"{url}/", timeout=30)
         assert r.status_code == 200 and "leaflet.js" in r.text
-        fc = httpx.get(f"{url}/api/detections?scan={project.scan_id}", timeout=5).json()
+        fc = httpx.get(f"{url}/api/detections?scan={project.scan_id}", timeout=30).json()
         assert len(fc["features"]) == 5
 
 
