@@ -248,9 +248,16 @@ def scan_context(
 
 
 def scan_params(
-    context: ScanContext, clf, tile_res_m_per_px: float, *, min_area_ha: float, unit_zoom_delta: int
+    context: ScanContext,
+    clf,
+    tile_res_m_per_px: float,
+    *,
+    min_area_ha: float,
+    unit_zoom_delta: int,
+    int8_check: Int8Check | None,
 ) -> dict:
-    """The params_json of a scan: how its tiles were framed and classified, and where its cache is."""
+    """The params_json of a scan: how its tiles were framed and classified (the int8 check's figures included),
+    and where its cache is."""
     return {
         "tile_px": context.tile_px,
         "margin_px": context.margin_px,
@@ -264,6 +271,7 @@ def scan_params(
         "min_area_ha": min_area_ha,
         "unit_zoom_delta": unit_zoom_delta,
         "int8": context.int8,
+        "int8_check": int8_check.to_dict() if int8_check is not None else None,
     }
 
 
@@ -358,6 +366,12 @@ class _Job:
 
 def _prepare(aoi: AOI, imagery: str, zoom: int, db_path: Path, settings: ScanSettings) -> _Job:
     """Plan the AOI, resolve the model, probe the imagery and fix how tiles are framed (nothing written yet)."""
+    if settings.unit_zoom_delta is not None and settings.unit_zoom_delta < DEFAULT_UNIT_ZOOM_DELTA:
+        raise InvalidInputError(  # a unit must hold whole blocks of tiles, or its tiles' scores depend on it
+            f"unit_zoom_delta {settings.unit_zoom_delta} is too small: units need at least "
+            f"{1 << DEFAULT_UNIT_ZOOM_DELTA} x {1 << DEFAULT_UNIT_ZOOM_DELTA} tiles (unit_zoom_delta >= "
+            f"{DEFAULT_UNIT_ZOOM_DELTA})"
+        )
     plan = plan_scan(aoi, zoom, max_tiles=settings.max_tiles)
     clf, model_path, model_version = resolve_model(db_path, settings.model_path)
     int8, check = choose_precision(clf, settings.int8)
@@ -376,15 +390,10 @@ def _prepare(aoi: AOI, imagery: str, zoom: int, db_path: Path, settings: ScanSet
         int8=int8,
     )
     workers = _workers(settings)
-    if settings.unit_zoom_delta is not None and settings.unit_zoom_delta < DEFAULT_UNIT_ZOOM_DELTA:
-        raise InvalidInputError(  # a unit must hold whole blocks of tiles, or its tiles' scores depend on it
-            f"unit_zoom_delta {settings.unit_zoom_delta} is too small: units need at least "
-            f"{1 << DEFAULT_UNIT_ZOOM_DELTA} x {1 << DEFAULT_UNIT_ZOOM_DELTA} tiles (unit_zoom_delta >= "
-            f"{DEFAULT_UNIT_ZOOM_DELTA})"
-        )
     delta = settings.unit_zoom_delta or choose_unit_zoom_delta(plan.tiles, workers)
-    params = scan_params(context, clf, tile_res, min_area_ha=settings.min_area_ha, unit_zoom_delta=delta)
-    params["int8_check"] = check.to_dict() if check is not None else None
+    params = scan_params(
+        context, clf, tile_res, min_area_ha=settings.min_area_ha, unit_zoom_delta=delta, int8_check=check
+    )
     if settings.imagery_credit:
         params["imagery_credit"] = settings.imagery_credit  # shown on the public map instead of the imagery spec
     new_scan = NewScan(

@@ -158,9 +158,8 @@ def _plan_layer(
     unit_delta = int(params.get("unit_zoom_delta", DEFAULT_UNIT_ZOOM_DELTA))
     new_params = {
         **params,
-        **scan_params(context, clf, tile_res, min_area_ha=min_area, unit_zoom_delta=unit_delta),
+        **scan_params(context, clf, tile_res, min_area_ha=min_area, unit_zoom_delta=unit_delta, int8_check=check),
         "rescan_of": scan_id,
-        "int8_check": check.to_dict() if check is not None else None,
     }
     parent_tiles = scan_tiles_at(conn, scan_id, zoom)
     # Empty and failed tiles of the parent are carried over as they were (a failed one keeps its error).
