@@ -196,6 +196,14 @@ def similar_figures(db: Path, scan_id: int) -> dict:
     }
 
 
+def cpu_kernels() -> str:
+    """The x86 features this process sees (bench/avx2_only.py hides AVX-512 and VNNI), as numpy detected them."""
+    from numpy._core._multiarray_umath import __cpu_features__ as cpu
+
+    seen = [name for name in ("AVX2", "AVX512F", "AVX512VNNI") if cpu.get(name)]
+    return ", ".join(seen) or "none of AVX2, AVX512F, AVX512VNNI"
+
+
 def main() -> None:
     """Run the benchmark and print its figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -239,6 +247,7 @@ def main() -> None:
         return o.tiles_processed_now / o.seconds
 
     km2_per_tile = cold.area_scanned_km2 / max(cold.tiles_done, 1)
+    print(f"CPU kernels: {cpu_kernels()}")
     print(
         f"imagery: {'Texty crops' if args.texty.is_dir() else 'synthetic texture'}, {len(pool)} distinct PNG tiles; "
         f"workers={args.workers}; AOI {cold.tiles_total} z{ZOOM} tiles = {cold.area_scanned_km2:.2f} km²"
