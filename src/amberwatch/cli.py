@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "amberwatch.scan.commands",
     "amberwatch.scan.layers_commands",
     "amberwatch.results.commands",
+    "amberwatch.review.commands",
     "amberwatch.web.commands",
     "amberwatch.story.commands",
     "amberwatch.loop.commands",

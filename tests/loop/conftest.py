@@ -156,7 +156,7 @@ def add_feedback(
 ) -> int:
     """Insert a decided web_feedback row (web schema) and return its id."""
     from amberwatch.db import utc_now_iso
-    from amberwatch.web.schema import ensure_schema
+    from amberwatch.review.schema import ensure_schema
 
     ensure_schema(conn)
     cur = conn.execute(

@@ -113,7 +113,7 @@ def import_base(
 
 def feed_back(db_path: Path, data_dir: Path, files: list[str], category: str) -> list[int]:
     """Each look-alike as a detection a reader flagged 'not mining' and a reviewer accepted; returns example ids."""
-    from amberwatch.web.schema import ensure_schema as ensure_web_schema
+    from amberwatch.review.schema import ensure_schema as ensure_web_schema
 
     conn = connect(db_path)
     ensure_results_schema(conn)

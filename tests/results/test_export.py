@@ -7,6 +7,7 @@ import json
 import xml.etree.ElementTree as ET
 
 import mercantile
+import numpy as np
 import pytest
 import shapely
 from click.testing import CliRunner
@@ -104,10 +105,46 @@ def test_export_errors(db, tmp_path):
     conn = sqlite3.connect(db)
     conn.row_factory = sqlite3.Row
     with pytest.raises(InvalidInputError, match="'shp'"):
-        export_detections(conn, "shp", tmp_path / "x.shp")
+        export_detections(conn, "shp", tmp_path / "x.shp", reviews={})
     with pytest.raises(InvalidInputError, match="does not exist"):
-        export_detections(conn, "geojson", tmp_path / "missing" / "x.geojson")
+        export_detections(conn, "geojson", tmp_path / "missing" / "x.geojson", reviews={})
     result = CliRunner().invoke(
         main, ["detections", "export", "--db", str(db), "--scan", "9", "--out", str(tmp_path / "x")]
     )
     assert result.exit_code == 1 and "scan 9 does not exist" in result.output
+
+
+def test_sites_reviewed_as_not_mining_are_not_exported(db, tmp_path):
+    """An export is published: a site whose not-mining flag a reviewer accepted is left out, a pending one is not."""
+    from amberwatch.db import connect
+    from amberwatch.imagery.cache import TileCache
+    from amberwatch.imagery.decode import encode_png
+    from amberwatch.results.store import query_detections
+    from amberwatch.review.feedback import decide_feedback, record_feedback
+    from amberwatch.review.schema import ensure_schema
+
+    conn = connect(db)
+    ensure_schema(conn)
+    removed, pending = [int(r["id"]) for r in query_detections(conn, scan_id=1)]
+    grey = encode_png(np.full((256, 256, 3), 120, dtype=np.uint8))
+    with TileCache(tmp_path / "tiles.mbtiles") as cache:  # the accepted flag's example is cut from cached imagery
+        for x in range(X0 - 1, X0 + 3):
+            for y in range(Y0 - 1, Y0 + 3):
+                cache.put("src", ZOOM, x, y, grey, content_type="image/png")
+        flag = record_feedback(conn, removed, "not_mining", "quarry", None, client="reader-a")
+        decide_feedback(conn, cache, flag["id"], "accept", "olena")
+    record_feedback(conn, pending, "not_mining", "field", None, client="reader-b")
+    conn.close()
+    out = tmp_path / "d.geojson"
+    result = CliRunner().invoke(main, ["detections", "export", "--db", str(db), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "Wrote 1 detections of scan 1" in result.output
+    assert [f["id"] for f in json.loads(out.read_text())["features"]] == [pending]
+    rows = list(csv.DictReader(export_one(db, "csv", tmp_path / "d.csv").open()))
+    assert [int(r["id"]) for r in rows] == [pending]
+
+
+def export_one(db, fmt, out):
+    result = CliRunner().invoke(main, ["detections", "export", "--db", str(db), "--format", fmt, "--out", str(out)])
+    assert result.exit_code == 0 and "Wrote 1 detections" in result.output, result.output
+    return out

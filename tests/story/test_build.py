@@ -412,8 +412,8 @@ def test_reviews_are_respected(story_data: StoryFixture, tmp_path: Path) -> None
     """A site reviewed as not mining is neither a fragment nor on the map; named, it is refused; the rest are
     counted as unconfirmed until a reviewer confirms them."""
     from amberwatch.imagery.cache import TileCache
-    from amberwatch.web.feedback import decide_feedback, record_feedback
-    from amberwatch.web.schema import ensure_schema as ensure_web_schema
+    from amberwatch.review.feedback import decide_feedback, record_feedback
+    from amberwatch.review.schema import ensure_schema as ensure_web_schema
 
     db = tmp_path / "reviewed.db"
     shutil.copy(story_data.db, db)

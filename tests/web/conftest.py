@@ -22,7 +22,7 @@ from amberwatch.db import connect, utc_now_iso
 from amberwatch.imagery.cache import TileCache, default_cache_path
 from amberwatch.imagery.decode import encode_jpeg, encode_png
 from amberwatch.results.store import TileRow, ensure_schema, write_tiles
-from amberwatch.web.schema import ensure_schema as ensure_web_schema
+from amberwatch.review.schema import ensure_schema as ensure_web_schema
 from amberwatch.web.users import add_user
 
 SOURCE_ID = "test-imagery"
@@ -344,7 +344,7 @@ def add_scan(project: Project, source_id: str, credit: str, shift: int) -> tuple
 
 def reject_as_not_mining(project: Project, detection_id: int, verdict: str = "not_mining") -> None:
     """A reader flags the detection (``verdict``) and the reviewer accepts the flag."""
-    from amberwatch.web.feedback import decide_feedback, record_feedback
+    from amberwatch.review.feedback import decide_feedback, record_feedback
 
     conn = connect(project.db_path)
     with TileCache(project.cache_path) as cache:

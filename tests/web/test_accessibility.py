@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from amberwatch.db import connect
+from amberwatch.review.feedback import record_feedback
 from amberwatch.web.app import create_app
-from amberwatch.web.feedback import record_feedback
 from tests.fixtures.axe import SIZES, assert_no_serious_violations, screenshot_and_check
 from tests.web.conftest import LiveServer, Project, build_project
 from tests.web.test_browser import click_detection, offline, wait_ready

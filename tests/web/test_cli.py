@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from amberwatch.cli import main
 from amberwatch.db import connect
-from amberwatch.web.feedback import DEFAULT_LIMIT_PER_HOUR
+from amberwatch.review.feedback import DEFAULT_LIMIT_PER_HOUR
 from amberwatch.web.users import hash_token
 from tests.web.conftest import Project, free_port
 

@@ -16,9 +16,9 @@ from amberwatch.db import connect, utc_now_iso
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.decode import decode_image
 from amberwatch.labels.store import CATEGORIES, ExampleStore
+from amberwatch.review.feedback import FeedbackLimits
 from amberwatch.web.app import create_app
 from amberwatch.web.commands import proxy_options
-from amberwatch.web.feedback import FeedbackLimits
 from tests.web.conftest import (
     CENTER_LAT,
     CENTER_LON,
@@ -361,7 +361,7 @@ def test_head_answers_200_on_the_pages(live):
 
 
 def test_readers_and_labellers_share_one_list_of_categories(client, project):
-    from amberwatch.web import feedback
+    from amberwatch.review import feedback
 
     assert feedback.CATEGORIES is CATEGORIES and len(CATEGORIES) == 10
     body = client.get("/").text

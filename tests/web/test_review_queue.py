@@ -17,9 +17,9 @@ from amberwatch.imagery.decode import decode_image
 from amberwatch.labels.store import ExampleStore
 from amberwatch.labels.store import ensure_schema as ensure_labels_schema
 from amberwatch.results.store import ensure_schema as ensure_results_schema
+from amberwatch.review.feedback import FeedbackLimits, record_feedback, review_states
+from amberwatch.review.schema import MIGRATIONS
 from amberwatch.web.app import create_app
-from amberwatch.web.feedback import FeedbackLimits, record_feedback, review_states
-from amberwatch.web.schema import MIGRATIONS
 from amberwatch.web.users import add_user
 from tests.web.conftest import CENTER_LAT, CENTER_LON, insert_detections
 
@@ -37,7 +37,7 @@ def flag(client, detection_id: int, verdict: str = "not_mining", category: str |
 
 
 def others_flag(project, detection_id: int, reader: str, verdict: str, category: str | None, comment=None) -> int:
-    """A flag from another reader (another client address), straight through web.feedback."""
+    """A flag from another reader (another client address), straight through review.feedback."""
     conn = connect(project.db_path)
     try:
         return int(record_feedback(conn, detection_id, verdict, category, comment, client=reader)["id"])

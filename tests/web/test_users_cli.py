@@ -7,8 +7,8 @@ from fastapi.testclient import TestClient
 
 from amberwatch.cli import main
 from amberwatch.db import connect
+from amberwatch.review.schema import ensure_schema
 from amberwatch.web.app import create_app
-from amberwatch.web.schema import ensure_schema
 
 
 def _users(*args: str):

@@ -5,33 +5,23 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-import mercantile
 import numpy as np
 from PIL import Image
 
 from amberwatch.errors import ImageryError, InvalidInputError
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.sources import TileSource, open_cached_source
-from amberwatch.imagery.tiles import MAX_MERCATOR_LAT_DEG, tile_count_for_bbox, tiles_for_bbox
+from amberwatch.imagery.tiles import (
+    lnglat_to_world_px,
+    tile_count_for_bbox,
+    tiles_for_bbox,
+    world_px_to_lnglat,
+)
 from amberwatch.imagery.types import TILE_SIZE_PX, GeoImage, LngLatBbox, ground_resolution_m_per_px
 
 MAX_MOSAIC_TILES = 4096
 
 __all__ = ["TileCache", "open_cached_source", "render_bbox"]
-
-
-def _world_px(lon_deg: float, lat_deg: float, zoom: int) -> tuple[float, float]:
-    """Global pixel coordinates (origin top-left of the world) of a point at a zoom."""
-    x_m, y_m = mercantile.xy(lon_deg, lat_deg)
-    half = math.pi * 6378137.0
-    size = TILE_SIZE_PX * 2**zoom
-    return ((x_m + half) / (2 * half) * size, (half - y_m) / (2 * half) * size)
-
-
-def _world_px_to_lnglat(px: float, py: float, zoom: int) -> tuple[float, float]:
-    half = math.pi * 6378137.0
-    size = TILE_SIZE_PX * 2**zoom
-    return mercantile.lnglat(px / size * 2 * half - half, half - py / size * 2 * half)
 
 
 def _check_request(bbox: LngLatBbox, zoom: int, max_px: int) -> None:
@@ -51,10 +41,8 @@ def _check_request(bbox: LngLatBbox, zoom: int, max_px: int) -> None:
 
 def _pixel_window(bbox: LngLatBbox, zoom: int) -> tuple[int, int, int, int]:
     """The whole-pixel world window (x0, y0, x1, y1) covering bbox at zoom, at least one pixel a side."""
-    south = max(bbox.south_deg, -MAX_MERCATOR_LAT_DEG)
-    north = min(bbox.north_deg, MAX_MERCATOR_LAT_DEG)
-    left, top = _world_px(bbox.west_deg, north, zoom)
-    right, bottom = _world_px(bbox.east_deg, south, zoom)
+    left, top = lnglat_to_world_px(bbox.west_deg, bbox.north_deg, zoom)  # latitudes clamped to the Mercator square
+    right, bottom = lnglat_to_world_px(bbox.east_deg, bbox.south_deg, zoom)
     eps = 1e-6  # tile edges computed through degrees land a hair off whole pixels
     x0, y0 = math.floor(left + eps), math.floor(top + eps)
     x1, y1 = max(math.ceil(right - eps), x0 + 1), max(math.ceil(bottom - eps), y0 + 1)
@@ -109,8 +97,8 @@ def render_bbox(source: TileSource, bbox: LngLatBbox, zoom: int, *, max_px: int 
         _paste_tile(canvas, result.pixels, sx0, sy0, scale)
         tile_valid = np.full(result.pixels.shape[:2], 255, np.uint8) if result.valid is None else result.valid * 255
         _paste_tile(valid, tile_valid.astype(np.uint8), sx0, sy0, scale)
-    west, north_s = _world_px_to_lnglat(x0, y0, zoom)
-    east, south_s = _world_px_to_lnglat(x1, y1, zoom)
+    west, north_s = world_px_to_lnglat(x0, y0, zoom)
+    east, south_s = world_px_to_lnglat(x1, y1, zoom)
     snapped = LngLatBbox(max(west, -180.0), south_s, min(east, 180.0), north_s)
     capture = max(dates.items(), key=lambda kv: (kv[1], kv[0]))[0] if dates else None
     return GeoImage(

@@ -1,4 +1,5 @@
-"""Small pure Web Mercator tile helpers over mercantile: tile footprints, quadkeys, TMS rows, zoom choice."""
+"""Small pure Web Mercator tile helpers over mercantile: tile footprints, quadkeys, TMS rows, zoom choice, and the
+one copy of the pixel and row math (``lnglat_to_world_px``, ``world_px_to_lnglat``, ``mercator_row_lat_deg``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import math
 from collections.abc import Iterator
 
 import mercantile
+import numpy as np
 
 from amberwatch.errors import InvalidInputError
 from amberwatch.imagery.types import EARTH_CIRCUMFERENCE_M, TILE_SIZE_PX, LngLatBbox, ground_resolution_m_per_px
@@ -13,6 +15,7 @@ from amberwatch.imagery.types import EARTH_CIRCUMFERENCE_M, TILE_SIZE_PX, LngLat
 MAX_ZOOM = 24
 # mercantile clamps latitudes to the Web Mercator limit; tiles never extend beyond it.
 MAX_MERCATOR_LAT_DEG = 85.0511287798066
+_HALF_WORLD_M = EARTH_CIRCUMFERENCE_M / 2  # Web Mercator x and y run from minus to plus this
 
 
 def check_tile(z: int, x: int, y: int) -> None:
@@ -96,5 +99,68 @@ def tile_area_km2(zoom: int, y: int) -> float:
 
 
 def _tile_center_lat_deg(zoom: int, y: float) -> float:
-    n = math.pi - 2.0 * math.pi * (y + 0.5) / (1 << zoom)
-    return math.degrees(math.atan(math.sinh(n)))
+    return mercator_row_lat_deg(y + 0.5, 1 << zoom)
+
+
+def mercator_row_lat_deg(row, rows_across_world: float):
+    """Convert a Web Mercator row edge to latitude
+
+    Parameters
+    ----------
+    row : float or numpy.ndarray
+        Distance from the world's north edge, in rows: tiles at a zoom
+        (``rows_across_world`` = 2**zoom), cells of a grid or pixels.
+    rows_across_world : int or float
+        How many such rows span the world from north to south.
+
+    Returns
+    -------
+    lat_deg : float or numpy.ndarray
+        Latitude in decimal degrees (an array for an array). Computed as
+        ``mercantile.bounds`` does, so tile edges are the same floats.
+    """
+    if isinstance(row, np.ndarray):
+        return np.degrees(np.arctan(np.sinh(np.pi * (1.0 - 2.0 * row / rows_across_world))))
+    return math.degrees(math.atan(math.sinh(math.pi * (1.0 - 2.0 * row / rows_across_world))))
+
+
+def lnglat_to_world_px(lng_deg: float, lat_deg: float, zoom: float) -> tuple[float, float]:
+    """Convert longitude and latitude to Web Mercator pixel coordinates
+
+    Parameters
+    ----------
+    lng_deg, lat_deg : float
+        Longitude and latitude in decimal degrees. The latitude is clamped to
+        +/- MAX_MERCATOR_LAT_DEG, where the Web Mercator square ends.
+    zoom : int or float
+        Zoom level: the world is TILE_SIZE_PX * 2**zoom pixels a side.
+
+    Returns
+    -------
+    px, py : float
+        Pixels from the world's top-left (north-west) corner, y growing south.
+    """
+    x_m, y_m = mercantile.xy(lng_deg, max(min(lat_deg, MAX_MERCATOR_LAT_DEG), -MAX_MERCATOR_LAT_DEG))
+    size = TILE_SIZE_PX * 2**zoom
+    return (x_m + _HALF_WORLD_M) / (2 * _HALF_WORLD_M) * size, (_HALF_WORLD_M - y_m) / (2 * _HALF_WORLD_M) * size
+
+
+def world_px_to_lnglat(px: float, py: float, zoom: float) -> tuple[float, float]:
+    """Convert Web Mercator pixel coordinates to longitude and latitude
+
+    Parameters
+    ----------
+    px, py : float
+        Pixels from the world's top-left (north-west) corner at ``zoom``, y growing south.
+    zoom : int or float
+        Zoom level: the world is TILE_SIZE_PX * 2**zoom pixels a side.
+
+    Returns
+    -------
+    lng_deg, lat_deg : float
+        Longitude and latitude in decimal degrees (the inverse of ``lnglat_to_world_px``).
+    """
+    size = TILE_SIZE_PX * 2**zoom
+    x_m, y_m = px / size * 2 * _HALF_WORLD_M - _HALF_WORLD_M, _HALF_WORLD_M - py / size * 2 * _HALF_WORLD_M
+    lng, lat = mercantile.lnglat(x_m, y_m)
+    return float(lng), float(lat)

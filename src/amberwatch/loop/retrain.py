@@ -44,8 +44,8 @@ from amberwatch.model.recipes import pretrained_recipe
 from amberwatch.model.registry import ModelRegistry
 from amberwatch.model.train import cross_validate, train_with_cv
 from amberwatch.results.store import detection_thumbnail
-from amberwatch.web.chips import detection_chip
-from amberwatch.web.feedback import decided_feedback
+from amberwatch.review.chips import detection_chip
+from amberwatch.review.feedback import decided_feedback
 
 CORRECTION_SOURCES = ("review", "label-page")
 DEFAULT_F1_TOLERANCE = 0.02
@@ -240,7 +240,7 @@ def reviewed_items(conn: sqlite3.Connection, db_path: str | os.PathLike[str]) ->
 
 
 def _detection_pixels(conn: sqlite3.Connection, db_path, detection_id: int, cache):
-    """Image of a detection from the tile cache (web.chips) or its thumbnail; None when neither exists."""
+    """Image of a detection from the tile cache (review.chips) or its thumbnail; None when neither exists."""
     cache_path = default_cache_path(db_path)
     if cache is None and cache_path.exists():
         cache = TileCache(cache_path)

@@ -2,7 +2,9 @@
 
 Version 0 is the bundled model shipped in the package and is always listed; versions 1, 2, ... are
 made by ``amberwatch train``, ``retrain`` or ``models add FILE`` and stored as ``<db stem>-models/v<N>.pt``.
-The current version is the one most recently promoted (0 when none has been); scans default to it via ``current_model``.
+The current version is the one most recently promoted (0 when none has been). A scan without ``--model``
+uses it: ``scan.engine.resolve_model`` loads ``ModelRegistry.current_version`` (``current_model`` is the same for
+library callers).
 """
 
 from __future__ import annotations
@@ -344,7 +346,7 @@ def _bundled_metrics(metadata: dict) -> dict:
 
 
 def current_model(db_path: str | os.PathLike[str]):
-    """The Classifier scans use by default for a project DB: the promoted version, else the bundled model."""
+    """The current Classifier of a project DB (the promoted version, else the bundled model), as scans resolve it."""
     with ModelRegistry.open(db_path) as registry:
         return registry.load(None)
 

@@ -1,4 +1,4 @@
-"""CLI commands of the results stage (registered by amberwatch.cli): the ``area`` and ``detections`` groups."""
+"""CLI commands of the results stage (registered by amberwatch.cli): the ``area`` group."""
 
 from __future__ import annotations
 
@@ -30,7 +30,6 @@ from amberwatch.results.sampling import (
     export_sample,
     parse_accuracy_option,
 )
-from amberwatch.results.store import get_scan, open_results_db
 
 
 def _float_list(text: str, what: str) -> list[float]:
@@ -190,38 +189,4 @@ def list_cmd(scan_id, as_json, db) -> None:
         )
 
 
-@click.group("detections")
-def detections_group() -> None:
-    """Detections found by scans: export them."""
-
-
-@detections_group.command("export")
-@db_option
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["geojson", "gpkg", "csv", "kml"]),
-    default="geojson",
-    show_default=True,
-    help="Output format.",
-)
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Output file.")
-@click.option("--scan", "scan_id", type=ID, default=None, help="Scan id [default: the latest scan].")
-@click.option("--all-scans", is_flag=True, help="Export the detections of every scan.")
-def detections_export(db: str, fmt: str, out: str, scan_id: int | None, all_scans: bool) -> None:
-    """Export detections (polygons with area_ha) as GeoJSON, GeoPackage, CSV (WKT) or KML."""
-    from amberwatch.results.export import export_detections
-
-    if all_scans and scan_id is not None:
-        raise click.UsageError("give --scan or --all-scans, not both")
-    conn = open_results_db(db)
-    try:
-        chosen = None if all_scans else int(get_scan(conn, scan_id)["id"])
-        n = export_detections(conn, fmt, out, scan_id=chosen)
-    finally:
-        conn.close()
-    which = "all scans" if chosen is None else f"scan {chosen}"
-    click.echo(f"Wrote {n} detections of {which} to {out} ({fmt}).")
-
-
-COMMANDS: list[click.Command] = [area, detections_group]
+COMMANDS: list[click.Command] = [area]

@@ -27,6 +27,7 @@ from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.decode import encode_jpeg
 from amberwatch.imagery.mosaic import render_bbox
 from amberwatch.imagery.sources import open_cached_source
+from amberwatch.imagery.tiles import mercator_row_lat_deg
 from amberwatch.imagery.types import LngLatBbox
 from amberwatch.results.store import DetectionRow, get_scan, grid_tiles, replace_detections
 
@@ -60,7 +61,7 @@ def cell_lon_deg(col: float, cells_across_world: int) -> float:
 
 def cell_lat_deg(row: float, cells_across_world: int) -> float:
     """Latitude of a global cell row edge (Web Mercator rows, top origin)."""
-    return math.degrees(math.atan(math.sinh(math.pi * (1.0 - 2.0 * row / cells_across_world))))
+    return mercator_row_lat_deg(row, cells_across_world)
 
 
 def orient_ccw(geometry: BaseGeometry) -> BaseGeometry:
@@ -116,7 +117,7 @@ def cells_polygon(group: Iterable[tuple[int, int]], cells_across_world: int) -> 
 
     def to_lonlat(xy: np.ndarray) -> np.ndarray:
         lon = (xy[:, 0] + c0) / n * 360.0 - 180.0
-        lat = np.degrees(np.arctan(np.sinh(np.pi * (1.0 - 2.0 * (xy[:, 1] + r0) / n))))
+        lat = mercator_row_lat_deg(xy[:, 1] + r0, n)
         return np.column_stack([lon, lat])
 
     lonlat = shapely.transform(merged, to_lonlat)

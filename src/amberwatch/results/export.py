@@ -1,4 +1,7 @@
-"""Export detections to GeoJSON (RFC 7946), GeoPackage, CSV with WKT, or KML."""
+"""Export detections to GeoJSON (RFC 7946), GeoPackage, CSV with WKT, or KML.
+
+An export is published: it holds the public detections (``results.public``), never a site reviewed as not mining.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import csv
 import json
 import os
 import sqlite3
+from collections.abc import Mapping
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -16,20 +20,21 @@ from shapely.geometry.base import BaseGeometry
 
 from amberwatch.errors import InvalidInputError
 from amberwatch.results.detections import orient_ccw
-from amberwatch.results.store import query_detections
+from amberwatch.results.public import ReviewState, public_detections
 
 FORMATS = ("geojson", "gpkg", "csv", "kml")
 PROPERTIES = ("id", "scan_id", "area_ha", "mean_prob", "max_prob", "capture_date", "model_version")
 COORD_DECIMALS = 7  # ~1 cm: finer than any imagery we read
 
 
-def load_detections(conn: sqlite3.Connection, scan_id: int | None) -> list[dict]:
-    """Detections (of one scan, or all when None) as dicts with a shapely ``geometry``."""
+def load_detections(conn: sqlite3.Connection, scan_id: int | None, reviews: Mapping[int, ReviewState]) -> list[dict]:
+    """Public detections (of one scan, or all when None; none reviewed as not mining) as dicts with a shapely
+    ``geometry``; ``reviews`` as ``review.feedback.review_states`` gives them."""
     out = []
-    for row in query_detections(conn, scan_id=scan_id):
-        item = {k: row[k] for k in PROPERTIES}
-        item["centroid_lon"], item["centroid_lat"] = row["centroid_lon"], row["centroid_lat"]
-        item["geometry"] = orient_ccw(shape(json.loads(row["geometry_geojson"])))
+    for det in public_detections(conn, reviews, scan_id=scan_id, places=False):
+        item = {k: getattr(det, k) for k in PROPERTIES}
+        item["centroid_lon"], item["centroid_lat"] = det.centroid_lon, det.centroid_lat
+        item["geometry"] = orient_ccw(shape(det.geometry))
         out.append(item)
     return out
 
@@ -134,9 +139,17 @@ def write_gpkg(detections: list[dict], path: Path) -> None:
 
 
 def export_detections(
-    conn: sqlite3.Connection, fmt: str, out: str | os.PathLike[str], *, scan_id: int | None = None
+    conn: sqlite3.Connection,
+    fmt: str,
+    out: str | os.PathLike[str],
+    *,
+    reviews: Mapping[int, ReviewState],
+    scan_id: int | None = None,
 ) -> int:
-    """Write detections in a format to a file; returns how many were written."""
+    """Write the public detections in a format to a file; returns how many were written.
+
+    ``reviews`` (``review.feedback.review_states``) names the sites reviewed as not mining, which are left out.
+    """
     fmt = fmt.lower()
     writers = {"geojson": write_geojson, "gpkg": write_gpkg, "csv": write_csv, "kml": write_kml}
     if fmt not in writers:
@@ -144,6 +157,6 @@ def export_detections(
     path = Path(out)
     if path.parent and not path.parent.exists():
         raise InvalidInputError(f"output folder {str(path.parent)!r} does not exist")
-    detections = load_detections(conn, scan_id)
+    detections = load_detections(conn, scan_id, reviews)
     writers[fmt](detections, path)
     return len(detections)

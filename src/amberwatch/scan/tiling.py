@@ -17,6 +17,8 @@ import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
+from amberwatch.imagery.tiles import mercator_row_lat_deg
+
 DEFAULT_UNIT_ZOOM_DELTA = 3  # a unit is a parent tile 3 levels up: 8 x 8 = 64 tiles
 
 
@@ -78,8 +80,7 @@ class _AreaIndex:
 
 @functools.lru_cache(maxsize=1 << 16)
 def _lat_deg(y: int, zoom: int) -> float:
-    # mercantile.bounds' own expression (math's sinh/atan), so the squares are the same floats
-    return math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * y / math.pow(2, zoom)))))
+    return mercator_row_lat_deg(y, 2**zoom)  # mercantile.bounds' own floats
 
 
 def _squares(xs: np.ndarray, ys: np.ndarray, zoom: int) -> np.ndarray:

@@ -20,15 +20,15 @@ from amberwatch.imagery.cache import TileCache, default_cache_path
 from amberwatch.imagery.mosaic import open_cached_source
 from amberwatch.imagery.sources import TileSource
 from amberwatch.imagery.types import LngLatBbox
-from amberwatch.results.store import ensure_schema, get_scan
+from amberwatch.results.public import PublicDetection, scan_credit
+from amberwatch.results.store import ensure_schema
 from amberwatch.story.article import Article, read_article
 from amberwatch.story.basemap import tile_origins
 from amberwatch.story.captions import SiteText, format_date, format_hectares, format_place, site_texts
 from amberwatch.story.images import export_tiles, fragment_bbox, grow_bbox, write_fragment
 from amberwatch.story.leaflet import copy_leaflet
 from amberwatch.story.page import Fragment, index_html
-from amberwatch.story.selection import Site, pick_scan, select_fragments, select_map_sites
-from amberwatch.web.layers import display_name, imagery_credit
+from amberwatch.story.selection import pick_scan, select_fragments, select_map_sites
 
 OWN_ASSETS = ("story.css", "story.js")
 OUTPUT_SUBDIRS = ("assets", "fragments", "tiles")
@@ -55,8 +55,8 @@ class Chosen:
     """What the DB gives a story: the map's scan, fragment and map sites, imagery credits by scan id."""
 
     scan_id: int | None
-    sites: list[Site]
-    map_sites: list[Site]
+    sites: list[PublicDetection]
+    map_sites: list[PublicDetection]
     credits: dict[int, str]
 
 
@@ -114,7 +114,7 @@ def build_story(
     )
 
 
-def _warn_unconfirmed(sites: list[Site], map_sites: list[Site]) -> None:
+def _warn_unconfirmed(sites: list[PublicDetection], map_sites: list[PublicDetection]) -> None:
     """Say how many published sites no reviewer has confirmed (sites reviewed as not mining are already out)."""
     shown = {s.id: s for s in [*sites, *map_sites]}
     unconfirmed = sum(not s.confirmed for s in shown.values())
@@ -148,13 +148,7 @@ def _select_sites(db: Path, article: Article, scan_id: int | None) -> Chosen:
 
 def _credits(conn: sqlite3.Connection, scan_ids: set[int]) -> dict[int, str]:
     """The public imagery credit of each scan (a preset's attribution or the credit given at scan time)."""
-    out: dict[int, str] = {}
-    for sid in sorted(scan_ids):
-        row = get_scan(conn, sid)
-        keys = row.keys()
-        params = row["params_json"] if "params_json" in keys else None
-        out[sid] = imagery_credit(row["imagery"], params, display_name(row["name"] if "name" in keys else None, sid))
-    return out
+    return {sid: scan_credit(conn, sid) for sid in sorted(scan_ids)}
 
 
 def _cache_file(db: Path, cache_path: str | os.PathLike[str] | None) -> Path:
@@ -212,7 +206,11 @@ def _source(cache: TileCache | None, sources: dict[str, TileSource], source_id: 
 
 
 def _write_fragments(
-    sites: list[Site], texts: dict[int, SiteText], cache: TileCache | None, sources: dict[str, TileSource], out: Path
+    sites: list[PublicDetection],
+    texts: dict[int, SiteText],
+    cache: TileCache | None,
+    sources: dict[str, TileSource],
+    out: Path,
 ) -> list[Fragment]:
     fragments: list[Fragment] = []
     for site in sites:
@@ -258,7 +256,7 @@ def _round_coords(value: object) -> object:
     return value
 
 
-def _site_features(map_sites: list[Site], texts: dict[int, SiteText]) -> list[dict]:
+def _site_features(map_sites: list[PublicDetection], texts: dict[int, SiteText]) -> list[dict]:
     """GeoJSON features of the map sites, captioned like their fragments."""
     features = []
     for s in map_sites:
@@ -290,7 +288,7 @@ def _json(value: object) -> str:
 def _data_js(
     article: Article,
     fragments: list[Fragment],
-    map_sites: list[Site],
+    map_sites: list[PublicDetection],
     texts: dict[int, SiteText],
     tiles: dict[int, list[tuple[int, int]]],
     credit: str | None,

@@ -6,8 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from amberwatch.results.places import describe_places
-from amberwatch.story.selection import Site
+from amberwatch.results.public import PublicDetection
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -52,22 +51,19 @@ def format_hectares(area_ha: float) -> str:
     return f"{area_ha:.0f} ha"
 
 
-def format_status(site: Site) -> str:
+def format_status(site: PublicDetection) -> str:
     """How sure the page is about a site, for readers: confirmed by a reviewer, else the model's confidence."""
     if site.confirmed:
         return "mining confirmed by a reviewer"
     return f"likely mining · model confidence {round(site.mean_prob * 100)}%"
 
 
-def site_texts(sites: Sequence[Site], places: dict[int, str]) -> dict[int, SiteText]:
+def site_texts(sites: Sequence[PublicDetection], places: dict[int, str]) -> dict[int, SiteText]:
     """Texts of each site by id; its place is the article's name for it, else the nearest village, else coordinates."""
-    unnamed = [s for s in sites if not places.get(s.id)]
-    found = describe_places([(s.centroid_lon, s.centroid_lat) for s in unnamed]) if unnamed else []
-    nearby = {s.id: p for s, p in zip(unnamed, found) if p}
     out: dict[int, SiteText] = {}
     for s in sites:
         coords = format_place(s.centroid_lat, s.centroid_lon)
-        place = places.get(s.id) or nearby.get(s.id) or coords
+        place = places.get(s.id) or s.place or coords
         when, ha, status = format_date(s.capture_date), format_hectares(s.area_ha), format_status(s)
         caption = " · ".join(p for p in (place, when, ha, status) if p)
         near = f"{place} ({coords})" if place != coords else coords

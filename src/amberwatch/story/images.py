@@ -18,8 +18,8 @@ from amberwatch.imagery.mosaic import render_bbox
 from amberwatch.imagery.sources import TileSource
 from amberwatch.imagery.tiles import tiles_for_bbox
 from amberwatch.imagery.types import GeoImage, LngLatBbox
+from amberwatch.results.public import PublicDetection
 from amberwatch.story.nodata import COMPLETE_TOLERANCE, Window, best_window, nodata_mask, nodata_share, trim_window
-from amberwatch.story.selection import Site
 
 FRAGMENT_WIDTHS_PX = (320, 640, 1024)
 FRAGMENT_MAX_PX = 1024
@@ -43,7 +43,7 @@ class FragmentImage:
     origin: str  # "cache" | "thumbnail" | "placeholder"
 
 
-def fragment_bbox(site: Site) -> LngLatBbox:
+def fragment_bbox(site: PublicDetection) -> LngLatBbox:
     """A square (in metres) around the detection with a margin, so the pit field sits in context."""
     b = site.bbox
     x0, y0 = mercantile.xy(b.west_deg, b.south_deg)
@@ -114,7 +114,7 @@ class FragmentCut:
     nodata_share: float
 
 
-def cut_fragment(source: TileSource, site: Site) -> FragmentCut | None:
+def cut_fragment(source: TileSource, site: PublicDetection) -> FragmentCut | None:
     """The fragment's square window, moved (keeping the detection inside) and then trimmed out of no-data.
 
     None when the imagery around the site is all no-data.
@@ -157,7 +157,7 @@ def _save_sizes(pixels: np.ndarray, out_dir: Path, stem: str, rel_prefix: str) -
     return tuple(files)
 
 
-def write_fragment(site: Site, source: TileSource | None, out_dir: Path, rel_prefix: str) -> FragmentImage:
+def write_fragment(site: PublicDetection, source: TileSource | None, out_dir: Path, rel_prefix: str) -> FragmentImage:
     """Cut one fragment from the cached imagery (else the detection's thumbnail) and save its web sizes."""
     stem = f"site-{site.id}"
     cut = cut_fragment(source, site) if source is not None else None

@@ -10,13 +10,13 @@ from importlib import resources
 from string import Template
 
 from amberwatch import __version__
+from amberwatch.results.public import PublicDetection
 from amberwatch.story.article import Article
 from amberwatch.story.basemap import Basemap, tile_origins
 from amberwatch.story.captions import SiteText, format_date
 from amberwatch.story.images import FragmentImage
 from amberwatch.story.markup import render_body
 from amberwatch.story.packing import DESKTOP, PHONE, Placement, check_packing, pack_block, size_classes_by_area
-from amberwatch.story.selection import Site
 
 # The page runs and styles itself only with its own files (the fragments' grid placements are in layout.css).
 CSP_FIXED = (
@@ -38,7 +38,7 @@ class StoryPage:
 class Fragment:
     """A detection on the page: its site, image files and texts."""
 
-    site: Site
+    site: PublicDetection
     image: FragmentImage
     text: SiteText
 

@@ -24,10 +24,10 @@ from amberwatch import __version__
 from amberwatch.db import connect
 from amberwatch.errors import AmberwatchError
 from amberwatch.imagery.cache import TileCache, default_cache_path
-from amberwatch.web.feedback import DEFAULT_LIMIT_PER_HOUR, FeedbackLimits
+from amberwatch.review.feedback import DEFAULT_LIMIT_PER_HOUR, FeedbackLimits
+from amberwatch.review.schema import ensure_schema
 from amberwatch.web.guard import MAX_BODY_BYTES, SECURITY_HEADERS, WRITE_SLOTS, GuardMiddleware, WriteSlotsMiddleware
 from amberwatch.web.routes import detections, feedback, label, pages, similar
-from amberwatch.web.schema import ensure_schema
 from amberwatch.web.similar import VectorCache
 from amberwatch.web.warmup import Warmup
 

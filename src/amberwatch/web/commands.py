@@ -129,7 +129,7 @@ def users_revoke(name: str, db: str) -> None:
 @contextmanager
 def _users_db(db: str) -> Iterator[sqlite3.Connection]:
     """The existing project DB with the web tables ready (a mistyped --db must not start a new, empty project)."""
-    from amberwatch.web.schema import ensure_schema
+    from amberwatch.review.schema import ensure_schema
 
     conn = connect(db, create=False)
     try:

@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 
 from amberwatch.db import busy_error, connect
 from amberwatch.imagery.cache import TileCache
-from amberwatch.web.feedback import client_hash
+from amberwatch.review.feedback import client_hash
 from amberwatch.web.schema import client_salt
 from amberwatch.web.similar import VectorCache
 from amberwatch.web.users import User, require_reviewer

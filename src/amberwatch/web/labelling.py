@@ -34,7 +34,7 @@ from amberwatch.results.places import describe_places
 from amberwatch.results.similar import Query, ScanVectors, rank_places, tile_centre, tiles_under
 from amberwatch.results.store import get_scan, grid_tiles, query_detections, tile_grid
 from amberwatch.results.store import latest_scan_id as store_latest_scan_id
-from amberwatch.web.chips import (
+from amberwatch.review.chips import (
     box_fractions,
     detection_chip,
     padded_bbox,
@@ -44,7 +44,7 @@ from amberwatch.web.chips import (
     tile_chip_bbox,
     view_bbox,
 )
-from amberwatch.web.feedback import review_states
+from amberwatch.review.feedback import review_states
 from amberwatch.web.similar import VectorCache
 
 LABELS = ("mining", "not_mining", "skip", "no_imagery")  # no_imagery: area sample units only (one is drawn instead)
@@ -476,7 +476,7 @@ def _queued_keys(conn: sqlite3.Connection, scan_id: int) -> set[str]:
 
 def confirmed_detection_ids(conn: sqlite3.Connection) -> list[int]:
     """Detections confirmed as mining: an accepted 'confirmed' flag, or labelled 'mining' on the label page."""
-    confirmed = {d for d, (review, _) in review_states(conn).items() if review == "confirmed"}
+    confirmed = {d for d, state in review_states(conn).items() if state.confirmed}
     for (key,) in conn.execute(
         "SELECT item_key FROM web_label_actions WHERE item_key LIKE 'd%' AND label = 'mining' AND undone_at IS NULL"
     ):

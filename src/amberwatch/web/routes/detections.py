@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import sqlite3
@@ -14,14 +13,19 @@ from amberwatch.errors import InvalidInputError, NotFoundError
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.decode import encode_jpeg
 from amberwatch.imagery.overview import overview_tile
-from amberwatch.results.places import describe_places
+from amberwatch.results.public import (
+    NOT_REVIEWED,
+    get_public_detection,
+    public_detections,
+    public_layer,
+    without_removed,
+)
 from amberwatch.results.store import detection_thumbnail as stored_thumbnail
-from amberwatch.results.store import get_detection as find_detection
-from amberwatch.results.store import get_scan, query_detections, scan_exists, scan_layers
-from amberwatch.web.chips import detection_chip
+from amberwatch.results.store import get_scan, scan_exists, scan_layers
+from amberwatch.review.chips import detection_chip
+from amberwatch.review.feedback import record_feedback, removed_after_review, review_states
 from amberwatch.web.deps import get_cache, get_client, get_conn
-from amberwatch.web.feedback import record_feedback, removed_after_review, review_states
-from amberwatch.web.layers import aoi_bounds, overview_zoom, public_layer, without_removed
+from amberwatch.web.layers import aoi_bounds, overview_zoom
 from amberwatch.web.params import MAX_TILE_INDEX, MAX_ZOOM, IdPath, Text, TileIndexPath, ZoomPath, id_query
 
 router = APIRouter()
@@ -48,29 +52,6 @@ def parse_bbox(text: str) -> tuple[float, float, float, float]:
             f"bbox {text!r} must be 'west,south,east,north' in degrees with west<=east, south<=north"
         )
     return vals  # type: ignore[return-value]
-
-
-def _feature(row: sqlite3.Row, review: tuple[str | None, int], place: str | None) -> str:
-    props = {
-        "id": row["id"],
-        "scan_id": row["scan_id"],
-        "area_ha": round(row["area_ha"], 4),
-        "mean_prob": round(row["mean_prob"], 4),
-        "max_prob": round(row["max_prob"], 4),
-        "capture_date": row["capture_date"],
-        "model_version": row["model_version"],
-        "lon": round(row["centroid_lon"], 6),
-        "lat": round(row["centroid_lat"], 6),
-        "review": review[0],
-        "pending": review[1],
-        "has_thumbnail": bool(row["has_thumbnail"]),
-        "place": place,
-    }
-    # The stored geometry is already GeoJSON text: splice it in rather than parse 10,000 polygons.
-    return (
-        f'{{"type":"Feature","id":{int(row["id"])},'
-        f'"geometry":{row["geometry_geojson"]},"properties":{json.dumps(props)}}}'
-    )
 
 
 @router.get("/api/scans", summary="Scans (result layers) with model version and totals")
@@ -108,20 +89,20 @@ def list_detections(
     (where it is, from an offline gazetteer: "2.3 km NE of Klesiv"; null when no village is within 50 km)."""
     if scan is not None and not scan_exists(conn, scan):
         raise NotFoundError(f"scan {scan!r} does not exist")
-    rows = query_detections(conn, scan_id=scan, min_prob=min_prob, bbox=parse_bbox(bbox) if bbox else None)
-    reviews = review_states(conn)
-    places = describe_places((r["centroid_lon"], r["centroid_lat"]) for r in rows)
-    features = ",".join(_feature(r, reviews.get(int(r["id"]), (None, 0)), p) for r, p in zip(rows, places))
+    box = parse_bbox(bbox) if bbox else None
+    # Sites reviewed as not mining stay in, marked by their review: the map draws them greyed and counts them apart.
+    found = public_detections(
+        conn, review_states(conn), scan_id=scan, min_prob=min_prob, bbox=box, include_removed=True
+    )
+    features = ",".join(d.feature_json() for d in found)
     return Response('{"type":"FeatureCollection","features":[' + features + "]}", media_type="application/geo+json")
 
 
 @router.get("/api/detections/{detection_id}", summary="One detection as a GeoJSON Feature")
 def get_detection(detection_id: IdPath, conn: sqlite3.Connection = Depends(get_conn)) -> Response:
     """One detection with its review state."""
-    row = find_detection(conn, detection_id)
-    review = review_states(conn, [detection_id]).get(detection_id, (None, 0))
-    (place,) = describe_places([(row["centroid_lon"], row["centroid_lat"])])
-    return Response(_feature(row, review, place), media_type="application/geo+json")
+    review = review_states(conn, [detection_id]).get(detection_id, NOT_REVIEWED)
+    return Response(get_public_detection(conn, detection_id, review).feature_json(), media_type="application/geo+json")
 
 
 @router.get(

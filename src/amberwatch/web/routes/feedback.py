@@ -14,9 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.decode import encode_jpeg
 from amberwatch.results.store import get_detection
-from amberwatch.web.chips import outlined_detection_chip
-from amberwatch.web.deps import get_cache, get_client, get_conn, get_reviewer
-from amberwatch.web.feedback import (
+from amberwatch.review.chips import outlined_detection_chip
+from amberwatch.review.feedback import (
     decide_feedback,
     decide_site,
     feedback_sites,
@@ -24,6 +23,7 @@ from amberwatch.web.feedback import (
     pending_summary,
     reader_feedback,
 )
+from amberwatch.web.deps import get_cache, get_client, get_conn, get_reviewer
 from amberwatch.web.params import IdField, IdPath, Text
 from amberwatch.web.users import User
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.decode import encode_jpeg
 from amberwatch.results.store import get_scan
-from amberwatch.web.chips import tile_chip
+from amberwatch.review.chips import tile_chip
 from amberwatch.web.deps import get_cache, get_conn, get_vectors
 from amberwatch.web.params import IdField, IdPath, TileIndexPath, ZoomPath
 from amberwatch.web.similar import DEFAULT_TOP, MAX_TOP, VectorCache, similar_places, tile_chip_url

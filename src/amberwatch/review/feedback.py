@@ -22,8 +22,9 @@ from amberwatch.errors import ConflictError, InvalidInputError, NotFoundError, P
 from amberwatch.imagery.cache import TileCache
 from amberwatch.labels.store import CATEGORIES, ExampleStore
 from amberwatch.results.places import describe_places
+from amberwatch.results.public import NOT_REVIEWED, ReviewState
 from amberwatch.results.store import get_detection, query_detections
-from amberwatch.web.chips import detection_chip
+from amberwatch.review.chips import detection_chip
 
 VERDICTS = ("not_mining", "confirmed")
 STATUSES = ("pending", "accepted", "rejected", "superseded")
@@ -224,10 +225,8 @@ def get_feedback(conn: sqlite3.Connection, feedback_id: int) -> dict:
     return _as_dicts(conn, [row])[0]
 
 
-def review_states(
-    conn: sqlite3.Connection, detection_ids: list[int] | None = None
-) -> dict[int, tuple[str | None, int]]:
-    """Detection id -> (verdict of the latest accepted flag or None, pending flags) for flagged detections."""
+def review_states(conn: sqlite3.Connection, detection_ids: list[int] | None = None) -> dict[int, ReviewState]:
+    """Detection id -> ReviewState (verdict of the latest accepted flag or None, pending flags) of flagged ones."""
     if not _has_feedback_table(conn):
         return {}  # a project the web app never opened: nothing reviewed yet
     rows = conn.execute(
@@ -235,23 +234,23 @@ def review_states(
         " ORDER BY reviewed_at, id"
     ).fetchall()
     wanted = None if detection_ids is None else set(detection_ids)
-    states: dict[int, tuple[str | None, int]] = {}
+    states: dict[int, ReviewState] = {}
     for r in rows:
         det = int(r["detection_id"])
         if wanted is not None and det not in wanted:
             continue
-        review, pending = states.get(det, (None, 0))
+        review, pending = states.get(det, NOT_REVIEWED)
         if r["status"] == "accepted":
             review = r["verdict"]  # rows come oldest review first: the last accepted one wins
         else:
             pending += 1
-        states[det] = (review, pending)
+        states[det] = ReviewState(review, pending)
     return states
 
 
 def removed_after_review(conn: sqlite3.Connection) -> dict[int, tuple[int, float]]:
     """Scan id -> (count, hectares) of its detections reviewed as not mining (a 'not_mining' flag accepted)."""
-    ids = sorted(det for det, (review, _) in review_states(conn).items() if review == "not_mining")
+    ids = sorted(det for det, state in review_states(conn).items() if state.removed)
     out: dict[int, tuple[int, float]] = {}
     for start in range(0, len(ids), 500):  # well under SQLite's limit of bound variables
         for row in query_detections(conn, ids=ids[start : start + 500]):

@@ -1,4 +1,4 @@
-"""Image chips for the web app: rendered from the tile cache around a place, else a detection's thumbnail.
+"""Review chips: images of a detection or a tile, rendered from the tile cache around it, else its thumbnail.
 
 Two kinds: training chips (``detection_chip``, ``tile_chip``: the pixels an example stores) and views for people
 (``render_view``, ``outlined_detection_chip``): a square of at least ``VIEW_MIN_PX`` native pixels around the place
@@ -18,7 +18,8 @@ from PIL import Image, ImageDraw
 from amberwatch.errors import InvalidInputError, NotFoundError
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.decode import decode_image
-from amberwatch.imagery.types import TILE_SIZE_PX, GeoImage, LngLatBbox
+from amberwatch.imagery.tiles import MAX_MERCATOR_LAT_DEG, lnglat_to_world_px, world_px_to_lnglat
+from amberwatch.imagery.types import GeoImage, LngLatBbox
 from amberwatch.results.store import get_detection
 
 CHIP_MAX_PX = 512
@@ -26,8 +27,6 @@ VIEW_MIN_PX = 256  # a view is at least this many native pixels a side: pages sh
 VIEW_MAX_PX = 512  # larger areas are shrunk to this (sharper than native, never blurrier)
 VIEW_CONTEXT = 2.0  # a view spans twice the place's size: a ring of half its size on every side
 OUTLINE_RGB = (0, 229, 255)
-_HALF_WORLD_M = math.pi * 6378137.0
-MAX_MERCATOR_LAT = 85.0511287798
 TILE_CONTEXT = 0.25  # a tile's chip shows a quarter of a tile of its neighbours on each side
 MIN_CHIP_SIDE_M = 40.0
 M_PER_DEG_LAT = 111_320.0
@@ -77,37 +76,25 @@ def render_from_cache(cache: TileCache, source_id: str, bbox: LngLatBbox, zoom: 
     return None if image is None else image.pixels
 
 
-def _world_px(lon: float, lat: float, zoom: int) -> tuple[float, float]:
-    """Web Mercator pixel coordinates of a point at a zoom (origin: the world's top-left corner)."""
-    x_m, y_m = mercantile.xy(lon, max(min(lat, MAX_MERCATOR_LAT), -MAX_MERCATOR_LAT))
-    size = TILE_SIZE_PX * 2**zoom
-    return (x_m + _HALF_WORLD_M) / (2 * _HALF_WORLD_M) * size, (_HALF_WORLD_M - y_m) / (2 * _HALF_WORLD_M) * size
-
-
-def _world_lnglat(px: float, py: float, zoom: int) -> tuple[float, float]:
-    size = TILE_SIZE_PX * 2**zoom
-    x_m, y_m = px / size * 2 * _HALF_WORLD_M - _HALF_WORLD_M, _HALF_WORLD_M - py / size * 2 * _HALF_WORLD_M
-    lng, lat = mercantile.lnglat(x_m, y_m)
-    return float(lng), float(lat)
-
-
 def view_bbox(bbox: LngLatBbox, zoom: int) -> LngLatBbox:
     """The area a page shows around ``bbox``: a square twice its size, and at least VIEW_MIN_PX pixels at ``zoom``."""
-    x0, y0 = _world_px(bbox.west_deg, bbox.north_deg, zoom)
-    x1, y1 = _world_px(bbox.east_deg, bbox.south_deg, zoom)
+    x0, y0 = lnglat_to_world_px(bbox.west_deg, bbox.north_deg, zoom)
+    x1, y1 = lnglat_to_world_px(bbox.east_deg, bbox.south_deg, zoom)
     half = max(max(x1 - x0, y1 - y0) * VIEW_CONTEXT, VIEW_MIN_PX) / 2
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    west, north = _world_lnglat(cx - half, cy - half, zoom)
-    east, south = _world_lnglat(cx + half, cy + half, zoom)
-    return LngLatBbox(max(west, -180.0), max(south, -MAX_MERCATOR_LAT), min(east, 180.0), min(north, MAX_MERCATOR_LAT))
+    west, north = world_px_to_lnglat(cx - half, cy - half, zoom)
+    east, south = world_px_to_lnglat(cx + half, cy + half, zoom)
+    return LngLatBbox(
+        max(west, -180.0), max(south, -MAX_MERCATOR_LAT_DEG), min(east, 180.0), min(north, MAX_MERCATOR_LAT_DEG)
+    )
 
 
 def box_fractions(inner: LngLatBbox, outer: LngLatBbox) -> list[float]:
     """``inner`` as fractions [left, top, right, bottom] of ``outer``'s width and height, in Web Mercator."""
-    ox0, oy0 = _world_px(outer.west_deg, outer.north_deg, 0)
-    ox1, oy1 = _world_px(outer.east_deg, outer.south_deg, 0)
-    ix0, iy0 = _world_px(inner.west_deg, inner.north_deg, 0)
-    ix1, iy1 = _world_px(inner.east_deg, inner.south_deg, 0)
+    ox0, oy0 = lnglat_to_world_px(outer.west_deg, outer.north_deg, 0)
+    ox1, oy1 = lnglat_to_world_px(outer.east_deg, outer.south_deg, 0)
+    ix0, iy0 = lnglat_to_world_px(inner.west_deg, inner.north_deg, 0)
+    ix1, iy1 = lnglat_to_world_px(inner.east_deg, inner.south_deg, 0)
     w, h = (ox1 - ox0) or 1e-12, (oy1 - oy0) or 1e-12
     return [round(v, 4) for v in ((ix0 - ox0) / w, (iy0 - oy0) / h, (ix1 - ox0) / w, (iy1 - oy0) / h)]
 
@@ -123,13 +110,13 @@ def draw_outline(image: GeoImage, geometry: dict) -> np.ndarray:
     draw = ImageDraw.Draw(canvas)
     h, w = image.pixels.shape[:2]
     b = image.bbox
-    x0, y0 = _world_px(b.west_deg, b.north_deg, 0)
-    x1, y1 = _world_px(b.east_deg, b.south_deg, 0)
+    x0, y0 = lnglat_to_world_px(b.west_deg, b.north_deg, 0)
+    x1, y1 = lnglat_to_world_px(b.east_deg, b.south_deg, 0)
     polygons = geometry["coordinates"] if geometry.get("type") == "MultiPolygon" else [geometry.get("coordinates", [])]
     for ring in (ring for polygon in polygons for ring in polygon):
         points = []
         for lon, lat, *_ in ring:
-            px, py = _world_px(lon, lat, 0)
+            px, py = lnglat_to_world_px(lon, lat, 0)
             points.append(((px - x0) / (x1 - x0) * w, (py - y0) / (y1 - y0) * h))
         if len(points) >= 2:
             draw.line(points + points[:1], fill=(0, 0, 0), width=4, joint="curve")
@@ -179,9 +166,9 @@ def tile_chip_bbox(z: int, x: int, y: int) -> LngLatBbox:
     dx, dy = (b.east_deg - b.west_deg) * TILE_CONTEXT, (b.north_deg - b.south_deg) * TILE_CONTEXT
     return LngLatBbox(
         max(b.west_deg - dx, -180.0),
-        max(b.south_deg - dy, -MAX_MERCATOR_LAT),
+        max(b.south_deg - dy, -MAX_MERCATOR_LAT_DEG),
         min(b.east_deg + dx, 180.0),
-        min(b.north_deg + dy, MAX_MERCATOR_LAT),
+        min(b.north_deg + dy, MAX_MERCATOR_LAT_DEG),
     )
 
 
