@@ -81,6 +81,12 @@ class DatabaseBusyError(DatabaseError):
     retry_after_s = 5
 
 
+class StorageFullError(AmberwatchError):
+    """A file (the project DB, a cache, an output) could not be written: the disk or the database is full."""
+
+    http_status = 507
+
+
 class AuthError(AmberwatchError):
     """Missing or invalid credentials."""
 

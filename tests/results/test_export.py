@@ -111,3 +111,13 @@ def test_export_errors(db, tmp_path):
         main, ["detections", "export", "--db", str(db), "--scan", "9", "--out", str(tmp_path / "x")]
     )
     assert result.exit_code == 1 and "scan 9 does not exist" in result.output
+
+
+def test_an_export_to_a_full_disk_is_one_line_naming_the_file(db):
+    result = CliRunner().invoke(
+        main, ["detections", "export", "--db", str(db), "--format", "geojson", "--out", "/dev/full"]
+    )
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.count("Error:") == 1
+    assert "export file '/dev/full' could not be written: no space left" in result.output
+    assert "run the same command again" in result.output

@@ -14,6 +14,7 @@ import shapely
 from shapely.geometry import MultiPolygon, Polygon, mapping, shape
 from shapely.geometry.base import BaseGeometry
 
+from amberwatch.db import writing
 from amberwatch.errors import InvalidInputError
 from amberwatch.results.detections import orient_ccw
 from amberwatch.results.store import query_detections
@@ -145,5 +146,6 @@ def export_detections(
     if path.parent and not path.parent.exists():
         raise InvalidInputError(f"output folder {str(path.parent)!r} does not exist")
     detections = load_detections(conn, scan_id)
-    writers[fmt](detections, path)
+    with writing(path, "export file"):
+        writers[fmt](detections, path)
     return len(detections)
