@@ -137,6 +137,10 @@ class Int8CheckWarning(ModelFallbackWarning):
     """The model's int8 backbone failed its check against fp32 on this CPU (or cannot be checked): fp32 is used."""
 
 
+class UnverifiedModelWarning(AmberwatchWarning):
+    """A model file given by path carries no content digest (written before they had one): damage cannot be seen."""
+
+
 class BlankTileWarning(AmberwatchWarning):
     """A tile exists but holds no imagery (uniform fill, fully transparent)."""
 
