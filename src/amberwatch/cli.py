@@ -10,10 +10,12 @@ from __future__ import annotations
 import importlib
 import sys
 import warnings
+from typing import NoReturn
 
 import click
 
 from amberwatch import __version__
+from amberwatch.db import storage_error
 from amberwatch.errors import AmberwatchError, AmberwatchWarning
 
 COMMAND_MODULES = (
@@ -35,12 +37,22 @@ class AmberwatchGroup(click.Group):
     """Click group that turns AmberwatchError into a one-line message and exit code 1."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
-        """Run the command, printing amberwatch errors without a traceback."""
+        """Run the command, printing amberwatch errors (and a full disk under any file) without a traceback."""
         try:
             return super().invoke(ctx)
         except AmberwatchError as exc:
-            click.secho(f"Error: {exc}", fg="red", err=True)
-            sys.exit(1)
+            _fail(exc)
+        except OSError as exc:  # a writer not wrapped in db.writing: name the file when the error knows it
+            full = storage_error(exc, f"file {exc.filename!r}" if exc.filename else "an output file")
+            if full is None:
+                raise
+            _fail(full)
+
+
+def _fail(exc: AmberwatchError) -> NoReturn:
+    """Print an amberwatch error on one line and exit 1."""
+    click.secho(f"Error: {exc}", fg="red", err=True)
+    sys.exit(1)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

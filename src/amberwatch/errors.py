@@ -81,6 +81,12 @@ class DatabaseBusyError(DatabaseError):
     retry_after_s = 5
 
 
+class StorageFullError(AmberwatchError):
+    """A file (the project DB, a cache, an output) could not be written: the disk or the database is full."""
+
+    http_status = 507
+
+
 class AuthError(AmberwatchError):
     """Missing or invalid credentials."""
 
@@ -129,6 +135,10 @@ class ModelFallbackWarning(AmberwatchWarning):
 
 class Int8CheckWarning(ModelFallbackWarning):
     """The model's int8 backbone failed its check against fp32 on this CPU (or cannot be checked): fp32 is used."""
+
+
+class UnverifiedModelWarning(AmberwatchWarning):
+    """A model file given by path carries no content digest (written before they had one): damage cannot be seen."""
 
 
 class BlankTileWarning(AmberwatchWarning):

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 import amberwatch.model as model
 from amberwatch.cli import main
-from amberwatch.errors import ModelError, ModelFallbackWarning
+from amberwatch.errors import ModelError, ModelFallbackWarning, StorageFullError
 from amberwatch.labels.store import pixel_sha256
 from amberwatch.model import backbone as bb
 from amberwatch.model.backbone_onnx import OnnxBackbone
@@ -31,6 +31,7 @@ from amberwatch.model.pretrained import (
     select_features,
 )
 from amberwatch.model.train import block_folds, train_with_cv
+from tests.fixtures.diskfull import cap_sqlite_file
 
 
 @pytest.fixture(scope="module")
@@ -412,3 +413,20 @@ def test_calibration_builds_the_same_int8_backbone_as_its_stored_ranges(backbone
     x = torch.from_numpy(rng.uniform(0, 255, (1, 3, 64, 96)).astype(np.float32))
     for a, b in zip(kept.stage_maps(x), rebuilt.stage_maps(x)):
         assert torch.equal(a, b)
+
+
+def test_a_full_feature_cache_is_a_storage_error_naming_it(tmp_path, monkeypatch):
+    path = tmp_path / "full-features.sqlite"
+    FeatureCache(path).close()
+    cap_sqlite_file(monkeypatch, path, spare_pages=2)
+    cache = FeatureCache(path)
+    vectors = {v: np.random.default_rng(v).random(4096, dtype=np.float32) for v in range(8)}
+
+    def fill() -> None:
+        for i in range(50):
+            cache.put("prep", f"sha{i}", vectors)
+
+    with pytest.raises(StorageFullError, match=r"feature cache '.*full-features\.sqlite' could not be written"):
+        fill()
+    assert cache.count() % 8 == 0  # whole chips only: the put that did not fit left nothing behind
+    cache.close()

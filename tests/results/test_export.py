@@ -148,3 +148,13 @@ def export_one(db, fmt, out):
     result = CliRunner().invoke(main, ["detections", "export", "--db", str(db), "--format", fmt, "--out", str(out)])
     assert result.exit_code == 0 and "Wrote 1 detections" in result.output, result.output
     return out
+
+
+def test_an_export_to_a_full_disk_is_one_line_naming_the_file(db):
+    result = CliRunner().invoke(
+        main, ["detections", "export", "--db", str(db), "--format", "geojson", "--out", "/dev/full"]
+    )
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.count("Error:") == 1
+    assert "export file '/dev/full' could not be written: no space left" in result.output
+    assert "run the same command again" in result.output

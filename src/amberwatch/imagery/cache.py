@@ -60,7 +60,7 @@ class TileCache:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         """Open or create the cache file."""
         self.path = Path(path)
-        self._conn = connect(self.path)
+        self._conn = connect(self.path, name=f"tile cache {str(self.path)!r}")
         migrate(self._conn, "tile_cache", MIGRATIONS)
         self._lock = threading.Lock()
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from amberwatch.db import writing
 from amberwatch.errors import ImageError, InvalidInputError, ModelError
 from amberwatch.imagery.decode import to_rgb_array
 from amberwatch.model.network import MiningNet, NetConfig, fuse_for_inference
@@ -262,13 +263,18 @@ def _digest_value(h: hashlib._Hash, value: object) -> None:
 
 
 def write_atomically(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write bytes to path through a temporary file, so a killed process never leaves half a model."""
+    """Write bytes to path through a temporary file, so a killed process never leaves half a model (a full disk is
+    a StorageFullError naming the path, and leaves no temporary file)."""
     p = Path(path)
     if p.parent and not p.parent.exists():
         p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(p.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, p)
+    with writing(p, "model file"):
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, p)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def receptive_field_px(config: NetConfig, include_norm: bool = True) -> int:

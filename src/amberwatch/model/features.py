@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from amberwatch.db import StorageConnection
 from amberwatch.errors import DatabaseError
 from amberwatch.labels.store import pixel_sha256
 from amberwatch.model.augment import AugmentConfig, colour_jitter
@@ -51,7 +52,8 @@ class FeatureCache:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(self.path, timeout=60)
+            self._conn = sqlite3.connect(self.path, timeout=60, factory=StorageConnection)
+            self._conn.storage_name = f"feature cache {str(self.path)!r}"  # a full disk: StorageFullError naming it
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.executescript(_SCHEMA)
         except sqlite3.Error as exc:

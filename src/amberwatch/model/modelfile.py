@@ -6,12 +6,13 @@ import hashlib
 import io
 import os
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 
 import torch
 
-from amberwatch.errors import InvalidInputError, ModelError
+from amberwatch.errors import InvalidInputError, ModelError, UnverifiedModelWarning
 from amberwatch.model.classifier import DIGEST_KEY, FORMAT, FORMAT_VERSION, Classifier, content_sha256
 from amberwatch.model.limits import MODEL_LIMITS, check_limits
 from amberwatch.model.pretrained import PretrainedClassifier
@@ -23,8 +24,12 @@ Model = Classifier | PretrainedClassifier
 _KINDS = {"cnn": Classifier, "pretrained": PretrainedClassifier}
 
 
-def from_bytes(data: bytes, name: str = "<bytes>") -> Model:
-    """A model from the bytes of a model file; ModelError naming `name` on anything unreadable or incompatible."""
+def from_bytes(data: bytes, name: str = "<bytes>", *, file_checked: bool = False) -> Model:
+    """A model from the bytes of a model file; ModelError naming `name` on anything unreadable or incompatible.
+
+    Bytes without a content digest (files from before it) that no file sha256 vouches for (``file_checked``) load
+    with an UnverifiedModelWarning.
+    """
     try:
         payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except (
@@ -48,7 +53,14 @@ def from_bytes(data: bytes, name: str = "<bytes>") -> Model:
             f"{name}: model format version {version!r} is not supported "
             f"(this amberwatch reads versions 1 and {FORMAT_VERSION})"
         )
-    check_digest(payload, name)
+    if not check_digest(payload, name) and not file_checked:
+        warnings.warn(
+            UnverifiedModelWarning(
+                f"{name}: the model file carries no content digest (it predates them), so damage to it cannot be "
+                "detected; 'amberwatch models add' registers it with its sha256"
+            ),
+            stacklevel=3,
+        )
     kind = payload.get("kind", "cnn")
     if kind not in _KINDS:
         raise ModelError(f"{name}: unknown model kind {kind!r} (expected one of {sorted(_KINDS)})")
@@ -60,20 +72,28 @@ def from_bytes(data: bytes, name: str = "<bytes>") -> Model:
     return model
 
 
-def check_digest(payload: dict, name: str) -> None:
-    """ModelError naming the file and both digests when a payload's content differs from the digest it carries
-    (files from before the digest carry none: a registered one is checked by the registry's file sha256)."""
+def check_digest(payload: dict, name: str) -> bool:
+    """ModelError naming the file and both digests when a payload's content differs from the digest it carries ->
+    whether it carries one (files from before the digest carry none: a registered one is checked by the registry's
+    file sha256)."""
     stored = payload.get(DIGEST_KEY)
     if stored is None:
-        return
+        return False
     actual = content_sha256(payload)
     if actual != stored:
         raise ModelError(f"{name}: damaged model file: its content has sha256 {actual}, but the file records {stored}")
+    return True
 
 
-def load(path: str | os.PathLike[str] | None = None, file_sha256: str | None = None) -> Model:
+def load(
+    path: str | os.PathLike[str] | None = None, file_sha256: str | None = None, *, recorded_by: str = "the registry"
+) -> Model:
     """Load a model file (None: the bundled default model), checking its content digest and, if given, the file's
-    sha256 (a registry's record of it); ModelError naming the path if it is unusable or not what it claims."""
+    sha256 (a registry's record of it, or ``recorded_by``'s); ModelError naming the path if it is unusable or not
+    what it claims.
+
+    The model's ``file_sha256`` is the sha256 of the bytes loaded: scan workers load the file again checked against it.
+    """
     p = BUNDLED_PATH if path is None else Path(path)
     if p.exists() and not p.is_file():  # a FIFO would block the read, a folder fail it
         raise ModelError(f"{str(p)!r}: not a regular file, cannot be a model file")
@@ -81,11 +101,12 @@ def load(path: str | os.PathLike[str] | None = None, file_sha256: str | None = N
         data = p.read_bytes()
     except OSError as exc:
         raise ModelError(f"{str(p)!r}: cannot read model file ({exc.strerror or exc})") from exc
-    if file_sha256 is not None:
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != file_sha256:
-            raise ModelError(
-                f"{str(p)!r}: damaged or replaced model file: its sha256 is {actual}, "
-                f"but the registry records {file_sha256}"
-            )
-    return from_bytes(data, repr(str(p)))
+    actual = hashlib.sha256(data).hexdigest()
+    if file_sha256 is not None and actual != file_sha256:
+        raise ModelError(
+            f"{str(p)!r}: damaged or replaced model file: its sha256 is {actual}, "
+            f"but {recorded_by} records {file_sha256}"
+        )
+    model = from_bytes(data, repr(str(p)), file_checked=file_sha256 is not None)
+    model.file_sha256 = actual
+    return model

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from amberwatch.db import connect
+from amberwatch.db import connect, writing
 from amberwatch.errors import InvalidInputError
 from amberwatch.options import ID, db_option
 from amberwatch.results.area_estimate import (
@@ -117,7 +117,8 @@ def export_cmd(sample_id, fmt, blind, output, db) -> None:
     """Export a sample's units as GeoJSON squares or a CSV review sheet."""
     text = export_sample(connect(db, create=False), sample_id, fmt, blind=blind)
     if output:
-        Path(output).write_text(text, encoding="utf-8")
+        with writing(output, "export file"):
+            Path(output).write_text(text, encoding="utf-8")
     else:
         click.echo(text, nl=not text.endswith("\n"))
 

@@ -18,6 +18,7 @@ import shapely
 from shapely.geometry import MultiPolygon, Polygon, mapping, shape
 from shapely.geometry.base import BaseGeometry
 
+from amberwatch.db import writing
 from amberwatch.errors import InvalidInputError
 from amberwatch.results.detections import orient_ccw
 from amberwatch.results.public import ReviewState, public_detections
@@ -158,5 +159,6 @@ def export_detections(
     if path.parent and not path.parent.exists():
         raise InvalidInputError(f"output folder {str(path.parent)!r} does not exist")
     detections = load_detections(conn, scan_id, reviews)
-    writers[fmt](detections, path)
+    with writing(path, "export file"):
+        writers[fmt](detections, path)
     return len(detections)

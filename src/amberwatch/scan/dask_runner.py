@@ -112,7 +112,7 @@ def _ensure_model(context: ScanContext, model_name: str | None, digest: str) -> 
     from distributed import Variable, get_client
 
     model_data = Variable(model_name, client=get_client()).get(timeout=CONNECT_TIMEOUT_S)
-    model = from_bytes(model_data, name=f"model version {context.model_version} (from the Dask client)")
+    model = model_from_client(model_data, digest, context.model_version)
     model.version = context.model_version
     if context.int8:  # a cluster's CPUs may differ from the client's: one scan never mixes precisions
         check = model.check_int8()
@@ -120,6 +120,15 @@ def _ensure_model(context: ScanContext, model_name: str | None, digest: str) -> 
             raise ModelError(f"worker {socket.gethostname()}: {check.summary()}; run the scan with --fp32")
     remember_model(context.model_path, context.model_version, model, context.int8)
     _loaded_model = key
+
+
+def model_from_client(data: bytes, digest: str, version: str):
+    """The model in the client's bytes, checked against their sha256 (sent with every task) and their content digest."""
+    name = f"model version {version} (from the Dask client)"
+    actual = hashlib.sha256(data).hexdigest()
+    if digest and actual != digest:
+        raise ModelError(f"{name}: the scheduler holds bytes with sha256 {actual}, but the client sent {digest}")
+    return from_bytes(data, name=name, file_checked=bool(digest))
 
 
 def amberwatch_version() -> str:

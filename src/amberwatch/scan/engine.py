@@ -244,6 +244,7 @@ def scan_context(
         block_tiles=min(clf.block_tiles, 1 << DEFAULT_UNIT_ZOOM_DELTA),
         source_options=source_options,
         int8=int8,
+        model_sha256=getattr(clf, "file_sha256", None),  # None: a model built in memory, not read from a file
     )
 
 

@@ -45,6 +45,7 @@ class ScanContext:
     torch_threads: int | None = 1
     block_tiles: int = 4  # tiles per side of one predict_grid call (plus margin); blocks are (x // b, y // b)
     int8: bool = False  # score maps through the model's int8 backbone
+    model_sha256: str | None = None  # sha256 of the model file as the scan loaded it: workers check theirs against it
 
     @property
     def cells_per_tile(self) -> int:
@@ -72,12 +73,13 @@ class UnitResult:
     reads_failed: int = 0  # tile reads that failed otherwise (HTTP errors, timeouts, bad images)
 
 
-def get_model(path: str | None, version: str, int8: bool = False):
-    """The classifier for (path, version), loaded once per process (int8: its quantized backbone for maps)."""
+def get_model(path: str | None, version: str, int8: bool = False, file_sha256: str | None = None):
+    """The classifier for (path, version), loaded once per process (int8: its quantized backbone for maps), checked
+    against ``file_sha256`` when given (a ModelError if the file changed since the scan loaded it)."""
     key = (path or "<bundled>", version, int8)
     model = _MODELS.get(key)
     if model is None:
-        model = load(path)
+        model = load(path, file_sha256, recorded_by="the scan (the file as it loaded it at its start)")
         model.version = version
         if int8:
             model.set_int8(True)
@@ -310,7 +312,7 @@ def _classify_block(
     A few-Mpx input keeps the network's activations in cache, much faster per pixel than one huge pass.
     """
     g, z = context.cells_per_tile, context.zoom
-    model = get_model(context.model_path, context.model_version, context.int8)
+    model = get_model(context.model_path, context.model_version, context.int8, context.model_sha256)
     frame = _block_frame(block, context, images)
     grid, cell_embeddings = model.grid_and_cell_embeddings(frame, margin_cells=context.margin_px // context.cell_px)
     for x, y in to_predict:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from amberwatch.db import connect
+from amberwatch.db import connect, writing
 from amberwatch.errors import AmberwatchWarning, InvalidInputError, NotFoundError
 from amberwatch.imagery.cache import TileCache, default_cache_path
 from amberwatch.imagery.mosaic import open_cached_source
@@ -68,7 +68,14 @@ def build_story(
     scan_id: int | None = None,
     cache_path: str | os.PathLike[str] | None = None,
 ) -> StoryBuild:
-    """Build the static story page for an article from the detections in a project DB."""
+    """Build the static story page for an article from the detections in a project DB (a full disk under the
+    folder is a StorageFullError naming it)."""
+    with writing(out_dir, "story folder"):
+        return _build(article_path, db_path, out_dir, scan_id, cache_path)
+
+
+def _build(article_path, db_path, out_dir, scan_id: int | None, cache_path) -> StoryBuild:
+    """The body of build_story."""
     article = read_article(article_path)
     db = Path(db_path)
     chosen = _select_sites(db, article, scan_id)

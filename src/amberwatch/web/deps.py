@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from fastapi import Depends, Request
 
-from amberwatch.db import busy_error, connect
+from amberwatch.db import connect
 from amberwatch.imagery.cache import TileCache
 from amberwatch.review.feedback import client_hash
 from amberwatch.web.schema import client_salt
@@ -20,15 +20,14 @@ WEB_BUSY_TIMEOUT_S = 3.0
 
 
 def get_conn(request: Request) -> Iterator[sqlite3.Connection]:
-    """An open project DB connection for the duration of one request; a lock held too long is a DatabaseBusyError."""
-    conn = connect(request.app.state.db_path, create=False, busy_timeout_s=WEB_BUSY_TIMEOUT_S)
+    """An open project DB connection for the duration of one request; a lock held too long is a DatabaseBusyError
+    (503), a full disk a StorageFullError (507)."""
+    # No path in its errors (a full disk is a StorageFullError, 507): the answer is public.
+    conn = connect(
+        request.app.state.db_path, create=False, busy_timeout_s=WEB_BUSY_TIMEOUT_S, name="the project database"
+    )
     try:
         yield conn
-    except sqlite3.OperationalError as exc:
-        busy = busy_error(exc)  # no path: the answer is public
-        if busy is None:
-            raise
-        raise busy from exc
     finally:
         conn.close()
 
