@@ -53,7 +53,9 @@ def check_imagery_date(value: str | None) -> str | None:
     text = (value or "").strip()
     if not text:
         return None
-    if _DATE_LIKE.match(text):
+    if re.match(r"^\d{4}([-./]|$)", text):  # meant as a date: must be one, not fall through to a release name
+        if not _DATE_LIKE.match(text):
+            raise InvalidInputError(f"imagery date {text!r} is not YYYY, YYYY-MM or YYYY-MM-DD")
         year, month, day = [*text.split("-"), "01", "01"][:3]
         try:
             date(int(year), int(month), int(day))
