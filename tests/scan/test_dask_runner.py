@@ -27,6 +27,7 @@ from PIL import Image
 
 from amberwatch.cli import main
 from amberwatch.imagery.aoi import aoi_from_geojson
+from amberwatch.imagery.types import ImageryRef
 from amberwatch.scan.engine import ScanSettings, run_scan
 from tests.fixtures.tileserver import TileServer
 
@@ -367,7 +368,7 @@ def test_in_flight_units_are_bounded(server, aoi_file, tmp_path):
     clf = load(None)
     tile_px = model_tile_px(zoom_resolution_m_per_px(aoi), clf.resolution_m_per_px, clf.cell_px)
     context = ScanContext(
-        imagery=server.url,
+        imagery=ImageryRef(server.url),
         cache_path=str(tmp_path / "client-tiles.mbtiles"),
         model_path=None,
         model_version=clf.version,

@@ -10,7 +10,7 @@ import pytest
 
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.open import open_source
-from amberwatch.imagery.types import GeoImage, LngLatBbox
+from amberwatch.imagery.types import GeoImage, ImageryRef, LngLatBbox
 from amberwatch.model import load
 from amberwatch.scan.tiling import Unit
 from amberwatch.scan.worker import ScanContext, cells_with_imagery, neighbours, process_unit, release
@@ -24,7 +24,7 @@ def test_process_unit_round_trips_through_pickle_and_needs_no_db(tile_server, tm
     clf = load()
     unit = Unit(parent=(x0 >> 3, y0 >> 3, ZOOM - 3), zoom=ZOOM, tiles=((x0 + 1, y0 + 1), (x0 + 2, y0 + 1)))
     context = ScanContext(
-        imagery=tile_server.url,
+        imagery=ImageryRef(tile_server.url),
         cache_path=str(tmp_path / "cache.mbtiles"),
         model_path=None,
         model_version=clf.version,

@@ -1,4 +1,9 @@
-"""The tile cache: every fetched tile stored once in one SQLite file, shared by scans, map and story."""
+"""The tile cache: every fetched tile stored once in one SQLite file, shared by scans, map and story.
+
+Tiles are keyed by (source id, z, x, y); a source id names one imagery date or release of a source (see
+``imagery.types.ImageryRef``), so the same URL template at two dates has two entries per tile. The file is plain
+SQLite, not MBTiles: ``<db stem>-tiles.sqlite`` (projects made before it was renamed keep ``-tiles.mbtiles``).
+"""
 
 from __future__ import annotations
 
@@ -45,13 +50,36 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (source_id, base_z, z, x, y)
     );
     """,
+    # v3: a source id names one imagery date or release of a source: base_source_id is the source's undated id,
+    # imagery_date its date or release (NULL: undated). Sources cached before are their source's undated ref.
+    """
+    ALTER TABLE sources ADD COLUMN base_source_id TEXT;
+    ALTER TABLE sources ADD COLUMN imagery_date TEXT;
+    UPDATE sources SET base_source_id = source_id;
+    CREATE INDEX sources_base ON sources (base_source_id);
+    """,
 ]
+CACHE_SUFFIX = "-tiles.sqlite"
+LEGACY_CACHE_SUFFIX = "-tiles.mbtiles"  # its older name: the same SQLite cache, never an MBTiles file
 
 
 def default_cache_path(db_path: str | os.PathLike[str]) -> Path:
-    """The cache file beside a project DB: ``<db stem>-tiles.mbtiles``."""
+    """The cache file beside a project DB: ``<db stem>-tiles.sqlite`` (or an older project's ``-tiles.mbtiles``)."""
     p = Path(db_path)
-    return p.with_name(f"{p.stem}-tiles.mbtiles")
+    return existing_cache_name(p.with_name(f"{p.stem}{CACHE_SUFFIX}"))
+
+
+def existing_cache_name(path: Path) -> Path:
+    """``path``, or the ``-tiles.mbtiles`` file an older amberwatch made in its place when only that exists.
+
+    The old file is used where it is, never renamed: scans record their cache's path, and a rename under a
+    process that has it open would split its write-ahead log.
+    """
+    name = path.name
+    if not name.endswith(CACHE_SUFFIX) or path.exists():
+        return path
+    legacy = path.with_name(name.removesuffix(CACHE_SUFFIX) + LEGACY_CACHE_SUFFIX)
+    return legacy if legacy.exists() else path
 
 
 class TileCache:
@@ -94,13 +122,30 @@ class TileCache:
                 (source_id, z, x, y, status, data, content_type, capture_date, utc_now_iso()),
             )
 
-    def register_source(self, source_id: str, spec: str, attribution: str | None = None) -> None:
-        """Remember which spec a source id stands for (secrets must already be removed)."""
+    def register_source(
+        self,
+        source_id: str,
+        spec: str,
+        attribution: str | None = None,
+        base_source_id: str | None = None,
+        imagery_date: str | None = None,
+    ) -> None:
+        """Remember which spec (secrets removed), undated source and imagery date or release a source id stands for."""
         with self._lock:
             self._conn.execute(
-                "INSERT OR REPLACE INTO sources (source_id, spec, attribution) VALUES (?, ?, ?)",
-                (source_id, spec, attribution),
+                "INSERT OR REPLACE INTO sources (source_id, spec, attribution, base_source_id, imagery_date)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (source_id, spec, attribution, base_source_id or source_id, imagery_date),
             )
+
+    def imagery_dates(self, base_source_id: str) -> dict[str, str | None]:
+        """Source id -> imagery date or release (None: undated) of every cached ref of one source."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT source_id, imagery_date FROM sources WHERE base_source_id = ? ORDER BY source_id",
+                (base_source_id,),
+            ).fetchall()
+        return {str(r[0]): r[1] for r in rows}
 
     def source_spec(self, source_id: str) -> str | None:
         """The registered (secret-free) spec of a source id, or None when unknown."""

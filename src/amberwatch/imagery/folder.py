@@ -53,10 +53,15 @@ class FolderTileSource(TileSource):
     kind = "folder"
 
     def __init__(
-        self, path: str | os.PathLike[str], *, cache: TileCache | None = None, capture_date: str | None = None
+        self,
+        path: str | os.PathLike[str],
+        *,
+        cache: TileCache | None = None,
+        capture_date: str | None = None,
+        imagery_date: str | None = None,
     ):
         """Index the zoom levels and coverage of the folder and read its dates sidecar."""
-        super().__init__(cache=cache, capture_date=capture_date)
+        super().__init__(cache=cache, capture_date=capture_date, imagery_date=imagery_date)
         self.path = Path(path)
         if not self.path.is_dir():
             raise InvalidInputError(f"tile folder {str(self.path)!r} does not exist")
@@ -71,8 +76,11 @@ class FolderTileSource(TileSource):
             lon, lat = self.bounds.center_deg
             t = mercantile.tile(lon, lat, self.max_zoom)
             self.native_resolution_m_per_px = tile_resolution_m_per_px(self.max_zoom, t.x, t.y)
-        self.source_id = "folder-" + spec_hash(f"{self.path.resolve()}|{fingerprint}")
-        self._register()
+        self._register("folder-" + spec_hash(f"{self.path.resolve()}|{fingerprint}"))
+
+    def _own_imagery_date(self) -> str | None:
+        """The folder's date for all its tiles (``default`` in its dates file)."""
+        return self._dates.get("default") or self._dates.get("*")
 
     def _survey(self, z: int) -> tuple[LngLatBbox | None, str]:
         """Coverage at one zoom and a fingerprint of its files (count, bytes, newest mtime)."""

@@ -56,10 +56,15 @@ class GeoTiffTileSource(TileSource):
     kind = "geotiff"
 
     def __init__(
-        self, path: str | os.PathLike[str], *, cache: TileCache | None = None, capture_date: str | None = None
+        self,
+        path: str | os.PathLike[str],
+        *,
+        cache: TileCache | None = None,
+        capture_date: str | None = None,
+        imagery_date: str | None = None,
     ):
         """Open the raster and work out its bounds, native resolution, zooms, bands and date."""
-        super().__init__(cache=cache, capture_date=capture_date)
+        super().__init__(cache=cache, capture_date=capture_date, imagery_date=imagery_date)
         self.path = Path(path)
         if not self.path.is_file():
             raise InvalidInputError(f"GeoTIFF {str(self.path)!r} does not exist")
@@ -76,7 +81,6 @@ class GeoTiffTileSource(TileSource):
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self.spec = str(self.path)
-        self.source_id = "geotiff-" + spec_hash(file_fingerprint(self.path))
         try:
             w, s, e, n = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds, densify_pts=21)
             self.bounds = LngLatBbox(max(w, -180.0), max(s, -90.0), min(e, 180.0), min(n, 90.0))
@@ -93,7 +97,11 @@ class GeoTiffTileSource(TileSource):
         self._add_alpha = ds.nodata is None and all(f == MaskFlags.all_valid for f in flags)
         self._scale = None if ds.dtypes[self._bands[0] - 1] == "uint8" else self._value_range()
         self._tag_date = raster_capture_date(ds.tags())
-        self._register()
+        self._register("geotiff-" + spec_hash(file_fingerprint(self.path)))
+
+    def _own_imagery_date(self) -> str | None:
+        """The raster's date tag (ACQUISITIONDATE, TIFFTAG_DATETIME, ...) as YYYY-MM-DD."""
+        return self._tag_date
 
     def _pick_bands(self) -> tuple[list[int], dict | None]:
         ds = self._ds

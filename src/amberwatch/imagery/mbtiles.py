@@ -25,10 +25,15 @@ class MBTilesTileSource(TileSource):
     kind = "mbtiles"
 
     def __init__(
-        self, path: str | os.PathLike[str], *, cache: TileCache | None = None, capture_date: str | None = None
+        self,
+        path: str | os.PathLike[str],
+        *,
+        cache: TileCache | None = None,
+        capture_date: str | None = None,
+        imagery_date: str | None = None,
     ):
         """Open the file read-only and read its metadata (bounds, zooms, format, optional capture_date)."""
-        super().__init__(cache=cache, capture_date=capture_date)
+        super().__init__(cache=cache, capture_date=capture_date, imagery_date=imagery_date)
         self.path = Path(path)
         if not self.path.is_file():
             raise InvalidInputError(f"MBTiles file {str(self.path)!r} does not exist")
@@ -59,8 +64,11 @@ class MBTilesTileSource(TileSource):
             self.native_resolution_m_per_px = tile_resolution_m_per_px(*lnglat_to_tile(lon, lat, self.max_zoom))
         when = parse_capture_date(meta.get("capture_date"), f"capture_date metadata of {str(self.path)!r}")
         self._meta_date = when.isoformat() if when else None
-        self.source_id = "mbtiles-" + spec_hash(file_fingerprint(self.path))
-        self._register()
+        self._register("mbtiles-" + spec_hash(file_fingerprint(self.path)))
+
+    def _own_imagery_date(self) -> str | None:
+        """The file's ``capture_date`` metadata as YYYY-MM-DD."""
+        return self._meta_date
 
     def _open(self) -> sqlite3.Connection:
         self._pid = os.getpid()

@@ -14,6 +14,7 @@ from amberwatch.imagery.folder import FolderTileSource
 from amberwatch.imagery.geotiff import GeoTiffTileSource
 from amberwatch.imagery.mbtiles import MBTilesTileSource
 from amberwatch.imagery.sources import TileSource
+from amberwatch.imagery.types import ImageryRef
 from amberwatch.imagery.xyz import DEFAULT_DEADLINE_S, XyzTileSource, preset_source
 
 
@@ -24,13 +25,17 @@ def open_source(
     headers: dict[str, str] | None = None,
     api_key_env: str | None = None,
     capture_date: str | None = None,
+    imagery_date: str | None = None,
     max_concurrency: int = 8,
     requests_per_s: float = 50.0,
     timeout_s: float = 20.0,
     max_retries: int = 4,
     deadline_s: float = DEFAULT_DEADLINE_S,
 ) -> TileSource:
-    """Open an imagery spec: URL template, xyzservices preset, GeoTIFF/COG, tile folder or .mbtiles file."""
+    """Open an imagery spec: URL template, xyzservices preset, GeoTIFF/COG, tile folder or .mbtiles file.
+
+    ``imagery_date`` (a date or release) dates the source: its tiles are cached and scanned apart from the same
+    spec's at other dates (see ImageryRef)."""
     if not isinstance(spec, str) or not spec.strip():
         raise InvalidInputError(f"imagery spec {spec!r} is empty")
     spec = spec.strip()
@@ -39,22 +44,24 @@ def open_source(
         headers=headers,
         api_key_env=api_key_env,
         capture_date=capture_date,
+        imagery_date=imagery_date,
         max_concurrency=max_concurrency,
         requests_per_s=requests_per_s,
         timeout_s=timeout_s,
         max_retries=max_retries,
         deadline_s=deadline_s,
     )
+    local = dict(cache=cache, capture_date=capture_date, imagery_date=imagery_date)
     lowered = spec.lower()
     if lowered.startswith(("http://", "https://")):
         return XyzTileSource(spec, **http_options)  # type: ignore[arg-type]
     path = Path(os.path.expanduser(spec))
     if lowered.endswith((".tif", ".tiff")):
-        return GeoTiffTileSource(path, cache=cache, capture_date=capture_date)
+        return GeoTiffTileSource(path, **local)
     if lowered.endswith(".mbtiles"):
-        return MBTilesTileSource(path, cache=cache, capture_date=capture_date)
+        return MBTilesTileSource(path, **local)
     if path.is_dir():
-        return FolderTileSource(path, cache=cache, capture_date=capture_date)
+        return FolderTileSource(path, **local)
     if "/" not in spec and "\\" not in spec and not path.exists():
         found = preset_source(spec, **http_options)  # type: ignore[arg-type]
         if found is not None:
@@ -63,3 +70,8 @@ def open_source(
         f"imagery spec {spec!r} is not a URL template, an xyzservices preset, a .tif/.tiff file,"
         " a tile folder or an .mbtiles file"
     )
+
+
+def open_ref(ref: ImageryRef, *, cache: TileCache | None = None) -> TileSource:
+    """Open the imagery an ImageryRef names, at its date or release."""
+    return open_source(ref.spec, cache=cache, imagery_date=ref.imagery_date, **dict(ref.options))  # type: ignore[arg-type]

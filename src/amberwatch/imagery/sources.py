@@ -32,7 +32,7 @@ from amberwatch.errors import (
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.decode import MAX_TILE_PIXELS, decode_with_valid
 from amberwatch.imagery.tiles import MAX_ZOOM, check_tile, tile_lnglat_bbox, tile_resolution_m_per_px
-from amberwatch.imagery.types import TILE_SIZE_PX, GeoImage, LngLatBbox
+from amberwatch.imagery.types import TILE_SIZE_PX, GeoImage, LngLatBbox, check_imagery_date, dated_source_id
 
 TileKey = tuple[int, int, int]  # (z, x, y), XYZ rows (top origin)
 TileRead = GeoImage | None | ImageryError  # what reading one tile gives: an image, nothing there, or the error
@@ -110,15 +110,30 @@ class TileSource(abc.ABC):
     bounds: LngLatBbox | None = None
     native_resolution_m_per_px: float | None = None
     attribution: str | None = None
+    imagery_date: str | None = None  # the date or release of this imagery (given, or the kind's own), None: undated
 
-    def __init__(self, *, cache: TileCache | None = None, capture_date: str | None = None) -> None:
-        """Set the cache and the default capture date (validated)."""
+    def __init__(
+        self, *, cache: TileCache | None = None, capture_date: str | None = None, imagery_date: str | None = None
+    ) -> None:
+        """Set the cache, the default capture date and the imagery date or release asked for (both validated)."""
         self.cache = cache
         self.default_capture_date = parse_capture_date(capture_date, "capture_date option")
+        self._asked_date = check_imagery_date(imagery_date)
 
-    def _register(self) -> None:
+    def _register(self, base_id: str) -> None:
+        """Fix the source id (``base_id``, dated when an imagery date was asked for) and record it in the cache.
+
+        A date the imagery knows itself (``_own_imagery_date``) is kept in ``imagery_date`` but not added to the id:
+        such kinds' base ids already fingerprint the file the date comes from.
+        """
+        self.source_id = dated_source_id(base_id, self._asked_date)
+        self.imagery_date = self._asked_date or self._own_imagery_date()
         if self.cache is not None:
-            self.cache.register_source(self.source_id, self.spec, self.attribution)
+            self.cache.register_source(self.source_id, self.spec, self.attribution, base_id, self.imagery_date)
+
+    def _own_imagery_date(self) -> str | None:
+        """The date the imagery records about itself (a GeoTIFF tag, a folder's dates file), None when it has none."""
+        return None
 
     # -- reading -------------------------------------------------------------------------------------
     def read_tile(self, z: int, x: int, y: int) -> GeoImage | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -40,6 +41,56 @@ class LngLatBbox:
     def as_tuple(self) -> tuple[float, float, float, float]:
         """(west, south, east, north) in degrees."""
         return (self.west_deg, self.south_deg, self.east_deg, self.north_deg)
+
+
+_DATE_LIKE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
+_RELEASE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+DATE_MARK = "@"  # joins a source id and its imagery date or release: xyz-1a2b3c4d5e6f7a8b@2018-06
+
+
+def check_imagery_date(value: str | None) -> str | None:
+    """An imagery date (YYYY, YYYY-MM or YYYY-MM-DD) or a release name, checked and stripped; '' or None -> None."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    if re.match(r"^\d{4}([-./]|$)", text):  # meant as a date: must be one, not fall through to a release name
+        if not _DATE_LIKE.match(text):
+            raise InvalidInputError(f"imagery date {text!r} is not YYYY, YYYY-MM or YYYY-MM-DD")
+        year, month, day = [*text.split("-"), "01", "01"][:3]
+        try:
+            date(int(year), int(month), int(day))
+        except ValueError:
+            raise InvalidInputError(f"imagery date {text!r} is not a real date (YYYY, YYYY-MM or YYYY-MM-DD)") from None
+        return text
+    if not _RELEASE.match(text):
+        raise InvalidInputError(
+            f"imagery date {text!r} is neither a date (YYYY, YYYY-MM, YYYY-MM-DD) nor a release name"
+            " (up to 64 letters, digits, '.', '_' or '-')"
+        )
+    return text
+
+
+def dated_source_id(base_id: str, imagery_date: str | None) -> str:
+    """The source id of one imagery date or release of a source; undated, the source's own id unchanged."""
+    return base_id if imagery_date is None else f"{base_id}{DATE_MARK}{imagery_date}"
+
+
+@dataclass(frozen=True)
+class ImageryRef:
+    """Which imagery to read: the spec (URL template, preset, path), options for opening it, and its date or release.
+
+    The date is part of the source id (``dated_source_id``), so of the tile cache key and of the scan identity;
+    None means undated: the source id, cache entries and scans of a source as they always were. Options (API key
+    variable, retries, the capture-date fill-in) change how tiles are fetched, not which imagery they are.
+    """
+
+    spec: str
+    options: tuple[tuple[str, object], ...] = ()
+    imagery_date: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "imagery_date", check_imagery_date(self.imagery_date))
+        object.__setattr__(self, "options", tuple(sorted(self.options)))
 
 
 def ground_resolution_m_per_px(lat_deg: float, zoom: int, tile_size_px: int = TILE_SIZE_PX) -> float:

@@ -346,6 +346,7 @@ class XyzTileSource(TileSource):
         headers: dict[str, str] | None = None,
         api_key_env: str | None = None,
         capture_date: str | None = None,
+        imagery_date: str | None = None,
         max_concurrency: int = 8,
         requests_per_s: float = 50.0,
         timeout_s: float = 20.0,
@@ -362,7 +363,7 @@ class XyzTileSource(TileSource):
         ``timeout_s`` bounds each network wait (connect, each read); ``deadline_s`` bounds one whole tile, all
         tries and waits included, so neither a dripping nor a stalling server holds a tile longer than that.
         """
-        super().__init__(cache=cache, capture_date=capture_date)
+        super().__init__(cache=cache, capture_date=capture_date, imagery_date=imagery_date)
         _check_limits(max_concurrency, requests_per_s, timeout_s, max_retries, deadline_s)
         self.template, inline = parse_template(template)
         self.subdomains = _resolve_subdomains(self.template, subdomains, inline)
@@ -377,7 +378,7 @@ class XyzTileSource(TileSource):
         self._key: str | None = _resolve_key(self.template, header_values, api_key_env)
         self.spec = name or redact_url(self.template)
         normalised = redact_url(self.template) + ("|s=" + "".join(self.subdomains) if self.subdomains else "")
-        self.source_id = "xyz-" + spec_hash(normalised)
+        base_id = "xyz-" + spec_hash(normalised)
         send_headers = {"User-Agent": USER_AGENT, "Accept-Encoding": _ACCEPT_ENCODING}
         for k, v in header_values.items():
             send_headers[k] = v.replace("{key}", self._key) if self._key else v
@@ -387,7 +388,7 @@ class XyzTileSource(TileSource):
             max_concurrency=int(max_concurrency),
             requests_per_s=float(requests_per_s),
         )
-        self._register()
+        self._register(base_id)
 
     # -- URLs ----------------------------------------------------------------------------------------
     def tile_url(self, z: int, x: int, y: int, *, with_secret: bool = False) -> str:

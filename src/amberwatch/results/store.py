@@ -115,6 +115,11 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE scan_tiles ADD COLUMN valid_cells BLOB;
     """,
+    # v5: the date or release of a scan's imagery (given with --imagery-date, or the one a GeoTIFF, tile folder or
+    # MBTiles file records); NULL: undated. A given date is also part of imagery_source_id (imagery.types).
+    """
+    ALTER TABLE scans ADD COLUMN imagery_date TEXT;
+    """,
 ]
 
 
@@ -145,6 +150,31 @@ class NewScan:
     params: dict
     tiles_total: int | None
     parent_scan_id: int | None = None
+    imagery_date: str | None = None  # date or release of the imagery (None: undated)
+
+
+@dataclass(frozen=True)
+class ScanIdentity:
+    """What makes two runs one scan, resumed by the second and locked against each other: AOI, imagery, zoom,
+    model version and backbone precision. The imagery is its source id, which carries the imagery date or
+    release (imagery.types.ImageryRef), so the same template at two dates gives two scans."""
+
+    aoi_geojson: str
+    imagery_source_id: str
+    zoom: int
+    model_version: str
+    int8: bool
+
+    def key(self) -> str:
+        """The identity as one line of text (the scan lock is named by its hash)."""
+        return f"{self.aoi_geojson}|{self.imagery_source_id}|{self.zoom}|{self.model_version}|{self.int8}"
+
+
+def scan_identity(scan: NewScan) -> ScanIdentity:
+    """The identity of the scan a NewScan would create (its precision from ``params['int8']``)."""
+    return ScanIdentity(
+        scan.aoi_geojson, scan.imagery_source_id, int(scan.zoom), scan.model_version, bool(scan.params.get("int8"))
+    )
 
 
 def create_scan(conn: sqlite3.Connection, scan: NewScan, tiles: Sequence[TileRow] = ()) -> int:
@@ -153,8 +183,8 @@ def create_scan(conn: sqlite3.Connection, scan: NewScan, tiles: Sequence[TileRow
     try:
         cur = conn.execute(
             "INSERT INTO scans (name, aoi_geojson, imagery, imagery_source_id, zoom, model_version, model_threshold,"
-            " parent_scan_id, status, params_json, started_at, tiles_total)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+            " parent_scan_id, status, params_json, started_at, tiles_total, imagery_date)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
             (
                 scan.name,
                 scan.aoi_geojson,
@@ -167,6 +197,7 @@ def create_scan(conn: sqlite3.Connection, scan: NewScan, tiles: Sequence[TileRow
                 json.dumps(scan.params),
                 utc_now_iso(),
                 scan.tiles_total,
+                scan.imagery_date,
             ),
         )
         scan_id = int(cur.lastrowid)
@@ -178,14 +209,12 @@ def create_scan(conn: sqlite3.Connection, scan: NewScan, tiles: Sequence[TileRow
     return scan_id
 
 
-def find_scan(
-    conn: sqlite3.Connection, aoi_geojson: str, source_id: str, zoom: int, model_version: str, int8: bool = False
-) -> int | None:
-    """The latest scan (not a rescan layer) with the same AOI, imagery, zoom, model and backbone precision, if any."""
+def find_scan(conn: sqlite3.Connection, identity: ScanIdentity) -> int | None:
+    """The latest scan (not a rescan layer) with this identity, if any."""
     row = conn.execute(
         "SELECT id FROM scans WHERE aoi_geojson = ? AND imagery_source_id = ? AND zoom = ? AND model_version = ?"
         " AND coalesce(json_extract(params_json, '$.int8'), 0) = ? AND parent_scan_id IS NULL ORDER BY id DESC LIMIT 1",
-        (aoi_geojson, source_id, zoom, model_version, int(int8)),
+        (identity.aoi_geojson, identity.imagery_source_id, identity.zoom, identity.model_version, int(identity.int8)),
     ).fetchone()
     return int(row[0]) if row else None
 

@@ -57,9 +57,15 @@ def _fmt_duration(seconds: float) -> str:
     help="Model file or registered version N (see 'models list') [default: the project's current model].",
 )
 @click.option(
-    "--cache", "cache_path", type=click.Path(dir_okay=False), help="Tile cache [default: <db stem>-tiles.mbtiles]."
+    "--cache", "cache_path", type=click.Path(dir_okay=False), help="Tile cache [default: <db stem>-tiles.sqlite]."
 )
 @click.option("--capture-date", help="Capture date (YYYY-MM-DD) of imagery that does not carry one.")
+@click.option(
+    "--imagery-date",
+    metavar="DATE|RELEASE",
+    help="Date (YYYY, YYYY-MM, YYYY-MM-DD) or release name of the imagery: the same --imagery at another date is "
+    "another scan with its own cached tiles [default: undated, or the date a GeoTIFF/tile folder/MBTiles records].",
+)
 @click.option("--api-key-env", help="Environment variable holding the imagery API key.")
 @click.option("--name", help="A name for the scan [default: the AOI file's stem].")
 @click.option("--imagery-credit", help="Credit line shown on the public map, e.g. 'Drone survey © NGO 2018'.")
@@ -81,7 +87,7 @@ def _fmt_duration(seconds: float) -> str:
 @click.option(
     "--worker-cache",
     help="With --dask: tile cache path as seen by each worker "
-    "[default: the client's cache for 'local', ~/.cache/amberwatch/worker-tiles.mbtiles otherwise].",
+    "[default: the client's cache for 'local', ~/.cache/amberwatch/worker-tiles.sqlite otherwise].",
 )
 @click.pass_context
 def scan_group(ctx: click.Context, **opts) -> None:
@@ -115,6 +121,7 @@ def scan_group(ctx: click.Context, **opts) -> None:
         cache_path=opts["cache_path"],
         progress=opts["progress"],
         source_options=options,
+        imagery_date=opts["imagery_date"],
         name=opts["name"],
         imagery_credit=opts["imagery_credit"],
         dask=opts["dask_address"],

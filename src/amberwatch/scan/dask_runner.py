@@ -10,7 +10,7 @@ writer, and cleans up. Workers call the same pure ``process_unit`` as the local 
   would not do: Dask's memory manager keeps one copy of it, and the loss of that worker fails the whole scan;
 - workers never touch the project DB; they read and fill a tile cache: the client's own cache file for
   ``local`` clusters (same machine), else ``--worker-cache`` as seen by each worker (default
-  ``~/.cache/amberwatch/worker-tiles.mbtiles``: one file per host, shared by its worker processes);
+  ``~/.cache/amberwatch/worker-tiles.sqlite``: one file per host, shared by its worker processes);
 - a worker that dies mid-task has its unit rescheduled elsewhere (a task has no input a worker holds; and
   ``retries`` covers task errors);
   the writer's per-tile upsert never records a finished tile twice.
@@ -31,14 +31,14 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from amberwatch.errors import AmberwatchError, ModelError
-from amberwatch.imagery.cache import TileCache
-from amberwatch.imagery.open import open_source
+from amberwatch.imagery.cache import TileCache, existing_cache_name
+from amberwatch.imagery.open import open_ref
 from amberwatch.model.modelfile import from_bytes
 from amberwatch.scan.tiling import Unit
 from amberwatch.scan.worker import ScanContext, UnitResult, neighbours, process_unit, remember_model
 
 LOCAL = "local"
-DEFAULT_WORKER_CACHE = "~/.cache/amberwatch/worker-tiles.mbtiles"
+DEFAULT_WORKER_CACHE = "~/.cache/amberwatch/worker-tiles.sqlite"  # a host's older worker-tiles.mbtiles is kept
 IN_FLIGHT_PER_THREAD = 3  # units queued per worker thread: enough to hide latency, bounded for huge AOIs
 TASK_RETRIES = 2
 STATUS_EVERY_S = 10.0
@@ -76,7 +76,7 @@ def run_unit(
         if not _process_ready:
             _tune_process(context.torch_threads)
             _process_ready = True
-        cache_path = os.path.expandvars(os.path.expanduser(context.cache_path))
+        cache_path = str(existing_cache_name(Path(os.path.expandvars(os.path.expanduser(context.cache_path)))))
         if cache_path != context.cache_path:
             Path(cache_path).parent.mkdir(parents=True, exist_ok=True)
             context = dataclasses.replace(context, cache_path=cache_path)
@@ -404,7 +404,7 @@ def fill_client_cache(context: ScanContext, client_cache: str, tiles: set[tuple[
     z = context.zoom
     needed = sorted({nb for x, y in tiles for nb in neighbours(x, y, z)})
     with TileCache(client_cache) as cache:
-        source = open_source(context.imagery, cache=cache, **dict(context.source_options))
+        source = open_ref(context.imagery, cache=cache)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

@@ -1,9 +1,9 @@
 """Run a scan: plan it, stream units to workers with backpressure, record tiles with one writer, build detections.
 
-A scan is identified by (AOI, imagery source, zoom, model version): running the same command again
-resumes the latest such scan, skipping tiles already 'done' or 'empty' and retrying 'failed' ones.
-Workers only return results; the main process is the single writer of the project DB, and every
-tile row is written idempotently (a finished tile is never overwritten).
+A scan is identified by its ScanIdentity (AOI, imagery source at its date or release, zoom, model version,
+precision): running the same command again resumes the latest such scan, skipping tiles already 'done' or
+'empty' and retrying 'failed' ones. Workers only return results; the main process is the single writer of the
+project DB, and every tile row is written idempotently (a finished tile is never overwritten).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from amberwatch.errors import (
 )
 from amberwatch.imagery.aoi import AOI, area_km2
 from amberwatch.imagery.cache import TileCache, default_cache_path
-from amberwatch.imagery.open import open_source
-from amberwatch.imagery.types import TILE_SIZE_PX, LngLatBbox, ground_resolution_m_per_px
+from amberwatch.imagery.open import open_ref
+from amberwatch.imagery.types import TILE_SIZE_PX, ImageryRef, LngLatBbox, ground_resolution_m_per_px
 from amberwatch.model.int8_check import Int8Check
 from amberwatch.model.modelfile import load as load_model
 from amberwatch.model.processes import pool_context
@@ -50,6 +50,7 @@ from amberwatch.results.store import (
     finished_tiles_in,
     get_scan,
     reopen_scan,
+    scan_identity,
     set_scan_status,
     update_scan_counts,
     write_tiles,
@@ -199,6 +200,7 @@ class ScanSettings:
     max_in_flight: int | None = None  # units queued at once (default 2 x workers)
     progress: bool = True
     source_options: dict = field(default_factory=dict)
+    imagery_date: str | None = None  # the imagery's date or release (YYYY[-MM[-DD]] or a name); None = undated
     name: str | None = None  # None = the AOI file's stem
     imagery_credit: str | None = None  # credit line for the public map (presets credit themselves)
     dask: str | None = None  # Dask scheduler address or 'local' (LocalCluster of `workers`); None = local pool
@@ -221,13 +223,12 @@ def resolve_model(db_path: str | os.PathLike[str], model_path: str | None):
 def scan_context(
     clf,
     *,
-    imagery: str,
+    imagery: ImageryRef,
     cache_path: str,
     model_path: str | None,
     model_version: str,
     zoom: int,
     tile_res_m_per_px: float,
-    source_options: tuple = (),
     int8: bool = False,
 ) -> ScanContext:
     """What workers need to classify tiles of this imagery at this zoom with this model (tile size, margin)."""
@@ -242,7 +243,6 @@ def scan_context(
         cell_px=clf.cell_px,
         # Blocks of at most 8 x 8 tiles never straddle units (8 x 8 or 16 x 16 tiles): each unit reads its own.
         block_tiles=min(clf.block_tiles, 1 << DEFAULT_UNIT_ZOOM_DELTA),
-        source_options=source_options,
         int8=int8,
         model_sha256=getattr(clf, "file_sha256", None),  # None: a model built in memory, not read from a file
     )
@@ -312,11 +312,11 @@ def run_scan(
     new = job.new_scan
     if job.int8_check is not None:
         say(job.int8_check.summary())
-    identity = f"{new.aoi_geojson}|{new.imagery_source_id}|{new.zoom}|{new.model_version}|{job.context.int8}"
-    what = f"a scan of AOI {aoi.name!r} over {new.imagery} at zoom {zoom} with model {new.model_version}"
+    dated = f" ({new.imagery_date})" if new.imagery_date else ""
+    what = f"a scan of AOI {aoi.name!r} over {new.imagery}{dated} at zoom {zoom} with model {new.model_version}"
     conn = connect(db_path)
     try:
-        with scan_lock(db_path, identity, what):
+        with scan_lock(db_path, scan_identity(new), what):
             return _run_locked(conn, aoi, imagery, job, settings, say, on_warnings, started)
     finally:
         conn.close()
@@ -373,21 +373,21 @@ def _prepare(aoi: AOI, imagery: str, zoom: int, db_path: Path, settings: ScanSet
             f"{1 << DEFAULT_UNIT_ZOOM_DELTA} x {1 << DEFAULT_UNIT_ZOOM_DELTA} tiles (unit_zoom_delta >= "
             f"{DEFAULT_UNIT_ZOOM_DELTA})"
         )
+    ref = ImageryRef(imagery, tuple(settings.source_options.items()), settings.imagery_date)  # checks the date
     plan = plan_scan(aoi, zoom, max_tiles=settings.max_tiles)
     clf, model_path, model_version = resolve_model(db_path, settings.model_path)
     int8, check = choose_precision(clf, settings.int8)
     cache_path = str(Path(settings.cache_path or default_cache_path(db_path)).resolve())
-    source_id, source_spec = _probe_source(imagery, cache_path, settings.source_options, plan, clf, aoi)
+    source_id, source_spec, imagery_date = _probe_source(ref, cache_path, plan, clf, aoi)
     tile_res = plan.tile_resolution_m_per_px
     context = scan_context(
         clf,
-        imagery=imagery,
+        imagery=ref,
         cache_path=cache_path,
         model_path=model_path,
         model_version=model_version,
         zoom=zoom,
         tile_res_m_per_px=tile_res,
-        source_options=tuple(sorted(settings.source_options.items())),
         int8=int8,
     )
     workers = _workers(settings)
@@ -407,6 +407,7 @@ def _prepare(aoi: AOI, imagery: str, zoom: int, db_path: Path, settings: ScanSet
         clf.threshold,
         params,
         plan.tiles,
+        imagery_date=imagery_date,
     )
     return _Job(clf, context, new_scan, workers, check)
 
@@ -454,15 +455,16 @@ def _unit_results(
     return _run_units(units, job.context, job.workers, settings.max_in_flight)
 
 
-def _probe_source(imagery: str, cache_path: str, options: dict, plan: ScanPlan, clf, aoi: AOI) -> tuple[str, str]:
-    """Open the imagery once to check its resolution and coverage -> (source id, spec as stored); errors name it."""
+def _probe_source(ref: ImageryRef, cache_path: str, plan: ScanPlan, clf, aoi: AOI) -> tuple[str, str, str | None]:
+    """Open the imagery once to check its resolution and coverage -> (source id, spec as stored, imagery date or
+    release); errors name it."""
     cache = TileCache(cache_path)
     try:
-        source = open_source(imagery, cache=cache, **options)
+        source = open_ref(ref, cache=cache)
         try:
             check_resolution(plan, source.native_resolution_m_per_px, source.spec, clf.resolution_m_per_px)
             check_coverage(aoi, source.bounds, source.spec)
-            return source.source_id, source.spec
+            return source.source_id, source.spec, source.imagery_date
         finally:
             source.close()
     finally:
@@ -474,11 +476,7 @@ def _open_scan(
 ) -> tuple[int, bool, bool, int]:
     """Create the scan or resume the matching one -> (scan id, resumed, already complete, unit zoom delta)."""
     new = job.new_scan
-    scan_id = (
-        None
-        if settings.new
-        else find_scan(conn, new.aoi_geojson, new.imagery_source_id, new.zoom, new.model_version, job.context.int8)
-    )
+    scan_id = None if settings.new else find_scan(conn, scan_identity(new))
     if scan_id is None:
         scan_id = create_scan(conn, new)
         say(f"scan {scan_id}: new, {new.tiles_total:,} tiles at zoom {new.zoom}")

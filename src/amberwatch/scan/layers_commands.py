@@ -23,7 +23,7 @@ COMMANDS: list[click.Command] = []
     "--cache",
     "cache_path",
     type=click.Path(dir_okay=False),
-    help="Tile cache [default: the scan's, else <db stem>-tiles.mbtiles].",
+    help="Tile cache [default: the scan's, else <db stem>-tiles.sqlite].",
 )
 @click.option(
     "--min-area-ha",

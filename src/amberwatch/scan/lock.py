@@ -1,4 +1,4 @@
-"""One scan at a time per (AOI, imagery, zoom, model): an OS file lock beside the project DB.
+"""One scan at a time per scan identity (results.store.ScanIdentity): an OS file lock beside the project DB.
 
 The lock file ``<db stem>-scan-<key>.lock`` holds the pid of the process running the scan. The lock is
 an ``flock`` on it, so the OS releases it when that process ends in any way (even ``kill -9``); a second
@@ -16,12 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from amberwatch.errors import DatabaseError, ScanRunningError
+from amberwatch.results.store import ScanIdentity
 
 
-def scan_lock_path(db_path: str | os.PathLike[str], identity: str) -> Path:
-    """The lock file of one scan identity (any text naming AOI, imagery, zoom and model) beside the DB."""
+def scan_lock_path(db_path: str | os.PathLike[str], identity: ScanIdentity) -> Path:
+    """The lock file of one scan identity beside the DB."""
     db = Path(db_path).resolve()
-    key = hashlib.sha256(identity.encode("utf-8")).hexdigest()[:16]
+    key = hashlib.sha256(identity.key().encode("utf-8")).hexdigest()[:16]
     return db.with_name(f"{db.stem}-scan-{key}.lock")
 
 
@@ -61,7 +62,7 @@ def _acquire(path: Path, what: str) -> int:
 
 
 @contextlib.contextmanager
-def scan_lock(db_path: str | os.PathLike[str], identity: str, what: str) -> Iterator[Path]:
+def scan_lock(db_path: str | os.PathLike[str], identity: ScanIdentity, what: str) -> Iterator[Path]:
     """Hold the lock of one scan identity for the block; ``what`` names the scan in the error message."""
     path = scan_lock_path(db_path, identity)
     fd = _acquire(path, what)

@@ -21,7 +21,7 @@ from amberwatch.errors import ConflictError, NotFoundError
 from amberwatch.imagery.aoi import AOI, aoi_from_geojson
 from amberwatch.imagery.cache import TileCache, default_cache_path
 from amberwatch.imagery.mosaic import open_cached_source
-from amberwatch.imagery.types import ground_resolution_m_per_px
+from amberwatch.imagery.types import ImageryRef, ground_resolution_m_per_px
 from amberwatch.model.registry import ModelRegistry
 from amberwatch.results.store import (
     NewScan,
@@ -146,7 +146,7 @@ def _plan_layer(
     int8, check = choose_precision(clf, bool(params.get("int8", False)) and clf.has_int8)
     context = scan_context(
         clf,
-        imagery=f"cache:{source_id}",
+        imagery=ImageryRef(f"cache:{source_id}"),  # never opened: _rescan_tiles seeds the cache-only source
         cache_path=str(cache_file),
         model_path=model_path,
         model_version=version,
@@ -180,6 +180,7 @@ def _plan_layer(
         new_params,
         parent["tiles_total"],
         parent_scan_id=scan_id,
+        imagery_date=parent["imagery_date"],
     )
     done = {(t.x, t.y) for t in parent_tiles if t.status == "done"}
     return _Layer(new_scan, copied, done, aoi, context, unit_delta, min_area)
@@ -191,7 +192,7 @@ def _rescan_tiles(conn: sqlite3.Connection, new_id: int, layer: _Layer, clf) -> 
     cache = TileCache(context.cache_path)
     try:
         # A cache-only source under the context's key means process_unit can never reach the network.
-        remember_source(context, cache, open_cached_source(cache, context.imagery.removeprefix("cache:")))
+        remember_source(context, cache, open_cached_source(cache, context.imagery.spec.removeprefix("cache:")))
         remember_model(context.model_path, context.model_version, clf, context.int8)
         return _classify_tiles(conn, new_id, layer.aoi, layer.unit_delta, layer.done, context)
     except BaseException:

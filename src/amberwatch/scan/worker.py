@@ -17,8 +17,8 @@ import numpy as np
 
 from amberwatch.errors import AmberwatchWarning, ImageryError, UnreachableError
 from amberwatch.imagery.cache import TileCache
-from amberwatch.imagery.open import open_source
-from amberwatch.imagery.types import TILE_SIZE_PX, GeoImage
+from amberwatch.imagery.open import open_ref
+from amberwatch.imagery.types import TILE_SIZE_PX, GeoImage, ImageryRef
 from amberwatch.model.modelfile import load
 from amberwatch.results.store import TileRow
 from amberwatch.scan.tiling import Unit
@@ -33,7 +33,7 @@ MIN_VALID_SHARE = 0.5  # a cell counts as scanned ground when at least this shar
 class ScanContext:
     """Everything a worker needs to process units, as plain picklable values."""
 
-    imagery: str  # imagery spec as given to open_source
+    imagery: ImageryRef  # the imagery (spec, options, date or release), as open_ref opens it
     cache_path: str  # shared tile cache file
     model_path: str | None  # None = bundled model
     model_version: str
@@ -41,7 +41,6 @@ class ScanContext:
     tile_px: int  # side of one tile after resampling to the model's resolution (multiple of cell_px)
     margin_px: int  # context margin around the block, in model pixels (multiple of cell_px)
     cell_px: int
-    source_options: tuple[tuple[str, object], ...] = ()  # extra open_source keyword arguments
     torch_threads: int | None = 1
     block_tiles: int = 4  # tiles per side of one predict_grid call (plus margin); blocks are (x // b, y // b)
     int8: bool = False  # score maps through the model's int8 backbone
@@ -103,7 +102,7 @@ def remember_source(context: ScanContext, cache: object, source: object) -> None
 
 
 def _source_key(context: ScanContext) -> tuple:
-    return (context.imagery, context.cache_path, context.source_options)
+    return (context.imagery, context.cache_path)
 
 
 def release() -> None:
@@ -124,7 +123,7 @@ def get_source(context: ScanContext):
         cache = _CACHES.get(context.cache_path)
         if cache is None:
             cache = _CACHES[context.cache_path] = TileCache(context.cache_path)
-        source = open_source(context.imagery, cache=cache, **dict(context.source_options))
+        source = open_ref(context.imagery, cache=cache)
         _SOURCES[key] = source
     return source
 

@@ -22,7 +22,7 @@ def story() -> None:
     "cache",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Tile cache (default: <db stem>-tiles.mbtiles beside the DB).",
+    help="Tile cache (default: <db stem>-tiles.sqlite beside the DB; older projects: -tiles.mbtiles).",
 )
 def build(article: str, db: str, out: str, scan_id: int | None, cache: str | None) -> None:
     """Build a self-contained story folder (index.html, assets, fragments, tiles) from ARTICLE.md."""

@@ -45,7 +45,7 @@ def _trusted_proxy_option(ctx: click.Context, param: click.Parameter, value: tup
     "cache",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Tile cache file (default: <db stem>-tiles.mbtiles beside the DB).",
+    help="Tile cache file (default: <db stem>-tiles.sqlite beside the DB).",
 )
 @click.option(
     "--trusted-proxy",
