@@ -95,7 +95,7 @@ def test_readme_python_example_scans_on_a_cluster(tile_server, slurm_here, tmp_p
         '"Esri.WorldImagery"': repr(tile_server.url),
         '"examples/rivne-klesiv.geojson"': repr(str(_aoi_file(tile_server, tmp_path))),
         '"amberwatch.db"': repr(str(db)),
-        '"/tmp/$USER/amberwatch-tiles.mbtiles"': repr(str(tmp_path / "worker-tiles.mbtiles")),
+        '"/tmp/$USER/amberwatch-tiles.sqlite"': repr(str(tmp_path / "worker-tiles.sqlite")),
     }
     for old, new in swaps.items():
         assert old in code, f"the README example no longer has {old}: update this test"
