@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import os
 import re
+import struct
+import uuid
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +58,9 @@ def decode_with_valid(
     """Like ``decode_image``, also giving the HxW bool mask of pixels with imagery (None: all of them)."""
     if not data:
         raise ImageError(f"{name}: empty file")
+    fast = _plain_png(data, min(max_pixels, MAX_TILE_PIXELS))
+    if fast is not None:
+        return fast, None
     try:
         with Image.open(io.BytesIO(data)) as img:
             _check_pixels(img.width, img.height, max_pixels, name)
@@ -71,6 +77,63 @@ def decode_with_valid(
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ImageError(f"{name}: image has no pixels")
     return arr, valid
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# A world file beside the PNG in GDAL's memory: without a geotransform rasterio warns on every open.
+_WORLD_FILE = b"1\n0\n0\n-1\n0\n0\n"
+
+
+def _plain_png(data: bytes, max_pixels: int) -> np.ndarray | None:
+    """A whole 8-bit RGB PNG of at most max_pixels (no alpha, no tRNS, not interlaced, every chunk complete and its
+    IDAT CRCs right) decoded by GDAL's PNG driver, else None (Pillow decodes it, or refuses it).
+
+    PNG is lossless, so the pixels are Pillow's; GDAL's decoder (libdeflate, SIMD filters) takes ~0.7 ms for a 256 px
+    tile where Pillow takes ~1.7 ms, most of a warm scan's reading. Anything GDAL fails on goes to Pillow as before.
+    """
+    size = _plain_png_size(data)
+    if size is None or size[0] * size[1] > max_pixels:
+        return None
+    from rasterio.errors import RasterioError
+    from rasterio.io import MemoryFile
+
+    out = np.empty((size[1], size[0], 3), dtype=np.uint8)
+    folder = uuid.uuid4().hex
+    try:
+        with (
+            MemoryFile(_WORLD_FILE, dirname=folder, filename="tile.wld"),
+            MemoryFile(data, dirname=folder, filename="tile.png") as mem,
+            mem.open(driver="PNG") as ds,
+        ):
+            if ds.count != 3 or (ds.width, ds.height) != size or set(ds.dtypes) != {"uint8"}:
+                return None
+            ds.read(out=out.transpose(2, 0, 1))
+    except RasterioError:
+        return None
+    return out
+
+
+def _plain_png_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) of a PNG that _plain_png decodes: its chunks walked to IEND, which must end the data."""
+    if not data.startswith(_PNG_SIGNATURE):
+        return None
+    view, pos, size = memoryview(data), len(_PNG_SIGNATURE), None
+    while pos + 12 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        end = pos + 12 + length
+        if end > len(data) or (size is None and (kind != b"IHDR" or length != 13)) or kind == b"tRNS":
+            return None
+        if kind == b"IHDR":
+            width, height, depth, colour, _, _, interlace = struct.unpack_from(">IIBBBBB", data, pos + 8)
+            if (depth, colour, interlace) != (8, 2, 0) or not width or not height:
+                return None
+            size = (width, height)
+        elif kind == b"IDAT" and zlib.crc32(view[pos + 4 : end - 4]) != struct.unpack_from(">I", data, end - 4)[0]:
+            return None  # libpng checks it, Pillow does not: Pillow decides
+        elif kind == b"IEND":
+            return size if end == len(data) else None
+        pos = end
+    return None
 
 
 def alpha_valid(img: Image.Image) -> np.ndarray | None:

@@ -273,7 +273,6 @@ class PretrainedClassifier(VersionedModel):
         if ph or pw:
             arr = np.pad(arr, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(h, w) > step else "edge")
         H, W = arr.shape[:2]
-        x = torch.from_numpy(np.require(arr, requirements=["C", "W"])).permute(2, 0, 1)[None]  # uint8: floats per pass
         out = torch.empty(len(self._stage_w[0][0]), H // cell, W // cell)  # the passes write every cell
         on_grid: dict[int, int] = {}
         for block in self._std_blocks if moments else []:
@@ -285,28 +284,31 @@ class PretrainedClassifier(VersionedModel):
                 for x0, x1 in _spans(W, self.recipe.chunk_px):
                     ya, xa = max(0, y0 - halo), max(0, x0 - halo)
                     yb, xb = min(H, y1 + halo), min(W, x1 + halo)
-                    r0, c0 = (y0 - ya) // cell, (x0 - xa) // cell
-                    rows, cols = slice(r0, r0 + (y1 - y0) // cell), slice(c0, c0 + (x1 - x0) // cell)
-                    total, parts = self._cells(x[:, :, ya:yb, xa:xb].float(), moments)
-                    out[:, y0 // cell : y1 // cell, x0 // cell : x1 // cell] = total[:, rows, cols]
+                    # NCHW floats in one copy (the backbone takes them as they are)
+                    x = torch.from_numpy(np.ascontiguousarray(arr[ya:yb, xa:xb].transpose(2, 0, 1), np.float32))
+                    total, parts = self._cells(x[None], moments, (y0 - ya, y1 - ya, x0 - xa, x1 - xa))
+                    out[:, y0 // cell : y1 // cell, x0 // cell : x1 // cell] = total
                     for g, grid_parts in parts.items():  # written straight in: no concatenated copy of the parts
                         target, start = by_grid[g][:, y0 // g : y1 // g, x0 // g : x1 // g], 0
-                        r, c = slice((y0 - ya) // g, (y1 - ya) // g), slice((x0 - xa) // g, (x1 - xa) // g)
                         for part in grid_parts:
-                            target[start : start + len(part)] = part[:, r, c]
+                            target[start : start + len(part)] = part
                             start += len(part)
         return out[:, : h // cell, : w // cell], by_grid
 
-    def _cells(self, x: torch.Tensor, moments: bool = True) -> tuple[torch.Tensor, dict[int, list[torch.Tensor]]]:
+    def _cells(
+        self, x: torch.Tensor, moments: bool, keep: tuple[int, int, int, int]
+    ) -> tuple[torch.Tensor, dict[int, list[torch.Tensor]]]:
         """cell_maps' first-layer rows for one input region (sides multiples of 32), and per grid the moments'
-        parts to stack in this order (every x, then every x^2)."""
+        parts to stack in this order (every x, then every x^2), all on the rows top..bottom and columns
+        left..right (px, multiples of 32) of keep: the halo around them only feeds the backbone."""
         if self._fast is None:
             self._fast = self._scan_backbone()
         by_grid: dict[int, tuple[torch.Tensor, tuple]] = {}  # summed stage scores (C, h*w) on each stage grid
         firsts: dict[int, list[torch.Tensor]] = {}
         seconds: dict[int, list[torch.Tensor]] = {}
+        top, bottom, left, right = keep
         for stage, (fmap, wk, stride) in enumerate(zip(self._fast.stage_maps(x), self._stage_w, STAGE_STRIDES)):
-            fmap = fmap[0]
+            fmap = fmap[0, :, top // stride : bottom // stride, left // stride : right // stride]
             # Scoring is linear per location, so a fine map is pooled to cells before its weights are applied.
             pooled = self._pool_fine(fmap, stride)
             grid = max(stride, self.cell_px)
