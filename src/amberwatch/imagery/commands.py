@@ -9,8 +9,6 @@ import click
 
 from amberwatch.errors import InvalidInputError
 
-COMMANDS: list[click.Command] = []
-
 
 def _parse_center(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, float]:
     """Parse LAT,LON into floats, as a Click usage error (exit 2) when malformed."""
@@ -152,4 +150,4 @@ def presets(search: str | None) -> None:
         click.echo(f"no preset matches {search!r}", err=True)
 
 
-COMMANDS.append(imagery)
+COMMANDS: tuple[click.Command, ...] = (imagery,)

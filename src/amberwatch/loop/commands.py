@@ -76,4 +76,4 @@ def retrain_command(
         )
 
 
-COMMANDS: list[click.Command] = [retrain_command]
+COMMANDS: tuple[click.Command, ...] = (retrain_command,)

@@ -1,4 +1,4 @@
-"""CLI commands of the model stage (registered by amberwatch.cli): train, predict, evaluate."""
+"""CLI commands of the model stage (imported by amberwatch.cli): train, predict, evaluate and ``models``."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from pathlib import Path
 import click
 
 from amberwatch.errors import AmberwatchError, InvalidInputError
+from amberwatch.model.versions_commands import models_group
 from amberwatch.options import db_option, recipe_option
-
-COMMANDS: list[click.Command] = []
 
 
 def _log(message: str) -> None:
@@ -300,4 +299,4 @@ def _evaluation_lines(result: dict, on_folder: bool) -> list[str]:
     return lines
 
 
-COMMANDS += [train_command, predict_command, evaluate_command]
+COMMANDS: tuple[click.Command, ...] = (train_command, predict_command, evaluate_command, models_group)

@@ -190,4 +190,4 @@ def list_cmd(scan_id, as_json, db) -> None:
         )
 
 
-COMMANDS: list[click.Command] = [area]
+COMMANDS: tuple[click.Command, ...] = (area,)

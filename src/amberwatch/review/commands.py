@@ -44,4 +44,4 @@ def detections_export(db: str, fmt: str, out: str, scan_id: int | None, all_scan
     click.echo(f"Wrote {n} detections of {which} to {out} ({fmt}).")
 
 
-COMMANDS: list[click.Command] = [detections_group]
+COMMANDS: tuple[click.Command, ...] = (detections_group,)

@@ -40,4 +40,4 @@ def build(article: str, db: str, out: str, scan_id: int | None, cache: str | Non
         click.echo(f"The map loads the online basemap {result.basemap} (the rest of the page works offline).", err=True)
 
 
-COMMANDS: list[click.Command] = [story]
+COMMANDS: tuple[click.Command, ...] = (story,)

@@ -150,4 +150,4 @@ def users_list(db: str) -> None:
             click.echo(f"{user.name}\t{user.role}" + ("\trevoked" if user.revoked else ""))
 
 
-COMMANDS: list[click.Command] = [serve, users]
+COMMANDS: tuple[click.Command, ...] = (serve, users)
