@@ -10,7 +10,7 @@ import click
 
 from amberwatch.db import existing_db_path
 from amberwatch.errors import ImageryError, InvalidInputError
-from amberwatch.options import ID, OUTPUT_FILE, db_option
+from amberwatch.options import ID, OUTPUT_FILE, db_option, workers_option
 from amberwatch.results.store import first_tile_error, get_scan, open_results_db
 from amberwatch.scan.layers_commands import diff_command, rescan_command
 
@@ -34,7 +34,7 @@ def _fmt_duration(seconds: float) -> str:
 @click.option("--imagery", help="Imagery: URL template, xyzservices preset, GeoTIFF, tile folder or .mbtiles.")
 @click.option("--zoom", type=click.IntRange(0, 24), default=18, show_default=True, help="Web-map zoom to scan at.")
 @db_option
-@click.option("--workers", type=click.IntRange(1, 256), default=None, help="Worker processes [default: CPU cores].")
+@workers_option("Worker processes [default: CPU cores].", default=None, max_workers=256)
 @click.option("--new", "new", is_flag=True, help="Start a new scan even if a matching unfinished one exists.")
 @click.option("--dry-run", is_flag=True, help="Only print tile count, km² and estimated time.")
 @click.option(
