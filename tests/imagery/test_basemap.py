@@ -22,8 +22,8 @@ def test_subdomains_and_retina_placeholder():
     topo = resolve_basemap("OpenTopoMap")
     assert topo.subdomains is None and tile_origins(topo)[1] == "https://b.tile.opentopomap.org"
     assert basemap_config("OpenTopoMap")["origin"] == "https://*.tile.opentopomap.org"
-    carto = resolve_basemap("CartoDB.Positron")
-    assert "{r}" in carto.url and "{r}" not in basemap_config("CartoDB.Positron")["url"]
+    carto = resolve_basemap("Stadia.OSMBright")
+    assert "{r}" in carto.url and "{r}" not in basemap_config("Stadia.OSMBright")["url"]
 
 
 @pytest.mark.parametrize(
