@@ -31,20 +31,21 @@ recipe_option = click.option(
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
+def _default(value: object) -> dict[str, Any]:
+    """An option's default, shown in its help; none given when None (Click then treats the option as unset, so a
+    required option stays missing)."""
+    return {} if value is None else {"default": value, "show_default": True}
+
+
 def workers_option(help: str, *, default: int | None = 1, max_workers: int | None = None) -> Decorator:
     """``--workers N``: processes working in parallel (at least 1; ``default`` None: the command chooses)."""
-    return click.option(
-        "--workers",
-        type=click.IntRange(1, max_workers),
-        default=default,
-        show_default=default is not None,
-        help=help,
-    )
+    shown = {} if default is None else {"show_default": True}
+    return click.option("--workers", type=click.IntRange(1, max_workers), default=default, help=help, **shown)
 
 
 def seed_option(help: str | None = None, *, default: int | None = 0, kind: click.ParamType | type = int) -> Decorator:
     """``--seed N``: the random seed of folds, training or sampling, so a run can be repeated."""
-    return click.option("--seed", type=kind, default=default, show_default=default is not None, help=help)
+    return click.option("--seed", type=kind, help=help, **_default(default))
 
 
 def folds_option(help: str = "Block-grouped CV folds.", *, min_folds: int | None = None) -> Decorator:
@@ -57,15 +58,8 @@ def out_option(
     help: str, *, folder: bool = False, required: bool = False, default: str | None = None, dest: str = "out"
 ) -> Decorator:
     """``--out PATH``: the file (or, with ``folder``, the folder) a command writes, passed as ``dest``."""
-    return click.option(
-        "--out",
-        dest,
-        type=click.Path(file_okay=not folder, dir_okay=folder),
-        required=required,
-        default=default,
-        show_default=default is not None,
-        help=help,
-    )
+    kind = click.Path(file_okay=not folder, dir_okay=folder)
+    return click.option("--out", dest, type=kind, required=required, help=help, **_default(default))
 
 
 def data_option(help: str) -> Decorator:
