@@ -1,13 +1,12 @@
 """The amberwatch command line: a thin Click front over the library.
 
-Each stage keeps its commands in modules listed in ``COMMAND_MODULES`` (each with a ``COMMANDS`` list
-of Click commands or groups); this module gathers them and prints AmberwatchError messages without a
-traceback (exit 1). Click's own usage errors exit 2.
+Each stage's ``commands.py`` exports its Click commands and groups as ``COMMANDS``; this module imports
+them by name and prints AmberwatchError messages without a traceback (exit 1). Click's own usage errors exit
+2. The command modules import heavy libraries inside their commands only, so ``--help`` starts fast.
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
 import warnings
 from typing import NoReturn
@@ -17,19 +16,26 @@ import click
 from amberwatch import __version__
 from amberwatch.db import storage_error
 from amberwatch.errors import AmberwatchError, AmberwatchWarning
+from amberwatch.imagery import commands as imagery_commands
+from amberwatch.labels import commands as labels_commands
+from amberwatch.loop import commands as loop_commands
+from amberwatch.model import commands as model_commands
+from amberwatch.results import commands as results_commands
+from amberwatch.review import commands as review_commands
+from amberwatch.scan import commands as scan_commands
+from amberwatch.story import commands as story_commands
+from amberwatch.web import commands as web_commands
 
-COMMAND_MODULES = (
-    "amberwatch.labels.commands",
-    "amberwatch.model.commands",
-    "amberwatch.model.versions_commands",
-    "amberwatch.imagery.commands",
-    "amberwatch.scan.commands",
-    "amberwatch.scan.layers_commands",
-    "amberwatch.results.commands",
-    "amberwatch.review.commands",
-    "amberwatch.web.commands",
-    "amberwatch.story.commands",
-    "amberwatch.loop.commands",
+COMMANDS: tuple[click.Command, ...] = (
+    *labels_commands.COMMANDS,
+    *model_commands.COMMANDS,
+    *imagery_commands.COMMANDS,
+    *scan_commands.COMMANDS,
+    *results_commands.COMMANDS,
+    *review_commands.COMMANDS,
+    *web_commands.COMMANDS,
+    *story_commands.COMMANDS,
+    *loop_commands.COMMANDS,
 )
 
 
@@ -65,17 +71,11 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 _default_showwarning = warnings.showwarning
 
 
-@click.group(cls=AmberwatchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=AmberwatchGroup, commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="amberwatch")
 def main() -> None:
     """Find illegal surface mining on imagery; map, measure and tell it."""
     warnings.showwarning = _show_warning
-
-
-for _module_name in COMMAND_MODULES:
-    _module = importlib.import_module(_module_name)
-    for _command in getattr(_module, "COMMANDS", []):
-        main.add_command(_command)
 
 
 if __name__ == "__main__":

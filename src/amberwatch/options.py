@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -26,6 +28,44 @@ recipe_option = click.option(
     "are cached; its threshold's CV fits one per fold and split seed); pretrained-linear: the same features + "
     "logistic regression; cnn: the CNN trained from scratch (minutes).",
 )
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def _default(value: object) -> dict[str, Any]:
+    """An option's default, shown in its help; none given when None (Click then treats the option as unset, so a
+    required option stays missing)."""
+    return {} if value is None else {"default": value, "show_default": True}
+
+
+def workers_option(help: str, *, default: int | None = 1, max_workers: int | None = None) -> Decorator:
+    """``--workers N``: processes working in parallel (at least 1; ``default`` None: the command chooses)."""
+    shown = {} if default is None else {"show_default": True}
+    return click.option("--workers", type=click.IntRange(1, max_workers), default=default, help=help, **shown)
+
+
+def seed_option(help: str | None = None, *, default: int | None = 0, kind: click.ParamType | type = int) -> Decorator:
+    """``--seed N``: the random seed of folds, training or sampling, so a run can be repeated."""
+    return click.option("--seed", type=kind, help=help, **_default(default))
+
+
+def folds_option(help: str = "Block-grouped CV folds.", *, min_folds: int | None = None) -> Decorator:
+    """``--folds K``: block-grouped cross-validation folds (default 5)."""
+    kind = int if min_folds is None else click.IntRange(min=min_folds)
+    return click.option("--folds", type=kind, default=5, show_default=True, help=help)
+
+
+def out_option(
+    help: str, *, folder: bool = False, required: bool = False, default: str | None = None, dest: str = "out"
+) -> Decorator:
+    """``--out PATH``: the file (or, with ``folder``, the folder) a command writes, passed as ``dest``."""
+    kind = click.Path(file_okay=not folder, dir_okay=folder)
+    return click.option("--out", dest, type=kind, required=required, help=help, **_default(default))
+
+
+def data_option(help: str) -> Decorator:
+    """``--data DIR``: a labelled folder (positive/, negative/) instead of the project's example store."""
+    return click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None, help=help)
+
 
 # SQLite stores integers in 64 bits: a larger id would overflow before the lookup could say "not found".
 MAX_SQLITE_INT = 2**63 - 1

@@ -11,7 +11,7 @@ import pytest
 from amberwatch.errors import ImageryError, InvalidInputError
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.open import open_source
-from amberwatch.imagery.xyz import USER_AGENT, XyzTileSource
+from amberwatch.imagery.xyz import USER_AGENT, HttpOptions, XyzTileSource
 
 from .conftest import tile_png, uniform_png
 
@@ -210,6 +210,16 @@ def test_subdomains_rotate_deterministically() -> None:
     inline = XyzTileSource("https://t{s:0123}.example/{z}/{x}/{y}.png")
     assert inline.tile_url(2, 3, 0).startswith("https://t3.")
     assert inline.spec == "https://t{s}.example/{z}/{x}/{y}.png"
+
+
+def test_http_options_are_one_checked_value() -> None:
+    src = XyzTileSource("https://t.example/{z}/{x}/{y}.png", http=HttpOptions(max_retries=0, timeout_s=2.0))
+    assert (src.max_retries, src.timeout_s) == (0, 2.0)
+    for bad, named in [({"max_retries": -1}, "max_retries -1"), ({"deadline_s": 0.0}, "deadline_s 0.0")]:
+        with pytest.raises(InvalidInputError, match=named):
+            HttpOptions(**bad)
+    with pytest.raises(InvalidInputError, match="requests_per_s 0"):
+        open_source("https://t.example/{z}/{x}/{y}.png", requests_per_s=0)
 
 
 def test_unknown_specs_and_placeholders_are_named() -> None:

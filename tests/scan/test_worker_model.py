@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from amberwatch.errors import ModelError, UnverifiedModelWarning
-from amberwatch.imagery.types import ground_resolution_m_per_px
+from amberwatch.imagery.types import ImageryRef, ground_resolution_m_per_px
 from amberwatch.model.classifier import DIGEST_KEY
 from amberwatch.model.modelfile import BUNDLED_PATH, load
 from amberwatch.model.processes import pool_context
@@ -38,7 +38,7 @@ def old_format_bytes(threshold: float | None = None) -> bytes:
 def context_for(clf, path, version, tile_server, tmp_path):
     return scan_context(
         clf,
-        imagery=tile_server.url,
+        imagery=ImageryRef(tile_server.url),
         cache_path=str(tmp_path / "cache.mbtiles"),
         model_path=path,
         model_version=version,

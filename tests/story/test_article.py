@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from amberwatch.errors import AmberwatchWarning, InvalidInputError, NotFoundError
+from amberwatch.imagery.basemap import resolve_basemap, tile_origins
 from amberwatch.story.article import read_article
-from amberwatch.story.basemap import resolve_basemap, tile_origins
 
 REPO = Path(__file__).resolve().parents[2]
 

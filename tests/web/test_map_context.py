@@ -21,7 +21,7 @@ from PIL import Image
 
 from amberwatch.cli import main
 from amberwatch.web.app import create_app
-from amberwatch.web.layers import resolve_basemap
+from amberwatch.web.layers import basemap_config
 from tests.fixtures.browser import artifacts_dir
 from tests.web.conftest import CENTER_LAT, CENTER_LON, SOURCE_ID, ZOOM, LiveServer
 from tests.web.test_browser import click_detection, console_errors, offline, wait_ready
@@ -71,7 +71,7 @@ def test_page_config_and_csp_without_and_with_a_basemap(project):
         page = c.get("/")
         assert 'data-basemap=""' in page.text
         assert "img-src 'self' data: blob:;" in page.headers["content-security-policy"]
-    basemap = resolve_basemap(OSM)
+    basemap = basemap_config(OSM)
     with TestClient(create_app(project.db_path, project.cache_path, basemap=basemap)) as c:
         page = c.get("/")
         config = json.loads(html.unescape(re.search(r'data-basemap="([^"]*)"', page.text).group(1)))
@@ -82,7 +82,7 @@ def test_page_config_and_csp_without_and_with_a_basemap(project):
 
 
 def test_basemap_with_subdomains_allows_them_all():
-    config = resolve_basemap("OpenTopoMap")
+    config = basemap_config("OpenTopoMap")
     assert config["url"].startswith("https://{s}.") and config["origin"] == "https://*.tile.opentopomap.org"
 
 
@@ -139,7 +139,7 @@ def test_basemap_lies_under_the_imagery_and_is_credited(page, project):
         route.fulfill(status=200, body=png.getvalue(), content_type="image/png")
 
     page.route("https://tile.openstreetmap.org/**", fake_osm)
-    with LiveServer(create_app(project.db_path, project.cache_path, basemap=resolve_basemap(OSM))) as live:
+    with LiveServer(create_app(project.db_path, project.cache_path, basemap=basemap_config(OSM))) as live:
         errors = console_errors(page)
         page.goto(live.url + "/")
         wait_ready(page)

@@ -8,8 +8,7 @@ import math
 import click
 
 from amberwatch.errors import InvalidInputError
-
-COMMANDS: list[click.Command] = []
+from amberwatch.options import out_option
 
 
 def _parse_center(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, float]:
@@ -56,7 +55,7 @@ def imagery() -> None:
     metavar="M_PER_PX",
     help="Ground resolution of the image in metres per pixel (Texty's crops: ~0.38).",
 )
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@out_option("Output directory.", folder=True, required=True, dest="out_dir")
 @click.option(
     "--zoom", type=click.IntRange(0, 24), default=None, help="Tile zoom (default: closest to the resolution)."
 )
@@ -152,4 +151,4 @@ def presets(search: str | None) -> None:
         click.echo(f"no preset matches {search!r}", err=True)
 
 
-COMMANDS.append(imagery)
+COMMANDS: tuple[click.Command, ...] = (imagery,)

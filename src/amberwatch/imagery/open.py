@@ -15,7 +15,7 @@ from amberwatch.imagery.geotiff import GeoTiffTileSource
 from amberwatch.imagery.mbtiles import MBTilesTileSource
 from amberwatch.imagery.sources import TileSource
 from amberwatch.imagery.types import ImageryRef
-from amberwatch.imagery.xyz import DEFAULT_DEADLINE_S, XyzTileSource, preset_source
+from amberwatch.imagery.xyz import DEFAULT_DEADLINE_S, HttpOptions, XyzTileSource, preset_source
 
 
 def open_source(
@@ -35,26 +35,18 @@ def open_source(
     """Open an imagery spec: URL template, xyzservices preset, GeoTIFF/COG, tile folder or .mbtiles file.
 
     ``imagery_date`` (a date or release) dates the source: its tiles are cached and scanned apart from the same
-    spec's at other dates (see ImageryRef)."""
+    spec's at other dates (see ImageryRef). The rest are ``HttpOptions``, used by URL templates and presets."""
     if not isinstance(spec, str) or not spec.strip():
         raise InvalidInputError(f"imagery spec {spec!r} is empty")
     spec = spec.strip()
-    http_options = dict(
-        cache=cache,
-        headers=headers,
-        api_key_env=api_key_env,
-        capture_date=capture_date,
-        imagery_date=imagery_date,
-        max_concurrency=max_concurrency,
-        requests_per_s=requests_per_s,
-        timeout_s=timeout_s,
-        max_retries=max_retries,
-        deadline_s=deadline_s,
-    )
+
+    def http() -> HttpOptions:  # built only for HTTP sources: local files ignore (and never checked) these
+        return HttpOptions(headers, api_key_env, max_concurrency, requests_per_s, timeout_s, max_retries, deadline_s)
+
     local = dict(cache=cache, capture_date=capture_date, imagery_date=imagery_date)
     lowered = spec.lower()
     if lowered.startswith(("http://", "https://")):
-        return XyzTileSource(spec, **http_options)  # type: ignore[arg-type]
+        return XyzTileSource(spec, http=http(), **local)  # type: ignore[arg-type]
     path = Path(os.path.expanduser(spec))
     if lowered.endswith((".tif", ".tiff")):
         return GeoTiffTileSource(path, **local)
@@ -63,7 +55,7 @@ def open_source(
     if path.is_dir():
         return FolderTileSource(path, **local)
     if "/" not in spec and "\\" not in spec and not path.exists():
-        found = preset_source(spec, **http_options)  # type: ignore[arg-type]
+        found = preset_source(spec, http=http(), **local)
         if found is not None:
             return found
     raise InvalidInputError(

@@ -1,10 +1,11 @@
 """Overview tiles: a source's cached imagery at lower zooms, each tile the 2x2 downsampled mosaic of its four
 children, recursively (like ``gdaladdo``), so the scanned area stays visible on a zoomed-out map.
 
-Overviews are built on demand and kept in the tile cache (``TileCache.put_overview``) with the number of base
-tiles under them; when that number changes (a scan added tiles), the overview is stale and is rebuilt.
-``build_overviews`` builds a whole pyramid level by level (each tile decoded once), e.g. in the background when
-the map starts. Only tiles with cached imagery under them exist: anything else is None.
+Overviews are built on demand, one ``imagery.pyramid`` step (``OVERVIEW_STYLE``) at a time, and kept in the tile
+cache through ``CacheOverviewSink`` (``TileCache.put_overview``) with the number of base tiles under them; when that
+number changes (a scan added tiles), the overview is stale and is rebuilt. ``build_overviews`` builds a whole
+pyramid level by level (each tile decoded once), e.g. in the background when the map starts. Only tiles with cached
+imagery under them exist: anything else is None.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from amberwatch.errors import InvalidInputError
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.decode import MAX_TILE_PIXELS
+from amberwatch.imagery.pyramid import OVERVIEW_STYLE, content_type, parent_tiles
 from amberwatch.imagery.tiles import tile_count_for_bbox
 from amberwatch.imagery.types import TILE_SIZE_PX, LngLatBbox
 
@@ -27,7 +29,6 @@ log = logging.getLogger(__name__)
 MIN_LEVELS = 5  # overviews reach at least base zoom - 5 (zoom 12 under zoom-17 imagery) ...
 MAX_LEVELS = 12  # ... and never more than 12 levels below it (each level down covers 4x the ground)
 FIT_TILES = 4  # ... and down to the zoom where the scanned area fits in 2 x 2 tiles
-JPEG_QUALITY = 85
 _build_lock = threading.Lock()  # one build at a time: a request waits for a tile another is building, not redoes it
 
 
@@ -63,15 +64,25 @@ def _decode(data: bytes) -> Image.Image | None:
     return rgba
 
 
-def _encode(img: Image.Image) -> tuple[bytes, str]:
-    """JPEG when the tile is fully covered, else PNG (its uncovered part stays transparent)."""
-    buf = io.BytesIO()
-    alpha_min, _ = img.getchannel("A").getextrema()
-    if alpha_min == 255:
-        img.convert("RGB").save(buf, format="JPEG", quality=JPEG_QUALITY)
-        return buf.getvalue(), "image/jpeg"
-    img.save(buf, format="PNG", optimize=False)
-    return buf.getvalue(), "image/png"
+class CacheOverviewSink:
+    """The overview tiles of one source's ``base_z`` imagery in the tile cache, each stored with the number of base
+    tiles under it (so a scan adding tiles makes it stale)."""
+
+    def __init__(self, cache: TileCache, source_id: str, base_z: int) -> None:
+        self.cache, self.source_id, self.base_z = cache, source_id, base_z
+
+    def put(self, z: int, x: int, y: int, data: bytes) -> None:
+        """Store overview tile (z, x, y) with its content type and the base tiles now under it."""
+        xs, ys = _span(self.base_z, z, x, y)
+        self.put_counted(z, x, y, data, self.cache.count_ok_in(self.source_id, self.base_z, xs, ys))
+
+    def put_counted(self, z: int, x: int, y: int, data: bytes, n_base: int) -> None:
+        """Store overview tile (z, x, y) built from ``n_base`` base tiles (counted before it was built, so tiles
+        added meanwhile make it stale rather than hidden)."""
+        self.cache.put_overview(self.source_id, self.base_z, z, x, y, data, content_type(data), n_base)
+
+    def close(self) -> None:
+        """Nothing to finish: each put is its own transaction in the cache."""
 
 
 def _child(cache: TileCache, source_id: str, base_z: int, z: int, x: int, y: int) -> bytes | None:
@@ -99,16 +110,17 @@ def _build(cache: TileCache, source_id: str, base_z: int, z: int, x: int, y: int
     n_base, current = _stored(cache, source_id, base_z, z, x, y)
     if n_base == 0 or current is not None:
         return current
-    canvas = Image.new("RGBA", (2 * TILE_SIZE_PX, 2 * TILE_SIZE_PX), (0, 0, 0, 0))
+    children = {}
     for dx in (0, 1):
         for dy in (0, 1):
             data = _child(cache, source_id, base_z, z + 1, 2 * x + dx, 2 * y + dy)
             img = None if data is None else _decode(data)
             if img is not None:
-                canvas.paste(img, (dx * TILE_SIZE_PX, dy * TILE_SIZE_PX))
-    data, content_type = _encode(canvas.reduce(2))
-    cache.put_overview(source_id, base_z, z, x, y, data, content_type, n_base)
-    return data, content_type
+                children[(dx, dy)] = img
+    data = OVERVIEW_STYLE.encode(OVERVIEW_STYLE.downsample(children))
+    assert data is not None  # the overview style stores every tile
+    CacheOverviewSink(cache, source_id, base_z).put_counted(z, x, y, data, n_base)
+    return data, content_type(data)
 
 
 def overview_tile(cache: TileCache, source_id: str, base_z: int, z: int, x: int, y: int) -> tuple[bytes, str] | None:
@@ -131,7 +143,7 @@ def build_overviews(
 ) -> int:
     """Build (or refresh) every overview of a source from ``base_z - 1`` down to ``min_z``, level by level, so
     each tile is decoded once. Returns how many tiles it went through; stops early when ``stop()`` is true."""
-    tiles = {(x >> 1, y >> 1) for x, y in cache.ok_tiles(source_id, base_z)}
+    tiles = parent_tiles(cache.ok_tiles(source_id, base_z))
     done = 0
     for z in range(base_z - 1, max(min_z, base_z - MAX_LEVELS, 0) - 1, -1):
         for x, y in sorted(tiles):
@@ -139,6 +151,6 @@ def build_overviews(
                 return done
             overview_tile(cache, source_id, base_z, z, x, y)
             done += 1
-        tiles = {(x >> 1, y >> 1) for x, y in tiles}
+        tiles = parent_tiles(tiles)
     log.info("overviews of %s (zoom %d) built down to zoom %d: %d tiles", source_id, base_z, min_z, done)
     return done

@@ -202,6 +202,26 @@ def _check_limits(
         raise InvalidInputError(f"max_retries {max_retries!r} must be >= 0")
 
 
+@dataclass(frozen=True)
+class HttpOptions:
+    """How an HTTP tile source fetches (not which imagery): headers, API key variable, concurrency, rate, limits.
+
+    ``timeout_s`` bounds each network wait (connect, each read); ``deadline_s`` bounds one whole tile, all tries
+    and waits included, so neither a dripping nor a stalling server holds a tile longer than that.
+    """
+
+    headers: dict[str, str] | None = None
+    api_key_env: str | None = None
+    max_concurrency: int = 8
+    requests_per_s: float = 50.0
+    timeout_s: float = 20.0
+    max_retries: int = 4
+    deadline_s: float = DEFAULT_DEADLINE_S
+
+    def __post_init__(self) -> None:
+        _check_limits(self.max_concurrency, self.requests_per_s, self.timeout_s, self.max_retries, self.deadline_s)
+
+
 def _resolve_subdomains(template: str, given: str | list[str] | None, inline: str | None) -> list[str]:
     """Explicit subdomains win over the template's {s:abc}; a bare {s} falls back to DEFAULT_SUBDOMAINS."""
     subs = given if given is not None else inline
@@ -343,39 +363,28 @@ class XyzTileSource(TileSource):
         template: str,
         *,
         cache: TileCache | None = None,
-        headers: dict[str, str] | None = None,
-        api_key_env: str | None = None,
         capture_date: str | None = None,
         imagery_date: str | None = None,
-        max_concurrency: int = 8,
-        requests_per_s: float = 50.0,
-        timeout_s: float = 20.0,
-        max_retries: int = 4,
-        deadline_s: float = DEFAULT_DEADLINE_S,
+        http: HttpOptions = HttpOptions(),
         subdomains: str | list[str] | None = None,
         min_zoom: int = 0,
         max_zoom: int = 22,
         attribution: str | None = None,
         name: str | None = None,
     ) -> None:
-        """Validate the template and options; no request is made until a tile is read.
-
-        ``timeout_s`` bounds each network wait (connect, each read); ``deadline_s`` bounds one whole tile, all
-        tries and waits included, so neither a dripping nor a stalling server holds a tile longer than that.
-        """
+        """Check the template; no request is made until a tile is read (``http``: how tiles are fetched)."""
         super().__init__(cache=cache, capture_date=capture_date, imagery_date=imagery_date)
-        _check_limits(max_concurrency, requests_per_s, timeout_s, max_retries, deadline_s)
         self.template, inline = parse_template(template)
         self.subdomains = _resolve_subdomains(self.template, subdomains, inline)
-        self.max_retries = int(max_retries)
-        self.timeout_s = float(timeout_s)
-        self.deadline_s = float(deadline_s)
+        self.max_retries = int(http.max_retries)
+        self.timeout_s = float(http.timeout_s)
+        self.deadline_s = float(http.deadline_s)
         self.backoff_base_s = 0.5
         self.min_zoom, self.max_zoom = int(min_zoom), int(max_zoom)
         self.attribution = attribution
 
-        header_values = dict(headers or {})
-        self._key: str | None = _resolve_key(self.template, header_values, api_key_env)
+        header_values = dict(http.headers or {})
+        self._key: str | None = _resolve_key(self.template, header_values, http.api_key_env)
         self.spec = name or redact_url(self.template)
         normalised = redact_url(self.template) + ("|s=" + "".join(self.subdomains) if self.subdomains else "")
         base_id = "xyz-" + spec_hash(normalised)
@@ -385,8 +394,8 @@ class XyzTileSource(TileSource):
         self._engine = _LoopThread(
             headers=send_headers,
             timeout_s=self.timeout_s,
-            max_concurrency=int(max_concurrency),
-            requests_per_s=float(requests_per_s),
+            max_concurrency=int(http.max_concurrency),
+            requests_per_s=float(http.requests_per_s),
         )
         self._register(base_id)
 
@@ -540,7 +549,9 @@ def basemap_preset(name: str) -> Any:
 
 
 def preset_source(name: str, **options: Any) -> XyzTileSource | None:
-    """An XyzTileSource for an xyzservices preset name ('Esri.WorldImagery'), or None if unknown."""
+    """An XyzTileSource for an xyzservices preset name ('Esri.WorldImagery'), or None if unknown.
+
+    ``options``: XyzTileSource's cache, dates and ``http``."""
     provider = find_preset(name)
     if provider is None:
         return None

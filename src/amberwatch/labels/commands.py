@@ -162,4 +162,4 @@ def export_cmd(folder: str, db: str, label: str | None, by_category: bool) -> No
     )
 
 
-COMMANDS: list[click.Command] = [examples]
+COMMANDS: tuple[click.Command, ...] = (examples,)

@@ -6,25 +6,19 @@ import click
 
 from amberwatch.db import existing_db_path
 from amberwatch.errors import ConflictError
-from amberwatch.options import db_option, recipe_option
+from amberwatch.options import db_option, folds_option, recipe_option, seed_option, workers_option
 
 
 @click.command("retrain")
 @db_option
 @click.option("--force", is_flag=True, help="Promote the new model even if it compares worse than the current one.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the CV folds and of training.")
-@click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True, help="Block-grouped CV folds.")
+@seed_option("Seed of the CV folds and of training.")
+@folds_option(min_folds=2)
 @click.option(
     "--epochs", type=click.IntRange(min=1), default=None, help="Override the recipe's epochs (quicker, weaker)."
 )
 @click.option("--members", type=click.IntRange(min=1), default=None, help="Override the recipe's ensemble size.")
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Processes training networks in parallel (at most the free CPU cores).",
-)
+@workers_option("Processes training networks in parallel (at most the free CPU cores).")
 @click.option(
     "--split-seeds",
     type=click.IntRange(min=1),
@@ -76,4 +70,4 @@ def retrain_command(
         )
 
 
-COMMANDS: list[click.Command] = [retrain_command]
+COMMANDS: tuple[click.Command, ...] = (retrain_command,)

@@ -1,4 +1,4 @@
-"""CLI commands of the model stage (registered by amberwatch.cli): train, predict, evaluate."""
+"""CLI commands of the model stage (imported by amberwatch.cli): train, predict, evaluate and ``models``."""
 
 from __future__ import annotations
 
@@ -9,9 +9,16 @@ from pathlib import Path
 import click
 
 from amberwatch.errors import AmberwatchError, InvalidInputError
-from amberwatch.options import db_option, recipe_option
-
-COMMANDS: list[click.Command] = []
+from amberwatch.model.versions_commands import models_group
+from amberwatch.options import (
+    data_option,
+    db_option,
+    folds_option,
+    out_option,
+    recipe_option,
+    seed_option,
+    workers_option,
+)
 
 
 def _log(message: str) -> None:
@@ -25,41 +32,17 @@ def _require_db(db: str) -> None:
 
 @click.command("train")
 @db_option
-@click.option(
-    "--data",
-    "data_dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Train from a folder with positive/ and negative/ instead of the example store.",
-)
-@click.option(
-    "--out",
-    "out",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Also write the model to this file [default: only the registered version's file].",
-)
+@data_option("Train from a folder with positive/ and negative/ instead of the example store.")
+@out_option("Also write the model to this file [default: only the registered version's file].")
 @click.option("--promote", is_flag=True, help="Make the new version the project's current model (scans use it).")
 @click.option(
     "--no-register", is_flag=True, help="Write --out only; do not register a version in the project database."
 )
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--folds",
-    type=int,
-    default=5,
-    show_default=True,
-    help="Block-grouped CV folds used to set the threshold (0: skip CV, threshold 0.5).",
-)
+@seed_option()
+@folds_option("Block-grouped CV folds used to set the threshold (0: skip CV, threshold 0.5).")
 @click.option("--epochs", type=int, default=None, help="Override the recipe's epochs (quick runs).")
 @click.option("--members", type=int, default=None, help="Override the recipe's ensemble size.")
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Processes training networks in parallel (1 thread each; use the number of free cores).",
-)
+@workers_option("Processes training networks in parallel (1 thread each; use the number of free cores).")
 @recipe_option
 def train_command(
     db: str,
@@ -188,13 +171,7 @@ def predict_command(images: tuple[str, ...], model_path: str | None, as_json: bo
 
 @click.command("evaluate")
 @db_option
-@click.option(
-    "--data",
-    "data_dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Score a labelled folder (positive/, negative/) with --model instead of running CV.",
-)
+@data_option("Score a labelled folder (positive/, negative/) with --model instead of running CV.")
 @click.option(
     "--model",
     "model_path",
@@ -202,30 +179,22 @@ def predict_command(images: tuple[str, ...], model_path: str | None, as_json: bo
     default=None,
     help="Model file or registered version (N) for --data [default: the bundled model].",
 )
-@click.option("--folds", type=int, default=5, show_default=True, help="Block-grouped CV folds.")
+@folds_option()
 @click.option(
     "--split-seeds",
     type=click.IntRange(min=1),
     default=None,
     help="Fold splits pooled for the threshold [default: as train: 5 for pretrained, 1 for cnn].",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False),
+@seed_option()
+@out_option(
+    "Folder for metrics.json, pr_curve.png and the worst-errors contact sheet (CV mode).",
+    folder=True,
     default="evaluation",
-    show_default=True,
-    help="Folder for metrics.json, pr_curve.png and the worst-errors contact sheet (CV mode).",
+    dest="out_dir",
 )
 @click.option("--epochs", type=int, default=None, help="Override the recipe's epochs (quick runs).")
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Processes training the fold networks in parallel.",
-)
+@workers_option("Processes training the fold networks in parallel.")
 @click.option("--json", "as_json", is_flag=True, help="Print ONE JSON object.")
 @recipe_option
 def evaluate_command(
@@ -300,4 +269,4 @@ def _evaluation_lines(result: dict, on_folder: bool) -> list[str]:
     return lines
 
 
-COMMANDS += [train_command, predict_command, evaluate_command]
+COMMANDS: tuple[click.Command, ...] = (train_command, predict_command, evaluate_command, models_group)

@@ -1,4 +1,4 @@
-"""CLI commands of the correction loop (registered by amberwatch.cli): ``retrain`` and ``models list|show|promote``."""
+"""The ``models list|show|add|promote`` group (exported with the model stage's COMMANDS by model/commands.py)."""
 
 from __future__ import annotations
 
@@ -94,6 +94,3 @@ def models_add(model_file: str, db: str, promote: bool, note: str | None) -> Non
         f"registered {model_file} as model version {info.version} in {db!r}"
         + (" (now current)" if promote else f"; 'amberwatch models promote {info.version}' makes it current")
     )
-
-
-COMMANDS: list[click.Command] = [models_group]

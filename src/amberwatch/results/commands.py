@@ -9,7 +9,7 @@ import click
 
 from amberwatch.db import connect, writing
 from amberwatch.errors import InvalidInputError
-from amberwatch.options import ID, db_option
+from amberwatch.options import ID, MAX_SQLITE_INT, db_option, seed_option
 from amberwatch.results.area_estimate import (
     estimate_area,
     format_table,
@@ -49,7 +49,7 @@ def area() -> None:
 @click.option("--n", "n", type=click.IntRange(min=1), help="Total number of sample units (cells).")
 @click.option("--target-se", type=float, help="Instead of --n: target standard error of overall accuracy (eq. 13).")
 @click.option("--allocation", type=click.Choice(ALLOCATIONS), default="proportional", show_default=True)
-@click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), help="Random seed (stored; same seed, same sample).")
+@seed_option("Random seed (stored; same seed, same sample).", default=None, kind=click.IntRange(0, MAX_SQLITE_INT))
 @click.option(
     "--buffer-m",
     type=click.FloatRange(min=0),
@@ -190,4 +190,4 @@ def list_cmd(scan_id, as_json, db) -> None:
         )
 
 
-COMMANDS: list[click.Command] = [area]
+COMMANDS: tuple[click.Command, ...] = (area,)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from amberwatch.options import ID, db_option
+from amberwatch.options import ID, db_option, out_option
 from amberwatch.results.store import get_scan, open_results_db
 
 
@@ -24,7 +24,7 @@ def detections_group() -> None:
     show_default=True,
     help="Output format.",
 )
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Output file.")
+@out_option("Output file.", required=True)
 @click.option("--scan", "scan_id", type=ID, default=None, help="Scan id [default: the latest scan].")
 @click.option("--all-scans", is_flag=True, help="Export the detections of every scan.")
 def detections_export(db: str, fmt: str, out: str, scan_id: int | None, all_scans: bool) -> None:
@@ -44,4 +44,4 @@ def detections_export(db: str, fmt: str, out: str, scan_id: int | None, all_scan
     click.echo(f"Wrote {n} detections of {which} to {out} ({fmt}).")
 
 
-COMMANDS: list[click.Command] = [detections_group]
+COMMANDS: tuple[click.Command, ...] = (detections_group,)

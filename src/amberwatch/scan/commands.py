@@ -1,4 +1,4 @@
-"""CLI commands of the scan stage: ``scan`` (run/resume), ``scan list`` and ``scan report``."""
+"""CLI commands of the scan stage: ``scan`` (run/resume), ``scan list|report|diff``, ``rescan``, ``similar``."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import click
 
 from amberwatch.db import existing_db_path
 from amberwatch.errors import ImageryError, InvalidInputError
-from amberwatch.options import ID, OUTPUT_FILE, db_option
+from amberwatch.options import ID, OUTPUT_FILE, db_option, workers_option
 from amberwatch.results.store import first_tile_error, get_scan, open_results_db
+from amberwatch.scan.layers_commands import diff_command, rescan_command
 
-COMMANDS: list[click.Command] = []
 # Exit codes of `amberwatch scan` (README, "Exit codes"): 0 all tiles read, 1 error (nothing or nothing more
 # could be done; the scan is kept), 2 usage error, 3 finished but some tiles failed (run again to retry them).
 EXIT_PARTIAL = 3
@@ -26,7 +26,7 @@ def _fmt_duration(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
 
 
-@click.group("scan", invoke_without_command=True)
+@click.group("scan", invoke_without_command=True, commands=[diff_command])
 @click.option(
     "--aoi", "aoi_path", type=click.Path(dir_okay=False), help="Area of interest: GeoJSON (Multi)Polygon file."
 )
@@ -34,7 +34,7 @@ def _fmt_duration(seconds: float) -> str:
 @click.option("--imagery", help="Imagery: URL template, xyzservices preset, GeoTIFF, tile folder or .mbtiles.")
 @click.option("--zoom", type=click.IntRange(0, 24), default=18, show_default=True, help="Web-map zoom to scan at.")
 @db_option
-@click.option("--workers", type=click.IntRange(1, 256), default=None, help="Worker processes [default: CPU cores].")
+@workers_option("Worker processes [default: CPU cores].", default=None, max_workers=256)
 @click.option("--new", "new", is_flag=True, help="Start a new scan even if a matching unfinished one exists.")
 @click.option("--dry-run", is_flag=True, help="Only print tile count, km² and estimated time.")
 @click.option(
@@ -352,4 +352,4 @@ def similar_command(
         click.echo(f"{p.rank:>3} {p.score:>6.3f} {p.lat:>10.6f} {p.lon:>11.6f}  {p.tile:<18} {p.tiles:>5}  {det}")
 
 
-COMMANDS.extend([scan_group, similar_command])
+COMMANDS: tuple[click.Command, ...] = (scan_group, similar_command, rescan_command)

@@ -1,4 +1,5 @@
-"""CLI commands of result layers (registered by amberwatch.cli): ``rescan`` and ``scan diff``."""
+"""CLI commands of result layers: ``rescan`` and ``scan diff`` (exported by scan/commands.py: ``rescan`` in its
+COMMANDS, ``diff`` in its ``scan`` group)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,6 @@ from pathlib import Path
 import click
 
 from amberwatch.options import ID, db_option
-from amberwatch.scan import commands as scan_commands
-
-COMMANDS: list[click.Command] = []
 
 
 @click.command("rescan")
@@ -85,20 +83,3 @@ def diff_command(scan_a: int, scan_b: int, db: str, geojson_out: str | None, as_
     if geojson_out:
         Path(geojson_out).write_text(json.dumps(d.to_geojson()), encoding="utf-8")
         click.echo(f"Wrote {len(d.sites)} sites to {geojson_out}.", err=True)
-
-
-def _scan_group() -> click.Group | None:
-    for command in scan_commands.COMMANDS:
-        if command.name == "scan" and isinstance(command, click.Group):
-            return command
-    return None
-
-
-COMMANDS.append(rescan_command)
-_group = _scan_group()
-if _group is not None:
-    _group.add_command(diff_command)
-else:  # no 'scan' group to attach to: offer the same command at the top level
-    COMMANDS.append(
-        click.Command("scan-diff", callback=diff_command.callback, params=diff_command.params, help=diff_command.help)
-    )

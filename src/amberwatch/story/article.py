@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from amberwatch.errors import AmberwatchWarning, InvalidInputError, NotFoundError
-from amberwatch.story.basemap import Basemap, resolve_basemap
+from amberwatch.imagery.basemap import Basemap, resolve_basemap
 
 FRONT_MATTER_RE = re.compile(r"\A\ufeff?---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)(.*)\Z", re.DOTALL)
 H1_RE = re.compile(r"^#[ \t]+(.+?)[ \t#]*$", re.MULTILINE)

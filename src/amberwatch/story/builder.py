@@ -16,6 +16,7 @@ from pathlib import Path
 
 from amberwatch.db import connect, writing
 from amberwatch.errors import AmberwatchWarning, InvalidInputError, NotFoundError
+from amberwatch.imagery.basemap import tile_origins
 from amberwatch.imagery.cache import TileCache, default_cache_path
 from amberwatch.imagery.mosaic import open_cached_source
 from amberwatch.imagery.sources import TileSource
@@ -23,7 +24,6 @@ from amberwatch.imagery.types import LngLatBbox
 from amberwatch.results.public import PublicDetection, scan_credit
 from amberwatch.results.store import ensure_schema
 from amberwatch.story.article import Article, read_article
-from amberwatch.story.basemap import tile_origins
 from amberwatch.story.captions import SiteText, format_date, format_hectares, format_place, site_texts
 from amberwatch.story.images import export_tiles, fragment_bbox, grow_bbox, write_fragment
 from amberwatch.story.leaflet import copy_leaflet

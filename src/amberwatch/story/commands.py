@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from amberwatch.options import ID, db_option
+from amberwatch.options import ID, db_option, out_option
 
 
 @click.group("story")
@@ -15,7 +15,7 @@ def story() -> None:
 @story.command("build")
 @click.argument("article", type=click.Path(dir_okay=False))
 @db_option
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Folder to write the page into.")
+@out_option("Folder to write the page into.", folder=True, required=True)
 @click.option("--scan", "scan_id", type=ID, default=None, help="Scan id (default: the latest finished scan).")
 @click.option(
     "--cache",
@@ -40,4 +40,4 @@ def build(article: str, db: str, out: str, scan_id: int | None, cache: str | Non
         click.echo(f"The map loads the online basemap {result.basemap} (the rest of the page works offline).", err=True)
 
 
-COMMANDS: list[click.Command] = [story]
+COMMANDS: tuple[click.Command, ...] = (story,)

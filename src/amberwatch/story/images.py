@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import warnings
 from collections.abc import Iterable
@@ -15,6 +16,7 @@ from PIL import Image
 from amberwatch.errors import AmberwatchWarning, ImageError
 from amberwatch.imagery.decode import decode_image
 from amberwatch.imagery.mosaic import render_bbox
+from amberwatch.imagery.pyramid import FolderSink, PyramidStyle, build_pyramid, halve_premultiplied
 from amberwatch.imagery.sources import TileSource
 from amberwatch.imagery.tiles import tiles_for_bbox
 from amberwatch.imagery.types import GeoImage, LngLatBbox
@@ -186,31 +188,23 @@ def write_fragment(site: PublicDetection, source: TileSource | None, out_dir: Pa
     return FragmentImage(files, 320, 320, None, "placeholder")
 
 
-def _with_alpha(pixels: np.ndarray) -> np.ndarray:
+def _with_alpha(pixels: np.ndarray) -> Image.Image:
     """RGBA of a tile: transparent where it holds no imagery, so the map (or basemap) shows through."""
     alpha = np.where(nodata_mask(pixels), 0, 255).astype(np.uint8)
-    return np.dstack([pixels, alpha])
+    return Image.fromarray(np.dstack([pixels, alpha]), "RGBA")
 
 
-def _downsample(children: dict[tuple[int, int], np.ndarray]) -> np.ndarray:
-    """A 256 px RGBA tile from its four RGBA children keyed by (dx, dy); absent children are transparent."""
-    canvas = np.zeros((512, 512, 4), dtype=np.uint8)
-    for (dx, dy), px in children.items():
-        canvas[dy * 256 : dy * 256 + 256, dx * 256 : dx * 256 + 256] = px
-    # Premultiplied alpha ("RGBa") so transparent black does not darken the edges of the imagery.
-    small = Image.fromarray(canvas, "RGBA").convert("RGBa").resize((256, 256), Image.Resampling.BOX)
-    return np.asarray(small.convert("RGBA"), dtype=np.uint8)
+def _encode_webp(img: Image.Image) -> bytes | None:
+    """A tile as WebP (with alpha only where needed); None, so nothing is written, when it is all no-data."""
+    alpha_min, alpha_max = img.getchannel("A").getextrema()
+    if alpha_max == 0:
+        return None
+    buf = io.BytesIO()
+    (img if alpha_min < 255 else img.convert("RGB")).save(buf, format="WEBP", quality=TILE_QUALITY, method=4)
+    return buf.getvalue()
 
 
-def _write_tile(path: Path, rgba: np.ndarray) -> bool:
-    """Save a tile as WebP (with alpha only where needed); False, and nothing written, when it is all no-data."""
-    alpha = rgba[:, :, 3]
-    if not alpha.any():
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img = Image.fromarray(rgba, "RGBA") if (alpha < 255).any() else Image.fromarray(rgba[:, :, :3], "RGB")
-    img.save(path, format="WEBP", quality=TILE_QUALITY, method=4)
-    return True
+STORY_TILE_STYLE = PyramidStyle(downsample=halve_premultiplied, encode=_encode_webp)
 
 
 def export_tiles(
@@ -233,21 +227,15 @@ def export_tiles(
             wanted.add((x, y))
     # Cap the finest level so the whole pyramid stays within max_tiles (each level is about 1/4 of the one above).
     budget_finest = max(1, int(max_tiles * 0.75))
-    finest: dict[tuple[int, int], np.ndarray] = {}
+    finest: dict[tuple[int, int], Image.Image] = {}
     for x, y in sorted(wanted):
         if len(finest) >= budget_finest:
             break
         img = source.read_tile(zoom, x, y)
         if img is not None:
             finest[(x, y)] = _with_alpha(img.pixels)
-    written: dict[int, list[tuple[int, int]]] = {}
-    level: dict[tuple[int, int], np.ndarray] = finest
-    for z in range(zoom, max(zoom - levels, 0), -1):
-        written[z] = [(x, y) for (x, y), px in sorted(level.items()) if _write_tile(out_dir / f"{z}/{x}/{y}.webp", px)]
-        if z - 1 <= zoom - levels or z == 0:
-            break
-        parents: dict[tuple[int, int], dict[tuple[int, int], np.ndarray]] = {}
-        for (x, y), px in level.items():
-            parents.setdefault((x // 2, y // 2), {})[(x % 2, y % 2)] = px
-        level = {key: _downsample(kids) for key, kids in parents.items()}
-    return {z: xs for z, xs in written.items() if xs}
+    sink = FolderSink(out_dir, "webp")
+    try:  # zoom and the levels - 1 below it, never zoom 0
+        return build_pyramid(finest, zoom, max(zoom - levels, 0) + 1, sink, STORY_TILE_STYLE)
+    finally:
+        sink.close()

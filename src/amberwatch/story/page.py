@@ -10,9 +10,9 @@ from importlib import resources
 from string import Template
 
 from amberwatch import __version__
+from amberwatch.imagery.basemap import Basemap, tile_origins
 from amberwatch.results.public import PublicDetection
 from amberwatch.story.article import Article
-from amberwatch.story.basemap import Basemap, tile_origins
 from amberwatch.story.captions import SiteText, format_date
 from amberwatch.story.images import FragmentImage
 from amberwatch.story.markup import render_body

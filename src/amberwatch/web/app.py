@@ -65,7 +65,7 @@ def create_app(
     """Build the app over an existing project DB (migrated if needed) and its tile cache (default: beside the DB).
 
     ``feedback_limits`` sets every cap on readers' corrections; ``feedback_limit_per_hour`` only the per-client one.
-    ``basemap``: an online basemap under the imagery (``web.layers.resolve_basemap``; default none: fully offline).
+    ``basemap``: an online basemap under the imagery (``web.layers.basemap_config``; default none: fully offline).
     ``build_overviews``: build every scan's overview tiles in the background at start (else on first request).
     ``write_slots``: state-changing requests served at once; more answer 503 at once (reads never wait on writes).
     """

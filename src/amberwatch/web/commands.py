@@ -18,10 +18,10 @@ def _basemap_option(ctx: click.Context, param: click.Parameter, value: str | Non
     if not value:
         return None
     from amberwatch.errors import InvalidInputError
-    from amberwatch.web.layers import resolve_basemap
+    from amberwatch.web.layers import basemap_config
 
     try:
-        return resolve_basemap(value)
+        return basemap_config(value)
     except InvalidInputError as exc:
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
 
@@ -150,4 +150,4 @@ def users_list(db: str) -> None:
             click.echo(f"{user.name}\t{user.role}" + ("\trevoked" if user.revoked else ""))
 
 
-COMMANDS: list[click.Command] = [serve, users]
+COMMANDS: tuple[click.Command, ...] = (serve, users)

@@ -5,7 +5,6 @@ What the public may see of a scan (name, imagery credit, totals) is ``results.pu
 
 from __future__ import annotations
 
-import html
 import json
 import math
 import re
@@ -43,26 +42,25 @@ def overview_zoom(zoom: int | None, bounds: list[float] | None) -> int | None:
     return overview_min_zoom(int(zoom), box)
 
 
-def resolve_basemap(name: str) -> dict[str, Any]:
-    """An xyzservices preset ('OpenStreetMap.Mapnik') as the map's basemap config: name, Leaflet URL template,
+def basemap_config(name: str) -> dict[str, Any]:
+    """The map's config of basemap preset ``name`` (``imagery.basemap.resolve_basemap``): name, Leaflet URL template,
     subdomains, max zoom, HTML attribution and the origin the page must be allowed to load images from.
 
-    InvalidInputError naming the preset when it is unknown or needs an API key.
+    InvalidInputError naming the preset when it is unknown, needs an API key or has no http(s) tile URL.
     """
     from amberwatch.errors import InvalidInputError
-    from amberwatch.imagery.xyz import basemap_preset
+    from amberwatch.imagery.basemap import LEAFLET_SUBDOMAINS, resolve_basemap
 
-    provider = basemap_preset(name)
-    url = provider.build_url(fill_subdomain=False, scale_factor="")
+    basemap = resolve_basemap(name)
+    url = basemap.url.replace("{r}", "")  # the map asks for standard-resolution tiles
     origin = re.match(r"^https?://[^/]+", url)
     if origin is None:
         raise InvalidInputError(f"basemap {name!r} has no http(s) tile URL ({url!r})")
-    attribution = provider.get("html_attribution") or html.escape(str(provider.get("attribution") or name))
     return {
-        "name": provider.name,
+        "name": basemap.name,
         "url": url,
-        "subdomains": provider.get("subdomains", "abc"),
-        "max_zoom": int(provider.get("max_zoom", 19)),
-        "attribution": str(attribution),
+        "subdomains": basemap.subdomains or LEAFLET_SUBDOMAINS,
+        "max_zoom": 19 if basemap.max_zoom is None else basemap.max_zoom,
+        "attribution": basemap.attribution_html,
         "origin": origin.group(0).replace("{s}", "*"),
     }

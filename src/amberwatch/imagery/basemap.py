@@ -1,7 +1,7 @@
-"""An optional online basemap under the story map: an xyzservices preset resolved to a URL and a credit.
+"""The one basemap resolver: an xyzservices preset name -> a ``Basemap`` (Leaflet URL template, credits, zooms).
 
-Off by default: the page then loads nothing from outside its folder. With ``basemap: NAME`` in the article's
-front matter, the map asks the provider for tiles (and so works offline only without it).
+An online basemap draws under the map (``serve --basemap``) or the story (``basemap:`` in its front matter); the
+front ends turn a ``Basemap`` into their own page settings and content-security policy.
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ LEAFLET_SUBDOMAINS = "abc"  # what Leaflet fills '{s}' with when the preset name
 
 @dataclass(frozen=True)
 class Basemap:
-    """A resolved preset: Leaflet URL template, plain-text credit, highest zoom with tiles, subdomains."""
+    """A resolved preset: Leaflet URL template ('{r}' kept), plain-text and HTML credit, highest zoom, subdomains."""
 
     name: str
     url: str
     attribution: str
+    attribution_html: str
     max_zoom: int | None
     subdomains: str | None
 
@@ -38,13 +39,14 @@ def _credit(provider: dict) -> str:
 def resolve_basemap(name: str) -> Basemap:
     """The xyzservices preset called name, or InvalidInputError naming it (unknown, or needing an API key)."""
     provider = basemap_preset(name)
-    url = provider.build_url(fill_subdomain=False, scale_factor="{r}")
     max_zoom = provider.get("max_zoom")
     subdomains = provider.get("subdomains")
+    rich = provider.get("html_attribution") or html.escape(str(provider.get("attribution") or name))
     return Basemap(
         name=str(provider.name),
-        url=url,
+        url=provider.build_url(fill_subdomain=False, scale_factor="{r}"),
         attribution=_credit(provider),
+        attribution_html=str(rich),
         max_zoom=int(max_zoom) if isinstance(max_zoom, (int, float)) else None,
         subdomains="".join(subdomains) if subdomains else None,
     )
