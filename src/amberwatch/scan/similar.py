@@ -77,7 +77,7 @@ def _embed_images(db_path, conn, scan_id: int, images: Sequence[str]) -> np.ndar
         with ModelRegistry.open(db_path) as registry:
             model = registry.load(scan.model_version)
     if not getattr(model, "embedding_dims", 0):
-        raise ModelError(f"model v{scan['model_version']} of scan {scan_id} has no embedding to compare images with")
+        raise ModelError(f"model v{scan.model_version} of scan {scan_id} has no embedding to compare images with")
     chips = []
     for name in images:
         try:

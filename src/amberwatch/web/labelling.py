@@ -193,16 +193,8 @@ def uncertain_items(conn: sqlite3.Connection, scan_id: int, limit: int = 20) -> 
             if dist[idx] > CELL_MARGIN:
                 break
             row, col = divmod(int(idx), n)
-            key = f"c{scan_id}/{t['z']}/{t['x']}/{t['y']}/{row}/{col}"
-            offer(
-                Item(
-                    key,
-                    scan_id,
-                    float(grid[idx]) / 255.0,
-                    cell_bbox(t["z"], t["x"], t["y"], row, col, n),
-                    t["capture_date"],
-                )
-            )
+            key = f"c{scan_id}/{t.z}/{t.x}/{t.y}/{row}/{col}"
+            offer(Item(key, scan_id, float(grid[idx]) / 255.0, cell_bbox(t.z, t.x, t.y, row, col, n), t.capture_date))
     return [e[2] for e in sorted(heap, reverse=True)], thr
 
 
