@@ -111,3 +111,33 @@ def test_functions_are_short(rel, path):
         and node.end_lineno - node.lineno + 1 >= MAX_FUNCTION_LINES
     ]
     assert not long, f"{rel}: " + ", ".join(long)
+
+
+# The tile cache's rows are read by imagery/overview.py, whose rework (issue 27 item 5) replaces these two.
+ROW_RETURNS_ALLOWED = {("imagery/cache.py", "get"), ("imagery/cache.py", "get_overview")}
+
+
+def _public_defs(tree: ast.Module) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
+    """Module-level functions and methods of module-level classes whose names are public."""
+    defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    for cls in (n for n in tree.body if isinstance(n, ast.ClassDef) and not n.name.startswith("_")):
+        defs += [n for n in cls.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    return [d for d in defs if not d.name.startswith("_")]
+
+
+def test_table_owners_return_typed_records_not_sqlite_rows():
+    """No sqlite3.Row crosses a package border: a table owner's public functions are annotated to return
+    records (or plain values), never ``sqlite3.Row`` nor containers of it; no public signature takes a Row."""
+    owners = set(TABLE_OWNERS.values())
+    bad = []
+    for rel, path in _modules():
+        for fn in _public_defs(ast.parse(path.read_text(encoding="utf-8"))):
+            if (rel, fn.name) in ROW_RETURNS_ALLOWED:
+                continue
+            args = fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs
+            notes = [a.annotation for a in args if a.annotation is not None] + [fn.returns]
+            if any(n is not None and re.search(r"\bRow\b", ast.unparse(n)) for n in notes):
+                bad.append(f"{rel}: {fn.name} has sqlite3.Row in its signature")
+            elif rel in owners and fn.returns is None:
+                bad.append(f"{rel}: {fn.name} has no return annotation")
+    assert not bad, "\n".join(bad)

@@ -107,7 +107,7 @@ def test_readme_python_example_scans_on_a_cluster(tile_server, slurm_here, tmp_p
         scan = get_scan(conn)
     finally:
         conn.close()
-    assert (scan["status"], scan["tiles_total"], scan["tiles_done"]) == ("finished", 4, 4)
+    assert (scan.status, scan.tiles_total, scan.tiles_done) == ("finished", 4, 4)
 
 
 STUB_PYTHON = """#!/usr/bin/env bash

@@ -178,8 +178,8 @@ def test_models_add_registers_a_model_file_that_scans_can_name(tmp_path):
         assert reg.training_sha256s(1) == ["a" * 64, "b" * 64]
     listing = CliRunner().invoke(main, ["models", "list", "--db", str(db)])
     assert "0.400" in listing.stdout and "block CV, 3 folds, 1 split, 20 examples" in listing.stdout
-    clf, path, version = resolve_model(db, "1")  # scan --model 1
-    assert version == "1" and path.endswith("v1.pt") and clf.threshold == 0.4
+    model = resolve_model(db, "1")  # scan --model 1
+    assert model.version == "1" and model.path.endswith("v1.pt") and model.clf.threshold == 0.4
     assert load_model_arg(db, "v1").threshold == 0.4
     promoted = CliRunner().invoke(main, ["models", "add", str(model_file), "--db", str(db), "--promote"])
     assert promoted.exit_code == 0 and "version 2" in promoted.stdout

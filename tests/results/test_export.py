@@ -125,7 +125,7 @@ def test_sites_reviewed_as_not_mining_are_not_exported(db, tmp_path):
 
     conn = connect(db)
     ensure_schema(conn)
-    removed, pending = [int(r["id"]) for r in query_detections(conn, scan_id=1)]
+    removed, pending = [r.id for r in query_detections(conn, scan_id=1)]
     grey = encode_png(np.full((256, 256, 3), 120, dtype=np.uint8))
     with TileCache(tmp_path / "tiles.mbtiles") as cache:  # the accepted flag's example is cut from cached imagery
         for x in range(X0 - 1, X0 + 3):

@@ -9,6 +9,7 @@ import pytest
 from amberwatch.db import connect
 from amberwatch.errors import InvalidInputError, NotFoundError
 from amberwatch.results.detections import rebuild_detections
+from amberwatch.results.records import ScanParams
 from amberwatch.results.similar import Query, detection_query, load_scan_vectors, point_query, rank_places
 from amberwatch.results.store import NewScan, TileRow, create_scan, ensure_schema, write_tiles
 
@@ -34,7 +35,7 @@ def db(tmp_path):
     """Scan 1: SIDE x SIDE done tiles with embeddings; a detection over the pit tiles at (1..2, 1); scan 2 without."""
     conn = connect(tmp_path / "p.db")
     ensure_schema(conn)
-    scan = NewScan("s", "{}", "test", "src", ZOOM, "7", 0.5, {}, SIDE * SIDE)
+    scan = NewScan("s", "{}", "test", "src", ZOOM, "7", 0.5, ScanParams(), SIDE * SIDE)
     scan_id = create_scan(conn, scan)
     tiles = []
     for j in range(SIDE):

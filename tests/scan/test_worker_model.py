@@ -63,8 +63,8 @@ def test_a_worker_refuses_a_tampered_old_format_file_given_by_path_or_registered
     by_path = tmp_path / "old.pt"
     by_path.write_bytes(old_format_bytes())
     with pytest.warns(UnverifiedModelWarning, match="old.pt.*no content digest"):  # once, where the scan loads it
-        clf, path, version = resolve_model(tmp_path / "project.db", str(by_path))
-    path_context = context_for(clf, path, version, tile_server, tmp_path)
+        model = resolve_model(tmp_path / "project.db", str(by_path))
+    path_context = context_for(model.clf, model.path, model.version, tile_server, tmp_path)
     assert path_context.model_sha256 == hashlib.sha256(by_path.read_bytes()).hexdigest()
     with warnings.catch_warnings():
         warnings.simplefilter("error", UnverifiedModelWarning)  # the workers load it checked: no second warning
@@ -80,8 +80,8 @@ def test_a_worker_refuses_a_tampered_old_format_file_given_by_path_or_registered
     conn.close()
     with warnings.catch_warnings():
         warnings.simplefilter("error", UnverifiedModelWarning)  # vouched for by the registry's sha256
-        clf, path, version = resolve_model(db, "1")
-    registry_context = context_for(clf, path, version, tile_server, tmp_path)
+        model = resolve_model(db, "1")
+    registry_context = context_for(model.clf, model.path, model.version, tile_server, tmp_path)
 
     # Both files are replaced after the scan loaded them, still without a digest: load() alone could not tell.
     by_path.write_bytes(old_format_bytes(threshold=0.01))

@@ -25,7 +25,7 @@ def app_client(project):
 
 
 def hectares(project, ids) -> float:
-    return sum(r["area_ha"] for r in query_detections(connect(project.db_path), ids=list(ids)))
+    return sum(r.area_ha for r in query_detections(connect(project.db_path), ids=list(ids)))
 
 
 def test_scan_totals_leave_out_sites_reviewed_as_not_mining(project, app_client):

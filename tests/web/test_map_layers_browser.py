@@ -62,7 +62,7 @@ def test_totals_leave_out_a_site_reviewed_as_not_mining(page, tmp_path):
     project = build_project(tmp_path)
     rejected = project.detection_ids[0]
     reject_as_not_mining(project, rejected)
-    kept = sum(r["area_ha"] for r in query_detections(connect(project.db_path), ids=project.detection_ids[1:]))
+    kept = sum(r.area_ha for r in query_detections(connect(project.db_path), ids=project.detection_ids[1:]))
     with LiveServer(create_app(project.db_path, project.cache_path)) as live:
         outside, errors = open_map(page, live.url + "/")
         assert page.locator("#t-sites").inner_text() == "4"
@@ -95,8 +95,8 @@ def test_all_scans_shows_each_scans_imagery_under_its_sites_and_credits_each(pag
         loaded = {tuple(t) for t in page.evaluate(LOADED_TILES)}
         z = map_zoom(page)
         for d in query_detections(conn):
-            t = mercantile.tile(d["centroid_lon"], d["centroid_lat"], z)
-            assert (sources[d["scan_id"]], z, t.x, t.y) in loaded, f"no imagery of its scan under site {d['id']}"
+            t = mercantile.tile(d.centroid_lon, d.centroid_lat, z)
+            assert (sources[d.scan_id], z, t.x, t.y) in loaded, f"no imagery of its scan under site {d.id}"
         credit = page.locator(".leaflet-control-attribution").inner_text()
         assert "Drone survey A © 2018" in credit and "Aerial survey B © 2019" in credit
         page.screenshot(path=str(artifacts_dir() / "web_map_all_scans.png"))

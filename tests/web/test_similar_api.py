@@ -65,7 +65,7 @@ def test_similar_places_rank_the_hidden_pits_first_away_from_the_query(wide_clie
     assert [p["score"] for p in places] == sorted((p["score"] for p in places), reverse=True)
     det = get_detection(connect(wide_project.db_path), did)
     for p in places:
-        assert metres(p["lon"], p["lat"], det["centroid_lon"], det["centroid_lat"]) > 100
+        assert metres(p["lon"], p["lat"], det.centroid_lon, det.centroid_lat) > 100
         assert {"lat", "lon", "score", "tile", "tiles", "detection_id", "chip_url"} <= set(p)
     hidden = wide_project.hidden_pits
     # The four hidden places (the last two hidden tiles touch: one place) come first; the rest look different.
@@ -163,7 +163,7 @@ def test_like_mode_puts_queued_tiles_first_then_tiles_like_the_confirmed_sites(w
     under = set()
     for did in (d0, d1):
         d = get_detection(conn, did)
-        under |= {(t.z, t.x, t.y) for t in mercantile.tiles(d["west"], d["south"], d["east"], d["north"], ZOOM)}
+        under |= {(t.z, t.x, t.y) for t in mercantile.tiles(*d.bbox.as_tuple(), ZOOM)}
     ranked = [key_tile(i["key"]) for i in items[2:]]
     assert set(ranked) <= wide_project.pit_tiles - under and len(set(ranked)) == 4
     assert all("like the confirmed sites" in i["reason"] for i in items[2:])

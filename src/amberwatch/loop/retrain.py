@@ -219,20 +219,19 @@ def reviewed_items(conn: sqlite3.Connection, db_path: str | os.PathLike[str]) ->
     items: list[ReviewedItem] = []
     try:
         for r in rows:
-            says_mining = r["verdict"] == "confirmed"
-            truth = int(says_mining if r["status"] == "accepted" else not says_mining)
+            truth = int(r.mining)
             pixels, sha = None, None
-            if r["example_id"] is not None:
+            if r.example_id is not None:
                 try:
-                    ex = store.get(int(r["example_id"]))
+                    ex = store.get(r.example_id)
                     pixels, sha = store.pixels(ex.id), ex.sha256
                 except AmberwatchError:
                     pixels = None
             if pixels is None:
-                pixels, cache = _detection_pixels(conn, db_path, int(r["detection_id"]), cache)
+                pixels, cache = _detection_pixels(conn, db_path, r.detection_id, cache)
             if pixels is None:
                 continue
-            items.append(ReviewedItem(int(r["id"]), int(r["detection_id"]), truth, pixels, sha))
+            items.append(ReviewedItem(r.id, r.detection_id, truth, pixels, sha))
     finally:
         if cache is not None:
             cache.close()

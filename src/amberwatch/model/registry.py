@@ -15,10 +15,14 @@ import os
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from amberwatch.db import connect, migrate, utc_now_iso
 from amberwatch.errors import ConflictError, InvalidInputError, ModelError, NotFoundError
 from amberwatch.options import MAX_SQLITE_INT
+
+if TYPE_CHECKING:  # model files load torch: only when one is read
+    from amberwatch.model.modelfile import Model
 
 COMPONENT = "models"
 BUNDLED_VERSION = 0
@@ -180,7 +184,7 @@ class ModelRegistry:
         shas = json.loads(row[0] or "[]")
         return list(shas) if shas else None
 
-    def load(self, version: int | str | None = None):
+    def load(self, version: int | str | None = None) -> Model:
         """The Classifier of a version (None: the current one), its ``version`` set to the registry number."""
         from amberwatch.model.modelfile import load as load_file  # torch loads only when a model file is read
 
@@ -345,19 +349,19 @@ def _bundled_metrics(metadata: dict) -> dict:
     return {}
 
 
-def current_model(db_path: str | os.PathLike[str]):
+def current_model(db_path: str | os.PathLike[str]) -> Model:
     """The current Classifier of a project DB (the promoted version, else the bundled model), as scans resolve it."""
     with ModelRegistry.open(db_path) as registry:
         return registry.load(None)
 
 
-def load_version(db_path: str | os.PathLike[str], version: int | str | None = None):
+def load_version(db_path: str | os.PathLike[str], version: int | str | None = None) -> Model:
     """The Classifier of one registered version (None: current) of a project DB."""
     with ModelRegistry.open(db_path) as registry:
         return registry.load(version)
 
 
-def load_model_arg(db_path: str | os.PathLike[str], value: str | None):
+def load_model_arg(db_path: str | os.PathLike[str], value: str | None) -> Model:
     """The model a --model option names: a model file, else a registered version ('3', 'v3') of the project DB;
     None: the bundled model."""
     from amberwatch.model.modelfile import load as load_file

@@ -37,8 +37,8 @@ CHIP_MAX_TILES = 4  # a chip of a very large detection shows its central 4 x 4 t
 
 
 @dataclass
-class Detection:
-    """One merged detection before it is stored."""
+class FoundDetection:
+    """One merged detection before it is stored (``results.records.Detection`` is a stored one)."""
 
     geometry: BaseGeometry
     area_ha: float
@@ -128,25 +128,25 @@ def cells_polygon(group: Iterable[tuple[int, int]], cells_across_world: int) -> 
     return orient_ccw(simplified)
 
 
-def find_detections(conn: sqlite3.Connection, scan_id: int, *, min_area_ha: float) -> list[Detection]:
+def find_detections(conn: sqlite3.Connection, scan_id: int, *, min_area_ha: float) -> list[FoundDetection]:
     """Merge the above-threshold cells of a scan's tiles into detections (not yet stored)."""
     scan = get_scan(conn, scan_id)
-    zoom, threshold = int(scan["zoom"]), float(scan["model_threshold"])
+    zoom, threshold = scan.zoom, float(scan.model_threshold)
     min_level = math.ceil(threshold * 255.0 - 1e-9)  # cell positive when round(255 p) >= 255 thr
     cells: dict[tuple[int, int], float] = {}
     cell_dates: dict[tuple[int, int], str | None] = {}
     cells_per_tile = None
-    for row in grid_tiles(conn, scan_id, min_max_prob=(min_level - 0.5) / 255.0):
-        g = int(row["grid_cells"])
+    for tile in grid_tiles(conn, scan_id, min_max_prob=(min_level - 0.5) / 255.0):
+        g = int(tile.grid_cells)
         if cells_per_tile is None:
             cells_per_tile = g
         elif g != cells_per_tile:
             continue  # one grid size per scan; a mismatched row cannot be placed on the grid
-        grid = np.frombuffer(row["grid"], dtype=np.uint8).reshape(g, g)
+        grid = np.frombuffer(tile.grid, dtype=np.uint8).reshape(g, g)
         for r, c in zip(*np.nonzero(grid >= min_level)):
-            key = (int(row["x"]) * g + int(c), int(row["y"]) * g + int(r))
+            key = (int(tile.x) * g + int(c), int(tile.y) * g + int(r))
             cells[key] = float(grid[r, c]) / 255.0
-            cell_dates[key] = row["capture_date"]
+            cell_dates[key] = tile.capture_date
     if not cells:
         return []
     n = (1 << zoom) * int(cells_per_tile)
@@ -159,7 +159,7 @@ def find_detections(conn: sqlite3.Connection, scan_id: int, *, min_area_ha: floa
         probs = np.array([cells[c] for c in group])
         dates = Counter(cell_dates[c] for c in group if cell_dates[c])
         date = max(dates.items(), key=lambda kv: (kv[1], kv[0]))[0] if dates else None
-        found.append(Detection(geom, area, float(probs.mean()), float(probs.max()), date, len(group)))
+        found.append(FoundDetection(geom, area, float(probs.mean()), float(probs.max()), date, len(group)))
     return found
 
 
@@ -177,7 +177,7 @@ def rebuild_detections(
     """
     scan = get_scan(conn, scan_id)
     found = find_detections(conn, scan_id, min_area_ha=min_area_ha)
-    chips = _thumbnails(found, cache_path, scan["imagery_source_id"], int(scan["zoom"])) if thumbnails else {}
+    chips = _thumbnails(found, cache_path, scan.imagery_source_id, scan.zoom) if thumbnails else {}
     rows = []
     for i, det in enumerate(found):
         centroid = det.geometry.centroid
@@ -191,7 +191,7 @@ def rebuild_detections(
                 det.mean_prob,
                 det.max_prob,
                 det.capture_date,
-                scan["model_version"],
+                scan.model_version,
                 chips.get(i),
             )
         )
@@ -214,7 +214,7 @@ def _chip_bbox(geometry: BaseGeometry, zoom: int):
     )
 
 
-def _thumbnails(found: list[Detection], cache_path: str | None, source_id: str, zoom: int) -> dict[int, bytes]:
+def _thumbnails(found: list[FoundDetection], cache_path: str | None, source_id: str, zoom: int) -> dict[int, bytes]:
     """JPEG chips of the cached imagery around each detection (missing tiles render black)."""
     if not found or not cache_path:
         return {}

@@ -132,16 +132,16 @@ class LayerDiff:
 
 
 def _scan_model(conn: sqlite3.Connection, scan_id: int) -> str:
-    return str(get_scan(conn, scan_id)["model_version"])
+    return str(get_scan(conn, scan_id).model_version)
 
 
 def _detections(conn: sqlite3.Connection, scan_id: int) -> list[tuple[int, object, float]]:
     out = []
     for r in query_detections(conn, scan_id=scan_id):
-        geom = shape(json.loads(r["geometry_geojson"]))
+        geom = shape(json.loads(r.geometry_geojson))
         if not geom.is_valid:
             geom = geom.buffer(0)
-        out.append((int(r["id"]), geom, float(r["area_ha"])))
+        out.append((r.id, geom, r.area_ha))
     return out
 
 

@@ -27,6 +27,7 @@ from scipy import ndimage
 
 from amberwatch.errors import DatabaseError, InvalidInputError
 from amberwatch.imagery.types import EARTH_CIRCUMFERENCE_M
+from amberwatch.results.records import Scan
 from amberwatch.results.store import done_tiles, get_scan
 
 MINING, BUFFER, NOT_MINING = "mining", "buffer", "not_mining"
@@ -112,8 +113,8 @@ def mining_lookup(threshold: float) -> np.ndarray:
     return (np.arange(256) / 255.0) >= threshold
 
 
-def load_scan(conn: sqlite3.Connection, scan_id: int) -> sqlite3.Row:
-    """The scans row of a scan id, or NotFoundError."""
+def load_scan(conn: sqlite3.Connection, scan_id: int) -> Scan:
+    """The scan of a scan id, or NotFoundError."""
     try:
         return get_scan(conn, scan_id)
     except sqlite3.OperationalError as exc:
@@ -122,7 +123,8 @@ def load_scan(conn: sqlite3.Connection, scan_id: int) -> sqlite3.Row:
 
 def iter_done_tiles(conn: sqlite3.Connection, scan_id: int) -> Iterator[DoneTile]:
     """Stream the done tiles of a scan in (z, x, y) order with their decoded grids and imagery masks."""
-    for z, x, y, g, blob, valid in done_tiles(conn, scan_id):
+    for tile in done_tiles(conn, scan_id):
+        z, x, y, g, blob, valid = tile.z, tile.x, tile.y, tile.grid_cells, tile.grid, tile.valid_cells
         if not g or blob is None or len(blob) != g * g or (valid is not None and len(valid) != g * g):
             raise DatabaseError(
                 f"scan {scan_id} tile {z}/{x}/{y} is 'done' but its grid or imagery mask is missing or not "
@@ -187,7 +189,7 @@ def survey_strata(conn: sqlite3.Connection, scan_id: int, buffer_m: float | None
     scan = load_scan(conn, scan_id)
     if buffer_m is not None and not (math.isfinite(buffer_m) and buffer_m >= 0):
         raise InvalidInputError(f"buffer distance {buffer_m!r} m must be a non-negative number")
-    survey = StrataSurvey(scan_id=scan_id, threshold=float(scan["model_threshold"]), buffer_m=buffer_m or None)
+    survey = StrataSurvey(scan_id=scan_id, threshold=float(scan.model_threshold), buffer_m=buffer_m or None)
     lut = mining_lookup(survey.threshold)
     grid_sizes: dict[TileKey, int] = {}
     for tile in iter_done_tiles(conn, scan_id):

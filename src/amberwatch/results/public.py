@@ -8,7 +8,7 @@ map, the exports and the story all take their detections from ``public_detection
 A scan row holds where its imagery and cache lie on the scanning machine (paths, URL templates) and, for old
 scans, the AOI path as the name. None of that is for the public: a layer shows a display name (a path-like name
 reduced to its file stem) and a credit: the xyzservices attribution for a preset, else the credit given at scan
-time (``params_json["imagery_credit"]``), else a neutral "Imagery: scan NAME". Layer totals count the sites a
+time (``ScanParams.imagery_credit``), else a neutral "Imagery: scan NAME". Layer totals count the sites a
 reviewer has not removed; the removed ones are counted apart (``removed_after_review``, ``removed_hectares``).
 """
 
@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 from amberwatch.errors import InvalidInputError
 from amberwatch.imagery.types import LngLatBbox
 from amberwatch.results.places import describe_places
+from amberwatch.results.records import Detection, ScanLayer, ScanParams
 from amberwatch.results.store import get_detection, get_scan, query_detections
 
 
@@ -111,24 +112,24 @@ class PublicDetection:
         )
 
 
-def public_detection(row: sqlite3.Row, review: ReviewState, place: str | None) -> PublicDetection:
-    """A ``query_detections`` row as the public sees it, with its review state and place."""
+def public_detection(det: Detection, review: ReviewState, place: str | None) -> PublicDetection:
+    """A detection as the public sees it, with its review state and place."""
     return PublicDetection(
-        id=int(row["id"]),
-        scan_id=int(row["scan_id"]),
-        geometry_geojson=row["geometry_geojson"],
-        bbox=LngLatBbox(row["west"], row["south"], row["east"], row["north"]),
-        centroid_lon=float(row["centroid_lon"]),
-        centroid_lat=float(row["centroid_lat"]),
-        area_ha=float(row["area_ha"]),
-        mean_prob=float(row["mean_prob"]),
-        max_prob=float(row["max_prob"]),
-        capture_date=row["capture_date"],
-        model_version=row["model_version"],
-        imagery_source_id=str(row["imagery_source_id"]),
-        zoom=int(row["zoom"]),
-        has_thumbnail=bool(row["has_thumbnail"]),
-        thumbnail=row["thumbnail"],
+        id=det.id,
+        scan_id=det.scan_id,
+        geometry_geojson=det.geometry_geojson,
+        bbox=det.bbox,
+        centroid_lon=det.centroid_lon,
+        centroid_lat=det.centroid_lat,
+        area_ha=det.area_ha,
+        mean_prob=det.mean_prob,
+        max_prob=det.max_prob,
+        capture_date=det.capture_date,
+        model_version=det.model_version,
+        imagery_source_id=det.imagery_source_id,
+        zoom=det.zoom,
+        has_thumbnail=det.has_thumbnail,
+        thumbnail=det.thumbnail,
         review=review,
         place=place,
     )
@@ -155,20 +156,20 @@ def public_detections(
     rows = query_detections(
         conn, scan_id=scan_id, ids=ids, min_prob=min_prob, bbox=bbox, order=order, thumbnails=thumbnails
     )
-    states = [reviews.get(int(r["id"]), NOT_REVIEWED) for r in rows]
+    states = [reviews.get(r.id, NOT_REVIEWED) for r in rows]
     kept = [(r, s) for r, s in zip(rows, states) if include_removed or not s.removed]
-    names = describe_places((r["centroid_lon"], r["centroid_lat"]) for r, _ in kept) if places else [None] * len(kept)
+    names = describe_places((r.centroid_lon, r.centroid_lat) for r, _ in kept) if places else [None] * len(kept)
     return [public_detection(r, s, p) for (r, s), p in zip(kept, names)]
 
 
 def get_public_detection(conn: sqlite3.Connection, detection_id: int, review: ReviewState) -> PublicDetection:
     """One detection with its place, whatever its review (the map shows removed sites greyed); else NotFoundError."""
-    row = get_detection(conn, detection_id)
-    (place,) = describe_places([(row["centroid_lon"], row["centroid_lat"])])
-    return public_detection(row, review, place)
+    det = get_detection(conn, detection_id)
+    (place,) = describe_places([(det.centroid_lon, det.centroid_lat)])
+    return public_detection(det, review, place)
 
 
-# Fields of results.store.scan_layers that may be shown to anyone; "imagery" (a path or URL) is not one of them.
+# Fields of a Scan that may be shown to anyone, in the layer's order; "imagery" (a path or URL) is not one of them.
 PUBLIC_FIELDS = (
     "id",
     "imagery_source_id",
@@ -182,8 +183,6 @@ PUBLIC_FIELDS = (
     "area_scanned_km2",
     "tiles_total",
     "tiles_done",
-    "detections",
-    "hectares",
 )
 MAX_CREDIT_CHARS = 300
 _FILE_SUFFIX = re.compile(r"\.(geo)?json$|\.gpkg$|\.shp$|\.kml$|\.tiff?$|\.mbtiles$", re.IGNORECASE)
@@ -214,37 +213,31 @@ def preset_attribution(imagery: str | None) -> str | None:
     return str(text) if text else None
 
 
-def stored_credit(params_json: str | None) -> str | None:
-    """``params_json["imagery_credit"]`` as clean one-line text, or None (missing, malformed or not a string)."""
-    try:
-        params = json.loads(params_json or "{}")
-    except (TypeError, ValueError):
-        return None
-    credit = params.get("imagery_credit") if isinstance(params, dict) else None
-    if not isinstance(credit, str):
-        return None
-    credit = " ".join(credit.split())[:MAX_CREDIT_CHARS]
+def stored_credit(params: ScanParams) -> str | None:
+    """The credit given at scan time as clean one-line text, or None (missing, malformed or not a string)."""
+    credit = " ".join((params.imagery_credit or "").split())[:MAX_CREDIT_CHARS]
     return credit or None
 
 
-def imagery_credit(imagery: str | None, params_json: str | None, name: str) -> str:
+def imagery_credit(imagery: str | None, params: ScanParams, name: str) -> str:
     """The credit line of a scan's imagery: preset attribution, else the stored credit, else a neutral text."""
-    return preset_attribution(imagery) or stored_credit(params_json) or f"Imagery: scan {name}"
+    return preset_attribution(imagery) or stored_credit(params) or f"Imagery: scan {name}"
 
 
 def scan_credit(conn: sqlite3.Connection, scan_id: int) -> str:
     """The public imagery credit of a scan (NotFoundError naming an unknown scan)."""
-    row = get_scan(conn, scan_id)
-    keys = row.keys()
-    params = row["params_json"] if "params_json" in keys else None
-    return imagery_credit(row["imagery"], params, display_name(row["name"] if "name" in keys else None, scan_id))
+    scan = get_scan(conn, scan_id)
+    return imagery_credit(scan.imagery, scan.params, display_name(scan.name, scan_id))
 
 
-def public_layer(layer: dict[str, Any], params_json: str | None) -> dict[str, Any]:
-    """A ``scan_layers`` row reduced to what the public may see, with ``name`` and ``imagery_credit``."""
-    out = {k: layer.get(k) for k in PUBLIC_FIELDS}
-    out["name"] = display_name(layer.get("name"), int(layer["id"]))
-    out["imagery_credit"] = imagery_credit(layer.get("imagery"), params_json, out["name"])
+def public_layer(layer: ScanLayer) -> dict[str, Any]:
+    """A scan layer as the JSON the public may see, with ``name``, ``imagery_credit`` and the detection totals."""
+    out = {k: getattr(layer.scan, k) for k in PUBLIC_FIELDS} | {
+        "detections": layer.detections,
+        "hectares": layer.hectares,
+    }
+    out["name"] = display_name(layer.scan.name, layer.scan.id)
+    out["imagery_credit"] = imagery_credit(layer.scan.imagery, layer.scan.params, out["name"])
     return out
 
 

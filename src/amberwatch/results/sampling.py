@@ -242,7 +242,7 @@ def _checked_seed(n: int | None, target_se: float | None, allocation: str, seed:
 
 def _survey_scan(conn: sqlite3.Connection, scan_id: int, buffer_m: float | None) -> StrataSurvey:
     """Pass one over a scan's tiles (warning when the scan is not finished)."""
-    status = load_scan(conn, scan_id)["status"]
+    status = load_scan(conn, scan_id).status
     if status != "finished":
         warnings.warn(
             f"scan {scan_id} is {status!r}, not finished: the sample covers only its tiles done so far",

@@ -98,24 +98,24 @@ def load_scan_vectors(conn: sqlite3.Connection, scan_id: int) -> ScanVectors:
     xy, vectors = tile_embeddings(conn, scan_id)
     if len(xy) == 0:
         raise NotFoundError(
-            f"scan {scan_id} kept no tile embeddings (its model v{scan['model_version']} has none, or no tile "
+            f"scan {scan_id} kept no tile embeddings (its model v{scan.model_version} has none, or no tile "
             f"was classified): rescan it with a pretrained model ('amberwatch rescan {scan_id} --model N')"
         )
-    return ScanVectors(int(scan_id), int(scan["zoom"]), xy, vectors)
+    return ScanVectors(int(scan_id), scan.zoom, xy, vectors)
 
 
 def detection_query(conn: sqlite3.Connection, vectors: ScanVectors, detection_id: int) -> tuple[np.ndarray, tuple]:
     """(embeddings of the tiles under a detection, its centroid) for a query; errors name the detection."""
     det = get_detection(conn, detection_id)
-    if int(det["scan_id"]) != vectors.scan_id:
+    if det.scan_id != vectors.scan_id:
         raise InvalidInputError(
-            f"detection {detection_id} belongs to scan {det['scan_id']}, not scan {vectors.scan_id}: "
-            f"give --scan {det['scan_id']}"
+            f"detection {detection_id} belongs to scan {det.scan_id}, not scan {vectors.scan_id}: "
+            f"give --scan {det.scan_id}"
         )
-    rows = tiles_under(vectors, (det["west"], det["south"], det["east"], det["north"]))
+    rows = tiles_under(vectors, det.bbox.as_tuple())
     if not rows:
         raise NotFoundError(f"detection {detection_id}: no embedded tile of scan {vectors.scan_id} lies under it")
-    return vectors.vectors[rows], (float(det["centroid_lon"]), float(det["centroid_lat"]))
+    return vectors.vectors[rows], (det.centroid_lon, det.centroid_lat)
 
 
 def point_query(vectors: ScanVectors, lat: float, lon: float) -> tuple[np.ndarray, tuple]:
@@ -240,9 +240,7 @@ def _place(conn: sqlite3.Connection, vectors: ScanVectors, rank: int, group: lis
     b = mercantile.bounds(x, y, vectors.zoom)
     lon, lat = tile_centre(vectors.zoom, x, y)
     hits = query_detections(conn, scan_id=vectors.scan_id, bbox=(b.west, b.south, b.east, b.north), order="largest")
-    return Place(
-        rank, lat, lon, float(score), f"{vectors.zoom}/{x}/{y}", len(group), int(hits[0]["id"]) if hits else None
-    )
+    return Place(rank, lat, lon, float(score), f"{vectors.zoom}/{x}/{y}", len(group), hits[0].id if hits else None)
 
 
 def _unit(v: np.ndarray) -> np.ndarray:

@@ -7,21 +7,25 @@ Other modules call these functions and never run SQL on these tables themselves.
   the model's probability grid over the tile (uint8 0..255, row-major, ``grid_cells`` per side) and
   which of its cells have imagery (``valid_cells``, 1/0 per cell like the grid; NULL: every cell).
 - ``detections``: merged polygons above the threshold, with area in hectares.
+
+Reads return the typed records of ``results.records`` (``Scan``, ``ScanLayer``, ``Detection``) and ``TileRow``s,
+never ``sqlite3.Row``s.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from amberwatch.db import connect, migrate, utc_now_iso
 from amberwatch.errors import DatabaseError, NotFoundError
 from amberwatch.imagery.tiles import tile_area_km2
+from amberwatch.imagery.types import LngLatBbox
+from amberwatch.results.records import Detection, Scan, ScanLayer, ScanParams
 
 MIGRATIONS: list[str] = [
     """
@@ -147,7 +151,7 @@ class NewScan:
     zoom: int
     model_version: str
     model_threshold: float
-    params: dict
+    params: ScanParams
     tiles_total: int | None
     parent_scan_id: int | None = None
     imagery_date: str | None = None  # date or release of the imagery (None: undated)
@@ -171,9 +175,9 @@ class ScanIdentity:
 
 
 def scan_identity(scan: NewScan) -> ScanIdentity:
-    """The identity of the scan a NewScan would create (its precision from ``params['int8']``)."""
+    """The identity of the scan a NewScan would create (its precision from ``params.int8``)."""
     return ScanIdentity(
-        scan.aoi_geojson, scan.imagery_source_id, int(scan.zoom), scan.model_version, bool(scan.params.get("int8"))
+        scan.aoi_geojson, scan.imagery_source_id, int(scan.zoom), scan.model_version, bool(scan.params.int8)
     )
 
 
@@ -194,7 +198,7 @@ def create_scan(conn: sqlite3.Connection, scan: NewScan, tiles: Sequence[TileRow
                 scan.model_version,
                 scan.model_threshold,
                 scan.parent_scan_id,
-                json.dumps(scan.params),
+                scan.params.to_json(),
                 utc_now_iso(),
                 scan.tiles_total,
                 scan.imagery_date,
@@ -219,17 +223,42 @@ def find_scan(conn: sqlite3.Connection, identity: ScanIdentity) -> int | None:
     return int(row[0]) if row else None
 
 
-def get_scan(conn: sqlite3.Connection, scan_id: int | None = None) -> sqlite3.Row:
-    """A scan row (the latest when ``scan_id`` is None); NotFoundError naming the id."""
+def _scan(row: sqlite3.Row) -> Scan:
+    """A scans row as its record."""
+    return Scan(
+        id=int(row["id"]),
+        name=row["name"],
+        aoi_geojson=row["aoi_geojson"],
+        imagery=row["imagery"],
+        imagery_source_id=row["imagery_source_id"],
+        imagery_date=row["imagery_date"],
+        zoom=int(row["zoom"]),
+        model_version=row["model_version"],
+        model_threshold=row["model_threshold"],
+        parent_scan_id=row["parent_scan_id"],
+        status=row["status"],
+        params=ScanParams.from_json(row["params_json"]),
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        tiles_total=row["tiles_total"],
+        tiles_done=row["tiles_done"],
+        tiles_empty=row["tiles_empty"],
+        tiles_failed=row["tiles_failed"],
+        area_scanned_km2=row["area_scanned_km2"],
+    )
+
+
+def get_scan(conn: sqlite3.Connection, scan_id: int | None = None) -> Scan:
+    """A scan (the latest when ``scan_id`` is None); NotFoundError naming the id."""
     if scan_id is None:
         row = conn.execute("SELECT * FROM scans ORDER BY id DESC LIMIT 1").fetchone()
         if row is None:
             raise NotFoundError("the project database holds no scans yet; run 'amberwatch scan' first")
-        return row
+        return _scan(row)
     row = conn.execute("SELECT * FROM scans WHERE id = ?", (int(scan_id),)).fetchone()
     if row is None:
         raise NotFoundError(f"scan {scan_id} does not exist")
-    return row
+    return _scan(row)
 
 
 def scan_exists(conn: sqlite3.Connection, scan_id: int) -> bool:
@@ -249,22 +278,23 @@ def latest_scan_id(conn: sqlite3.Connection, *, finished: bool = False) -> int |
 
 
 def add_scan_warnings(conn: sqlite3.Connection, scan_id: int, counts: dict[str, int]) -> None:
-    """Add a run's typed-warning counts (class name -> tile reads) to the scan's params_json["warnings"]."""
+    """Add a run's typed-warning counts (class name -> tile reads) to the scan's ``params.warnings``."""
     if not counts:
         return
-    params = json.loads(get_scan(conn, scan_id)["params_json"] or "{}")
-    total = params.get("warnings") or {}
+    params = get_scan(conn, scan_id).params
+    total = dict(params.warnings)
     for name, n in counts.items():
         total[name] = int(total.get(name, 0)) + int(n)
-    params["warnings"] = total
-    conn.execute("UPDATE scans SET params_json = ? WHERE id = ?", (json.dumps(params), int(scan_id)))
+    conn.execute(
+        "UPDATE scans SET params_json = ? WHERE id = ?", (replace(params, warnings=total).to_json(), int(scan_id))
+    )
 
 
-def reopen_scan(conn: sqlite3.Connection, scan_id: int, params: dict, tiles_total: int) -> None:
+def reopen_scan(conn: sqlite3.Connection, scan_id: int, params: ScanParams, tiles_total: int) -> None:
     """Mark a scan running again with updated params (a resume)."""
     conn.execute(
         "UPDATE scans SET params_json = ?, status = 'running', finished_at = NULL, tiles_total = ? WHERE id = ?",
-        (json.dumps(params), tiles_total, int(scan_id)),
+        (params.to_json(), tiles_total, int(scan_id)),
     )
 
 
@@ -317,16 +347,22 @@ def scans_with_totals(conn: sqlite3.Connection) -> list[dict]:
     return [dict(r) for r in rows]
 
 
-def scan_layers(conn: sqlite3.Connection) -> list[dict]:
-    """Every scan as a map layer, newest first: imagery, model, status, totals and detections' bounds (or None)."""
+def scan_layers(conn: sqlite3.Connection) -> list[ScanLayer]:
+    """Every scan as a map layer, newest first: the scan, its detections' count, hectares and extent."""
     rows = conn.execute(
-        "SELECT s.id, s.name, s.imagery, s.imagery_source_id, s.zoom, s.model_version, s.model_threshold,"
-        " s.parent_scan_id, s.status, s.started_at, s.finished_at, s.area_scanned_km2, s.tiles_total, s.tiles_done,"
-        " COUNT(d.id) AS detections, COALESCE(SUM(d.area_ha), 0) AS hectares,"
-        " MIN(d.west) AS west, MIN(d.south) AS south, MAX(d.east) AS east, MAX(d.north) AS north"
+        "SELECT s.*, COUNT(d.id) AS n_detections, COALESCE(SUM(d.area_ha), 0.0) AS hectares,"
+        " MIN(d.west) AS d_west, MIN(d.south) AS d_south, MAX(d.east) AS d_east, MAX(d.north) AS d_north"
         " FROM scans s LEFT JOIN detections d ON d.scan_id = s.id GROUP BY s.id ORDER BY s.id DESC"
     ).fetchall()
-    return [dict(r) for r in rows]
+    return [
+        ScanLayer(
+            _scan(r),
+            int(r["n_detections"]),
+            float(r["hectares"]),
+            None if r["d_west"] is None else LngLatBbox(r["d_west"], r["d_south"], r["d_east"], r["d_north"]),
+        )
+        for r in rows
+    ]
 
 
 # -- scan_tiles -------------------------------------------------------------------------------------------
@@ -485,33 +521,40 @@ def first_tile_error(conn: sqlite3.Connection, scan_id: int) -> str | None:
     return row[0] if row else None
 
 
-def grid_tiles(conn: sqlite3.Connection, scan_id: int, *, min_max_prob: float = 0.0) -> Iterator[sqlite3.Row]:
+def grid_tiles(conn: sqlite3.Connection, scan_id: int, *, min_max_prob: float = 0.0) -> Iterator[TileRow]:
     """Done tiles of a scan with a grid whose max probability reaches ``min_max_prob``, in (z, x, y) order.
 
-    Rows have z, x, y, grid_cells, grid (bytes) and capture_date.
+    Each has z, x, y, grid_cells, grid (bytes) and capture_date (not its max_prob, embedding or valid_cells).
     """
-    yield from conn.execute(
+    for z, x, y, cells, grid, date in conn.execute(
         "SELECT z, x, y, grid_cells, grid, capture_date FROM scan_tiles WHERE scan_id = ? AND status = 'done'"
         " AND grid IS NOT NULL AND grid_cells > 0 AND max_prob >= ? ORDER BY z, x, y",
         (scan_id, min_max_prob),
-    )
+    ):
+        yield TileRow(z, x, y, "done", capture_date=date, grid_cells=cells, grid=grid)
 
 
-def done_tiles(conn: sqlite3.Connection, scan_id: int) -> Iterator[sqlite3.Row]:
+def done_tiles(conn: sqlite3.Connection, scan_id: int) -> Iterator[TileRow]:
     """Every done tile of a scan in (z, x, y) order: z, x, y, grid_cells, grid (possibly missing), valid_cells."""
-    yield from conn.execute(
+    for z, x, y, cells, grid, valid in conn.execute(
         "SELECT z, x, y, grid_cells, grid, valid_cells FROM scan_tiles WHERE scan_id = ? AND status = 'done'"
         " ORDER BY z, x, y",
         (scan_id,),
-    )
+    ):
+        yield TileRow(z, x, y, "done", grid_cells=cells, grid=grid, valid_cells=valid)
 
 
-def tile_grid(conn: sqlite3.Connection, scan_id: int, z: int, x: int, y: int) -> sqlite3.Row | None:
-    """One tile's grid_cells, grid and capture_date, or None."""
-    return conn.execute(
-        "SELECT grid_cells, grid, capture_date FROM scan_tiles WHERE scan_id = ? AND z = ? AND x = ? AND y = ?",
+def tile_grid(conn: sqlite3.Connection, scan_id: int, z: int, x: int, y: int) -> TileRow | None:
+    """One stored tile with its status, grid_cells, grid and capture_date, or None."""
+    row = conn.execute(
+        "SELECT status, grid_cells, grid, capture_date FROM scan_tiles WHERE scan_id = ? AND z = ? AND x = ? AND y = ?",
         (scan_id, z, x, y),
     ).fetchone()
+    if row is None:
+        return None
+    return TileRow(
+        z, x, y, row["status"], capture_date=row["capture_date"], grid_cells=row["grid_cells"], grid=row["grid"]
+    )
 
 
 # -- detections -------------------------------------------------------------------------------------------
@@ -537,7 +580,7 @@ def query_detections(
     order: str = "id",
     limit: int | None = None,
     thumbnails: bool = False,
-) -> list[sqlite3.Row]:
+) -> list[Detection]:
     """Detections joined with their scan's imagery id and zoom, filtered (scan, ids, mean prob, W,S,E,N bbox)."""
     where, args = [], []
     if scan_id is not None:
@@ -561,10 +604,32 @@ def query_detections(
     if limit is not None:
         sql += " LIMIT ?"
         args.append(int(limit))
-    return conn.execute(sql, args).fetchall()
+    return [_detection(r) for r in conn.execute(sql, args)]
 
 
-def get_detection(conn: sqlite3.Connection, detection_id: int, *, thumbnail: bool = False) -> sqlite3.Row:
+def _detection(row: sqlite3.Row) -> Detection:
+    """A row of DETECTION_COLUMNS (and the thumbnail) as its record."""
+    return Detection(
+        id=int(row["id"]),
+        scan_id=int(row["scan_id"]),
+        geometry_geojson=row["geometry_geojson"],
+        centroid_lon=float(row["centroid_lon"]),
+        centroid_lat=float(row["centroid_lat"]),
+        bbox=LngLatBbox(row["west"], row["south"], row["east"], row["north"]),
+        area_ha=float(row["area_ha"]),
+        mean_prob=float(row["mean_prob"]),
+        max_prob=float(row["max_prob"]),
+        capture_date=row["capture_date"],
+        model_version=row["model_version"],
+        created_at=row["created_at"],
+        has_thumbnail=bool(row["has_thumbnail"]),
+        thumbnail=None if row["thumbnail"] is None else bytes(row["thumbnail"]),
+        imagery_source_id=str(row["imagery_source_id"]),
+        zoom=int(row["zoom"]),
+    )
+
+
+def get_detection(conn: sqlite3.Connection, detection_id: int, *, thumbnail: bool = False) -> Detection:
     """One detection (as query_detections gives it); NotFoundError naming the id."""
     rows = query_detections(conn, ids=[int(detection_id)], thumbnails=thumbnail)
     if not rows:

@@ -126,13 +126,13 @@ def draw_outline(image: GeoImage, geometry: dict) -> np.ndarray:
 
 def detection_chip(conn: sqlite3.Connection, cache: TileCache, detection_id: int) -> np.ndarray:
     """The image of a detection: from cached imagery around it, else its stored thumbnail, else NotFoundError."""
-    row = get_detection(conn, detection_id, thumbnail=True)
-    bbox = padded_bbox(row["west"], row["south"], row["east"], row["north"])
-    pixels = render_from_cache(cache, row["imagery_source_id"], bbox, int(row["zoom"]))
+    det = get_detection(conn, detection_id, thumbnail=True)
+    bbox = padded_bbox(*det.bbox.as_tuple())
+    pixels = render_from_cache(cache, det.imagery_source_id, bbox, det.zoom)
     if pixels is not None:
         return pixels
-    if row["thumbnail"]:
-        return decode_image(bytes(row["thumbnail"]), f"thumbnail of detection {detection_id}")
+    if det.thumbnail:
+        return decode_image(det.thumbnail, f"thumbnail of detection {detection_id}")
     raise NotFoundError(f"detection {detection_id!r} has no cached imagery and no thumbnail")
 
 
@@ -141,15 +141,11 @@ def outlined_detection_chip(conn: sqlite3.Connection, cache: TileCache, detectio
 
     Without cached imagery it is the stored thumbnail, without outline (its exact extent is not known here).
     """
-    row = get_detection(conn, detection_id)
-    image = render_view(cache, row["imagery_source_id"], LngLatBbox(*_bounds(row)), int(row["zoom"]))
+    det = get_detection(conn, detection_id)
+    image = render_view(cache, det.imagery_source_id, det.bbox, det.zoom)
     if image is None:
         return detection_chip(conn, cache, detection_id)
-    return draw_outline(image, json.loads(row["geometry_geojson"]))
-
-
-def _bounds(row: sqlite3.Row) -> tuple[float, float, float, float]:
-    return float(row["west"]), float(row["south"]), float(row["east"]), float(row["north"])
+    return draw_outline(image, json.loads(det.geometry_geojson))
 
 
 def tile_bbox(z: int, x: int, y: int) -> LngLatBbox:

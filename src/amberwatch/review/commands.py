@@ -36,7 +36,7 @@ def detections_export(db: str, fmt: str, out: str, scan_id: int | None, all_scan
         raise click.UsageError("give --scan or --all-scans, not both")
     conn = open_results_db(db)
     try:
-        chosen = None if all_scans else int(get_scan(conn, scan_id)["id"])
+        chosen = None if all_scans else get_scan(conn, scan_id).id
         n = export_detections(conn, fmt, out, reviews=review_states(conn), scan_id=chosen)
     finally:
         conn.close()

@@ -23,6 +23,7 @@ from amberwatch.imagery.cache import TileCache
 from amberwatch.labels.store import CATEGORIES, ExampleStore
 from amberwatch.results.places import describe_places
 from amberwatch.results.public import NOT_REVIEWED, ReviewState
+from amberwatch.results.records import Detection
 from amberwatch.results.store import get_detection, query_detections
 from amberwatch.review.chips import detection_chip
 
@@ -97,10 +98,10 @@ def record_feedback(
             int(r[0])
             for r in conn.execute(
                 "SELECT id FROM web_feedback WHERE detection_id = ? AND reader_hash = ? AND status = 'pending'",
-                (int(det["id"]), reader),
+                (det.id, reader),
             )
         ]
-        _check_limits(conn, int(det["id"]), client, limits or FeedbackLimits(), replacing=previous)
+        _check_limits(conn, det.id, client, limits or FeedbackLimits(), replacing=previous)
         new_id = _insert_flag(conn, det, verdict, category, comment, client, reader)
         _supersede(conn, previous, new_id)
         conn.execute("COMMIT")
@@ -112,7 +113,7 @@ def record_feedback(
 
 def _insert_flag(
     conn: sqlite3.Connection,
-    det: sqlite3.Row,
+    det: Detection,
     verdict: str,
     category: str | None,
     comment: str | None,
@@ -123,10 +124,10 @@ def _insert_flag(
         "INSERT INTO web_feedback (detection_id, scan_id, lon, lat, verdict, category, comment, client_hash,"
         " reader_hash, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
-            det["id"],
-            det["scan_id"],
-            det["centroid_lon"],
-            det["centroid_lat"],
+            det.id,
+            det.scan_id,
+            det.centroid_lon,
+            det.centroid_lat,
             verdict,
             category,
             comment,
@@ -203,13 +204,13 @@ _SELECT = (
 def _as_dicts(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> list[dict]:
     """Flags as dicts with their detection's hectares, probability and date (None when it is gone)."""
     ids = sorted({int(r["detection_id"]) for r in rows})
-    found = {int(d["id"]): d for d in query_detections(conn, ids=ids)} if ids else {}
+    found = {d.id: d for d in query_detections(conn, ids=ids)} if ids else {}
     out = []
     for row in rows:
         item = dict(row)
         d = found.get(int(item["detection_id"]))
         item["area_ha"], item["mean_prob"], item["capture_date"] = (
-            (d["area_ha"], d["mean_prob"], d["capture_date"]) if d is not None else (None, None, None)
+            (d.area_ha, d.mean_prob, d.capture_date) if d is not None else (None, None, None)
         )
         item["detection_exists"] = d is not None
         item["thumbnail_url"] = f"/api/detections/{item['detection_id']}/chip.jpg"
@@ -254,22 +255,39 @@ def removed_after_review(conn: sqlite3.Connection) -> dict[int, tuple[int, float
     out: dict[int, tuple[int, float]] = {}
     for start in range(0, len(ids), 500):  # well under SQLite's limit of bound variables
         for row in query_detections(conn, ids=ids[start : start + 500]):
-            count, hectares = out.get(int(row["scan_id"]), (0, 0.0))
-            out[int(row["scan_id"])] = (count + 1, hectares + float(row["area_ha"]))
+            count, hectares = out.get(row.scan_id, (0, 0.0))
+            out[row.scan_id] = (count + 1, hectares + row.area_ha)
     return out
 
 
-def decided_feedback(conn: sqlite3.Connection) -> list[sqlite3.Row]:
-    """Accepted and rejected flags (id, detection_id, verdict, status, example_id), oldest first.
+@dataclass(frozen=True)
+class DecidedFlag:
+    """A reader's flag a reviewer accepted or rejected, with the example an acceptance made (else None)."""
 
-    [] without the table.
-    """
+    id: int
+    detection_id: int
+    verdict: str  # the reader's: confirmed | not_mining | ...
+    status: str  # accepted | rejected
+    example_id: int | None
+
+    @property
+    def mining(self) -> bool:
+        """What the decision says the site is: an accepted "confirmed", or a rejected other verdict."""
+        says_mining = self.verdict == "confirmed"
+        return says_mining if self.status == "accepted" else not says_mining
+
+
+def decided_feedback(conn: sqlite3.Connection) -> list[DecidedFlag]:
+    """Accepted and rejected flags, oldest first; [] without the table."""
     if not _has_feedback_table(conn):
         return []
-    return conn.execute(
-        "SELECT id, detection_id, verdict, status, example_id FROM web_feedback"
-        " WHERE status IN ('accepted', 'rejected') ORDER BY id"
-    ).fetchall()
+    return [
+        DecidedFlag(int(r[0]), int(r[1]), r[2], r[3], None if r[4] is None else int(r[4]))
+        for r in conn.execute(
+            "SELECT id, detection_id, verdict, status, example_id FROM web_feedback"
+            " WHERE status IN ('accepted', 'rejected') ORDER BY id"
+        )
+    ]
 
 
 def list_feedback(conn: sqlite3.Connection, status: str | None = "pending", limit: int = 500) -> list[dict]:

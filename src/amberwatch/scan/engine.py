@@ -9,14 +9,13 @@ project DB, and every tile row is written idempotently (a finished tile is never
 from __future__ import annotations
 
 import concurrent.futures as cf
-import json
 import math
 import os
 import sqlite3
 import time
 import warnings
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from shapely.geometry import box
@@ -35,10 +34,12 @@ from amberwatch.imagery.cache import TileCache, default_cache_path
 from amberwatch.imagery.open import open_ref
 from amberwatch.imagery.types import TILE_SIZE_PX, ImageryRef, LngLatBbox, ground_resolution_m_per_px
 from amberwatch.model.int8_check import Int8Check
+from amberwatch.model.modelfile import Model
 from amberwatch.model.modelfile import load as load_model
 from amberwatch.model.processes import pool_context
 from amberwatch.model.registry import ModelRegistry, names_a_version
 from amberwatch.results.detections import rebuild_detections
+from amberwatch.results.records import ScanParams
 from amberwatch.results.store import (
     NewScan,
     add_scan_warnings,
@@ -208,16 +209,24 @@ class ScanSettings:
     int8: bool | None = None  # the model's int8 backbone for score maps (2x faster); None: when the model has one
 
 
-def resolve_model(db_path: str | os.PathLike[str], model_path: str | None):
-    """(classifier, file path or None, version) of a model file, a registered version ('3') or the current model."""
+@dataclass(frozen=True)
+class ResolvedModel:
+    """The model a scan runs: the loaded classifier, its file (None: the bundled model) and its version."""
+
+    clf: Model
+    path: str | None
+    version: str
+
+
+def resolve_model(db_path: str | os.PathLike[str], model_path: str | None) -> ResolvedModel:
+    """The model of a model file, a registered version ('3') or the project's current model."""
     if model_path and (Path(model_path).exists() or not names_a_version(model_path)):
         clf = load_model(model_path)
-        return clf, str(Path(model_path).resolve()), clf.version
+        return ResolvedModel(clf, str(Path(model_path).resolve()), clf.version)
     with ModelRegistry.open(db_path) as registry:
         info = registry.get(model_path or registry.current_version())
         clf = registry.load(info.version)
-        path = str(info.path) if info.path else None
-        return clf, path, str(info.version)
+        return ResolvedModel(clf, str(info.path) if info.path else None, str(info.version))
 
 
 def scan_context(
@@ -256,24 +265,24 @@ def scan_params(
     min_area_ha: float,
     unit_zoom_delta: int,
     int8_check: Int8Check | None,
-) -> dict:
-    """The params_json of a scan: how its tiles were framed and classified (the int8 check's figures included),
+) -> ScanParams:
+    """The params of a scan: how its tiles were framed and classified (the int8 check's figures included),
     and where its cache is."""
-    return {
-        "tile_px": context.tile_px,
-        "margin_px": context.margin_px,
-        "cell_px": context.cell_px,
-        "cells_per_tile": context.cells_per_tile,
-        "block_tiles": context.block_tiles,
-        "model_resolution_m_per_px": clf.resolution_m_per_px,
-        "tile_resolution_m_per_px": tile_res_m_per_px,
-        "model_path": context.model_path,
-        "cache_path": context.cache_path,
-        "min_area_ha": min_area_ha,
-        "unit_zoom_delta": unit_zoom_delta,
-        "int8": context.int8,
-        "int8_check": int8_check.to_dict() if int8_check is not None else None,
-    }
+    return ScanParams(
+        tile_px=context.tile_px,
+        margin_px=context.margin_px,
+        cell_px=context.cell_px,
+        cells_per_tile=context.cells_per_tile,
+        block_tiles=context.block_tiles,
+        model_resolution_m_per_px=clf.resolution_m_per_px,
+        tile_resolution_m_per_px=tile_res_m_per_px,
+        model_path=context.model_path,
+        cache_path=context.cache_path,
+        min_area_ha=min_area_ha,
+        unit_zoom_delta=unit_zoom_delta,
+        int8=context.int8,
+        int8_check=int8_check.to_dict() if int8_check is not None else None,
+    )
 
 
 def finish_scan(
@@ -358,7 +367,7 @@ def _run_locked(
 class _Job:
     """A scan made ready: the model, the workers' context, the scans row to create or resume, the pool size."""
 
-    clf: object
+    clf: Model
     context: ScanContext
     new_scan: NewScan
     workers: int
@@ -375,7 +384,8 @@ def _prepare(aoi: AOI, imagery: str, zoom: int, db_path: Path, settings: ScanSet
         )
     ref = ImageryRef(imagery, tuple(settings.source_options.items()), settings.imagery_date)  # checks the date
     plan = plan_scan(aoi, zoom, max_tiles=settings.max_tiles)
-    clf, model_path, model_version = resolve_model(db_path, settings.model_path)
+    model = resolve_model(db_path, settings.model_path)
+    clf = model.clf
     int8, check = choose_precision(clf, settings.int8)
     cache_path = str(Path(settings.cache_path or default_cache_path(db_path)).resolve())
     source_id, source_spec, imagery_date = _probe_source(ref, cache_path, plan, clf, aoi)
@@ -384,8 +394,8 @@ def _prepare(aoi: AOI, imagery: str, zoom: int, db_path: Path, settings: ScanSet
         clf,
         imagery=ref,
         cache_path=cache_path,
-        model_path=model_path,
-        model_version=model_version,
+        model_path=model.path,
+        model_version=model.version,
         zoom=zoom,
         tile_res_m_per_px=tile_res,
         int8=int8,
@@ -395,15 +405,15 @@ def _prepare(aoi: AOI, imagery: str, zoom: int, db_path: Path, settings: ScanSet
     params = scan_params(
         context, clf, tile_res, min_area_ha=settings.min_area_ha, unit_zoom_delta=delta, int8_check=check
     )
-    if settings.imagery_credit:
-        params["imagery_credit"] = settings.imagery_credit  # shown on the public map instead of the imagery spec
+    if settings.imagery_credit:  # shown on the public map instead of the imagery spec
+        params = replace(params, imagery_credit=settings.imagery_credit)
     new_scan = NewScan(
         settings.name or default_scan_name(aoi),
         aoi.to_geojson(),
         source_spec,
         source_id,
         zoom,
-        model_version,
+        model.version,
         clf.threshold,
         params,
         plan.tiles,
@@ -480,23 +490,24 @@ def _open_scan(
     if scan_id is None:
         scan_id = create_scan(conn, new)
         say(f"scan {scan_id}: new, {new.tiles_total:,} tiles at zoom {new.zoom}")
-        return scan_id, False, False, int(new.params["unit_zoom_delta"])
+        return scan_id, False, False, int(new.params.unit_zoom_delta)
     # A resumed scan keeps its unit layout (its tiles' grids do not depend on it: see scan.worker.process_unit).
     prev = get_scan(conn, scan_id)
-    stored = json.loads(prev["params_json"] or "{}")
+    stored = prev.params
     if (
-        prev["status"] == "finished"
+        prev.status == "finished"
         and count_finished_tiles(conn, scan_id) >= new.tiles_total
-        and stored.get("min_area_ha") == settings.min_area_ha
+        and stored.min_area_ha == settings.min_area_ha
     ):
         # Nothing to do: keep the detections (and their ids, which reviews may refer to) as they are.
         say(f"scan {scan_id}: already complete")
         return scan_id, True, True, 0
-    stored["unit_zoom_delta"] = int(stored.get("unit_zoom_delta") or new.params["unit_zoom_delta"])
-    stored["min_area_ha"] = settings.min_area_ha
-    reopen_scan(conn, scan_id, stored, new.tiles_total)
+    delta = int(stored.unit_zoom_delta or new.params.unit_zoom_delta)
+    reopen_scan(
+        conn, scan_id, replace(stored, unit_zoom_delta=delta, min_area_ha=settings.min_area_ha), new.tiles_total
+    )
     say(f"scan {scan_id}: resuming")
-    return scan_id, True, False, stored["unit_zoom_delta"]
+    return scan_id, True, False, delta
 
 
 def _record(

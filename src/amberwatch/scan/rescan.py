@@ -23,6 +23,7 @@ from amberwatch.imagery.cache import TileCache, default_cache_path
 from amberwatch.imagery.mosaic import open_cached_source
 from amberwatch.imagery.types import ImageryRef, ground_resolution_m_per_px
 from amberwatch.model.registry import ModelRegistry
+from amberwatch.results.records import CORE_KEYS, Scan
 from amberwatch.results.store import (
     NewScan,
     TileRow,
@@ -54,21 +55,20 @@ class RescanOutcome:
     seconds: float
 
 
-def _parent_scan(conn: sqlite3.Connection, scan_id: int) -> sqlite3.Row:
-    row = get_scan(conn, scan_id)
-    if row["status"] != "finished":
+def _parent_scan(conn: sqlite3.Connection, scan_id: int) -> Scan:
+    scan = get_scan(conn, scan_id)
+    if scan.status != "finished":
         raise ConflictError(
-            f"scan {scan_id} is {row['status']!r}, not finished: finish it (run the same scan command again) first"
+            f"scan {scan_id} is {scan.status!r}, not finished: finish it (run the same scan command again) first"
         )
-    return row
+    return scan
 
 
-def _cache_file(parent: sqlite3.Row, cache_path, db_path: Path) -> Path:
+def _cache_file(parent: Scan, cache_path, db_path: Path) -> Path:
     """The tile cache the parent scan filled (or the one given); NotFoundError if it is gone."""
-    params = json.loads(parent["params_json"] or "{}")
-    cache_file = Path(cache_path or params.get("cache_path") or default_cache_path(db_path))
+    cache_file = Path(cache_path or parent.params.cache_path or default_cache_path(db_path))
     if not cache_file.exists():
-        raise NotFoundError(f"tile cache {str(cache_file)!r} of scan {parent['id']} does not exist; a rescan needs it")
+        raise NotFoundError(f"tile cache {str(cache_file)!r} of scan {parent.id} does not exist; a rescan needs it")
     return cache_file.resolve()
 
 
@@ -130,20 +130,19 @@ class _Layer:
 
 
 def _plan_layer(
-    conn: sqlite3.Connection, parent: sqlite3.Row, clf, info, cache_file: Path, min_area_ha: float | None
+    conn: sqlite3.Connection, parent: Scan, clf, info, cache_file: Path, min_area_ha: float | None
 ) -> _Layer:
     """The new layer's scans row, worker context and tiles, from the parent scan and the model version."""
-    scan_id, zoom = int(parent["id"]), int(parent["zoom"])
-    params = json.loads(parent["params_json"] or "{}")
+    scan_id, zoom, params = parent.id, parent.zoom, parent.params
     version = str(info.version)
     model_path = str(info.path) if info.version != 0 and info.path else None
-    aoi = aoi_from_geojson(json.loads(parent["aoi_geojson"]), name=parent["name"] or f"scan {scan_id}")
+    aoi = aoi_from_geojson(json.loads(parent.aoi_geojson), name=parent.name or f"scan {scan_id}")
     tile_res = float(
-        params.get("tile_resolution_m_per_px") or ground_resolution_m_per_px(float(aoi.geometry.centroid.y), zoom)
+        params.tile_resolution_m_per_px or ground_resolution_m_per_px(float(aoi.geometry.centroid.y), zoom)
     )
-    source_id = parent["imagery_source_id"]
+    source_id = parent.imagery_source_id
     # The parent's precision, if the new model has int8 and it passes its check on this CPU.
-    int8, check = choose_precision(clf, bool(params.get("int8", False)) and clf.has_int8)
+    int8, check = choose_precision(clf, params.int8 and clf.has_int8)
     context = scan_context(
         clf,
         imagery=ImageryRef(f"cache:{source_id}"),  # never opened: _rescan_tiles seeds the cache-only source
@@ -154,13 +153,11 @@ def _plan_layer(
         tile_res_m_per_px=tile_res,
         int8=int8,
     )
-    min_area = float(min_area_ha if min_area_ha is not None else params.get("min_area_ha", DEFAULT_MIN_AREA_HA))
-    unit_delta = int(params.get("unit_zoom_delta", DEFAULT_UNIT_ZOOM_DELTA))
-    new_params = {
-        **params,
-        **scan_params(context, clf, tile_res, min_area_ha=min_area, unit_zoom_delta=unit_delta, int8_check=check),
-        "rescan_of": scan_id,
-    }
+    min_area = float(_first(min_area_ha, params.min_area_ha, DEFAULT_MIN_AREA_HA))
+    unit_delta = int(_first(params.unit_zoom_delta, DEFAULT_UNIT_ZOOM_DELTA))
+    framing = scan_params(context, clf, tile_res, min_area_ha=min_area, unit_zoom_delta=unit_delta, int8_check=check)
+    # The parent's credit, warnings and any keys of other versions carry over; how tiles are framed does not.
+    new_params = replace(params, **{k: getattr(framing, k) for k in CORE_KEYS}, rescan_of=scan_id)
     parent_tiles = scan_tiles_at(conn, scan_id, zoom)
     # Empty and failed tiles of the parent are carried over as they were (a failed one keeps its error).
     copied = [
@@ -168,22 +165,27 @@ def _plan_layer(
         for t in parent_tiles
         if t.status != "done"
     ]
-    name = f"{parent['name'] or 'scan ' + str(scan_id)} (model v{version})"
+    name = f"{parent.name or 'scan ' + str(scan_id)} (model v{version})"
     new_scan = NewScan(
         name,
-        parent["aoi_geojson"],
-        parent["imagery"],
+        parent.aoi_geojson,
+        parent.imagery,
         source_id,
         zoom,
         version,
         clf.threshold,
         new_params,
-        parent["tiles_total"],
+        parent.tiles_total,
         parent_scan_id=scan_id,
-        imagery_date=parent["imagery_date"],
+        imagery_date=parent.imagery_date,
     )
     done = {(t.x, t.y) for t in parent_tiles if t.status == "done"}
     return _Layer(new_scan, copied, done, aoi, context, unit_delta, min_area)
+
+
+def _first(*values: float | None) -> float | None:
+    """The first value that is not None (a stored 0 counts)."""
+    return next((v for v in values if v is not None), None)
 
 
 def _rescan_tiles(conn: sqlite3.Connection, new_id: int, layer: _Layer, clf) -> tuple[int, int]:

@@ -6,7 +6,6 @@ model the scan used, so every query lives in the same space as the tiles (``resu
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -71,14 +70,14 @@ def find_similar(db_path: str | os.PathLike[str], request: SimilarRequest) -> li
 def _embed_images(db_path, conn, scan_id: int, images: Sequence[str]) -> np.ndarray:
     """Embeddings of image files (at the examples' resolution) by the model the scan used."""
     scan = get_scan(conn, scan_id)
-    model_path = json.loads(scan["params_json"] or "{}").get("model_path")
+    model_path = scan.params.model_path
     if model_path and Path(model_path).exists():
         model = load_model(model_path)
     else:
         with ModelRegistry.open(db_path) as registry:
-            model = registry.load(scan["model_version"])
+            model = registry.load(scan.model_version)
     if not getattr(model, "embedding_dims", 0):
-        raise ModelError(f"model v{scan['model_version']} of scan {scan_id} has no embedding to compare images with")
+        raise ModelError(f"model v{scan.model_version} of scan {scan_id} has no embedding to compare images with")
     chips = []
     for name in images:
         try:

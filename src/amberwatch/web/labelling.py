@@ -167,7 +167,7 @@ def uncertain_items(conn: sqlite3.Connection, scan_id: int, limit: int = 20) -> 
     The items are detections and grid cells.
     """
     scan = get_scan(conn, scan_id)
-    thr = float(scan["model_threshold"])
+    thr = float(scan.model_threshold)
     done = _done_keys(conn, scan_id)
     heap: list[tuple[float, str, Item]] = []
 
@@ -181,18 +181,10 @@ def uncertain_items(conn: sqlite3.Connection, scan_id: int, limit: int = 20) -> 
             heapq.heapreplace(heap, entry)
 
     for d in query_detections(conn, scan_id=scan_id):
-        offer(
-            Item(
-                f"d{d['id']}",
-                scan_id,
-                float(d["mean_prob"]),
-                LngLatBbox(d["west"], d["south"], d["east"], d["north"]),
-                d["capture_date"],
-            )
-        )
+        offer(Item(f"d{d.id}", scan_id, d.mean_prob, d.bbox, d.capture_date))
     for t in grid_tiles(conn, scan_id, min_max_prob=thr - CELL_MARGIN):
-        n = int(t["grid_cells"])
-        grid = np.frombuffer(bytes(t["grid"]), dtype=np.uint8)
+        n = int(t.grid_cells)
+        grid = np.frombuffer(bytes(t.grid), dtype=np.uint8)
         if grid.size != n * n:
             continue
         dist = np.abs(grid.astype(np.float32) / 255.0 - thr)
@@ -201,16 +193,8 @@ def uncertain_items(conn: sqlite3.Connection, scan_id: int, limit: int = 20) -> 
             if dist[idx] > CELL_MARGIN:
                 break
             row, col = divmod(int(idx), n)
-            key = f"c{scan_id}/{t['z']}/{t['x']}/{t['y']}/{row}/{col}"
-            offer(
-                Item(
-                    key,
-                    scan_id,
-                    float(grid[idx]) / 255.0,
-                    cell_bbox(t["z"], t["x"], t["y"], row, col, n),
-                    t["capture_date"],
-                )
-            )
+            key = f"c{scan_id}/{t.z}/{t.x}/{t.y}/{row}/{col}"
+            offer(Item(key, scan_id, float(grid[idx]) / 255.0, cell_bbox(t.z, t.x, t.y, row, col, n), t.capture_date))
     return [e[2] for e in sorted(heap, reverse=True)], thr
 
 
@@ -282,22 +266,16 @@ def item_for_key(conn: sqlite3.Connection, key: str) -> Item:
         if not found:
             raise NotFoundError(f"detection {parsed[1]} of chip {key!r} does not exist")
         d = found[0]
-        return Item(
-            key,
-            int(d["scan_id"]),
-            float(d["mean_prob"]),
-            LngLatBbox(d["west"], d["south"], d["east"], d["north"]),
-            d["capture_date"],
-        )
+        return Item(key, d.scan_id, d.mean_prob, d.bbox, d.capture_date)
     _, scan_id, z, x, y, row, col = parsed
     t = tile_grid(conn, scan_id, z, x, y)
-    if t is None or not t["grid_cells"] or t["grid"] is None:
+    if t is None or not t.grid_cells or t.grid is None:
         raise NotFoundError(f"tile {z}/{x}/{y} of chip {key!r} has no probability grid in scan {scan_id}")
-    n = int(t["grid_cells"])
+    n = int(t.grid_cells)
     if not (0 <= row < n and 0 <= col < n):
         raise NotFoundError(f"cell {row}/{col} of chip {key!r} is outside the {n}x{n} grid")
-    prob = float(np.frombuffer(bytes(t["grid"]), dtype=np.uint8)[row * n + col]) / 255.0
-    return Item(key, scan_id, prob, cell_bbox(z, x, y, row, col, n), t["capture_date"])
+    prob = float(np.frombuffer(bytes(t.grid), dtype=np.uint8)[row * n + col]) / 255.0
+    return Item(key, scan_id, prob, cell_bbox(z, x, y, row, col, n), t.capture_date)
 
 
 def _tile_item(conn: sqlite3.Connection, scan_id: int, z: int, x: int, y: int, reason: str | None = None) -> Item:
@@ -305,10 +283,10 @@ def _tile_item(conn: sqlite3.Connection, scan_id: int, z: int, x: int, y: int, r
     t = tile_grid(conn, scan_id, z, x, y)
     if t is None:
         raise NotFoundError(f"tile {z}/{x}/{y} is not a tile of scan {scan_id}")
-    n = int(t["grid_cells"] or 0)
-    grid = bytes(t["grid"]) if t["grid"] is not None else b""
+    n = int(t.grid_cells or 0)
+    grid = bytes(t.grid) if t.grid is not None else b""
     prob = float(max(grid)) / 255.0 if n and len(grid) == n * n else None
-    return Item(f"t{scan_id}/{z}/{x}/{y}", scan_id, prob, tile_bbox(z, x, y), t["capture_date"], reason=reason)
+    return Item(f"t{scan_id}/{z}/{x}/{y}", scan_id, prob, tile_bbox(z, x, y), t.capture_date, reason=reason)
 
 
 def item_chip(conn: sqlite3.Connection, cache: TileCache, item: Item) -> np.ndarray:
@@ -318,7 +296,7 @@ def item_chip(conn: sqlite3.Connection, cache: TileCache, item: Item) -> np.ndar
     if item.kind == "example":
         return ExampleStore(conn).pixels(int(item.key[1:]))
     scan = get_scan(conn, item.scan_id)
-    pixels = render_from_cache(cache, scan["imagery_source_id"], item.chip_bbox, int(scan["zoom"]))
+    pixels = render_from_cache(cache, scan.imagery_source_id, item.chip_bbox, scan.zoom)
     if pixels is None:
         raise NotFoundError(f"no cached imagery for chip {item.key!r}")
     return pixels
@@ -332,7 +310,7 @@ def item_view(conn: sqlite3.Connection, cache: TileCache, item: Item) -> np.ndar
     if item.kind == "example":
         return ExampleStore(conn).pixels(int(item.key[1:]))
     scan = get_scan(conn, item.scan_id)
-    image = render_view(cache, scan["imagery_source_id"], item.bbox, int(scan["zoom"]))
+    image = render_view(cache, scan.imagery_source_id, item.bbox, scan.zoom)
     if image is None:
         raise NotFoundError(f"no cached imagery around chip {item.key!r}")
     return image.pixels
@@ -428,7 +406,7 @@ def queue_tiles(conn: sqlite3.Connection, scan_id: int, tiles: Sequence[str], *,
         raise InvalidInputError(f"queue source {source!r} must be 1-32 lower-case letters, digits, _ or -")
     if not tiles or len(tiles) > MAX_QUEUE_TILES:
         raise InvalidInputError(f"send 1..{MAX_QUEUE_TILES} tiles to the labelling queue, got {len(tiles)}")
-    zoom = int(get_scan(conn, scan_id)["zoom"])
+    zoom = get_scan(conn, scan_id).zoom
     keys = []
     for tile in tiles:
         m = _TILE_RE.match(str(tile))
@@ -489,7 +467,7 @@ def _confirmed_query(conn: sqlite3.Connection, vectors: ScanVectors) -> tuple[li
     ids = confirmed_detection_ids(conn)
     like, centres = [], []
     for d in query_detections(conn, ids=ids) if ids else []:
-        rows = tiles_under(vectors, (d["west"], d["south"], d["east"], d["north"]))
+        rows = tiles_under(vectors, d.bbox.as_tuple())
         if rows:
             like.append(vectors.vectors[rows])
             centres.extend(tile_centre(vectors.zoom, *(int(v) for v in vectors.xy[r])) for r in rows)
@@ -515,7 +493,7 @@ def like_items(
 
     The note (else None) says why no tile could be ranked: no confirmed site yet, or no embeddings in the scan.
     """
-    thr = float(get_scan(conn, scan_id)["model_threshold"])
+    thr = float(get_scan(conn, scan_id).model_threshold)
     done = _done_keys(conn, scan_id)
     items = _queued_items(conn, scan_id, done, limit)
     info: dict = {"queued": len(items), "confirmed": 0, "note": None}

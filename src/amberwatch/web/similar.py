@@ -79,9 +79,9 @@ def similar_places(
 
 def _one_scan(conn: sqlite3.Connection, detection_ids: Sequence[int]) -> int:
     """The scan of the first detection; NotFoundError / InvalidInputError naming a missing or foreign one."""
-    scan_id = int(get_detection(conn, detection_ids[0])["scan_id"])
+    scan_id = get_detection(conn, detection_ids[0]).scan_id
     for detection_id in detection_ids[1:]:
-        other = int(get_detection(conn, detection_id)["scan_id"])
+        other = get_detection(conn, detection_id).scan_id
         if other != scan_id:
             raise InvalidInputError(
                 f"detection {detection_id} belongs to scan {other}, not scan {scan_id}: query one scan's detections"

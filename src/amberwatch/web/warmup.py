@@ -11,7 +11,7 @@ from amberwatch.db import connect
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.overview import build_overviews
 from amberwatch.results.places import describe_place
-from amberwatch.results.store import get_scan, scan_layers
+from amberwatch.results.store import scan_layers
 from amberwatch.web.layers import aoi_bounds, overview_zoom
 
 log = logging.getLogger(__name__)
@@ -23,10 +23,9 @@ def scan_pyramids(db_path: str | os.PathLike[str]) -> list[tuple[str, int, int]]
     try:
         out: dict[tuple[str, int], int] = {}
         for layer in scan_layers(conn):
-            if layer.get("imagery_source_id") is None or layer.get("zoom") is None:
-                continue
-            key = (str(layer["imagery_source_id"]), int(layer["zoom"]))
-            min_z = overview_zoom(key[1], aoi_bounds(get_scan(conn, layer["id"])["aoi_geojson"]))
+            scan = layer.scan
+            key = (scan.imagery_source_id, scan.zoom)
+            min_z = overview_zoom(key[1], aoi_bounds(scan.aoi_geojson))
             out[key] = min(out.get(key, key[1]), min_z if min_z is not None else key[1])
     finally:
         conn.close()

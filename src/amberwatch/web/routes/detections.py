@@ -21,7 +21,7 @@ from amberwatch.results.public import (
     without_removed,
 )
 from amberwatch.results.store import detection_thumbnail as stored_thumbnail
-from amberwatch.results.store import get_scan, scan_exists, scan_layers
+from amberwatch.results.store import scan_exists, scan_layers
 from amberwatch.review.chips import detection_chip
 from amberwatch.review.feedback import record_feedback, removed_after_review, review_states
 from amberwatch.web.deps import get_cache, get_client, get_conn
@@ -67,13 +67,11 @@ def list_scans(conn: sqlite3.Connection = Depends(get_conn)) -> dict:
     scans = []
     removed = removed_after_review(conn)
     for s in scan_layers(conn):
-        row = get_scan(conn, s["id"])
-        layer = without_removed(public_layer(s, row["params_json"]), removed.get(int(s["id"]), (0, 0.0)))
-        layer["scanned_bounds"] = aoi_bounds(row["aoi_geojson"])
-        layer["overview_min_zoom"] = overview_zoom(s["zoom"], layer["scanned_bounds"])
-        layer["bounds"] = [s[k] for k in ("west", "south", "east", "north")]
-        if layer["bounds"][0] is None:
-            layer["bounds"] = layer["scanned_bounds"]
+        layer = without_removed(public_layer(s), removed.get(s.scan.id, (0, 0.0)))
+        layer["scanned_bounds"] = aoi_bounds(s.scan.aoi_geojson)
+        layer["overview_min_zoom"] = overview_zoom(s.scan.zoom, layer["scanned_bounds"])
+        found = s.detections_bbox
+        layer["bounds"] = list(found.as_tuple()) if found is not None else layer["scanned_bounds"]
         scans.append(layer)
     return {"scans": scans}
 

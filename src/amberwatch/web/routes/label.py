@@ -86,7 +86,7 @@ def queue(
             "sample_id": sample,
             "threshold": None,
             "labelled": reviewed,
-            "items": items_as_dicts(items, None, int(get_scan(conn, scan_id)["zoom"])),
+            "items": items_as_dicts(items, None, get_scan(conn, scan_id).zoom),
         }
     if mode not in QUEUE_MODES:
         raise InvalidInputError(f"unknown queue mode {mode!r}: expected one of {', '.join(QUEUE_MODES)}")
@@ -101,7 +101,7 @@ def queue(
         "mode": mode,
         "threshold": thr,
         "labelled": labelled_count(conn, scan_id),
-        "items": items_as_dicts(items, thr, int(get_scan(conn, scan_id)["zoom"])),
+        "items": items_as_dicts(items, thr, get_scan(conn, scan_id).zoom),
         **info,
     }
 

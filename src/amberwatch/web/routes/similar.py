@@ -50,7 +50,7 @@ def tile_chip_jpeg(
     cache: TileCache = Depends(get_cache),
 ) -> Response:
     """JPEG of the tile and a margin of its neighbours from the scan's imagery in the tile cache (404 when none)."""
-    source_id = get_scan(conn, scan_id)["imagery_source_id"]
+    source_id = get_scan(conn, scan_id).imagery_source_id
     return Response(
         encode_jpeg(tile_chip(cache, source_id, z, x, y)),
         media_type="image/jpeg",
