@@ -829,7 +829,8 @@ def _mosaic_windows(
     cache, prep = cached
     n = FEATURE_DIM + len(std_columns(recipe.feature_std_stages))
     key = hashlib.sha256("|".join(sha for sha, _ in images).encode()).hexdigest()
-    prep = f"{prep}|mosaic-windows-{SLOT_PX}px-stride{WINDOW_STRIDE_CELLS}|{recipe.window_cells}"
+    scan = (recipe.feature_std_stages, recipe.cell_px, recipe.window_cells, recipe.halo_px, recipe.chunk_px)
+    prep = f"{prep}|mosaic-windows-{SLOT_PX}px-stride{WINDOW_STRIDE_CELLS}|{scan}"
     have = cache.get(prep, key) if cache is not None else {}
     if not {0, 1} <= set(have):
         mosaic = calibration_mosaic([im for _, im in images])
