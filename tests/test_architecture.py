@@ -148,6 +148,9 @@ def test_table_owners_return_typed_records_not_sqlite_rows():
 SIBLING_SUFFIXES = ("-tiles.sqlite", "-tiles.mbtiles", "-features.sqlite", "-models", "-scan-")
 # Migrations run through a Project (or migrate_component on a bare connection); the tile cache migrates its own file.
 MIGRATE_CALLERS = {"project.py", "imagery/cache.py"}
+# Area-sample functions over a bare connection still make their tables themselves (the web app's label routes and
+# tests rely on it); their commands migrate through a Project first. To go: the web app migrating the area component.
+ENSURE_CALLERS_ALLOWED = {"results/sampling.py", "results/area_review.py"}
 
 
 def _called(tree: ast.AST) -> tuple[set[str], set[str]]:
@@ -169,7 +172,6 @@ def test_migrations_and_sibling_paths_belong_to_the_project_module():
             ]
         if rel not in MIGRATE_CALLERS and "migrate" in functions:
             bad.append(f"{rel} calls db.migrate")
-        bad += [
-            f"{rel} calls {name}" for name in ("ensure_schema", "ensure_area_schema") if name in functions | methods
-        ]
+        if rel not in ENSURE_CALLERS_ALLOWED:
+            bad += [f"{rel} calls {n}" for n in ("ensure_schema", "ensure_area_schema") if n in functions | methods]
     assert not bad, "\n".join(bad)
