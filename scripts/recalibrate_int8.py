@@ -1,7 +1,8 @@
 """Measure a pretrained model's int8 calibration again with this amberwatch's quantization, keeping its ranges.
 
-The head, threshold and ranges stay as they are; the logit shift, the check chips and their recorded
-mean |int8 - fp32| logit are measured on the model's calibration images (the lowest-sha256 training chips).
+The head, threshold and ranges stay as they are; the int8 logit correction (a ridge row fitted on the scan windows
+of a mosaic of the model's calibration images, the lowest-sha256 training chips), the check chips and their recorded
+mean |int8 - fp32| logit after the correction are measured again.
 Run it after the quantization changes (backbone_onnx.QUANTIZATION), e.g. on the bundled model:
 
     python scripts/recalibrate_int8.py --data ../shared/data/texty-amber --boxes scripts/data/texty_tile_boxes.csv
@@ -36,10 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     passes = calibration_passes(images, clf.recipe, clf.int8.ranges)
     before, clf.int8 = clf.int8, passes.calibration(clf.head)
     clf.save(args.out or args.model)
+    rows = "" if clf.int8.logit_weights is None else f", a correction row on {len(passes.windows_int8)} windows"
     print(
         f"{len(images)} calibration chips: logit shift {before.logit_shift:+.3f} ({before.quantization}) -> "
-        f"{clf.int8.logit_shift:+.3f} ({clf.int8.quantization}); check: {len(clf.int8.check_images)} chips, "
-        f"mean |int8 - fp32| logit {clf.int8.check_dlogit:.3f}"
+        f"{clf.int8.logit_shift:+.3f} ({clf.int8.quantization}{rows}); check: {len(clf.int8.check_images)} chips, "
+        f"mean |int8 - fp32| logit {before.check_dlogit or float('nan'):.3f} -> {clf.int8.check_dlogit:.3f}"
     )
     return 0
 

@@ -261,8 +261,9 @@ def test_int8_scan_finds_the_same_pits_and_says_so_in_its_params(tile_server, tm
         assert params["int8"] is (name == "int8")
     assert "int8 check passed on this CPU" in run(*args, "--new").output
     assert area["int8"][0] > 0 and area["fp32"][0] > 0
-    # Measured 1.76 ha int8, 1.86 fp32 (-5.4%); the old 8-bit weights gave 1.67 even where exact (RESULTS.md).
-    assert abs(area["int8"][1] - area["fp32"][1]) <= 0.08 * area["fp32"][1], area
+    # Measured 1.81 ha int8, 1.86 fp32 (-2.7 %) with the int8 logit correction; 1.76 (-5.4 %) with the chips'
+    # shift alone, 1.67 with the old 8-bit weights even where exact (RESULTS.md rounds 10-11).
+    assert abs(area["int8"][1] - area["fp32"][1]) <= 0.05 * area["fp32"][1], area
 
 
 @pytest.mark.slow

@@ -57,7 +57,8 @@ class Int8Check:
         }
 
 
-def mean_abs_dlogit(fp32_logits: np.ndarray, int8_logits: np.ndarray, logit_shift: float) -> float:
-    """Mean |int8 - fp32| logit, the int8 logits' mean shift (as the scan takes it off) removed."""
+def mean_abs_dlogit(fp32_logits: np.ndarray, int8_logits: np.ndarray, logit_shift: float | np.ndarray) -> float:
+    """Mean |int8 - fp32| logit, the int8 logits' correction (as the scan takes it off: a shift, or one per chip)
+    removed."""
     diff = np.asarray(int8_logits, dtype=np.float64) - logit_shift - np.asarray(fp32_logits, dtype=np.float64)
     return float(np.mean(np.abs(diff))) if diff.size else 0.0

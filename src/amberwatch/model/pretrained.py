@@ -40,6 +40,7 @@ from amberwatch.model.dataset import TEXTY_RESOLUTION_M_PER_PX, ChipSet
 from amberwatch.model.features import DIHEDRAL_VIEWS, FeatureCache, chip_features, dihedral, prep_key, rescale
 from amberwatch.model.head import HEADS, Head, MlpSettings, blend_heads, fit_linear, fit_mlp_parts
 from amberwatch.model.int8_check import CHECK_CHIPS, Int8Check, mean_abs_dlogit
+from amberwatch.model.int8_correction import SLOT_PX, WINDOW_STRIDE_CELLS, calibration_mosaic, fit_correction
 from amberwatch.model.limits import check_limits
 from amberwatch.model.processes import map_in_processes
 from amberwatch.model.windows import box_mean, box_mean_2x, inner_cells
@@ -128,22 +129,51 @@ class Int8Calibration:
     they cause, and a few calibration chips with how far int8 was from fp32 on them where it was calibrated."""
 
     ranges: dict[str, list[float]]  # ONNX tensor -> [min, max] (MinMax calibration on training chips)
-    logit_shift: float  # mean (int8 - fp32) logit on the calibration chips, taken off the scan's logits
+    # Mean (int8 - fp32) logit taken off the scan's logits: on the calibration chips, or with logit_weights the
+    # mean over the windows the correction was fitted on.
+    logit_shift: float
     chips: int = 0
     quantization: str = "u8s8-w8"  # how the shift was measured (files before QUANTIZATION: 8-bit weights)
     check_dlogit: float | None = None  # mean |int8 - fp32| logit on check_images where it was calibrated
     check_images: tuple[np.ndarray, ...] = field(default=(), compare=False, repr=False)  # HxWx3 uint8 chips
+    # The int8 logit correction (model.int8_correction): logit_shift + (x - logit_centre) @ logit_weights is taken
+    # off the int8 logit of features x. Files without it take off logit_shift alone.
+    logit_weights: np.ndarray | None = field(default=None, compare=False, repr=False)  # (features,) float32
+    logit_centre: np.ndarray | None = field(default=None, compare=False, repr=False)  # (features,) float32
 
     def to_payload(self) -> dict:
-        """Model-file entries: plain values, the check chips as uint8 tensors."""
-        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "check_images"}
-        return {**d, "check_images": [torch.from_numpy(np.ascontiguousarray(im)) for im in self.check_images]}
+        """Model-file entries: plain values, the check chips and the correction's vectors as tensors."""
+        arrays = ("check_images", "logit_weights", "logit_centre")
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in arrays}
+        d["check_images"] = [torch.from_numpy(np.ascontiguousarray(im)) for im in self.check_images]
+        if self.logit_weights is not None:
+            d["logit_weights"] = torch.from_numpy(np.asarray(self.logit_weights, dtype=np.float32).copy())
+            d["logit_centre"] = torch.from_numpy(np.asarray(self.logit_centre, dtype=np.float32).copy())
+        return d
 
     @classmethod
     def from_payload(cls, d: dict) -> Int8Calibration:
-        """Inverse of to_payload; files before the check have no check chips."""
-        images = tuple(np.asarray(t, dtype=np.uint8) for t in d.get("check_images", ()))
-        return cls(**{**{k: v for k, v in d.items() if k != "check_images"}, "check_images": images})
+        """Inverse of to_payload; files before the check have no check chips, before the correction no weights."""
+        out = {k: v for k, v in d.items() if k not in ("logit_weights", "logit_centre")}
+        out["check_images"] = tuple(np.asarray(t, dtype=np.uint8) for t in d.get("check_images", ()))
+        if "logit_weights" in d:
+            out["logit_weights"] = np.asarray(d["logit_weights"], dtype=np.float32)
+            out["logit_centre"] = np.asarray(d["logit_centre"], dtype=np.float32)
+        return cls(**out)
+
+    @property
+    def offset(self) -> float:
+        """The constant part of the correction: logit_shift, less logit_centre @ logit_weights when there are any."""
+        if self.logit_weights is None:
+            return self.logit_shift
+        return self.logit_shift - float(np.dot(self.logit_centre.astype(np.float64), self.logit_weights))
+
+    def correction(self, int8_features: np.ndarray) -> float | np.ndarray:
+        """What is taken off the int8 logits of (N, features) int8 pooled features: logit_shift without weights."""
+        if self.logit_weights is None:
+            return self.logit_shift
+        x = np.asarray(int8_features, dtype=np.float64) - self.logit_centre
+        return self.logit_shift + x @ self.logit_weights.astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -202,12 +232,22 @@ class PretrainedClassifier(VersionedModel):
         self.embedding = embedding
         if embedding is not None and embedding.weight.shape[1:] != (FEATURE_DIM,):
             raise ModelError(f"embedding weight has shape {embedding.weight.shape}, expected (dims, {FEATURE_DIM})")
-        # The head's first layer on the means, then the embedding's rows: both are linear, so one pass gives every
-        # cell both.
-        columns = [head.hidden_w[:, :FEATURE_DIM].T] + ([embedding.weight.T] if embedding is not None else [])
-        w = torch.from_numpy(np.ascontiguousarray(np.concatenate(columns, axis=1), dtype=np.float32))
-        self._stage_w = list(torch.split(w, list(STAGE_CHANNELS)))
-        self._std_blocks = _std_blocks(head.hidden_w[:, FEATURE_DIM:], recipe.feature_std_stages, self.cell_px)
+        weights = None if int8 is None else int8.logit_weights
+        if weights is not None and weights.shape != (n_features,):
+            raise ModelError(f"int8 logit correction has shape {weights.shape}, expected ({n_features},)")
+        self._set_first_layer(False)
+
+    def _set_first_layer(self, int8: bool) -> None:
+        """The scan's weights: the head's first layer (in an int8 scan, then the int8 correction's row) on the means,
+        then the embedding's rows, all linear, so one pass gives every cell all of them; and the std blocks."""
+        first = self.head.hidden_w
+        if int8 and self.int8 is not None and self.int8.logit_weights is not None:
+            first = np.concatenate([first, self.int8.logit_weights[None].astype(np.float32)])
+        self._rows = len(first)  # first-layer rows of the per-cell maps (the head's, and the correction's)
+        extra = [self.embedding.weight.T] if self.embedding is not None else []
+        w = np.ascontiguousarray(np.concatenate([first[:, :FEATURE_DIM].T, *extra], axis=1), dtype=np.float32)
+        self._stage_w = list(torch.split(torch.from_numpy(w), list(STAGE_CHANNELS)))
+        self._std_blocks = _std_blocks(first[:, FEATURE_DIM:], self.recipe.feature_std_stages, self.cell_px)
 
     @property
     def embedding_dims(self) -> int:
@@ -340,6 +380,7 @@ class PretrainedClassifier(VersionedModel):
         if on and self.int8 is None:
             raise ModelError(f"model v{self.version} has no int8 calibration: retrain it to scan with --int8")
         self.use_int8, self._fast = bool(on), None
+        self._set_first_layer(self.use_int8)
 
     def check_int8(self) -> Int8Check:
         """int8 against fp32 on this CPU, on the check chips the model file carries (measured once per model)."""
@@ -361,7 +402,7 @@ class PretrainedClassifier(VersionedModel):
         with_std = bool(self.recipe.feature_std_stages)
         pairs = [_twin_features(im, sessions, self.recipe.border_px, with_std) for im in cal.check_images]
         fp32, int8 = (select_features(np.stack(side), self.recipe.feature_std_stages) for side in zip(*pairs))
-        here = mean_abs_dlogit(self.head.logits(fp32), self.head.logits(int8), cal.logit_shift)
+        here = mean_abs_dlogit(self.head.logits(fp32), self.head.logits(int8), cal.correction(int8))
         return Int8Check(len(pairs), here, cal.check_dlogit)
 
     def _scan_backbone(self) -> OnnxBackbone:
@@ -427,23 +468,16 @@ class PretrainedClassifier(VersionedModel):
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """predict_grid's P(mining) per cell, and the (dims, H/cell, W/cell) per-cell embedding values (or None),
         both for the cells at least margin_cells from the image's edges only (a scan's context is not scored)."""
-        maps, moments = self.cell_maps(image)
-        k, head, m = self.recipe.window_cells, self.head, margin_cells
-        hidden, rows = head.hidden, len(self._stage_w[0][0])
-        shift = self.int8.logit_shift if self._fast.int8 else 0.0  # cell_maps made _fast
-        h, w = maps.shape[1:]
-        inner_cells(h, w, m)  # a named error before any work
-        z = torch.empty(hidden, h - 2 * m, w - 2 * m)
-        for c0 in range(0, hidden, _CHANNEL_CHUNK):
-            z[c0 : c0 + _CHANNEL_CHUNK] = box_mean(maps[c0 : min(hidden, c0 + _CHANNEL_CHUNK)], k, torch.float32, m)
-        z += torch.from_numpy(head.hidden_b)[:, None, None]
-        cells = maps[hidden:rows, m : h - m, m : w - m].clone() if self.embedding is not None else None
-        del maps  # the first layer's maps are in z now: freed before the deviations' temporaries
-        if self.recipe.feature_std_stages:
-            self._add_std_part(z, moments, k, (h, w), m)
+        z, cells = self._first_layer(image, margin_cells)
+        head = self.head
+        shift = self.int8.offset if self._fast.int8 else 0.0  # cell_maps made _fast
+        # An int8 scan's correction row is linear in the window's features: taken off the logit, outside the ReLU.
+        z, correction = (z[: head.hidden], z[head.hidden]) if len(z) > head.hidden else (z, None)
         if head.relu:
             z.clamp_(min=0)
         logits = torch.einsum("jhw,j->hw", z, torch.from_numpy(head.out_w)) + (head.out_b - shift)
+        if correction is not None:
+            logits -= correction
         probs = torch.sigmoid(logits).numpy().astype(np.float32)
         if self.embedding is None or cells is None:
             return probs, None
@@ -451,6 +485,23 @@ class PretrainedClassifier(VersionedModel):
         if self.embedding.logit_scale:  # each cell's window logit stands for the tile's when averaged over it
             cells = np.concatenate([cells, self.embedding.logit_scale * logits.numpy()[None]])
         return probs, cells
+
+    def _first_layer(self, image: np.ndarray, margin_cells: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The first layer's rows (the head's, biases added, then an int8 scan's correction row) of every window at
+        least margin_cells from the image's edges, and those cells' per-cell embedding values (or None)."""
+        maps, moments = self.cell_maps(image)
+        k, m, n = self.recipe.window_cells, margin_cells, self._rows
+        h, w = maps.shape[1:]
+        inner_cells(h, w, m)  # a named error before any work
+        z = torch.empty(n, h - 2 * m, w - 2 * m)
+        for c0 in range(0, n, _CHANNEL_CHUNK):
+            z[c0 : c0 + _CHANNEL_CHUNK] = box_mean(maps[c0 : min(n, c0 + _CHANNEL_CHUNK)], k, torch.float32, m)
+        z[: self.head.hidden] += torch.from_numpy(self.head.hidden_b)[:, None, None]
+        cells = maps[n : len(self._stage_w[0][0]), m : h - m, m : w - m].clone() if self.embedding is not None else None
+        del maps  # the first layer's maps are in z now: freed before the deviations' temporaries
+        if self.recipe.feature_std_stages:
+            self._add_std_part(z, moments, k, (h, w), m)
+        return z, cells
 
     def tile_embedding(self, cell_embeddings: np.ndarray, row: int, col: int, cells: int) -> bytes:
         """float16 bytes of a tile's embedding: the mean of its cells' values from grid_and_cell_embeddings + bias."""
@@ -699,21 +750,29 @@ def calibration_images(data: ChipSet, recipe: PretrainedRecipe, n: int = 200) ->
 
 @dataclass(frozen=True)
 class CalibrationPasses:
-    """The head-independent part of an int8 calibration: ranges and both backbones' features of the images."""
+    """The head-independent part of an int8 calibration: ranges, both backbones' features of the images, and of a
+    subsample of the scan windows of a mosaic of them (int8_correction)."""
 
     ranges: dict[str, list[float]]
     fp32: np.ndarray  # (n, features) through the fp32 backbone
     int8: np.ndarray  # (n, features) through the int8 backbone built with `ranges`
     check_images: tuple[np.ndarray, ...] = field(default=(), compare=False, repr=False)  # the first images' pixels
+    windows_fp32: np.ndarray | None = field(default=None, compare=False, repr=False)  # (windows, features)
+    windows_int8: np.ndarray | None = field(default=None, compare=False, repr=False)  # the same windows, int8
 
     def calibration(self, head: Head) -> Int8Calibration:
-        """The Int8Calibration of a head: these ranges, the mean int8 - fp32 logit over the images, and the check
-        chips with their mean |int8 - fp32| logit (what a scan compares with on its own CPU)."""
+        """The Int8Calibration of a head: these ranges, the int8 logit correction fitted on the windows (without
+        windows: the mean int8 - fp32 logit over the images), and the check chips with their mean |int8 - fp32|
+        logit after the correction (what a scan compares with on its own CPU)."""
         fp32, int8 = head.logits(self.fp32), head.logits(self.int8)
-        shift = float(np.mean(int8 - fp32))
+        cal = Int8Calibration(self.ranges, float(np.mean(int8 - fp32)), len(self.fp32), QUANTIZATION)
+        if self.windows_int8 is not None and len(self.windows_int8):
+            dlogit = head.logits(self.windows_int8) - head.logits(self.windows_fp32)
+            weights, centre, shift = fit_correction(self.windows_int8, dlogit)
+            cal = replace(cal, logit_shift=shift, logit_weights=weights, logit_centre=centre)
         n = len(self.check_images)
-        check = mean_abs_dlogit(fp32[:n], int8[:n], shift) if n else None
-        return Int8Calibration(self.ranges, shift, len(self.fp32), QUANTIZATION, check, self.check_images)
+        check = mean_abs_dlogit(fp32[:n], int8[:n], cal.correction(self.int8[:n])) if n else None
+        return replace(cal, check_dlogit=check, check_images=self.check_images)
 
 
 def calibration_passes(
@@ -722,7 +781,8 @@ def calibration_passes(
     ranges: dict[str, list[float]] | None = None,
 ) -> CalibrationPasses:
     """int8 activation ranges from the images (MinMax; given ranges are kept, unless they do not fit this export of
-    the backbone) and both backbones' features of each (sha256, image), cached under the ranges' digest."""
+    the backbone) and both backbones' features of each (sha256, image) and of their mosaic's scan windows, cached
+    under the ranges' digest."""
     backbone = load_backbone()
     if ranges is not None:
         try:
@@ -751,11 +811,55 @@ def _passes(
                 if cache is not None:
                     cache.put(prep, sha, have)
             pairs.append((have[0], have[1]))
+        windows = _mosaic_windows(images, recipe, backbone, ranges, (cache, prep))
     finally:
         if cache is not None:
             cache.close()
     fp32, int8 = (select_features(np.stack(side), recipe.feature_std_stages) for side in zip(*pairs))
-    return CalibrationPasses(ranges, fp32, int8, tuple(im for _, im in images[:CHECK_CHIPS]))
+    return CalibrationPasses(ranges, fp32, int8, tuple(im for _, im in images[:CHECK_CHIPS]), *windows)
+
+
+def _mosaic_windows(
+    images: Sequence[tuple[str, np.ndarray]],
+    recipe: PretrainedRecipe,
+    backbone: Backbone,
+    ranges: dict,
+    cached: tuple[FeatureCache | None, str],
+) -> tuple[np.ndarray, np.ndarray]:
+    """(windows, features) fp32 and int8 features of every WINDOW_STRIDE_CELLS-th scan window of the images'
+    calibration_mosaic, cached (under the images' sha256s) beside the images' own passes."""
+    cache, prep = cached
+    n = FEATURE_DIM + len(std_columns(recipe.feature_std_stages))
+    key = hashlib.sha256("|".join(sha for sha, _ in images).encode()).hexdigest()
+    scan = (recipe.feature_std_stages, recipe.cell_px, recipe.window_cells, recipe.halo_px, recipe.chunk_px)
+    prep = f"{prep}|mosaic-windows-{SLOT_PX}px-stride{WINDOW_STRIDE_CELLS}|{scan}"
+    have = cache.get(prep, key) if cache is not None else {}
+    if not {0, 1} <= set(have):
+        mosaic = calibration_mosaic([im for _, im in images])
+        sides = enumerate((None, ranges))  # fp32, int8
+        have = {view: window_features(mosaic, recipe, backbone, r, WINDOW_STRIDE_CELLS) for view, r in sides}
+        if cache is not None:
+            cache.put(prep, key, {view: a.ravel() for view, a in have.items()})
+    return have[0].reshape(-1, n), have[1].reshape(-1, n)
+
+
+def window_features(
+    image: np.ndarray,
+    recipe: PretrainedRecipe,
+    backbone: Backbone,
+    ranges: dict[str, list[float]] | None = None,
+    stride_cells: int = 1,
+) -> np.ndarray:
+    """(windows, features) pooled features of the windows a scan scores on an image, every stride_cells-th along
+    each axis, built as the scan builds them (its first layer with identity weights); int8 given ranges."""
+    n = FEATURE_DIM + len(std_columns(recipe.feature_std_stages))
+    zeros = np.zeros(n, dtype=np.float32)
+    identity = Head(np.eye(n, dtype=np.float32), zeros, zeros, 0.0, relu=False)
+    int8 = None if ranges is None else Int8Calibration(ranges, 0.0)
+    twin = PretrainedClassifier(identity, recipe, backbone=backbone, int8=int8)
+    twin.set_int8(ranges is not None)
+    z, _ = twin._first_layer(image, 0)
+    return np.ascontiguousarray(z[:, ::stride_cells, ::stride_cells].reshape(n, -1).T.numpy())
 
 
 def _twin_features(image: np.ndarray, sessions: Sequence[OnnxBackbone], border_px: int, with_std: bool) -> list:
