@@ -14,6 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "amberwatch"
 LAYERS: list[set[str]] = [
     {"errors"},
     {"options", "db"},
+    {"project"},
     {"imagery"},
     {"labels", "results"},
     {"model"},
@@ -140,4 +141,37 @@ def test_table_owners_return_typed_records_not_sqlite_rows():
                 bad.append(f"{rel}: {fn.name} has sqlite3.Row in its signature")
             elif rel in owners and fn.returns is None:
                 bad.append(f"{rel}: {fn.name} has no return annotation")
+    assert not bad, "\n".join(bad)
+
+
+# The files beside the project DB, by the suffix only project.py may put on its stem.
+SIBLING_SUFFIXES = ("-tiles.sqlite", "-tiles.mbtiles", "-features.sqlite", "-models", "-scan-")
+# Migrations run through a Project (or migrate_component on a bare connection); the tile cache migrates its own file.
+MIGRATE_CALLERS = {"project.py", "imagery/cache.py"}
+# Area-sample functions over a bare connection still make their tables themselves (the web app's label routes and
+# tests rely on it); their commands migrate through a Project first. To go: the web app migrating the area component.
+ENSURE_CALLERS_ALLOWED = {"results/sampling.py", "results/area_review.py"}
+
+
+def _called(tree: ast.AST) -> tuple[set[str], set[str]]:
+    """(names called as plain functions, names called as attributes) in the tree."""
+    calls = [n.func for n in ast.walk(tree) if isinstance(n, ast.Call)]
+    return {f.id for f in calls if isinstance(f, ast.Name)}, {f.attr for f in calls if isinstance(f, ast.Attribute)}
+
+
+def test_migrations_and_sibling_paths_belong_to_the_project_module():
+    """Only project.py derives the paths beside the project DB and runs db.migrate (the tile cache on its own file);
+    no module calls an owner's ensure_schema: commands open a Project, which migrates each component once."""
+    bad = []
+    for rel, path in _modules():
+        text = path.read_text(encoding="utf-8")
+        functions, methods = _called(ast.parse(text))
+        if rel != "project.py":
+            bad += [
+                f"{rel} derives a sibling path ({s!r})" for s in SIBLING_SUFFIXES if re.search(rf"[\"'}}]{s}", text)
+            ]
+        if rel not in MIGRATE_CALLERS and "migrate" in functions:
+            bad.append(f"{rel} calls db.migrate")
+        if rel not in ENSURE_CALLERS_ALLOWED:
+            bad += [f"{rel} calls {n}" for n in ("ensure_schema", "ensure_area_schema") if n in functions | methods]
     assert not bad, "\n".join(bad)

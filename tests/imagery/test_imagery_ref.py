@@ -9,10 +9,11 @@ import pytest
 
 from amberwatch.db import connect, migrate
 from amberwatch.errors import InvalidInputError
-from amberwatch.imagery.cache import MIGRATIONS, TileCache, default_cache_path
+from amberwatch.imagery.cache import MIGRATIONS, TileCache
 from amberwatch.imagery.open import open_ref, open_source
 from amberwatch.imagery.sources import spec_hash
 from amberwatch.imagery.types import ImageryRef, check_imagery_date
+from amberwatch.project import tile_cache_path
 
 from .conftest import tile_png
 from .test_local import write_utm_geotiff
@@ -82,12 +83,12 @@ def test_cache_migration_makes_old_sources_the_undated_ref_of_themselves(tmp_pat
 
 
 def test_the_cache_is_named_sqlite_and_an_old_project_keeps_its_mbtiles_named_cache(tmp_path):
-    assert default_cache_path(tmp_path / "new.db") == tmp_path / "new-tiles.sqlite"
+    assert tile_cache_path(tmp_path / "new.db") == tmp_path / "new-tiles.sqlite"
     old = tmp_path / "old-tiles.mbtiles"
     sqlite3.connect(old).close()
-    assert default_cache_path(tmp_path / "old.db") == old  # used where it is, not renamed
+    assert tile_cache_path(tmp_path / "old.db") == old  # used where it is, not renamed
     (tmp_path / "old-tiles.sqlite").touch()
-    assert default_cache_path(tmp_path / "old.db") == tmp_path / "old-tiles.sqlite"
+    assert tile_cache_path(tmp_path / "old.db") == tmp_path / "old-tiles.sqlite"
 
 
 def test_a_geotiff_fills_in_its_own_date_without_changing_its_source_id(tmp_path: Path):

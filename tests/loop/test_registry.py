@@ -10,7 +10,8 @@ from click.testing import CliRunner
 
 from amberwatch.cli import main
 from amberwatch.errors import ConflictError, InvalidInputError, NotFoundError
-from amberwatch.model.registry import ModelRegistry, current_model, load_version, models_dir, parse_version
+from amberwatch.model.registry import ModelRegistry, current_model, load_version, parse_version
+from amberwatch.project import models_dir
 
 
 def test_register_saves_file_beside_db_and_lists_bundled_first(db_path, tiny_classifier):

@@ -120,11 +120,11 @@ def test_rescan_errors(scanned, db_path, tmp_path):
 def test_web_layer_selector_lists_rescan_layers(scanned, db_path):
     from fastapi.testclient import TestClient
 
-    from amberwatch.imagery.cache import default_cache_path
+    from amberwatch.project import tile_cache_path
     from amberwatch.web.app import create_app
 
     out = rescan(db_path, scanned, 3)
-    with TestClient(create_app(db_path, default_cache_path(db_path))) as client:
+    with TestClient(create_app(db_path, tile_cache_path(db_path))) as client:
         scans = client.get("/api/scans").json()["scans"]
         layer = next(s for s in scans if s["id"] == out.scan_id)
         assert layer["parent_scan_id"] == scanned and layer["model_version"] == "3"

@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from amberwatch.imagery.aoi import aoi_from_bbox
-from amberwatch.imagery.cache import default_cache_path
+from amberwatch.project import tile_cache_path
 from amberwatch.scan.engine import ScanSettings, run_scan
 from tests.fixtures.old_project.make import SIDE, X0, Y0, ZOOM, bbox_text, serve, synthetic_tile
 
@@ -32,7 +32,7 @@ def test_same_template_at_two_imagery_dates_gives_two_scans_and_two_cache_entrie
     assert again.resumed and again.scan_id == first.scan_id and again.tiles_processed_now == 0
     assert len(tile_server.tile_requests()) == requests
 
-    with sqlite3.connect(default_cache_path(db)) as cache:
+    with sqlite3.connect(tile_cache_path(db)) as cache:
         for x in range(X0, X0 + SIDE):
             for y in range(Y0, Y0 + SIDE):
                 rows = cache.execute("SELECT source_id, data FROM tiles WHERE z = ? AND x = ? AND y = ?", (ZOOM, x, y))

@@ -14,8 +14,9 @@ import pytest
 from PIL import Image
 
 from amberwatch.db import connect, utc_now_iso
-from amberwatch.imagery.cache import TileCache, default_cache_path
+from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.decode import encode_jpeg, encode_png, read_image_file
+from amberwatch.project import tile_cache_path
 from amberwatch.results.store import ensure_schema
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,7 +75,7 @@ def make_story_db(folder: Path) -> StoryFixture:
     db_path = folder / "story.db"
     conn = connect(db_path)
     ensure_schema(conn)
-    cache = TileCache(default_cache_path(db_path))
+    cache = TileCache(tile_cache_path(db_path))
     cache.register_source(SOURCE_ID, "fixture: crops of Texty's positive tiles")
     patch_boxes = []
     for name, lon, lat in PATCHES:
@@ -126,7 +127,7 @@ def make_story_db(folder: Path) -> StoryFixture:
     ring = _polygon(26.870, 51.330, 50, seed=100)
     bare = _insert(conn, ring, 51.330, 26.870, 0.52, thumb=None)
     conn.close()
-    return StoryFixture(db_path, default_cache_path(db_path), 1, tuple(ids), thumb_only, bare)
+    return StoryFixture(db_path, tile_cache_path(db_path), 1, tuple(ids), thumb_only, bare)
 
 
 def _insert(conn, ring: list[list[float]], lat: float, lon: float, prob: float, thumb: bytes | None) -> int:

@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 
 from amberwatch.db import connect, utc_now_iso
-from amberwatch.imagery.cache import TileCache, default_cache_path
+from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.decode import encode_jpeg, encode_png
+from amberwatch.project import tile_cache_path
 from amberwatch.results.store import TileRow, ensure_schema, write_tiles
 from amberwatch.review.schema import ensure_schema as ensure_web_schema
 from amberwatch.web.users import add_user
@@ -143,7 +144,7 @@ def build_project(tmp_path: Path, *, extra_detections: int = 0, grid: int = 3) -
     r = grid // 2
     offsets = range(-r, r + 1)
     tiles = [(ZOOM, center.x + dx, center.y + dy) for dx in offsets for dy in offsets]
-    cache_path = default_cache_path(db_path)
+    cache_path = tile_cache_path(db_path)
     with TileCache(cache_path) as cache:
         cache.register_source(SOURCE_ID, "http://example.invalid/{z}/{x}/{y}.png")
         for z, x, y in tiles:

@@ -59,27 +59,6 @@ MIGRATIONS: list[str] = [
     CREATE INDEX sources_base ON sources (base_source_id);
     """,
 ]
-CACHE_SUFFIX = "-tiles.sqlite"
-LEGACY_CACHE_SUFFIX = "-tiles.mbtiles"  # its older name: the same SQLite cache, never an MBTiles file
-
-
-def default_cache_path(db_path: str | os.PathLike[str]) -> Path:
-    """The cache file beside a project DB: ``<db stem>-tiles.sqlite`` (or an older project's ``-tiles.mbtiles``)."""
-    p = Path(db_path)
-    return existing_cache_name(p.with_name(f"{p.stem}{CACHE_SUFFIX}"))
-
-
-def existing_cache_name(path: Path) -> Path:
-    """``path``, or the ``-tiles.mbtiles`` file an older amberwatch made in its place when only that exists.
-
-    The old file is used where it is, never renamed: scans record their cache's path, and a rename under a
-    process that has it open would split its write-ahead log.
-    """
-    name = path.name
-    if not name.endswith(CACHE_SUFFIX) or path.exists():
-        return path
-    legacy = path.with_name(name.removesuffix(CACHE_SUFFIX) + LEGACY_CACHE_SUFFIX)
-    return legacy if legacy.exists() else path
 
 
 class TileCache:

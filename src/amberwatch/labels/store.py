@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import shapely
 
-from amberwatch.db import connect, migrate, utc_now_iso
+from amberwatch.db import utc_now_iso
 from amberwatch.errors import (
     ConflictError,
     ImageError,
@@ -29,6 +29,7 @@ from amberwatch.errors import (
 )
 from amberwatch.imagery.aoi import read_aoi
 from amberwatch.imagery.decode import decode_image, encode_png
+from amberwatch.project import Component, Project, migrate_component
 
 COMPONENT = "labels"
 LABELS = ("mining", "not_mining")
@@ -231,11 +232,15 @@ class ExampleStore:
         self.conn = conn
 
     @classmethod
+    def in_project(cls, project: Project) -> ExampleStore:
+        """The example store of a project, on its connection (``project.store(ExampleStore)`` makes it once)."""
+        project.migrate(SCHEMA)
+        return cls(project.conn)
+
+    @classmethod
     def open(cls, db_path: str | os.PathLike[str]) -> ExampleStore:
-        """Connect to the project DB and apply the ``labels`` migrations."""
-        conn = connect(db_path)
-        ensure_schema(conn)
-        return cls(conn)
+        """The example store of a project opened on db_path for this store alone (closing it closes the project)."""
+        return Project.open(db_path).store(cls)
 
     def close(self) -> None:
         """Close the underlying connection."""
@@ -487,9 +492,12 @@ class ExampleStore:
         return h.hexdigest()
 
 
+SCHEMA = Component(COMPONENT, MIGRATIONS)
+
+
 def ensure_schema(conn: sqlite3.Connection) -> None:
-    """Create or upgrade the example tables."""
-    migrate(conn, COMPONENT, MIGRATIONS)
+    """Create or upgrade the example tables on a bare connection (a Project: ``migrate(SCHEMA)``)."""
+    migrate_component(conn, SCHEMA)
 
 
 def _covers(area: Any, lon: float | None, lat: float | None) -> bool:

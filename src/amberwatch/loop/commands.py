@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from amberwatch.db import existing_db_path
 from amberwatch.errors import ConflictError
 from amberwatch.options import db_option, folds_option, recipe_option, seed_option, workers_option
+from amberwatch.project import Project
 
 
 @click.command("retrain")
@@ -48,21 +48,22 @@ def retrain_command(
 ) -> None:
     """Train a new model version from the examples and reviewed corrections; promote it unless it is worse."""
     from amberwatch.loop.retrain import retrain
-    from amberwatch.model.features import feature_cache_path
     from amberwatch.model.recipes import recipe_by_name
 
-    chosen = recipe_by_name(recipe, epochs=epochs, members=members, feature_cache=str(feature_cache_path(db)))
-    result = retrain(
-        existing_db_path(db),
-        config=chosen,
-        n_folds=folds,
-        seed=seed,
-        force=force,
-        f1_tolerance=f1_tolerance,
-        workers=workers,
-        split_seeds=split_seeds,
-        log=lambda m: click.echo(m, err=True),
-    )
+    with Project.open(db, create=False) as project:
+        cache = str(project.feature_cache_path())
+        chosen = recipe_by_name(recipe, epochs=epochs, members=members, feature_cache=cache)
+        result = retrain(
+            project,
+            config=chosen,
+            n_folds=folds,
+            seed=seed,
+            force=force,
+            f1_tolerance=f1_tolerance,
+            workers=workers,
+            split_seeds=split_seeds,
+            log=lambda m: click.echo(m, err=True),
+        )
     click.echo(result.table())
     if not result.promoted:
         raise ConflictError(

@@ -21,21 +21,17 @@ lower accuracy on reviewed detections) is registered but not promoted, unless fo
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from amberwatch.db import connect
 from amberwatch.errors import AmberwatchError, ConflictError, ModelError
-from amberwatch.imagery.cache import TileCache, default_cache_path
+from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.decode import decode_image
 from amberwatch.labels.store import ExampleStore
 from amberwatch.model.dataset import ChipSet
-from amberwatch.model.features import feature_cache_path
 from amberwatch.model.head import warm_up
 from amberwatch.model.metrics import binary_metrics, cv_basis, f1_statement
 from amberwatch.model.pretrained import Int8Calibration, PretrainedRecipe
@@ -43,6 +39,7 @@ from amberwatch.model.processes import warm_pool
 from amberwatch.model.recipes import pretrained_recipe
 from amberwatch.model.registry import ModelRegistry
 from amberwatch.model.train import cross_validate, train_with_cv
+from amberwatch.project import Project
 from amberwatch.results.store import detection_thumbnail
 from amberwatch.review.chips import detection_chip
 from amberwatch.review.feedback import decided_feedback
@@ -182,12 +179,13 @@ def _fmt_confusion(cv: dict, key: str) -> str:
     return str(cm.get(key, "-"))
 
 
-def load_training_data(db_path: str | os.PathLike[str]) -> TrainingData:
-    """Active examples of the store as a ChipSet grouped by 0.1-degree block."""
-    with ExampleStore.open(db_path) as store:
+def load_training_data(db: Project | str | os.PathLike[str]) -> TrainingData:
+    """Active examples of a project's store as a ChipSet grouped by 0.1-degree block."""
+    with Project.using(db) as project:
+        store = project.store(ExampleStore)
         examples = store.examples(status="active")
         if not examples:
-            raise ModelError(f"{str(db_path)!r}: the example store has no active examples to train on")
+            raise ModelError(f"{str(project.path)!r}: the example store has no active examples to train on")
         chips, labels, groups, names = [], [], [], []
         for ex, pixels in store.iter_pixels(examples):
             chips.append(pixels)
@@ -205,12 +203,13 @@ def load_training_data(db_path: str | os.PathLike[str]) -> TrainingData:
     )
 
 
-def reviewed_items(conn: sqlite3.Connection, db_path: str | os.PathLike[str]) -> list[ReviewedItem]:
+def reviewed_items(project: Project) -> list[ReviewedItem]:
     """Every detection a reviewer accepted or rejected a flag on, with its true label and image.
 
     Accepted flag: the verdict is right (its example holds the image). Rejected flag: the verdict is
     wrong (image from the tile cache around the detection, else its thumbnail; skipped if neither).
     """
+    conn = project.conn
     rows = decided_feedback(conn)
     if not rows:
         return []
@@ -228,7 +227,7 @@ def reviewed_items(conn: sqlite3.Connection, db_path: str | os.PathLike[str]) ->
                 except AmberwatchError:
                     pixels = None
             if pixels is None:
-                pixels, cache = _detection_pixels(conn, db_path, r.detection_id, cache)
+                pixels, cache = _detection_pixels(project, r.detection_id, cache)
             if pixels is None:
                 continue
             items.append(ReviewedItem(r.id, r.detection_id, truth, pixels, sha))
@@ -238,9 +237,9 @@ def reviewed_items(conn: sqlite3.Connection, db_path: str | os.PathLike[str]) ->
     return items
 
 
-def _detection_pixels(conn: sqlite3.Connection, db_path, detection_id: int, cache):
+def _detection_pixels(project: Project, detection_id: int, cache):
     """Image of a detection from the tile cache (review.chips) or its thumbnail; None when neither exists."""
-    cache_path = default_cache_path(db_path)
+    conn, cache_path = project.conn, project.tile_cache_path()
     if cache is None and cache_path.exists():
         cache = TileCache(cache_path)
     if cache is not None:
@@ -315,7 +314,7 @@ def current_recipe_oof(
 
 
 def retrain(
-    db_path: str | os.PathLike[str],
+    db: Project | str | os.PathLike[str],
     *,
     config=None,
     n_folds: int = DEFAULT_FOLDS,
@@ -331,20 +330,23 @@ def retrain(
 
     The candidate's threshold comes from ``split_seeds`` fold splits (one by default: a candidate in seconds;
     the bundled model pools five). A pretrained candidate keeps the current model's int8 ranges when it has them.
+    ``db``: the command's open Project, or a project DB path opened for this retrain alone.
     """
     t_start = time.perf_counter()
-    db_path = Path(db_path)
     if n_folds < 2:
         raise ModelError(f"retrain compares models by cross-validation: --folds must be at least 2, got {n_folds}")
-    config = config or pretrained_recipe(feature_cache=str(feature_cache_path(db_path)))
-    with warm_pool(workers, warm_up if isinstance(config, PretrainedRecipe) else None):  # starts while data load
-        result = _retrain(db_path, config, n_folds, seed, force, f1_tolerance, min_precision, workers, split_seeds, log)
+    with Project.using(db) as project:
+        config = config or pretrained_recipe(feature_cache=str(project.feature_cache_path()))
+        with warm_pool(workers, warm_up if isinstance(config, PretrainedRecipe) else None):  # starts while data load
+            result = _retrain(
+                project, config, n_folds, seed, force, f1_tolerance, min_precision, workers, split_seeds, log
+            )
     result.seconds = round(time.perf_counter() - t_start, 1)
     return result
 
 
 def _retrain(
-    db_path: Path,
+    project: Project,
     config,
     n_folds: int,
     seed: int,
@@ -356,52 +358,48 @@ def _retrain(
     log: Log | None,
 ) -> RetrainResult:
     """retrain's body, in its pool of workers."""
-    data = load_training_data(db_path)
+    data = load_training_data(project)
     counts = {**data.chips.counts(), "corrections": int(data.is_correction.sum()), "folds": n_folds}
     if log:
         log(
             f"training set: {counts['mining']} mining, {counts['not_mining']} not mining "
             f"({counts['corrections']} from corrections), {counts['groups']} blocks"
         )
-    conn = connect(db_path)
-    try:
-        registry = ModelRegistry(conn, db_path)
-        current = _CurrentModel(registry)
-        if not force and registry.get(current.version).training_fingerprint == data.fingerprint:
-            raise ConflictError(
-                f"the training set is unchanged since model version {current.version} (fingerprint "
-                f"{data.fingerprint[:12]}): no corrections to learn from; use --force to train anyway"
-            )
-        candidate, cv_info = train_with_cv(
-            data.chips,
-            config,
-            seed=seed,
-            n_folds=n_folds,
-            min_precision=min_precision,
-            log=log,
-            workers=workers,
-            split_seeds=split_seeds,
-            int8_ranges=current.int8_ranges() if isinstance(config, PretrainedRecipe) and config.int8 else None,
+    registry = project.store(ModelRegistry)
+    current = _CurrentModel(registry)
+    if not force and registry.get(current.version).training_fingerprint == data.fingerprint:
+        raise ConflictError(
+            f"the training set is unchanged since model version {current.version} (fingerprint "
+            f"{data.fingerprint[:12]}): no corrections to learn from; use --force to train anyway"
         )
-        runs = _Comparison(data, cv_info["folds"], cv_info["oof"], candidate)
-        _score_current(runs, registry, current, config, seed, log, workers)
-        result = _decide(runs, conn, db_path, current, counts, force, f1_tolerance)
-        result.candidate_cv = dict(candidate.metadata.get("cv") or {})
-        _register(registry, result, candidate, data, counts, seed)
-        result.details = {
-            "sha256s": data.sha256s,
-            "labels": data.chips.labels,
-            "categories": data.categories,
-            "is_correction": data.is_correction,
-            "folds": runs.folds,
-            "oof_current": runs.oof_current,
-            "oof_candidate": runs.oof_candidate,
-            "threshold_current": runs.threshold_current,
-            "threshold_candidate": candidate.threshold,
-        }
-        return result
-    finally:
-        conn.close()
+    candidate, cv_info = train_with_cv(
+        data.chips,
+        config,
+        seed=seed,
+        n_folds=n_folds,
+        min_precision=min_precision,
+        log=log,
+        workers=workers,
+        split_seeds=split_seeds,
+        int8_ranges=current.int8_ranges() if isinstance(config, PretrainedRecipe) and config.int8 else None,
+    )
+    runs = _Comparison(data, cv_info["folds"], cv_info["oof"], candidate)
+    _score_current(runs, registry, current, config, seed, log, workers)
+    result = _decide(runs, project, current, counts, force, f1_tolerance)
+    result.candidate_cv = dict(candidate.metadata.get("cv") or {})
+    _register(registry, result, candidate, data, counts, seed)
+    result.details = {
+        "sha256s": data.sha256s,
+        "labels": data.chips.labels,
+        "categories": data.categories,
+        "is_correction": data.is_correction,
+        "folds": runs.folds,
+        "oof_current": runs.oof_current,
+        "oof_candidate": runs.oof_candidate,
+        "threshold_current": runs.threshold_current,
+        "threshold_candidate": candidate.threshold,
+    }
+    return result
 
 
 class _CurrentModel:
@@ -529,8 +527,7 @@ def _stored_and_unseen(
 
 def _decide(
     runs: _Comparison,
-    conn: sqlite3.Connection,
-    db_path: Path,
+    project: Project,
     current: _CurrentModel,
     counts: dict,
     force: bool,
@@ -548,7 +545,7 @@ def _decide(
     )
     cv_cand = binary_metrics(labels, runs.oof_candidate[m], candidate.threshold)
     cv_cand.update({"n_train_mining": counts["mining"], "n_train_not_mining": counts["not_mining"]})
-    items = reviewed_items(conn, db_path)
+    items = reviewed_items(project)
     index = {s: i for i, s in enumerate(runs.data.sha256s)}
     rev_cur = _reviewed_scores(items, index, runs.oof_current, runs.threshold_current, current)
     rev_cand = _reviewed_scores(items, index, runs.oof_candidate, candidate.threshold, lambda: candidate)

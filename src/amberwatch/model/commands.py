@@ -19,6 +19,7 @@ from amberwatch.options import (
     seed_option,
     workers_option,
 )
+from amberwatch.project import Project
 
 
 def _log(message: str) -> None:
@@ -58,8 +59,6 @@ def train_command(
     recipe: str,
 ) -> None:
     """Train the classifier on the active examples (or --data) and register it as the project's next model version."""
-    from amberwatch.model.dataset import load_folder, load_store
-    from amberwatch.model.features import feature_cache_path
     from amberwatch.model.recipes import recipe_by_name
     from amberwatch.model.train import train_with_cv
 
@@ -71,24 +70,32 @@ def train_command(
         )
     if promote and not register:
         raise InvalidInputError("--promote needs a registered version: drop --no-register and give an existing --db")
-    if data_dir is None:
-        _require_db(db)
-        data, where = load_store(db), f"the example store {db!r}"
-    else:
-        data, where = load_folder(data_dir), f"{data_dir!r}"
-    _log(f"training on {len(data)} examples {data.counts()}")
-    chosen = recipe_by_name(recipe, epochs=epochs, members=members, feature_cache=str(feature_cache_path(db)))
-    clf, _ = train_with_cv(data, chosen, seed=seed, n_folds=folds, log=_log, workers=workers)
-    if clf.metadata.get("cv"):
-        clf.metadata["cv"]["data"] = where
-    click.echo(threshold_statement(clf))
-    if register:
-        _register_trained(clf, db, promote)
-    else:
+    with Project.open(db) as project:
+        data, where = _training_data(project, db, data_dir)
+        _log(f"training on {len(data)} examples {data.counts()}")
+        cache = str(project.feature_cache_path())
+        chosen = recipe_by_name(recipe, epochs=epochs, members=members, feature_cache=cache)
+        clf, _ = train_with_cv(data, chosen, seed=seed, n_folds=folds, log=_log, workers=workers)
+        if clf.metadata.get("cv"):
+            clf.metadata["cv"]["data"] = where
+        click.echo(threshold_statement(clf))
+        if register:
+            _register_trained(clf, project, db, promote)
+    if not register:
         clf.version = clf.metadata["fingerprint"][:8] + "-" + clf.metadata["created_at"].replace(":", "")[:17]
     if out:
         clf.save(out)
         click.echo(f"wrote {out}" + ("" if register else f" (not registered: 'amberwatch models add {out}' does)"))
+
+
+def _training_data(project: Project, db: str, data_dir: str | None):
+    """(chips, where they come from): the project's active examples, or the labelled folder ``data_dir``."""
+    from amberwatch.model.dataset import load_folder, load_store
+
+    if data_dir is not None:
+        return load_folder(data_dir), f"{data_dir!r}"
+    _require_db(db)
+    return load_store(project), f"the example store {db!r}"
 
 
 def threshold_statement(clf) -> str:
@@ -101,15 +108,15 @@ def threshold_statement(clf) -> str:
     return f"CV {f1_statement(cv, cv_basis(cv))}"
 
 
-def _register_trained(clf, db: str, promote: bool) -> None:
+def _register_trained(clf, project: Project, db: str, promote: bool) -> None:
     """Register a trained model in the project's registry (promoted if asked) and say how to use it."""
     from amberwatch.model.registry import ModelRegistry
 
-    with ModelRegistry.open(db) as registry:
-        info = registry.add(clf, note="train" + (" --promote" if promote else ""))
-        if promote:
-            registry.promote(info.version, reason="train --promote")
-        current = registry.current_version()
+    registry = project.store(ModelRegistry)
+    info = registry.add(clf, note="train" + (" --promote" if promote else ""))
+    if promote:
+        registry.promote(info.version, reason="train --promote")
+    current = registry.current_version()
     click.echo(f"registered model version {info.version} in {db!r} ({info.path})")
     scan = f"amberwatch scan --db {db} --model {info.version} --aoi AREA.geojson --imagery IMAGERY"
     if promote:
@@ -218,13 +225,14 @@ def evaluate_command(
         result = evaluate_folder(load_model_arg(db, model_path), data_dir)
     else:
         from amberwatch.model.dataset import load_store
-        from amberwatch.model.features import feature_cache_path
         from amberwatch.model.recipes import recipe_by_name
 
         _require_db(db)
-        chosen = recipe_by_name(recipe, epochs=epochs, feature_cache=str(feature_cache_path(db)))
+        project = Project.open(db, create=False)
+        chosen = recipe_by_name(recipe, epochs=epochs, feature_cache=str(project.feature_cache_path()))
         log = None if as_json else _log
-        data, where = load_store(db), f"the example store {db!r}"
+        with project:
+            data, where = load_store(project), f"the example store {db!r}"
         result = evaluate_cv(
             data,
             chosen,

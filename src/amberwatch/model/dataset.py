@@ -16,6 +16,7 @@ from amberwatch.errors import ImageError, ModelError, NotAChipWarning, SkippedFi
 from amberwatch.imagery.decode import read_image_file
 from amberwatch.labels.boxes import cut_boxes, read_boxes
 from amberwatch.labels.store import ExampleStore, pixel_sha256
+from amberwatch.project import Project
 
 LABELS = ("not_mining", "mining")
 TEXTY_RESOLUTION_M_PER_PX = 0.38  # ground resolution of Texty's crops and of the examples in the store
@@ -147,10 +148,13 @@ def load_boxes(csv_path: str | os.PathLike[str], images_dir: str | os.PathLike[s
     return ChipSet(chips, y, groups, names, fingerprint=chips_fingerprint(chips, y))
 
 
-def load_store(db_path: str | os.PathLike[str]) -> ChipSet:
-    """Read the active examples of the example store at db_path, grouped by Example.block_key."""
+def load_store(db: Project | str | os.PathLike[str]) -> ChipSet:
+    """Read the active examples of a project's example store, grouped by Example.block_key."""
+    with Project.using(db) as project:
+        return _store_chips(project.store(ExampleStore), project.path)
 
-    store = ExampleStore.open(db_path)
+
+def _store_chips(store: ExampleStore, db_path: Path) -> ChipSet:
     examples = store.examples(status="active")
     if not examples:
         raise ModelError(f"{str(db_path)!r}: the example store has no active examples")

@@ -39,12 +39,6 @@ CREATE TABLE IF NOT EXISTS chip_features (
 """
 
 
-def feature_cache_path(db_path: str | os.PathLike[str]) -> Path:
-    """The feature cache beside a project database: <db stem>-features.sqlite."""
-    p = Path(db_path)
-    return p.with_name(p.stem + "-features.sqlite")
-
-
 class FeatureCache:
     """Owns the chip_features table of one cache file; vectors are float32."""
 

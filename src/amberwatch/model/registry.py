@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from amberwatch.db import connect, migrate, utc_now_iso
+from amberwatch.db import utc_now_iso
 from amberwatch.errors import ConflictError, InvalidInputError, ModelError, NotFoundError
 from amberwatch.options import MAX_SQLITE_INT
+from amberwatch.project import Component, Project, migrate_component, models_dir
 
 if TYPE_CHECKING:  # model files load torch: only when one is read
     from amberwatch.model.modelfile import Model
@@ -56,15 +57,12 @@ MIGRATIONS: list[str] = [
 ]
 
 
+SCHEMA = Component(COMPONENT, MIGRATIONS)
+
+
 def ensure_schema(conn: sqlite3.Connection) -> None:
-    """Create or upgrade the model registry tables."""
-    migrate(conn, COMPONENT, MIGRATIONS)
-
-
-def models_dir(db_path: str | os.PathLike[str]) -> Path:
-    """Folder of model files beside a project DB: ``<db stem>-models``."""
-    p = Path(db_path)
-    return p.with_name(f"{p.stem}-models")
+    """Create or upgrade the model registry tables on a bare connection (a Project: ``migrate(SCHEMA)``)."""
+    migrate_component(conn, SCHEMA)
 
 
 def parse_version(value: str | int) -> int:
@@ -127,19 +125,24 @@ class ModelRegistry:
     """Register, list, load and promote model versions of one project DB."""
 
     def __init__(self, conn: sqlite3.Connection, db_path: str | os.PathLike[str]) -> None:
-        """Use an open connection to the project DB at db_path (creates the tables if needed)."""
+        """Use an open connection to the project DB at db_path (its ``models`` component already migrated)."""
         self.conn = conn
         self.db_path = Path(db_path)
         self.dir = models_dir(self.db_path)
-        ensure_schema(conn)
+
+    @classmethod
+    def in_project(cls, project: Project) -> ModelRegistry:
+        """The registry of a project, on its connection (``project.store(ModelRegistry)`` makes it once)."""
+        project.migrate(SCHEMA)
+        return cls(project.conn, project.path)
 
     @classmethod
     def open(cls, db_path: str | os.PathLike[str]) -> ModelRegistry:
-        """Connect to (and migrate) the project DB at db_path."""
-        return cls(connect(db_path), db_path)
+        """The registry of a project opened on db_path for this registry alone (closing it closes the project)."""
+        return Project.open(db_path).store(cls)
 
     def close(self) -> None:
-        """Close the DB connection."""
+        """Close the DB connection (of the project it came from, too)."""
         self.conn.close()
 
     def __enter__(self) -> ModelRegistry:
@@ -349,16 +352,16 @@ def _bundled_metrics(metadata: dict) -> dict:
     return {}
 
 
-def current_model(db_path: str | os.PathLike[str]) -> Model:
-    """The current Classifier of a project DB (the promoted version, else the bundled model), as scans resolve it."""
-    with ModelRegistry.open(db_path) as registry:
-        return registry.load(None)
+def current_model(db: Project | str | os.PathLike[str]) -> Model:
+    """The current Classifier of a project (the promoted version, else the bundled model), as scans resolve it."""
+    with Project.using(db) as project:
+        return project.store(ModelRegistry).load(None)
 
 
-def load_version(db_path: str | os.PathLike[str], version: int | str | None = None) -> Model:
-    """The Classifier of one registered version (None: current) of a project DB."""
-    with ModelRegistry.open(db_path) as registry:
-        return registry.load(version)
+def load_version(db: Project | str | os.PathLike[str], version: int | str | None = None) -> Model:
+    """The Classifier of one registered version (None: current) of a project."""
+    with Project.using(db) as project:
+        return project.store(ModelRegistry).load(version)
 
 
 def load_model_arg(db_path: str | os.PathLike[str], value: str | None) -> Model:

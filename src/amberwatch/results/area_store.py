@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from amberwatch.db import migrate
-from amberwatch.results.store import ensure_schema
+from amberwatch.project import Component, migrate_component
+from amberwatch.results.store import SCHEMA as RESULTS_SCHEMA
 
 MIGRATIONS: list[str] = [
     """
@@ -72,10 +72,12 @@ MIGRATIONS: list[str] = [
 ]
 
 
+SCHEMA = Component("area", MIGRATIONS, requires=(RESULTS_SCHEMA,))
+
+
 def ensure_area_schema(conn: sqlite3.Connection) -> None:
-    """Create or upgrade the results tables and the area-sample tables."""
-    ensure_schema(conn)
-    migrate(conn, "area", MIGRATIONS)
+    """Create or upgrade the results tables and the area-sample tables on a bare connection."""
+    migrate_component(conn, SCHEMA)
 
 
 # -- records ----------------------------------------------------------------------------------------------

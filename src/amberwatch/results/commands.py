@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
-from amberwatch.db import connect, writing
+from amberwatch.db import writing
 from amberwatch.errors import InvalidInputError
 from amberwatch.options import ID, MAX_SQLITE_INT, db_option, seed_option
+from amberwatch.project import Project
 from amberwatch.results.area_estimate import (
     estimate_area,
     format_table,
@@ -22,6 +26,7 @@ from amberwatch.results.area_review import (
     import_reference_csv,
     list_samples,
 )
+from amberwatch.results.area_store import SCHEMA as AREA_SCHEMA
 from amberwatch.results.sampling import (
     ALLOCATIONS,
     DEFAULT_MIN_PER_STRATUM,
@@ -30,6 +35,14 @@ from amberwatch.results.sampling import (
     export_sample,
     parse_accuracy_option,
 )
+
+
+@contextlib.contextmanager
+def _area_db(db: str) -> Iterator[sqlite3.Connection]:
+    """The existing project DB (one connection for the command) with the results and area-sample tables ready."""
+    with Project.open(db, create=False) as project:
+        project.migrate(AREA_SCHEMA)
+        yield project.conn
 
 
 def _float_list(text: str, what: str) -> list[float]:
@@ -68,18 +81,18 @@ def sample_cmd(scan_id, n, target_se, allocation, seed, buffer_m, accuracy, min_
     """Draw a stratified random sample of the scan's map cells for review."""
     if (n is None) == (target_se is None):
         raise click.UsageError("give exactly one of --n or --target-se")
-    conn = connect(db, create=False)
-    s = draw_sample(
-        conn,
-        scan_id,
-        n,
-        allocation=allocation,
-        seed=seed,
-        buffer_m=buffer_m,
-        anticipated_accuracy=parse_accuracy_option(accuracy),
-        min_per_stratum=min_per_stratum,
-        target_se=target_se,
-    )
+    with _area_db(db) as conn:
+        s = draw_sample(
+            conn,
+            scan_id,
+            n,
+            allocation=allocation,
+            seed=seed,
+            buffer_m=buffer_m,
+            anticipated_accuracy=parse_accuracy_option(accuracy),
+            min_per_stratum=min_per_stratum,
+            target_se=target_se,
+        )
     if as_json:
         click.echo(json.dumps(s.to_dict(), indent=2))
         return
@@ -115,7 +128,8 @@ def sample_size_cmd(accuracy, weights, target_se) -> None:
 @db_option
 def export_cmd(sample_id, fmt, blind, output, db) -> None:
     """Export a sample's units as GeoJSON squares or a CSV review sheet."""
-    text = export_sample(connect(db, create=False), sample_id, fmt, blind=blind)
+    with _area_db(db) as conn:
+        text = export_sample(conn, sample_id, fmt, blind=blind)
     if output:
         with writing(output, "export file"):
             Path(output).write_text(text, encoding="utf-8")
@@ -130,7 +144,8 @@ def export_cmd(sample_id, fmt, blind, output, db) -> None:
 @db_option
 def import_reference_cmd(sample_id, reviewed_by, file, db) -> None:
     """Record reference classes (mining, not_mining or no_imagery) from a CSV with header unit_id,reference_class."""
-    r = import_reference_csv(connect(db, create=False), sample_id, file, reviewed_by)
+    with _area_db(db) as conn:
+        r = import_reference_csv(conn, sample_id, file, reviewed_by)
     click.echo(
         f"recorded {r['recorded']} reference classes for sample {sample_id}"
         + (f"; {r['skipped_blank']} rows left blank" if r["skipped_blank"] else "")
@@ -162,7 +177,8 @@ def estimate_cmd(scan_id, sample_id, counts, as_json, db) -> None:
     else:
         if scan_id is None:
             raise click.UsageError("give --scan (optionally with --sample) or --counts")
-        estimate, info = estimate_for_scan(connect(db, create=False), scan_id, sample_id)
+        with _area_db(db) as conn:
+            estimate, info = estimate_for_scan(conn, scan_id, sample_id)
     if as_json:
         click.echo(json.dumps({**estimate.to_dict(), **info, "sentence": journalist_sentence(estimate)}, indent=2))
         return
@@ -177,7 +193,8 @@ def estimate_cmd(scan_id, sample_id, counts, as_json, db) -> None:
 @db_option
 def list_cmd(scan_id, as_json, db) -> None:
     """List area samples with their review progress."""
-    rows = list_samples(connect(db, create=False), scan_id)
+    with _area_db(db) as conn:
+        rows = list_samples(conn, scan_id)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 from amberwatch.results.records import Scan
-from amberwatch.results.store import detection_totals, ensure_schema, failed_tiles, scans_with_totals
+from amberwatch.results.store import detection_totals, failed_tiles, scans_with_totals
 
 
 def scan_summary(conn: sqlite3.Connection, scan: Scan) -> dict:
@@ -39,5 +39,4 @@ def scan_summary(conn: sqlite3.Connection, scan: Scan) -> dict:
 
 def list_scans(conn: sqlite3.Connection) -> list[dict]:
     """Every scan with its headline counts, newest first."""
-    ensure_schema(conn)
     return scans_with_totals(conn)

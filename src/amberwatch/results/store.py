@@ -21,10 +21,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from amberwatch.db import connect, migrate, utc_now_iso
+from amberwatch.db import utc_now_iso
 from amberwatch.errors import DatabaseError, NotFoundError
 from amberwatch.imagery.tiles import tile_area_km2
 from amberwatch.imagery.types import LngLatBbox
+from amberwatch.project import Component, Project, migrate_component
 from amberwatch.results.records import Detection, Scan, ScanLayer, ScanParams
 
 MIGRATIONS: list[str] = [
@@ -127,16 +128,19 @@ MIGRATIONS: list[str] = [
 ]
 
 
+SCHEMA = Component("results", MIGRATIONS)
+
+
 def ensure_schema(conn: sqlite3.Connection) -> None:
-    """Create or upgrade the scans/scan_tiles/detections tables."""
-    migrate(conn, "results", MIGRATIONS)
+    """Create or upgrade the scans/scan_tiles/detections tables on a bare connection (a Project: ``migrate``)."""
+    migrate_component(conn, SCHEMA)
 
 
-def open_results_db(db: str | os.PathLike[str]) -> sqlite3.Connection:
-    """Open an existing project DB with the results tables ready (DatabaseError naming a missing file)."""
-    conn = connect(db, create=False)
-    ensure_schema(conn)
-    return conn
+def open_results(db: str | os.PathLike[str] | None) -> Project:
+    """The existing project DB ``db`` with the results tables ready (DatabaseError naming a missing file)."""
+    project = Project.open(db, create=False)
+    project.migrate(SCHEMA)
+    return project
 
 
 # -- scans ------------------------------------------------------------------------------------------------

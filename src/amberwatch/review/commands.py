@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from amberwatch.options import ID, db_option, out_option
-from amberwatch.results.store import get_scan, open_results_db
+from amberwatch.results.store import get_scan, open_results
 
 
 @click.group("detections")
@@ -34,12 +34,10 @@ def detections_export(db: str, fmt: str, out: str, scan_id: int | None, all_scan
 
     if all_scans and scan_id is not None:
         raise click.UsageError("give --scan or --all-scans, not both")
-    conn = open_results_db(db)
-    try:
+    with open_results(db) as project:
+        conn = project.conn
         chosen = None if all_scans else get_scan(conn, scan_id).id
         n = export_detections(conn, fmt, out, reviews=review_states(conn), scan_id=chosen)
-    finally:
-        conn.close()
     which = "all scans" if chosen is None else f"scan {chosen}"
     click.echo(f"Wrote {n} detections of {which} to {out} ({fmt}).")
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import sqlite3
 
-from amberwatch.db import migrate
-from amberwatch.labels.store import ensure_schema as ensure_labels_schema
-from amberwatch.results.store import ensure_schema as ensure_results_schema
+from amberwatch.labels.store import SCHEMA as LABELS_SCHEMA
+from amberwatch.project import Component, migrate_component
+from amberwatch.results.store import SCHEMA as RESULTS_SCHEMA
 
 MIGRATIONS: list[str] = [
     """
@@ -92,8 +92,10 @@ MIGRATIONS: list[str] = [
 ]
 
 
+SCHEMA = Component("web", MIGRATIONS, requires=(RESULTS_SCHEMA, LABELS_SCHEMA))
+
+
 def ensure_schema(conn: sqlite3.Connection) -> None:
-    """Create or upgrade the tables reviews and the web app read (results, labels) and keep (component web)."""
-    ensure_results_schema(conn)
-    ensure_labels_schema(conn)
-    migrate(conn, "web", MIGRATIONS)
+    """Create or upgrade the tables reviews and the web app read (results, labels) and keep (component web), on a
+    bare connection (a Project: ``migrate(SCHEMA)``)."""
+    migrate_component(conn, SCHEMA)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import click
 
-from amberwatch.db import existing_db_path
 from amberwatch.errors import ImageryError, InvalidInputError
 from amberwatch.options import ID, OUTPUT_FILE, db_option, workers_option
-from amberwatch.results.store import first_tile_error, get_scan, open_results_db
+from amberwatch.project import Project
+from amberwatch.results.store import first_tile_error, get_scan, open_results
 from amberwatch.scan.layers_commands import diff_command, rescan_command
 
 # Exit codes of `amberwatch scan` (README, "Exit codes"): 0 all tiles read, 1 error (nothing or nothing more
@@ -128,11 +128,14 @@ def scan_group(ctx: click.Context, **opts) -> None:
         worker_cache=opts["worker_cache"],
         int8=opts["int8"],
     )
-    out = run_scan(aoi, imagery, opts["zoom"], db, settings, on_event=lambda msg: click.echo(msg, err=True))
-    for category, count in sorted(out.warnings.items()):
-        what = _WARNING_TEXT.get(category, category)
-        click.secho(f"Warning: {count} tile reads {what} (counting the tiles read for context)", fg="yellow", err=True)
-    _print_outcome(out, db, imagery)
+    with Project.open(db) as project:
+        out = run_scan(aoi, imagery, opts["zoom"], project, settings, on_event=lambda msg: click.echo(msg, err=True))
+        for category, count in sorted(out.warnings.items()):
+            what = _WARNING_TEXT.get(category, category)
+            click.secho(
+                f"Warning: {count} tile reads {what} (counting the tiles read for context)", fg="yellow", err=True
+            )
+        _print_outcome(out, db, imagery, project)
     if out.tiles_failed:
         sys.exit(EXIT_PARTIAL)
 
@@ -187,7 +190,7 @@ def _print_plan(aoi, zoom: int, max_tiles: int) -> None:
     )
 
 
-def _print_outcome(out, db: str, imagery: str) -> None:
+def _print_outcome(out, db: str, imagery: str, project: Project) -> None:
     """What a scan run did, its failures (ImageryError when no tile could be read) and what to do next."""
     rate = out.tiles_processed_now / out.seconds if out.seconds > 0 else 0.0
     click.echo(
@@ -196,7 +199,7 @@ def _print_outcome(out, db: str, imagery: str) -> None:
         f"{out.area_scanned_km2:.2f} km² scanned in {_fmt_duration(out.seconds)} ({rate:.0f} tiles/s this run)."
     )
     click.echo(f"Detections: {out.detections} covering {out.detections_area_ha:.2f} ha.")
-    first_error = _first_tile_error(db, out.scan_id) if out.tiles_failed else None
+    first_error = first_tile_error(project.conn, out.scan_id) if out.tiles_failed else None
     if out.tiles_failed:
         click.secho(
             f"{out.tiles_failed:,} of {out.tiles_total:,} tiles failed (imagery errors; a tile also fails when a "
@@ -230,14 +233,6 @@ _WARNING_TEXT = {
 }
 
 
-def _first_tile_error(db: str, scan_id: int) -> str | None:
-    conn = open_results_db(db)
-    try:
-        return first_tile_error(conn, scan_id)
-    finally:
-        conn.close()
-
-
 @scan_group.command("report")
 @db_option
 @click.option("--scan", "scan_id", type=ID, default=None, help="Scan id [default: the latest].")
@@ -246,11 +241,8 @@ def scan_report(db: str, scan_id: int | None, as_json: bool) -> None:
     """Print a scan's tiles, km² scanned, failed tiles, detections and total hectares."""
     from amberwatch.results.report import scan_summary
 
-    conn = open_results_db(db)
-    try:
-        summary = scan_summary(conn, get_scan(conn, scan_id))
-    finally:
-        conn.close()
+    with open_results(db) as project:
+        summary = scan_summary(project.conn, get_scan(project.conn, scan_id))
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
@@ -278,11 +270,8 @@ def scan_list(db: str, as_json: bool) -> None:
     """List the scans in the project DB, newest first."""
     from amberwatch.results.report import list_scans
 
-    conn = open_results_db(db)
-    try:
-        scans = list_scans(conn)
-    finally:
-        conn.close()
+    with open_results(db) as project:
+        scans = list_scans(project.conn)
     if as_json:
         click.echo(json.dumps(scans, indent=2))
         return
@@ -340,7 +329,8 @@ def similar_command(
     from amberwatch.scan.similar import SimilarRequest, find_similar, parse_point, places_geojson
 
     request = SimilarRequest(scan_id, detections, images, tuple(parse_point(p) for p in points), unlike, top, exclude_m)
-    places = find_similar(existing_db_path(db), request)
+    with Project.open(db, create=False) as project:
+        places = find_similar(project, request)
     if geojson_out:
         Path(geojson_out).write_text(json.dumps(places_geojson(places)), encoding="utf-8")
     if as_json:

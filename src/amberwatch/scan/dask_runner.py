@@ -31,9 +31,10 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from amberwatch.errors import AmberwatchError, ModelError
-from amberwatch.imagery.cache import TileCache, existing_cache_name
+from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.open import open_ref
 from amberwatch.model.modelfile import from_bytes
+from amberwatch.project import existing_cache_name
 from amberwatch.scan.tiling import Unit
 from amberwatch.scan.worker import ScanContext, UnitResult, neighbours, process_unit, remember_model
 

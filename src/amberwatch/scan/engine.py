@@ -20,7 +20,6 @@ from pathlib import Path
 
 from shapely.geometry import box
 
-from amberwatch.db import connect
 from amberwatch.errors import (
     AOIError,
     Int8CheckWarning,
@@ -30,7 +29,7 @@ from amberwatch.errors import (
     ResolutionError,
 )
 from amberwatch.imagery.aoi import AOI, area_km2
-from amberwatch.imagery.cache import TileCache, default_cache_path
+from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.open import open_ref
 from amberwatch.imagery.types import TILE_SIZE_PX, ImageryRef, LngLatBbox, ground_resolution_m_per_px
 from amberwatch.model.int8_check import Int8Check
@@ -38,15 +37,16 @@ from amberwatch.model.modelfile import Model
 from amberwatch.model.modelfile import load as load_model
 from amberwatch.model.processes import pool_context
 from amberwatch.model.registry import ModelRegistry, names_a_version
+from amberwatch.project import Project
 from amberwatch.results.detections import rebuild_detections
 from amberwatch.results.records import ScanParams
+from amberwatch.results.store import SCHEMA as RESULTS_SCHEMA
 from amberwatch.results.store import (
     NewScan,
     add_scan_warnings,
     count_finished_tiles,
     create_scan,
     detection_totals,
-    ensure_schema,
     find_scan,
     finished_tiles_in,
     get_scan,
@@ -218,15 +218,16 @@ class ResolvedModel:
     version: str
 
 
-def resolve_model(db_path: str | os.PathLike[str], model_path: str | None) -> ResolvedModel:
+def resolve_model(db: Project | str | os.PathLike[str], model_path: str | None) -> ResolvedModel:
     """The model of a model file, a registered version ('3') or the project's current model."""
     if model_path and (Path(model_path).exists() or not names_a_version(model_path)):
         clf = load_model(model_path)
         return ResolvedModel(clf, str(Path(model_path).resolve()), clf.version)
-    with ModelRegistry.open(db_path) as registry:
+    with Project.using(db) as project:
+        registry = project.store(ModelRegistry)
         info = registry.get(model_path or registry.current_version())
         clf = registry.load(info.version)
-        return ResolvedModel(clf, str(info.path) if info.path else None, str(info.version))
+    return ResolvedModel(clf, str(info.path) if info.path else None, str(info.version))
 
 
 def scan_context(
@@ -300,13 +301,15 @@ def run_scan(
     aoi: AOI,
     imagery: str,
     zoom: int,
-    db_path: str | os.PathLike[str],
+    db: Project | str | os.PathLike[str],
     settings: ScanSettings | None = None,
     *,
     on_event: Callable[[str], None] | None = None,
     on_warnings: Callable[[dict[str, int]], None] | None = None,
 ) -> ScanOutcome:
-    """Scan an AOI over imagery at a zoom into the project DB (resuming a matching scan), then build detections.
+    """Scan an AOI over imagery at a zoom into the project (resuming a matching scan), then build detections.
+
+    ``db`` is the command's open Project, or a project DB path opened for this scan alone.
 
     One process at a time runs a given scan (AOI, imagery, zoom, model): another gets ScanRunningError.
     When the first tile reads all fail to resolve or connect, the scan stops early with OfflineError
@@ -317,18 +320,16 @@ def run_scan(
     started = time.perf_counter()
     if not settings.dask and _workers(settings) > 1:
         start_worker_server()
-    job = _prepare(aoi, imagery, zoom, Path(db_path), settings)
-    new = job.new_scan
-    if job.int8_check is not None:
-        say(job.int8_check.summary())
-    dated = f" ({new.imagery_date})" if new.imagery_date else ""
-    what = f"a scan of AOI {aoi.name!r} over {new.imagery}{dated} at zoom {zoom} with model {new.model_version}"
-    conn = connect(db_path)
-    try:
-        with scan_lock(db_path, scan_identity(new), what):
-            return _run_locked(conn, aoi, imagery, job, settings, say, on_warnings, started)
-    finally:
-        conn.close()
+    with Project.using(db) as project:
+        job = _prepare(aoi, imagery, zoom, project, settings)
+        new = job.new_scan
+        if job.int8_check is not None:
+            say(job.int8_check.summary())
+        dated = f" ({new.imagery_date})" if new.imagery_date else ""
+        what = f"a scan of AOI {aoi.name!r} over {new.imagery}{dated} at zoom {zoom} with model {new.model_version}"
+        with scan_lock(project.path, scan_identity(new), what):
+            project.migrate(RESULTS_SCHEMA)
+            return _run_locked(project.conn, aoi, imagery, job, settings, say, on_warnings, started)
 
 
 def _run_locked(
@@ -342,7 +343,6 @@ def _run_locked(
     started: float,
 ) -> ScanOutcome:
     """The body of run_scan, under the scan's lock: create or resume, run the units, finish."""
-    ensure_schema(conn)
     scan_id, resumed, complete, unit_delta = _open_scan(conn, job, settings, say)
     if complete:
         stats = update_scan_counts(conn, scan_id)
@@ -374,7 +374,7 @@ class _Job:
     int8_check: Int8Check | None = None
 
 
-def _prepare(aoi: AOI, imagery: str, zoom: int, db_path: Path, settings: ScanSettings) -> _Job:
+def _prepare(aoi: AOI, imagery: str, zoom: int, project: Project, settings: ScanSettings) -> _Job:
     """Plan the AOI, resolve the model, probe the imagery and fix how tiles are framed (nothing written yet)."""
     if settings.unit_zoom_delta is not None and settings.unit_zoom_delta < DEFAULT_UNIT_ZOOM_DELTA:
         raise InvalidInputError(  # a unit must hold whole blocks of tiles, or its tiles' scores depend on it
@@ -384,10 +384,10 @@ def _prepare(aoi: AOI, imagery: str, zoom: int, db_path: Path, settings: ScanSet
         )
     ref = ImageryRef(imagery, tuple(settings.source_options.items()), settings.imagery_date)  # checks the date
     plan = plan_scan(aoi, zoom, max_tiles=settings.max_tiles)
-    model = resolve_model(db_path, settings.model_path)
+    model = resolve_model(project, settings.model_path)
     clf = model.clf
     int8, check = choose_precision(clf, settings.int8)
-    cache_path = str(Path(settings.cache_path or default_cache_path(db_path)).resolve())
+    cache_path = str(Path(settings.cache_path or project.tile_cache_path()).resolve())
     source_id, source_spec, imagery_date = _probe_source(ref, cache_path, plan, clf, aoi)
     tile_res = plan.tile_resolution_m_per_px
     context = scan_context(

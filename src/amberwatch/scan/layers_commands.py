@@ -66,16 +66,11 @@ def rescan_command(
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of a table.")
 def diff_command(scan_a: int, scan_b: int, db: str, geojson_out: str | None, as_json: bool) -> None:
     """Compare result layers A (before) and B (after): sites added, removed, grown or shrunk, hectares."""
-    from amberwatch.db import connect
     from amberwatch.results.diff import diff_layers
-    from amberwatch.results.store import ensure_schema
+    from amberwatch.results.store import open_results
 
-    conn = connect(db, create=False)
-    try:
-        ensure_schema(conn)
-        d = diff_layers(conn, scan_a, scan_b)
-    finally:
-        conn.close()
+    with open_results(db) as project:
+        d = diff_layers(project.conn, scan_a, scan_b)
     if as_json:
         click.echo(json.dumps(d.summary(), indent=2))
     else:

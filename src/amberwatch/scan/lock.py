@@ -16,14 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from amberwatch.errors import DatabaseError, ScanRunningError
+from amberwatch.project import scan_lock_file
 from amberwatch.results.store import ScanIdentity
 
 
 def scan_lock_path(db_path: str | os.PathLike[str], identity: ScanIdentity) -> Path:
     """The lock file of one scan identity beside the DB."""
-    db = Path(db_path).resolve()
-    key = hashlib.sha256(identity.key().encode("utf-8")).hexdigest()[:16]
-    return db.with_name(f"{db.stem}-scan-{key}.lock")
+    return scan_lock_file(db_path, hashlib.sha256(identity.key().encode("utf-8")).hexdigest()[:16])
 
 
 def _holder(fd: int) -> str:

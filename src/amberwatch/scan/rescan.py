@@ -16,20 +16,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from amberwatch.db import connect
 from amberwatch.errors import ConflictError, NotFoundError
 from amberwatch.imagery.aoi import AOI, aoi_from_geojson
-from amberwatch.imagery.cache import TileCache, default_cache_path
+from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.mosaic import open_cached_source
 from amberwatch.imagery.types import ImageryRef, ground_resolution_m_per_px
 from amberwatch.model.registry import ModelRegistry
+from amberwatch.project import Project
 from amberwatch.results.records import CORE_KEYS, Scan
+from amberwatch.results.store import SCHEMA as RESULTS_SCHEMA
 from amberwatch.results.store import (
     NewScan,
     TileRow,
     create_scan,
     detection_totals,
-    ensure_schema,
     get_scan,
     scan_tiles_at,
     set_scan_status,
@@ -64,16 +64,16 @@ def _parent_scan(conn: sqlite3.Connection, scan_id: int) -> Scan:
     return scan
 
 
-def _cache_file(parent: Scan, cache_path, db_path: Path) -> Path:
+def _cache_file(parent: Scan, cache_path, project: Project) -> Path:
     """The tile cache the parent scan filled (or the one given); NotFoundError if it is gone."""
-    cache_file = Path(cache_path or parent.params.cache_path or default_cache_path(db_path))
+    cache_file = Path(cache_path or parent.params.cache_path or project.tile_cache_path())
     if not cache_file.exists():
         raise NotFoundError(f"tile cache {str(cache_file)!r} of scan {parent.id} does not exist; a rescan needs it")
     return cache_file.resolve()
 
 
 def rescan(
-    db_path: str | os.PathLike[str],
+    db: Project | str | os.PathLike[str],
     scan_id: int,
     model_version: int | str,
     *,
@@ -81,18 +81,18 @@ def rescan(
     min_area_ha: float | None = None,
     on_event: Callable[[str], None] | None = None,
 ) -> RescanOutcome:
-    """Re-classify finished scan SCAN with a registered model version into a new result layer."""
+    """Re-classify finished scan SCAN with a registered model version into a new result layer (``db``: the
+    command's open Project, or a project DB path opened for this rescan alone)."""
     say = on_event or (lambda _msg: None)
     started = time.perf_counter()
-    db_path = Path(db_path)
-    conn = connect(db_path, create=False)
-    try:
-        ensure_schema(conn)
+    with Project.using(db, create=False) as project:
+        project.migrate(RESULTS_SCHEMA)
+        conn = project.conn
         parent = _parent_scan(conn, scan_id)
-        registry = ModelRegistry(conn, db_path)
+        registry = project.store(ModelRegistry)
         info = registry.get(model_version)
         clf = registry.load(info.version)
-        layer = _plan_layer(conn, parent, clf, info, _cache_file(parent, cache_path, db_path), min_area_ha)
+        layer = _plan_layer(conn, parent, clf, info, _cache_file(parent, cache_path, project), min_area_ha)
         new_id = create_scan(conn, layer.new_scan, layer.copied)
         say(
             f"scan {new_id}: rescan of scan {scan_id} with model v{info.version}, {len(layer.done):,} tiles "
@@ -112,8 +112,6 @@ def rescan(
             detections_area_ha=hectares,
             seconds=round(time.perf_counter() - started, 2),
         )
-    finally:
-        conn.close()
 
 
 @dataclass

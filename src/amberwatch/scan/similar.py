@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from amberwatch.db import connect
 from amberwatch.errors import AmberwatchError, InvalidInputError, ModelError
 from amberwatch.imagery.decode import read_image_file
 from amberwatch.model.modelfile import load as load_model
 from amberwatch.model.registry import ModelRegistry
+from amberwatch.project import Project
 from amberwatch.results.similar import (
     DEFAULT_EXCLUDE_M,
     Place,
@@ -25,7 +25,8 @@ from amberwatch.results.similar import (
     load_scan_vectors,
     rank_places,
 )
-from amberwatch.results.store import ensure_schema, get_scan
+from amberwatch.results.store import SCHEMA as RESULTS_SCHEMA
+from amberwatch.results.store import get_scan
 
 
 @dataclass(frozen=True)
@@ -52,30 +53,27 @@ def parse_point(text: str) -> tuple[float, float]:
     return lat, lon
 
 
-def find_similar(db_path: str | os.PathLike[str], request: SimilarRequest) -> list[Place]:
+def find_similar(db: Project | str | os.PathLike[str], request: SimilarRequest) -> list[Place]:
     """The request's top places in its scan, best first (errors name the bad query)."""
     if not (request.detections or request.images or request.points):
         raise InvalidInputError("give at least one query: --detection ID, --image FILE or --at LAT,LON")
-    conn = connect(db_path, create=False)
-    try:
-        ensure_schema(conn)
+    with Project.using(db, create=False) as project:
+        project.migrate(RESULTS_SCHEMA)
+        conn = project.conn
         vectors = load_scan_vectors(conn, request.scan_id)
-        images = _embed_images(db_path, conn, request.scan_id, request.images) if request.images else None
+        images = _embed_images(project, request.scan_id, request.images) if request.images else None
         query = build_query(conn, vectors, request.detections, request.unlike, points=request.points, embedded=images)
         return rank_places(conn, vectors, query, top=request.top, exclude_m=request.exclude_m)
-    finally:
-        conn.close()
 
 
-def _embed_images(db_path, conn, scan_id: int, images: Sequence[str]) -> np.ndarray:
+def _embed_images(project: Project, scan_id: int, images: Sequence[str]) -> np.ndarray:
     """Embeddings of image files (at the examples' resolution) by the model the scan used."""
-    scan = get_scan(conn, scan_id)
+    scan = get_scan(project.conn, scan_id)
     model_path = scan.params.model_path
     if model_path and Path(model_path).exists():
         model = load_model(model_path)
     else:
-        with ModelRegistry.open(db_path) as registry:
-            model = registry.load(scan.model_version)
+        model = project.store(ModelRegistry).load(scan.model_version)
     if not getattr(model, "embedding_dims", 0):
         raise ModelError(f"model v{scan.model_version} of scan {scan_id} has no embedding to compare images with")
     chips = []

@@ -14,15 +14,16 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from amberwatch.db import connect, writing
+from amberwatch.db import writing
 from amberwatch.errors import AmberwatchWarning, InvalidInputError, NotFoundError
 from amberwatch.imagery.basemap import tile_origins
-from amberwatch.imagery.cache import TileCache, default_cache_path
+from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.mosaic import open_cached_source
 from amberwatch.imagery.sources import TileSource
 from amberwatch.imagery.types import LngLatBbox
+from amberwatch.project import Project, tile_cache_path
 from amberwatch.results.public import PublicDetection, scan_credit
-from amberwatch.results.store import ensure_schema
+from amberwatch.results.store import SCHEMA as RESULTS_SCHEMA
 from amberwatch.story.article import Article, read_article
 from amberwatch.story.captions import SiteText, format_date, format_hectares, format_place, site_texts
 from amberwatch.story.images import export_tiles, fragment_bbox, grow_bbox, write_fragment
@@ -137,9 +138,9 @@ def _warn_unconfirmed(sites: list[PublicDetection], map_sites: list[PublicDetect
 
 def _select_sites(db: Path, article: Article, scan_id: int | None) -> Chosen:
     """The scan shown on the map, fragment sites, map sites and their imagery credits, read from the project DB."""
-    conn = connect(db, create=False)
-    try:
-        ensure_schema(conn)
+    with Project.open(db, create=False) as project:
+        project.migrate(RESULTS_SCHEMA)
+        conn = project.conn
         if article.fragments.ids and scan_id is None:
             # Explicit ids name their detections in any scan; the map shows their scan when they share one.
             sites = select_fragments(conn, article.fragments, None)
@@ -149,8 +150,6 @@ def _select_sites(db: Path, article: Article, scan_id: int | None) -> Chosen:
             scan = pick_scan(conn, scan_id)
             sites = select_fragments(conn, article.fragments, scan)
         return Chosen(scan, sites, select_map_sites(conn, scan), _credits(conn, {s.scan_id for s in sites}))
-    finally:
-        conn.close()
 
 
 def _credits(conn: sqlite3.Connection, scan_ids: set[int]) -> dict[int, str]:
@@ -159,7 +158,7 @@ def _credits(conn: sqlite3.Connection, scan_ids: set[int]) -> dict[int, str]:
 
 
 def _cache_file(db: Path, cache_path: str | os.PathLike[str] | None) -> Path:
-    cache_file = Path(cache_path) if cache_path else default_cache_path(db)
+    cache_file = Path(cache_path) if cache_path else tile_cache_path(db)
     if cache_path and not cache_file.exists():
         raise NotFoundError(f"tile cache {str(cache_file)!r} does not exist")
     return cache_file

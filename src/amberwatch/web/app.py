@@ -21,11 +21,11 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from amberwatch import __version__
-from amberwatch.db import connect
 from amberwatch.errors import AmberwatchError
-from amberwatch.imagery.cache import TileCache, default_cache_path
+from amberwatch.imagery.cache import TileCache
+from amberwatch.project import Project
 from amberwatch.review.feedback import DEFAULT_LIMIT_PER_HOUR, FeedbackLimits
-from amberwatch.review.schema import ensure_schema
+from amberwatch.review.schema import SCHEMA as WEB_SCHEMA
 from amberwatch.web.guard import MAX_BODY_BYTES, SECURITY_HEADERS, WRITE_SLOTS, GuardMiddleware, WriteSlotsMiddleware
 from amberwatch.web.routes import detections, feedback, label, pages, similar
 from amberwatch.web.similar import VectorCache
@@ -69,15 +69,13 @@ def create_app(
     ``build_overviews``: build every scan's overview tiles in the background at start (else on first request).
     ``write_slots``: state-changing requests served at once; more answer 503 at once (reads never wait on writes).
     """
-    conn = connect(db_path, create=False)
-    try:
-        ensure_schema(conn)
-    finally:
-        conn.close()
+    project = Project.open(db_path, create=False)
+    project.migrate(WEB_SCHEMA)  # once, at start: requests get their own connections (project.connection)
+    project.close()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.warmup = Warmup(db_path, app.state.cache, overviews=build_overviews)
+        app.state.warmup = Warmup(project, app.state.cache, overviews=build_overviews)
         yield
         app.state.warmup.close()
         app.state.cache.close()
@@ -91,8 +89,8 @@ def create_app(
         openapi_url="/openapi.json",
         description="Detections of surface mining, readers' corrections and reviewers' decisions.",
     )
-    app.state.db_path = Path(db_path)
-    app.state.cache = TileCache(cache_path if cache_path is not None else default_cache_path(db_path))
+    app.state.project = project
+    app.state.cache = TileCache(cache_path if cache_path is not None else project.tile_cache_path())
     app.state.feedback_limits = feedback_limits or FeedbackLimits(per_client_hour=feedback_limit_per_hour)
     app.state.vectors = VectorCache()
     app.state.basemap = basemap

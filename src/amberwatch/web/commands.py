@@ -9,8 +9,8 @@ from contextlib import contextmanager
 
 import click
 
-from amberwatch.db import connect
 from amberwatch.options import db_option
+from amberwatch.project import Project
 
 
 def _basemap_option(ctx: click.Context, param: click.Parameter, value: str | None) -> dict | None:
@@ -129,14 +129,11 @@ def users_revoke(name: str, db: str) -> None:
 @contextmanager
 def _users_db(db: str) -> Iterator[sqlite3.Connection]:
     """The existing project DB with the web tables ready (a mistyped --db must not start a new, empty project)."""
-    from amberwatch.review.schema import ensure_schema
+    from amberwatch.review.schema import SCHEMA
 
-    conn = connect(db, create=False)
-    try:
-        ensure_schema(conn)
-        yield conn
-    finally:
-        conn.close()
+    with Project.open(db, create=False) as project:
+        project.migrate(SCHEMA)
+        yield project.conn
 
 
 @users.command("list")

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 
 from fastapi import Depends, Request
 
-from amberwatch.db import connect
 from amberwatch.imagery.cache import TileCache
 from amberwatch.review.feedback import client_hash
 from amberwatch.web.schema import client_salt
@@ -23,9 +22,7 @@ def get_conn(request: Request) -> Iterator[sqlite3.Connection]:
     """An open project DB connection for the duration of one request; a lock held too long is a DatabaseBusyError
     (503), a full disk a StorageFullError (507)."""
     # No path in its errors (a full disk is a StorageFullError, 507): the answer is public.
-    conn = connect(
-        request.app.state.db_path, create=False, busy_timeout_s=WEB_BUSY_TIMEOUT_S, name="the project database"
-    )
+    conn = request.app.state.project.connection(busy_timeout_s=WEB_BUSY_TIMEOUT_S, name="the project database")
     try:
         yield conn
     finally:

@@ -7,9 +7,9 @@ import logging
 import os
 import threading
 
-from amberwatch.db import connect
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.overview import build_overviews
+from amberwatch.project import Project
 from amberwatch.results.places import describe_place
 from amberwatch.results.store import scan_layers
 from amberwatch.web.layers import aoi_bounds, overview_zoom
@@ -17,9 +17,10 @@ from amberwatch.web.layers import aoi_bounds, overview_zoom
 log = logging.getLogger(__name__)
 
 
-def scan_pyramids(db_path: str | os.PathLike[str]) -> list[tuple[str, int, int]]:
+def scan_pyramids(db: Project | str | os.PathLike[str]) -> list[tuple[str, int, int]]:
     """(imagery source id, scan zoom, lowest overview zoom) of every scan, each pyramid once."""
-    conn = connect(db_path, create=False)
+    with Project.using(db, create=False) as project:
+        conn = project.connection()  # its own: this runs in the warm-up thread
     try:
         out: dict[tuple[str, int], int] = {}
         for layer in scan_layers(conn):
@@ -32,11 +33,11 @@ def scan_pyramids(db_path: str | os.PathLike[str]) -> list[tuple[str, int, int]]
     return [(src, z, min_z) for (src, z), min_z in out.items()]
 
 
-def _run(db_path: str | os.PathLike[str], cache: TileCache, overviews: bool, stop: threading.Event) -> None:
+def _run(project: Project, cache: TileCache, overviews: bool, stop: threading.Event) -> None:
     try:
         describe_place(0.0, 0.0)  # loads the gazetteer once per process
         if overviews:
-            for source_id, zoom, min_z in scan_pyramids(db_path):
+            for source_id, zoom, min_z in scan_pyramids(project):
                 if stop.is_set():
                     return
                 build_overviews(cache, source_id, zoom, min_z, stop=stop.is_set)
@@ -48,11 +49,11 @@ def _run(db_path: str | os.PathLike[str], cache: TileCache, overviews: bool, sto
 class Warmup:
     """The background warm-up thread; ``close`` stops it between two tiles and waits for it."""
 
-    def __init__(self, db_path: str | os.PathLike[str], cache: TileCache, *, overviews: bool) -> None:
+    def __init__(self, project: Project, cache: TileCache, *, overviews: bool) -> None:
         """Start the warm-up in a daemon thread."""
         self.stop = threading.Event()
         self.thread = threading.Thread(
-            target=_run, args=(db_path, cache, overviews, self.stop), name="map-warmup", daemon=True
+            target=_run, args=(project, cache, overviews, self.stop), name="map-warmup", daemon=True
         )
         self.thread.start()
 
