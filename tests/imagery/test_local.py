@@ -80,7 +80,7 @@ def test_utm_geotiff_marker_lands_in_the_right_web_mercator_pixel(tmp_path: Path
             assert str(img.capture_date) == "2018-05-17"
         # Far away from the raster: no imagery, recorded empty.
         assert src.read_tile(18, 0, 0) is None
-        assert cache.get(src.source_id, 18, 0, 0)["status"] == "empty"
+        assert cache.get(src.source_id, 18, 0, 0).status == "empty"
         source_id = src.source_id
     # Re-opening the unchanged file reuses the cache (same id).
     with open_source(str(tif), cache=cache, capture_date="2019-01-02") as again:
@@ -122,7 +122,7 @@ def test_tile_folder_with_dates_sidecar(tmp_path: Path, cache: TileCache) -> Non
         assert tuple(a.pixels[0, 0]) == (11, 7, 9) and str(a.capture_date) == "2018-06-01"
         assert b is not None and str(b.capture_date) == "2017-09-09"
         assert src.read_tile(18, 150001, 86000) is None
-        assert cache.get(src.source_id, 18, 150000, 86001)["content_type"] == "image/jpeg"
+        assert cache.get(src.source_id, 18, 150000, 86001).content_type == "image/jpeg"
         assert src.bounds.north_deg > src.bounds.south_deg
 
 

@@ -64,5 +64,5 @@ def test_cache_sink_stores_content_type_and_base_count(cache):
     sink.close()
     one = cache.get_overview("src", Z, Z - 1, X0 // 2, Y0 // 2)
     two = cache.get_overview("src", Z, Z - 2, X0 // 4, Y0 // 4)
-    assert (one["content_type"], one["n_base"]) == ("image/jpeg", 2)
-    assert (two["content_type"], two["n_base"]) == ("image/png", 2)
+    assert (one.content_type, one.n_base) == ("image/jpeg", 2)
+    assert (two.content_type, two.n_base) == ("image/png", 2)

@@ -54,8 +54,8 @@ def test_read_tiles_concurrent_mixed_results(tile_server, cache: TileCache) -> N
     for i, k in enumerate(keys[:10]):
         assert tuple(got[k].pixels[0, 0]) == (i, 7, 9)
     assert got[keys[10]] is None and got[keys[11]] is None
-    assert cache.get(src.source_id, *keys[10])["status"] == "empty"
-    assert cache.get(src.source_id, *keys[11])["status"] == "empty"
+    assert cache.get(src.source_id, *keys[10]).status == "empty"
+    assert cache.get(src.source_id, *keys[11]).status == "empty"
 
 
 def test_404_and_uniform_tiles_are_recorded_empty_and_not_refetched(tile_server, cache: TileCache) -> None:
@@ -70,8 +70,8 @@ def test_404_and_uniform_tiles_are_recorded_empty_and_not_refetched(tile_server,
             assert src.read_tile(Z, X, Y + 1) is None
         assert src.read_tile(Z, X, Y + 2) is None
         row = cache.get(src.source_id, Z, X, Y)
-        assert row["status"] == "empty" and row["data"] is None
-        assert cache.get(src.source_id, Z, X, Y + 2)["status"] == "empty"
+        assert row.status == "empty" and row.data is None
+        assert cache.get(src.source_id, Z, X, Y + 2).status == "empty"
         n = len(tile_server.requests)
         assert n == 3
         assert all(src.read_tile(Z, X, Y + i) is None for i in range(3))
@@ -122,7 +122,7 @@ def test_truncated_body_retried_then_recovers(tile_server, cache: TileCache, fmt
         img = src.read_tile(Z, X, Y)
     assert img is not None and len(tile_server.requests) == 2
     row = cache.get(src.source_id, Z, X, Y)
-    assert row["content_type"] == ctype and bytes(row["data"]) == tile_server.tiles[(Z, X, Y)]
+    assert row.content_type == ctype and row.data == tile_server.tiles[(Z, X, Y)]
 
 
 def test_persistent_failure_raises_imagery_error_and_is_not_cached(tile_server, cache: TileCache) -> None:

@@ -344,7 +344,7 @@ def _cut_west_of_patch(cache_path: Path, keep_from: float) -> float:
     col = int(256 * keep_from)
     with TileCache(cache_path) as cache:
         for dy in range(4):
-            rgb = decode_image(bytes(cache.get(SOURCE_ID, ZOOM, t0.x, t0.y + dy)["data"]))
+            rgb = decode_image(bytes(cache.get(SOURCE_ID, ZOOM, t0.x, t0.y + dy).data))
             alpha = np.zeros((256, 256), dtype=np.uint8)
             alpha[:, col:] = 255
             rgb[:, :col] = 0

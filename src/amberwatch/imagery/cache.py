@@ -8,11 +8,36 @@ SQLite, not MBTiles: ``<db stem>-tiles.sqlite`` (projects made before it was ren
 from __future__ import annotations
 
 import os
-import sqlite3
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from amberwatch.db import connect, migrate, utc_now_iso
+
+
+@dataclass(frozen=True)
+class CachedTile:
+    """One cached tile: 'ok' with its encoded image as served, or 'empty' (the server had no imagery there)."""
+
+    status: str
+    data: bytes | None
+    content_type: str | None
+    capture_date: str | None
+
+    @property
+    def image(self) -> bytes | None:
+        """The encoded image when the tile has imagery, else None."""
+        return self.data if self.status == "ok" and self.data is not None else None
+
+
+@dataclass(frozen=True)
+class OverviewTile:
+    """A stored overview tile and the number of base tiles it was built from."""
+
+    data: bytes
+    content_type: str
+    n_base: int
+
 
 MIGRATIONS: list[str] = [
     """
@@ -71,14 +96,18 @@ class TileCache:
         migrate(self._conn, "tile_cache", MIGRATIONS)
         self._lock = threading.Lock()
 
-    def get(self, source_id: str, z: int, x: int, y: int) -> sqlite3.Row | None:
-        """The cached row (status, data, content_type, capture_date) or None when never fetched."""
+    def get(self, source_id: str, z: int, x: int, y: int) -> CachedTile | None:
+        """The cached tile or None when never fetched."""
         with self._lock:
-            return self._conn.execute(
+            row = self._conn.execute(
                 "SELECT status, data, content_type, capture_date FROM tiles"
                 " WHERE source_id = ? AND z = ? AND x = ? AND y = ?",
                 (source_id, z, x, y),
             ).fetchone()
+        if row is None:
+            return None
+        data = None if row["data"] is None else bytes(row["data"])
+        return CachedTile(row["status"], data, row["content_type"], row["capture_date"])
 
     def put(
         self,
@@ -163,14 +192,15 @@ class TileCache:
             ).fetchall()
         return [(int(x), int(y)) for x, y in rows]
 
-    def get_overview(self, source_id: str, base_z: int, z: int, x: int, y: int) -> sqlite3.Row | None:
-        """A stored overview tile (data, content_type, n_base) built from ``base_z`` tiles, or None."""
+    def get_overview(self, source_id: str, base_z: int, z: int, x: int, y: int) -> OverviewTile | None:
+        """A stored overview tile built from ``base_z`` tiles, or None."""
         with self._lock:
-            return self._conn.execute(
+            row = self._conn.execute(
                 "SELECT data, content_type, n_base FROM overview_tiles"
                 " WHERE source_id = ? AND base_z = ? AND z = ? AND x = ? AND y = ?",
                 (source_id, base_z, z, x, y),
             ).fetchone()
+        return None if row is None else OverviewTile(bytes(row["data"]), str(row["content_type"]), int(row["n_base"]))
 
     def put_overview(
         self, source_id: str, base_z: int, z: int, x: int, y: int, data: bytes, content_type: str, n_base: int

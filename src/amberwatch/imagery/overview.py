@@ -89,8 +89,7 @@ def _child(cache: TileCache, source_id: str, base_z: int, z: int, x: int, y: int
     """The encoded tile (z, x, y): a cached base tile at ``base_z``, else an overview (built if needed)."""
     if z == base_z:
         row = cache.get(source_id, z, x, y)
-        ok = row is not None and row["status"] == "ok" and row["data"] is not None
-        return bytes(row["data"]) if ok else None
+        return None if row is None else row.image
     built = _build(cache, source_id, base_z, z, x, y)
     return None if built is None else built[0]
 
@@ -100,8 +99,8 @@ def _stored(cache: TileCache, source_id: str, base_z: int, z: int, x: int, y: in
     xs, ys = _span(base_z, z, x, y)
     n_base = cache.count_ok_in(source_id, base_z, xs, ys)
     row = cache.get_overview(source_id, base_z, z, x, y) if n_base else None
-    if row is not None and int(row["n_base"]) == n_base:
-        return n_base, (bytes(row["data"]), str(row["content_type"]))
+    if row is not None and row.n_base == n_base:
+        return n_base, (row.data, row.content_type)
     return n_base, None
 
 

@@ -223,13 +223,13 @@ class TileSource(abc.ABC):
         row = self.cache.get(self.source_id, z, x, y)
         if row is None:
             return _MISS
-        if row["status"] != "ok" or row["data"] is None:
+        if row.image is None:
             return None
         try:
-            pixels, valid = decode_with_valid(bytes(row["data"]), self._tile_label(z, x, y), max_pixels=MAX_TILE_PIXELS)
+            pixels, valid = decode_with_valid(row.image, self._tile_label(z, x, y), max_pixels=MAX_TILE_PIXELS)
         except ImageError:
             return _MISS  # a damaged cache entry is refetched and replaced
-        return self._geoimage((z, x, y), pixels, row["capture_date"], valid)
+        return self._geoimage((z, x, y), pixels, row.capture_date, valid)
 
     def _accept(self, key: TileKey, fetched: FetchedTile | None) -> GeoImage | None:
         """Cache a freshly fetched tile (or its absence) and turn it into a GeoImage or None."""

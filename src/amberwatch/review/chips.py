@@ -50,7 +50,7 @@ def cache_covers(cache: TileCache, source_id: str, bbox: LngLatBbox, zoom: int) 
     """True when at least one tile with imagery covering ``bbox`` at ``zoom`` is in the cache."""
     for t in mercantile.tiles(*bbox.as_tuple(), zooms=[zoom]):
         row = cache.get(source_id, t.z, t.x, t.y)
-        if row is not None and row["status"] == "ok":
+        if row is not None and row.status == "ok":
             return True
     return False
 

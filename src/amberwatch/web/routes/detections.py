@@ -172,8 +172,8 @@ def tile(
     if not _TILE_ROW.fullmatch(y_num):
         raise InvalidInputError(f"tile row {y[:40]!r} is not a number from 0 to {MAX_TILE_INDEX}")
     row = cache.get(source_id, z, x, int(y_num))
-    if row is not None and row["status"] == "ok" and row["data"] is not None:
-        data, content_type, max_age = bytes(row["data"]), row["content_type"] or "image/png", 86400
+    if row is not None and row.image is not None:
+        data, content_type, max_age = row.image, row.content_type or "image/png", 86400
     else:
         if base is None:
             zooms = cache.zoom_range(source_id)
