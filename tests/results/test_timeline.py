@@ -10,6 +10,7 @@ from shapely.geometry import box
 
 from amberwatch.cli import main
 from amberwatch.errors import InvalidInputError, NotFoundError
+from amberwatch.results.public import ReviewState
 from amberwatch.results.timeline import DatedLayer, Outline, load_timeline, match_sites, site_status
 from tests.results.timeline_db import add_scan, open_db, tile_box
 
@@ -155,3 +156,15 @@ def test_cli_json_csv_geojson_and_one_line_errors(tmp_path):
         assert result.exit_code in (1, 2) and message in result.output, result.output
     table = _run("--db", str(db))
     assert table.exit_code == 0 and "2 sites over 2 dates" in table.output and "1 new, 1 growing" in table.output
+
+
+def test_sites_reviewed_as_not_mining_are_left_out_unless_asked(tmp_path):
+    conn = open_db(tmp_path / "p.db")
+    add_scan(conn, "2018", [(tile_box(0, 0), 1.0), (tile_box(2, 2), 2.0)])
+    add_scan(conn, "2020", [(tile_box(0, 0), 1.0), (tile_box(2, 2), 2.0)])
+    rejected = {3: ReviewState("not_mining"), 4: ReviewState("not_mining")}  # the 2020 outlines of both sites
+    assert [dict(s.area_ha) for s in load_timeline(conn, rejected).sites] == [
+        {"2018": 2.0, "2020": 0.0},  # scan 2's detections are ids 3 (tile 0, 0) and 4 (tile 2, 2)
+        {"2018": 1.0, "2020": 0.0},
+    ]
+    assert {s.status for s in load_timeline(conn, rejected, include_removed=True).sites} == {"stable"}
