@@ -105,9 +105,9 @@ class Timeline:
         """One flat row per site (``area_ha_<date>`` columns), for CSV and GeoJSON properties."""
         out = []
         for s in self.sites:
-            row = {k: v for k, v in s.to_dict().items() if k != "area_ha"}
-            row.update({f"area_ha_{d}": a for d, a in s.to_dict()["area_ha"].items()})
-            out.append(row)
+            row = s.to_dict()
+            areas = row.pop("area_ha")
+            out.append({**row, **{f"area_ha_{d}": a for d, a in areas.items()}})
         return out
 
     def to_csv(self) -> str:
