@@ -265,6 +265,11 @@ def get_scan(conn: sqlite3.Connection, scan_id: int | None = None) -> Scan:
     return _scan(row)
 
 
+def finished_scans(conn: sqlite3.Connection) -> list[Scan]:
+    """Every finished scan (rescan layers too), oldest first."""
+    return [_scan(r) for r in conn.execute("SELECT * FROM scans WHERE status = 'finished' ORDER BY id")]
+
+
 def scan_exists(conn: sqlite3.Connection, scan_id: int) -> bool:
     """True when a scans row with this id exists."""
     return conn.execute("SELECT 1 FROM scans WHERE id = ?", (int(scan_id),)).fetchone() is not None
@@ -546,6 +551,14 @@ def done_tiles(conn: sqlite3.Connection, scan_id: int) -> Iterator[TileRow]:
         (scan_id,),
     ):
         yield TileRow(z, x, y, "done", grid_cells=cells, grid=grid, valid_cells=valid)
+
+
+def imagery_tiles(conn: sqlite3.Connection, scan_id: int) -> Iterator[TileRow]:
+    """Every done tile of a scan (read with imagery) with z, x, y, grid_cells and valid_cells, without its grid."""
+    for z, x, y, cells, valid in conn.execute(
+        "SELECT z, x, y, grid_cells, valid_cells FROM scan_tiles WHERE scan_id = ? AND status = 'done'", (scan_id,)
+    ):
+        yield TileRow(z, x, y, "done", grid_cells=cells, valid_cells=valid)
 
 
 def tile_grid(conn: sqlite3.Connection, scan_id: int, z: int, x: int, y: int) -> TileRow | None:
