@@ -112,6 +112,11 @@ class PretrainedRecipe:
         return tuple(sorted(set(self.std_stages) | set(self.wide_std_stages)))
 
     @property
+    def n_features(self) -> int:
+        """Features of one window (or chip) the head takes: every channel's mean, then the std stages' deviations."""
+        return FEATURE_DIM + len(std_columns(self.feature_std_stages))
+
+    @property
     def resolution_m_per_px(self) -> float:
         """Ground resolution the backbone works at (the scan resamples imagery to it)."""
         return self.example_resolution_m_per_px / self.scale
@@ -172,8 +177,7 @@ class Int8Calibration:
         """What is taken off the int8 logits of (N, features) int8 pooled features: logit_shift without weights."""
         if self.logit_weights is None:
             return self.logit_shift
-        x = np.asarray(int8_features, dtype=np.float64) - self.logit_centre
-        return self.logit_shift + x @ self.logit_weights.astype(np.float64)
+        return self.offset + np.asarray(int8_features, dtype=np.float64) @ self.logit_weights.astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -212,8 +216,7 @@ class PretrainedClassifier(VersionedModel):
         embedding: Embedding | None = None,
         int8: Int8Calibration | None = None,
     ) -> None:
-        self._std_cols = std_columns(recipe.feature_std_stages)
-        n_features = FEATURE_DIM + len(self._std_cols)
+        n_features = recipe.n_features
         if head.n_features != n_features:
             raise ModelError(f"pretrained head takes {head.n_features} features, expected {n_features}")
         self.head = head
@@ -829,7 +832,7 @@ def _mosaic_windows(
     """(windows, features) fp32 and int8 features of every WINDOW_STRIDE_CELLS-th scan window of the images'
     calibration_mosaic, cached (under the images' sha256s) beside the images' own passes."""
     cache, prep = cached
-    n = FEATURE_DIM + len(std_columns(recipe.feature_std_stages))
+    n = recipe.n_features
     key = hashlib.sha256("|".join(sha for sha, _ in images).encode()).hexdigest()
     scan = (recipe.feature_std_stages, recipe.cell_px, recipe.window_cells, recipe.halo_px, recipe.chunk_px)
     prep = f"{prep}|mosaic-windows-{SLOT_PX}px-stride{WINDOW_STRIDE_CELLS}|{scan}"
@@ -852,7 +855,7 @@ def window_features(
 ) -> np.ndarray:
     """(windows, features) pooled features of the windows a scan scores on an image, every stride_cells-th along
     each axis, built as the scan builds them (its first layer with identity weights); int8 given ranges."""
-    n = FEATURE_DIM + len(std_columns(recipe.feature_std_stages))
+    n = recipe.n_features
     zeros = np.zeros(n, dtype=np.float32)
     identity = Head(np.eye(n, dtype=np.float32), zeros, zeros, 0.0, relu=False)
     int8 = None if ranges is None else Int8Calibration(ranges, 0.0)
