@@ -19,7 +19,7 @@ import json
 import re
 import sqlite3
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import PureWindowsPath
 from typing import Any, NamedTuple
 
@@ -114,25 +114,8 @@ class PublicDetection:
 
 def public_detection(det: Detection, review: ReviewState, place: str | None) -> PublicDetection:
     """A detection as the public sees it, with its review state and place."""
-    return PublicDetection(
-        id=det.id,
-        scan_id=det.scan_id,
-        geometry_geojson=det.geometry_geojson,
-        bbox=det.bbox,
-        centroid_lon=det.centroid_lon,
-        centroid_lat=det.centroid_lat,
-        area_ha=det.area_ha,
-        mean_prob=det.mean_prob,
-        max_prob=det.max_prob,
-        capture_date=det.capture_date,
-        model_version=det.model_version,
-        imagery_source_id=det.imagery_source_id,
-        zoom=det.zoom,
-        has_thumbnail=det.has_thumbnail,
-        thumbnail=det.thumbnail,
-        review=review,
-        place=place,
-    )
+    kept = {f.name: getattr(det, f.name) for f in fields(PublicDetection) if f.name not in ("review", "place")}
+    return PublicDetection(**kept, review=review, place=place)
 
 
 def public_detections(
