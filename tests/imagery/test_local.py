@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import rasterio
 from pyproj import Transformer
-from rasterio.transform import from_origin
 
 from amberwatch.errors import CRSError, InvalidInputError
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.open import open_source
 from amberwatch.imagery.tiles import lnglat_to_tile
+from tests.fixtures.geotiff import write_geotiff
 
 from .conftest import tile_png
 
@@ -33,20 +33,7 @@ def write_utm_geotiff(path: Path, **tags: str) -> Path:
     data = rng.integers(40, 160, (3, SIZE_PX, SIZE_PX), dtype=np.uint8)
     r, c = MARKER_PX
     data[:, r : r + 16, c : c + 16] = np.array([255, 0, 0], dtype=np.uint8)[:, None, None]
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=SIZE_PX,
-        height=SIZE_PX,
-        count=3,
-        dtype="uint8",
-        crs="EPSG:32635",
-        transform=from_origin(*UTM_ORIGIN, RES_M, RES_M),
-    ) as ds:
-        ds.write(data)
-        ds.update_tags(**tags)
-    return path
+    return write_geotiff(path, data, UTM_ORIGIN, RES_M, tags=tags)
 
 
 def marker_lnglat() -> tuple[float, float]:
@@ -189,19 +176,7 @@ def test_geotiff_nodata_reads_as_none_and_16bit_gray_is_scaled(tmp_path: Path) -
     p = tmp_path / "gray16.tif"
     data = np.zeros((1, SIZE_PX, SIZE_PX), dtype=np.uint16)
     data[0, :, SIZE_PX // 2 :] = np.linspace(1000, 3000, SIZE_PX // 2, dtype=np.uint16)[None, :]  # west half nodata
-    with rasterio.open(
-        p,
-        "w",
-        driver="GTiff",
-        width=SIZE_PX,
-        height=SIZE_PX,
-        count=1,
-        dtype="uint16",
-        nodata=0,
-        crs="EPSG:32635",
-        transform=from_origin(*UTM_ORIGIN, RES_M, RES_M),
-    ) as ds:
-        ds.write(data)
+    write_geotiff(p, data, UTM_ORIGIN, RES_M, nodata=0)
     to_lnglat = Transformer.from_crs("EPSG:32635", "EPSG:4326", always_xy=True).transform
     west_mid = to_lnglat(UTM_ORIGIN[0] + 40 * RES_M, UTM_ORIGIN[1] - 300 * RES_M)
     east_mid = to_lnglat(UTM_ORIGIN[0] + 520 * RES_M, UTM_ORIGIN[1] - 300 * RES_M)

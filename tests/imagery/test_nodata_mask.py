@@ -7,10 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
 from PIL import Image
 from pyproj import Transformer
-from rasterio.transform import from_origin
 
 from amberwatch.errors import InvalidInputError
 from amberwatch.imagery.cache import TileCache
@@ -19,6 +17,7 @@ from amberwatch.imagery.mosaic import open_cached_source, render_bbox
 from amberwatch.imagery.open import open_source
 from amberwatch.imagery.tiles import lnglat_to_tile, tile_lnglat_bbox
 from amberwatch.imagery.types import GeoImage, LngLatBbox
+from tests.fixtures.geotiff import write_geotiff
 
 from .conftest import tile_png
 
@@ -31,20 +30,7 @@ def write_nodata_margin_geotiff(path: Path) -> Path:
     """A noisy RGB GeoTIFF in EPSG:32635 (nodata=0) whose west half is nodata."""
     data = np.random.default_rng(0).integers(40, 160, (3, SIZE_PX, SIZE_PX), dtype=np.uint8)
     data[:, :, : SIZE_PX // 2] = 0
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=SIZE_PX,
-        height=SIZE_PX,
-        count=3,
-        dtype="uint8",
-        nodata=0,
-        crs="EPSG:32635",
-        transform=from_origin(*UTM_ORIGIN, RES_M, RES_M),
-    ) as ds:
-        ds.write(data)
-    return path
+    return write_geotiff(path, data, UTM_ORIGIN, RES_M, nodata=0)
 
 
 def _edge_tile() -> tuple[int, int, int]:

@@ -4,36 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import rasterio
 from pyproj import Transformer
-from rasterio.transform import from_origin
 
 from amberwatch.errors import ResolutionError
 from amberwatch.imagery.aoi import aoi_from_bbox
 from amberwatch.scan.engine import ScanSettings, model_tile_px, run_scan
+from tests.fixtures.geotiff import UTM35N, left_top_centred_on, write_geotiff
 from tests.scan.conftest import CENTER, texty_image
-
-UTM35N = "EPSG:32635"
 
 
 def write_utm_geotiff(path, pixels: np.ndarray, resolution_m: float) -> tuple[float, float, float, float]:
     """Write pixels as an RGB GeoTIFF in UTM 35N centred on CENTER; returns its lon/lat bounds (inset)."""
-    to_utm = Transformer.from_crs("EPSG:4326", UTM35N, always_xy=True)
-    cx, cy = to_utm.transform(*CENTER)
     h, w = pixels.shape[:2]
-    left, top = cx - w * resolution_m / 2, cy + h * resolution_m / 2
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=w,
-        height=h,
-        count=3,
-        dtype="uint8",
-        crs=UTM35N,
-        transform=from_origin(left, top, resolution_m, resolution_m),
-    ) as dst:
-        dst.write(np.moveaxis(pixels, 2, 0))
+    left, top = left_top_centred_on(CENTER, w, h, resolution_m)
+    write_geotiff(path, np.moveaxis(pixels, 2, 0), (left, top), resolution_m)
     to_ll = Transformer.from_crs(UTM35N, "EPSG:4326", always_xy=True)
     west, south = to_ll.transform(left + 40, top - h * resolution_m + 40)
     east, north = to_ll.transform(left + w * resolution_m - 40, top - 40)

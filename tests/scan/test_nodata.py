@@ -7,9 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
 from pyproj import Transformer
-from rasterio.transform import from_origin
 
 from amberwatch.db import connect
 from amberwatch.imagery.aoi import aoi_from_bbox
@@ -19,9 +17,9 @@ from amberwatch.results.map_units import NO_IMAGERY
 from amberwatch.results.sampling import draw_sample, export_sample, sample_units
 from amberwatch.results.store import scan_tiles_at
 from amberwatch.scan.engine import ScanSettings, run_scan
+from tests.fixtures.geotiff import UTM35N, left_top_centred_on, write_geotiff
 from tests.scan.conftest import CENTER, TEXTY, ZOOM, texty_image
 
-UTM35N = "EPSG:32635"
 RES_M = 0.38
 
 
@@ -30,21 +28,8 @@ def write_margin_geotiff(path: Path, pixels: np.ndarray, margin_px: int) -> tupl
     pixels = np.maximum(pixels, 1)  # imagery never equals the nodata value
     pixels[:, :margin_px] = 0
     h, w = pixels.shape[:2]
-    cx, cy = Transformer.from_crs("EPSG:4326", UTM35N, always_xy=True).transform(*CENTER)
-    left, top = cx - w * RES_M / 2, cy + h * RES_M / 2
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=w,
-        height=h,
-        count=3,
-        dtype="uint8",
-        nodata=0,
-        crs=UTM35N,
-        transform=from_origin(left, top, RES_M, RES_M),
-    ) as dst:
-        dst.write(np.moveaxis(pixels, 2, 0))
+    left, top = left_top_centred_on(CENTER, w, h, RES_M)
+    write_geotiff(path, np.moveaxis(pixels, 2, 0), (left, top), RES_M, nodata=0)
     to_ll = Transformer.from_crs(UTM35N, "EPSG:4326", always_xy=True)
     west, south = to_ll.transform(left, top - h * RES_M)
     east, north = to_ll.transform(left + w * RES_M, top)
