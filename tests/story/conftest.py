@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
 import itertools
 import json
 import math
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -208,3 +213,142 @@ def built_story(story_data: StoryFixture, tmp_path_factory: pytest.TempPathFacto
 
     build_story(article, story_data.db, folder / "site")
     return folder / "site"
+
+
+# -- a project scanned at two imagery dates: the same tiles hold forest in 2019 and pits in 2023 ---------------------
+THEN, NOW = "2019-06-26", "2023-06-26"
+DATED_BASE = "xyz-story-dated"
+# Patch A: forest (negative1) then, pits (positive1) now. Patch B: the pits of positive2 at both dates.
+DATED_PATCHES = {"A": (26.900, 51.300), "B": (26.915, 51.296)}
+DATED_IMAGERY = {THEN: {"A": "negative1.png", "B": "positive2.png"}, NOW: {"A": "positive1.png", "B": "positive2.png"}}
+# Sites by date: (patch, share across, share down, side_m). A1, A2 are new; B1 grows; B2 stays the same.
+DATED_SITES = {
+    THEN: {"B1": ("B", 0.4, 0.45, 60), "B2": ("B", 0.7, 0.7, 80)},
+    NOW: {
+        "A1": ("A", 0.45, 0.5, 130),
+        "A2": ("A", 0.72, 0.3, 50),
+        "B1": ("B", 0.4, 0.45, 110),
+        "B2": ("B", 0.7, 0.7, 82),
+    },
+}
+
+
+@dataclass(frozen=True)
+class DatedFixture:
+    """A project scanned at THEN and NOW: DB path, scan id and hectares of each site by date, detection ids at NOW."""
+
+    db: Path
+    scan_ids: dict[str, int]
+    area_ha: dict[str, dict[str, float]]
+    now_ids: dict[str, int]
+
+
+def _dated_scan(conn, date: str, source_id: str, tiles: list[tuple[int, int]]) -> int:
+    from amberwatch.results.records import ScanParams
+    from amberwatch.results.store import NewScan, TileRow, create_scan, set_scan_status, write_tiles
+
+    aoi = json.dumps(
+        {
+            "type": "Polygon",
+            "coordinates": [[[26.85, 51.25], [26.95, 51.25], [26.95, 51.35], [26.85, 51.35], [26.85, 51.25]]],
+        }
+    )
+    new = NewScan(
+        f"dated {date}",
+        aoi,
+        "http://127.0.0.1/{z}/{x}/{y}.png",
+        source_id,
+        ZOOM,
+        "test-1",
+        0.5,
+        ScanParams(imagery_credit="Fixture imagery"),
+        len(tiles),
+        imagery_date=date,
+    )
+    scan_id = create_scan(conn, new)
+    write_tiles(conn, scan_id, [TileRow(ZOOM, x, y, "done", max_prob=0.1) for x, y in tiles])
+    set_scan_status(conn, scan_id, "finished")
+    return scan_id
+
+
+def make_dated_db(folder: Path) -> DatedFixture:
+    """dated.db: two finished scans of one AOI at THEN and NOW, their detections and dated imagery in the cache."""
+    from amberwatch.imagery.types import dated_source_id
+    from amberwatch.results.store import DetectionRow, replace_detections
+
+    db_path = folder / "dated.db"
+    conn = connect(db_path)
+    ensure_schema(conn)
+    cache = TileCache(tile_cache_path(db_path))
+    origins = {k: mercantile.tile(lon, lat, ZOOM) for k, (lon, lat) in DATED_PATCHES.items()}
+    tiles = [(t.x + dx, t.y + dy) for t in origins.values() for dy in range(4) for dx in range(4)]
+    scan_ids, areas, now_ids = {}, {}, {}
+    for date, imagery in DATED_IMAGERY.items():
+        source_id = dated_source_id(DATED_BASE, date)
+        cache.register_source(source_id, "fixture", base_source_id=DATED_BASE, imagery_date=date)
+        for patch, name in imagery.items():
+            pixels, t0 = _patch_pixels(name), origins[patch]
+            for dy, dx in itertools.product(range(4), range(4)):
+                tile = encode_png(pixels[dy * 256 : dy * 256 + 256, dx * 256 : dx * 256 + 256])
+                cache.put(source_id, ZOOM, t0.x + dx, t0.y + dy, tile, content_type="image/png", capture_date=date)
+        scan_ids[date] = _dated_scan(conn, date, source_id, tiles)
+        rows = []
+        for name, (patch, fx, fy, side) in DATED_SITES[date].items():
+            ul = mercantile.bounds(origins[patch].x, origins[patch].y, ZOOM)
+            lr = mercantile.bounds(origins[patch].x + 3, origins[patch].y + 3, ZOOM)
+            lon, lat = ul.west + (lr.east - ul.west) * fx, ul.north - (ul.north - lr.south) * fy
+            ring = _polygon(lon, lat, side, seed=sum(map(ord, name)))
+            xs, ys = [p[0] for p in ring], [p[1] for p in ring]
+            areas.setdefault(name, {})[date] = _ring_area_ha(ring, lat)
+            geometry = json.dumps({"type": "Polygon", "coordinates": [ring]})
+            rows.append(
+                DetectionRow(
+                    geometry,
+                    lon,
+                    lat,
+                    (min(xs), min(ys), max(xs), max(ys)),
+                    areas[name][date],
+                    0.8,
+                    0.9,
+                    date,
+                    "test-1",
+                    None,
+                )
+            )
+        replace_detections(conn, scan_ids[date], rows)
+    for row in conn.execute("SELECT id, centroid_lon FROM detections WHERE scan_id = ? ORDER BY id", (scan_ids[NOW],)):
+        now_ids[list(DATED_SITES[NOW])[len(now_ids)]] = int(row[0])
+    cache.close()
+    conn.close()
+    return DatedFixture(db_path, scan_ids, areas, now_ids)
+
+
+@pytest.fixture(scope="session")
+def dated_data(tmp_path_factory: pytest.TempPathFactory) -> DatedFixture:
+    """The two-date project shared by the change tests (read-only for them)."""
+    return make_dated_db(tmp_path_factory.mktemp("story-dated"))
+
+
+@pytest.fixture(scope="session")
+def dated_story(dated_data: DatedFixture, tmp_path_factory: pytest.TempPathFactory):
+    """The dated project's story (the largest site as a fragment, the two default pairs): its build result."""
+    folder = tmp_path_factory.mktemp("dated-story")
+    article = write_article(folder, "largest 1")
+    from amberwatch.story.builder import build_story
+
+    return build_story(article, dated_data.db, folder / "site")
+
+
+@contextlib.contextmanager
+def static_server(folder: Path) -> Iterator[str]:
+    """A built story folder served by a plain static HTTP server on 127.0.0.1: its index URL."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/index.html"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -6,10 +6,7 @@ recorded and aborted (tests never go online).
 
 from __future__ import annotations
 
-import functools
-import http.server
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -17,7 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from amberwatch.errors import AmberwatchWarning
-from tests.story.conftest import StoryFixture, write_article
+from tests.story.conftest import StoryFixture, static_server, write_article
 
 pytestmark = pytest.mark.browser
 
@@ -73,16 +70,8 @@ def hostile_story(story_data: StoryFixture, tmp_path_factory: pytest.TempPathFac
 @pytest.fixture(scope="module")
 def static_host(hostile_story: Path) -> Iterator[str]:
     """The hostile story served by a plain static HTTP server on 127.0.0.1: its index URL."""
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(hostile_story))
-    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/index.html"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with static_server(hostile_story) as url:
+        yield url
 
 
 def _same_origin(url: str, page_url: str) -> bool:

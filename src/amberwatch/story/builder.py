@@ -10,7 +10,7 @@ import shutil
 import sqlite3
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -24,11 +24,29 @@ from amberwatch.imagery.types import LngLatBbox
 from amberwatch.project import Project, tile_cache_path
 from amberwatch.results.public import PublicDetection, scan_credit
 from amberwatch.results.store import SCHEMA as RESULTS_SCHEMA
+from amberwatch.results.timeline import DEFAULT_REL_TOLERANCE
 from amberwatch.story.article import Article, read_article
-from amberwatch.story.captions import SiteText, format_date, format_hectares, format_place, site_texts
-from amberwatch.story.images import export_tiles, fragment_bbox, grow_bbox, write_fragment
+from amberwatch.story.captions import (
+    SiteText,
+    format_date,
+    format_hectares,
+    format_place,
+    headline_text,
+    pair_text,
+    site_texts,
+)
+from amberwatch.story.change import ChangeChoice, StoryChange, load_change
+from amberwatch.story.images import (
+    export_tiles,
+    fragment_bbox,
+    grow_bbox,
+    multipolygon,
+    pair_bbox,
+    write_fragment,
+    write_pair_image,
+)
 from amberwatch.story.leaflet import copy_leaflet
-from amberwatch.story.page import Fragment, index_html
+from amberwatch.story.page import ChangeSection, Fragment, Pair, index_html
 from amberwatch.story.selection import pick_scan, select_fragments, select_map_sites
 
 OWN_ASSETS = ("story.css", "story.js")
@@ -49,6 +67,8 @@ class StoryBuild:
     n_map_sites: int
     n_tiles: int
     basemap: str | None = None  # the online basemap's preset name; None: the page loads nothing from outside
+    pair_ids: tuple[int, ...] = ()  # the then-and-now pairs, by the detection the map flies to
+    headline: str | None = None  # "N new sites, X ha dug since DATE"; None for a story without change over time
 
 
 @dataclass(frozen=True)
@@ -59,6 +79,7 @@ class Chosen:
     sites: list[PublicDetection]
     map_sites: list[PublicDetection]
     credits: dict[int, str]
+    change: StoryChange | None = None
 
 
 def build_story(
@@ -68,27 +89,31 @@ def build_story(
     *,
     scan_id: int | None = None,
     cache_path: str | os.PathLike[str] | None = None,
+    change: ChangeChoice | None = None,
 ) -> StoryBuild:
     """Build the static story page for an article from the detections in a project DB (a full disk under the
-    folder is a StorageFullError naming it)."""
+    folder is a StorageFullError naming it). A project scanned at two or more imagery dates also gets then-and-now
+    pairs and headline figures (``change``: the dates and sites; undated projects: the page as without)."""
     with writing(out_dir, "story folder"):
-        return _build(article_path, db_path, out_dir, scan_id, cache_path)
+        return _build(article_path, db_path, out_dir, scan_id, cache_path, change or ChangeChoice())
 
 
-def _build(article_path, db_path, out_dir, scan_id: int | None, cache_path) -> StoryBuild:
+def _build(article_path, db_path, out_dir, scan_id: int | None, cache_path, change: ChangeChoice) -> StoryBuild:
     """The body of build_story."""
     article = read_article(article_path)
     db = Path(db_path)
-    chosen = _select_sites(db, article, scan_id)
+    chosen = _select_sites(db, article, scan_id, change)
     _warn_unconfirmed(chosen.sites, chosen.map_sites)
     cache_file = _cache_file(db, cache_path)
     out = Path(out_dir)
     _prepare_out_dir(out)
-    texts = site_texts(list({s.id: s for s in [*chosen.sites, *chosen.map_sites]}.values()), article.places)
+    paired = chosen.change.detections() if chosen.change else []
+    texts = site_texts(list({s.id: s for s in [*chosen.sites, *chosen.map_sites, *paired]}.values()), article.places)
     cache = _open_cache(cache_file)
     sources: dict[str, TileSource] = {}
     try:
         fragments = _write_fragments(chosen.sites, texts, cache, sources, out)
+        section = _write_pairs(chosen.change, texts, cache, sources, out)
         tiles, credit = _write_tiles(fragments, cache, sources, out, chosen.credits)
     finally:
         for src in sources.values():
@@ -96,18 +121,7 @@ def _build(article_path, db_path, out_dir, scan_id: int | None, cache_path) -> S
         if cache is not None:
             cache.close()
     _copy_assets(out)
-    data = _without_schemes(_data_js(article, fragments, chosen.map_sites, texts, tiles, credit), article)
-    (out / "data.js").write_text(_with_basemap(data, article), "utf-8")
-    index = out / "index.html"
-    n_others = len({s.id for s in chosen.map_sites} - {f.site.id for f in fragments})
-    credits = [c for c in (credit, *(chosen.credits[f.site.scan_id] for f in fragments)) if c]
-    allowed = (article.basemap.url, *tile_origins(article.basemap)) if article.basemap is not None else ()
-    page = index_html(article, fragments, n_others, credits)
-    index.write_text(_without_schemes(page.html, article, keep=allowed), "utf-8")
-    (out / "assets" / "layout.css").write_text(page.layout_css, "utf-8")
-    leftovers = find_external_urls(out, allowed=allowed)
-    if leftovers:
-        raise InvalidInputError(f"story folder {str(out)!r} would load external URLs: {leftovers[:3]}")
+    index = _write_page(out, article, chosen, fragments, section, texts, tiles, credit)
     origins: dict[str, int] = {}
     for f in fragments:
         origins[f.image.origin] = origins.get(f.image.origin, 0) + 1
@@ -119,7 +133,48 @@ def _build(article_path, db_path, out_dir, scan_id: int | None, cache_path) -> S
         n_map_sites=len(chosen.map_sites),
         n_tiles=sum(len(v) for v in tiles.values()),
         basemap=article.basemap.name if article.basemap is not None else None,
+        pair_ids=tuple(p.site.id for p in section.pairs) if section is not None else (),
+        headline=section.headline if section is not None else None,
     )
+
+
+def _write_page(
+    out: Path,
+    article: Article,
+    chosen: Chosen,
+    fragments: list[Fragment],
+    section: ChangeSection | None,
+    texts: dict[int, SiteText],
+    tiles: dict[int, list[tuple[int, int]]],
+    credit: str | None,
+) -> Path:
+    """Write data.js, index.html and assets/layout.css; refuse a folder that would load external URLs."""
+    pairs = [_pair_fragment(p) for p in section.pairs] if section is not None else []
+    shown = {f.site.id for f in fragments}
+    on_map = [*fragments, *(f for f in pairs if f.site.id not in shown)]
+    data = _without_schemes(_data_js(article, on_map, chosen.map_sites, texts, tiles, credit), article)
+    (out / "data.js").write_text(_with_basemap(data, article), "utf-8")
+    index = out / "index.html"
+    n_others = len({s.id for s in chosen.map_sites} - {f.site.id for f in on_map})
+    scans = [*(f.site.scan_id for f in fragments), *_change_scan_ids(chosen.change)]
+    credits = [c for c in (credit, *(chosen.credits[i] for i in scans)) if c]
+    allowed = (article.basemap.url, *tile_origins(article.basemap)) if article.basemap is not None else ()
+    page = index_html(article, fragments, n_others, credits, section)
+    index.write_text(_without_schemes(page.html, article, keep=allowed), "utf-8")
+    (out / "assets" / "layout.css").write_text(page.layout_css, "utf-8")
+    leftovers = find_external_urls(out, allowed=allowed)
+    if leftovers:
+        raise InvalidInputError(f"story folder {str(out)!r} would load external URLs: {leftovers[:3]}")
+    return index
+
+
+def _change_scan_ids(change: StoryChange | None) -> tuple[int, ...]:
+    return (change.then_scan.id, change.now_scan.id) if change is not None else ()
+
+
+def _pair_fragment(p: Pair) -> Fragment:
+    """A pair as the map knows it: its NOW image over the site, its caption and alt text."""
+    return Fragment(p.site, p.now_image, SiteText(p.place, "", None, "", "", p.text.caption, p.text.now_alt))
 
 
 def _warn_unconfirmed(sites: list[PublicDetection], map_sites: list[PublicDetection]) -> None:
@@ -136,8 +191,9 @@ def _warn_unconfirmed(sites: list[PublicDetection], map_sites: list[PublicDetect
         )
 
 
-def _select_sites(db: Path, article: Article, scan_id: int | None) -> Chosen:
-    """The scan shown on the map, fragment sites, map sites and their imagery credits, read from the project DB."""
+def _select_sites(db: Path, article: Article, scan_id: int | None, change_choice: ChangeChoice) -> Chosen:
+    """The scan shown on the map, fragment sites, map sites, change over time and the imagery credits, read from
+    the project DB (the pairs' sites are on the map too)."""
     with Project.open(db, create=False) as project:
         project.migrate(RESULTS_SCHEMA)
         conn = project.conn
@@ -149,7 +205,12 @@ def _select_sites(db: Path, article: Article, scan_id: int | None) -> Chosen:
         else:
             scan = pick_scan(conn, scan_id)
             sites = select_fragments(conn, article.fragments, scan)
-        return Chosen(scan, sites, select_map_sites(conn, scan), _credits(conn, {s.scan_id for s in sites}))
+        change = load_change(conn, scan, change_choice)
+        map_sites = select_map_sites(conn, scan)
+        on_map = {s.id for s in map_sites}
+        paired = [d for p in (change.pairs if change else ()) for d in p.now_detections if d.id not in on_map]
+        scan_ids = {s.scan_id for s in sites} | set(_change_scan_ids(change))
+        return Chosen(scan, sites, [*map_sites, *paired], _credits(conn, scan_ids), change)
 
 
 def _credits(conn: sqlite3.Connection, scan_ids: set[int]) -> dict[int, str]:
@@ -224,6 +285,49 @@ def _write_fragments(
         image = write_fragment(site, source, out / "fragments", "fragments")
         fragments.append(Fragment(site, image, texts[site.id]))
     return fragments
+
+
+def _write_pairs(
+    change: StoryChange | None,
+    texts: dict[int, SiteText],
+    cache: TileCache | None,
+    sources: dict[str, TileSource],
+    out: Path,
+) -> ChangeSection | None:
+    """The then-and-now section: the headline figures and each pair's two images, cut from one box."""
+    if change is None:
+        return None
+    h = change.headline
+    section = ChangeSection(headline_text(h.n_new, h.dug_ha, h.then), change_rule(h.then, h.now), ())
+    if cache is None:
+        return section  # no imagery to show: the figures only (the missing cache is warned about already)
+    then_source = _source(cache, sources, change.then_scan.imagery_source_id)
+    now_source = _source(cache, sources, change.now_scan.imagery_source_id)
+    assert then_source is not None and now_source is not None
+    pairs = []
+    for p in change.pairs:
+        shown = p.now_detections or p.then_detections
+        site = shown[0]
+        box = pair_bbox([d.bbox for d in (*p.then_detections, *p.now_detections)], site.centroid_lat)
+        outline = multipolygon(d.geometry for d in p.now_detections) if p.now_detections else None
+        stem = f"pair-{p.change.site.site_id}"
+        then_img = write_pair_image(then_source, box, change.then_scan.zoom, None, out / "fragments", f"{stem}-then")
+        now_img = write_pair_image(now_source, box, change.now_scan.zoom, outline, out / "fragments", f"{stem}-now")
+        c = p.change
+        text = pair_text(texts[site.id], h.then, h.now, c.then_ha, c.now_ha, c.kind)
+        pairs.append(Pair(site, then_img, now_img, text, texts[site.id].place))
+    return replace(section, pairs=tuple(pairs))
+
+
+def change_rule(then: str, now: str) -> str:
+    """The methods note's rule for the headline figures."""
+    return (
+        f"Change over time compares the imagery of {format_date(then)} with that of {format_date(now)}; sites are "
+        "matched across the dates where their outlines overlap. A site is new when its place had imagery on the "
+        "earlier date and nothing was found there; hectares dug are the area of the new sites plus the growth of "
+        f"the sites that grew by more than {DEFAULT_REL_TOLERANCE:.0%}. Sites without imagery at either date are left "
+        "out, as are sites reviewers found not mining. Totals are rounded like the map's."
+    )
 
 
 def _write_tiles(

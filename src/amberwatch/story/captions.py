@@ -77,3 +77,43 @@ def site_texts(sites: Sequence[PublicDetection], places: dict[int, str]) -> dict
 def _where(place: str, near: str) -> str:
     """'at' before coordinates or a name; 'near X', '2.3 km NE of X' and 'in X' say it themselves."""
     return near if place.startswith(("in ", "near ")) or " km " in place else f"at {near}"
+
+
+def format_total_hectares(area_ha: float) -> str:
+    """A total of hectares rounded as the map rounds its totals (``ha`` in web/static/common.js): 0.42, 3.10, 127."""
+    return f"{area_ha:.0f}" if area_ha >= 100 else f"{area_ha:.2f}"
+
+
+def headline_text(n_new: int, dug_ha: float, then: str) -> str:
+    """'3 new sites, 4.20 ha dug since 26 Jun 2019'."""
+    sites = "site" if n_new == 1 else "sites"
+    return f"{n_new:,} new {sites}, {format_total_hectares(dug_ha)} ha dug since {format_date(then)}"
+
+
+@dataclass(frozen=True)
+class PairText:
+    """The texts of a then-and-now pair: each half's label and alt text, what changed, the map's caption."""
+
+    then_label: str
+    now_label: str
+    change: str
+    then_alt: str
+    now_alt: str
+    caption: str
+
+
+def pair_text(site: SiteText, then: str, now: str, then_ha: float, now_ha: float, kind: str) -> PairText:
+    """Texts of a pair from the site's texts (its place), the two dates, the hectares at each and its change kind."""
+    when_then, when_now = format_date(then) or then, format_date(now) or now
+    then_found = format_hectares(then_ha) if then_ha > 0 else "no mining found"
+    grew = f"grew by {format_hectares(max(now_ha - then_ha, 0.0))}"
+    change = {"new": "new site", "growing": grew}.get(kind, kind)
+    near = _where(site.place, f"{site.place} ({site.coords})" if site.place != site.coords else site.coords)
+    return PairText(
+        then_label=f"{when_then} · {then_found}",
+        now_label=f"{when_now} · {format_hectares(now_ha)}",
+        change=change,
+        then_alt=f"Satellite image of the ground {near} on {when_then}: {then_found}",
+        now_alt=f"The same ground on {when_now}, the {format_hectares(now_ha)} mining site outlined",
+        caption=f"{site.place} · {when_then}: {then_found} → {when_now}: {format_hectares(now_ha)} ({change})",
+    )

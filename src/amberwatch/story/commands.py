@@ -24,11 +24,36 @@ def story() -> None:
     default=None,
     help="Tile cache (default: <db stem>-tiles.sqlite beside the DB; older projects: -tiles.mbtiles).",
 )
-def build(article: str, db: str, out: str, scan_id: int | None, cache: str | None) -> None:
-    """Build a self-contained story folder (index.html, assets, fragments, tiles) from ARTICLE.md."""
-    from amberwatch.story.builder import build_story
+@click.option("--then", "then", default=None, help="Earlier imagery date of the pairs (default: the first).")
+@click.option("--now", "now", default=None, help="Later imagery date of the pairs (default: the last).")
+@click.option(
+    "--pair",
+    "pair_sites",
+    type=ID,
+    multiple=True,
+    help="Timeline site id to show then and now (repeatable; default: the sites with most hectares dug).",
+)
+@click.option("--pairs", "n_pairs", type=int, default=None, help="How many then-and-now pairs (default: 2).")
+def build(
+    article: str,
+    db: str,
+    out: str,
+    scan_id: int | None,
+    cache: str | None,
+    then: str | None,
+    now: str | None,
+    pair_sites: tuple[int, ...],
+    n_pairs: int | None,
+) -> None:
+    """Build a self-contained story folder (index.html, assets, fragments, tiles) from ARTICLE.md.
 
-    result = build_story(article, db, out, scan_id=scan_id, cache_path=cache)
+    A project scanned at two or more imagery dates also gets then-and-now pairs and its headline figures.
+    """
+    from amberwatch.story.builder import build_story
+    from amberwatch.story.change import ChangeChoice, pair_count
+
+    change = ChangeChoice(then, now, tuple(pair_sites), pair_count(n_pairs))
+    result = build_story(article, db, out, scan_id=scan_id, cache_path=cache, change=change)
     if scan_id is None and result.scan_id is not None:
         click.echo(f"Scan {result.scan_id}, the latest finished one (choose another with --scan).", err=True)
     origins = ", ".join(f"{n} from {k}" for k, n in sorted(result.fragment_origins.items()))
@@ -36,6 +61,8 @@ def build(article: str, db: str, out: str, scan_id: int | None, cache: str | Non
         f"Wrote {result.index_html}: {len(result.fragment_ids)} fragments ({origins}), "
         f"{result.n_map_sites} sites on the map, {result.n_tiles} map tiles"
     )
+    if result.headline:
+        click.echo(f"Then and now: {result.headline} ({len(result.pair_ids)} pairs)")
     if result.basemap:
         click.echo(f"The map loads the online basemap {result.basemap} (the rest of the page works offline).", err=True)
 

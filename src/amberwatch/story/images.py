@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import math
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from amberwatch.imagery.sources import TileSource
 from amberwatch.imagery.tiles import tiles_for_bbox
 from amberwatch.imagery.types import GeoImage, LngLatBbox
 from amberwatch.results.public import PublicDetection
+from amberwatch.review.chips import draw_outline
 from amberwatch.story.nodata import COMPLETE_TOLERANCE, Window, best_window, nodata_mask, nodata_share, trim_window
 
 FRAGMENT_WIDTHS_PX = (320, 640, 1024)
@@ -47,10 +48,14 @@ class FragmentImage:
 
 def fragment_bbox(site: PublicDetection) -> LngLatBbox:
     """A square (in metres) around the detection with a margin, so the pit field sits in context."""
-    b = site.bbox
+    return square_bbox(site.bbox, site.centroid_lat)
+
+
+def square_bbox(b: LngLatBbox, lat_deg: float) -> LngLatBbox:
+    """A square (in metres at lat_deg) around a footprint with FRAGMENT_MARGIN, at least MIN_FRAGMENT_SIDE_M a side."""
     x0, y0 = mercantile.xy(b.west_deg, b.south_deg)
     x1, y1 = mercantile.xy(b.east_deg, b.north_deg)
-    scale = math.cos(math.radians(site.centroid_lat))  # Mercator metres per true metre is 1/cos(lat)
+    scale = math.cos(math.radians(lat_deg))  # Mercator metres per true metre is 1/cos(lat)
     side = max(x1 - x0, y1 - y0, MIN_FRAGMENT_SIDE_M / scale) * (1 + 2 * FRAGMENT_MARGIN)
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     w, s = mercantile.lnglat(cx - side / 2, cy - side / 2)
@@ -186,6 +191,41 @@ def write_fragment(site: PublicDetection, source: TileSource | None, out_dir: Pa
     pixels[:] = BACKGROUND_RGB
     files = _save_sizes(pixels, out_dir, stem, rel_prefix)
     return FragmentImage(files, 320, 320, None, "placeholder")
+
+
+def pair_bbox(footprints: Sequence[LngLatBbox], lat_deg: float) -> LngLatBbox:
+    """The one crop box of a then-and-now pair: a square around the site's outlines at both dates."""
+    return square_bbox(
+        LngLatBbox(
+            min(b.west_deg for b in footprints),
+            min(b.south_deg for b in footprints),
+            max(b.east_deg for b in footprints),
+            max(b.north_deg for b in footprints),
+        ),
+        lat_deg,
+    )
+
+
+def multipolygon(geometries: Iterable[dict]) -> dict:
+    """GeoJSON Polygons and MultiPolygons as one MultiPolygon."""
+    multi = [g["coordinates"] if g.get("type") == "MultiPolygon" else [g["coordinates"]] for g in geometries]
+    parts = [polygon for polygons in multi for polygon in polygons]
+    return {"type": "MultiPolygon", "coordinates": parts}
+
+
+def write_pair_image(
+    source: TileSource, bbox: LngLatBbox, zoom: int, outline: dict | None, out_dir: Path, stem: str
+) -> FragmentImage:
+    """One half of a then-and-now pair: exactly ``bbox`` from one date's imagery, the outline drawn on when given.
+
+    Both halves keep the same box even where one date lacks imagery (it stays dark, with a warning).
+    """
+    image = render_bbox(source, bbox, zoom, max_px=FRAGMENT_MAX_PX)
+    if nodata_share(nodata_mask(image.pixels), Window(0, 0, image.width_px, image.height_px)) > COMPLETE_TOLERANCE:
+        warnings.warn(AmberwatchWarning(f"{stem}: the cached imagery does not cover the whole pair"), stacklevel=2)
+    pixels = draw_outline(image, outline) if outline is not None else image.pixels
+    files = _save_sizes(pixels, out_dir, stem, out_dir.name)
+    return FragmentImage(files, image.width_px, image.height_px, image.bbox, "cache")
 
 
 def _with_alpha(pixels: np.ndarray) -> Image.Image:

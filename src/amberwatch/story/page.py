@@ -13,7 +13,7 @@ from amberwatch import __version__
 from amberwatch.imagery.basemap import Basemap, tile_origins
 from amberwatch.results.public import PublicDetection
 from amberwatch.story.article import Article
-from amberwatch.story.captions import SiteText, format_date
+from amberwatch.story.captions import PairText, SiteText, format_date
 from amberwatch.story.images import FragmentImage
 from amberwatch.story.markup import render_body
 from amberwatch.story.packing import DESKTOP, PHONE, Placement, check_packing, pack_block, size_classes_by_area
@@ -43,6 +43,26 @@ class Fragment:
     text: SiteText
 
 
+@dataclass(frozen=True)
+class Pair:
+    """A then-and-now pair on the page: the site's largest outline at NOW (the map flies to it), both images."""
+
+    site: PublicDetection
+    then_image: FragmentImage
+    now_image: FragmentImage
+    text: PairText
+    place: str
+
+
+@dataclass(frozen=True)
+class ChangeSection:
+    """The story's change over time: the headline figures, the methods note's rule and the pairs."""
+
+    headline: str
+    rule: str
+    pairs: tuple[Pair, ...]
+
+
 def footprint_aspect(f: Fragment) -> float:
     """Width / height of what the fragment shows: its image when cut out of square, else the site's footprint."""
     img = f.image.width_px / max(f.image.height_px, 1)
@@ -60,8 +80,15 @@ def content_security_policy(basemap: Basemap | None) -> str:
     return f"{CSP_FIXED}; img-src 'self' data:{extra}"
 
 
-def index_html(article: Article, fragments: list[Fragment], n_others: int, credits: Sequence[str]) -> StoryPage:
-    """The page's HTML and layout CSS; n_others is the number of sites on the map that are not fragments."""
+def index_html(
+    article: Article,
+    fragments: list[Fragment],
+    n_others: int,
+    credits: Sequence[str],
+    change: ChangeSection | None = None,
+) -> StoryPage:
+    """The page's HTML and layout CSS; n_others is the number of sites on the map that are neither fragments nor
+    pairs; ``change`` adds the then-and-now section after the header."""
     classes = size_classes_by_area([f.site.area_ha for f in fragments])
     aspects = [footprint_aspect(f) for f in fragments]
     blocks: list[int] = []  # blocks are rendered in page order; their count varies equal-sized blocks
@@ -94,19 +121,65 @@ def index_html(article: Article, fragments: list[Fragment], n_others: int, credi
         lead_html=lead_html,
         byline_html=byline_html,
         body=body,
-        legend=legend_html(len(fragments), n_others),
-        footer=_footer(credits),
+        legend=legend_html(len({f.site.id for f in fragments} | _pair_ids(change)), n_others),
+        footer=_footer(credits, change.rule if change is not None else ""),
+        change=change_html(change) if change is not None else "",
     )
     return StoryPage(page, "".join(layout))
 
 
-def _footer(credits: Sequence[str]) -> str:
+def _footer(credits: Sequence[str], rule: str) -> str:
     e = html.escape
     imagery = f" Imagery: {e('; '.join(dict.fromkeys(credits)))}." if credits else ""
     return (
         "Each fragment is a site that a machine-learning model found on satellite imagery. The model can be wrong: "
         "a site is marked confirmed only after a reviewer checked it, the others are likely mining sites."
-        f"{imagery} Built with amberwatch."
+        f"{' ' + e(rule) if rule else ''}{imagery} Built with amberwatch."
+    )
+
+
+def _pair_ids(change: ChangeSection | None) -> set[int]:
+    return {p.site.id for p in change.pairs} if change is not None else set()
+
+
+def change_html(change: ChangeSection) -> str:
+    """The then-and-now section: the headline figures and each pair, both halves in one button to the map."""
+    pairs = "".join(_pair_figure(p) for p in change.pairs)
+    return (
+        '\n<section class="change" aria-labelledby="change-heading">'
+        '<h2 id="change-heading">Then and now</h2>'
+        f'<p class="change-headline">{html.escape(change.headline)}</p>{pairs}</section>'
+    )
+
+
+PAIR_SIZES = "(max-width: 640px) calc(100vw - 2rem), calc((min(100vw - 3rem, 66rem) - 4px) / 2)"
+
+
+def _pair_half(img: FragmentImage, label: str, alt: str, when: str) -> str:
+    e = html.escape
+    default_src = next((path for w, path in img.files if w >= 640), img.files[-1][1])
+    srcset = ", ".join(f"{path} {w}w" for w, path in img.files)
+    height = max(1, round(img.height_px * img.files[-1][0] / img.width_px))
+    return (
+        f'<span class="pair-half pair-half--{when}">'
+        f'<img src="{e(default_src)}" srcset="{e(srcset)}" sizes="{PAIR_SIZES}" width="{img.files[-1][0]}"'
+        f' height="{height}" decoding="async" alt="{e(alt, quote=True)}">'
+        f'<span class="pair-label">{e(label)}</span></span>'
+    )
+
+
+def _pair_figure(p: Pair) -> str:
+    t, sid = p.text, p.site.id
+    return (
+        f'<figure class="pair" id="pair-{sid}" data-site="{sid}">'
+        f'<button type="button" class="frag-btn pair-btn" aria-describedby="paircap-{sid}">'
+        '<span class="pair-halves">'
+        + _pair_half(p.then_image, t.then_label, t.then_alt, "then")
+        + _pair_half(p.now_image, t.now_label, t.now_alt, "now")
+        + '</span><span class="visually-hidden"> — show this site on the map</span></button>'
+        f'<figcaption id="paircap-{sid}"><span class="cap-place">{html.escape(p.place)}</span> · '
+        f'<span class="cap-ha">{html.escape(t.change)}</span></figcaption>'
+        "</figure>"
     )
 
 

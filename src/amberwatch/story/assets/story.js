@@ -225,10 +225,15 @@
     if (status) { status.textContent = 'Map shows ' + f.caption; }
   }
 
+  function btnOf(id) {
+    // A site's button in the text: its fragment, else its then-and-now pair.
+    return document.querySelector('.frag[data-site="' + id + '"] .frag-btn, .pair[data-site="' + id + '"] .frag-btn');
+  }
+
   function showSite(id, opts) {
     opts = opts || {};
     if (!opts.fromMap) {
-      lastFragment = document.querySelector('.frag[data-site="' + id + '"] .frag-btn');
+      lastFragment = btnOf(id);
       mapEl.scrollIntoView({ behavior: reduceMotion ? 'auto' : 'smooth', block: 'center' });
       mapEl.focus({ preventScroll: true });
       if (backButton && lastFragment) { backButton.hidden = false; }
@@ -245,7 +250,7 @@
 
   document.querySelectorAll('.frag-btn').forEach(function (btn) {
     btn.addEventListener('click', function () {
-      showSite(Number(btn.closest('.frag').getAttribute('data-site')));
+      showSite(Number(btn.closest('[data-site]').getAttribute('data-site')));
     });
   });
 
