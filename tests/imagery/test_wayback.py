@@ -155,3 +155,21 @@ def test_a_malformed_or_failing_config_is_a_one_line_error_naming_the_url(waybac
     message = str(err.value)
     assert says in message and wayback.config_url in message and "\n" not in message
     assert cache.get_document(wayback.config_url) is None, "a bad answer is never kept"
+
+
+def test_a_tile_cache_made_before_source_documents_is_upgraded_keeping_its_tiles(tmp_path) -> None:
+    from amberwatch import db as project_db
+    from amberwatch.imagery.cache import MIGRATIONS
+
+    path = tmp_path / "old-tiles.sqlite"
+    conn = project_db.connect(path)
+    assert project_db.migrate(conn, "tile_cache", MIGRATIONS[:3]) == 3
+    conn.execute(
+        "INSERT INTO tiles (source_id, z, x, y, status, data, fetched_at) VALUES ('xyz-1', 3, 1, 2, 'ok', ?, 'then')",
+        (tile_png(1),),
+    )
+    conn.close()
+    with TileCache(path) as cache:  # the code's migrations: v4 added
+        assert cache.get("xyz-1", 3, 1, 2) is not None and cache.get_document("http://h/c.json") is None
+        cache.put_document("http://h/c.json", b"{}")
+        assert cache.get_document("http://h/c.json") == b"{}"

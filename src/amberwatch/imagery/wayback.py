@@ -22,18 +22,21 @@ import contextlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from amberwatch.errors import ImageryError, InvalidInputError, UnreachableError
-from amberwatch.imagery.aoi import AOI
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.sources import FetchedTile, TileKey, spec_hash
 from amberwatch.imagery.tiles import lnglat_to_tile, tile_center_lnglat
 from amberwatch.imagery.xyz import USER_AGENT, HttpOptions, XyzTileSource
+
+if TYPE_CHECKING:
+    from amberwatch.imagery.aoi import AOI
 
 DEFAULT_CONFIG_URL = "https://s3-us-west-2.amazonaws.com/config.maptiles.arcgis.com/waybackconfig.json"
 CONFIG_URL_ENV = "AMBERWATCH_WAYBACK_CONFIG_URL"
@@ -88,14 +91,14 @@ def _get_body(client: httpx.Client, url: str, what: str) -> bytes:
         with client.stream("GET", url) as resp:
             if resp.status_code != 200:
                 raise ImageryError(f"{what} at {url} answered HTTP {resp.status_code}")
-            body = b""
+            body = bytearray()
             for chunk in resp.iter_bytes():
                 body += chunk
                 if len(body) > MAX_CONFIG_BYTES:
                     raise ImageryError(f"{what} at {url} is over {MAX_CONFIG_BYTES // 2**20} MiB: not a Wayback file")
     except httpx.HTTPError as exc:
         raise UnreachableError(f"cannot fetch {what} from {url}: {type(exc).__name__}: {exc}") from None
-    return body
+    return bytes(body)
 
 
 def _parse_json(body: bytes, url: str, what: str) -> Any:
@@ -276,14 +279,16 @@ class WaybackTileSource(XyzTileSource):
 
     async def _capture_date(self, z: int, x: int, y: int) -> str | None:
         """The capture date the metadata layer gives at the tile's centre; None when it gives none or fails."""
-        assert self.release.metadata_url is not None and self._engine.client is not None
+        engine = self._engine
+        assert self.release.metadata_url is not None and engine.client is not None and engine.semaphore is not None
         url, params = metadata_query(self.release.metadata_url, z, x, y)
-        await self._engine.throttle()
-        try:
-            resp = await self._engine.client.get(url, params=params)
-            return capture_date_of(resp.json()) if resp.status_code == 200 else None
-        except (httpx.HTTPError, ValueError):
-            return None
+        await engine.throttle()
+        async with engine.semaphore:
+            try:
+                resp = await engine.client.get(url, params=params)
+                return capture_date_of(resp.json()) if resp.status_code == 200 else None
+            except (httpx.HTTPError, ValueError):
+                return None
 
 
 def open_wayback(
@@ -377,7 +382,9 @@ def _candidates(client: httpx.Client, releases: list[WaybackRelease], tile: Tile
     return found[::-1]
 
 
-def _changes_at(tile: TileKey, candidates: list[WaybackRelease], cache: TileCache | None, http: HttpOptions):
+def _changes_at(
+    tile: TileKey, candidates: list[WaybackRelease], cache: TileCache | None, http: HttpOptions
+) -> Iterator[tuple[WaybackRelease, str | None]]:
     """(release, capture date) of the candidates whose tile differs from the previous one's (the first counts)."""
     previous = None
     for release in candidates:
