@@ -173,3 +173,17 @@ def test_a_tile_cache_made_before_source_documents_is_upgraded_keeping_its_tiles
         assert cache.get("xyz-1", 3, 1, 2) is not None and cache.get_document("http://h/c.json") is None
         cache.put_document("http://h/c.json", b"{}")
         assert cache.get_document("http://h/c.json") == b"{}"
+
+
+def test_imagery_releases_offline_with_nothing_kept_is_one_error_line(monkeypatch, tmp_path) -> None:
+    dead = WaybackServer()
+    url = dead.config_url
+    dead._httpd.server_close()
+    monkeypatch.setenv("AMBERWATCH_WAYBACK_CONFIG_URL", url)
+    aoi = tmp_path / "aoi.geojson"
+    w, s, e, n = (float(v) for v in _aoi_bbox().split(","))
+    aoi.write_text(json.dumps({"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}))
+    result = CliRunner().invoke(main, ["imagery", "releases", "--aoi", str(aoi), "--db", str(tmp_path / "p.db")])
+    assert result.exit_code == 1 and result.exception is not None
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: cannot fetch the Wayback config from " + url), lines
