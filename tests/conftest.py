@@ -11,6 +11,7 @@ import pytest
 
 from tests.fixtures.browser import browser, page  # noqa: F401
 from tests.fixtures.tileserver import tile_server  # noqa: F401
+from tests.fixtures.wayback import wayback  # noqa: F401
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -43,6 +43,7 @@ TABLE_OWNERS = {
     "web_settings": "web/schema.py",
     "schema_migrations": "db.py",
     "overview_tiles": "imagery/cache.py",
+    "source_documents": "imagery/cache.py",
     "sources": "imagery/cache.py",  # the tile cache file; its "tiles" table shares the MBTiles name, so not listed
 }
 SCHEMA_MODULES = {"review/schema.py"}  # migration component "web": creates web_feedback and the web app's tables

@@ -83,6 +83,14 @@ MIGRATIONS: list[str] = [
     UPDATE sources SET base_source_id = source_id;
     CREATE INDEX sources_base ON sources (base_source_id);
     """,
+    # v4: small documents a source reads before its tiles (the Wayback release list), fetched once per URL.
+    """
+    CREATE TABLE source_documents (
+        url TEXT PRIMARY KEY,
+        body BLOB NOT NULL,
+        fetched_at TEXT NOT NULL
+    );
+    """,
 ]
 
 
@@ -154,6 +162,20 @@ class TileCache:
                 (base_source_id,),
             ).fetchall()
         return {str(r[0]): r[1] for r in rows}
+
+    def get_document(self, url: str) -> bytes | None:
+        """The stored body of a source document (e.g. the Wayback config) fetched from ``url``, or None."""
+        with self._lock:
+            row = self._conn.execute("SELECT body FROM source_documents WHERE url = ?", (url,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def put_document(self, url: str, body: bytes) -> None:
+        """Store (or replace) the body of a source document fetched from ``url``."""
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO source_documents (url, body, fetched_at) VALUES (?, ?, ?)",
+                (url, body, utc_now_iso()),
+            )
 
     def source_spec(self, source_id: str) -> str | None:
         """The registered (secret-free) spec of a source id, or None when unknown."""

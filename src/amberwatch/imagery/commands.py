@@ -8,7 +8,7 @@ import math
 import click
 
 from amberwatch.errors import InvalidInputError
-from amberwatch.options import out_option
+from amberwatch.options import db_option, out_option
 
 
 def _parse_center(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, float]:
@@ -149,6 +149,34 @@ def presets(search: str | None) -> None:
         click.echo(f"{p['name']}\t{'key' if p['needs_key'] else '-'}\tz{p['max_zoom'] or '?'}\t{p['url']}")
     if not found:
         click.echo(f"no preset matches {search!r}", err=True)
+
+
+@imagery.command("releases")
+@click.option("--aoi", "aoi_path", required=True, type=click.Path(dir_okay=False), help="GeoJSON (Multi)Polygon file.")
+@click.option("--zoom", type=click.IntRange(0, 23), default=18, show_default=True, help="Zoom of the tiles compared.")
+@db_option
+@click.option("--refresh", is_flag=True, help="Fetch the Wayback release list again (new releases).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def releases(aoi_path: str, zoom: int, db: str, refresh: bool, as_json: bool) -> None:
+    """List the Esri World Imagery Wayback releases whose imagery changed over an AOI (use as wayback:DATE).
+
+    Asks the Wayback tilemap about up to 9 sample tiles of the AOI and keeps the releases whose tile differs from
+    the release before; the release list and tiles are kept in the project's tile cache."""
+    from amberwatch.imagery.aoi import load_aoi
+    from amberwatch.imagery.cache import TileCache
+    from amberwatch.imagery.wayback import changes_text, local_changes
+    from amberwatch.project import tile_cache_path
+
+    aoi = load_aoi(aoi_path)
+    with TileCache(tile_cache_path(db)) as cache:
+        changes, sampled = local_changes(aoi, zoom, cache=cache, refresh=refresh)
+    if as_json:
+        payload = {"zoom": zoom, "tiles_sampled": sampled, "releases": [c.to_json() for c in changes]}
+        click.echo(json.dumps(payload, indent=2))
+        return
+    click.echo(f"{len(changes)} Wayback releases changed over {sampled} sample tiles of {aoi.name} at zoom {zoom}:")
+    if changes:
+        click.echo(changes_text(changes))
 
 
 COMMANDS: tuple[click.Command, ...] = (imagery,)

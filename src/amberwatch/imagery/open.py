@@ -1,6 +1,7 @@
 """The one way to open imagery: an imagery spec -> TileSource.
 
-The spec is a URL template, a preset, a GeoTIFF/COG, a tile folder or an MBTiles file.
+The spec is a URL template, a preset, ``wayback:<release date or number>``, a GeoTIFF/COG, a tile folder or an
+MBTiles file.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from amberwatch.imagery.geotiff import GeoTiffTileSource
 from amberwatch.imagery.mbtiles import MBTilesTileSource
 from amberwatch.imagery.sources import TileSource
 from amberwatch.imagery.types import ImageryRef
+from amberwatch.imagery.wayback import SPEC_PREFIX, open_wayback
 from amberwatch.imagery.xyz import DEFAULT_DEADLINE_S, HttpOptions, XyzTileSource, preset_source
 
 
@@ -32,7 +34,8 @@ def open_source(
     max_retries: int = 4,
     deadline_s: float = DEFAULT_DEADLINE_S,
 ) -> TileSource:
-    """Open an imagery spec: URL template, xyzservices preset, GeoTIFF/COG, tile folder or .mbtiles file.
+    """Open an imagery spec: URL template, xyzservices preset, wayback:DATE|NUMBER, GeoTIFF/COG, tile folder or
+    .mbtiles file.
 
     ``imagery_date`` (a date or release) dates the source: its tiles are cached and scanned apart from the same
     spec's at other dates (see ImageryRef). The rest are ``HttpOptions``, used by URL templates and presets."""
@@ -45,6 +48,8 @@ def open_source(
 
     local = dict(cache=cache, capture_date=capture_date, imagery_date=imagery_date)
     lowered = spec.lower()
+    if lowered == "wayback" or lowered.startswith(SPEC_PREFIX):
+        return open_wayback(spec[len(SPEC_PREFIX) :], http=http(), **local)  # type: ignore[arg-type]
     if lowered.startswith(("http://", "https://")):
         return XyzTileSource(spec, http=http(), **local)  # type: ignore[arg-type]
     path = Path(os.path.expanduser(spec))
@@ -59,7 +64,7 @@ def open_source(
         if found is not None:
             return found
     raise InvalidInputError(
-        f"imagery spec {spec!r} is not a URL template, an xyzservices preset, a .tif/.tiff file,"
+        f"imagery spec {spec!r} is not a URL template, an xyzservices preset, wayback:DATE|NUMBER, a .tif/.tiff file,"
         " a tile folder or an .mbtiles file"
     )
 

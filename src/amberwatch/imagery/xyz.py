@@ -56,7 +56,8 @@ _ACCEPT_ENCODING = "gzip, deflate"  # one layer of deflate at most: brotli/zstd 
 DEFAULT_SUBDOMAINS = "abc"
 
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
-_KNOWN = {"z", "x", "y", "-y", "q", "s", "r", "key"}  # {r}: Leaflet retina suffix, always ""
+_KNOWN = {"z", "x", "y", "-y", "q", "s", "r", "key", "date", "time"}  # {r}: Leaflet retina suffix, always ""
+_FULL_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _SECRET_PARAMS = re.compile(
     r"(?i)^(api[_-]?key|key|token|access[_-]?token|accesstoken|apikey|sig|signature|password|secret)$"
 )
@@ -88,7 +89,7 @@ def parse_template(template: str) -> tuple[str, str | None]:
         elif name not in _KNOWN:
             raise InvalidInputError(
                 f"URL template {redact_url(template)!r} has unknown placeholder {{{name}}}"
-                " (known: {z} {x} {y} {-y} {q} {s} {s:abc} {key})"
+                " (known: {z} {x} {y} {-y} {q} {s} {s:abc} {key} {date} {time})"
             )
     normalised = re.sub(r"\{s:[^{}]*\}", "{s}", template)
     found = set(_PLACEHOLDER.findall(normalised))
@@ -220,6 +221,26 @@ class HttpOptions:
 
     def __post_init__(self) -> None:
         _check_limits(self.max_concurrency, self.requests_per_s, self.timeout_s, self.max_retries, self.deadline_s)
+
+
+def date_values(template: str, imagery_date: str | None) -> dict[str, str]:
+    """The values of a template's {date} (YYYY-MM-DD) and {time} (the imagery date or release as given).
+
+    InvalidInputError naming the template when it has one of them and no imagery date, or {date} and a date of
+    another form."""
+    uses = [name for name in ("date", "time") if f"{{{name}}}" in template]
+    if not uses:
+        return {}
+    shown = redact_url(template)
+    if imagery_date is None:
+        raise InvalidInputError(
+            f"URL template {shown!r} has {{{uses[0]}}}: give the imagery date (scan --imagery-date YYYY-MM-DD)"
+        )
+    if "date" in uses and not _FULL_DATE.match(imagery_date):
+        raise InvalidInputError(
+            f"URL template {shown!r} has {{date}}, which needs an imagery date YYYY-MM-DD, not {imagery_date!r}"
+        )
+    return {"date": imagery_date, "time": imagery_date}
 
 
 def _resolve_subdomains(template: str, given: str | list[str] | None, inline: str | None) -> list[str]:
@@ -371,10 +392,15 @@ class XyzTileSource(TileSource):
         max_zoom: int = 22,
         attribution: str | None = None,
         name: str | None = None,
+        base_id: str | None = None,
     ) -> None:
-        """Check the template; no request is made until a tile is read (``http``: how tiles are fetched)."""
+        """Check the template; no request is made until a tile is read (``http``: how tiles are fetched).
+
+        ``base_id``: the undated id of a source whose template changes between its dates (Wayback's release in
+        the path); by default the hash of the template."""
         super().__init__(cache=cache, capture_date=capture_date, imagery_date=imagery_date)
         self.template, inline = parse_template(template)
+        self._dates = date_values(self.template, self._asked_date)
         self.subdomains = _resolve_subdomains(self.template, subdomains, inline)
         self.max_retries = int(http.max_retries)
         self.timeout_s = float(http.timeout_s)
@@ -387,7 +413,7 @@ class XyzTileSource(TileSource):
         self._key: str | None = _resolve_key(self.template, header_values, http.api_key_env)
         self.spec = name or redact_url(self.template)
         normalised = redact_url(self.template) + ("|s=" + "".join(self.subdomains) if self.subdomains else "")
-        base_id = "xyz-" + spec_hash(normalised)
+        base_id = base_id or "xyz-" + spec_hash(normalised)
         send_headers = {"User-Agent": USER_AGENT, "Accept-Encoding": _ACCEPT_ENCODING}
         for k, v in header_values.items():
             send_headers[k] = v.replace("{key}", self._key) if self._key else v
@@ -402,7 +428,7 @@ class XyzTileSource(TileSource):
     # -- URLs ----------------------------------------------------------------------------------------
     def tile_url(self, z: int, x: int, y: int, *, with_secret: bool = False) -> str:
         """The request URL of a tile; the key placeholder is filled only when with_secret is set."""
-        values = {"z": str(z), "x": str(x), "y": str(y), "-y": str(xyz_to_tms_y(z, y)), "r": ""}
+        values = {"z": str(z), "x": str(x), "y": str(y), "-y": str(xyz_to_tms_y(z, y)), "r": "", **self._dates}
         if "{q}" in self.template:
             values["q"] = tile_to_quadkey(z, x, y)
         if self.subdomains:
@@ -561,6 +587,8 @@ def preset_source(name: str, **options: Any) -> XyzTileSource | None:
         if k in ("url", "subdomains", "name") or not isinstance(v, (str, int, float)):
             continue
         text = str(v)
+        if k in ("date", "time") and not text:
+            continue  # left a placeholder, filled from the imagery date
         fill[k] = "{key}" if text.startswith("<insert") else text
     url = _PLACEHOLDER.sub(lambda m: fill.get(m.group(1), m.group(0)), url)
     subdomains = provider.get("subdomains")

@@ -31,7 +31,11 @@ def _fmt_duration(seconds: float) -> str:
     "--aoi", "aoi_path", type=click.Path(dir_okay=False), help="Area of interest: GeoJSON (Multi)Polygon file."
 )
 @click.option("--bbox", help="Area of interest as W,S,E,N in degrees (instead of --aoi).")
-@click.option("--imagery", help="Imagery: URL template, xyzservices preset, GeoTIFF, tile folder or .mbtiles.")
+@click.option(
+    "--imagery",
+    help="Imagery: URL template, xyzservices preset, wayback:DATE|NUMBER (an Esri Wayback release), GeoTIFF, tile "
+    "folder or .mbtiles.",
+)
 @click.option("--zoom", type=click.IntRange(0, 24), default=18, show_default=True, help="Web-map zoom to scan at.")
 @db_option
 @workers_option("Worker processes [default: CPU cores].", default=None, max_workers=256)
@@ -64,7 +68,8 @@ def _fmt_duration(seconds: float) -> str:
     "--imagery-date",
     metavar="DATE|RELEASE",
     help="Date (YYYY, YYYY-MM, YYYY-MM-DD) or release name of the imagery: the same --imagery at another date is "
-    "another scan with its own cached tiles [default: undated, or the date a GeoTIFF/tile folder/MBTiles records].",
+    "another scan with its own cached tiles; fills a URL template's {date}/{time} (not for wayback:, dated by its "
+    "release) [default: undated, or the date a GeoTIFF/tile folder/MBTiles records].",
 )
 @click.option("--api-key-env", help="Environment variable holding the imagery API key.")
 @click.option("--name", help="A name for the scan [default: the AOI file's stem].")
