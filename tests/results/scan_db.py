@@ -11,14 +11,21 @@ ZOOM = 18
 CELLS = 8
 
 
-def make_scan_db(path, grids: dict[tuple[int, int], np.ndarray], *, threshold: float = 0.5, capture_date="2015-10-05"):
+def make_scan_db(
+    path,
+    grids: dict[tuple[int, int], np.ndarray],
+    *,
+    threshold: float = 0.5,
+    capture_date="2015-10-05",
+    imagery_date=None,
+):
     """A project DB with scan 1 whose tiles (x, y) at ZOOM carry the given CELLS x CELLS probability grids."""
     conn = connect(path)
     ensure_schema(conn)
     conn.execute(
-        "INSERT INTO scans (id, aoi_geojson, imagery, imagery_source_id, zoom, model_version, model_threshold,"
-        " started_at, tiles_total) VALUES (1, '{}', 'test', 'src', ?, '7', ?, ?, ?)",
-        (ZOOM, threshold, utc_now_iso(), len(grids)),
+        "INSERT INTO scans (id, aoi_geojson, imagery, imagery_source_id, imagery_date, zoom, model_version,"
+        " model_threshold, started_at, tiles_total) VALUES (1, '{}', 'test', 'src', ?, ?, '7', ?, ?, ?)",
+        (imagery_date, ZOOM, threshold, utc_now_iso(), len(grids)),
     )
     for (x, y), probs in grids.items():
         q = np.clip(np.rint(probs * 255), 0, 255).astype(np.uint8)

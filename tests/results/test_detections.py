@@ -33,6 +33,13 @@ def test_patch_straddling_four_tiles_is_one_polygon(tmp_path):
     assert det.geometry.exterior.is_ccw
 
 
+@pytest.mark.parametrize(("imagery_date", "expected"), [("2019-06-26", "2019-06-26"), ("2019", "2019"), ("r5", None)])
+def test_tiles_without_a_capture_date_take_the_scan_imagery_date(tmp_path, imagery_date, expected):
+    grids = patch_grids(X0, Y0, range(3), range(3))
+    conn = make_scan_db(tmp_path / "d.db", grids, capture_date=None, imagery_date=imagery_date)
+    assert [d.capture_date for d in find_detections(conn, 1, min_area_ha=0.0)] == [expected]
+
+
 def test_separate_patches_and_small_specks(tmp_path):
     grids = patch_grids(X0, Y0, range(3), range(3))
     grids[(X0 + 1, Y0 + 1)][7, 7] = 0.95  # a lone cell far from the patch

@@ -43,7 +43,8 @@ class LngLatBbox:
         return (self.west_deg, self.south_deg, self.east_deg, self.north_deg)
 
 
-_DATE_LIKE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
+DATE_FORM = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")  # YYYY, YYYY-MM or YYYY-MM-DD
+FULL_DATE_FORM = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _RELEASE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 DATE_MARK = "@"  # joins a source id and its imagery date or release: xyz-1a2b3c4d5e6f7a8b@2018-06
 
@@ -54,7 +55,7 @@ def check_imagery_date(value: str | None) -> str | None:
     if not text:
         return None
     if re.match(r"^\d{4}([-./]|$)", text):  # meant as a date: must be one, not fall through to a release name
-        if not _DATE_LIKE.match(text):
+        if not DATE_FORM.match(text):
             raise InvalidInputError(f"imagery date {text!r} is not YYYY, YYYY-MM or YYYY-MM-DD")
         year, month, day = [*text.split("-"), "01", "01"][:3]
         try:

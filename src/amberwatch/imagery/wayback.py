@@ -33,6 +33,7 @@ from amberwatch.errors import ImageryError, InvalidInputError, UnreachableError
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.sources import FetchedTile, TileKey, spec_hash
 from amberwatch.imagery.tiles import lnglat_to_tile, tile_center_lnglat
+from amberwatch.imagery.types import FULL_DATE_FORM
 from amberwatch.imagery.xyz import USER_AGENT, HttpOptions, XyzTileSource
 
 if TYPE_CHECKING:
@@ -46,7 +47,6 @@ MAX_SAMPLE_TILES = 9  # tiles of an AOI asked about local changes (a 3 x 3 grid 
 METADATA_MAX_ZOOM, METADATA_MIN_ZOOM = 23, 10  # metadata sublayer 0 is zoom 23 ... sublayer 13 is zoom 10 and below
 ATTRIBUTION = "Esri World Imagery Wayback: Esri, Maxar, Earthstar Geographics, and the GIS User Community"
 _TITLE_DATE = re.compile(r"(\d{4}-\d{2}-\d{2})")
-_FULL_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ def _nearest(releases: list[WaybackRelease], text: str) -> str:
 def find_release(releases: list[WaybackRelease], text: str) -> WaybackRelease:
     """The release named by a release date (YYYY-MM-DD) or number; InvalidInputError naming it and the nearest."""
     text = text.strip()
-    if not (text.isdigit() or _FULL_DATE.match(text)):
+    if not (text.isdigit() or FULL_DATE_FORM.match(text)):
         raise InvalidInputError(f"Wayback release {text!r} is neither a release date YYYY-MM-DD nor a release number")
     if not text.isdigit():
         try:
@@ -195,7 +195,7 @@ def _could_be_newer(releases: list[WaybackRelease], text: str) -> bool:
     text = text.strip()
     if text.isdigit():
         return int(text) > max((r.number for r in releases), default=0)
-    return bool(_FULL_DATE.match(text)) and text > max((r.release_date for r in releases), default="")
+    return bool(FULL_DATE_FORM.match(text)) and text > max((r.release_date for r in releases), default="")
 
 
 def _epoch_ms_date(value: object) -> str | None:

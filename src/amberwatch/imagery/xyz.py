@@ -40,6 +40,7 @@ from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.decode import MAX_TILE_PIXELS, decode_with_valid
 from amberwatch.imagery.sources import _MISS, FetchedTile, TileKey, TileRead, TileSource, spec_hash, tile_key
 from amberwatch.imagery.tiles import check_tile, tile_to_quadkey, xyz_to_tms_y
+from amberwatch.imagery.types import FULL_DATE_FORM
 
 USER_AGENT = f"amberwatch/{__version__} (+https://github.com/amberwatch)"
 MAX_RETRY_AFTER_S = 60.0
@@ -57,7 +58,6 @@ DEFAULT_SUBDOMAINS = "abc"
 
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _KNOWN = {"z", "x", "y", "-y", "q", "s", "r", "key", "date", "time"}  # {r}: Leaflet retina suffix, always ""
-_FULL_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _SECRET_PARAMS = re.compile(
     r"(?i)^(api[_-]?key|key|token|access[_-]?token|accesstoken|apikey|sig|signature|password|secret)$"
 )
@@ -236,7 +236,7 @@ def date_values(template: str, imagery_date: str | None) -> dict[str, str]:
         raise InvalidInputError(
             f"URL template {shown!r} has {{{uses[0]}}}: give the imagery date (scan --imagery-date YYYY-MM-DD)"
         )
-    if "date" in uses and not _FULL_DATE.match(imagery_date):
+    if "date" in uses and not FULL_DATE_FORM.match(imagery_date):
         raise InvalidInputError(
             f"URL template {shown!r} has {{date}}, which needs an imagery date YYYY-MM-DD, not {imagery_date!r}"
         )

@@ -28,7 +28,7 @@ from amberwatch.imagery.decode import encode_jpeg
 from amberwatch.imagery.mosaic import render_bbox
 from amberwatch.imagery.sources import open_cached_source
 from amberwatch.imagery.tiles import mercator_row_lat_deg
-from amberwatch.imagery.types import LngLatBbox
+from amberwatch.imagery.types import DATE_FORM, LngLatBbox
 from amberwatch.results.store import DetectionRow, get_scan, grid_tiles, replace_detections
 
 _GEOD = Geod(ellps="WGS84")
@@ -129,8 +129,13 @@ def cells_polygon(group: Iterable[tuple[int, int]], cells_across_world: int) -> 
 
 
 def find_detections(conn: sqlite3.Connection, scan_id: int, *, min_area_ha: float) -> list[FoundDetection]:
-    """Merge the above-threshold cells of a scan's tiles into detections (not yet stored)."""
+    """Merge the above-threshold cells of a scan's tiles into detections (not yet stored).
+
+    A detection's capture date is its cells' most common tile date (the latest on a tie); where its tiles have
+    none, the scan's imagery date if that is a date (not a release name).
+    """
     scan = get_scan(conn, scan_id)
+    fallback_date = scan.imagery_date if scan.imagery_date and DATE_FORM.match(scan.imagery_date) else None
     zoom, threshold = scan.zoom, float(scan.model_threshold)
     min_level = math.ceil(threshold * 255.0 - 1e-9)  # cell positive when round(255 p) >= 255 thr
     cells: dict[tuple[int, int], float] = {}
@@ -158,7 +163,7 @@ def find_detections(conn: sqlite3.Connection, scan_id: int, *, min_area_ha: floa
             continue
         probs = np.array([cells[c] for c in group])
         dates = Counter(cell_dates[c] for c in group if cell_dates[c])
-        date = max(dates.items(), key=lambda kv: (kv[1], kv[0]))[0] if dates else None
+        date = max(dates.items(), key=lambda kv: (kv[1], kv[0]))[0] if dates else fallback_date
         found.append(FoundDetection(geom, area, float(probs.mean()), float(probs.max()), date, len(group)))
     return found
 
