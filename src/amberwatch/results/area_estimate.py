@@ -19,13 +19,14 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from amberwatch.errors import InvalidInputError
+from amberwatch.results.change_units import CHANGE_STRATA, change_class
 
 Z_95 = 1.959963984540054
 MIN_UNITS_PER_STRATUM = 2
@@ -445,6 +446,35 @@ def _fmt_ha_pair(lo: float, hi: float) -> tuple[str, str]:
     return f"{lo:,.{decimals}f}", f"{hi:,.{decimals}f}"
 
 
+def estimate_change(
+    strata_area_ha: Mapping[str, float],
+    answers: Iterable[tuple[str, str, str, int]],
+    z: float = Z_95,
+) -> AreaEstimate:
+    """Change areas between two dates from a stratified sample labelled at both (the one-date estimator on the
+    change classes: each change stratum is its own map class).
+
+    ``strata_area_ha``: change stratum -> its area; ``answers``: (stratum, earlier class, later class, units),
+    each class mining or not_mining. The area of change class "new" is the hectares newly dug.
+    """
+    counts = {s: {c: 0 for c in CHANGE_STRATA} for s in strata_area_ha}
+    for stratum, ref_from, ref_to, n in answers:
+        if stratum not in counts:
+            raise InvalidInputError(f"units of stratum {stratum!r}, which is not one of {list(strata_area_ha)}")
+        counts[stratum][change_class(ref_from, ref_to)] += n
+    strata = [StratumCounts(s, s, float(a), counts[s]) for s, a in strata_area_ha.items()]
+    return estimate_area(strata, reference_classes=list(CHANGE_STRATA), z=z)
+
+
+def change_sentence(estimate: AreaEstimate, from_date: str, to_date: str, place: str = "the scanned area") -> str:
+    """One printable sentence with the 95% interval of the hectares newly dug between two dates."""
+    lo_text, hi_text = _fmt_ha_pair(*estimate.get("new").area_interval_ha)
+    return (
+        f"Between {lo_text} and {hi_text} hectares of land were newly dug in {place} between {from_date} and "
+        f"{to_date} (95% confidence), based on {estimate.n_units:,} sample points reviewed at both dates."
+    )
+
+
 def journalist_sentence(estimate: AreaEstimate, class_name: str | None = None, place: str = "the scanned area") -> str:
     """One printable sentence with the 95% interval of a class's area (default: 'mining', else the first)."""
     if class_name is None:
@@ -458,8 +488,8 @@ def journalist_sentence(estimate: AreaEstimate, class_name: str | None = None, p
     )
 
 
-def format_table(estimate: AreaEstimate) -> str:
-    """Readable plain-text report of an estimate."""
+def format_table(estimate: AreaEstimate, sentence: str | None = None) -> str:
+    """Readable plain-text report of an estimate, ending with its sentence (default: ``journalist_sentence``)."""
 
     def pct(v: float | None, ci: float | None) -> str:
         return "-" if v is None else f"{v:.3f} ± {ci:.3f}"
@@ -484,5 +514,5 @@ def format_table(estimate: AreaEstimate) -> str:
     lines.append("")
     lines.extend(f"note: {n}" for n in estimate.notes)
     lines.append("")
-    lines.append(journalist_sentence(estimate))
+    lines.append(sentence or journalist_sentence(estimate))
     return "\n".join(lines)
