@@ -69,6 +69,13 @@ def test_change_classes_and_estimator_input_errors():
         change_class("no_imagery", "mining")
     with pytest.raises(InvalidInputError, match="stratum 'elsewhere'"):
         estimate_change({"new": 1.0}, [("elsewhere", "mining", "mining", 2)])
+    areas = {"new": 2.0, "stable": 0.5, "no_mining": 10.0}
+    answers = [("new", "not_mining", "mining", 3), ("new", "mining", "mining", 1), ("stable", "mining", "mining", 1)]
+    answers += [("no_mining", "not_mining", "not_mining", 4)]
+    with pytest.raises(InvalidInputError, match="stratum 'stable' has 1 reviewed sample unit"):
+        estimate_change(areas, answers)
+    whole = estimate_change(areas, answers, census=["stable"])  # its one cell reviewed: no sampling error there
+    assert whole.get("stable").area_ha == pytest.approx(0.5 + 2.0 / 4) and whole.get("new").area_ha == 1.5
 
 
 def _two_dates(tmp_path):
@@ -199,3 +206,38 @@ def test_an_area_schema_of_version_1_upgrades_with_its_samples_one_date(tmp_path
     ensure_area_schema(conn)
     old = find_sample(conn, 1)
     assert old is not None and old.from_scan_id is None and not old.is_change
+
+
+@pytest.mark.slow
+def test_change_sample_on_a_project_scanned_at_two_dates_of_real_imagery(tile_server, tmp_path):
+    from tests.scan.conftest import put_image_tiles, texty_image, tile_origin, tiles_bbox, write_aoi
+
+    x0, y0 = tile_origin()
+    aoi, db = write_aoi(tmp_path / "aoi.geojson", tiles_bbox(x0, y0, 3, 3)), tmp_path / "p.db"
+    run = CliRunner().invoke
+    for date, image in (("2019-06-26", "negative1"), ("2023-06-26", "positive1")):  # pits dug between the dates
+        put_image_tiles(tile_server, texty_image(image), x0, y0, 3, 3)
+        args = ["scan", "--aoi", str(aoi), "--imagery", tile_server.url, "--zoom", "18", "--db", str(db)]
+        r = run(main, [*args, "--workers", "1", "--no-progress", "--imagery-date", date], catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+    sample_args = ["--from-scan", "1", "--to-scan", "2", "--n", "30", "--allocation", "equal", "--seed", "4"]
+    r = run(main, ["area", "sample", "--change", *sample_args, "--json", "--db", str(db)])
+    assert r.exit_code == 0, r.output
+    sample = json.loads(r.output)
+    mapped = {s["stratum"]: s["area_ha"] for s in sample["strata"]}
+    assert mapped.get("new", 0) > 0, mapped
+    sheet = tmp_path / "sheet.csv"
+    r = run(main, ["area", "export", "--sample", str(sample["sample_id"]), "--format", "csv", "-o", str(sheet),
+                   "--db", str(db)])  # fmt: skip
+    rows = list(csv.DictReader(sheet.open()))
+    for row in rows:  # a reviewer agreeing with both maps everywhere
+        row["reference_from"], row["reference_to"] = PAIRS[row["stratum"]]
+    with sheet.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    assert run(main, ["area", "import-reference", "--sample", str(sample["sample_id"]), str(sheet), "--db", str(db)])
+    r = run(main, ["area", "estimate", "--scan", "2", "--json", "--db", str(db)])
+    assert r.exit_code == 0, r.output
+    new = next(c for c in json.loads(r.output)["classes"] if c["name"] == "new")
+    assert new["area_ha"] == pytest.approx(mapped["new"]) and new["users_accuracy"] == 1.0

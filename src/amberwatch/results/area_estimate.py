@@ -40,6 +40,7 @@ class StratumCounts:
     map_class: str
     area_ha: float
     counts: dict[str, int]
+    census: bool = False  # every cell of the stratum was reviewed: it adds no sampling variance
 
     @property
     def n_units(self) -> int:
@@ -123,18 +124,22 @@ class AreaEstimate:
         }
 
 
-def stratified_proportion(weights: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def stratified_proportion(
+    weights: np.ndarray, counts: np.ndarray, divisors: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Area proportion of each reference class and its standard error, vectorised over leading axes.
 
-    ``weights``: (..., H) stratum area weights summing to 1; ``counts``: (..., H, J) sample counts.
-    Returns ``(p, se)``, each (..., J). Strata need at least 2 units (not checked here).
+    ``weights``: (..., H) stratum area weights summing to 1; ``counts``: (..., H, J) sample counts; ``divisors``:
+    (..., H) of the variance terms, default n_h - 1 (inf for a census stratum). Returns ``(p, se)``, each (..., J).
+    Strata need at least 2 units unless a census (not checked here).
     """
     w = np.asarray(weights, dtype=float)
     c = np.asarray(counts, dtype=float)
     n_h = c.sum(axis=-1, keepdims=True)
+    div = n_h - 1 if divisors is None else np.asarray(divisors, dtype=float)[..., None]
     p_hj = c / n_h
     p = np.sum(w[..., :, None] * p_hj, axis=-2)
-    var = np.sum((w**2)[..., :, None] * p_hj * (1 - p_hj) / (n_h - 1), axis=-2)
+    var = np.sum((w**2)[..., :, None] * p_hj * (1 - p_hj) / div, axis=-2)
     return p, np.sqrt(var)
 
 
@@ -153,7 +158,7 @@ def estimate_area(
         _check_stratum(s, ref)
     used = _weighted_strata(strata)
     d = _Design.of(used, ref)
-    p_j, se_j = stratified_proportion(d.w_h, d.n_hj)
+    p_j, se_j = stratified_proportion(d.w_h, d.n_hj, d.fpc_free)
 
     err = _error_matrix(d, used, map_classes, len(ref))
     # Overall accuracy: per stratum, share of units whose reference class is the stratum's map class.
@@ -263,7 +268,7 @@ def _weighted_strata(strata: Sequence[StratumCounts]) -> list[StratumCounts]:
     if not used:
         raise InvalidInputError("all strata have zero mapped area")
     for s in used:
-        if s.n_units < MIN_UNITS_PER_STRATUM:
+        if s.n_units < (1 if s.census else MIN_UNITS_PER_STRATUM):
             raise InvalidInputError(
                 f"stratum {s.name!r} has {s.n_units} reviewed sample unit(s); at least "
                 f"{MIN_UNITS_PER_STRATUM} are needed to estimate its variance"
@@ -281,7 +286,7 @@ class _Design:
     n_h: np.ndarray  # (H,) reviewed units
     p_hj: np.ndarray  # (H, J) within-stratum proportions
     h_map: np.ndarray  # (H,) reference index of each stratum's map class
-    fpc_free: np.ndarray  # (H,) n_h - 1, the divisor of sample variances
+    fpc_free: np.ndarray  # (H,) n_h - 1, the divisor of sample variances (inf: a census stratum)
     correct_h: np.ndarray  # (H,) share of units whose reference class is the stratum's map class
 
     @classmethod
@@ -294,7 +299,8 @@ class _Design:
         p_hj = n_hj / n_h[:, None]
         h_map = np.array([list(ref).index(s.map_class) for s in used])
         correct_h = p_hj[np.arange(len(used)), h_map]
-        return cls(a_tot, a_h / a_tot, n_hj, n_h, p_hj, h_map, n_h - 1, correct_h)
+        divisors = np.where([s.census for s in used], np.inf, n_h - 1)  # a census stratum has no sampling error
+        return cls(a_tot, a_h / a_tot, n_hj, n_h, p_hj, h_map, divisors, correct_h)
 
 
 def _users_accuracy(d: _Design, j: int, z: float) -> tuple[float | None, float | None]:
@@ -450,19 +456,22 @@ def estimate_change(
     strata_area_ha: Mapping[str, float],
     answers: Iterable[tuple[str, str, str, int]],
     z: float = Z_95,
+    census: Iterable[str] = (),
 ) -> AreaEstimate:
     """Change areas between two dates from a stratified sample labelled at both (the one-date estimator on the
     change classes: each change stratum is its own map class).
 
     ``strata_area_ha``: change stratum -> its area; ``answers``: (stratum, earlier class, later class, units),
-    each class mining or not_mining. The area of change class "new" is the hectares newly dug.
+    each class mining or not_mining; ``census``: strata whose every cell was reviewed. The area of change class
+    "new" is the hectares newly dug.
     """
     counts = {s: {c: 0 for c in CHANGE_STRATA} for s in strata_area_ha}
     for stratum, ref_from, ref_to, n in answers:
         if stratum not in counts:
             raise InvalidInputError(f"units of stratum {stratum!r}, which is not one of {list(strata_area_ha)}")
         counts[stratum][change_class(ref_from, ref_to)] += n
-    strata = [StratumCounts(s, s, float(a), counts[s]) for s, a in strata_area_ha.items()]
+    whole = set(census)
+    strata = [StratumCounts(s, s, float(a), counts[s], s in whole) for s, a in strata_area_ha.items()]
     return estimate_area(strata, reference_classes=list(CHANGE_STRATA), z=z)
 
 

@@ -309,7 +309,9 @@ def estimate_change_for_sample(conn: sqlite3.Connection, sample_id: int) -> tupl
             missing[stratum] = missing.get(stratum, 0) + n
     seen = [a for a in answers if NO_IMAGERY not in a[1:3]]
     areas = {p.stratum: p.area_ha * _share_with_imagery(p.stratum, seen, missing) for p in sample.strata}
-    estimate = estimate_change(areas, seen)
+    answered = {p.stratum: sum(n for s, *_, n in answers if s == p.stratum) for p in sample.strata}
+    census = [p.stratum for p in sample.strata if answered[p.stratum] >= p.cell_count]  # every cell reviewed
+    estimate = estimate_change(areas, seen, census=census)
     earlier, later = get_scan(conn, int(sample.from_scan_id or 0)), get_scan(conn, sample.scan_id)
     info = {**_change_info(sample_id, earlier, later), "no_imagery": sum(missing.values())}
     info.update(review_progress(conn, sample_id))
