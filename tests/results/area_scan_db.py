@@ -41,7 +41,16 @@ def truth_and_grids(tiles_per_side: int = 4, seed: int = 7) -> tuple[dict, dict]
     return truths, grids
 
 
-def build_scan_db(path: Path, grids: dict, *, extra_statuses: dict | None = None, valid: dict | None = None) -> int:
+def build_scan_db(
+    path: Path,
+    grids: dict,
+    *,
+    extra_statuses: dict | None = None,
+    valid: dict | None = None,
+    imagery_date: str | None = None,
+    aoi: dict | None = None,
+    zoom: int = ZOOM,
+) -> int:
     """Write a finished scan with the given done-tile grids (and extra empty/failed tiles); return its id.
 
     ``valid``: {(z, x, y): bool GxG} cells with imagery of some tiles (the others have imagery everywhere).
@@ -50,14 +59,15 @@ def build_scan_db(path: Path, grids: dict, *, extra_statuses: dict | None = None
     ensure_schema(conn)
     now = utc_now_iso()
     cur = conn.execute(
-        "INSERT INTO scans (name, aoi_geojson, imagery, imagery_source_id, zoom, model_version,"
-        " model_threshold, status, started_at, finished_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        "INSERT INTO scans (name, aoi_geojson, imagery, imagery_source_id, imagery_date, zoom, model_version,"
+        " model_threshold, status, started_at, finished_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
         (
             "test",
-            json.dumps({"type": "Polygon", "coordinates": []}),
+            json.dumps(aoi or {"type": "Polygon", "coordinates": []}),
             "test",
-            "test",
-            ZOOM,
+            f"test@{imagery_date}" if imagery_date else "test",
+            imagery_date,
+            zoom,
             "v-test",
             THRESHOLD,
             "finished",

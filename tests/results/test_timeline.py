@@ -162,9 +162,8 @@ def test_sites_reviewed_as_not_mining_are_left_out_unless_asked(tmp_path):
     conn = open_db(tmp_path / "p.db")
     add_scan(conn, "2018", [(tile_box(0, 0), 1.0), (tile_box(2, 2), 2.0)])
     add_scan(conn, "2020", [(tile_box(0, 0), 1.0), (tile_box(2, 2), 2.0)])
-    rejected = {3: ReviewState("not_mining"), 4: ReviewState("not_mining")}  # the 2020 outlines of both sites
-    assert [dict(s.area_ha) for s in load_timeline(conn, rejected).sites] == [
-        {"2018": 2.0, "2020": 0.0},  # scan 2's detections are ids 3 (tile 0, 0) and 4 (tile 2, 2)
-        {"2018": 1.0, "2020": 0.0},
-    ]
+    rejected = {4: ReviewState("not_mining")}  # the 2020 outline in tile (2, 2): scan 2's detections are 3 and 4
+    # the review follows the site to its same outline of 2018 (results.public.follow_reviews): the site is gone
+    assert [dict(s.area_ha) for s in load_timeline(conn, rejected).sites] == [{"2018": 1.0, "2020": 1.0}]
     assert {s.status for s in load_timeline(conn, rejected, include_removed=True).sites} == {"stable"}
+    assert len(load_timeline(conn, rejected, include_removed=True).sites) == 2

@@ -19,13 +19,14 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from amberwatch.errors import InvalidInputError
+from amberwatch.results.change_units import CHANGE_STRATA, change_class
 
 Z_95 = 1.959963984540054
 MIN_UNITS_PER_STRATUM = 2
@@ -39,6 +40,7 @@ class StratumCounts:
     map_class: str
     area_ha: float
     counts: dict[str, int]
+    census: bool = False  # every cell of the stratum was reviewed: it adds no sampling variance
 
     @property
     def n_units(self) -> int:
@@ -122,18 +124,22 @@ class AreaEstimate:
         }
 
 
-def stratified_proportion(weights: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def stratified_proportion(
+    weights: np.ndarray, counts: np.ndarray, divisors: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Area proportion of each reference class and its standard error, vectorised over leading axes.
 
-    ``weights``: (..., H) stratum area weights summing to 1; ``counts``: (..., H, J) sample counts.
-    Returns ``(p, se)``, each (..., J). Strata need at least 2 units (not checked here).
+    ``weights``: (..., H) stratum area weights summing to 1; ``counts``: (..., H, J) sample counts; ``divisors``:
+    (..., H) of the variance terms, default n_h - 1 (inf for a census stratum). Returns ``(p, se)``, each (..., J).
+    Strata need at least 2 units unless a census (not checked here).
     """
     w = np.asarray(weights, dtype=float)
     c = np.asarray(counts, dtype=float)
     n_h = c.sum(axis=-1, keepdims=True)
+    div = n_h - 1 if divisors is None else np.asarray(divisors, dtype=float)[..., None]
     p_hj = c / n_h
     p = np.sum(w[..., :, None] * p_hj, axis=-2)
-    var = np.sum((w**2)[..., :, None] * p_hj * (1 - p_hj) / (n_h - 1), axis=-2)
+    var = np.sum((w**2)[..., :, None] * p_hj * (1 - p_hj) / div, axis=-2)
     return p, np.sqrt(var)
 
 
@@ -152,7 +158,7 @@ def estimate_area(
         _check_stratum(s, ref)
     used = _weighted_strata(strata)
     d = _Design.of(used, ref)
-    p_j, se_j = stratified_proportion(d.w_h, d.n_hj)
+    p_j, se_j = stratified_proportion(d.w_h, d.n_hj, d.fpc_free)
 
     err = _error_matrix(d, used, map_classes, len(ref))
     # Overall accuracy: per stratum, share of units whose reference class is the stratum's map class.
@@ -262,7 +268,7 @@ def _weighted_strata(strata: Sequence[StratumCounts]) -> list[StratumCounts]:
     if not used:
         raise InvalidInputError("all strata have zero mapped area")
     for s in used:
-        if s.n_units < MIN_UNITS_PER_STRATUM:
+        if s.n_units < (1 if s.census else MIN_UNITS_PER_STRATUM):
             raise InvalidInputError(
                 f"stratum {s.name!r} has {s.n_units} reviewed sample unit(s); at least "
                 f"{MIN_UNITS_PER_STRATUM} are needed to estimate its variance"
@@ -280,7 +286,7 @@ class _Design:
     n_h: np.ndarray  # (H,) reviewed units
     p_hj: np.ndarray  # (H, J) within-stratum proportions
     h_map: np.ndarray  # (H,) reference index of each stratum's map class
-    fpc_free: np.ndarray  # (H,) n_h - 1, the divisor of sample variances
+    fpc_free: np.ndarray  # (H,) n_h - 1, the divisor of sample variances (inf: a census stratum)
     correct_h: np.ndarray  # (H,) share of units whose reference class is the stratum's map class
 
     @classmethod
@@ -293,7 +299,8 @@ class _Design:
         p_hj = n_hj / n_h[:, None]
         h_map = np.array([list(ref).index(s.map_class) for s in used])
         correct_h = p_hj[np.arange(len(used)), h_map]
-        return cls(a_tot, a_h / a_tot, n_hj, n_h, p_hj, h_map, n_h - 1, correct_h)
+        divisors = np.where([s.census for s in used], np.inf, n_h - 1)  # a census stratum has no sampling error
+        return cls(a_tot, a_h / a_tot, n_hj, n_h, p_hj, h_map, divisors, correct_h)
 
 
 def _users_accuracy(d: _Design, j: int, z: float) -> tuple[float | None, float | None]:
@@ -445,6 +452,38 @@ def _fmt_ha_pair(lo: float, hi: float) -> tuple[str, str]:
     return f"{lo:,.{decimals}f}", f"{hi:,.{decimals}f}"
 
 
+def estimate_change(
+    strata_area_ha: Mapping[str, float],
+    answers: Iterable[tuple[str, str, str, int]],
+    z: float = Z_95,
+    census: Iterable[str] = (),
+) -> AreaEstimate:
+    """Change areas between two dates from a stratified sample labelled at both (the one-date estimator on the
+    change classes: each change stratum is its own map class).
+
+    ``strata_area_ha``: change stratum -> its area; ``answers``: (stratum, earlier class, later class, units),
+    each class mining or not_mining; ``census``: strata whose every cell was reviewed. The area of change class
+    "new" is the hectares newly dug.
+    """
+    counts = {s: {c: 0 for c in CHANGE_STRATA} for s in strata_area_ha}
+    for stratum, ref_from, ref_to, n in answers:
+        if stratum not in counts:
+            raise InvalidInputError(f"units of stratum {stratum!r}, which is not one of {list(strata_area_ha)}")
+        counts[stratum][change_class(ref_from, ref_to)] += n
+    whole = set(census)
+    strata = [StratumCounts(s, s, float(a), counts[s], s in whole) for s, a in strata_area_ha.items()]
+    return estimate_area(strata, reference_classes=list(CHANGE_STRATA), z=z)
+
+
+def change_sentence(estimate: AreaEstimate, from_date: str, to_date: str, place: str = "the scanned area") -> str:
+    """One printable sentence with the 95% interval of the hectares newly dug between two dates."""
+    lo_text, hi_text = _fmt_ha_pair(*estimate.get("new").area_interval_ha)
+    return (
+        f"Between {lo_text} and {hi_text} hectares of land were newly dug in {place} between {from_date} and "
+        f"{to_date} (95% confidence), based on {estimate.n_units:,} sample points reviewed at both dates."
+    )
+
+
 def journalist_sentence(estimate: AreaEstimate, class_name: str | None = None, place: str = "the scanned area") -> str:
     """One printable sentence with the 95% interval of a class's area (default: 'mining', else the first)."""
     if class_name is None:
@@ -458,8 +497,8 @@ def journalist_sentence(estimate: AreaEstimate, class_name: str | None = None, p
     )
 
 
-def format_table(estimate: AreaEstimate) -> str:
-    """Readable plain-text report of an estimate."""
+def format_table(estimate: AreaEstimate, sentence: str | None = None) -> str:
+    """Readable plain-text report of an estimate, ending with its sentence (default: ``journalist_sentence``)."""
 
     def pct(v: float | None, ci: float | None) -> str:
         return "-" if v is None else f"{v:.3f} ± {ci:.3f}"
@@ -484,5 +523,5 @@ def format_table(estimate: AreaEstimate) -> str:
     lines.append("")
     lines.extend(f"note: {n}" for n in estimate.notes)
     lines.append("")
-    lines.append(journalist_sentence(estimate))
+    lines.append(sentence or journalist_sentence(estimate))
     return "\n".join(lines)

@@ -7,6 +7,10 @@ Other modules (``sampling``, ``area_review``) call these functions and never run
 - ``area_sample_units``: the sampled cells with their footprint; ``reference_class`` stays NULL
   until a reviewer labels the unit (``no_imagery`` when the unit has no imagery: it leaves the sample
   and a replacement unit is added).
+
+A change sample (``area_samples.from_scan_id`` set, migration 2) samples the cells of ``scan_id`` (the later date)
+stratified by the change between the two scans' maps; each unit has a reference class at both dates:
+``reference_class_from`` at the earlier scan's date and ``reference_class`` at the later one's.
 """
 
 from __future__ import annotations
@@ -69,6 +73,10 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX area_sample_units_sample ON area_sample_units (sample_id, reference_class);
     """,
+    """
+    ALTER TABLE area_samples ADD COLUMN from_scan_id INTEGER REFERENCES scans(id) ON DELETE CASCADE;
+    ALTER TABLE area_sample_units ADD COLUMN reference_class_from TEXT;
+    """,
 ]
 
 
@@ -108,6 +116,12 @@ class Sample:
     total_area_ha: float
     created_at: str
     strata: list[StratumPlan] = field(default_factory=list)
+    from_scan_id: int | None = None  # a change sample: the scan of the earlier date (scan_id: the later)
+
+    @property
+    def is_change(self) -> bool:
+        """A sample of the change between two dates, labelled at both."""
+        return self.from_scan_id is not None
 
     def to_dict(self) -> dict:
         """JSON-ready dict."""
@@ -145,8 +159,8 @@ def insert_sample(conn: sqlite3.Connection, sample: Sample, params: Mapping, uni
     try:
         cur = conn.execute(
             "INSERT INTO area_samples (scan_id, created_at, seed, allocation, n_requested, buffer_m,"
-            " model_threshold, mapping_rule, total_cells, total_area_ha, params_json)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            " model_threshold, mapping_rule, total_cells, total_area_ha, params_json, from_scan_id)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 sample.scan_id,
                 sample.created_at,
@@ -159,6 +173,7 @@ def insert_sample(conn: sqlite3.Connection, sample: Sample, params: Mapping, uni
                 sample.total_cells,
                 sample.total_area_ha,
                 json.dumps(params),
+                sample.from_scan_id,
             ),
         )
         sample_id = int(cur.lastrowid)
@@ -194,8 +209,8 @@ def find_sample(conn: sqlite3.Connection, sample_id: int) -> Sample | None:
     strata = [
         StratumPlan(r["stratum"], r["map_class"], r["cell_count"], r["area_ha"], r["n_units"])
         for r in conn.execute(
-            "SELECT * FROM area_sample_strata WHERE sample_id = ? ORDER BY"
-            " CASE stratum WHEN 'mining' THEN 0 WHEN 'buffer' THEN 1 ELSE 2 END, stratum",
+            "SELECT * FROM area_sample_strata WHERE sample_id = ? ORDER BY CASE stratum WHEN 'mining' THEN 0"
+            " WHEN 'buffer' THEN 1 WHEN 'new' THEN 0 WHEN 'stable' THEN 1 WHEN 'gone' THEN 2 ELSE 3 END, stratum",
             (sample_id,),
         )
     ]
@@ -212,6 +227,7 @@ def find_sample(conn: sqlite3.Connection, sample_id: int) -> Sample | None:
         row["total_area_ha"],
         row["created_at"],
         strata,
+        row["from_scan_id"],
     )
 
 
@@ -277,12 +293,19 @@ def get_unit(conn: sqlite3.Connection, unit_id: int) -> dict | None:
 
 
 def set_reference_class(
-    conn: sqlite3.Connection, unit_id: int, reference_class: str, reviewed_by: str, reviewed_at: str
+    conn: sqlite3.Connection,
+    unit_id: int,
+    reference_class: str,
+    reviewed_by: str,
+    reviewed_at: str,
+    reference_from: str | None = None,
 ) -> dict | None:
-    """Set one unit's reference class and reviewer -> the updated unit row, or None if there is no such unit."""
+    """Set one unit's reference class (and its earlier date's, in a change sample) -> the updated unit row, or None
+    if there is no such unit."""
     cur = conn.execute(
-        "UPDATE area_sample_units SET reference_class = ?, reviewed_by = ?, reviewed_at = ? WHERE unit_id = ?",
-        (reference_class, reviewed_by, reviewed_at, unit_id),
+        "UPDATE area_sample_units SET reference_class = ?, reference_class_from = COALESCE(?, reference_class_from),"
+        " reviewed_by = ?, reviewed_at = ? WHERE unit_id = ?",
+        (reference_class, reference_from, reviewed_by, reviewed_at, unit_id),
     )
     if cur.rowcount == 0:
         return None
@@ -303,6 +326,34 @@ def set_reference_classes(
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def set_change_references(
+    conn: sqlite3.Connection, classes: Mapping[int, tuple[str, str]], reviewed_by: str, reviewed_at: str
+) -> None:
+    """Set both dates' reference classes of many units ({unit_id: (earlier, later)}) in one transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(
+            "UPDATE area_sample_units SET reference_class_from = ?, reference_class = ?, reviewed_by = ?,"
+            " reviewed_at = ? WHERE unit_id = ?",
+            [(ref_from, ref_to, reviewed_by, reviewed_at, uid) for uid, (ref_from, ref_to) in classes.items()],
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def change_reference_counts(conn: sqlite3.Connection, sample_id: int) -> list[tuple[str, str, str, int]]:
+    """(stratum, earlier class, later class, units) of a change sample, for units answered at both dates."""
+    rows = conn.execute(
+        "SELECT stratum, reference_class_from, reference_class, COUNT(*) FROM area_sample_units"
+        " WHERE sample_id = ? AND reference_class IS NOT NULL AND reference_class_from IS NOT NULL"
+        " GROUP BY stratum, reference_class_from, reference_class",
+        (sample_id,),
+    )
+    return [(stratum, ref_from, ref_to, int(n)) for stratum, ref_from, ref_to, n in rows]
 
 
 def review_counts(conn: sqlite3.Connection, sample_id: int) -> tuple[int, int]:

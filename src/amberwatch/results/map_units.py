@@ -20,6 +20,7 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import ClassVar
 
 import numpy as np
 from pyproj import Geod
@@ -148,6 +149,8 @@ def _buffer_structure(radius_m: float, cell_m: float) -> np.ndarray:
 class StrataSurvey:
     """Pass one over a scan: cell counts and areas per stratum, and the masks needed to classify cells."""
 
+    strata: ClassVar[tuple[str, ...]] = STRATA  # the stratum codes index this
+    map_classes: ClassVar[dict[str, str]] = STRATUM_MAP_CLASS
     scan_id: int
     threshold: float
     buffer_m: float | None

@@ -3,7 +3,14 @@
 A detection in public (``PublicDetection``) has its outline, hectares, scores, imagery date, review state and place
 name; a site a reviewer found not mining (``ReviewState.removed``) is left out unless a caller asks for it (the map
 draws such sites greyed). The review states come from ``review.feedback.review_states``, above this layer. The web
-map, the exports and the story all take their detections from ``public_detections``.
+map, the exports, the timeline and the story all take their detections from ``public_detections``.
+
+Reviews follow the site (``follow_reviews``): a detection nobody decided takes the verdict ("not mining" or
+"confirmed") of a decided detection of the same AOI at another imagery date when their outlines match: IoU >= 0.5,
+or at least 80 % of the new outline inside the reviewed one (a piece of the reviewed place). An outline that grew
+well beyond the reviewed one (to more than twice its area when it covers it) matches neither and is not covered.
+The state is marked as inherited (``PublicDetection.review_from``: the source detection, scan and date); a
+detection's own decision always wins, and only direct decisions are followed (no chains over dates).
 
 A scan row holds where its imagery and cache lie on the scanning machine (paths, URL templates) and, for old
 scans, the AOI path as the name. None of that is for the public: a layer shows a display name (a path-like name
@@ -22,6 +29,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import PureWindowsPath
 from typing import Any, NamedTuple
+
+import numpy as np
+import shapely
+from shapely import STRtree
 
 from amberwatch.errors import InvalidInputError
 from amberwatch.imagery.types import LngLatBbox
@@ -48,6 +59,29 @@ class ReviewState(NamedTuple):
 
 
 NOT_REVIEWED = ReviewState()
+FOLLOW_MIN_IOU = 0.5  # outlines of two dates this alike are the same place: the review holds for both
+FOLLOW_MIN_INSIDE = 0.8  # or this share of the new outline lies inside the reviewed one
+_FOLLOWED_VERDICTS = ("not_mining", "confirmed")
+_ID_CHUNK = 500  # ids per IN (...) query, well under SQLite's limit of bound variables
+
+
+@dataclass(frozen=True)
+class InheritedReview:
+    """Where an inherited review comes from: a decided detection of the same AOI at another imagery date."""
+
+    detection_id: int
+    scan_id: int
+    imagery_date: str
+    iou: float  # intersection over union of the two outlines
+
+    def to_dict(self) -> dict[str, Any]:
+        """The map's and the CLI's JSON of the source."""
+        return {
+            "detection_id": self.detection_id,
+            "scan_id": self.scan_id,
+            "imagery_date": self.imagery_date,
+            "iou": round(self.iou, 3),
+        }
 
 
 @dataclass(frozen=True)
@@ -71,6 +105,7 @@ class PublicDetection:
     thumbnail: bytes | None  # the stored JPEG chip, when asked for
     review: ReviewState
     place: str | None  # "2.3 km NE of Klesiv"; None when no village is within 50 km, or not asked for
+    review_from: InheritedReview | None = None  # set when the review is inherited from another date's detection
 
     @property
     def confirmed(self) -> bool:
@@ -98,6 +133,7 @@ class PublicDetection:
             "lon": round(self.centroid_lon, 6),
             "lat": round(self.centroid_lat, 6),
             "review": self.review.verdict,
+            "review_from": None if self.review_from is None else self.review_from.to_dict(),
             "pending": self.review.pending,
             "has_thumbnail": self.has_thumbnail,
             "place": self.place,
@@ -112,10 +148,13 @@ class PublicDetection:
         )
 
 
-def public_detection(det: Detection, review: ReviewState, place: str | None) -> PublicDetection:
-    """A detection as the public sees it, with its review state and place."""
-    kept = {f.name: getattr(det, f.name) for f in fields(PublicDetection) if f.name not in ("review", "place")}
-    return PublicDetection(**kept, review=review, place=place)
+def public_detection(
+    det: Detection, review: ReviewState, place: str | None, review_from: InheritedReview | None = None
+) -> PublicDetection:
+    """A detection as the public sees it, with its review state (inherited: from where) and place."""
+    own = {f.name for f in fields(Detection)}
+    kept = {f.name: getattr(det, f.name) for f in fields(PublicDetection) if f.name in own}
+    return PublicDetection(**kept, review=review, place=place, review_from=review_from)
 
 
 def public_detections(
@@ -139,17 +178,129 @@ def public_detections(
     rows = query_detections(
         conn, scan_id=scan_id, ids=ids, min_prob=min_prob, bbox=bbox, order=order, thumbnails=thumbnails
     )
-    states = [reviews.get(r.id, NOT_REVIEWED) for r in rows]
-    kept = [(r, s) for r, s in zip(rows, states) if include_removed or not s.removed]
+    followed = follow_reviews(conn, rows, reviews)
+    states = [followed.get(r.id, (reviews.get(r.id, NOT_REVIEWED), None)) for r in rows]
+    kept = [(r, s) for r, s in zip(rows, states) if include_removed or not s[0].removed]
     names = describe_places((r.centroid_lon, r.centroid_lat) for r, _ in kept) if places else [None] * len(kept)
-    return [public_detection(r, s, p) for (r, s), p in zip(kept, names)]
+    return [public_detection(r, s, p, source) for (r, (s, source)), p in zip(kept, names)]
 
 
-def get_public_detection(conn: sqlite3.Connection, detection_id: int, review: ReviewState) -> PublicDetection:
-    """One detection with its place, whatever its review (the map shows removed sites greyed); else NotFoundError."""
+def get_public_detection(
+    conn: sqlite3.Connection,
+    detection_id: int,
+    review: ReviewState,
+    reviews: Mapping[int, ReviewState] | None = None,
+) -> PublicDetection:
+    """One detection with its place, whatever its review (the map shows removed sites greyed); else NotFoundError.
+
+    ``reviews`` (all of them, ``review.feedback.review_states``): let an undecided detection inherit a review.
+    """
     det = get_detection(conn, detection_id)
     (place,) = describe_places([(det.centroid_lon, det.centroid_lat)])
-    return public_detection(det, review, place)
+    review, source = follow_reviews(conn, [det], reviews or {}).get(det.id, (review, None))
+    return public_detection(det, review, place, source)
+
+
+def removed_totals(conn: sqlite3.Connection, reviews: Mapping[int, ReviewState]) -> dict[int, tuple[int, float]]:
+    """Scan id -> (count, hectares) of its detections reviewed as not mining, directly or followed from another date."""
+    decided = _decided_detections(conn, reviews)
+    if not decided:
+        return {}
+    west, south, east, north = shapely.total_bounds(_outlines(decided)).tolist()
+    out: dict[int, tuple[int, float]] = {}
+    for det in public_detections(conn, reviews, bbox=(west, south, east, north), places=False, include_removed=True):
+        if det.review.removed:
+            count, hectares = out.get(det.scan_id, (0, 0.0))
+            out[det.scan_id] = (count + 1, hectares + det.area_ha)
+    return out
+
+
+def follow_reviews(
+    conn: sqlite3.Connection, rows: Sequence[Detection], reviews: Mapping[int, ReviewState]
+) -> dict[int, tuple[ReviewState, InheritedReview]]:
+    """Detection id -> (inherited state, its source) for the undecided ``rows`` matching a decided outline.
+
+    One STRtree of the decided outlines, queried once with all candidate rows (same AOI, another imagery date).
+    """
+    undecided = [r for r in rows if reviews.get(r.id, NOT_REVIEWED).verdict is None]
+    decided = _decided_detections(conn, reviews) if undecided else []
+    if not decided:
+        return {}
+    places = _ScanPlaces(conn)
+    sources = [d for d in decided if places.date(d.scan_id)]
+    aois = {places.aoi(d.scan_id) for d in sources}
+    targets = [r for r in undecided if places.date(r.scan_id) and places.aoi(r.scan_id) in aois]
+    if not sources or not targets:
+        return {}
+    ti, si, iou = _matching_pairs(targets, sources, places)
+    out: dict[int, tuple[ReviewState, InheritedReview]] = {}
+    for k in np.argsort(-iou, kind="stable").tolist():  # the best-matching source first
+        target, source = targets[ti[k]], sources[si[k]]
+        if target.id not in out:
+            state = ReviewState(reviews[source.id].verdict, reviews.get(target.id, NOT_REVIEWED).pending)
+            date = str(places.date(source.scan_id))
+            out[target.id] = (state, InheritedReview(source.id, source.scan_id, date, float(iou[k])))
+    return out
+
+
+def _matching_pairs(
+    targets: Sequence[Detection], sources: Sequence[Detection], places: _ScanPlaces
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(target index, source index, IoU) of the pairs of the same AOI at different dates whose outlines match."""
+    tg, sg = _outlines(targets), _outlines(sources)
+    ti, si = STRtree(sg).query(tg, predicate="intersects")
+    aoi_t, date_t = places.keys(targets)
+    aoi_s, date_s = places.keys(sources)
+    same_place = (aoi_t[ti] == aoi_s[si]) & (date_t[ti] != date_s[si])
+    ti, si = ti[same_place], si[same_place]
+    shared = shapely.area(shapely.intersection(tg[ti], sg[si]))
+    area_t, area_s = shapely.area(tg[ti]), shapely.area(sg[si])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.nan_to_num(shared / (area_t + area_s - shared))
+        inside = np.nan_to_num(shared / area_t)
+    ok = (shared > 0) & ((iou >= FOLLOW_MIN_IOU) | (inside >= FOLLOW_MIN_INSIDE))
+    return ti[ok], si[ok], iou[ok]
+
+
+def _decided_detections(conn: sqlite3.Connection, reviews: Mapping[int, ReviewState]) -> list[Detection]:
+    """The detections whose own review has a verdict that follows the site."""
+    ids = sorted(i for i, s in reviews.items() if s.verdict in _FOLLOWED_VERDICTS)
+    return [d for k in range(0, len(ids), _ID_CHUNK) for d in query_detections(conn, ids=ids[k : k + _ID_CHUNK])]
+
+
+def _outlines(dets: Sequence[Detection]) -> np.ndarray:
+    """The detections' outlines as shapely geometries (invalid ones repaired)."""
+    geoms = shapely.from_geojson(np.array([d.geometry_geojson for d in dets], dtype=object))
+    return np.where(shapely.is_valid(geoms), geoms, shapely.make_valid(geoms))
+
+
+class _ScanPlaces:
+    """Each scan's AOI and imagery date, read once per scan."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.scans: dict[int, tuple[str, str | None]] = {}
+
+    def _get(self, scan_id: int) -> tuple[str, str | None]:
+        if scan_id not in self.scans:
+            scan = get_scan(self.conn, scan_id)
+            self.scans[scan_id] = (scan.aoi_geojson, scan.imagery_date)
+        return self.scans[scan_id]
+
+    def aoi(self, scan_id: int) -> str:
+        """The scan's AOI as stored (GeoJSON text)."""
+        return self._get(scan_id)[0]
+
+    def date(self, scan_id: int) -> str | None:
+        """The scan's imagery date (None: undated)."""
+        return self._get(scan_id)[1]
+
+    def keys(self, dets: Sequence[Detection]) -> tuple[np.ndarray, np.ndarray]:
+        """Per detection its scan's AOI and date, as object arrays (compared elementwise)."""
+        return (
+            np.array([self.aoi(d.scan_id) for d in dets], dtype=object),
+            np.array([self.date(d.scan_id) for d in dets], dtype=object),
+        )
 
 
 # Fields of a Scan that may be shown to anyone, in the layer's order; "imagery" (a path or URL) is not one of them.

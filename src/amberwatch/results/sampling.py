@@ -17,7 +17,8 @@ import math
 import secrets
 import sqlite3
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -26,13 +27,13 @@ from amberwatch.errors import AmberwatchWarning, DatabaseError, InvalidInputErro
 from amberwatch.results import area_store
 from amberwatch.results.area_estimate import sample_size_for_target_se
 from amberwatch.results.area_store import NewUnit, Sample, StratumPlan, ensure_area_schema
+from amberwatch.results.change_units import CHANGE_ANTICIPATED_ACCURACY, ChangeSurvey, survey_change
 from amberwatch.results.map_units import (
     BUFFER,
     MAPPING_RULE,
     MINING,
     NOT_MINING,
     STRATA,
-    STRATUM_MAP_CLASS,
     DoneTile,
     StrataSurvey,
     cell_edges_deg,
@@ -134,17 +135,17 @@ def _round_largest_remainder(total: int, ideal: Mapping[str, float], strata: lis
     return floors
 
 
-def parse_accuracy_option(text: str | None) -> dict[str, float]:
-    """Parse ``mining=0.7,buffer=0.8,not_mining=0.98`` into a dict (None/empty: {})."""
+def parse_accuracy_option(text: str | None, strata: Sequence[str] = STRATA) -> dict[str, float]:
+    """Parse ``mining=0.7,buffer=0.8,not_mining=0.98`` (names among ``strata``) into a dict (None/empty: {})."""
     out: dict[str, float] = {}
     for part in (text or "").split(","):
         if not part.strip():
             continue
         name, sep, value = part.partition("=")
         name = name.strip()
-        if not sep or name not in STRATA:
+        if not sep or name not in strata:
             raise InvalidInputError(
-                f"anticipated accuracy {part.strip()!r} must be <stratum>=<0..1> with stratum in {list(STRATA)}"
+                f"anticipated accuracy {part.strip()!r} must be <stratum>=<0..1> with stratum in {list(strata)}"
             )
         try:
             v = float(value)
@@ -178,14 +179,54 @@ def draw_sample(
     ensure_area_schema(conn)
     seed = _checked_seed(n, target_se, allocation, seed)
     acc = {**DEFAULT_ANTICIPATED_ACCURACY, **(anticipated_accuracy or {})}
-    rng = np.random.default_rng(seed)
+    plan = _Plan(n, allocation, seed, acc, min_per_stratum, target_se)
+    return _draw_and_store(conn, plan, lambda: _survey_scan(conn, scan_id, buffer_m))
+
+
+def draw_change_sample(
+    conn: sqlite3.Connection,
+    from_scan_id: int,
+    to_scan_id: int,
+    n: int,
+    *,
+    allocation: str = "proportional",
+    seed: int | None = None,
+    anticipated_accuracy: Mapping[str, float] | None = None,
+    min_per_stratum: int = DEFAULT_MIN_PER_STRATUM,
+) -> Sample:
+    """Draw and store a sample of the change between two dated scans of one AOI (``change_units``); return it.
+
+    The units are cells of the later scan stratified new / stable / gone / no_mining; each is labelled at both dates.
+    """
+    ensure_area_schema(conn)
+    seed = _checked_seed(n, None, allocation, seed)
+    acc = {**CHANGE_ANTICIPATED_ACCURACY, **(anticipated_accuracy or {})}
+    plan = _Plan(n, allocation, seed, acc, min_per_stratum, None)
+    return _draw_and_store(conn, plan, lambda: _survey_change_scans(conn, from_scan_id, to_scan_id))
+
+
+class _Plan(NamedTuple):
+    """How a sample is to be drawn (checked options)."""
+
+    n: int | None
+    allocation: str
+    seed: int
+    acc: dict[str, float]
+    min_per_stratum: int
+    target_se: float | None
+
+
+def _draw_and_store(conn: sqlite3.Connection, plan: _Plan, survey_of: Callable[[], Any]) -> Sample:
+    """Survey (pass one), allocate, locate the drawn cells (pass two) in one read snapshot; store the sample."""
+    rng = np.random.default_rng(plan.seed)
     conn.execute("BEGIN")  # one read snapshot for both passes
     try:
-        survey = _survey_scan(conn, scan_id, buffer_m)
-        if target_se is not None:
-            n = _size_for_target_se(survey, acc, target_se, min_per_stratum)
+        survey = survey_of()
+        n = plan.n
+        if plan.target_se is not None:
+            n = _size_for_target_se(survey, plan.acc, plan.target_se, plan.min_per_stratum)
         assert n is not None
-        sizes = allocate(n, survey.area_ha, survey.cell_counts, allocation, acc, min_per_stratum)
+        sizes = allocate(n, survey.area_ha, survey.cell_counts, plan.allocation, plan.acc, plan.min_per_stratum)
         positions = {
             s: np.sort(rng.choice(survey.cell_counts[s], size=sizes[s], replace=False)) for s in survey.strata_present()
         }
@@ -194,19 +235,20 @@ def draw_sample(
         conn.execute("COMMIT")
     order = rng.permutation(len(units))  # review order mixes strata (reviewers should not infer the map)
     units = [units[i] for i in order]
-    sample = _sample_record(survey, sizes, scan_id, seed, allocation, n)
-    params = {"min_per_stratum": min_per_stratum, "anticipated_accuracy": acc, "target_se": target_se}
+    sample = _sample_record(survey, sizes, survey.scan_id, plan.seed, plan.allocation, n)
+    sample.from_scan_id = getattr(survey, "from_scan_id", None)
+    params = {"min_per_stratum": plan.min_per_stratum, "anticipated_accuracy": plan.acc, "target_se": plan.target_se}
     try:
         sample.sample_id = area_store.insert_sample(conn, sample, params, units)
     except sqlite3.DatabaseError as exc:
-        raise DatabaseError(f"cannot store the sample of scan {scan_id}: {exc}") from exc
+        raise DatabaseError(f"cannot store the sample of scan {survey.scan_id}: {exc}") from exc
     return sample
 
 
 def _sample_record(survey, sizes: dict, scan_id: int, seed: int, allocation: str, n: int) -> Sample:
     """The Sample to store (id 0 until inserted) with one StratumPlan per stratum present."""
     strata = [
-        StratumPlan(s, STRATUM_MAP_CLASS[s], survey.cell_counts[s], survey.area_ha[s], sizes[s])
+        StratumPlan(s, survey.map_classes[s], survey.cell_counts[s], survey.area_ha[s], sizes[s])
         for s in survey.strata_present()
     ]
     return Sample(
@@ -242,14 +284,33 @@ def _checked_seed(n: int | None, target_se: float | None, allocation: str, seed:
 
 def _survey_scan(conn: sqlite3.Connection, scan_id: int, buffer_m: float | None) -> StrataSurvey:
     """Pass one over a scan's tiles (warning when the scan is not finished)."""
+    _warn_unfinished(conn, scan_id)
+    return survey_strata(conn, scan_id, buffer_m)
+
+
+def _survey_change_scans(conn: sqlite3.Connection, from_scan_id: int, to_scan_id: int) -> ChangeSurvey:
+    """Pass one over two scans' tiles (warning when one is not finished)."""
+    survey = survey_change(conn, from_scan_id, to_scan_id)
+    for scan_id in (from_scan_id, to_scan_id):
+        _warn_unfinished(conn, scan_id)
+    return survey
+
+
+def _warn_unfinished(conn: sqlite3.Connection, scan_id: int) -> None:
     status = load_scan(conn, scan_id).status
     if status != "finished":
         warnings.warn(
             f"scan {scan_id} is {status!r}, not finished: the sample covers only its tiles done so far",
             AmberwatchWarning,
-            stacklevel=3,  # the caller of draw_sample
+            stacklevel=6,  # the caller of draw_sample or draw_change_sample
         )
-    return survey_strata(conn, scan_id, buffer_m)
+
+
+def _survey_of(conn: sqlite3.Connection, sample: Sample) -> StrataSurvey | ChangeSurvey:
+    """The survey a stored sample was drawn from, as the scans are now."""
+    if sample.from_scan_id is not None:
+        return survey_change(conn, sample.from_scan_id, sample.scan_id)
+    return survey_strata(conn, sample.scan_id, sample.buffer_m)
 
 
 def _size_for_target_se(survey: StrataSurvey, acc: Mapping[str, float], target_se: float, min_per_stratum: int) -> int:
@@ -263,14 +324,14 @@ def _size_for_target_se(survey: StrataSurvey, acc: Mapping[str, float], target_s
 
 def _locate_units(conn: sqlite3.Connection, survey: StrataSurvey, positions: dict[str, np.ndarray]) -> list[NewUnit]:
     """Pass two: walk the tiles in pass-one order and turn per-stratum positions into cells."""
-    offset = {s: 0 for s in STRATA}
-    cursor = {s: 0 for s in STRATA}  # index of the next unplaced position per stratum
+    offset = {s: 0 for s in survey.strata}
+    cursor = {s: 0 for s in survey.strata}  # index of the next unplaced position per stratum
     units: list[NewUnit] = []
     for tile in iter_done_tiles(conn, survey.scan_id):
         codes = survey.stratum_codes(tile).ravel()
         cells: dict[str, np.ndarray] = {}
         for s, pos in positions.items():
-            k = STRATA.index(s)
+            k = survey.strata.index(s)
             end = offset[s] + int(np.count_nonzero(codes == k))
             stop = int(np.searchsorted(pos, end, side="left"))
             if stop > cursor[s]:
@@ -278,7 +339,7 @@ def _locate_units(conn: sqlite3.Connection, survey: StrataSurvey, positions: dic
                 cursor[s] = stop
             offset[s] = end
         if cells:
-            units += _tile_units(tile, cells)
+            units += _tile_units(tile, cells, survey.map_classes)
     for s, pos in positions.items():
         if offset[s] != survey.cell_counts[s] or cursor[s] != len(pos):
             raise DatabaseError(
@@ -288,7 +349,7 @@ def _locate_units(conn: sqlite3.Connection, survey: StrataSurvey, positions: dic
     return units
 
 
-def _tile_units(tile: DoneTile, cells: dict[str, np.ndarray]) -> list[NewUnit]:
+def _tile_units(tile: DoneTile, cells: dict[str, np.ndarray], map_classes: Mapping[str, str]) -> list[NewUnit]:
     """Sample units for the chosen cells (flat indices per stratum) of one tile, with footprint and area."""
     g = tile.grid_cells
     lon, lat = cell_edges_deg(tile.z, tile.x, tile.y, g)
@@ -300,7 +361,7 @@ def _tile_units(tile: DoneTile, cells: dict[str, np.ndarray]) -> list[NewUnit]:
             units.append(
                 NewUnit(
                     s,
-                    STRATUM_MAP_CLASS[s],
+                    map_classes[s],
                     tile.z,
                     tile.x,
                     tile.y,
@@ -333,7 +394,7 @@ def draw_replacement(conn: sqlite3.Connection, sample_id: int, unit_id: int) -> 
     rng = np.random.default_rng([sample.seed, len(units)])
     conn.execute("BEGIN")  # one read snapshot for both passes
     try:
-        survey = survey_strata(conn, sample.scan_id, sample.buffer_m)
+        survey = _survey_of(conn, sample)
         # One more candidate than the stratum's units in the sample: at least one is new; the first new one in
         # the random order is a uniform draw among the cells not yet taken.
         size = min(survey.cell_counts[stratum], sum(u["stratum"] == stratum for u in units) + 1)
@@ -393,6 +454,13 @@ _EXPORT_COLUMNS = (
 _MAP_COLUMNS = ("stratum", "map_class", "map_prob")
 
 
+def _export_columns(sample: Sample) -> tuple[str, ...]:
+    """The export's columns: a change sample has ``reference_from`` and ``reference_to`` for reference_class."""
+    if not sample.is_change:
+        return _EXPORT_COLUMNS
+    return ("unit_id", "reference_from", "reference_to", *_EXPORT_COLUMNS[2:])
+
+
 def sample_units(conn: sqlite3.Connection, sample_id: int) -> list[dict]:
     """All units of a sample as dicts (in review order), with their centre lon/lat."""
     load_sample(conn, sample_id)
@@ -407,7 +475,9 @@ def export_sample(conn: sqlite3.Connection, sample_id: int, fmt: str = "geojson"
     if fmt not in EXPORT_FORMATS:
         raise InvalidInputError(f"export format {fmt!r} is not one of {list(EXPORT_FORMATS)}")
     units = sample_units(conn, sample_id)
-    columns = [c for c in _EXPORT_COLUMNS if not (blind and c in _MAP_COLUMNS)]
+    columns = [c for c in _export_columns(load_sample(conn, sample_id)) if not (blind and c in _MAP_COLUMNS)]
+    for u in units:  # a change sample's two answers under the names its review sheet uses
+        u["reference_from"], u["reference_to"] = u.get("reference_class_from"), u["reference_class"]
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")

@@ -22,7 +22,7 @@ from amberwatch.errors import ConflictError, InvalidInputError, NotFoundError, P
 from amberwatch.imagery.cache import TileCache
 from amberwatch.labels.store import CATEGORIES, ExampleStore
 from amberwatch.results.places import describe_places
-from amberwatch.results.public import NOT_REVIEWED, ReviewState
+from amberwatch.results.public import NOT_REVIEWED, ReviewState, removed_totals
 from amberwatch.results.records import Detection
 from amberwatch.results.store import get_detection, query_detections
 from amberwatch.review.chips import detection_chip
@@ -250,14 +250,9 @@ def review_states(conn: sqlite3.Connection, detection_ids: list[int] | None = No
 
 
 def removed_after_review(conn: sqlite3.Connection) -> dict[int, tuple[int, float]]:
-    """Scan id -> (count, hectares) of its detections reviewed as not mining (a 'not_mining' flag accepted)."""
-    ids = sorted(det for det, state in review_states(conn).items() if state.removed)
-    out: dict[int, tuple[int, float]] = {}
-    for start in range(0, len(ids), 500):  # well under SQLite's limit of bound variables
-        for row in query_detections(conn, ids=ids[start : start + 500]):
-            count, hectares = out.get(row.scan_id, (0, 0.0))
-            out[row.scan_id] = (count + 1, hectares + row.area_ha)
-    return out
+    """Scan id -> (count, hectares) of its detections reviewed as not mining, or following such a review at
+    another imagery date (``results.public.removed_totals``)."""
+    return removed_totals(conn, review_states(conn))
 
 
 @dataclass(frozen=True)
