@@ -24,7 +24,7 @@ from amberwatch.labels.store import CATEGORIES, ExampleStore
 from amberwatch.results.places import describe_places
 from amberwatch.results.public import NOT_REVIEWED, ReviewState, removed_totals
 from amberwatch.results.records import Detection
-from amberwatch.results.store import get_detection, query_detections
+from amberwatch.results.store import get_detection, get_scan, query_detections
 from amberwatch.review.chips import detection_chip
 
 VERDICTS = ("not_mining", "confirmed")
@@ -83,14 +83,17 @@ def record_feedback(
     client: str,
     reader: str | None = None,
     limits: FeedbackLimits | None = None,
+    imagery_date: Any = None,
 ) -> dict:
     """Store a reader's verdict on a detection (validated, rate limited per client and in all); return it.
 
     ``reader`` (a hash; default ``client``) names the reader: their pending flag on the same site is superseded by
-    this one, whose ids the answer lists under ``replaced``.
+    this one, whose ids the answer lists under ``replaced``. ``imagery_date``: the date of the layer the reader
+    looked at, which must be the detection's scan's (default: that date; None for an undated scan).
     """
     verdict, category, comment = validate_feedback(verdict, category, comment)
     det = get_detection(conn, detection_id)
+    looked_at = flag_imagery_date(conn, det, imagery_date)
     reader = reader or client
     conn.execute("BEGIN IMMEDIATE")  # the counts and the insert as one: concurrent posts cannot overshoot a cap
     try:
@@ -102,7 +105,7 @@ def record_feedback(
             )
         ]
         _check_limits(conn, det.id, client, limits or FeedbackLimits(), replacing=previous)
-        new_id = _insert_flag(conn, det, verdict, category, comment, client, reader)
+        new_id = _insert_flag(conn, det, (verdict, category, comment, looked_at), client, reader)
         _supersede(conn, previous, new_id)
         conn.execute("COMMIT")
     except BaseException:
@@ -111,18 +114,30 @@ def record_feedback(
     return {**get_feedback(conn, new_id), "replaced": previous}
 
 
+def flag_imagery_date(conn: sqlite3.Connection, det: Detection, imagery_date: Any) -> str | None:
+    """The imagery date a flag on ``det`` records: the date of its scan's layer, checked against the one given."""
+    scan_date = get_scan(conn, det.scan_id).imagery_date
+    if imagery_date in (None, "") or imagery_date == scan_date:
+        return scan_date
+    shown = imagery_date if isinstance(imagery_date, str) else type(imagery_date).__name__
+    raise InvalidInputError(
+        f"imagery date {str(shown)[:40]!r} is not the date of detection {det.id}'s layer"
+        f" ({scan_date or 'undated'}): flag the detection on the layer you looked at"
+    )
+
+
 def _insert_flag(
     conn: sqlite3.Connection,
     det: Detection,
-    verdict: str,
-    category: str | None,
-    comment: str | None,
+    said: tuple[str, str | None, str | None, str | None],
     client: str,
     reader: str,
 ) -> int:
+    """Insert a flag; ``said``: verdict, category, comment and the imagery date looked at."""
+    verdict, category, comment, imagery_date = said
     cur = conn.execute(
         "INSERT INTO web_feedback (detection_id, scan_id, lon, lat, verdict, category, comment, client_hash,"
-        " reader_hash, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " reader_hash, created_at, imagery_date) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             det.id,
             det.scan_id,
@@ -134,6 +149,7 @@ def _insert_flag(
             client,
             reader,
             utc_now_iso(),
+            imagery_date,
         ),
     )
     return int(cur.lastrowid)
@@ -196,7 +212,8 @@ def _check_limits(
 
 _SELECT = (
     "SELECT f.id, f.detection_id, f.scan_id, f.lon, f.lat, f.verdict, f.category, f.comment, f.created_at,"
-    " f.status, f.reviewed_by, f.reviewed_at, f.example_id, f.superseded_by, substr(f.client_hash, 1, 8) AS client"
+    " f.status, f.reviewed_by, f.reviewed_at, f.example_id, f.superseded_by, f.imagery_date,"
+    " substr(f.client_hash, 1, 8) AS client"
     " FROM web_feedback f"
 )
 
@@ -372,7 +389,10 @@ def _site(flags: list[dict]) -> dict:
         "categories": dict(categories.most_common()),
         "flag_ids": [int(f["id"]) for f in flags],
         "flags": [
-            {k: f[k] for k in ("id", "verdict", "category", "comment", "created_at", "status", "example_id")}
+            {
+                k: f[k]
+                for k in ("id", "verdict", "category", "comment", "created_at", "status", "example_id", "imagery_date")
+            }
             for f in flags
         ],
         "first_flagged_at": first["created_at"],

@@ -89,6 +89,10 @@ MIGRATIONS: list[str] = [
     UPDATE web_feedback SET reader_hash = client_hash;
     CREATE INDEX web_feedback_reader ON web_feedback (detection_id, reader_hash, status);
     """,
+    # v5: the imagery date of the map layer a reader looked at when flagging (NULL: undated, or flagged before v5).
+    """
+    ALTER TABLE web_feedback ADD COLUMN imagery_date TEXT;
+    """,
 ]
 
 

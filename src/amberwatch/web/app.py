@@ -27,7 +27,7 @@ from amberwatch.project import Project
 from amberwatch.review.feedback import DEFAULT_LIMIT_PER_HOUR, FeedbackLimits
 from amberwatch.review.schema import SCHEMA as WEB_SCHEMA
 from amberwatch.web.guard import MAX_BODY_BYTES, SECURITY_HEADERS, WRITE_SLOTS, GuardMiddleware, WriteSlotsMiddleware
-from amberwatch.web.routes import detections, feedback, label, pages, similar
+from amberwatch.web.routes import detections, feedback, label, pages, similar, timeline
 from amberwatch.web.similar import VectorCache
 from amberwatch.web.warmup import Warmup
 
@@ -95,7 +95,7 @@ def create_app(
     app.state.vectors = VectorCache()
     app.state.basemap = basemap
     _add_error_handlers(app)
-    for module in (detections, feedback, label, pages, similar):
+    for module in (detections, feedback, label, pages, similar, timeline):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.mount("/vendor/leaflet", StaticFiles(directory=xs_leaflet.BASE_DIR), name="leaflet")

@@ -39,6 +39,7 @@ class FeedbackIn(BaseModel):
     verdict: Text
     category: Text | None = None
     comment: Text | None = None
+    imagery_date: Text | None = None  # the date of the map layer the reader looked at (the detection's scan's)
 
 
 def parse_bbox(text: str) -> tuple[float, float, float, float]:
@@ -61,7 +62,8 @@ def list_scans(conn: sqlite3.Connection = Depends(get_conn)) -> dict:
     Totals (``detections``, ``hectares``) leave out sites reviewed as not mining, counted in
     ``removed_after_review`` and ``removed_hectares``. ``bounds``: the detections' extent (else the AOI's);
     ``scanned_bounds``: the AOI's, where the scan's imagery lies; ``overview_min_zoom``: the lowest zoom its imagery
-    is served at (``/tiles/...?base=ZOOM`` builds the zooms below the scan's). Never the imagery's path or URL, the
+    is served at (``/tiles/...?base=ZOOM`` builds the zooms below the scan's); ``imagery_date``: the date of its
+    imagery (null: undated). Never the imagery's path or URL, the
     cache or model paths, nor an AOI path as the name.
     """
     scans = []
@@ -70,6 +72,7 @@ def list_scans(conn: sqlite3.Connection = Depends(get_conn)) -> dict:
         layer = without_removed(public_layer(s), removed.get(s.scan.id, (0, 0.0)))
         layer["scanned_bounds"] = aoi_bounds(s.scan.aoi_geojson)
         layer["overview_min_zoom"] = overview_zoom(s.scan.zoom, layer["scanned_bounds"])
+        layer["imagery_date"] = s.scan.imagery_date
         found = s.detections_bbox
         layer["bounds"] = list(found.as_tuple()) if found is not None else layer["scanned_bounds"]
         scans.append(layer)
@@ -136,7 +139,10 @@ def post_feedback(
     conn: sqlite3.Connection = Depends(get_conn),
     client: str = Depends(get_client),
 ) -> dict:
-    """Mark a detection 'not_mining' (with a category) or 'confirmed'; rate limited per client and in all."""
+    """Mark a detection 'not_mining' (with a category) or 'confirmed'; rate limited per client and in all.
+
+    ``imagery_date`` (optional): the date of the layer the reader looked at; it must be the detection's scan's.
+    """
     fb = record_feedback(
         conn,
         detection_id,
@@ -145,6 +151,7 @@ def post_feedback(
         body.comment,
         client=client,
         limits=request.app.state.feedback_limits,
+        imagery_date=body.imagery_date,
     )
     fb.pop("client", None)
     return fb

@@ -1,0 +1,58 @@
+"""The map's time dimension: the sites of a scan's AOI followed across its dated scans (``results.timeline``)."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from fastapi import APIRouter, Depends
+
+from amberwatch.errors import InvalidInputError
+from amberwatch.results.store import finished_scans, get_scan, query_detections
+from amberwatch.results.timeline import Timeline, load_timeline
+from amberwatch.review.feedback import review_states
+from amberwatch.web.deps import get_conn
+from amberwatch.web.params import id_query
+
+router = APIRouter()
+
+
+@router.get("/api/timeline", summary="Sites of a scan's AOI followed across its imagery dates")
+def get_timeline(
+    scan: int | None = id_query("a scan of the AOI (default: the latest finished scan's AOI)"),
+    conn: sqlite3.Connection = Depends(get_conn),
+) -> dict:
+    """The timeline object of ``amberwatch timeline --json`` for the AOI of ``scan``, plus what the map needs.
+
+    ``scan_ids``: date -> the scan shown for that date; each site's ``detection_ids``: date -> its detection ids
+    there (empty where it was not found). Fewer than two dated scans of the AOI (or scans mixing zooms or models):
+    no dates and no sites, and ``notes`` saying why. Sites reviewed as not mining are left out.
+    """
+    if scan is not None:
+        aoi: str | None = get_scan(conn, scan).aoi_geojson
+    else:
+        done = finished_scans(conn)
+        aoi = done[-1].aoi_geojson if done else None
+    if aoi is None:
+        return {"dates": [], "sites": [], "scan_ids": {}, "notes": ["the project holds no finished scan"]}
+    try:
+        timeline = load_timeline(conn, review_states(conn), aoi_geojson=aoi)
+    except InvalidInputError as exc:  # one date, undated scans, mixed zooms: the map shows no date control
+        return {"dates": [], "sites": [], "scan_ids": {}, "notes": [str(exc)]}
+    return timeline_json(conn, timeline)
+
+
+def timeline_json(conn: sqlite3.Connection, timeline: Timeline) -> dict[str, Any]:
+    """The timeline as the map reads it: ``Timeline.to_dict`` with scan ids per date and detection ids per site."""
+    date_of = {}
+    for date, scan_id in zip(timeline.dates, timeline.scan_ids, strict=True):
+        date_of.update({d.id: date for d in query_detections(conn, scan_id=scan_id)})
+    out = timeline.to_dict()
+    for site, row in zip(timeline.sites, out["sites"], strict=True):
+        per_date: dict[str, list[int]] = {d: [] for d in timeline.dates}
+        for det in site.detection_ids:
+            per_date[date_of[det]].append(det)
+        row["detection_ids"] = per_date
+    out["scan_ids"] = dict(zip(timeline.dates, timeline.scan_ids, strict=True))
+    out["notes"] = list(timeline.notes)
+    return out
