@@ -3,6 +3,7 @@
 
 (function () {
   const { el, api, pct, ha, confClass, confColour, likelihood, getToken } = window.aw;
+  const awTime = window.awTime;     // timeline.js: status words, area chart, before/after view
   const POLYGON_ZOOM = 14;          // from this zoom on, sites are drawn as polygons instead of clustered markers
   const LIST_LIMIT = 200;
   // The one list of categories (labels.store.CATEGORIES), written into the page by the server.
@@ -43,6 +44,8 @@
   const similarLayer = L.layerGroup().addTo(map);
   let similar = null;                // { scanId, of, places } of the last similarity search
   let reviewerToken = null;          // a reviewer's token (signed in on /review or /label in this tab), checked
+  let timeline = null;               // /api/timeline of the shown scan's AOI (dated scans only), else null
+  let siteOf = new Map();            // detection id -> its timeline site
 
   const clusters = L.markerClusterGroup({
     chunkedLoading: true, chunkInterval: 150, chunkDelay: 5,
@@ -100,6 +103,7 @@
     history.replaceState(null, '', url);
     if (fit) fitToLayer();   // first, so the imagery asks only for the tiles of the final view
     setImagery();
+    await loadTimeline();
     const fc = await api('/api/detections' + (scan ? '?scan=' + scan.id : ''));
     features = fc.features;
     byId = new Map(features.map((f) => [f.id, f]));
@@ -169,6 +173,101 @@
     AW.imagery = imagery;
   }
 
+  // ---------- dates ----------
+  // A project with dated scans of one AOI: a date control on the map over those dates (each date is that date's
+  // scan: its imagery and detections), "Over time" in popups, and the "new since" / "growing" filters. Scans
+  // without a date show none of it.
+  async function loadTimeline() {
+    const ids = timeline ? Object.values(timeline.scan_ids) : [];
+    if (!scan || !scan.imagery_date) timeline = null;
+    else if (!ids.includes(scan.id)) {
+      try {
+        const t = await api('/api/timeline?scan=' + scan.id);
+        timeline = t.dates.length ? t : null;
+      } catch (e) {
+        timeline = null;   // the map works without its time dimension
+      }
+    }
+    siteOf = new Map();
+    for (const site of timeline ? timeline.sites : []) {
+      for (const list of Object.values(site.detection_ids)) for (const id of list) siteOf.set(id, site);
+    }
+    AW.timeline = timeline;
+    showDates();
+    showChangeFilter();
+  }
+
+  const dateControl = L.control({ position: 'topright' });
+  dateControl.onAdd = () => {
+    const box = el('fieldset', { id: 'dates', className: 'date-control' }, el('legend', {}, 'Imagery date'));
+    L.DomEvent.disableClickPropagation(box);
+    L.DomEvent.disableScrollPropagation(box);
+    return box;
+  };
+
+  function showDates() {
+    if (!timeline) { dateControl.remove(); return; }
+    if (!dateControl.getContainer() || !dateControl.getContainer().parentNode) dateControl.addTo(map);
+    const box = dateControl.getContainer();
+    const shown = scan ? scan.imagery_date : null;
+    box.replaceChildren(el('legend', {}, 'Imagery date'), ...timeline.dates.map((d) => el('label', {},
+      el('input', { type: 'radio', name: 'imagery-date', value: d, checked: d === shown,
+        onchange: () => selectDate(d) }), el('span', {}, d))));
+  }
+
+  async function selectDate(date) {
+    const previous = siteOf.get(AW.selected);
+    map.closePopup();
+    await selectScan(timeline.scan_ids[date], { fit: false });
+    const same = previous && (previous.detection_ids[date] || [])[0];
+    if (same) select(same, { fly: false });
+  }
+
+  function layerDate(p) {
+    const s = scans.find((x) => x.id === p.scan_id);
+    return s ? s.imagery_date : null;
+  }
+
+  function showChangeFilter() {
+    const sel = document.getElementById('f-change');
+    const value = sel.value;
+    document.getElementById('f-change-row').hidden = !timeline;
+    const dates = timeline ? timeline.dates.slice(0, -1) : [];
+    sel.replaceChildren(el('option', { value: '' }, 'All sites'),
+      ...dates.map((d) => el('option', { value: 'new:' + d }, `New since ${d}`)),
+      el('option', { value: 'growing' }, 'Growing'));
+    sel.value = timeline && [...sel.options].some((o) => o.value === value) ? value : '';
+  }
+
+  // "New since D" needs a later date: on an earlier layer it would leave nothing, so it shows the latest date.
+  function onChangeFilter() {
+    const m = /^new:(.+)$/.exec(document.getElementById('f-change').value);
+    const last = timeline && timeline.dates[timeline.dates.length - 1];
+    if (m && scan && scan.imagery_date <= m[1] && last) selectDate(last); else applyFilters();
+  }
+
+  function changeFilter(f) {
+    const wanted = timeline ? document.getElementById('f-change').value : '';
+    if (!wanted) return true;
+    const site = siteOf.get(f.id);
+    if (!site) return false;
+    if (wanted === 'growing') return site.status === 'growing';
+    const since = wanted.slice(4);
+    return site.area_ha[since] === 0 && site.first_seen > since;
+  }
+
+  function overTimeSection(f) {
+    const site = timeline && siteOf.get(f.id);
+    if (!site) return null;
+    return awTime.overTime(site, timeline.dates, layerDate(f.properties), (s, opener) => awTime.openCompare(s, {
+      dates: timeline.dates,
+      scanOf: (d) => scans.find((x) => x.id === timeline.scan_ids[d]),
+      imageryLayer,
+      title: placeText(f.properties),
+      outlinesAt: (s2, d) => Promise.all((s2.detection_ids[d] || []).map((id) => byId.get(id) || api('/api/detections/' + id))),
+    }, opener));
+  }
+
   // ---------- drawing ----------
   function makeMarker(f) {
     const p = f.properties;
@@ -231,7 +330,7 @@
       if (from && (!d || d < from)) return false;
       if (to && (!d || d > to)) return false;
       if (region && !region.contains([p.lat, p.lon])) return false;
-      return true;
+      return changeFilter(f);
     });
     AW.ready = false;
     clusters.clearLayers();
@@ -333,7 +432,8 @@
       msg.textContent = 'Sending…';
       try {
         const r = await api(`/api/detections/${f.id}/feedback`, { method: 'POST', body: {
-          verdict, category: verdict === 'not_mining' ? category.value : null, comment: comment.value } });
+          verdict, category: verdict === 'not_mining' ? category.value : null, comment: comment.value,
+          imagery_date: layerDate(p) } });
         const updated = Array.isArray(r.replaced) && r.replaced.length > 0;
         if (!updated) p.pending = (p.pending || 0) + 1;
         answered(r, updated ? 'Thanks — your answer is updated. A reviewer will check it.'
@@ -386,6 +486,7 @@
         el('dt', {}, 'Imagery date'), el('dd', {}, p.capture_date || 'unknown'),
         el('dt', {}, 'Coordinates'), el('dd', {}, `${p.lat.toFixed(5)}, ${p.lon.toFixed(5)}`),
         ...reviewer),
+      overTimeSection(f),
       el('label', { className: 'share-row' }, 'Share ', share),
       el('div', { className: 'row' }, el('button', { type: 'button', className: 'find-similar',
         onclick: () => findSimilar(f) }, 'Find similar places')));
@@ -396,8 +497,12 @@
     const size = map.getSize();
     const pad = narrow.matches ? 8 : 20;
     const maxWidth = Math.max(160, Math.min(320, size.x - 2 * pad - 40));
-    const options = { maxWidth, minWidth: Math.min(240, maxWidth), autoPanPadding: [pad, pad] };
-    if (narrow.matches) options.maxHeight = Math.max(200, size.y - 2 * pad - 40);
+    // Below the date control, when there is one: it sits over the map's top edge.
+    const box = timeline && dateControl.getContainer();
+    const top = box && box.parentNode ? box.offsetHeight + 10 : 0;
+    const options = { maxWidth, minWidth: Math.min(240, maxWidth), autoPanPaddingTopLeft: [pad, pad + top],
+      autoPanPaddingBottomRight: [pad, pad] };
+    if (narrow.matches) options.maxHeight = Math.max(200, size.y - 2 * pad - 40 - top);
     return options;
   }
 
@@ -543,6 +648,7 @@
   });
   const probOut = document.getElementById('f-prob-out');
   document.getElementById('f-prob').addEventListener('input', (ev) => { probOut.textContent = pct(Number(ev.target.value)); });
+  document.getElementById('f-change').addEventListener('change', onChangeFilter);
   for (const id of ['f-prob', 'f-from', 'f-to', 'f-region', 'f-inview']) {
     document.getElementById(id).addEventListener('change', applyFilters);
   }

@@ -33,7 +33,13 @@
     return el('p', { className: 'facts' }, 'Detection ',
       el('a', { href: `/?scan=${site.scan_id}#d=${site.detection_id}` }, `#${site.detection_id}`),
       site.area_ha != null ? ` · ${ha(site.area_ha)} ha · ${pct(site.mean_prob)}` : ' · detection no longer exists',
-      site.place ? ` · ${site.place}` : '', flagged);
+      site.place ? ` · ${site.place}` : '', flagged, lookedAt(site));
+  }
+
+  // The imagery dates readers flagged the site on (the map layer they looked at), when the layers are dated.
+  function lookedAt(site) {
+    const dates = [...new Set(site.flags.map((f) => f.imagery_date).filter(Boolean))].sort();
+    return dates.length ? el('span', { className: 'looked-at' }, ` · flagged on the imagery of ${dates.join(', ')}`) : null;
   }
 
   function notes(site) {
