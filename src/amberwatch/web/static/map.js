@@ -216,6 +216,7 @@
   }
 
   async function selectDate(date) {
+    AW.ready = false;   // until the date's sites are drawn
     const previous = siteOf.get(AW.selected);
     map.closePopup();
     await selectScan(timeline.scan_ids[date], { fit: false });
