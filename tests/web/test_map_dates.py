@@ -87,6 +87,17 @@ def test_a_flag_records_the_date_of_the_layer_looked_at_and_review_shows_it(date
     }
 
 
+def test_a_sites_popup_shows_the_review_of_the_same_place_at_another_date(dated, dated_client):
+    early, late = dated.detections["stable"]["2019-06-26"], dated.detections["stable"]["2023-06-26"]
+    r = dated_client.post(f"/api/detections/{early}/feedback", json={"verdict": "not_mining", "category": "quarry"})
+    assert r.status_code == 201, r.text
+    r = dated_client.post(f"/api/feedback/sites/{early}/accept", headers=auth(dated.reviewer_token), json={})
+    assert r.status_code == 200, r.text
+    props = dated_client.get(f"/api/detections/{late}").json()["properties"]
+    assert props["review_from"]["detection_id"] == early and props["review_from"]["imagery_date"] == "2019-06-26"
+    assert props["review"] == "not_mining"
+
+
 @pytest.mark.parametrize("bad", ["2023-06-26", "2019", "yesterday"])
 def test_a_flag_naming_another_date_than_its_layers_is_refused_naming_both(dated, dated_client, bad):
     did = dated.detections["stable"]["2019-06-26"]

@@ -101,9 +101,11 @@ def list_detections(
 
 @router.get("/api/detections/{detection_id}", summary="One detection as a GeoJSON Feature")
 def get_detection(detection_id: IdPath, conn: sqlite3.Connection = Depends(get_conn)) -> Response:
-    """One detection with its review state."""
-    review = review_states(conn, [detection_id]).get(detection_id, NOT_REVIEWED)
-    return Response(get_public_detection(conn, detection_id, review).feature_json(), media_type="application/geo+json")
+    """One detection with its review state, its own or followed from the same place at another date."""
+    reviews = review_states(conn)
+    review = reviews.get(detection_id, NOT_REVIEWED)
+    found = get_public_detection(conn, detection_id, review, reviews)
+    return Response(found.feature_json(), media_type="application/geo+json")
 
 
 @router.get(

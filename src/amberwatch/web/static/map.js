@@ -375,8 +375,9 @@
   }
 
   function reviewLine(p) {
-    if (p.review === 'not_mining') return 'Reviewed: not mining';
-    if (p.review === 'confirmed') return 'Reviewed: confirmed mining';
+    const on = p.review_from ? ` (on the ${p.review_from.imagery_date} imagery of this place)` : '';
+    if (p.review === 'not_mining') return 'Reviewed: not mining' + on;
+    if (p.review === 'confirmed') return 'Reviewed: confirmed mining' + on;
     if (p.pending) return `${p.pending} reader ${p.pending === 1 ? 'answer' : 'answers'} awaiting review`;
     return 'Not reviewed yet';
   }
