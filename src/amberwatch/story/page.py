@@ -13,7 +13,7 @@ from amberwatch import __version__
 from amberwatch.imagery.basemap import Basemap, tile_origins
 from amberwatch.results.public import PublicDetection
 from amberwatch.story.article import Article
-from amberwatch.story.captions import PairText, SiteText, format_date
+from amberwatch.story.captions import PairText, SiteText, format_date, plural
 from amberwatch.story.images import FragmentImage
 from amberwatch.story.markup import render_body
 from amberwatch.story.packing import DESKTOP, PHONE, Placement, check_packing, pack_block, size_classes_by_area
@@ -22,6 +22,12 @@ from amberwatch.story.packing import DESKTOP, PHONE, Placement, check_packing, p
 CSP_FIXED = (
     "default-src 'self'; script-src 'self'; style-src 'self'; object-src 'none'; "
     "base-uri 'none'; frame-src 'none'; form-action 'none'"
+)
+# An amber dot as the tab icon, inline so the page asks for no favicon.ico (the SVG namespace's ':' is %3A, which the
+# data: URL decodes, so the page's text holds no 'http://').
+FAVICON_URI = (
+    "data:image/svg+xml,%3Csvg xmlns='http%3A//www.w3.org/2000/svg' viewBox='0 0 16 16'%3E"
+    "%3Ccircle cx='8' cy='8' r='7' fill='%23ffb020' stroke='%231e1d1a' stroke-width='2'/%3E%3C/svg%3E"
 )
 SQUARE_ENOUGH = 1.2  # a fragment image closer to square than this takes its shape from the site's footprint
 
@@ -124,6 +130,8 @@ def index_html(
         legend=legend_html(len({f.site.id for f in fragments} | _pair_ids(change)), n_others),
         footer=_footer(credits, change.rule if change is not None else ""),
         change=change_html(change) if change is not None else "",
+        favicon=FAVICON_URI,
+        map_link=map_link_html(article.map_url),
     )
     return StoryPage(page, "".join(layout))
 
@@ -135,6 +143,16 @@ def _footer(credits: Sequence[str], rule: str) -> str:
         "Each fragment is a site that a machine-learning model found on satellite imagery. The model can be wrong: "
         "a site is marked confirmed only after a reviewer checked it, the others are likely mining sites."
         f"{' ' + e(rule) if rule else ''}{imagery} Built with amberwatch."
+    )
+
+
+def map_link_html(map_url: str | None) -> str:
+    """The link to the live map under the story map, when a map URL is configured."""
+    if not map_url:
+        return ""
+    return (
+        f'<p class="map-live"><a href="{html.escape(map_url, quote=True)}">Explore every site on the live map</a>'
+        " (new detections and reviews appear there first)</p>"
     )
 
 
@@ -185,11 +203,10 @@ def _pair_figure(p: Pair) -> str:
 
 def legend_html(n_fragments: int, n_others: int) -> str:
     """The map legend: the story's fragments, and the other sites only when there are some."""
-    plural = "s" if n_fragments != 1 else ""
-    text = f'<span class="legend-swatch legend-swatch--frag"></span> {n_fragments} fragment{plural} in this story'
+    text = f'<span class="legend-swatch legend-swatch--frag"></span> {plural(n_fragments, "fragment")} in this story'
     if n_others:
-        others = "other site" + ("s" if n_others != 1 else "")
-        text += f' <span class="legend-swatch legend-swatch--site"></span> {n_others} {others} the model found'
+        others = plural(n_others, "other site")
+        text += f' <span class="legend-swatch legend-swatch--site"></span> {others} the model found'
     return text
 
 
@@ -242,7 +259,7 @@ def _block_html(fragments: list[Fragment], classes: list[int], aspects: list[flo
         f"#frag-{f.site.id}{{{_placement_style(desktop.placements[i], phone.placements[i])}}}\n"
         for i, f in enumerate(fragments)
     ]
-    label = f"Satellite fragments of {len(fragments)} site{'s' if len(fragments) != 1 else ''}"
+    label = f"Satellite fragments of {plural(len(fragments), 'site')}"
     block = (
         f'<section class="frag-block" aria-label="{html.escape(label)}">'
         f'<div class="frag-grid" data-block="{block_no}">' + "".join(items) + "</div></section>"
