@@ -8,8 +8,12 @@
   var status = document.getElementById('map-status');
   var backButton = document.querySelector('.back-to-text');
 
+  // On phones and tablets one finger scrolls the page (the map must not trap it) and two fingers move and zoom the
+  // map (Leaflet's touch zoom pans with the pinch's centre); mice drag it as usual.
+  var touchFirst = L.Browser.mobile || (window.matchMedia && window.matchMedia('(pointer: coarse)').matches);
   var map = L.map(mapEl, {
     scrollWheelZoom: false,  // the page scrolls; the map zooms with its buttons, keys, pinch or a click first
+    dragging: !touchFirst,
     zoomSnap: 0.25,
     minZoom: 3,
     maxZoom: data.maxZoom,
@@ -25,6 +29,26 @@
     return span;
   }
   map.attributionControl.setPrefix('Leaflet');
+  if (touchFirst) { touchNote(); }
+
+  function touchNote() {
+    // Said on the map, and said louder when one finger tries to move it.
+    mapEl.classList.add('story-map--touch');
+    var note = L.control({ position: 'topright' });
+    note.onAdd = function () {
+      var el = L.DomUtil.create('div', 'map-touch-note');
+      el.textContent = 'Two fingers move the map';
+      return el;
+    };
+    note.addTo(map);
+    var timer = null;
+    mapEl.addEventListener('touchmove', function (e) {
+      if (e.touches.length !== 1) { return; }
+      mapEl.classList.add('story-map--hint');
+      window.clearTimeout(timer);
+      timer = window.setTimeout(function () { mapEl.classList.remove('story-map--hint'); }, 1500);
+    }, { passive: true });
+  }
   map.on('click focus', function () { map.scrollWheelZoom.enable(); });
   map.on('blur', function () { map.scrollWheelZoom.disable(); });
 
@@ -210,6 +234,7 @@
     var f = byId[id];
     if (!f) { return; }
     if (activeId !== null && polygons[activeId]) { polygons[activeId].setStyle(byId[activeId] ? fragStyle : siteStyle); }
+    if (activeId !== null && markers[activeId]) { markers[activeId].closeTooltip(); }  // one caption at a time
     activeId = id;
     if (polygons[id]) { polygons[id].setStyle(activeStyle); polygons[id].bringToFront(); }
     var onEnd = function () {
