@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from importlib import resources
 from string import Template
 
+import mercantile
+
 from amberwatch import __version__
 from amberwatch.imagery.basemap import Basemap, tile_origins
 from amberwatch.results.public import PublicDetection
@@ -210,11 +212,44 @@ def legend_html(n_fragments: int, n_others: int) -> str:
     return text
 
 
-def _placement_style(a: Placement, b: Placement) -> str:
-    """CSS variables of a fragment's grid lines: --d* on desktop, --p* on phones (1-based lines)."""
+def site_centre_in_image(f: Fragment) -> tuple[float, float]:
+    """Where the centre of the site's outline bounds lies in its image, as shares (0..1) of width and height from
+    the top left; the middle for a thumbnail, whose footprint is unknown."""
+    img = f.image.bbox
+    if img is None:
+        return 0.5, 0.5
+    b = f.site.bbox
+    west, north = mercantile.xy(img.west_deg, img.north_deg)
+    east, south = mercantile.xy(img.east_deg, img.south_deg)
+    x0, y0 = mercantile.xy(b.west_deg, b.south_deg)
+    x1, y1 = mercantile.xy(b.east_deg, b.north_deg)
+    return ((x0 + x1) / 2 - west) / (east - west), (north - (y0 + y1) / 2) / (north - south)
+
+
+def crop_position(f: Fragment, p: Placement) -> tuple[float, float]:
+    """The image's object-position (percentages) in a cell of p's shape, so the crop of 'object-fit: cover' is
+    centred on the site's outline rather than the image's middle (clamped to the image)."""
+    image_aspect = f.image.width_px / max(f.image.height_px, 1)
+    cell_aspect = p.width_cells / p.height_cells
+    cx, cy = site_centre_in_image(f)
+
+    def along(c: float, image: float, box: float) -> float:
+        # Image and box lengths along the cropped axis, in units of the matching side: the crop offset as a share.
+        overflow = image - box
+        return 50.0 if overflow <= 1e-9 else 100 * min(max((c * image - box / 2) / overflow, 0.0), 1.0)
+
+    if cell_aspect >= image_aspect:  # the image fills the cell's width: its height is cropped
+        return 50.0, along(cy, 1 / image_aspect, 1 / cell_aspect)
+    return along(cx, image_aspect, cell_aspect), 50.0
+
+
+def _placement_style(f: Fragment, a: Placement, b: Placement) -> str:
+    """CSS variables of a fragment's grid lines and crop: --d* on desktop, --p* on phones (1-based lines)."""
+    (dox, doy), (pox, poy) = crop_position(f, a), crop_position(f, b)
     return (
         f"--dx:{a.col + 1};--dy:{a.row + 1};--dw:{a.width_cells};--dh:{a.height_cells};"
-        f"--px:{b.col + 1};--py:{b.row + 1};--pw:{b.width_cells};--ph:{b.height_cells}"
+        f"--px:{b.col + 1};--py:{b.row + 1};--pw:{b.width_cells};--ph:{b.height_cells};"
+        f"--dox:{dox:.1f}%;--doy:{doy:.1f}%;--pox:{pox:.1f}%;--poy:{poy:.1f}%"
     )
 
 
@@ -256,7 +291,7 @@ def _block_html(fragments: list[Fragment], classes: list[int], aspects: list[flo
     items = [_figure(f, desktop.placements[i], phone.placements[i]) for i, f in enumerate(fragments)]
     rules = [f'.frag-grid[data-block="{block_no}"]{{--drows:{desktop.rows};--prows:{phone.rows}}}\n']
     rules += [
-        f"#frag-{f.site.id}{{{_placement_style(desktop.placements[i], phone.placements[i])}}}\n"
+        f"#frag-{f.site.id}{{{_placement_style(f, desktop.placements[i], phone.placements[i])}}}\n"
         for i, f in enumerate(fragments)
     ]
     label = f"Satellite fragments of {plural(len(fragments), 'site')}"
