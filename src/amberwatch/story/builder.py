@@ -38,6 +38,7 @@ from amberwatch.story.captions import (
     site_texts,
 )
 from amberwatch.story.change import ChangeChoice, StoryChange, load_change
+from amberwatch.story.context import locator_svg, place_labels
 from amberwatch.story.images import (
     export_tiles,
     fragment_bbox,
@@ -168,7 +169,8 @@ def _write_page(
     pairs = [_pair_fragment(p) for p in section.pairs] if section is not None else []
     shown = {f.site.id for f in fragments}
     on_map = [*fragments, *(f for f in pairs if f.site.id not in shown)]
-    data = _without_schemes(_data_js(article, on_map, chosen.map_sites, texts, tiles, credit), article)
+    places = place_labels([*chosen.map_sites, *(f.site for f in on_map)])
+    data = _without_schemes(_data_js(article, on_map, chosen.map_sites, texts, tiles, credit, places), article)
     (out / "data.js").write_text(_with_basemap(data, article), "utf-8")
     index = out / "index.html"
     n_others = len({s.id for s in chosen.map_sites} - {f.site.id for f in on_map})
@@ -176,13 +178,23 @@ def _write_page(
     credits = [imagery_credit_text(chosen.credits[i]) for i in scans]
     allowed = (article.basemap.url, *tile_origins(article.basemap)) if article.basemap is not None else ()
     allowed += (article.map_url, html.escape(article.map_url)) if article.map_url else ()  # a link, never loaded
-    page = index_html(article, fragments, n_others, credits, section)
+    locator = locator_svg(_union_bbox([s.bbox for s in (*chosen.map_sites, *(f.site for f in on_map))]))
+    page = index_html(article, fragments, n_others, credits, section, locator)
     index.write_text(_without_schemes(page.html, article, keep=allowed), "utf-8")
     (out / "assets" / "layout.css").write_text(page.layout_css, "utf-8")
     leftovers = find_external_urls(out, allowed=allowed)
     if leftovers:
         raise InvalidInputError(f"story folder {str(out)!r} would load external URLs: {leftovers[:3]}")
     return index
+
+
+def _union_bbox(boxes: list[LngLatBbox]) -> LngLatBbox:
+    return LngLatBbox(
+        min(b.west_deg for b in boxes),
+        min(b.south_deg for b in boxes),
+        max(b.east_deg for b in boxes),
+        max(b.north_deg for b in boxes),
+    )
 
 
 def _change_scan_ids(change: StoryChange | None) -> tuple[int, ...]:
@@ -442,18 +454,18 @@ def _data_js(
     texts: dict[int, SiteText],
     tiles: dict[int, list[tuple[int, int]]],
     credit: str | None,
+    places: list[dict],
 ) -> str:
-    all_boxes = [f.site.bbox for f in fragments]
-    bounds = [
-        [min(b.south_deg for b in all_boxes), min(b.west_deg for b in all_boxes)],
-        [max(b.north_deg for b in all_boxes), max(b.east_deg for b in all_boxes)],
-    ]
     view = article.map_view
+    native = max(tiles) if tiles else max((f.site.zoom for f in fragments), default=MAP_MAX_ZOOM)
     payload = {
         "title": article.title,
         "view": {"center": list(view.center_lat_lon), "zoom": view.zoom} if view.center_lat_lon is not None else None,
-        "bounds": bounds,
-        "maxZoom": MAP_MAX_ZOOM,
+        "bounds": _bounds_latlng(_union_bbox([f.site.bbox for f in fragments])),
+        # The imagery's native zoom and beyond (its tiles overzoomed); the first view of all fragments stops at it.
+        "maxZoom": max(MAP_MAX_ZOOM, native + 2),
+        "fitMaxZoom": min(SITE_ZOOM, native),
+        "places": places,
         "maxFlyingClones": MAX_FLYING_CLONES,
         # Leaflet shows attributions as HTML: the credits are text, so they are escaped here.
         "attribution": html.escape(" · ".join(p for p in (credit and f"Imagery: {credit}", "Sites: amberwatch") if p)),

@@ -94,9 +94,10 @@ def index_html(
     n_others: int,
     credits: Sequence[str],
     change: ChangeSection | None = None,
+    locator: str = "",
 ) -> StoryPage:
     """The page's HTML and layout CSS; n_others is the number of sites on the map that are neither fragments nor
-    pairs; ``change`` adds the then-and-now section after the header."""
+    pairs; ``change`` adds the then-and-now section after the header; ``locator`` is the inset map's SVG."""
     classes = size_classes_by_area([f.site.area_ha for f in fragments])
     aspects = [footprint_aspect(f) for f in fragments]
     blocks: list[int] = []  # blocks are rendered in page order; their count varies equal-sized blocks
@@ -134,6 +135,7 @@ def index_html(
         change=change_html(change) if change is not None else "",
         favicon=FAVICON_URI,
         map_link=map_link_html(article.map_url),
+        locator=locator,
     )
     return StoryPage(page, "".join(layout))
 

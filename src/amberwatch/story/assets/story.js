@@ -55,8 +55,29 @@
   if (data.view) {
     map.setView(data.view.center, data.view.zoom);
   } else {
-    map.fitBounds(data.bounds, { padding: [40, 40], maxZoom: 15 });
+    map.fitBounds(data.bounds, { padding: [40, 40], maxZoom: data.fitMaxZoom });
   }
+
+  // Context without a basemap: a scale bar, the locator drawn at build time (above it) and nearby place names.
+  L.control.scale({ imperial: false, maxWidth: 140 }).addTo(map);
+  var locatorEl = document.getElementById('story-locator');
+  if (locatorEl) {
+    var locator = L.control({ position: 'bottomleft' });
+    locator.onAdd = function () {
+      var box = L.DomUtil.create('div', 'locator-control');
+      box.appendChild(locatorEl);
+      return box;
+    };
+    locator.addTo(map);
+  }
+  (data.places || []).forEach(function (p) {
+    var label = document.createElement('span');
+    label.textContent = p.name;  // gazetteer names: text, never HTML
+    L.marker(p.latLng, {
+      icon: L.divIcon({ className: 'place-label', html: label, iconSize: null }),
+      interactive: false, keyboard: false, zIndexOffset: -1000
+    }).addTo(map);
+  });
 
   // Optional online basemap (the article's `basemap:`), under everything; without it nothing leaves the folder.
   if (data.basemap) {
