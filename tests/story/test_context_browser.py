@@ -60,6 +60,7 @@ def test_map_has_context_offline(browser, built_story: Path, story_data: StoryFi
             page.screenshot(path=str(artifacts_dir() / f"story-context-{width}.png"))
             origin = url.rsplit("/", 1)[0]
             assert all(u.startswith((origin, "data:")) for u in requests), [u for u in requests if origin not in u]
+            assert not any(u.endswith("/favicon.ico") for u in requests)  # the icon is inline
             assert errors == []
         finally:
             context.close()
