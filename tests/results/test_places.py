@@ -80,3 +80,13 @@ def test_names_are_plain_ascii():
 
     assert _ascii_name("Koloniya Zastav’ye") == "Koloniya Zastav'ye"
     assert _ascii_name("Sant Julià de Lòria") == "Sant Julia de Loria"
+
+
+def test_places_near_sites_nearest_first() -> None:
+    from amberwatch.results.places import places_near
+
+    near = places_near([(26.900, 51.300), (26.915, 51.296)], 8.0, 10)
+    assert near[0].name == "Klesiv" and abs(near[0].lat_deg - 51.31) < 0.01
+    assert all(p.name != "Kyiv" for p in near)
+    assert len(places_near([(26.9, 51.3)], 30.0, 3)) == 3  # at most limit
+    assert places_near([], 8.0, 10) == [] and places_near([(0.0, -89.0)], 5.0, 10) == []  # nothing near the pole

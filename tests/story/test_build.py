@@ -77,8 +77,9 @@ def test_captions_in_plain_words(built_story: Path, story_data: StoryFixture) ->
     for text in (page, (built_story / "data.js").read_text("utf-8")):
         for internal in ("test-1", SOURCE_ID, "mbtiles", str(story_data.db.parent), "scan 1)", "model 0"):
             assert internal not in text, internal
-    assert "Imagery: scan fixture scan" in page  # the scan's public credit (no preset, no stored credit)
-    assert data["attribution"] == "Imagery: scan fixture scan · Sites: amberwatch"
+    assert "Imagery: unknown provider." in page  # the scan names no provider: no preset, no stored credit
+    assert data["attribution"] == "Imagery: unknown provider · Sites: amberwatch"
+    assert "fixture scan" not in page  # the scan's name is no credit
 
 
 def _equal_sites_db(story_data: StoryFixture, folder: Path) -> Path:
@@ -311,11 +312,8 @@ def _fragment_pixels(folder: Path, fragment: dict) -> np.ndarray:
 
 
 def test_fragment_at_the_edge_of_the_imagery_keeps_out_of_it(story_data: StoryFixture, tmp_path: Path) -> None:
-    """No tiles west of the patch: the window moves east (keeping the site inside) instead of showing black.
-
-    This test used to check that the margin was cut (a fragment narrower than tall); the window now moves first,
-    so the fragment keeps its full square and still has no black band.
-    """
+    """No tiles west of the patch: the square stays centred on the site and shrinks to the imagery instead of
+    showing black (it used to move east, leaving the site off-centre; see also test_fragments_evidence.py)."""
     db = tmp_path / "edge.db"
     shutil.copyfile(story_data.db, db)
     shutil.copyfile(story_data.cache, tmp_path / "edge-tiles.mbtiles")
@@ -332,7 +330,8 @@ def test_fragment_at_the_edge_of_the_imagery_keeps_out_of_it(story_data: StoryFi
     frag = next(f for f in _data(tmp_path / "site")["fragments"] if f["id"] == edge_id)
     (south, w), (north, e) = frag["bounds"]
     (site_s, site_w), (site_n, site_e) = frag["siteBounds"]
-    assert w >= west - 1e-6  # no black margin beyond the imagery
+    assert w >= west - 1e-5  # no black margin beyond the imagery (within a pixel)
+    assert (w + e) / 2 == pytest.approx((site_w + site_e) / 2, abs=1e-5)  # centred on the site
     assert w <= site_w and e >= site_e and south <= site_s and north >= site_n  # the site is in the fragment
     assert (e - w) * math.cos(math.radians(lat)) == pytest.approx(north - south, rel=0.02)  # still square
     assert _dark_share(_fragment_pixels(tmp_path / "site", frag)) < 0.005

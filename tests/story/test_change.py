@@ -177,6 +177,6 @@ def test_cli_takes_the_dates_and_the_pairs(dated_data: DatedFixture, tmp_path: P
     args = ["story", "build", str(article), "--db", str(dated_data.db), "--out", str(tmp_path / "site")]
     result = CliRunner().invoke(main, [*args, "--then", THEN, "--now", NOW, "--pairs", "1"])
     assert result.exit_code == 0, result.output
-    assert "Then and now: 2 new sites" in result.output and "(1 pairs)" in result.output
+    assert "Then and now: 2 new sites" in result.output and "(1 pair)" in result.output
     result = CliRunner().invoke(main, [*args, "--then", "2001-01-01"])
     assert result.exit_code != 0 and "'2001-01-01'" in result.output

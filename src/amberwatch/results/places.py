@@ -122,3 +122,29 @@ def describe_places(points: Iterable[tuple[float, float]]) -> list[str | None]:
 def describe_place(lon_deg: float, lat_deg: float) -> str | None:
     """Where a point is, offline: "2.3 km NE of Klesiv", "near Klesiv", or None if no place is within 50 km."""
     return describe_places([(lon_deg, lat_deg)])[0]
+
+
+@dataclass(frozen=True)
+class NamedPlace:
+    """A gazetteer place: its plain ASCII name and position."""
+
+    name: str
+    lon_deg: float
+    lat_deg: float
+
+
+def places_near(points: Iterable[tuple[float, float]], radius_km: float, limit: int) -> list[NamedPlace]:
+    """The gazetteer's places within radius_km of any (lon, lat) point, nearest to one first, at most limit."""
+    pts = np.asarray([p for p in points if all(map(math.isfinite, p))], dtype=np.float64).reshape(-1, 2)
+    if len(pts) == 0 or limit <= 0:
+        return []
+    gaz = _get()
+    chord = 2 * math.sin(min(radius_km / EARTH_RADIUS_KM, math.pi) / 2)  # unit-sphere chord of the radius
+    vectors = _unit_vectors(pts[:, 0], pts[:, 1])
+    found = sorted({i for hits in gaz.tree.query_ball_point(vectors, r=chord) for i in hits})
+    if not found:
+        return []
+    # Distance to the nearest point, by chord length (monotone in the great-circle distance).
+    dist = np.linalg.norm(gaz.tree.data[found][:, None, :] - vectors[None, :, :], axis=2).min(axis=1)
+    order = [found[k] for k in np.argsort(dist, kind="stable")[:limit]]
+    return [NamedPlace(gaz.names[i], float(gaz.lon_lat[i, 0]), float(gaz.lon_lat[i, 1])) for i in order]

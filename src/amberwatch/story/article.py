@@ -56,6 +56,7 @@ class Article:
     places: dict[int, str] = field(default_factory=dict)
     lang: str = "en"
     basemap: Basemap | None = None  # None: the page loads nothing from outside its folder
+    map_url: str | None = None  # the live map the page links to (story build --map-url), not from the front matter
 
 
 def read_article(path: str | os.PathLike[str]) -> Article:

@@ -22,8 +22,9 @@ from amberwatch.imagery.mosaic import open_cached_source
 from amberwatch.imagery.sources import TileSource
 from amberwatch.imagery.types import LngLatBbox
 from amberwatch.project import Project, tile_cache_path
-from amberwatch.results.public import PublicDetection, scan_credit
+from amberwatch.results.public import PublicDetection, preset_attribution, stored_credit
 from amberwatch.results.store import SCHEMA as RESULTS_SCHEMA
+from amberwatch.results.store import get_scan
 from amberwatch.results.timeline import DEFAULT_REL_TOLERANCE
 from amberwatch.story.article import Article, read_article
 from amberwatch.story.captions import (
@@ -33,9 +34,11 @@ from amberwatch.story.captions import (
     format_place,
     headline_text,
     pair_text,
+    plural,
     site_texts,
 )
 from amberwatch.story.change import ChangeChoice, StoryChange, load_change
+from amberwatch.story.context import locator_svg, place_labels
 from amberwatch.story.images import (
     export_tiles,
     fragment_bbox,
@@ -78,7 +81,7 @@ class Chosen:
     scan_id: int | None
     sites: list[PublicDetection]
     map_sites: list[PublicDetection]
-    credits: dict[int, str]
+    credits: dict[int, str | None]  # None: the scan names no imagery provider
     change: StoryChange | None = None
 
 
@@ -90,17 +93,31 @@ def build_story(
     scan_id: int | None = None,
     cache_path: str | os.PathLike[str] | None = None,
     change: ChangeChoice | None = None,
+    map_url: str | None = None,
 ) -> StoryBuild:
     """Build the static story page for an article from the detections in a project DB (a full disk under the
     folder is a StorageFullError naming it). A project scanned at two or more imagery dates also gets then-and-now
-    pairs and headline figures (``change``: the dates and sites; undated projects: the page as without)."""
+    pairs and headline figures (``change``: the dates and sites; undated projects: the page as without).
+    ``map_url``: the live map the page links to (http or https)."""
+    url = check_map_url(map_url)
     with writing(out_dir, "story folder"):
-        return _build(article_path, db_path, out_dir, scan_id, cache_path, change or ChangeChoice())
+        return _build(article_path, db_path, out_dir, scan_id, cache_path, change or ChangeChoice(), url)
 
 
-def _build(article_path, db_path, out_dir, scan_id: int | None, cache_path, change: ChangeChoice) -> StoryBuild:
+def check_map_url(url: str | None) -> str | None:
+    """The live map's address as given, or None; an InvalidInputError naming anything but an http(s) URL."""
+    if not url:
+        return None
+    if not re.match(r"^https?://[^\s/?#\"'<>]+[^\s\"'<>]*$", url, re.IGNORECASE):
+        raise InvalidInputError(f"map URL {url!r} is not an http:// or https:// address")
+    return url
+
+
+def _build(
+    article_path, db_path, out_dir, scan_id: int | None, cache_path, change: ChangeChoice, map_url: str | None
+) -> StoryBuild:
     """The body of build_story."""
-    article = read_article(article_path)
+    article = replace(read_article(article_path), map_url=map_url)
     db = Path(db_path)
     chosen = _select_sites(db, article, scan_id, change)
     _warn_unconfirmed(chosen.sites, chosen.map_sites)
@@ -152,20 +169,32 @@ def _write_page(
     pairs = [_pair_fragment(p) for p in section.pairs] if section is not None else []
     shown = {f.site.id for f in fragments}
     on_map = [*fragments, *(f for f in pairs if f.site.id not in shown)]
-    data = _without_schemes(_data_js(article, on_map, chosen.map_sites, texts, tiles, credit), article)
+    places = place_labels([*chosen.map_sites, *(f.site for f in on_map)])
+    data = _without_schemes(_data_js(article, on_map, chosen.map_sites, texts, tiles, credit, places), article)
     (out / "data.js").write_text(_with_basemap(data, article), "utf-8")
     index = out / "index.html"
     n_others = len({s.id for s in chosen.map_sites} - {f.site.id for f in on_map})
     scans = [*(f.site.scan_id for f in fragments), *_change_scan_ids(chosen.change)]
-    credits = [c for c in (credit, *(chosen.credits[i] for i in scans)) if c]
+    credits = [imagery_credit_text(chosen.credits[i]) for i in scans]
     allowed = (article.basemap.url, *tile_origins(article.basemap)) if article.basemap is not None else ()
-    page = index_html(article, fragments, n_others, credits, section)
+    allowed += (article.map_url, html.escape(article.map_url)) if article.map_url else ()  # a link, never loaded
+    locator = locator_svg(_union_bbox([s.bbox for s in (*chosen.map_sites, *(f.site for f in on_map))]))
+    page = index_html(article, fragments, n_others, credits, section, locator)
     index.write_text(_without_schemes(page.html, article, keep=allowed), "utf-8")
     (out / "assets" / "layout.css").write_text(page.layout_css, "utf-8")
     leftovers = find_external_urls(out, allowed=allowed)
     if leftovers:
         raise InvalidInputError(f"story folder {str(out)!r} would load external URLs: {leftovers[:3]}")
     return index
+
+
+def _union_bbox(boxes: list[LngLatBbox]) -> LngLatBbox:
+    return LngLatBbox(
+        min(b.west_deg for b in boxes),
+        min(b.south_deg for b in boxes),
+        max(b.east_deg for b in boxes),
+        max(b.north_deg for b in boxes),
+    )
 
 
 def _change_scan_ids(change: StoryChange | None) -> tuple[int, ...]:
@@ -184,8 +213,9 @@ def _warn_unconfirmed(sites: list[PublicDetection], map_sites: list[PublicDetect
     if unconfirmed:
         warnings.warn(
             AmberwatchWarning(
-                f"{unconfirmed} of the {len(shown)} sites in the story are not confirmed by a reviewer "
-                f"({sum(not s.confirmed for s in sites)} of the {len(sites)} fragments): check them on /review first"
+                f"{unconfirmed} of the {plural(len(shown), 'site')} in the story are not confirmed by a reviewer "
+                f"({sum(not s.confirmed for s in sites)} of the {plural(len(sites), 'fragment')}): check them on "
+                "/review first"
             ),
             stacklevel=3,  # blame build_story's caller
         )
@@ -213,9 +243,22 @@ def _select_sites(db: Path, article: Article, scan_id: int | None, change_choice
         return Chosen(scan, sites, [*map_sites, *paired], _credits(conn, scan_ids), change)
 
 
-def _credits(conn: sqlite3.Connection, scan_ids: set[int]) -> dict[int, str]:
-    """The public imagery credit of each scan (a preset's attribution or the credit given at scan time)."""
-    return {sid: scan_credit(conn, sid) for sid in sorted(scan_ids)}
+def _credits(conn: sqlite3.Connection, scan_ids: set[int]) -> dict[int, str | None]:
+    """The imagery credit of each scan (a preset's attribution or the credit given at scan time), None and a
+    warning for a scan that names no provider."""
+    out: dict[int, str | None] = {}
+    for sid in sorted(scan_ids):
+        scan = get_scan(conn, sid)
+        out[sid] = preset_attribution(scan.imagery) or stored_credit(scan.params)
+        if out[sid] is None:
+            warnings.warn(
+                AmberwatchWarning(
+                    f"scan {sid} names no imagery provider: the story says 'Imagery: unknown provider'; a published "
+                    "story needs a credit (scan --imagery-credit TEXT, or an xyzservices preset)"
+                ),
+                stacklevel=5,  # blame build_story's caller
+            )
+    return out
 
 
 def _cache_file(db: Path, cache_path: str | os.PathLike[str] | None) -> Path:
@@ -335,7 +378,7 @@ def _write_tiles(
     cache: TileCache | None,
     sources: dict[str, TileSource],
     out: Path,
-    credits: dict[int, str],
+    credits: dict[int, str | None],
 ) -> tuple[dict[int, list[tuple[int, int]]], str | None]:
     """The map's exported tiles {z: [(x, y)]} and the credit of their imagery."""
     if cache is None or not fragments:
@@ -351,7 +394,16 @@ def _write_tiles(
     written: dict[int, list[tuple[int, int]]] = {}
     for z, xs in export_tiles(source, areas, zoom, out / "tiles").items():
         written.setdefault(z, []).extend(xs)
-    return written, credits.get(chosen[0].site.scan_id)
+    return written, imagery_credit_text(credits.get(chosen[0].site.scan_id))
+
+
+UNKNOWN_PROVIDER = "unknown provider"
+
+
+def imagery_credit_text(credit: str | None) -> str:
+    """A scan's credit without a leading 'Imagery:' (the page adds it once); 'unknown provider' for None."""
+    text = re.sub(r"^\s*imagery\s*:\s*", "", credit or "", flags=re.IGNORECASE).strip()
+    return text or UNKNOWN_PROVIDER
 
 
 def _bounds_latlng(b: LngLatBbox) -> list[list[float]]:
@@ -402,21 +454,21 @@ def _data_js(
     texts: dict[int, SiteText],
     tiles: dict[int, list[tuple[int, int]]],
     credit: str | None,
+    places: list[dict],
 ) -> str:
-    all_boxes = [f.site.bbox for f in fragments]
-    bounds = [
-        [min(b.south_deg for b in all_boxes), min(b.west_deg for b in all_boxes)],
-        [max(b.north_deg for b in all_boxes), max(b.east_deg for b in all_boxes)],
-    ]
     view = article.map_view
+    native = max(tiles) if tiles else max((f.site.zoom for f in fragments), default=MAP_MAX_ZOOM)
     payload = {
         "title": article.title,
         "view": {"center": list(view.center_lat_lon), "zoom": view.zoom} if view.center_lat_lon is not None else None,
-        "bounds": bounds,
-        "maxZoom": MAP_MAX_ZOOM,
+        "bounds": _bounds_latlng(_union_bbox([f.site.bbox for f in fragments])),
+        # The imagery's native zoom and beyond (its tiles overzoomed); the first view of all fragments stops at it.
+        "maxZoom": max(MAP_MAX_ZOOM, native + 2),
+        "fitMaxZoom": min(SITE_ZOOM, native),
+        "places": places,
         "maxFlyingClones": MAX_FLYING_CLONES,
         # Leaflet shows attributions as HTML: the credits are text, so they are escaped here.
-        "attribution": html.escape(" · ".join(p for p in (credit, "Sites: amberwatch") if p)),
+        "attribution": html.escape(" · ".join(p for p in (credit and f"Imagery: {credit}", "Sites: amberwatch") if p)),
         "tiles": {
             "zooms": sorted(tiles),
             "minZoom": min(tiles) if tiles else None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
 
 from amberwatch.results.public import PublicDetection
 
@@ -43,12 +44,13 @@ def format_date(text: str | None) -> str | None:
 
 
 def format_hectares(area_ha: float) -> str:
-    """Hectares with sensible precision: 0.42 ha, 3.1 ha, 27 ha."""
-    if area_ha < 1:
-        return f"{area_ha:.2f} ha"
-    if area_ha < 10:
-        return f"{area_ha:.1f} ha"
-    return f"{area_ha:.0f} ha"
+    """Hectares rounded as the map rounds them (``ha`` in web/static/common.js): 0.42 ha, 1.83 ha, 127 ha."""
+    return f"{format_total_hectares(area_ha)} ha"
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """'1 fragment', '2 fragments', '1,200 sites': a count with its noun in the right number."""
+    return f"{n:,} {word if n == 1 else (words or word + 's')}"
 
 
 def format_status(site: PublicDetection) -> str:
@@ -81,13 +83,14 @@ def _where(place: str, near: str) -> str:
 
 def format_total_hectares(area_ha: float) -> str:
     """A total of hectares rounded as the map rounds its totals (``ha`` in web/static/common.js): 0.42, 3.10, 127."""
-    return f"{area_ha:.0f}" if area_ha >= 100 else f"{area_ha:.2f}"
+    # JS toFixed rounds the float's exact value half up (0.125 -> 0.13); Python's format would round half to even.
+    step = Decimal(1) if area_ha >= 100 else Decimal("0.01")
+    return str(Decimal(area_ha).quantize(step, rounding=ROUND_HALF_UP))
 
 
 def headline_text(n_new: int, dug_ha: float, then: str) -> str:
     """'3 new sites, 4.20 ha dug since 26 Jun 2019'."""
-    sites = "site" if n_new == 1 else "sites"
-    return f"{n_new:,} new {sites}, {format_total_hectares(dug_ha)} ha dug since {format_date(then)}"
+    return f"{plural(n_new, 'new site')}, {format_total_hectares(dug_ha)} ha dug since {format_date(then)}"
 
 
 @dataclass(frozen=True)

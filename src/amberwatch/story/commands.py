@@ -34,6 +34,7 @@ def story() -> None:
     help="Timeline site id to show then and now (repeatable; default: the sites with most hectares dug).",
 )
 @click.option("--pairs", "n_pairs", type=int, default=None, help="How many then-and-now pairs (default: 2).")
+@click.option("--map-url", "map_url", default=None, help="Address of the live map the story links to (http or https).")
 def build(
     article: str,
     db: str,
@@ -44,25 +45,27 @@ def build(
     now: str | None,
     pair_sites: tuple[int, ...],
     n_pairs: int | None,
+    map_url: str | None,
 ) -> None:
     """Build a self-contained story folder (index.html, assets, fragments, tiles) from ARTICLE.md.
 
     A project scanned at two or more imagery dates also gets then-and-now pairs and its headline figures.
     """
     from amberwatch.story.builder import build_story
+    from amberwatch.story.captions import plural
     from amberwatch.story.change import ChangeChoice, pair_count
 
     change = ChangeChoice(then, now, tuple(pair_sites), pair_count(n_pairs))
-    result = build_story(article, db, out, scan_id=scan_id, cache_path=cache, change=change)
+    result = build_story(article, db, out, scan_id=scan_id, cache_path=cache, change=change, map_url=map_url)
     if scan_id is None and result.scan_id is not None:
         click.echo(f"Scan {result.scan_id}, the latest finished one (choose another with --scan).", err=True)
     origins = ", ".join(f"{n} from {k}" for k, n in sorted(result.fragment_origins.items()))
     click.echo(
-        f"Wrote {result.index_html}: {len(result.fragment_ids)} fragments ({origins}), "
-        f"{result.n_map_sites} sites on the map, {result.n_tiles} map tiles"
+        f"Wrote {result.index_html}: {plural(len(result.fragment_ids), 'fragment')} ({origins}), "
+        f"{plural(result.n_map_sites, 'site')} on the map, {plural(result.n_tiles, 'map tile')}"
     )
     if result.headline:
-        click.echo(f"Then and now: {result.headline} ({len(result.pair_ids)} pairs)")
+        click.echo(f"Then and now: {result.headline} ({plural(len(result.pair_ids), 'pair')})")
     if result.basemap:
         click.echo(f"The map loads the online basemap {result.basemap} (the rest of the page works offline).", err=True)
 

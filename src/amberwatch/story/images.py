@@ -22,7 +22,15 @@ from amberwatch.imagery.tiles import tiles_for_bbox
 from amberwatch.imagery.types import GeoImage, LngLatBbox
 from amberwatch.results.public import PublicDetection
 from amberwatch.review.chips import draw_outline
-from amberwatch.story.nodata import COMPLETE_TOLERANCE, Window, best_window, nodata_mask, nodata_share, trim_window
+from amberwatch.story.nodata import (
+    COMPLETE_TOLERANCE,
+    Window,
+    best_window,
+    centred_window,
+    nodata_mask,
+    nodata_share,
+    trim_window,
+)
 
 FRAGMENT_WIDTHS_PX = (320, 640, 1024)
 FRAGMENT_MAX_PX = 1024
@@ -122,7 +130,8 @@ class FragmentCut:
 
 
 def cut_fragment(source: TileSource, site: PublicDetection) -> FragmentCut | None:
-    """The fragment's square window, moved (keeping the detection inside) and then trimmed out of no-data.
+    """The fragment's square window centred on the site, shrunk to the imagery that exists; where even the site's
+    own square crosses no-data, the window moved (keeping the detection inside) and then trimmed out of no-data.
 
     None when the imagery around the site is all no-data.
     """
@@ -134,7 +143,9 @@ def cut_fragment(source: TileSource, site: PublicDetection) -> FragmentCut | Non
         return None
     frame = _Frame.of(image)
     keep, size = frame.window(site.bbox), frame.window(want)
-    win = trim_window(mask, best_window(mask, size.width, size.height, keep), keep)
+    win = centred_window(mask, keep, max(size.width, size.height))
+    if win is None:
+        win = trim_window(mask, best_window(mask, size.width, size.height, keep), keep)
     pixels = np.ascontiguousarray(image.pixels[win.y0 : win.y1, win.x0 : win.x1])
     return FragmentCut(pixels, frame.bbox(win), nodata_share(mask, win))
 

@@ -78,7 +78,7 @@ def best_window(mask: np.ndarray, width: int, height: int, keep: Window) -> Wind
     width, height = min(width, cols), min(height, rows)
     xs = _starts(keep.x0, keep.x1, width, cols)
     ys = _starts(keep.y0, keep.y1, height, rows)
-    table = np.pad(mask.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    table = _integral(mask)
     counts = table[np.ix_(ys + height, xs + width)] - table[np.ix_(ys, xs + width)]
     counts = counts - table[np.ix_(ys + height, xs)] + table[np.ix_(ys, xs)]
     # Counts within a thousandth of the window are equal: the centred window wins over a few stray pixels.
@@ -87,6 +87,32 @@ def best_window(mask: np.ndarray, width: int, height: int, keep: Window) -> Wind
     off_centre = np.abs(ys[:, None] - cy) + np.abs(xs[None, :] - cx)
     iy, ix = divmod(int(np.lexsort((off_centre.ravel(), coarse.ravel()))[0]), len(xs))
     return Window(int(xs[ix]), int(ys[iy]), int(xs[ix]) + width, int(ys[iy]) + height)
+
+
+def _integral(mask: np.ndarray) -> np.ndarray:
+    """Summed-area table of a mask, padded so table[y1, x1] - ... counts a window."""
+    return np.pad(mask.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+
+
+def centred_window(mask: np.ndarray, keep: Window, side_px: int) -> Window | None:
+    """The largest square of at most side_px centred on keep, holding keep and no no-data at all; None when
+    even the smallest such square crosses no-data or the image's border."""
+    rows, cols = mask.shape
+    sides = np.arange(min(side_px, rows, cols), max(keep.width, keep.height) - 1, -1)
+    x0, y0 = (keep.x0 + keep.x1 - sides) // 2, (keep.y0 + keep.y1 - sides) // 2
+    inside = (x0 >= 0) & (y0 >= 0) & (x0 + sides <= cols) & (y0 + sides <= rows)
+    sides, x0, y0 = sides[inside], x0[inside], y0[inside]
+    x0, y0 = np.minimum(x0, keep.x0), np.minimum(y0, keep.y0)  # an odd remainder never drops keep's last pixel
+    x1, y1 = np.maximum(x0 + sides, keep.x1), np.maximum(y0 + sides, keep.y1)
+    ok = (x1 <= cols) & (y1 <= rows)
+    x0, y0, x1, y1 = x0[ok], y0[ok], x1[ok], y1[ok]
+    table = _integral(mask)
+    counts = table[y1, x1] - table[y0, x1] - table[y1, x0] + table[y0, x0]
+    clean = np.flatnonzero(counts == 0)
+    if not len(clean):
+        return None
+    i = int(clean[0])  # sides run from the largest down
+    return Window(int(x0[i]), int(y0[i]), int(x1[i]), int(y1[i]))
 
 
 def _edge_shares(mask: np.ndarray, w: Window) -> dict[str, float]:

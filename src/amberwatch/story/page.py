@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from importlib import resources
 from string import Template
 
+import mercantile
+
 from amberwatch import __version__
 from amberwatch.imagery.basemap import Basemap, tile_origins
 from amberwatch.results.public import PublicDetection
 from amberwatch.story.article import Article
-from amberwatch.story.captions import PairText, SiteText, format_date
+from amberwatch.story.captions import PairText, SiteText, format_date, plural
 from amberwatch.story.images import FragmentImage
 from amberwatch.story.markup import render_body
 from amberwatch.story.packing import DESKTOP, PHONE, Placement, check_packing, pack_block, size_classes_by_area
@@ -22,6 +24,12 @@ from amberwatch.story.packing import DESKTOP, PHONE, Placement, check_packing, p
 CSP_FIXED = (
     "default-src 'self'; script-src 'self'; style-src 'self'; object-src 'none'; "
     "base-uri 'none'; frame-src 'none'; form-action 'none'"
+)
+# An amber dot as the tab icon, inline so the page asks for no favicon.ico (the SVG namespace's ':' is %3A, which the
+# data: URL decodes, so the page's text holds no 'http://').
+FAVICON_URI = (
+    "data:image/svg+xml,%3Csvg xmlns='http%3A//www.w3.org/2000/svg' viewBox='0 0 16 16'%3E"
+    "%3Ccircle cx='8' cy='8' r='7' fill='%23ffb020' stroke='%231e1d1a' stroke-width='2'/%3E%3C/svg%3E"
 )
 SQUARE_ENOUGH = 1.2  # a fragment image closer to square than this takes its shape from the site's footprint
 
@@ -86,9 +94,10 @@ def index_html(
     n_others: int,
     credits: Sequence[str],
     change: ChangeSection | None = None,
+    locator: str = "",
 ) -> StoryPage:
     """The page's HTML and layout CSS; n_others is the number of sites on the map that are neither fragments nor
-    pairs; ``change`` adds the then-and-now section after the header."""
+    pairs; ``change`` adds the then-and-now section after the header; ``locator`` is the inset map's SVG."""
     classes = size_classes_by_area([f.site.area_ha for f in fragments])
     aspects = [footprint_aspect(f) for f in fragments]
     blocks: list[int] = []  # blocks are rendered in page order; their count varies equal-sized blocks
@@ -124,6 +133,9 @@ def index_html(
         legend=legend_html(len({f.site.id for f in fragments} | _pair_ids(change)), n_others),
         footer=_footer(credits, change.rule if change is not None else ""),
         change=change_html(change) if change is not None else "",
+        favicon=FAVICON_URI,
+        map_link=map_link_html(article.map_url),
+        locator=locator,
     )
     return StoryPage(page, "".join(layout))
 
@@ -135,6 +147,16 @@ def _footer(credits: Sequence[str], rule: str) -> str:
         "Each fragment is a site that a machine-learning model found on satellite imagery. The model can be wrong: "
         "a site is marked confirmed only after a reviewer checked it, the others are likely mining sites."
         f"{' ' + e(rule) if rule else ''}{imagery} Built with amberwatch."
+    )
+
+
+def map_link_html(map_url: str | None) -> str:
+    """The link to the live map under the story map, when a map URL is configured."""
+    if not map_url:
+        return ""
+    return (
+        f'<p class="map-live"><a href="{html.escape(map_url, quote=True)}">Explore every site on the live map</a>'
+        " (new detections and reviews appear there first)</p>"
     )
 
 
@@ -185,19 +207,51 @@ def _pair_figure(p: Pair) -> str:
 
 def legend_html(n_fragments: int, n_others: int) -> str:
     """The map legend: the story's fragments, and the other sites only when there are some."""
-    plural = "s" if n_fragments != 1 else ""
-    text = f'<span class="legend-swatch legend-swatch--frag"></span> {n_fragments} fragment{plural} in this story'
+    text = f'<span class="legend-swatch legend-swatch--frag"></span> {plural(n_fragments, "fragment")} in this story'
     if n_others:
-        others = "other site" + ("s" if n_others != 1 else "")
-        text += f' <span class="legend-swatch legend-swatch--site"></span> {n_others} {others} the model found'
+        others = plural(n_others, "other site")
+        text += f' <span class="legend-swatch legend-swatch--site"></span> {others} the model found'
     return text
 
 
-def _placement_style(a: Placement, b: Placement) -> str:
-    """CSS variables of a fragment's grid lines: --d* on desktop, --p* on phones (1-based lines)."""
+def site_centre_in_image(f: Fragment) -> tuple[float, float]:
+    """Where the centre of the site's outline bounds lies in its image, as shares (0..1) of width and height from
+    the top left; the middle for a thumbnail, whose footprint is unknown."""
+    img = f.image.bbox
+    if img is None:
+        return 0.5, 0.5
+    b = f.site.bbox
+    west, north = mercantile.xy(img.west_deg, img.north_deg)
+    east, south = mercantile.xy(img.east_deg, img.south_deg)
+    x0, y0 = mercantile.xy(b.west_deg, b.south_deg)
+    x1, y1 = mercantile.xy(b.east_deg, b.north_deg)
+    return ((x0 + x1) / 2 - west) / (east - west), (north - (y0 + y1) / 2) / (north - south)
+
+
+def crop_position(f: Fragment, p: Placement) -> tuple[float, float]:
+    """The image's object-position (percentages) in a cell of p's shape, so the crop of 'object-fit: cover' is
+    centred on the site's outline rather than the image's middle (clamped to the image)."""
+    image_aspect = f.image.width_px / max(f.image.height_px, 1)
+    cell_aspect = p.width_cells / p.height_cells
+    cx, cy = site_centre_in_image(f)
+
+    def along(c: float, image: float, box: float) -> float:
+        # Image and box lengths along the cropped axis, in units of the matching side: the crop offset as a share.
+        overflow = image - box
+        return 50.0 if overflow <= 1e-9 else 100 * min(max((c * image - box / 2) / overflow, 0.0), 1.0)
+
+    if cell_aspect >= image_aspect:  # the image fills the cell's width: its height is cropped
+        return 50.0, along(cy, 1 / image_aspect, 1 / cell_aspect)
+    return along(cx, image_aspect, cell_aspect), 50.0
+
+
+def _placement_style(f: Fragment, a: Placement, b: Placement) -> str:
+    """CSS variables of a fragment's grid lines and crop: --d* on desktop, --p* on phones (1-based lines)."""
+    (dox, doy), (pox, poy) = crop_position(f, a), crop_position(f, b)
     return (
         f"--dx:{a.col + 1};--dy:{a.row + 1};--dw:{a.width_cells};--dh:{a.height_cells};"
-        f"--px:{b.col + 1};--py:{b.row + 1};--pw:{b.width_cells};--ph:{b.height_cells}"
+        f"--px:{b.col + 1};--py:{b.row + 1};--pw:{b.width_cells};--ph:{b.height_cells};"
+        f"--dox:{dox:.1f}%;--doy:{doy:.1f}%;--pox:{pox:.1f}%;--poy:{poy:.1f}%"
     )
 
 
@@ -239,10 +293,10 @@ def _block_html(fragments: list[Fragment], classes: list[int], aspects: list[flo
     items = [_figure(f, desktop.placements[i], phone.placements[i]) for i, f in enumerate(fragments)]
     rules = [f'.frag-grid[data-block="{block_no}"]{{--drows:{desktop.rows};--prows:{phone.rows}}}\n']
     rules += [
-        f"#frag-{f.site.id}{{{_placement_style(desktop.placements[i], phone.placements[i])}}}\n"
+        f"#frag-{f.site.id}{{{_placement_style(f, desktop.placements[i], phone.placements[i])}}}\n"
         for i, f in enumerate(fragments)
     ]
-    label = f"Satellite fragments of {len(fragments)} site{'s' if len(fragments) != 1 else ''}"
+    label = f"Satellite fragments of {plural(len(fragments), 'site')}"
     block = (
         f'<section class="frag-block" aria-label="{html.escape(label)}">'
         f'<div class="frag-grid" data-block="{block_no}">' + "".join(items) + "</div></section>"

@@ -8,8 +8,12 @@
   var status = document.getElementById('map-status');
   var backButton = document.querySelector('.back-to-text');
 
+  // On phones and tablets one finger scrolls the page (the map must not trap it) and two fingers move and zoom the
+  // map (Leaflet's touch zoom pans with the pinch's centre); mice drag it as usual.
+  var touchFirst = L.Browser.mobile || (window.matchMedia && window.matchMedia('(pointer: coarse)').matches);
   var map = L.map(mapEl, {
     scrollWheelZoom: false,  // the page scrolls; the map zooms with its buttons, keys, pinch or a click first
+    dragging: !touchFirst,
     zoomSnap: 0.25,
     minZoom: 3,
     maxZoom: data.maxZoom,
@@ -25,14 +29,55 @@
     return span;
   }
   map.attributionControl.setPrefix('Leaflet');
+  if (touchFirst) { touchNote(); }
+
+  function touchNote() {
+    // Said on the map, and said louder when one finger tries to move it.
+    mapEl.classList.add('story-map--touch');
+    var note = L.control({ position: 'topright' });
+    note.onAdd = function () {
+      var el = L.DomUtil.create('div', 'map-touch-note');
+      el.textContent = 'Two fingers move the map';
+      return el;
+    };
+    note.addTo(map);
+    var timer = null;
+    mapEl.addEventListener('touchmove', function (e) {
+      if (e.touches.length !== 1) { return; }
+      mapEl.classList.add('story-map--hint');
+      window.clearTimeout(timer);
+      timer = window.setTimeout(function () { mapEl.classList.remove('story-map--hint'); }, 1500);
+    }, { passive: true });
+  }
   map.on('click focus', function () { map.scrollWheelZoom.enable(); });
   map.on('blur', function () { map.scrollWheelZoom.disable(); });
 
   if (data.view) {
     map.setView(data.view.center, data.view.zoom);
   } else {
-    map.fitBounds(data.bounds, { padding: [40, 40], maxZoom: 15 });
+    map.fitBounds(data.bounds, { padding: [40, 40], maxZoom: data.fitMaxZoom });
   }
+
+  // Context without a basemap: a scale bar, the locator drawn at build time (above it) and nearby place names.
+  L.control.scale({ imperial: false, maxWidth: 140 }).addTo(map);
+  var locatorEl = document.getElementById('story-locator');
+  if (locatorEl) {
+    var locator = L.control({ position: 'bottomleft' });
+    locator.onAdd = function () {
+      var box = L.DomUtil.create('div', 'locator-control');
+      box.appendChild(locatorEl);
+      return box;
+    };
+    locator.addTo(map);
+  }
+  (data.places || []).forEach(function (p) {
+    var label = document.createElement('span');
+    label.textContent = p.name;  // gazetteer names: text, never HTML
+    L.marker(p.latLng, {
+      icon: L.divIcon({ className: 'place-label', html: label, iconSize: null }),
+      interactive: false, keyboard: false, zIndexOffset: -1000
+    }).addTo(map);
+  });
 
   // Optional online basemap (the article's `basemap:`), under everything; without it nothing leaves the folder.
   if (data.basemap) {
@@ -210,6 +255,7 @@
     var f = byId[id];
     if (!f) { return; }
     if (activeId !== null && polygons[activeId]) { polygons[activeId].setStyle(byId[activeId] ? fragStyle : siteStyle); }
+    if (activeId !== null && markers[activeId]) { markers[activeId].closeTooltip(); }  // one caption at a time
     activeId = id;
     if (polygons[id]) { polygons[id].setStyle(activeStyle); polygons[id].bringToFront(); }
     var onEnd = function () {
