@@ -7,6 +7,8 @@ fields of that date are painted sandy. Four sites, one per tile:
 - ``new``: nothing in 2019 and 2021 (scanned, nothing found), found in 2023 (new since 2021-06-26);
 - ``stable``: the same outline at every date;
 - ``gap``: the same outline in 2019 and 2023; its tile has no imagery in 2021 (null there).
+
+Probability grids are empty unless ``site_grids``: then a cell whose centre lies in a site of its date is mining.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import mercantile
 import numpy as np
-from shapely.geometry import box, mapping
+from shapely.geometry import Point, box, mapping
 
 from amberwatch.db import connect
 from amberwatch.imagery.cache import TileCache
@@ -93,7 +95,20 @@ def _tile_image(x: int, y: int, date: str) -> np.ndarray:
     return img
 
 
-def _scan(conn, cache: TileCache, date: str, tiles: list[tuple[int, int, int]], aoi: str) -> int:
+def site_grid(x: int, y: int, date: str, cells: int = 8) -> bytes:
+    """The tile's probability grid at a date: 0.9 where a cell's centre is inside a site found then, else 0.1."""
+    b = mercantile.bounds(x, y, ZOOM)
+    grid = np.full((cells, cells), 26, np.uint8)
+    for row in range(cells):
+        for col in range(cells):
+            lon = b.west + (col + 0.5) / cells * (b.east - b.west)
+            lat = b.north - (row + 0.5) / cells * (b.north - b.south)
+            if any(site_box(s, date) is not None and site_box(s, date).contains(Point(lon, lat)) for s in SITES):
+                grid[row, col] = 230
+    return grid.tobytes()
+
+
+def _scan(conn, cache: TileCache, date: str, tiles: list[tuple[int, int, int]], aoi: str, grids: bool) -> int:
     source = f"dated@{date}"
     cache.register_source(source, "http://example.invalid/{date}/{z}/{x}/{y}.png", base_source_id="dated")
     rows = []
@@ -101,7 +116,8 @@ def _scan(conn, cache: TileCache, date: str, tiles: list[tuple[int, int, int]], 
         img = _tile_image(x, y, date)
         cache.put(source, z, x, y, encode_png(img), content_type="image/png", capture_date=date)
         blank = bool((img == 235).all())
-        rows.append(TileRow(z, x, y, "done", None, date, 0.9, 8, bytes(64), None, bytes(64) if blank else None))
+        grid = site_grid(x, y, date) if grids else bytes(64)
+        rows.append(TileRow(z, x, y, "done", None, date, 0.9, 8, grid, None, bytes(64) if blank else None))
     params = ScanParams(imagery_credit=f"Test imagery of {date}")
     new = NewScan(f"Klesiv {date}", aoi, "http://example.invalid/{date}", source, ZOOM, "0", 0.5, params, 9, None, date)
     scan_id = create_scan(conn, new)
@@ -120,8 +136,8 @@ def _scan(conn, cache: TileCache, date: str, tiles: list[tuple[int, int, int]], 
     return scan_id
 
 
-def build_dated_project(tmp_path: Path) -> DatedProject:
-    """The AOI scanned at the three dates, oldest first, with a reviewer."""
+def build_dated_project(tmp_path: Path, *, site_grids: bool = False) -> DatedProject:
+    """The AOI scanned at the three dates, oldest first, with a reviewer (``site_grids``: grids that map the sites)."""
     db_path = tmp_path / "dated.db"
     conn = connect(db_path)
     ensure_schema(conn)
@@ -131,7 +147,7 @@ def build_dated_project(tmp_path: Path) -> DatedProject:
     aoi = json.dumps(mapping(box(nw.west, se.south, se.east, nw.north)))
     cache_path = tile_cache_path(db_path)
     with TileCache(cache_path) as cache:
-        scan_ids = {date: _scan(conn, cache, date, tiles, aoi) for date in DATES}
+        scan_ids = {date: _scan(conn, cache, date, tiles, aoi, site_grids) for date in DATES}
     detections: dict[str, dict[str, int]] = {site: {} for site in SITES}
     for date, scan_id in scan_ids.items():
         for (did,) in conn.execute("SELECT id FROM detections WHERE scan_id = ? ORDER BY id", (scan_id,)):

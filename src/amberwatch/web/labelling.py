@@ -5,7 +5,8 @@ The most uncertain chips are those with a probability closest to the model thres
 Items are keyed ``d<detection id>`` (a detection), ``c<scan>/<z>/<x>/<y>/<row>/<col>`` (one cell of a
 tile's probability grid), ``t<scan>/<z>/<x>/<y>`` (a whole tile, e.g. sent from a similarity search),
 ``u<sample>/<unit>`` (a unit of an area sample, reviewed blind to the map) or ``e<example id>`` (an example
-already in the store, e.g. imported: checking its label).
+already in the store, e.g. imported: checking its label). A unit of a change sample is shown at both dates (each
+date's view cut from that scan's imagery) and labelled at both (``label_from``: its class at the earlier date).
 Chips are rendered from the tile cache. Labels of detections, cells and tiles go to the example store; a sample
 unit's label is its reference class (through ``amberwatch.results.area_review``) and is kept out of the
 training examples so the accuracy assessment stays independent of training.
@@ -21,6 +22,7 @@ import re
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import mercantile
 import numpy as np
@@ -48,6 +50,7 @@ from amberwatch.review.feedback import review_states
 from amberwatch.web.similar import VectorCache
 
 LABELS = ("mining", "not_mining", "skip", "no_imagery")  # no_imagery: area sample units only (one is drawn instead)
+VIEW_DATES = ("later", "earlier")  # which scan's imagery a view shows: the item's, or a change sample's earlier one
 CELL_MARGIN = 0.25  # only tiles whose max probability is within this of the threshold can hold candidate cells
 QUEUE_MODES = ("uncertain", "like")
 MAX_QUEUE_TILES = 200
@@ -69,6 +72,8 @@ class Item:
     capture_date: str | None
     located: bool = True
     reason: str | None = None  # why the item is in the queue, when not for its uncertainty
+    from_scan_id: int | None = None  # a unit of a change sample: the scan of the earlier date (scan_id: the later)
+    dates: tuple[str, str] | None = None  # a unit of a change sample: the imagery dates (earlier, later)
 
     @property
     def kind(self) -> str:
@@ -87,9 +92,12 @@ class Item:
         return box_fractions(self.bbox, view_bbox(self.bbox, zoom))
 
     def as_dict(self, threshold: float | None, zoom: int | None = None, place: str | None = None) -> dict:
-        """JSON-ready form for the page: ``outline`` within the view at the scan's ``zoom``, ``place`` in words."""
+        """JSON-ready form for the page: ``outline`` within the view at the scan's ``zoom``, ``place`` in words.
+
+        A unit of a change sample also has ``dates``: the earlier and the later view, each with its date and image.
+        """
         lon, lat = self.bbox.center_deg
-        return {
+        out = {
             "key": self.key,
             "kind": self.kind,
             "scan_id": self.scan_id,
@@ -104,6 +112,13 @@ class Item:
             "outline": None if self.kind == "example" or zoom is None else self.outline(zoom),
             "reason": self.reason,
         }
+        if self.dates is not None:
+            url = out["chip_url"]
+            out["dates"] = [
+                {"at": "earlier", "date": self.dates[0], "chip_url": f"{url}&at=earlier"},
+                {"at": "later", "date": self.dates[1], "chip_url": url},
+            ]
+        return out
 
 
 def items_as_dicts(items: Sequence[Item], threshold: float | None, zoom: int | None) -> list[dict]:
@@ -198,22 +213,48 @@ def uncertain_items(conn: sqlite3.Connection, scan_id: int, limit: int = 20) -> 
     return [e[2] for e in sorted(heap, reverse=True)], thr
 
 
-def _unit_item(sample_id: int, unit: dict, scan_id: int) -> Item:
+class _SampleScans(NamedTuple):
+    """The scans a sample's units are shown from: the later (or only) one, and a change sample's earlier one."""
+
+    scan_id: int
+    from_scan_id: int | None
+    dates: tuple[str, str] | None
+
+
+def _sample_scans(conn: sqlite3.Connection, sample_id: int) -> _SampleScans:
+    """The sample's scan(s) and, for a change sample, their imagery dates (earlier, later); NotFoundError."""
+    from amberwatch.results.sampling import load_sample
+
+    sample = load_sample(conn, sample_id)
+    if not sample.is_change:
+        return _SampleScans(int(sample.scan_id), None, None)
+    earlier, later = get_scan(conn, int(sample.from_scan_id)), get_scan(conn, int(sample.scan_id))
+    return _SampleScans(later.id, earlier.id, (str(earlier.imagery_date), str(later.imagery_date)))
+
+
+def sample_dates(conn: sqlite3.Connection, sample_id: int) -> tuple[str, str] | None:
+    """A change sample's imagery dates (earlier, later); None for a one-date sample."""
+    return _sample_scans(conn, sample_id).dates
+
+
+def _unit_item(sample_id: int, unit: dict, scans: _SampleScans) -> Item:
     return Item(
         f"u{sample_id}/{unit['unit_id']}",
-        scan_id,
+        scans.scan_id,
         None,
         LngLatBbox(unit["west"], unit["south"], unit["east"], unit["north"]),
         None,
+        from_scan_id=scans.from_scan_id,
+        dates=scans.dates,
     )
 
 
 def sample_items(conn: sqlite3.Connection, sample_id: int, limit: int = 20) -> tuple[list[Item], int, int]:
     """Units of an area sample still without a reference class (skipped ones last): items, scan id, reviewed count."""
     from amberwatch.results.area_review import pending_units
-    from amberwatch.results.sampling import load_sample, sample_units
+    from amberwatch.results.sampling import sample_units
 
-    scan_id = int(load_sample(conn, sample_id).scan_id)
+    scans = _sample_scans(conn, sample_id)
     skipped = {
         r[0]
         for r in conn.execute(
@@ -221,10 +262,10 @@ def sample_items(conn: sqlite3.Connection, sample_id: int, limit: int = 20) -> t
             (f"u{sample_id}/%",),
         )
     }
-    items = [_unit_item(sample_id, u, scan_id) for u in pending_units(conn, sample_id)]
+    items = [_unit_item(sample_id, u, scans) for u in pending_units(conn, sample_id)]
     items.sort(key=lambda it: it.key in skipped)
     reviewed = sum(1 for u in sample_units(conn, sample_id) if u["reference_class"] is not None)
-    return items[:limit], scan_id, reviewed
+    return items[:limit], scans.scan_id, reviewed
 
 
 def _example_item(ex: Example) -> Item:
@@ -251,14 +292,14 @@ def item_for_key(conn: sqlite3.Connection, key: str) -> Item:
     if parsed[0] == "e":
         return _example_item(ExampleStore(conn).get(parsed[1]))
     if parsed[0] == "u":
-        from amberwatch.results.sampling import load_sample, sample_units
+        from amberwatch.results.sampling import sample_units
 
         _, sample_id, unit_id = parsed
-        scan_id = int(load_sample(conn, sample_id).scan_id)
+        scans = _sample_scans(conn, sample_id)
         unit = next((u for u in sample_units(conn, sample_id) if u["unit_id"] == unit_id), None)
         if unit is None:
             raise NotFoundError(f"unit {unit_id} of chip {key!r} is not in area sample {sample_id}")
-        return _unit_item(sample_id, unit, scan_id)
+        return _unit_item(sample_id, unit, scans)
     if parsed[0] == "t":
         return _tile_item(conn, *parsed[1:])
     if parsed[0] == "d":
@@ -302,39 +343,88 @@ def item_chip(conn: sqlite3.Connection, cache: TileCache, item: Item) -> np.ndar
     return pixels
 
 
-def item_view(conn: sqlite3.Connection, cache: TileCache, item: Item) -> np.ndarray:
+def item_view(conn: sqlite3.Connection, cache: TileCache, item: Item, at: str = "later") -> np.ndarray:
     """Pixels the label page shows: the item with its surroundings at the scan's zoom (an example: its own image).
 
-    Not the training chip (``item_chip``): the view is larger, so the page need not blow it up.
+    Not the training chip (``item_chip``): the view is larger, so the page need not blow it up. ``at="earlier"``:
+    a change sample unit's view from the earlier scan's imagery (InvalidInputError for any other item).
     """
+    if at not in VIEW_DATES:
+        raise InvalidInputError(f"unknown view date {at!r}: expected one of {', '.join(VIEW_DATES)}")
+    if at == "earlier" and item.from_scan_id is None:
+        raise InvalidInputError(f"chip {item.key!r} is not a unit of a change sample: it has no earlier view")
     if item.kind == "example":
         return ExampleStore(conn).pixels(int(item.key[1:]))
-    scan = get_scan(conn, item.scan_id)
+    scan = get_scan(conn, item.from_scan_id if at == "earlier" else item.scan_id)
     image = render_view(cache, scan.imagery_source_id, item.bbox, scan.zoom)
     if image is None:
-        raise NotFoundError(f"no cached imagery around chip {item.key!r}")
+        raise NotFoundError(f"no cached imagery of scan {scan.id} around chip {item.key!r}")
     return image.pixels
 
 
+def _record_unit(item: Item, conn: sqlite3.Connection, label: str, label_from: str | None, user: str) -> int | None:
+    """A sample unit's reference class(es) through ``area_review``; the replacement unit's id when one was drawn."""
+    from amberwatch.results.area_review import record_reference
+
+    if label == "skip":
+        return None
+    if item.from_scan_id is not None and label_from is None:
+        raise InvalidInputError(
+            f"label_from is missing: chip {item.key!r} is a unit of a change sample, give its class at the earlier"
+            f" date ({item.dates[0] if item.dates else 'earlier scan'}) as well as at the later one"
+        )
+    return record_reference(conn, int(item.key.split("/")[1]), label, user, label_from).get("replacement_unit_id")
+
+
+def _add_example(
+    conn: sqlite3.Connection, cache: TileCache, item: Item, label: str, category: str | None, user: str
+) -> tuple[int, bool]:
+    """The item's chip in the example store (source 'label-page'): its id, and whether it was added (or re-included)."""
+    store = ExampleStore(conn)
+    lon, lat = item.bbox.center_deg
+    example_id, created = store.add(
+        item_chip(conn, cache, item),
+        label,
+        category=category if label == "not_mining" else None,
+        lon=lon,
+        lat=lat,
+        imagery_date=item.capture_date[:10] if item.capture_date else None,
+        source="label-page",
+        source_image=f"scan-{item.scan_id}",
+        added_by=user,
+    )
+    if not created and store.get(example_id).status == "excluded":
+        store.include([example_id])  # re-labelled after an undo
+        created = True
+    return example_id, created
+
+
 def record_label(
-    conn: sqlite3.Connection, cache: TileCache, key: str, label: str, *, user: str, category: str | None = None
+    conn: sqlite3.Connection,
+    cache: TileCache,
+    key: str,
+    label: str,
+    *,
+    user: str,
+    category: str | None = None,
+    label_from: str | None = None,
 ) -> dict:
     """Label (or skip) an item: adds the chip to the example store (source 'label-page') and logs the action.
 
-    A sample unit's label is its reference class; 'no_imagery' takes it out of the sample and adds a replacement
-    unit (its key as ``replacement_key``).
+    A sample unit's label is its reference class (a change sample's unit: ``label`` at the later date and
+    ``label_from`` at the earlier); 'no_imagery' at any date takes it out of the sample and adds a replacement unit
+    (its key as ``replacement_key``).
     """
     if label not in LABELS:
         raise InvalidInputError(f"unknown label {label!r}: expected one of {', '.join(LABELS)}")
     item = item_for_key(conn, key)
     if label == "no_imagery" and item.kind != "unit":
         raise InvalidInputError(f"label 'no_imagery' is for area sample units only, not the {item.kind} {key!r}")
+    if label_from is not None and item.kind != "unit":
+        raise InvalidInputError(f"label_from is for units of a change sample only, not the {item.kind} {key!r}")
     example_id, created, replacement = None, False, None
     if item.kind == "unit":
-        if label != "skip":
-            from amberwatch.results.area_review import record_reference
-
-            replacement = record_reference(conn, int(key.split("/")[1]), label, user).get("replacement_unit_id")
+        replacement = _record_unit(item, conn, label, label_from, user)
     elif item.kind == "example":
         store = ExampleStore(conn)
         ex = store.get(int(key[1:]))
@@ -344,22 +434,7 @@ def record_label(
             store.exclude(ids=[ex.id], reason=f"labelled {label!r} (not {ex.label!r}) on the label page by {user}")
             created = True  # undo re-includes it
     elif label != "skip":
-        store = ExampleStore(conn)
-        lon, lat = item.bbox.center_deg
-        example_id, created = store.add(
-            item_chip(conn, cache, item),
-            label,
-            category=category if label == "not_mining" else None,
-            lon=lon,
-            lat=lat,
-            imagery_date=item.capture_date[:10] if item.capture_date else None,
-            source="label-page",
-            source_image=f"scan-{item.scan_id}",
-            added_by=user,
-        )
-        if not created and store.get(example_id).status == "excluded":
-            store.include([example_id])  # re-labelled after an undo
-            created = True
+        example_id, created = _add_example(conn, cache, item, label, category, user)
     cur = conn.execute(
         "INSERT INTO web_label_actions (item_key, scan_id, label, example_id, created_example, user_name, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",

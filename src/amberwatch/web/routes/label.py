@@ -23,6 +23,7 @@ from amberwatch.web.labelling import (
     like_items,
     queue_tiles,
     record_label,
+    sample_dates,
     sample_items,
     uncertain_items,
     undo_label,
@@ -41,6 +42,7 @@ class LabelIn(BaseModel):
     key: Text
     label: Text
     category: Text | None = None
+    label_from: Text | None = None  # a change sample's unit: its class at the earlier date (label: the later)
 
 
 class QueueIn(BaseModel):
@@ -87,6 +89,7 @@ def queue(
             "threshold": None,
             "labelled": reviewed,
             "items": items_as_dicts(items, None, get_scan(conn, scan_id).zoom),
+            "dates": sample_dates(conn, sample),  # a change sample's (earlier, later) imagery dates, else None
         }
     if mode not in QUEUE_MODES:
         raise InvalidInputError(f"unknown queue mode {mode!r}: expected one of {', '.join(QUEUE_MODES)}")
@@ -115,6 +118,7 @@ def enqueue(body: QueueIn, conn: sqlite3.Connection = Depends(get_conn), user: U
 @router.get("/api/label/chip.jpg", summary="The image of a chip to label (reviewers)", response_class=Response)
 def chip(
     key: str,
+    at: str = Query("later", description="later: the item's imagery; earlier: a change sample unit's earlier date"),
     conn: sqlite3.Connection = Depends(get_conn),
     cache: TileCache = Depends(get_cache),
     user: User = Depends(get_reviewer),
@@ -125,23 +129,29 @@ def chip(
 
     Reviewers only, like the rest of the labelling API: example keys (``e<ID>``) show the training data, and a
     labelled chip is the image of its example. The public sees detections through ``/api/detections/{id}/chip.jpg``.
+    A unit of a change sample has a view per date, each from its own scan's cached imagery (``at``).
     """
     return Response(
-        encode_jpeg(item_view(conn, cache, item_for_key(conn, key))),
+        encode_jpeg(item_view(conn, cache, item_for_key(conn, key), at)),
         media_type="image/jpeg",
         headers={"cache-control": "private, no-store"},
     )
 
 
-@router.post("/api/label", status_code=201, summary="Label a chip (mining / not_mining / skip)")
+@router.post("/api/label", status_code=201, summary="Label a chip (mining / not_mining / skip / no_imagery)")
 def label(
     body: LabelIn,
     conn: sqlite3.Connection = Depends(get_conn),
     cache: TileCache = Depends(get_cache),
     user: User = Depends(get_reviewer),
 ) -> dict:
-    """Add the chip to the example store with source 'label-page' (a skip only records the skip)."""
-    return record_label(conn, cache, body.key, body.label, user=user.name, category=body.category)
+    """Add the chip to the example store with source 'label-page' (a skip only records the skip).
+
+    A unit of an area sample gets its reference class instead; a change sample's unit needs ``label_from`` too.
+    """
+    return record_label(
+        conn, cache, body.key, body.label, user=user.name, category=body.category, label_from=body.label_from
+    )
 
 
 @router.post("/api/label/{action_id}/undo", summary="Undo a label")

@@ -1,5 +1,6 @@
 // Labelling page: the scan's most uncertain chips first (or the tiles like the confirmed sites); keys y / n / s(kip) / u(ndo),
-// and i (no imagery) for area sample units.
+// and i (no imagery) for area sample units. A change sample's unit is shown at both dates and answered at each:
+// y / n / i for the later date as for one date, Shift+Y / Shift+N / Shift+I for the earlier one.
 'use strict';
 
 (function () {
@@ -7,16 +8,18 @@
   const params = new URL(location.href).searchParams;
   const scanMode = !params.get('sample') && !params.get('examples');   // a scan's queue (not a sample or examples)
   const mode = scanMode && params.get('mode') === 'like' ? 'like' : 'uncertain';
-  const state = { token: null, queue: [], current: null, done: [], session: 0, scanLabelled: 0, scanId: null };
+  const state = { token: null, queue: [], current: null, done: [], session: 0, scanLabelled: 0, scanId: null,
+    pick: { earlier: null, later: null }, pickKey: null };   // a change unit's answers so far, per date
   window.amberwatchLabel = state;   // for the browser tests
 
   // Chips are reviewers' data (an example's chip is training data): fetched with the token, shown as a blob URL.
-  let chipSeq = 0;
-  let chipUrl = null;
+  const loading = new Map();   // img -> { url, seq } of its latest load
   async function loadChip(img, url) {
-    if (url === chipUrl) return;   // show() runs again for the same chip after a refill
-    chipUrl = url;
-    const seq = ++chipSeq;
+    const last = loading.get(img) || { url: null, seq: 0 };
+    if (url === last.url) return;   // show() runs again for the same chip after a refill
+    const seq = last.seq + 1;
+    loading.set(img, { url, seq });
+    const current = () => loading.get(img).seq === seq;
     if (img.src.startsWith('blob:')) URL.revokeObjectURL(img.src);
     img.removeAttribute('src');
     if (!url) return;
@@ -24,9 +27,9 @@
       const res = await fetch(url, { headers: { Authorization: 'Bearer ' + state.token } });
       if (!res.ok) throw new Error('HTTP ' + res.status);
       const blob = await res.blob();
-      if (seq === chipSeq) img.src = URL.createObjectURL(blob);
+      if (current()) img.src = URL.createObjectURL(blob);
     } catch (e) {
-      if (seq === chipSeq) document.getElementById('label-msg').textContent = 'Chip not shown: ' + e.message;
+      if (current()) document.getElementById('label-msg').textContent = 'Chip not shown: ' + e.message;
     }
   }
 
@@ -46,32 +49,62 @@
     return it.place ? `${it.place} (${coords})` : coords;
   }
   function title(it) { return [KINDS[it.kind] || 'Chip', it.place].filter(Boolean).join(', '); }
+  const WORDS = { mining: 'mining', not_mining: 'not mining', no_imagery: 'no imagery', skip: 'skip' };
+
+  function placeOutline(box, outline) {
+    if (outline) {
+      const [x0, y0, x1, y1] = outline;
+      Object.assign(box.style, { left: `${x0 * 100}%`, top: `${y0 * 100}%`, width: `${(x1 - x0) * 100}%`, height: `${(y1 - y0) * 100}%` });
+    }
+    box.hidden = !outline;
+  }
+
+  // A change sample's unit: both dates' views side by side (stacked on a phone), each captioned with its date.
+  function showPair(it) {
+    const views = it ? it.dates : [];
+    for (const fig of document.querySelectorAll('#pair figure')) {
+      const at = fig.dataset.at;
+      const view = views.find((d) => d.at === at);
+      const img = fig.querySelector('img');
+      loadChip(img, view ? view.chip_url : null);
+      placeOutline(fig.querySelector('.outline'), view ? it.outline : null);
+      const when = at === 'earlier' ? 'Earlier' : 'Later';
+      fig.querySelector('figcaption').textContent = view ? `${when}: imagery of ${view.date}` : `${when} date`;
+      img.alt = view ? `The place in the imagery of ${view.date}, the unit outlined` : '';
+      for (const b of fig.querySelectorAll('button')) {
+        b.disabled = !view;
+        b.setAttribute('aria-pressed', String(state.pick[at] === b.dataset.label));
+      }
+    }
+  }
 
   function show() {
     const img = document.getElementById('chip');
     const info = document.getElementById('chip-info');
-    const where = state.sampleId ? `in area sample #${state.sampleId}`
+    const where = state.sampleId ? `in ${state.dates ? 'change' : 'area'} sample #${state.sampleId}`
       : state.examples ? `of '${state.examples}' examples checked` : `in scan #${state.scanId}`;
     document.getElementById('progress').textContent =
       `${state.session} labelled this session · ${state.scanLabelled} ${where} · ${state.queue.length + (state.current ? 1 : 0)} queued`;
-    if (!state.current) {
+    const it = state.current;
+    if (!it || it.key !== state.pickKey) state.pick = { earlier: null, later: null };
+    state.pickKey = it ? it.key : null;
+    const pair = Boolean(state.dates);
+    document.getElementById('chip-wrap').hidden = pair;
+    document.getElementById('pair').hidden = !pair;
+    if (pair) showPair(it);
+    if (!it) {
       loadChip(img, null);
       document.getElementById('outline').hidden = true;
-      info.textContent = 'No more chips to label in this scan.';
+      info.textContent = state.sampleId ? 'No more units to label in this sample.' : 'No more chips to label in this scan.';
       document.body.dataset.chip = '';
       return;
     }
-    const it = state.current;
-    loadChip(img, it.chip_url);
-    const box = document.getElementById('outline');
-    if (it.outline) {
-      const [x0, y0, x1, y1] = it.outline;
-      Object.assign(box.style, { left: `${x0 * 100}%`, top: `${y0 * 100}%`, width: `${(x1 - x0) * 100}%`, height: `${(y1 - y0) * 100}%` });
-    }
-    box.hidden = !it.outline;
+    if (!pair) loadChip(img, it.chip_url);
+    placeOutline(document.getElementById('outline'), pair ? null : it.outline);
     const prob = it.prob !== null ? `P(mining) ${pct(it.prob)} (threshold ${pct(it.threshold)})`
       : it.kind === 'tile' ? 'no probability' : 'label hidden (blind review)';
-    const date = it.capture_date ? `imagery of ${it.capture_date.slice(0, 10)}` : 'imagery date unknown';
+    const date = it.dates ? `imagery of ${it.dates.map((d) => d.date).join(' and ')}`
+      : it.capture_date ? `imagery of ${it.capture_date.slice(0, 10)}` : 'imagery date unknown';
     info.textContent = [KINDS[it.kind] || 'Chip', prob, placeText(it) || 'place unknown', date, it.reason]
       .filter(Boolean).join(' · ');
     document.body.dataset.chip = it.key;
@@ -92,15 +125,24 @@
     state.scanId = data.scan_id;
     state.sampleId = data.sample_id || null;
     state.examples = data.examples || null;
+    state.dates = data.dates || null;   // a change sample: [earlier, later]
+    document.getElementById('labeller').classList.toggle('change', Boolean(state.dates));
+    for (const k of ['y', 'n', 'i']) document.getElementById('btn-' + k).hidden = Boolean(state.dates) || (k === 'i' && !state.sampleId);
+    document.getElementById('category-row').hidden = Boolean(state.dates);   // no category for two dates
     if (state.examples) {
       document.getElementById('hint').textContent = 'Is this surface mining? Examples already in the store are ' +
         'shown without their label; disagreeing takes an example out of training.';
     }
-    document.getElementById('btn-i').hidden = !state.sampleId;
     if (state.sampleId) {
       document.getElementById('hint').textContent = 'Is the outlined square surface mining? Area sample units are ' +
         'shown in random order, without the map\'s answer, so your labels can measure the map\'s accuracy. ' +
         'No imagery there (black or blank)? Answer "no imagery": another unit is drawn instead.';
+    }
+    if (state.dates) {
+      document.getElementById('hint').textContent = 'Is the outlined square surface mining at each date? Answer for ' +
+        `the earlier imagery (${state.dates[0]}: Shift+Y, Shift+N, Shift+I) and the later (${state.dates[1]}: y, n, i); ` +
+        'the unit is saved once both are answered. Units come in random order, without the map\'s answer. ' +
+        'No imagery at either date (black or blank)? Answer "no imagery" there: another unit is drawn instead.';
     }
     if (state.mode === 'like') {
       document.getElementById('hint').textContent = 'Is this surface mining? Tiles sent from the map come first, ' +
@@ -112,20 +154,27 @@
     show();
   }
 
-  async function answer(label) {
+  // What the history says about an answer: one label, or a change unit's label at each date.
+  function answerText(it, label, labelFrom) {
+    if (!labelFrom) return label.replace('_', ' ');
+    return `${WORDS[labelFrom]} in ${it.dates[0].date}, ${WORDS[label]} in ${it.dates[1].date}`;
+  }
+
+  async function answer(label, labelFrom = null) {
     if (!state.current) return;
     const msg = document.getElementById('label-msg');
     const it = state.current;
     const category = document.getElementById('category').value || null;
+    const body = { key: it.key, label, category: label === 'not_mining' && !it.dates ? category : null };
+    if (labelFrom) body.label_from = labelFrom;
     try {
-      const out = await api('/api/label', { method: 'POST', token: state.token,
-        body: { key: it.key, label, category: label === 'not_mining' ? category : null } });
+      const out = await api('/api/label', { method: 'POST', token: state.token, body });
       state.done.push({ item: it, action: out });
       if (label !== 'skip') state.session += 1;
       state.scanLabelled += 1;
       const stored = out.replacement_key ? ', another unit drawn instead'
         : label === 'skip' || it.kind === 'unit' ? '' : out.created ? ', added to the examples' : ', already an example';
-      document.getElementById('history').prepend(el('li', {}, `${title(it)}: ${label.replace('_', ' ')}${stored}`));
+      document.getElementById('history').prepend(el('li', {}, `${title(it)}: ${answerText(it, label, labelFrom)}${stored}`));
       msg.textContent = '';
       state.current = state.queue.shift() || null;
       show();
@@ -133,6 +182,17 @@
     } catch (e) {
       msg.textContent = e.message;
     }
+  }
+
+  // A change unit's answer at one date; saved once both dates are answered, or at once when a date has no imagery
+  // (the unit leaves the sample and another is drawn; a date not answered then is recorded as no imagery too).
+  async function pick(at, label) {
+    const it = state.current;
+    if (!it || !it.dates) return;
+    state.pick[at] = label;
+    showPair(it);
+    const { earlier, later } = state.pick;
+    if (label === 'no_imagery' || (earlier && later)) await answer(later || 'no_imagery', earlier || 'no_imagery');
   }
 
   async function undo() {
@@ -158,16 +218,22 @@
   // Keys pressed faster than the server answers are queued and run in order, never dropped.
   let chain = Promise.resolve();
   const enqueue = (fn) => () => { chain = chain.then(fn); return chain; };
-  const KEYS = { y: enqueue(() => answer('mining')), n: enqueue(() => answer('not_mining')),
+  const later = (label) => (state.dates ? pick('later', label) : answer(label));
+  const KEYS = { y: enqueue(() => later('mining')), n: enqueue(() => later('not_mining')),
     s: enqueue(() => answer('skip')), u: enqueue(undo),
-    i: enqueue(() => (state.sampleId ? answer('no_imagery') : null)) };
+    i: enqueue(() => (state.sampleId ? later('no_imagery') : null)) };
+  const EARLIER = { y: 'mining', n: 'not_mining', i: 'no_imagery' };   // with Shift, on a change sample
   document.addEventListener('keydown', (ev) => {
     if (!state.token || ev.ctrlKey || ev.metaKey || ev.altKey) return;
     if (['INPUT', 'TEXTAREA', 'SELECT'].includes(document.activeElement.tagName)) return;
-    const fn = KEYS[ev.key.toLowerCase()];
+    const key = ev.key.toLowerCase();
+    const fn = state.dates && ev.shiftKey && EARLIER[key] ? enqueue(() => pick('earlier', EARLIER[key])) : KEYS[key];
     if (fn) { ev.preventDefault(); fn(); }
   });
   for (const k of Object.keys(KEYS)) document.getElementById('btn-' + k).addEventListener('click', KEYS[k]);
+  for (const b of document.querySelectorAll('#pair button')) {
+    b.addEventListener('click', enqueue(() => pick(b.dataset.at, b.dataset.label)));
+  }
   const modeSelect = document.getElementById('mode');
   document.getElementById('mode-row').hidden = !scanMode;
   modeSelect.value = mode;
