@@ -5,7 +5,9 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+from click.testing import CliRunner
 
+from amberwatch.cli import main
 from amberwatch.imagery.aoi import aoi_from_bbox
 from amberwatch.project import tile_cache_path
 from amberwatch.scan.engine import ScanSettings, run_scan
@@ -44,3 +46,14 @@ def test_same_template_at_two_imagery_dates_gives_two_scans_and_two_cache_entrie
 
     undated = run_scan(aoi, tile_server.url, ZOOM, db, _settings(None))  # undated is a ref of its own
     assert not undated.resumed and undated.scan_id not in (first.scan_id, second.scan_id)
+
+
+def test_a_date_the_source_has_no_imagery_for_is_a_one_line_error_naming_it(tile_server, tmp_path):
+    db = tmp_path / "d.db"
+    template = tile_server.url.replace("{z}", "{date}/{z}")  # the server holds no tile at all: every read is a 404
+    args = ["scan", "--bbox", bbox_text(), "--imagery", template, "--zoom", str(ZOOM), "--db", str(db)]
+    result = CliRunner().invoke(main, [*args, "--workers", "1", "--no-progress", "--imagery-date", "2017-01-01"])
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(lines) == 1 and "'2017-01-01'" in lines[0] and "no imagery" in lines[0]
+    assert "Traceback" not in result.output

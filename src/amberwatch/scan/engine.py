@@ -22,6 +22,7 @@ from shapely.geometry import box
 
 from amberwatch.errors import (
     AOIError,
+    ImageryError,
     Int8CheckWarning,
     InvalidInputError,
     OfflineError,
@@ -329,7 +330,22 @@ def run_scan(
         what = f"a scan of AOI {aoi.name!r} over {new.imagery}{dated} at zoom {zoom} with model {new.model_version}"
         with scan_lock(project.path, scan_identity(new), what):
             project.migrate(RESULTS_SCHEMA)
-            return _run_locked(project.conn, aoi, imagery, job, settings, say, on_warnings, started)
+            outcome = _run_locked(project.conn, aoi, imagery, job, settings, say, on_warnings, started)
+    check_date_had_imagery(outcome, new.imagery_date, aoi)
+    return outcome
+
+
+def check_date_had_imagery(outcome: ScanOutcome, imagery_date: str | None, aoi: AOI) -> None:
+    """ImageryError when a dated scan found no imagery on any tile: the source has nothing at that date there.
+
+    The scan is kept (finished, nothing found): the timeline shows that date as 'no imagery' at every site.
+    """
+    if imagery_date is None or outcome.tiles_failed or outcome.tiles_done or not outcome.tiles_empty:
+        return
+    raise ImageryError(
+        f"imagery date {imagery_date!r}: the source served no imagery on any of the {outcome.tiles_empty} tiles"
+        f" of AOI {aoi.name!r} (scan {outcome.scan_id} is kept, empty); check the date or release"
+    )
 
 
 def _run_locked(
