@@ -19,7 +19,7 @@ LAYERS: list[set[str]] = [
     {"labels", "results"},
     {"model"},
     {"scan", "review"},
-    {"web", "story", "loop"},  # front ends: peers, none imports another
+    {"web", "story", "loop", "publish"},  # front ends: peers, none imports another
     {"cli"},
 ]
 

@@ -26,6 +26,7 @@ ODD_INTS = st.one_of(
 # "{}" is where the id goes; every command that reaches SQLite with an id or a model version.
 ID_COMMANDS = [
     "story build --scan {}",
+    "publish --scan {} --out /nonexistent-amberwatch-fuzz/site",
     "examples exclude --id {}",
     "rescan {} --model 1",
     "rescan 1 --model {}",

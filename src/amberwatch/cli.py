@@ -20,6 +20,7 @@ from amberwatch.imagery import commands as imagery_commands
 from amberwatch.labels import commands as labels_commands
 from amberwatch.loop import commands as loop_commands
 from amberwatch.model import commands as model_commands
+from amberwatch.publish import commands as publish_commands
 from amberwatch.results import commands as results_commands
 from amberwatch.review import commands as review_commands
 from amberwatch.scan import commands as scan_commands
@@ -36,6 +37,7 @@ COMMANDS: tuple[click.Command, ...] = (
     *web_commands.COMMANDS,
     *story_commands.COMMANDS,
     *loop_commands.COMMANDS,
+    *publish_commands.COMMANDS,
 )
 
 

@@ -305,3 +305,17 @@ def _refuse_out_of_range(lon: float, lat: float, what: str, crs_name: str | None
             "(RFC 7946)"
         )
     raise AOIError(f"{what} has latitude {lat:g} (at longitude {lon:g}), beyond ±90: are lon and lat swapped?")
+
+
+def aoi_bounds(aoi_geojson: str | None) -> list[float] | None:
+    """[west, south, east, north] of a scan's AOI (GeoJSON geometry, Feature or FeatureCollection), else None."""
+    try:
+        obj = json.loads(aoi_geojson or "")
+        if obj.get("type") == "FeatureCollection":
+            obj = obj["features"][0]["geometry"]
+        elif obj.get("type") == "Feature":
+            obj = obj["geometry"]
+        bounds = [float(v) for v in shape(obj).bounds]
+    except Exception:  # a malformed AOI only costs the map its initial view and overviews
+        return None
+    return bounds if len(bounds) == 4 and all(math.isfinite(v) for v in bounds) else None

@@ -9,8 +9,10 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
+from amberwatch.errors import InvalidInputError
 from amberwatch.imagery.xyz import basemap_preset
 
 TAG_RE = re.compile(r"<[^>]+>")
@@ -61,3 +63,24 @@ def tile_origins(basemap: Basemap) -> tuple[str, ...]:
         parts = urlsplit(url)
         origins.append(f"{parts.scheme}://{parts.netloc}")
     return tuple(dict.fromkeys(origins))
+
+
+def basemap_config(name: str) -> dict[str, Any]:
+    """The map's config of basemap preset ``name`` (``imagery.basemap.resolve_basemap``): name, Leaflet URL template,
+    subdomains, max zoom, HTML attribution and the origin the page must be allowed to load images from.
+
+    InvalidInputError naming the preset when it is unknown, needs an API key or has no http(s) tile URL.
+    """
+    basemap = resolve_basemap(name)
+    url = basemap.url.replace("{r}", "")  # the map asks for standard-resolution tiles
+    origin = re.match(r"^https?://[^/]+", url)
+    if origin is None:
+        raise InvalidInputError(f"basemap {name!r} has no http(s) tile URL ({url!r})")
+    return {
+        "name": basemap.name,
+        "url": url,
+        "subdomains": basemap.subdomains or LEAFLET_SUBDOMAINS,
+        "max_zoom": 19 if basemap.max_zoom is None else basemap.max_zoom,
+        "attribution": basemap.attribution_html,
+        "origin": origin.group(0).replace("{s}", "*"),
+    }

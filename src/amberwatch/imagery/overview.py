@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from PIL import Image, UnidentifiedImageError
 
@@ -138,11 +138,18 @@ def overview_tile(cache: TileCache, source_id: str, base_z: int, z: int, x: int,
 
 
 def build_overviews(
-    cache: TileCache, source_id: str, base_z: int, min_z: int, *, stop: Callable[[], bool] = lambda: False
+    cache: TileCache,
+    source_id: str,
+    base_z: int,
+    min_z: int,
+    *,
+    stop: Callable[[], bool] = lambda: False,
+    base_tiles: Iterable[tuple[int, int]] | None = None,
 ) -> int:
     """Build (or refresh) every overview of a source from ``base_z - 1`` down to ``min_z``, level by level, so
-    each tile is decoded once. Returns how many tiles it went through; stops early when ``stop()`` is true."""
-    tiles = parent_tiles(cache.ok_tiles(source_id, base_z))
+    each tile is decoded once (``base_tiles``: only the overviews above these base tiles; default all cached ones).
+    Returns how many tiles it went through; stops early when ``stop()`` is true."""
+    tiles = parent_tiles(cache.ok_tiles(source_id, base_z) if base_tiles is None else base_tiles)
     done = 0
     for z in range(base_z - 1, max(min_z, base_z - MAX_LEVELS, 0) - 1, -1):
         for x, y in sorted(tiles):

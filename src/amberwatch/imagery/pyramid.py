@@ -1,6 +1,6 @@
 """The one tile-pyramid builder: each tile below the base zoom is its four children mosaicked and halved, written
-to a ``TileSink`` (a folder of ``{z}/{x}/{y}`` files for the story, the tile cache's overview table for the map;
-PMTiles later).
+to a ``TileSink`` (a folder of ``{z}/{x}/{y}`` files for the story, the tile cache's overview table for the map, a
+PMTiles archive for the static edition: ``publish.archive.PMTilesSink``).
 
 A ``PyramidStyle`` says how four children become one tile (``downsample``) and how a tile is stored (``encode``).
 ``build_pyramid`` builds a bounded set of tiles eagerly, level by level, each level from the one below it in
