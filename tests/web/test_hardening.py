@@ -123,6 +123,7 @@ def test_rotating_user_agents_over_http_does_not_bypass_the_rate_limit(tmp_path)
         ]
         assert codes == [201] * 5 + [429] * 35
         # Behind a trusted proxy ('serve --trusted-proxy 127.0.0.1' sets uvicorn so) each reader has its own limit.
+        http.cookies.clear()  # another person: no reader cookie yet
         other = http.post(
             f"/api/detections/{did}/feedback", json={"verdict": "confirmed"}, headers={"X-Forwarded-For": "203.0.113.9"}
         )
@@ -158,6 +159,7 @@ def test_global_caps_keep_the_reviewer_queue_from_being_flooded(tmp_path):
         def post(did: int) -> httpx.Response:
             k = next(seq)
             headers = {"X-Forwarded-For": f"10.0.{k // 250}.{k % 250}", "User-Agent": f"bot {k}"}
+            http.cookies.clear()  # bots keep no reader cookie: each post is a new reader
             return http.post(f"/api/detections/{did}/feedback", json={"verdict": "confirmed"}, headers=headers)
 
         assert [post(d0).status_code for _ in range(5)] == [201, 201, 201, 429, 429]

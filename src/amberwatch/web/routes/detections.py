@@ -24,7 +24,7 @@ from amberwatch.results.store import detection_thumbnail as stored_thumbnail
 from amberwatch.results.store import scan_exists, scan_layers
 from amberwatch.review.chips import detection_chip
 from amberwatch.review.feedback import record_feedback, removed_after_review, review_states
-from amberwatch.web.deps import get_cache, get_client, get_conn
+from amberwatch.web.deps import get_cache, get_client, get_conn, get_reader
 from amberwatch.web.layers import aoi_bounds, overview_zoom
 from amberwatch.web.params import MAX_TILE_INDEX, MAX_ZOOM, IdPath, Text, TileIndexPath, ZoomPath, id_query
 
@@ -140,8 +140,11 @@ def post_feedback(
     request: Request,
     conn: sqlite3.Connection = Depends(get_conn),
     client: str = Depends(get_client),
+    reader: str = Depends(get_reader),
 ) -> dict:
-    """Mark a detection 'not_mining' (with a category) or 'confirmed'; rate limited per client and in all.
+    """Mark a detection 'not_mining' (with a category) or 'confirmed'; rate limited per reader, address and in all.
+
+    The reader is the ``aw_reader`` cookie (set on a first visit): their new answer replaces their pending one.
 
     ``imagery_date`` (optional): the date of the layer the reader looked at; it must be the detection's scan's.
     """
@@ -152,6 +155,7 @@ def post_feedback(
         body.category,
         body.comment,
         client=client,
+        reader=reader,
         limits=request.app.state.feedback_limits,
         imagery_date=body.imagery_date,
     )

@@ -1,7 +1,7 @@
 """Reviewer endpoints: the queue of readers' flags (one by one, or grouped per site), and accept / reject decisions.
 
-Also a reader's own answer on a site (``/api/detections/{id}/feedback/mine``, public: the reader is the client
-address, as for posting a flag) and a site's chip with its outline drawn on (public, like the plain chip).
+Also a reader's own answer on a site (``/api/detections/{id}/feedback/mine``, public: the reader is their
+``aw_reader`` cookie, as for posting a flag) and a site's chip with its outline drawn on (public, like the plain chip).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from amberwatch.review.feedback import (
     pending_summary,
     reader_feedback,
 )
-from amberwatch.web.deps import get_cache, get_client, get_conn, get_reviewer
+from amberwatch.web.deps import get_cache, get_client, get_conn, get_reader, get_reviewer
 from amberwatch.web.params import IdField, IdPath, Text
 from amberwatch.web.users import User
 
@@ -147,14 +147,18 @@ def reject(
 
 @router.get("/api/detections/{detection_id}/feedback/mine", summary="The reader's own answer on a site")
 def my_feedback(
-    detection_id: IdPath, conn: sqlite3.Connection = Depends(get_conn), client: str = Depends(get_client)
+    detection_id: IdPath,
+    conn: sqlite3.Connection = Depends(get_conn),
+    client: str = Depends(get_client),
+    reader: str = Depends(get_reader),
 ) -> dict:
-    """{"feedback": this client's current flag on the detection (verdict, category, comment, status) or null}.
+    """{"feedback": this reader's current flag on the detection (verdict, category, comment, status) or null}.
 
-    Flagging the site again replaces a pending answer (the POST's answer lists the replaced ids in ``replaced``).
+    The reader is the ``aw_reader`` cookie; a flag sent from the same address before readers had cookies is theirs
+    too. Flagging the site again replaces a pending answer (the POST's answer lists the replaced ids in ``replaced``).
     """
     get_detection(conn, detection_id)  # 404 for an unknown detection
-    fb = reader_feedback(conn, detection_id, client)
+    fb = reader_feedback(conn, detection_id, reader, address=client)
     if fb is not None:
         fb.pop("client", None)
     return {"feedback": fb}

@@ -2,7 +2,7 @@
 'use strict';
 
 (function () {
-  const { el, api, pct, ha, confClass, confColour, likelihood, getToken } = window.aw;
+  const { el, api, pct, ha, confClass, confColour, siteWords, siteClass, getToken } = window.aw;
   const awTime = window.awTime;     // timeline.js: status words, area chart, before/after view
   const POLYGON_ZOOM = 14;          // from this zoom on, sites are drawn as polygons instead of clustered markers
   const LIST_LIMIT = 200;
@@ -53,7 +53,8 @@
     removeOutsideVisibleBounds: true,
     // Coloured like the sites (by the most confident site inside), so the legend holds at every zoom.
     iconCreateFunction: (cluster) => {
-      const best = cluster.getAllChildMarkers().reduce((a, m) => Math.max(a, m.options.prob), 0);
+      // Sites reviewed as not mining are grey: they never colour a cluster red.
+      const best = cluster.getAllChildMarkers().reduce((a, m) => Math.max(a, m.options.removed ? 0 : m.options.prob), 0);
       const n = cluster.getChildCount();
       const size = n < 100 ? 'small' : n < 1000 ? 'medium' : 'large';
       return L.divIcon({ html: '<div><span>' + n + '</span></div>', iconSize: L.point(40, 40),
@@ -272,15 +273,17 @@
   // ---------- drawing ----------
   function makeMarker(f) {
     const p = f.properties;
-    const cls = 'dot ' + confClass(p.mean_prob) + (p.review ? ' reviewed-' + (p.review === 'confirmed' ? 'yes' : 'no') : '');
-    const m = L.marker([p.lat, p.lon], { icon: L.divIcon({ className: cls, iconSize: [14, 14] }), keyboard: false,
-      prob: p.mean_prob });
+    // 24 px: a tap target a finger can hit. Focusable: Enter (Leaflet's keyboard option) opens the popup.
+    const m = L.marker([p.lat, p.lon], { icon: L.divIcon({ className: 'dot ' + siteClass(p), iconSize: [24, 24] }),
+      keyboard: true, title: `${placeText(p)}: ${siteWords(p)}, ${ha(p.area_ha)} ha`, alt: placeText(p),
+      prob: p.mean_prob, removed: p.review === 'not_mining' });
     m.on('click', () => select(f.id, { fly: true }));
+    m.on('keypress', (ev) => { if (ev.originalEvent.key === 'Enter') select(f.id, { fly: true }); });
     return m;
   }
 
   function polygonStyle(p, selected) {
-    const reviewed = p.review === 'not_mining' ? { color: '#555', dashArray: '5 5', fillOpacity: 0.08 }
+    const reviewed = p.review === 'not_mining' ? { color: '#555', fillColor: '#9e9e9e', dashArray: '5 5', fillOpacity: 0.15 }
       : p.review === 'confirmed' ? { color: '#7a0177', weight: 3 } : {};
     return Object.assign({ renderer, color: confColour(p.mean_prob), weight: 2, fillColor: confColour(p.mean_prob),
       fillOpacity: 0.25, dashArray: null }, reviewed, selected ? { weight: 4, color: '#00e5ff' } : {});
@@ -361,11 +364,10 @@
       const p = f.properties;
       return el('li', {}, el('button', { type: 'button', className: 'site', dataset: { id: String(f.id) },
         onclick: () => select(f.id, { fly: true }) },
-      el('i', { className: 'swatch ' + confClass(p.mean_prob) }),
+      el('i', { className: 'swatch ' + siteClass(p) }),
       el('span', { className: 'where' }, placeText(p)),
-      el('span', { className: 'what' }, `${ha(p.area_ha)} ha · ${likelihood(p.mean_prob)}` +
-        (p.capture_date ? ` · ${p.capture_date.slice(0, 10)}` : '')),
-      p.review ? el('span', { className: 'tag' }, p.review === 'confirmed' ? 'confirmed' : 'not mining') : null));
+      el('span', { className: 'what' }, `${ha(p.area_ha)} ha · ${siteWords(p)}` +
+        (p.capture_date ? ` · ${p.capture_date.slice(0, 10)}` : ''))));
     }));
   }
 
@@ -388,43 +390,59 @@
   }
 
   function headline(p) {
-    if (p.review === 'confirmed') return 'Mining (confirmed by a reviewer)';
-    if (p.review === 'not_mining') return 'Not mining (checked by a reviewer)';
-    const text = likelihood(p.mean_prob);
+    const text = siteWords(p);
     return text.charAt(0).toUpperCase() + text.slice(1);
   }
 
-  // The question to readers, up front: two answers, what it is instead, an optional note. One answer per reader
-  // and site: the buttons are disabled once sent (no duplicate), "Change my answer" replaces it (the server keeps
-  // the reader's latest answer). A reader who answered before sees that answer when the popup opens.
+  // The question to readers, up front: two answers (one tap sends), then what it is instead and an optional note.
+  // One answer per reader and site (the reader cookie): once sent, the buttons are disabled (no duplicate); after
+  // "No" the reader can still choose what it is instead, and a note written after sending goes with "Send note":
+  // both are sent as an edit of their answer (the server keeps the reader's latest). "Change my answer" starts
+  // over. A reader who answered before sees that answer when the popup opens.
   function flagForm(f) {
     const p = f.properties;
     const qid = `q-${f.id}`;
     const msg = el('p', { className: 'msg', role: 'status' });
-    const category = el('select', { name: 'category', 'aria-label': 'If not, what is it?' },
+    const category = el('select', { name: 'category', 'aria-label': 'If not, what is it?', onchange: () => edit() },
       ...CATEGORIES.map((c) => el('option', { value: c, selected: c === 'other' }, c)));
     const comment = el('textarea', { name: 'comment', maxLength: 2000, rows: 2, 'aria-label': 'Note (optional)',
-      placeholder: 'What you know about this place (optional)' });
+      placeholder: 'What you know about this place (optional)', oninput: () => noteChanged() });
+    const sendNote = el('button', { type: 'button', className: 'send-note', hidden: true, onclick: () => edit() },
+      'Send note');
     const yes = el('button', { type: 'button', className: 'confirm', onclick: () => send('confirmed') }, 'Yes, mining');
     const no = el('button', { type: 'button', className: 'not-mining', onclick: () => send('not_mining') },
       'No, not mining');
     const change = el('button', { type: 'button', className: 'change link', hidden: true,
       onclick: () => answered(null) }, 'Change my answer');
+    const instead = el('label', { className: 'row instead' }, 'If not, what is it? ', category);
     let busy = false;
+    let current = null;                // the answer the server holds for this reader: {verdict, category, comment}
     // The popup grew or shrank: lay it out again and pan it back into view.
     const relayout = () => { if (map._popup && map._popup.isOpen()) map._popup.update(); };
+    function noteChanged() {
+      sendNote.hidden = !current || comment.value.trim() === (current.comment || '');
+    }
     function answered(fb, text) {
+      current = fb;
       for (const b of [yes, no]) {
         b.disabled = Boolean(fb);
         b.classList.toggle('chosen', Boolean(fb) && (b === yes) === (fb.verdict === 'confirmed'));
         b.setAttribute('aria-pressed', String(b.classList.contains('chosen')));
       }
-      category.disabled = Boolean(fb);
+      // What it is instead: before any answer, and after "No" (an edit); not after "Yes".
+      category.disabled = Boolean(fb) && fb.verdict === 'confirmed';
       if (fb && fb.category) category.value = fb.category;
+      if (fb) comment.value = fb.comment || '';
+      noteChanged();
       change.hidden = !fb;
       msg.classList.toggle('ok', Boolean(fb));
       msg.textContent = fb ? text : '';
       relayout();
+    }
+    async function post(verdict) {
+      return api(`/api/detections/${f.id}/feedback`, { method: 'POST', body: {
+        verdict, category: verdict === 'not_mining' ? category.value : null, comment: comment.value,
+        imagery_date: layerDate(p) } });
     }
     async function send(verdict) {
       if (busy) return;
@@ -433,17 +451,32 @@
       msg.classList.remove('ok');
       msg.textContent = 'Sending…';
       try {
-        const r = await api(`/api/detections/${f.id}/feedback`, { method: 'POST', body: {
-          verdict, category: verdict === 'not_mining' ? category.value : null, comment: comment.value,
-          imagery_date: layerDate(p) } });
+        const r = await post(verdict);
         const updated = Array.isArray(r.replaced) && r.replaced.length > 0;
         if (!updated) p.pending = (p.pending || 0) + 1;
-        answered(r, updated ? 'Thanks — your answer is updated. A reviewer will check it.'
-          : 'Thanks — sent. A reviewer will check it.');
+        answered(r, (updated ? 'Thanks — your answer is updated.' : 'Thanks — sent.') +
+          (verdict === 'not_mining' ? ' What is it instead? Choose below.' : ' A reviewer will check it.'));
         status.textContent = reviewLine(p);
-        relayout();
+        // Keyboard and screen-reader users keep their place: on to "what is it?" after "No", else the marker.
+        if (verdict === 'not_mining') category.focus(); else returnFocus(f);
       } catch (e) {
         yes.disabled = no.disabled = false;
+        msg.textContent = 'Not sent: ' + e.message;
+        relayout();
+      } finally {
+        busy = false;
+      }
+    }
+    // An edit of the answer already sent (what it is instead, a note): sent at once, never dropped silently.
+    async function edit() {
+      if (!current || busy) return;
+      busy = true;
+      msg.classList.remove('ok');
+      msg.textContent = 'Sending…';
+      try {
+        const r = await post(current.verdict);
+        answered(r, 'Thanks — your answer is updated: ' + said(r) + '.');
+      } catch (e) {
         msg.textContent = 'Not sent: ' + e.message;
         relayout();
       } finally {
@@ -454,18 +487,21 @@
     api(`/api/detections/${f.id}/feedback/mine`).then((r) => {
       const fb = r && r.feedback;
       if (!fb || busy || yes.disabled) return;
-      const said = fb.verdict === 'confirmed' ? 'mining' : `not mining (${fb.category || 'other'})`;
       const state = fb.status === 'accepted' ? 'a reviewer agreed' : fb.status === 'rejected' ? 'a reviewer disagreed'
         : 'awaiting review';
-      answered(fb, `You answered: ${said} — ${state}.`);
+      answered(fb, `You answered: ${said(fb)} — ${state}.`);
     }).catch(() => {});
     return el('section', { className: 'flag', 'aria-labelledby': qid },
       el('h4', { id: qid }, 'Is this mining?'),
       el('div', { className: 'row answers' }, yes, no),
-      el('label', { className: 'row' }, 'If not, what is it? ', category),
+      instead,
       el('details', { className: 'add-note', ontoggle: relayout },
-        el('summary', {}, 'Add a note'), comment),
+        el('summary', {}, 'Add a note'), comment, sendNote),
       msg, change, status);
+  }
+
+  function said(fb) {
+    return fb.verdict === 'confirmed' ? 'mining' : `not mining (${fb.category || 'other'})`;
   }
 
   function popupContent(f) {
@@ -506,6 +542,16 @@
       autoPanPaddingBottomRight: [pad, pad] };
     if (narrow.matches) options.maxHeight = Math.max(200, size.y - 2 * pad - 40 - top);
     return options;
+  }
+
+  // The marker of the site whose popup is open (keyboard focus goes back there), if it is drawn.
+  function markerElement(f) {
+    return f && f.marker && f.marker.getElement ? f.marker.getElement() : null;
+  }
+
+  function returnFocus(f) {
+    const icon = markerElement(f);
+    if (icon && icon.isConnected) icon.focus({ preventScroll: true });
   }
 
   function select(id, { fly }) {
@@ -659,6 +705,11 @@
     if (document.getElementById('f-inview').checked) applyFilters();
   });
   window.addEventListener('hashchange', openFromHash);
+  document.addEventListener('keydown', (ev) => {
+    if (ev.key !== 'Escape' || !map._popup || !map._popup.isOpen() || !document.getElementById('compare').hidden) return;
+    map.closePopup();
+    returnFocus(byId.get(AW.selected));
+  });
   document.getElementById('panel-toggle').addEventListener('click', () => {
     setSheet(!document.body.classList.contains('sheet-open'));
   });
