@@ -25,12 +25,14 @@ from amberwatch.errors import ConflictError, InvalidInputError, NotFoundError, P
 from amberwatch.imagery.cache import TileCache
 from amberwatch.labels.store import CATEGORIES, ExampleStore
 from amberwatch.results.places import describe_places
-from amberwatch.results.public import NOT_REVIEWED, ReviewState, removed_totals
+from amberwatch.results.public import NOT_REVIEWED, ReviewState, public_detections, removed_totals
 from amberwatch.results.records import Detection
 from amberwatch.results.store import get_detection, get_scan, query_detections
 from amberwatch.review.chips import detection_chip
 
 VERDICTS = ("not_mining", "confirmed")
+REVIEWER_PREFIX = "reviewer:"  # the reader and client of a reviewer's own decision on a site nobody flagged
+UNDONE_REASON = "review undone"
 STATUSES = ("pending", "accepted", "rejected", "superseded")
 MAX_COMMENT_CHARS = 2000
 DEFAULT_LIMIT_PER_HOUR = 30
@@ -582,3 +584,97 @@ def _has_feedback_table(conn: sqlite3.Connection) -> bool:
         conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'web_feedback'").fetchone()
         is not None
     )
+
+
+def unreviewed_sites(conn: sqlite3.Connection, scan_id: int, limit: int = 50) -> list[dict]:
+    """A scan's largest detections with no review (own or followed from another date) and no flag awaiting one.
+
+    Each: its facts, ``place`` and outlined chip URL, as the grouped queue's sites.
+    """
+    found = public_detections(conn, review_states(conn), scan_id=scan_id, order="largest", places=False)
+    open_sites = [d for d in found if d.review == NOT_REVIEWED and d.review_from is None][: int(limit)]
+    places = describe_places((d.centroid_lon, d.centroid_lat) for d in open_sites)
+    return [
+        {
+            "detection_id": d.id,
+            "scan_id": d.scan_id,
+            "lon": d.centroid_lon,
+            "lat": d.centroid_lat,
+            "area_ha": d.area_ha,
+            "mean_prob": d.mean_prob,
+            "capture_date": d.capture_date,
+            "place": place,
+            "chip_url": f"/api/detections/{d.id}/chip-outline.jpg",
+        }
+        for d, place in zip(open_sites, places)
+    ]
+
+
+def decide_unflagged(
+    conn: sqlite3.Connection, cache: TileCache, detection_id: int, verdict: Any, reviewer: str, category: Any = None
+) -> dict:
+    """A reviewer's own decision on a site no reader flagged: an accepted flag of theirs and one example.
+
+    ConflictError (409) when the site has flags awaiting review (decide those) or a review already.
+    """
+    verdict, category, _ = validate_feedback(verdict, category, None)
+    det = get_detection(conn, detection_id)
+    pixels = detection_chip(conn, cache, det.id)  # rendered before the write lock is taken
+    who = REVIEWER_PREFIX + reviewer
+    store = ExampleStore(conn)
+    with store.transaction():
+        state = review_states(conn, [det.id]).get(det.id, NOT_REVIEWED)
+        if state.pending or state.verdict is not None:
+            raise ConflictError(
+                f"detection {det.id} already has {state.pending} flags awaiting review or a review"
+                f" ({state.verdict or 'none'}): decide it in the readers' queue"
+            )
+        flag_id = _insert_flag(conn, det, (verdict, category, None, get_scan(conn, det.scan_id).imagery_date), who, who)
+        fb = get_feedback(conn, flag_id)
+        example_id = _review_example(store, fb, pixels, reviewer)
+        conn.execute(
+            "UPDATE web_feedback SET status = 'accepted', reviewed_by = ?, reviewed_at = ?, example_id = ?"
+            " WHERE id = ?",
+            (reviewer, utc_now_iso(), example_id, flag_id),
+        )
+    return {**get_feedback(conn, flag_id), "remaining": pending_summary(conn)}
+
+
+def undo_site_decision(conn: sqlite3.Connection, detection_id: int, flag_ids: list[int], reviewer: str) -> dict:
+    """Undo a reviewer's decision on a site: its flags ``flag_ids`` back to pending (a reviewer's own flag is
+    dropped: it was never a reader's), the example it made excluded (kept, out of training).
+
+    ConflictError (409) unless those flags are still exactly as that reviewer decided them.
+    """
+    ids = sorted({int(i) for i in flag_ids})
+    if not ids:
+        raise InvalidInputError(f"undo on detection {detection_id} needs the decided flag ids")
+    store = ExampleStore(conn)
+    with store.transaction():
+        marks = ",".join("?" * len(ids))
+        rows = conn.execute(
+            f"SELECT id, status, reviewed_by, example_id, client_hash FROM web_feedback WHERE id IN ({marks})"
+            " AND detection_id = ?",
+            (*ids, int(detection_id)),
+        ).fetchall()
+        if len(rows) != len(ids) or any(r["status"] not in ("accepted", "rejected") for r in rows):
+            raise ConflictError(f"the flags {ids} of detection {detection_id} are no longer as decided: reload")
+        if any(r["reviewed_by"] != reviewer for r in rows):
+            raise ConflictError(f"the decision on detection {detection_id} was another reviewer's: it stays")
+        examples = sorted({int(r["example_id"]) for r in rows if r["example_id"] is not None})
+        own = [int(r["id"]) for r in rows if str(r["client_hash"]).startswith(REVIEWER_PREFIX)]
+        conn.execute(f"DELETE FROM web_feedback WHERE id IN ({marks}) AND client_hash LIKE 'reviewer:%'", ids)
+        conn.execute(
+            "UPDATE web_feedback SET status = 'pending', reviewed_by = NULL, reviewed_at = NULL, example_id = NULL"
+            f" WHERE id IN ({marks})",
+            ids,
+        )
+        if examples:
+            store.exclude(ids=examples, reason=UNDONE_REASON)
+    return {
+        "detection_id": int(detection_id),
+        "status": "pending",
+        "pending": [i for i in ids if i not in own],
+        "excluded_examples": examples,
+        "remaining": pending_summary(conn),
+    }

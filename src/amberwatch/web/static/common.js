@@ -70,6 +70,7 @@ window.aw = (function () {
         form.hidden = true;
         logout.hidden = false;
         document.getElementById('who').textContent = me.name;
+        document.getElementById('signed-in').hidden = false;
         onReady(t);
       } catch (e) {
         setToken(null);
