@@ -608,19 +608,42 @@
     document.getElementById('similar').hidden = true;
   }
 
+  // A similar place in words: where it is, how alike, and whether the model already found a site there.
+  function similarWhere(p) {
+    return p.place || `${p.lat.toFixed(4)}, ${p.lon.toFixed(4)}`;
+  }
+
+  function similarPopup(p) {
+    const site = p.detection_id && byId.get(p.detection_id);
+    return el('div', { className: 'popup similar-popup', dataset: { rank: String(p.rank) } },
+      el('h3', {}, `Similar place ${p.rank}`),
+      el('p', { className: 'place' }, similarWhere(p)),
+      el('img', { className: 'thumb', src: p.chip_url, alt: `Imagery of similar place ${p.rank}`, width: 160,
+        height: 160, onerror: (ev) => { ev.target.hidden = true; } }),
+      el('p', {}, `${pct(Math.max(0, p.score))} alike. ` +
+        (site ? 'The model already marks a site here.' : 'The model marks no site here.')),
+      site ? el('button', { type: 'button', onclick: () => select(site.id, { fly: true }) }, 'Open this site') : null);
+  }
+
+  // The place in view with its popup fully on screen (on a phone the sheet closes first).
   function goToPlace(p) {
     for (const li of document.querySelectorAll('#similar-list li')) li.classList.toggle('current', li.dataset.rank === String(p.rank));
+    if (narrow.matches) setSheet(false);
+    map.invalidateSize();
     const zoom = Math.max(map.getZoom(), scan ? scan.zoom : POLYGON_ZOOM + 2);
-    map.flyTo([p.lat, p.lon], zoom, { duration: 0.6 });
+    map.setView([p.lat, p.lon], zoom, { animate: false });
+    L.popup(popupOptions()).setLatLng([p.lat, p.lon]).setContent(similarPopup(p)).openOn(map);
+    AW.similarOpen = p.rank;
   }
 
   function placeItem(p) {
-    const what = `${pct(Math.max(0, p.score))} similar` + (p.tiles > 1 ? ` · ${p.tiles} tiles` : '') +
-      (p.detection_id ? ` · site ${p.detection_id}` : '');
+    const what = `${similarWhere(p)} · ${pct(Math.max(0, p.score))} alike` +
+      (p.detection_id ? ' · a site is marked here' : '');
     return el('li', { dataset: { rank: String(p.rank), tile: p.tile } },
-      el('button', { type: 'button', className: 'place', title: `Go to place ${p.rank}`, onclick: () => goToPlace(p) },
+      el('button', { type: 'button', className: 'place', title: `Go to similar place ${p.rank}`,
+        onclick: () => goToPlace(p) },
         el('b', { className: 'rank' }, String(p.rank)),
-        el('img', { src: p.chip_url, alt: `Imagery of place ${p.rank}`, width: 64, height: 64,
+        el('img', { src: p.chip_url, alt: `Imagery of similar place ${p.rank}`, width: 64, height: 64,
           onerror: (ev) => { ev.target.classList.add('missing'); } }),
         el('span', {}, what)));
   }
@@ -641,7 +664,7 @@
     clearSimilar();
     const msg = document.getElementById('similar-msg');
     document.getElementById('similar').hidden = false;
-    document.getElementById('similar-of').textContent = String(f.id);
+    document.getElementById('similar-of').textContent = placeText(f.properties);
     msg.textContent = 'Searching…';
     try {
       const data = await api(`/api/similar?detection=${f.id}&top=${SIMILAR_TOP}`);
