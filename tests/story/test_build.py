@@ -77,8 +77,9 @@ def test_captions_in_plain_words(built_story: Path, story_data: StoryFixture) ->
     for text in (page, (built_story / "data.js").read_text("utf-8")):
         for internal in ("test-1", SOURCE_ID, "mbtiles", str(story_data.db.parent), "scan 1)", "model 0"):
             assert internal not in text, internal
-    assert "Imagery: scan fixture scan" in page  # the scan's public credit (no preset, no stored credit)
-    assert data["attribution"] == "Imagery: scan fixture scan · Sites: amberwatch"
+    assert "imagery provider not stated" in page  # the scan's public credit (no preset, no stored credit)
+    assert "scan fixture scan" not in page
+    assert data["attribution"] == "imagery provider not stated · Sites: amberwatch"
 
 
 def _equal_sites_db(story_data: StoryFixture, folder: Path) -> Path:

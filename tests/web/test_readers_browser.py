@@ -98,9 +98,8 @@ def test_reviewed_sites_read_as_the_review_says(page, live, project):
     assert "not mining (reviewed)" in items[rejected] and "likely" not in items[rejected]
     assert "mining, confirmed by a reviewer" in items[confirmed]
     assert page.locator(f"#site-list button[data-id='{rejected}'] .swatch.reviewed-no").count() == 1
-    page.evaluate("window.amberwatch.map.setZoom(13)")  # markers, not polygons
-    page.wait_for_timeout(300)
-    grey = page.locator(".leaflet-marker-icon.dot.reviewed-no")
+    grey = page.locator(".leaflet-marker-icon.dot.reviewed-no")  # unclustered at the layer's zoom
+    grey.wait_for()
     assert grey.count() == 1 and "conf-h" not in (grey.get_attribute("class") or "")
     size = grey.bounding_box()
     assert size["width"] >= 24 and size["height"] >= 24  # a tap target
@@ -109,3 +108,31 @@ def test_reviewed_sites_read_as_the_review_says(page, live, project):
     popup = page.locator(f".leaflet-popup .popup[data-id='{rejected}']")
     popup.wait_for()
     assert popup.locator("h3").inner_text() == "Not mining (reviewed)"
+
+
+def test_layer_picker_and_credit_never_name_the_aoi_file(page, tmp_path):
+    """A scan named after its AOI file (the default) over a URL template: readers see where and when, and the credit
+    "imagery provider not stated"; a signed-in reviewer also sees a warning."""
+    from amberwatch.web.app import create_app
+    from tests.web.conftest import LiveServer, build_project
+
+    project = build_project(tmp_path)
+    conn = connect(project.db_path)
+    conn.execute(
+        "UPDATE scans SET name = 'aoi', imagery = 'https://tiles.example.org/{z}/{x}/{y}.jpg' WHERE id = ?",
+        (project.scan_id,),
+    )
+    conn.close()
+    with LiveServer(create_app(project.db_path, project.cache_path)) as live:
+        page.goto(live.url + "/")
+        wait_ready(page)
+        layers = page.locator("#scan-select").inner_text()
+        credit = page.locator(".leaflet-control-attribution").inner_text()
+        assert "Around Klesiv" in layers and "aoi" not in layers.lower()
+        assert "imagery provider not stated" in credit and "scan aoi" not in credit
+        assert page.locator("#credit-warning").is_hidden()  # readers: no reviewer's warning
+        page.evaluate(f"sessionStorage.setItem('amberwatch.reviewerToken', '{project.reviewer_token}')")
+        page.reload()
+        wait_ready(page)
+        page.locator("#credit-warning").wait_for()
+        assert "Imagery provider not stated" in page.locator("#credit-warning").inner_text()

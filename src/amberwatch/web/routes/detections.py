@@ -13,6 +13,7 @@ from amberwatch.errors import InvalidInputError, NotFoundError
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.decode import encode_jpeg
 from amberwatch.imagery.overview import overview_tile
+from amberwatch.results.places import nearest_place_name
 from amberwatch.results.public import (
     NOT_REVIEWED,
     get_public_detection,
@@ -63,8 +64,9 @@ def list_scans(conn: sqlite3.Connection = Depends(get_conn)) -> dict:
     ``removed_after_review`` and ``removed_hectares``. ``bounds``: the detections' extent (else the AOI's);
     ``scanned_bounds``: the AOI's, where the scan's imagery lies; ``overview_min_zoom``: the lowest zoom its imagery
     is served at (``/tiles/...?base=ZOOM`` builds the zooms below the scan's); ``imagery_date``: the date of its
-    imagery (null: undated). Never the imagery's path or URL, the
-    cache or model paths, nor an AOI path as the name.
+    imagery (null: undated); ``area_name``: the place nearest the scanned area's middle (readers' layer name);
+    ``credit_stated``: false when no provider is known ("imagery provider not stated"). Never the imagery's path or
+    URL, the cache or model paths, nor an AOI path as the name.
     """
     scans = []
     removed = removed_after_review(conn)
@@ -75,8 +77,16 @@ def list_scans(conn: sqlite3.Connection = Depends(get_conn)) -> dict:
         layer["imagery_date"] = s.scan.imagery_date
         found = s.detections_bbox
         layer["bounds"] = list(found.as_tuple()) if found is not None else layer["scanned_bounds"]
+        layer["area_name"] = _area_name(layer["scanned_bounds"])
         scans.append(layer)
     return {"scans": scans}
+
+
+def _area_name(bounds: list[float] | None) -> str | None:
+    """The name of the place nearest the middle of a scanned area, for readers' layer names."""
+    if not bounds or len(bounds) != 4:
+        return None
+    return nearest_place_name((bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2)
 
 
 @router.get("/api/detections", summary="Detections as a GeoJSON FeatureCollection")

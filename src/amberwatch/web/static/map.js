@@ -79,21 +79,33 @@
     labelScans();
   }
 
-  // Readers see a scan's name and its sites; signed-in reviewers also its id and model version (what layers of
-  // the same area differ by), first, as the closed dropdown cuts long names.
+  // A layer by where and when (never a scan's file name): "Around Klesiv · 2018-05-12 · 5 sites". Signed-in
+  // reviewers also see its id and model version (what layers of the same area differ by), first, as the closed
+  // dropdown cuts long names.
   function labelScans() {
     const sel = document.getElementById('scan-select');
     const value = sel.value;
     sel.replaceChildren(el('option', { value: 'all' }, 'All scans'));
     for (const s of scans) {
       const sites = `${s.detections.toLocaleString('en')} site${s.detections === 1 ? '' : 's'}`;
+      const where = (s.area_name ? `Around ${s.area_name}` : 'Scanned area') + (s.imagery_date ? ` · ${s.imagery_date}` : '');
       const label = reviewerToken
         ? `#${s.id} · model ${s.model_version} · ${sites}` + (s.parent_scan_id ? ` (rescan of #${s.parent_scan_id})` : '') +
-          ` · ${s.name}`
-        : `${s.name} · ${sites}` + (s.parent_scan_id ? ' · re-checked' : '');
+          ` · ${where}`
+        : `${where} · ${sites}` + (s.parent_scan_id ? ' · re-checked' : '');
       sel.append(el('option', { value: String(s.id) }, label));
     }
     if (value) sel.value = value;
+    showCreditWarning();
+  }
+
+  // Reviewers are told when a shown layer's imagery names no provider (a licensing risk before publishing).
+  function showCreditWarning() {
+    const box = document.getElementById('credit-warning');
+    const unstated = reviewerToken ? (scan ? [scan] : scans).filter((s) => s.credit_stated === false) : [];
+    box.hidden = !unstated.length;
+    box.textContent = unstated.length ? `Imagery provider not stated for ${unstated.length === 1 ? 'this layer'
+      : `${unstated.length} layers`}: rescan with --imagery-credit "…" (or a preset name) before publishing.` : '';
   }
 
   async function selectScan(id, { fit = true } = {}) {
@@ -102,6 +114,7 @@
     const url = new URL(location.href);
     if (scan) url.searchParams.set('scan', scan.id); else url.searchParams.delete('scan');
     history.replaceState(null, '', url);
+    showCreditWarning();
     if (fit) fitToLayer();   // first, so the imagery asks only for the tiles of the final view
     setImagery();
     await loadTimeline();
