@@ -23,7 +23,7 @@ from amberwatch.results.public import (
 )
 from amberwatch.results.store import detection_thumbnail as stored_thumbnail
 from amberwatch.results.store import scan_exists, scan_layers
-from amberwatch.review.chips import detection_chip
+from amberwatch.review.chips import detection_view, thumbnail_view
 from amberwatch.review.feedback import record_feedback, removed_after_review, review_states
 from amberwatch.web.deps import get_cache, get_client, get_conn, get_reader
 from amberwatch.web.layers import aoi_bounds, overview_zoom
@@ -124,11 +124,12 @@ def get_detection(detection_id: IdPath, conn: sqlite3.Connection = Depends(get_c
     response_class=Response,
 )
 def detection_thumbnail(detection_id: IdPath, conn: sqlite3.Connection = Depends(get_conn)) -> Response:
-    """The JPEG thumbnail saved by the scan."""
+    """The JPEG thumbnail saved by the scan (its no-data, black in the stored chip, shown as a light checkerboard)."""
     jpeg = stored_thumbnail(conn, detection_id)
     if jpeg is None:
         raise NotFoundError(f"detection {detection_id!r} has no thumbnail")
-    return Response(jpeg, media_type="image/jpeg", headers={"cache-control": "public, max-age=3600"})
+    shown = thumbnail_view(jpeg, f"thumbnail of detection {detection_id}")
+    return Response(shown, media_type="image/jpeg", headers={"cache-control": "public, max-age=3600"})
 
 
 @router.get(
@@ -139,8 +140,8 @@ def detection_thumbnail(detection_id: IdPath, conn: sqlite3.Connection = Depends
 def detection_chip_jpeg(
     detection_id: IdPath, conn: sqlite3.Connection = Depends(get_conn), cache: TileCache = Depends(get_cache)
 ) -> Response:
-    """The imagery around a detection from the tile cache (its thumbnail when the cache has none)."""
-    return Response(encode_jpeg(detection_chip(conn, cache, detection_id)), media_type="image/jpeg")
+    """The imagery around a detection from the tile cache (its thumbnail when the cache has none); no-data neutral."""
+    return Response(encode_jpeg(detection_view(conn, cache, detection_id)), media_type="image/jpeg")
 
 
 @router.post("/api/detections/{detection_id}/feedback", status_code=201, summary="Flag a detection (readers)")

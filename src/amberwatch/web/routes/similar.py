@@ -10,7 +10,7 @@ from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.decode import encode_jpeg
 from amberwatch.results.places import describe_places
 from amberwatch.results.store import get_scan
-from amberwatch.review.chips import tile_chip
+from amberwatch.review.chips import tile_view
 from amberwatch.web.deps import get_cache, get_conn, get_vectors
 from amberwatch.web.params import IdField, IdPath, TileIndexPath, ZoomPath
 from amberwatch.web.similar import DEFAULT_TOP, MAX_TOP, VectorCache, similar_places, tile_chip_url
@@ -55,10 +55,11 @@ def tile_chip_jpeg(
     conn: sqlite3.Connection = Depends(get_conn),
     cache: TileCache = Depends(get_cache),
 ) -> Response:
-    """JPEG of the tile and a margin of its neighbours from the scan's imagery in the tile cache (404 when none)."""
+    """JPEG of the tile and a margin of its neighbours from the scan's imagery in the tile cache (404 when none);
+    where no imagery is cached, a light checkerboard."""
     source_id = get_scan(conn, scan_id).imagery_source_id
     return Response(
-        encode_jpeg(tile_chip(cache, source_id, z, x, y)),
+        encode_jpeg(tile_view(cache, source_id, z, x, y)),
         media_type="image/jpeg",
         headers={"cache-control": "public, max-age=3600"},
     )
