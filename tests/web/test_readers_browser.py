@@ -136,3 +136,31 @@ def test_layer_picker_and_credit_never_name_the_aoi_file(page, tmp_path):
         wait_ready(page)
         page.locator("#credit-warning").wait_for()
         assert "Imagery provider not stated" in page.locator("#credit-warning").inner_text()
+
+
+def test_phone_landing_has_a_headline_and_totals_and_big_enough_targets(browser, live, project):
+    from tests.web.test_responsive import PHONE, assert_inside_viewport
+
+    context = browser.new_context(viewport=PHONE, device_scale_factor=1, has_touch=True, is_mobile=True)
+    page = context.new_page()
+    try:
+        errors = console_errors(page)
+        page.goto(live.url + "/")
+        wait_ready(page)
+        line = page.locator("#summary-line")
+        assert_inside_viewport(line, "landing headline")  # the collapsed sheet shows it
+        text = line.inner_text()
+        assert text.startswith("Surface mining seen from above: 5 sites,") and "ha" in text and "% of the area" in text
+        page.screenshot(path=str(artifacts_dir() / "web_phone_landing.png"))
+        page.locator("#panel-toggle").tap()
+        assert "of the scanned area is affected" in page.locator("#t-share").inner_text()
+        assert page.locator("#t-reviewed").inner_text() == "0 confirmed by a reviewer · 5 not reviewed yet"
+        for what in ("#scan-select", "#basemap", "#f-inview", "#f-change-row select"):
+            box = page.locator(what).bounding_box() if page.locator(what).is_visible() else None
+            assert box is None or box["height"] >= 24, (what, box)
+        assert page.locator("#f-inview").bounding_box()["width"] >= 24
+        icon = page.locator("link[rel=icon]").get_attribute("href")
+        assert page.request.get(live.url + icon).status == 200
+        assert errors == []
+    finally:
+        context.close()

@@ -371,6 +371,7 @@
     note.textContent = removed ? `${removed.toLocaleString('en')} removed after review (not mining)` : '';
     note.hidden = !removed;
     document.getElementById('t-km2').textContent = km2.toFixed(km2 >= 100 ? 0 : km2 >= 1 ? 1 : 2);
+    showShares(kept, km2);
     const top = [...list].sort((a, b) => b.properties.area_ha - a.properties.area_ha).slice(0, LIST_LIMIT);
     const ol = document.getElementById('site-list');
     ol.replaceChildren(...top.map((f) => {
@@ -382,6 +383,22 @@
       el('span', { className: 'what' }, `${ha(p.area_ha)} ha · ${siteWords(p)}` +
         (p.capture_date ? ` · ${p.capture_date.slice(0, 10)}` : ''))));
     }));
+  }
+
+  // What share of the scanned area the sites cover, and how many a reviewer has confirmed; the phone's landing
+  // line says the same in one sentence.
+  function showShares(kept, km2) {
+    const hectares = kept.reduce((a, f) => a + f.properties.area_ha, 0);
+    const share = km2 > 0 ? (100 * hectares) / (km2 * 100) : null;
+    const shareText = share === null ? '' : share >= 1 ? `${share.toFixed(1)}%` : share >= 0.01 ? `${share.toFixed(2)}%` : '<0.01%';
+    document.getElementById('t-share').textContent = share === null ? ''
+      : `${shareText} of the scanned area is affected`;
+    const confirmed = kept.filter((f) => f.properties.review === 'confirmed').length;
+    const open = kept.length - confirmed;
+    document.getElementById('t-reviewed').textContent = kept.length
+      ? `${confirmed.toLocaleString('en')} confirmed by a reviewer · ${open.toLocaleString('en')} not reviewed yet` : '';
+    document.getElementById('summary-line').textContent = `Surface mining seen from above: ${kept.length.toLocaleString('en')}` +
+      ` site${kept.length === 1 ? '' : 's'}, ${ha(hectares)} ha` + (shareText ? ` (${shareText} of the area scanned)` : '');
   }
 
   // ---------- selection and popup ----------
