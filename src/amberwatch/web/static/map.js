@@ -187,6 +187,94 @@
     AW.imagery = imagery;
   }
 
+  // ---------- context, offline: place names and a locator ----------
+  // Names of the gazetteer's places in view (most populous first, none overlapping) at every zoom, and a small
+  // locator: the towns of the region as dots (the gazetteer is the one offline map the app ships; it outlines
+  // where people live, which is what a reader places the area by) with the view drawn as a box.
+  map.createPane('labels').style.zIndex = 450;   // over the imagery and outlines, under markers and popups
+  const placeLabels = L.layerGroup().addTo(map);
+  let placesSeq = 0;
+  const clampBox = (w, s2, e, n) => [Math.max(w, -180), Math.max(s2, -90), Math.min(e, 180), Math.min(n, 90)]
+    .map((v) => v.toFixed(5)).join(',');
+
+  async function refreshPlaceLabels() {
+    const b = map.getBounds();
+    const size = map.getSize();
+    const limit = Math.max(8, Math.min(60, Math.round((size.x * size.y) / 12000)));
+    const seq = ++placesSeq;
+    let data;
+    try {
+      data = await api(`/api/places?bbox=${clampBox(b.getWest(), b.getSouth(), b.getEast(), b.getNorth())}&limit=${limit * 3}`);
+    } catch (e) {
+      return;   // the map works without its labels
+    }
+    if (seq !== placesSeq) return;
+    placeLabels.clearLayers();
+    const taken = [];
+    for (const p of data.places) {
+      const pt = map.latLngToContainerPoint([p.lat, p.lon]);
+      const w = 7 * p.name.length + 14;
+      const box = [pt.x - w / 2, pt.y - 20, pt.x + w / 2, pt.y + 2];
+      if (taken.length >= limit || taken.some((t) => box[0] < t[2] && box[2] > t[0] && box[1] < t[3] && box[3] > t[1])) continue;
+      taken.push(box);
+      placeLabels.addLayer(L.marker([p.lat, p.lon], { pane: 'labels', interactive: false, keyboard: false,
+        icon: L.divIcon({ className: 'place-label', html: el('span', {}, p.name), iconSize: [0, 0] }) }));
+    }
+    AW.placeLabels = taken.length;
+  }
+
+  const locator = L.control({ position: 'bottomright' });
+  locator.onAdd = () => el('div', { className: 'locator', role: 'img', 'aria-label': 'Where the map is' });
+  locator.addTo(map);
+  let locatorRegion = null;   // { key, places } of the region drawn
+  const LOCATOR_PX = 110;
+  const LOCATOR_SPAN_DEG = 8;   // the locator shows about this many degrees of latitude around the view
+
+  async function refreshLocator() {
+    const c = map.getCenter();
+    const key = `${Math.round(c.lat)},${Math.round(c.lng)}`;
+    const half = LOCATOR_SPAN_DEG / 2, halfLon = half / Math.max(Math.cos((c.lat * Math.PI) / 180), 0.2);
+    const region = [Math.round(c.lng) - halfLon, Math.round(c.lat) - half, Math.round(c.lng) + halfLon, Math.round(c.lat) + half];
+    if (!locatorRegion || locatorRegion.key !== key) {
+      try {
+        const data = await api(`/api/places?bbox=${clampBox(...region)}&limit=400`);
+        locatorRegion = { key, region, places: data.places };
+      } catch (e) {
+        return;
+      }
+    }
+    drawLocator(locatorRegion);
+  }
+
+  function drawLocator({ region, places }) {
+    const [w, s2, e, n] = region;
+    const x = (lon) => ((lon - w) / (e - w)) * LOCATOR_PX;
+    const y = (lat) => ((n - lat) / (n - s2)) * LOCATOR_PX;
+    const NS = 'http://www.w3.org/2000/svg';
+    const svg = document.createElementNS(NS, 'svg');
+    svg.setAttribute('viewBox', `0 0 ${LOCATOR_PX} ${LOCATOR_PX}`);
+    svg.setAttribute('width', LOCATOR_PX);
+    svg.setAttribute('height', LOCATOR_PX);
+    const add = (tag, attrs, text) => {
+      const node = document.createElementNS(NS, tag);
+      for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+      if (text) node.textContent = text;
+      svg.append(node);
+      return node;
+    };
+    for (const p of places) add('circle', { cx: x(p.lon).toFixed(1), cy: y(p.lat).toFixed(1), r: p.population > 100000 ? 1.8 : 0.9, class: 'town' });
+    for (const p of places.slice(0, 2)) add('text', { x: x(p.lon).toFixed(1), y: (y(p.lat) - 3).toFixed(1), class: 'town-name' }, p.name);
+    const b = map.getBounds();
+    const rx = Math.max(0, x(b.getWest())), ry = Math.max(0, y(b.getNorth()));
+    const rw = Math.max(4, Math.min(LOCATOR_PX, x(b.getEast())) - rx), rh = Math.max(4, Math.min(LOCATOR_PX, y(b.getSouth())) - ry);
+    add('rect', { x: rx.toFixed(1), y: ry.toFixed(1), width: rw.toFixed(1), height: rh.toFixed(1), class: 'view' });
+    const names = places.slice(0, 2).map((p) => p.name).join(' and ');
+    locator.getContainer().setAttribute('aria-label', names ? `Where the map is: the box, near ${names}` : 'Where the map is');
+    locator.getContainer().replaceChildren(svg);
+  }
+
+  map.on('moveend', () => { refreshPlaceLabels(); refreshLocator(); });
+
   // ---------- dates ----------
   // A project with dated scans of one AOI: a date control on the map over those dates (each date is that date's
   // scan: its imagery and detections), "Over time" in popups, and the "new since" / "growing" filters. Scans
@@ -779,6 +867,8 @@
       const wanted = new URL(location.href).searchParams.get('scan');
       const first = wanted || (scans.length ? scans[0].id : 'all');
       await selectScan(first, { fit: !/d=\d+/.test(location.hash) });
+      refreshPlaceLabels();
+      refreshLocator();
       await openFromHash();
     } catch (e) {
       document.getElementById('search-msg').textContent = 'Cannot load the map data: ' + e.message;
