@@ -631,7 +631,7 @@
       el('dt', {}, 'Model'), el('dd', {}, `version ${p.model_version}, peak ${pct(p.max_prob)}`),
     ] : [];
     return el('div', { className: 'popup', dataset: { id: String(f.id) } },
-      el('img', { className: 'thumb', src: `/api/detections/${f.id}/thumbnail.jpg`, alt: `Imagery of site ${f.id}`,
+      el('img', { className: 'thumb', src: `/api/detections/${f.id}/thumbnail.jpg`, alt: `Imagery of the site ${placeText(p)}`,
         width: 200, height: 200, onerror: (ev) => { ev.target.hidden = true; } }),
       el('h3', {}, headline(p)),
       el('p', { className: 'place' }, placeText(p)),
