@@ -77,8 +77,8 @@ def test_captions_in_plain_words(built_story: Path, story_data: StoryFixture) ->
     for text in (page, (built_story / "data.js").read_text("utf-8")):
         for internal in ("test-1", SOURCE_ID, "mbtiles", str(story_data.db.parent), "scan 1)", "model 0"):
             assert internal not in text, internal
-    assert "Imagery: unknown provider." in page  # the scan names no provider: no preset, no stored credit
-    assert data["attribution"] == "Imagery: unknown provider · Sites: amberwatch"
+    assert "Imagery: provider not stated." in page  # the scan names no provider: no preset, no stored credit
+    assert data["attribution"] == "Imagery: provider not stated · Sites: amberwatch"
     assert "fixture scan" not in page  # the scan's name is no credit
 
 

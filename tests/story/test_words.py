@@ -75,7 +75,7 @@ def test_no_provider_is_said_and_warned(story_data: StoryFixture, tmp_path: Path
     with pytest.warns(AmberwatchWarning, match=r"scan 1 names no imagery provider.*--imagery-credit"):
         build_story(write_article(tmp_path, list(story_data.cached_ids[:2])), db, tmp_path / "site")
     footer = (tmp_path / "site" / "index.html").read_text("utf-8").split('<footer class="story-footer">')[1]
-    assert "Imagery: unknown provider." in footer and "scan aoi" not in footer
+    assert "Imagery: provider not stated." in footer and "scan aoi" not in footer
 
 
 def test_links_to_the_live_map(story_data: StoryFixture, tmp_path: Path) -> None:

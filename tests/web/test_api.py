@@ -58,7 +58,52 @@ def test_feedback_rate_limit_follows_x_forwarded_for_behind_a_trusted_proxy(proj
             ).status_code
 
         assert [post("203.0.113.5") for _ in range(3)] == [201, 201, 429]
+        proxied.cookies.clear()  # another person (no reader cookie yet) behind another address
         assert post("198.51.100.7") == 201
+
+
+def test_readers_behind_one_address_have_their_own_answers_and_limits(project):
+    """A reader is their cookie: two people behind one NAT neither see nor replace each other's answer, nor share
+    a limit; the address keeps a coarse cap (``per_address_hour``, by default 20 readers' worth)."""
+    from fastapi.testclient import TestClient
+
+    from amberwatch.review.feedback import FeedbackLimits
+    from amberwatch.web.app import create_app
+
+    limits = FeedbackLimits(per_client_hour=2, per_address_hour=4)
+    assert FeedbackLimits(per_client_hour=3).address_hour == 60
+    did = project.detection_ids[0]
+    app = create_app(project.db_path, project.cache_path, feedback_limits=limits)
+    with TestClient(app) as anna, TestClient(app) as ben, TestClient(app) as carl:
+        first = anna.get("/")
+        cookie = first.headers["set-cookie"]
+        assert cookie.startswith("aw_reader=") and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+        assert "set-cookie" not in anna.get("/").headers  # set once, on the first visit
+        assert flag(anna, did, verdict="confirmed").status_code == 201
+        assert ben.get(f"/api/detections/{did}/feedback/mine").json()["feedback"] is None
+        mine = flag(ben, did)
+        assert mine.status_code == 201 and mine.json()["replaced"] == []
+        assert anna.get(f"/api/detections/{did}/feedback/mine").json()["feedback"]["verdict"] == "confirmed"
+        assert flag(anna, did).json()["replaced"] != []  # "Change my answer": Anna's own flag only
+        assert ben.get(f"/api/detections/{did}/feedback/mine").json()["feedback"]["category"] == "quarry"
+        assert flag(anna, project.detection_ids[1]).status_code == 429  # Anna's limit: 2 an hour
+        assert flag(ben, project.detection_ids[1]).status_code == 201  # Ben's own limit
+        r = flag(carl, project.detection_ids[2])
+        assert r.status_code == 429 and "address" in r.json()["error"]  # four from one address in all
+
+
+def test_flags_from_before_reader_cookies_stay_their_addresss(project, client):
+    """A flag keyed by the address hash (before readers had cookies) is still read, and replaced, from there."""
+    from amberwatch.review.feedback import client_hash, record_feedback
+    from amberwatch.web.schema import client_salt
+
+    did = project.detection_ids[0]
+    conn = connect(project.db_path)
+    old = client_hash(client_salt(conn), "testclient")  # TestClient's address
+    record_feedback(conn, did, "not_mining", "quarry", None, client=old)
+    conn.close()
+    assert client.get(f"/api/detections/{did}/feedback/mine").json()["feedback"]["category"] == "quarry"
+    assert flag(client, did, verdict="confirmed").json()["replaced"] != []
 
 
 @pytest.mark.parametrize(("path", "heading"), [("/label", "Label chips"), ("/review", "Reviewer queue")])

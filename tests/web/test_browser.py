@@ -260,7 +260,7 @@ def test_map_credits_the_imagery_without_local_paths_and_offers_every_category(p
         page.wait_for_function("() => document.querySelectorAll('.leaflet-tile-loaded').length >= 4")
         credit = page.locator(".leaflet-control-attribution").inner_text()
         layers = page.locator("#scan-select").inner_text()
-        assert "Drone survey © Example NGO 2018" in credit and "klesiv" in layers
+        assert "Drone survey © Example NGO 2018" in credit and "Around Klesiv" in layers
         for text in (credit, layers, page.content()):
             assert str(tmp_path) not in text and ".geojson" not in text
         click_detection(page, project.detection_ids[1])

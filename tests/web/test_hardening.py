@@ -123,6 +123,7 @@ def test_rotating_user_agents_over_http_does_not_bypass_the_rate_limit(tmp_path)
         ]
         assert codes == [201] * 5 + [429] * 35
         # Behind a trusted proxy ('serve --trusted-proxy 127.0.0.1' sets uvicorn so) each reader has its own limit.
+        http.cookies.clear()  # another person: no reader cookie yet
         other = http.post(
             f"/api/detections/{did}/feedback", json={"verdict": "confirmed"}, headers={"X-Forwarded-For": "203.0.113.9"}
         )
@@ -158,6 +159,7 @@ def test_global_caps_keep_the_reviewer_queue_from_being_flooded(tmp_path):
         def post(did: int) -> httpx.Response:
             k = next(seq)
             headers = {"X-Forwarded-For": f"10.0.{k // 250}.{k % 250}", "User-Agent": f"bot {k}"}
+            http.cookies.clear()  # bots keep no reader cookie: each post is a new reader
             return http.post(f"/api/detections/{did}/feedback", json={"verdict": "confirmed"}, headers=headers)
 
         assert [post(d0).status_code for _ in range(5)] == [201, 201, 201, 429, 429]
@@ -329,7 +331,8 @@ def test_public_api_and_pages_never_show_a_local_path_or_an_api_key(leaky_projec
         scans = {s["id"]: s for s in c.get("/api/scans").json()["scans"]}
     assert seen >= 18
     mine = scans[leaky_project.scan_id]
-    assert mine["name"] == "klesiv-north" and mine["imagery_credit"] == "Imagery: scan klesiv-north"
+    assert mine["name"] == "klesiv-north" and mine["imagery_credit"] == "imagery provider not stated"
+    assert mine["credit_stated"] is False and mine["area_name"] == "Klesiv"
     assert "imagery" not in mine and scans[keyed]["name"] == f"scan {keyed}"
 
 
@@ -346,7 +349,25 @@ def test_imagery_credit_from_preset_attribution_or_stored_credit(project):
     assert scans[esri]["imagery_credit"] == xyzservices.providers.Esri.WorldImagery["attribution"]
     assert scans[esri]["name"] == "kyiv"
     assert scans[credited]["imagery_credit"] == "Drone © NGO" and scans[credited]["name"] == "rivne"
-    assert [scans[i]["imagery_credit"] for i in odd] == ["Imagery: scan x"] * 4
+    assert [scans[i]["imagery_credit"] for i in odd] == ["imagery provider not stated"] * 4
+
+
+def test_a_scan_from_a_url_template_is_credited_to_its_provider_never_to_the_aoi(project):
+    """A template of a known provider gets its attribution; an unknown one "imagery provider not stated", flagged
+    for reviewers (``credit_stated``), never "Imagery: scan aoi"."""
+    conn = connect(project.db_path)
+    osm = add_scan(conn, "aoi", "https://a.tile.openstreetmap.org/{z}/{x}/{y}.png", {})
+    esri = add_scan(
+        conn, "aoi", "https://server.arcgisonline.com/ArcGIS/rest/services/World_Imagery/MapServer/tile/{z}/{y}/{x}", {}
+    )
+    unknown = add_scan(conn, "aoi", "https://tiles.example.org/{z}/{x}/{y}.jpg?key=K", {})
+    with TestClient(create_app(project.db_path, project.cache_path)) as c:
+        scans = {s["id"]: s for s in c.get("/api/scans").json()["scans"]}
+    assert "OpenStreetMap" in scans[osm]["imagery_credit"] and scans[osm]["credit_stated"] is True
+    assert scans[esri]["imagery_credit"].startswith("Tiles (C) Esri")
+    assert scans[unknown]["imagery_credit"] == "imagery provider not stated"
+    assert scans[unknown]["credit_stated"] is False
+    assert all("aoi" not in s["imagery_credit"] for s in scans.values())
 
 
 # -- 12: HEAD / and one list of categories ----------------------------------------------------------------------

@@ -128,5 +128,5 @@ def test_flags_made_before_dates_migrate_with_no_date(tmp_path):
     conn.close()
     with TestClient(create_app(db, tmp_path / "old-tiles.sqlite")):
         conn = connect(db)
-        assert schema_version(conn, "web") == len(MIGRATIONS) == 5
+        assert schema_version(conn, "web") == len(MIGRATIONS) >= 5
         assert [tuple(r) for r in conn.execute("SELECT id, imagery_date FROM web_feedback")] == [(1, None)]

@@ -350,7 +350,7 @@ def test_review_page_groups_sites_outlines_them_and_counts_live(browser, live, p
             assert seen["cyan"] > 100, seen  # the detection's outline is drawn on the chip
             assert seen["natural"] >= 256 and seen["shown"] <= 2 * seen["natural"] + 0.5, seen
         card_a = page.locator(f".card[data-id='{a}']")
-        assert card_a.locator("h2").inner_text() == "Readers disagree: 2 not mining, 1 mining"
+        assert card_a.locator("h2").inner_text() == "Readers disagree: 2 readers say not mining, 1 says mining"
         assert "sand pit by the road" in card_a.inner_text() and "Klesiv" in card_a.inner_text()
         assert page.evaluate(NO_HORIZONTAL_OVERFLOW), "/review scrolls sideways"
         page.evaluate("window.scrollTo(0, 0)")
@@ -362,14 +362,14 @@ def test_review_page_groups_sites_outlines_them_and_counts_live(browser, live, p
         page.wait_for_function(f"() => document.querySelector(\".card[data-id='{b}']\").dataset.status === 'accepted'")
         assert count_text(page) == "2 sites to review (4 flags)"
         outcome = card_b.locator(".outcome")
-        assert outcome.inner_text().startswith("Accepted: not mining")
+        assert outcome.inner_text().startswith("Decided: not mining")
         assert_neutral(outcome.evaluate("(e) => getComputedStyle(e).color"))
         assert_neutral(outcome.evaluate("(e) => getComputedStyle(e).backgroundColor"))
 
-        card_a.get_by_role("button", name="Not mining").click()
+        card_a.get_by_role("button", name="Agree: not mining").click()
         page.wait_for_function(f"() => document.querySelector(\".card[data-id='{a}']\").dataset.status === 'accepted'")
         assert count_text(page) == "1 site to review (1 flag)"
-        assert "1 other flag rejected" in card_a.locator(".outcome").inner_text()
+        assert "1 other flag discarded" in card_a.locator(".outcome").inner_text()
 
         others_flag(project, later, "r6", "not_mining", "road")  # a reader flags another site meanwhile
         page.evaluate("window.amberwatchReview.poll()")

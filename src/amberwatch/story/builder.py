@@ -22,7 +22,7 @@ from amberwatch.imagery.mosaic import open_cached_source
 from amberwatch.imagery.sources import TileSource
 from amberwatch.imagery.types import LngLatBbox
 from amberwatch.project import Project, tile_cache_path
-from amberwatch.results.public import PublicDetection, preset_attribution, stored_credit
+from amberwatch.results.public import NO_CREDIT, PublicDetection, imagery_credit
 from amberwatch.results.store import SCHEMA as RESULTS_SCHEMA
 from amberwatch.results.store import get_scan
 from amberwatch.results.timeline import DEFAULT_REL_TOLERANCE
@@ -214,8 +214,8 @@ def _warn_unconfirmed(sites: list[PublicDetection], map_sites: list[PublicDetect
         warnings.warn(
             AmberwatchWarning(
                 f"{unconfirmed} of the {plural(len(shown), 'site')} in the story are not confirmed by a reviewer "
-                f"({sum(not s.confirmed for s in sites)} of the {plural(len(sites), 'fragment')}): check them on "
-                "/review first"
+                f"({sum(not s.confirmed for s in sites)} of the {plural(len(sites), 'fragment')}): confirm them on "
+                "/review?tab=unreviewed first"
             ),
             stacklevel=3,  # blame build_story's caller
         )
@@ -244,17 +244,18 @@ def _select_sites(db: Path, article: Article, scan_id: int | None, change_choice
 
 
 def _credits(conn: sqlite3.Connection, scan_ids: set[int]) -> dict[int, str | None]:
-    """The imagery credit of each scan (a preset's attribution or the credit given at scan time), None and a
-    warning for a scan that names no provider."""
+    """The imagery credit of each scan (``results.public.imagery_credit``), None and a warning for a scan that
+    names no provider."""
     out: dict[int, str | None] = {}
     for sid in sorted(scan_ids):
         scan = get_scan(conn, sid)
-        out[sid] = preset_attribution(scan.imagery) or stored_credit(scan.params)
+        credit = imagery_credit(scan.imagery, scan.params, "")
+        out[sid] = None if credit == NO_CREDIT else credit
         if out[sid] is None:
             warnings.warn(
                 AmberwatchWarning(
-                    f"scan {sid} names no imagery provider: the story says 'Imagery: unknown provider'; a published "
-                    "story needs a credit (scan --imagery-credit TEXT, or an xyzservices preset)"
+                    f"scan {sid} names no imagery provider: the story says 'Imagery: {UNKNOWN_PROVIDER}'; a "
+                    "published story needs a credit (scan --imagery-credit TEXT, or an xyzservices preset)"
                 ),
                 stacklevel=5,  # blame build_story's caller
             )
@@ -397,11 +398,11 @@ def _write_tiles(
     return written, imagery_credit_text(credits.get(chosen[0].site.scan_id))
 
 
-UNKNOWN_PROVIDER = "unknown provider"
+UNKNOWN_PROVIDER = "provider not stated"  # the map says "imagery provider not stated"
 
 
 def imagery_credit_text(credit: str | None) -> str:
-    """A scan's credit without a leading 'Imagery:' (the page adds it once); 'unknown provider' for None."""
+    """A scan's credit without a leading 'Imagery:' (the page adds it once); UNKNOWN_PROVIDER for None."""
     text = re.sub(r"^\s*imagery\s*:\s*", "", credit or "", flags=re.IGNORECASE).strip()
     return text or UNKNOWN_PROVIDER
 

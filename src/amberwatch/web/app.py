@@ -26,7 +26,14 @@ from amberwatch.imagery.cache import TileCache
 from amberwatch.project import Project
 from amberwatch.review.feedback import DEFAULT_LIMIT_PER_HOUR, FeedbackLimits
 from amberwatch.review.schema import SCHEMA as WEB_SCHEMA
-from amberwatch.web.guard import MAX_BODY_BYTES, SECURITY_HEADERS, WRITE_SLOTS, GuardMiddleware, WriteSlotsMiddleware
+from amberwatch.web.guard import (
+    MAX_BODY_BYTES,
+    SECURITY_HEADERS,
+    WRITE_SLOTS,
+    GuardMiddleware,
+    ReaderCookieMiddleware,
+    WriteSlotsMiddleware,
+)
 from amberwatch.web.routes import detections, feedback, label, pages, similar, timeline
 from amberwatch.web.similar import VectorCache
 from amberwatch.web.warmup import Warmup
@@ -105,6 +112,7 @@ def create_app(
     app.add_middleware(GZipMiddleware, minimum_size=2048)
     app.add_middleware(WriteSlotsMiddleware, slots=write_slots)
     app.add_middleware(GuardMiddleware, max_body_bytes=max_body_bytes)
+    app.add_middleware(ReaderCookieMiddleware)
     return app
 
 

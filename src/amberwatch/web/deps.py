@@ -52,3 +52,8 @@ def get_client(request: Request, conn: sqlite3.Connection = Depends(get_conn)) -
     """
     ip = request.client.host if request.client else None
     return client_hash(client_salt(conn), ip)
+
+
+def get_reader(request: Request, conn: sqlite3.Connection = Depends(get_conn)) -> str:
+    """Salted hash of the reader's id (the ``aw_reader`` cookie, ``guard.ReaderCookieMiddleware``): one person."""
+    return client_hash(client_salt(conn), "reader\n" + request.state.reader)

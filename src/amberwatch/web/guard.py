@@ -9,6 +9,9 @@ can never use up the server threads that serve reads.
 from __future__ import annotations
 
 import json
+import re
+import secrets
+from http.cookies import SimpleCookie
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -30,6 +33,13 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"cross-origin-opener-policy", b"same-origin"),
 ]
+
+
+READER_COOKIE = "aw_reader"
+READER_MAX_AGE_S = 400 * 24 * 3600  # browsers cap cookie lifetimes near 400 days
+_READER_ID = re.compile(r"[A-Za-z0-9_-]{20,64}")
+# Cacheable files never set the cookie: a shared cache must not hand one reader's id to another.
+_NO_COOKIE_PREFIXES = ("/static/", "/vendor/", "/tiles/")
 
 
 def error_body(message: str, status: int) -> bytes:
@@ -143,3 +153,55 @@ class WriteSlotsMiddleware:
             await self.app(scope, receive, send)
         finally:
             self.busy -= 1
+
+
+def reader_id(scope: Scope) -> str | None:
+    """The reader id the ``aw_reader`` cookie of a request carries, if it is well formed."""
+    for name, value in scope.get("headers", []):
+        if name.lower() != b"cookie":
+            continue
+        jar: SimpleCookie = SimpleCookie()
+        try:
+            jar.load(value.decode("latin-1"))
+        except Exception:  # a malformed Cookie header: as if there were no reader cookie
+            continue
+        morsel = jar.get(READER_COOKIE)
+        if morsel is not None and _READER_ID.fullmatch(morsel.value):
+            return morsel.value
+    return None
+
+
+class ReaderCookieMiddleware:
+    """Tells readers apart by a random id in an HttpOnly, SameSite=Lax cookie (no login), set on their first visit.
+
+    The id is in ``request.state.reader`` for every request; a request without one gets a new one, sent back as a
+    cookie (never on cacheable static files and tiles).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        """Wrap an ASGI app."""
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one ASGI request."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        known = reader_id(scope)
+        scope.setdefault("state", {})["reader"] = known or secrets.token_urlsafe(24)
+        if known or scope.get("path", "").startswith(_NO_COOKIE_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        cookie = _reader_cookie(scope["state"]["reader"], secure=scope.get("scheme") == "https")
+
+        async def send_with_cookie(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"set-cookie", cookie)]
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)
+
+
+def _reader_cookie(value: str, *, secure: bool) -> bytes:
+    flags = f"; Max-Age={READER_MAX_AGE_S}; Path=/; HttpOnly; SameSite=Lax" + ("; Secure" if secure else "")
+    return f"{READER_COOKIE}={value}{flags}".encode("latin-1")

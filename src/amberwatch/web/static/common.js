@@ -45,6 +45,17 @@ window.aw = (function () {
   function confColour(p) { return p >= 0.8 ? '#d7191c' : p >= 0.6 ? '#fd8d3c' : '#fecc5c'; }
   /** The model's confidence in plain words for readers (the same bands as confClass and the legend). */
   function likelihood(p) { return p >= 0.8 ? 'likely mining' : p >= 0.6 ? 'possibly mining' : 'unsure, maybe mining'; }
+  /** What a site is, in words: a reviewer's decision wins over the model's confidence. */
+  function siteWords(props) {
+    if (props.review === 'not_mining') return 'not mining (reviewed)';
+    if (props.review === 'confirmed') return 'mining, confirmed by a reviewer';
+    return likelihood(props.mean_prob);
+  }
+  /** The CSS class of a site's marker and swatch: grey once reviewed as not mining, else by confidence. */
+  function siteClass(props) {
+    if (props.review === 'not_mining') return 'reviewed-no';
+    return confClass(props.mean_prob) + (props.review === 'confirmed' ? ' reviewed-yes' : '');
+  }
 
   /** Wire a token form (input#token, form#token-form, button#logout) that keeps the token in sessionStorage. */
   function tokenGate(onReady) {
@@ -59,6 +70,7 @@ window.aw = (function () {
         form.hidden = true;
         logout.hidden = false;
         document.getElementById('who').textContent = me.name;
+        document.getElementById('signed-in').hidden = false;
         onReady(t);
       } catch (e) {
         setToken(null);
@@ -75,5 +87,5 @@ window.aw = (function () {
     tryToken(getToken());
   }
 
-  return { el, api, getToken, setToken, pct, ha, confClass, confColour, likelihood, tokenGate };
+  return { el, api, getToken, setToken, pct, ha, confClass, confColour, likelihood, siteWords, siteClass, tokenGate };
 })();

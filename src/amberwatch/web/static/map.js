@@ -2,7 +2,7 @@
 'use strict';
 
 (function () {
-  const { el, api, pct, ha, confClass, confColour, likelihood, getToken } = window.aw;
+  const { el, api, pct, ha, confClass, confColour, siteWords, siteClass, getToken } = window.aw;
   const awTime = window.awTime;     // timeline.js: status words, area chart, before/after view
   const POLYGON_ZOOM = 14;          // from this zoom on, sites are drawn as polygons instead of clustered markers
   const LIST_LIMIT = 200;
@@ -53,7 +53,8 @@
     removeOutsideVisibleBounds: true,
     // Coloured like the sites (by the most confident site inside), so the legend holds at every zoom.
     iconCreateFunction: (cluster) => {
-      const best = cluster.getAllChildMarkers().reduce((a, m) => Math.max(a, m.options.prob), 0);
+      // Sites reviewed as not mining are grey: they never colour a cluster red.
+      const best = cluster.getAllChildMarkers().reduce((a, m) => Math.max(a, m.options.removed ? 0 : m.options.prob), 0);
       const n = cluster.getChildCount();
       const size = n < 100 ? 'small' : n < 1000 ? 'medium' : 'large';
       return L.divIcon({ html: '<div><span>' + n + '</span></div>', iconSize: L.point(40, 40),
@@ -78,21 +79,33 @@
     labelScans();
   }
 
-  // Readers see a scan's name and its sites; signed-in reviewers also its id and model version (what layers of
-  // the same area differ by), first, as the closed dropdown cuts long names.
+  // A layer by where and when (never a scan's file name): "Around Klesiv · 2018-05-12 · 5 sites". Signed-in
+  // reviewers also see its id and model version (what layers of the same area differ by), first, as the closed
+  // dropdown cuts long names.
   function labelScans() {
     const sel = document.getElementById('scan-select');
     const value = sel.value;
     sel.replaceChildren(el('option', { value: 'all' }, 'All scans'));
     for (const s of scans) {
       const sites = `${s.detections.toLocaleString('en')} site${s.detections === 1 ? '' : 's'}`;
+      const where = (s.area_name ? `Around ${s.area_name}` : 'Scanned area') + (s.imagery_date ? ` · ${s.imagery_date}` : '');
       const label = reviewerToken
         ? `#${s.id} · model ${s.model_version} · ${sites}` + (s.parent_scan_id ? ` (rescan of #${s.parent_scan_id})` : '') +
-          ` · ${s.name}`
-        : `${s.name} · ${sites}` + (s.parent_scan_id ? ' · re-checked' : '');
+          ` · ${where}`
+        : `${where} · ${sites}` + (s.parent_scan_id ? ' · re-checked' : '');
       sel.append(el('option', { value: String(s.id) }, label));
     }
     if (value) sel.value = value;
+    showCreditWarning();
+  }
+
+  // Reviewers are told when a shown layer's imagery names no provider (a licensing risk before publishing).
+  function showCreditWarning() {
+    const box = document.getElementById('credit-warning');
+    const unstated = reviewerToken ? (scan ? [scan] : scans).filter((s) => s.credit_stated === false) : [];
+    box.hidden = !unstated.length;
+    box.textContent = unstated.length ? `Imagery provider not stated for ${unstated.length === 1 ? 'this layer'
+      : `${unstated.length} layers`}: rescan with --imagery-credit "…" (or a preset name) before publishing.` : '';
   }
 
   async function selectScan(id, { fit = true } = {}) {
@@ -101,6 +114,7 @@
     const url = new URL(location.href);
     if (scan) url.searchParams.set('scan', scan.id); else url.searchParams.delete('scan');
     history.replaceState(null, '', url);
+    showCreditWarning();
     if (fit) fitToLayer();   // first, so the imagery asks only for the tiles of the final view
     setImagery();
     await loadTimeline();
@@ -172,6 +186,94 @@
     }
     AW.imagery = imagery;
   }
+
+  // ---------- context, offline: place names and a locator ----------
+  // Names of the gazetteer's places in view (most populous first, none overlapping) at every zoom, and a small
+  // locator: the towns of the region as dots (the gazetteer is the one offline map the app ships; it outlines
+  // where people live, which is what a reader places the area by) with the view drawn as a box.
+  map.createPane('labels').style.zIndex = 450;   // over the imagery and outlines, under markers and popups
+  const placeLabels = L.layerGroup().addTo(map);
+  let placesSeq = 0;
+  const clampBox = (w, s2, e, n) => [Math.max(w, -180), Math.max(s2, -90), Math.min(e, 180), Math.min(n, 90)]
+    .map((v) => v.toFixed(5)).join(',');
+
+  async function refreshPlaceLabels() {
+    const b = map.getBounds();
+    const size = map.getSize();
+    const limit = Math.max(8, Math.min(60, Math.round((size.x * size.y) / 12000)));
+    const seq = ++placesSeq;
+    let data;
+    try {
+      data = await api(`/api/places?bbox=${clampBox(b.getWest(), b.getSouth(), b.getEast(), b.getNorth())}&limit=${limit * 3}`);
+    } catch (e) {
+      return;   // the map works without its labels
+    }
+    if (seq !== placesSeq) return;
+    placeLabels.clearLayers();
+    const taken = [];
+    for (const p of data.places) {
+      const pt = map.latLngToContainerPoint([p.lat, p.lon]);
+      const w = 7 * p.name.length + 14;
+      const box = [pt.x - w / 2, pt.y - 20, pt.x + w / 2, pt.y + 2];
+      if (taken.length >= limit || taken.some((t) => box[0] < t[2] && box[2] > t[0] && box[1] < t[3] && box[3] > t[1])) continue;
+      taken.push(box);
+      placeLabels.addLayer(L.marker([p.lat, p.lon], { pane: 'labels', interactive: false, keyboard: false,
+        icon: L.divIcon({ className: 'place-label', html: el('span', {}, p.name), iconSize: [0, 0] }) }));
+    }
+    AW.placeLabels = taken.length;
+  }
+
+  const locator = L.control({ position: 'bottomright' });
+  locator.onAdd = () => el('div', { className: 'locator', role: 'img', 'aria-label': 'Where the map is' });
+  locator.addTo(map);
+  let locatorRegion = null;   // { key, places } of the region drawn
+  const LOCATOR_PX = 110;
+  const LOCATOR_SPAN_DEG = 8;   // the locator shows about this many degrees of latitude around the view
+
+  async function refreshLocator() {
+    const c = map.getCenter();
+    const key = `${Math.round(c.lat)},${Math.round(c.lng)}`;
+    const half = LOCATOR_SPAN_DEG / 2, halfLon = half / Math.max(Math.cos((c.lat * Math.PI) / 180), 0.2);
+    const region = [Math.round(c.lng) - halfLon, Math.round(c.lat) - half, Math.round(c.lng) + halfLon, Math.round(c.lat) + half];
+    if (!locatorRegion || locatorRegion.key !== key) {
+      try {
+        const data = await api(`/api/places?bbox=${clampBox(...region)}&limit=400`);
+        locatorRegion = { key, region, places: data.places };
+      } catch (e) {
+        return;
+      }
+    }
+    drawLocator(locatorRegion);
+  }
+
+  function drawLocator({ region, places }) {
+    const [w, s2, e, n] = region;
+    const x = (lon) => ((lon - w) / (e - w)) * LOCATOR_PX;
+    const y = (lat) => ((n - lat) / (n - s2)) * LOCATOR_PX;
+    const NS = 'http://www.w3.org/2000/svg';
+    const svg = document.createElementNS(NS, 'svg');
+    svg.setAttribute('viewBox', `0 0 ${LOCATOR_PX} ${LOCATOR_PX}`);
+    svg.setAttribute('width', LOCATOR_PX);
+    svg.setAttribute('height', LOCATOR_PX);
+    const add = (tag, attrs, text) => {
+      const node = document.createElementNS(NS, tag);
+      for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+      if (text) node.textContent = text;
+      svg.append(node);
+      return node;
+    };
+    for (const p of places) add('circle', { cx: x(p.lon).toFixed(1), cy: y(p.lat).toFixed(1), r: p.population > 100000 ? 1.8 : 0.9, class: 'town' });
+    for (const p of places.slice(0, 2)) add('text', { x: x(p.lon).toFixed(1), y: (y(p.lat) - 3).toFixed(1), class: 'town-name' }, p.name);
+    const b = map.getBounds();
+    const rx = Math.max(0, x(b.getWest())), ry = Math.max(0, y(b.getNorth()));
+    const rw = Math.max(4, Math.min(LOCATOR_PX, x(b.getEast())) - rx), rh = Math.max(4, Math.min(LOCATOR_PX, y(b.getSouth())) - ry);
+    add('rect', { x: rx.toFixed(1), y: ry.toFixed(1), width: rw.toFixed(1), height: rh.toFixed(1), class: 'view' });
+    const names = places.slice(0, 2).map((p) => p.name).join(' and ');
+    locator.getContainer().setAttribute('aria-label', names ? `Where the map is: the box, near ${names}` : 'Where the map is');
+    locator.getContainer().replaceChildren(svg);
+  }
+
+  map.on('moveend', () => { refreshPlaceLabels(); refreshLocator(); });
 
   // ---------- dates ----------
   // A project with dated scans of one AOI: a date control on the map over those dates (each date is that date's
@@ -272,15 +374,17 @@
   // ---------- drawing ----------
   function makeMarker(f) {
     const p = f.properties;
-    const cls = 'dot ' + confClass(p.mean_prob) + (p.review ? ' reviewed-' + (p.review === 'confirmed' ? 'yes' : 'no') : '');
-    const m = L.marker([p.lat, p.lon], { icon: L.divIcon({ className: cls, iconSize: [14, 14] }), keyboard: false,
-      prob: p.mean_prob });
+    // 24 px: a tap target a finger can hit. Focusable: Enter (Leaflet's keyboard option) opens the popup.
+    const m = L.marker([p.lat, p.lon], { icon: L.divIcon({ className: 'dot ' + siteClass(p), iconSize: [24, 24] }),
+      keyboard: true, title: `${placeText(p)}: ${siteWords(p)}, ${ha(p.area_ha)} ha`, alt: placeText(p),
+      prob: p.mean_prob, removed: p.review === 'not_mining' });
     m.on('click', () => select(f.id, { fly: true }));
+    m.on('keypress', (ev) => { if (ev.originalEvent.key === 'Enter') select(f.id, { fly: true }); });
     return m;
   }
 
   function polygonStyle(p, selected) {
-    const reviewed = p.review === 'not_mining' ? { color: '#555', dashArray: '5 5', fillOpacity: 0.08 }
+    const reviewed = p.review === 'not_mining' ? { color: '#555', fillColor: '#9e9e9e', dashArray: '5 5', fillOpacity: 0.15 }
       : p.review === 'confirmed' ? { color: '#7a0177', weight: 3 } : {};
     return Object.assign({ renderer, color: confColour(p.mean_prob), weight: 2, fillColor: confColour(p.mean_prob),
       fillOpacity: 0.25, dashArray: null }, reviewed, selected ? { weight: 4, color: '#00e5ff' } : {});
@@ -355,18 +459,34 @@
     note.textContent = removed ? `${removed.toLocaleString('en')} removed after review (not mining)` : '';
     note.hidden = !removed;
     document.getElementById('t-km2').textContent = km2.toFixed(km2 >= 100 ? 0 : km2 >= 1 ? 1 : 2);
+    showShares(kept, km2);
     const top = [...list].sort((a, b) => b.properties.area_ha - a.properties.area_ha).slice(0, LIST_LIMIT);
     const ol = document.getElementById('site-list');
     ol.replaceChildren(...top.map((f) => {
       const p = f.properties;
       return el('li', {}, el('button', { type: 'button', className: 'site', dataset: { id: String(f.id) },
         onclick: () => select(f.id, { fly: true }) },
-      el('i', { className: 'swatch ' + confClass(p.mean_prob) }),
+      el('i', { className: 'swatch ' + siteClass(p) }),
       el('span', { className: 'where' }, placeText(p)),
-      el('span', { className: 'what' }, `${ha(p.area_ha)} ha · ${likelihood(p.mean_prob)}` +
-        (p.capture_date ? ` · ${p.capture_date.slice(0, 10)}` : '')),
-      p.review ? el('span', { className: 'tag' }, p.review === 'confirmed' ? 'confirmed' : 'not mining') : null));
+      el('span', { className: 'what' }, `${ha(p.area_ha)} ha · ${siteWords(p)}` +
+        (p.capture_date ? ` · ${p.capture_date.slice(0, 10)}` : ''))));
     }));
+  }
+
+  // What share of the scanned area the sites cover, and how many a reviewer has confirmed; the phone's landing
+  // line says the same in one sentence.
+  function showShares(kept, km2) {
+    const hectares = kept.reduce((a, f) => a + f.properties.area_ha, 0);
+    const share = km2 > 0 ? (100 * hectares) / (km2 * 100) : null;
+    const shareText = share === null ? '' : share >= 1 ? `${share.toFixed(1)}%` : share >= 0.01 ? `${share.toFixed(2)}%` : '<0.01%';
+    document.getElementById('t-share').textContent = share === null ? ''
+      : `${shareText} of the scanned area is affected`;
+    const confirmed = kept.filter((f) => f.properties.review === 'confirmed').length;
+    const open = kept.length - confirmed;
+    document.getElementById('t-reviewed').textContent = kept.length
+      ? `${confirmed.toLocaleString('en')} confirmed by a reviewer · ${open.toLocaleString('en')} not reviewed yet` : '';
+    document.getElementById('summary-line').textContent = `Surface mining seen from above: ${kept.length.toLocaleString('en')}` +
+      ` site${kept.length === 1 ? '' : 's'}, ${ha(hectares)} ha` + (shareText ? ` (${shareText} of the area scanned)` : '');
   }
 
   // ---------- selection and popup ----------
@@ -388,43 +508,59 @@
   }
 
   function headline(p) {
-    if (p.review === 'confirmed') return 'Mining (confirmed by a reviewer)';
-    if (p.review === 'not_mining') return 'Not mining (checked by a reviewer)';
-    const text = likelihood(p.mean_prob);
+    const text = siteWords(p);
     return text.charAt(0).toUpperCase() + text.slice(1);
   }
 
-  // The question to readers, up front: two answers, what it is instead, an optional note. One answer per reader
-  // and site: the buttons are disabled once sent (no duplicate), "Change my answer" replaces it (the server keeps
-  // the reader's latest answer). A reader who answered before sees that answer when the popup opens.
+  // The question to readers, up front: two answers (one tap sends), then what it is instead and an optional note.
+  // One answer per reader and site (the reader cookie): once sent, the buttons are disabled (no duplicate); after
+  // "No" the reader can still choose what it is instead, and a note written after sending goes with "Send note":
+  // both are sent as an edit of their answer (the server keeps the reader's latest). "Change my answer" starts
+  // over. A reader who answered before sees that answer when the popup opens.
   function flagForm(f) {
     const p = f.properties;
     const qid = `q-${f.id}`;
     const msg = el('p', { className: 'msg', role: 'status' });
-    const category = el('select', { name: 'category', 'aria-label': 'If not, what is it?' },
+    const category = el('select', { name: 'category', 'aria-label': 'If not, what is it?', onchange: () => edit() },
       ...CATEGORIES.map((c) => el('option', { value: c, selected: c === 'other' }, c)));
     const comment = el('textarea', { name: 'comment', maxLength: 2000, rows: 2, 'aria-label': 'Note (optional)',
-      placeholder: 'What you know about this place (optional)' });
+      placeholder: 'What you know about this place (optional)', oninput: () => noteChanged() });
+    const sendNote = el('button', { type: 'button', className: 'send-note', hidden: true, onclick: () => edit() },
+      'Send note');
     const yes = el('button', { type: 'button', className: 'confirm', onclick: () => send('confirmed') }, 'Yes, mining');
     const no = el('button', { type: 'button', className: 'not-mining', onclick: () => send('not_mining') },
       'No, not mining');
     const change = el('button', { type: 'button', className: 'change link', hidden: true,
       onclick: () => answered(null) }, 'Change my answer');
+    const instead = el('label', { className: 'row instead' }, 'If not, what is it? ', category);
     let busy = false;
+    let current = null;                // the answer the server holds for this reader: {verdict, category, comment}
     // The popup grew or shrank: lay it out again and pan it back into view.
     const relayout = () => { if (map._popup && map._popup.isOpen()) map._popup.update(); };
+    function noteChanged() {
+      sendNote.hidden = !current || comment.value.trim() === (current.comment || '');
+    }
     function answered(fb, text) {
+      current = fb;
       for (const b of [yes, no]) {
         b.disabled = Boolean(fb);
         b.classList.toggle('chosen', Boolean(fb) && (b === yes) === (fb.verdict === 'confirmed'));
         b.setAttribute('aria-pressed', String(b.classList.contains('chosen')));
       }
-      category.disabled = Boolean(fb);
+      // What it is instead: before any answer, and after "No" (an edit); not after "Yes".
+      category.disabled = Boolean(fb) && fb.verdict === 'confirmed';
       if (fb && fb.category) category.value = fb.category;
+      if (fb) comment.value = fb.comment || '';
+      noteChanged();
       change.hidden = !fb;
       msg.classList.toggle('ok', Boolean(fb));
       msg.textContent = fb ? text : '';
       relayout();
+    }
+    async function post(verdict) {
+      return api(`/api/detections/${f.id}/feedback`, { method: 'POST', body: {
+        verdict, category: verdict === 'not_mining' ? category.value : null, comment: comment.value,
+        imagery_date: layerDate(p) } });
     }
     async function send(verdict) {
       if (busy) return;
@@ -433,17 +569,32 @@
       msg.classList.remove('ok');
       msg.textContent = 'Sending…';
       try {
-        const r = await api(`/api/detections/${f.id}/feedback`, { method: 'POST', body: {
-          verdict, category: verdict === 'not_mining' ? category.value : null, comment: comment.value,
-          imagery_date: layerDate(p) } });
+        const r = await post(verdict);
         const updated = Array.isArray(r.replaced) && r.replaced.length > 0;
         if (!updated) p.pending = (p.pending || 0) + 1;
-        answered(r, updated ? 'Thanks — your answer is updated. A reviewer will check it.'
-          : 'Thanks — sent. A reviewer will check it.');
+        answered(r, (updated ? 'Thanks — your answer is updated.' : 'Thanks — sent.') +
+          (verdict === 'not_mining' ? ' What is it instead? Choose below.' : ' A reviewer will check it.'));
         status.textContent = reviewLine(p);
-        relayout();
+        // Keyboard and screen-reader users keep their place: on to "what is it?" after "No", else the marker.
+        if (verdict === 'not_mining') category.focus(); else returnFocus(f);
       } catch (e) {
         yes.disabled = no.disabled = false;
+        msg.textContent = 'Not sent: ' + e.message;
+        relayout();
+      } finally {
+        busy = false;
+      }
+    }
+    // An edit of the answer already sent (what it is instead, a note): sent at once, never dropped silently.
+    async function edit() {
+      if (!current || busy) return;
+      busy = true;
+      msg.classList.remove('ok');
+      msg.textContent = 'Sending…';
+      try {
+        const r = await post(current.verdict);
+        answered(r, 'Thanks — your answer is updated: ' + said(r) + '.');
+      } catch (e) {
         msg.textContent = 'Not sent: ' + e.message;
         relayout();
       } finally {
@@ -454,18 +605,21 @@
     api(`/api/detections/${f.id}/feedback/mine`).then((r) => {
       const fb = r && r.feedback;
       if (!fb || busy || yes.disabled) return;
-      const said = fb.verdict === 'confirmed' ? 'mining' : `not mining (${fb.category || 'other'})`;
       const state = fb.status === 'accepted' ? 'a reviewer agreed' : fb.status === 'rejected' ? 'a reviewer disagreed'
         : 'awaiting review';
-      answered(fb, `You answered: ${said} — ${state}.`);
+      answered(fb, `You answered: ${said(fb)} — ${state}.`);
     }).catch(() => {});
     return el('section', { className: 'flag', 'aria-labelledby': qid },
       el('h4', { id: qid }, 'Is this mining?'),
       el('div', { className: 'row answers' }, yes, no),
-      el('label', { className: 'row' }, 'If not, what is it? ', category),
+      instead,
       el('details', { className: 'add-note', ontoggle: relayout },
-        el('summary', {}, 'Add a note'), comment),
+        el('summary', {}, 'Add a note'), comment, sendNote),
       msg, change, status);
+  }
+
+  function said(fb) {
+    return fb.verdict === 'confirmed' ? 'mining' : `not mining (${fb.category || 'other'})`;
   }
 
   function popupContent(f) {
@@ -477,7 +631,7 @@
       el('dt', {}, 'Model'), el('dd', {}, `version ${p.model_version}, peak ${pct(p.max_prob)}`),
     ] : [];
     return el('div', { className: 'popup', dataset: { id: String(f.id) } },
-      el('img', { className: 'thumb', src: `/api/detections/${f.id}/thumbnail.jpg`, alt: `Imagery of site ${f.id}`,
+      el('img', { className: 'thumb', src: `/api/detections/${f.id}/thumbnail.jpg`, alt: `Imagery of the site ${placeText(p)}`,
         width: 200, height: 200, onerror: (ev) => { ev.target.hidden = true; } }),
       el('h3', {}, headline(p)),
       el('p', { className: 'place' }, placeText(p)),
@@ -506,6 +660,16 @@
       autoPanPaddingBottomRight: [pad, pad] };
     if (narrow.matches) options.maxHeight = Math.max(200, size.y - 2 * pad - 40 - top);
     return options;
+  }
+
+  // The marker of the site whose popup is open (keyboard focus goes back there), if it is drawn.
+  function markerElement(f) {
+    return f && f.marker && f.marker.getElement ? f.marker.getElement() : null;
+  }
+
+  function returnFocus(f) {
+    const icon = markerElement(f);
+    if (icon && icon.isConnected) icon.focus({ preventScroll: true });
   }
 
   function select(id, { fly }) {
@@ -562,19 +726,42 @@
     document.getElementById('similar').hidden = true;
   }
 
+  // A similar place in words: where it is, how alike, and whether the model already found a site there.
+  function similarWhere(p) {
+    return p.place || `${p.lat.toFixed(4)}, ${p.lon.toFixed(4)}`;
+  }
+
+  function similarPopup(p) {
+    const site = p.detection_id && byId.get(p.detection_id);
+    return el('div', { className: 'popup similar-popup', dataset: { rank: String(p.rank) } },
+      el('h3', {}, `Similar place ${p.rank}`),
+      el('p', { className: 'place' }, similarWhere(p)),
+      el('img', { className: 'thumb', src: p.chip_url, alt: `Imagery of similar place ${p.rank}`, width: 160,
+        height: 160, onerror: (ev) => { ev.target.hidden = true; } }),
+      el('p', {}, `${pct(Math.max(0, p.score))} alike. ` +
+        (site ? 'The model already marks a site here.' : 'The model marks no site here.')),
+      site ? el('button', { type: 'button', onclick: () => select(site.id, { fly: true }) }, 'Open this site') : null);
+  }
+
+  // The place in view with its popup fully on screen (on a phone the sheet closes first).
   function goToPlace(p) {
     for (const li of document.querySelectorAll('#similar-list li')) li.classList.toggle('current', li.dataset.rank === String(p.rank));
+    if (narrow.matches) setSheet(false);
+    map.invalidateSize();
     const zoom = Math.max(map.getZoom(), scan ? scan.zoom : POLYGON_ZOOM + 2);
-    map.flyTo([p.lat, p.lon], zoom, { duration: 0.6 });
+    map.setView([p.lat, p.lon], zoom, { animate: false });
+    L.popup(popupOptions()).setLatLng([p.lat, p.lon]).setContent(similarPopup(p)).openOn(map);
+    AW.similarOpen = p.rank;
   }
 
   function placeItem(p) {
-    const what = `${pct(Math.max(0, p.score))} similar` + (p.tiles > 1 ? ` · ${p.tiles} tiles` : '') +
-      (p.detection_id ? ` · site ${p.detection_id}` : '');
+    const what = `${similarWhere(p)} · ${pct(Math.max(0, p.score))} alike` +
+      (p.detection_id ? ' · a site is marked here' : '');
     return el('li', { dataset: { rank: String(p.rank), tile: p.tile } },
-      el('button', { type: 'button', className: 'place', title: `Go to place ${p.rank}`, onclick: () => goToPlace(p) },
+      el('button', { type: 'button', className: 'place', title: `Go to similar place ${p.rank}`,
+        onclick: () => goToPlace(p) },
         el('b', { className: 'rank' }, String(p.rank)),
-        el('img', { src: p.chip_url, alt: `Imagery of place ${p.rank}`, width: 64, height: 64,
+        el('img', { src: p.chip_url, alt: `Imagery of similar place ${p.rank}`, width: 64, height: 64,
           onerror: (ev) => { ev.target.classList.add('missing'); } }),
         el('span', {}, what)));
   }
@@ -595,7 +782,7 @@
     clearSimilar();
     const msg = document.getElementById('similar-msg');
     document.getElementById('similar').hidden = false;
-    document.getElementById('similar-of').textContent = String(f.id);
+    document.getElementById('similar-of').textContent = placeText(f.properties);
     msg.textContent = 'Searching…';
     try {
       const data = await api(`/api/similar?detection=${f.id}&top=${SIMILAR_TOP}`);
@@ -659,6 +846,11 @@
     if (document.getElementById('f-inview').checked) applyFilters();
   });
   window.addEventListener('hashchange', openFromHash);
+  document.addEventListener('keydown', (ev) => {
+    if (ev.key !== 'Escape' || !map._popup || !map._popup.isOpen() || !document.getElementById('compare').hidden) return;
+    map.closePopup();
+    returnFocus(byId.get(AW.selected));
+  });
   document.getElementById('panel-toggle').addEventListener('click', () => {
     setSheet(!document.body.classList.contains('sheet-open'));
   });
@@ -675,6 +867,8 @@
       const wanted = new URL(location.href).searchParams.get('scan');
       const first = wanted || (scans.length ? scans[0].id : 'all');
       await selectScan(first, { fit: !/d=\d+/.test(location.hash) });
+      refreshPlaceLabels();
+      refreshLocator();
       await openFromHash();
     } catch (e) {
       document.getElementById('search-msg').textContent = 'Cannot load the map data: ' + e.message;

@@ -18,13 +18,14 @@
     document.getElementById('queue-new').hidden = pending.sites <= open;   // sites flagged since the queue loaded
   }
 
+  // What the readers said, as theirs: "2 readers say: mining" (a reader's claim is not yet a finding).
   function heading(site) {
     const n = site.counts.not_mining, y = site.counts.confirmed;
-    const readers = n + y > 1 ? ` (${n + y} readers)` : '';
-    if (n && y) return `Readers disagree: ${n} not mining, ${y} mining`;
-    if (!n) return `Confirmed mining${readers}`;
+    const say = (k) => (k === 1 ? '1 reader says' : `${k} readers say`);
+    if (n && y) return `Readers disagree: ${say(n)} not mining, ${y} ${y === 1 ? 'says' : 'say'} mining`;
+    if (!n) return `${say(y)}: mining`;
     const cats = Object.entries(site.categories).map(([c, k]) => (k > 1 ? `${c} (${k})` : c));
-    return `Not mining: ${cats.join(', ') || 'other'}${readers}`;
+    return `${say(n)}: not mining (${cats.join(', ') || 'other'})`;
   }
 
   function facts(site) {
@@ -50,20 +51,39 @@
     return items.length ? el('ul', { className: 'notes' }, ...items) : null;
   }
 
+  // Buttons say what they do; the two verdicts have their own colours (mining red, not mining green).
   function buttons(site, decide) {
     const b = (cls, label, what, verdict) =>
       el('button', { type: 'button', className: cls, onclick: () => decide(what, verdict) }, label);
-    if (site.counts.not_mining && site.counts.confirmed) {
-      return [b('accept', 'Not mining', 'accept', 'not_mining'), b('accept', 'Mining', 'accept', 'confirmed')];
-    }
-    return [b('accept', 'Accept', 'accept'), b('reject', 'Reject', 'reject')];
+    const notMining = b('accept verdict-not', 'Agree: not mining', 'accept', 'not_mining');
+    const mining = b('accept verdict-mining', 'Agree: mining', 'accept', 'confirmed');
+    if (site.counts.not_mining && site.counts.confirmed) return [notMining, mining];
+    const discard = b('reject', 'Discard these flags', 'reject');
+    return [site.counts.confirmed ? mining : notMining, discard];
   }
 
   function outcome(out) {
-    if (out.status === 'rejected') return `Rejected (${plural(out.rejected.length, 'flag')})`;
-    return `Accepted: ${out.verdict === 'not_mining' ? 'not mining' : 'mining'}` +
+    if (out.status === 'rejected') return `Discarded ${plural(out.rejected.length, 'flag')}: the site stays unreviewed`;
+    return `Decided: ${out.verdict === 'not_mining' ? 'not mining' : 'mining'}` +
       (out.example_id ? ', added to the training examples' : '') +
-      (out.rejected.length ? ` · ${plural(out.rejected.length, 'other flag')} rejected` : '');
+      (out.rejected.length ? ` · ${plural(out.rejected.length, 'other flag')} discarded` : '');
+  }
+
+  // Undo a decision made on this page: its flags go back to the queue, its example out of training.
+  function undoButton(detectionId, flagIds, after) {
+    const btn = el('button', { type: 'button', className: 'undo' }, 'Undo');
+    btn.addEventListener('click', async () => {
+      btn.disabled = true;
+      try {
+        const out = await api(`/api/feedback/sites/${detectionId}/undo`,
+          { method: 'POST', token: state.token, body: { flag_ids: flagIds } });
+        after(out);
+      } catch (e) {
+        btn.disabled = false;
+        btn.textContent = 'Undo failed: ' + e.message;
+      }
+    });
+    return btn;
   }
 
   function card(site) {
@@ -83,7 +103,8 @@
           { method: 'POST', token: state.token, body: { verdict: verdict || null, flag_ids: site.flag_ids } });
         node.classList.add('decided');
         node.dataset.status = out.status;
-        done.textContent = outcome(out);
+        done.replaceChildren(outcome(out), ' ', undoButton(site.detection_id, [...out.accepted, ...out.rejected],
+          (undone) => { showCount(undone.remaining); reloadSite(node, site.detection_id, 'Undone.'); }));
         showCount(out.remaining);
       } catch (e) {
         if (e.status === 409) return reloadSite(node, site.detection_id, e.message);
@@ -135,11 +156,89 @@
   }
   state.poll = poll;
 
+  // ---------- unreviewed sites: a reviewer's own decision on sites nobody flagged ----------
+  const CATEGORIES = (document.body.dataset.categories || 'other').split(' ').filter(Boolean);
+
+  function unreviewedCard(site) {
+    const done = el('p', { className: 'outcome', role: 'status' });
+    const msg = el('p', { className: 'msg', role: 'alert' });
+    const category = el('select', { 'aria-label': 'If not mining, what is it?' },
+      ...CATEGORIES.map((c) => el('option', { value: c, selected: c === 'other' }, c)));
+    const actions = el('div', { className: 'actions' });
+    const node = el('article', { className: 'card site unreviewed', dataset: { id: String(site.detection_id), status: 'open' } },
+      el('div', { className: 'chip' }, el('img', { src: site.chip_url, loading: 'lazy', width: 256, height: 256,
+        alt: `Detection ${site.detection_id} and its surroundings, its outline drawn in cyan` })),
+      el('h2', {}, 'Not reviewed, not flagged by readers'),
+      el('p', { className: 'facts' }, 'Detection ',
+        el('a', { href: `/?scan=${site.scan_id}#d=${site.detection_id}` }, `#${site.detection_id}`),
+        ` · ${ha(site.area_ha)} ha · model ${pct(site.mean_prob)}`, site.place ? ` · ${site.place}` : ''),
+      actions, done, msg);
+    async function decide(verdict) {
+      actions.querySelectorAll('button, select').forEach((b) => { b.disabled = true; });
+      msg.textContent = '';
+      try {
+        const out = await api(`/api/detections/${site.detection_id}/review`, { method: 'POST', token: state.token,
+          body: { verdict, category: verdict === 'not_mining' ? category.value : null } });
+        node.classList.add('decided');
+        node.dataset.status = 'accepted';
+        done.replaceChildren(`Decided: ${verdict === 'not_mining' ? `not mining (${out.category})` : 'mining'},` +
+          ' your own review, added to the training examples', ' ',
+          undoButton(site.detection_id, [out.id], () => node.replaceWith(unreviewedCard(site))));
+      } catch (e) {
+        actions.querySelectorAll('button, select').forEach((b) => { b.disabled = false; });
+        msg.textContent = e.message;
+      }
+    }
+    actions.append(
+      el('button', { type: 'button', className: 'accept verdict-mining', onclick: () => decide('confirmed') }, 'Mining'),
+      el('button', { type: 'button', className: 'accept verdict-not', onclick: () => decide('not_mining') }, 'Not mining'),
+      el('label', { className: 'instead' }, 'what it is: ', category));
+    return node;
+  }
+
+  async function loadUnreviewed() {
+    const out = document.getElementById('unreviewed-msg');
+    const sel = document.getElementById('unreviewed-scan');
+    try {
+      if (!sel.options.length) {
+        const scans = (await api('/api/scans')).scans;
+        sel.replaceChildren(...scans.map((s) => el('option', { value: String(s.id) }, `#${s.id} · ${s.name}`)));
+      }
+      const query = sel.value ? '?scan=' + encodeURIComponent(sel.value) : '';
+      const data = await api('/api/review/unreviewed' + query, { token: state.token });
+      if (data.scan_id != null) sel.value = String(data.scan_id);
+      out.textContent = data.count ? `The ${plural(data.count, 'largest unreviewed site')}, largest first`
+        : 'Every site of this layer is reviewed or flagged.';
+      document.getElementById('unreviewed').replaceChildren(...data.sites.map(unreviewedCard));
+    } catch (e) {
+      out.textContent = e.message;
+    }
+  }
+
+  function showTab(name) {
+    for (const [tab, panel] of [['tab-flags', 'panel-flags'], ['tab-unreviewed', 'panel-unreviewed']]) {
+      const on = tab === 'tab-' + name;
+      const t = document.getElementById(tab);
+      t.setAttribute('aria-selected', String(on));
+      t.tabIndex = on ? 0 : -1;
+      document.getElementById(panel).hidden = !on;
+    }
+    const url = new URL(location.href);
+    if (name === 'unreviewed') url.searchParams.set('tab', name); else url.searchParams.delete('tab');
+    history.replaceState(null, '', url);
+    if (name === 'unreviewed') loadUnreviewed();
+  }
+  document.getElementById('tab-flags').addEventListener('click', () => showTab('flags'));
+  document.getElementById('tab-unreviewed').addEventListener('click', () => showTab('unreviewed'));
+  document.getElementById('unreviewed-scan').addEventListener('change', loadUnreviewed);
+
   document.getElementById('queue-new').addEventListener('click', load);
   window.aw.tokenGate((token) => {
     state.token = token;
     document.getElementById('token-msg').textContent = '';   // a stale token's error, now that one works
+    document.getElementById('tabs').hidden = false;
     load();
+    if (new URL(location.href).searchParams.get('tab') === 'unreviewed') showTab('unreviewed');
     clearInterval(state.timer);
     state.timer = setInterval(poll, POLL_MS);
   });
