@@ -670,21 +670,25 @@ def data_features(
     return feats
 
 
-def fit_head(features: np.ndarray, labels: np.ndarray, recipe: PretrainedRecipe) -> Head:
-    """The recipe's head trained on every view's row of (N, views, F) features (a row per view, same label).
+def fit_head(
+    features: np.ndarray, labels: np.ndarray, recipe: PretrainedRecipe, example_weights: np.ndarray | None = None
+) -> Head:
+    """The recipe's head trained on every view's row of (N, views, F) features (a row per view, same label;
+    ``example_weights``: each example's weight in the loss, None for all 1).
 
     With wide_std_stages, one MLP on the means and std_stages' deviations and one on all the features, their
     logits weighted 1 - wide_weight and wide_weight: still one head.
     """
     x = features.reshape(-1, features.shape[-1])
     y = np.repeat(np.asarray(labels), features.shape[1])
+    rows = None if example_weights is None else np.repeat(np.asarray(example_weights), features.shape[1])
     if recipe.head == "linear":
-        return fit_linear(x, y, recipe.C)
+        return fit_linear(x, y, recipe.C, rows)
     parts, weights = [np.arange(x.shape[1])], [1.0]
     if recipe.wide_std_stages:
         parts = [feature_columns(recipe.std_stages, recipe.feature_std_stages), *parts]
         weights = [1 - recipe.wide_weight, recipe.wide_weight]
-    heads = fit_mlp_parts(x, y, parts, MlpSettings())
+    heads = fit_mlp_parts(x, y, parts, MlpSettings(), weights=rows)
     return blend_heads(list(zip(heads, parts)), weights, x.shape[1])
 
 
