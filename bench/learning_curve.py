@@ -1,7 +1,7 @@
 """A measured learning curve for a new place (issue 30 items 3 and 4), on the Texty crops and cached features.
 
 A "new place" is held out: two positive 0.1-degree blocks picked by seed, with the negatives of every block
-around them (3 x 3 blocks each; positives of unpicked neighbours stay in training, as in block CV). The base model
+within 2 blocks (5 x 5 blocks each; positives of unpicked blocks stay in training, as in block CV). The base model
 is the pretrained recipe's head trained without them, at the threshold its own block CV chooses (precision 0.95,
 as `train`). The held-out crops are split by source image into a label half (the candidates) and a test half
 (never labelled, the same for every strategy). Two positives of the label half start every run: the one the base
@@ -77,7 +77,8 @@ def load_data(data_dir: Path, cache: Path, views: int) -> Data:
     feats = data_features(chips, pretrained_recipe(feature_cache=str(cache)), log=print)
     means = feats[:, :8, :FEATURE_DIM].mean(axis=1)
     images = [m["image"] if (m := _IMAGE.match(n)) else n for n in chips.names]
-    return Data(feats[:, :views], feats[:, 0], unit_rows(means), chips.labels, chips.groups, images)
+    spaced = np.unique(np.linspace(0, feats.shape[1] - 1, views).round().astype(int))  # flips, turns, jitter
+    return Data(feats[:, spaced], feats[:, 0], unit_rows(means), chips.labels, chips.groups, images)
 
 
 def _block_xy(block: str) -> tuple[int, int]:
@@ -85,20 +86,22 @@ def _block_xy(block: str) -> tuple[int, int]:
     return int(lat), int(lon)
 
 
-def _around(block: str, all_blocks: set[str]) -> set[str]:
+def _around(block: str, all_blocks: set[str], radius: int) -> set[str]:
     lat, lon = _block_xy(block)
-    near = lambda b: max(abs(a - c) for a, c in zip(_block_xy(b), (lat, lon))) <= 1  # noqa: E731
+    near = lambda b: max(abs(a - c) for a, c in zip(_block_xy(b), (lat, lon))) <= radius  # noqa: E731
     return {b for b in all_blocks if b.startswith("B") and near(b)}
 
 
-def place_sets(data: Data, n_sets: int, min_train_pos: int, min_pool_pos: int) -> list[tuple[int, list[str]]]:
+def place_sets(
+    data: Data, n_sets: int, min_train_pos: int, min_pool_pos: int, radius: int
+) -> list[tuple[int, list[str]]]:
     """(seed, held-out blocks) of n_sets different places: two positive blocks by seed, and the negatives of every
     block around them, keeping >= min_train_pos positives for the base model and >= min_pool_pos in the place."""
     positive_blocks = sorted({b for b, y in zip(data.blocks, data.labels) if y})
     found: list[tuple[int, list[str]]] = []
     for seed in range(1000):
         picked = sorted(np.random.default_rng(seed).choice(positive_blocks, 2, replace=False))
-        mask = place_mask(data, picked)
+        mask = place_mask(data, picked, radius)
         ok = data.labels[mask].sum() >= min_pool_pos and data.labels[~mask].sum() >= min_train_pos
         if ok and picked not in [p for _, p in found]:
             found.append((seed, picked))
@@ -107,9 +110,9 @@ def place_sets(data: Data, n_sets: int, min_train_pos: int, min_pool_pos: int) -
     return found
 
 
-def place_mask(data: Data, picked: list[str]) -> np.ndarray:
-    """The place's crops: every crop of the picked blocks, and the negatives of the blocks around them."""
-    around = set().union(*(_around(b, set(data.blocks)) for b in picked))
+def place_mask(data: Data, picked: list[str], radius: int) -> np.ndarray:
+    """The place's crops: every crop of the picked blocks, and the negatives of the blocks within `radius`."""
+    around = set().union(*(_around(b, set(data.blocks), radius) for b in picked))
     return np.isin(data.blocks, picked) | (np.isin(data.blocks, sorted(around)) & (data.labels == 0))
 
 
@@ -144,12 +147,12 @@ def cv_threshold(data: Data, train: np.ndarray, recipe, folds: int) -> float:
     return choose_threshold(data.labels[train], oof, min_precision=TARGET_PRECISION)
 
 
-def held_out(data: Data, seed: int, blocks: list[str], recipe, folds: int) -> HeldOut:
+def held_out(data: Data, seed: int, blocks: list[str], recipe, args) -> HeldOut:
     """The place's halves and its base model (threshold by block CV of the other crops)."""
-    mask = place_mask(data, blocks)
+    mask = place_mask(data, blocks, args.radius)
     train = np.flatnonzero(~mask)
     candidates, test = split_by_image(np.flatnonzero(mask), data, np.random.default_rng(seed))
-    threshold = cv_threshold(data, train, recipe, folds)
+    threshold = cv_threshold(data, train, recipe, args.folds)
     return HeldOut(seed, blocks, train, candidates, test, threshold, probs_of(data, train, recipe))
 
 
@@ -284,9 +287,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-labels", type=int, default=40)
     ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
     ap.add_argument("--weights", type=float, nargs="*", default=[5.0, 20.0], help="local weights tried (levers)")
-    ap.add_argument("--lever-labels", type=int, nargs="*", default=[8, 20, 40])
-    ap.add_argument("--views", type=int, default=12, help="training rows per crop (of 8 flips + 4 jittered)")
+    ap.add_argument("--lever-labels", type=int, nargs="*", default=[20, 40])
+    ap.add_argument(
+        "--views",
+        type=int,
+        default=4,
+        help="training rows per crop, spread over the 8 flips/turns and 4 jittered copies (12: all, as train)",
+    )
     ap.add_argument("--folds", type=int, default=5, help="block-CV folds of the base model's threshold")
+    ap.add_argument("--radius", type=int, default=2, help="blocks around a picked block whose negatives join it")
     ap.add_argument("--min-train-positives", type=int, default=100)
     ap.add_argument("--min-place-positives", type=int, default=12)
     ap.add_argument("--out", type=Path, default=Path("learning_curve.jsonl"))
@@ -303,8 +312,9 @@ def main(argv: list[str] | None = None) -> int:
             out.write(json.dumps(record) + "\n")
             out.flush()
 
-        for seed, blocks in place_sets(data, args.sets, args.min_train_positives, args.min_place_positives):
-            place = held_out(data, seed, blocks, recipe, args.folds)
+        places = place_sets(data, args.sets, args.min_train_positives, args.min_place_positives, args.radius)
+        for seed, blocks in places:
+            place = held_out(data, seed, blocks, recipe, args)
             _describe(data, place, time.perf_counter() - t0)
             emit({"set": seed, "strategy": "base", "labels": 0, "variant": "w1", "blocks": blocks,
                   **score(data, place, place.base_probs, place.threshold)})  # fmt: skip
