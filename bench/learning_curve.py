@@ -261,7 +261,11 @@ def labels_needed(records: list[dict], variant: str, max_labels: int) -> list[st
     threshold: P and R there)."""
     lines = [f"labels to reach recall {TARGET_RECALL} at precision {TARGET_PRECISION} per set ({variant}):"]
     for s in sorted({r["strategy"] for r in records} - {"base"}, key=STRATEGIES.index):
-        rs = [r for r in records if r["strategy"] == s and r["variant"] == variant]
+        rs = [
+            r
+            for r in records
+            if r["strategy"] in (s, "base") and r["variant"] in (variant, "w1") and _is(r, s, variant)
+        ]
         ranking = [_first(rs, z, lambda r: r["r_at_p95"] >= TARGET_RECALL) for z in sorted({r["set"] for r in rs})]
         at_t = [
             _first(rs, z, lambda r: r["recall"] >= TARGET_RECALL and r["precision"] >= TARGET_PRECISION)
@@ -272,9 +276,38 @@ def labels_needed(records: list[dict], variant: str, max_labels: int) -> list[st
     return lines
 
 
+def _is(record: dict, strategy: str, variant: str) -> bool:
+    """A record of the strategy's run in that variant, or the base model (0 labels, every run's start)."""
+    return record["strategy"] == "base" or (record["strategy"] == strategy and record["variant"] == variant)
+
+
 def _first(records: list[dict], set_seed: int, ok) -> int | None:
     hits = sorted(r["labels"] for r in records if r["set"] == set_seed and ok(r))
     return hits[0] if hits else None
+
+
+def lever_effects(records: list[dict], variants: list[str], key_labels: list[int]) -> list[str]:
+    """Per lever and label count: its mean change against w1 on the same picks (over strategies and sets)."""
+    lines = ["levers against w1 on the same picks: mean change over strategies and sets (pairs better / worse in R)"]
+    w1 = {(r["set"], r["strategy"], r["labels"]): r for r in records if r["variant"] == "w1"}
+    for variant in variants:
+        for n in key_labels:
+            pairs = [
+                (r, w1[r["set"], r["strategy"], n]) for r in records if r["variant"] == variant and r["labels"] == n
+            ]
+            if not pairs:
+                continue
+            delta = {
+                m: np.mean([(r[m] or 0) - (b[m] or 0) for r, b in pairs])
+                for m in ("precision", "recall", "ap", "r_at_p95")
+            }
+            better = sum(r["recall"] > b["recall"] for r, b in pairs)
+            worse = sum(r["recall"] < b["recall"] for r, b in pairs)
+            lines.append(
+                f"  {variant:<16}{n:>3} labels: dP {delta['precision']:+.3f} dR {delta['recall']:+.3f} "
+                f"dAP {delta['ap']:+.3f} dR@P95 {delta['r_at_p95']:+.3f} ({better} / {worse} of {len(pairs)})"
+            )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -299,7 +332,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-train-positives", type=int, default=100)
     ap.add_argument("--min-place-positives", type=int, default=12)
     ap.add_argument("--out", type=Path, default=Path("learning_curve.jsonl"))
+    ap.add_argument("--report-only", action="store_true", help="print the tables of an earlier run's --out")
     args = ap.parse_args(argv)
+    if args.report_only:
+        _report([json.loads(line) for line in args.out.open()], args, 0.0)
+        return 0
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     data = load_data(args.data, args.feature_cache, args.views)
@@ -339,6 +376,8 @@ def _report(records: list[dict], args, seconds: float) -> None:
         keys = marks if variant in ("w1", "local-threshold") else args.lever_labels
         print("\n".join(["", *summarise(records, variant, keys)]))
     print("\n".join(["", *labels_needed(records, "w1", args.max_labels)]))
+    levers = ["local-threshold", *(f"w{w:g}" for w in args.weights)]
+    print("\n".join(["", *lever_effects(records, levers, args.lever_labels)]))
     print(f"\n{len(records)} records in {args.out} ({seconds:.0f} s)")
 
 

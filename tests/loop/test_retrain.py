@@ -188,3 +188,17 @@ def test_both_models_are_compared_at_their_own_stored_thresholds(db_path, rng):
     assert "threshold (the model's own)" in table and "0.300" in table and "best" not in table
     assert "each at its model's stored threshold, the one scans use" in table
     assert "Candidate's own CV, stored with it: F1" in table and "block CV, 3 folds, 1 split" in table
+
+
+def test_corrections_weigh_local_weight_in_a_pretrained_head_and_the_cli_default_is_the_measured_one():
+    from amberwatch.errors import ModelError
+    from amberwatch.loop.commands import retrain_command
+    from amberwatch.loop.retrain import DEFAULT_LOCAL_WEIGHT, correction_weights
+
+    np.testing.assert_array_equal(correction_weights(np.array([True, False, True]), 5.0), [5.0, 1.0, 5.0])
+    assert correction_weights(np.array([True, False]), 1.0) is None
+    assert correction_weights(np.array([False, False]), 5.0) is None
+    with pytest.raises(ModelError, match="-1"):
+        correction_weights(np.array([True]), -1.0)
+    option = next(p for p in retrain_command.params if p.name == "local_weight")
+    assert option.default == DEFAULT_LOCAL_WEIGHT

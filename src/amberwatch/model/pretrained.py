@@ -726,7 +726,7 @@ def cv_and_fit(
     jobs = [("calibration", (images, ranges))] if images else []
     jobs += [("head", idx) for idx in [np.arange(len(data)), *trains]]
     jobs += [("embedding", recipe.embedding_dims)] if recipe.embedding_dims else []
-    results = map_in_processes(_pool_job, (feats, data.labels, recipe), jobs, workers)
+    results = map_in_processes(_pool_job, (feats, data.labels, recipe, data.weights), jobs, workers)
     passes: CalibrationPasses | None = results.pop(0) if images else None
     directions: Embedding | None = results.pop() if recipe.embedding_dims else None
     head = results[0]
@@ -927,7 +927,8 @@ def cross_validate(
     allowed = np.ones(len(data), dtype=bool) if train_mask is None else train_mask
     fold_sets = [folds] if isinstance(folds, np.ndarray) else list(folds)
     jobs, trains = _fold_jobs(fold_sets, allowed)
-    heads = map_in_processes(_pool_job, (feats, data.labels, recipe), [("head", idx) for idx in trains], workers)
+    shared = (feats, data.labels, recipe, data.weights)
+    heads = map_in_processes(_pool_job, shared, [("head", idx) for idx in trains], workers)
     if log:
         log(f"cross-validation: {len(jobs)} heads in {time.perf_counter() - t0:.1f} s ({workers} processes)")
     return _oof_scores(feats, recipe, fold_sets, jobs, heads)
@@ -950,14 +951,15 @@ def _oof_scores(
     return out
 
 
-def _pool_job(shared: tuple[np.ndarray, np.ndarray, PretrainedRecipe], job: tuple[str, object]) -> object:
-    """One job of cv_and_fit's pool: ("head", training indices) -> Head, ("calibration", (images, ranges)) ->
-    CalibrationPasses or ("embedding", dims) -> the embedding's PLS part."""
-    feats, labels, recipe = shared
+def _pool_job(shared: tuple, job: tuple[str, object]) -> object:
+    """One job of cv_and_fit's pool over (features, labels, recipe, example weights or None): ("head", training
+    indices) -> Head, ("calibration", (images, ranges)) -> CalibrationPasses or ("embedding", dims) -> the
+    embedding's PLS part."""
+    feats, labels, recipe, weights = shared
     kind, arg = job
     if kind == "calibration":
         images, ranges = arg
         return calibration_passes(images, recipe, ranges)
     if kind == "embedding":
         return embedding_directions(feats[..., :FEATURE_DIM], labels, int(arg))
-    return fit_head(feats[arg], labels[arg], recipe)
+    return fit_head(feats[arg], labels[arg], recipe, None if weights is None else weights[arg])
