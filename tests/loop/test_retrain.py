@@ -202,3 +202,17 @@ def test_corrections_weigh_local_weight_in_a_pretrained_head_and_the_cli_default
         correction_weights(np.array([True]), -1.0)
     option = next(p for p in retrain_command.params if p.name == "local_weight")
     assert option.default == DEFAULT_LOCAL_WEIGHT
+
+
+@pytest.mark.slow
+def test_a_pretrained_retrain_weighs_its_corrections_and_records_the_weight(db_path, rng, tmp_path):
+    from amberwatch.model.pretrained import PretrainedRecipe
+
+    fill_store(db_path, rng, blocks=6, per_block=3, corrections=4)
+    recipe = PretrainedRecipe(
+        jitter_copies=0, int8=False, embedding_dims=0, border_px=0, feature_cache=str(tmp_path / "f.sqlite")
+    )
+    result = retrain(db_path, config=recipe, n_folds=3, seed=0, force=True, local_weight=3.0)
+    assert result.counts["local_weight"] == 3.0 and result.counts["corrections"] == 4
+    with ModelRegistry.open(db_path) as reg:
+        assert reg.load(result.candidate_version).metadata["local_weight"] == 3.0

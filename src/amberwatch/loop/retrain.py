@@ -390,6 +390,8 @@ def _retrain(project: Project, config, settings: tuple, log: Log | None) -> Retr
         split_seeds=split_seeds,
         int8_ranges=current.int8_ranges() if isinstance(config, PretrainedRecipe) and config.int8 else None,
     )
+    if "local_weight" in counts:  # how the candidate's head weighed the corrections, kept in its file
+        candidate.metadata["local_weight"] = counts["local_weight"]
     runs = _Comparison(data, cv_info["folds"], cv_info["oof"], candidate)
     _score_current(runs, registry, current, config, seed, log, workers)
     result = _decide(runs, project, current, counts, force, f1_tolerance)
