@@ -188,3 +188,31 @@ def test_both_models_are_compared_at_their_own_stored_thresholds(db_path, rng):
     assert "threshold (the model's own)" in table and "0.300" in table and "best" not in table
     assert "each at its model's stored threshold, the one scans use" in table
     assert "Candidate's own CV, stored with it: F1" in table and "block CV, 3 folds, 1 split" in table
+
+
+def test_corrections_weigh_local_weight_in_a_pretrained_head_and_the_cli_default_is_the_measured_one():
+    from amberwatch.errors import ModelError
+    from amberwatch.loop.commands import retrain_command
+    from amberwatch.loop.retrain import DEFAULT_LOCAL_WEIGHT, correction_weights
+
+    np.testing.assert_array_equal(correction_weights(np.array([True, False, True]), 5.0), [5.0, 1.0, 5.0])
+    assert correction_weights(np.array([True, False]), 1.0) is None
+    assert correction_weights(np.array([False, False]), 5.0) is None
+    with pytest.raises(ModelError, match="-1"):
+        correction_weights(np.array([True]), -1.0)
+    option = next(p for p in retrain_command.params if p.name == "local_weight")
+    assert option.default == DEFAULT_LOCAL_WEIGHT
+
+
+@pytest.mark.slow
+def test_a_pretrained_retrain_weighs_its_corrections_and_records_the_weight(db_path, rng, tmp_path):
+    from amberwatch.model.pretrained import PretrainedRecipe
+
+    fill_store(db_path, rng, blocks=6, per_block=3, corrections=4)
+    recipe = PretrainedRecipe(
+        jitter_copies=0, int8=False, embedding_dims=0, border_px=0, feature_cache=str(tmp_path / "f.sqlite")
+    )
+    result = retrain(db_path, config=recipe, n_folds=3, seed=0, force=True, local_weight=3.0)
+    assert result.counts["local_weight"] == 3.0 and result.counts["corrections"] == 4
+    with ModelRegistry.open(db_path) as reg:
+        assert reg.load(result.candidate_version).metadata["local_weight"] == 3.0

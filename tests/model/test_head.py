@@ -202,3 +202,22 @@ def test_score_map_applies_the_mlp_to_each_window_s_features(bundled, kind):
     linear_rows = replace(head, relu=False)
     other = PretrainedClassifier(linear_rows, recipe)
     assert float(np.abs(other.predict_grid(image) - grid).max()) > 0.01
+
+
+def test_example_weights_make_a_few_local_rows_count_and_ones_change_nothing():
+    x, y = _separable()
+    rng = np.random.default_rng(3)
+    local = rng.normal(0, 1, (12, 12))
+    local[:, 0] = 3.0  # a place where the rule says mining, but the place's labels say not
+    local = (local * np.geomspace(1e-3, 1e3, 12) + 50.0).astype(np.float32)
+    xs, ys = np.concatenate([x, local]), np.concatenate([y, np.zeros(12, np.int64)])
+    settings = MlpSettings(epochs=60, max_lr=1e-2, networks=1)
+    plain = fit_mlp(xs, ys, settings)
+    ones = fit_mlp_parts(xs, ys, [np.arange(12)], settings, weights=np.ones(len(ys)))[0]
+    np.testing.assert_allclose(ones.logits(local), plain.logits(local), atol=0.02)  # float sums differ
+    weights = np.r_[np.ones(len(y)), np.full(12, 30.0)]
+    heavy = fit_mlp_parts(xs, ys, [np.arange(12)], settings, weights=weights)[0]
+    assert heavy.logits(local).mean() < plain.logits(local).mean() - 1.0
+    assert fit_linear(xs, ys, 1.0, weights).logits(local).mean() < fit_linear(xs, ys, 1.0).logits(local).mean()
+    with pytest.raises(ModelError, match=r"weights must be 412 finite values >= 0.*\(3,\)"):
+        fit_mlp_parts(xs, ys, [np.arange(12)], settings, weights=np.ones(3))

@@ -27,7 +27,9 @@ from amberwatch.model.pretrained import (
     calibration_passes,
     cross_validate,
     cv_and_fit,
+    data_features,
     fit,
+    fit_head,
     select_features,
     window_features,
 )
@@ -376,6 +378,26 @@ def test_cv_and_fit_in_a_pool_is_fitting_one_by_one(small_folder, tmp_path):
     assert pooled.embedding.logit_scale == alone.embedding.logit_scale > 0
     assert pooled.int8.ranges == alone.int8.ranges and pooled.int8.logit_shift == alone.int8.logit_shift
     np.testing.assert_array_equal(pooled.int8.logit_weights, alone.int8.logit_weights)
+
+
+@pytest.mark.slow
+def test_example_weights_reach_every_head_of_cv_and_fit(small_folder, tmp_path):
+    data = load_folder(small_folder)
+    recipe = PretrainedRecipe(jitter_copies=1, int8=False, embedding_dims=0, feature_cache=str(tmp_path / "f.sqlite"))
+    folds = block_folds(data.labels, data.groups, 2, 0)
+    (plain_oof,), plain = cv_and_fit(data, recipe, [folds])
+    data.weights = np.where(np.arange(len(data)) % 3 == 0, 20.0, 1.0)
+    (oof,), weighted = cv_and_fit(data, recipe, [folds], workers=2)
+    feats = data_features(data, recipe)
+    direct = fit_head(feats, data.labels, recipe, data.weights)
+    np.testing.assert_array_equal(weighted.head.hidden_w, direct.hidden_w)
+    assert not np.array_equal(weighted.head.hidden_w, plain.head.hidden_w)
+    train = np.flatnonzero(folds != 0)
+    fold_head = fit_head(feats[train], data.labels[train], recipe, data.weights[train])
+    np.testing.assert_allclose(oof[folds == 0], 1 / (1 + np.exp(-fold_head.logits(feats[folds == 0, 0]))), rtol=1e-5)
+    assert not np.allclose(oof, plain_oof)
+    np.testing.assert_array_equal(data.subset([1, 3]).weights, [1.0, 20.0])
+    assert list(data.subset([0]).merged(data.subset([1])).weights) == [20.0, 1.0]
 
 
 def test_calibration_passes_are_cached_under_their_ranges(small_folder, tmp_path, monkeypatch):

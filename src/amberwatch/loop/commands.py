@@ -33,6 +33,14 @@ from amberwatch.project import Project
     show_default=True,
     help="CV F1 drop tolerated before refusing to promote.",
 )
+@click.option(
+    "--local-weight",
+    type=click.FloatRange(min=0.0),
+    default=5.0,  # loop.retrain.DEFAULT_LOCAL_WEIGHT (this module loads no heavy library)
+    show_default=True,
+    help="Weight of each correction (review, /label) against an imported example in the pretrained head's training: "
+    "a new place's own examples count more (measured: RESULTS.md round 12).",
+)
 @recipe_option
 def retrain_command(
     db: str,
@@ -44,6 +52,7 @@ def retrain_command(
     workers: int,
     split_seeds: int,
     f1_tolerance: float,
+    local_weight: float,
     recipe: str,
 ) -> None:
     """Train a new model version from the examples and reviewed corrections; promote it unless it is worse."""
@@ -63,6 +72,7 @@ def retrain_command(
             workers=workers,
             split_seeds=split_seeds,
             log=lambda m: click.echo(m, err=True),
+            local_weight=local_weight,
         )
     click.echo(result.table())
     if not result.promoted:

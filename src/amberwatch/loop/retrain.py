@@ -45,6 +45,9 @@ from amberwatch.review.chips import detection_chip
 from amberwatch.review.feedback import decided_feedback
 
 CORRECTION_SOURCES = ("review", "label-page")
+# Weight of each correction (the project's own place) against an imported example when a pretrained head trains:
+# the learning curve (bench/learning_curve.py, RESULTS.md round 12) measured 5 against 1 and 20.
+DEFAULT_LOCAL_WEIGHT = 5.0
 DEFAULT_F1_TOLERANCE = 0.02
 DEFAULT_FOLDS = 5
 
@@ -203,6 +206,15 @@ def load_training_data(db: Project | str | os.PathLike[str]) -> TrainingData:
     )
 
 
+def correction_weights(is_correction: np.ndarray, local_weight: float) -> np.ndarray | None:
+    """Each example's training weight: local_weight for corrections, 1 for the others (None when all are 1)."""
+    if local_weight < 0:
+        raise ModelError(f"the weight of corrections must be at least 0, got {local_weight}")
+    if local_weight == 1 or not np.any(is_correction):
+        return None
+    return np.where(np.asarray(is_correction, dtype=bool), float(local_weight), 1.0)
+
+
 def reviewed_items(project: Project) -> list[ReviewedItem]:
     """Every detection a reviewer accepted or rejected a flag on, with its true label and image.
 
@@ -325,11 +337,13 @@ def retrain(
     workers: int = 1,
     split_seeds: int = 1,
     log: Log | None = None,
+    local_weight: float = DEFAULT_LOCAL_WEIGHT,
 ) -> RetrainResult:
     """Train a candidate on the store's active examples, compare with the current model, register, maybe promote.
 
     The candidate's threshold comes from ``split_seeds`` fold splits (one by default: a candidate in seconds;
-    the bundled model pools five). A pretrained candidate keeps the current model's int8 ranges when it has them.
+    the bundled model pools five). A pretrained candidate keeps the current model's int8 ranges when it has them,
+    and its head weighs each correction ``local_weight`` times an imported example (the CNN recipe weighs all 1).
     ``db``: the command's open Project, or a project DB path opened for this retrain alone.
     """
     t_start = time.perf_counter()
@@ -338,32 +352,25 @@ def retrain(
     with Project.using(db) as project:
         config = config or pretrained_recipe(feature_cache=str(project.feature_cache_path()))
         with warm_pool(workers, warm_up if isinstance(config, PretrainedRecipe) else None):  # starts while data load
-            result = _retrain(
-                project, config, n_folds, seed, force, f1_tolerance, min_precision, workers, split_seeds, log
-            )
+            settings = (n_folds, seed, force, f1_tolerance, min_precision, workers, split_seeds, local_weight)
+            result = _retrain(project, config, settings, log)
     result.seconds = round(time.perf_counter() - t_start, 1)
     return result
 
 
-def _retrain(
-    project: Project,
-    config,
-    n_folds: int,
-    seed: int,
-    force: bool,
-    f1_tolerance: float,
-    min_precision: float,
-    workers: int,
-    split_seeds: int,
-    log: Log | None,
-) -> RetrainResult:
-    """retrain's body, in its pool of workers."""
+def _retrain(project: Project, config, settings: tuple, log: Log | None) -> RetrainResult:
+    """retrain's body, in its pool of workers (settings: retrain's keywords from n_folds to local_weight)."""
+    n_folds, seed, force, f1_tolerance, min_precision, workers, split_seeds, local_weight = settings
     data = load_training_data(project)
     counts = {**data.chips.counts(), "corrections": int(data.is_correction.sum()), "folds": n_folds}
+    if isinstance(config, PretrainedRecipe):
+        data.chips.weights = correction_weights(data.is_correction, local_weight)
+        counts["local_weight"] = local_weight
     if log:
         log(
             f"training set: {counts['mining']} mining, {counts['not_mining']} not mining "
-            f"({counts['corrections']} from corrections), {counts['groups']} blocks"
+            f"({counts['corrections']} from corrections, weighted {counts.get('local_weight', 1):g}), "
+            f"{counts['groups']} blocks"
         )
     registry = project.store(ModelRegistry)
     current = _CurrentModel(registry)
@@ -383,6 +390,8 @@ def _retrain(
         split_seeds=split_seeds,
         int8_ranges=current.int8_ranges() if isinstance(config, PretrainedRecipe) and config.int8 else None,
     )
+    if "local_weight" in counts:  # how the candidate's head weighed the corrections, kept in its file
+        candidate.metadata["local_weight"] = counts["local_weight"]
     runs = _Comparison(data, cv_info["folds"], cv_info["oof"], candidate)
     _score_current(runs, registry, current, config, seed, log, workers)
     result = _decide(runs, project, current, counts, force, f1_tolerance)

@@ -37,6 +37,7 @@ class ChipSet:
     names: list[str]
     fingerprint: str = ""
     extra: dict = field(default_factory=dict)
+    weights: np.ndarray | None = None  # (N,) each example's weight in training a pretrained head; None: all 1
 
     def __len__(self) -> int:
         return len(self.chips)
@@ -51,19 +52,27 @@ class ChipSet:
         """The chips at positions idx."""
         idx = list(np.asarray(idx, dtype=int))
         return ChipSet(
-            [self.chips[i] for i in idx], self.labels[idx], [self.groups[i] for i in idx], [self.names[i] for i in idx]
+            [self.chips[i] for i in idx],
+            self.labels[idx],
+            [self.groups[i] for i in idx],
+            [self.names[i] for i in idx],
+            weights=None if self.weights is None else self.weights[idx],
         )
 
     def merged(self, other: ChipSet) -> ChipSet:
         """This set followed by other (fingerprint recomputed over both)."""
         chips = self.chips + other.chips
         labels = np.concatenate([self.labels, other.labels]).astype(np.int64)
+        weights = None
+        if self.weights is not None or other.weights is not None:
+            weights = np.concatenate([np.ones(len(s)) if s.weights is None else s.weights for s in (self, other)])
         return ChipSet(
             chips,
             labels,
             self.groups + other.groups,
             self.names + other.names,
             fingerprint=chips_fingerprint(chips, labels),
+            weights=weights,
         )
 
     def counts(self) -> dict[str, int]:

@@ -128,14 +128,16 @@ def _check_labels(labels: np.ndarray) -> None:
         raise ModelError(f"training needs examples of both labels, got {int(labels.sum())} mining of {len(labels)}")
 
 
-def fit_linear(x: np.ndarray, y: np.ndarray, c: float) -> Head:
-    """Standardise + balanced logistic regression (inverse L2 strength c) -> a linear Head on raw features."""
+def fit_linear(x: np.ndarray, y: np.ndarray, c: float, weights: np.ndarray | None = None) -> Head:
+    """Standardise + balanced logistic regression (inverse L2 strength c; optional per-row weights) -> a linear
+    Head on raw features."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     _check_labels(y)
     scaler = StandardScaler().fit(x)
-    lr = LogisticRegression(C=c, class_weight="balanced", max_iter=3000).fit(scaler.transform(x), y)
+    lr = LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
+    lr.fit(scaler.transform(x), y, sample_weight=weights)
     weight = lr.coef_[0] / scaler.scale_
     bias = float(lr.intercept_[0] - np.sum(lr.coef_[0] * scaler.mean_ / scaler.scale_))
     return Head.linear(weight, bias)
@@ -147,9 +149,15 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, settings: MlpSettings, seed: int = 0) 
 
 
 def fit_mlp_parts(
-    x: np.ndarray, y: np.ndarray, parts: Sequence[np.ndarray], settings: MlpSettings, seed: int = 0
+    x: np.ndarray,
+    y: np.ndarray,
+    parts: Sequence[np.ndarray],
+    settings: MlpSettings,
+    seed: int = 0,
+    weights: np.ndarray | None = None,
 ) -> list[Head]:
-    """Per column subset of x, `networks` MLPs averaged into one Head (on those columns); all train at once."""
+    """Per column subset of x, `networks` MLPs averaged into one Head (on those columns); all train at once.
+    ``weights``: each row's weight in the loss (the labels are balanced by their weighted totals)."""
     import torch
 
     _check_labels(y)
@@ -160,7 +168,9 @@ def fit_mlp_parts(
     z = ((x - mean) / scale).astype(np.float32)
     xs = [torch.from_numpy(np.ascontiguousarray(z[:, columns])) for columns in parts]
     yt = torch.tensor(y, dtype=torch.float32)
-    pos_weight = torch.tensor(float((y == 0).sum() / (y == 1).sum()))
+    w = np.ones(len(y)) if weights is None else _check_weights(weights, len(y))
+    pos_weight = torch.tensor(float(w[y == 0].sum() / w[y == 1].sum()))
+    wt = None if weights is None else torch.tensor(w / w.mean(), dtype=torch.float32)
     n = settings.networks
     threads = torch.get_num_threads()
     # Batches of a few hundred rows gain little from a second thread, and OpenMP threads spinning against a busy
@@ -168,7 +178,7 @@ def fit_mlp_parts(
     torch.set_num_threads(1)
     try:
         with torch.random.fork_rng():  # seeded initialisation and dropout without touching the caller's generator
-            layers, w2, b2 = _train_networks(xs, yt, pos_weight, n, settings, seed)
+            layers, w2, b2 = _train_networks(xs, (yt, wt), pos_weight, n, settings, seed)
     finally:
         torch.set_num_threads(threads)
     heads = []
@@ -193,7 +203,14 @@ def _standardisation(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, scale
 
 
-def _train_networks(xs, yt, pos_weight, networks: int, settings: MlpSettings, seed: int) -> tuple:
+def _check_weights(weights: np.ndarray, n: int) -> np.ndarray:
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,) or not np.all(np.isfinite(w)) or w.min() < 0 or w.sum() <= 0:
+        raise ModelError(f"example weights must be {n} finite values >= 0, not all 0; got shape {w.shape}")
+    return w
+
+
+def _train_networks(xs, targets, pos_weight, networks: int, settings: MlpSettings, seed: int) -> tuple:
     """`networks` independent one-hidden-layer networks per part (part p sees the standardised columns xs[p]),
     all trained side by side, one loss each -> ([(first weights, first biases) per part], output weights
     (nets, hidden), output biases (nets,)).
@@ -203,6 +220,7 @@ def _train_networks(xs, yt, pos_weight, networks: int, settings: MlpSettings, se
     import torch
     from torch import nn
 
+    yt, wt = targets  # labels and per-row weights (None: every row 1)
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     hidden = settings.hidden
@@ -216,14 +234,15 @@ def _train_networks(xs, yt, pos_weight, networks: int, settings: MlpSettings, se
     opt = torch.optim.AdamW(params, lr=settings.max_lr, weight_decay=settings.weight_decay, fused=True)
     steps = settings.epochs * -(-len(yt) // settings.batch)
     schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.max_lr, total_steps=steps)
-    loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight, reduction="mean" if wt is None else "none")
     for _ in range(settings.epochs):
         order = torch.randperm(len(yt), generator=generator)
         for i in range(0, len(yt), settings.batch):
             idx = order[i : i + settings.batch]
             h = torch.cat([torch.relu(f(x[idx])) for f, x in zip(firsts, xs)], dim=1)
             z = (drop(h).view(len(idx), nets, hidden) * out_w).sum(dim=2) + out_b
-            loss = loss_fn(z, yt[idx, None].expand(-1, nets)) * nets  # the sum of every network's own loss
+            loss = loss_fn(z, yt[idx, None].expand(-1, nets))
+            loss = (loss if wt is None else (loss * wt[idx, None]).mean()) * nets  # the sum of each network's loss
             opt.zero_grad()
             loss.backward()
             opt.step()

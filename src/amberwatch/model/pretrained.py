@@ -670,21 +670,25 @@ def data_features(
     return feats
 
 
-def fit_head(features: np.ndarray, labels: np.ndarray, recipe: PretrainedRecipe) -> Head:
-    """The recipe's head trained on every view's row of (N, views, F) features (a row per view, same label).
+def fit_head(
+    features: np.ndarray, labels: np.ndarray, recipe: PretrainedRecipe, example_weights: np.ndarray | None = None
+) -> Head:
+    """The recipe's head trained on every view's row of (N, views, F) features (a row per view, same label;
+    ``example_weights``: each example's weight in the loss, None for all 1).
 
     With wide_std_stages, one MLP on the means and std_stages' deviations and one on all the features, their
     logits weighted 1 - wide_weight and wide_weight: still one head.
     """
     x = features.reshape(-1, features.shape[-1])
     y = np.repeat(np.asarray(labels), features.shape[1])
+    rows = None if example_weights is None else np.repeat(np.asarray(example_weights), features.shape[1])
     if recipe.head == "linear":
-        return fit_linear(x, y, recipe.C)
+        return fit_linear(x, y, recipe.C, rows)
     parts, weights = [np.arange(x.shape[1])], [1.0]
     if recipe.wide_std_stages:
         parts = [feature_columns(recipe.std_stages, recipe.feature_std_stages), *parts]
         weights = [1 - recipe.wide_weight, recipe.wide_weight]
-    heads = fit_mlp_parts(x, y, parts, MlpSettings())
+    heads = fit_mlp_parts(x, y, parts, MlpSettings(), weights=rows)
     return blend_heads(list(zip(heads, parts)), weights, x.shape[1])
 
 
@@ -722,7 +726,7 @@ def cv_and_fit(
     jobs = [("calibration", (images, ranges))] if images else []
     jobs += [("head", idx) for idx in [np.arange(len(data)), *trains]]
     jobs += [("embedding", recipe.embedding_dims)] if recipe.embedding_dims else []
-    results = map_in_processes(_pool_job, (feats, data.labels, recipe), jobs, workers)
+    results = map_in_processes(_pool_job, (feats, data.labels, recipe, data.weights), jobs, workers)
     passes: CalibrationPasses | None = results.pop(0) if images else None
     directions: Embedding | None = results.pop() if recipe.embedding_dims else None
     head = results[0]
@@ -923,7 +927,8 @@ def cross_validate(
     allowed = np.ones(len(data), dtype=bool) if train_mask is None else train_mask
     fold_sets = [folds] if isinstance(folds, np.ndarray) else list(folds)
     jobs, trains = _fold_jobs(fold_sets, allowed)
-    heads = map_in_processes(_pool_job, (feats, data.labels, recipe), [("head", idx) for idx in trains], workers)
+    shared = (feats, data.labels, recipe, data.weights)
+    heads = map_in_processes(_pool_job, shared, [("head", idx) for idx in trains], workers)
     if log:
         log(f"cross-validation: {len(jobs)} heads in {time.perf_counter() - t0:.1f} s ({workers} processes)")
     return _oof_scores(feats, recipe, fold_sets, jobs, heads)
@@ -946,14 +951,15 @@ def _oof_scores(
     return out
 
 
-def _pool_job(shared: tuple[np.ndarray, np.ndarray, PretrainedRecipe], job: tuple[str, object]) -> object:
-    """One job of cv_and_fit's pool: ("head", training indices) -> Head, ("calibration", (images, ranges)) ->
-    CalibrationPasses or ("embedding", dims) -> the embedding's PLS part."""
-    feats, labels, recipe = shared
+def _pool_job(shared: tuple, job: tuple[str, object]) -> object:
+    """One job of cv_and_fit's pool over (features, labels, recipe, example weights or None): ("head", training
+    indices) -> Head, ("calibration", (images, ranges)) -> CalibrationPasses or ("embedding", dims) -> the
+    embedding's PLS part."""
+    feats, labels, recipe, weights = shared
     kind, arg = job
     if kind == "calibration":
         images, ranges = arg
         return calibration_passes(images, recipe, ranges)
     if kind == "embedding":
         return embedding_directions(feats[..., :FEATURE_DIM], labels, int(arg))
-    return fit_head(feats[arg], labels[arg], recipe)
+    return fit_head(feats[arg], labels[arg], recipe, None if weights is None else weights[arg])
