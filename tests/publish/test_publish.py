@@ -47,7 +47,7 @@ def test_archive_holds_the_cached_tiles_and_overviews(edition: Edition, project:
     assert (header["min_zoom"], header["max_zoom"]) == (min_z, ZOOM) and min_z < ZOOM - 5
     assert header["min_lon_e7"] == 268_500_000 and header["max_lat_e7"] == 513_500_000
     assert header["clustered"] and header["tile_type"] == TileType.UNKNOWN  # PNG base tiles, JPEG or PNG overviews
-    assert meta["attribution"] == "Imagery: scan fixture scan" and (meta["minzoom"], meta["maxzoom"]) == (min_z, ZOOM)
+    assert meta["attribution"] == "imagery provider not stated" and (meta["minzoom"], meta["maxzoom"]) == (min_z, ZOOM)
     base = {k: v for k, v in tiles.items() if k[0] == ZOOM}
     assert len(base) == 32
     with TileCache(project.cache) as cache:
@@ -62,7 +62,7 @@ def test_archive_holds_the_cached_tiles_and_overviews(edition: Edition, project:
 def test_sites_are_the_maps_public_features(edition: Edition, project: StoryFixture) -> None:
     """sites.geojson: the map's feature properties (area_ha to 4 places, place names), the scan's credit."""
     data = _sites(edition)
-    assert data["imagery_credit"] == "Imagery: scan fixture scan" and data["scan_id"] == project.scan_id
+    assert data["imagery_credit"] == "imagery provider not stated" and data["scan_id"] == project.scan_id
     props = {f["id"]: f["properties"] for f in data["features"]}
     assert set(props) == {*project.cached_ids, project.thumbnail_only_id, project.bare_id}
     for p in props.values():
