@@ -115,6 +115,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)  # as init_worker does in every scan worker
+    from amberwatch.project import Project
     from amberwatch.scan.engine import ScanSettings, _prepare, run_scan
     from amberwatch.scan.tiling import iter_units
     from amberwatch.scan.worker import process_unit, release, remember_model
@@ -128,7 +129,8 @@ def main() -> None:
         if not db.exists():
             run_scan(aoi, server.url, ZOOM, db, ScanSettings(workers=1, progress=False))
         settings = ScanSettings(workers=1, progress=False, new=True, int8=not args.fp32)
-        job = _prepare(aoi, server.url, ZOOM, db, settings)
+        with Project.using(db) as project:
+            job = _prepare(aoi, server.url, ZOOM, project, settings)
         ctx = job.context
         remember_model(ctx.model_path, ctx.model_version, job.clf, ctx.int8)
         units = list(iter_units(aoi.geometry, ZOOM, unit_zoom_delta=4))

@@ -204,6 +204,9 @@ class PretrainedClassifier(VersionedModel):
 
     kind = "pretrained"
     block_tiles = 16  # the scan caps it at 8 (blocks never straddle units): predict_grid tiles its passes itself
+    # A scan's backbone passes: an 8 x 8-tile block frame (2,368 px at z18) in 2 x 2 passes, not the recipe's 3 x 3
+    # of 800 px: 11 % fewer pixels through the backbone at the same cost per pixel (RESULTS.md round 12).
+    scan_chunk_px = 1200
 
     def __init__(
         self,
@@ -299,8 +302,11 @@ class PretrainedClassifier(VersionedModel):
         means, biases excluded (a linear head's row is its class activation map)."""
         return self.cell_maps(image, moments=False)[0][: self.head.hidden]
 
-    def cell_maps(self, image: np.ndarray, moments: bool = True) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
-        """Image HxWx3 -> per-cell maps (C, H/cell, W/cell), bias excluded, and the std stages' moments.
+    def cell_maps(
+        self, image: np.ndarray, moments: bool = True, chunk_px: int | None = None
+    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """Image HxWx3 -> per-cell maps (C, H/cell, W/cell), bias excluded, and the std stages' moments, from
+        backbone passes of about chunk_px (default: the recipe's).
 
         The maps hold the head's first-layer rows applied to the mean features, then the embedding's rows. The
         moments are, per grid (cell_px, or a coarser stage's stride), the means of x and then of x^2 of every
@@ -321,15 +327,13 @@ class PretrainedClassifier(VersionedModel):
         for block in self._std_blocks if moments else []:
             on_grid[block.grid] = max(on_grid.get(block.grid, 0), 2 * block.moments[1])
         by_grid = {g: torch.empty(c, H // g, W // g) for g, c in on_grid.items()}
-        halo = self.recipe.halo_px
+        halo, chunk = self.recipe.halo_px, chunk_px or self.recipe.chunk_px
         with torch.inference_mode():
-            for y0, y1 in _spans(H, self.recipe.chunk_px):
-                for x0, x1 in _spans(W, self.recipe.chunk_px):
+            for y0, y1 in _spans(H, chunk):
+                for x0, x1 in _spans(W, chunk):
                     ya, xa = max(0, y0 - halo), max(0, x0 - halo)
                     yb, xb = min(H, y1 + halo), min(W, x1 + halo)
-                    # NCHW floats in one copy (the backbone takes them as they are)
-                    x = torch.from_numpy(np.ascontiguousarray(arr[ya:yb, xa:xb].transpose(2, 0, 1), np.float32))
-                    total, parts = self._cells(x[None], moments, (y0 - ya, y1 - ya, x0 - xa, x1 - xa))
+                    total, parts = self._cells(arr[ya:yb, xa:xb], moments, (y0 - ya, y1 - ya, x0 - xa, x1 - xa))
                     out[:, y0 // cell : y1 // cell, x0 // cell : x1 // cell] = total
                     for g, grid_parts in parts.items():  # written straight in: no concatenated copy of the parts
                         target, start = by_grid[g][:, y0 // g : y1 // g, x0 // g : x1 // g], 0
@@ -339,9 +343,9 @@ class PretrainedClassifier(VersionedModel):
         return out[:, : h // cell, : w // cell], by_grid
 
     def _cells(
-        self, x: torch.Tensor, moments: bool, keep: tuple[int, int, int, int]
+        self, pixels: np.ndarray, moments: bool, keep: tuple[int, int, int, int]
     ) -> tuple[torch.Tensor, dict[int, list[torch.Tensor]]]:
-        """cell_maps' first-layer rows for one input region (sides multiples of 32), and per grid the moments'
+        """cell_maps' first-layer rows for one HxWx3 region (sides multiples of 32), and per grid the moments'
         parts to stack in this order (every x, then every x^2), all on the rows top..bottom and columns
         left..right (px, multiples of 32) of keep: the halo around them only feeds the backbone."""
         if self._fast is None:
@@ -350,7 +354,8 @@ class PretrainedClassifier(VersionedModel):
         firsts: dict[int, list[torch.Tensor]] = {}
         seconds: dict[int, list[torch.Tensor]] = {}
         top, bottom, left, right = keep
-        for stage, (fmap, wk, stride) in enumerate(zip(self._fast.stage_maps(x), self._stage_w, STAGE_STRIDES)):
+        maps = self._fast.pixel_stage_maps(pixels)
+        for stage, (fmap, wk, stride) in enumerate(zip(maps, self._stage_w, STAGE_STRIDES)):
             fmap = fmap[0, :, top // stride : bottom // stride, left // stride : right // stride]
             # Scoring is linear per location, so a fine map is pooled to cells before its weights are applied.
             pooled = self._pool_fine(fmap, stride)
@@ -467,11 +472,12 @@ class PretrainedClassifier(VersionedModel):
         return self.grid_and_cell_embeddings(image)[0]
 
     def grid_and_cell_embeddings(
-        self, image: np.ndarray, margin_cells: int = 0
+        self, image: np.ndarray, margin_cells: int = 0, chunk_px: int | None = None
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """predict_grid's P(mining) per cell, and the (dims, H/cell, W/cell) per-cell embedding values (or None),
-        both for the cells at least margin_cells from the image's edges only (a scan's context is not scored)."""
-        z, cells = self._first_layer(image, margin_cells)
+        both for the cells at least margin_cells from the image's edges only (a scan's context is not scored), from
+        backbone passes of about chunk_px (default: the recipe's; a scan gives scan_chunk_px)."""
+        z, cells = self._first_layer(image, margin_cells, chunk_px)
         head = self.head
         shift = self.int8.offset if self._fast.int8 else 0.0  # cell_maps made _fast
         # An int8 scan's correction row is linear in the window's features: taken off the logit, outside the ReLU.
@@ -489,10 +495,12 @@ class PretrainedClassifier(VersionedModel):
             cells = np.concatenate([cells, self.embedding.logit_scale * logits.numpy()[None]])
         return probs, cells
 
-    def _first_layer(self, image: np.ndarray, margin_cells: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _first_layer(
+        self, image: np.ndarray, margin_cells: int, chunk_px: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The first layer's rows (the head's, biases added, then an int8 scan's correction row) of every window at
         least margin_cells from the image's edges, and those cells' per-cell embedding values (or None)."""
-        maps, moments = self.cell_maps(image)
+        maps, moments = self.cell_maps(image, chunk_px=chunk_px)
         k, m, n = self.recipe.window_cells, margin_cells, self._rows
         h, w = maps.shape[1:]
         inner_cells(h, w, m)  # a named error before any work
@@ -868,8 +876,7 @@ def window_features(
 def _twin_features(image: np.ndarray, sessions: Sequence[OnnxBackbone], border_px: int, with_std: bool) -> list:
     """An HxWx3 uint8 image's pooled features (all deviations) through each of the backbone twins."""
     with torch.inference_mode():
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
-        return [pool_maps(b.stage_maps(x), border_px, with_std=with_std)[0].numpy() for b in sessions]
+        return [pool_maps(b.pixel_stage_maps(image), border_px, with_std=with_std)[0].numpy() for b in sessions]
 
 
 def fit_embedding(mean_features: np.ndarray, labels: np.ndarray, logits: np.ndarray, dims: int) -> Embedding:
