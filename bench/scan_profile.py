@@ -17,6 +17,7 @@ import pstats
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import mercantile
@@ -69,6 +70,7 @@ def instrument() -> None:
         (worker, "resample", "resample"),
         (worker, "_block_frame", "frame assembly (rest)"),
         (OnnxBackbone, "stage_maps", "backbone (ORT)"),
+        (OnnxBackbone, "pixel_stage_maps", "backbone (ORT)"),
         (P, "_pool_fine", "cell pooling (avg_pool2d)"),
         (P, "_cells", "stage projection + coarse add"),
         (P, "cell_maps", "cell_maps (rest: pad, float, copy-out)"),
@@ -82,7 +84,8 @@ def instrument() -> None:
         (worker, "_classify_block", "TileRow building (rest)"),
     ]
     for owner, attr, name in patches:
-        setattr(owner, attr, timed(name, getattr(owner, attr)))
+        if hasattr(owner, attr):  # older code may lack a stage: the profile compares versions
+            setattr(owner, attr, timed(name, getattr(owner, attr)))
 
 
 def aligned_bbox(side_tiles: int) -> str:
@@ -105,6 +108,7 @@ def main() -> None:
     parser.add_argument("--dump", type=Path, help="write every tile's grid and embedding here (pickle)")
     parser.add_argument("--compare", type=Path, help="compare every tile's grid and embedding with this dump")
     parser.add_argument("--workdir", type=Path, help="keep the DB and tile cache here (reused when present)")
+    parser.add_argument("--block-tiles", type=int, help="tiles per block side (default: the scan's)")
     parser.add_argument(
         "--texty",
         type=Path,
@@ -132,6 +136,8 @@ def main() -> None:
         with Project.using(db) as project:
             job = _prepare(aoi, server.url, ZOOM, project, settings)
         ctx = job.context
+        if args.block_tiles:  # a what-if geometry (16 x 16 blocks fit the 16 x 16 units used here)
+            ctx = replace(ctx, block_tiles=args.block_tiles)
         remember_model(ctx.model_path, ctx.model_version, job.clf, ctx.int8)
         units = list(iter_units(aoi.geometry, ZOOM, unit_zoom_delta=4))
         process_unit(units[0], ctx)  # warm: sessions built, first allocations done

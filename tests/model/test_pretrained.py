@@ -451,22 +451,6 @@ def test_predict_grid_shape_and_chunking(clf):
     assert cells.shape == (clf.head.hidden, 70, 44)
 
 
-def test_a_scan_chooses_the_size_of_its_backbone_passes(clf):
-    """A scan's 8 x 8-tile block frame (2,368 px) goes through the backbone in 2 x 2 passes; the recipe's 800 px
-    passes would be 3 x 3, with 11 % more pixels (their halos) and seams of their own."""
-    from amberwatch.model.pretrained import _spans
-
-    assert _spans(2368, clf.scan_chunk_px) == [(0, 1184), (1184, 2368)]
-    assert len(_spans(2368, clf.recipe.chunk_px)) == 3
-    image = np.random.default_rng(2).integers(0, 255, (960, 960, 3), dtype=np.uint8)
-    one_pass, cells = clf.grid_and_cell_embeddings(image, margin_cells=2, chunk_px=clf.scan_chunk_px)
-    whole, whole_cells = clf.grid_and_cell_embeddings(image, margin_cells=2, chunk_px=4096)
-    np.testing.assert_array_equal(one_pass, whole)
-    np.testing.assert_array_equal(cells, whole_cells)
-    recipes = clf.grid_and_cell_embeddings(image, margin_cells=2)[0]  # two passes a side, seams at 480 px
-    assert one_pass.shape == recipes.shape and float(np.abs(one_pass - recipes).max()) > 1e-4
-
-
 def test_calibration_builds_the_same_int8_backbone_as_its_stored_ranges(backbone):
     """The model quantized during calibration is kept as the int8 twin: the stored ranges rebuild it bit for bit."""
     from amberwatch.model.backbone_onnx import int8_ranges, onnx_backbone

@@ -33,7 +33,6 @@ def test_process_unit_round_trips_through_pickle_and_needs_no_db(tile_server, tm
         margin_px=clf.context_px,
         cell_px=clf.cell_px,
         block_tiles=4,
-        chunk_px=clf.scan_chunk_px,  # one backbone pass over this 832 px frame (the recipe's 800 px would make two)
     )
     fn, unit2, context2 = pickle.loads(pickle.dumps((process_unit, unit, context)))
     try:
@@ -45,8 +44,8 @@ def test_process_unit_round_trips_through_pickle_and_needs_no_db(tile_server, tm
     assert [(t.x, t.y, t.status) for t in result.tiles] == [(x0 + 1, y0 + 1, "done"), (x0 + 2, y0 + 1, "done")]
     assert not list(tmp_path.glob("*.db"))  # workers never create or write a project DB
     assert [(t.x, t.grid) for t in alone.tiles] == [(x0 + 2, result.tiles[1].grid)]
-    # The grids equal the score map (in the scan's backbone passes) of the AOI's tiles of the block (here the unit's
-    # two) with the model's margin of real imagery around them, whatever tiles are still to do.
+    # The grids equal predict_grid on the AOI's tiles of the block (here the unit's two) with the model's margin of
+    # real imagery around them, whatever tiles are still to do.
     with TileCache(tmp_path / "cache.mbtiles") as cache:
         source = open_source(tile_server.url, cache=cache)
         mosaic = np.zeros((768, 1024, 3), np.uint8)
@@ -56,7 +55,7 @@ def test_process_unit_round_trips_through_pickle_and_needs_no_db(tile_server, tm
                 mosaic[(y - y0) * 256 : (y - y0 + 1) * 256, (x - x0) * 256 : (x - x0 + 1) * 256] = tile.pixels
         source.close()
     m = clf.context_px
-    expected = clf.grid_and_cell_embeddings(mosaic[256 - m : 512 + m, 256 - m : 768 + m], chunk_px=clf.scan_chunk_px)[0]
+    expected = clf.predict_grid(mosaic[256 - m : 512 + m, 256 - m : 768 + m])
     off = m // clf.cell_px
     g = 256 // clf.cell_px
     for k, tile in enumerate(result.tiles):
@@ -110,19 +109,3 @@ def test_cells_with_imagery_come_from_the_tiles_own_mask():
     valid[:] = True
     valid[:, 10:14] = False  # a sliver under half of one cell: every cell still counts
     assert cells_with_imagery(full, image)[1] is None
-
-
-def test_a_scan_passes_its_block_frames_through_the_backbone_in_the_models_scan_chunks():
-    from amberwatch.scan.engine import scan_context
-
-    clf = load()
-    context = scan_context(
-        clf,
-        imagery=ImageryRef("http://127.0.0.1:9/{z}/{x}/{y}.png"),
-        cache_path="unused.mbtiles",
-        model_path=None,
-        model_version=clf.version,
-        zoom=18,
-        tile_res_m_per_px=0.373,
-    )
-    assert context.chunk_px == clf.scan_chunk_px == 1200

@@ -204,9 +204,6 @@ class PretrainedClassifier(VersionedModel):
 
     kind = "pretrained"
     block_tiles = 16  # the scan caps it at 8 (blocks never straddle units): predict_grid tiles its passes itself
-    # A scan's backbone passes: an 8 x 8-tile block frame (2,368 px at z18) in 2 x 2 passes, not the recipe's 3 x 3
-    # of 800 px: 11 % fewer pixels through the backbone at the same cost per pixel (RESULTS.md round 12).
-    scan_chunk_px = 1200
 
     def __init__(
         self,
@@ -302,11 +299,8 @@ class PretrainedClassifier(VersionedModel):
         means, biases excluded (a linear head's row is its class activation map)."""
         return self.cell_maps(image, moments=False)[0][: self.head.hidden]
 
-    def cell_maps(
-        self, image: np.ndarray, moments: bool = True, chunk_px: int | None = None
-    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
-        """Image HxWx3 -> per-cell maps (C, H/cell, W/cell), bias excluded, and the std stages' moments, from
-        backbone passes of about chunk_px (default: the recipe's).
+    def cell_maps(self, image: np.ndarray, moments: bool = True) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """Image HxWx3 -> per-cell maps (C, H/cell, W/cell), bias excluded, and the std stages' moments.
 
         The maps hold the head's first-layer rows applied to the mean features, then the embedding's rows. The
         moments are, per grid (cell_px, or a coarser stage's stride), the means of x and then of x^2 of every
@@ -327,10 +321,10 @@ class PretrainedClassifier(VersionedModel):
         for block in self._std_blocks if moments else []:
             on_grid[block.grid] = max(on_grid.get(block.grid, 0), 2 * block.moments[1])
         by_grid = {g: torch.empty(c, H // g, W // g) for g, c in on_grid.items()}
-        halo, chunk = self.recipe.halo_px, chunk_px or self.recipe.chunk_px
+        halo = self.recipe.halo_px
         with torch.inference_mode():
-            for y0, y1 in _spans(H, chunk):
-                for x0, x1 in _spans(W, chunk):
+            for y0, y1 in _spans(H, self.recipe.chunk_px):
+                for x0, x1 in _spans(W, self.recipe.chunk_px):
                     ya, xa = max(0, y0 - halo), max(0, x0 - halo)
                     yb, xb = min(H, y1 + halo), min(W, x1 + halo)
                     total, parts = self._cells(arr[ya:yb, xa:xb], moments, (y0 - ya, y1 - ya, x0 - xa, x1 - xa))
@@ -472,12 +466,11 @@ class PretrainedClassifier(VersionedModel):
         return self.grid_and_cell_embeddings(image)[0]
 
     def grid_and_cell_embeddings(
-        self, image: np.ndarray, margin_cells: int = 0, chunk_px: int | None = None
+        self, image: np.ndarray, margin_cells: int = 0
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """predict_grid's P(mining) per cell, and the (dims, H/cell, W/cell) per-cell embedding values (or None),
-        both for the cells at least margin_cells from the image's edges only (a scan's context is not scored), from
-        backbone passes of about chunk_px (default: the recipe's; a scan gives scan_chunk_px)."""
-        z, cells = self._first_layer(image, margin_cells, chunk_px)
+        both for the cells at least margin_cells from the image's edges only (a scan's context is not scored)."""
+        z, cells = self._first_layer(image, margin_cells)
         head = self.head
         shift = self.int8.offset if self._fast.int8 else 0.0  # cell_maps made _fast
         # An int8 scan's correction row is linear in the window's features: taken off the logit, outside the ReLU.
@@ -495,12 +488,10 @@ class PretrainedClassifier(VersionedModel):
             cells = np.concatenate([cells, self.embedding.logit_scale * logits.numpy()[None]])
         return probs, cells
 
-    def _first_layer(
-        self, image: np.ndarray, margin_cells: int, chunk_px: int | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _first_layer(self, image: np.ndarray, margin_cells: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The first layer's rows (the head's, biases added, then an int8 scan's correction row) of every window at
         least margin_cells from the image's edges, and those cells' per-cell embedding values (or None)."""
-        maps, moments = self.cell_maps(image, chunk_px=chunk_px)
+        maps, moments = self.cell_maps(image)
         k, m, n = self.recipe.window_cells, margin_cells, self._rows
         h, w = maps.shape[1:]
         inner_cells(h, w, m)  # a named error before any work

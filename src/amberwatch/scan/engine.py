@@ -255,7 +255,6 @@ def scan_context(
         block_tiles=min(clf.block_tiles, 1 << DEFAULT_UNIT_ZOOM_DELTA),
         int8=int8,
         model_sha256=getattr(clf, "file_sha256", None),  # None: a model built in memory, not read from a file
-        chunk_px=getattr(clf, "scan_chunk_px", None),
     )
 
 

@@ -45,7 +45,6 @@ class ScanContext:
     block_tiles: int = 4  # tiles per side of one predict_grid call (plus margin); blocks are (x // b, y // b)
     int8: bool = False  # score maps through the model's int8 backbone
     model_sha256: str | None = None  # sha256 of the model file as the scan loaded it: workers check theirs against it
-    chunk_px: int | None = None  # side of the model's backbone passes over a block frame (None: the model's own way)
 
     @property
     def cells_per_tile(self) -> int:
@@ -314,10 +313,7 @@ def _classify_block(
     g, z = context.cells_per_tile, context.zoom
     model = get_model(context.model_path, context.model_version, context.int8, context.model_sha256)
     frame = _block_frame(block, context, images)
-    passes = {"chunk_px": context.chunk_px} if context.chunk_px else {}  # only pretrained models take it
-    grid, cell_embeddings = model.grid_and_cell_embeddings(
-        frame, margin_cells=context.margin_px // context.cell_px, **passes
-    )
+    grid, cell_embeddings = model.grid_and_cell_embeddings(frame, margin_cells=context.margin_px // context.cell_px)
     for x, y in to_predict:
         r, c = (y - block.y0) * g, (x - block.x0) * g
         cells, valid_cells = cells_with_imagery(grid[r : r + g, c : c + g], images[(x, y)])
