@@ -17,6 +17,7 @@ import pstats
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import mercantile
@@ -69,6 +70,7 @@ def instrument() -> None:
         (worker, "resample", "resample"),
         (worker, "_block_frame", "frame assembly (rest)"),
         (OnnxBackbone, "stage_maps", "backbone (ORT)"),
+        (OnnxBackbone, "pixel_stage_maps", "backbone (ORT)"),
         (P, "_pool_fine", "cell pooling (avg_pool2d)"),
         (P, "_cells", "stage projection + coarse add"),
         (P, "cell_maps", "cell_maps (rest: pad, float, copy-out)"),
@@ -82,7 +84,8 @@ def instrument() -> None:
         (worker, "_classify_block", "TileRow building (rest)"),
     ]
     for owner, attr, name in patches:
-        setattr(owner, attr, timed(name, getattr(owner, attr)))
+        if hasattr(owner, attr):  # older code may lack a stage: the profile compares versions
+            setattr(owner, attr, timed(name, getattr(owner, attr)))
 
 
 def aligned_bbox(side_tiles: int) -> str:
@@ -105,6 +108,7 @@ def main() -> None:
     parser.add_argument("--dump", type=Path, help="write every tile's grid and embedding here (pickle)")
     parser.add_argument("--compare", type=Path, help="compare every tile's grid and embedding with this dump")
     parser.add_argument("--workdir", type=Path, help="keep the DB and tile cache here (reused when present)")
+    parser.add_argument("--block-tiles", type=int, help="tiles per block side (default: the scan's)")
     parser.add_argument(
         "--texty",
         type=Path,
@@ -115,6 +119,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)  # as init_worker does in every scan worker
+    from amberwatch.project import Project
     from amberwatch.scan.engine import ScanSettings, _prepare, run_scan
     from amberwatch.scan.tiling import iter_units
     from amberwatch.scan.worker import process_unit, release, remember_model
@@ -128,8 +133,11 @@ def main() -> None:
         if not db.exists():
             run_scan(aoi, server.url, ZOOM, db, ScanSettings(workers=1, progress=False))
         settings = ScanSettings(workers=1, progress=False, new=True, int8=not args.fp32)
-        job = _prepare(aoi, server.url, ZOOM, db, settings)
+        with Project.using(db) as project:
+            job = _prepare(aoi, server.url, ZOOM, project, settings)
         ctx = job.context
+        if args.block_tiles:  # a what-if geometry (16 x 16 blocks fit the 16 x 16 units used here)
+            ctx = replace(ctx, block_tiles=args.block_tiles)
         remember_model(ctx.model_path, ctx.model_version, job.clf, ctx.int8)
         units = list(iter_units(aoi.geometry, ZOOM, unit_zoom_delta=4))
         process_unit(units[0], ctx)  # warm: sessions built, first allocations done

@@ -97,3 +97,30 @@ def test_a_fifo_or_folder_in_place_of_a_cached_file_is_rebuilt_for_fp32_and_int8
         path.mkdir()
         twin = bo.OnnxBackbone(backbone, ranges=r)
         assert twin.int8 == (r is not None) and len(_maps(twin)) == 4 and path.is_dir()
+
+
+def test_int8_backbone_takes_uint8_pixels_and_gives_the_maps_of_its_float_input_chain_bit_for_bit(backbone, cache_dir):
+    """The bundled ranges quantize the input (x - 127) / 128 around 127 with scale 1/128: the identity on pixels,
+    so the int8 backbone takes them as they are; ranges where it is not keep the float input."""
+    import onnxruntime as ort
+
+    clf = model.load()
+    fast = bo.OnnxBackbone(backbone, ranges=clf.int8.ranges)
+    plain = bo._int8_model(bo._fp32_model(backbone), clf.int8.ranges, pixels=False)
+    session = ort.InferenceSession(plain.SerializeToString(), providers=["CPUExecutionProvider"])
+    image = np.random.default_rng(4).integers(0, 256, (96, 256, 3), dtype=np.uint8)
+    image[:8] = np.arange(256, dtype=np.uint8)[None, :, None]  # every pixel value in every channel
+    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32))
+    floats = x + torch.from_numpy(np.random.default_rng(5).choice([-0.5, 0.0, 0.25, 0.5], x.shape).astype(np.float32))
+    for got in (fast.pixel_stage_maps(image), fast.stage_maps(x)):
+        for want, have in zip(session.run(None, {"x": x.numpy()}), got):
+            np.testing.assert_array_equal(want, have.numpy())
+    for want, have in zip(session.run(None, {"x": floats.numpy()}), fast.stage_maps(floats)):  # ties round as ORT
+        np.testing.assert_array_equal(want, have.numpy())
+    assert fast._session.get_inputs()[0].name == "pixels"
+
+    dark = bo.int8_ranges(backbone, [np.random.default_rng(1).integers(0, 100, (64, 96, 3), dtype=np.uint8)])
+    other = bo.OnnxBackbone(backbone, ranges=dark)
+    assert other._session.get_inputs()[0].name == "x"
+    for a, b in zip(other.stage_maps(x[..., :64, :96]), other.pixel_stage_maps(image[:64, :96])):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())

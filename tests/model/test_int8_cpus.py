@@ -42,7 +42,9 @@ options.intra_op_num_threads = 1
 options.log_severity_level = 3
 session = ort.InferenceSession(sys.argv[1], options, providers=["CPUExecutionProvider"])
 x = np.load(sys.argv[2])
-np.savez(sys.argv[3], *session.run(None, {"x": x}))
+name = session.get_inputs()[0].name  # "pixels": uint8 NHWC (backbone_onnx._pixel_input)
+feed = np.ascontiguousarray(x.transpose(0, 2, 3, 1).astype(np.uint8)) if name == "pixels" else x
+np.savez(sys.argv[3], *session.run(None, {name: feed}))
 print("VNNI" if cpu.get("AVX512VNNI") else "no VNNI")
 """
 

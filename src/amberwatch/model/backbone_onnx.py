@@ -43,6 +43,7 @@ from amberwatch.model.backbone import INPUT_MULTIPLE_PX, Backbone, ConvAct, same
 # their kernels widen to 16 bits first. Leaving a layer in fp32 would break the exactness (fp32 kernels round
 # differently per CPU, and requantizing spreads it).
 QUANTIZATION = "u8s8-pairsafe"
+PIXEL_ZERO = 127.0  # the backbone's input is (x - 127) / 128; an int8 backbone quantizes it around 127 as well
 _SESSIONS: dict[tuple, OnnxBackbone] = {}
 _EXPORTS: dict[str, object] = {}  # backbone digest -> its fp32 ONNX ModelProto
 _LOCK = threading.Lock()
@@ -213,9 +214,9 @@ def _weight_overrides(model) -> dict[str, list[dict]]:
     return out
 
 
-def _quantize(model, reader: _Arrays | None, cache: Path):
+def _quantize(model, reader: _Arrays | None, cache: Path, pixels: bool = True):
     """ORT static int8 of model as QUANTIZATION says (QDQ, uint8 activations, per-channel weights); ranges from
-    cache or reader."""
+    cache or reader; uint8 pixels in when its input chain allows (pixels=False: float x in, as quantized)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -237,7 +238,86 @@ def _quantize(model, reader: _Arrays | None, cache: Path):
         )
     finally:
         logging.disable(logging.NOTSET)
-    return onnx.load(str(out))
+    quantized = onnx.load(str(out))
+    if pixels:
+        _pixel_input(quantized)
+    return quantized
+
+
+def _pixel_input(model) -> None:
+    """Give a quantized backbone its input as uint8 NHWC pixels when its input chain is the identity on them.
+
+    The chain x -> Sub 127 -> QuantizeLinear -> DequantizeLinear -> Mul 1/128 -> QuantizeLinear gives back the pixel
+    value of every integer x in 0..255 (scales 1 and 1/128, zero points 127), so a Transpose of the pixels replaces
+    it: the same stem input bit for bit, without the float image, its element-wise passes and the layout Transpose
+    ONNX Runtime puts before the first int8 convolution (RESULTS.md round 13). Other chains are left as they are.
+    """
+    from onnx import TensorProto, helper
+
+    graph = model.graph
+    chain = _input_chain(graph, ("Sub", "QuantizeLinear", "DequantizeLinear", "Mul", "QuantizeLinear"))
+    if chain is None or not _is_identity_on_pixels(graph, chain):
+        return
+    pixels = helper.make_tensor_value_info("pixels", TensorProto.UINT8, ["n", "h", "w", 3])
+    to_nchw = helper.make_node("Transpose", ["pixels"], [chain[-1].output[0]], perm=[0, 3, 1, 2], name="pixels_nchw")
+    for node in chain:
+        graph.node.remove(node)
+    graph.node.insert(0, to_nchw)
+    graph.input.remove(graph.input[0])
+    graph.input.insert(0, pixels)
+    while dead := [n for n in graph.node if not any(_used(graph, o) for o in n.output)]:
+        for node in dead:
+            graph.node.remove(node)
+    for init in [i for i in graph.initializer if not _used(graph, i.name)]:
+        graph.initializer.remove(init)
+
+
+def _used(graph, name: str) -> bool:
+    return any(name in node.input for node in graph.node) or any(o.name == name for o in graph.output)
+
+
+def _input_chain(graph, ops: tuple[str, ...]) -> list | None:
+    """The nodes from the graph's input on, each the only user of the one before, if their types are ops."""
+    chain, name = [], graph.input[0].name
+    for op in ops:
+        users = [node for node in graph.node if name in node.input]
+        if len(users) != 1 or users[0].op_type != op:
+            return None
+        chain.append(users[0])
+        name = users[0].output[0]
+    return chain
+
+
+def _is_identity_on_pixels(graph, chain: list) -> bool:
+    """Whether Sub, Q, DQ, Mul (by a dequantized constant), Q give every integer 0..255 back, each product within
+    1e-3 of its integer (so float32 kernels, whatever their rounding, land on it too)."""
+    from onnx import numpy_helper
+
+    values = {i.name: numpy_helper.to_array(i).astype(np.float64) for i in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant":
+            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t).astype(np.float64)
+        elif node.op_type == "DequantizeLinear" and all(i in values and values[i].size == 1 for i in node.input[:3]):
+            q, scale, zero = (values[i] for i in node.input[:3])
+            values[node.output[0]] = (q - zero) * scale
+    sub, q1, dq1, mul, q2 = chain
+    others = [i for i in mul.input if i != dq1.output[0]]
+    needed = [sub.input[1], *q1.input[1:3], *q2.input[1:3], *others]
+    if len(others) != 1 or any(name not in values or values[name].size != 1 for name in needed):
+        return False
+    shift, (s1, z1), (s2, z2), factor = (
+        float(values[sub.input[1]]),
+        (float(values[q1.input[1]]), float(values[q1.input[2]])),
+        (float(values[q2.input[1]]), float(values[q2.input[2]])),
+        float(values[others[0]]),
+    )
+    if shift != PIXEL_ZERO or (s1, z1) != (1.0, PIXEL_ZERO):  # OnnxBackbone.stage_maps takes floats as this chain
+        return False
+    x = np.arange(256, dtype=np.float64)
+    first = np.clip(np.rint(x - shift) + z1, 0, 255)
+    product = (first - z1) * s1 * factor / s2
+    near = np.abs(product - np.rint(product)).max() < 1e-3
+    return bool(near and np.array_equal(np.clip(np.rint(product) + z2, 0, 255), x))
 
 
 def int8_ranges(backbone: Backbone, images: list[np.ndarray]) -> dict[str, list[float]]:
@@ -258,8 +338,9 @@ def int8_ranges(backbone: Backbone, images: list[np.ndarray]) -> dict[str, list[
     return ranges
 
 
-def _int8_model(model, ranges: dict[str, list[float]]):
-    """The fp32 model quantized with stored ranges (no calibration data); ModelError if they do not fit it."""
+def _int8_model(model, ranges: dict[str, list[float]], pixels: bool = True):
+    """The fp32 model quantized with stored ranges (no calibration data; pixels as _quantize's); ModelError if
+    they do not fit it."""
     from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData, save_tensors_data
 
     tensors = {o for node in model.graph.node for o in node.output} | {i.name for i in model.graph.input}
@@ -272,7 +353,7 @@ def _int8_model(model, ranges: dict[str, list[float]]):
     with tempfile.TemporaryDirectory(prefix="amberwatch-int8-") as tmp:
         cache = Path(tmp) / "ranges.json"
         save_tensors_data(TensorsData(CalibrationMethod.MinMax, data), cache)
-        return _quantize(model, None, cache)
+        return _quantize(model, None, cache, pixels)
 
 
 class OnnxBackbone:
@@ -300,14 +381,30 @@ class OnnxBackbone:
             self._session = ort.InferenceSession(data, options, providers=providers)
         self.digest = backbone.digest
         self.int8 = ranges is not None
+        self._input = self._session.get_inputs()[0].name  # "pixels" (uint8 NHWC, int8 backbones) or "x"
 
     def stage_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Float NCHW 0..255 RGB, sides multiples of 32 -> the 4 stage maps (as torch tensors)."""
-        h, w = x.shape[2:]
-        if h % INPUT_MULTIPLE_PX or w % INPUT_MULTIPLE_PX:
-            raise ModelError(f"the ONNX backbone needs sides that are multiples of {INPUT_MULTIPLE_PX}, got {h}x{w}")
-        arr = np.ascontiguousarray(x.numpy(), dtype=np.float32)
-        return [torch.from_numpy(o) for o in self._session.run(None, {"x": arr})]
+        _check_sides(*x.shape[2:])
+        if self._input == "pixels":  # what the input chain it replaced made of floats: round(x - 127) + 127
+            q = torch.round(x - PIXEL_ZERO).add_(PIXEL_ZERO).clamp_(0, 255).to(torch.uint8)
+            return self._run(q.permute(0, 2, 3, 1).contiguous().numpy())
+        return self._run(np.ascontiguousarray(x.numpy(), dtype=np.float32))
+
+    def pixel_stage_maps(self, pixels: np.ndarray) -> list[torch.Tensor]:
+        """HxWx3 uint8 RGB, sides multiples of 32 -> the 4 stage maps of a batch of one (as torch tensors)."""
+        _check_sides(*pixels.shape[:2])
+        if self._input == "pixels":
+            return self._run(np.ascontiguousarray(pixels)[None])
+        return self._run(np.ascontiguousarray(pixels.transpose(2, 0, 1), np.float32)[None])
+
+    def _run(self, arr: np.ndarray) -> list[torch.Tensor]:
+        return [torch.from_numpy(o) for o in self._session.run(None, {self._input: arr})]
+
+
+def _check_sides(h: int, w: int) -> None:
+    if h % INPUT_MULTIPLE_PX or w % INPUT_MULTIPLE_PX:
+        raise ModelError(f"the ONNX backbone needs sides that are multiples of {INPUT_MULTIPLE_PX}, got {h}x{w}")
 
 
 def built_cache_dir() -> Path:

@@ -327,9 +327,7 @@ class PretrainedClassifier(VersionedModel):
                 for x0, x1 in _spans(W, self.recipe.chunk_px):
                     ya, xa = max(0, y0 - halo), max(0, x0 - halo)
                     yb, xb = min(H, y1 + halo), min(W, x1 + halo)
-                    # NCHW floats in one copy (the backbone takes them as they are)
-                    x = torch.from_numpy(np.ascontiguousarray(arr[ya:yb, xa:xb].transpose(2, 0, 1), np.float32))
-                    total, parts = self._cells(x[None], moments, (y0 - ya, y1 - ya, x0 - xa, x1 - xa))
+                    total, parts = self._cells(arr[ya:yb, xa:xb], moments, (y0 - ya, y1 - ya, x0 - xa, x1 - xa))
                     out[:, y0 // cell : y1 // cell, x0 // cell : x1 // cell] = total
                     for g, grid_parts in parts.items():  # written straight in: no concatenated copy of the parts
                         target, start = by_grid[g][:, y0 // g : y1 // g, x0 // g : x1 // g], 0
@@ -339,9 +337,9 @@ class PretrainedClassifier(VersionedModel):
         return out[:, : h // cell, : w // cell], by_grid
 
     def _cells(
-        self, x: torch.Tensor, moments: bool, keep: tuple[int, int, int, int]
+        self, pixels: np.ndarray, moments: bool, keep: tuple[int, int, int, int]
     ) -> tuple[torch.Tensor, dict[int, list[torch.Tensor]]]:
-        """cell_maps' first-layer rows for one input region (sides multiples of 32), and per grid the moments'
+        """cell_maps' first-layer rows for one HxWx3 region (sides multiples of 32), and per grid the moments'
         parts to stack in this order (every x, then every x^2), all on the rows top..bottom and columns
         left..right (px, multiples of 32) of keep: the halo around them only feeds the backbone."""
         if self._fast is None:
@@ -350,7 +348,8 @@ class PretrainedClassifier(VersionedModel):
         firsts: dict[int, list[torch.Tensor]] = {}
         seconds: dict[int, list[torch.Tensor]] = {}
         top, bottom, left, right = keep
-        for stage, (fmap, wk, stride) in enumerate(zip(self._fast.stage_maps(x), self._stage_w, STAGE_STRIDES)):
+        maps = self._fast.pixel_stage_maps(pixels)
+        for stage, (fmap, wk, stride) in enumerate(zip(maps, self._stage_w, STAGE_STRIDES)):
             fmap = fmap[0, :, top // stride : bottom // stride, left // stride : right // stride]
             # Scoring is linear per location, so a fine map is pooled to cells before its weights are applied.
             pooled = self._pool_fine(fmap, stride)
@@ -872,8 +871,7 @@ def window_features(
 def _twin_features(image: np.ndarray, sessions: Sequence[OnnxBackbone], border_px: int, with_std: bool) -> list:
     """An HxWx3 uint8 image's pooled features (all deviations) through each of the backbone twins."""
     with torch.inference_mode():
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
-        return [pool_maps(b.stage_maps(x), border_px, with_std=with_std)[0].numpy() for b in sessions]
+        return [pool_maps(b.pixel_stage_maps(image), border_px, with_std=with_std)[0].numpy() for b in sessions]
 
 
 def fit_embedding(mean_features: np.ndarray, labels: np.ndarray, logits: np.ndarray, dims: int) -> Embedding:
