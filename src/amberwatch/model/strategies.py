@@ -270,7 +270,7 @@ def suggest_tiles(
         x, y = sp.xy[i]
         b = mercantile.bounds(x, y, sp.zoom)
         how = MIX_ORDER[n % len(MIX_ORDER)] if strategy == "mix" else strategy
-        reason = _reason(how, sp.pool, i) + (f" (mix: {how})" if strategy == "mix" else "")
+        reason = (f"mix, {how}: " if strategy == "mix" else "") + _reason(how, sp.pool, i)
         tiles.append(
             TileSuggestion(
                 sp.zoom, x, y, (b.west + b.east) / 2, (b.south + b.north) / 2, float(sp.pool.probs[i]), reason

@@ -156,7 +156,7 @@ def label() -> None:
 @label.command("suggest")
 @db_option
 @click.option("--scan", "scan_id", type=ID, required=True, help="Scan whose tiles to suggest.")
-@click.option("--count", type=click.IntRange(min=1, max=1000), default=20, show_default=True, help="Tiles.")
+@click.option("--count", type=click.IntRange(min=1, max=1000), default=20, show_default=True, help="How many tiles.")
 @click.option(
     "--strategy",
     type=click.Choice(SUGGEST_STRATEGIES),
