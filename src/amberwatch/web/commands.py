@@ -1,4 +1,4 @@
-"""CLI commands of the web stage (registered by amberwatch.cli): ``serve`` and ``users``."""
+"""CLI commands of the web stage (registered by amberwatch.cli): ``serve``, ``users`` and ``label suggest``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from contextlib import contextmanager
 
 import click
 
-from amberwatch.options import db_option
+from amberwatch.model.strategies import DEFAULT_SUGGEST_STRATEGY, SUGGEST_STRATEGIES
+from amberwatch.options import ID, db_option
 from amberwatch.project import Project
 
 
@@ -147,4 +148,39 @@ def users_list(db: str) -> None:
             click.echo(f"{user.name}\t{user.role}" + ("\trevoked" if user.revoked else ""))
 
 
-COMMANDS: tuple[click.Command, ...] = (serve, users)
+@click.group("label")
+def label() -> None:
+    """Which tiles to label next (the /label page's queue, for scripts)."""
+
+
+@label.command("suggest")
+@db_option
+@click.option("--scan", "scan_id", type=ID, required=True, help="Scan whose tiles to suggest.")
+@click.option("--count", type=click.IntRange(min=1, max=1000), default=20, show_default=True, help="How many tiles.")
+@click.option(
+    "--strategy",
+    type=click.Choice(SUGGEST_STRATEGIES),
+    default=DEFAULT_SUGGEST_STRATEGY,
+    show_default=True,
+    help="uncertain: nearest the threshold (the learning curve's best); similar: like the scan's confirmed sites;"
+    " spread: far apart over the area; random; mix: similar, uncertain and spread in turn.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
+def label_suggest(db: str, scan_id: int, count: int, strategy: str, as_json: bool) -> None:
+    """The next tiles of a scan to label (not labelled or queued yet): z/x/y, lat/lon, P(mining), why chosen."""
+    import json
+
+    from amberwatch.web.labelling import suggest_for_scan
+
+    with _users_db(db) as conn:
+        found = suggest_for_scan(conn, scan_id, strategy, count)
+    if as_json:
+        click.echo(json.dumps(found.as_dict(), indent=2))
+        return
+    if found.note:
+        click.secho(f"Note: {found.note}", fg="yellow", err=True)
+    for t in found.tiles:
+        click.echo(f"{t.z}/{t.x}/{t.y}\t{t.lat_deg:.5f}, {t.lon_deg:.5f}\tP {t.prob:.0%}\t{t.reason}")
+
+
+COMMANDS: tuple[click.Command, ...] = (serve, users, label)

@@ -12,7 +12,9 @@ unit's label is its reference class (through ``amberwatch.results.area_review``)
 training examples so the accuracy assessment stays independent of training.
 
 Two queue modes for a scan: "uncertain" (closest to the model threshold first) and "like" (tiles reviewers sent
-to the queue, ``web_label_queue``, then the scan's tiles most like the confirmed sites).
+to the queue, ``web_label_queue``, then the scan's tiles most like the confirmed sites). A label strategy
+(``model.strategies.suggest_tiles``: uncertain, similar, spread, random, mix) fills the queue with whole tiles
+(source ``suggest-<strategy>``), leaving out tiles labelled or queued already.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from amberwatch.errors import ConflictError, InvalidInputError, NotFoundError
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.types import LngLatBbox
 from amberwatch.labels.store import Example, ExampleStore
+from amberwatch.model.strategies import SUGGEST_STRATEGIES, Suggestions, suggest_tiles
 from amberwatch.results.places import describe_places
 from amberwatch.results.similar import Query, ScanVectors, rank_places, tile_centre, tiles_under
 from amberwatch.results.store import get_scan, grid_tiles, query_detections, tile_grid
@@ -53,6 +56,14 @@ LABELS = ("mining", "not_mining", "skip", "no_imagery")  # no_imagery: area samp
 VIEW_DATES = ("later", "earlier")  # which scan's imagery a view shows: the item's, or a change sample's earlier one
 CELL_MARGIN = 0.25  # only tiles whose max probability is within this of the threshold can hold candidate cells
 QUEUE_MODES = ("uncertain", "like")
+# The label strategies in the page's plain words (the picker and the "in use" line).
+STRATEGY_WORDS = {
+    "uncertain": "Where the model is unsure (recommended)",
+    "similar": "Like confirmed sites",
+    "spread": "Spread over the area",
+    "random": "Random",
+    "mix": "A mix",
+}
 MAX_QUEUE_TILES = 200
 # Numbers in keys: ASCII digits, at most 18 of them, so every id fits a SQLite integer (below 2^63).
 _N = r"([0-9]{1,18})"
@@ -508,16 +519,19 @@ def queue_tiles(conn: sqlite3.Connection, scan_id: int, tiles: Sequence[str], *,
     return {"scan_id": scan_id, "queued": added, "already_queued": len(keys) - added, "keys": keys}
 
 
-def _queued_items(conn: sqlite3.Connection, scan_id: int, skip: set[str], limit: int) -> list[Item]:
-    """Tiles sent to the scan's labelling queue (oldest first), leaving out the keys in ``skip``."""
+def _queued_items(
+    conn: sqlite3.Connection, scan_id: int, skip: set[str], limit: int, source: str | None = None
+) -> list[Item]:
+    """Tiles sent to the scan's labelling queue (oldest first; only those of ``source`` when given), leaving out the
+    keys in ``skip``."""
     items = []
-    for key, source, added_by in conn.execute(
+    for key, src, added_by in conn.execute(
         "SELECT item_key, source, added_by FROM web_label_queue WHERE scan_id = ? ORDER BY id", (scan_id,)
     ):
-        if key in skip:
+        if key in skip or (source is not None and src != source):
             continue
         _, sid, z, x, y = parse_key(key)
-        items.append(_tile_item(conn, sid, z, x, y, reason=f"sent to the queue ({source}) by {added_by}"))
+        items.append(_tile_item(conn, sid, z, x, y, reason=_queue_reason(src, added_by)))
         if len(items) >= limit:
             break
     return items
@@ -595,3 +609,69 @@ def like_items(
             if f"t{scan_id}/{z}/{x}/{y}" not in skip:
                 items.append(_tile_item(conn, scan_id, z, x, y, reason=f"{p.score:.0%} like the confirmed sites"))
     return items, thr, info
+
+
+def _queue_reason(source: str, added_by: str) -> str:
+    """Why a queued tile is in the queue, in words."""
+    strategy = source.removeprefix("suggest-")
+    if source.startswith("suggest-") and strategy in STRATEGY_WORDS:
+        return f"picked by '{STRATEGY_WORDS[strategy]}' (queued by {added_by})"
+    return f"sent to the queue ({source}) by {added_by}"
+
+
+def _key_tiles(conn: sqlite3.Connection, key: str, scan_id: int, zoom: int) -> set[tuple[int, int]]:
+    """(x, y) of the scan's tiles an item key covers: its tile, its cell's tile, or the tiles under its detection."""
+    parsed = parse_key(key)
+    if parsed[0] in ("t", "c") and parsed[1] == scan_id and parsed[2] == zoom:
+        return {(parsed[3], parsed[4])}
+    if parsed[0] == "d":
+        return {
+            (t.x, t.y)
+            for d in query_detections(conn, ids=[parsed[1]])
+            for t in mercantile.tiles(*d.bbox.as_tuple(), zoom)
+        }
+    return set()
+
+
+def suggest_for_scan(conn: sqlite3.Connection, scan_id: int, strategy: str, count: int, seed: int = 0) -> Suggestions:
+    """The next ``count`` tiles of a scan to label by ``strategy``: not labelled, skipped or queued yet; ``similar``
+    relative to the confirmed sites on the scan's tiles."""
+    zoom = get_scan(conn, scan_id).zoom
+    labelled: set[tuple[int, int]] = set()
+    for key in _done_keys(conn, scan_id) | _queued_keys(conn, scan_id):
+        labelled |= _key_tiles(conn, key, scan_id, zoom)
+    ids = confirmed_detection_ids(conn)
+    positives = {
+        (t.x, t.y)
+        for d in (query_detections(conn, ids=ids) if ids else [])
+        for t in mercantile.tiles(*d.bbox.as_tuple(), zoom)
+    }
+    return suggest_tiles(conn, scan_id, strategy, count, labelled=labelled, positives=positives, seed=seed)
+
+
+def _check_strategy(strategy: str) -> None:
+    if strategy not in SUGGEST_STRATEGIES:
+        raise InvalidInputError(f"unknown label strategy {strategy!r}: expected one of {', '.join(SUGGEST_STRATEGIES)}")
+
+
+def strategy_items(conn: sqlite3.Connection, scan_id: int, strategy: str, limit: int = 20) -> list[Item]:
+    """Tiles a strategy put on the scan's queue (oldest first), not labelled or skipped yet."""
+    _check_strategy(strategy)
+    return _queued_items(conn, scan_id, _done_keys(conn, scan_id), limit, source=f"suggest-{strategy}")
+
+
+def fill_queue(conn: sqlite3.Connection, scan_id: int, strategy: str, count: int, *, user: str) -> dict:
+    """Top the scan's queue up to ``count`` tiles picked by ``strategy`` (still to label), picking only the missing."""
+    _check_strategy(strategy)
+    if not 1 <= count <= MAX_QUEUE_TILES:
+        raise InvalidInputError(f"fill the labelling queue with 1..{MAX_QUEUE_TILES} tiles, got {count}")
+    pending = len(strategy_items(conn, scan_id, strategy, count))
+    out = {"scan_id": scan_id, "strategy": strategy, "words": STRATEGY_WORDS[strategy], "queued": 0, "note": None}
+    if pending < count:
+        found = suggest_for_scan(conn, scan_id, strategy, count - pending)
+        tiles = [f"{t.z}/{t.x}/{t.y}" for t in found.tiles]
+        if tiles:
+            out["queued"] = queue_tiles(conn, scan_id, tiles, source=f"suggest-{strategy}", user=user)["queued"]
+        out["note"] = found.note
+    out["pending"] = pending + out["queued"]
+    return out

@@ -1,4 +1,5 @@
-"""Labelling page API: the queue of chips (most uncertain, or like the confirmed sites), their images, labels, undo."""
+"""Labelling page API: the queue of chips (most uncertain, like the confirmed sites, or the tiles a label strategy
+put there), their images, labels, undo."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from amberwatch.results.store import get_scan
 from amberwatch.web.deps import get_cache, get_conn, get_reviewer, get_vectors
 from amberwatch.web.labelling import (
     QUEUE_MODES,
+    STRATEGY_WORDS,
     example_items,
+    fill_queue,
     item_for_key,
     item_view,
     items_as_dicts,
@@ -25,6 +28,7 @@ from amberwatch.web.labelling import (
     record_label,
     sample_dates,
     sample_items,
+    strategy_items,
     uncertain_items,
     undo_label,
 )
@@ -54,6 +58,15 @@ class QueueIn(BaseModel):
     source: Text = "similar"
 
 
+class FillIn(BaseModel):
+    """A label strategy to fill a scan's queue with."""
+
+    model_config = ConfigDict(extra="ignore")
+    scan_id: IdField | None = None  # the newest scan when omitted
+    strategy: Text = "uncertain"
+    count: int = 20
+
+
 @router.get("/api/label/queue", summary="Chips to label: most uncertain first, like the confirmed sites, or a sample")
 def queue(
     scan: int | None = id_query("scan id (newest when omitted)"),
@@ -63,6 +76,9 @@ def queue(
         " the tiles most like the confirmed sites",
     ),
     sample: int | None = id_query("area sample id: its units without a reference class"),
+    strategy: str | None = Query(
+        None, description="the tiles this label strategy put on the queue (POST /api/label/queue/fill)"
+    ),
     examples: str | None = Query(None, description="check examples of this store source (e.g. 'import')"),
     limit: int = Query(20, ge=1, le=200),
     conn: sqlite3.Connection = Depends(get_conn),
@@ -91,6 +107,8 @@ def queue(
             "items": items_as_dicts(items, None, get_scan(conn, scan_id).zoom),
             "dates": sample_dates(conn, sample),  # a change sample's (earlier, later) imagery dates, else None
         }
+    if strategy is not None:
+        return _strategy_queue(conn, scan, strategy, limit)
     if mode not in QUEUE_MODES:
         raise InvalidInputError(f"unknown queue mode {mode!r}: expected one of {', '.join(QUEUE_MODES)}")
     scan_id = scan if scan is not None else latest_scan_id(conn)
@@ -107,6 +125,30 @@ def queue(
         "items": items_as_dicts(items, thr, get_scan(conn, scan_id).zoom),
         **info,
     }
+
+
+def _strategy_queue(conn: sqlite3.Connection, scan: int | None, strategy: str, limit: int) -> dict:
+    """The queue of a label strategy's tiles, as the page reads it."""
+    scan_id = scan if scan is not None else latest_scan_id(conn)
+    items = strategy_items(conn, scan_id, strategy, limit)
+    thr = float(get_scan(conn, scan_id).model_threshold)
+    return {
+        "scan_id": scan_id,
+        "mode": "strategy",
+        "strategy": strategy,
+        "words": STRATEGY_WORDS[strategy],
+        "threshold": thr,
+        "labelled": labelled_count(conn, scan_id),
+        "items": items_as_dicts(items, thr, get_scan(conn, scan_id).zoom),
+    }
+
+
+@router.post("/api/label/queue/fill", summary="Fill a scan's labelling queue with tiles picked by a label strategy")
+def fill(body: FillIn, conn: sqlite3.Connection = Depends(get_conn), user: User = Depends(get_reviewer)) -> dict:
+    """Top the queue up to ``count`` unlabelled tiles picked by ``strategy`` (uncertain, similar, spread, random, mix);
+    ``note`` says when ``similar`` had no confirmed site to compare with."""
+    scan_id = body.scan_id if body.scan_id is not None else latest_scan_id(conn)
+    return fill_queue(conn, scan_id, body.strategy, body.count, user=user.name)
 
 
 @router.post("/api/label/queue", status_code=201, summary="Put whole tiles of a scan on the labelling queue")

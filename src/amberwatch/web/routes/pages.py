@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from amberwatch.labels.store import CATEGORIES
+from amberwatch.web.labelling import STRATEGY_WORDS
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
 
@@ -73,8 +74,9 @@ def review_page() -> HTMLResponse:
 
 @router.api_route("/label", methods=["GET", "HEAD"], include_in_schema=False)
 def label_page() -> HTMLResponse:
-    """The labelling page."""
-    return _page("label.html")
+    """The labelling page (its strategy picker in the words of ``labelling.STRATEGY_WORDS``)."""
+    options = "".join(f'<option value="{k}">{html.escape(w)}</option>' for k, w in STRATEGY_WORDS.items())
+    return _page("label.html", {"strategy_options": options})
 
 
 @router.get("/favicon.ico", include_in_schema=False)

@@ -1,4 +1,5 @@
-// Labelling page: the scan's most uncertain chips first (or the tiles like the confirmed sites); keys y / n / s(kip) / u(ndo),
+// Labelling page: the scan's most uncertain chips first (or the tiles like the confirmed sites, or the tiles a label
+// strategy picked: ?strategy=uncertain|similar|spread|random|mix fills the queue with them); keys y / n / s(kip) / u(ndo),
 // and i (no imagery) for area sample units. A change sample's unit is shown at both dates and answered at each:
 // y / n / i for the later date as for one date, Shift+Y / Shift+N / Shift+I for the earlier one.
 'use strict';
@@ -8,6 +9,9 @@
   const params = new URL(location.href).searchParams;
   const scanMode = !params.get('sample') && !params.get('examples');   // a scan's queue (not a sample or examples)
   const mode = scanMode && params.get('mode') === 'like' ? 'like' : 'uncertain';
+  const strategySelect = document.getElementById('strategy');
+  const strategies = [...strategySelect.options].map((o) => o.value).filter(Boolean);
+  const strategy = scanMode && strategies.includes(params.get('strategy')) ? params.get('strategy') : null;
   const state = { token: null, queue: [], current: null, done: [], session: 0, scanLabelled: 0, scanId: null,
     pick: { earlier: null, later: null }, pickKey: null };   // a change unit's answers so far, per date
   window.amberwatchLabel = state;   // for the browser tests
@@ -116,12 +120,21 @@
     if (params.get('scan')) q.set('scan', params.get('scan'));
     if (params.get('sample')) q.set('sample', params.get('sample'));
     if (params.get('examples')) q.set('examples', params.get('examples'));
-    if (scanMode) q.set('mode', mode);
+    if (scanMode && !strategy) q.set('mode', mode);
+    let fill = null;
+    if (strategy) {   // top the queue up with the strategy's tiles, then read them
+      const body = { strategy, count: 30 };
+      if (params.get('scan')) body.scan_id = Number(params.get('scan'));
+      fill = await api('/api/label/queue/fill', { method: 'POST', token: state.token, body });
+      q.set('strategy', strategy);
+    }
     const data = await api('/api/label/queue?' + q, { token: state.token });
     state.mode = data.mode || null;
     const note = document.getElementById('mode-note');
-    note.textContent = data.note || '';
-    note.hidden = !data.note;
+    const noteText = data.note || (fill && fill.note) || '';
+    note.textContent = noteText.replace(/^./, (c) => c.toUpperCase()) + (/[^.]$/.test(noteText) ? '.' : '');
+    note.hidden = !noteText;
+    inUse(data);
     state.scanId = data.scan_id;
     state.sampleId = data.sample_id || null;
     state.examples = data.examples || null;
@@ -144,6 +157,10 @@
         'the unit is saved once both are answered. Units come in random order, without the map\'s answer. ' +
         'No imagery at either date (black or blank)? Answer "no imagery" there: another unit is drawn instead.';
     }
+    if (state.mode === 'strategy') {
+      document.getElementById('hint').textContent = 'Is this whole tile surface mining? The tiles were picked by the ' +
+        'strategy in use; more are picked as you label.';
+    }
     if (state.mode === 'like') {
       document.getElementById('hint').textContent = 'Is this surface mining? Tiles sent from the map come first, ' +
         'then the tiles that look most like the confirmed sites.';
@@ -152,6 +169,15 @@
     for (const it of data.items) if (!pending.has(it.key)) state.queue.push(it);
     if (!state.current) state.current = state.queue.shift() || null;
     show();
+  }
+
+  // Which strategy fills the queue, in the picker's words.
+  function inUse(data) {
+    const line = document.getElementById('strategy-in-use');
+    line.textContent = data.mode === 'strategy' ? `Strategy in use: ${data.words}.`
+      : data.mode === 'like' ? 'In use: like the confirmed sites (tiles sent from the map first).'
+        : 'In use: the most uncertain chips (sites and parts of tiles nearest the threshold). Pick a strategy to label whole tiles.';
+    line.hidden = !data.mode;
   }
 
   // What the history says about an answer: one label, or a change unit's label at each date.
@@ -235,11 +261,21 @@
     b.addEventListener('click', enqueue(() => pick(b.dataset.at, b.dataset.label)));
   }
   const modeSelect = document.getElementById('mode');
-  document.getElementById('mode-row').hidden = !scanMode;
+  document.getElementById('mode-row').hidden = !scanMode || Boolean(strategy);
+  document.getElementById('strategy-row').hidden = !scanMode;
+  document.getElementById('strategy-in-use').hidden = !scanMode;
   modeSelect.value = mode;
+  strategySelect.value = strategy || '';
   modeSelect.addEventListener('change', () => {
     const url = new URL(location.href);
+    url.searchParams.delete('strategy');
     if (modeSelect.value === 'like') url.searchParams.set('mode', 'like'); else url.searchParams.delete('mode');
+    location.assign(url);
+  });
+  strategySelect.addEventListener('change', () => {
+    const url = new URL(location.href);
+    url.searchParams.delete('mode');
+    if (strategySelect.value) url.searchParams.set('strategy', strategySelect.value); else url.searchParams.delete('strategy');
     location.assign(url);
   });
 
