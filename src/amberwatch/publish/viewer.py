@@ -38,8 +38,11 @@ def _replace_once(text: str, old: str, new: str) -> str:
 
 
 def viewer_page(title: str, basemap: dict | None) -> str:
-    """index.html: the map page in static mode (config.json), with the edition's title, basemap and PMTiles scripts."""
+    """index.html: the map page in static mode (config.json), with relative paths, the edition's title, basemap and
+    PMTiles scripts."""
     text = (WEB_DIR / "templates" / "map.html").read_text("utf-8")
+    for folder in ("vendor", "static"):  # the server's absolute paths, relative in a folder a host serves anywhere
+        text = text.replace(f'="/{folder}/', f'="{folder}/')
     text = _replace_once(text, "{{categories}}", html.escape(" ".join(CATEGORIES)))
     text = _replace_once(text, "{{basemap}}", html.escape(json.dumps(basemap), quote=True) if basemap else "")
     text = _replace_once(text, EDITION_MARK, 'data-edition="config.json"')
