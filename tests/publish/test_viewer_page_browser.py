@@ -19,7 +19,7 @@ import pytest
 
 from amberwatch.publish.edition import Edition, PublishOptions, publish
 from tests.publish.rangeserver import range_server
-from tests.story.conftest import StoryFixture
+from tests.story.conftest import DatedFixture, StoryFixture
 
 pytestmark = pytest.mark.browser
 
@@ -162,3 +162,27 @@ def test_flags_go_to_the_configured_endpoint(
     assert len(posts) == 1
     path, body = posts[0]
     assert path == f"/api/detections/{site_id}/feedback" and body["verdict"] == "confirmed"
+
+
+def test_a_dated_edition_switches_dates_from_its_files(
+    browser, dated_project: DatedFixture, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A dated edition opens on its chosen date with a date control over config.json's dates; choosing the other
+    date draws that date's sites and imagery from its own files (sites-DATE.geojson, imagery-DATE.pmtiles)."""
+    out = tmp_path_factory.mktemp("dated-edition") / "site"
+    config = publish(dated_project.db, out, PublishOptions()).config
+    counts = {layer["date"]: layer["n_sites"] for layer in config["layers"]}
+    (other,) = [d for d in config["dates"] if d != config["date"]]
+    with range_server(out) as (base, log):
+        context, page = _open(browser, base, VIEWPORTS["desktop"])
+        radios = page.evaluate("[...document.querySelectorAll('#dates input')].map((i) => [i.value, i.checked])")
+        first = page.evaluate("amberwatch.count")
+        page.click(f"#dates input[value='{other}']")
+        page.wait_for_function(f"amberwatch.ready && amberwatch.count === {counts[other]}", timeout=20_000)
+        page.wait_for_function(f"({DRAWN_TILES})() > 0", timeout=20_000)
+        errors = page.errors
+        context.close()
+    assert not errors, errors
+    assert radios == [[d, d == config["date"]] for d in config["dates"]] and first == counts[config["date"]]
+    served = {path for path, _, status, _ in log.entries if status in (200, 206)}
+    assert {f"/sites-{other}.geojson", f"/imagery-{other}.pmtiles"} <= served, served
