@@ -2,7 +2,7 @@
 the plain static Range server: imagery from the archive, the sites, place names, no other origin, no console error;
 flag buttons only with a flag endpoint, whose POST reaches a tiny CORS endpoint on 127.0.0.1.
 
-Screenshots go to $AMBERWATCH_SCREENS (when set) as publish-phone.png and publish-desktop.png."""
+Screenshots go to $AMBERWATCH_SCREENS (when set): publish-{phone,desktop}.png on opening, -site.png with a popup."""
 
 from __future__ import annotations
 
@@ -126,6 +126,9 @@ def test_the_edition_opens_as_the_public_map(browser, edition: Edition, name: st
         outlined = page.evaluate(OUTLINES, [f["properties"] for f in features])
         live_only = page.evaluate("document.getElementById('app-links').hidden")
         _open_first_site(page)
+        if os.environ.get("AMBERWATCH_SCREENS"):
+            page.wait_for_timeout(500)  # the site's tiles after the view moved
+            page.screenshot(path=str(Path(os.environ["AMBERWATCH_SCREENS"]) / f"publish-{name}-site.png"))
         popup = page.evaluate(
             "({flag: !!document.querySelector('.popup .flag'), thumb: !!document.querySelector('.popup img.thumb'),"
             " similar: !!document.querySelector('.popup .find-similar')})"
