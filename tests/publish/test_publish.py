@@ -85,6 +85,23 @@ def test_places_and_config(edition: Edition) -> None:
     assert (edition.out_dir / "assets" / "PMTILES-LICENSE.txt").is_file()
 
 
+def test_viewer_is_the_live_map_page_in_static_mode(edition: Edition) -> None:
+    """index.html is the live map's page marked as an edition (data-edition: config.json) with the edition's title;
+    every file it loads is in the folder under a relative path (Leaflet, the cluster plugin, the page's own JS and CSS
+    as the web app has them, the PMTiles scripts)."""
+    page = (edition.out_dir / "index.html").read_text("utf-8")
+    assert 'data-edition="config.json"' in page and "<title>fixture scan</title>" in page
+    assert "{{" not in page and 'data-categories="' in page and 'data-basemap=""' in page
+    loaded = re.findall(r'<(?:script src|link rel="(?:stylesheet|icon)" href)="([^"]+)"', page)
+    assert len(loaded) >= 11 and not [u for u in loaded if u.startswith(("/", "http"))], loaded
+    for name in loaded:
+        assert (edition.out_dir / name).is_file(), name
+    web = REPO / "src" / "amberwatch" / "web" / "static"
+    for name in ("map.js", "common.js", "timeline.js", "app.css"):
+        assert (edition.out_dir / "static" / name).read_bytes() == (web / name).read_bytes(), name
+    assert (edition.out_dir / "vendor" / "leaflet" / "images" / "layers.png").is_file()
+
+
 def test_rejected_sites_stay_out_and_reviews_show(project: StoryFixture, tmp_path: Path) -> None:
     """A site reviewed as not mining is not published; a confirmed one says so."""
     from amberwatch.review.feedback import decide_feedback, record_feedback

@@ -54,7 +54,8 @@ def publish(
             f" {'/'.join(a.formats)}), {layer.sites_file} ({len(layer.sites.sites)} sites)"
         )
     extra = ", story/" if edition.has_story else ""
-    click.echo(f"Wrote {edition.out_dir}: config.json, places.geojson ({edition.n_places} places), assets/{extra}")
+    places = f"places.geojson ({edition.n_places} places)"
+    click.echo(f"Wrote {edition.out_dir}: index.html (the map), config.json, {places}, assets/{extra}")
 
 
 COMMANDS: tuple[click.Command, ...] = (publish,)

@@ -6,7 +6,8 @@ The folder holds, per imagery date shown (one for an undated scan; each date of 
   cache with its overviews, one PMTiles v3 archive read by HTTP range requests (``publish.archive``);
 - ``sites.geojson`` (``sites-<date>.geojson``): the public sites (``publish.sites``);
 
-and once: ``places.geojson`` (place labels from the gazetteer), ``config.json`` (what a viewer needs: title,
+and once: the viewer (``index.html``, ``static/``, ``vendor/``: the live map's page in its static mode,
+``publish.viewer``), ``places.geojson`` (place labels from the gazetteer), ``config.json`` (what a viewer needs: title,
 bounds, zooms, credit, dates and their files, the flag endpoint or null: flagging hidden, the basemap or null),
 ``assets/`` (the vendored ``pmtiles`` browser build and the Leaflet layer reading an archive) and, when given, a
 built story copied under ``story/``.
@@ -31,6 +32,7 @@ from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.types import LngLatBbox
 from amberwatch.publish.archive import ArchiveSummary, write_imagery_archive
 from amberwatch.publish.sites import SiteLayer, places_geojson, site_layer
+from amberwatch.publish.viewer import write_viewer
 from amberwatch.results.public import ReviewState, display_name, scan_credit
 from amberwatch.results.records import Scan
 from amberwatch.results.store import get_scan, latest_scan_id, open_results
@@ -40,8 +42,8 @@ from amberwatch.review.feedback import review_states
 ASSETS_DIR = Path(__file__).parent / "assets"
 ASSET_FILES = ("pmtiles.js", "pmtiles-layer.js", "PMTILES-LICENSE.txt")
 CONFIG_VERSION = 1
-_OUTPUT_GLOBS = ("config.json", "places.geojson", "sites*.geojson", "imagery*.pmtiles")
-_OUTPUT_DIRS = ("assets", "story")
+_OUTPUT_GLOBS = ("index.html", "config.json", "places.geojson", "sites*.geojson", "imagery*.pmtiles")
+_OUTPUT_DIRS = ("assets", "story", "static", "vendor")
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class PublishedLayer:
             "max_zoom": self.archive.max_zoom,
             "tile_formats": list(self.archive.formats),
             "n_sites": len(self.sites.sites),
+            "area_scanned_km2": round(self.scan.area_scanned_km2, 4),
             "hectares": round(self.sites.hectares, 4),
         }
 
@@ -263,4 +266,5 @@ def publish(db: str | Path, out_dir: str | Path, options: PublishOptions = Publi
             title = options.title or display_name(scan.name, scan.id)
             config = edition_config(layers, title, flag_endpoint, basemap, story is not None)
             (out / "config.json").write_text(json.dumps(config, indent=1), "utf-8")
+            write_viewer(out, title, basemap)
     return Edition(out, config, tuple(layers), len(places["features"]), story is not None)

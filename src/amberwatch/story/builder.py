@@ -18,6 +18,7 @@ from amberwatch.db import writing
 from amberwatch.errors import AmberwatchWarning, InvalidInputError, NotFoundError
 from amberwatch.imagery.basemap import tile_origins
 from amberwatch.imagery.cache import TileCache
+from amberwatch.imagery.leaflet import copy_leaflet
 from amberwatch.imagery.mosaic import open_cached_source
 from amberwatch.imagery.sources import TileSource
 from amberwatch.imagery.types import LngLatBbox
@@ -48,7 +49,6 @@ from amberwatch.story.images import (
     write_fragment,
     write_pair_image,
 )
-from amberwatch.story.leaflet import copy_leaflet
 from amberwatch.story.page import ChangeSection, Fragment, Pair, index_html
 from amberwatch.story.selection import pick_scan, select_fragments, select_map_sites
 

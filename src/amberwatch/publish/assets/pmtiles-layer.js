@@ -35,7 +35,8 @@
       img._pmtilesAbort = controller;
       this._archive.getZxy(coords.z, coords.x, coords.y, controller.signal).then(function (tile) {
         if (!tile || !tile.data) {
-          done(null, img); /* no imagery there: the tile stays empty */
+          img.style.visibility = 'hidden'; /* no imagery there: the tile stays empty (no broken-image frame) */
+          done(null, img);
           return;
         }
         var bytes = new Uint8Array(tile.data);

@@ -20,12 +20,15 @@ window.aw = (function () {
     return node;
   }
 
-  /** fetch JSON; throws Error(message) with the API's {"error"} text on failure. */
-  async function api(path, { method = 'GET', body, token } = {}) {
+  /** fetch JSON; throws Error(message) with the API's {"error"} text on failure. `credentials: 'include'` sends
+   * cookies to another origin (a static edition's flag endpoint). */
+  async function api(path, { method = 'GET', body, token, credentials } = {}) {
     const headers = {};
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     if (token) headers['Authorization'] = 'Bearer ' + token;
-    const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    const init = { method, headers, body: body === undefined ? undefined : JSON.stringify(body) };
+    if (credentials) init.credentials = credentials;
+    const res = await fetch(path, init);
     let data = null;
     try { data = await res.json(); } catch (e) { data = null; }
     if (!res.ok) {

@@ -1,4 +1,6 @@
 // The amberwatch map: clustered markers at low zoom, canvas polygons at high zoom, filters, popups, corrections.
+// One page, two modes: the live map reads the API; a static edition (`amberwatch publish`, body data-edition naming
+// its config.json) reads the published files. Only `source` (below) knows which.
 'use strict';
 
 (function () {
@@ -11,6 +13,89 @@
   const SIMILAR_TOP = 10;            // places a "Find similar places" search shows
   // The online basemap `serve --basemap` chose (xyzservices preset: url, attribution...), or null: fully offline.
   const BASEMAP = document.body.dataset.basemap ? JSON.parse(document.body.dataset.basemap) : null;
+  const EDITION = document.body.dataset.edition || '';   // a static edition's config.json, or '' on the live map
+
+  // ---------- data access: the live API, or a static edition's files ----------
+  // The calls the rest of the page makes for data. Live only: a reader's earlier answer, thumbnails, similar places
+  // and reviewers' features (`live`); a static edition takes flags only when its config names a flag endpoint.
+  function liveSource() {
+    return {
+      live: true,
+      flagging: true,
+      ready: Promise.resolve(),
+      scans: async () => (await api('/api/scans')).scans,
+      detections: (scanId) => api('/api/detections' + (scanId ? '?scan=' + scanId : '')),
+      detection: (id) => api('/api/detections/' + id),
+      timeline: (scanId) => api('/api/timeline?scan=' + scanId),
+      places: async (bbox, limit) => (await api(`/api/places?bbox=${bbox}&limit=${limit}`)).places,
+      sendFlag: (id, body) => api(`/api/detections/${id}/feedback`, { method: 'POST', body }),
+      myFlag: (id) => api(`/api/detections/${id}/feedback/mine`),
+      tiles: (s, options) => L.tileLayer(`/tiles/${encodeURIComponent(s.imagery_source_id)}/{z}/{x}/{y}?base={base}`,
+        Object.assign({ base: s.zoom, errorTileUrl: 'data:image/gif;base64,R0lGODlhAQABAAAAACw=' }, options)),
+      thumbnail: (f) => `/api/detections/${f.id}/thumbnail.jpg`,
+      shareUrl: (f) => `${location.origin}/?scan=${f.properties.scan_id}#d=${f.id}`,
+    };
+  }
+
+  // A static edition: config.json's layers are the scans (its chosen date first), each with its sites file and
+  // PMTiles archive (assets/pmtiles-layer.js); places.geojson holds the place labels. Files are fetched once.
+  function staticSource(configFile) {
+    const url = (name) => new URL(name, new URL(configFile, location.href)).href;
+    const files = new Map();
+    const getJson = (name) => {
+      if (!files.has(name)) {
+        files.set(name, fetch(url(name)).then((r) => {
+          if (!r.ok) throw new Error(`${name}: HTTP ${r.status}`);
+          return r.json();
+        }));
+      }
+      return files.get(name);
+    };
+    const src = { live: false, flagging: false };
+    src.ready = getJson(configFile).then((c) => { src.config = c; src.flagging = Boolean(c.flag_endpoint); });
+    const endpoint = (path) => src.config.flag_endpoint + path;
+    const asScan = (l) => ({ id: l.scan_id, imagery_date: l.date, bounds: src.config.bounds, zoom: l.max_zoom,
+      overview_min_zoom: l.min_zoom, imagery_source_id: l.imagery, imagery_credit: l.credit, detections: l.n_sites,
+      area_scanned_km2: l.area_scanned_km2 || 0, area_name: null, sites_file: l.sites });
+    src.scans = async () => {
+      await src.ready;
+      const { layers, date } = src.config;
+      return [...layers.filter((l) => l.date === date), ...layers.filter((l) => l.date !== date)].map(asScan);
+    };
+    src.detections = async (scanId) => {
+      const shown = (await src.scans()).filter((s) => !scanId || String(s.id) === String(scanId));
+      const parts = await Promise.all(shown.map((s) => getJson(s.sites_file)));
+      return { type: 'FeatureCollection', features: parts.flatMap((fc) => fc.features) };
+    };
+    src.detection = async (id) => {
+      const f = (await src.detections(null)).features.find((x) => x.id === Number(id));
+      if (!f) throw new Error(`No site ${id} on this map`);
+      return f;
+    };
+    // The date control from the edition's dates (each date one layer); a site's story over time is live only.
+    src.timeline = async () => {
+      await src.ready;
+      const { dates, layers } = src.config;
+      return { dates: dates.length > 1 ? dates : [], scan_ids: Object.fromEntries(layers.map((l) => [l.date, l.scan_id])),
+        sites: [] };
+    };
+    src.places = async (bbox, limit) => {
+      const [w, s, e, n] = bbox.split(',').map(Number);
+      const fc = await getJson(src.config ? src.config.places : 'places.geojson');
+      return fc.features.map((f) => ({ name: f.properties.name, lon: f.geometry.coordinates[0],
+        lat: f.geometry.coordinates[1], population: f.properties.population || 0 }))
+        .filter((p) => p.lon >= w && p.lon <= e && p.lat >= s && p.lat <= n).slice(0, limit);
+    };
+    src.sendFlag = (id, body) => api(endpoint(`/api/detections/${id}/feedback`), { method: 'POST', body,
+      credentials: 'include' });
+    src.myFlag = (id) => api(endpoint(`/api/detections/${id}/feedback/mine`), { credentials: 'include' });
+    src.tiles = (s, options) => L.pmtilesLayer(url(s.imagery_source_id), options);
+    src.thumbnail = () => null;
+    src.shareUrl = (f) => `${location.origin}${location.pathname}?scan=${f.properties.scan_id}#d=${f.id}`;
+    return src;
+  }
+
+  const source = EDITION ? staticSource(EDITION) : liveSource();
 
   // Exposed for the browser tests (load time, frame rate) and for debugging.
   const AW = window.amberwatch = { ready: false, loadMs: null, count: 0 };
@@ -75,7 +160,7 @@
 
   // ---------- data ----------
   async function loadScans() {
-    scans = (await api('/api/scans')).scans;
+    scans = await source.scans();
     labelScans();
   }
 
@@ -118,7 +203,7 @@
     if (fit) fitToLayer();   // first, so the imagery asks only for the tiles of the final view
     setImagery();
     await loadTimeline();
-    const fc = await api('/api/detections' + (scan ? '?scan=' + scan.id : ''));
+    const fc = await source.detections(scan ? scan.id : null);
     features = fc.features;
     byId = new Map(features.map((f) => [f.id, f]));
     AW.count = features.length;
@@ -161,9 +246,9 @@
   function imageryLayer(s) {
     const bounds = scannedBounds(s);
     const lowest = Number.isInteger(s.overview_min_zoom) ? Math.min(s.overview_min_zoom, s.zoom) : s.zoom;
-    return L.tileLayer(`/tiles/${encodeURIComponent(s.imagery_source_id)}/{z}/{x}/{y}?base={base}`, Object.assign({
-      base: s.zoom, minZoom: 0, maxZoom: 20, minNativeZoom: lowest, maxNativeZoom: s.zoom, zIndex: 1,
-      attribution: escapeHtml(s.imagery_credit), errorTileUrl: 'data:image/gif;base64,R0lGODlhAQABAAAAACw=',
+    return source.tiles(s, Object.assign({
+      minZoom: 0, maxZoom: 20, minNativeZoom: lowest, maxNativeZoom: s.zoom, zIndex: 1,
+      attribution: escapeHtml(s.imagery_credit),
     }, bounds ? { bounds } : {}));
   }
 
@@ -202,16 +287,16 @@
     const size = map.getSize();
     const limit = Math.max(8, Math.min(60, Math.round((size.x * size.y) / 12000)));
     const seq = ++placesSeq;
-    let data;
+    let places;
     try {
-      data = await api(`/api/places?bbox=${clampBox(b.getWest(), b.getSouth(), b.getEast(), b.getNorth())}&limit=${limit * 3}`);
+      places = await source.places(clampBox(b.getWest(), b.getSouth(), b.getEast(), b.getNorth()), limit * 3);
     } catch (e) {
       return;   // the map works without its labels
     }
     if (seq !== placesSeq) return;
     placeLabels.clearLayers();
     const taken = [];
-    for (const p of data.places) {
+    for (const p of places) {
       const pt = map.latLngToContainerPoint([p.lat, p.lon]);
       const w = 7 * p.name.length + 14;
       const box = [pt.x - w / 2, pt.y - 20, pt.x + w / 2, pt.y + 2];
@@ -237,8 +322,7 @@
     const region = [Math.round(c.lng) - halfLon, Math.round(c.lat) - half, Math.round(c.lng) + halfLon, Math.round(c.lat) + half];
     if (!locatorRegion || locatorRegion.key !== key) {
       try {
-        const data = await api(`/api/places?bbox=${clampBox(...region)}&limit=400`);
-        locatorRegion = { key, region, places: data.places };
+        locatorRegion = { key, region, places: await source.places(clampBox(...region), 400) };
       } catch (e) {
         return;
       }
@@ -284,7 +368,7 @@
     if (!scan || !scan.imagery_date) timeline = null;
     else if (!ids.includes(scan.id)) {
       try {
-        const t = await api('/api/timeline?scan=' + scan.id);
+        const t = await source.timeline(scan.id);
         timeline = t.dates.length ? t : null;
       } catch (e) {
         timeline = null;   // the map works without its time dimension
@@ -334,7 +418,7 @@
   function showChangeFilter() {
     const sel = document.getElementById('f-change');
     const value = sel.value;
-    document.getElementById('f-change-row').hidden = !timeline;
+    document.getElementById('f-change-row').hidden = !timeline || !source.live;
     const dates = timeline ? timeline.dates.slice(0, -1) : [];
     sel.replaceChildren(el('option', { value: '' }, 'All sites'),
       ...dates.map((d) => el('option', { value: 'new:' + d }, `New since ${d}`)),
@@ -367,7 +451,7 @@
       scanOf: (d) => scans.find((x) => x.id === timeline.scan_ids[d]),
       imageryLayer,
       title: placeText(f.properties),
-      outlinesAt: (s2, d) => Promise.all((s2.detection_ids[d] || []).map((id) => byId.get(id) || api('/api/detections/' + id))),
+      outlinesAt: (s2, d) => Promise.all((s2.detection_ids[d] || []).map((id) => byId.get(id) || source.detection(id))),
     }, opener));
   }
 
@@ -394,6 +478,7 @@
     if (map.getZoom() < POLYGON_ZOOM) {
       polygonLayer.clearLayers();
       polygons.clear();
+      AW.outlines = [];
       return;
     }
     const view = map.getBounds().pad(0.5);
@@ -411,6 +496,7 @@
     for (const [id, layer] of polygons) {
       if (!keep.has(id)) { polygonLayer.removeLayer(layer); polygons.delete(id); }
     }
+    AW.outlines = [...polygons.keys()];
   }
 
   // ---------- filters, totals, list ----------
@@ -491,7 +577,7 @@
 
   // ---------- selection and popup ----------
   function shareUrl(f) {
-    return `${location.origin}/?scan=${f.properties.scan_id}#d=${f.id}`;
+    return source.shareUrl(f);
   }
 
   function reviewLine(p) {
@@ -518,6 +604,7 @@
   // both are sent as an edit of their answer (the server keeps the reader's latest). "Change my answer" starts
   // over. A reader who answered before sees that answer when the popup opens.
   function flagForm(f) {
+    if (!source.flagging) return null;
     const p = f.properties;
     const qid = `q-${f.id}`;
     const msg = el('p', { className: 'msg', role: 'status' });
@@ -558,9 +645,9 @@
       relayout();
     }
     async function post(verdict) {
-      return api(`/api/detections/${f.id}/feedback`, { method: 'POST', body: {
+      return source.sendFlag(f.id, {
         verdict, category: verdict === 'not_mining' ? category.value : null, comment: comment.value,
-        imagery_date: layerDate(p) } });
+        imagery_date: layerDate(p) });
     }
     async function send(verdict) {
       if (busy) return;
@@ -602,7 +689,7 @@
       }
     }
     const status = el('p', { className: 'review-line' }, reviewLine(p));
-    api(`/api/detections/${f.id}/feedback/mine`).then((r) => {
+    source.myFlag(f.id).then((r) => {
       const fb = r && r.feedback;
       if (!fb || busy || yes.disabled) return;
       const state = fb.status === 'accepted' ? 'a reviewer agreed' : fb.status === 'rejected' ? 'a reviewer disagreed'
@@ -630,8 +717,9 @@
       el('dt', {}, 'Site'), el('dd', {}, `#${f.id}`),
       el('dt', {}, 'Model'), el('dd', {}, `version ${p.model_version}, peak ${pct(p.max_prob)}`),
     ] : [];
+    const thumb = source.thumbnail(f);
     return el('div', { className: 'popup', dataset: { id: String(f.id) } },
-      el('img', { className: 'thumb', src: `/api/detections/${f.id}/thumbnail.jpg`, alt: `Imagery of the site ${placeText(p)}`,
+      thumb && el('img', { className: 'thumb', src: thumb, alt: `Imagery of the site ${placeText(p)}`,
         width: 200, height: 200, onerror: (ev) => { ev.target.hidden = true; } }),
       el('h3', {}, headline(p)),
       el('p', { className: 'place' }, placeText(p)),
@@ -644,7 +732,7 @@
         ...reviewer),
       overTimeSection(f),
       el('label', { className: 'share-row' }, 'Share ', share),
-      el('div', { className: 'row' }, el('button', { type: 'button', className: 'find-similar',
+      source.live && el('div', { className: 'row' }, el('button', { type: 'button', className: 'find-similar',
         onclick: () => findSimilar(f) }, 'Find similar places')));
   }
 
@@ -700,7 +788,7 @@
     const id = Number(m[1]);
     if (!byId.has(id)) {
       try {
-        const f = await api('/api/detections/' + id);
+        const f = await source.detection(id);
         await selectScan(f.properties.scan_id, { fit: false });
       } catch (e) {
         document.getElementById('search-msg').textContent = e.message;
@@ -712,7 +800,7 @@
 
   // ---------- similar places ----------
   async function checkReviewer() {
-    const token = getToken();
+    const token = source.live && getToken();
     if (token) {
       try { await api('/api/me', { token }); reviewerToken = token; } catch (e) { reviewerToken = null; }
     }
@@ -862,6 +950,9 @@
       if (BASEMAP) {
         document.getElementById('basemap').append(el('option', { value: 'map' }, `Map only (${BASEMAP.name})`));
       }
+      await source.ready;
+      // Reviewers' and API-only links are the live app's; a static edition has none of them.
+      document.getElementById('app-links').hidden = !source.live;
       await Promise.all([loadScans(), checkReviewer()]);
       labelScans();   // with the reviewer's details once the token is checked
       const wanted = new URL(location.href).searchParams.get('scan');

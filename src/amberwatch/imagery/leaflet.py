@@ -1,6 +1,7 @@
-"""Copy Leaflet from the installed xstatic-leaflet package into a story folder, without external URLs.
+"""Copy Leaflet (and its marker-cluster plugin) from the installed xstatic packages into a folder of static files,
+without external URLs: the story's assets and the static edition's viewer (``publish``) both use it.
 
-The page must open from disk with no network, and a scan of its files for 'http://' / 'https://'
+A page must open from disk with no network, and a scan of its files for 'http://' / 'https://'
 must find nothing. Leaflet names a few such strings that are never fetched: the project site in
 its banner and attribution prefix, the SVG XML namespace, a bug link in a CSS comment. They are
 rewritten at copy time into equivalent forms (the namespace as a JS string escape with the same value).
@@ -23,7 +24,7 @@ LEAFLET_CSS_REWRITES: tuple[tuple[str, str, int], ...] = (("https://bugzilla.", 
 
 
 class LeafletPackageError(AmberwatchError):
-    """The installed xstatic-leaflet is missing or differs from what the story builder was written for."""
+    """The installed xstatic-leaflet is missing or differs from what these rewrites were written for."""
 
     http_status = 500
 
@@ -44,7 +45,7 @@ def _rewrite(path: Path, rewrites: tuple[tuple[str, str, int], ...]) -> str:
         if found != expected:
             raise LeafletPackageError(
                 f"{path}: expected {expected} occurrence(s) of {old!r}, found {found}; "
-                "update the rewrites in amberwatch.story.leaflet for this Leaflet version"
+                "update the rewrites in amberwatch.imagery.leaflet for this Leaflet version"
             )
         text = text.replace(old, new)
     return text
@@ -57,3 +58,16 @@ def copy_leaflet(dest: Path) -> None:
     for name, rewrites in (("leaflet.js", LEAFLET_JS_REWRITES), ("leaflet.css", LEAFLET_CSS_REWRITES)):
         (dest / name).write_text(_rewrite(src / name, rewrites), "utf-8")
     shutil.copytree(src / "images", dest / "images", dirs_exist_ok=True)
+
+
+def copy_markercluster(dest: Path) -> None:
+    """Copy Leaflet.markercluster's script and its two stylesheets (xstatic-leaflet-markercluster) into dest."""
+    try:
+        from xstatic.pkg import leaflet_markercluster
+    except ImportError as exc:
+        raise LeafletPackageError(
+            "xstatic-leaflet-markercluster is not installed: pip install XStatic-Leaflet-MarkerCluster"
+        ) from exc
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("leaflet.markercluster.js", "MarkerCluster.css", "MarkerCluster.Default.css"):
+        shutil.copyfile(Path(leaflet_markercluster.BASE_DIR) / name, dest / name)
