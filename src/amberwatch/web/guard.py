@@ -2,12 +2,13 @@
 
 Requests that change state must carry a JSON body (``Content-Type: application/json``) or none at
 all: HTML forms cannot send that cross-site without CORS, which the app never enables (CSRF-safe).
-They also take one of a few write slots (``WriteSlotsMiddleware``): writers waiting on a locked DB
-can never use up the server threads that serve reads.
+They also take one of a few write slots (``WriteSlotsMiddleware``; a burst waits briefly for one on the event
+loop): writers waiting on a locked DB can never use up the server threads that serve reads.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import secrets
@@ -19,6 +20,7 @@ from amberwatch.errors import DatabaseBusyError
 
 MAX_BODY_BYTES = 16 * 1024
 WRITE_SLOTS = 8  # well under the server's 40 worker threads
+WRITE_QUEUE_S = 2.0  # a write waits this long for a slot: a burst of flags (a front page) queues rather than fails
 RETRY_AFTER = (b"retry-after", str(DatabaseBusyError.retry_after_s).encode())
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 FORM_CONTENT_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
@@ -129,30 +131,35 @@ class GuardMiddleware:
 
 
 class WriteSlotsMiddleware:
-    """At most ``slots`` state-changing requests at once; one more is answered 503 with Retry-After at once."""
+    """At most ``slots`` state-changing requests at once; one more waits for a slot up to ``queue_s`` (on the event
+    loop: no server thread is held), then is answered 503 with Retry-After."""
 
-    def __init__(self, app: ASGIApp, slots: int = WRITE_SLOTS) -> None:
+    def __init__(self, app: ASGIApp, slots: int = WRITE_SLOTS, queue_s: float = WRITE_QUEUE_S) -> None:
         """Wrap an ASGI app."""
         self.app = app
         self.slots = slots
-        self.busy = 0  # only touched on the event loop: no lock needed
+        self.queue_s = queue_s
+        self._free: asyncio.Semaphore | None = None  # made on the event loop, on first use
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI request."""
         if scope["type"] != "http" or scope["method"] not in UNSAFE_METHODS:
             await self.app(scope, receive, send)
             return
-        if self.busy >= self.slots:
-            payload = error_body(f"the server is busy with {self.busy} writes: try again shortly", 503)
+        if self._free is None:
+            self._free = asyncio.Semaphore(self.slots)
+        try:
+            await asyncio.wait_for(self._free.acquire(), timeout=self.queue_s)
+        except TimeoutError:
+            payload = error_body(f"the server is busy with {self.slots} writes: try again shortly", 503)
             headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
             await send({"type": "http.response.start", "status": 503, "headers": [*headers, RETRY_AFTER]})
             await send({"type": "http.response.body", "body": payload})
             return
-        self.busy += 1
         try:
             await self.app(scope, receive, send)
         finally:
-            self.busy -= 1
+            self._free.release()
 
 
 def reader_id(scope: Scope) -> str | None:
