@@ -15,8 +15,9 @@ import pytest
 
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.mosaic import open_cached_source, render_bbox
+from amberwatch.review.chips import nodata_mask
 from amberwatch.story.builder import build_story
-from amberwatch.story.nodata import Window, centred_window, nodata_mask
+from amberwatch.story.nodata import Window, centred_window
 from tests.story.conftest import PATCHES, SOURCE_ID, ZOOM, StoryFixture, _insert, _polygon, write_article
 
 M_PER_DEG_LAT = 111_320.0

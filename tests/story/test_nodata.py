@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from amberwatch.story.nodata import Window, best_window, nodata_mask, nodata_share, trim_window
+from amberwatch.review.chips import nodata_mask
+from amberwatch.story.nodata import Window, best_window, nodata_share, trim_window
 
 
 def _image(width: int = 400, height: int = 300, nodata_cols: int = 120) -> np.ndarray:

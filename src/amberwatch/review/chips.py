@@ -8,7 +8,7 @@ small chip up past twice its size.
 Views for people never show no-data as black bands: where no imagery lies (outside the cached tiles, transparent
 parts of tiles) they show a light neutral checkerboard (``neutral_nodata``). Training chips keep the pixels the model
 sees. Without a ``valid`` mask (a stored thumbnail, a chip already rendered) no-data is found from the pixels, the way
-``story/nodata.py`` finds it: dark areas touching the border or large (``nodata_mask``).
+``nodata_mask`` finds it: dark areas touching the border or large (the story uses it too).
 """
 
 from __future__ import annotations

@@ -21,13 +21,12 @@ from amberwatch.imagery.sources import TileSource
 from amberwatch.imagery.tiles import tiles_for_bbox
 from amberwatch.imagery.types import GeoImage, LngLatBbox
 from amberwatch.results.public import PublicDetection
-from amberwatch.review.chips import draw_outline
+from amberwatch.review.chips import draw_outline, nodata_mask
 from amberwatch.story.nodata import (
     COMPLETE_TOLERANCE,
     Window,
     best_window,
     centred_window,
-    nodata_mask,
     nodata_share,
     trim_window,
 )

@@ -2,7 +2,7 @@
 
 Transparent parts of cached tiles decode as black, and tiles missing from the cache are drawn black by
 mosaics, so a fragment cut at the edge of the imagery would show black bands. No-data is found from the
-pixels: dark areas (every channel at most NODATA_LEVEL) that touch the image's border or are large (a dark
+pixels by ``review.chips.nodata_mask`` (dark areas that touch the image's border or are large: a dark
 water-filled pit inside the imagery is neither). A fragment's window is then moved (keeping the detection
 inside) to where the imagery is, and its edges are cut back while they still cross no-data.
 """
@@ -12,10 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
-NODATA_LEVEL = 8  # JPEG noise keeps pure black within a few levels of 0
-MIN_HOLE_SHARE = 0.01  # a dark area inside the image is no-data when at least this share of it
 EDGE_TOLERANCE = 0.01  # an edge line with at most this share of no-data stays
 COMPLETE_TOLERANCE = 0.01  # a window with at most this share of no-data is a complete fragment
 
@@ -42,20 +39,6 @@ class Window:
     def contains(self, other: Window) -> bool:
         """Whether other lies inside this window."""
         return self.x0 <= other.x0 and self.y0 <= other.y0 and self.x1 >= other.x1 and self.y1 >= other.y1
-
-
-def nodata_mask(pixels: np.ndarray) -> np.ndarray:
-    """HxW booleans, True where an RGB image holds no imagery (grown by a pixel to swallow JPEG fringes)."""
-    dark = pixels.max(axis=2) <= NODATA_LEVEL
-    if not dark.any():
-        return dark
-    labels, n = ndimage.label(dark)
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)
-    keep = sizes >= MIN_HOLE_SHARE * dark.size
-    keep[np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))] = True
-    keep[0] = False  # label 0 is the imagery
-    mask = keep[labels]
-    return ndimage.binary_dilation(mask) if mask.any() else mask
 
 
 def nodata_share(mask: np.ndarray, win: Window) -> float:
