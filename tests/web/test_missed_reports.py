@@ -112,7 +112,8 @@ def expected_chip(project, lon: float, lat: float) -> np.ndarray:
 def test_accepting_a_report_makes_a_mining_example_and_queues_its_neighbours(client, project):
     point = east(10)
     sent = report(client, project.scan_id, point, note="pits")
-    chip = client.get(sent["chip_url"])
+    assert client.get(sent["chip_url"]).status_code == 401  # where a reader reported is for reviewers only
+    chip = client.get(sent["chip_url"], headers=auth(project.reviewer_token))
     assert chip.status_code == 200 and chip.headers["content-type"] == "image/jpeg"
     assert min(decode_image(chip.content, "view").shape[:2]) >= 256
     assert client.post(f"/api/reports/{sent['id']}/accept").status_code == 401  # readers cannot decide

@@ -80,11 +80,19 @@ def reports_queue(
     return {"reports": reports, "count": len(reports), "pending": reports_summary(conn)}
 
 
-@router.get("/api/reports/{report_id}/chip.jpg", summary="The imagery around a reported point", response_class=Response)
+@router.get(
+    "/api/reports/{report_id}/chip.jpg",
+    summary="The imagery around a reported point (reviewers)",
+    response_class=Response,
+)
 def report_chip(
-    report_id: IdPath, conn: sqlite3.Connection = Depends(get_conn), cache: TileCache = Depends(get_cache)
+    report_id: IdPath,
+    conn: sqlite3.Connection = Depends(get_conn),
+    cache: TileCache = Depends(get_cache),
+    user: User = Depends(get_reviewer),
 ) -> Response:
-    """At least 256 native pixels a side centred on the point, from the tile cache, the point ringed."""
+    """At least 256 native pixels a side centred on the point, from the tile cache, the point ringed. Reviewers only:
+    where a reader reported (perhaps near where they live) is not public."""
     report = get_report(conn, report_id)
     scan = get_scan(conn, report["scan_id"])
     pixels = point_view(cache, scan.imagery_source_id, scan.zoom, report["lon"], report["lat"])

@@ -221,9 +221,11 @@
     const msg = el('p', { className: 'msg', role: 'alert' });
     const actions = el('div', { className: 'actions' });
     const where = `${report.lat.toFixed(5)}, ${report.lon.toFixed(5)}`;
+    const img = el('img', { width: 256, height: 256,
+      alt: `The imagery around the reported point ${where}, the point ringed in cyan` });
+    loadChip(img, report.chip_url);
     const node = el('article', { className: 'card report', dataset: { id: String(report.id), status: 'pending' } },
-      el('div', { className: 'chip' }, el('img', { src: report.chip_url, loading: 'lazy', width: 256, height: 256,
-        alt: `The imagery around the reported point ${where}, the point ringed in cyan` })),
+      el('div', { className: 'chip' }, img),
       el('h2', {}, 'Reported missed site'),
       el('p', { className: 'facts' }, 'Layer ', el('a', { href: `/?scan=${report.scan_id}` }, `#${report.scan_id}`),
         ` · ${where}`, report.place ? ` · ${report.place}` : '', ` · reported ${when(report.created_at)}`,
@@ -253,6 +255,17 @@
         'Accept: mining'),
       el('button', { type: 'button', className: 'reject', onclick: () => decide('reject') }, 'Reject'));
     return node;
+  }
+
+  // A report's view is for reviewers only (where a reader reported is not public): fetched with the token.
+  async function loadChip(img, url) {
+    try {
+      const res = await fetch(url, { headers: { Authorization: 'Bearer ' + state.token } });
+      if (!res.ok) throw new Error('HTTP ' + res.status);
+      img.src = URL.createObjectURL(await res.blob());
+    } catch (e) {
+      img.alt += ` (not shown: ${e.message})`;
+    }
   }
 
   function reportUndo(report, node) {
