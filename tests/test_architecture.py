@@ -37,6 +37,7 @@ TABLE_OWNERS = {
     "model_promotions": "model/registry.py",
     "chip_features": "model/features.py",
     "web_feedback": "review/feedback.py",
+    "web_reports": "review/feedback.py",
     "web_label_actions": "web/labelling.py",
     "web_label_queue": "web/labelling.py",
     "web_users": "web/users.py",

@@ -131,14 +131,15 @@ def test_the_edition_opens_as_the_public_map(browser, edition: Edition, name: st
             page.screenshot(path=str(Path(os.environ["AMBERWATCH_SCREENS"]) / f"publish-{name}-site.png"))
         popup = page.evaluate(
             "({flag: !!document.querySelector('.popup .flag'), thumb: !!document.querySelector('.popup img.thumb'),"
-            " similar: !!document.querySelector('.popup .find-similar')})"
+            " similar: !!document.querySelector('.popup .find-similar'),"
+            " report: !!document.getElementById('report-missed')})"
         )
         requests, errors = page.requests, page.errors
         context.close()
     assert not errors, errors
     assert listed == len(features) and outlined == sorted(f["id"] for f in features)
     assert labels, "no place label visible"
-    assert live_only and popup == {"flag": False, "thumb": False, "similar": False}, popup
+    assert live_only and popup == {"flag": False, "thumb": False, "similar": False, "report": False}, popup
     elsewhere = [u for u in requests if not u.removeprefix("blob:").startswith(base) and not u.startswith("data:")]
     assert not elsewhere, elsewhere
     assert any(path.endswith("/imagery.pmtiles") and status == 206 for path, _, status, _ in log.entries)
@@ -156,12 +157,14 @@ def test_flags_go_to_the_configured_endpoint(
             context, page = _open(browser, base, VIEWPORTS["desktop"])
             _open_first_site(page)
             site_id = page.evaluate("Number(document.querySelector('.popup').dataset.id)")
+            reporting = page.evaluate("!!document.getElementById('report-missed')")  # reports go there too
             page.click(".popup button.confirm")
             page.wait_for_function("document.querySelector('.popup .flag .msg').textContent.startsWith('Thanks')")
             errors = page.errors
             context.close()
         shutil.rmtree(out)
     assert not errors, errors
+    assert reporting
     assert len(posts) == 1
     path, body = posts[0]
     assert path == f"/api/detections/{site_id}/feedback" and body["verdict"] == "confirmed"

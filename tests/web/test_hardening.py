@@ -301,7 +301,7 @@ def public_urls(app, project) -> list[tuple[str, str]]:
     z, x, y = project.tiles[0]
     did = project.detection_ids[0]
     values = {"detection_id": did, "scan_id": project.scan_id, "source_id": SOURCE_ID, "z": z, "x": x, "y": y}
-    values |= {"feedback_id": 1, "action_id": 1}
+    values |= {"feedback_id": 1, "action_id": 1, "report_id": 1}
     urls = []
     for path, methods, _ in api_routes(app):
         if "GET" in methods:

@@ -42,6 +42,9 @@ NODATA_LEVEL = 8  # JPEG noise keeps pure black within a few levels of 0
 MIN_HOLE_SHARE = 0.01  # a dark area inside the image is no-data when at least this share of it
 CHECKER_PX = 8
 CHECKER_RGB = ((222, 222, 222), (240, 240, 240))  # light and neutral: never read as imagery, never as black
+# A reported point's training chip: the side of the crop the recipes train on (160 px at 0.76 m/px, about 120 m).
+POINT_CHIP_SIDE_M = 120.0
+POINT_MARK_PX = 10  # radius of the ring marking a reported point on its view
 
 
 def padded_bbox(
@@ -238,3 +241,33 @@ def tile_view(cache: TileCache, source_id: str, z: int, x: int, y: int) -> np.nd
     if image is None:
         raise NotFoundError(f"no cached imagery of source {source_id!r} around tile {z}/{x}/{y}")
     return neutral_nodata(image.pixels, image.valid)
+
+
+def point_bbox(lon: float, lat: float, side_m: float = POINT_CHIP_SIDE_M) -> LngLatBbox:
+    """A square of ``side_m`` metres centred on a point."""
+    return padded_bbox(lon, lat, lon, lat, pad_frac=0.0, min_side_m=side_m)
+
+
+def point_chip(cache: TileCache, source_id: str, zoom: int, lon: float, lat: float) -> np.ndarray:
+    """The training chip of a point (``POINT_CHIP_SIDE_M`` square, centred on it) from cached imagery at ``zoom``;
+    NotFoundError when none is cached there."""
+    pixels = render_from_cache(cache, source_id, point_bbox(lon, lat), zoom)
+    if pixels is None:
+        raise NotFoundError(f"no cached imagery of source {source_id!r} at ({lon:.6f}, {lat:.6f})")
+    return pixels
+
+
+def point_view(cache: TileCache, source_id: str, zoom: int, lon: float, lat: float) -> np.ndarray:
+    """The view around a point for people (no-data neutral) with the point marked by a ring; NotFoundError without
+    cached imagery there."""
+    image = render_view(cache, source_id, point_bbox(lon, lat), zoom)
+    if image is None:
+        raise NotFoundError(f"no cached imagery of source {source_id!r} at ({lon:.6f}, {lat:.6f})")
+    canvas = Image.fromarray(image.pixels)
+    h, w = image.pixels.shape[:2]
+    left, top, _, _ = box_fractions(LngLatBbox(lon, lat, lon, lat), image.bbox)
+    cx, cy, r = left * w, top * h, POINT_MARK_PX
+    draw = ImageDraw.Draw(canvas)
+    draw.ellipse((cx - r, cy - r, cx + r, cy + r), outline=(0, 0, 0), width=4)
+    draw.ellipse((cx - r, cy - r, cx + r, cy + r), outline=OUTLINE_RGB, width=2)
+    return np.asarray(canvas, dtype=np.uint8)

@@ -9,16 +9,27 @@ A reader (by default the client address's hash, as for every flag before reader 
 site: flagging it again supersedes their pending flag (kept with status 'superseded' and ``superseded_by``; it still
 counts towards the reader's hourly limit). Reviewers see the queue grouped per site and decide a site's flags at
 once (``decide_site``).
+
+Missed-site reports (``web_reports``): a reader marks a point of a scan's layer where the map missed mining, with an
+optional note. They share the flags' limits; a reader's new report within ``REPORT_REPLACE_M`` of their pending one
+replaces it. An accepted report becomes a mining example cut from the cached imagery centred on the point
+(``review.chips.point_chip``); the web app then queues the point's neighbouring tiles (``report_neighbour_tiles``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import math
+import re
 import sqlite3
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import mercantile
+from shapely.geometry import Point, shape
 
 from amberwatch.db import utc_now_iso
 from amberwatch.errors import ConflictError, InvalidInputError, NotFoundError, PayloadTooLargeError, RateLimitError
@@ -26,9 +37,9 @@ from amberwatch.imagery.cache import TileCache
 from amberwatch.labels.store import CATEGORIES, ExampleStore
 from amberwatch.results.places import describe_places
 from amberwatch.results.public import NOT_REVIEWED, ReviewState, public_detections, removed_totals
-from amberwatch.results.records import Detection
+from amberwatch.results.records import Detection, Scan
 from amberwatch.results.store import get_detection, get_scan, query_detections
-from amberwatch.review.chips import detection_chip
+from amberwatch.review.chips import cache_covers, detection_chip, point_bbox, point_chip
 
 VERDICTS = ("not_mining", "confirmed")
 REVIEWER_PREFIX = "reviewer:"  # the reader and client of a reviewer's own decision on a site nobody flagged
@@ -211,18 +222,8 @@ def _check_limits(
     ``who``: the client (address) hash and the reader hash. The flags in ``replacing`` leave the queue as the new
     one enters it, so the queue caps leave them out.
     """
-    since = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0).isoformat()
-    client, reader = who
-    for column, cap, whom in (
-        ("reader_hash", limits.per_client_hour, "reader"),
-        ("client_hash", limits.address_hour, "address"),
-    ):
-        recent = conn.execute(
-            f"SELECT COUNT(*) FROM web_feedback WHERE {column} = ? AND created_at > ?",
-            (reader if whom == "reader" else client, since),
-        ).fetchone()[0]
-        if recent >= cap:
-            raise RateLimitError(f"too many corrections from this {whom}: {recent} in the last hour (limit {cap})")
+    since = _hour_ago()
+    _check_senders(conn, who, limits, since)
     not_replaced = f" AND id NOT IN ({','.join('?' * len(replacing))})" if replacing else ""
     pending = conn.execute(
         "SELECT COUNT(*) FROM web_feedback WHERE detection_id = ? AND status = 'pending'" + not_replaced,
@@ -233,15 +234,56 @@ def _check_limits(
             f"detection {detection_id} already has {pending} corrections awaiting review"
             f" (limit {limits.pending_per_detection}): try again once a reviewer has seen them"
         )
+    _check_queue(conn, since, limits, replacing, [])
+
+
+def _hour_ago() -> str:
+    return (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0).isoformat()
+
+
+def _check_senders(conn: sqlite3.Connection, who: tuple[str, str], limits: FeedbackLimits, since: str) -> None:
+    """RateLimitError when the reader or their address sent their hourly share of flags and reports."""
+    client, reader = who
+    for column, cap, whom in (
+        ("reader_hash", limits.per_client_hour, "reader"),
+        ("client_hash", limits.address_hour, "address"),
+    ):
+        recent = _recent_corrections(conn, column, reader if whom == "reader" else client, since)
+        if recent >= cap:
+            raise RateLimitError(f"too many corrections from this {whom}: {recent} in the last hour (limit {cap})")
+
+
+def _check_queue(
+    conn: sqlite3.Connection, since: str, limits: FeedbackLimits, flags_replaced: list[int], reports_replaced: list[int]
+) -> None:
+    """RateLimitError when the reviewer queue took its hourly share of flags and reports (leaving out replaced ones)."""
+    not_replaced = f" AND id NOT IN ({','.join('?' * len(flags_replaced))})" if flags_replaced else ""
     queued = conn.execute(
         "SELECT COUNT(*) FROM web_feedback WHERE status = 'pending' AND created_at > ?" + not_replaced,
-        (since, *replacing),
-    ).fetchone()[0]
+        (since, *flags_replaced),
+    ).fetchone()[0] + _pending_reports_since(conn, since, reports_replaced)
     if queued >= limits.pending_per_hour:
         raise RateLimitError(
             f"the reviewer queue took {queued} corrections in the last hour (limit {limits.pending_per_hour}):"
             " try again later"
         )
+
+
+def _recent_corrections(conn: sqlite3.Connection, column: str, value: str, since: str) -> int:
+    """Flags and missed-site reports sent by one reader or address (``column``) since a time: they share limits."""
+    sql = "SELECT COUNT(*) FROM {} WHERE " + column + " = ? AND created_at > ?"
+    return sum(conn.execute(sql.format(t), (value, since)).fetchone()[0] for t in ("web_feedback", "web_reports"))
+
+
+def _pending_reports_since(conn: sqlite3.Connection, since: str, replacing: list[int]) -> int:
+    """Pending missed-site reports sent since a time, leaving out those in ``replacing``."""
+    not_replaced = f" AND id NOT IN ({','.join('?' * len(replacing))})" if replacing else ""
+    return int(
+        conn.execute(
+            "SELECT COUNT(*) FROM web_reports WHERE status = 'pending' AND created_at > ?" + not_replaced,
+            (since, *replacing),
+        ).fetchone()[0]
+    )
 
 
 _SELECT = (
@@ -678,3 +720,205 @@ def undo_site_decision(conn: sqlite3.Connection, detection_id: int, flag_ids: li
         "excluded_examples": examples,
         "remaining": pending_summary(conn),
     }
+
+
+REPORT_REPLACE_M = 50.0  # a reader's new report this close to their pending one replaces it
+_ISO_DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_REPORT_SELECT = (
+    "SELECT id, scan_id, lon, lat, imagery_date, note, created_at, status, superseded_by, reviewed_by, reviewed_at,"
+    " example_id FROM web_reports"
+)
+
+
+def record_report(
+    conn: sqlite3.Connection,
+    cache: TileCache,
+    scan_id: int,
+    point: tuple[Any, Any],
+    note: Any = None,
+    *,
+    client: str,
+    reader: str | None = None,
+    limits: FeedbackLimits | None = None,
+    imagery_date: Any = None,
+) -> dict:
+    """Store a reader's report of mining the map missed at ``point`` (lon, lat) on scan ``scan_id``'s layer.
+
+    Refused (InvalidInputError, 422) outside the scan's AOI or where the cache holds no imagery of its layer; limited
+    with the reader's flags. Their pending report within REPORT_REPLACE_M is superseded (its id in ``replaced``).
+    """
+    lon, lat = _check_point(*point)
+    _, _, note = validate_feedback("confirmed", None, note)
+    scan = get_scan(conn, scan_id)
+    looked_at = _layer_date(scan, imagery_date)
+    _check_report_place(cache, scan, lon, lat)
+    reader = reader or client
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        previous = _near_pending_reports(conn, scan.id, reader, lon, lat)
+        since = _hour_ago()
+        _check_senders(conn, (client, reader), limits or FeedbackLimits(), since)
+        _check_queue(conn, since, limits or FeedbackLimits(), [], previous)
+        new_id = conn.execute(
+            "INSERT INTO web_reports (scan_id, lon, lat, imagery_date, note, client_hash, reader_hash, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (scan.id, lon, lat, looked_at, note, client, reader, utc_now_iso()),
+        ).lastrowid
+        marks = ",".join("?" * len(previous))
+        conn.execute(
+            f"UPDATE web_reports SET status = 'superseded', superseded_by = ? WHERE id IN ({marks})",
+            (new_id, *previous),
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return {**get_report(conn, int(new_id)), "replaced": previous}
+
+
+def _check_point(lon: Any, lat: Any) -> tuple[float, float]:
+    """A reported point as floats, or InvalidInputError naming the bad coordinate."""
+    for name, value, bound in (("lon", lon, 180.0), ("lat", lat, 90.0)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise InvalidInputError(f"{name} {str(value)[:40]!r} must be a finite number of degrees")
+        if abs(value) > bound:
+            raise InvalidInputError(f"{name} {value} is outside -{bound:g}..{bound:g} degrees")
+    return float(lon), float(lat)
+
+
+def _layer_date(scan: Scan, imagery_date: Any) -> str | None:
+    """The imagery date a report on ``scan``'s layer records: the scan's, checked against the one given."""
+    if imagery_date in (None, "") or imagery_date == scan.imagery_date:
+        return scan.imagery_date
+    shown = imagery_date if isinstance(imagery_date, str) else type(imagery_date).__name__
+    raise InvalidInputError(
+        f"imagery date {str(shown)[:40]!r} is not the date of scan {scan.id}'s layer"
+        f" ({scan.imagery_date or 'undated'}): report on the layer you looked at"
+    )
+
+
+def _check_report_place(cache: TileCache, scan: Scan, lon: float, lat: float) -> None:
+    """InvalidInputError unless the point lies in the scan's AOI and the cache holds its layer's imagery there."""
+    if not shape(json.loads(scan.aoi_geojson)).covers(Point(lon, lat)):
+        raise InvalidInputError(f"point ({lon:.6f}, {lat:.6f}) lies outside the area scan {scan.id} covers")
+    if not cache_covers(cache, scan.imagery_source_id, point_bbox(lon, lat, side_m=1.0), scan.zoom):
+        raise InvalidInputError(
+            f"no imagery of scan {scan.id}'s layer is cached at ({lon:.6f}, {lat:.6f}): report where the map shows it"
+        )
+
+
+def _near_pending_reports(conn: sqlite3.Connection, scan_id: int, reader: str, lon: float, lat: float) -> list[int]:
+    """The reader's pending reports on a layer within REPORT_REPLACE_M of a point."""
+    rows = conn.execute(
+        "SELECT id, lon, lat FROM web_reports WHERE scan_id = ? AND reader_hash = ? AND status = 'pending'",
+        (scan_id, reader),
+    ).fetchall()
+    return [int(r[0]) for r in rows if _distance_m((lon, lat), (r[1], r[2])) <= REPORT_REPLACE_M]
+
+
+def _distance_m(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Metres between two nearby lon/lat points (equirectangular: exact enough within a few km)."""
+    m_per_deg = 111_320.0
+    dx = (a[0] - b[0]) * m_per_deg * math.cos(math.radians((a[1] + b[1]) / 2))
+    return math.hypot(dx, (a[1] - b[1]) * m_per_deg)
+
+
+def get_report(conn: sqlite3.Connection, report_id: int) -> dict:
+    """One missed-site report as a dict (without who sent it), or NotFoundError."""
+    row = conn.execute(_REPORT_SELECT + " WHERE id = ?", (int(report_id),)).fetchone()
+    if row is None:
+        raise NotFoundError(f"report {report_id!r} does not exist")
+    return _report_dict(row)
+
+
+def _report_dict(row: sqlite3.Row) -> dict:
+    return {**dict(row), "chip_url": f"/api/reports/{int(row['id'])}/chip.jpg"}
+
+
+def list_reports(conn: sqlite3.Connection, status: str | None = "pending", limit: int = 500) -> list[dict]:
+    """Missed-site reports with a status (None: all but superseded), oldest first, each with its ``place``."""
+    _check_status(status)
+    where, args = ("WHERE status = ?", [status]) if status else ("WHERE status != 'superseded'", [])
+    rows = conn.execute(_REPORT_SELECT + f" {where} ORDER BY id LIMIT ?", (*args, int(limit))).fetchall()
+    reports = [_report_dict(r) for r in rows]
+    for report, place in zip(reports, describe_places((r["lon"], r["lat"]) for r in reports)):
+        report["place"] = place
+    return reports
+
+
+def reports_summary(conn: sqlite3.Connection) -> dict:
+    """{"reports": missed-site reports awaiting review}."""
+    return {"reports": int(conn.execute("SELECT COUNT(*) FROM web_reports WHERE status = 'pending'").fetchone()[0])}
+
+
+def decide_report(conn: sqlite3.Connection, cache: TileCache, report_id: int, decision: str, reviewer: str) -> dict:
+    """Accept (a mining example cut from the cached imagery centred on the point, source 'review') or reject a pending
+    report; ConflictError (409) when it was decided meanwhile. The answer lists the point's neighbouring ``tiles``."""
+    if decision not in ("accept", "reject"):
+        raise InvalidInputError(f"unknown decision {decision!r}: expected accept or reject")
+    report = get_report(conn, report_id)
+    scan = get_scan(conn, report["scan_id"])
+    pixels = None
+    if decision == "accept":  # rendered before the write lock is taken
+        pixels = point_chip(cache, scan.imagery_source_id, scan.zoom, report["lon"], report["lat"])
+    store = ExampleStore(conn)
+    with store.transaction():
+        cur = conn.execute(
+            "UPDATE web_reports SET status = ?, reviewed_by = ?, reviewed_at = ? WHERE id = ? AND status = 'pending'",
+            ("accepted" if pixels is not None else "rejected", reviewer, utc_now_iso(), int(report_id)),
+        )
+        if cur.rowcount != 1:
+            raise ConflictError(f"report {report_id} is already {get_report(conn, report_id)['status']}")
+        if pixels is not None:
+            example_id, _ = store.add(
+                pixels,
+                "mining",
+                lon=report["lon"],
+                lat=report["lat"],
+                imagery_date=_report_example_date(report["imagery_date"]),
+                source="review",
+                source_image=f"report-{int(report_id)}",
+                added_by=reviewer,
+            )
+            conn.execute("UPDATE web_reports SET example_id = ? WHERE id = ?", (int(example_id), int(report_id)))
+    tiles = report_neighbour_tiles(scan.zoom, report["lon"], report["lat"])
+    return {**get_report(conn, report_id), "tiles": tiles, "remaining": reports_summary(conn)}
+
+
+def _report_example_date(value: str | None) -> str | None:
+    """A layer's date as an example's imagery date (a release name that is no date: None)."""
+    return value[:10] if value and _ISO_DATE_RE.match(value) else None
+
+
+def report_neighbour_tiles(zoom: int, lon: float, lat: float) -> list[str]:
+    """The 8 tiles ("z/x/y") around the one holding the point at ``zoom`` (fewer at the edge of the world)."""
+    t = mercantile.tile(lon, lat, zoom)
+    n = 2**zoom
+    return [
+        f"{zoom}/{t.x + dx}/{t.y + dy}"
+        for dy in (-1, 0, 1)
+        for dx in (-1, 0, 1)
+        if (dx or dy) and 0 <= t.x + dx < n and 0 <= t.y + dy < n
+    ]
+
+
+def undo_report_decision(conn: sqlite3.Connection, report_id: int, reviewer: str) -> dict:
+    """A report this reviewer decided back to pending, the example it made excluded (kept, out of training).
+
+    ConflictError (409) unless it is still as that reviewer decided it.
+    """
+    store = ExampleStore(conn)
+    with store.transaction():
+        report = get_report(conn, report_id)
+        if report["status"] not in ("accepted", "rejected"):
+            raise ConflictError(f"report {report_id} is {report['status']}, not decided: reload")
+        if report["reviewed_by"] != reviewer:
+            raise ConflictError(f"the decision on report {report_id} was another reviewer's: it stays")
+        conn.execute(
+            "UPDATE web_reports SET status = 'pending', reviewed_by = NULL, reviewed_at = NULL, example_id = NULL"
+            " WHERE id = ?",
+            (int(report_id),),
+        )
+        if report["example_id"] is not None:
+            store.exclude(ids=[int(report["example_id"])], reason=UNDONE_REASON)
+    return {**get_report(conn, report_id), "remaining": reports_summary(conn)}

@@ -1,5 +1,5 @@
-"""The tables of migration component ``web`` in the project DB: readers' flags, and the web app's settings, users,
-labelling log and queue.
+"""The tables of migration component ``web`` in the project DB: readers' flags and missed-site reports, and the web
+app's settings, users, labelling log and queue.
 
 The component keeps its historical name and its scripts unchanged (an existing DB records them applied as "web"
 v1..v4). Version 1 creates the flags' table (``web_feedback``, owned by ``review.feedback``) with the web app's
@@ -97,6 +97,29 @@ MIGRATIONS: list[str] = [
     # (client_hash) keeps only a coarse cap. Flags from before keep their address as the reader.
     """
     CREATE INDEX web_feedback_reader_time ON web_feedback (reader_hash, created_at);
+    """,
+    # v7: readers' reports of mining the map missed (a point on a scan's layer), owned by review.feedback. A reader's
+    # new report within REPORT_REPLACE_M of their pending one supersedes it, as flags do on a site.
+    """
+    CREATE TABLE web_reports (
+        id INTEGER PRIMARY KEY,
+        scan_id INTEGER NOT NULL,
+        lon REAL NOT NULL,
+        lat REAL NOT NULL,
+        imagery_date TEXT,                  -- the date of the layer the reader looked at (NULL: undated)
+        note TEXT,
+        client_hash TEXT NOT NULL,
+        reader_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',  -- pending | accepted | rejected | superseded
+        superseded_by INTEGER,
+        reviewed_by TEXT,
+        reviewed_at TEXT,
+        example_id INTEGER
+    );
+    CREATE INDEX web_reports_status ON web_reports (status, created_at);
+    CREATE INDEX web_reports_reader ON web_reports (reader_hash, created_at);
+    CREATE INDEX web_reports_client ON web_reports (client_hash, created_at);
     """,
 ]
 

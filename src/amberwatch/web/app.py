@@ -34,7 +34,7 @@ from amberwatch.web.guard import (
     ReaderCookieMiddleware,
     WriteSlotsMiddleware,
 )
-from amberwatch.web.routes import detections, feedback, label, pages, similar, timeline
+from amberwatch.web.routes import detections, feedback, label, pages, reports, similar, timeline
 from amberwatch.web.similar import VectorCache
 from amberwatch.web.warmup import Warmup
 
@@ -102,7 +102,7 @@ def create_app(
     app.state.vectors = VectorCache()
     app.state.basemap = basemap
     _add_error_handlers(app)
-    for module in (detections, feedback, label, pages, similar, timeline):
+    for module in (detections, feedback, label, pages, reports, similar, timeline):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.mount("/vendor/leaflet", StaticFiles(directory=xs_leaflet.BASE_DIR), name="leaflet")

@@ -17,7 +17,8 @@
 
   // ---------- data access: the live API, or a static edition's files ----------
   // The calls the rest of the page makes for data. Live only: a reader's earlier answer, thumbnails, similar places
-  // and reviewers' features (`live`); a static edition takes flags only when its config names a flag endpoint.
+  // and reviewers' features (`live`); a static edition takes flags and missed-site reports only when its config
+  // names a flag endpoint.
   function liveSource() {
     return {
       live: true,
@@ -30,6 +31,7 @@
       places: async (bbox, limit) => (await api(`/api/places?bbox=${bbox}&limit=${limit}`)).places,
       sendFlag: (id, body) => api(`/api/detections/${id}/feedback`, { method: 'POST', body }),
       myFlag: (id) => api(`/api/detections/${id}/feedback/mine`),
+      sendReport: (scanId, body) => api(`/api/scans/${scanId}/reports`, { method: 'POST', body }),
       tiles: (s, options) => L.tileLayer(`/tiles/${encodeURIComponent(s.imagery_source_id)}/{z}/{x}/{y}?base={base}`,
         Object.assign({ base: s.zoom, errorTileUrl: 'data:image/gif;base64,R0lGODlhAQABAAAAACw=' }, options)),
       thumbnail: (f) => `/api/detections/${f.id}/thumbnail.jpg`,
@@ -89,6 +91,8 @@
     src.sendFlag = (id, body) => api(endpoint(`/api/detections/${id}/feedback`), { method: 'POST', body,
       credentials: 'include' });
     src.myFlag = (id) => api(endpoint(`/api/detections/${id}/feedback/mine`), { credentials: 'include' });
+    src.sendReport = (scanId, body) => api(endpoint(`/api/scans/${scanId}/reports`), { method: 'POST', body,
+      credentials: 'include' });
     src.tiles = (s, options) => L.pmtilesLayer(url(s.imagery_source_id), options);
     src.thumbnail = () => null;
     src.shareUrl = (f) => `${location.origin}${location.pathname}?scan=${f.properties.scan_id}#d=${f.id}`;
@@ -462,7 +466,8 @@
     const m = L.marker([p.lat, p.lon], { icon: L.divIcon({ className: 'dot ' + siteClass(p), iconSize: [24, 24] }),
       keyboard: true, title: `${placeText(p)}: ${siteWords(p)}, ${ha(p.area_ha)} ha`, alt: placeText(p),
       prob: p.mean_prob, removed: p.review === 'not_mining' });
-    m.on('click', () => select(f.id, { fly: true }));
+    // While marking a missed place, a tap on a site's dot marks the place under the finger (dots do not bubble).
+    m.on('click', (e) => (reporting ? reportAt(map.mouseEventToLatLng(e.originalEvent)) : select(f.id, { fly: true })));
     m.on('keypress', (ev) => { if (ev.originalEvent.key === 'Enter') select(f.id, { fly: true }); });
     return m;
   }
@@ -489,7 +494,7 @@
       keep.add(f.id);
       if (polygons.has(f.id)) continue;
       const layer = L.geoJSON(f, { style: () => polygonStyle(p, false) });
-      layer.on('click', () => select(f.id, { fly: false }));
+      layer.on('click', () => { if (!reporting) select(f.id, { fly: false }); });
       polygons.set(f.id, layer);
       polygonLayer.addLayer(layer);
     }
@@ -704,6 +709,75 @@
         el('summary', {}, 'Add a note'), comment, sendNote),
       msg, change, status);
   }
+
+  // ---------- missed-site reports: "mining here that the map missed" ----------
+  // The reader chooses "Report mining the map missed", taps the place on the imagery (zoomed in, so the point is
+  // where the reviewers' example is cut), adds an optional note and sends it on the layer shown. A second report
+  // within 50 m of their pending one replaces it (the server decides; the answer says so).
+  const REPORT_MIN_ZOOM = 15;
+  let reporting = false;
+  const reportControl = L.control({ position: 'topleft' });
+  reportControl.onAdd = () => {
+    const button = el('button', { type: 'button', id: 'report-missed', 'aria-pressed': 'false',
+      onclick: () => setReporting(!reporting) }, 'Report mining the map missed');
+    const box = el('div', { className: 'report-control' }, button,
+      el('p', { id: 'report-hint', className: 'report-hint', role: 'status', hidden: true }));
+    L.DomEvent.disableClickPropagation(box);
+    return box;
+  };
+
+  function setReporting(on) {
+    reporting = on;
+    const button = document.getElementById('report-missed');
+    const hint = document.getElementById('report-hint');
+    button.setAttribute('aria-pressed', String(on));
+    button.textContent = on ? 'Cancel report' : 'Report mining the map missed';
+    hint.hidden = !on;
+    hint.textContent = !on ? '' : map.getZoom() < REPORT_MIN_ZOOM ? 'Zoom in, then tap the place where you see mining.'
+      : 'Tap the place on the imagery where you see mining.';
+    map.getContainer().classList.toggle('reporting', on);
+  }
+
+  const inBounds = (b, ll) => b && ll.lng >= b[0] && ll.lng <= b[2] && ll.lat >= b[1] && ll.lat <= b[3];
+
+  function reportAt(latlng) {
+    if (map.getZoom() < REPORT_MIN_ZOOM) {
+      map.setView(latlng, REPORT_MIN_ZOOM);
+      setReporting(true);
+      return;
+    }
+    setReporting(false);
+    const target = scan || scans.find((s) => inBounds(s.scanned_bounds || s.bounds, latlng));
+    const note = el('textarea', { name: 'report-note', maxLength: 2000, rows: 2, 'aria-label': 'Note (optional)',
+      placeholder: 'What you see there (optional)' });
+    const msg = el('p', { className: 'msg', role: 'status' });
+    const send = el('button', { type: 'button', className: 'send-report' }, 'Send report');
+    const form = el('section', { className: 'report-form', 'aria-labelledby': 'report-title' },
+      el('h4', { id: 'report-title' }, 'Mining the map missed?'),
+      el('p', {}, `The marked place: ${latlng.lat.toFixed(5)}, ${latlng.lng.toFixed(5)}`), note,
+      el('div', { className: 'row' }, send), msg);
+    const ring = L.circleMarker(latlng, { radius: 9, color: '#00e5ff', weight: 3, fill: false, interactive: false })
+      .addTo(map);
+    L.popup({ maxWidth: 300 }).setLatLng(latlng).setContent(form).openOn(map).on('remove', () => ring.remove());
+    send.addEventListener('click', async () => {
+      if (!target) { msg.textContent = 'Not sent: choose the layer this place is on first.'; return; }
+      send.disabled = true;
+      msg.classList.remove('ok');
+      msg.textContent = 'Sending…';
+      try {
+        const r = await source.sendReport(target.id, { lon: latlng.lng, lat: latlng.lat, note: note.value,
+          imagery_date: target.imagery_date || null });
+        msg.classList.add('ok');
+        msg.textContent = (r.replaced && r.replaced.length ? 'Thanks — your report there is updated.'
+          : 'Thanks — sent.') + ' A reviewer will check it.';
+      } catch (e) {
+        send.disabled = false;
+        msg.textContent = 'Not sent: ' + e.message;
+      }
+    });
+    note.focus();
+  }
+  map.on('click', (e) => { if (reporting) reportAt(e.latlng); });
 
   function said(fb) {
     return fb.verdict === 'confirmed' ? 'mining' : `not mining (${fb.category || 'other'})`;
@@ -953,6 +1027,7 @@
       await source.ready;
       // Reviewers' and API-only links are the live app's; a static edition has none of them.
       document.getElementById('app-links').hidden = !source.live;
+      if (source.flagging) reportControl.addTo(map);   // hidden like flags in an edition without a flag endpoint
       await Promise.all([loadScans(), checkReviewer()]);
       labelScans();   // with the reviewer's details once the token is checked
       const wanted = new URL(location.href).searchParams.get('scan');

@@ -215,8 +215,93 @@
     }
   }
 
+  // ---------- missed-site reports: "mining here that the map missed" ----------
+  function reportCard(report) {
+    const done = el('p', { className: 'outcome', role: 'status' });
+    const msg = el('p', { className: 'msg', role: 'alert' });
+    const actions = el('div', { className: 'actions' });
+    const where = `${report.lat.toFixed(5)}, ${report.lon.toFixed(5)}`;
+    const img = el('img', { width: 256, height: 256,
+      alt: `The imagery around the reported point ${where}, the point ringed in cyan` });
+    loadChip(img, report.chip_url);
+    const node = el('article', { className: 'card report', dataset: { id: String(report.id), status: 'pending' } },
+      el('div', { className: 'chip' }, img),
+      el('h2', {}, 'Reported missed site'),
+      el('p', { className: 'facts' }, 'Layer ', el('a', { href: `/?scan=${report.scan_id}` }, `#${report.scan_id}`),
+        ` · ${where}`, report.place ? ` · ${report.place}` : '', ` · reported ${when(report.created_at)}`,
+        report.imagery_date ? ` · on the imagery of ${report.imagery_date}` : ''),
+      report.note ? el('ul', { className: 'notes' }, el('li', {}, el('span', { className: 'comment' }, report.note)))
+        : null,
+      actions, done, msg);
+    async function decide(what) {
+      actions.querySelectorAll('button').forEach((b) => { b.disabled = true; });
+      msg.textContent = '';
+      try {
+        const out = await api(`/api/reports/${report.id}/${what}`, { method: 'POST', token: state.token });
+        node.classList.add('decided');
+        node.dataset.status = out.status;
+        const text = out.status === 'accepted' ? 'Accepted: added to the training examples as mining' +
+          (out.queued.length ? `, ${plural(out.queued.length, 'tile')} around it sent to labelling` : '')
+          : 'Rejected: the report changes nothing';
+        done.replaceChildren(text, ' ', reportUndo(report, node));
+        showReportCount(out.remaining);
+      } catch (e) {
+        actions.querySelectorAll('button').forEach((b) => { b.disabled = false; });
+        msg.textContent = e.message;
+      }
+    }
+    actions.append(
+      el('button', { type: 'button', className: 'accept verdict-mining', onclick: () => decide('accept') },
+        'Accept: mining'),
+      el('button', { type: 'button', className: 'reject', onclick: () => decide('reject') }, 'Reject'));
+    return node;
+  }
+
+  // A report's view is for reviewers only (where a reader reported is not public): fetched with the token.
+  async function loadChip(img, url) {
+    try {
+      const res = await fetch(url, { headers: { Authorization: 'Bearer ' + state.token } });
+      if (!res.ok) throw new Error('HTTP ' + res.status);
+      img.src = URL.createObjectURL(await res.blob());
+    } catch (e) {
+      img.alt += ` (not shown: ${e.message})`;
+    }
+  }
+
+  function reportUndo(report, node) {
+    const btn = el('button', { type: 'button', className: 'undo' }, 'Undo');
+    btn.addEventListener('click', async () => {
+      btn.disabled = true;
+      try {
+        const out = await api(`/api/reports/${report.id}/undo`, { method: 'POST', token: state.token });
+        node.replaceWith(reportCard(out));
+        showReportCount(out.remaining);
+      } catch (e) {
+        btn.disabled = false;
+        btn.textContent = 'Undo failed: ' + e.message;
+      }
+    });
+    return btn;
+  }
+
+  function showReportCount(pending) {
+    document.getElementById('reports-msg').textContent = pending.reports
+      ? `${plural(pending.reports, 'reported place')} to review` : 'No reported places to review.';
+  }
+
+  async function loadReports() {
+    try {
+      const data = await api('/api/reports?status=pending', { token: state.token });
+      document.getElementById('reports').replaceChildren(...data.reports.map(reportCard));
+      showReportCount(data.pending);
+    } catch (e) {
+      document.getElementById('reports-msg').textContent = e.message;
+    }
+  }
+
+  const TABS = ['flags', 'unreviewed', 'reports'];
   function showTab(name) {
-    for (const [tab, panel] of [['tab-flags', 'panel-flags'], ['tab-unreviewed', 'panel-unreviewed']]) {
+    for (const [tab, panel] of TABS.map((t) => [`tab-${t}`, `panel-${t}`])) {
       const on = tab === 'tab-' + name;
       const t = document.getElementById(tab);
       t.setAttribute('aria-selected', String(on));
@@ -224,12 +309,12 @@
       document.getElementById(panel).hidden = !on;
     }
     const url = new URL(location.href);
-    if (name === 'unreviewed') url.searchParams.set('tab', name); else url.searchParams.delete('tab');
+    if (name !== 'flags') url.searchParams.set('tab', name); else url.searchParams.delete('tab');
     history.replaceState(null, '', url);
     if (name === 'unreviewed') loadUnreviewed();
+    if (name === 'reports') loadReports();
   }
-  document.getElementById('tab-flags').addEventListener('click', () => showTab('flags'));
-  document.getElementById('tab-unreviewed').addEventListener('click', () => showTab('unreviewed'));
+  for (const t of TABS) document.getElementById(`tab-${t}`).addEventListener('click', () => showTab(t));
   document.getElementById('unreviewed-scan').addEventListener('change', loadUnreviewed);
 
   document.getElementById('queue-new').addEventListener('click', load);
@@ -238,7 +323,8 @@
     document.getElementById('token-msg').textContent = '';   // a stale token's error, now that one works
     document.getElementById('tabs').hidden = false;
     load();
-    if (new URL(location.href).searchParams.get('tab') === 'unreviewed') showTab('unreviewed');
+    const tab = new URL(location.href).searchParams.get('tab');
+    if (TABS.includes(tab) && tab !== 'flags') showTab(tab);
     clearInterval(state.timer);
     state.timer = setInterval(poll, POLL_MS);
   });
