@@ -167,6 +167,8 @@ def test_like_mode_puts_queued_tiles_first_then_tiles_like_the_confirmed_sites(w
     ranked = [key_tile(i["key"]) for i in items[2:]]
     assert set(ranked) <= wide_project.pit_tiles - under and len(set(ranked)) == 4
     assert all("like the confirmed sites" in i["reason"] for i in items[2:])
+    gaps = [abs(i["prob"] - q["threshold"]) for i in items[2:]]
+    assert gaps == sorted(gaps)  # the alike tiles nearest the threshold first: what a label is worth (round 12)
     chip = wide_client.get(items[2]["chip_url"], headers=h)
     assert chip.status_code == 200 and decode_image(chip.content).mean() > 20
     assert items[2]["prob"] is not None and 0 <= items[2]["outline"][0] < items[2]["outline"][2] <= 1

@@ -12,7 +12,8 @@ unit's label is its reference class (through ``amberwatch.results.area_review``)
 training examples so the accuracy assessment stays independent of training.
 
 Two queue modes for a scan: "uncertain" (closest to the model threshold first) and "like" (tiles reviewers sent
-to the queue, ``web_label_queue``, then the scan's tiles most like the confirmed sites). A label strategy
+to the queue, ``web_label_queue``, then the scan's tiles most like the confirmed sites, those nearest the
+threshold first). A label strategy
 (``model.strategies.suggest_tiles``: uncertain, similar, spread, random, mix) fills the queue with whole tiles
 (source ``suggest-<strategy>``), leaving out tiles labelled or queued already.
 """
@@ -20,6 +21,7 @@ to the queue, ``web_label_queue``, then the scan's tiles most like the confirmed
 from __future__ import annotations
 
 import heapq
+import math
 import re
 import sqlite3
 from collections.abc import Sequence
@@ -604,11 +606,19 @@ def like_items(
     if len(items) < limit:
         dims = vectors.vectors.shape[1]
         query = Query(np.concatenate(like), np.zeros((0, dims), np.float16), tuple(centres))
+        alike = []
         for p in rank_places(conn, vectors, query, top=limit - len(items), exclude_m=0.0, index=index):
             z, x, y = (int(v) for v in p.tile.split("/"))
             if f"t{scan_id}/{z}/{x}/{y}" not in skip:
-                items.append(_tile_item(conn, scan_id, z, x, y, reason=f"{p.score:.0%} like the confirmed sites"))
+                alike.append(_tile_item(conn, scan_id, z, x, y, reason=f"{p.score:.0%} like the confirmed sites"))
+        items.extend(most_uncertain_first(alike, thr))
     return items, thr, info
+
+
+def most_uncertain_first(items: list[Item], threshold: float) -> list[Item]:
+    """Items nearest the threshold first (the learning curve's best use of a label, RESULTS.md round 12); items
+    without a probability last, in their order."""
+    return sorted(items, key=lambda it: abs(it.prob - threshold) if it.prob is not None else math.inf)
 
 
 def _queue_reason(source: str, added_by: str) -> str:
