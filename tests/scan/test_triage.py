@@ -15,7 +15,16 @@ from shapely.ops import unary_union
 from amberwatch.db import connect
 from amberwatch.imagery.aoi import aoi_from_bbox
 from amberwatch.results.records import ScanParams
-from amberwatch.results.store import NewScan, create_scan, ensure_schema, find_scan, scan_identity
+from amberwatch.results.store import (
+    NewScan,
+    create_scan,
+    ensure_schema,
+    find_scan,
+    finished_scans,
+    scan_identity,
+    scan_layers,
+    set_scan_status,
+)
 from amberwatch.scan.engine import ScanSettings, run_scan
 from amberwatch.scan.triage import kept_fine_tiles, run_triage_scan
 from tests.fixtures.pyramid_region import build_region
@@ -47,6 +56,11 @@ def test_a_triage_pass_and_the_fine_pass_after_it_never_resume_a_plain_scan(tmp_
     assert [find_scan(conn, scan_identity(s)) for s in (plain, coarse, fine)] == ids
     assert find_scan(conn, scan_identity(scan(17, None))) is None  # a plain z17 scan is not the triage pass
     assert len({scan_identity(s).key() for s in (plain, fine)}) == 2  # nor do their locks meet
+    for scan_id in ids:
+        set_scan_status(conn, scan_id, "finished")
+    # The triage pass is no result layer: not on the map, not a date of a timeline, never the latest result.
+    assert [s.id for s in finished_scans(conn)] == [ids[0], ids[2]]
+    assert [layer.scan.id for layer in scan_layers(conn)] == [ids[2], ids[0]]
 
 
 def _served_region(tile_server) -> tuple:
@@ -152,3 +166,36 @@ def test_sigkill_in_either_pass_then_the_same_command_redoes_no_recorded_tile(ti
     assert all(rows[xy] == row for xy, row in interrupted.items())  # nothing recorded before the kill redone
     if len(interrupted) > coarse_tiles:
         assert "already complete" in resumed.stderr and _requests_at(tile_server, 17, mark) == 0
+
+
+def test_the_bundled_triage_model_is_the_recipe_at_half_resolution_with_a_recall_first_threshold():
+    from amberwatch.model.modelfile import BUNDLED_TRIAGE_PATH, load
+
+    clf = load(BUNDLED_TRIAGE_PATH)
+    assert clf.metadata["role"] == "triage" and clf.metadata["zoom_offset"] == -1
+    assert clf.resolution_m_per_px == pytest.approx(0.76) and clf.metadata["train_config"]["window_cells"] == 7
+    cv = clf.metadata["cv"]
+    assert cv["min_recall_target"] == 0.8 and cv["recall"] >= 0.8 and cv["grouping"] == "0.1-degree block"
+    assert clf.threshold == cv["threshold"] or abs(clf.threshold - cv["threshold"]) < 1e-4
+    assert BUNDLED_TRIAGE_PATH.stat().st_size < 3_000_000
+
+
+def _grids(db) -> dict:
+    conn = connect(db)
+    try:
+        rows = conn.execute("SELECT z, x, y, status, grid FROM scan_tiles ORDER BY z, x, y").fetchall()
+        found = conn.execute("SELECT round(area_ha, 6) FROM detections ORDER BY 1").fetchall()
+    finally:
+        conn.close()
+    return {"tiles": rows, "detections": found}
+
+
+@pytest.mark.slow
+def test_both_passes_run_on_dask_with_the_local_pools_tiles_and_detections(tile_server, tmp_path):
+    _region, aoi = _served_region(tile_server)
+    local_settings = ScanSettings(workers=1, progress=False)
+    local = run_triage_scan(aoi, tile_server.url, 18, tmp_path / "local.db", local_settings, triage_zoom=17)
+    settings = ScanSettings(workers=2, progress=False, dask="local")
+    dask = run_triage_scan(aoi, tile_server.url, 18, tmp_path / "dask.db", settings, triage_zoom=17)
+    assert (dask.fine_tiles_kept, dask.fine.detections) == (local.fine_tiles_kept, local.fine.detections)
+    assert _grids(tmp_path / "dask.db") == _grids(tmp_path / "local.db")

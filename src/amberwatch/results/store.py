@@ -279,8 +279,15 @@ def get_scan(conn: sqlite3.Connection, scan_id: int | None = None) -> Scan:
 
 
 def finished_scans(conn: sqlite3.Connection) -> list[Scan]:
-    """Every finished scan (rescan layers too), oldest first."""
-    return [_scan(r) for r in conn.execute("SELECT * FROM scans WHERE status = 'finished' ORDER BY id")]
+    """Every finished scan (rescan layers too), oldest first; triage passes (they only choose tiles) left out."""
+    return [
+        _scan(r)
+        for r in conn.execute(f"SELECT * FROM scans WHERE status = 'finished' AND {_NOT_TRIAGE_PASS} ORDER BY id")
+    ]
+
+
+# A triage pass (scan --triage-zoom) holds no detections: it is no result layer, nor a date of a timeline.
+_NOT_TRIAGE_PASS = "coalesce(json_extract(params_json, '$.triage.role'), '') != 'triage'"
 
 
 def scan_exists(conn: sqlite3.Connection, scan_id: int) -> bool:
@@ -292,7 +299,8 @@ def latest_scan_id(conn: sqlite3.Connection, *, finished: bool = False) -> int |
     """Id of the newest scan (the most recently finished one with ``finished``), or None."""
     if finished:
         row = conn.execute(
-            "SELECT id FROM scans WHERE status = 'finished' ORDER BY finished_at DESC, id DESC LIMIT 1"
+            f"SELECT id FROM scans WHERE status = 'finished' AND {_NOT_TRIAGE_PASS}"
+            " ORDER BY finished_at DESC, id DESC LIMIT 1"
         ).fetchone()
     else:
         row = conn.execute("SELECT MAX(id) FROM scans").fetchone()
@@ -370,11 +378,13 @@ def scans_with_totals(conn: sqlite3.Connection) -> list[dict]:
 
 
 def scan_layers(conn: sqlite3.Connection) -> list[ScanLayer]:
-    """Every scan as a map layer, newest first: the scan, its detections' count, hectares and extent."""
+    """Every scan as a map layer, newest first: the scan, its detections' count, hectares and extent (triage
+    passes left out)."""
     rows = conn.execute(
         "SELECT s.*, COUNT(d.id) AS n_detections, COALESCE(SUM(d.area_ha), 0.0) AS hectares,"
         " MIN(d.west) AS d_west, MIN(d.south) AS d_south, MAX(d.east) AS d_east, MAX(d.north) AS d_north"
-        " FROM scans s LEFT JOIN detections d ON d.scan_id = s.id GROUP BY s.id ORDER BY s.id DESC"
+        f" FROM scans s LEFT JOIN detections d ON d.scan_id = s.id WHERE {_NOT_TRIAGE_PASS}"
+        " GROUP BY s.id ORDER BY s.id DESC"
     ).fetchall()
     return [
         ScanLayer(
