@@ -11,18 +11,26 @@ else a synthetic texture) as PNG over HTTP, then:
    process, with its peak RSS, next to a ~10,000-tile one to show memory does not grow with the AOI.
 
 Prints tiles/s, km²/hour, the cold/warm ratio and peak RSS. ``--tiles N`` keeps it short.
+
+``--triage-zoom 17`` benches ``scan --triage-zoom 17`` against the full z18 scan instead, in one run, cold and warm,
+on a consistent pyramid (``RegionTileServer``: z18 tiles from the Texty whole images and negative crops, pit fields
+in 4 x 4-tile patches on about ``--pit-share`` of the area, z17 tiles their children halved): z18 tiles covered per
+second, km²/hour, HTTP requests, found hectares and peak worker RSS of each.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import math
 import os
 import subprocess
 import sys
 import tempfile
 import threading
+import time
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -40,12 +48,17 @@ CENTER = (26.90, 51.32)  # near Klesiv, Rivne oblast
 ZOOM = 18
 
 
-def tile_pool(texty_dir: Path | None, size: int = 48, seed: int = 0) -> list[bytes]:
-    """PNG tiles: random 256 px crops (with flips) of the Texty whole images, or a synthetic texture."""
+def tile_pool(
+    texty_dir: Path | None, size: int = 48, seed: int = 0, names: tuple[str, ...] | None = None
+) -> list[bytes]:
+    """PNG tiles: random 256 px crops (with flips) of the Texty whole images (those called ``names``: default all),
+    or a synthetic texture."""
     rng = np.random.default_rng(seed)
     sources = []
     if texty_dir and texty_dir.is_dir():
-        sources = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(texty_dir.glob("*.png"))]
+        paths = sorted(texty_dir.glob("*.png"))
+        paths = [p for p in paths if names is None or p.stem in names]
+        sources = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
     pool = []
     for i in range(size):
         if sources:
@@ -82,8 +95,8 @@ class PoolTileServer:
             def do_GET(self) -> None:
                 server.requests += 1
                 try:
-                    _z, x, y = self.path.strip("/").split(".")[0].split("/")[-3:]
-                    body = server.pool[(int(x) * 7919 + int(y) * 104729) % len(server.pool)]
+                    z, x, y = self.path.strip("/").split(".")[0].split("/")[-3:]
+                    body = server.tile_bytes(int(z), int(x), int(y))
                     status = 200
                 except ValueError:
                     body, status = b"bad", 404
@@ -97,6 +110,10 @@ class PoolTileServer:
         self.httpd.daemon_threads = True
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/{{z}}/{{x}}/{{y}}.png"
+
+    def tile_bytes(self, z: int, x: int, y: int) -> bytes:
+        """The PNG served for tile (z, x, y): one of the pool, by a hash of x and y."""
+        return self.pool[(x * 7919 + y * 104729) % len(self.pool)]
 
     def stop(self) -> None:
         """Stop serving."""
@@ -204,6 +221,101 @@ def cpu_kernels() -> str:
     return ", ".join(seen) or "none of AVX2, AVX512F, AVX512VNNI"
 
 
+class RegionTileServer(PoolTileServer):
+    """A synthetic region with pit fields on about ``pit_share`` of its area, consistent across zooms: each z18 tile
+    is a no-pit tile (Texty negatives) or, in 4 x 4-tile patches chosen by a hash, a crop of a positive whole image;
+    a tile at a coarser zoom is its four children halved (imagery.pyramid's halving), as a real server's is."""
+
+    def __init__(self, texty: Path, pit_share: float = 0.02, seed: int = 0) -> None:
+        self.pits = tile_pool(texty / "tiles", size=16, seed=seed, names=("positive1", "positive2"))
+        self.plain = tile_pool(texty / "tiles", size=32, seed=seed, names=("negative1", "negative2"))
+        self.plain += negative_crop_tiles(texty / "negative", 8)  # look-alikes on 1 tile in 5
+        self.pit_share = pit_share
+        self.pit_tiles_served = 0
+        self._halved: dict[tuple[int, int, int], bytes] = {}
+        super().__init__(self.plain)
+
+    def is_pit(self, x: int, y: int) -> bool:
+        """Whether z18 tile (x, y) lies in a pit patch (4 x 4 tiles, on about pit_share of the area)."""
+        return zlib.crc32(f"{x // 4},{y // 4}".encode()) % 10_000 < self.pit_share * 10_000
+
+    def tile_bytes(self, z: int, x: int, y: int) -> bytes:
+        """The PNG of tile (z, x, y): a z18 tile, or its children halved for each zoom above."""
+        if z >= ZOOM:
+            pool = self.pits if self.is_pit(x, y) else self.plain
+            return pool[(x * 7919 + y * 104729) % len(pool)]
+        key = (z, x, y)
+        if key not in self._halved:
+            from amberwatch.imagery.pyramid import halve_straight
+
+            kids = {(dx, dy): self.tile_bytes(z + 1, 2 * x + dx, 2 * y + dy) for dx in (0, 1) for dy in (0, 1)}
+            images = {k: Image.open(io.BytesIO(v)).convert("RGBA") for k, v in kids.items()}
+            self._halved[key] = encode_png(np.asarray(halve_straight(images).convert("RGB")))
+        return self._halved[key]
+
+
+def negative_crop_tiles(folder: Path, n: int) -> list[bytes]:
+    """PNG tiles of the n largest Texty negative crops (reflected out to 256 px when smaller)."""
+    paths = sorted(folder.glob("*.png"), key=lambda p: -min(Image.open(p).size))[:n]
+    out = []
+    for p in paths:
+        chip = np.asarray(Image.open(p).convert("RGB"))
+        pad_y, pad_x = max(0, 256 - chip.shape[0]), max(0, 256 - chip.shape[1])
+        chip = np.pad(chip, ((pad_y // 2, pad_y - pad_y // 2), (pad_x // 2, pad_x - pad_x // 2), (0, 0)), "symmetric")
+        out.append(encode_png(np.ascontiguousarray(chip[:256, :256])))
+    return out
+
+
+def triage_bench(args) -> None:
+    """Full z18 against scan --triage-zoom, cold (fresh cache) then warm, on one RegionTileServer."""
+    from amberwatch.scan.triage import run_triage_scan
+
+    server = RegionTileServer(args.texty.parent, args.pit_share)
+    aoi = aoi_from_bbox(square_bbox(args.tiles))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="amberwatch-bench-") as tmp:
+        for run in ("cold", "warm"):
+            for mode in ("full z18", f"triage z{args.triage_zoom}"):
+                db = Path(tmp) / f"{mode.split()[0]}.db"
+                settings = ScanSettings(workers=args.workers, progress=False, new=True)
+                before, watcher, t0 = server.requests, WorkerRSS(), time.perf_counter()
+                if mode.startswith("full"):
+                    out, z18 = run_scan(aoi, server.url, ZOOM, db, settings), None
+                else:
+                    both = run_triage_scan(aoi, server.url, ZOOM, db, settings, triage_zoom=args.triage_zoom)
+                    out, z18 = both.fine, both
+                seconds = time.perf_counter() - t0
+                watcher.stop()
+                rows.append((run, mode, out, z18, seconds, server.requests - before, watcher.peak_mb))
+    server.stop()
+    print_triage_rows(rows, server, args)
+
+
+def print_triage_rows(rows: list, server: RegionTileServer, args) -> None:
+    """The triage bench's table: one line per run and mode."""
+    total = rows[0][2].tiles_total
+    km2 = rows[0][2].area_scanned_km2
+    from amberwatch.scan.tiling import iter_tiles
+
+    aoi = aoi_from_bbox(square_bbox(args.tiles))
+    pits = sum(server.is_pit(x, y) for _, x, y in iter_tiles(aoi.geometry, ZOOM))
+    print(f"CPU kernels: {cpu_kernels()}; workers={args.workers}; load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"region: {total:,} z{ZOOM} tiles = {km2:.2f} km², pit-field tiles {pits:,} ({pits / total:.1%} of the area; "
+        f"asked {args.pit_share:.1%})"
+    )
+    print(
+        "run   mode        seconds  z18 tiles covered/s  km²/hour  HTTP requests  z18 tiles scanned  found ha  "
+        "peak worker RSS MB"
+    )
+    for run, mode, out, both, seconds, requests, rss in rows:
+        scanned = both.fine_tiles_kept if both else out.tiles_total
+        print(
+            f"{run:5} {mode:10} {seconds:8.1f}  {total / seconds:19.1f}  {km2 / seconds * 3600:8.1f}  "
+            f"{requests:13,}  {scanned:17,}  {out.detections_area_ha:8.2f}  {rss:18.0f}"
+        )
+
+
 def main() -> None:
     """Run the benchmark and print its figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -216,7 +328,12 @@ def main() -> None:
         help="folder of Texty whole images (optional)",
     )
     parser.add_argument("--enum-tiles", type=int, default=100_000, help="AOI size for the enumeration check")
+    parser.add_argument("--triage-zoom", type=int, default=None, help="bench scan --triage-zoom (17) against z18")
+    parser.add_argument("--pit-share", type=float, default=0.02, help="with --triage-zoom: area share of pit fields")
     args = parser.parse_args()
+    if args.triage_zoom is not None:
+        triage_bench(args)
+        return
 
     pool = tile_pool(args.texty)
     server = PoolTileServer(pool)

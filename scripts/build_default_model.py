@@ -2,6 +2,15 @@
 
 Recipe `pretrained` (default, bundled model v2) extracts EfficientNet-Lite0 features once into a feature
 cache (--feature-cache) and fits the head (a small MLP) in seconds; recipe `cnn` rebuilds the v1 CNN.
+
+--triage builds the bundled triage model (bundled/triage.pt) for `scan --triage-zoom 17`: the same recipe on the
+examples downsampled by 2 (what a z17 tile shows, 0.76 m per pixel) with windows of 7 cells, its threshold the
+highest keeping block-CV recall >= --min-recall on the crops (0.8: crop recall understates a pit field's, which
+spans several windows and keeps a ring of neighbours; at 0.97 the threshold is ~1e-6 and keeps every tile,
+RESULTS.md round 14), its metadata recording role "triage" and zoom offset -1:
+
+    python scripts/build_default_model.py --data ../shared/data/texty-amber \
+        --boxes scripts/data/texty_tile_boxes.csv --feature-cache ~/.cache/amberwatch/texty-features.sqlite --triage
 """
 
 from __future__ import annotations
@@ -9,14 +18,28 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from amberwatch.model.dataset import load_boxes, load_folder
-from amberwatch.model.modelfile import BUNDLED_CNN_PATH, BUNDLED_PATH
+from amberwatch.model.modelfile import BUNDLED_CNN_PATH, BUNDLED_PATH, BUNDLED_TRIAGE_PATH
 from amberwatch.model.recipes import RECIPES, recipe_by_name
 from amberwatch.model.train import train_with_cv
+
+TRIAGE_SCALE = 0.5  # a z17 tile shows the ground at half the resolution of the z18 examples
+# The scored window matches the examples' extent at the working resolution, as the default's 15 cells do at 0.38 m/px:
+# the crops' median side (~214 px) halved is ~107 px, 7 cells of 16 px (15 cells scored every z17 window on 4x the
+# ground a chip covered: scores collapsed to ~0 everywhere on the served pyramid, RESULTS.md round 14).
+TRIAGE_WINDOW_CELLS = 7
+
+
+def default_out(recipe: str, triage: bool) -> Path:
+    """The bundled model file a build writes by default."""
+    if triage:
+        return BUNDLED_TRIAGE_PATH
+    return BUNDLED_PATH if recipe == "pretrained" else BUNDLED_CNN_PATH
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,9 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (quick builds)")
     ap.add_argument("--members", type=int, default=None, help="override the recipe's ensemble size")
     ap.add_argument("--workers", type=int, default=2, help="processes training networks in parallel (1 thread each)")
+    ap.add_argument("--triage", action="store_true", help="build the z17 triage model (half resolution, recall first)")
+    ap.add_argument("--min-recall", type=float, default=0.8, help="the triage model's block-CV recall target on crops")
     args = ap.parse_args(argv)
     config = recipe_by_name(args.recipe, epochs=args.epochs, members=args.members, feature_cache=args.feature_cache)
-    out = args.out or str(BUNDLED_PATH if args.recipe == "pretrained" else BUNDLED_CNN_PATH)
+    if args.triage:
+        config = replace(config, scale=TRIAGE_SCALE, window_cells=TRIAGE_WINDOW_CELLS)
+    out = args.out or str(default_out(args.recipe, args.triage))
     data = load_folder(args.data)
     n_texty = len(data)
     if args.boxes:
@@ -60,9 +87,12 @@ def main(argv: list[str] | None = None) -> int:
         log=lambda m: print(m, file=sys.stderr),
         workers=args.workers,
         score_mask=texty_only,
+        min_recall=args.min_recall if args.triage else None,
     )
     clf.version = "0"  # the registry's number for the bundled model
-    clf.metadata["bundled_release"] = args.release or (5 if args.recipe != "cnn" else 1)
+    clf.metadata["bundled_release"] = args.release or (1 if args.recipe == "cnn" or args.triage else 5)
+    if args.triage:
+        clf.metadata.update({"role": "triage", "zoom_offset": -1})
     clf.save(out)
     print(json.dumps({k: v for k, v in clf.metadata.items() if k not in ("train_config", "training_oof")}, indent=1))
     print(f"wrote {out} ({Path(out).stat().st_size / 1e6:.2f} MB)", file=sys.stderr)

@@ -7,7 +7,7 @@ import pytest
 
 from amberwatch.errors import ModelError
 from amberwatch.model.dataset import ChipSet, load_folder, texty_block_key
-from amberwatch.model.metrics import binary_metrics, choose_threshold
+from amberwatch.model.metrics import binary_metrics, choose_threshold, recall_threshold
 from amberwatch.model.train import block_folds, fit, train_with_cv
 from tests.fixtures.training import small_config
 
@@ -73,6 +73,15 @@ def test_threshold_reaches_target_precision():
     t = choose_threshold(y, p, 0.95)
     m = binary_metrics(y, p, t)
     assert m["precision"] >= 0.95 and m["recall"] == 0.8
+
+
+def test_recall_threshold_is_the_highest_keeping_the_target_recall():
+    y = np.array([0, 0, 0, 0, 1, 0, 1, 1, 1, 1])
+    p = np.linspace(0.05, 0.95, 10)
+    t = recall_threshold(y, p, 0.8)
+    assert binary_metrics(y, p, t)["recall"] == 0.8 and t == pytest.approx((p[6] + p[5]) / 2)
+    t = recall_threshold(y, p, 0.97)  # every positive: halfway below the lowest one
+    assert binary_metrics(y, p, t)["recall"] == 1.0 and t == pytest.approx((p[4] + p[3]) / 2)
 
 
 @pytest.mark.slow

@@ -57,6 +57,22 @@ def choose_threshold(
     return float((t + lower.max()) / 2) if len(lower) else t
 
 
+def recall_threshold(labels: np.ndarray, probs: np.ndarray, min_recall: float) -> float:
+    """Highest threshold keeping recall >= min_recall on out-of-fold predictions (a triage model's: recall first).
+
+    Set halfway between the score of the positive that must still pass and the next lower score, as
+    choose_threshold does.
+    """
+    y = np.asarray(labels).astype(bool)
+    p = np.asarray(probs, dtype=np.float64)
+    if not y.any():
+        return 0.5
+    pos = np.sort(p[y])[::-1]
+    t = float(pos[min(len(pos) - 1, max(0, int(np.ceil(min_recall * len(pos))) - 1))])
+    lower = p[p < t]
+    return float((t + lower.max()) / 2) if len(lower) else t
+
+
 def cv_basis(cv: dict) -> str:
     """What a CV metrics dict was measured on, e.g. 'block CV, 5 folds x 5 split seeds, 881 examples'."""
     seeds = cv.get("split_seeds") or []

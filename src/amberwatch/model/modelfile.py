@@ -19,6 +19,7 @@ from amberwatch.model.pretrained import PretrainedClassifier
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
 BUNDLED_PATH = BUNDLED_DIR / "default.pt"  # recipe pretrained, version 2
+BUNDLED_TRIAGE_PATH = BUNDLED_DIR / "triage.pt"  # the z17 triage model: the recipe at half resolution, recall first
 BUNDLED_CNN_PATH = BUNDLED_DIR / "cnn-v1.pt"  # the CNN recipe's model v1, kept to compare recipes
 Model = Classifier | PretrainedClassifier
 _KINDS = {"cnn": Classifier, "pretrained": PretrainedClassifier}

@@ -18,7 +18,7 @@ from amberwatch.model import pretrained
 from amberwatch.model.augment import AugmentConfig, make_batch
 from amberwatch.model.classifier import Classifier
 from amberwatch.model.dataset import TEXTY_RESOLUTION_M_PER_PX, ChipSet
-from amberwatch.model.metrics import binary_metrics, choose_threshold
+from amberwatch.model.metrics import binary_metrics, choose_threshold, recall_threshold
 from amberwatch.model.network import MiningNet, NetConfig
 from amberwatch.model.paste import PitPaster
 from amberwatch.model.pretrained import PretrainedClassifier, PretrainedRecipe
@@ -251,13 +251,15 @@ def train_with_cv(
     score_mask: np.ndarray | None = None,
     split_seeds: int | None = None,
     int8_ranges: dict[str, list[float]] | None = None,
+    min_recall: float | None = None,
 ) -> tuple[Classifier | PretrainedClassifier, dict]:
     """CV (threshold from out-of-fold predictions), then train on all data; metadata filled in.
 
     ``score_mask`` limits the CV score and threshold to some examples; the others (e.g. crops cut from whole
     images) join every fold's training part and are never scored. The threshold pools the out-of-fold scores of
     ``split_seeds`` fold splits (default: 5 for the pretrained recipe, 1 for the CNN). A pretrained model keeps
-    given ``int8_ranges``. The metadata's ``training_oof`` (example pixel sha256 -> out-of-fold score on the first
+    given ``int8_ranges``. ``min_recall`` (a triage model) sets the threshold for recall instead of precision.
+    The metadata's ``training_oof`` (example pixel sha256 -> out-of-fold score on the first
     split, None if never scored) lets a later retrain compare with this model without training it again."""
     t0 = time.perf_counter()
     scored = np.ones(len(data), dtype=bool) if score_mask is None else np.asarray(score_mask, dtype=bool)
@@ -270,7 +272,7 @@ def train_with_cv(
         clf = fit(data, recipe, seed=seed, log=log, workers=workers)
     threshold, cv = 0.5, {}
     if fold_sets:
-        threshold, cv = _pooled_cv(data, list(zip(oofs, fold_sets)), scored, n_folds, min_precision, seeds)
+        threshold, cv = _pooled_cv(data, list(zip(oofs, fold_sets)), scored, n_folds, min_precision, seeds, min_recall)
         if log:
             log(
                 f"CV: threshold {threshold:.3f} precision {cv['precision']:.3f} recall {cv['recall']:.3f} "
@@ -339,18 +341,29 @@ def training_oof(data: ChipSet, oof: np.ndarray | None, scored: np.ndarray) -> d
 
 
 def _pooled_cv(
-    data: ChipSet, runs: list, scored: np.ndarray, n_folds: int, min_precision: float, split_seeds: list[int]
+    data: ChipSet,
+    runs: list,
+    scored: np.ndarray,
+    n_folds: int,
+    min_precision: float,
+    split_seeds: list[int],
+    min_recall: float | None = None,
 ) -> tuple[float, dict]:
-    """Threshold (lowest with pooled OOF precision >= min_precision) and CV metrics pooled over split seeds."""
+    """Threshold (lowest with pooled OOF precision >= min_precision; with min_recall, the highest keeping recall
+    >= min_recall) and CV metrics pooled over split seeds."""
     labels = np.concatenate([data.labels[scored]] * len(runs))
     pooled = np.concatenate([r[scored] for r, _ in runs])
-    threshold = choose_threshold(labels, pooled, min_precision)
+    if min_recall is None:
+        threshold = choose_threshold(labels, pooled, min_precision)
+    else:
+        threshold = recall_threshold(labels, pooled, min_recall)
     cv = binary_metrics(labels, pooled, threshold)
+    target = {"min_precision_target": min_precision} if min_recall is None else {"min_recall_target": min_recall}
     cv.update(
         {
             "folds": n_folds,
             "grouping": "0.1-degree block",
-            "min_precision_target": min_precision,
+            **target,
             "scored_examples": int(scored.sum()),
             "split_seeds": split_seeds,
             "n_positive": int(data.labels[scored].sum()),

@@ -53,6 +53,9 @@ class ScanParams:
     int8_check: Mapping[str, Any] | None = None  # model.int8_check.Int8Check.to_dict()
     imagery_credit: str | None = None  # as given at scan time (results.public cleans it for display)
     rescan_of: int | None = None  # the parent scan of a rescan layer
+    # scan --triage-zoom: {"key": part of the scan's identity, "role": "triage" (the coarse pass) or "after" (the
+    # fine pass over the tiles it kept), and for "after" the triage scan, zoom, threshold, ring and tiles skipped}
+    triage: Mapping[str, Any] | None = None
     warnings: Mapping[str, int] = field(default_factory=dict)  # typed warning class -> tile reads, over all runs
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys this version does not know, kept as they were
 
@@ -85,6 +88,8 @@ class ScanParams:
             out["imagery_credit"] = self.imagery_credit
         if self.rescan_of is not None:
             out["rescan_of"] = self.rescan_of
+        if self.triage is not None:
+            out["triage"] = dict(self.triage)
         if self.warnings:
             out["warnings"] = dict(self.warnings)
         return {**out, **{k: v for k, v in self.extra.items() if k not in out}}
@@ -110,6 +115,7 @@ _KINDS: dict[str, type | tuple[type, ...]] = {
     "int8_check": dict,
     "imagery_credit": str,
     "rescan_of": int,
+    "triage": dict,
 }
 
 

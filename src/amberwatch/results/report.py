@@ -34,6 +34,7 @@ def scan_summary(conn: sqlite3.Connection, scan: Scan) -> dict:
         "failed_tiles_sample": failed,
         "cache_path": scan.params.cache_path,
         "warnings": dict(scan.params.warnings),  # typed warning class -> tile reads, over all runs
+        "triage": dict(scan.params.triage) if scan.params.triage is not None else None,  # scan --triage-zoom
     }
 
 

@@ -172,16 +172,20 @@ class ScanIdentity:
     zoom: int
     model_version: str
     int8: bool
+    triage: str = ""  # a triage pass or the fine pass after one (ScanParams.triage's key); "" for a plain scan
 
     def key(self) -> str:
         """The identity as one line of text (the scan lock is named by its hash)."""
-        return f"{self.aoi_geojson}|{self.imagery_source_id}|{self.zoom}|{self.model_version}|{self.int8}"
+        plain = f"{self.aoi_geojson}|{self.imagery_source_id}|{self.zoom}|{self.model_version}|{self.int8}"
+        return f"{plain}|{self.triage}" if self.triage else plain
 
 
 def scan_identity(scan: NewScan) -> ScanIdentity:
-    """The identity of the scan a NewScan would create (its precision from ``params.int8``)."""
+    """The identity of the scan a NewScan would create (its precision from ``params.int8``, its triage role from
+    ``params.triage``)."""
+    triage = str((scan.params.triage or {}).get("key", ""))
     return ScanIdentity(
-        scan.aoi_geojson, scan.imagery_source_id, int(scan.zoom), scan.model_version, bool(scan.params.int8)
+        scan.aoi_geojson, scan.imagery_source_id, int(scan.zoom), scan.model_version, bool(scan.params.int8), triage
     )
 
 
@@ -221,8 +225,17 @@ def find_scan(conn: sqlite3.Connection, identity: ScanIdentity) -> int | None:
     """The latest scan (not a rescan layer) with this identity, if any."""
     row = conn.execute(
         "SELECT id FROM scans WHERE aoi_geojson = ? AND imagery_source_id = ? AND zoom = ? AND model_version = ?"
-        " AND coalesce(json_extract(params_json, '$.int8'), 0) = ? AND parent_scan_id IS NULL ORDER BY id DESC LIMIT 1",
-        (identity.aoi_geojson, identity.imagery_source_id, identity.zoom, identity.model_version, int(identity.int8)),
+        " AND coalesce(json_extract(params_json, '$.int8'), 0) = ?"
+        " AND coalesce(json_extract(params_json, '$.triage.key'), '') = ? AND parent_scan_id IS NULL"
+        " ORDER BY id DESC LIMIT 1",
+        (
+            identity.aoi_geojson,
+            identity.imagery_source_id,
+            identity.zoom,
+            identity.model_version,
+            int(identity.int8),
+            identity.triage,
+        ),
     ).fetchone()
     return int(row[0]) if row else None
 
@@ -266,8 +279,15 @@ def get_scan(conn: sqlite3.Connection, scan_id: int | None = None) -> Scan:
 
 
 def finished_scans(conn: sqlite3.Connection) -> list[Scan]:
-    """Every finished scan (rescan layers too), oldest first."""
-    return [_scan(r) for r in conn.execute("SELECT * FROM scans WHERE status = 'finished' ORDER BY id")]
+    """Every finished scan (rescan layers too), oldest first; triage passes (they only choose tiles) left out."""
+    return [
+        _scan(r)
+        for r in conn.execute(f"SELECT * FROM scans WHERE status = 'finished' AND {_NOT_TRIAGE_PASS} ORDER BY id")
+    ]
+
+
+# A triage pass (scan --triage-zoom) holds no detections: it is no result layer, nor a date of a timeline.
+_NOT_TRIAGE_PASS = "coalesce(json_extract(params_json, '$.triage.role'), '') != 'triage'"
 
 
 def scan_exists(conn: sqlite3.Connection, scan_id: int) -> bool:
@@ -279,7 +299,8 @@ def latest_scan_id(conn: sqlite3.Connection, *, finished: bool = False) -> int |
     """Id of the newest scan (the most recently finished one with ``finished``), or None."""
     if finished:
         row = conn.execute(
-            "SELECT id FROM scans WHERE status = 'finished' ORDER BY finished_at DESC, id DESC LIMIT 1"
+            f"SELECT id FROM scans WHERE status = 'finished' AND {_NOT_TRIAGE_PASS}"
+            " ORDER BY finished_at DESC, id DESC LIMIT 1"
         ).fetchone()
     else:
         row = conn.execute("SELECT MAX(id) FROM scans").fetchone()
@@ -357,11 +378,13 @@ def scans_with_totals(conn: sqlite3.Connection) -> list[dict]:
 
 
 def scan_layers(conn: sqlite3.Connection) -> list[ScanLayer]:
-    """Every scan as a map layer, newest first: the scan, its detections' count, hectares and extent."""
+    """Every scan as a map layer, newest first: the scan, its detections' count, hectares and extent (triage
+    passes left out)."""
     rows = conn.execute(
         "SELECT s.*, COUNT(d.id) AS n_detections, COALESCE(SUM(d.area_ha), 0.0) AS hectares,"
         " MIN(d.west) AS d_west, MIN(d.south) AS d_south, MAX(d.east) AS d_east, MAX(d.north) AS d_north"
-        " FROM scans s LEFT JOIN detections d ON d.scan_id = s.id GROUP BY s.id ORDER BY s.id DESC"
+        f" FROM scans s LEFT JOIN detections d ON d.scan_id = s.id WHERE {_NOT_TRIAGE_PASS}"
+        " GROUP BY s.id ORDER BY s.id DESC"
     ).fetchall()
     return [
         ScanLayer(
@@ -528,6 +551,19 @@ def first_tile_error(conn: sqlite3.Connection, scan_id: int) -> str | None:
         "SELECT error FROM scan_tiles WHERE scan_id = ? AND status = 'failed' LIMIT 1", (scan_id,)
     ).fetchone()
     return row[0] if row else None
+
+
+def tiles_to_look_closer(conn: sqlite3.Connection, scan_id: int, min_max_prob: float) -> list[tuple[int, int]]:
+    """(x, y) of a triage scan's tiles a finer pass must look at: done ones reaching ``min_max_prob``, and failed
+    ones (their content is unknown)."""
+    return [
+        (int(x), int(y))
+        for x, y in conn.execute(
+            "SELECT x, y FROM scan_tiles WHERE scan_id = ? AND ((status = 'done' AND max_prob >= ?)"
+            " OR status = 'failed')",
+            (int(scan_id), float(min_max_prob)),
+        )
+    ]
 
 
 def grid_tiles(conn: sqlite3.Connection, scan_id: int, *, min_max_prob: float = 0.0) -> Iterator[TileRow]:

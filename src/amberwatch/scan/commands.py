@@ -90,6 +90,19 @@ def _fmt_duration(seconds: float) -> str:
     help="Run on a Dask cluster: scheduler address (tcp://HOST:8786) or 'local' (--workers processes).",
 )
 @click.option(
+    "--triage-zoom",
+    type=click.IntRange(0, 23),
+    default=None,
+    help="First scan the AOI at this coarser zoom (17) with the triage model, then at --zoom only the tiles "
+    "around coarse tiles above its recall-first threshold (README, 'Triage').",
+)
+@click.option(
+    "--triage-model",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="With --triage-zoom: the triage model file [default: the bundled triage model].",
+)
+@click.option(
     "--worker-cache",
     help="With --dask: tile cache path as seen by each worker "
     "[default: the client's cache for 'local', ~/.cache/amberwatch/worker-tiles.sqlite otherwise].",
@@ -100,7 +113,7 @@ def scan_group(ctx: click.Context, **opts) -> None:
     if ctx.invoked_subcommand is not None:
         return
     from amberwatch.imagery.aoi import aoi_from_bbox, load_aoi
-    from amberwatch.scan.engine import DEFAULT_MAX_TILES, DEFAULT_MIN_AREA_HA, ScanSettings, run_scan
+    from amberwatch.scan.engine import DEFAULT_MAX_TILES, DEFAULT_MIN_AREA_HA, ScanSettings
 
     if bool(opts["aoi_path"]) == bool(opts["bbox"]):
         raise click.UsageError("give exactly one of --aoi FILE or --bbox W,S,E,N")
@@ -134,7 +147,7 @@ def scan_group(ctx: click.Context, **opts) -> None:
         int8=opts["int8"],
     )
     with Project.open(db) as project:
-        out = run_scan(aoi, imagery, opts["zoom"], project, settings, on_event=lambda msg: click.echo(msg, err=True))
+        out = _run(aoi, imagery, opts, project, settings)
         for category, count in sorted(out.warnings.items()):
             what = _WARNING_TEXT.get(category, category)
             click.secho(
@@ -143,6 +156,31 @@ def scan_group(ctx: click.Context, **opts) -> None:
         _print_outcome(out, db, imagery, project)
     if out.tiles_failed:
         sys.exit(EXIT_PARTIAL)
+
+
+def _run(aoi, imagery: str, opts: dict, project: Project, settings):
+    """The scan, or with --triage-zoom both passes (the fine pass's outcome; the skipped tiles said)."""
+    from amberwatch.scan.engine import run_scan
+    from amberwatch.scan.triage import run_triage_scan
+
+    say = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    if opts["triage_zoom"] is None:
+        return run_scan(aoi, imagery, opts["zoom"], project, settings, on_event=say)
+    both = run_triage_scan(
+        aoi,
+        imagery,
+        opts["zoom"],
+        project,
+        settings,
+        triage_zoom=opts["triage_zoom"],
+        triage_model=opts["triage_model"],
+        on_event=say,
+    )
+    click.echo(
+        f"Triage (scan {both.triage.scan_id}, zoom {opts['triage_zoom']}): {both.fine_tiles_kept:,} of "
+        f"{both.fine_tiles_aoi:,} zoom-{opts['zoom']} tiles scanned, {both.fine_tiles_skipped:,} skipped."
+    )
+    return both.fine
 
 
 def _confirm_size(aoi, zoom: int, max_tiles: int) -> None:
@@ -230,6 +268,17 @@ def _print_outcome(out, db: str, imagery: str, project: Project) -> None:
     click.echo(f"  Report:        amberwatch scan report --db {db} --scan {out.scan_id}")
 
 
+def _triage_text(triage: dict) -> str:
+    """A scan's triage role in words: the coarse pass, or the fine tiles a triage scan let it skip."""
+    if triage.get("role") == "triage":
+        return "the coarse pass of a triaged scan (it chooses tiles; no detections of its own)"
+    return (
+        f"after triage scan {triage.get('scan_id')} at zoom {triage.get('zoom')} (threshold "
+        f"{triage.get('threshold')}, ring {triage.get('ring_tiles')}): {triage.get('tiles_kept', 0):,} of "
+        f"{triage.get('tiles_aoi', 0):,} tiles scanned, {triage.get('tiles_skipped', 0):,} skipped"
+    )
+
+
 _WARNING_TEXT = {
     "NoImageryWarning": "found no imagery (404 or outside the source's coverage)",
     "BlankTileWarning": "found a blank tile (uniform colour)",
@@ -262,6 +311,8 @@ def scan_report(db: str, scan_id: int | None, as_json: bool) -> None:
     )
     click.echo(f"  scanned      {s['area_scanned_km2']:.2f} km²")
     click.echo(f"  detections   {s['detections']} covering {s['detections_area_ha']:.2f} ha")
+    if s["triage"]:
+        click.echo(f"  triage       {_triage_text(s['triage'])}")
     for category, count in sorted(s["warnings"].items()):
         click.echo(f"  warning      {count} tile reads {_WARNING_TEXT.get(category, category)}")
     for t in s["failed_tiles_sample"]:

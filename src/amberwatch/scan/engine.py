@@ -208,6 +208,8 @@ class ScanSettings:
     dask: str | None = None  # Dask scheduler address or 'local' (LocalCluster of `workers`); None = local pool
     worker_cache: str | None = None  # tile cache path as seen by Dask workers (see scan.dask_runner)
     int8: bool | None = None  # the model's int8 backbone for score maps (2x faster); None: when the model has one
+    triage: dict | None = None  # ScanParams.triage of a triage pass or of the fine pass after one (scan.triage)
+    only_tiles: frozenset[tuple[int, int]] | None = None  # the fine pass after triage: these AOI tiles alone
 
 
 @dataclass(frozen=True)
@@ -366,7 +368,7 @@ def _run_locked(
     if job.workers <= 1:
         remember_model(job.context.model_path, job.context.model_version, job.clf, job.context.int8)
     todo_total = max(0, job.new_scan.tiles_total - count_finished_tiles(conn, scan_id))
-    units = _pending_units(conn, scan_id, aoi, job.new_scan.zoom, unit_delta)
+    units = _pending_units(conn, scan_id, aoi, job.new_scan.zoom, unit_delta, settings.only_tiles)
     results = _unit_results(units, job, settings, todo_total, say)
     writer = _TileWriter(conn, scan_id, job.clf.threshold)
     watch = _OfflineWatch(scan_id, imagery)
@@ -375,7 +377,11 @@ def _run_locked(
     finally:
         results.close()  # an early stop ends the pool and closes the sources here, in this thread
         add_scan_warnings(conn, scan_id, writer.warnings)  # 'scan report' shows them, summed over runs
-    stats = finish_scan(conn, scan_id, min_area_ha=settings.min_area_ha, cache_path=job.context.cache_path, say=say)
+    if (settings.triage or {}).get("role") == "triage":  # a triage pass only chooses tiles: no detections of its own
+        stats = update_scan_counts(conn, scan_id)
+        set_scan_status(conn, scan_id, "finished")
+    else:
+        stats = finish_scan(conn, scan_id, min_area_ha=settings.min_area_ha, cache_path=job.context.cache_path, say=say)
     return _outcome(conn, scan_id, resumed, writer.tiles_written, stats, started, counters, writer.warnings)
 
 
@@ -423,6 +429,9 @@ def _prepare(aoi: AOI, imagery: str, zoom: int, project: Project, settings: Scan
     )
     if settings.imagery_credit:  # shown on the public map instead of the imagery spec
         params = replace(params, imagery_credit=settings.imagery_credit)
+    if settings.triage is not None:
+        params = replace(params, triage=settings.triage)
+    tiles_total = plan.tiles if settings.only_tiles is None else len(settings.only_tiles)
     new_scan = NewScan(
         settings.name or default_scan_name(aoi),
         aoi.to_geojson(),
@@ -432,7 +441,7 @@ def _prepare(aoi: AOI, imagery: str, zoom: int, project: Project, settings: Scan
         model.version,
         clf.threshold,
         params,
-        plan.tiles,
+        tiles_total,
         imagery_date=imagery_date,
     )
     return _Job(clf, context, new_scan, workers, check)
@@ -587,10 +596,20 @@ def _outcome(conn, scan_id, resumed, processed, stats, started, counters, warned
 
 
 def _pending_units(
-    conn: sqlite3.Connection, scan_id: int, aoi: AOI, zoom: int, delta: int
+    conn: sqlite3.Connection,
+    scan_id: int,
+    aoi: AOI,
+    zoom: int,
+    delta: int,
+    only: frozenset[tuple[int, int]] | None = None,
 ) -> Iterator[tuple[Unit, tuple]]:
-    """Stream (unit, tiles still to do) skipping finished tiles, one indexed query per unit."""
+    """Stream (unit, tiles still to do) skipping finished tiles, one indexed query per unit; with ``only`` (the fine
+    pass after triage) each unit holds those of its tiles alone, so its blocks span them alone."""
     for unit in iter_units(aoi.geometry, zoom, unit_zoom_delta=delta):
+        if only is not None:
+            unit = replace(unit, tiles=tuple(t for t in unit.tiles if t in only))
+            if not unit.tiles:
+                continue
         xs = [x for x, _ in unit.tiles]
         ys = [y for _, y in unit.tiles]
         finished = finished_tiles_in(conn, scan_id, zoom, (min(xs), max(xs)), (min(ys), max(ys)))
