@@ -287,7 +287,11 @@ def finished_scans(conn: sqlite3.Connection) -> list[Scan]:
 
 
 # A triage pass (scan --triage-zoom) holds no detections: it is no result layer, nor a date of a timeline.
-_NOT_TRIAGE_PASS = "coalesce(json_extract(params_json, '$.triage.role'), '') != 'triage'"
+# A damaged params_json (ScanParams.from_json reads it as defaults) is no triage pass, and must not fail the query.
+_NOT_TRIAGE_PASS = (
+    "CASE WHEN json_valid(params_json) THEN coalesce(json_extract(params_json, '$.triage.role'), '') ELSE '' END"
+    " != 'triage'"
+)
 
 
 def scan_exists(conn: sqlite3.Connection, scan_id: int) -> bool:
