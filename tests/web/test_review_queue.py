@@ -381,3 +381,27 @@ def test_review_page_groups_sites_outlines_them_and_counts_live(browser, live, p
         assert outside == [] and errors == []
     finally:
         context.close()
+
+
+@pytest.mark.parametrize(("capture_date", "stored"), [("2019", None), ("2019-06", None), ("2015-10-05", "2015-10-05")])
+def test_accepting_a_flag_on_a_detection_dated_by_year_or_month_stores_no_example_date(
+    client, project, capture_date, stored
+):
+    """A detection dated by its scan's imagery date may hold '2019': the example takes no date rather than failing."""
+    did = project.detection_ids[0]
+    with connect(project.db_path) as conn:
+        conn.execute("UPDATE detections SET capture_date = ? WHERE id = ?", (capture_date, did))
+    flag(client, did, verdict="confirmed", category=None)
+    out = client.post(f"/api/feedback/sites/{did}/accept", json={}, headers=auth(project.reviewer_token))
+    assert out.status_code == 200, out.text
+    assert ExampleStore(connect(project.db_path)).get(out.json()["example_id"]).imagery_date == stored
+
+
+def test_labelling_a_detection_dated_by_year_stores_no_example_date(client, project):
+    """The label page's examples take their date the same way as accepted flags'."""
+    did = project.detection_ids[0]
+    with connect(project.db_path) as conn:
+        conn.execute("UPDATE detections SET capture_date = '2019' WHERE id = ?", (did,))
+    r = client.post("/api/label", json={"key": f"d{did}", "label": "mining"}, headers=auth(project.reviewer_token))
+    assert r.status_code == 201, r.text
+    assert ExampleStore(connect(project.db_path)).get(r.json()["example_id"]).imagery_date is None

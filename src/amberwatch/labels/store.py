@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import math
 import os
+import re
 import sqlite3
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -144,6 +145,15 @@ def check_status(status: str | None) -> str | None:
     if status is not None and status not in STATUSES:
         raise InvalidInputError(f"unknown status {status!r}: expected one of {', '.join(STATUSES)}")
     return status
+
+
+_ISO_DATE_PREFIX = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def example_date(value: str | None) -> str | None:
+    """A capture or layer date as an example's imagery date: its YYYY-MM-DD, or None for a year, a month or a release
+    name (the store takes whole ISO dates only)."""
+    return value[:10] if value and _ISO_DATE_PREFIX.match(value) else None
 
 
 def _check_date(value: str | None) -> str | None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 import sqlite3
 from collections import Counter
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from shapely.geometry import Point, shape
 from amberwatch.db import utc_now_iso
 from amberwatch.errors import ConflictError, InvalidInputError, NotFoundError, PayloadTooLargeError, RateLimitError
 from amberwatch.imagery.cache import TileCache
-from amberwatch.labels.store import CATEGORIES, ExampleStore
+from amberwatch.labels.store import CATEGORIES, ExampleStore, example_date
 from amberwatch.results.places import describe_places
 from amberwatch.results.public import NOT_REVIEWED, ReviewState, public_detections, removed_totals
 from amberwatch.results.records import Detection, Scan
@@ -609,16 +608,12 @@ def _review_example(store: ExampleStore, fb: dict, pixels: Any, reviewer: str) -
         category=fb["category"] if label == "not_mining" else None,
         lon=fb["lon"],
         lat=fb["lat"],
-        imagery_date=_iso_date(fb["capture_date"]),
+        imagery_date=example_date(fb["capture_date"]),
         source="review",
         source_image=f"detection-{fb['detection_id']}",
         added_by=reviewer,
     )
     return int(example_id)
-
-
-def _iso_date(value: str | None) -> str | None:
-    return value[:10] if value else None
 
 
 def _has_feedback_table(conn: sqlite3.Connection) -> bool:
@@ -723,7 +718,6 @@ def undo_site_decision(conn: sqlite3.Connection, detection_id: int, flag_ids: li
 
 
 REPORT_REPLACE_M = 50.0  # a reader's new report this close to their pending one replaces it
-_ISO_DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _REPORT_SELECT = (
     "SELECT id, scan_id, lon, lat, imagery_date, note, created_at, status, superseded_by, reviewed_by, reviewed_at,"
     " example_id FROM web_reports"
@@ -875,7 +869,7 @@ def decide_report(conn: sqlite3.Connection, cache: TileCache, report_id: int, de
                 "mining",
                 lon=report["lon"],
                 lat=report["lat"],
-                imagery_date=_report_example_date(report["imagery_date"]),
+                imagery_date=example_date(report["imagery_date"]),
                 source="review",
                 source_image=f"report-{int(report_id)}",
                 added_by=reviewer,
@@ -883,11 +877,6 @@ def decide_report(conn: sqlite3.Connection, cache: TileCache, report_id: int, de
             conn.execute("UPDATE web_reports SET example_id = ? WHERE id = ?", (int(example_id), int(report_id)))
     tiles = report_neighbour_tiles(scan.zoom, report["lon"], report["lat"])
     return {**get_report(conn, report_id), "tiles": tiles, "remaining": reports_summary(conn)}
-
-
-def _report_example_date(value: str | None) -> str | None:
-    """A layer's date as an example's imagery date (a release name that is no date: None)."""
-    return value[:10] if value and _ISO_DATE_RE.match(value) else None
 
 
 def report_neighbour_tiles(zoom: int, lon: float, lat: float) -> list[str]:

@@ -35,7 +35,7 @@ from amberwatch.db import utc_now_iso
 from amberwatch.errors import ConflictError, InvalidInputError, NotFoundError
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.types import LngLatBbox
-from amberwatch.labels.store import Example, ExampleStore
+from amberwatch.labels.store import Example, ExampleStore, example_date
 from amberwatch.model.strategies import SUGGEST_STRATEGIES, Suggestions, suggest_tiles
 from amberwatch.results.places import describe_places
 from amberwatch.results.similar import Query, ScanVectors, rank_places, tile_centre, tiles_under
@@ -401,7 +401,7 @@ def _add_example(
         category=category if label == "not_mining" else None,
         lon=lon,
         lat=lat,
-        imagery_date=item.capture_date[:10] if item.capture_date else None,
+        imagery_date=example_date(item.capture_date),
         source="label-page",
         source_image=f"scan-{item.scan_id}",
         added_by=user,
