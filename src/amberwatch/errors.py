@@ -179,3 +179,7 @@ class NotAChipWarning(AmberwatchWarning):
 
 class TrainedOnWarning(AmberwatchWarning):
     """Examples scored to evaluate a model include examples it was trained on: those scores are optimistic."""
+
+
+class NoOutlinesWarning(AmberwatchWarning):
+    """The offline country outlines (pyogrio's Natural Earth file) are missing: no locator is drawn."""

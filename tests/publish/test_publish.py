@@ -20,7 +20,8 @@ from amberwatch.imagery.overview import overview_min_zoom
 from amberwatch.imagery.types import LngLatBbox
 from amberwatch.project import tile_cache_path
 from amberwatch.publish.edition import Edition, PublishOptions, publish
-from amberwatch.results.store import ensure_schema
+from amberwatch.results.locator import locator_document
+from amberwatch.results.store import ensure_schema, replace_detections
 from tests.story.conftest import NOW, SOURCE_ID, THEN, ZOOM, DatedFixture, StoryFixture
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,6 +86,24 @@ def test_places_and_config(edition: Edition) -> None:
     assert (edition.out_dir / "assets" / "PMTILES-LICENSE.txt").is_file()
 
 
+def _locator_of_published_sites(edition: Edition) -> str | None:
+    """The locator (results.locator) of the extent of every site the edition publishes."""
+    import shapely
+
+    features = [f for layer in edition.config["layers"] for f in _sites(edition, layer["sites"])["features"]]
+    bounds = [shapely.geometry.shape(f["geometry"]).bounds for f in features]
+    return locator_document(LngLatBbox(*b) for b in bounds)
+
+
+def test_locator_beside_config_frames_the_published_sites(edition: Edition) -> None:
+    """locator.svg (named by config.json) is the one locator of the published sites' extent, naming the country."""
+    config = json.loads((edition.out_dir / "config.json").read_text("utf-8"))
+    assert config["locator"] == "locator.svg"
+    svg = (edition.out_dir / "locator.svg").read_text("utf-8")
+    assert svg == _locator_of_published_sites(edition)
+    assert 'role="img"' in svg and 'aria-label="Locator map: the sites in Ukraine"' in svg and "locator-aoi" in svg
+
+
 def test_viewer_is_the_live_map_page_in_static_mode(edition: Edition) -> None:
     """index.html is the live map's page marked as an edition (data-edition: config.json) with the edition's title;
     every file it loads is in the folder under a relative path (Leaflet, the cluster plugin, the page's own JS and CSS
@@ -122,6 +141,20 @@ def test_rejected_sites_stay_out_and_reviews_show(project: StoryFixture, tmp_pat
     props = {f["id"]: f["properties"] for f in _sites(edition)["features"]}
     assert rejected not in props and props[confirmed]["review"] == "confirmed"
     assert edition.config["layers"][0]["n_sites"] == len(project.cached_ids) + 1
+    assert (edition.out_dir / "locator.svg").read_text("utf-8") == _locator_of_published_sites(edition)
+
+
+def test_no_sites_no_locator(project: StoryFixture, tmp_path: Path) -> None:
+    """A scan that found nothing: no locator.svg, config.json's locator null (the viewer shows none)."""
+    db = tmp_path / "empty.db"
+    shutil.copy(project.db, db)
+    shutil.copy(project.cache, tile_cache_path(db))
+    conn = connect(db)
+    replace_detections(conn, project.scan_id, [])
+    conn.close()
+    edition = publish(db, tmp_path / "site")
+    assert edition.config["layers"][0]["n_sites"] == 0
+    assert edition.config["locator"] is None and not (edition.out_dir / "locator.svg").exists()
 
 
 def test_dated_scans_publish_one_layer_per_date(dated_project: DatedFixture, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from amberwatch.publish.edition import Edition, PublishOptions, publish
+from tests.fixtures.browser import artifacts_dir, assert_locator_shows_the_country
 from tests.publish.rangeserver import range_server
 from tests.story.conftest import DatedFixture, StoryFixture
 
@@ -113,13 +114,17 @@ def _open_first_site(page) -> None:
 @pytest.mark.parametrize("name", list(VIEWPORTS))
 def test_the_edition_opens_as_the_public_map(browser, edition: Edition, name: str) -> None:
     """Imagery tiles drawn from the archive, every site listed and outlined (as many as sites.geojson holds), a
-    place label visible, only the static server asked, no console error, no flag buttons nor live-only parts."""
+    place label visible, the locator (locator.svg: Ukraine's outline, the sites marked) in view, only the static
+    server asked, no console error, no flag buttons nor live-only parts."""
     features = json.loads((edition.out_dir / "sites.geojson").read_text("utf-8"))["features"]
     with range_server(edition.out_dir) as (base, log):
         context, page = _open(browser, base, VIEWPORTS[name])
         page.wait_for_function(f"({DRAWN_TILES})() > 0", timeout=20_000)
         page.wait_for_function("amberwatch.placeLabels > 0", timeout=10_000)
         labels = [x.inner_text() for x in page.query_selector_all(".place-label span") if x.is_visible()]
+        assert_locator_shows_the_country(page, "Ukraine")
+        size = VIEWPORTS[name]
+        page.screenshot(path=str(artifacts_dir() / f"locator-static-{size['width']}x{size['height']}.png"))
         if os.environ.get("AMBERWATCH_SCREENS"):
             page.screenshot(path=str(Path(os.environ["AMBERWATCH_SCREENS"]) / f"publish-{name}.png"))
         listed = page.evaluate("document.querySelectorAll('#site-list li').length")

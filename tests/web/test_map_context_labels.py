@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
+
 import pytest
 
-from tests.fixtures.browser import artifacts_dir
+from tests.fixtures.browser import artifacts_dir, assert_locator_shows_the_country
+from tests.web.conftest import reject_as_not_mining
 from tests.web.test_browser import console_errors, offline, wait_ready
+
+SVG = "{http://www.w3.org/2000/svg}"
 
 
 def test_places_endpoint_lists_named_places_in_a_box_most_populous_first(client):
@@ -18,6 +23,23 @@ def test_places_endpoint_lists_named_places_in_a_box_most_populous_first(client)
     assert all(26.5 <= p["lon"] <= 27.3 and 51.1 <= p["lat"] <= 51.5 for p in places)
     assert client.get("/api/places?bbox=1,2,3").status_code == 422
     assert client.get("/api/places?bbox=0,0,1,1").json() == {"places": []}  # the sea off Africa: nobody lives there
+
+
+def test_locator_endpoint_draws_the_public_sites_country(client, project):
+    """The map's locator: the country holding the public sites, named, their extent marked; 404 once reviewers
+    rejected every site (the public map shows none), for an unknown scan too."""
+    r = client.get("/api/locator.svg")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml")
+    svg = ET.fromstring(r.text)
+    assert svg.get("role") == "img" and svg.get("aria-label") == "Locator map: the sites in Ukraine"
+    assert svg.find(f"{SVG}path[@class='locator-home']").get("d")
+    assert svg.find(f"{SVG}rect[@class='locator-aoi']") is not None
+    assert client.get(f"/api/locator.svg?scan={project.scan_id}").text == r.text
+    assert client.get("/api/locator.svg?scan=999").status_code == 404
+    for detection_id in project.detection_ids:
+        reject_as_not_mining(project, detection_id)
+    r = client.get("/api/locator.svg")
+    assert r.status_code == 404 and r.json()["error"] == "no locator for the project: no public sites"
 
 
 @pytest.mark.browser
@@ -40,9 +62,10 @@ def test_map_shows_place_names_at_every_zoom_a_scale_and_a_locator(browser, live
         page.evaluate("window.amberwatch.map.setZoom(11, { animate: false })")
         page.wait_for_function("() => document.querySelector('.locator svg rect.view')")
         assert page.locator(".leaflet-control-scale-line").is_visible()
-        assert "Where the map is" in page.locator(".locator").get_attribute("aria-label")
+        assert_locator_shows_the_country(page, "Ukraine")
         page.wait_for_timeout(300)
         page.screenshot(path=str(artifacts_dir() / f"web_map_context_{size['width']}.png"))
+        page.screenshot(path=str(artifacts_dir() / f"locator-live-{size['width']}x{size['height']}.png"))
         assert outside == [] and errors == []
     finally:
         context.close()

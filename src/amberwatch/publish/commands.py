@@ -55,7 +55,8 @@ def publish(
         )
     extra = ", story/" if edition.has_story else ""
     places = f"places.geojson ({edition.n_places} places)"
-    click.echo(f"Wrote {edition.out_dir}: index.html (the map), config.json, {places}, assets/{extra}")
+    locator = f", {edition.config['locator']}" if edition.config["locator"] else ""
+    click.echo(f"Wrote {edition.out_dir}: index.html (the map), config.json, {places}{locator}, assets/{extra}")
 
 
 COMMANDS: tuple[click.Command, ...] = (publish,)

@@ -7,8 +7,10 @@ The folder holds, per imagery date shown (one for an undated scan; each date of 
 - ``sites.geojson`` (``sites-<date>.geojson``): the public sites (``publish.sites``);
 
 and once: the viewer (``index.html``, ``static/``, ``vendor/``: the live map's page in its static mode,
-``publish.viewer``), ``places.geojson`` (place labels from the gazetteer), ``config.json`` (what a viewer needs: title,
-bounds, zooms, credit, dates and their files, the flag endpoint or null: flagging hidden, the basemap or null),
+``publish.viewer``), ``places.geojson`` (place labels from the gazetteer), ``locator.svg`` (the locator inset of
+the sites' extent, ``results.locator``; none without sites), ``config.json`` (what a viewer needs: title, bounds,
+zooms, credit, dates and their files, the locator or null, the flag endpoint or null: flagging hidden, the basemap
+or null),
 ``assets/`` (the vendored ``pmtiles`` browser build and the Leaflet layer reading an archive) and, when given, a
 built story copied under ``story/``.
 """
@@ -33,7 +35,8 @@ from amberwatch.imagery.types import LngLatBbox
 from amberwatch.publish.archive import ArchiveSummary, write_imagery_archive
 from amberwatch.publish.sites import SiteLayer, places_geojson, site_layer
 from amberwatch.publish.viewer import write_viewer
-from amberwatch.results.public import ReviewState, display_name, scan_credit
+from amberwatch.results.locator import locator_document
+from amberwatch.results.public import PublicDetection, ReviewState, display_name, scan_credit
 from amberwatch.results.records import Scan
 from amberwatch.results.store import get_scan, latest_scan_id, open_results
 from amberwatch.results.timeline import Timeline, load_timeline
@@ -42,7 +45,8 @@ from amberwatch.review.feedback import review_states
 ASSETS_DIR = Path(__file__).parent / "assets"
 ASSET_FILES = ("pmtiles.js", "pmtiles-layer.js", "PMTILES-LICENSE.txt")
 CONFIG_VERSION = 1
-_OUTPUT_GLOBS = ("index.html", "config.json", "places.geojson", "sites*.geojson", "imagery*.pmtiles")
+LOCATOR_FILE = "locator.svg"
+_OUTPUT_GLOBS = ("index.html", "config.json", "places.geojson", LOCATOR_FILE, "sites*.geojson", "imagery*.pmtiles")
 _OUTPUT_DIRS = ("assets", "story", "static", "vendor")
 
 
@@ -204,10 +208,26 @@ def publish_layer(
     return PublishedLayer(scan, imagery_file, sites_file, archive, sites, credit)
 
 
+def write_locator(out: Path, sites: list[PublicDetection]) -> str | None:
+    """The locator inset of the sites' extent as ``locator.svg`` (``results.locator``); its name, or None when there
+    are no sites or no country outlines (the viewer then shows none)."""
+    svg = locator_document(d.bbox for d in sites)
+    if svg is None:
+        return None
+    (out / LOCATOR_FILE).write_text(svg, "utf-8")
+    return LOCATOR_FILE
+
+
 def edition_config(
-    layers: list[PublishedLayer], title: str, flag_endpoint: str | None, basemap: dict | None, story: bool
+    layers: list[PublishedLayer],
+    title: str,
+    flag_endpoint: str | None,
+    basemap: dict | None,
+    story: bool,
+    locator: str | None = None,
 ) -> dict[str, Any]:
-    """config.json: what a viewer needs to show the edition (``date``: the layer shown first; layers in date order)."""
+    """config.json: what a viewer needs to show the edition (``date``: the layer shown first; layers in date order;
+    ``locator``: the locator inset's file, or null)."""
     first = layers[0]
     dates = sorted(str(x.scan.imagery_date) for x in layers if x.scan.imagery_date) if len(layers) > 1 else []
     return {
@@ -222,6 +242,7 @@ def edition_config(
         "dates": dates,
         "layers": [x.to_config() for x in sorted(layers, key=lambda x: str(x.scan.imagery_date))],
         "places": "places.geojson",
+        "locator": locator,
         "assets": {name.removesuffix(".js"): f"assets/{name}" for name in ASSET_FILES if name.endswith(".js")},
         "flag_endpoint": flag_endpoint,
         "basemap": basemap,
@@ -264,7 +285,8 @@ def publish(db: str | Path, out_dir: str | Path, options: PublishOptions = Publi
             (out / "places.geojson").write_text(json.dumps(places), "utf-8")
             copy_assets(out, story)
             title = options.title or display_name(scan.name, scan.id)
-            config = edition_config(layers, title, flag_endpoint, basemap, story is not None)
+            locator = write_locator(out, sites)
+            config = edition_config(layers, title, flag_endpoint, basemap, story is not None, locator)
             (out / "config.json").write_text(json.dumps(config, indent=1), "utf-8")
             write_viewer(out, title, basemap)
     return Edition(out, config, tuple(layers), len(places["features"]), story is not None)

@@ -23,6 +23,7 @@ from amberwatch.imagery.mosaic import open_cached_source
 from amberwatch.imagery.sources import TileSource
 from amberwatch.imagery.types import LngLatBbox
 from amberwatch.project import Project, tile_cache_path
+from amberwatch.results.locator import locator_svg, union_bbox
 from amberwatch.results.public import NO_CREDIT, PublicDetection, imagery_credit
 from amberwatch.results.store import SCHEMA as RESULTS_SCHEMA
 from amberwatch.results.store import get_scan
@@ -39,7 +40,7 @@ from amberwatch.story.captions import (
     site_texts,
 )
 from amberwatch.story.change import ChangeChoice, StoryChange, load_change
-from amberwatch.story.context import locator_svg, place_labels
+from amberwatch.story.context import place_labels
 from amberwatch.story.images import (
     export_tiles,
     fragment_bbox,
@@ -178,7 +179,8 @@ def _write_page(
     credits = [imagery_credit_text(chosen.credits[i]) for i in scans]
     allowed = (article.basemap.url, *tile_origins(article.basemap)) if article.basemap is not None else ()
     allowed += (article.map_url, html.escape(article.map_url)) if article.map_url else ()  # a link, never loaded
-    locator = locator_svg(_union_bbox([s.bbox for s in (*chosen.map_sites, *(f.site for f in on_map))]))
+    extent = union_bbox(s.bbox for s in (*chosen.map_sites, *(f.site for f in on_map)))
+    locator = locator_svg(extent, svg_id="story-locator")
     page = index_html(article, fragments, n_others, credits, section, locator)
     index.write_text(_without_schemes(page.html, article, keep=allowed), "utf-8")
     (out / "assets" / "layout.css").write_text(page.layout_css, "utf-8")
@@ -186,15 +188,6 @@ def _write_page(
     if leftovers:
         raise InvalidInputError(f"story folder {str(out)!r} would load external URLs: {leftovers[:3]}")
     return index
-
-
-def _union_bbox(boxes: list[LngLatBbox]) -> LngLatBbox:
-    return LngLatBbox(
-        min(b.west_deg for b in boxes),
-        min(b.south_deg for b in boxes),
-        max(b.east_deg for b in boxes),
-        max(b.north_deg for b in boxes),
-    )
 
 
 def _change_scan_ids(change: StoryChange | None) -> tuple[int, ...]:
@@ -462,7 +455,7 @@ def _data_js(
     payload = {
         "title": article.title,
         "view": {"center": list(view.center_lat_lon), "zoom": view.zoom} if view.center_lat_lon is not None else None,
-        "bounds": _bounds_latlng(_union_bbox([f.site.bbox for f in fragments])),
+        "bounds": _bounds_latlng(union_bbox([f.site.bbox for f in fragments])),
         # The imagery's native zoom and beyond (its tiles overzoomed); the first view of all fragments stops at it.
         "maxZoom": max(MAP_MAX_ZOOM, native + 2),
         "fitMaxZoom": min(SITE_ZOOM, native),

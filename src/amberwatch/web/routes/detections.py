@@ -14,6 +14,7 @@ from amberwatch.errors import InvalidInputError, NotFoundError
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.decode import encode_jpeg
 from amberwatch.imagery.overview import overview_tile
+from amberwatch.results.locator import locator_document
 from amberwatch.results.places import nearest_place_name, places_in
 from amberwatch.results.public import (
     NOT_REVIEWED,
@@ -103,6 +104,27 @@ def list_places(
         for p in found
     ]
     return JSONResponse({"places": places}, headers={"cache-control": "public, max-age=86400"})
+
+
+@router.get(
+    "/api/locator.svg",
+    summary="The locator inset: the country holding the public sites, their extent marked",
+    response_class=Response,
+)
+def locator(
+    scan: int | None = id_query("scan id (all scans when omitted)"), conn: sqlite3.Connection = Depends(get_conn)
+) -> Response:
+    """The map's locator as SVG (``results.locator``: offline country outlines) around the sites the public map
+    shows (reviewed as not mining: left out); 404 when there are none or the outlines are missing."""
+    if scan is not None and not scan_exists(conn, scan):
+        raise NotFoundError(f"scan {scan!r} does not exist")
+    sites = public_detections(conn, review_states(conn), scan_id=scan, places=False)
+    svg = locator_document(d.bbox for d in sites)
+    if svg is None:
+        what = f"scan {scan}" if scan is not None else "the project"
+        why = "no public sites" if not sites else "no offline country outlines"
+        raise NotFoundError(f"no locator for {what}: {why}")
+    return Response(svg, media_type="image/svg+xml", headers={"cache-control": "private, max-age=300"})
 
 
 @router.get("/api/detections", summary="Detections as a GeoJSON FeatureCollection")

@@ -19,6 +19,14 @@
   // The calls the rest of the page makes for data. Live only: a reader's earlier answer, thumbnails, similar places
   // and reviewers' features (`live`); a static edition takes flags and missed-site reports only when its config
   // names a flag endpoint.
+  // An SVG file's text, or null when there is none (404).
+  async function svgText(path) {
+    const r = await fetch(path);
+    if (r.status === 404) return null;
+    if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`);
+    return r.text();
+  }
+
   function liveSource() {
     return {
       live: true,
@@ -29,6 +37,7 @@
       detection: (id) => api('/api/detections/' + id),
       timeline: (scanId) => api('/api/timeline?scan=' + scanId),
       places: async (bbox, limit) => (await api(`/api/places?bbox=${bbox}&limit=${limit}`)).places,
+      locator: (scanId) => svgText('/api/locator.svg' + (scanId ? '?scan=' + scanId : '')),
       sendFlag: (id, body) => api(`/api/detections/${id}/feedback`, { method: 'POST', body }),
       myFlag: (id) => api(`/api/detections/${id}/feedback/mine`),
       sendReport: (scanId, body) => api(`/api/scans/${scanId}/reports`, { method: 'POST', body }),
@@ -87,6 +96,11 @@
       return fc.features.map((f) => ({ name: f.properties.name, lon: f.geometry.coordinates[0],
         lat: f.geometry.coordinates[1], population: f.properties.population || 0 }))
         .filter((p) => p.lon >= w && p.lon <= e && p.lat >= s && p.lat <= n).slice(0, limit);
+    };
+    // One locator for the edition (every date's sites), or none (config.locator null: no sites or no outlines).
+    src.locator = async () => {
+      await src.ready;
+      return src.config.locator ? svgText(url(src.config.locator)) : null;
     };
     src.sendFlag = (id, body) => api(endpoint(`/api/detections/${id}/feedback`), { method: 'POST', body,
       credentials: 'include' });
@@ -206,6 +220,7 @@
     showCreditWarning();
     if (fit) fitToLayer();   // first, so the imagery asks only for the tiles of the final view
     setImagery();
+    loadLocator();
     await loadTimeline();
     const fc = await source.detections(scan ? scan.id : null);
     features = fc.features;
@@ -278,8 +293,7 @@
 
   // ---------- context, offline: place names and a locator ----------
   // Names of the gazetteer's places in view (most populous first, none overlapping) at every zoom, and a small
-  // locator: the towns of the region as dots (the gazetteer is the one offline map the app ships; it outlines
-  // where people live, which is what a reader places the area by) with the view drawn as a box.
+  // locator (below).
   map.createPane('labels').style.zIndex = 450;   // over the imagery and outlines, under markers and popups
   const placeLabels = L.layerGroup().addTo(map);
   let placesSeq = 0;
@@ -312,53 +326,61 @@
     AW.placeLabels = taken.length;
   }
 
+  // locator: the country holding the sites among its neighbours, their extent marked (results.locator: offline
+  // outlines, the same inset as the story's), with the view drawn over it as a box. The SVG states its lon/lat
+  // window (data-window) and is equirectangular, so the box is placed linearly. No sites or no outlines: none.
   const locator = L.control({ position: 'bottomright' });
-  locator.onAdd = () => el('div', { className: 'locator', role: 'img', 'aria-label': 'Where the map is' });
+  locator.onAdd = () => el('div', { className: 'locator', hidden: true });
   locator.addTo(map);
-  let locatorRegion = null;   // { key, places } of the region drawn
-  const LOCATOR_PX = 110;
-  const LOCATOR_SPAN_DEG = 8;   // the locator shows about this many degrees of latitude around the view
+  let locatorFor = null;   // the scan id ('all': every scan) whose locator is drawn or on its way
 
-  async function refreshLocator() {
-    const c = map.getCenter();
-    const key = `${Math.round(c.lat)},${Math.round(c.lng)}`;
-    const half = LOCATOR_SPAN_DEG / 2, halfLon = half / Math.max(Math.cos((c.lat * Math.PI) / 180), 0.2);
-    const region = [Math.round(c.lng) - halfLon, Math.round(c.lat) - half, Math.round(c.lng) + halfLon, Math.round(c.lat) + half];
-    if (!locatorRegion || locatorRegion.key !== key) {
-      try {
-        locatorRegion = { key, region, places: await source.places(clampBox(...region), 400) };
-      } catch (e) {
-        return;
-      }
-    }
-    drawLocator(locatorRegion);
+  function parseSvg(text) {
+    const node = new DOMParser().parseFromString(text, 'image/svg+xml').documentElement;
+    return node && node.localName === 'svg' ? document.importNode(node, true) : null;
   }
 
-  function drawLocator({ region, places }) {
-    const [w, s2, e, n] = region;
-    const x = (lon) => ((lon - w) / (e - w)) * LOCATOR_PX;
-    const y = (lat) => ((n - lat) / (n - s2)) * LOCATOR_PX;
-    const NS = 'http://www.w3.org/2000/svg';
-    const svg = document.createElementNS(NS, 'svg');
-    svg.setAttribute('viewBox', `0 0 ${LOCATOR_PX} ${LOCATOR_PX}`);
-    svg.setAttribute('width', LOCATOR_PX);
-    svg.setAttribute('height', LOCATOR_PX);
-    const add = (tag, attrs, text) => {
-      const node = document.createElementNS(NS, tag);
-      for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-      if (text) node.textContent = text;
-      svg.append(node);
-      return node;
-    };
-    for (const p of places) add('circle', { cx: x(p.lon).toFixed(1), cy: y(p.lat).toFixed(1), r: p.population > 100000 ? 1.8 : 0.9, class: 'town' });
-    for (const p of places.slice(0, 2)) add('text', { x: x(p.lon).toFixed(1), y: (y(p.lat) - 3).toFixed(1), class: 'town-name' }, p.name);
+  async function loadLocator() {
+    const key = scan ? String(scan.id) : 'all';
+    if (key === locatorFor) return;
+    locatorFor = key;
+    let svg = null;
+    try {
+      const sites = (scan ? [scan] : scans).some((s) => s.detections > 0);   // none public: no locator to ask for
+      const text = sites ? await source.locator(scan ? scan.id : null) : null;
+      svg = text ? parseSvg(text) : null;
+    } catch (e) {
+      svg = null;   // the map works without its locator
+    }
+    if (key !== locatorFor) return;
+    const box = locator.getContainer();
+    box.replaceChildren(...(svg ? [svg] : []));
+    box.hidden = !svg;
+    refreshLocator();
+  }
+
+  function refreshLocator() {
+    const svg = locator.getContainer().querySelector('svg');
+    if (!svg || !svg.dataset.window) return;
+    const [w, s2, e, n] = svg.dataset.window.split(',').map(Number);
+    const { width, height } = svg.viewBox.baseVal;
     const b = map.getBounds();
-    const rx = Math.max(0, x(b.getWest())), ry = Math.max(0, y(b.getNorth()));
-    const rw = Math.max(4, Math.min(LOCATOR_PX, x(b.getEast())) - rx), rh = Math.max(4, Math.min(LOCATOR_PX, y(b.getSouth())) - ry);
-    add('rect', { x: rx.toFixed(1), y: ry.toFixed(1), width: rw.toFixed(1), height: rh.toFixed(1), class: 'view' });
-    const names = places.slice(0, 2).map((p) => p.name).join(' and ');
-    locator.getContainer().setAttribute('aria-label', names ? `Where the map is: the box, near ${names}` : 'Where the map is');
-    locator.getContainer().replaceChildren(svg);
+    const x0 = ((b.getWest() - w) / (e - w)) * width, x1 = ((b.getEast() - w) / (e - w)) * width;
+    const y0 = ((n - b.getNorth()) / (n - s2)) * height, y1 = ((n - b.getSouth()) / (n - s2)) * height;
+    const outside = x1 < 0 || x0 > width || y1 < 0 || y0 > height;
+    const clamp = (v, most) => Math.max(0, Math.min(most, v));
+    const [cx0, cx1, cy0, cy1] = [clamp(x0, width), clamp(x1, width), clamp(y0, height), clamp(y1, height)];
+    let rect = svg.querySelector('rect.view');
+    if (!rect) {
+      rect = document.createElementNS('http://www.w3.org/2000/svg', 'rect');
+      rect.setAttribute('class', 'view');
+      svg.append(rect);
+    }
+    rect.setAttribute('visibility', outside ? 'hidden' : 'visible');
+    const rw = Math.max(3, cx1 - cx0), rh = Math.max(3, cy1 - cy0);
+    rect.setAttribute('x', ((cx0 + cx1 - rw) / 2).toFixed(1));
+    rect.setAttribute('y', ((cy0 + cy1 - rh) / 2).toFixed(1));
+    rect.setAttribute('width', rw.toFixed(1));
+    rect.setAttribute('height', rh.toFixed(1));
   }
 
   map.on('moveend', () => { refreshPlaceLabels(); refreshLocator(); });
@@ -1034,7 +1056,6 @@
       const first = wanted || (scans.length ? scans[0].id : 'all');
       await selectScan(first, { fit: !/d=\d+/.test(location.hash) });
       refreshPlaceLabels();
-      refreshLocator();
       await openFromHash();
     } catch (e) {
       document.getElementById('search-msg').textContent = 'Cannot load the map data: ' + e.message;
