@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 import xstatic.pkg.leaflet as xs_leaflet
@@ -30,9 +30,11 @@ from amberwatch.web.guard import (
     MAX_BODY_BYTES,
     SECURITY_HEADERS,
     WRITE_SLOTS,
+    CorsMiddleware,
     GuardMiddleware,
     ReaderCookieMiddleware,
     WriteSlotsMiddleware,
+    cors_origin,
 )
 from amberwatch.web.routes import detections, feedback, label, pages, reports, similar, timeline
 from amberwatch.web.similar import VectorCache
@@ -68,6 +70,7 @@ def create_app(
     basemap: dict | None = None,
     build_overviews: bool = False,
     write_slots: int = WRITE_SLOTS,
+    cors_origins: Sequence[str] = (),
 ) -> FastAPI:
     """Build the app over an existing project DB (migrated if needed) and its tile cache (default: beside the DB).
 
@@ -75,7 +78,10 @@ def create_app(
     ``basemap``: an online basemap under the imagery (``web.layers.basemap_config``; default none: fully offline).
     ``build_overviews``: build every scan's overview tiles in the background at start (else on first request).
     ``write_slots``: state-changing requests served at once; more answer 503 at once (reads never wait on writes).
+    ``cors_origins``: sites of static editions whose viewers send flags and reports here (``web.guard.CorsMiddleware``;
+    default none: no CORS).
     """
+    cors = [cors_origin(o) for o in cors_origins]  # a bad origin fails before the project is opened
     project = Project.open(db_path, create=False)
     project.migrate(WEB_SCHEMA)  # once, at start: requests get their own connections (project.connection)
     project.close()
@@ -109,11 +115,19 @@ def create_app(
     app.mount("/vendor/markercluster", StaticFiles(directory=xs_markercluster.BASE_DIR), name="markercluster")
     if basemap:
         _allow_basemap_images(app, basemap["origin"])
+    _add_middleware(app, max_body_bytes, write_slots, cors)
+    return app
+
+
+def _add_middleware(app: FastAPI, max_body_bytes: int, write_slots: int, cors_origins: list[str]) -> None:
+    """The request pipeline, outermost last: CORS (only with origins; so the guard's refusals carry its headers too),
+    the reader cookie, the guard, the write slots, gzip."""
     app.add_middleware(GZipMiddleware, minimum_size=2048)
     app.add_middleware(WriteSlotsMiddleware, slots=write_slots)
     app.add_middleware(GuardMiddleware, max_body_bytes=max_body_bytes)
-    app.add_middleware(ReaderCookieMiddleware)
-    return app
+    app.add_middleware(ReaderCookieMiddleware, cross_site=bool(cors_origins))
+    if cors_origins:
+        app.add_middleware(CorsMiddleware, origins=cors_origins)
 
 
 def _allow_basemap_images(app: FastAPI, origin: str) -> None:

@@ -37,6 +37,17 @@ def _trusted_proxy_option(ctx: click.Context, param: click.Parameter, value: tup
     return value
 
 
+def _cors_origin_option(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    """--cors-origin ORIGIN -> the origins as browsers send them, or a usage error naming a value that is not one."""
+    from amberwatch.errors import InvalidInputError
+    from amberwatch.web.guard import cors_origin
+
+    try:
+        return tuple(cors_origin(origin) for origin in value)
+    except InvalidInputError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
 @click.command()
 @db_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
@@ -66,15 +77,31 @@ def _trusted_proxy_option(ctx: click.Context, param: click.Parameter, value: tup
     help="An online basemap under the imagery: an xyzservices preset such as OpenStreetMap.Mapnik or "
     "Esri.WorldImagery (credited on the map). Default: none, the map loads nothing from outside.",
 )
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    callback=_cors_origin_option,
+    metavar="ORIGIN",
+    help="The site of a static edition ('amberwatch publish --flag-endpoint' naming this server), such as "
+    "https://news.example.org; repeat for several: its viewer may send readers' flags and reports here with the "
+    "reader cookie (CORS on those endpoints only). Default: none, no CORS.",
+)
 def serve(
-    db: str, host: str, port: int, cache: str | None, trusted_proxies: tuple[str, ...], basemap: dict | None
+    db: str,
+    host: str,
+    port: int,
+    cache: str | None,
+    trusted_proxies: tuple[str, ...],
+    basemap: dict | None,
+    cors_origins: tuple[str, ...],
 ) -> None:
     """Serve the map, reviewer queue and labelling page (works offline unless --basemap is given)."""
     import uvicorn
 
     from amberwatch.web.app import create_app
 
-    app = create_app(db, cache, basemap=basemap, build_overviews=True)
+    app = create_app(db, cache, basemap=basemap, build_overviews=True, cors_origins=cors_origins)
     click.echo(f"amberwatch map on http://{host}:{port}/  (Ctrl-C to stop)", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", **proxy_options(trusted_proxies))
 

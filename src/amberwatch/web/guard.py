@@ -1,7 +1,8 @@
 """Request guard (body size, JSON-only state changes) and security headers, as one small ASGI middleware.
 
 Requests that change state must carry a JSON body (``Content-Type: application/json``) or none at
-all: HTML forms cannot send that cross-site without CORS, which the app never enables (CSRF-safe).
+all: HTML forms cannot send that cross-site without CORS (CSRF-safe). CORS is off unless ``serve --cors-origin``
+names a static edition's site (``CorsMiddleware``), and then only for the readers' flag and report endpoints.
 They also take one of a few write slots (``WriteSlotsMiddleware``; a burst waits briefly for one on the event
 loop): writers waiting on a locked DB can never use up the server threads that serve reads.
 """
@@ -12,11 +13,13 @@ import asyncio
 import json
 import re
 import secrets
+from collections.abc import Iterable
 from http.cookies import SimpleCookie
+from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from amberwatch.errors import DatabaseBusyError
+from amberwatch.errors import DatabaseBusyError, InvalidInputError
 
 MAX_BODY_BYTES = 16 * 1024
 WRITE_SLOTS = 8  # well under the server's 40 worker threads
@@ -162,6 +165,91 @@ class WriteSlotsMiddleware:
             self._free.release()
 
 
+# The endpoints a static edition's viewer calls on ``serve`` (flags, a reader's own answer, missed-site reports).
+CORS_PATHS = re.compile(r"/api/(detections/[0-9]+/feedback(/mine)?|scans/[0-9]+/reports)")
+CORS_MAX_AGE_S = 600
+_DEFAULT_PORTS = {"http": ":80", "https": ":443"}
+
+
+def cors_origin(value: str) -> str:
+    """An origin as browsers send it (``https://news.example.org``, ``http://127.0.0.1:8080``), or an error naming
+    the value: scheme http(s), a host, an optional port, nothing after it."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+        raise InvalidInputError(f"CORS origin {value!r} is not an origin such as https://news.example.org")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise InvalidInputError(f"CORS origin {value!r} is not an origin such as https://news.example.org")
+    netloc = parts.netloc.lower().removesuffix(_DEFAULT_PORTS[parts.scheme])
+    return f"{parts.scheme}://{netloc}"
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+class CorsMiddleware:
+    """Lets the listed origins (static editions' sites) call the flag and report endpoints (``CORS_PATHS``) with the
+    reader cookie: Access-Control-Allow-Origin for exactly those origins, Allow-Credentials, Vary: Origin; their
+    preflights answered here. Other origins get no CORS headers (a preflight of theirs: 403); other paths, nothing."""
+
+    def __init__(self, app: ASGIApp, origins: Iterable[str]) -> None:
+        """Wrap an ASGI app; ``origins`` as ``cors_origin`` checks them."""
+        self.app = app
+        self.origins = frozenset(cors_origin(o) for o in origins)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one ASGI request."""
+        if scope["type"] != "http" or not CORS_PATHS.fullmatch(scope.get("path", "")):
+            await self.app(scope, receive, send)
+            return
+        origin = _header(scope, b"origin")
+        allowed = origin is not None and origin in self.origins
+        cors = [
+            (b"access-control-allow-origin", origin.encode("latin-1")),
+            (b"access-control-allow-credentials", b"true"),
+        ]
+        added = cors if allowed else []
+        if scope["method"] == "OPTIONS" and _header(scope, b"access-control-request-method"):
+            await self._preflight(send, origin, added)
+            return
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = _with_vary_origin([*message.get("headers", []), *added])
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)
+
+    @staticmethod
+    async def _preflight(send: Send, origin: str | None, cors: list[tuple[bytes, bytes]]) -> None:
+        if cors:
+            status, payload = 204, b""
+            cors = [
+                *cors,
+                (b"access-control-allow-methods", b"GET, POST"),
+                (b"access-control-allow-headers", b"Content-Type"),
+                (b"access-control-max-age", str(CORS_MAX_AGE_S).encode()),
+            ]
+        else:
+            status = 403
+            payload = error_body(f"origin {origin!r} may not call this endpoint (serve --cors-origin)", 403)
+            cors = [(b"content-type", b"application/json")]
+        headers = [*cors, (b"content-length", str(len(payload)).encode()), (b"vary", b"Origin")]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+
+def _with_vary_origin(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The headers with Origin added to Vary (a shared cache must not hand one origin's answer to another)."""
+    vary = [v for k, v in headers if k.lower() == b"vary"]
+    rest = [(k, v) for k, v in headers if k.lower() != b"vary"]
+    values = [*(x.strip() for v in vary for x in v.split(b",") if x.strip()), b"Origin"]
+    return [*rest, (b"vary", b", ".join(dict.fromkeys(values)))]
+
+
 def reader_id(scope: Scope) -> str | None:
     """The reader id the ``aw_reader`` cookie of a request carries, if it is well formed."""
     for name, value in scope.get("headers", []):
@@ -182,12 +270,16 @@ class ReaderCookieMiddleware:
     """Tells readers apart by a random id in an HttpOnly, SameSite=Lax cookie (no login), set on their first visit.
 
     The id is in ``request.state.reader`` for every request; a request without one gets a new one, sent back as a
-    cookie (never on cacheable static files and tiles).
+    cookie (never on cacheable static files and tiles). ``cross_site``: static editions on other sites send flags
+    here (``serve --cors-origin``), so over HTTPS the cookie is SameSite=None; Secure, which browsers send on
+    cross-site requests (Lax ones they hold back); over plain HTTP it stays Lax (None needs Secure), which serves
+    same-site origins (another port or subdomain).
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, cross_site: bool = False) -> None:
         """Wrap an ASGI app."""
         self.app = app
+        self.cross_site = cross_site
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI request."""
@@ -199,7 +291,8 @@ class ReaderCookieMiddleware:
         if known or scope.get("path", "").startswith(_NO_COOKIE_PREFIXES):
             await self.app(scope, receive, send)
             return
-        cookie = _reader_cookie(scope["state"]["reader"], secure=scope.get("scheme") == "https")
+        secure = scope.get("scheme") == "https"
+        cookie = _reader_cookie(scope["state"]["reader"], secure=secure, cross_site=self.cross_site and secure)
 
         async def send_with_cookie(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -209,6 +302,7 @@ class ReaderCookieMiddleware:
         await self.app(scope, receive, send_with_cookie)
 
 
-def _reader_cookie(value: str, *, secure: bool) -> bytes:
-    flags = f"; Max-Age={READER_MAX_AGE_S}; Path=/; HttpOnly; SameSite=Lax" + ("; Secure" if secure else "")
+def _reader_cookie(value: str, *, secure: bool, cross_site: bool = False) -> bytes:
+    same_site = "None" if cross_site else "Lax"
+    flags = f"; Max-Age={READER_MAX_AGE_S}; Path=/; HttpOnly; SameSite={same_site}" + ("; Secure" if secure else "")
     return f"{READER_COOKIE}={value}{flags}".encode("latin-1")

@@ -102,11 +102,22 @@
       await src.ready;
       return src.config.locator ? svgText(url(src.config.locator)) : null;
     };
-    src.sendFlag = (id, body) => api(endpoint(`/api/detections/${id}/feedback`), { method: 'POST', body,
-      credentials: 'include' });
-    src.myFlag = (id) => api(endpoint(`/api/detections/${id}/feedback/mine`), { credentials: 'include' });
-    src.sendReport = (scanId, body) => api(endpoint(`/api/scans/${scanId}/reports`), { method: 'POST', body,
-      credentials: 'include' });
+    // Flags go to `amberwatch serve` on another origin (serve --cors-origin names this site) with credentials, so
+    // its reader cookie tells readers apart. A request that never gets an answer (the server is down, or refuses
+    // this origin: the browser then hides its answer) is said in words; an answer's own error is passed on.
+    const remote = async (path, options) => {
+      try {
+        return await api(endpoint(path), Object.assign({ credentials: 'include' }, options));
+      } catch (e) {
+        if (e.status) throw e;
+        const host = new URL(src.config.flag_endpoint).host;
+        throw new Error(`the flag server (${host}) cannot be reached from this page: it is down or does not take ` +
+          'answers from this site. Please try again later.');
+      }
+    };
+    src.sendFlag = (id, body) => remote(`/api/detections/${id}/feedback`, { method: 'POST', body });
+    src.myFlag = (id) => remote(`/api/detections/${id}/feedback/mine`);
+    src.sendReport = (scanId, body) => remote(`/api/scans/${scanId}/reports`, { method: 'POST', body });
     src.tiles = (s, options) => L.pmtilesLayer(url(s.imagery_source_id), options);
     src.thumbnail = () => null;
     src.shareUrl = (f) => `${location.origin}${location.pathname}?scan=${f.properties.scan_id}#d=${f.id}`;
