@@ -138,7 +138,7 @@ def analyse(args, full_db: Path, coarse_db: Path, aoi) -> None:
     found, all_ha, pit_ha = detections(full_db, args.pit_share)
     pits = sum(is_pit(x, y, args.pit_share) for x, y in aoi18)
     conn = connect(coarse_db)
-    scan = get_scan(conn, latest_scan_id(conn))
+    scan = get_scan(conn, 1)  # the triage pass: scans() makes it first, before any fine pass
     g, shipped = scan.params.cells_per_tile, float(scan.model_threshold)
     print(
         f"AOI {len(aoi18):,} z18 tiles, pit tiles {pits} ({pits / len(aoi18):.1%}); full scan {len(found)} detections "

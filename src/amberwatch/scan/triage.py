@@ -92,7 +92,7 @@ class KeepRule:
 
     ring_cells: int = 2
     seed_threshold: float = 0.3
-    seed_ring_cells: int = 24
+    seed_ring_cells: int = 32
 
     def key(self) -> str:
         """The rule in the fine pass's identity key."""
