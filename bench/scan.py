@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 import zlib
+from collections import OrderedDict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -44,6 +45,7 @@ from amberwatch.imagery.decode import encode_png
 from amberwatch.model import BUNDLED_CNN_PATH
 from amberwatch.scan.engine import ScanSettings, run_scan
 
+HALVED_KEPT = 4096  # coarser tiles the region server keeps built (memory stays bounded on any region)
 CENTER = (26.90, 51.32)  # near Klesiv, Rivne oblast
 ZOOM = 18
 
@@ -81,7 +83,7 @@ def tile_pool(
 class PoolTileServer:
     """Serves /{z}/{x}/{y}.png from a small pool of PNGs (tile chosen by a hash of x, y)."""
 
-    def __init__(self, pool: list[bytes]) -> None:
+    def __init__(self, pool: list[bytes], port: int = 0) -> None:
         self.pool = pool
         self.requests = 0
         server = self
@@ -106,7 +108,7 @@ class PoolTileServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/{{z}}/{{x}}/{{y}}.png"
@@ -226,14 +228,15 @@ class RegionTileServer(PoolTileServer):
     is a no-pit tile (Texty negatives) or, in 4 x 4-tile patches chosen by a hash, a crop of a positive whole image;
     a tile at a coarser zoom is its four children halved (imagery.pyramid's halving), as a real server's is."""
 
-    def __init__(self, texty: Path, pit_share: float = 0.02, seed: int = 0) -> None:
+    def __init__(self, texty: Path, pit_share: float = 0.02, seed: int = 0, port: int = 0) -> None:
         self.pits = tile_pool(texty / "tiles", size=16, seed=seed, names=("positive1", "positive2"))
         self.plain = tile_pool(texty / "tiles", size=32, seed=seed, names=("negative1", "negative2"))
         self.plain += negative_crop_tiles(texty / "negative", 8)  # look-alikes on 1 tile in 5
         self.pit_share = pit_share
         self.pit_tiles_served = 0
-        self._halved: dict[tuple[int, int, int], bytes] = {}
-        super().__init__(self.plain)
+        self._lock = threading.Lock()
+        self._halved: OrderedDict[tuple[int, int, int], bytes] = OrderedDict()  # the latest HALVED_KEPT, for memory
+        super().__init__(self.plain, port)
 
     def is_pit(self, x: int, y: int) -> bool:
         """Whether z18 tile (x, y) lies in a pit patch (4 x 4 tiles, on about pit_share of the area)."""
@@ -245,13 +248,20 @@ class RegionTileServer(PoolTileServer):
             pool = self.pits if self.is_pit(x, y) else self.plain
             return pool[(x * 7919 + y * 104729) % len(pool)]
         key = (z, x, y)
-        if key not in self._halved:
-            from amberwatch.imagery.pyramid import halve_straight
+        with self._lock:
+            if key in self._halved:
+                self._halved.move_to_end(key)
+                return self._halved[key]
+        from amberwatch.imagery.pyramid import halve_straight
 
-            kids = {(dx, dy): self.tile_bytes(z + 1, 2 * x + dx, 2 * y + dy) for dx in (0, 1) for dy in (0, 1)}
-            images = {k: Image.open(io.BytesIO(v)).convert("RGBA") for k, v in kids.items()}
-            self._halved[key] = encode_png(np.asarray(halve_straight(images).convert("RGB")))
-        return self._halved[key]
+        kids = {(dx, dy): self.tile_bytes(z + 1, 2 * x + dx, 2 * y + dy) for dx in (0, 1) for dy in (0, 1)}
+        images = {k: Image.open(io.BytesIO(v)).convert("RGBA") for k, v in kids.items()}
+        body = encode_png(np.asarray(halve_straight(images).convert("RGB")))
+        with self._lock:
+            self._halved[key] = body
+            while len(self._halved) > HALVED_KEPT:
+                self._halved.popitem(last=False)
+        return body
 
 
 def negative_crop_tiles(folder: Path, n: int) -> list[bytes]:
@@ -273,16 +283,24 @@ def triage_bench(args) -> None:
     server = RegionTileServer(args.texty.parent, args.pit_share)
     aoi = aoi_from_bbox(square_bbox(args.tiles))
     rows = []
+    started = time.perf_counter()
+
+    def say(msg: str) -> None:
+        print(f"[{time.perf_counter() - started:7.0f} s] {msg}", file=sys.stderr, flush=True)
+
     with tempfile.TemporaryDirectory(prefix="amberwatch-bench-") as tmp:
         for run in ("cold", "warm"):
             for mode in ("full z18", f"triage z{args.triage_zoom}"):
+                say(f"{run} {mode}")
                 db = Path(tmp) / f"{mode.split()[0]}.db"
-                settings = ScanSettings(workers=args.workers, progress=False, new=True)
+                settings = ScanSettings(workers=args.workers, progress=sys.stderr.isatty(), new=True)
                 before, watcher, t0 = server.requests, WorkerRSS(), time.perf_counter()
                 if mode.startswith("full"):
-                    out, z18 = run_scan(aoi, server.url, ZOOM, db, settings), None
+                    out, z18 = run_scan(aoi, server.url, ZOOM, db, settings, on_event=say), None
                 else:
-                    both = run_triage_scan(aoi, server.url, ZOOM, db, settings, triage_zoom=args.triage_zoom)
+                    both = run_triage_scan(
+                        aoi, server.url, ZOOM, db, settings, triage_zoom=args.triage_zoom, on_event=say
+                    )
                     out, z18 = both.fine, both
                 seconds = time.perf_counter() - t0
                 watcher.stop()
@@ -292,7 +310,7 @@ def triage_bench(args) -> None:
 
 
 def print_triage_rows(rows: list, server: RegionTileServer, args) -> None:
-    """The triage bench's table: one line per run and mode."""
+    """The triage bench's table: one line per run and mode, then triage's ratios to the full scan per run."""
     total = rows[0][2].tiles_total
     km2 = rows[0][2].area_scanned_km2
     from amberwatch.scan.tiling import iter_tiles
@@ -308,12 +326,23 @@ def print_triage_rows(rows: list, server: RegionTileServer, args) -> None:
         "run   mode        seconds  z18 tiles covered/s  km²/hour  HTTP requests  z18 tiles scanned  found ha  "
         "peak worker RSS MB"
     )
+    figures = {}
     for run, mode, out, both, seconds, requests, rss in rows:
         scanned = both.fine_tiles_kept if both else out.tiles_total
+        figures[run, bool(both)] = (total / seconds, km2 / seconds * 3600, requests, rss, out.detections_area_ha)
         print(
             f"{run:5} {mode:10} {seconds:8.1f}  {total / seconds:19.1f}  {km2 / seconds * 3600:8.1f}  "
             f"{requests:13,}  {scanned:17,}  {out.detections_area_ha:8.2f}  {rss:18.0f}"
         )
+        if both:
+            print(
+                f"      triage pass: {both.triage.tiles_total:,} z{args.triage_zoom} tiles; kept {scanned / total:.1%} "
+                f"of the z{ZOOM} tiles (threshold {both.triage_threshold:.4f})"
+            )
+    names = ("z18 tiles covered/s", "km²/hour", "HTTP requests", "peak worker RSS", "found ha")
+    for run in ("cold", "warm"):
+        ratios = [t / f if f else float("nan") for t, f in zip(figures[run, True], figures[run, False], strict=True)]
+        print(f"{run} triage/full: " + ", ".join(f"{n} {r:.2f}" for n, r in zip(names, ratios, strict=True)))
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 
 import mercantile
+import numpy as np
 import pytest
 from shapely.geometry import box, shape
 from shapely.ops import unary_union
@@ -17,6 +18,7 @@ from amberwatch.imagery.aoi import aoi_from_bbox
 from amberwatch.results.records import ScanParams
 from amberwatch.results.store import (
     NewScan,
+    TileRow,
     create_scan,
     ensure_schema,
     find_scan,
@@ -26,21 +28,86 @@ from amberwatch.results.store import (
     set_scan_status,
 )
 from amberwatch.scan.engine import ScanSettings, run_scan
-from amberwatch.scan.triage import kept_fine_tiles, run_triage_scan
+from amberwatch.scan.triage import KeepRule, fine_tiles_near, hot_cells, kept_fine_tiles, run_triage_scan
 from tests.fixtures.pyramid_region import build_region
 from tests.scan.conftest import CENTER, TEXTY, bbox_arg, tiles_bbox
 
 HECTARE_TOLERANCE = 0.05  # triage's hectares on the pit fields within 5 % of the full scan's there
 
 
-def test_kept_fine_tiles_are_the_children_of_hot_tiles_and_their_ring_inside_the_aoi():
-    x0, y0 = 1000, 2000  # z18, even: z17 (500, 1000)
+def _coarse(x: int, y: int, hot: dict[tuple[int, int], int] = {}, status: str = "done") -> TileRow:  # noqa: B006
+    """A z17 triage tile of 16 x 16 cells at level 0 but ``hot`` ((column, row) -> level 0..255)."""
+    grid = np.zeros((16, 16), np.uint8)
+    for (c, r), level in hot.items():
+        grid[r, c] = level
+    return TileRow(17, x, y, status, grid_cells=16, grid=grid.tobytes() if status == "done" else None)
+
+
+def test_kept_fine_tiles_are_those_near_the_hot_cells_with_the_ring_only_toward_the_sides_they_touch():
+    x0, y0 = 1000, 2000  # z18, even: z17 (500, 1000); a z18 tile is 8 x 8 of its parent's 16 x 16 cells
     aoi = aoi_from_bbox(bbox_arg(tiles_bbox(x0, y0, 10, 10)))
-    kept = kept_fine_tiles([(502, 1002)], 17, 18, aoi, ring_tiles=1)
-    assert kept == {(x, y) for x in range(x0 + 2, x0 + 8) for y in range(y0 + 2, y0 + 8)}
-    corner = kept_fine_tiles([(500, 1000)], 17, 18, aoi, ring_tiles=1)  # its ring leaves the AOI: clipped
-    assert corner == {(x, y) for x in range(x0, x0 + 4) for y in range(y0, y0 + 4)}
-    assert kept_fine_tiles([], 17, 18, aoi) == frozenset()
+
+    def kept(tiles: list[TileRow], ring: int) -> frozenset:
+        return kept_fine_tiles(tiles, 0.5, 16, 17, 18, aoi, KeepRule(ring, 1.0, ring))
+
+    inner = [_coarse(502, 1002, {(2, 2): 200})]  # in z18 tile (1004, 2004), 2 cells from its west and north sides
+    assert kept(inner, 0) == kept(inner, 2) == {(1004, 2004)}
+    assert kept(inner, 3) == {(1003, 2003), (1004, 2003), (1003, 2004), (1004, 2004)}  # west, north and their corner
+    east = [_coarse(502, 1002, {(7, 3): 200})]  # on the east side of (1004, 2004): its ring reaches east alone
+    assert kept(east, 1) == {(1004, 2004), (1005, 2004)}
+    corner = [_coarse(502, 1002, {(7, 7): 200})]  # the south-east corner cell: the three tiles around that corner
+    assert kept(corner, 1) == {(1004, 2004), (1005, 2004), (1004, 2005), (1005, 2005)}
+    across = [_coarse(502, 1002, {(8, 8): 200})]  # the first cell of (1005, 2005): ring 1 reaches back north-west
+    assert kept(across, 1) == kept(corner, 1)
+    assert kept(inner, 16) == {(x, y) for x in range(1002, 1007) for y in range(2002, 2007)}  # 2 tiles: 16 cells
+
+
+def test_kept_fine_tiles_take_every_cell_of_a_failed_tile_stay_in_the_aoi_and_read_rounded_levels_safely():
+    x0, y0 = 1000, 2000
+    aoi = aoi_from_bbox(bbox_arg(tiles_bbox(x0, y0, 10, 10)))
+    failed = [_coarse(502, 1002, status="failed")]
+    assert kept_fine_tiles(failed, 0.5, 16, 17, 18, aoi, KeepRule(0, 1.0, 0)) == {
+        (1004, 2004),
+        (1005, 2004),
+        (1004, 2005),
+        (1005, 2005),
+    }
+    assert len(kept_fine_tiles(failed, 0.5, 16, 17, 18, aoi, KeepRule(8, 1.0, 8))) == 16
+    at_aoi_corner = [_coarse(500, 1000, {(0, 0): 255})]  # its ring leaves the AOI: clipped to the AOI
+    assert kept_fine_tiles(at_aoi_corner, 0.5, 16, 17, 18, aoi, KeepRule(7, 1.0, 7)) == {(x0, y0)}
+    assert kept_fine_tiles(at_aoi_corner, 0.5, 16, 17, 18, aoi, KeepRule(8, 1.0, 8)) == {
+        (x0 + i, y0 + j) for i in (0, 1) for j in (0, 1)
+    }
+    # A stored level is a rounded probability: level 3 may hold 0.011 (2.8 / 255), level 2 may not.
+    assert kept_fine_tiles([_coarse(502, 1002, {(2, 2): 3})], 0.011, 16, 17, 18, aoi, KeepRule(0, 1.0, 0)) == {
+        (1004, 2004)
+    }
+    assert (
+        kept_fine_tiles([_coarse(502, 1002, {(2, 2): 2})], 0.011, 16, 17, 18, aoi, KeepRule(0, 1.0, 0)) == frozenset()
+    )
+    assert kept_fine_tiles([], 0.5, 16, 17, 18, aoi) == frozenset()
+
+
+def test_cells_reaching_the_seed_threshold_keep_a_wider_ring_than_those_reaching_the_triage_threshold():
+    aoi = aoi_from_bbox(bbox_arg(tiles_bbox(1000, 2000, 10, 10)))
+    rule = KeepRule(ring_cells=0, seed_threshold=0.5, seed_ring_cells=16)  # 16 cells: two z18 tiles
+    weak = [_coarse(502, 1002, {(2, 2): 64})]  # 0.25: the triage threshold (0.1), not the seed's
+    assert kept_fine_tiles(weak, 0.1, 16, 17, 18, aoi, rule) == {(1004, 2004)}
+    strong = [_coarse(502, 1002, {(2, 2): 200})]  # 0.78: a seed
+    assert kept_fine_tiles(strong, 0.1, 16, 17, 18, aoi, rule) == {
+        (x, y) for x in range(1002, 1007) for y in range(2002, 2007)
+    }
+    assert len(kept_fine_tiles([_coarse(502, 1002, status="failed")], 0.1, 16, 17, 18, aoi, rule)) == 6 * 6
+    assert KeepRule().key() != rule.key()
+
+
+def test_fine_tiles_near_hot_cells_stop_at_the_edges_of_the_world():
+    cols, rows = hot_cells([_coarse(0, 0, {(0, 0): 255})], 0.5, 16)
+    assert (cols.tolist(), rows.tolist()) == ([0], [0])
+    assert fine_tiles_near(cols, rows, 16, 1, 18, ring_cells=20) == {(x, y) for x in range(3) for y in range(3)}
+    last = (1 << 17) - 1
+    cols, rows = hot_cells([_coarse(last, last, {(15, 15): 255})], 0.5, 16)
+    assert fine_tiles_near(cols, rows, 16, 1, 18, ring_cells=1) == {((1 << 18) - 1, (1 << 18) - 1)}
 
 
 def test_a_triage_pass_and_the_fine_pass_after_it_never_resume_a_plain_scan(tmp_path):
@@ -51,7 +118,7 @@ def test_a_triage_pass_and_the_fine_pass_after_it_never_resume_a_plain_scan(tmp_
         return NewScan("a", '{"type": "Polygon"}', "src", "src-id", zoom, "0", 0.5, ScanParams(triage=triage), 4)
 
     plain, coarse = scan(18, None), scan(17, {"key": "triage", "role": "triage"})
-    fine = scan(18, {"key": "after-triage:2:z17:t0.1:ring1", "role": "after"})
+    fine = scan(18, {"key": "after-triage:2:z17:t0.1:cells-ring8", "role": "after"})
     ids = [create_scan(conn, s) for s in (plain, coarse, fine)]
     assert [find_scan(conn, scan_identity(s)) for s in (plain, coarse, fine)] == ids
     assert find_scan(conn, scan_identity(scan(17, None))) is None  # a plain z17 scan is not the triage pass

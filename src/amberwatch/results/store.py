@@ -557,17 +557,15 @@ def first_tile_error(conn: sqlite3.Connection, scan_id: int) -> str | None:
     return row[0] if row else None
 
 
-def tiles_to_look_closer(conn: sqlite3.Connection, scan_id: int, min_max_prob: float) -> list[tuple[int, int]]:
-    """(x, y) of a triage scan's tiles a finer pass must look at: done ones reaching ``min_max_prob``, and failed
-    ones (their content is unknown)."""
-    return [
-        (int(x), int(y))
-        for x, y in conn.execute(
-            "SELECT x, y FROM scan_tiles WHERE scan_id = ? AND ((status = 'done' AND max_prob >= ?)"
-            " OR status = 'failed')",
-            (int(scan_id), float(min_max_prob)),
-        )
-    ]
+def tiles_to_look_closer(conn: sqlite3.Connection, scan_id: int, min_max_prob: float) -> Iterator[TileRow]:
+    """A triage scan's tiles a finer pass must look at, in (z, x, y) order: done ones reaching ``min_max_prob``
+    (z, x, y, grid_cells, grid) and failed ones (z, x, y only: their content is unknown)."""
+    for z, x, y, status, cells, grid in conn.execute(
+        "SELECT z, x, y, status, grid_cells, grid FROM scan_tiles WHERE scan_id = ? AND ((status = 'done' AND"
+        " max_prob >= ?) OR status = 'failed') ORDER BY z, x, y",
+        (int(scan_id), float(min_max_prob)),
+    ):
+        yield TileRow(int(z), int(x), int(y), status, grid_cells=cells, grid=grid)
 
 
 def grid_tiles(conn: sqlite3.Connection, scan_id: int, *, min_max_prob: float = 0.0) -> Iterator[TileRow]:

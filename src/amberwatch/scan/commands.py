@@ -272,9 +272,10 @@ def _triage_text(triage: dict) -> str:
     """A scan's triage role in words: the coarse pass, or the fine tiles a triage scan let it skip."""
     if triage.get("role") == "triage":
         return "the coarse pass of a triaged scan (it chooses tiles; no detections of its own)"
+    ring = f"{triage['ring_cells']} cells" if "ring_cells" in triage else f"{triage.get('ring_tiles')} tiles"
     return (
         f"after triage scan {triage.get('scan_id')} at zoom {triage.get('zoom')} (threshold "
-        f"{triage.get('threshold')}, ring {triage.get('ring_tiles')}): {triage.get('tiles_kept', 0):,} of "
+        f"{triage.get('threshold')}, ring {ring}): {triage.get('tiles_kept', 0):,} of "
         f"{triage.get('tiles_aoi', 0):,} tiles scanned, {triage.get('tiles_skipped', 0):,} skipped"
     )
 

@@ -9,18 +9,18 @@ accurate model, and builds detections as any scan. Both passes are ordinary engi
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+
+import numpy as np
 
 from amberwatch.errors import InvalidInputError
 from amberwatch.imagery.aoi import AOI
 from amberwatch.model.modelfile import BUNDLED_TRIAGE_PATH
 from amberwatch.project import Project
-from amberwatch.results.store import get_scan, tiles_to_look_closer
+from amberwatch.results.store import TileRow, get_scan, tiles_to_look_closer
 from amberwatch.scan.engine import ScanOutcome, ScanSettings, plan_scan, run_scan
 from amberwatch.scan.tiling import iter_units
-
-DEFAULT_RING_TILES = 1  # coarse neighbours kept around each coarse tile above the threshold
 
 
 @dataclass(frozen=True)
@@ -39,21 +39,88 @@ class TriageOutcome:
         return self.fine_tiles_aoi - self.fine_tiles_kept
 
 
+def hot_cells(tiles: Iterable[TileRow], threshold: float, cells_per_tile: int) -> tuple[np.ndarray, np.ndarray]:
+    """(columns, rows) on the coarse zoom's grid of cells of the triage tiles' cells that may reach ``threshold``:
+    every cell of a failed tile (or one without a grid), whose content is unknown."""
+    g = cells_per_tile
+    min_level = threshold * 255.0 - 0.5  # stored levels are rounded: this one may hold a probability at threshold
+    every = np.divmod(np.arange(g * g), g)
+    cols, rows = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for t in tiles:
+        if t.status == "done" and t.grid is not None:
+            r, c = np.nonzero(np.frombuffer(t.grid, np.uint8).reshape(g, g) >= min_level)
+        else:
+            r, c = every
+        cols.append(t.x * g + c.astype(np.int64))
+        rows.append(t.y * g + r.astype(np.int64))
+    return np.concatenate(cols), np.concatenate(rows)
+
+
+def fine_tiles_near(
+    cols: np.ndarray, rows: np.ndarray, cells_per_tile: int, zoom_delta: int, zoom: int, ring_cells: int
+) -> set[tuple[int, int]]:
+    """Tiles (x, y) at ``zoom`` that overlap the coarse cells (cols, rows) grown by ``ring_cells`` cells each way
+    (coarse cells of ``cells_per_tile`` per tile, ``zoom_delta`` zooms above ``zoom``); only those the world holds."""
+    f, g, n = 1 << zoom_delta, cells_per_tile, 1 << zoom
+    spans = np.unique(
+        np.stack(
+            [
+                ((cols - ring_cells) * f) // g,
+                ((cols + ring_cells + 1) * f - 1) // g,
+                ((rows - ring_cells) * f) // g,
+                ((rows + ring_cells + 1) * f - 1) // g,
+            ],
+            axis=1,
+        ).reshape(-1, 4),
+        axis=0,
+    )
+    x_lo, x_hi, y_lo, y_hi = spans.T
+    kept: set[tuple[int, int]] = set()
+    for i in range(int((x_hi - x_lo).max(initial=-1)) + 1):
+        for j in range(int((y_hi - y_lo).max(initial=-1)) + 1):
+            x, y = x_lo + i, y_lo + j
+            ok = (x <= x_hi) & (y <= y_hi) & (x >= 0) & (y >= 0) & (x < n) & (y < n)
+            kept.update(zip(x[ok].tolist(), y[ok].tolist(), strict=True))
+    return kept
+
+
+@dataclass(frozen=True)
+class KeepRule:
+    """Which fine tiles triage keeps: those within ``ring_cells`` coarse cells of a cell reaching the triage model's
+    (recall-first) threshold, and within ``seed_ring_cells`` of a cell reaching ``seed_threshold`` (a likely field,
+    whose other tiles triage may score low). A failed coarse tile counts as reaching both."""
+
+    ring_cells: int = 2
+    seed_threshold: float = 0.3
+    seed_ring_cells: int = 32
+
+    def key(self) -> str:
+        """The rule in the fine pass's identity key."""
+        return f"cells-ring{self.ring_cells}-seed{self.seed_threshold:g}-ring{self.seed_ring_cells}"
+
+
+DEFAULT_KEEP_RULE = KeepRule()
+
+
 def kept_fine_tiles(
-    hot: list[tuple[int, int]], triage_zoom: int, zoom: int, aoi: AOI, ring_tiles: int = DEFAULT_RING_TILES
+    hot: Iterable[TileRow],
+    threshold: float,
+    cells_per_tile: int,
+    triage_zoom: int,
+    zoom: int,
+    aoi: AOI,
+    rule: KeepRule = DEFAULT_KEEP_RULE,
 ) -> frozenset[tuple[int, int]]:
-    """The AOI's tiles at ``zoom`` under the coarse tiles ``hot`` and their ring of ``ring_tiles`` neighbours."""
-    n, factor = 1 << triage_zoom, 1 << (zoom - triage_zoom)
-    near = {
-        (x + dx, y + dy)
-        for x, y in hot
-        for dx in range(-ring_tiles, ring_tiles + 1)
-        for dy in range(-ring_tiles, ring_tiles + 1)
-        if 0 <= x + dx < n and 0 <= y + dy < n
-    }
+    """The AOI's tiles at ``zoom`` that ``rule`` keeps around the cells of the triage tiles ``hot`` (each ring
+    reaches only toward the sides where such cells lie)."""
+    hot = list(hot)
+    delta = zoom - triage_zoom
+    near = fine_tiles_near(*hot_cells(hot, threshold, cells_per_tile), cells_per_tile, delta, zoom, rule.ring_cells)
+    seeds = hot_cells(hot, max(threshold, rule.seed_threshold), cells_per_tile)
+    near |= fine_tiles_near(*seeds, cells_per_tile, delta, zoom, rule.seed_ring_cells)
     kept = set()
     for unit in iter_units(aoi.geometry, zoom):
-        kept.update(t for t in unit.tiles if (t[0] // factor, t[1] // factor) in near)
+        kept.update(t for t in unit.tiles if t in near)
     return frozenset(kept)
 
 
@@ -66,7 +133,7 @@ def run_triage_scan(
     *,
     triage_zoom: int,
     triage_model: str | None = None,
-    ring_tiles: int = DEFAULT_RING_TILES,
+    rule: KeepRule = DEFAULT_KEEP_RULE,
     on_event: Callable[[str], None] | None = None,
     on_warnings: Callable[[dict[str, int]], None] | None = None,
 ) -> TriageOutcome:
@@ -86,29 +153,35 @@ def run_triage_scan(
     with Project.using(db) as project:
         say(f"triage: pass 1 at zoom {triage_zoom} with {model}")
         coarse = run_scan(aoi, imagery, triage_zoom, project, coarse_settings, on_event=say, on_warnings=on_warnings)
-        threshold = float(get_scan(project.conn, coarse.scan_id).model_threshold)
-        hot = tiles_to_look_closer(project.conn, coarse.scan_id, threshold)
-        kept = kept_fine_tiles(hot, triage_zoom, zoom, aoi, ring_tiles)
+        stored = get_scan(project.conn, coarse.scan_id)
+        threshold, cells = float(stored.model_threshold), int(stored.params.cells_per_tile)
+        hot = list(tiles_to_look_closer(project.conn, coarse.scan_id, threshold))
+        kept = kept_fine_tiles(hot, threshold, cells, triage_zoom, zoom, aoi, rule)
         total = plan_scan(aoi, zoom, max_tiles=settings.max_tiles).tiles
         say(
             f"triage: {len(hot)} of {coarse.tiles_total} zoom-{triage_zoom} tiles reach {threshold:.3f}: "
-            f"{len(kept):,} of {total:,} zoom-{zoom} tiles to scan, {total - len(kept):,} skipped"
+            f"{len(kept):,} of {total:,} zoom-{zoom} tiles to scan ({rule.key()}), {total - len(kept):,} skipped"
         )
-        params = _fine_params(coarse.scan_id, triage_zoom, threshold, ring_tiles, total, len(kept))
+        params = _fine_params(coarse.scan_id, triage_zoom, threshold, rule, total, len(kept))
         fine_settings = replace(settings, triage=params, only_tiles=kept)
         fine = run_scan(aoi, imagery, zoom, project, fine_settings, on_event=say, on_warnings=on_warnings)
     return TriageOutcome(coarse, fine, total, len(kept), threshold)
 
 
-def _fine_params(scan_id: int, triage_zoom: int, threshold: float, ring: int, total: int, kept: int) -> dict:
-    """ScanParams.triage of the fine pass: its identity key (the triage scan, zoom, threshold, ring) and counts."""
+def _fine_params(scan_id: int, triage_zoom: int, threshold: float, rule: KeepRule, total: int, kept: int) -> dict:
+    """ScanParams.triage of the fine pass: its identity key (the triage scan, zoom, threshold, keep rule) and counts.
+
+    The key names the keep rule: a layer kept by another rule (before round 15: whole coarse tiles and a ring of one
+    coarse tile, ``ring1``) never resumes into this one."""
     return {
-        "key": f"after-triage:{scan_id}:z{triage_zoom}:t{threshold:.6f}:ring{ring}",
+        "key": f"after-triage:{scan_id}:z{triage_zoom}:t{threshold:.6f}:{rule.key()}",
         "role": "after",
         "scan_id": scan_id,
         "zoom": triage_zoom,
         "threshold": round(threshold, 6),
-        "ring_tiles": ring,
+        "ring_cells": rule.ring_cells,
+        "seed_threshold": rule.seed_threshold,
+        "seed_ring_cells": rule.seed_ring_cells,
         "tiles_aoi": total,
         "tiles_kept": kept,
         "tiles_skipped": total - kept,
