@@ -199,3 +199,22 @@ def test_both_passes_run_on_dask_with_the_local_pools_tiles_and_detections(tile_
     dask = run_triage_scan(aoi, tile_server.url, 18, tmp_path / "dask.db", settings, triage_zoom=17)
     assert (dask.fine_tiles_kept, dask.fine.detections) == (local.fine_tiles_kept, local.fine.detections)
     assert _grids(tmp_path / "dask.db") == _grids(tmp_path / "local.db")
+
+
+def test_a_scan_triages_with_its_models_own_triage_model_else_the_bundled_one(tmp_path):
+    from amberwatch.model.modelfile import BUNDLED_PATH, BUNDLED_TRIAGE_PATH
+    from amberwatch.model.registry import ModelRegistry
+    from amberwatch.scan.engine import resolve_triage_model
+    from tests.loop.conftest import make_classifier
+
+    db = tmp_path / "p.db"
+    with ModelRegistry.open(db) as reg:
+        reg.register(make_classifier(1), triage=make_classifier(2))  # v1 with a triage model of its own (retrain)
+        reg.register(make_classifier(3))  # v2 without
+        own = reg.triage_model(1).path
+    assert resolve_triage_model(db, "1") == str(own) and own.name == "v1-triage.pt"
+    assert resolve_triage_model(db, "2") == resolve_triage_model(db, None) == str(BUNDLED_TRIAGE_PATH)  # v0 current
+    assert resolve_triage_model(db, str(BUNDLED_PATH)) == str(BUNDLED_TRIAGE_PATH)  # a model file: the bundled one
+    with ModelRegistry.open(db) as reg:
+        reg.promote(1)
+    assert resolve_triage_model(db, None) == str(own)  # the current version's

@@ -14,10 +14,9 @@ from dataclasses import dataclass, replace
 
 from amberwatch.errors import InvalidInputError
 from amberwatch.imagery.aoi import AOI
-from amberwatch.model.modelfile import BUNDLED_TRIAGE_PATH
 from amberwatch.project import Project
 from amberwatch.results.store import get_scan, tiles_to_look_closer
-from amberwatch.scan.engine import ScanOutcome, ScanSettings, plan_scan, run_scan
+from amberwatch.scan.engine import ScanOutcome, ScanSettings, plan_scan, resolve_triage_model, run_scan
 from amberwatch.scan.tiling import iter_units
 
 DEFAULT_RING_TILES = 1  # coarse neighbours kept around each coarse tile above the threshold
@@ -70,12 +69,12 @@ def run_triage_scan(
     on_event: Callable[[str], None] | None = None,
     on_warnings: Callable[[dict[str, int]], None] | None = None,
 ) -> TriageOutcome:
-    """Scan the AOI at ``triage_zoom`` with the triage model (default: the bundled one), then at ``zoom`` only the
-    tiles triage kept, with the scan's model -> both outcomes and the tiles skipped."""
+    """Scan the AOI at ``triage_zoom`` with the triage model (default: the one that goes with the scan's model), then
+    at ``zoom`` only the tiles triage kept, with the scan's model -> both outcomes and the tiles skipped."""
     if not 0 <= triage_zoom < zoom:
         raise InvalidInputError(f"--triage-zoom {triage_zoom} must be below the scan's --zoom {zoom}")
     say = on_event or (lambda _msg: None)
-    model = triage_model or str(BUNDLED_TRIAGE_PATH)
+    model = triage_model or resolve_triage_model(db, settings.model_path)
     coarse_settings = replace(
         settings,
         model_path=model,
