@@ -9,6 +9,7 @@ accurate model, and builds detections as any scan. Both passes are ordinary engi
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -85,18 +86,39 @@ def run_triage_scan(
     with Project.using(db) as project:
         say(f"triage: pass 1 at zoom {triage_zoom} with {model}")
         coarse = run_scan(aoi, imagery, triage_zoom, project, coarse_settings, on_event=say, on_warnings=on_warnings)
-        threshold = float(get_scan(project.conn, coarse.scan_id).model_threshold)
-        hot = tiles_to_look_closer(project.conn, coarse.scan_id, threshold)
-        kept = kept_fine_tiles(hot, triage_zoom, zoom, aoi, ring_tiles)
         total = plan_scan(aoi, zoom, max_tiles=settings.max_tiles).tiles
+        chosen = choose_fine_tiles(project.conn, coarse.scan_id, aoi, zoom, ring_tiles, total)
+        kept, threshold = chosen.kept, chosen.threshold
         say(
-            f"triage: {len(hot)} of {coarse.tiles_total} zoom-{triage_zoom} tiles reach {threshold:.3f}: "
+            f"triage: {chosen.hot} of {coarse.tiles_total} zoom-{triage_zoom} tiles reach {threshold:.3f}: "
             f"{len(kept):,} of {total:,} zoom-{zoom} tiles to scan, {total - len(kept):,} skipped"
         )
-        params = _fine_params(coarse.scan_id, triage_zoom, threshold, ring_tiles, total, len(kept))
-        fine_settings = replace(settings, triage=params, only_tiles=kept)
+        fine_settings = replace(settings, triage=chosen.params, only_tiles=kept)
         fine = run_scan(aoi, imagery, zoom, project, fine_settings, on_event=say, on_warnings=on_warnings)
     return TriageOutcome(coarse, fine, total, len(kept), threshold)
+
+
+@dataclass(frozen=True)
+class FineTiles:
+    """What a finished triage pass chose: the fine tiles to scan and the fine pass's ``ScanParams.triage``."""
+
+    kept: frozenset[tuple[int, int]]
+    hot: int  # coarse tiles at or above the threshold, or failed
+    threshold: float
+    params: dict
+
+
+def choose_fine_tiles(
+    conn: sqlite3.Connection, triage_scan_id: int, aoi: AOI, zoom: int, ring_tiles: int, total: int
+) -> FineTiles:
+    """The AOI's tiles at ``zoom`` a finished triage pass keeps (``total``: the AOI's tiles there), for a triaged scan
+    and for a rescan that triages again (``scan.rescan``)."""
+    coarse = get_scan(conn, triage_scan_id)
+    threshold = float(coarse.model_threshold)
+    hot = tiles_to_look_closer(conn, triage_scan_id, threshold)
+    kept = kept_fine_tiles(hot, coarse.zoom, zoom, aoi, ring_tiles)
+    params = _fine_params(triage_scan_id, coarse.zoom, threshold, ring_tiles, total, len(kept))
+    return FineTiles(kept, len(hot), threshold, params)
 
 
 def _fine_params(scan_id: int, triage_zoom: int, threshold: float, ring: int, total: int, kept: int) -> dict:
