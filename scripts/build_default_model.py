@@ -18,21 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from amberwatch.model.dataset import load_boxes, load_folder
 from amberwatch.model.modelfile import BUNDLED_CNN_PATH, BUNDLED_PATH, BUNDLED_TRIAGE_PATH
-from amberwatch.model.recipes import RECIPES, recipe_by_name
+from amberwatch.model.recipes import RECIPES, TRIAGE_METADATA, TRIAGE_MIN_RECALL, recipe_by_name, triage_recipe
 from amberwatch.model.train import train_with_cv
-
-TRIAGE_SCALE = 0.5  # a z17 tile shows the ground at half the resolution of the z18 examples
-# The scored window matches the examples' extent at the working resolution, as the default's 15 cells do at 0.38 m/px:
-# the crops' median side (~214 px) halved is ~107 px, 7 cells of 16 px (15 cells scored every z17 window on 4x the
-# ground a chip covered: scores collapsed to ~0 everywhere on the served pyramid, RESULTS.md round 14).
-TRIAGE_WINDOW_CELLS = 7
 
 
 def default_out(recipe: str, triage: bool) -> Path:
@@ -67,11 +60,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--members", type=int, default=None, help="override the recipe's ensemble size")
     ap.add_argument("--workers", type=int, default=2, help="processes training networks in parallel (1 thread each)")
     ap.add_argument("--triage", action="store_true", help="build the z17 triage model (half resolution, recall first)")
-    ap.add_argument("--min-recall", type=float, default=0.8, help="the triage model's block-CV recall target on crops")
+    ap.add_argument(
+        "--min-recall", type=float, default=TRIAGE_MIN_RECALL, help="the triage model's block-CV recall target on crops"
+    )
     args = ap.parse_args(argv)
     config = recipe_by_name(args.recipe, epochs=args.epochs, members=args.members, feature_cache=args.feature_cache)
     if args.triage:
-        config = replace(config, scale=TRIAGE_SCALE, window_cells=TRIAGE_WINDOW_CELLS)
+        config = triage_recipe(config)
+        if config is None:
+            ap.error("--triage builds a pretrained-recipe model (the CNN recipe has no triage model)")
     out = args.out or str(default_out(args.recipe, args.triage))
     data = load_folder(args.data)
     n_texty = len(data)
@@ -92,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     clf.version = "0"  # the registry's number for the bundled model
     clf.metadata["bundled_release"] = args.release or (1 if args.recipe == "cnn" or args.triage else 5)
     if args.triage:
-        clf.metadata.update({"role": "triage", "zoom_offset": -1})
+        clf.metadata.update(TRIAGE_METADATA)
     clf.save(out)
     print(json.dumps({k: v for k, v in clf.metadata.items() if k not in ("train_config", "training_oof")}, indent=1))
     print(f"wrote {out} ({Path(out).stat().st_size / 1e6:.2f} MB)", file=sys.stderr)

@@ -92,3 +92,59 @@ def test_models_cli_list_show_promote(db_path, tiny_classifier):
 def test_models_cli_missing_db(tmp_path):
     res = CliRunner().invoke(main, ["models", "list", "--db", str(tmp_path / "nope.db")])
     assert res.exit_code == 1 and "nope.db" in res.output
+
+
+def _triage_of(tiny_classifier, threshold: float = 0.05):
+    triage = tiny_classifier(7)
+    triage.threshold = threshold
+    triage.metadata["cv"] = {"recall": 0.81, "threshold": threshold, "min_recall_target": 0.8}
+    return triage
+
+
+def test_a_version_keeps_its_triage_model_beside_it_checked_by_sha256_else_the_bundled_one(db_path, tiny_classifier):
+    from amberwatch.errors import ModelError
+    from amberwatch.model.modelfile import BUNDLED_TRIAGE_PATH, load
+
+    with ModelRegistry.open(db_path) as reg:
+        own = reg.register(tiny_classifier(1), triage=_triage_of(tiny_classifier))
+        plain = reg.register(tiny_classifier(2))
+        assert own.triage.own and own.triage.path == models_dir(db_path) / "v1-triage.pt"
+        assert own.triage.threshold == pytest.approx(0.05) and own.triage.cv["recall"] == 0.81
+        assert reg.triage_model(1) == own.triage
+        triage = load(own.triage.path)
+        assert triage.version == "1-triage" and triage.metadata["role"] == "triage"  # its scans' model version
+        for version in (0, plain.version):  # no triage model of its own: the bundled one goes with it
+            bundled = reg.triage_model(version)
+            assert (
+                not bundled.own
+                and bundled.path == BUNDLED_TRIAGE_PATH
+                and bundled.threshold == pytest.approx(0.011, abs=1e-3)
+            )
+        assert reg.versions()[1].as_dict()["triage"]["own"] is True
+        own.triage.path.write_bytes(own.triage.path.read_bytes() + b"x")
+        with pytest.raises(ModelError, match=r"v1-triage\.pt"):
+            reg.triage_model(1)
+
+
+def test_a_registry_made_before_triage_models_upgrades_with_the_bundled_one_for_its_versions(db_path, tiny_classifier):
+    from amberwatch.db import connect, migrate
+    from amberwatch.model.registry import MIGRATIONS
+
+    conn = connect(db_path)
+    migrate(conn, "models", MIGRATIONS[:1])
+    conn.execute(
+        "INSERT INTO model_versions (version, file_name, file_sha256, created_at) VALUES (1, 'v1.pt', 'x', 'now')"
+    )
+    conn.close()
+    with ModelRegistry.open(db_path) as reg:
+        assert not reg.get(1).triage.own and reg.get(1).triage.path.name == "triage.pt"
+
+
+def test_models_list_says_which_triage_model_and_threshold_go_with_each_version(db_path, tiny_classifier):
+    with ModelRegistry.open(db_path) as reg:
+        reg.register(tiny_classifier(1), triage=_triage_of(tiny_classifier))
+    res = CliRunner().invoke(main, ["models", "list", "--db", str(db_path)])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert "triage (thresh)" in lines[0]
+    assert "bundled (0.0110)" in lines[1] and "own (0.0500)" in lines[2]

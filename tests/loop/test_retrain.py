@@ -216,3 +216,39 @@ def test_a_pretrained_retrain_weighs_its_corrections_and_records_the_weight(db_p
     assert result.counts["local_weight"] == 3.0 and result.counts["corrections"] == 4
     with ModelRegistry.open(db_path) as reg:
         assert reg.load(result.candidate_version).metadata["local_weight"] == 3.0
+
+
+@pytest.mark.slow
+def test_a_pretrained_retrain_registers_the_candidates_own_triage_model_unless_told_not_to(db_path, rng, tmp_path):
+    from amberwatch.model.modelfile import load
+    from amberwatch.model.pretrained import PretrainedRecipe
+    from amberwatch.model.recipes import TRIAGE_MIN_RECALL, TRIAGE_WINDOW_CELLS
+
+    fill_store(db_path, rng, blocks=6, per_block=3, corrections=4)
+    recipe = PretrainedRecipe(
+        jitter_copies=0, int8=False, embedding_dims=0, border_px=0, feature_cache=str(tmp_path / "f.sqlite")
+    )
+    result = retrain(db_path, config=recipe, n_folds=3, seed=0, force=True)
+    with ModelRegistry.open(db_path) as reg:
+        model, triage = reg.load(result.candidate_version), reg.triage_model(result.candidate_version)
+    clf = load(triage.path)
+    # The same examples at half resolution, the same head code, its threshold chosen for recall on block CV.
+    assert triage.own and clf.metadata["role"] == "triage" and clf.metadata["zoom_offset"] == -1
+    assert clf.resolution_m_per_px == pytest.approx(2 * model.resolution_m_per_px)
+    assert clf.recipe.window_cells == TRIAGE_WINDOW_CELLS and clf.metadata["counts"] == model.metadata["counts"]
+    cv = clf.metadata["cv"]
+    assert cv["min_recall_target"] == TRIAGE_MIN_RECALL and cv["recall"] >= TRIAGE_MIN_RECALL
+    assert cv["grouping"] == "0.1-degree block" and triage.threshold == pytest.approx(clf.threshold)
+    assert f"Triage model (scan --triage-zoom): its own, threshold {clf.threshold:.4f}" in result.table()
+
+    without = retrain(db_path, config=recipe, n_folds=3, seed=0, force=True, triage=False)
+    with ModelRegistry.open(db_path) as reg:
+        assert not reg.triage_model(without.candidate_version).own  # its scans triage with the bundled model
+    assert "none of its own (--no-triage)" in without.table()
+
+
+def test_retrain_no_triage_option_reaches_retrain():
+    from amberwatch.loop.commands import retrain_command
+
+    option = next(p for p in retrain_command.params if p.name == "triage")
+    assert option.default is True and "--no-triage" in option.secondary_opts

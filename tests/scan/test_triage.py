@@ -266,3 +266,178 @@ def test_both_passes_run_on_dask_with_the_local_pools_tiles_and_detections(tile_
     dask = run_triage_scan(aoi, tile_server.url, 18, tmp_path / "dask.db", settings, triage_zoom=17)
     assert (dask.fine_tiles_kept, dask.fine.detections) == (local.fine_tiles_kept, local.fine.detections)
     assert _grids(tmp_path / "dask.db") == _grids(tmp_path / "local.db")
+
+
+def test_a_scan_triages_with_its_models_own_triage_model_else_the_bundled_one(tmp_path):
+    from amberwatch.model.modelfile import BUNDLED_PATH, BUNDLED_TRIAGE_PATH
+    from amberwatch.model.registry import ModelRegistry
+    from amberwatch.scan.engine import resolve_triage_model
+    from tests.loop.conftest import make_classifier
+
+    db = tmp_path / "p.db"
+    with ModelRegistry.open(db) as reg:
+        reg.register(make_classifier(1), triage=make_classifier(2))  # v1 with a triage model of its own (retrain)
+        reg.register(make_classifier(3))  # v2 without
+        own = reg.triage_model(1).path
+    assert resolve_triage_model(db, "1") == str(own) and own.name == "v1-triage.pt"
+    assert resolve_triage_model(db, "2") == resolve_triage_model(db, None) == str(BUNDLED_TRIAGE_PATH)  # v0 current
+    assert resolve_triage_model(db, str(BUNDLED_PATH)) == str(BUNDLED_TRIAGE_PATH)  # a model file: the bundled one
+    with ModelRegistry.open(db) as reg:
+        reg.promote(1)
+    assert resolve_triage_model(db, None) == str(own)  # the current version's
+
+
+def _small_region(tile_server, side: int = 12) -> tuple:
+    """The served region's first ``side`` x ``side`` z18 tiles (the pit field of positive1 among them) -> (region,
+    AOI)."""
+    region, _aoi = _served_region(tile_server)
+    return region, aoi_from_bbox(bbox_arg(tiles_bbox(region.x0, region.y0, side, side)))
+
+
+def _tiles_of(db, scan_id: int) -> dict:
+    conn = connect(db)
+    try:
+        rows = conn.execute("SELECT x, y, status, grid FROM scan_tiles WHERE scan_id = ?", (scan_id,)).fetchall()
+    finally:
+        conn.close()
+    return {(x, y): (status, grid) for x, y, status, grid in rows}
+
+
+def _register_bundled(db, triage=None) -> str:
+    """Register the bundled model's weights as a new version (a 'newer model'), with a triage model or without."""
+    from amberwatch.model.modelfile import BUNDLED_PATH, load
+    from amberwatch.model.registry import ModelRegistry
+
+    with ModelRegistry.open(db) as reg:
+        return str(reg.register(load(BUNDLED_PATH), triage=triage).version)
+
+
+@pytest.mark.slow
+def test_a_rescan_of_a_triaged_layer_triages_again_only_when_its_triage_model_changes(tile_server, tmp_path):
+    from amberwatch.model.modelfile import BUNDLED_TRIAGE_PATH, load
+    from amberwatch.results.store import get_scan, scan_tiles_at
+    from amberwatch.scan.rescan import rescan
+
+    _region, aoi = _small_region(tile_server)
+    db = tmp_path / "p.db"
+    both = run_triage_scan(aoi, tile_server.url, 18, db, ScanSettings(workers=2, progress=False), triage_zoom=17)
+    parent = _tiles_of(db, both.fine.scan_id)
+    requests = len(tile_server.tile_requests())
+
+    # A newer model without a triage model of its own: the parent's triage pass stands, the layer has its tiles, and
+    # blocks span the kept tiles alone as in the scan (the same weights give the same grids).
+    same = rescan(db, both.fine.scan_id, _register_bundled(db))
+    assert "triage pass" in same.triage and "of the parent" in same.triage
+    assert _tiles_of(db, same.scan_id) == parent and same.detections == both.fine.detections
+
+    # A newer model with its own triage model (here: the bundled one with a stricter threshold): a triage pass with
+    # it is made from the cached coarse tiles, and chooses fewer tiles.
+    conn = connect(db)
+    probs = sorted(
+        p for (p,) in conn.execute("SELECT max_prob FROM scan_tiles WHERE scan_id = ?", (both.triage.scan_id,))
+    )
+    conn.close()
+    stricter = load(BUNDLED_TRIAGE_PATH)
+    stricter.threshold = probs[-1]  # the hottest coarse tile alone, and its ring
+    version = _register_bundled(db, triage=stricter)
+    new = rescan(db, both.fine.scan_id, version)
+    assert len(tile_server.tile_requests()) == requests  # from the cache alone
+    conn = connect(db)
+    try:
+        layer = get_scan(conn, new.scan_id)
+        pass2 = get_scan(conn, layer.params.triage["scan_id"])
+        kept = {(t.x, t.y) for t in scan_tiles_at(conn, new.scan_id, 18)}
+        assert [s.id for s in finished_scans(conn)] == [both.fine.scan_id, same.scan_id, new.scan_id]
+    finally:
+        conn.close()
+    assert pass2.id != both.triage.scan_id and pass2.params.triage["role"] == "triage"
+    assert (pass2.zoom, pass2.model_version, pass2.parent_scan_id) == (17, f"{version}-triage", None)
+    assert layer.params.triage["threshold"] == pytest.approx(stricter.threshold, abs=1e-6)
+    assert 0 < len(kept) == layer.params.triage["tiles_kept"] < len(parent) and new.tiles_missing_from_cache == 0
+    assert kept <= set(parent) and "made now from the cached coarse tiles" in new.triage
+
+    # That triage pass is one like any: a second rescan, and a triaged scan with that model, reuse it.
+    again = rescan(db, both.fine.scan_id, version)
+    assert "reused" in again.triage and f"triage pass {pass2.id} " in again.triage
+    scan = run_triage_scan(
+        aoi, tile_server.url, 18, db, ScanSettings(workers=2, progress=False, model_path=version), triage_zoom=17
+    )
+    assert (
+        scan.triage.scan_id == pass2.id and scan.triage.tiles_processed_now == 0 and scan.fine_tiles_kept == len(kept)
+    )
+
+
+def test_a_triage_pass_is_no_layer_to_rescan(tmp_path):
+    from amberwatch.errors import ConflictError
+    from amberwatch.scan.rescan import rescan
+
+    db = tmp_path / "p.db"
+    conn = connect(db)
+    ensure_schema(conn)
+    coarse = NewScan(
+        "a", '{"type": "Polygon"}', "src", "src-id", 17, "0", 0.01, ScanParams(triage={"role": "triage"}), 4
+    )
+    scan_id = create_scan(conn, coarse)
+    set_scan_status(conn, scan_id, "finished")
+    conn.close()
+    with pytest.raises(ConflictError, match=f"scan {scan_id} is the triage pass"):
+        rescan(db, scan_id, "0")
+
+
+@pytest.mark.slow
+def test_a_dated_triaged_scan_keeps_its_date_on_both_passes_and_its_fine_pass_is_that_dates_layer(
+    tile_server, tmp_path
+):
+    from click.testing import CliRunner
+
+    from amberwatch.cli import main
+    from amberwatch.results.timeline import load_timeline
+
+    region, _aoi = _small_region(tile_server)
+    db = tmp_path / "p.db"
+    bbox = bbox_arg(tiles_bbox(region.x0, region.y0, 12, 12))
+    coarse_requests = []
+    for date in ("2019-06-26", "2023-06-26"):
+        mark = len(tile_server.tile_requests())
+        args = ["scan", "--bbox", bbox, "--imagery", tile_server.url, "--db", str(db), "--triage-zoom", "17"]
+        args += ["--imagery-date", date, "--workers", "2", "--no-progress"]
+        result = CliRunner().invoke(main, args, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        coarse_requests.append(_requests_at(tile_server, 17, mark))
+    # Each date fetched its own coarse tiles (the date is part of the imagery's identity on both passes).
+    assert min(coarse_requests) >= 36
+    conn = connect(db)
+    try:
+        rows = conn.execute("SELECT id, zoom, imagery_date, imagery_source_id FROM scans ORDER BY id").fetchall()
+        layers = [layer.scan for layer in scan_layers(conn)]
+        timeline = load_timeline(conn, {}, aoi_geojson=layers[0].aoi_geojson)
+    finally:
+        conn.close()
+    assert [(z, date) for _id, z, date, _src in rows] == [
+        (17, "2019-06-26"),
+        (18, "2019-06-26"),
+        (17, "2023-06-26"),
+        (18, "2023-06-26"),
+    ]
+    assert all(src.endswith("@" + date) for _id, _z, date, src in rows)
+    assert sorted((s.zoom, s.imagery_date) for s in layers) == [(18, "2019-06-26"), (18, "2023-06-26")]
+    assert [s.params.triage["role"] for s in layers] == ["after", "after"]
+    assert timeline.dates == ("2019-06-26", "2023-06-26") and timeline.sites
+    assert all(site.status == "stable" for site in timeline.sites)  # the same imagery at both dates
+
+    # A rescan with a version that has its own triage model triages again at the layer's date, from its cache entries.
+    from amberwatch.model.modelfile import BUNDLED_TRIAGE_PATH, load
+    from amberwatch.results.store import get_scan
+    from amberwatch.scan.rescan import rescan
+
+    late = max(layers, key=lambda s: s.imagery_date)
+    out = rescan(db, late.id, _register_bundled(db, triage=load(BUNDLED_TRIAGE_PATH)))
+    conn = connect(db)
+    try:
+        layer = get_scan(conn, out.scan_id)
+        coarse = get_scan(conn, layer.params.triage["scan_id"])
+    finally:
+        conn.close()
+    assert "made now" in out.triage and out.tiles_missing_from_cache == 0
+    assert layer.imagery_date == coarse.imagery_date == "2023-06-26"
+    assert coarse.imagery_source_id == layer.imagery_source_id == late.imagery_source_id

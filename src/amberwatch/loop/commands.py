@@ -41,6 +41,14 @@ from amberwatch.project import Project
     help="Weight of each correction (review, /label) against an imported example in the pretrained head's training: "
     "a new place's own examples count more (measured: RESULTS.md round 12).",
 )
+@click.option(
+    "--triage/--no-triage",
+    default=True,
+    show_default=True,
+    help="Also train the new version's own triage model for 'scan --triage-zoom' (pretrained recipe; the same "
+    "examples at half resolution, about as long again as the candidate's training); without one its scans triage "
+    "with the bundled triage model.",
+)
 @recipe_option
 def retrain_command(
     db: str,
@@ -53,6 +61,7 @@ def retrain_command(
     split_seeds: int,
     f1_tolerance: float,
     local_weight: float,
+    triage: bool,
     recipe: str,
 ) -> None:
     """Train a new model version from the examples and reviewed corrections; promote it unless it is worse."""
@@ -73,6 +82,7 @@ def retrain_command(
             split_seeds=split_seeds,
             log=lambda m: click.echo(m, err=True),
             local_weight=local_weight,
+            triage=triage,
         )
     click.echo(result.table())
     if not result.promoted:

@@ -34,9 +34,10 @@ from amberwatch.labels.store import ExampleStore
 from amberwatch.model.dataset import ChipSet
 from amberwatch.model.head import warm_up
 from amberwatch.model.metrics import binary_metrics, cv_basis, f1_statement
+from amberwatch.model.modelfile import load as load_model_file
 from amberwatch.model.pretrained import Int8Calibration, PretrainedRecipe
 from amberwatch.model.processes import warm_pool
-from amberwatch.model.recipes import pretrained_recipe
+from amberwatch.model.recipes import TRIAGE_METADATA, TRIAGE_MIN_RECALL, pretrained_recipe, triage_recipe
 from amberwatch.model.registry import ModelRegistry
 from amberwatch.model.train import cross_validate, train_with_cv
 from amberwatch.project import Project
@@ -105,6 +106,7 @@ class RetrainResult:
     counts: dict
     seconds: float
     candidate_cv: dict = field(default_factory=dict)  # the CV metrics stored in the candidate's file (its threshold's)
+    triage: str = ""  # the triage model that goes with the candidate, in words (its own, or why the bundled one)
     details: dict = field(default_factory=dict, repr=False)  # per-example OOF arrays, folds, sha256s (for experiments)
 
     def table(self) -> str:
@@ -145,6 +147,8 @@ class RetrainResult:
             lines.append(
                 f"Candidate's own CV, stored with it: {f1_statement(self.candidate_cv, cv_basis(self.candidate_cv))}"
             )
+        if self.triage:
+            lines.append(f"Triage model (scan --triage-zoom): {self.triage}")
         if self.promoted and self.forced and self.reasons:
             lines.append(f"Promoted v{self.candidate_version} despite: {'; '.join(self.reasons)} (--force)")
         elif self.promoted:
@@ -338,12 +342,15 @@ def retrain(
     split_seeds: int = 1,
     log: Log | None = None,
     local_weight: float = DEFAULT_LOCAL_WEIGHT,
+    triage: bool = True,
 ) -> RetrainResult:
     """Train a candidate on the store's active examples, compare with the current model, register, maybe promote.
 
     The candidate's threshold comes from ``split_seeds`` fold splits (one by default: a candidate in seconds;
     the bundled model pools five). A pretrained candidate keeps the current model's int8 ranges when it has them,
     and its head weighs each correction ``local_weight`` times an imported example (the CNN recipe weighs all 1).
+    With ``triage`` a pretrained candidate gets its own triage model (``scan --triage-zoom``), registered with it:
+    the same examples at half resolution, its threshold chosen for block-CV recall (``train_triage``).
     ``db``: the command's open Project, or a project DB path opened for this retrain alone.
     """
     t_start = time.perf_counter()
@@ -352,15 +359,15 @@ def retrain(
     with Project.using(db) as project:
         config = config or pretrained_recipe(feature_cache=str(project.feature_cache_path()))
         with warm_pool(workers, warm_up if isinstance(config, PretrainedRecipe) else None):  # starts while data load
-            settings = (n_folds, seed, force, f1_tolerance, min_precision, workers, split_seeds, local_weight)
+            settings = (n_folds, seed, force, f1_tolerance, min_precision, workers, split_seeds, local_weight, triage)
             result = _retrain(project, config, settings, log)
     result.seconds = round(time.perf_counter() - t_start, 1)
     return result
 
 
 def _retrain(project: Project, config, settings: tuple, log: Log | None) -> RetrainResult:
-    """retrain's body, in its pool of workers (settings: retrain's keywords from n_folds to local_weight)."""
-    n_folds, seed, force, f1_tolerance, min_precision, workers, split_seeds, local_weight = settings
+    """retrain's body, in its pool of workers (settings: retrain's keywords from n_folds to triage)."""
+    n_folds, seed, force, f1_tolerance, min_precision, workers, split_seeds, local_weight, with_triage = settings
     data = load_training_data(project)
     counts = {**data.chips.counts(), "corrections": int(data.is_correction.sum()), "folds": n_folds}
     if isinstance(config, PretrainedRecipe):
@@ -396,7 +403,12 @@ def _retrain(project: Project, config, settings: tuple, log: Log | None) -> Retr
     _score_current(runs, registry, current, config, seed, log, workers)
     result = _decide(runs, project, current, counts, force, f1_tolerance)
     result.candidate_cv = dict(candidate.metadata.get("cv") or {})
-    _register(registry, result, candidate, data, counts, seed)
+    triage_clf, result.triage = None, "none of its own (--no-triage): the bundled one goes with it"
+    if with_triage:
+        triage_clf, result.triage = train_triage(
+            data.chips, config, current, (n_folds, seed, workers, split_seeds), log
+        )
+    _register(registry, result, candidate, data, counts, seed, triage_clf)
     result.details = {
         "sha256s": data.sha256s,
         "labels": data.chips.labels,
@@ -409,6 +421,35 @@ def _retrain(project: Project, config, settings: tuple, log: Log | None) -> Retr
         "threshold_candidate": candidate.threshold,
     }
     return result
+
+
+def train_triage(chips: ChipSet, config, current, cv: tuple[int, int, int, int], log: Log | None = None):
+    """The triage model of a candidate trained on ``chips`` with ``config`` -> (model or None, what it is in words).
+
+    The same recipe at half the examples' resolution (``recipes.triage_recipe``), trained on the same examples with
+    the same weights, its threshold the highest keeping block-CV recall >= TRIAGE_MIN_RECALL (the bundled triage
+    model's rule), the current triage model's int8 ranges kept. ``cv``: (folds, seed, workers, split seeds)."""
+    recipe = triage_recipe(config)
+    if recipe is None:
+        return None, "none of its own (the cnn recipe has none): the bundled one goes with it"
+    n_folds, seed, workers, split_seeds = cv
+    if log:
+        log("triage model: the same examples at half resolution, threshold for block-CV recall")
+    clf, _ = train_with_cv(
+        chips,
+        recipe,
+        seed=seed,
+        n_folds=n_folds,
+        log=log,
+        workers=workers,
+        split_seeds=split_seeds,
+        int8_ranges=current.triage_int8_ranges() if recipe.int8 else None,
+        min_recall=TRIAGE_MIN_RECALL,
+    )
+    clf.metadata.update(TRIAGE_METADATA)
+    recall = (clf.metadata.get("cv") or {}).get("recall")
+    at = f", block-CV recall {recall:.2f}" if recall is not None else ""
+    return clf, f"its own, threshold {clf.threshold:.4f}{at} (target {TRIAGE_MIN_RECALL})"
 
 
 class _CurrentModel:
@@ -434,6 +475,15 @@ class _CurrentModel:
     def int8_ranges(self) -> dict[str, list[float]] | None:
         """The current model's int8 activation ranges when it is a pretrained model that has them."""
         calibration = getattr(self._loaded(), "int8", None)
+        return calibration.ranges if isinstance(calibration, Int8Calibration) else None
+
+    def triage_int8_ranges(self) -> dict[str, list[float]] | None:
+        """The int8 activation ranges of the current model's triage model, when it has them."""
+        try:
+            triage = load_model_file(self.registry.triage_model(self.version).path)
+        except AmberwatchError:
+            return None
+        calibration = getattr(triage, "int8", None)
         return calibration.ranges if isinstance(calibration, Int8Calibration) else None
 
     def threshold(self) -> float:
@@ -583,9 +633,10 @@ def _decide(
 
 
 def _register(
-    registry: ModelRegistry, result: RetrainResult, candidate, data: TrainingData, counts: dict, seed: int
+    registry: ModelRegistry, result: RetrainResult, candidate, data: TrainingData, counts: dict, seed: int, triage
 ) -> None:
-    """Register the candidate with its scores and comparison; promote it when the decision says so."""
+    """Register the candidate (and its triage model) with its scores and comparison; promote it when the decision
+    says so."""
     reasons, force = result.reasons, result.forced
     info = registry.register(
         candidate,
@@ -599,6 +650,7 @@ def _register(
         parent_version=result.current_version,
         note=("retrained" if result.promoted else "refused: " + "; ".join(reasons))
         + f" ({counts['corrections']} corrections)",
+        triage=triage,
     )
     result.candidate_version = info.version
     result.candidate.version = info.version

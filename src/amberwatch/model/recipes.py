@@ -40,12 +40,31 @@ def default_config(*, epochs: int | None = None, members: int | None = None) -> 
 
 RECIPES = ("pretrained", "pretrained-linear", "cnn")
 
+# The triage model (scan --triage-zoom 17): the recipe on the examples downsampled by 2 (what a z17 tile shows).
+TRIAGE_SCALE = 0.5
+# Its scored window matches the examples' extent at the working resolution, as the default's 15 cells do at 0.38 m/px:
+# the crops' median side (~214 px) halved is ~107 px, 7 cells of 16 px (15 cells scored every z17 window on 4x the
+# ground a chip covered: scores collapsed to ~0 everywhere on the served pyramid, RESULTS.md round 14).
+TRIAGE_WINDOW_CELLS = 7
+# Its threshold: the highest keeping block-CV recall >= 0.8 on the crops (crop recall understates a pit field's, which
+# spans several windows and keeps a ring of neighbours; at 0.97 the threshold is ~1e-6 and keeps every tile).
+TRIAGE_MIN_RECALL = 0.8
+TRIAGE_METADATA = {"role": "triage", "zoom_offset": -1}  # what marks a model file as a triage model
+
 
 def pretrained_recipe(*, feature_cache: str | None = None, head: str = "mlp") -> PretrainedRecipe:
     """The default recipe: frozen EfficientNet-Lite0 features and an MLP head (scripts/experiments/RESULTS.md)."""
     if head == "linear":  # the round-5 recipe: logistic regression on the means and stages 3 and 5's deviations
         return PretrainedRecipe(feature_cache=feature_cache, head=head, wide_std_stages=())
     return PretrainedRecipe(feature_cache=feature_cache, head=head)
+
+
+def triage_recipe(recipe: Recipe) -> PretrainedRecipe | None:
+    """The recipe of the triage model that goes with a model of ``recipe``: the same backbone and head at half the
+    examples' resolution with a window of TRIAGE_WINDOW_CELLS; None for the CNN recipe (no triage model of its own)."""
+    if not isinstance(recipe, PretrainedRecipe):
+        return None
+    return replace(recipe, scale=recipe.scale * TRIAGE_SCALE, window_cells=TRIAGE_WINDOW_CELLS)
 
 
 def recipe_by_name(

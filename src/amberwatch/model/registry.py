@@ -2,6 +2,8 @@
 
 Version 0 is the bundled model shipped in the package and is always listed; versions 1, 2, ... are
 made by ``amberwatch train``, ``retrain`` or ``models add FILE`` and stored as ``<db stem>-models/v<N>.pt``.
+A version may carry its own triage model (``scan --triage-zoom``; ``retrain`` trains one) in ``v<N>-triage.pt``,
+checked by its sha256 like the model's; without one (and for version 0) the bundled triage model goes with it.
 The current version is the one most recently promoted (0 when none has been). A scan without ``--model``
 uses it: ``scan.engine.resolve_model`` loads ``ModelRegistry.current_version`` (``current_model`` is the same for
 library callers).
@@ -9,6 +11,7 @@ library callers).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -54,6 +57,12 @@ MIGRATIONS: list[str] = [
         promoted_at TEXT NOT NULL
     );
     """,
+    """
+    -- the triage model trained with a version (scan --triage-zoom), inside <db stem>-models/ (NULL: the bundled one)
+    ALTER TABLE model_versions ADD COLUMN triage_file_name TEXT;
+    ALTER TABLE model_versions ADD COLUMN triage_sha256 TEXT;
+    ALTER TABLE model_versions ADD COLUMN triage_metrics_json TEXT NOT NULL DEFAULT '{}';  -- its threshold and CV
+    """,
 ]
 
 
@@ -93,6 +102,7 @@ class ModelVersion:
     note: str | None = None
     is_current: bool = False
     file_sha256: str | None = None
+    triage: TriageModel | None = None  # the triage model that goes with it (None: the bundled one is missing)
 
     def as_dict(self) -> dict:
         """Plain JSON-able dict for CLI output and the web app."""
@@ -110,7 +120,37 @@ class ModelVersion:
             "note": self.note,
             "current": self.is_current,
             "file_sha256": self.file_sha256,
+            "triage": self.triage.as_dict() if self.triage else None,
         }
+
+
+@dataclass(frozen=True)
+class TriageModel:
+    """The triage model of a version: its file, whether the version has its own (else the bundled one), its
+    threshold and the block-CV metrics it was chosen on."""
+
+    path: Path
+    own: bool
+    threshold: float | None
+    cv: dict = field(default_factory=dict)
+    file_sha256: str | None = None  # a version's own file, checked before a scan uses it
+
+    def as_dict(self) -> dict:
+        """Plain JSON-able dict for CLI output."""
+        return {
+            "path": str(self.path),
+            "own": self.own,
+            "threshold": self.threshold,
+            "cv": self.cv,
+            "file_sha256": self.file_sha256,
+        }
+
+    def describe(self) -> str:
+        """One line: whose triage model it is and its threshold."""
+        whose = f"own ({self.path.name})" if self.own else "bundled"
+        recall = self.cv.get("recall")
+        at = f", block-CV recall {recall:.2f}" if recall is not None else ""
+        return f"{whose}, threshold {self.threshold:.4f}{at}" if self.threshold is not None else whose
 
 
 def _sha256_file(path: Path) -> str:
@@ -215,17 +255,20 @@ class ModelRegistry:
         comparison: dict | None = None,
         parent_version: int | None = None,
         note: str | None = None,
+        triage=None,
     ) -> ModelVersion:
-        """Save a Classifier as the next version's file and record it (not promoted)."""
+        """Save a Classifier as the next version's file and record it (not promoted); ``triage``: the triage model
+        trained with it, saved beside it as ``v<N>-triage.pt``."""
         self.dir.mkdir(parents=True, exist_ok=True)
         self.conn.execute("BEGIN IMMEDIATE")
-        path: Path | None = None
+        written: list[Path] = []
         try:
             row = self.conn.execute("SELECT COALESCE(MAX(version), 0) FROM model_versions").fetchone()
             version = int(row[0]) + 1
             path = self.dir / f"v{version}.pt"
             classifier.version = str(version)
             classifier.metadata["registry_version"] = version
+            written.append(path)
             classifier.save(path)
             self.conn.execute(
                 "INSERT INTO model_versions (version, file_name, file_sha256, parent_version, training_fingerprint,"
@@ -247,13 +290,46 @@ class ModelRegistry:
                     utc_now_iso(),
                 ),
             )
+            self._save_triage(triage, version, written)
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
-            if path is not None and path.exists():
-                path.unlink()
+            for written_path in written:
+                written_path.unlink(missing_ok=True)
             raise
         return self.get(version)
+
+    def _save_triage(self, triage, version: int, written: list[Path]) -> None:
+        """Write a version's triage model beside it (version label ``<N>-triage``, so its scans are told apart) and
+        record its file, sha256, threshold and CV in the version's row (inside register's transaction)."""
+        if triage is None:
+            return
+        path = self.dir / f"v{version}-triage.pt"
+        triage.version = f"{version}-triage"
+        triage.metadata.update({"registry_version": version, "role": "triage"})
+        written.append(path)
+        triage.save(path)
+        metrics = {"threshold": float(triage.threshold), "cv": dict(triage.metadata.get("cv") or {})}
+        self.conn.execute(
+            "UPDATE model_versions SET triage_file_name = ?, triage_sha256 = ?, triage_metrics_json = ?"
+            " WHERE version = ?",
+            (path.name, _sha256_file(path), json.dumps(metrics, sort_keys=True), version),
+        )
+
+    def triage_model(self, version: int | str | None = None) -> TriageModel:
+        """The triage model that goes with a version (None: the current one): its own, its file checked against
+        the sha256 registered with it, else the bundled one; ModelError when that file is missing or changed."""
+        info = self.get(self.current_version() if version is None else version)
+        triage = info.triage
+        if triage is None or not triage.path.exists():
+            where = str(triage.path) if triage else "the package"
+            raise ModelError(f"model version {info.version}: its triage model file is missing from {where!r}")
+        if triage.own and _sha256_file(triage.path) != triage.file_sha256:
+            raise ModelError(
+                f"model version {info.version}: triage model file {str(triage.path)!r} differs from the one "
+                f"registered with it (sha256 {triage.file_sha256})"
+            )
+        return triage
 
     def add(self, classifier, *, note: str) -> ModelVersion:
         """Register a trained model (from ``train`` or a model file) with what its metadata records (not promoted)."""
@@ -302,15 +378,8 @@ class ModelRegistry:
     def _bundled(self, current: int) -> ModelVersion:
         from amberwatch.model.modelfile import BUNDLED_PATH
 
-        metadata: dict = {}
         path: Path | None = BUNDLED_PATH if BUNDLED_PATH.exists() else None
-        if path is not None:
-            try:
-                from amberwatch.model.modelfile import load as load_file
-
-                metadata = dict(load_file(path).metadata)
-            except ModelError:
-                metadata = {}
+        metadata = _file_metadata(path)
         counts = metadata.get("counts") or {}
         return ModelVersion(
             version=BUNDLED_VERSION,
@@ -324,6 +393,7 @@ class ModelRegistry:
             metrics=_bundled_metrics(metadata),
             note="bundled with amberwatch" if path else "bundled model file missing",
             is_current=current == BUNDLED_VERSION,
+            triage=_bundled_triage(),
         )
 
     def _from_row(self, row: sqlite3.Row, current: int) -> ModelVersion:
@@ -341,7 +411,49 @@ class ModelRegistry:
             note=row["note"],
             is_current=int(row["version"]) == current,
             file_sha256=row["file_sha256"],
+            triage=self._row_triage(row),
         )
+
+    def _row_triage(self, row: sqlite3.Row) -> TriageModel | None:
+        """A registered version's own triage model, else the bundled one."""
+        if not row["triage_file_name"]:
+            return _bundled_triage()
+        metrics = json.loads(row["triage_metrics_json"] or "{}")
+        return TriageModel(
+            self.dir / row["triage_file_name"],
+            True,
+            metrics.get("threshold"),
+            metrics.get("cv") or {},
+            row["triage_sha256"],
+        )
+
+
+def _file_metadata(path: Path | None) -> dict:
+    """The metadata of a bundled model file ({} when it is missing or unreadable), read once per file version."""
+    if path is None or not path.exists():
+        return {}
+    stat = path.stat()
+    return dict(_read_metadata(str(path), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=8)
+def _read_metadata(path: str, _mtime_ns: int, _size: int) -> dict:
+    from amberwatch.model.modelfile import load as load_file
+
+    try:
+        return dict(load_file(path).metadata)
+    except ModelError:
+        return {}
+
+
+def _bundled_triage() -> TriageModel | None:
+    """The bundled triage model (None when its file is missing from the package)."""
+    from amberwatch.model.modelfile import BUNDLED_TRIAGE_PATH
+
+    metadata = _file_metadata(BUNDLED_TRIAGE_PATH)
+    if not metadata:
+        return None
+    return TriageModel(BUNDLED_TRIAGE_PATH, False, metadata.get("threshold"), dict(metadata.get("cv") or {}))
 
 
 def _bundled_metrics(metadata: dict) -> dict:

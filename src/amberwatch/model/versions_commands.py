@@ -27,7 +27,7 @@ def models_group() -> None:
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def models_list(db: str, as_json: bool) -> None:
-    """List model versions with their training counts and metrics; * marks the current one."""
+    """List model versions with their training counts, metrics and triage model; * marks the current one."""
     from amberwatch.model.metrics import cv_basis
     from amberwatch.model.registry import ModelRegistry
 
@@ -37,8 +37,8 @@ def models_list(db: str, as_json: bool) -> None:
         click.echo(json.dumps([v.as_dict() for v in versions], indent=2))
         return
     click.echo(
-        f"{'':1} {'version':>7}  {'created':<25} {'mining':>6} {'not':>6} {'thresh':>6} {'cv_f1':>6} {'rev_acc':>7}  "
-        "(cv_f1 at thresh) measured by; note"
+        f"{'':1} {'version':>7}  {'created':<25} {'mining':>6} {'not':>6} {'thresh':>6} {'cv_f1':>6} {'rev_acc':>7} "
+        f"{'triage (thresh)':>17}  (cv_f1 at thresh) measured by; note"
     )
     for v in versions:
         cv = v.metrics.get("cv") or {}
@@ -46,9 +46,16 @@ def models_list(db: str, as_json: bool) -> None:
         basis = cv_basis(cv) if cv.get("f1") is not None else "-"
         click.echo(
             f"{'*' if v.is_current else ' '} {v.version:>7}  {_fmt(v.created_at):<25} {_fmt(v.n_mining):>6} "
-            f"{_fmt(v.n_not_mining):>6} {_fmt(cv.get('threshold')):>6} {_fmt(cv.get('f1')):>6} {_fmt(rev):>7}  "
-            f"{basis}; {v.note or ''}"
+            f"{_fmt(v.n_not_mining):>6} {_fmt(cv.get('threshold')):>6} {_fmt(cv.get('f1')):>6} {_fmt(rev):>7} "
+            f"{_triage_cell(v.triage):>17}  {basis}; {v.note or ''}"
         )
+
+
+def _triage_cell(triage) -> str:
+    """The triage model that goes with a version: its own or the bundled one, and its threshold."""
+    if triage is None:
+        return "-"
+    return f"{'own' if triage.own else 'bundled'} ({_fmt(triage.threshold, 4)})"
 
 
 @models_group.command("show")

@@ -100,7 +100,8 @@ def _fmt_duration(seconds: float) -> str:
     "--triage-model",
     type=click.Path(dir_okay=False),
     default=None,
-    help="With --triage-zoom: the triage model file [default: the bundled triage model].",
+    help="With --triage-zoom: the triage model file [default: the one retrain trained with the scan's model, else the "
+    "bundled triage model].",
 )
 @click.option(
     "--worker-cache",

@@ -34,7 +34,7 @@ from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.open import open_ref
 from amberwatch.imagery.types import TILE_SIZE_PX, ImageryRef, LngLatBbox, ground_resolution_m_per_px
 from amberwatch.model.int8_check import Int8Check
-from amberwatch.model.modelfile import Model
+from amberwatch.model.modelfile import BUNDLED_TRIAGE_PATH, Model
 from amberwatch.model.modelfile import load as load_model
 from amberwatch.model.processes import pool_context
 from amberwatch.model.registry import ModelRegistry, names_a_version
@@ -221,9 +221,14 @@ class ResolvedModel:
     version: str
 
 
+def _names_a_file(model_path: str | None) -> bool:
+    """Whether a --model value is a model file rather than a registered version (None: the current version)."""
+    return bool(model_path) and (Path(model_path).exists() or not names_a_version(model_path))
+
+
 def resolve_model(db: Project | str | os.PathLike[str], model_path: str | None) -> ResolvedModel:
     """The model of a model file, a registered version ('3') or the project's current model."""
-    if model_path and (Path(model_path).exists() or not names_a_version(model_path)):
+    if _names_a_file(model_path):
         clf = load_model(model_path)
         return ResolvedModel(clf, str(Path(model_path).resolve()), clf.version)
     with Project.using(db) as project:
@@ -231,6 +236,16 @@ def resolve_model(db: Project | str | os.PathLike[str], model_path: str | None) 
         info = registry.get(model_path or registry.current_version())
         clf = registry.load(info.version)
     return ResolvedModel(clf, str(info.path) if info.path else None, str(info.version))
+
+
+def resolve_triage_model(db: Project | str | os.PathLike[str], model_path: str | None) -> str:
+    """The triage model file that goes with a scan's model (a file, a registered version or the current one): the
+    version's own (from ``retrain``, its sha256 checked), else the bundled triage model."""
+    if _names_a_file(model_path):
+        return str(BUNDLED_TRIAGE_PATH)
+    with Project.using(db) as project:
+        registry = project.store(ModelRegistry)
+        return str(registry.triage_model(model_path or registry.current_version()).path)
 
 
 def scan_context(

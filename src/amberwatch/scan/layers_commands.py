@@ -29,10 +29,23 @@ from amberwatch.options import ID, db_option
     default=None,
     help="Drop detections smaller than this [default: the scan's].",
 )
+@click.option(
+    "--triage-model",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="For a scan made with --triage-zoom: the triage model file to triage again with [default: the one that "
+    "goes with --model, see 'models list'].",
+)
 def rescan_command(
-    scan_id: int, model_version: str, db: str, cache_path: str | None, min_area_ha: float | None
+    scan_id: int,
+    model_version: str,
+    db: str,
+    cache_path: str | None,
+    min_area_ha: float | None,
+    triage_model: str | None,
 ) -> None:
-    """Re-classify finished scan SCAN with another model version from the tile cache (no download) into a new layer."""
+    """Re-classify finished scan SCAN with another model version from the tile cache (no download) into a new layer;
+    a layer scanned after triage is triaged again with the version's triage model where that changes the pass."""
     from amberwatch.scan.rescan import rescan
 
     out = rescan(
@@ -42,6 +55,7 @@ def rescan_command(
         cache_path=cache_path,
         min_area_ha=min_area_ha,
         on_event=lambda msg: click.echo(msg, err=True),
+        triage_model=triage_model,
     )
     click.echo(
         f"Scan {out.scan_id} (rescan of scan {out.parent_scan_id} with model v{out.model_version}): "
@@ -54,6 +68,8 @@ def rescan_command(
         )
         + "."
     )
+    if out.triage:
+        click.echo(f"After {out.triage}.")
     click.echo(f"Detections: {out.detections} covering {out.detections_area_ha:.2f} ha.")
     click.echo(f"  Compare:  amberwatch scan diff {out.parent_scan_id} {out.scan_id} --db {db}")
 

@@ -4,6 +4,12 @@ The new layer is a ``scans`` row with ``parent_scan_id`` set, the same AOI, imag
 ``scan_tiles`` grids and detections. Tiles are classified by the scan's own unit worker
 (``amberwatch.scan.worker.process_unit``) over a read-only cache source, so the imagery is never
 fetched again and every tile sees exactly the input an ordinary scan would give it.
+
+A layer scanned after triage (``scan --triage-zoom``) is rescanned after triage too. Triage depends on the triage
+model, not on the accurate one: with the triage model that goes with the new version (``--triage-model`` for
+another) the triage pass is the parent's when that model made it, else a finished triage pass of the same imagery
+and model, else one made now from the cached coarse tiles (a triage pass like any, which later scans reuse); the
+layer covers the fine tiles that pass keeps, its units cut to them as in the scan.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from amberwatch.imagery.aoi import AOI, aoi_from_geojson
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.mosaic import open_cached_source
 from amberwatch.imagery.types import ImageryRef, ground_resolution_m_per_px
+from amberwatch.model.modelfile import load as load_model
 from amberwatch.model.registry import ModelRegistry
 from amberwatch.project import Project
 from amberwatch.results.records import CORE_KEYS, Scan
@@ -30,19 +37,23 @@ from amberwatch.results.store import (
     TileRow,
     create_scan,
     detection_totals,
+    find_scan,
     get_scan,
+    scan_identity,
     scan_tiles_at,
     set_scan_status,
+    update_scan_counts,
     write_tiles,
 )
 from amberwatch.scan.engine import DEFAULT_MIN_AREA_HA, choose_precision, finish_scan, scan_context, scan_params
 from amberwatch.scan.tiling import DEFAULT_UNIT_ZOOM_DELTA, iter_units
+from amberwatch.scan.triage import KeepRule, choose_fine_tiles
 from amberwatch.scan.worker import ScanContext, process_unit, release, remember_model, remember_source
 
 
 @dataclass
 class RescanOutcome:
-    """Summary of a rescan: the new layer and what it holds."""
+    """Summary of a rescan: the new layer and what it holds (and, after triage, which triage pass chose its tiles)."""
 
     scan_id: int
     parent_scan_id: int
@@ -53,6 +64,7 @@ class RescanOutcome:
     detections: int
     detections_area_ha: float
     seconds: float
+    triage: str = ""  # after triage: the triage pass that chose the layer's tiles, in words
 
 
 def _parent_scan(conn: sqlite3.Connection, scan_id: int) -> Scan:
@@ -61,7 +73,17 @@ def _parent_scan(conn: sqlite3.Connection, scan_id: int) -> Scan:
         raise ConflictError(
             f"scan {scan_id} is {scan.status!r}, not finished: finish it (run the same scan command again) first"
         )
+    if _triage_role(scan) == "triage":
+        raise ConflictError(
+            f"scan {scan_id} is the triage pass of a triaged scan (it only chooses tiles): rescan the layer scanned "
+            "after it, which triages again with the new model's triage model"
+        )
     return scan
+
+
+def _triage_role(scan: Scan) -> str:
+    """'triage' (a triage pass), 'after' (the layer scanned after one) or '' (a plain scan)."""
+    return str((scan.params.triage or {}).get("role", ""))
 
 
 def _cache_file(parent: Scan, cache_path, project: Project) -> Path:
@@ -80,9 +102,11 @@ def rescan(
     cache_path: str | os.PathLike[str] | None = None,
     min_area_ha: float | None = None,
     on_event: Callable[[str], None] | None = None,
+    triage_model: str | os.PathLike[str] | None = None,
 ) -> RescanOutcome:
     """Re-classify finished scan SCAN with a registered model version into a new result layer (``db``: the
-    command's open Project, or a project DB path opened for this rescan alone)."""
+    command's open Project, or a project DB path opened for this rescan alone). A layer scanned after triage is
+    triaged again with ``triage_model`` (default: the one that goes with the version) where that changes the pass."""
     say = on_event or (lambda _msg: None)
     started = time.perf_counter()
     with Project.using(db, create=False) as project:
@@ -92,7 +116,12 @@ def rescan(
         registry = project.store(ModelRegistry)
         info = registry.get(model_version)
         clf = registry.load(info.version)
-        layer = _plan_layer(conn, parent, clf, info, _cache_file(parent, cache_path, project), min_area_ha)
+        cache_file = _cache_file(parent, cache_path, project)
+        layer = _plan_layer(conn, parent, clf, _model_path(info), cache_file, min_area_ha)
+        triage = ""
+        if _triage_role(parent) == "after":
+            triage_file = triage_model or registry.triage_model(info.version).path
+            layer, triage = _after_triage(conn, parent, layer, load_model(triage_file), str(triage_file), say)
         new_id = create_scan(conn, layer.new_scan, layer.copied)
         say(
             f"scan {new_id}: rescan of scan {scan_id} with model v{info.version}, {len(layer.done):,} tiles "
@@ -111,6 +140,7 @@ def rescan(
             detections=detections,
             detections_area_ha=hectares,
             seconds=round(time.perf_counter() - started, 2),
+            triage=triage,
         )
 
 
@@ -125,15 +155,21 @@ class _Layer:
     context: ScanContext
     unit_delta: int
     min_area_ha: float
+    only: frozenset[tuple[int, int]] | None = None  # after triage: the kept tiles, the only ones units hold
+
+
+def _model_path(info) -> str | None:
+    """The file a registered version's workers load (None: the bundled model)."""
+    return str(info.path) if info.version != 0 and info.path else None
 
 
 def _plan_layer(
-    conn: sqlite3.Connection, parent: Scan, clf, info, cache_file: Path, min_area_ha: float | None
+    conn: sqlite3.Connection, parent: Scan, clf, model_path: str | None, cache_file: Path, min_area_ha: float | None
 ) -> _Layer:
-    """The new layer's scans row, worker context and tiles, from the parent scan and the model version."""
+    """The new layer's scans row, worker context and tiles, from the parent scan and the model (``clf``, loaded from
+    ``model_path``; None: the bundled one)."""
     scan_id, zoom, params = parent.id, parent.zoom, parent.params
-    version = str(info.version)
-    model_path = str(info.path) if info.version != 0 and info.path else None
+    version = str(clf.version)
     aoi = aoi_from_geojson(json.loads(parent.aoi_geojson), name=parent.name or f"scan {scan_id}")
     tile_res = float(
         params.tile_resolution_m_per_px or ground_resolution_m_per_px(float(aoi.geometry.centroid.y), zoom)
@@ -194,7 +230,7 @@ def _rescan_tiles(conn: sqlite3.Connection, new_id: int, layer: _Layer, clf) -> 
         # A cache-only source under the context's key means process_unit can never reach the network.
         remember_source(context, cache, open_cached_source(cache, context.imagery.spec.removeprefix("cache:")))
         remember_model(context.model_path, context.model_version, clf, context.int8)
-        return _classify_tiles(conn, new_id, layer.aoi, layer.unit_delta, layer.done, context)
+        return _classify_tiles(conn, new_id, layer, context)
     except BaseException:
         set_scan_status(conn, new_id, "failed")
         raise
@@ -202,13 +238,14 @@ def _rescan_tiles(conn: sqlite3.Connection, new_id: int, layer: _Layer, clf) -> 
         release()  # closes the seeded source and the cache
 
 
-def _classify_tiles(
-    conn: sqlite3.Connection, new_id: int, aoi: AOI, unit_delta: int, done: set, context: ScanContext
-) -> tuple[int, int]:
-    """Run the scan worker over the parent's done tiles, unit by unit; (tiles rescanned, tiles missing from cache)."""
+def _classify_tiles(conn: sqlite3.Connection, new_id: int, layer: _Layer, context: ScanContext) -> tuple[int, int]:
+    """Run the scan worker over the layer's tiles to classify, unit by unit (after triage, units hold the kept tiles
+    alone, as in the scan); (tiles rescanned, tiles missing from cache)."""
     rescanned = missing = 0
-    for unit in iter_units(aoi.geometry, context.zoom, unit_zoom_delta=unit_delta):
-        todo = tuple(t for t in unit.tiles if t in done)
+    for unit in iter_units(layer.aoi.geometry, context.zoom, unit_zoom_delta=layer.unit_delta):
+        if layer.only is not None:
+            unit = replace(unit, tiles=tuple(t for t in unit.tiles if t in layer.only))
+        todo = tuple(t for t in unit.tiles if t in layer.done)
         if not todo:
             continue
         rows = []
@@ -223,3 +260,44 @@ def _classify_tiles(
             rows.append(t)
         write_tiles(conn, new_id, rows)
     return rescanned, missing
+
+
+def _after_triage(
+    conn: sqlite3.Connection, parent: Scan, layer: _Layer, triage_clf, triage_file: str, say: Callable[[str], None]
+) -> tuple[_Layer, str]:
+    """The layer of a rescan of a triaged layer: the tiles kept by the triage pass of ``triage_clf`` (the parent's,
+    one reused, or one made from the cache) -> (the layer, which triage pass chose its tiles in words)."""
+    parent_triage = dict(parent.params.triage or {})
+    triage_id, made = _triage_pass(conn, get_scan(conn, int(parent_triage["scan_id"])), triage_clf, triage_file, layer)
+    if triage_id == int(parent_triage["scan_id"]):  # the same pass: the parent's tiles, as it scanned them
+        kept = frozenset((t.x, t.y) for t in scan_tiles_at(conn, parent.id, parent.zoom))
+        return replace(layer, only=kept), f"triage pass {triage_id} of the parent (the same triage model)"
+    total = int(parent_triage.get("tiles_aoi") or parent.tiles_total or 0)
+    chosen = choose_fine_tiles(conn, triage_id, layer.aoi, parent.zoom, KeepRule.from_params(parent_triage), total)
+    copied = [t for t in layer.copied if (t.x, t.y) in chosen.kept]
+    done = set(chosen.kept) - {(t.x, t.y) for t in copied}
+    params = replace(layer.new_scan.params, triage=chosen.params)
+    new_scan = replace(layer.new_scan, params=params, tiles_total=len(chosen.kept))
+    how = "made now from the cached coarse tiles" if made else "reused"
+    text = (
+        f"triage pass {triage_id} ({how}, triage model {triage_clf.version}, threshold {chosen.threshold:.4f}): "
+        f"{len(chosen.kept):,} of {total:,} tiles kept (the parent scanned {len(layer.copied) + len(layer.done):,})"
+    )
+    say(text)
+    return replace(layer, new_scan=new_scan, copied=copied, done=done, only=chosen.kept), text
+
+
+def _triage_pass(conn: sqlite3.Connection, old: Scan, triage_clf, triage_file: str, fine: _Layer) -> tuple[int, bool]:
+    """The finished triage pass of ``old``'s imagery, AOI and zoom with ``triage_clf``: ``old`` itself or another
+    when one matches, else one made from the cached tiles of ``old`` -> (its id, whether it was made now)."""
+    plan = _plan_layer(conn, old, triage_clf, triage_file, Path(fine.context.cache_path), old.params.min_area_ha)
+    # A triage pass like any scan's (no parent): a later scan or rescan with the same triage model reuses it.
+    new = replace(plan.new_scan, parent_scan_id=None, name=f"{old.name} (triage model {triage_clf.version})")
+    found = find_scan(conn, scan_identity(new))
+    if found is not None and get_scan(conn, found).status == "finished":
+        return found, False
+    scan_id = create_scan(conn, new, plan.copied)
+    _rescan_tiles(conn, scan_id, plan, triage_clf)
+    update_scan_counts(conn, scan_id)
+    set_scan_status(conn, scan_id, "finished")  # a triage pass only chooses tiles: no detections of its own
+    return scan_id, True

@@ -1,14 +1,15 @@
 """``scan --triage-zoom 17``: a coarse pass with the triage model chooses the fine tiles the accurate model scans.
 
 Pass 1 scans the AOI at the triage zoom with the triage model (a scan of its own, marked ``triage``, resumable,
-without detections). Pass 2 scans at the fine zoom only the AOI's tiles under coarse tiles whose max probability
-reaches the triage model's threshold (and coarse tiles that failed), with a ring of coarse neighbours, with the
-accurate model, and builds detections as any scan. Both passes are ordinary engine runs (local pool or Dask).
+without detections). Pass 2 scans at the fine zoom only the AOI's tiles near coarse cells that reach the triage
+model's threshold (every cell of a failed coarse tile), by a ``KeepRule``, with the accurate model, and builds
+detections as any scan. Both passes are ordinary engine runs (local pool or Dask).
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
@@ -16,10 +17,9 @@ import numpy as np
 
 from amberwatch.errors import InvalidInputError
 from amberwatch.imagery.aoi import AOI
-from amberwatch.model.modelfile import BUNDLED_TRIAGE_PATH
 from amberwatch.project import Project
 from amberwatch.results.store import TileRow, get_scan, tiles_to_look_closer
-from amberwatch.scan.engine import ScanOutcome, ScanSettings, plan_scan, run_scan
+from amberwatch.scan.engine import ScanOutcome, ScanSettings, plan_scan, resolve_triage_model, run_scan
 from amberwatch.scan.tiling import iter_units
 
 
@@ -94,6 +94,14 @@ class KeepRule:
     seed_threshold: float = 0.3
     seed_ring_cells: int = 32
 
+    @classmethod
+    def from_params(cls, triage: dict) -> KeepRule:
+        """The rule a fine pass's ``ScanParams.triage`` records (a pass from before round 15, kept by whole coarse
+        tiles, gets today's rule)."""
+        if "ring_cells" not in triage:
+            return cls()
+        return cls(int(triage["ring_cells"]), float(triage["seed_threshold"]), int(triage["seed_ring_cells"]))
+
     def key(self) -> str:
         """The rule in the fine pass's identity key."""
         return f"cells-ring{self.ring_cells}-seed{self.seed_threshold:g}-ring{self.seed_ring_cells}"
@@ -142,7 +150,7 @@ def run_triage_scan(
     if not 0 <= triage_zoom < zoom:
         raise InvalidInputError(f"--triage-zoom {triage_zoom} must be below the scan's --zoom {zoom}")
     say = on_event or (lambda _msg: None)
-    model = triage_model or str(BUNDLED_TRIAGE_PATH)
+    model = triage_model or resolve_triage_model(db, settings.model_path)
     coarse_settings = replace(
         settings,
         model_path=model,
@@ -153,19 +161,39 @@ def run_triage_scan(
     with Project.using(db) as project:
         say(f"triage: pass 1 at zoom {triage_zoom} with {model}")
         coarse = run_scan(aoi, imagery, triage_zoom, project, coarse_settings, on_event=say, on_warnings=on_warnings)
-        stored = get_scan(project.conn, coarse.scan_id)
-        threshold, cells = float(stored.model_threshold), int(stored.params.cells_per_tile)
-        hot = list(tiles_to_look_closer(project.conn, coarse.scan_id, threshold))
-        kept = kept_fine_tiles(hot, threshold, cells, triage_zoom, zoom, aoi, rule)
         total = plan_scan(aoi, zoom, max_tiles=settings.max_tiles).tiles
+        chosen = choose_fine_tiles(project.conn, coarse.scan_id, aoi, zoom, rule, total)
+        kept, threshold = chosen.kept, chosen.threshold
         say(
-            f"triage: {len(hot)} of {coarse.tiles_total} zoom-{triage_zoom} tiles reach {threshold:.3f}: "
+            f"triage: {chosen.hot} of {coarse.tiles_total} zoom-{triage_zoom} tiles reach {threshold:.3f}: "
             f"{len(kept):,} of {total:,} zoom-{zoom} tiles to scan ({rule.key()}), {total - len(kept):,} skipped"
         )
-        params = _fine_params(coarse.scan_id, triage_zoom, threshold, rule, total, len(kept))
-        fine_settings = replace(settings, triage=params, only_tiles=kept)
+        fine_settings = replace(settings, triage=chosen.params, only_tiles=kept)
         fine = run_scan(aoi, imagery, zoom, project, fine_settings, on_event=say, on_warnings=on_warnings)
     return TriageOutcome(coarse, fine, total, len(kept), threshold)
+
+
+@dataclass(frozen=True)
+class FineTiles:
+    """What a finished triage pass chose: the fine tiles to scan and the fine pass's ``ScanParams.triage``."""
+
+    kept: frozenset[tuple[int, int]]
+    hot: int  # coarse tiles with a cell at or above the threshold, or failed
+    threshold: float
+    params: dict
+
+
+def choose_fine_tiles(
+    conn: sqlite3.Connection, triage_scan_id: int, aoi: AOI, zoom: int, rule: KeepRule, total: int
+) -> FineTiles:
+    """The AOI's tiles at ``zoom`` a finished triage pass keeps by ``rule`` (``total``: the AOI's tiles there), for a
+    triaged scan and for a rescan that triages again (``scan.rescan``)."""
+    coarse = get_scan(conn, triage_scan_id)
+    threshold, cells = float(coarse.model_threshold), int(coarse.params.cells_per_tile)
+    hot = list(tiles_to_look_closer(conn, triage_scan_id, threshold))
+    kept = kept_fine_tiles(hot, threshold, cells, coarse.zoom, zoom, aoi, rule)
+    params = _fine_params(triage_scan_id, coarse.zoom, threshold, rule, total, len(kept))
+    return FineTiles(kept, len(hot), threshold, params)
 
 
 def _fine_params(scan_id: int, triage_zoom: int, threshold: float, rule: KeepRule, total: int, kept: int) -> dict:
