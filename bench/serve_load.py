@@ -6,7 +6,7 @@ server on it (``python -m amberwatch.cli serve --trusted-proxy 127.0.0.1``, a su
 ``--readers`` simulated readers start at once (httpx, async; each its own client, so its own cookies, and its own
 ``X-Forwarded-For`` address, as readers behind a CDN or proxy are told apart), each one request at a time:
 
-- a map load: the page, ``/api/scans``, ``/api/detections?scan=N``;
+- a map load: the page, ``/api/scans``, ``/api/detections?scan=N``, ``/api/places`` and ``/api/locator.svg``;
 - ``--tiles`` tile requests (the cached base tiles and the overviews above them, chosen at random per reader);
 - one flag (``POST /api/detections/{id}/feedback``, the detections in turn).
 
@@ -44,11 +44,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import mercantile
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests.story.conftest: the fixture project with real imagery
 
 FIRST_RANGE_BYTES = 16_384  # what the pmtiles browser build asks for first: header and root directory
+PLACES_LIMIT = 3 * 60  # static/map.js asks for 3x its label limit (at most 60 on a large screen)
 MAP_MAX_FIT_ZOOM = 16  # static/map.js fits the sites' bounds with maxZoom 16
 TEXT_TYPES = ("text/", "application/json", "application/geo+json", "application/javascript")
 
@@ -63,6 +65,7 @@ class Fixture:
     zoom: int
     detection_ids: tuple[int, ...]
     tiles: tuple[tuple[int, int, int], ...]
+    bbox: str  # "west,south,east,north" of the scan's tiles, as the map asks for place labels
 
 
 @dataclass(frozen=True)
@@ -84,12 +87,22 @@ def make_fixture(folder: Path) -> Fixture:
     made = make_story_db(folder)
     with TileCache(made.cache) as cache:
         level = set(cache.ok_tiles(SOURCE_ID, ZOOM))
+    bounds = [mercantile.bounds(x, y, ZOOM) for x, y in level]
+    bbox = ",".join(
+        f"{v:.5f}"
+        for v in (
+            min(b.west for b in bounds) - 0.05,
+            min(b.south for b in bounds) - 0.03,
+            max(b.east for b in bounds) + 0.05,
+            max(b.north for b in bounds) + 0.03,
+        )
+    )
     tiles = []
     for z in range(ZOOM, ZOOM - 6, -1):
         tiles += [(z, x, y) for x, y in sorted(level)]
         level = parent_tiles(level)
     ids = (*made.cached_ids, made.thumbnail_only_id, made.bare_id)
-    return Fixture(made.db, made.scan_id, SOURCE_ID, ZOOM, ids, tuple(tiles))
+    return Fixture(made.db, made.scan_id, SOURCE_ID, ZOOM, ids, tuple(tiles), bbox)
 
 
 def free_port() -> int:
@@ -132,6 +145,8 @@ async def reader(i: int, base: str, fx: Fixture, n_tiles: int, rng: random.Rando
         await timed(answers, "page", client.get("/"))
         await timed(answers, "scans", client.get("/api/scans"))
         await timed(answers, "detections", client.get("/api/detections", params={"scan": fx.scan_id}))
+        await timed(answers, "places", client.get("/api/places", params={"bbox": fx.bbox, "limit": PLACES_LIMIT}))
+        await timed(answers, "locator", client.get("/api/locator.svg", params={"scan": fx.scan_id}))
         for z, x, y in rng.sample(fx.tiles, min(n_tiles, len(fx.tiles))):
             url = f"/tiles/{fx.source_id}/{z}/{x}/{y}"
             await timed(answers, "tile", client.get(url, params={"base": fx.zoom}))
@@ -159,7 +174,7 @@ def report_load(answers: list[Answer], wall_s: float, readers: int) -> None:
     print(f"\nLoad: {readers} readers at once, each one request at a time (at most {readers} in flight)")
     print(f"{len(answers)} requests in {wall_s:.2f} s: {len(answers) / wall_s:.1f} requests/s")
     print(f"{'kind':<11} {'count':>6} {'p50 ms':>8} {'p95 ms':>8} {'errors':>7} {'non-2xx':>8}")
-    for kind in ("page", "scans", "detections", "tile", "flag"):
+    for kind in ("page", "scans", "detections", "places", "locator", "tile", "flag"):
         got = [a for a in answers if a.kind == kind]
         if not got:
             continue
@@ -223,6 +238,8 @@ def live_first_view(base: str, fx: Fixture, viewport: tuple[int, int]) -> tuple[
             add("page scripts and styles", path)
         layer = next(s for s in add("api", "/api/scans").json()["scans"] if s["id"] == fx.scan_id)
         add("api", "/api/detections", scan=fx.scan_id)
+        add("api", "/api/places", bbox=fx.bbox, limit=PLACES_LIMIT)
+        add("api", "/api/locator.svg", scan=fx.scan_id)
         z, tiles = first_screen(layer["bounds"], layer["scanned_bounds"], viewport)
         for x, y in tiles:
             add("tiles", f"/tiles/{fx.source_id}/{z}/{x}/{y}", base=fx.zoom)
@@ -238,7 +255,7 @@ def static_first_view(site: Path, live: list) -> tuple[dict[str, int], dict[str,
     zipped = {"page": _zipped(html.encode(), "text/html")}
     for part, names in (
         ("viewer scripts (pmtiles)", ["assets/pmtiles.js", "assets/pmtiles-layer.js"]),
-        ("config, sites, places", ["config.json", "sites.geojson", "places.geojson"]),
+        ("config, sites, places, locator", ["config.json", "sites.geojson", "places.geojson", "locator.svg"]),
     ):
         data = [(site / name).read_bytes() for name in names]
         raw[part] = sum(map(len, data))

