@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+from dataclasses import replace
 
 import mercantile
 import numpy as np
@@ -320,7 +321,10 @@ def test_a_rescan_of_a_triaged_layer_triages_again_only_when_its_triage_model_ch
 
     _region, aoi = _small_region(tile_server)
     db = tmp_path / "p.db"
-    both = run_triage_scan(aoi, tile_server.url, 18, db, ScanSettings(workers=2, progress=False), triage_zoom=17)
+    # Narrow rings (no wide seed ring, which covers this small region whole): a stricter triage keeps fewer tiles.
+    narrow = KeepRule(ring_cells=2, seed_threshold=1.0, seed_ring_cells=2)
+    settings = ScanSettings(workers=2, progress=False)
+    both = run_triage_scan(aoi, tile_server.url, 18, db, settings, triage_zoom=17, rule=narrow)
     parent = _tiles_of(db, both.fine.scan_id)
     requests = len(tile_server.tile_requests())
 
@@ -360,7 +364,7 @@ def test_a_rescan_of_a_triaged_layer_triages_again_only_when_its_triage_model_ch
     again = rescan(db, both.fine.scan_id, version)
     assert "reused" in again.triage and f"triage pass {pass2.id} " in again.triage
     scan = run_triage_scan(
-        aoi, tile_server.url, 18, db, ScanSettings(workers=2, progress=False, model_path=version), triage_zoom=17
+        aoi, tile_server.url, 18, db, replace(settings, model_path=version), triage_zoom=17, rule=narrow
     )
     assert (
         scan.triage.scan_id == pass2.id and scan.triage.tiles_processed_now == 0 and scan.fine_tiles_kept == len(kept)
