@@ -42,13 +42,12 @@ def variants() -> dict[str, dict]:
         "epochs_10": {"mlp": replace(mlp, epochs=10)},
         "epochs_40": {"mlp": replace(mlp, epochs=40)},
         "hidden_16": {"mlp": replace(mlp, hidden=16)},
-        "no_wide": {"recipe": {"wide_std_stages": ()}},
+        "single_mlp": {"recipe": {"wide_std_stages": ()}},  # one MLP on every cached feature, no blend
         "wide_only": {"recipe": {"wide_weight": 1.0}},
         "dihedral_views_only": {"views": 8},
         "linear_C0.1": {"recipe": {"head": "linear", "wide_std_stages": ()}},
         "linear_C0.01": {"recipe": {"head": "linear", "wide_std_stages": (), "C": 0.01}},
         "linear_C1": {"recipe": {"head": "linear", "wide_std_stages": (), "C": 1.0}},
-        "means_only_mlp": {"recipe": {"std_stages": (), "wide_std_stages": ()}},
     }
 
 
