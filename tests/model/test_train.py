@@ -7,7 +7,13 @@ import pytest
 
 from amberwatch.errors import ModelError
 from amberwatch.model.dataset import ChipSet, load_folder, texty_block_key
-from amberwatch.model.metrics import binary_metrics, choose_threshold, recall_threshold
+from amberwatch.model.metrics import (
+    binary_metrics,
+    choose_threshold,
+    field_recall_threshold,
+    field_scores,
+    recall_threshold,
+)
 from amberwatch.model.train import block_folds, fit, train_with_cv
 from tests.fixtures.training import small_config
 
@@ -82,6 +88,19 @@ def test_recall_threshold_is_the_highest_keeping_the_target_recall():
     assert binary_metrics(y, p, t)["recall"] == 0.8 and t == pytest.approx((p[6] + p[5]) / 2)
     t = recall_threshold(y, p, 0.97)  # every positive: halfway below the lowest one
     assert binary_metrics(y, p, t)["recall"] == 1.0 and t == pytest.approx((p[4] + p[3]) / 2)
+
+
+def test_a_field_is_found_when_any_of_its_positive_crops_reaches_the_threshold():
+    # Fields a (2 positives, 1 negative), b (1 positive), c (2 negatives), d (1 positive).
+    fields = ["a", "a", "a", "b", "c", "c", "d"]
+    y = np.array([1, 1, 0, 1, 0, 0, 1])
+    p = np.array([0.2, 0.9, 0.95, 0.4, 0.6, 0.1, 0.05])
+    scores, positive = field_scores(y, p, fields)
+    assert scores.tolist() == [0.9, 0.4, 0.6, 0.05] and positive.tolist() == [1, 1, 0, 1]  # a's negative not counted
+    # Two of three fields (a and b) at 0.4 while crop recall is 2 of 4 there: the threshold sits below b's 0.4.
+    t = field_recall_threshold(y, p, fields, 0.6)
+    assert t == pytest.approx((0.4 + 0.2) / 2) and recall_threshold(y, p, 0.6) < t
+    assert field_recall_threshold(y, p, fields, 0.97) == pytest.approx(0.05)  # nothing scored lower: d's own score
 
 
 @pytest.mark.slow

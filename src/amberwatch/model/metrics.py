@@ -94,3 +94,31 @@ def best_f1_threshold(labels: np.ndarray, probs: np.ndarray) -> float:
     """Threshold of maximum F1 on these scores (choose_threshold's max-F1 rule): a diagnostic, never stored."""
     # No precision target can be met, so choose_threshold falls back to its max-F1 threshold.
     return choose_threshold(labels, probs, min_precision=float("inf"))
+
+
+def field_scores(labels: np.ndarray, probs: np.ndarray, fields: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per field (e.g. a source image): (score, 1 if it holds a positive) -> a positive field's score is the best of
+    its positive crops' (it is found when any reaches the threshold), a negative field's the best of its crops'."""
+    y = np.asarray(labels).astype(bool)
+    best: dict[str, list] = {}
+    for f, pos, p in zip(fields, y, np.asarray(probs, dtype=np.float64)):
+        entry = best.setdefault(f, [-np.inf, False])
+        if pos and not entry[1]:
+            entry[:] = [p, True]
+        elif pos == entry[1]:
+            entry[0] = max(entry[0], p)
+    scores = np.array([s for s, _ in best.values()], dtype=np.float64)
+    return scores, np.array([int(pos) for _, pos in best.values()], dtype=np.int64)
+
+
+def field_recall_threshold(labels: np.ndarray, probs: np.ndarray, fields: list[str], min_recall: float) -> float:
+    """Highest threshold at which >= min_recall of the fields holding positives have a positive crop reaching it
+    (a triage model's: a pit field is found when any of its cells is), halfway to the next lower crop score."""
+    scores, positive = field_scores(labels, probs, fields)
+    if not positive.any():
+        return 0.5
+    pos = np.sort(scores[positive == 1])[::-1]
+    t = float(pos[min(len(pos) - 1, max(0, int(np.ceil(min_recall * len(pos))) - 1))])
+    p = np.asarray(probs, dtype=np.float64)
+    lower = p[p < t]
+    return float((t + lower.max()) / 2) if len(lower) else t
