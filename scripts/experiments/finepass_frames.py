@@ -1,5 +1,5 @@
 """Where the fine pass after triage spends its pixels, and whether its kept tiles get the full scan's grids
-(RESULTS round 16).
+(RESULTS round 17).
 
 Reuses the scans ``triage_keep.py`` leaves in its ``--dir`` (``full.db``: the full z18 scan, ``triage.db``: the
 triage pass and the fine passes run with ``--run``) and the full scan's tile cache, read from the cache alone.
@@ -8,7 +8,7 @@ grid with the full scan's:
 
 - ``cut``: units cut to the kept tiles, so each 8 x 8 square frames the bounding box of its kept tiles (round 15);
 - ``full``: units framed as the full scan's, only the model's backbone passes the kept tiles' cells need run
-  (``worker.block_passes``), only the tiles those passes read read (the engine since round 16).
+  (``worker.block_passes``), only the tiles those passes read read (the engine since round 17).
 
 Counts, not timings: pixels = the backbone passes' input pixels (halos included), over the full scan's; reads =
 tile reads, over the full scan's; same = kept tiles whose grid equals the full scan's byte for byte.
