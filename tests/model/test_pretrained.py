@@ -147,6 +147,30 @@ def test_embedding_comes_from_the_score_map_pass_and_files_without_one_still_loa
         again.embed_chips([image])
 
 
+@pytest.mark.parametrize("int8", [False, True])
+def test_the_passes_a_few_cells_need_give_them_the_whole_maps_scores_and_skip_the_rest(clf, int8):
+    """A scan runs only the backbone passes the wanted cells' windows reach (a fine pass after triage): those cells
+    score exactly as in the whole map, in fp32 and int8, and the other passes are not run."""
+    small = PretrainedClassifier(
+        clf.head, replace(clf.recipe, chunk_px=192), threshold=clf.threshold, embedding=clf.embedding, int8=clf.int8
+    )
+    small.set_int8(int8)
+    image = np.random.default_rng(1).integers(0, 255, (640, 640, 3), dtype=np.uint8)  # 40 x 40 cells, 4 x 4 passes
+    every = small.scan_passes(640, 640)
+    assert len(every) == 16 and small.passes_for(640, 640, 2, None) == every
+    probs, cells = small.grid_and_cell_embeddings(image, margin_cells=2)
+    wanted = np.zeros(probs.shape, dtype=bool)
+    wanted[3:5, 4:6] = True  # near the top-left corner: its windows reach 7 cells, into the first 2 x 2 passes
+    passes = small.passes_for(640, 640, 2, wanted)
+    assert len(passes) == 4 and set(passes) < set(every)
+    some, some_cells = small.grid_and_cell_embeddings(image, margin_cells=2, passes=passes)
+    np.testing.assert_array_equal(some[wanted], probs[wanted])
+    np.testing.assert_array_equal(some_cells[:, wanted], cells[:, wanted])
+    assert not np.array_equal(some, probs)  # the cells far from them were not scored
+    wanted[:] = True
+    assert small.passes_for(640, 640, 2, wanted) == every
+
+
 def test_mlp_files_from_before_the_wide_part_still_load(clf):
     """A release-3 file (MLP on the means and stages 3 and 5's deviations, no wide_* keys) loads and scores."""
     recipe = replace(clf.recipe, wide_std_stages=())

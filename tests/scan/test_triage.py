@@ -31,7 +31,7 @@ from amberwatch.results.store import (
 from amberwatch.scan.engine import ScanSettings, run_scan
 from amberwatch.scan.triage import KeepRule, fine_tiles_near, hot_cells, kept_fine_tiles, run_triage_scan
 from tests.fixtures.pyramid_region import build_region
-from tests.scan.conftest import CENTER, TEXTY, bbox_arg, tiles_bbox
+from tests.scan.conftest import CENTER, TEXTY, bbox_arg, put_mosaic_tiles, tile_origin, tiles_bbox
 
 HECTARE_TOLERANCE = 0.05  # triage's hectares on the pit fields within 5 % of the full scan's there
 
@@ -129,6 +129,28 @@ def test_a_triage_pass_and_the_fine_pass_after_it_never_resume_a_plain_scan(tmp_
     # The triage pass is no result layer: not on the map, not a date of a timeline, never the latest result.
     assert [s.id for s in finished_scans(conn)] == [ids[0], ids[2]]
     assert [layer.scan.id for layer in scan_layers(conn)] == [ids[2], ids[0]]
+
+
+@pytest.mark.slow
+def test_a_fine_pass_gives_its_tiles_the_full_scans_grids_running_and_reading_only_what_it_needs(tile_server, tmp_path):
+    from dataclasses import replace
+
+    x0, y0 = tile_origin((160, 0))
+    x0, y0 = x0 // 8 * 8, y0 // 8 * 8  # one block of the tile grid, 8 x 8 tiles, and real imagery all round it
+    put_mosaic_tiles(tile_server, x0 - 1, y0 - 1, 10, 10)
+    aoi = aoi_from_bbox(bbox_arg(tiles_bbox(x0, y0, 8, 8)))
+    settings = ScanSettings(workers=1, progress=False)
+    run_scan(aoi, tile_server.url, 18, tmp_path / "full.db", settings)
+    full, mark = _grids(tmp_path / "full.db")["tiles"], len(tile_server.tile_requests())
+    # Two far corners of the block: cut to them, the block would frame their bounding box, the first tile at its
+    # corner with nothing beyond the margin where the full scan had imagery.
+    kept = frozenset({(x0 + 1, y0 + 1), (x0 + 6, y0 + 7)})
+    fine = replace(settings, only_tiles=kept, triage={"key": "after-triage:test", "role": "after"})
+    run_scan(aoi, tile_server.url, 18, tmp_path / "fine.db", fine)
+    mine = _grids(tmp_path / "fine.db")["tiles"]
+    assert [row for row in full if (row[1], row[2]) in kept] == mine and len(mine) == 2
+    # 2 of the frame's 3 x 3 backbone passes ran, and they read 2 x 4 x 4 of the 10 x 10 tiles the full scan read.
+    assert _requests_at(tile_server, 18, mark) == 32 and _requests_at(tile_server, 18) - 32 == 100
 
 
 def _served_region(tile_server) -> tuple:

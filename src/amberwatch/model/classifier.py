@@ -7,6 +7,7 @@ import io
 import os
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,17 @@ def as_rgb_chip(chip: np.ndarray, name: str = "chip") -> np.ndarray:
     return to_rgb_array(img, name)
 
 
+Px = tuple[int, int, int, int]  # a rectangle of an image in pixels: (top, bottom, left, right), ends excluded
+
+
+@dataclass(frozen=True)
+class ScanPass:
+    """One backbone pass of a score map: the pixels whose cells it writes, and those it reads (them and a halo)."""
+
+    writes: Px
+    reads: Px
+
+
 class VersionedModel:
     """What both recipes' models share: metadata, and a version kept in it."""
 
@@ -86,11 +98,17 @@ class VersionedModel:
         if on:
             raise ModelError(f"model v{self.version} ({self.kind}) has no int8 backbone (recipe pretrained has)")
 
+    def passes_for(self, h_px: int, w_px: int, margin_cells: int, wanted: np.ndarray | None) -> list[ScanPass]:
+        """The backbone passes grid_and_cell_embeddings needs over an h_px x w_px image for the ``wanted`` cells
+        (bool, the cells at least margin_cells from the edges; None: all): here one pass over the whole image."""
+        whole = (0, h_px, 0, w_px)
+        return [ScanPass(whole, whole)]
+
     def grid_and_cell_embeddings(
-        self, image: np.ndarray, margin_cells: int = 0
+        self, image: np.ndarray, margin_cells: int = 0, passes: list[ScanPass] | None = None
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """predict_grid's P(mining) per cell at least margin_cells from the edges, and per-cell embedding sums
-        (None: this model has no embedding)."""
+        (None: this model has no embedding). ``passes`` (from passes_for) is for models that tile their passes."""
         grid = self.predict_grid(image)
         return grid[inner_cells(*grid.shape, margin_cells)], None
 

@@ -35,7 +35,7 @@ from amberwatch.model.backbone import (
     pool_maps,
 )
 from amberwatch.model.backbone_onnx import QUANTIZATION, OnnxBackbone, int8_ranges, onnx_backbone
-from amberwatch.model.classifier import VersionedModel, as_rgb_chip, payload_bytes, write_atomically
+from amberwatch.model.classifier import ScanPass, VersionedModel, as_rgb_chip, payload_bytes, write_atomically
 from amberwatch.model.dataset import TEXTY_RESOLUTION_M_PER_PX, ChipSet
 from amberwatch.model.features import DIHEDRAL_VIEWS, FeatureCache, chip_features, dihedral, prep_key, rescale
 from amberwatch.model.head import HEADS, Head, MlpSettings, blend_heads, fit_linear, fit_mlp_parts
@@ -299,13 +299,15 @@ class PretrainedClassifier(VersionedModel):
         means, biases excluded (a linear head's row is its class activation map)."""
         return self.cell_maps(image, moments=False)[0][: self.head.hidden]
 
-    def cell_maps(self, image: np.ndarray, moments: bool = True) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    def cell_maps(
+        self, image: np.ndarray, moments: bool = True, passes: list[ScanPass] | None = None
+    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
         """Image HxWx3 -> per-cell maps (C, H/cell, W/cell), bias excluded, and the std stages' moments.
 
         The maps hold the head's first-layer rows applied to the mean features, then the embedding's rows. The
         moments are, per grid (cell_px, or a coarser stage's stride), the means of x and then of x^2 of every
         channel of the std stages on that grid: coarse stages stay coarse, a quarter of the memory or less (none
-        when moments is False).
+        when moments is False). With ``passes`` (some of scan_passes') only their cells are computed, zeros elsewhere.
         """
         arr = as_rgb_chip(image, "image")
         h, w = arr.shape[:2]
@@ -316,25 +318,48 @@ class PretrainedClassifier(VersionedModel):
         if ph or pw:
             arr = np.pad(arr, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(h, w) > step else "edge")
         H, W = arr.shape[:2]
-        out = torch.empty(len(self._stage_w[0][0]), H // cell, W // cell)  # the passes write every cell
+        new = torch.empty if passes is None else torch.zeros  # all passes write every cell
+        out = new(len(self._stage_w[0][0]), H // cell, W // cell)
         on_grid: dict[int, int] = {}
         for block in self._std_blocks if moments else []:
             on_grid[block.grid] = max(on_grid.get(block.grid, 0), 2 * block.moments[1])
-        by_grid = {g: torch.empty(c, H // g, W // g) for g, c in on_grid.items()}
-        halo = self.recipe.halo_px
+        by_grid = {g: new(c, H // g, W // g) for g, c in on_grid.items()}
         with torch.inference_mode():
-            for y0, y1 in _spans(H, self.recipe.chunk_px):
-                for x0, x1 in _spans(W, self.recipe.chunk_px):
-                    ya, xa = max(0, y0 - halo), max(0, x0 - halo)
-                    yb, xb = min(H, y1 + halo), min(W, x1 + halo)
-                    total, parts = self._cells(arr[ya:yb, xa:xb], moments, (y0 - ya, y1 - ya, x0 - xa, x1 - xa))
-                    out[:, y0 // cell : y1 // cell, x0 // cell : x1 // cell] = total
-                    for g, grid_parts in parts.items():  # written straight in: no concatenated copy of the parts
-                        target, start = by_grid[g][:, y0 // g : y1 // g, x0 // g : x1 // g], 0
-                        for part in grid_parts:
-                            target[start : start + len(part)] = part
-                            start += len(part)
+            for one in self.scan_passes(H, W) if passes is None else passes:
+                (y0, y1, x0, x1), (ya, yb, xa, xb) = one.writes, one.reads
+                total, parts = self._cells(arr[ya:yb, xa:xb], moments, (y0 - ya, y1 - ya, x0 - xa, x1 - xa))
+                out[:, y0 // cell : y1 // cell, x0 // cell : x1 // cell] = total
+                for g, grid_parts in parts.items():  # written straight in: no concatenated copy of the parts
+                    target, start = by_grid[g][:, y0 // g : y1 // g, x0 // g : x1 // g], 0
+                    for part in grid_parts:
+                        target[start : start + len(part)] = part
+                        start += len(part)
         return out[:, : h // cell, : w // cell], by_grid
+
+    def scan_passes(self, h_px: int, w_px: int) -> list[ScanPass]:
+        """The backbone passes cell_maps makes over an image of h_px x w_px (padded to multiples of 32), in order:
+        near-equal chunks of at most ~chunk_px, each reading a halo of halo_px around it."""
+        step, halo, chunk = INPUT_MULTIPLE_PX, self.recipe.halo_px, self.recipe.chunk_px
+        H, W = h_px + -h_px % step, w_px + -w_px % step
+        return [
+            ScanPass((y0, y1, x0, x1), (max(0, y0 - halo), min(H, y1 + halo), max(0, x0 - halo), min(W, x1 + halo)))
+            for y0, y1 in _spans(H, chunk)
+            for x0, x1 in _spans(W, chunk)
+        ]
+
+    def passes_for(self, h_px: int, w_px: int, margin_cells: int, wanted: np.ndarray | None) -> list[ScanPass]:
+        """The passes of scan_passes whose cells the windows of the ``wanted`` cells (bool, the cells at least
+        margin_cells from the edges; None: all) take in: computed alone, those cells score as in the whole map."""
+        every = self.scan_passes(h_px, w_px)
+        if wanted is None or wanted.all():
+            return every
+        cell, r, m = self.cell_px, self.recipe.window_cells // 2, margin_cells
+        kept = []
+        for one in every:  # the wanted cells whose windows reach into this pass's cells
+            y0, y1, x0, x1 = (max(0, v // cell - m + d) for v, d in zip(one.writes, (-r, r, -r, r), strict=True))
+            if wanted[y0:y1, x0:x1].any():
+                kept.append(one)
+        return kept
 
     def _cells(
         self, pixels: np.ndarray, moments: bool, keep: tuple[int, int, int, int]
@@ -466,11 +491,12 @@ class PretrainedClassifier(VersionedModel):
         return self.grid_and_cell_embeddings(image)[0]
 
     def grid_and_cell_embeddings(
-        self, image: np.ndarray, margin_cells: int = 0
+        self, image: np.ndarray, margin_cells: int = 0, passes: list[ScanPass] | None = None
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """predict_grid's P(mining) per cell, and the (dims, H/cell, W/cell) per-cell embedding values (or None),
-        both for the cells at least margin_cells from the image's edges only (a scan's context is not scored)."""
-        z, cells = self._first_layer(image, margin_cells)
+        both for the cells at least margin_cells from the image's edges only (a scan's context is not scored); with
+        ``passes`` (passes_for's) only the cells they were chosen for are meaningful."""
+        z, cells = self._first_layer(image, margin_cells, passes)
         head = self.head
         shift = self.int8.offset if self._fast.int8 else 0.0  # cell_maps made _fast
         # An int8 scan's correction row is linear in the window's features: taken off the logit, outside the ReLU.
@@ -488,10 +514,12 @@ class PretrainedClassifier(VersionedModel):
             cells = np.concatenate([cells, self.embedding.logit_scale * logits.numpy()[None]])
         return probs, cells
 
-    def _first_layer(self, image: np.ndarray, margin_cells: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _first_layer(
+        self, image: np.ndarray, margin_cells: int, passes: list[ScanPass] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The first layer's rows (the head's, biases added, then an int8 scan's correction row) of every window at
         least margin_cells from the image's edges, and those cells' per-cell embedding values (or None)."""
-        maps, moments = self.cell_maps(image)
+        maps, moments = self.cell_maps(image, passes=passes)
         k, m, n = self.recipe.window_cells, margin_cells, self._rows
         h, w = maps.shape[1:]
         inner_cells(h, w, m)  # a named error before any work

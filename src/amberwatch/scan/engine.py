@@ -619,16 +619,15 @@ def _pending_units(
     only: frozenset[tuple[int, int]] | None = None,
 ) -> Iterator[tuple[Unit, tuple]]:
     """Stream (unit, tiles still to do) skipping finished tiles, one indexed query per unit; with ``only`` (the fine
-    pass after triage) each unit holds those of its tiles alone, so its blocks span them alone."""
+    pass after triage) only those tiles are to do, in units (and so blocks) framed as the full scan's."""
     for unit in iter_units(aoi.geometry, zoom, unit_zoom_delta=delta):
-        if only is not None:
-            unit = replace(unit, tiles=tuple(t for t in unit.tiles if t in only))
-            if not unit.tiles:
-                continue
-        xs = [x for x, _ in unit.tiles]
-        ys = [y for _, y in unit.tiles]
+        wanted = unit.tiles if only is None else tuple(t for t in unit.tiles if t in only)
+        if not wanted:
+            continue
+        xs = [x for x, _ in wanted]
+        ys = [y for _, y in wanted]
         finished = finished_tiles_in(conn, scan_id, zoom, (min(xs), max(xs)), (min(ys), max(ys)))
-        todo = tuple(t for t in unit.tiles if t not in finished)
+        todo = tuple(t for t in wanted if t not in finished)
         if todo:
             yield unit, todo
 

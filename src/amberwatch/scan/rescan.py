@@ -239,13 +239,11 @@ def _rescan_tiles(conn: sqlite3.Connection, new_id: int, layer: _Layer, clf) -> 
 
 
 def _classify_tiles(conn: sqlite3.Connection, new_id: int, layer: _Layer, context: ScanContext) -> tuple[int, int]:
-    """Run the scan worker over the layer's tiles to classify, unit by unit (after triage, units hold the kept tiles
-    alone, as in the scan); (tiles rescanned, tiles missing from cache)."""
+    """Run the scan worker over the layer's tiles to classify, unit by unit (after triage, the kept tiles alone, in
+    units framed as the full scan's, as in the scan); (tiles rescanned, tiles missing from cache)."""
     rescanned = missing = 0
     for unit in iter_units(layer.aoi.geometry, context.zoom, unit_zoom_delta=layer.unit_delta):
-        if layer.only is not None:
-            unit = replace(unit, tiles=tuple(t for t in unit.tiles if t in layer.only))
-        todo = tuple(t for t in unit.tiles if t in layer.done)
+        todo = tuple(t for t in unit.tiles if t in layer.done and (layer.only is None or t in layer.only))
         if not todo:
             continue
         rows = []

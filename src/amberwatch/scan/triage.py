@@ -200,9 +200,10 @@ def _fine_params(scan_id: int, triage_zoom: int, threshold: float, rule: KeepRul
     """ScanParams.triage of the fine pass: its identity key (the triage scan, zoom, threshold, keep rule) and counts.
 
     The key names the keep rule: a layer kept by another rule (before round 15: whole coarse tiles and a ring of one
-    coarse tile, ``ring1``) never resumes into this one."""
+    coarse tile, ``ring1``) never resumes into this one; nor does one whose blocks framed the bounding box of their
+    kept tiles (before round 17: grids unlike the full scan's), which ``full-frames`` tells apart."""
     return {
-        "key": f"after-triage:{scan_id}:z{triage_zoom}:t{threshold:.6f}:{rule.key()}",
+        "key": f"after-triage:{scan_id}:z{triage_zoom}:t{threshold:.6f}:{rule.key()}:full-frames",
         "role": "after",
         "scan_id": scan_id,
         "zoom": triage_zoom,

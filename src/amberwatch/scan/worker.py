@@ -19,6 +19,7 @@ from amberwatch.errors import AmberwatchWarning, ImageryError, UnreachableError
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.open import open_ref
 from amberwatch.imagery.types import TILE_SIZE_PX, GeoImage, ImageryRef
+from amberwatch.model.classifier import ScanPass
 from amberwatch.model.modelfile import load
 from amberwatch.results.store import TileRow
 from amberwatch.scan.tiling import Unit
@@ -202,28 +203,59 @@ def block_frame_tiles(block: Block, context: ScanContext) -> list[tuple[int, int
     ]
 
 
+def block_passes(block: Block, tiles: list[tuple[int, int]], context: ScanContext, model: object) -> list[ScanPass]:
+    """The model's backbone passes over the block's frame that the cells of ``tiles`` need (every pass when they
+    fill the block): each tile's grid is then the one the whole frame gives it."""
+    g, t, m = context.cells_per_tile, context.tile_px, context.margin_px
+    wanted = np.zeros((block.ny * g, block.nx * g), dtype=bool)
+    for x, y in tiles:
+        r, c = (y - block.y0) * g, (x - block.x0) * g
+        wanted[r : r + g, c : c + g] = True
+    return model.passes_for(block.ny * t + 2 * m, block.nx * t + 2 * m, m // context.cell_px, wanted)
+
+
+def pass_tiles(block: Block, passes: list[ScanPass], context: ScanContext) -> set[tuple[int, int]]:
+    """The tiles of the block's frame under the pixels the passes read (and the resampling filter's reach)."""
+    ring, t = context.ring_tiles, context.tile_px
+    cut = ring * t - context.margin_px  # frame px -> px of the frame's whole tiles
+    reach = 0 if t == TILE_SIZE_PX else t // TILE_SIZE_PX + 2  # model px a resampled pixel draws on, with rounding
+    frame = set(block_frame_tiles(block, context))
+    x0, y0 = block.x0 - ring, block.y0 - ring
+    out: set[tuple[int, int]] = set()
+    for one in passes:
+        top, bottom, left, right = (v + cut + d for v, d in zip(one.reads, (-reach, reach, -reach, reach), strict=True))
+        rows, cols = range(top // t, -(-bottom // t)), range(left // t, -(-right // t))
+        out.update(tile for j in rows for i in cols if (tile := (x0 + i, y0 + j)) in frame)
+    return out
+
+
 def process_unit(unit: Unit, context: ScanContext, todo: tuple[tuple[int, int], ...] | None = None) -> UnitResult:
     """Fetch, classify and grid the tiles ``todo`` (default: all) of a unit; never touches the project DB.
 
-    Tiles are classified per block of the tile grid, each block from all the AOI's tiles in it and their ring
+    Tiles are classified per block of the tile grid, each block framed from all the AOI's tiles in it and their ring
     whatever the unit or ``todo``: a tile's grid is a fixed function of the imagery and the AOI, the same in units
-    of any size, with any number of workers, local or on Dask, and in a resumed scan.
+    of any size, with any number of workers, local or on Dask, in a resumed scan and in a fine pass after triage
+    (whose ``todo`` is the kept tiles). Only the model's passes over a frame that the tiles of ``todo`` need are run,
+    and only the tiles those passes read (and the tiles' ring of neighbours) are read.
     """
     todo = unit.tiles if todo is None else todo
     result = UnitResult(unit=unit)
     if not todo:
         return result
     cpu_started = time.process_time()
+    model = get_model(context.model_path, context.model_version, context.int8, context.model_sha256)
     blocks = unit_blocks(unit, todo, context.block_tiles)
+    passes = {block: block_passes(block, tiles, context, model) for block, tiles in blocks.items()}
     started = time.perf_counter()
-    needed = sorted({t for block in blocks for t in block_frame_tiles(block, context)})
-    images = _read_tiles(context, needed, result)
+    needed = {t for block in blocks for t in pass_tiles(block, passes[block], context)}
+    needed.update(nb for x, y in todo for nb in neighbours(x, y, context.zoom, context.ring_tiles))
+    images = _read_tiles(context, sorted(needed), result)
     result.fetch_s = time.perf_counter() - started
     started = time.perf_counter()
     for block, tiles in sorted(blocks.items(), key=lambda item: (item[0].y0, item[0].x0)):
         to_predict = _triage(tiles, images, context.zoom, context.ring_tiles, result)
         if to_predict:
-            _classify_block(block, context, images, to_predict, result)
+            _classify_block(block, context, images, to_predict, result, passes[block])
     result.predict_s = time.perf_counter() - started
     result.cpu_s = time.process_time() - cpu_started
     return result
@@ -274,8 +306,9 @@ def _triage(todo, images: dict, z: int, ring: int, result: UnitResult) -> list[t
 
 
 def _block_frame(block: Block, context: ScanContext, images: dict) -> np.ndarray:
-    """The block's tiles plus ``margin_px`` of their ring, at the model's tile size (zeros where there is no imagery
-    or a read failed). Always the whole block and ring, so the model's input depends on the imagery and AOI only."""
+    """The block's tiles plus ``margin_px`` of their ring, at the model's tile size (zeros where there is no imagery,
+    a read failed or no pass needs the tile). Always the whole block and ring, so the model's input for the passes
+    that run depends on the imagery and AOI only."""
     ring, t, m = context.ring_tiles, context.tile_px, context.margin_px
     x0, y0, nx, ny = block.x0 - ring, block.y0 - ring, block.nx + 2 * ring, block.ny + 2 * ring
     frame = np.zeros((ny * TILE_SIZE_PX, nx * TILE_SIZE_PX, 3), dtype=np.uint8)
@@ -304,16 +337,22 @@ def resample(pixels: np.ndarray, height_px: int, width_px: int) -> np.ndarray:
 
 
 def _classify_block(
-    block: Block, context: ScanContext, images: dict, to_predict: list[tuple[int, int]], result: UnitResult
+    block: Block,
+    context: ScanContext,
+    images: dict,
+    to_predict: list[tuple[int, int]],
+    result: UnitResult,
+    passes: list[ScanPass],
 ) -> None:
-    """Classify one block's frame in one pass and record the probability grids of ``to_predict`` on the result.
+    """Classify one block's frame by the model's ``passes`` and record the probability grids of ``to_predict``.
 
     A few-Mpx input keeps the network's activations in cache, much faster per pixel than one huge pass.
     """
     g, z = context.cells_per_tile, context.zoom
     model = get_model(context.model_path, context.model_version, context.int8, context.model_sha256)
     frame = _block_frame(block, context, images)
-    grid, cell_embeddings = model.grid_and_cell_embeddings(frame, margin_cells=context.margin_px // context.cell_px)
+    margin_cells = context.margin_px // context.cell_px
+    grid, cell_embeddings = model.grid_and_cell_embeddings(frame, margin_cells=margin_cells, passes=passes)
     for x, y in to_predict:
         r, c = (y - block.y0) * g, (x - block.x0) * g
         cells, valid_cells = cells_with_imagery(grid[r : r + g, c : c + g], images[(x, y)])
