@@ -377,7 +377,7 @@ class RegionTileServer(PoolTileServer):
         raise ValueError(f"zoom {z}: the region serves zooms {ZOOM - 1} and {ZOOM} only")
 
 
-def pit_geometry(server: RegionTileServer, aoi) -> tuple[int, object]:
+def pit_geometry(server: RegionTileServer, aoi) -> tuple[set[tuple[int, int]], object]:
     """(pit-patch z18 tiles in the AOI, their union as lon/lat geometry)."""
     from shapely.geometry import box
     from shapely.ops import unary_union
@@ -385,25 +385,27 @@ def pit_geometry(server: RegionTileServer, aoi) -> tuple[int, object]:
     from amberwatch.scan.tiling import iter_tiles
 
     tiles = [(x, y) for _, x, y in iter_tiles(aoi.geometry, ZOOM) if server.is_pit(x, y)]
-    return len(tiles), unary_union([box(*mercantile.bounds(x, y, ZOOM)) for x, y in tiles])
+    return set(tiles), unary_union([box(*mercantile.bounds(x, y, ZOOM)) for x, y in tiles])
 
 
-def pit_hectares(db: Path, scan_id: int, pits) -> float:
-    """Hectares of a scan's detections that lie on the pit patches (each detection's share of area inside them)."""
+def pit_figures(db: Path, scan_id: int, pits, pit_tiles: set[tuple[int, int]]) -> tuple[float, int]:
+    """(hectares of a scan's detections on the pit patches, each detection's share of area inside them; pit-patch
+    z18 tiles the scan classified)."""
     import json
 
     from shapely.geometry import shape
 
     from amberwatch.db import connect
-    from amberwatch.results.store import query_detections
+    from amberwatch.results.store import query_detections, scan_tiles_at
 
     conn = connect(db)
     try:
         found = query_detections(conn, scan_id=scan_id)
+        scanned = {(t.x, t.y) for t in scan_tiles_at(conn, scan_id, ZOOM)}
     finally:
         conn.close()
     shapes = [(shape(json.loads(d.geometry_geojson)), d.area_ha) for d in found]
-    return sum(ha * g.intersection(pits).area / g.area for g, ha in shapes if g.area > 0)
+    return sum(ha * g.intersection(pits).area / g.area for g, ha in shapes if g.area > 0), len(scanned & pit_tiles)
 
 
 @dataclass
@@ -418,6 +420,7 @@ class BenchRow:
     z18_scanned: int
     found_ha: float
     pit_ha: float
+    pits_scanned: int  # pit-patch z18 tiles the (fine) scan classified
     cpu_s: float  # workers + main process (the tile server's threads included)
     area_km2: float
     triage: object | None  # the TriageOutcome of a triage scan
@@ -428,7 +431,7 @@ def outcome_cpu_s(*outcomes) -> float:
     return sum(o.counters.get("worker_cpu_s", 0.0) + o.counters.get("main_cpu_s", 0.0) for o in outcomes)
 
 
-def bench_one(server: RegionTileServer, aoi, db: Path, run: str, mode: str, args, say, pits) -> BenchRow:
+def bench_one(server: RegionTileServer, aoi, db: Path, run: str, mode: str, args, say, pits: tuple) -> BenchRow:
     """Run one scan of the triage bench (full z18 or triage) and measure it."""
     from amberwatch.scan.triage import run_triage_scan
 
@@ -444,16 +447,18 @@ def bench_one(server: RegionTileServer, aoi, db: Path, run: str, mode: str, args
     seconds = time.perf_counter() - t0
     watcher.stop()
     requests = {z: n - before.get(z, 0) for z, n in server.requests_by_zoom.items()}
-    pit_ha = pit_hectares(db, out.scan_id, pits)
+    pit_ha, pits_scanned = pit_figures(db, out.scan_id, pits[1], pits[0])
     found_ha = out.detections_area_ha
-    return BenchRow(run, mode, seconds, requests, watcher.peak_mb, scanned, found_ha, pit_ha, cpu_s, km2, both)
+    return BenchRow(
+        run, mode, seconds, requests, watcher.peak_mb, scanned, found_ha, pit_ha, pits_scanned, cpu_s, km2, both
+    )
 
 
 def triage_bench(args) -> None:
     """Full z18 against scan --triage-zoom, cold (fresh cache) then warm, on one RegionTileServer."""
     server = RegionTileServer(args.texty.parent, args.pit_share, args.background)
     aoi = aoi_from_bbox(square_bbox(args.tiles))
-    n_pits, pits = pit_geometry(server, aoi)
+    pits = pit_geometry(server, aoi)
     rows = []
     started = time.perf_counter()
 
@@ -467,7 +472,7 @@ def triage_bench(args) -> None:
                 db = Path(tmp) / f"{mode.split()[0]}.db"
                 rows.append(bench_one(server, aoi, db, run, mode, args, say, pits))
     server.stop()
-    print_triage_rows(rows, server, n_pits, args)
+    print_triage_rows(rows, server, len(pits[0]), args)
 
 
 def print_region(rows: list[BenchRow], server: RegionTileServer, n_pits: int, args) -> tuple[int, float]:
@@ -507,7 +512,8 @@ def print_triage_rows(rows: list[BenchRow], server: RegionTileServer, n_pits: in
         if r.triage:
             print(
                 f"      triage pass: {r.triage.triage.tiles_total:,} z{z17} tiles; kept {r.z18_scanned / total:.1%} of "
-                f"the z{ZOOM} tiles (threshold {r.triage.triage_threshold:.4f})"
+                f"the z{ZOOM} tiles (threshold {r.triage.triage_threshold:.4f}), {r.pits_scanned} of the {n_pits} "
+                "pit-patch tiles"
             )
     figures = {(r.run, r.triage is not None): r for r in rows}
     for run in ("cold", "warm"):
@@ -530,7 +536,8 @@ def print_estimate(rows: list[BenchRow], total: int, args, target: int = 100_000
     """Wall time of the same bench at ``target`` tiles on ``cores`` quiet cores, from the runs' CPU seconds."""
     parts = [(f"{r.run} {r.mode}", r.cpu_s / total * target / cores) for r in rows]
     print(
-        f"estimate at --tiles {target:,} on {cores} quiet cores (CPU s per tile x tiles / {cores}, scans only): "
+        f"estimate at --tiles {target:,} on {cores} quiet cores (CPU s per tile x tiles / {cores}; fixed costs "
+        "counted per tile too, so high on small regions): "
         + ", ".join(f"{name} {s / 60:.0f} min" for name, s in parts)
         + f"; the bench {sum(s for _, s in parts) / 3600:.1f} h"
     )
