@@ -13,16 +13,18 @@ else a synthetic texture) as PNG over HTTP, then:
 Prints tiles/s, km²/hour, the cold/warm ratio and peak RSS. ``--tiles N`` keeps it short.
 
 ``--triage-zoom 17`` benches ``scan --triage-zoom 17`` against the full z18 scan instead, in one run, cold and warm,
-on a consistent pyramid (``RegionTileServer``: z18 tiles from the Texty whole images and negative crops, pit fields
-in 4 x 4-tile patches on about ``--pit-share`` of the area, z17 tiles their children halved): z18 tiles covered per
-second, km²/hour, HTTP requests, found hectares and peak worker RSS of each.
+on a consistent pyramid served from pre-encoded bytes (``RegionTileServer``: a fixed pool of quads, each four z18
+tiles and their z17 parent, the four halved as imagery.pyramid halves; pit fields as patches of 4 x 4 z18 tiles on
+``--pit-share`` of the area, the rest ``--background``): z18 tiles covered per second, km²/hour, HTTP requests at z17
+and z18, peak worker RSS, found hectares (all, and on the pit patches), CPU seconds, triage/full ratios, and the wall
+time the same bench would take at 100,000 tiles on two quiet cores.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import io
+import csv
 import math
 import os
 import subprocess
@@ -31,9 +33,11 @@ import tempfile
 import threading
 import time
 import zlib
-from collections import OrderedDict
+from collections import Counter
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import NamedTuple
 
 import mercantile
 import numpy as np
@@ -42,10 +46,21 @@ from PIL import Image
 
 from amberwatch.imagery.aoi import aoi_from_bbox
 from amberwatch.imagery.decode import encode_png
+from amberwatch.imagery.pyramid import halve_straight
 from amberwatch.model import BUNDLED_CNN_PATH
 from amberwatch.scan.engine import ScanSettings, run_scan
 
-HALVED_KEPT = 4096  # coarser tiles the region server keeps built (memory stays bounded on any region)
+PIT_QUADS, PLAIN_QUADS = 12, 40  # the region server's pool (about 40 MB of PNG, on any region)
+PATCH = 4  # a pit field is a patch of PATCH x PATCH z18 tiles (2 x 2 z17 tiles)
+STRATUM = 10  # pit patches are placed per square of STRATUM x STRATUM patches (the share holds on small regions)
+TILE_BOXES = Path(__file__).resolve().parents[1] / "scripts" / "data" / "texty_tile_boxes.csv"
+BACKGROUNDS = {
+    "whole": "512 px crops of the whole images without mining (tiles/negative1, negative2): ordinary ground "
+    "(fields, forest, villages)",
+    "crops": "the hand-picked negative crops, four to a z17 tile: many are look-alikes (clear-cuts, sand quarries, "
+    "snow), the hardest ground",
+    "mixed": "whole, with one background z17 tile in 5 of crops",
+}
 CENTER = (26.90, 51.32)  # near Klesiv, Rivne oblast
 ZOOM = 18
 
@@ -64,14 +79,7 @@ def tile_pool(
     pool = []
     for i in range(size):
         if sources:
-            img = sources[i % len(sources)]
-            r = rng.integers(0, img.shape[0] - 256)
-            c = rng.integers(0, img.shape[1] - 256)
-            tile = img[r : r + 256, c : c + 256]
-            if rng.random() < 0.5:
-                tile = tile[:, ::-1]
-            if rng.random() < 0.5:
-                tile = tile[::-1]
+            tile = random_crop(rng, sources[i % len(sources)], 256)
         else:
             base = rng.normal(100, 25, (32, 32, 3)).clip(0, 255).astype(np.uint8)
             tile = np.asarray(Image.fromarray(base).resize((256, 256), Image.Resampling.BICUBIC))
@@ -81,11 +89,12 @@ def tile_pool(
 
 
 class PoolTileServer:
-    """Serves /{z}/{x}/{y}.png from a small pool of PNGs (tile chosen by a hash of x, y)."""
+    """Serves /{z}/{x}/{y}.png from a small pool of PNGs (tile chosen by a hash of x, y); counts requests by zoom."""
 
     def __init__(self, pool: list[bytes], port: int = 0) -> None:
         self.pool = pool
-        self.requests = 0
+        self.requests_by_zoom: Counter[int] = Counter()
+        self._count_lock = threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -95,11 +104,10 @@ class PoolTileServer:
                 pass
 
             def do_GET(self) -> None:
-                server.requests += 1
                 try:
-                    z, x, y = self.path.strip("/").split(".")[0].split("/")[-3:]
-                    body = server.tile_bytes(int(z), int(x), int(y))
-                    status = 200
+                    z, x, y = (int(v) for v in self.path.strip("/").split(".")[0].split("/")[-3:])
+                    server.count(z)
+                    body, status = server.tile_bytes(z, x, y), 200
                 except ValueError:
                     body, status = b"bad", 404
                 self.send_response(status)
@@ -112,6 +120,16 @@ class PoolTileServer:
         self.httpd.daemon_threads = True
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/{{z}}/{{x}}/{{y}}.png"
+
+    @property
+    def requests(self) -> int:
+        """HTTP requests for tiles so far, all zooms."""
+        return sum(self.requests_by_zoom.values())
+
+    def count(self, z: int) -> None:
+        """Count one request at zoom z."""
+        with self._count_lock:
+            self.requests_by_zoom[z] += 1
 
     def tile_bytes(self, z: int, x: int, y: int) -> bytes:
         """The PNG served for tile (z, x, y): one of the pool, by a hash of x and y."""
@@ -223,65 +241,224 @@ def cpu_kernels() -> str:
     return ", ".join(seen) or "none of AVX2, AVX512F, AVX512VNNI"
 
 
-class RegionTileServer(PoolTileServer):
-    """A synthetic region with pit fields on about ``pit_share`` of its area, consistent across zooms: each z18 tile
-    is a no-pit tile (Texty negatives) or, in 4 x 4-tile patches chosen by a hash, a crop of a positive whole image;
-    a tile at a coarser zoom is its four children halved (imagery.pyramid's halving), as a real server's is."""
+class Quad(NamedTuple):
+    """Four z18 tiles (PNG by (dx, dy)) and their z17 parent (the four halved), each encoded once."""
 
-    def __init__(self, texty: Path, pit_share: float = 0.02, seed: int = 0, port: int = 0) -> None:
-        self.pits = tile_pool(texty / "tiles", size=16, seed=seed, names=("positive1", "positive2"))
-        self.plain = tile_pool(texty / "tiles", size=32, seed=seed, names=("negative1", "negative2"))
-        self.plain += negative_crop_tiles(texty / "negative", 8)  # look-alikes on 1 tile in 5
-        self.pit_share = pit_share
-        self.pit_tiles_served = 0
-        self._lock = threading.Lock()
-        self._halved: OrderedDict[tuple[int, int, int], bytes] = OrderedDict()  # the latest HALVED_KEPT, for memory
-        super().__init__(self.plain, port)
+    children: dict[tuple[int, int], bytes]
+    parent: bytes
+
+
+def make_quad(pixels: np.ndarray) -> Quad:
+    """The quad of a 512 px RGB image: its four 256 px tiles, and the image halved as imagery.pyramid halves."""
+    kids = {
+        (dx, dy): np.ascontiguousarray(pixels[dy * 256 : (dy + 1) * 256, dx * 256 : (dx + 1) * 256])
+        for dx in (0, 1)
+        for dy in (0, 1)
+    }
+    halved = halve_straight({k: Image.fromarray(v).convert("RGBA") for k, v in kids.items()})
+    return Quad({k: encode_png(v) for k, v in kids.items()}, encode_png(np.asarray(halved.convert("RGB"))))
+
+
+def random_crop(
+    rng: np.random.Generator, image: np.ndarray, side_px: int, box: tuple[int, int, int, int] | None = None
+) -> np.ndarray:
+    """A side_px square crop of image at a random place (holding the x0, y0, x1, y1 box when given), maybe flipped."""
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = box or (w, h, 0, 0)
+    c = rng.integers(max(0, x1 - side_px), min(w - side_px, x0) + 1)
+    r = rng.integers(max(0, y1 - side_px), min(h - side_px, y0) + 1)
+    crop = image[r : r + side_px, c : c + side_px]
+    crop = crop[:, ::-1] if rng.random() < 0.5 else crop
+    return np.ascontiguousarray(crop[::-1] if rng.random() < 0.5 else crop)
+
+
+def chip_tile(chip: np.ndarray) -> np.ndarray:
+    """A chip as one 256 px tile: reflected out where smaller, cut at 256 px where larger."""
+    pad_y, pad_x = max(0, 256 - chip.shape[0]), max(0, 256 - chip.shape[1])
+    chip = np.pad(chip, ((pad_y // 2, pad_y - pad_y // 2), (pad_x // 2, pad_x - pad_x // 2), (0, 0)), "symmetric")
+    return np.ascontiguousarray(chip[:256, :256])
+
+
+def rgb(path: Path) -> np.ndarray:
+    """An image file as an HxWx3 uint8 array."""
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def pit_quads(texty: Path, n: int, rng: np.random.Generator) -> list[Quad]:
+    """n quads of pit fields: 512 px crops of positive1/positive2, each around one of their boxes labelled mining."""
+    with TILE_BOXES.open() as f:
+        boxes = [r for r in csv.DictReader(f) if r["label"] == "mining"]
+    images = {r["image"]: rgb(texty / r["image"]) for r in boxes}
+    out = []
+    for i in range(n):
+        r = boxes[i % len(boxes)]
+        box = (int(r["x0_px"]), int(r["y0_px"]), int(r["x1_px"]), int(r["y1_px"]))
+        out.append(make_quad(random_crop(rng, images[r["image"]], 512, box)))
+    return out
+
+
+def whole_quads(texty: Path, n: int, rng: np.random.Generator) -> list[Quad]:
+    """n quads of ordinary ground: 512 px crops of the whole images without mining (negative1, negative2)."""
+    images = [rgb(texty / "tiles" / f"{name}.png") for name in ("negative1", "negative2")]
+    return [make_quad(random_crop(rng, images[i % 2], 512)) for i in range(n)]
+
+
+def crop_quads(texty: Path, n: int, rng: np.random.Generator) -> list[Quad]:
+    """n quads of the hand-picked negative crops, four different crops (at least 192 px a side) to a quad."""
+    paths = [p for p in sorted((texty / "negative").glob("*.png")) if min(Image.open(p).size) >= 192]
+    picked = rng.choice(len(paths), size=4 * n, replace=4 * n > len(paths))
+    tiles = [chip_tile(rgb(paths[i])) for i in picked]
+    rows = [np.concatenate(tiles[2 * i : 2 * i + 2], axis=1) for i in range(2 * n)]
+    return [make_quad(np.concatenate(rows[2 * i : 2 * i + 2], axis=0)) for i in range(n)]
+
+
+def background_quads(texty: Path, background: str, n: int, rng: np.random.Generator) -> list[Quad]:
+    """The region's quads without pits for a --background choice (BACKGROUNDS)."""
+    if background == "whole":
+        return whole_quads(texty, n, rng)
+    if background == "crops":
+        return crop_quads(texty, n, rng)
+    if background == "mixed":
+        return whole_quads(texty, n - n // 5, rng) + crop_quads(texty, n // 5, rng)
+    raise ValueError(f"background {background!r} is not one of {sorted(BACKGROUNDS)}")
+
+
+def region_is_pit(x: int, y: int, pit_share: float) -> bool:
+    """Whether z18 tile (x, y) lies in a pit patch (PATCH x PATCH tiles): each square of STRATUM x STRATUM patches
+    holds pit_share of them (the fraction by a hash), placed by a hash, so the share holds on small regions too."""
+    px, py = x // PATCH, y // PATCH
+    square = zlib.crc32(f"{px // STRATUM},{py // STRATUM}".encode())
+    quota = pit_share * STRATUM**2
+    count = int(quota) + ((square >> 16) % 1000 < (quota % 1) * 1000)
+    rank = (((px % STRATUM) * STRATUM + py % STRATUM) * 37 + square) % STRATUM**2
+    return rank < count
+
+
+class RegionTileServer(PoolTileServer):
+    """A synthetic region, consistent across zooms 17 and 18, served from pre-encoded bytes: each z17 tile is the
+    parent of a quad (four z18 tiles and the four halved) picked by a hash of (x, y) from a fixed pool; pit fields
+    are patches of 2 x 2 z17 tiles of pit quads on pit_share of the area (``region_is_pit``), the rest quads of the
+    ``background`` (BACKGROUNDS). Memory is the pool's, on any region."""
+
+    def __init__(
+        self,
+        texty: Path,
+        pit_share: float = 0.02,
+        background: str = "mixed",
+        seed: int = 0,
+        port: int = 0,
+        quads: tuple[int, int] = (PIT_QUADS, PLAIN_QUADS),
+    ) -> None:
+        rng = np.random.default_rng(seed)
+        self.pits = pit_quads(texty, quads[0], rng)
+        self.plain = background_quads(texty, background, quads[1], rng)
+        self.pit_share, self.background = pit_share, background
+        super().__init__([], port)
+
+    def pool_mb(self) -> float:
+        """Encoded bytes held by the quad pool, in MB."""
+        return sum(len(q.parent) + sum(map(len, q.children.values())) for q in self.pits + self.plain) / 2**20
 
     def is_pit(self, x: int, y: int) -> bool:
-        """Whether z18 tile (x, y) lies in a pit patch (4 x 4 tiles, on about pit_share of the area)."""
-        return zlib.crc32(f"{x // 4},{y // 4}".encode()) % 10_000 < self.pit_share * 10_000
+        """Whether z18 tile (x, y) lies in a pit patch."""
+        return region_is_pit(x, y, self.pit_share)
+
+    def quad(self, x17: int, y17: int) -> Quad:
+        """The quad shown at z17 tile (x17, y17): a pit quad in a pit patch, else a background one."""
+        pool = self.pits if self.is_pit(2 * x17, 2 * y17) else self.plain
+        return pool[(x17 * 7919 + y17 * 104729) % len(pool)]
 
     def tile_bytes(self, z: int, x: int, y: int) -> bytes:
-        """The PNG of tile (z, x, y): a z18 tile, or its children halved for each zoom above."""
-        if z >= ZOOM:
-            pool = self.pits if self.is_pit(x, y) else self.plain
-            return pool[(x * 7919 + y * 104729) % len(pool)]
-        key = (z, x, y)
-        with self._lock:
-            if key in self._halved:
-                self._halved.move_to_end(key)
-                return self._halved[key]
-        from amberwatch.imagery.pyramid import halve_straight
-
-        kids = {(dx, dy): self.tile_bytes(z + 1, 2 * x + dx, 2 * y + dy) for dx in (0, 1) for dy in (0, 1)}
-        images = {k: Image.open(io.BytesIO(v)).convert("RGBA") for k, v in kids.items()}
-        body = encode_png(np.asarray(halve_straight(images).convert("RGB")))
-        with self._lock:
-            self._halved[key] = body
-            while len(self._halved) > HALVED_KEPT:
-                self._halved.popitem(last=False)
-        return body
+        """The PNG of tile (z, x, y): a quad's child at z18, a quad's parent at z17 (ValueError at other zooms)."""
+        if z == ZOOM:
+            return self.quad(x >> 1, y >> 1).children[x & 1, y & 1]
+        if z == ZOOM - 1:
+            return self.quad(x, y).parent
+        raise ValueError(f"zoom {z}: the region serves zooms {ZOOM - 1} and {ZOOM} only")
 
 
-def negative_crop_tiles(folder: Path, n: int) -> list[bytes]:
-    """PNG tiles of the n largest Texty negative crops (reflected out to 256 px when smaller)."""
-    paths = sorted(folder.glob("*.png"), key=lambda p: -min(Image.open(p).size))[:n]
-    out = []
-    for p in paths:
-        chip = np.asarray(Image.open(p).convert("RGB"))
-        pad_y, pad_x = max(0, 256 - chip.shape[0]), max(0, 256 - chip.shape[1])
-        chip = np.pad(chip, ((pad_y // 2, pad_y - pad_y // 2), (pad_x // 2, pad_x - pad_x // 2), (0, 0)), "symmetric")
-        out.append(encode_png(np.ascontiguousarray(chip[:256, :256])))
-    return out
+def pit_geometry(server: RegionTileServer, aoi) -> tuple[set[tuple[int, int]], object]:
+    """(pit-patch z18 tiles in the AOI, their union as lon/lat geometry)."""
+    from shapely.geometry import box
+    from shapely.ops import unary_union
+
+    from amberwatch.scan.tiling import iter_tiles
+
+    tiles = [(x, y) for _, x, y in iter_tiles(aoi.geometry, ZOOM) if server.is_pit(x, y)]
+    return set(tiles), unary_union([box(*mercantile.bounds(x, y, ZOOM)) for x, y in tiles])
+
+
+def pit_figures(db: Path, scan_id: int, pits, pit_tiles: set[tuple[int, int]]) -> tuple[float, int]:
+    """(hectares of a scan's detections on the pit patches, each detection's share of area inside them; pit-patch
+    z18 tiles the scan classified)."""
+    import json
+
+    from shapely.geometry import shape
+
+    from amberwatch.db import connect
+    from amberwatch.results.store import query_detections, scan_tiles_at
+
+    conn = connect(db)
+    try:
+        found = query_detections(conn, scan_id=scan_id)
+        scanned = {(t.x, t.y) for t in scan_tiles_at(conn, scan_id, ZOOM)}
+    finally:
+        conn.close()
+    shapes = [(shape(json.loads(d.geometry_geojson)), d.area_ha) for d in found]
+    return sum(ha * g.intersection(pits).area / g.area for g, ha in shapes if g.area > 0), len(scanned & pit_tiles)
+
+
+@dataclass
+class BenchRow:
+    """One scan of the triage bench: what it cost and what it found."""
+
+    run: str
+    mode: str
+    seconds: float
+    requests: dict[int, int]  # HTTP requests by zoom
+    rss_mb: float
+    z18_scanned: int
+    found_ha: float
+    pit_ha: float
+    pits_scanned: int  # pit-patch z18 tiles the (fine) scan classified
+    cpu_s: float  # workers + main process (the tile server's threads included)
+    area_km2: float
+    triage: object | None  # the TriageOutcome of a triage scan
+
+
+def outcome_cpu_s(*outcomes) -> float:
+    """CPU seconds of scans: their workers' and the main process's."""
+    return sum(o.counters.get("worker_cpu_s", 0.0) + o.counters.get("main_cpu_s", 0.0) for o in outcomes)
+
+
+def bench_one(server: RegionTileServer, aoi, db: Path, run: str, mode: str, args, say, pits: tuple) -> BenchRow:
+    """Run one scan of the triage bench (full z18 or triage) and measure it."""
+    from amberwatch.scan.triage import run_triage_scan
+
+    settings = ScanSettings(workers=args.workers, progress=sys.stderr.isatty(), new=True)
+    before, watcher, t0 = dict(server.requests_by_zoom), WorkerRSS(), time.perf_counter()
+    if mode.startswith("full"):
+        out = run_scan(aoi, server.url, ZOOM, db, settings, on_event=say)
+        both, cpu_s, scanned, km2 = None, outcome_cpu_s(out), out.tiles_total, out.area_scanned_km2
+    else:
+        both = run_triage_scan(aoi, server.url, ZOOM, db, settings, triage_zoom=args.triage_zoom, on_event=say)
+        out, cpu_s, scanned = both.fine, outcome_cpu_s(both.triage, both.fine), both.fine_tiles_kept
+        km2 = both.triage.area_scanned_km2
+    seconds = time.perf_counter() - t0
+    watcher.stop()
+    requests = {z: n - before.get(z, 0) for z, n in server.requests_by_zoom.items()}
+    pit_ha, pits_scanned = pit_figures(db, out.scan_id, pits[1], pits[0])
+    found_ha = out.detections_area_ha
+    return BenchRow(
+        run, mode, seconds, requests, watcher.peak_mb, scanned, found_ha, pit_ha, pits_scanned, cpu_s, km2, both
+    )
 
 
 def triage_bench(args) -> None:
     """Full z18 against scan --triage-zoom, cold (fresh cache) then warm, on one RegionTileServer."""
-    from amberwatch.scan.triage import run_triage_scan
-
-    server = RegionTileServer(args.texty.parent, args.pit_share)
+    server = RegionTileServer(args.texty.parent, args.pit_share, args.background)
     aoi = aoi_from_bbox(square_bbox(args.tiles))
+    pits = pit_geometry(server, aoi)
     rows = []
     started = time.perf_counter()
 
@@ -293,56 +470,77 @@ def triage_bench(args) -> None:
             for mode in ("full z18", f"triage z{args.triage_zoom}"):
                 say(f"{run} {mode}")
                 db = Path(tmp) / f"{mode.split()[0]}.db"
-                settings = ScanSettings(workers=args.workers, progress=sys.stderr.isatty(), new=True)
-                before, watcher, t0 = server.requests, WorkerRSS(), time.perf_counter()
-                if mode.startswith("full"):
-                    out, z18 = run_scan(aoi, server.url, ZOOM, db, settings, on_event=say), None
-                else:
-                    both = run_triage_scan(
-                        aoi, server.url, ZOOM, db, settings, triage_zoom=args.triage_zoom, on_event=say
-                    )
-                    out, z18 = both.fine, both
-                seconds = time.perf_counter() - t0
-                watcher.stop()
-                rows.append((run, mode, out, z18, seconds, server.requests - before, watcher.peak_mb))
+                rows.append(bench_one(server, aoi, db, run, mode, args, say, pits))
     server.stop()
-    print_triage_rows(rows, server, args)
+    print_triage_rows(rows, server, len(pits[0]), args)
 
 
-def print_triage_rows(rows: list, server: RegionTileServer, args) -> None:
-    """The triage bench's table: one line per run and mode, then triage's ratios to the full scan per run."""
-    total = rows[0][2].tiles_total
-    km2 = rows[0][2].area_scanned_km2
-    from amberwatch.scan.tiling import iter_tiles
-
-    aoi = aoi_from_bbox(square_bbox(args.tiles))
-    pits = sum(server.is_pit(x, y) for _, x, y in iter_tiles(aoi.geometry, ZOOM))
-    print(f"CPU kernels: {cpu_kernels()}; workers={args.workers}; load average {os.getloadavg()[0]:.1f}")
+def print_region(rows: list[BenchRow], server: RegionTileServer, n_pits: int, args) -> tuple[int, float]:
+    """The bench's machine and region lines -> (z18 tiles, km²) of the region."""
+    full = rows[0]
+    total, km2 = full.z18_scanned, full.area_km2
     print(
-        f"region: {total:,} z{ZOOM} tiles = {km2:.2f} km², pit-field tiles {pits:,} ({pits / total:.1%} of the area; "
-        f"asked {args.pit_share:.1%})"
+        f"CPU kernels: {cpu_kernels()}; workers={args.workers}; load average (1, 5, 15 min) at the end "
+        + ", ".join(f"{v:.1f}" for v in os.getloadavg())
+        + f" on {os.cpu_count()} cores"
     )
     print(
-        "run   mode        seconds  z18 tiles covered/s  km²/hour  HTTP requests  z18 tiles scanned  found ha  "
-        "peak worker RSS MB"
+        f"region: {total:,} z{ZOOM} tiles = {km2:.2f} km²; background {server.background!r}: "
+        f"{BACKGROUNDS[server.background]}"
     )
-    figures = {}
-    for run, mode, out, both, seconds, requests, rss in rows:
-        scanned = both.fine_tiles_kept if both else out.tiles_total
-        figures[run, bool(both)] = (total / seconds, km2 / seconds * 3600, requests, rss, out.detections_area_ha)
+    print(
+        f"pit patches: {n_pits:,} z{ZOOM} tiles = {n_pits / total:.2%} of the region (asked {args.pit_share:.2%}); "
+        f"quad pool {len(server.pits)} pit + {len(server.plain)} background quads, {server.pool_mb():.0f} MB encoded"
+    )
+    return total, km2
+
+
+def print_triage_rows(rows: list[BenchRow], server: RegionTileServer, n_pits: int, args) -> None:
+    """The triage bench's table: one line per run and mode, triage's ratios to the full scan, the 100k estimate."""
+    total, km2 = print_region(rows, server, n_pits, args)
+    z17 = args.triage_zoom
+    print(
+        f"run   mode        seconds  z18 covered/s  km²/hour  HTTP z{z17}  HTTP z18  z18 scanned  found ha  "
+        "on pits ha  peak worker RSS MB  CPU s"
+    )
+    for r in rows:
         print(
-            f"{run:5} {mode:10} {seconds:8.1f}  {total / seconds:19.1f}  {km2 / seconds * 3600:8.1f}  "
-            f"{requests:13,}  {scanned:17,}  {out.detections_area_ha:8.2f}  {rss:18.0f}"
+            f"{r.run:5} {r.mode:10} {r.seconds:8.1f}  {total / r.seconds:13.1f}  {km2 / r.seconds * 3600:8.1f}  "
+            f"{r.requests.get(z17, 0):8,}  {r.requests.get(ZOOM, 0):8,}  {r.z18_scanned:11,}  {r.found_ha:8.2f}  "
+            f"{r.pit_ha:10.2f}  {r.rss_mb:18.0f}  {r.cpu_s:5.0f}"
         )
-        if both:
+        if r.triage:
             print(
-                f"      triage pass: {both.triage.tiles_total:,} z{args.triage_zoom} tiles; kept {scanned / total:.1%} "
-                f"of the z{ZOOM} tiles (threshold {both.triage_threshold:.4f})"
+                f"      triage pass: {r.triage.triage.tiles_total:,} z{z17} tiles; kept {r.z18_scanned / total:.1%} of "
+                f"the z{ZOOM} tiles (threshold {r.triage.triage_threshold:.4f}), {r.pits_scanned} of the {n_pits} "
+                "pit-patch tiles"
             )
-    names = ("z18 tiles covered/s", "km²/hour", "HTTP requests", "peak worker RSS", "found ha")
+    figures = {(r.run, r.triage is not None): r for r in rows}
     for run in ("cold", "warm"):
-        ratios = [t / f if f else float("nan") for t, f in zip(figures[run, True], figures[run, False], strict=True)]
-        print(f"{run} triage/full: " + ", ".join(f"{n} {r:.2f}" for n, r in zip(names, ratios, strict=True)))
+        t, f = figures[run, True], figures[run, False]
+        pairs = {
+            "km²/hour (= z18 covered/s)": (f.seconds, t.seconds),
+            "HTTP requests": (sum(t.requests.values()), sum(f.requests.values())),
+            "peak worker RSS": (t.rss_mb, f.rss_mb),
+            "found ha": (t.found_ha, f.found_ha),
+            "on pits ha": (t.pit_ha, f.pit_ha),
+            "CPU s": (t.cpu_s, f.cpu_s),
+        }
+        print(
+            f"{run} triage/full: " + ", ".join(f"{k} {a / b if b else float('nan'):.3f}" for k, (a, b) in pairs.items())
+        )
+    print_estimate(rows, total, args)
+
+
+def print_estimate(rows: list[BenchRow], total: int, args, target: int = 100_000, cores: int = 2) -> None:
+    """Wall time of the same bench at ``target`` tiles on ``cores`` quiet cores, from the runs' CPU seconds."""
+    parts = [(f"{r.run} {r.mode}", r.cpu_s / total * target / cores) for r in rows]
+    print(
+        f"estimate at --tiles {target:,} on {cores} quiet cores (CPU s per tile x tiles / {cores}; fixed costs "
+        "counted per tile too, so high on small regions): "
+        + ", ".join(f"{name} {s / 60:.0f} min" for name, s in parts)
+        + f"; the bench {sum(s for _, s in parts) / 3600:.1f} h"
+    )
 
 
 def main() -> None:
@@ -357,8 +555,17 @@ def main() -> None:
         help="folder of Texty whole images (optional)",
     )
     parser.add_argument("--enum-tiles", type=int, default=100_000, help="AOI size for the enumeration check")
-    parser.add_argument("--triage-zoom", type=int, default=None, help="bench scan --triage-zoom (17) against z18")
+    parser.add_argument(
+        "--triage-zoom", type=int, choices=(ZOOM - 1,), default=None, help="bench scan --triage-zoom 17 against z18"
+    )
     parser.add_argument("--pit-share", type=float, default=0.02, help="with --triage-zoom: area share of pit fields")
+    parser.add_argument(
+        "--background",
+        choices=sorted(BACKGROUNDS),
+        default="mixed",
+        help="with --triage-zoom: the ground around the pit fields. "
+        + "; ".join(f"{k}: {v}" for k, v in BACKGROUNDS.items()),
+    )
     args = parser.parse_args()
     if args.triage_zoom is not None:
         triage_bench(args)

@@ -1,6 +1,7 @@
 """Which z18 tiles should triage keep? Keep rules compared offline on one bench region (RESULTS round 15).
 
-Scans a ``bench/scan.py`` RegionTileServer region (Texty imagery, pit fields on ``--pit-share``) in full at z18 and
+Scans a ``bench/scan.py`` RegionTileServer region (Texty imagery, pit fields on ``--pit-share``, ``--background``
+as in the bench) in full at z18 and
 with the triage pass at z17 (both kept in ``--dir``, resumed when run again), then for each keep rule and threshold
 counts what the fine pass would cost and keep, without running it:
 
@@ -22,7 +23,6 @@ import argparse
 import json
 import sys
 import time
-import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,19 +36,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from amberwatch.db import connect
 from amberwatch.imagery.aoi import aoi_from_bbox
 from amberwatch.model.modelfile import BUNDLED_TRIAGE_PATH
-from amberwatch.results.store import TileRow, get_scan, latest_scan_id, tiles_to_look_closer
+from amberwatch.results.store import TileRow, get_scan, latest_scan_id, query_detections, tiles_to_look_closer
 from amberwatch.scan.engine import ScanSettings, run_scan
 from amberwatch.scan.tiling import iter_tiles
 from amberwatch.scan.triage import KeepRule, fine_tiles_near, hot_cells, kept_fine_tiles, run_triage_scan
-from scan import RegionTileServer, square_bbox
+from scan import BACKGROUNDS, RegionTileServer, region_is_pit, square_bbox
 
 TILE, MARGIN_Z18, MARGIN_Z17, BLOCK = 256, 160, 96, 8
 PORT = 18731
-
-
-def is_pit(x: int, y: int, share: float) -> bool:
-    """RegionTileServer.is_pit without a server."""
-    return zlib.crc32(f"{x // 4},{y // 4}".encode()) % 10_000 < share * 10_000
 
 
 def frames(tiles: set[tuple[int, int]], margin_px: int) -> tuple[float, set[tuple[int, int]]]:
@@ -80,14 +75,13 @@ def scans(args, server_url: str, aoi) -> tuple[Path, Path]:
 def detections(db: Path, share: float, scan_id: int | None = None) -> tuple[list, float, float]:
     """A scan's detections (default: the DB's latest scan's) as (geometry, ha, on a pit tile) and the totals."""
     conn = connect(db)
-    scan_id = scan_id or latest_scan_id(conn)
-    rows = conn.execute("SELECT geometry_geojson, area_ha FROM detections WHERE scan_id = ?", (scan_id,)).fetchall()
+    rows = query_detections(conn, scan_id=scan_id or latest_scan_id(conn))
     conn.close()
     out = []
-    for geojson, ha in rows:
-        g = shape(json.loads(geojson))
+    for d in rows:
+        g = shape(json.loads(d.geometry_geojson))
         tiles = [(t.x, t.y) for t in mercantile.tiles(*g.bounds, 18)]
-        out.append((g, ha, any(is_pit(x, y, share) for x, y in tiles)))
+        out.append((g, d.area_ha, any(region_is_pit(x, y, share) for x, y in tiles)))
     return out, sum(d[1] for d in out), sum(d[1] for d in out if d[2])
 
 
@@ -136,7 +130,7 @@ def analyse(args, full_db: Path, coarse_db: Path, aoi) -> None:
     full_px, full_reads = frames(aoi18, MARGIN_Z18)
     tri_px, tri_reads = frames(aoi17, MARGIN_Z17)
     found, all_ha, pit_ha = detections(full_db, args.pit_share)
-    pits = sum(is_pit(x, y, args.pit_share) for x, y in aoi18)
+    pits = sum(region_is_pit(x, y, args.pit_share) for x, y in aoi18)
     conn = connect(coarse_db)
     scan = get_scan(conn, 1)  # the triage pass: scans() makes it first, before any fine pass
     g, shipped = scan.params.cells_per_tile, float(scan.model_threshold)
@@ -152,7 +146,8 @@ def analyse(args, full_db: Path, coarse_db: Path, aoi) -> None:
         rows = list(tiles_to_look_closer(conn, scan.id, threshold))
         hot17 = {(t.x, t.y) for t in rows}
         false = sum(
-            not any(is_pit(2 * x + i, 2 * y + j, args.pit_share) for i in (0, 1) for j in (0, 1)) for x, y in hot17
+            not any(region_is_pit(2 * x + i, 2 * y + j, args.pit_share) for i in (0, 1) for j in (0, 1))
+            for x, y in hot17
         )
         rules = keep_rules(rows, threshold, g, args)
         for name, kept in rules:
@@ -172,6 +167,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiles", type=int, default=4096)
     parser.add_argument("--pit-share", type=float, default=0.02)
+    parser.add_argument("--background", choices=sorted(BACKGROUNDS), default="mixed", help="as in bench/scan.py")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--dir", type=Path, required=True)
     parser.add_argument("--texty", type=Path, default=Path(__file__).resolve().parents[3] / "shared/data/texty-amber")
@@ -180,7 +176,7 @@ def main() -> None:
     parser.add_argument("--run", nargs="*", default=[], help="keep rules of real fine passes to run: '[2, 0.3, 24]'")
     args = parser.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
-    server = RegionTileServer(args.texty, args.pit_share, port=PORT)
+    server = RegionTileServer(args.texty, args.pit_share, args.background, port=PORT)
     aoi = args.aoi = aoi_from_bbox(square_bbox(args.tiles))
     full_db, coarse_db = scans(args, server.url, aoi)
     analyse(args, full_db, coarse_db, aoi)
