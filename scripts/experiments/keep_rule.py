@@ -57,7 +57,7 @@ def served(out: Path) -> tuple[Path, Path, set]:
     from amberwatch.imagery.aoi import aoi_from_bbox
 
     out.mkdir(parents=True, exist_ok=True)
-    server = TileServer()
+    server = TileServer().start()
     t = mercantile.tile(*CENTER, 18)
     region = build_region(TEXTY, t.x & ~1, t.y & ~1)
     server.tiles.update(region.tiles)
@@ -114,27 +114,37 @@ def cost(aoi, tiles: set, context, clf) -> tuple[int, set]:
     return pixels, reads
 
 
-def misses(full_rows: dict, kept: set, coarse_rows: dict, threshold: float, pit_test, g: int, g17: int) -> None:
-    """The full scan's above-threshold cells on pit tiles outside the kept tiles, and their triage cells' scores."""
-    level = int(np.ceil(threshold * 255 - 1e-9))
+def misses(
+    full_rows: dict, kept: set, coarse: list, threshold: float, seed: float, z18_threshold: float, pit_test
+) -> None:
+    """The full scan's cells at its threshold outside the kept tiles: where, and what triage scored there and nearby.
+
+    A z17 cell covers 2 x 2 z18 cells (16 cells per tile at both zooms): z18 cell (X, Y) lies in z17 cell
+    (X // 2, Y // 2); distances are in z17 cells, as the keep rule's rings."""
+    level = int(np.ceil(z18_threshold * 255 - 1e-9))
+    tri = {}
+    for t in coarse:
+        g = int(t.grid_cells or 16)
+        grid = np.frombuffer(t.grid, np.uint8).reshape(g, g) if t.grid else np.full((g, g), 255, np.uint8)
+        for r, c in zip(*np.nonzero(grid >= 0), strict=True):
+            tri[(t.x * g + int(c), t.y * g + int(r))] = grid[r, c] / 255
+    hot_xy = np.array([k for k, v in tri.items() if v >= threshold - 0.5 / 255] or [(0, 0)])
+    seed_xy = np.array([k for k, v in tri.items() if v >= seed - 0.5 / 255] or [(0, 0)])
     for (x, y), row in sorted(full_rows.items()):
-        if (x, y) in kept or row.grid is None or not pit_test(x, y):
+        if (x, y) in kept or row.grid is None:
             continue
+        g = int(row.grid_cells)
         grid = np.frombuffer(row.grid, np.uint8).reshape(g, g)
-        hits = np.argwhere(grid >= level)
-        if not len(hits):
-            continue
-        parent = coarse_rows.get((x // 2, y // 2))
-        tri = np.frombuffer(parent.grid, np.uint8).reshape(g17, g17) / 255 if parent and parent.grid else None
-        scores = []
-        if tri is not None:  # the z17 cells over this tile's half of the parent, and their max 3 cells around
-            r0, c0 = (y % 2) * g17 // 2, (x % 2) * g17 // 2
-            part = tri[r0 : r0 + g17 // 2, c0 : c0 + g17 // 2]
-            scores = [f"tile max {part.max():.4f}"]
-        print(
-            f"  pit tile ({x}, {y}) outside kept: {len(hits)} cells >= {threshold:.2f} in the full scan; "
-            f"triage {', '.join(scores) or 'none'}"
-        )
+        for r, c in np.argwhere(grid >= level):
+            cx, cy = (x * g + int(c)) // 2, (y * g + int(r)) // 2
+            d_hot = int(np.abs(hot_xy - (cx, cy)).max(axis=1).min())
+            d_seed = int(np.abs(seed_xy - (cx, cy)).max(axis=1).min())
+            print(
+                f"  missed z18 cell ({r}, {c}) of tile ({x}, {y}){' (pit tile)' if pit_test(x, y) else ''}: "
+                f"{grid[r, c] / 255:.3f}; triage there "
+                f"{tri.get((cx, cy), 0.0):.4f} {d_hot} cells from a cell >= "
+                f"{threshold:.3f}, {d_seed} from a seed >= {seed}"
+            )
 
 
 def main() -> None:
@@ -178,6 +188,18 @@ def main() -> None:
     full_px, full_reads = cost(aoi.geometry, all_tiles, context, clf)
     pit_tiles = {t for t in all_tiles if pit_test(*t)}
     all_ha, pit_ha, _ = found(full, full_rows, all_tiles, pit_tiles)
+    coarse_clf = load(coarse.params.model_path)
+    coarse_context = scan_context(
+        coarse_clf,
+        imagery=ImageryRef("unused"),
+        cache_path=cache_path,
+        model_path=coarse.params.model_path,
+        model_version=coarse.model_version,
+        zoom=17,
+        tile_res_m_per_px=float(coarse.params.tile_resolution_m_per_px),
+    )
+    triage_px, _ = cost(aoi.geometry, set(coarse_rows), coarse_context, coarse_clf)
+    print(f"triage pass: {triage_px / full_px:.1%} of the full scan's pixels")
     print(
         f"{len(all_tiles)} z18 tiles; full scan {all_ha:.3f} ha, {pit_ha:.3f} on pit fields; {len(full_reads)} reads;"
         f" triage threshold {threshold:.4f}, {len(hot)} hot z17 tiles of {len(coarse_rows)}"
@@ -196,7 +218,7 @@ def main() -> None:
                 flush=True,
             )
         if args.misses:
-            misses(full_rows, wide, coarse_rows, clf.threshold, pit_test, context.cells_per_tile, g17)
+            misses(full_rows, wide, list(coarse_rows.values()), threshold, rule.seed_threshold, clf.threshold, pit_test)
         if args.check:
             check(aoi.geometry, wide, full_rows, context, clf, full)
 

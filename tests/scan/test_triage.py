@@ -33,7 +33,7 @@ from amberwatch.scan.triage import KeepRule, fine_tiles_near, hot_cells, kept_fi
 from tests.fixtures.pyramid_region import build_region
 from tests.scan.conftest import CENTER, TEXTY, bbox_arg, put_mosaic_tiles, tile_origin, tiles_bbox
 
-HECTARE_TOLERANCE = 0.05  # triage's hectares on the pit fields within 5 % of the full scan's there
+HECTARE_TOLERANCE = 0.02  # triage's hectares on the pit fields within 2 % of the full scan's there (issue 31)
 
 
 def _coarse(x: int, y: int, hot: dict[tuple[int, int], int] = {}, status: str = "done") -> TileRow:  # noqa: B006

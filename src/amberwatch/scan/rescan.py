@@ -9,7 +9,7 @@ A layer scanned after triage (``scan --triage-zoom``) is rescanned after triage 
 model, not on the accurate one: with the triage model that goes with the new version (``--triage-model`` for
 another) the triage pass is the parent's when that model made it, else a finished triage pass of the same imagery
 and model, else one made now from the cached coarse tiles (a triage pass like any, which later scans reuse); the
-layer covers the fine tiles that pass keeps, its units cut to them as in the scan.
+layer covers the fine tiles that pass keeps and those whose grids come free with them, as in the scan.
 """
 
 from __future__ import annotations
