@@ -109,3 +109,44 @@ def test_cells_with_imagery_come_from_the_tiles_own_mask():
     valid[:] = True
     valid[:, 10:14] = False  # a sliver under half of one cell: every cell still counts
     assert cells_with_imagery(full, image)[1] is None
+
+
+def test_free_tiles_are_every_tile_the_kept_tiles_passes_and_reads_give_a_grid_and_no_more():
+    from amberwatch.imagery.types import ground_resolution_m_per_px
+    from amberwatch.scan.engine import scan_context
+    from amberwatch.scan.worker import block_passes, free_tiles, pass_tiles, unit_blocks
+
+    clf = load()
+    context = scan_context(
+        clf,
+        imagery=ImageryRef("http://127.0.0.1:9/{z}/{x}/{y}.png"),  # never read: passes and reads are counted only
+        cache_path="unused",
+        model_path=None,
+        model_version=clf.version,
+        zoom=18,
+        tile_res_m_per_px=ground_resolution_m_per_px(51.32, 18),
+    )
+    x0, y0 = 16 * 9000, 16 * 5000
+    unit = Unit(
+        parent=(x0 >> 4, y0 >> 4, 14), zoom=18, tiles=tuple((x0 + i, y0 + j) for j in range(16) for i in range(16))
+    )
+    kept = ((x0 + 1, y0 + 1), (x0 + 6, y0 + 7), (x0 + 12, y0 + 3))  # two far corners of one block, one tile of another
+
+    def cost(tiles) -> tuple[set, set]:
+        """(the passes, the tiles read) of a fine pass over ``tiles``, block by block."""
+        passes, reads = set(), set()
+        for block, mine in unit_blocks(unit, tuple(tiles), context.block_tiles).items():
+            ran = block_passes(block, mine, context, clf)
+            passes.update((block, p) for p in ran)
+            reads |= pass_tiles(block, ran, context) | {nb for x, y in mine for nb in neighbours(x, y, 18, 1)}
+        return passes, reads
+
+    free = free_tiles(unit, kept, context, clf)
+    assert free and not free & set(kept) and len(free) < 128 - 3  # within the two blocks of the kept tiles
+    assert cost({*kept, *free}) == cost(kept)  # no backbone pass and no tile read more
+    others = [t for t in unit.tiles if t not in free and t not in kept and (t[0] - x0) < 16 and (t[1] - y0) < 8]
+    assert all(cost({*kept, t}) != cost(kept) for t in others)  # and every tile of those blocks that would cost more
+    quarter = Unit(
+        parent=(x0 >> 3, y0 >> 3, 15), zoom=18, tiles=tuple(t for t in unit.tiles if t[0] < x0 + 8 and t[1] < y0 + 8)
+    )
+    assert free_tiles(quarter, kept[:2], context, clf) == {t for t in free if t in quarter.tiles}  # any unit size

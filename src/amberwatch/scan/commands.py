@@ -179,7 +179,8 @@ def _run(aoi, imagery: str, opts: dict, project: Project, settings):
     )
     click.echo(
         f"Triage (scan {both.triage.scan_id}, zoom {opts['triage_zoom']}): {both.fine_tiles_kept:,} of "
-        f"{both.fine_tiles_aoi:,} zoom-{opts['zoom']} tiles scanned, {both.fine_tiles_skipped:,} skipped."
+        f"{both.fine_tiles_aoi:,} zoom-{opts['zoom']} tiles scanned ({both.fine_tiles_free:,} of them free: computed "
+        f"by the passes the others need), {both.fine_tiles_skipped:,} skipped."
     )
     return both.fine
 
@@ -274,10 +275,11 @@ def _triage_text(triage: dict) -> str:
     if triage.get("role") == "triage":
         return "the coarse pass of a triaged scan (it chooses tiles; no detections of its own)"
     ring = f"{triage['ring_cells']} cells" if "ring_cells" in triage else f"{triage.get('ring_tiles')} tiles"
+    free = f" ({triage['tiles_free']:,} of them free)" if "tiles_free" in triage else ""
     return (
         f"after triage scan {triage.get('scan_id')} at zoom {triage.get('zoom')} (threshold "
         f"{triage.get('threshold')}, ring {ring}): {triage.get('tiles_kept', 0):,} of "
-        f"{triage.get('tiles_aoi', 0):,} tiles scanned, {triage.get('tiles_skipped', 0):,} skipped"
+        f"{triage.get('tiles_aoi', 0):,} tiles scanned{free}, {triage.get('tiles_skipped', 0):,} skipped"
     )
 
 

@@ -60,7 +60,15 @@ from amberwatch.results.store import (
 from amberwatch.scan.dask_runner import run_units_dask
 from amberwatch.scan.lock import scan_lock
 from amberwatch.scan.tiling import DEFAULT_UNIT_ZOOM_DELTA, Unit, count_tiles, iter_units
-from amberwatch.scan.worker import ScanContext, UnitResult, init_worker, process_unit, release, remember_model
+from amberwatch.scan.worker import (
+    ScanContext,
+    UnitResult,
+    init_worker,
+    process_unit,
+    release,
+    remember_model,
+    with_free_tiles,
+)
 
 DEFAULT_MAX_TILES = 500_000
 COUNT_LIMIT_FACTOR = 100  # plans stop counting tiles past this many times the limit
@@ -210,6 +218,7 @@ class ScanSettings:
     int8: bool | None = None  # the model's int8 backbone for score maps (2x faster); None: when the model has one
     triage: dict | None = None  # ScanParams.triage of a triage pass or of the fine pass after one (scan.triage)
     only_tiles: frozenset[tuple[int, int]] | None = None  # the fine pass after triage: these AOI tiles alone
+    free_tiles: bool = False  # with only_tiles: and the AOI tiles whose grids come free with theirs (worker.free_tiles)
 
 
 @dataclass(frozen=True)
@@ -383,7 +392,7 @@ def _run_locked(
     if job.workers <= 1:
         remember_model(job.context.model_path, job.context.model_version, job.clf, job.context.int8)
     todo_total = max(0, job.new_scan.tiles_total - count_finished_tiles(conn, scan_id))
-    units = _pending_units(conn, scan_id, aoi, job.new_scan.zoom, unit_delta, settings.only_tiles)
+    units = _pending_units(conn, scan_id, aoi, job.new_scan.zoom, unit_delta, job.only_tiles)
     results = _unit_results(units, job, settings, todo_total, say)
     writer = _TileWriter(conn, scan_id, job.clf.threshold)
     watch = _OfflineWatch(scan_id, imagery)
@@ -409,6 +418,7 @@ class _Job:
     new_scan: NewScan
     workers: int
     int8_check: Int8Check | None = None
+    only_tiles: frozenset[tuple[int, int]] | None = None  # the tiles to scan (ScanSettings.only_tiles, widened)
 
 
 def _prepare(aoi: AOI, imagery: str, zoom: int, project: Project, settings: ScanSettings) -> _Job:
@@ -444,9 +454,12 @@ def _prepare(aoi: AOI, imagery: str, zoom: int, project: Project, settings: Scan
     )
     if settings.imagery_credit:  # shown on the public map instead of the imagery spec
         params = replace(params, imagery_credit=settings.imagery_credit)
+    only = settings.only_tiles
+    if only is not None and settings.free_tiles:
+        only = with_free_tiles(aoi.geometry, only, context, clf)
     if settings.triage is not None:
-        params = replace(params, triage=settings.triage)
-    tiles_total = plan.tiles if settings.only_tiles is None else len(settings.only_tiles)
+        params = replace(params, triage=free_tile_counts(settings.triage, settings.only_tiles, only))
+    tiles_total = plan.tiles if only is None else len(only)
     new_scan = NewScan(
         settings.name or default_scan_name(aoi),
         aoi.to_geojson(),
@@ -459,7 +472,16 @@ def _prepare(aoi: AOI, imagery: str, zoom: int, project: Project, settings: Scan
         tiles_total,
         imagery_date=imagery_date,
     )
-    return _Job(clf, context, new_scan, workers, check)
+    return _Job(clf, context, new_scan, workers, check, only)
+
+
+def free_tile_counts(triage: dict, chosen: frozenset | None, only: frozenset | None) -> dict:
+    """A fine pass's ScanParams.triage with its kept and skipped counts including the free tiles (``only`` less
+    ``chosen``), and their count."""
+    if chosen is None or only is None or "tiles_aoi" not in triage:
+        return triage
+    free, kept = len(only) - len(chosen), len(only)
+    return {**triage, "tiles_kept": kept, "tiles_free": free, "tiles_skipped": int(triage["tiles_aoi"]) - kept}
 
 
 def choose_precision(clf, asked: bool | None) -> tuple[bool, Int8Check | None]:

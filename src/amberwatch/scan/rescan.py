@@ -9,7 +9,7 @@ A layer scanned after triage (``scan --triage-zoom``) is rescanned after triage 
 model, not on the accurate one: with the triage model that goes with the new version (``--triage-model`` for
 another) the triage pass is the parent's when that model made it, else a finished triage pass of the same imagery
 and model, else one made now from the cached coarse tiles (a triage pass like any, which later scans reuse); the
-layer covers the fine tiles that pass keeps, its units cut to them as in the scan.
+layer covers the fine tiles that pass keeps and those whose grids come free with them, as in the scan.
 """
 
 from __future__ import annotations
@@ -45,10 +45,24 @@ from amberwatch.results.store import (
     update_scan_counts,
     write_tiles,
 )
-from amberwatch.scan.engine import DEFAULT_MIN_AREA_HA, choose_precision, finish_scan, scan_context, scan_params
+from amberwatch.scan.engine import (
+    DEFAULT_MIN_AREA_HA,
+    choose_precision,
+    finish_scan,
+    free_tile_counts,
+    scan_context,
+    scan_params,
+)
 from amberwatch.scan.tiling import DEFAULT_UNIT_ZOOM_DELTA, iter_units
 from amberwatch.scan.triage import KeepRule, choose_fine_tiles
-from amberwatch.scan.worker import ScanContext, process_unit, release, remember_model, remember_source
+from amberwatch.scan.worker import (
+    ScanContext,
+    process_unit,
+    release,
+    remember_model,
+    remember_source,
+    with_free_tiles,
+)
 
 
 @dataclass
@@ -121,7 +135,7 @@ def rescan(
         triage = ""
         if _triage_role(parent) == "after":
             triage_file = triage_model or registry.triage_model(info.version).path
-            layer, triage = _after_triage(conn, parent, layer, load_model(triage_file), str(triage_file), say)
+            layer, triage = _after_triage(conn, parent, layer, (clf, load_model(triage_file), str(triage_file)), say)
         new_id = create_scan(conn, layer.new_scan, layer.copied)
         say(
             f"scan {new_id}: rescan of scan {scan_id} with model v{info.version}, {len(layer.done):,} tiles "
@@ -261,10 +275,12 @@ def _classify_tiles(conn: sqlite3.Connection, new_id: int, layer: _Layer, contex
 
 
 def _after_triage(
-    conn: sqlite3.Connection, parent: Scan, layer: _Layer, triage_clf, triage_file: str, say: Callable[[str], None]
+    conn: sqlite3.Connection, parent: Scan, layer: _Layer, models: tuple, say: Callable[[str], None]
 ) -> tuple[_Layer, str]:
-    """The layer of a rescan of a triaged layer: the tiles kept by the triage pass of ``triage_clf`` (the parent's,
-    one reused, or one made from the cache) -> (the layer, which triage pass chose its tiles in words)."""
+    """The layer of a rescan of a triaged layer: the tiles kept by the triage pass of the triage model (``models``:
+    the layer's model, the triage model and its file; the parent's pass, one reused, or one made from the cache), and
+    those whose grids come free with them, as in the scan -> (the layer, which triage pass chose its tiles in words)."""
+    clf, triage_clf, triage_file = models
     parent_triage = dict(parent.params.triage or {})
     triage_id, made = _triage_pass(conn, get_scan(conn, int(parent_triage["scan_id"])), triage_clf, triage_file, layer)
     if triage_id == int(parent_triage["scan_id"]):  # the same pass: the parent's tiles, as it scanned them
@@ -272,17 +288,19 @@ def _after_triage(
         return replace(layer, only=kept), f"triage pass {triage_id} of the parent (the same triage model)"
     total = int(parent_triage.get("tiles_aoi") or parent.tiles_total or 0)
     chosen = choose_fine_tiles(conn, triage_id, layer.aoi, parent.zoom, KeepRule.from_params(parent_triage), total)
-    copied = [t for t in layer.copied if (t.x, t.y) in chosen.kept]
-    done = set(chosen.kept) - {(t.x, t.y) for t in copied}
-    params = replace(layer.new_scan.params, triage=chosen.params)
-    new_scan = replace(layer.new_scan, params=params, tiles_total=len(chosen.kept))
+    kept = with_free_tiles(layer.aoi.geometry, chosen.kept, layer.context, clf)
+    copied = [t for t in layer.copied if (t.x, t.y) in kept]
+    done = set(kept) - {(t.x, t.y) for t in copied}
+    params = replace(layer.new_scan.params, triage=free_tile_counts(chosen.params, chosen.kept, kept))
+    new_scan = replace(layer.new_scan, params=params, tiles_total=len(kept))
     how = "made now from the cached coarse tiles" if made else "reused"
     text = (
         f"triage pass {triage_id} ({how}, triage model {triage_clf.version}, threshold {chosen.threshold:.4f}): "
-        f"{len(chosen.kept):,} of {total:,} tiles kept (the parent scanned {len(layer.copied) + len(layer.done):,})"
+        f"{len(kept):,} of {total:,} tiles kept, {len(kept) - len(chosen.kept):,} of them free (the parent scanned "
+        f"{len(layer.copied) + len(layer.done):,})"
     )
     say(text)
-    return replace(layer, new_scan=new_scan, copied=copied, done=done, only=chosen.kept), text
+    return replace(layer, new_scan=new_scan, copied=copied, done=done, only=kept), text
 
 
 def _triage_pass(conn: sqlite3.Connection, old: Scan, triage_clf, triage_file: str, fine: _Layer) -> tuple[int, bool]:

@@ -22,7 +22,7 @@ from amberwatch.imagery.types import TILE_SIZE_PX, GeoImage, ImageryRef
 from amberwatch.model.classifier import ScanPass
 from amberwatch.model.modelfile import load
 from amberwatch.results.store import TileRow
-from amberwatch.scan.tiling import Unit
+from amberwatch.scan.tiling import Unit, iter_units
 
 _MODELS: dict[tuple[str, str], object] = {}
 _SOURCES: dict[tuple, object] = {}
@@ -227,6 +227,47 @@ def pass_tiles(block: Block, passes: list[ScanPass], context: ScanContext) -> se
         rows, cols = range(top // t, -(-bottom // t)), range(left // t, -(-right // t))
         out.update(tile for j in rows for i in cols if (tile := (x0 + i, y0 + j)) in frame)
     return out
+
+
+def free_tiles(
+    unit: Unit, todo: tuple[tuple[int, int], ...], context: ScanContext, model: object, memo: dict | None = None
+) -> set[tuple[int, int]]:
+    """The unit's tiles beyond ``todo`` whose grids come free with todo's: in a block with tiles of todo, those whose
+    cells' windows take in only the backbone passes todo's tiles need and whose ring of neighbours those passes (or
+    todo's ring) read anyway. Decided per block, so the same in units of any size; ``memo`` is shared across calls.
+
+    Processing them with todo runs no more passes and reads no more tiles, and gives them the full scan's grids."""
+    memo = {} if memo is None else memo
+    wanted, out = set(todo), set()
+    for block, tiles in unit_blocks(unit, unit.tiles, context.block_tiles).items():
+        mine = [t for t in tiles if t in wanted]
+        if not mine or len(mine) == len(tiles):
+            continue
+        passes = set(block_passes(block, mine, context, model))
+        reads = pass_tiles(block, list(passes), context)
+        reads.update(nb for x, y in mine for nb in neighbours(x, y, context.zoom, context.ring_tiles))
+        for x, y in tiles:
+            key = (block.nx, block.ny, x - block.x0, y - block.y0)
+            if key not in memo:  # a tile's passes hang on its place in a block of that shape alone
+                memo[key] = frozenset(block_passes(block, [(x, y)], context, model))
+            ring = neighbours(x, y, context.zoom, context.ring_tiles)
+            if (x, y) not in wanted and memo[key] <= passes and reads.issuperset(ring):
+                out.add((x, y))
+    return out
+
+
+def with_free_tiles(
+    geometry: object, kept: frozenset[tuple[int, int]], context: ScanContext, model: object
+) -> frozenset[tuple[int, int]]:
+    """``kept`` and every AOI tile (of ``geometry`` at the context's zoom) whose grid comes free with them
+    (``free_tiles``): a fixed function of the kept tiles, the AOI, the model's passes and the framing."""
+    memo: dict = {}
+    out = set(kept)
+    for unit in iter_units(geometry, context.zoom):
+        todo = tuple(t for t in unit.tiles if t in kept)
+        if todo:
+            out |= free_tiles(unit, todo, context, model, memo)
+    return frozenset(out)
 
 
 def process_unit(unit: Unit, context: ScanContext, todo: tuple[tuple[int, int], ...] | None = None) -> UnitResult:
