@@ -527,7 +527,8 @@ def print_triage_rows(rows: list[BenchRow], server: RegionTileServer, n_pits: in
             "CPU s": (t.cpu_s, f.cpu_s),
         }
         print(
-            f"{run} triage/full: " + ", ".join(f"{k} {a / b if b else float('nan'):.3f}" for k, (a, b) in pairs.items())
+            f"{run} triage/full: "
+            + ", ".join(f"{k} {a / b:.3f}" if b else f"{k} - (none either way)" for k, (a, b) in pairs.items())
         )
     print_estimate(rows, total, args)
 

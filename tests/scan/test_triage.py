@@ -131,17 +131,23 @@ def test_a_triage_pass_and_the_fine_pass_after_it_never_resume_a_plain_scan(tmp_
     assert [layer.scan.id for layer in scan_layers(conn)] == [ids[2], ids[0]]
 
 
-@pytest.mark.slow
-def test_a_fine_pass_gives_its_tiles_the_full_scans_grids_running_and_reading_only_what_it_needs(tile_server, tmp_path):
-    from dataclasses import replace
-
-    x0, y0 = tile_origin((160, 0))
-    x0, y0 = x0 // 8 * 8, y0 // 8 * 8  # one block of the tile grid, 8 x 8 tiles, and real imagery all round it
+def _one_block_scanned_in_full(tile_server, tmp_path, column_px: int) -> tuple:
+    """One 8 x 8-tile block of the tile grid with real imagery all round it, scanned in full into full.db ->
+    (x0, y0, its AOI, the settings, the full scan's grids, the tile requests so far)."""
+    x0, y0 = tile_origin((column_px, 0))
+    x0, y0 = x0 // 8 * 8, y0 // 8 * 8
     put_mosaic_tiles(tile_server, x0 - 1, y0 - 1, 10, 10)
     aoi = aoi_from_bbox(bbox_arg(tiles_bbox(x0, y0, 8, 8)))
     settings = ScanSettings(workers=1, progress=False)
     run_scan(aoi, tile_server.url, 18, tmp_path / "full.db", settings)
-    full, mark = _grids(tmp_path / "full.db")["tiles"], len(tile_server.tile_requests())
+    return x0, y0, aoi, settings, _grids(tmp_path / "full.db")["tiles"], len(tile_server.tile_requests())
+
+
+@pytest.mark.slow
+def test_a_fine_pass_gives_its_tiles_the_full_scans_grids_running_and_reading_only_what_it_needs(tile_server, tmp_path):
+    from dataclasses import replace
+
+    x0, y0, aoi, settings, full, mark = _one_block_scanned_in_full(tile_server, tmp_path, 160)
     # Two far corners of the block: cut to them, the block would frame their bounding box, the first tile at its
     # corner with nothing beyond the margin where the full scan had imagery.
     kept = frozenset({(x0 + 1, y0 + 1), (x0 + 6, y0 + 7)})
@@ -159,13 +165,7 @@ def test_a_fine_pass_adds_the_tiles_its_passes_give_free_with_the_full_scans_gri
 ):
     from amberwatch.results.store import get_scan
 
-    x0, y0 = tile_origin((176, 0))
-    x0, y0 = x0 // 8 * 8, y0 // 8 * 8  # one block of the tile grid, 8 x 8 tiles, and real imagery all round it
-    put_mosaic_tiles(tile_server, x0 - 1, y0 - 1, 10, 10)
-    aoi = aoi_from_bbox(bbox_arg(tiles_bbox(x0, y0, 8, 8)))
-    settings = ScanSettings(workers=1, progress=False)
-    run_scan(aoi, tile_server.url, 18, tmp_path / "full.db", settings)
-    full, mark = _grids(tmp_path / "full.db")["tiles"], len(tile_server.tile_requests())
+    x0, y0, aoi, settings, full, mark = _one_block_scanned_in_full(tile_server, tmp_path, 176)
     kept = frozenset({(x0 + 1, y0 + 1), (x0 + 6, y0 + 7)})  # 2 of the block's 3 x 3 passes, reading 32 tiles
     triage = {"key": "after-triage:test", "role": "after", "tiles_aoi": 64, "tiles_kept": 2, "tiles_skipped": 62}
     fine = replace(settings, only_tiles=kept, free_tiles=True, triage=triage)
