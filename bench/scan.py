@@ -528,7 +528,7 @@ def print_triage_rows(rows: list[BenchRow], server: RegionTileServer, n_pits: in
         }
         print(
             f"{run} triage/full: "
-            + ", ".join(f"{k} {a / b:.3f}" if b else f"{k} - (none either way)" for k, (a, b) in pairs.items())
+            + ", ".join(f"{k} {a / b:.3f}" if b else f"{k} - ({a:g} against 0)" for k, (a, b) in pairs.items())
         )
     print_estimate(rows, total, args)
 
