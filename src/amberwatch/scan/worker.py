@@ -229,6 +229,15 @@ def pass_tiles(block: Block, passes: list[ScanPass], context: ScanContext) -> se
     return out
 
 
+def tiles_read(
+    block: Block, passes: list[ScanPass], tiles: list[tuple[int, int]], context: ScanContext
+) -> set[tuple[int, int]]:
+    """The tiles a block's ``passes`` read, and the ring of neighbours of its ``tiles`` (their no-data check)."""
+    reads = pass_tiles(block, passes, context)
+    reads.update(nb for x, y in tiles for nb in neighbours(x, y, context.zoom, context.ring_tiles))
+    return reads
+
+
 def free_tiles(
     unit: Unit, todo: tuple[tuple[int, int], ...], context: ScanContext, model: object, memo: dict | None = None
 ) -> set[tuple[int, int]]:
@@ -244,8 +253,7 @@ def free_tiles(
         if not mine or len(mine) == len(tiles):
             continue
         passes = set(block_passes(block, mine, context, model))
-        reads = pass_tiles(block, list(passes), context)
-        reads.update(nb for x, y in mine for nb in neighbours(x, y, context.zoom, context.ring_tiles))
+        reads = tiles_read(block, list(passes), mine, context)
         for x, y in tiles:
             key = (block.nx, block.ny, x - block.x0, y - block.y0)
             if key not in memo:  # a tile's passes hang on its place in a block of that shape alone
@@ -288,8 +296,7 @@ def process_unit(unit: Unit, context: ScanContext, todo: tuple[tuple[int, int], 
     blocks = unit_blocks(unit, todo, context.block_tiles)
     passes = {block: block_passes(block, tiles, context, model) for block, tiles in blocks.items()}
     started = time.perf_counter()
-    needed = {t for block in blocks for t in pass_tiles(block, passes[block], context)}
-    needed.update(nb for x, y in todo for nb in neighbours(x, y, context.zoom, context.ring_tiles))
+    needed = set().union(*(tiles_read(block, passes[block], tiles, context) for block, tiles in blocks.items()))
     images = _read_tiles(context, sorted(needed), result)
     result.fetch_s = time.perf_counter() - started
     started = time.perf_counter()
