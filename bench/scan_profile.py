@@ -2,7 +2,8 @@
 
 Serves bench/scan.py's imagery on 127.0.0.1, fills a tile cache with a cold scan of --tiles tiles (block-aligned, as
 the inside of a large AOI), then runs ``process_unit`` over every unit again in this process with the bundled
-model (int8 unless --fp32), timing each stage with time.process_time (exclusive of the stages it calls), and
+model (int8 unless --fp32), timing each stage with time.thread_time (exclusive of the stages it calls, per thread:
+process_unit reads on a thread of its own while it classifies), and
 prints CPU ms per tile scored per stage. ``--cprofile`` also prints the top functions; ``--dump FILE`` saves every
 tile's grid and embedding bytes to compare two versions of the code (``--compare FILE``).
 """
@@ -16,6 +17,7 @@ import pickle
 import pstats
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -29,25 +31,28 @@ from scan import CENTER, ZOOM, PoolTileServer, tile_pool
 
 _EXCLUSIVE: dict[str, float] = {}
 _CALLS: dict[str, int] = {}
-_STACK: list[list] = []
+_STACKS = threading.local()  # .frames: this thread's open timed calls
+_LOCK = threading.Lock()
 
 
 def timed(name: str, fn):
-    """fn, its CPU time (less the timed calls inside it) added to _EXCLUSIVE[name]."""
+    """fn, its thread's CPU time (less the timed calls inside it) added to _EXCLUSIVE[name]."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        frame = [time.process_time(), 0.0]
-        _STACK.append(frame)
+        stack = _STACKS.__dict__.setdefault("frames", [])
+        frame = [time.thread_time(), 0.0]
+        stack.append(frame)
         try:
             return fn(*args, **kwargs)
         finally:
-            _STACK.pop()
-            spent = time.process_time() - frame[0]
-            _EXCLUSIVE[name] = _EXCLUSIVE.get(name, 0.0) + spent - frame[1]
-            _CALLS[name] = _CALLS.get(name, 0) + 1
-            if _STACK:
-                _STACK[-1][1] += spent
+            stack.pop()
+            spent = time.thread_time() - frame[0]
+            with _LOCK:
+                _EXCLUSIVE[name] = _EXCLUSIVE.get(name, 0.0) + spent - frame[1]
+                _CALLS[name] = _CALLS.get(name, 0) + 1
+            if stack:
+                stack[-1][1] += spent
 
     return wrapper
 

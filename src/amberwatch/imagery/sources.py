@@ -9,7 +9,9 @@ Failures that persist after retries raise ImageryError and are never cached, so 
 from __future__ import annotations
 
 import abc
+import contextlib
 import hashlib
+import threading
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from amberwatch.errors import (
+    AmberwatchWarning,
     BlankTileWarning,
     ImageError,
     ImageryError,
@@ -38,6 +41,31 @@ TileKey = tuple[int, int, int]  # (z, x, y), XYZ rows (top origin)
 TileRead = GeoImage | None | ImageryError  # what reading one tile gives: an image, nothing there, or the error
 
 _MISS = object()
+_COLLECTOR = threading.local()  # .into: the list this thread's tile warnings go to (None: warn as usual)
+
+
+@contextlib.contextmanager
+def collect_tile_warnings() -> Iterator[list[AmberwatchWarning]]:
+    """Collect the typed warnings this thread's tile reads give into a list instead of issuing them.
+
+    Per thread, unlike ``warnings.catch_warnings`` (process-global): another thread's filters (an "ignore" around
+    its own work) cannot swallow them, nor can they catch that thread's warnings."""
+    caught: list[AmberwatchWarning] = []
+    previous = getattr(_COLLECTOR, "into", None)
+    _COLLECTOR.into = caught
+    try:
+        yield caught
+    finally:
+        _COLLECTOR.into = previous
+
+
+def _warn(warning: AmberwatchWarning, stacklevel: int) -> None:
+    """Issue a tile warning, or add it to this thread's collector (``collect_tile_warnings``)."""
+    into = getattr(_COLLECTOR, "into", None)
+    if into is None:
+        warnings.warn(warning, stacklevel=stacklevel + 1)
+    else:
+        into.append(warning)
 
 
 @dataclass
@@ -163,7 +191,7 @@ class TileSource(abc.ABC):
     def _failed(exc: ImageryError) -> ImageryError:
         """Warn about a tile refused for its size (typed, so scans count it) and hand the error back."""
         if isinstance(exc, TileTooLargeError):
-            warnings.warn(OversizedTileWarning(str(exc)), stacklevel=4)
+            _warn(OversizedTileWarning(str(exc)), stacklevel=4)
         return exc
 
     @abc.abstractmethod
@@ -235,16 +263,16 @@ class TileSource(abc.ABC):
         """Cache a freshly fetched tile (or its absence) and turn it into a GeoImage or None."""
         z, x, y = key
         if fetched is None or (fetched.valid is not None and not fetched.valid.any()):
-            warnings.warn(NoImageryWarning(f"no imagery for {self._tile_label(z, x, y)}"), stacklevel=3)
+            _warn(NoImageryWarning(f"no imagery for {self._tile_label(z, x, y)}"), stacklevel=3)
             self._cache_put(key, None, status="empty")
             return None
         if is_blank(fetched.pixels):
-            warnings.warn(BlankTileWarning(f"blank {self._tile_label(z, x, y)} (uniform colour)"), stacklevel=3)
+            _warn(BlankTileWarning(f"blank {self._tile_label(z, x, y)} (uniform colour)"), stacklevel=3)
             self._cache_put(key, None, status="empty")
             return None
         if fetched.pixels.shape[:2] != (TILE_SIZE_PX, TILE_SIZE_PX):
             h, w = fetched.pixels.shape[:2]
-            warnings.warn(
+            _warn(
                 ResampledTileWarning(
                     f"{self._tile_label(z, x, y)} is {w}x{h} px, not {TILE_SIZE_PX}x{TILE_SIZE_PX}: resampled to fit"
                 ),

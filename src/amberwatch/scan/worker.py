@@ -8,16 +8,18 @@ source. The model and the source are opened once per worker process and kept in 
 from __future__ import annotations
 
 import os
+import queue
 import threading
 import time
-import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from amberwatch.errors import AmberwatchWarning, ImageryError, UnreachableError
+from amberwatch.errors import ImageryError, UnreachableError
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.open import open_ref
+from amberwatch.imagery.sources import collect_tile_warnings
 from amberwatch.imagery.types import TILE_SIZE_PX, GeoImage, ImageryRef
 from amberwatch.model.classifier import ScanPass
 from amberwatch.model.modelfile import load
@@ -64,8 +66,8 @@ class UnitResult:
 
     unit: Unit
     tiles: list[TileRow] = field(default_factory=list)
-    fetch_s: float = 0.0
-    predict_s: float = 0.0
+    fetch_s: float = 0.0  # time its blocks waited for their tiles: the reading not hidden behind classifying
+    predict_s: float = 0.0  # time spent sorting out and classifying its blocks (waits for tiles excluded)
     cpu_s: float = 0.0  # CPU time of this process spent on the unit (fetch + decode + classify)
     warnings: dict[str, int] = field(default_factory=dict)  # amberwatch warning class name -> count
     reads_ok: int = 0  # tile reads (the tiles of its blocks and their ring) that gave an image or "no imagery"
@@ -286,6 +288,9 @@ def process_unit(unit: Unit, context: ScanContext, todo: tuple[tuple[int, int], 
     of any size, with any number of workers, local or on Dask, in a resumed scan and in a fine pass after triage
     (whose ``todo`` is the kept tiles). Only the model's passes over a frame that the tiles of ``todo`` need are run,
     and only the tiles those passes read (and the tiles' ring of neighbours) are read.
+
+    Reading overlaps classifying: a reader thread (``_Reader``) reads the blocks' tiles, each once, in the order the
+    blocks are classified, while the blocks before are classified; a block waits only for its own tiles.
     """
     todo = unit.tiles if todo is None else todo
     result = UnitResult(unit=unit)
@@ -294,41 +299,110 @@ def process_unit(unit: Unit, context: ScanContext, todo: tuple[tuple[int, int], 
     cpu_started = time.process_time()
     model = get_model(context.model_path, context.model_version, context.int8, context.model_sha256)
     blocks = unit_blocks(unit, todo, context.block_tiles)
-    passes = {block: block_passes(block, tiles, context, model) for block, tiles in blocks.items()}
-    started = time.perf_counter()
-    needed = set().union(*(tiles_read(block, passes[block], tiles, context) for block, tiles in blocks.items()))
-    images = _read_tiles(context, sorted(needed), result)
-    result.fetch_s = time.perf_counter() - started
-    started = time.perf_counter()
-    for block, tiles in sorted(blocks.items(), key=lambda item: (item[0].y0, item[0].x0)):
-        to_predict = _triage(tiles, images, context.zoom, context.ring_tiles, result)
-        if to_predict:
-            _classify_block(block, context, images, to_predict, result, passes[block])
-    result.predict_s = time.perf_counter() - started
+    order = sorted(blocks, key=lambda block: (block.y0, block.x0))
+    passes = {block: block_passes(block, blocks[block], context, model) for block in order}
+    batches = first_reads([tiles_read(block, passes[block], blocks[block], context) for block in order])
+    images: dict[tuple[int, int], object] = {}
+    with _Reader(get_source(context), context.zoom, batches) as reader:
+        for block in order:
+            started = time.perf_counter()
+            images.update(reader.next_batch(result))
+            result.fetch_s += time.perf_counter() - started
+            started = time.perf_counter()
+            to_predict = _triage(blocks[block], images, context.zoom, context.ring_tiles, result)
+            if to_predict:
+                _classify_block(block, context, images, to_predict, result, passes[block])
+            result.predict_s += time.perf_counter() - started
     result.cpu_s = time.process_time() - cpu_started
     return result
 
 
-def _read_tiles(
-    context: ScanContext, needed: list[tuple[int, int]], result: UnitResult
-) -> dict[tuple[int, int], object]:
-    """Read the tiles (x, y) at the context's zoom; typed warnings are counted on the result, not printed."""
-    images: dict[tuple[int, int], object] = {}
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        for (_tz, tx, ty), image in get_source(context).read_tiles((context.zoom, x, y) for x, y in needed):
-            images[(tx, ty)] = image
+def first_reads(reads: list[set[tuple[int, int]]]) -> list[list[tuple[int, int]]]:
+    """Per block in turn, its tiles that no block before it reads (sorted): every tile of the unit read once."""
+    seen: set[tuple[int, int]] = set()
+    batches = []
+    for tiles in reads:
+        batches.append(sorted(tiles - seen))
+        seen |= tiles
+    return batches
+
+
+class _Reader:
+    """Reads batches of tiles on a background thread, in order, while the caller classifies the batches before.
+
+    The source (and its cache) is used by that thread alone while it runs. Leaving the ``with`` stops it at its next
+    tile and waits for it; an exception in it (a bug: a failed tile is a result, not an exception) is raised by
+    ``next_batch`` in the caller.
+    """
+
+    def __init__(self, source: object, zoom: int, batches: list[list[tuple[int, int]]]) -> None:
+        self._out: queue.SimpleQueue = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(source, zoom, batches), name="amberwatch-unit-reader", daemon=True
+        )
+
+    def __enter__(self) -> _Reader:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self, source: object, zoom: int, batches: list[list[tuple[int, int]]]) -> None:
+        try:
+            _read_tiles(source, zoom, batches, self._out.put, self._stop)
+        except BaseException as exc:  # handed to the caller, which raises it
+            self._out.put(exc)
+
+    def next_batch(self, result: UnitResult) -> dict[tuple[int, int], object]:
+        """Wait for the next batch's images; count its reads and typed warnings on the result."""
+        item = self._out.get()
+        if isinstance(item, BaseException):
+            raise item
+        images, warned = item
+        for image in images.values():
             if isinstance(image, UnreachableError):
                 result.reads_unreachable += 1
             elif isinstance(image, ImageryError):
                 result.reads_failed += 1
             else:
                 result.reads_ok += 1
-    for w in caught:
-        if issubclass(w.category, AmberwatchWarning):
-            name = w.category.__name__
+        for name in warned:
             result.warnings[name] = result.warnings.get(name, 0) + 1
-    return images
+        return images
+
+
+def _read_tiles(
+    source: object, zoom: int, batches: list[list[tuple[int, int]]], publish: Callable, stop: threading.Event
+) -> None:
+    """Read the batches' tiles (x, y) at ``zoom`` in one stream (an HTTP source keeps requests in flight across
+    batches) and ``publish`` each batch's images and typed warning names, in order, once all its tiles are in."""
+    owner = {tile: k for k, batch in enumerate(batches) for tile in batch}
+    images: list[dict[tuple[int, int], object]] = [{} for _ in batches]
+    left = [len(batch) for batch in batches]
+    done = 0
+    with collect_tile_warnings() as caught:
+
+        def publish_ready() -> None:
+            nonlocal done
+            while done < len(batches) and left[done] == 0:
+                publish((images[done], [type(w).__name__ for w in caught]))
+                caught.clear()
+                done += 1
+
+        publish_ready()  # batches with nothing left to read
+        reads = source.read_tiles((zoom, x, y) for batch in batches for x, y in batch)
+        try:
+            for (_z, x, y), image in reads:
+                images[owner[(x, y)]][(x, y)] = image
+                left[owner[(x, y)]] -= 1
+                publish_ready()
+                if stop.is_set():
+                    break
+        finally:
+            reads.close()
 
 
 def _triage(todo, images: dict, z: int, ring: int, result: UnitResult) -> list[tuple[int, int]]:
