@@ -14,9 +14,10 @@ import json
 import re
 import secrets
 from collections.abc import Iterable
-from http.cookies import SimpleCookie
 from urllib.parse import urlsplit
 
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from amberwatch.errors import DatabaseBusyError, InvalidInputError
@@ -68,23 +69,20 @@ class GuardMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                names = {k.lower() for k, _ in message.get("headers", [])}
-                message["headers"] = list(message.get("headers", [])) + [
-                    (k, v) for k, v in SECURITY_HEADERS if k not in names
-                ]
+                _add_security_headers(_response_headers(message))
             await send(message)
 
         if scope["method"] not in UNSAFE_METHODS:
             await self.app(scope, receive, send_with_headers)
             return
-        headers = {k.lower(): v for k, v in scope.get("headers", [])}
-        content_type = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
-        declared = headers.get(b"content-length")
+        headers = Headers(scope=scope)
+        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        declared = headers.get("content-length")
         if declared is not None:
             try:
                 declared_len = int(declared)
             except ValueError:
-                await self._refuse(send_with_headers, 400, f"invalid Content-Length {declared.decode('latin-1')!r}")
+                await self._refuse(send_with_headers, 400, f"invalid Content-Length {declared!r}")
                 return
             if declared_len > self.max_body_bytes:
                 await self._refuse(
@@ -183,11 +181,17 @@ def cors_origin(value: str) -> str:
     return f"{parts.scheme}://{netloc}"
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", []):
-        if key.lower() == name:
-            return value.decode("latin-1")
-    return None
+def _add_security_headers(headers: MutableHeaders) -> None:
+    """Add each of ``SECURITY_HEADERS`` the response does not set itself."""
+    for name, value in SECURITY_HEADERS:
+        if name.decode("latin-1") not in headers:
+            headers.append(name.decode("latin-1"), value.decode("latin-1"))
+
+
+def _response_headers(message: Message) -> MutableHeaders:
+    """The headers of an ``http.response.start`` message, editable in place (ASGI lets a message omit them)."""
+    message.setdefault("headers", [])
+    return MutableHeaders(scope=message)
 
 
 class CorsMiddleware:
@@ -205,20 +209,24 @@ class CorsMiddleware:
         if scope["type"] != "http" or not CORS_PATHS.fullmatch(scope.get("path", "")):
             await self.app(scope, receive, send)
             return
-        origin = _header(scope, b"origin")
+        request_headers = Headers(scope=scope)
+        origin = request_headers.get("origin")
         allowed = origin is not None and origin in self.origins
         cors = [
             (b"access-control-allow-origin", origin.encode("latin-1")),
             (b"access-control-allow-credentials", b"true"),
         ]
         added = cors if allowed else []
-        if scope["method"] == "OPTIONS" and _header(scope, b"access-control-request-method"):
+        if scope["method"] == "OPTIONS" and request_headers.get("access-control-request-method"):
             await self._preflight(send, origin, added)
             return
 
         async def send_with_cors(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = _with_vary_origin([*message.get("headers", []), *added])
+                headers = _response_headers(message)
+                for name, value in added:
+                    headers.append(name.decode("latin-1"), value.decode("latin-1"))
+                _vary_origin(headers)
             await send(message)
 
         await self.app(scope, receive, send_with_cors)
@@ -242,27 +250,19 @@ class CorsMiddleware:
         await send({"type": "http.response.body", "body": payload})
 
 
-def _with_vary_origin(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """The headers with Origin added to Vary (a shared cache must not hand one origin's answer to another)."""
-    vary = [v for k, v in headers if k.lower() == b"vary"]
-    rest = [(k, v) for k, v in headers if k.lower() != b"vary"]
-    values = [*(x.strip() for v in vary for x in v.split(b",") if x.strip()), b"Origin"]
-    return [*rest, (b"vary", b", ".join(dict.fromkeys(values)))]
+def _vary_origin(headers: MutableHeaders) -> None:
+    """Add Origin to Vary once (a shared cache must not hand one origin's answer to another)."""
+    varies = {v.strip().lower() for value in headers.getlist("vary") for v in value.split(",")}
+    if "origin" not in varies:
+        headers.add_vary_header("Origin")
 
 
 def reader_id(scope: Scope) -> str | None:
     """The reader id the ``aw_reader`` cookie of a request carries, if it is well formed."""
-    for name, value in scope.get("headers", []):
-        if name.lower() != b"cookie":
-            continue
-        jar: SimpleCookie = SimpleCookie()
-        try:
-            jar.load(value.decode("latin-1"))
-        except Exception:  # a malformed Cookie header: as if there were no reader cookie
-            continue
-        morsel = jar.get(READER_COOKIE)
-        if morsel is not None and _READER_ID.fullmatch(morsel.value):
-            return morsel.value
+    for header in Headers(scope=scope).getlist("cookie"):
+        value = cookie_parser(header).get(READER_COOKIE)
+        if value is not None and _READER_ID.fullmatch(value):
+            return value
     return None
 
 
@@ -296,7 +296,7 @@ class ReaderCookieMiddleware:
 
         async def send_with_cookie(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), (b"set-cookie", cookie)]
+                _response_headers(message).append("set-cookie", cookie.decode("latin-1"))
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)
