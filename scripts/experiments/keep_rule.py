@@ -147,6 +147,22 @@ def misses(
             )
 
 
+def read_scans(full_db: Path, triage_db: Path) -> tuple:
+    """The full z18 scan and its tile rows by (x, y); the triage pass, its threshold, cells per tile, hot tiles and
+    z17 rows by (x, y): scan 1 of each database."""
+    conn = connect(full_db)
+    full = get_scan(conn, 1)
+    full_rows = {(t.x, t.y): t for t in scan_tiles_at(conn, 1, 18)}
+    conn.close()
+    conn = connect(triage_db)
+    coarse = get_scan(conn, 1)
+    threshold, g17 = float(coarse.model_threshold), int(coarse.params.cells_per_tile)
+    hot = list(tiles_to_look_closer(conn, coarse.id, threshold))
+    coarse_rows = {(t.x, t.y): t for t in scan_tiles_at(conn, coarse.id, 17)}
+    conn.close()
+    return full, full_rows, coarse, threshold, g17, hot, coarse_rows
+
+
 def main() -> None:
     """Count each rule on a region."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -161,16 +177,7 @@ def main() -> None:
         pit_test = lambda x, y: (x, y) in pits  # noqa: E731
     else:
         full_db, triage_db, pit_test = args.dir / "full.db", args.dir / "triage.db", bench_pits()
-    conn = connect(full_db)
-    full = get_scan(conn, 1)
-    full_rows = {(t.x, t.y): t for t in scan_tiles_at(conn, 1, 18)}
-    conn.close()
-    conn = connect(triage_db)
-    coarse = get_scan(conn, 1)
-    threshold, g17 = float(coarse.model_threshold), int(coarse.params.cells_per_tile)
-    hot = list(tiles_to_look_closer(conn, coarse.id, threshold))
-    coarse_rows = {(t.x, t.y): t for t in scan_tiles_at(conn, coarse.id, 17)}
-    conn.close()
+    full, full_rows, coarse, threshold, g17, hot, coarse_rows = read_scans(full_db, triage_db)
     aoi = aoi_from_geojson(json.loads(full.aoi_geojson))
     clf = load(full.params.model_path)
     cache_path = str(Path(full_db).with_name("full-tiles.sqlite"))

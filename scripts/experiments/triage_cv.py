@@ -1,6 +1,7 @@
 """Triage model levers on block CV at half resolution, scored per crop and per pit field (RESULTS round 16).
 
-Features come from the feature cache (scale 0.5, the triage recipe's), so each variant only trains heads: 5 folds x
+Features come from the feature cache (scale 0.5, the triage recipe's; `--scale 0.25` for a z16 triage, round 22,
+whose features the first run computes and caches), so each variant only trains heads: 5 folds x
 5 split seeds grouped by 0.1-degree block on the 881 Texty crops (the 36 tile-box crops join every training part,
 never scored), out-of-fold scores pooled. A pit field is a source image (LAT_LON of the file name) with positive
 crops: it is found at a threshold when any of its positive crops reaches it.
@@ -100,6 +101,7 @@ def evaluate(name: str, oofs: list[np.ndarray], y: np.ndarray, fields: list[str]
         "field_r0.97": field_recall_threshold(pooled_y, pooled_p, field_ids, 0.97),
         "field_r0.95": field_recall_threshold(pooled_y, pooled_p, field_ids, 0.95),
         "field_r0.85": field_recall_threshold(pooled_y, pooled_p, field_ids, 0.85),
+        "field_r0.80": field_recall_threshold(pooled_y, pooled_p, field_ids, 0.80),
     }
     row = {"variant": name, "AP": round(float(average_precision_score(pooled_y, pooled_p)), 4)}
     row["AP_by_seed"] = [round(float(average_precision_score(y, o)), 3) for o in oofs]
@@ -122,12 +124,14 @@ def main() -> int:
     ap.add_argument("--feature-cache", required=True)
     ap.add_argument("--variant", action="append", choices=sorted(variants()), required=True)
     ap.add_argument("--out", default="/tmp/triage_cv/results.jsonl")
+    ap.add_argument("--scale", type=float, default=None, help="examples' scale (default the triage recipe's, 0.5)")
     args = ap.parse_args()
     data = load_folder(args.data)
     n_texty = len(data)
     data = data.merged(load_boxes(args.boxes, args.data))
     scored = np.arange(len(data)) < n_texty
     base = triage_recipe(pretrained_recipe(feature_cache=args.feature_cache))
+    base = base if args.scale is None else replace(base, scale=args.scale)
     feats = data_features(data, base)
     fold_sets = [scored_folds(data, scored, 5, s) for s in SPLIT_SEEDS]
     y, fields = data.labels[scored], [n.split("/")[-1] for n, ok in zip(data.names, scored) if ok]
@@ -143,8 +147,8 @@ def main() -> int:
                 logits = fit_variant(feats[train], data.labels[train], recipe, v)
                 oof[test] = _sigmoid(logits(feats[test][:, 0]))
             oofs.append(oof[scored])
-        np.save(f"{args.out}.{name}.npy", np.stack(oofs))
-        row = evaluate(name, oofs, y, fields)
+        np.save(f"{args.out}.{name}.scale{base.scale:g}.npy", np.stack(oofs))
+        row = {"scale": base.scale, **evaluate(name, oofs, y, fields)}
         row["seconds"] = round(time.perf_counter() - t0)
         print(json.dumps(row), flush=True)
         with open(args.out, "a") as f:
