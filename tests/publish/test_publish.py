@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 from click.testing import CliRunner
+from fastapi.testclient import TestClient
 from pmtiles.reader import MmapSource, Reader, all_tiles
 from pmtiles.tile import TileType
 
@@ -22,6 +23,7 @@ from amberwatch.project import tile_cache_path
 from amberwatch.publish.edition import Edition, PublishOptions, publish
 from amberwatch.results.locator import locator_document
 from amberwatch.results.store import ensure_schema, replace_detections
+from amberwatch.web.app import create_app
 from tests.story.conftest import NOW, SOURCE_ID, THEN, ZOOM, DatedFixture, StoryFixture
 
 REPO = Path(__file__).resolve().parents[2]
@@ -80,6 +82,7 @@ def test_places_and_config(edition: Edition) -> None:
     config = json.loads((edition.out_dir / "config.json").read_text("utf-8"))
     assert config["flag_endpoint"] is None and config["basemap"] is None and config["story"] is None
     assert config["bounds"] == [26.85, 51.25, 26.95, 51.35] and config["dates"] == []
+    assert config["timeline"] is None and not (edition.out_dir / "timeline.json").exists()
     (layer,) = config["layers"]
     for name in (layer["imagery"], layer["sites"], config["places"], *config["assets"].values()):
         assert (edition.out_dir / name).is_file(), name
@@ -176,6 +179,22 @@ def test_dated_scans_publish_one_layer_per_date(dated_project: DatedFixture, tmp
     }
     _, meta, _ = _read(edition.out_dir / f"imagery-{THEN}.pmtiles")
     assert meta["imagery_date"] == THEN and meta["attribution"] == "Fixture imagery"
+
+
+def test_a_dated_edition_holds_the_live_maps_timeline(dated_project: DatedFixture, tmp_path: Path) -> None:
+    """timeline.json (named by config.json) is what the live map's /api/timeline gives for the same project, and its
+    detection ids per date are the ids of the sites files' features."""
+    edition = publish(dated_project.db, tmp_path / "site")
+    assert edition.config["timeline"] == "timeline.json"
+    published = json.loads((edition.out_dir / "timeline.json").read_text("utf-8"))
+    live = TestClient(create_app(dated_project.db)).get("/api/timeline").json()
+    assert published == live and published["dates"] == [THEN, NOW]
+    assert published["scan_ids"] == {THEN: dated_project.scan_ids[THEN], NOW: dated_project.scan_ids[NOW]}
+    for layer in edition.config["layers"]:
+        ids = {f["id"] for f in _sites(edition, layer["sites"])["features"]}
+        assert {i for site in published["sites"] for i in site["detection_ids"][layer["date"]]} == ids
+    status = {s["site_id"]: s["status"] for s in published["sites"]}
+    assert sorted(status.values()).count("new") == 2 and "growing" in status.values()
 
 
 def test_flag_endpoint_basemap_and_story(project: StoryFixture, tmp_path: Path) -> None:

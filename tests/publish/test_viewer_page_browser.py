@@ -197,3 +197,34 @@ def test_a_dated_edition_switches_dates_from_its_files(
     assert radios == [[d, d == config["date"]] for d in config["dates"]] and first == counts[config["date"]]
     served = {path for path, _, status, _ in log.entries if status in (200, 206)}
     assert {f"/sites-{other}.geojson", f"/imagery-{other}.pmtiles"} <= served, served
+
+
+def test_a_dated_edition_follows_sites_over_time_from_its_files(
+    browser, dated_project: DatedFixture, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """From timeline.json alone, as the live map from /api/timeline: the "new since" / "growing" filters change the
+    sites listed, and a site's popup has its area-by-date chart and status ("Over time")."""
+    out = tmp_path_factory.mktemp("dated-timeline") / "site"
+    config = publish(dated_project.db, out, PublishOptions()).config
+    then, now = config["dates"]
+    listed = "document.querySelectorAll('#site-list li').length"
+    with range_server(out) as (base, log):
+        context, page = _open(browser, base, VIEWPORTS["desktop"])
+        visible = page.locator("#f-change-row").is_visible()
+        shown = {"": page.evaluate(listed)}
+        for choice in ("growing", f"new:{then}"):
+            page.locator("#f-change").select_option(choice)
+            page.wait_for_function("amberwatch.ready")
+            shown[choice] = page.evaluate(listed)
+        page.locator("#f-change").select_option("")
+        page.evaluate("(id) => { location.hash = 'd=' + id; }", dated_project.now_ids["B1"])
+        popup = page.locator(f".leaflet-popup .popup[data-id='{dated_project.now_ids['B1']}']")
+        popup.wait_for(timeout=10_000)
+        chart = popup.locator("svg.area-chart").get_attribute("aria-label")
+        status = popup.locator(".status-words").inner_text()
+        errors = page.errors
+        context.close()
+    assert not errors, errors
+    assert visible and shown == {"": 4, "growing": 1, f"new:{then}": 2}, shown
+    assert then in chart and now in chart and status.lower().startswith("growing"), (chart, status)
+    assert any(path == "/timeline.json" and status_ == 200 for path, _, status_, _ in log.entries)

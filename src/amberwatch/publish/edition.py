@@ -6,13 +6,14 @@ The folder holds, per imagery date shown (one for an undated scan; each date of 
   cache with its overviews, one PMTiles v3 archive read by HTTP range requests (``publish.archive``);
 - ``sites.geojson`` (``sites-<date>.geojson``): the public sites (``publish.sites``);
 
-and once: the viewer (``index.html``, ``static/``, ``vendor/``: the live map's page in its static mode,
-``publish.viewer``), ``places.geojson`` (place labels from the gazetteer), ``locator.svg`` (the locator inset of
-the sites' extent, ``results.locator``; none without sites), ``config.json`` (what a viewer needs: title, bounds,
-zooms, credit, dates and their files, the locator or null, the flag endpoint or null: flagging hidden, the basemap
-or null),
-``assets/`` (the vendored ``pmtiles`` browser build and the Leaflet layer reading an archive) and, when given, a
-built story copied under ``story/``.
+and once: ``timeline.json`` for a dated edition (its sites followed across the dates, as the live map's
+``/api/timeline`` gives them: the viewer's "Over time" and its "new since" / "growing" filters), the viewer
+(``index.html``, ``static/``, ``vendor/``: the live map's page in its static mode, ``publish.viewer``),
+``places.geojson`` (place labels from the gazetteer), ``locator.svg`` (the locator inset of the sites' extent,
+``results.locator``; none without sites), ``config.json`` (what a viewer needs: title, bounds, zooms, credit, dates
+and their files, the timeline or null, the locator or null, the flag endpoint or null: flagging hidden, the basemap
+or null), ``assets/`` (the vendored ``pmtiles`` browser build and the Leaflet layer reading an archive) and, when
+given, a built story copied under ``story/``.
 """
 
 from __future__ import annotations
@@ -39,14 +40,23 @@ from amberwatch.results.locator import locator_document
 from amberwatch.results.public import PublicDetection, ReviewState, display_name, scan_credit
 from amberwatch.results.records import Scan
 from amberwatch.results.store import get_scan, latest_scan_id, open_results
-from amberwatch.results.timeline import Timeline, load_timeline
+from amberwatch.results.timeline import Timeline, load_timeline, map_json
 from amberwatch.review.feedback import review_states
 
 ASSETS_DIR = Path(__file__).parent / "assets"
 ASSET_FILES = ("pmtiles.js", "pmtiles-layer.js", "PMTILES-LICENSE.txt")
 CONFIG_VERSION = 1
 LOCATOR_FILE = "locator.svg"
-_OUTPUT_GLOBS = ("index.html", "config.json", "places.geojson", LOCATOR_FILE, "sites*.geojson", "imagery*.pmtiles")
+TIMELINE_FILE = "timeline.json"
+_OUTPUT_GLOBS = (
+    "index.html",
+    "config.json",
+    "places.geojson",
+    LOCATOR_FILE,
+    TIMELINE_FILE,
+    "sites*.geojson",
+    "imagery*.pmtiles",
+)
 _OUTPUT_DIRS = ("assets", "story", "static", "vendor")
 
 
@@ -218,6 +228,14 @@ def write_locator(out: Path, sites: list[PublicDetection]) -> str | None:
     return LOCATOR_FILE
 
 
+def write_timeline(out: Path, conn: sqlite3.Connection, timeline: Timeline | None) -> str | None:
+    """A dated edition's ``timeline.json`` (``results.timeline.map_json``); its name, or None for one date."""
+    if timeline is None:
+        return None
+    (out / TIMELINE_FILE).write_text(json.dumps(map_json(conn, timeline)), "utf-8")
+    return TIMELINE_FILE
+
+
 def edition_config(
     layers: list[PublishedLayer],
     title: str,
@@ -225,9 +243,10 @@ def edition_config(
     basemap: dict | None,
     story: bool,
     locator: str | None = None,
+    timeline: str | None = None,
 ) -> dict[str, Any]:
     """config.json: what a viewer needs to show the edition (``date``: the layer shown first; layers in date order;
-    ``locator``: the locator inset's file, or null)."""
+    ``locator``: the locator inset's file, or null; ``timeline``: a dated edition's timeline file, or null)."""
     first = layers[0]
     dates = sorted(str(x.scan.imagery_date) for x in layers if x.scan.imagery_date) if len(layers) > 1 else []
     return {
@@ -243,6 +262,7 @@ def edition_config(
         "layers": [x.to_config() for x in sorted(layers, key=lambda x: str(x.scan.imagery_date))],
         "places": "places.geojson",
         "locator": locator,
+        "timeline": timeline,
         "assets": {name.removesuffix(".js"): f"assets/{name}" for name in ASSET_FILES if name.endswith(".js")},
         "flag_endpoint": flag_endpoint,
         "basemap": basemap,
@@ -286,7 +306,8 @@ def publish(db: str | Path, out_dir: str | Path, options: PublishOptions = Publi
             copy_assets(out, story)
             title = options.title or display_name(scan.name, scan.id)
             locator = write_locator(out, sites)
-            config = edition_config(layers, title, flag_endpoint, basemap, story is not None, locator)
+            timeline_file = write_timeline(out, conn, timeline)
+            config = edition_config(layers, title, flag_endpoint, basemap, story is not None, locator, timeline_file)
             (out / "config.json").write_text(json.dumps(config, indent=1), "utf-8")
             write_viewer(out, title, basemap)
     return Edition(out, config, tuple(layers), len(places["features"]), story is not None)

@@ -35,7 +35,7 @@ from amberwatch.imagery.types import TILE_SIZE_PX
 from amberwatch.results.diff import classify_change
 from amberwatch.results.public import ReviewState, public_detections
 from amberwatch.results.records import Scan
-from amberwatch.results.store import finished_scans, get_scan, imagery_tiles
+from amberwatch.results.store import finished_scans, get_scan, imagery_tiles, query_detections
 
 STATUSES = ("new", "growing", "stable", "shrinking", "gone", "unknown")
 DEFAULT_REL_TOLERANCE = 0.20  # a site whose area changed by 20 % or less between its last two dates is stable
@@ -249,6 +249,23 @@ def load_timeline(
     ]
     sites = match_sites(layers, rel_tolerance)
     return Timeline(tuple(x.date for x in layers), tuple(s.id for s in scans), tuple(sites), tuple(notes))
+
+
+def map_json(conn: sqlite3.Connection, timeline: Timeline) -> dict[str, Any]:
+    """The timeline as the map reads it (``/api/timeline``, a dated edition's ``timeline.json``): ``Timeline.to_dict``
+    with ``scan_ids`` (date -> scan), each site's ``detection_ids`` (date -> its detection ids there) and ``notes``."""
+    date_of = {}
+    for date, scan_id in zip(timeline.dates, timeline.scan_ids, strict=True):
+        date_of.update({d.id: date for d in query_detections(conn, scan_id=scan_id)})
+    out = timeline.to_dict()
+    for site, row in zip(timeline.sites, out["sites"], strict=True):
+        per_date: dict[str, list[int]] = {d: [] for d in timeline.dates}
+        for det in site.detection_ids:
+            per_date[date_of[det]].append(det)
+        row["detection_ids"] = per_date
+    out["scan_ids"] = dict(zip(timeline.dates, timeline.scan_ids, strict=True))
+    out["notes"] = list(timeline.notes)
+    return out
 
 
 def _outlines(conn: sqlite3.Connection, reviews: Mapping[int, ReviewState], scan_id: int, removed: bool) -> list:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
 
 from fastapi import APIRouter, Depends
 
 from amberwatch.errors import InvalidInputError
-from amberwatch.results.store import finished_scans, get_scan, query_detections
-from amberwatch.results.timeline import Timeline, load_timeline
+from amberwatch.results.store import finished_scans, get_scan
+from amberwatch.results.timeline import load_timeline, map_json
 from amberwatch.review.feedback import review_states
 from amberwatch.web.deps import get_conn
 from amberwatch.web.params import id_query
@@ -39,20 +38,4 @@ def get_timeline(
         timeline = load_timeline(conn, review_states(conn), aoi_geojson=aoi)
     except InvalidInputError as exc:  # one date, undated scans, mixed zooms: the map shows no date control
         return {"dates": [], "sites": [], "scan_ids": {}, "notes": [str(exc)]}
-    return timeline_json(conn, timeline)
-
-
-def timeline_json(conn: sqlite3.Connection, timeline: Timeline) -> dict[str, Any]:
-    """The timeline as the map reads it: ``Timeline.to_dict`` with scan ids per date and detection ids per site."""
-    date_of = {}
-    for date, scan_id in zip(timeline.dates, timeline.scan_ids, strict=True):
-        date_of.update({d.id: date for d in query_detections(conn, scan_id=scan_id)})
-    out = timeline.to_dict()
-    for site, row in zip(timeline.sites, out["sites"], strict=True):
-        per_date: dict[str, list[int]] = {d: [] for d in timeline.dates}
-        for det in site.detection_ids:
-            per_date[date_of[det]].append(det)
-        row["detection_ids"] = per_date
-    out["scan_ids"] = dict(zip(timeline.dates, timeline.scan_ids, strict=True))
-    out["notes"] = list(timeline.notes)
-    return out
+    return map_json(conn, timeline)

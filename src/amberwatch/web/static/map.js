@@ -83,10 +83,12 @@
       if (!f) throw new Error(`No site ${id} on this map`);
       return f;
     };
-    // The date control from the edition's dates (each date one layer); a site's story over time is live only.
+    // A dated edition's timeline.json is what the live map's /api/timeline gives (dates, scans, sites over time);
+    // without one (an edition of one date, or made before it) the date control comes from the config alone.
     src.timeline = async () => {
       await src.ready;
-      const { dates, layers } = src.config;
+      const { dates, layers, timeline } = src.config;
+      if (timeline) return getJson(timeline);
       return { dates: dates.length > 1 ? dates : [], scan_ids: Object.fromEntries(layers.map((l) => [l.date, l.scan_id])),
         sites: [] };
     };
@@ -455,7 +457,7 @@
   function showChangeFilter() {
     const sel = document.getElementById('f-change');
     const value = sel.value;
-    document.getElementById('f-change-row').hidden = !timeline || !source.live;
+    document.getElementById('f-change-row').hidden = !timeline || !timeline.sites.length;
     const dates = timeline ? timeline.dates.slice(0, -1) : [];
     sel.replaceChildren(el('option', { value: '' }, 'All sites'),
       ...dates.map((d) => el('option', { value: 'new:' + d }, `New since ${d}`)),
