@@ -203,7 +203,8 @@ def test_a_dated_edition_follows_sites_over_time_from_its_files(
     browser, dated_project: DatedFixture, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """From timeline.json alone, as the live map from /api/timeline: the "new since" / "growing" filters change the
-    sites listed, and a site's popup has its area-by-date chart and status ("Over time")."""
+    sites listed, and a site's popup has its area-by-date chart and status ("Over time") and opens the before/after
+    view of its two dates."""
     out = tmp_path_factory.mktemp("dated-timeline") / "site"
     config = publish(dated_project.db, out, PublishOptions()).config
     then, now = config["dates"]
@@ -222,9 +223,13 @@ def test_a_dated_edition_follows_sites_over_time_from_its_files(
         popup.wait_for(timeout=10_000)
         chart = popup.locator("svg.area-chart").get_attribute("aria-label")
         status = popup.locator(".status-words").inner_text()
+        popup.locator("button.open-compare").click()
+        page.wait_for_selector("#compare[data-ready]", timeout=20_000)
+        panes = page.evaluate("[...document.querySelectorAll('#compare .pane')].map((p) => p.dataset.date)")
         errors = page.errors
         context.close()
     assert not errors, errors
     assert visible and shown == {"": 4, "growing": 1, f"new:{then}": 2}, shown
     assert then in chart and now in chart and status.lower().startswith("growing"), (chart, status)
+    assert panes == [then, now], panes
     assert any(path == "/timeline.json" and status_ == 200 for path, _, status_, _ in log.entries)
