@@ -1,4 +1,4 @@
-"""The fine pass's context from the z17 tiles triage fetched: fewer z18 requests, approximate grids (RESULTS round 21).
+"""The fine pass's context from the z17 tiles triage fetched: fewer z18 requests, approximate grids (RESULTS 21, 24).
 
 Today (round 17) the fine pass frames every block as the full scan does and reads every z18 tile under the backbone
 passes its kept tiles need, so every grid is exact but most reads are only context. Here those context pixels come
@@ -9,7 +9,16 @@ from the triage pass's z17 tiles instead (the parent's quadrant, upsampled x2 to
 - ``b``: the kept tiles and their ring of 1 (where the passes read them);
 - ``a+free``: the kept tiles and the free tiles (``worker.with_free_tiles``), all scanned;
 - ``b+free``: the kept and free tiles, all scanned, and their ring of 1;
-- ``today``: the shipped fine pass (kept + free tiles, every tile the passes read at z18; the full scan's grids).
+- ``today``: the shipped fine pass (kept + free tiles, every tile the passes read at z18; the full scan's grids);
+- ``KIND:T`` (round 24, selective context): the kept and free tiles, all scanned (as ``a+free``), and those of their
+  ring-1 neighbours that look warm at z17, the rest upsampled z17. Warmth is read off the triage pass's z17 grids
+  (``coarse_rows``; a failed or gridless z17 tile counts as level 255, as ``triage.hot_cells`` does) and compared
+  with ``T`` as ``hot_cells`` compares levels (level >= T * 255 - 0.5), by ``KIND``:
+  ``quad`` the max over the z17 cells that overlap the neighbour (its parent's quadrant); ``tile`` the max over the
+  neighbour's whole z17 parent; ``growK`` the quadrant grown by K z17 cells each way (across tile edges); ``own`` the
+  max over the quadrant of a scanned tile next to the neighbour (the whole ring of a warm scanned tile, whatever the
+  neighbour holds); ``own+growK`` the union of two. A neighbour whose quadrant reaches the triage threshold is kept
+  by the rule already, so ``quad:T`` only adds tiles for T below it.
 
 Each variant classifies its scanned tiles as the fine pass does (``worker.process_unit``, same blocks and passes)
 from a source that serves the z18 set from the full scan's cache and every other z18 tile from the triage pass's
@@ -20,11 +29,13 @@ pit fields, over the full scan's; crossing = cells of the scanned tiles on the o
 the full scan's (lost / gained); max diff = the largest level difference (0..255) against the full scan's grids.
 
 Regions: ``--served DIR``: ``tests/scan/test_triage.py``'s served pyramid (full scan and triage pass via
-``keep_rule.served``, run or resumed there); ``--bench DIR``: ``bench/scan.py``'s region (``RegionTileServer``,
+``keep_rule.served``, run once into DIR and reused); ``--bench DIR``: ``bench/scan.py``'s region (``RegionTileServer``,
 ``--background whole``, ``--tiles 4096``), its full scan and triage pass run once into DIR and reused.
 
     PYTHONPATH=src:. python scripts/experiments/finepass_context.py --served /tmp/ctx-served
     PYTHONPATH=src:. python scripts/experiments/finepass_context.py --bench /tmp/ctx-whole --rules '[4,0.3,8]'
+    PYTHONPATH=src:. python scripts/experiments/finepass_context.py --bench /tmp/ctx-whole --rules '[4,0.3,8]' \
+        --variants a+free quad:0.002 tile:0.011 grow2:0.03 own:0.3
 """
 
 from __future__ import annotations
@@ -68,6 +79,17 @@ def bench_region(out: Path, tiles: int = 4096, background: str = "whole") -> tup
         print(f"bench region: HTTP requests by zoom {dict(server.requests_by_zoom)}", flush=True)
     server.stop()
     return out / "full.db", out / "triage.db", pit_geometry(server, aoi)[0]
+
+
+def served_region(out: Path) -> tuple[Path, Path, set]:
+    """``keep_rule.served``'s pyramid scans, reused once ``out`` holds them (a new server's port would make new
+    scans) -> (full DB, triage DB, pit tiles)."""
+    if not (out / "triage.db").exists():
+        return served(out)
+    from tests.scan.test_triage import CENTER, TEXTY, build_region
+
+    t = mercantile.tile(*CENTER, 18)
+    return out / "full.db", out / "triage.db", set(build_region(TEXTY, t.x & ~1, t.y & ~1).pit_tiles)
 
 
 class ContextSource:
@@ -181,6 +203,64 @@ def ring1(tiles: set) -> set:
     return {nb for x, y in tiles for nb in worker.neighbours(x, y, 18, 1)}
 
 
+class Z17Levels:
+    """The triage pass's z17 cell levels as one image over the scanned z17 tiles (-1 off the AOI, 255 for a failed
+    or gridless tile), to take maxima over the cells that overlap a z18 tile."""
+
+    def __init__(self, coarse_rows: dict, g: int) -> None:
+        xs, ys = [x for x, _ in coarse_rows], [y for _, y in coarse_rows]
+        self.x0, self.y0, self.g = min(xs), min(ys), g
+        self.levels = np.full(((max(ys) - self.y0 + 1) * g, (max(xs) - self.x0 + 1) * g), -1, np.int16)
+        for (x, y), row in coarse_rows.items():
+            r, c = (y - self.y0) * g, (x - self.x0) * g
+            if row.status == "done" and row.grid is not None:
+                self.levels[r : r + g, c : c + g] = np.frombuffer(row.grid, np.uint8).reshape(g, g)
+            else:
+                self.levels[r : r + g, c : c + g] = 255
+
+    def max_over(self, x: int, y: int, grow: int = 0) -> int:
+        """The max level of the z17 cells overlapping z18 tile (x, y), the span grown by ``grow`` cells each way."""
+        g = self.g
+        c_lo, c_hi = (x * g) // 2 - self.x0 * g - grow, ((x + 1) * g - 1) // 2 - self.x0 * g + grow
+        r_lo, r_hi = (y * g) // 2 - self.y0 * g - grow, ((y + 1) * g - 1) // 2 - self.y0 * g + grow
+        h, w = self.levels.shape
+        window = self.levels[max(r_lo, 0) : min(r_hi + 1, h), max(c_lo, 0) : min(c_hi + 1, w)]
+        return int(window.max(initial=-1))
+
+    def parent_max(self, x: int, y: int) -> int:
+        """The max level of z18 tile (x, y)'s whole z17 parent."""
+        g = self.g
+        r, c = ((y >> 1) - self.y0) * g, ((x >> 1) - self.x0) * g
+        window = self.levels[max(r, 0) : max(r + g, 0), max(c, 0) : max(c + g, 0)]
+        return int(window.max(initial=-1))
+
+
+def warm_context(variant: str, scanned: set, levels: Z17Levels) -> set:
+    """The z18 set of a ``KIND:T`` variant (``KIND+KIND:T``: the union): ``scanned`` and the ring-1 neighbours whose
+    z17 warmth reaches T."""
+    kinds, t = variant.split(":")
+    min_level = float(t) * 255.0 - 0.5  # as triage.hot_cells: a stored level may hold a probability at T
+    out = set(scanned)
+    for kind in kinds.split("+"):
+        if kind == "own":
+            for x, y in scanned:
+                if levels.max_over(x, y) >= min_level:
+                    out.update(worker.neighbours(x, y, 18, 1))
+            continue
+        for x, y in ring1(scanned) - scanned:
+            if kind == "quad":
+                level = levels.max_over(x, y)
+            elif kind == "tile":
+                level = levels.parent_max(x, y)
+            elif kind.startswith("grow"):
+                level = levels.max_over(x, y, int(kind[4:]))
+            else:
+                raise ValueError(f"unknown variant {variant}")
+            if level >= min_level:
+                out.add((x, y))
+    return out
+
+
 def main() -> None:
     """Count every variant and rule on one region."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -190,7 +270,7 @@ def main() -> None:
     parser.add_argument("--variants", nargs="*", default=VARIANTS)
     parser.add_argument("--edges", action="store_true", help="level differences by a cell's distance from tile edge")
     args = parser.parse_args()
-    full_db, triage_db, pit_tiles = served(args.served) if args.served else bench_region(args.bench)
+    full_db, triage_db, pit_tiles = served_region(args.served) if args.served else bench_region(args.bench)
     full, full_rows, coarse, threshold, g17, hot, coarse_rows = read_scans(full_db, triage_db)
     coarse_tiles = set(coarse_rows)
     aoi = aoi_from_geojson(json.loads(full.aoi_geojson))
@@ -236,6 +316,7 @@ def main() -> None:
         f"{triage_px / full_px:.1%}; threshold {threshold:.4f}, {len(hot)} hot z17 tiles",
         flush=True,
     )
+    levels = Z17Levels(coarse_rows, g17)
     header = "rule | variant | scanned | z18 read | requests (z17 + z18) | pixels | found | on pits | crossing"
     print(f"| {header} | max diff |")
     for text in args.rules:
@@ -243,9 +324,15 @@ def main() -> None:
         kept = set(kept_fine_tiles(hot, threshold, g17, 17, 18, aoi, rule))
         wide = set(worker.with_free_tiles(aoi.geometry, frozenset(kept), context, clf))
         for variant in args.variants:
-            scanned = wide if variant in ("today", "a+free", "b+free") else kept
+            warm = ":" in variant
+            scanned = wide if warm or variant in ("today", "a+free", "b+free") else kept
             px, _ = cost(aoi.geometry, scanned, context, clf)
-            source.reset(None if variant == "today" else ring1(scanned) if variant.startswith("b") else scanned)
+            if variant == "today":
+                source.reset(None)
+            elif warm:
+                source.reset(warm_context(variant, scanned, levels))
+            else:
+                source.reset(ring1(scanned) if variant.startswith("b") else scanned)
             rows, n18 = classify(aoi.geometry, scanned, context, delta), len(source.read18)
             ha, pits_ha, _ = found(full, rows, set(rows), pit_tiles)
             lost, gained, worst = compare(rows, full_rows, clf.threshold)
