@@ -1,4 +1,4 @@
-"""The fine pass's context from the z17 tiles triage fetched: fewer z18 requests, approximate grids (RESULTS 21, 24).
+"""The fine pass's context from the z17 tiles triage fetched: fewer z18 requests, approximate grids (RESULTS 21, 25).
 
 Today (round 17) the fine pass frames every block as the full scan does and reads every z18 tile under the backbone
 passes its kept tiles need, so every grid is exact but most reads are only context. Here those context pixels come
@@ -10,7 +10,7 @@ from the triage pass's z17 tiles instead (the parent's quadrant, upsampled x2 to
 - ``a+free``: the kept tiles and the free tiles (``worker.with_free_tiles``), all scanned;
 - ``b+free``: the kept and free tiles, all scanned, and their ring of 1;
 - ``today``: the shipped fine pass (kept + free tiles, every tile the passes read at z18; the full scan's grids);
-- ``KIND:T`` (round 24, selective context): the kept and free tiles, all scanned (as ``a+free``), and those of their
+- ``KIND:T`` (round 25, selective context): the kept and free tiles, all scanned (as ``a+free``), and those of their
   ring-1 neighbours that look warm at z17, the rest upsampled z17. Warmth is read off the triage pass's z17 grids
   (``coarse_rows``; a failed or gridless z17 tile counts as level 255, as ``triage.hot_cells`` does) and compared
   with ``T`` as ``hot_cells`` compares levels (level >= T * 255 - 0.5), by ``KIND``:
