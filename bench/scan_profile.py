@@ -114,6 +114,7 @@ def main() -> None:
     parser.add_argument("--compare", type=Path, help="compare every tile's grid and embedding with this dump")
     parser.add_argument("--workdir", type=Path, help="keep the DB and tile cache here (reused when present)")
     parser.add_argument("--block-tiles", type=int, help="tiles per block side (default: the scan's)")
+    parser.add_argument("--model", type=Path, help="model file to scan with (default: the bundled model)")
     parser.add_argument(
         "--texty",
         type=Path,
@@ -137,7 +138,8 @@ def main() -> None:
         db = work / "profile.db"
         if not db.exists():
             run_scan(aoi, server.url, ZOOM, db, ScanSettings(workers=1, progress=False))
-        settings = ScanSettings(workers=1, progress=False, new=True, int8=not args.fp32)
+        model = str(args.model) if args.model else None
+        settings = ScanSettings(workers=1, progress=False, new=True, int8=not args.fp32, model_path=model)
         with Project.using(db) as project:
             job = _prepare(aoi, server.url, ZOOM, project, settings)
         ctx = job.context
