@@ -22,7 +22,8 @@ OOF AP, recall at the lowest threshold with pooled precision >= 0.95) go to --ou
     OMP_NUM_THREADS=1 PYTHONPATH=src:. python scripts/experiments/distill_cv.py \
         --data /work/shared/data/texty-amber --feature-cache /work/tmp-distill/features.sqlite \
         --epochs 20 --arms hard,xmix --out /work/tmp-distill/results.jsonl
-    python scripts/experiments/distill_cv.py ... --summary   # pool the fold files written so far
+    python scripts/experiments/distill_cv.py ... --summary [--also OTHER.jsonl]  # pool the fold files written so far
+        (--also: average each model's scores with another run's, e.g. a second student seed)
 """
 
 from __future__ import annotations
@@ -146,16 +147,26 @@ def pooled_row(labels: np.ndarray, scores: np.ndarray) -> dict:
     }
 
 
-def summary(out: Path, labels: np.ndarray, folds: np.ndarray) -> dict:
-    """Pool the per-fold score files written so far -> one row per model."""
-    files = sorted(out.parent.glob(f"{out.stem}.fold*.npz"))
-    by_model: dict[str, dict[int, np.ndarray]] = {}
-    for f in files:
+def fold_scores(out: Path) -> dict[str, dict[int, tuple[np.ndarray, np.ndarray]]]:
+    """Model -> fold -> (test indices, scores) from the fold files of one --out."""
+    by_model: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
+    for f in sorted(out.parent.glob(f"{out.stem}.fold*.npz")):
         z = np.load(f)
-        k = int(z["fold"])
         for name in z.files:
             if name not in ("fold", "test_idx"):
-                by_model.setdefault(name, {})[k] = (z["test_idx"], z[name])
+                by_model.setdefault(name, {})[int(z["fold"])] = (z["test_idx"], z[name])
+    return by_model
+
+
+def summary(outs: list[Path], labels: np.ndarray) -> dict:
+    """Pool the per-fold score files written so far -> one row per model; with several --out (student seeds), each
+    model's scores are averaged over the runs that hold it (a seed ensemble), on the folds they all have."""
+    runs = [fold_scores(o) for o in outs]
+    by_model: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
+    for name in sorted({n for r in runs for n in r}):
+        have = [r[name] for r in runs if name in r]
+        ks = set.intersection(*(set(h) for h in have))
+        by_model[name] = {k: (have[0][k][0], np.mean([h[k][1] for h in have], axis=0)) for k in ks}
     rows = {}
     for name, per_fold in by_model.items():
         ks = sorted(per_fold)
@@ -182,6 +193,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0, help="student seed (the split seed is always 0)")
     ap.add_argument("--out", default="/work/tmp-distill/results.jsonl")
     ap.add_argument("--summary", action="store_true", help="only pool the fold files already written")
+    ap.add_argument("--also", action="append", default=[], help="with --summary: average with these --out runs")
     args = ap.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)
@@ -194,7 +206,7 @@ def main() -> int:
         cache.write_bytes(pickle.dumps(data))
     folds = block_folds(data.labels, data.groups, N_FOLDS, SPLIT_SEED)
     if args.summary:
-        print(json.dumps({"kind": "summary", **summary(out, data.labels, folds)}))
+        print(json.dumps({"kind": "summary", **summary([out, *map(Path, args.also)], data.labels)}))
         return 0
 
     def log(m: str) -> None:
@@ -242,7 +254,7 @@ def main() -> int:
         print(json.dumps(row), flush=True)
         with open(out, "a") as f:
             f.write(json.dumps({**row, "epochs": args.epochs, "seed": args.seed, "T": args.temperature}) + "\n")
-    row = {"kind": "summary", "epochs": args.epochs, "seed": args.seed, **summary(out, data.labels, folds)}
+    row = {"kind": "summary", "epochs": args.epochs, "seed": args.seed, **summary([out], data.labels)}
     print(json.dumps(row), flush=True)
     with open(out, "a") as f:
         f.write(json.dumps(row) + "\n")
