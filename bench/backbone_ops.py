@@ -71,17 +71,23 @@ def spans(size_px: int, chunk_px: int) -> list[tuple[int, int]]:
     return _spans(size_px, chunk_px)
 
 
+def run_passes(sess, frame: np.ndarray, chunk_px: int, halo_px: int) -> None:
+    """A square block frame through the backbone in passes of ~chunk_px with a halo_px halo, as cell_maps cuts it."""
+    side = frame.shape[0]
+    for y0, y1 in spans(side, chunk_px):
+        for x0, x1 in spans(side, chunk_px):
+            ya, yb = max(0, y0 - halo_px), min(side, y1 + halo_px)
+            xa, xb = max(0, x0 - halo_px), min(side, x1 + halo_px)
+            sess.run(None, feed(sess, frame[ya:yb, xa:xb]))
+
+
 def frame_passes(data: bytes, frame: np.ndarray, chunks: list[int], halo_px: int, repeat: int) -> None:
     """Print CPU ms per frame for each pass size (least of repeat runs, sizes interleaved)."""
     sess = session(data)
     side = frame.shape[0]
 
     def run(chunk: int) -> None:
-        for y0, y1 in spans(side, chunk):
-            for x0, x1 in spans(side, chunk):
-                ya, yb = max(0, y0 - halo_px), min(side, y1 + halo_px)
-                xa, xb = max(0, x0 - halo_px), min(side, x1 + halo_px)
-                sess.run(None, feed(sess, frame[ya:yb, xa:xb]))
+        run_passes(sess, frame, chunk, halo_px)
 
     times: dict[int, list[float]] = {c: [] for c in chunks}
     for c in chunks:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from amberwatch.model.augment import AugmentConfig
-from amberwatch.model.dataset import load_folder
+from amberwatch.model.dataset import ChipSet, load_folder
 from amberwatch.model.metrics import binary_metrics, choose_threshold
 from amberwatch.model.network import NetConfig
 from amberwatch.model.recipes import default_config
@@ -78,6 +78,17 @@ def variants() -> dict[str, TrainConfig | list[TrainConfig]]:
     }
 
 
+def cached_folder(data_dir: str, folder: Path) -> ChipSet:
+    """The labelled folder's examples, pickled in ``folder``/data.pkl on the first call and read from there after."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cache = folder / "data.pkl"
+    if cache.exists():
+        return pickle.loads(cache.read_bytes())
+    data = load_folder(data_dir)
+    cache.write_bytes(pickle.dumps(data))
+    return data
+
+
 def main() -> int:
     """Run one variant and append its metrics."""
     ap = argparse.ArgumentParser()
@@ -88,13 +99,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=1)
     args = ap.parse_args()
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    cache = out.parent / "data.pkl"
-    if cache.exists():
-        data = pickle.loads(cache.read_bytes())
-    else:
-        data = load_folder(args.data)
-        cache.write_bytes(pickle.dumps(data))
+    data = cached_folder(args.data, out.parent)
     config = variants()[args.variant]
     t0 = time.perf_counter()
     oof, _folds = cross_validate(

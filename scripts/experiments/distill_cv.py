@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import pickle
 import sys
 import time
 from dataclasses import replace
@@ -39,63 +37,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from cv import cached_folder
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
-from amberwatch.model.augment import make_batch
 from amberwatch.model.classifier import Classifier
-from amberwatch.model.dataset import ChipSet, load_folder
+from amberwatch.model.dataset import ChipSet
 from amberwatch.model.metrics import binary_metrics, choose_threshold
-from amberwatch.model.network import MiningNet
-from amberwatch.model.paste import PitPaster
 from amberwatch.model.pretrained import data_features, fit_head, test_features
 from amberwatch.model.recipes import default_config, pretrained_recipe
-from amberwatch.model.train import TrainConfig, block_folds, downsample_chip
+from amberwatch.model.train import block_folds, fit_network
 
 N_FOLDS = 5
 SPLIT_SEED = 0
-
-
-def fit_student(data: ChipSet, targets: np.ndarray, config: TrainConfig, seed: int, log=None) -> dict:
-    """`train._fit_network` with per-example float targets in place of the labels; the random stream is the same."""
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(config.threads)
-    rng = np.random.default_rng(seed)
-    net = MiningNet(config.net)
-    ds = config.net.downsample
-    chips = [downsample_chip(c, ds) for c in data.chips]
-    n_pos = int(data.labels.sum())
-    pos_weight = torch.tensor((len(data) - n_pos) / n_pos)  # from the hard labels in every arm
-    steps = max(1, math.ceil(len(data) / config.batch_size)) * config.epochs
-    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps, pct_start=0.2)
-    net.train()
-    paster = PitPaster(chips, data.labels) if config.paste_p > 0 else None
-    for epoch in range(config.epochs):
-        order = rng.permutation(len(data))
-        losses = []
-        for start in range(0, len(order), config.batch_size):
-            idx = order[start : start + config.batch_size]
-            if len(idx) < 2:
-                continue
-            batch_chips, batch_y = [chips[i] for i in idx], targets[idx].astype(np.float32)
-            if paster is not None:
-                for j in np.flatnonzero(rng.random(len(idx)) < config.paste_p):
-                    batch_chips[j], batch_y[j] = paster.draw(rng)
-            x = make_batch(batch_chips, config.crop_px // ds, config.augment, rng)
-            loss = F.binary_cross_entropy_with_logits(
-                net(x, downsampled=True), torch.from_numpy(batch_y), pos_weight=pos_weight
-            )
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(float(loss.detach()))
-        if log and (epoch % 10 == 9 or epoch == config.epochs - 1):
-            log(f"    epoch {epoch + 1}/{config.epochs} loss {np.mean(losses):.4f}")
-    net.eval()
-    return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
 
 def sigmoid(z: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -197,13 +150,7 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    cache = out.parent / "data.pkl"
-    if cache.exists():
-        data = pickle.loads(cache.read_bytes())
-    else:
-        data = load_folder(args.data)
-        cache.write_bytes(pickle.dumps(data))
+    data = cached_folder(args.data, out.parent)
     folds = block_folds(data.labels, data.groups, N_FOLDS, SPLIT_SEED)
     if args.summary:
         print(json.dumps({"kind": "summary", **summary([out, *map(Path, args.also)], data.labels)}))
@@ -244,7 +191,7 @@ def main() -> int:
         for arm in arms:
             t1 = time.perf_counter()
             log(f"  arm {arm}")
-            state = fit_student(sub, arm_targets(arm, y_in, logits, args.temperature), student, args.seed, log)
+            state = fit_network(sub, student, args.seed, log, arm_targets(arm, y_in, logits, args.temperature))
             clf = Classifier([student.net], [state], resolution_m_per_px=student.resolution_m_per_px)
             scores[arm] = clf.predict_proba([data.chips[i] for i in test]).astype(np.float64)
             row[f"{arm}_seconds"] = round(time.perf_counter() - t1)

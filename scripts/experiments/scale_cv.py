@@ -106,7 +106,7 @@ def bench_backbone(scales: list[float], texty: str, repeat: int) -> list[dict]:
     from amberwatch.scan.engine import model_tile_px
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-    from backbone_ops import feed, session, spans
+    from backbone_ops import run_passes, session, spans
 
     clf = load(None)
     sess = session(model_bytes(clf.backbone, clf.int8.ranges))
@@ -122,12 +122,7 @@ def bench_backbone(scales: list[float], texty: str, repeat: int) -> list[dict]:
         frames[s] = (tile, np.ascontiguousarray(np.tile(small, (reps, reps, 1))[:side, :side]))
 
     def run(frame: np.ndarray) -> None:
-        side = frame.shape[0]
-        for y0, y1 in spans(side, chunk):
-            for x0, x1 in spans(side, chunk):
-                ya, yb = max(0, y0 - halo), min(side, y1 + halo)
-                xa, xb = max(0, x0 - halo), min(side, x1 + halo)
-                sess.run(None, feed(sess, frame[ya:yb, xa:xb]))
+        run_passes(sess, frame, chunk, halo)
 
     times: dict[float, list[float]] = {s: [] for s in scales}
     for s in scales:

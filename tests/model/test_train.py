@@ -14,7 +14,7 @@ from amberwatch.model.metrics import (
     field_scores,
     recall_threshold,
 )
-from amberwatch.model.train import block_folds, fit, train_with_cv
+from amberwatch.model.train import block_folds, fit, fit_network, train_with_cv
 from tests.fixtures.training import small_config
 
 
@@ -39,6 +39,16 @@ def test_pit_pasting_trains_reproducibly(data):
     pa, pb = a.predict_proba(data.chips[:6]), b.predict_proba(data.chips[:6])
     np.testing.assert_array_equal(pa, pb)
     assert np.all((pa > 0) & (pa < 1))
+
+
+def test_soft_targets_replace_the_labels_and_the_labels_are_the_default(data):
+    """fit_network's targets: the labels as floats train exactly what no targets do; other targets train another net."""
+    config = small_config(paste_p=0.3)
+    plain = fit_network(data, config, seed=5)
+    same = fit_network(data, config, seed=5, targets=data.labels.astype(np.float32))
+    soft = fit_network(data, config, seed=5, targets=np.full(len(data), 0.5, np.float32))
+    assert all(np.array_equal(plain[k].numpy(), same[k].numpy()) for k in plain)
+    assert not all(np.array_equal(plain[k].numpy(), soft[k].numpy()) for k in plain)
 
 
 def test_train_with_cv_fills_metadata(data, tmp_path):

@@ -56,19 +56,31 @@ def _seed_all(seed: int, threads: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def fit_network(data: ChipSet, config: TrainConfig, seed: int, log: Callable[[str], None] | None = None) -> dict:
-    """Train one MiningNet on data; return its state dict (torch thread/determinism settings are restored after)."""
+def fit_network(
+    data: ChipSet,
+    config: TrainConfig,
+    seed: int,
+    log: Callable[[str], None] | None = None,
+    targets: np.ndarray | None = None,
+) -> dict:
+    """Train one MiningNet on data; return its state dict (torch thread/determinism settings are restored after).
+
+    ``targets``: per-example training targets in 0..1 in place of the labels (soft targets, e.g. a teacher's
+    probabilities); the class weight and the pasted pits still come from the labels."""
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     try:
-        return _fit_network(data, config, seed, log)
+        return _fit_network(data, config, seed, log, targets)
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
 
 
-def _fit_network(data: ChipSet, config: TrainConfig, seed: int, log: Callable[[str], None] | None) -> dict:
+def _fit_network(
+    data: ChipSet, config: TrainConfig, seed: int, log: Callable[[str], None] | None, targets: np.ndarray | None
+) -> dict:
     if len(data) == 0 or data.labels.min() == data.labels.max():
         raise ModelError(f"training needs examples of both labels, got counts {data.counts()}")
+    targets = data.labels if targets is None else targets
     rng = _seed_all(seed, config.threads)
     net = MiningNet(config.net)
     ds = config.net.downsample
@@ -89,7 +101,7 @@ def _fit_network(data: ChipSet, config: TrainConfig, seed: int, log: Callable[[s
             idx = order[start : start + config.batch_size]
             if len(idx) < 2:
                 continue
-            batch_chips, batch_labels = [chips[i] for i in idx], data.labels[idx].astype(np.float32)
+            batch_chips, batch_labels = [chips[i] for i in idx], targets[idx].astype(np.float32)
             if paster is not None:
                 for j in np.flatnonzero(rng.random(len(idx)) < config.paste_p):
                     batch_chips[j], batch_labels[j] = paster.draw(rng)

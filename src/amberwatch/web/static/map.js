@@ -84,7 +84,7 @@
       return f;
     };
     // A dated edition's timeline.json is what the live map's /api/timeline gives (dates, scans, sites over time);
-    // without one (an edition of one date, or made before it) the date control comes from the config alone.
+    // without one (an edition of one date, or a config.json that names none) the dates come from the config alone.
     src.timeline = async () => {
       await src.ready;
       const { dates, layers, timeline } = src.config;
