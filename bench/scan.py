@@ -12,7 +12,8 @@ else a synthetic texture) as PNG over HTTP, then:
 
 Prints tiles/s, km²/hour, the cold/warm ratio and peak RSS. ``--tiles N`` keeps it short.
 
-``--triage-zoom 17`` benches ``scan --triage-zoom 17`` against the full z18 scan instead, in one run, cold and warm,
+``--triage-zoom 17`` benches ``scan --triage-zoom 17`` (with each ``--triage-context``, exact and coarse) against the
+full z18 scan instead, in one run, cold and warm,
 on a consistent pyramid served from pre-encoded bytes (``RegionTileServer``: a fixed pool of quads, each four z18
 tiles and their z17 parent, the four halved as imagery.pyramid halves; pit fields as patches of 4 x 4 z18 tiles on
 ``--pit-share`` of the area, the rest ``--background``): z18 tiles covered per second, km²/hour, HTTP requests at z17
@@ -441,7 +442,10 @@ def bench_one(server: RegionTileServer, aoi, db: Path, run: str, mode: str, args
         out = run_scan(aoi, server.url, ZOOM, db, settings, on_event=say)
         both, cpu_s, scanned, km2 = None, outcome_cpu_s(out), out.tiles_total, out.area_scanned_km2
     else:
-        both = run_triage_scan(aoi, server.url, ZOOM, db, settings, triage_zoom=args.triage_zoom, on_event=say)
+        context = mode.split()[1]
+        both = run_triage_scan(
+            aoi, server.url, ZOOM, db, settings, triage_zoom=args.triage_zoom, context=context, on_event=say
+        )
         out, cpu_s, scanned = both.fine, outcome_cpu_s(both.triage, both.fine), both.fine_tiles_kept
         km2 = both.triage.area_scanned_km2
     seconds = time.perf_counter() - t0
@@ -467,9 +471,9 @@ def triage_bench(args) -> None:
 
     with tempfile.TemporaryDirectory(prefix="amberwatch-bench-") as tmp:
         for run in ("cold", "warm"):
-            for mode in ("full z18", f"triage z{args.triage_zoom}"):
+            for mode in ("full z18", *(f"z{args.triage_zoom} {c}" for c in args.triage_context)):
                 say(f"{run} {mode}")
-                db = Path(tmp) / f"{mode.split()[0]}.db"
+                db = Path(tmp) / f"{mode.replace(' ', '-')}.db"
                 rows.append(bench_one(server, aoi, db, run, mode, args, say, pits))
     server.stop()
     print_triage_rows(rows, server, len(pits[0]), args)
@@ -515,9 +519,11 @@ def print_triage_rows(rows: list[BenchRow], server: RegionTileServer, n_pits: in
                 f"the z{ZOOM} tiles (threshold {r.triage.triage_threshold:.4f}), {r.pits_scanned} of the {n_pits} "
                 "pit-patch tiles"
             )
-    figures = {(r.run, r.triage is not None): r for r in rows}
-    for run in ("cold", "warm"):
-        t, f = figures[run, True], figures[run, False]
+    figures = {(r.run, r.mode): r for r in rows}
+    for (run, mode), t in figures.items():
+        if t.triage is None:
+            continue
+        f = figures[run, "full z18"]
         pairs = {
             "km²/hour (= z18 covered/s)": (f.seconds, t.seconds),
             "HTTP requests": (sum(t.requests.values()), sum(f.requests.values())),
@@ -527,7 +533,7 @@ def print_triage_rows(rows: list[BenchRow], server: RegionTileServer, n_pits: in
             "CPU s": (t.cpu_s, f.cpu_s),
         }
         print(
-            f"{run} triage/full: "
+            f"{run} {mode} triage/full: "
             + ", ".join(f"{k} {a / b:.3f}" if b else f"{k} - ({a:g} against 0)" for k, (a, b) in pairs.items())
         )
     print_estimate(rows, total, args)
@@ -558,6 +564,13 @@ def main() -> None:
     parser.add_argument("--enum-tiles", type=int, default=100_000, help="AOI size for the enumeration check")
     parser.add_argument(
         "--triage-zoom", type=int, choices=(ZOOM - 1,), default=None, help="bench scan --triage-zoom 17 against z18"
+    )
+    parser.add_argument(
+        "--triage-context",
+        nargs="+",
+        choices=("exact", "coarse"),
+        default=["exact", "coarse"],
+        help="with --triage-zoom: the triage scans' --triage-context, each benched (default: both)",
     )
     parser.add_argument("--pit-share", type=float, default=0.02, help="with --triage-zoom: area share of pit fields")
     parser.add_argument(

@@ -89,6 +89,28 @@ def test_kept_fine_tiles_take_every_cell_of_a_failed_tile_stay_in_the_aoi_and_re
     assert kept_fine_tiles([], 0.5, 16, 17, 18, aoi) == frozenset()
 
 
+def test_warm_tiles_are_those_under_any_non_zero_coarse_cell_or_a_failed_tile_and_their_ring_is_read_fine():
+    from amberwatch.scan.triage import warm_tiles
+    from amberwatch.scan.worker import fine_context_tiles
+
+    assert warm_tiles([_coarse(502, 1002)], 16, 1, 18) == frozenset()  # every cell at level 0: cold
+    assert warm_tiles([_coarse(502, 1002, {(9, 2): 1})], 16, 1, 18) == {(1005, 2004)}  # level 1: warm
+    assert warm_tiles([_coarse(502, 1002, status="failed")], 16, 1, 18) == {
+        (x, y) for x in (1004, 1005) for y in (2004, 2005)
+    }
+    scanned = frozenset({(1004, 2004), (1010, 2010)})
+    read = fine_context_tiles(scanned, frozenset({(1004, 2004), (1005, 2004)}), 18)
+    assert read == {(x, y) for x in range(1003, 1006) for y in range(2003, 2006)} | {(1010, 2010)}
+
+
+def test_the_cli_offers_the_triage_contexts_of_the_library():
+    from amberwatch.scan.commands import scan_group
+    from amberwatch.scan.triage import CONTEXTS, DEFAULT_CONTEXT
+
+    option = next(o for o in scan_group.params if o.name == "triage_context")
+    assert tuple(option.type.choices) == CONTEXTS and option.default == DEFAULT_CONTEXT
+
+
 def test_cells_reaching_the_seed_threshold_keep_a_wider_ring_than_those_reaching_the_triage_threshold():
     aoi = aoi_from_bbox(bbox_arg(tiles_bbox(1000, 2000, 10, 10)))
     rule = KeepRule(ring_cells=0, seed_threshold=0.5, seed_ring_cells=16)  # 16 cells: two z18 tiles
@@ -196,12 +218,13 @@ def _served_region(tile_server) -> tuple:
     return region, aoi_from_bbox(bbox_arg(tiles_bbox(x0, y0, region.side, region.side)))
 
 
-def pit_field_hectares(db, region) -> float:
-    """Hectares of a project's detections that touch the region's pit-field tiles."""
+def pit_field_hectares(db, region, scan_id: int | None = None) -> float:
+    """Hectares of a project's detections (of one scan's, with ``scan_id``) that touch the region's pit-field tiles."""
     fields = unary_union([box(*mercantile.bounds(x, y, 18)) for x, y in region.pit_tiles])
     conn = connect(db)
     try:
-        rows = conn.execute("SELECT geometry_geojson, area_ha FROM detections").fetchall()
+        where = "" if scan_id is None else f" WHERE scan_id = {int(scan_id)}"
+        rows = conn.execute("SELECT geometry_geojson, area_ha FROM detections" + where).fetchall()
     finally:
         conn.close()
     return sum(area for geojson, area in rows if shape(json.loads(geojson)).intersects(fields))
@@ -238,6 +261,97 @@ def test_triage_finds_the_pit_fields_of_the_full_scan_fetching_fewer_z18_tiles(t
     assert (again.triage.scan_id, again.fine.scan_id) == (both.triage.scan_id, both.fine.scan_id)
     assert again.triage.tiles_processed_now == again.fine.tiles_processed_now == 0
     assert len(tile_server.tile_requests()) == mark  # nothing fetched again
+
+
+@pytest.mark.slow
+def test_a_coarse_context_reads_fewer_z18_tiles_and_finds_the_pit_fields_of_the_full_scan(tile_server, tmp_path):
+    from click.testing import CliRunner
+
+    from amberwatch.cli import main
+    from amberwatch.results.store import get_scan
+
+    region, aoi = _served_region(tile_server)
+    settings = ScanSettings(workers=2, progress=False)
+    full = run_scan(aoi, tile_server.url, 18, tmp_path / "full.db", settings)
+    full_z18 = _requests_at(tile_server, 18)
+    db = tmp_path / "triage.db"
+    mark = len(tile_server.tile_requests())
+    bbox = bbox_arg(tiles_bbox(region.x0, region.y0, region.side, region.side))
+    args = ["scan", "--bbox", bbox, "--imagery", tile_server.url, "--db", str(db), "--triage-zoom", "17"]
+    result = CliRunner().invoke(main, [*args, "--triage-context", "coarse", "--workers", "2", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    z17, coarse_z18 = _requests_at(tile_server, 17, mark), _requests_at(tile_server, 18, mark)
+    conn = connect(db)
+    try:
+        (triage_id, _), (fine_id, _) = conn.execute("SELECT id, zoom FROM scans ORDER BY zoom").fetchall()
+        coarse_params = get_scan(conn, fine_id).params.triage
+    finally:
+        conn.close()
+    report = CliRunner().invoke(main, ["scan", "report", "--db", str(db), "--scan", str(fine_id)])
+    assert f"coarse context: {coarse_params['tiles_read_fine']:,} tiles read at this zoom" in report.output
+    # No other zoom-18 tile is read (two units may both fetch a tile on their edge before either caches it).
+    assert coarse_params["tiles_read_fine"] <= coarse_z18 <= 1.05 * coarse_params["tiles_read_fine"]
+
+    # The exact context reuses the triage pass (no z17 request) into a layer of its own; it reads the rest of the
+    # z18 tiles under its passes (the coarse context's are in the cache).
+    mark = len(tile_server.tile_requests())
+    exact = run_triage_scan(aoi, tile_server.url, 18, db, settings, triage_zoom=17)
+    exact_z18 = coarse_z18 + _requests_at(tile_server, 18, mark)
+    assert exact.triage.scan_id == triage_id and _requests_at(tile_server, 17, mark) == 0
+    assert exact.fine.scan_id != fine_id and coarse_params["tiles_kept"] == exact.fine_tiles_kept
+    print(
+        f"\nfull z18: {full_z18} requests; exact context: {z17} + {exact_z18} ({(z17 + exact_z18) / full_z18:.1%}); "
+        f"coarse context: {z17} + {coarse_z18} ({(z17 + coarse_z18) / full_z18:.1%})"
+    )
+    assert coarse_z18 < exact_z18 and z17 + coarse_z18 < 0.6 * full_z18  # round 25: 55.5 % (exact 71.9 %)
+    full_pits = pit_field_hectares(tmp_path / "full.db", region)
+    pits = pit_field_hectares(db, region, fine_id)
+    print(f"hectares on the pit fields: full {full_pits:.2f}, coarse context {pits:.2f}")
+    assert full_pits > 1.0 and pits == pytest.approx(full_pits, rel=HECTARE_TOLERANCE)
+    # The grids are near the full scan's, not equal: RESULTS round 25 measured a mean level difference below 1.
+    fine, whole = _tiles_of(db, fine_id), _tiles_of(tmp_path / "full.db", full.scan_id)
+    diff = [
+        np.abs(np.frombuffer(fine[xy][1], np.uint8) - np.frombuffer(whole[xy][1], np.uint8).astype(int)) for xy in fine
+    ]
+    mean = float(np.concatenate(diff).mean())
+    print(f"mean level difference against the full scan's grids: {mean:.2f} of 255")
+    assert all(status == "done" for status, _grid in fine.values()) and 0 < mean < 2
+
+    again = run_triage_scan(aoi, tile_server.url, 18, db, settings, triage_zoom=17, context="coarse")
+    assert again.fine.scan_id == fine_id and again.fine.tiles_processed_now == 0
+
+
+@pytest.mark.slow
+def test_a_coarse_context_resumes_into_the_same_grids_and_dask_and_a_rescan_give_them_too(tile_server, tmp_path):
+    from amberwatch.scan.rescan import rescan
+
+    _region, aoi = _small_region(tile_server, side=16)
+    one = ScanSettings(workers=1, progress=False)
+    whole = run_triage_scan(aoi, tile_server.url, 18, tmp_path / "whole.db", one, triage_zoom=17, context="coarse")
+    reference = _tiles_of(tmp_path / "whole.db", whole.fine.scan_id)
+    assert whole.fine.tiles_total > 16
+
+    # Killed mid-pass: half its tiles were never recorded. The same command redoes them alone, with the same grids.
+    db = tmp_path / "whole.db"
+    conn = connect(db)
+    with conn:
+        conn.execute("DELETE FROM scan_tiles WHERE scan_id = ? AND (x + y) % 2 = 0", (whole.fine.scan_id,))
+    conn.close()
+    lost = len(reference) - len(_tiles_of(db, whole.fine.scan_id))
+    mark = len(tile_server.tile_requests())
+    two = replace(one, workers=2)
+    resumed = run_triage_scan(aoi, tile_server.url, 18, db, two, triage_zoom=17, context="coarse")
+    assert resumed.fine.scan_id == whole.fine.scan_id and resumed.fine.tiles_processed_now == lost > 0
+    assert _tiles_of(db, whole.fine.scan_id) == reference and len(tile_server.tile_requests()) == mark
+
+    dask = ScanSettings(workers=2, progress=False, dask="local")
+    on_dask = run_triage_scan(aoi, tile_server.url, 18, tmp_path / "dask.db", dask, triage_zoom=17, context="coarse")
+    assert _tiles_of(tmp_path / "dask.db", on_dask.fine.scan_id) == reference
+
+    # A rescan with the same weights (the same triage pass) reads its context as the scan did: the same grids.
+    layer = rescan(tmp_path / "whole.db", whole.fine.scan_id, _register_bundled(tmp_path / "whole.db"))
+    assert "of the parent" in layer.triage
+    assert _tiles_of(tmp_path / "whole.db", layer.scan_id) == reference
 
 
 @pytest.mark.slow

@@ -150,3 +150,39 @@ def test_free_tiles_are_every_tile_the_kept_tiles_passes_and_reads_give_a_grid_a
         parent=(x0 >> 3, y0 >> 3, 15), zoom=18, tiles=tuple(t for t in unit.tiles if t[0] < x0 + 8 and t[1] < y0 + 8)
     )
     assert free_tiles(quarter, kept[:2], context, clf) == {t for t in free if t in quarter.tiles}  # any unit size
+
+
+def test_a_coarse_context_reads_its_fine_tiles_at_the_zoom_and_cuts_the_others_from_their_parent_upsampled(
+    tile_server, tmp_path
+):
+    from amberwatch.imagery.decode import encode_png
+    from amberwatch.scan.worker import CoarseContext, read_with_coarse, resample
+
+    x0, y0 = tile_origin()
+    x0, y0 = x0 & ~1, y0 & ~1  # the first child of z17 tile (x0 / 2, y0 / 2)
+    parent = np.ascontiguousarray(texty_image("positive1")[:256, :256])
+    own = np.ascontiguousarray(texty_image("negative1")[:256, :256])
+    tile_server.tiles[(ZOOM - 1, x0 >> 1, y0 >> 1)] = encode_png(parent)
+    for x, y in ((x0, y0), (x0 + 1, y0)):
+        tile_server.tiles[(ZOOM, x, y)] = encode_png(own)
+    children = [(x0, y0), (x0 + 1, y0), (x0, y0 + 1), (x0 + 1, y0 + 1)]
+    orphan = (x0 + 2, y0)  # its parent is not served: no imagery, as the parent
+    with TileCache(tmp_path / "cache.mbtiles") as cache:
+        source = open_source(tile_server.url, cache=cache)
+        mark = len(tile_server.tile_requests())
+        got = dict(read_with_coarse(source, ZOOM, [*children, orphan], CoarseContext(ZOOM - 1, frozenset({(x0, y0)}))))
+        source.close()
+    requests = sorted(tile_server.tile_requests()[mark:])
+    assert requests == sorted(
+        [f"/{ZOOM}/{x0}/{y0}.png", f"/{ZOOM - 1}/{x0 >> 1}/{y0 >> 1}.png", f"/{ZOOM - 1}/{(x0 >> 1) + 1}/{y0 >> 1}.png"]
+    )  # the fine tile at the zoom, each parent once; (x0 + 1, y0) is served at the zoom but not in the fine set
+    assert set(got) == {(ZOOM, x, y) for x, y in [*children, orphan]} and got[(ZOOM, *orphan)] is None
+    assert np.array_equal(got[(ZOOM, x0, y0)].pixels, own)
+    up = resample(parent, 512, 512)
+    for x, y in children[1:]:
+        image = got[(ZOOM, x, y)]
+        r, c = (y - y0) * 256, (x - x0) * 256
+        assert np.array_equal(image.pixels, up[r : r + 256, c : c + 256])
+        assert image.tile == (x, y, ZOOM) and image.resolution_m_per_px == pytest.approx(
+            got[(ZOOM, x0, y0)].resolution_m_per_px, rel=1e-3
+        )

@@ -104,6 +104,15 @@ def _fmt_duration(seconds: float) -> str:
     "bundled triage model].",
 )
 @click.option(
+    "--triage-context",
+    type=click.Choice(["exact", "coarse"]),  # scan.triage.CONTEXTS, without importing the engine at start-up
+    default="exact",
+    show_default=True,
+    help="With --triage-zoom: where the fine pass reads the tiles around its tiles. 'exact': at --zoom (the full "
+    "scan's grids); 'coarse': at --zoom only around tiles triage saw warm, elsewhere the triage zoom's tiles "
+    "upsampled (fewer requests, grids close to the full scan's; README, 'Triage').",
+)
+@click.option(
     "--worker-cache",
     help="With --dask: tile cache path as seen by each worker "
     "[default: the client's cache for 'local', ~/.cache/amberwatch/worker-tiles.sqlite otherwise].",
@@ -175,6 +184,7 @@ def _run(aoi, imagery: str, opts: dict, project: Project, settings):
         settings,
         triage_zoom=opts["triage_zoom"],
         triage_model=opts["triage_model"],
+        context=opts["triage_context"],
         on_event=say,
     )
     click.echo(
@@ -276,10 +286,16 @@ def _triage_text(triage: dict) -> str:
         return "the coarse pass of a triaged scan (it chooses tiles; no detections of its own)"
     ring = f"{triage['ring_cells']} cells" if "ring_cells" in triage else f"{triage.get('ring_tiles')} tiles"
     free = f" ({triage['tiles_free']:,} of them free)" if "tiles_free" in triage else ""
+    context = ""
+    if triage.get("context") == "coarse":
+        context = (
+            f"; coarse context: {triage.get('tiles_read_fine', 0):,} tiles read at this zoom, the others' context "
+            f"upsampled from zoom {triage.get('zoom')}"
+        )
     return (
         f"after triage scan {triage.get('scan_id')} at zoom {triage.get('zoom')} (threshold "
         f"{triage.get('threshold')}, ring {ring}): {triage.get('tiles_kept', 0):,} of "
-        f"{triage.get('tiles_aoi', 0):,} tiles scanned{free}, {triage.get('tiles_skipped', 0):,} skipped"
+        f"{triage.get('tiles_aoi', 0):,} tiles scanned{free}, {triage.get('tiles_skipped', 0):,} skipped{context}"
     )
 
 

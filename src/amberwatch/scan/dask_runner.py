@@ -36,7 +36,7 @@ from amberwatch.imagery.open import open_ref
 from amberwatch.model.modelfile import from_bytes
 from amberwatch.project import existing_cache_name
 from amberwatch.scan.tiling import Unit
-from amberwatch.scan.worker import ScanContext, UnitResult, neighbours, process_unit, remember_model
+from amberwatch.scan.worker import CoarseContext, ScanContext, UnitResult, neighbours, process_unit, remember_model
 
 LOCAL = "local"
 DEFAULT_WORKER_CACHE = "~/.cache/amberwatch/worker-tiles.sqlite"  # a host's older worker-tiles.mbtiles is kept
@@ -70,6 +70,7 @@ def run_unit(
     todo: tuple[tuple[int, int], ...],
     model_name: str | None,
     model_digest: str = "",
+    coarse: CoarseContext | None = None,
 ) -> UnitResult:
     """Dask task: process one unit on a worker with the scheduler's model (fetched once per process)."""
     global _process_ready
@@ -82,7 +83,7 @@ def run_unit(
             Path(cache_path).parent.mkdir(parents=True, exist_ok=True)
             context = dataclasses.replace(context, cache_path=cache_path)
         _ensure_model(context, model_name, model_digest)
-        return process_unit(unit, context, todo)
+        return process_unit(unit, context, todo, coarse)
 
 
 def _tune_process(torch_threads: int | None) -> None:
@@ -300,10 +301,11 @@ def _model_on_scheduler(client, model) -> Iterator[tuple[str, str]]:
 
 
 def _submitter(client, context: ScanContext, model_name: str, model_digest: str) -> Callable:
-    """submit(n, unit, todo) -> future of run_unit; workers fetch the model from the scheduler's ``model_name``."""
+    """submit(n, unit, todo[, coarse]) -> future of run_unit; workers fetch the model from the scheduler's
+    ``model_name``."""
     run_id = uuid.uuid4().hex[:8]
 
-    def submit(n: int, unit: Unit, todo: tuple):
+    def submit(n: int, unit: Unit, todo: tuple, coarse: CoarseContext | None = None):
         return client.submit(
             run_unit,
             unit,
@@ -311,6 +313,7 @@ def _submitter(client, context: ScanContext, model_name: str, model_digest: str)
             todo,
             model_name,
             model_digest,
+            coarse,
             key=f"amberwatch-unit-{run_id}-{n}",
             retries=TASK_RETRIES,
             pure=False,

@@ -61,12 +61,15 @@ from amberwatch.scan.dask_runner import run_units_dask
 from amberwatch.scan.lock import scan_lock
 from amberwatch.scan.tiling import DEFAULT_UNIT_ZOOM_DELTA, Unit, count_tiles, iter_units
 from amberwatch.scan.worker import (
+    CoarseContext,
     ScanContext,
     UnitResult,
+    fine_context_tiles,
     init_worker,
     process_unit,
     release,
     remember_model,
+    unit_coarse_context,
     with_free_tiles,
 )
 
@@ -219,6 +222,17 @@ class ScanSettings:
     triage: dict | None = None  # ScanParams.triage of a triage pass or of the fine pass after one (scan.triage)
     only_tiles: frozenset[tuple[int, int]] | None = None  # the fine pass after triage: these AOI tiles alone
     free_tiles: bool = False  # with only_tiles: and the AOI tiles whose grids come free with theirs (worker.free_tiles)
+    coarse_context: CoarseWarmth | None = None  # with only_tiles: context away from warm tiles from the coarse zoom
+
+
+@dataclass(frozen=True)
+class CoarseWarmth:
+    """A fine pass's coarse context (``--triage-context coarse``): the triage zoom, and the fine tiles its grids show
+    warm (a cell over them above zero, or a failed coarse tile). The pass reads at its own zoom its scanned tiles and
+    the ring of the warm ones (``worker.fine_context_tiles``), every other tile from the coarse zoom, upsampled."""
+
+    zoom: int
+    warm: frozenset[tuple[int, int]]
 
 
 @dataclass(frozen=True)
@@ -393,6 +407,8 @@ def _run_locked(
         remember_model(job.context.model_path, job.context.model_version, job.clf, job.context.int8)
     todo_total = max(0, job.new_scan.tiles_total - count_finished_tiles(conn, scan_id))
     units = _pending_units(conn, scan_id, aoi, job.new_scan.zoom, unit_delta, job.only_tiles)
+    if job.coarse is not None:
+        units = _with_coarse_context(units, *job.coarse, job.context.ring_tiles)
     results = _unit_results(units, job, settings, todo_total, say)
     writer = _TileWriter(conn, scan_id, job.clf.threshold)
     watch = _OfflineWatch(scan_id, imagery)
@@ -419,6 +435,7 @@ class _Job:
     workers: int
     int8_check: Int8Check | None = None
     only_tiles: frozenset[tuple[int, int]] | None = None  # the tiles to scan (ScanSettings.only_tiles, widened)
+    coarse: tuple[int, frozenset[tuple[int, int]]] | None = None  # coarse zoom, tiles read at the scan's (see above)
 
 
 def _prepare(aoi: AOI, imagery: str, zoom: int, project: Project, settings: ScanSettings) -> _Job:
@@ -457,8 +474,13 @@ def _prepare(aoi: AOI, imagery: str, zoom: int, project: Project, settings: Scan
     only = settings.only_tiles
     if only is not None and settings.free_tiles:
         only = with_free_tiles(aoi.geometry, only, context, clf)
+    coarse = None
+    if only is not None and settings.coarse_context is not None:
+        fine = fine_context_tiles(only, settings.coarse_context.warm, zoom, context.ring_tiles)
+        coarse = (settings.coarse_context.zoom, fine)
     if settings.triage is not None:
-        params = replace(params, triage=free_tile_counts(settings.triage, settings.only_tiles, only))
+        fine_reads = None if coarse is None else coarse[1]
+        params = replace(params, triage=free_tile_counts(settings.triage, settings.only_tiles, only, fine_reads))
     tiles_total = plan.tiles if only is None else len(only)
     new_scan = NewScan(
         settings.name or default_scan_name(aoi),
@@ -472,16 +494,21 @@ def _prepare(aoi: AOI, imagery: str, zoom: int, project: Project, settings: Scan
         tiles_total,
         imagery_date=imagery_date,
     )
-    return _Job(clf, context, new_scan, workers, check, only)
+    return _Job(clf, context, new_scan, workers, check, only, coarse)
 
 
-def free_tile_counts(triage: dict, chosen: frozenset | None, only: frozenset | None) -> dict:
+def free_tile_counts(
+    triage: dict, chosen: frozenset | None, only: frozenset | None, fine_reads: frozenset | None = None
+) -> dict:
     """A fine pass's ScanParams.triage with its kept and skipped counts including the free tiles (``only`` less
-    ``chosen``), and their count."""
+    ``chosen``), and their count; with a coarse context, the count of tiles it reads at its zoom (``fine_reads``)."""
     if chosen is None or only is None or "tiles_aoi" not in triage:
         return triage
     free, kept = len(only) - len(chosen), len(only)
-    return {**triage, "tiles_kept": kept, "tiles_free": free, "tiles_skipped": int(triage["tiles_aoi"]) - kept}
+    counts = {"tiles_kept": kept, "tiles_free": free, "tiles_skipped": int(triage["tiles_aoi"]) - kept}
+    if fine_reads is not None:
+        counts["tiles_read_fine"] = len(fine_reads)
+    return {**triage, **counts}
 
 
 def choose_precision(clf, asked: bool | None) -> tuple[bool, Int8Check | None]:
@@ -654,6 +681,14 @@ def _pending_units(
             yield unit, todo
 
 
+def _with_coarse_context(
+    units: Iterator[tuple[Unit, tuple]], zoom: int, fine: frozenset[tuple[int, int]], ring: int
+) -> Iterator[tuple[Unit, tuple, CoarseContext]]:
+    """The units with the ``CoarseContext`` of each (a fine pass with ``--triage-context coarse``)."""
+    for unit, todo in units:
+        yield unit, todo, unit_coarse_context(unit, zoom, fine, ring)
+
+
 def start_worker_server() -> None:
     """Start the forkserver of local scan workers now, importing the worker's modules (torch, ONNX Runtime, the
     model code) while this process prepares the scan: its workers then fork with them loaded, instead of each
@@ -670,8 +705,8 @@ def _run_units(
     """Process units in this process (1 worker) or a spawn/forkserver process pool, with bounded in-flight work."""
     if workers <= 1:
         try:
-            for unit, todo in units:
-                yield process_unit(unit, context, todo)
+            for unit, *work in units:
+                yield process_unit(unit, context, *work)
         finally:
             release()
         return
@@ -681,12 +716,12 @@ def _run_units(
     )
     pending: set[cf.Future] = set()
     try:
-        for unit, todo in units:
+        for unit, *work in units:  # work: the tiles to do, and the unit's CoarseContext if any
             while len(pending) >= limit:
                 done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
                 for fut in done:
                     yield fut.result()
-            pending.add(pool.submit(process_unit, unit, context, todo))
+            pending.add(pool.submit(process_unit, unit, context, *work))
         while pending:
             done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
             for fut in done:

@@ -54,13 +54,15 @@ from amberwatch.scan.engine import (
     scan_params,
 )
 from amberwatch.scan.tiling import DEFAULT_UNIT_ZOOM_DELTA, iter_units
-from amberwatch.scan.triage import KeepRule, choose_fine_tiles
+from amberwatch.scan.triage import DEFAULT_CONTEXT, KeepRule, choose_fine_tiles, warm_fine_tiles
 from amberwatch.scan.worker import (
     ScanContext,
+    fine_context_tiles,
     process_unit,
     release,
     remember_model,
     remember_source,
+    unit_coarse_context,
     with_free_tiles,
 )
 
@@ -170,6 +172,7 @@ class _Layer:
     unit_delta: int
     min_area_ha: float
     only: frozenset[tuple[int, int]] | None = None  # after triage: the kept tiles, the only ones units hold
+    coarse: tuple[int, frozenset[tuple[int, int]]] | None = None  # a coarse context: its zoom, the tiles read at ours
 
 
 def _model_path(info) -> str | None:
@@ -261,7 +264,8 @@ def _classify_tiles(conn: sqlite3.Connection, new_id: int, layer: _Layer, contex
         if not todo:
             continue
         rows = []
-        for t in process_unit(unit, context, todo).tiles:
+        coarse = None if layer.coarse is None else unit_coarse_context(unit, *layer.coarse, context.ring_tiles)
+        for t in process_unit(unit, context, todo, coarse).tiles:
             if t.status == "empty":  # was 'done' in the parent: its imagery is gone from the cache
                 t = replace(
                     t, status="failed", error=f"tile {t.z}/{t.x}/{t.y} is not in the tile cache {context.cache_path!r}"
@@ -283,15 +287,20 @@ def _after_triage(
     clf, triage_clf, triage_file = models
     parent_triage = dict(parent.params.triage or {})
     triage_id, made = _triage_pass(conn, get_scan(conn, int(parent_triage["scan_id"])), triage_clf, triage_file, layer)
+    context = str(parent_triage.get("context", DEFAULT_CONTEXT))
     if triage_id == int(parent_triage["scan_id"]):  # the same pass: the parent's tiles, as it scanned them
         kept = frozenset((t.x, t.y) for t in scan_tiles_at(conn, parent.id, parent.zoom))
-        return replace(layer, only=kept), f"triage pass {triage_id} of the parent (the same triage model)"
+        layer = replace(layer, only=kept, coarse=_coarse(conn, triage_id, context, kept, layer))
+        return layer, f"triage pass {triage_id} of the parent (the same triage model)"
     total = int(parent_triage.get("tiles_aoi") or parent.tiles_total or 0)
-    chosen = choose_fine_tiles(conn, triage_id, layer.aoi, parent.zoom, KeepRule.from_params(parent_triage), total)
+    rule = KeepRule.from_params(parent_triage)
+    chosen = choose_fine_tiles(conn, triage_id, layer.aoi, parent.zoom, rule, total, context)
     kept = with_free_tiles(layer.aoi.geometry, chosen.kept, layer.context, clf)
     copied = [t for t in layer.copied if (t.x, t.y) in kept]
     done = set(kept) - {(t.x, t.y) for t in copied}
-    params = replace(layer.new_scan.params, triage=free_tile_counts(chosen.params, chosen.kept, kept))
+    coarse = _coarse(conn, triage_id, context, kept, layer)
+    triage = free_tile_counts(chosen.params, chosen.kept, kept, None if coarse is None else coarse[1])
+    params = replace(layer.new_scan.params, triage=triage)
     new_scan = replace(layer.new_scan, params=params, tiles_total=len(kept))
     how = "made now from the cached coarse tiles" if made else "reused"
     text = (
@@ -300,7 +309,19 @@ def _after_triage(
         f"{len(layer.copied) + len(layer.done):,})"
     )
     say(text)
-    return replace(layer, new_scan=new_scan, copied=copied, done=done, only=kept), text
+    return replace(layer, new_scan=new_scan, copied=copied, done=done, only=kept, coarse=coarse), text
+
+
+def _coarse(
+    conn: sqlite3.Connection, triage_id: int, context: str, kept: frozenset[tuple[int, int]], layer: _Layer
+) -> tuple[int, frozenset[tuple[int, int]]] | None:
+    """A layer's coarse context as its scan's (``--triage-context coarse``) from triage pass ``triage_id``: the
+    triage zoom and the tiles read at the layer's zoom (None: an exact context)."""
+    if context != "coarse":
+        return None
+    zoom = layer.context.zoom
+    fine = fine_context_tiles(kept, warm_fine_tiles(conn, triage_id, zoom), zoom, layer.context.ring_tiles)
+    return get_scan(conn, triage_id).zoom, fine
 
 
 def _triage_pass(conn: sqlite3.Connection, old: Scan, triage_clf, triage_file: str, fine: _Layer) -> tuple[int, bool]:

@@ -4,6 +4,11 @@ Pass 1 scans the AOI at the triage zoom with the triage model (a scan of its own
 without detections). Pass 2 scans at the fine zoom only the AOI's tiles near coarse cells that reach the triage
 model's threshold (every cell of a failed coarse tile), by a ``KeepRule``, with the accurate model, and builds
 detections as any scan. Both passes are ordinary engine runs (local pool or Dask).
+
+The fine pass's context (the tiles around its tiles that its backbone passes read) is, by ``--triage-context``:
+``exact``, read at the fine zoom (every grid the full scan's); or ``coarse``, read at the fine zoom only around
+scanned tiles the triage pass saw warm (``warm_fine_tiles``), elsewhere cut from the triage pass's cached tiles,
+upsampled: fewer requests, grids close to the full scan's (RESULTS 25).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from amberwatch.errors import InvalidInputError
 from amberwatch.imagery.aoi import AOI
 from amberwatch.project import Project
 from amberwatch.results.store import TileRow, get_scan, tiles_to_look_closer
-from amberwatch.scan.engine import ScanOutcome, ScanSettings, plan_scan, resolve_triage_model, run_scan
+from amberwatch.scan.engine import CoarseWarmth, ScanOutcome, ScanSettings, plan_scan, resolve_triage_model, run_scan
 from amberwatch.scan.tiling import iter_units
 
 
@@ -111,6 +116,25 @@ class KeepRule:
 
 
 DEFAULT_KEEP_RULE = KeepRule()
+CONTEXTS = ("exact", "coarse")  # --triage-context: the fine pass's context read at its zoom, or mostly upsampled
+DEFAULT_CONTEXT = "exact"
+WARM_LEVEL = 1  # a stored coarse cell level (0..255) from which the fine tiles under it are warm: any non-zero cell
+
+
+def warm_tiles(
+    coarse: Iterable[TileRow], cells_per_tile: int, zoom_delta: int, zoom: int
+) -> frozenset[tuple[int, int]]:
+    """The tiles at ``zoom`` under the ``coarse`` tiles' cells (``zoom_delta`` zooms up) of level WARM_LEVEL or more,
+    and under every cell of a failed one: a fine pass with a coarse context reads the ring of those it scans."""
+    cols, rows = hot_cells(coarse, WARM_LEVEL / 255.0, cells_per_tile)
+    return frozenset(fine_tiles_near(cols, rows, cells_per_tile, zoom_delta, zoom, 0))
+
+
+def warm_fine_tiles(conn: sqlite3.Connection, triage_scan_id: int, zoom: int) -> frozenset[tuple[int, int]]:
+    """``warm_tiles`` at ``zoom`` of a finished triage pass."""
+    coarse = get_scan(conn, triage_scan_id)
+    tiles = tiles_to_look_closer(conn, triage_scan_id, (WARM_LEVEL - 0.5) / 255.0)  # those that may hold one
+    return warm_tiles(tiles, int(coarse.params.cells_per_tile), zoom - coarse.zoom, zoom)
 
 
 def kept_fine_tiles(
@@ -145,13 +169,17 @@ def run_triage_scan(
     triage_zoom: int,
     triage_model: str | None = None,
     rule: KeepRule = DEFAULT_KEEP_RULE,
+    context: str = DEFAULT_CONTEXT,
     on_event: Callable[[str], None] | None = None,
     on_warnings: Callable[[dict[str, int]], None] | None = None,
 ) -> TriageOutcome:
     """Scan the AOI at ``triage_zoom`` with the triage model (default: the bundled one), then at ``zoom`` only the
-    tiles triage kept, with the scan's model -> both outcomes and the tiles skipped."""
+    tiles triage kept, with the scan's model and its ``context`` (one of CONTEXTS) -> both outcomes and the tiles
+    skipped."""
     if not 0 <= triage_zoom < zoom:
         raise InvalidInputError(f"--triage-zoom {triage_zoom} must be below the scan's --zoom {zoom}")
+    if context not in CONTEXTS:
+        raise InvalidInputError(f"--triage-context {context!r} is not one of {', '.join(CONTEXTS)}")
     say = on_event or (lambda _msg: None)
     model = triage_model or resolve_triage_model(db, settings.model_path)
     coarse_settings = replace(
@@ -165,7 +193,7 @@ def run_triage_scan(
         say(f"triage: pass 1 at zoom {triage_zoom} with {model}")
         coarse = run_scan(aoi, imagery, triage_zoom, project, coarse_settings, on_event=say, on_warnings=on_warnings)
         total = plan_scan(aoi, zoom, max_tiles=settings.max_tiles).tiles
-        chosen = choose_fine_tiles(project.conn, coarse.scan_id, aoi, zoom, rule, total)
+        chosen = choose_fine_tiles(project.conn, coarse.scan_id, aoi, zoom, rule, total, context)
         kept, threshold = chosen.kept, chosen.threshold
         say(
             f"triage: {chosen.hot} of {coarse.tiles_total} zoom-{triage_zoom} tiles reach {threshold:.3f}: "
@@ -173,6 +201,9 @@ def run_triage_scan(
             "with theirs"
         )
         fine_settings = replace(settings, triage=chosen.params, only_tiles=kept, free_tiles=True)
+        if context == "coarse":
+            warm = warm_fine_tiles(project.conn, coarse.scan_id, zoom)
+            fine_settings = replace(fine_settings, coarse_context=CoarseWarmth(triage_zoom, warm))
         fine = run_scan(aoi, imagery, zoom, project, fine_settings, on_event=say, on_warnings=on_warnings)
     return TriageOutcome(coarse, fine, total, fine.tiles_total, threshold, fine.tiles_total - len(kept))
 
@@ -188,27 +219,38 @@ class FineTiles:
 
 
 def choose_fine_tiles(
-    conn: sqlite3.Connection, triage_scan_id: int, aoi: AOI, zoom: int, rule: KeepRule, total: int
+    conn: sqlite3.Connection,
+    triage_scan_id: int,
+    aoi: AOI,
+    zoom: int,
+    rule: KeepRule,
+    total: int,
+    context: str = DEFAULT_CONTEXT,
 ) -> FineTiles:
     """The AOI's tiles at ``zoom`` a finished triage pass keeps by ``rule`` (``total``: the AOI's tiles there), for a
-    triaged scan and for a rescan that triages again (``scan.rescan``)."""
+    triaged scan and for a rescan that triages again (``scan.rescan``); ``context`` goes in the fine pass's params."""
     coarse = get_scan(conn, triage_scan_id)
     threshold, cells = float(coarse.model_threshold), int(coarse.params.cells_per_tile)
     hot = list(tiles_to_look_closer(conn, triage_scan_id, threshold))
     kept = kept_fine_tiles(hot, threshold, cells, coarse.zoom, zoom, aoi, rule)
-    params = _fine_params(triage_scan_id, coarse.zoom, threshold, rule, total, len(kept))
+    params = _fine_params(triage_scan_id, coarse.zoom, threshold, rule, total, len(kept), context)
     return FineTiles(kept, len(hot), threshold, params)
 
 
-def _fine_params(scan_id: int, triage_zoom: int, threshold: float, rule: KeepRule, total: int, kept: int) -> dict:
-    """ScanParams.triage of the fine pass: its identity key (the triage scan, zoom, threshold, keep rule) and counts.
+def _fine_params(
+    scan_id: int, triage_zoom: int, threshold: float, rule: KeepRule, total: int, kept: int, context: str
+) -> dict:
+    """ScanParams.triage of the fine pass: its identity key (the triage scan, zoom, threshold, keep rule, context)
+    and counts.
 
     The key names the keep rule: a layer kept by another rule (before round 15: whole coarse tiles and a ring of one
     coarse tile, ``ring1``) never resumes into this one; nor does one whose blocks framed the bounding box of their
     kept tiles (before round 17: grids unlike the full scan's), which ``full-frames`` tells apart, nor one without
-    the free tiles (before round 19), ``free``. The engine adds the free tiles to the counts (``tiles_free``)."""
+    the free tiles (before round 19), ``free``; a coarse context adds ``coarse-context`` (its grids differ from an
+    exact one's). The engine adds the free tiles to the counts (``tiles_free``)."""
+    key = f"after-triage:{scan_id}:z{triage_zoom}:t{threshold:.6f}:{rule.key()}:full-frames:free"
     return {
-        "key": f"after-triage:{scan_id}:z{triage_zoom}:t{threshold:.6f}:{rule.key()}:full-frames:free",
+        "key": key + (":coarse-context" if context == "coarse" else ""),
         "role": "after",
         "scan_id": scan_id,
         "zoom": triage_zoom,
@@ -219,4 +261,5 @@ def _fine_params(scan_id: int, triage_zoom: int, threshold: float, rule: KeepRul
         "tiles_aoi": total,
         "tiles_kept": kept,
         "tiles_skipped": total - kept,
+        "context": context,
     }

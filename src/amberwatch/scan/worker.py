@@ -11,7 +11,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,6 +20,7 @@ from amberwatch.errors import ImageryError, UnreachableError
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.open import open_ref
 from amberwatch.imagery.sources import collect_tile_warnings
+from amberwatch.imagery.tiles import tile_lnglat_bbox
 from amberwatch.imagery.types import TILE_SIZE_PX, GeoImage, ImageryRef
 from amberwatch.model.classifier import ScanPass
 from amberwatch.model.modelfile import load
@@ -58,6 +59,15 @@ class ScanContext:
     def ring_tiles(self) -> int:
         """Tiles of context read around a block: enough for the margin (1 unless tiles are tiny)."""
         return max(1, -(-self.margin_px // self.tile_px))
+
+
+@dataclass(frozen=True)
+class CoarseContext:
+    """Where a unit of a fine pass after triage reads its tiles: at the scan's zoom for ``fine`` (those of the unit's
+    reach that are), every other tile as its parent at ``zoom`` (the triage pass's, cached) upsampled (RESULTS 25)."""
+
+    zoom: int  # the coarse (triage) zoom
+    fine: frozenset[tuple[int, int]]
 
 
 @dataclass
@@ -280,7 +290,12 @@ def with_free_tiles(
     return frozenset(out)
 
 
-def process_unit(unit: Unit, context: ScanContext, todo: tuple[tuple[int, int], ...] | None = None) -> UnitResult:
+def process_unit(
+    unit: Unit,
+    context: ScanContext,
+    todo: tuple[tuple[int, int], ...] | None = None,
+    coarse: CoarseContext | None = None,
+) -> UnitResult:
     """Fetch, classify and grid the tiles ``todo`` (default: all) of a unit; never touches the project DB.
 
     Tiles are classified per block of the tile grid, each block framed from all the AOI's tiles in it and their ring
@@ -288,6 +303,10 @@ def process_unit(unit: Unit, context: ScanContext, todo: tuple[tuple[int, int], 
     of any size, with any number of workers, local or on Dask, in a resumed scan and in a fine pass after triage
     (whose ``todo`` is the kept tiles). Only the model's passes over a frame that the tiles of ``todo`` need are run,
     and only the tiles those passes read (and the tiles' ring of neighbours) are read.
+
+    With ``coarse`` (a fine pass's ``--triage-context coarse``), only the tiles of ``coarse.fine`` are read at the
+    scan's zoom and the others come from their coarse parents, upsampled: the grid is then a fixed function of the
+    imagery, the AOI and that set, which the scan fixes once.
 
     Reading overlaps classifying: a reader thread (``_Reader``) reads the blocks' tiles, each once, in the order the
     blocks are classified, while the blocks before are classified; a block waits only for its own tiles.
@@ -303,7 +322,7 @@ def process_unit(unit: Unit, context: ScanContext, todo: tuple[tuple[int, int], 
     passes = {block: block_passes(block, blocks[block], context, model) for block in order}
     batches = first_reads([tiles_read(block, passes[block], blocks[block], context) for block in order])
     images: dict[tuple[int, int], object] = {}
-    with _Reader(get_source(context), context.zoom, batches) as reader:
+    with _Reader(get_source(context), context.zoom, batches, coarse) as reader:
         for block in order:
             started = time.perf_counter()
             images.update(reader.next_batch(result))
@@ -335,11 +354,13 @@ class _Reader:
     ``next_batch`` in the caller.
     """
 
-    def __init__(self, source: object, zoom: int, batches: list[list[tuple[int, int]]]) -> None:
+    def __init__(
+        self, source: object, zoom: int, batches: list[list[tuple[int, int]]], coarse: CoarseContext | None = None
+    ) -> None:
         self._out: queue.SimpleQueue = queue.SimpleQueue()
         self._stop = threading.Event()
         self._thread = threading.Thread(
-            target=self._run, args=(source, zoom, batches), name="amberwatch-unit-reader", daemon=True
+            target=self._run, args=(source, zoom, batches, coarse), name="amberwatch-unit-reader", daemon=True
         )
 
     def __enter__(self) -> _Reader:
@@ -350,9 +371,11 @@ class _Reader:
         self._stop.set()
         self._thread.join()
 
-    def _run(self, source: object, zoom: int, batches: list[list[tuple[int, int]]]) -> None:
+    def _run(
+        self, source: object, zoom: int, batches: list[list[tuple[int, int]]], coarse: CoarseContext | None
+    ) -> None:
         try:
-            _read_tiles(source, zoom, batches, self._out.put, self._stop)
+            _read_tiles(source, zoom, batches, self._out.put, self._stop, coarse)
         except BaseException as exc:  # handed to the caller, which raises it
             self._out.put(exc)
 
@@ -375,10 +398,16 @@ class _Reader:
 
 
 def _read_tiles(
-    source: object, zoom: int, batches: list[list[tuple[int, int]]], publish: Callable, stop: threading.Event
+    source: object,
+    zoom: int,
+    batches: list[list[tuple[int, int]]],
+    publish: Callable,
+    stop: threading.Event,
+    coarse: CoarseContext | None = None,
 ) -> None:
     """Read the batches' tiles (x, y) at ``zoom`` in one stream (an HTTP source keeps requests in flight across
-    batches) and ``publish`` each batch's images and typed warning names, in order, once all its tiles are in."""
+    batches; ``coarse``: as ``read_with_coarse``) and ``publish`` each batch's images and typed warning names, in
+    order, once all its tiles are in."""
     owner = {tile: k for k, batch in enumerate(batches) for tile in batch}
     images: list[dict[tuple[int, int], object]] = [{} for _ in batches]
     left = [len(batch) for batch in batches]
@@ -393,7 +422,7 @@ def _read_tiles(
                 done += 1
 
         publish_ready()  # batches with nothing left to read
-        reads = source.read_tiles((zoom, x, y) for batch in batches for x, y in batch)
+        reads = read_with_coarse(source, zoom, [tile for batch in batches for tile in batch], coarse)
         try:
             for (_z, x, y), image in reads:
                 images[owner[(x, y)]][(x, y)] = image
@@ -403,6 +432,86 @@ def _read_tiles(
                     break
         finally:
             reads.close()
+
+
+def read_with_coarse(
+    source: object, zoom: int, tiles: list[tuple[int, int]], coarse: CoarseContext | None
+) -> Iterator[tuple[tuple[int, int, int], object]]:
+    """((zoom, x, y), image) of each tile, in any order: read at ``zoom`` (without ``coarse``, or in ``coarse.fine``),
+    else cut from its parent at ``coarse.zoom`` upsampled to ``zoom`` (each parent read once: no imagery or a failed
+    read there is the children's too)."""
+    if coarse is None:
+        yield from source.read_tiles((zoom, x, y) for x, y in tiles)
+        return
+    shift = zoom - coarse.zoom
+    children: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    keys = []
+    for x, y in tiles:
+        if (x, y) in coarse.fine:
+            keys.append((zoom, x, y))
+            continue
+        parent = (x >> shift, y >> shift)
+        if parent not in children:
+            children[parent] = []
+            keys.append((coarse.zoom, *parent))
+        children[parent].append((x, y))
+    reads = source.read_tiles(iter(keys))
+    try:
+        for (z, x, y), image in reads:
+            if z == zoom:
+                yield (z, x, y), image
+            else:
+                yield from upsampled_children(image, shift, zoom, children[(x, y)])
+    finally:
+        reads.close()
+
+
+def upsampled_children(
+    parent: GeoImage | ImageryError | None, shift: int, zoom: int, tiles: list[tuple[int, int]]
+) -> Iterator[tuple[tuple[int, int, int], object]]:
+    """((zoom, x, y), image) of child tiles of a tile ``shift`` zooms above, cut from it upsampled to ``zoom`` (the
+    scan's own ``resample``, over the whole parent so no seam falls on a child's edge); None or a failed read is
+    theirs too."""
+    if not isinstance(parent, GeoImage):
+        for x, y in tiles:
+            yield (zoom, x, y), parent
+        return
+    f = 1 << shift
+    n = TILE_SIZE_PX
+    pixels = resample(parent.pixels, n * f, n * f)
+    valid = None if parent.valid is None else parent.valid.repeat(f, 0).repeat(f, 1)
+    for x, y in tiles:
+        r, c = (y % f) * n, (x % f) * n
+        yield (
+            (zoom, x, y),
+            GeoImage(
+                pixels=np.ascontiguousarray(pixels[r : r + n, c : c + n]),
+                bbox=tile_lnglat_bbox(zoom, x, y),
+                resolution_m_per_px=parent.resolution_m_per_px / f,
+                source_id=parent.source_id,
+                capture_date=parent.capture_date,
+                tile=(x, y, zoom),
+                valid=None if valid is None else np.ascontiguousarray(valid[r : r + n, c : c + n]),
+            ),
+        )
+
+
+def fine_context_tiles(
+    scanned: frozenset[tuple[int, int]], warm: frozenset[tuple[int, int]], zoom: int, ring: int = 1
+) -> frozenset[tuple[int, int]]:
+    """The tiles a fine pass with a coarse context reads at its zoom: the ``scanned`` ones, and the ring of those
+    of them that are ``warm`` (any coarse cell over them above zero, or a failed coarse tile)."""
+    out = set(scanned)
+    for x, y in scanned & warm:
+        out.update(neighbours(x, y, zoom, ring))
+    return frozenset(out)
+
+
+def unit_coarse_context(unit: Unit, zoom: int, fine: frozenset[tuple[int, int]], ring: int) -> CoarseContext:
+    """The ``CoarseContext`` of one unit: the tiles of ``fine`` within ``ring`` tiles of it (all it may read)."""
+    xs, ys = [x for x, _ in unit.tiles], [y for _, y in unit.tiles]
+    cols, rows = range(min(xs) - ring, max(xs) + ring + 1), range(min(ys) - ring, max(ys) + ring + 1)
+    return CoarseContext(zoom, frozenset((x, y) for y in rows for x in cols if (x, y) in fine))
 
 
 def _triage(todo, images: dict, z: int, ring: int, result: UnitResult) -> list[tuple[int, int]]:
