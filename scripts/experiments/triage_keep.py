@@ -185,7 +185,7 @@ def main() -> None:
         rule = KeepRule(*json.loads(run))
         t0 = time.perf_counter()
         settings = ScanSettings(workers=args.workers, progress=False)
-        both = run_triage_scan(aoi, server.url, 18, coarse_db, settings, triage_zoom=17, rule=rule)
+        both = run_triage_scan(aoi, server.url, 18, coarse_db, settings, triage_zoom=17, rule=rule, context="exact")
         _, mine_ha, mine_pits = detections(coarse_db, args.pit_share, both.fine.scan_id)
         print(
             f"fine pass {rule.key()}: {both.fine_tiles_kept} tiles kept, {time.perf_counter() - t0:.0f} s, "

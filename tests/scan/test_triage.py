@@ -295,7 +295,7 @@ def test_a_coarse_context_reads_fewer_z18_tiles_and_finds_the_pit_fields_of_the_
     # The exact context reuses the triage pass (no z17 request) into a layer of its own; it reads the rest of the
     # z18 tiles under its passes (the coarse context's are in the cache).
     mark = len(tile_server.tile_requests())
-    exact = run_triage_scan(aoi, tile_server.url, 18, db, settings, triage_zoom=17)
+    exact = run_triage_scan(aoi, tile_server.url, 18, db, settings, triage_zoom=17, context="exact")
     exact_z18 = coarse_z18 + _requests_at(tile_server, 18, mark)
     assert exact.triage.scan_id == triage_id and _requests_at(tile_server, 17, mark) == 0
     assert exact.fine.scan_id != fine_id and coarse_params["tiles_kept"] == exact.fine_tiles_kept
@@ -317,7 +317,7 @@ def test_a_coarse_context_reads_fewer_z18_tiles_and_finds_the_pit_fields_of_the_
     print(f"mean level difference against the full scan's grids: {mean:.2f} of 255")
     assert all(status == "done" for status, _grid in fine.values()) and 0 < mean < 2
 
-    again = run_triage_scan(aoi, tile_server.url, 18, db, settings, triage_zoom=17, context="coarse")
+    again = run_triage_scan(aoi, tile_server.url, 18, db, settings, triage_zoom=17)  # the default context
     assert again.fine.scan_id == fine_id and again.fine.tiles_processed_now == 0
 
 

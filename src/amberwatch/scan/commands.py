@@ -106,7 +106,7 @@ def _fmt_duration(seconds: float) -> str:
 @click.option(
     "--triage-context",
     type=click.Choice(["exact", "coarse"]),  # scan.triage.CONTEXTS, without importing the engine at start-up
-    default="exact",
+    default="coarse",
     show_default=True,
     help="With --triage-zoom: where the fine pass reads the tiles around its tiles. 'exact': at --zoom (the full "
     "scan's grids); 'coarse': at --zoom only around tiles triage saw warm, elsewhere the triage zoom's tiles "

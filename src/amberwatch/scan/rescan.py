@@ -299,6 +299,10 @@ def _after_triage(
     copied = [t for t in layer.copied if (t.x, t.y) in kept]
     done = set(kept) - {(t.x, t.y) for t in copied}
     coarse = _coarse(conn, triage_id, context, kept, layer)
+    if coarse is not None:  # read at the zoom only what the parent read there: the cache holds no other tile
+        parent_kept = frozenset((t.x, t.y) for t in scan_tiles_at(conn, parent.id, parent.zoom))
+        parent_fine = _coarse(conn, int(parent_triage["scan_id"]), context, parent_kept, layer)[1]
+        coarse = (coarse[0], coarse[1] & parent_fine)
     triage = free_tile_counts(chosen.params, chosen.kept, kept, None if coarse is None else coarse[1])
     params = replace(layer.new_scan.params, triage=triage)
     new_scan = replace(layer.new_scan, params=params, tiles_total=len(kept))

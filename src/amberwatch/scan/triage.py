@@ -117,7 +117,7 @@ class KeepRule:
 
 DEFAULT_KEEP_RULE = KeepRule()
 CONTEXTS = ("exact", "coarse")  # --triage-context: the fine pass's context read at its zoom, or mostly upsampled
-DEFAULT_CONTEXT = "exact"
+DEFAULT_CONTEXT = "coarse"  # 37.7 % of the full scan's requests against 47.0 %, the same pit hectares (round 26)
 WARM_LEVEL = 1  # a stored coarse cell level (0..255) from which the fine tiles under it are warm: any non-zero cell
 
 
