@@ -21,12 +21,13 @@ from the triage pass's z17 tiles instead (the parent's quadrant, upsampled x2 to
   by the rule already, so ``quad:T`` only adds tiles for T below it.
 
 Each variant classifies its scanned tiles as the fine pass does (``worker.process_unit``, same blocks and passes)
-from a source that serves the z18 set from the full scan's cache and every other z18 tile from the triage pass's
-cache, upsampled. Counts, not timings: requests = z18 tiles read + the triage pass's z17 requests, over the full
-scan's; pixels = backbone input pixels over the full scan's (the triage pass adds its own, printed); found =
-hectares of detections built with the engine's code from the variant's grids of its scanned tiles, all and on the
-pit fields, over the full scan's; crossing = cells of the scanned tiles on the other side of the z18 threshold from
-the full scan's (lost / gained); max diff = the largest level difference (0..255) against the full scan's grids.
+with the z18 set as its ``worker.CoarseContext`` (the shipped reader since round 26: z18 tiles from the full scan's
+cache, every other one cut from its z17 parent in the triage pass's cache, upsampled). Counts, not timings: requests
+= z18 tiles read + the triage pass's z17 requests, over the full scan's; pixels = backbone input pixels over the
+full scan's (the triage pass adds its own, printed); found = hectares of detections built with the engine's code
+from the variant's grids of its scanned tiles, all and on the pit fields, over the full scan's; crossing = cells of
+the scanned tiles on the other side of the z18 threshold from the full scan's (lost / gained); max diff = the
+largest level difference (0..255) against the full scan's grids.
 
 Regions: ``--served DIR``: ``tests/scan/test_triage.py``'s served pyramid (full scan and triage pass via
 ``keep_rule.served``, run once into DIR and reused); ``--bench DIR``: ``bench/scan.py``'s region (``RegionTileServer``,
@@ -52,7 +53,7 @@ from scripts.experiments.keep_rule import cost, found, read_scans, served
 from amberwatch.imagery.aoi import aoi_from_bbox, aoi_from_geojson
 from amberwatch.imagery.cache import TileCache
 from amberwatch.imagery.sources import open_cached_source
-from amberwatch.imagery.types import TILE_SIZE_PX, GeoImage, ImageryRef
+from amberwatch.imagery.types import ImageryRef
 from amberwatch.model.modelfile import BUNDLED_TRIAGE_PATH, load
 from amberwatch.scan import worker
 from amberwatch.scan.engine import ScanSettings, run_scan, scan_context
@@ -92,61 +93,26 @@ def served_region(out: Path) -> tuple[Path, Path, set]:
     return out / "full.db", out / "triage.db", set(build_region(TEXTY, t.x & ~1, t.y & ~1).pit_tiles)
 
 
-class ContextSource:
-    """Serves z18 tiles of ``fine`` from the full scan's cache, every other z18 tile as its z17 parent's quadrant
-    upsampled x2 from the triage pass's cache; counts which tiles came each way."""
+class ByZoomSource:
+    """Serves z18 tiles from the full scan's cache and z17 tiles from the triage pass's (the scan's own reader,
+    ``worker.read_with_coarse``, cuts and upsamples them); counts the z18 tiles read."""
 
     def __init__(self, fine_source, coarse_source) -> None:
         self.fine_source, self.coarse_source = fine_source, coarse_source
-        self.fine: set | None = None
         self.read18: set = set()
-        self.read17: set = set()
-        self._parents: dict = {}
 
-    def reset(self, fine: set | None) -> None:
-        """Serve ``fine`` (None: every tile) at z18 from now on; forget the counts."""
-        self.fine, self.read18, self.read17 = fine, set(), set()
+    def reset(self) -> None:
+        """Forget the counts."""
+        self.read18 = set()
 
     def read_tiles(self, keys):
-        """(key, GeoImage | None) for each (18, x, y) key."""
+        """(key, GeoImage | None) for each (z, x, y) key: z18 from the full scan's cache, else the triage pass's."""
         for z, x, y in keys:
-            if self.fine is None or (x, y) in self.fine:
+            if z == 18:
                 self.read18.add((x, y))
                 yield (z, x, y), self.fine_source.read_tile(z, x, y)
             else:
-                self.read17.add((x >> 1, y >> 1))
-                yield (z, x, y), self._upsampled(x, y)
-
-    def _upsampled(self, x: int, y: int) -> GeoImage | None:
-        parent = self._parent(x >> 1, y >> 1)
-        if parent is None:
-            return None
-        pixels, valid, image = parent
-        h = TILE_SIZE_PX
-        r, c = (y & 1) * h, (x & 1) * h
-        b = mercantile.bounds(x, y, 18)
-        return GeoImage(
-            pixels=np.ascontiguousarray(pixels[r : r + h, c : c + h]),
-            bbox=(b.west, b.south, b.east, b.north),
-            resolution_m_per_px=image.resolution_m_per_px / 2,
-            source_id=image.source_id,
-            capture_date=image.capture_date,
-            tile=(x, y, 18),
-            valid=None if valid is None else np.ascontiguousarray(valid[r : r + h, c : c + h]),
-        )
-
-    def _parent(self, x17: int, y17: int):
-        if (x17, y17) not in self._parents:
-            if len(self._parents) > 4096:
-                self._parents.clear()
-            image = self.coarse_source.read_tile(17, x17, y17)
-            if image is None:
-                self._parents[x17, y17] = None
-            else:
-                n = 2 * image.pixels.shape[0]
-                valid = None if image.valid is None else image.valid.repeat(2, 0).repeat(2, 1)
-                self._parents[x17, y17] = (worker.resample(image.pixels, n, n), valid, image)
-        return self._parents[x17, y17]
+                yield (z, x, y), self.coarse_source.read_tile(z, x, y)
 
     def close(self) -> None:
         """Nothing to release (the caches belong to the caller)."""
@@ -159,13 +125,16 @@ def model_file(path: str | None) -> str | None:
     return str(Path(BUNDLED_TRIAGE_PATH).with_name(Path(path).name))
 
 
-def classify(aoi, tiles: set, context, delta: int) -> dict:
-    """The fine pass's grids of ``tiles`` (framed as the full scan's, only the passes they need) -> {(x, y): row}."""
+def classify(aoi, tiles: set, context, delta: int, coarse: worker.CoarseContext | None = None) -> dict:
+    """The fine pass's grids of ``tiles`` (framed as the full scan's, only the passes they need; with ``coarse``, the
+    scan's coarse context) -> {(x, y): row}."""
     rows = {}
     for unit in iter_units(aoi, context.zoom, unit_zoom_delta=delta):
         todo = tuple(t for t in unit.tiles if t in tiles)
         if todo:
-            rows.update({(t.x, t.y): t for t in worker.process_unit(unit, context, todo).tiles if t.status == "done"})
+            share = None if coarse is None else coarse.for_unit(unit, context.ring_tiles)
+            result = worker.process_unit(unit, context, todo, share)
+            rows.update({(t.x, t.y): t for t in result.tiles if t.status == "done"})
     return rows
 
 
@@ -288,7 +257,7 @@ def main() -> None:
         tile_res_m_per_px=float(full.params.tile_resolution_m_per_px),
         int8=bool(full.params.int8),
     )
-    source = ContextSource(
+    source = ByZoomSource(
         open_cached_source(fine_cache, str(full.imagery_source_id)),
         open_cached_source(coarse_cache, str(coarse.imagery_source_id)),
     )
@@ -329,12 +298,14 @@ def main() -> None:
             scanned = wide if warm or variant in ("today", "a+free", "b+free") else kept
             px, _ = cost(aoi.geometry, scanned, context, clf)
             if variant == "today":
-                source.reset(None)
+                coarse = None
             elif warm:
-                source.reset(warm_context(variant, scanned, levels))
+                coarse = worker.CoarseContext(17, frozenset(warm_context(variant, scanned, levels)))
             else:
-                source.reset(ring1(scanned) if variant.startswith("b") else scanned)
-            rows, n18 = classify(aoi.geometry, scanned, context, delta), len(source.read18)
+                coarse = worker.CoarseContext(17, frozenset(ring1(scanned) if variant.startswith("b") else scanned))
+            source.reset()
+            rows = classify(aoi.geometry, scanned, context, delta, coarse)
+            n18 = len(source.read18)
             ha, pits_ha, _ = found(full, rows, set(rows), pit_tiles)
             lost, gained, worst = compare(rows, full_rows, clf.threshold)
             print(

@@ -234,12 +234,18 @@ def _requests_at(tile_server, zoom: int, since: int = 0) -> int:
     return sum(1 for p in tile_server.tile_requests()[since:] if p.strip("/").split("/")[0] == str(zoom))
 
 
-@pytest.mark.slow
-def test_triage_finds_the_pit_fields_of_the_full_scan_fetching_fewer_z18_tiles(tile_server, tmp_path):
+def _served_region_scanned_in_full(tile_server, db) -> tuple:
+    """The served region scanned in full at z18 into ``db`` on 2 workers -> (region, AOI, the settings, the outcome,
+    the z18 requests it made)."""
     region, aoi = _served_region(tile_server)
     settings = ScanSettings(workers=2, progress=False)
-    full = run_scan(aoi, tile_server.url, 18, tmp_path / "full.db", settings)
-    full_z18 = _requests_at(tile_server, 18)
+    full = run_scan(aoi, tile_server.url, 18, db, settings)
+    return region, aoi, settings, full, _requests_at(tile_server, 18)
+
+
+@pytest.mark.slow
+def test_triage_finds_the_pit_fields_of_the_full_scan_fetching_fewer_z18_tiles(tile_server, tmp_path):
+    region, aoi, settings, full, full_z18 = _served_region_scanned_in_full(tile_server, tmp_path / "full.db")
     mark = len(tile_server.tile_requests())
     both = run_triage_scan(aoi, tile_server.url, 18, tmp_path / "triage.db", settings, triage_zoom=17)
     triage_z18, triage_z17 = _requests_at(tile_server, 18, mark), _requests_at(tile_server, 17, mark)
@@ -270,10 +276,7 @@ def test_a_coarse_context_reads_fewer_z18_tiles_and_finds_the_pit_fields_of_the_
     from amberwatch.cli import main
     from amberwatch.results.store import get_scan
 
-    region, aoi = _served_region(tile_server)
-    settings = ScanSettings(workers=2, progress=False)
-    full = run_scan(aoi, tile_server.url, 18, tmp_path / "full.db", settings)
-    full_z18 = _requests_at(tile_server, 18)
+    region, aoi, settings, full, full_z18 = _served_region_scanned_in_full(tile_server, tmp_path / "full.db")
     db = tmp_path / "triage.db"
     mark = len(tile_server.tile_requests())
     bbox = bbox_arg(tiles_bbox(region.x0, region.y0, region.side, region.side))

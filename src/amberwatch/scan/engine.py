@@ -69,7 +69,6 @@ from amberwatch.scan.worker import (
     process_unit,
     release,
     remember_model,
-    unit_coarse_context,
     with_free_tiles,
 )
 
@@ -408,7 +407,7 @@ def _run_locked(
     todo_total = max(0, job.new_scan.tiles_total - count_finished_tiles(conn, scan_id))
     units = _pending_units(conn, scan_id, aoi, job.new_scan.zoom, unit_delta, job.only_tiles)
     if job.coarse is not None:
-        units = _with_coarse_context(units, *job.coarse, job.context.ring_tiles)
+        units = _with_coarse_context(units, job.coarse, job.context.ring_tiles)
     results = _unit_results(units, job, settings, todo_total, say)
     writer = _TileWriter(conn, scan_id, job.clf.threshold)
     watch = _OfflineWatch(scan_id, imagery)
@@ -435,7 +434,7 @@ class _Job:
     workers: int
     int8_check: Int8Check | None = None
     only_tiles: frozenset[tuple[int, int]] | None = None  # the tiles to scan (ScanSettings.only_tiles, widened)
-    coarse: tuple[int, frozenset[tuple[int, int]]] | None = None  # coarse zoom, tiles read at the scan's (see above)
+    coarse: CoarseContext | None = None  # with ScanSettings.coarse_context: the tiles read at the scan's zoom
 
 
 def _prepare(aoi: AOI, imagery: str, zoom: int, project: Project, settings: ScanSettings) -> _Job:
@@ -477,9 +476,9 @@ def _prepare(aoi: AOI, imagery: str, zoom: int, project: Project, settings: Scan
     coarse = None
     if only is not None and settings.coarse_context is not None:
         fine = fine_context_tiles(only, settings.coarse_context.warm, zoom, context.ring_tiles)
-        coarse = (settings.coarse_context.zoom, fine)
+        coarse = CoarseContext(settings.coarse_context.zoom, fine)
     if settings.triage is not None:
-        fine_reads = None if coarse is None else coarse[1]
+        fine_reads = None if coarse is None else coarse.fine
         params = replace(params, triage=free_tile_counts(settings.triage, settings.only_tiles, only, fine_reads))
     tiles_total = plan.tiles if only is None else len(only)
     new_scan = NewScan(
@@ -682,11 +681,11 @@ def _pending_units(
 
 
 def _with_coarse_context(
-    units: Iterator[tuple[Unit, tuple]], zoom: int, fine: frozenset[tuple[int, int]], ring: int
+    units: Iterator[tuple[Unit, tuple]], coarse: CoarseContext, ring: int
 ) -> Iterator[tuple[Unit, tuple, CoarseContext]]:
-    """The units with the ``CoarseContext`` of each (a fine pass with ``--triage-context coarse``)."""
+    """The units with their share of the scan's ``CoarseContext`` (a fine pass with ``--triage-context coarse``)."""
     for unit, todo in units:
-        yield unit, todo, unit_coarse_context(unit, zoom, fine, ring)
+        yield unit, todo, coarse.for_unit(unit, ring)
 
 
 def start_worker_server() -> None:

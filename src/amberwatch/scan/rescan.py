@@ -56,13 +56,13 @@ from amberwatch.scan.engine import (
 from amberwatch.scan.tiling import DEFAULT_UNIT_ZOOM_DELTA, iter_units
 from amberwatch.scan.triage import DEFAULT_CONTEXT, KeepRule, choose_fine_tiles, warm_fine_tiles
 from amberwatch.scan.worker import (
+    CoarseContext,
     ScanContext,
     fine_context_tiles,
     process_unit,
     release,
     remember_model,
     remember_source,
-    unit_coarse_context,
     with_free_tiles,
 )
 
@@ -172,7 +172,7 @@ class _Layer:
     unit_delta: int
     min_area_ha: float
     only: frozenset[tuple[int, int]] | None = None  # after triage: the kept tiles, the only ones units hold
-    coarse: tuple[int, frozenset[tuple[int, int]]] | None = None  # a coarse context: its zoom, the tiles read at ours
+    coarse: CoarseContext | None = None  # after a triage with a coarse context: the tiles read at the layer's zoom
 
 
 def _model_path(info) -> str | None:
@@ -264,7 +264,7 @@ def _classify_tiles(conn: sqlite3.Connection, new_id: int, layer: _Layer, contex
         if not todo:
             continue
         rows = []
-        coarse = None if layer.coarse is None else unit_coarse_context(unit, *layer.coarse, context.ring_tiles)
+        coarse = None if layer.coarse is None else layer.coarse.for_unit(unit, context.ring_tiles)
         for t in process_unit(unit, context, todo, coarse).tiles:
             if t.status == "empty":  # was 'done' in the parent: its imagery is gone from the cache
                 t = replace(
@@ -301,9 +301,9 @@ def _after_triage(
     coarse = _coarse(conn, triage_id, context, kept, layer)
     if coarse is not None:  # read at the zoom only what the parent read there: the cache holds no other tile
         parent_kept = frozenset((t.x, t.y) for t in scan_tiles_at(conn, parent.id, parent.zoom))
-        parent_fine = _coarse(conn, int(parent_triage["scan_id"]), context, parent_kept, layer)[1]
-        coarse = (coarse[0], coarse[1] & parent_fine)
-    triage = free_tile_counts(chosen.params, chosen.kept, kept, None if coarse is None else coarse[1])
+        parent_fine = _coarse(conn, int(parent_triage["scan_id"]), context, parent_kept, layer).fine
+        coarse = replace(coarse, fine=coarse.fine & parent_fine)
+    triage = free_tile_counts(chosen.params, chosen.kept, kept, None if coarse is None else coarse.fine)
     params = replace(layer.new_scan.params, triage=triage)
     new_scan = replace(layer.new_scan, params=params, tiles_total=len(kept))
     how = "made now from the cached coarse tiles" if made else "reused"
@@ -318,14 +318,14 @@ def _after_triage(
 
 def _coarse(
     conn: sqlite3.Connection, triage_id: int, context: str, kept: frozenset[tuple[int, int]], layer: _Layer
-) -> tuple[int, frozenset[tuple[int, int]]] | None:
-    """A layer's coarse context as its scan's (``--triage-context coarse``) from triage pass ``triage_id``: the
-    triage zoom and the tiles read at the layer's zoom (None: an exact context)."""
+) -> CoarseContext | None:
+    """A layer's coarse context as its scan's (``--triage-context coarse``) from triage pass ``triage_id`` and the
+    layer's tiles ``kept`` (None: an exact context)."""
     if context != "coarse":
         return None
     zoom = layer.context.zoom
     fine = fine_context_tiles(kept, warm_fine_tiles(conn, triage_id, zoom), zoom, layer.context.ring_tiles)
-    return get_scan(conn, triage_id).zoom, fine
+    return CoarseContext(get_scan(conn, triage_id).zoom, fine)
 
 
 def _triage_pass(conn: sqlite3.Connection, old: Scan, triage_clf, triage_file: str, fine: _Layer) -> tuple[int, bool]:

@@ -63,11 +63,17 @@ class ScanContext:
 
 @dataclass(frozen=True)
 class CoarseContext:
-    """Where a unit of a fine pass after triage reads its tiles: at the scan's zoom for ``fine`` (those of the unit's
-    reach that are), every other tile as its parent at ``zoom`` (the triage pass's, cached) upsampled (RESULTS 25)."""
+    """Where a fine pass after triage reads its tiles: at the scan's zoom for ``fine``, every other tile as its parent
+    at ``zoom`` (the triage pass's, cached) upsampled (RESULTS 25). The scan holds the whole set, a unit its share."""
 
     zoom: int  # the coarse (triage) zoom
     fine: frozenset[tuple[int, int]]
+
+    def for_unit(self, unit: Unit, ring: int) -> CoarseContext:
+        """The share of one unit: the tiles of ``fine`` within ``ring`` tiles of it (all it may read)."""
+        xs, ys = [x for x, _ in unit.tiles], [y for _, y in unit.tiles]
+        cols, rows = range(min(xs) - ring, max(xs) + ring + 1), range(min(ys) - ring, max(ys) + ring + 1)
+        return CoarseContext(self.zoom, frozenset((x, y) for y in rows for x in cols if (x, y) in self.fine))
 
 
 @dataclass
@@ -505,13 +511,6 @@ def fine_context_tiles(
     for x, y in scanned & warm:
         out.update(neighbours(x, y, zoom, ring))
     return frozenset(out)
-
-
-def unit_coarse_context(unit: Unit, zoom: int, fine: frozenset[tuple[int, int]], ring: int) -> CoarseContext:
-    """The ``CoarseContext`` of one unit: the tiles of ``fine`` within ``ring`` tiles of it (all it may read)."""
-    xs, ys = [x for x, _ in unit.tiles], [y for _, y in unit.tiles]
-    cols, rows = range(min(xs) - ring, max(xs) + ring + 1), range(min(ys) - ring, max(ys) + ring + 1)
-    return CoarseContext(zoom, frozenset((x, y) for y in rows for x in cols if (x, y) in fine))
 
 
 def _triage(todo, images: dict, z: int, ring: int, result: UnitResult) -> list[tuple[int, int]]:
